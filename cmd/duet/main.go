@@ -1,0 +1,41 @@
+// Command duet is the single binary of duet: the relay server, the identity
+// tool and the call CLI. Subcommands are added as the packages land.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `duet: end-to-end-encrypted 1:1 audio/video calls
+
+Usage:
+  duet version        print the version
+  duet help           this text
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "duet %s\n", version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "duet: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

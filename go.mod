@@ -1,0 +1,3 @@
+module github.com/duetcall/duet
+
+go 1.26
