@@ -1,0 +1,138 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// Type is a message type carried in an envelope's "type" field.
+type Type string
+
+// The call message types (docs/PROTOCOL.md §3).
+const (
+	TypeCallOffer  Type = "call_offer"
+	TypeCallAnswer Type = "call_answer"
+	TypeCallICE    Type = "call_ice"
+	TypeCallReject Type = "call_reject"
+	TypeCallHangup Type = "call_hangup"
+	TypeCallRekey  Type = "call_rekey"
+)
+
+// CallTypes lists every call message type.
+var CallTypes = []Type{TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey}
+
+// IsCall reports whether t is one of the call message types.
+func (t Type) IsCall() bool {
+	switch t {
+	case TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey:
+		return true
+	}
+	return false
+}
+
+// CryptoV2 is the only signaling crypto version duet accepts.
+const CryptoV2 = 2
+
+// Limits on envelopes (docs/PROTOCOL.md §2).
+const (
+	MaxEnvelopeSize = 64 << 10 // an encoded envelope, the relay's frame limit
+	MaxPayloadSize  = 48 << 10 // the base64 payload text
+	MaxIDLen        = 64       // call_id and id
+)
+
+// Envelope errors. Decoding failures wrap ErrEnvelope; a crypto_v other than 2
+// wraps ErrCryptoVersion too.
+var (
+	ErrEnvelope      = errors.New("wire: invalid envelope")
+	ErrCryptoVersion = errors.New("wire: unsupported crypto_v (only 2 is accepted)")
+)
+
+// Envelope is what the relay sees and forwards: route fields and an opaque,
+// sealed payload (docs/PROTOCOL.md §2).
+type Envelope struct {
+	Type    Type           `json:"type"`
+	To      identity.Alias `json:"to"`
+	From    identity.Alias `json:"from"`
+	CallID  string         `json:"call_id"`
+	CryptoV int            `json:"crypto_v"`
+	Payload string         `json:"payload"`
+	ID      string         `json:"id,omitempty"`
+}
+
+// DecodeEnvelope strictly decodes and validates one envelope: unknown fields,
+// wrong types, trailing data, missing or invalid route fields, oversized
+// fields and any crypto_v other than 2 are errors. It never panics.
+func DecodeEnvelope(data []byte) (*Envelope, error) {
+	if len(data) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("%w: %d bytes exceeds the %d-byte limit", ErrEnvelope, len(data), MaxEnvelopeSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var e Envelope
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrEnvelope)
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// Validate checks the envelope's fields as DecodeEnvelope does.
+func (e *Envelope) Validate() error {
+	switch {
+	case e.Type == "":
+		return fmt.Errorf("%w: missing type", ErrEnvelope)
+	case len(e.Type) > MaxIDLen:
+		return fmt.Errorf("%w: type longer than %d bytes", ErrEnvelope, MaxIDLen)
+	case !e.To.Valid():
+		return fmt.Errorf("%w: to: %w", ErrEnvelope, aliasErr(e.To))
+	case !e.From.Valid():
+		return fmt.Errorf("%w: from: %w", ErrEnvelope, aliasErr(e.From))
+	case !validID(e.CallID):
+		return fmt.Errorf("%w: call_id must be 1..%d characters of [A-Za-z0-9_-]", ErrEnvelope, MaxIDLen)
+	case e.ID != "" && !validID(e.ID):
+		return fmt.Errorf("%w: id must be 1..%d characters of [A-Za-z0-9_-]", ErrEnvelope, MaxIDLen)
+	case e.CryptoV != CryptoV2:
+		return fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, e.CryptoV)
+	case e.Payload == "":
+		return fmt.Errorf("%w: missing payload", ErrEnvelope)
+	case len(e.Payload) > MaxPayloadSize:
+		return fmt.Errorf("%w: payload of %d bytes exceeds the %d-byte limit", ErrEnvelope, len(e.Payload), MaxPayloadSize)
+	}
+	return nil
+}
+
+// Encode returns the envelope's JSON encoding.
+func (e *Envelope) Encode() ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(e)
+}
+
+func aliasErr(a identity.Alias) error {
+	_, err := identity.ParseAlias(string(a))
+	return err
+}
+
+// validID reports whether s is 1..MaxIDLen characters of [A-Za-z0-9_-].
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
