@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,21 +62,56 @@ type Envelope struct {
 	ID      string         `json:"id,omitempty"`
 }
 
-// DecodeEnvelope strictly decodes and validates one envelope: unknown fields,
-// wrong types, trailing data, missing or invalid route fields, oversized
-// fields and any crypto_v other than 2 are errors. It never panics.
+// DecodeEnvelope strictly decodes and validates one envelope: JSON outside
+// the §4.2 subset (duplicate keys, invalid UTF-8, non-integer numbers),
+// unknown fields (keys match exactly, case-sensitively), wrong types
+// (including null), trailing data, missing or invalid route fields, oversized
+// fields and any crypto_v other than 2 are errors wrapping ErrEnvelope (and
+// ErrCryptoVersion for crypto_v). It never panics.
 func DecodeEnvelope(data []byte) (*Envelope, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d-byte limit", ErrEnvelope, len(data), MaxEnvelopeSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var e Envelope
-	if err := dec.Decode(&e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)
+	v, err := parseJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEnvelope, err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrEnvelope)
+	if v.kind != kindObject {
+		return nil, fmt.Errorf("%w: a JSON %s, want an object", ErrEnvelope, v.kind)
+	}
+	var e Envelope
+	for i := range v.obj {
+		f := &v.obj[i]
+		var dst *string
+		switch f.key {
+		case "type":
+			dst = (*string)(&e.Type)
+		case "to":
+			dst = (*string)(&e.To)
+		case "from":
+			dst = (*string)(&e.From)
+		case "call_id":
+			dst = &e.CallID
+		case "payload":
+			dst = &e.Payload
+		case "id":
+			dst = &e.ID
+		case "crypto_v":
+			if f.val.kind != kindNumber {
+				return nil, fmt.Errorf("%w: crypto_v is a JSON %s, want an integer", ErrEnvelope, f.val.kind)
+			}
+			if f.val.num != CryptoV2 {
+				return nil, fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, f.val.num)
+			}
+			e.CryptoV = CryptoV2
+			continue
+		default:
+			return nil, fmt.Errorf("%w: unknown field %q", ErrEnvelope, truncate(f.key, 32))
+		}
+		if f.val.kind != kindString {
+			return nil, fmt.Errorf("%w: %s is a JSON %s, want a string", ErrEnvelope, f.key, f.val.kind)
+		}
+		*dst = f.val.str
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err
