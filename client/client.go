@@ -1,0 +1,432 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/internal/hot"
+	"github.com/duetcall/duet/wire"
+)
+
+// ConnState is the state of the relay connection.
+type ConnState string
+
+// Connection states.
+const (
+	StateConnecting   ConnState = "connecting"   // dialling or authenticating
+	StateConnected    ConnState = "connected"    // authenticated; envelopes flow
+	StateDisconnected ConnState = "disconnected" // waiting to reconnect
+	StateClosed       ConnState = "closed"       // Close was called
+)
+
+// Errors returned by the client.
+var (
+	ErrNotConnected = errors.New("client: not connected to the relay (it reconnects by itself; try again shortly)")
+	ErrClosed       = errors.New("client: closed")
+	ErrUnauthorized = errors.New("client: the relay refused authentication")
+)
+
+// Undeliverable is the relay's notice that an envelope with a client id could
+// not be delivered because no device of the recipient is connected.
+type Undeliverable struct {
+	ID     string         `json:"id"`
+	To     identity.Alias `json:"to"`
+	Reason string         `json:"reason"`
+}
+
+// RelayError is a frame the relay refused while keeping the session open.
+type RelayError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	ID      string `json:"id"`
+}
+
+// Options configure a Client.
+type Options struct {
+	RelayURL string             // http://host:port of the relay
+	Identity *identity.Identity // this user's keys
+	Alias    identity.Alias     // this user's alias, from Register or the keystore
+	Pins     *PinStore          // pinned peer keys; nil keeps them in memory
+
+	// Handlers run on the client's read goroutine and must not block.
+	OnEnvelope      func(*wire.Envelope)
+	OnUndeliverable func(Undeliverable)
+	OnRelayError    func(RelayError)
+
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Backoff bounds for reconnecting: full jitter between backoffMin and an
+// exponentially growing cap, at most backoffMax.
+var (
+	backoffMin = 250 * time.Millisecond
+	backoffMax = 10 * time.Second
+)
+
+// Client is an authenticated, self-reconnecting connection to a relay.
+type Client struct {
+	opts  Options
+	base  string
+	log   *slog.Logger
+	hc    *http.Client
+	state *hot.Value[ConnState]
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	conn  *websocket.Conn
+	token string
+
+	iceMu  sync.Mutex
+	ice    *ICEConfig
+	iceExp time.Time
+}
+
+// Connect connects and authenticates to the relay and keeps the connection
+// up, reconnecting with capped, jittered backoff, until Close. It returns
+// once the first authentication succeeded, or with the error of the first
+// attempt if the relay refused it (ErrUnauthorized) or ctx ended.
+func Connect(ctx context.Context, opts Options) (*Client, error) {
+	if opts.Identity == nil {
+		return nil, errors.New("client: Options.Identity is required")
+	}
+	if !opts.Alias.Valid() {
+		return nil, fmt.Errorf("client: Options.Alias %q is not an alias; register first", opts.Alias)
+	}
+	base, err := baseURL(opts.RelayURL)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Pins == nil {
+		opts.Pins, _ = OpenPinStore("")
+	}
+	c := &Client{
+		opts:  opts,
+		base:  base,
+		log:   opts.Logger,
+		hc:    opts.HTTPClient,
+		state: hot.New(StateConnecting),
+		done:  make(chan struct{}),
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if c.hc == nil {
+		c.hc = http.DefaultClient
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+
+	conn, err := c.dial(ctx)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	go c.run(conn)
+	return c, nil
+}
+
+// Alias returns the client's own alias.
+func (c *Client) Alias() identity.Alias { return c.opts.Alias }
+
+// Identity returns the client's identity.
+func (c *Client) Identity() *identity.Identity { return c.opts.Identity }
+
+// State returns the connection state as a hot value: a subscriber gets the
+// current state at once.
+func (c *Client) State() *hot.Value[ConnState] { return c.state }
+
+// Send sends one envelope. Its From is set to the client's alias.
+func (c *Client) Send(ctx context.Context, env *wire.Envelope) error {
+	env.From = c.opts.Alias
+	data, err := env.Encode()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil {
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return ErrNotConnected
+	}
+	if err := conn.Write(ctx, websocket.MessageText, data); err != nil {
+		return fmt.Errorf("client: sending %s to %s: %w", env.Type, env.To, err)
+	}
+	return nil
+}
+
+// Close closes the connection and stops reconnecting.
+func (c *Client) Close() error {
+	c.cancel()
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		conn.Close(websocket.StatusNormalClosure, "client closing")
+	}
+	<-c.done
+	c.state.Set(StateClosed)
+	c.state.Close()
+	return nil
+}
+
+// run reads from conn, then reconnects until the client is closed.
+func (c *Client) run(conn *websocket.Conn) {
+	defer close(c.done)
+	attempt := 0
+	for {
+		if conn != nil {
+			attempt = 0
+			err := c.readLoop(conn)
+			c.setConn(nil, "")
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.log.Info("relay connection lost; reconnecting", "err", err)
+		}
+		c.state.Set(StateDisconnected)
+		if !sleepCtx(c.ctx, backoff(attempt)) {
+			return
+		}
+		attempt++
+		var err error
+		conn, err = c.dial(c.ctx)
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("relay reconnect failed", "attempt", attempt, "err", err)
+			conn = nil
+		}
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	limit := backoffMin << min(attempt, 16)
+	if limit > backoffMax || limit <= 0 {
+		limit = backoffMax
+	}
+	return backoffMin/2 + rand.N(limit)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// frame is the union of the relay's control frames (PROTOCOL.md §9.2).
+type frame struct {
+	Type      string `json:"type"`
+	Challenge string `json:"challenge,omitempty"`
+	Alias     string `json:"alias,omitempty"`
+	Signature string `json:"signature,omitempty"`
+	Token     string `json:"token,omitempty"`
+}
+
+// authTimeout bounds the whole handshake.
+const authTimeout = 10 * time.Second
+
+// dial connects and authenticates; on success the connection is installed.
+func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
+	c.state.Set(StateConnecting)
+	ctx, cancel := context.WithTimeout(ctx, authTimeout)
+	defer cancel()
+	wsURL := "ws" + strings.TrimPrefix(c.base, "http") + "/api/v1/ws"
+	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.hc})
+	if err != nil {
+		return nil, fmt.Errorf("client: dialling %s: %w", wsURL, err)
+	}
+	conn.SetReadLimit(wire.MaxEnvelopeSize)
+	fail := func(err error) (*websocket.Conn, error) {
+		conn.CloseNow()
+		return nil, err
+	}
+	var ch frame
+	if err := readFrame(ctx, conn, &ch); err != nil {
+		return fail(fmt.Errorf("client: waiting for the relay's challenge: %w", err))
+	}
+	chal, err := base64.StdEncoding.DecodeString(ch.Challenge)
+	if ch.Type != "challenge" || err != nil || len(chal) == 0 {
+		return fail(fmt.Errorf("client: the relay sent %q instead of a valid challenge", ch.Type))
+	}
+	sig := ed25519.Sign(c.opts.Identity.SigningKey, append([]byte(wsAuthContext), chal...))
+	auth, _ := json.Marshal(frame{Type: "auth", Alias: string(c.opts.Alias), Signature: base64.StdEncoding.EncodeToString(sig)})
+	if err := conn.Write(ctx, websocket.MessageText, auth); err != nil {
+		return fail(fmt.Errorf("client: sending auth: %w", err))
+	}
+	var ready frame
+	if err := readFrame(ctx, conn, &ready); err != nil {
+		if websocket.CloseStatus(err) == 4001 {
+			return fail(fmt.Errorf("%w: %v (is %s registered on this relay?)", ErrUnauthorized, err, c.opts.Alias))
+		}
+		return fail(fmt.Errorf("client: waiting for ready: %w", err))
+	}
+	if ready.Type != "ready" || ready.Token == "" {
+		return fail(fmt.Errorf("client: the relay sent %q instead of ready", ready.Type))
+	}
+	c.setConn(conn, ready.Token)
+	c.state.Set(StateConnected)
+	c.log.Debug("connected to relay", "relay", c.base, "alias", c.opts.Alias)
+	return conn, nil
+}
+
+func readFrame(ctx context.Context, conn *websocket.Conn, v any) error {
+	_, data, err := conn.Read(ctx)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+func (c *Client) setConn(conn *websocket.Conn, token string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn, c.token = conn, token
+}
+
+// readLoop dispatches frames until the connection fails.
+func (c *Client) readLoop(conn *websocket.Conn) error {
+	defer conn.CloseNow()
+	for {
+		_, data, err := conn.Read(c.ctx)
+		if err != nil {
+			return err
+		}
+		var head struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(data, &head); err != nil {
+			c.log.Warn("relay sent a frame that is not JSON; ignored", "err", err)
+			continue
+		}
+		switch head.Type {
+		case "undeliverable":
+			var u Undeliverable
+			if json.Unmarshal(data, &u) == nil && c.opts.OnUndeliverable != nil {
+				c.opts.OnUndeliverable(u)
+			}
+		case "error":
+			var e RelayError
+			if json.Unmarshal(data, &e) == nil {
+				c.log.Warn("relay refused a frame", "code", e.Code, "message", e.Message, "id", e.ID)
+				if c.opts.OnRelayError != nil {
+					c.opts.OnRelayError(e)
+				}
+			}
+		case "reconnect":
+			c.log.Info("relay is restarting; reconnecting")
+			return errors.New("relay asked to reconnect")
+		default:
+			env, err := wire.DecodeEnvelope(data)
+			if err != nil {
+				c.log.Warn("relay delivered an invalid envelope; dropped", "err", err)
+				continue
+			}
+			if env.To != c.opts.Alias {
+				c.log.Warn("relay delivered an envelope for another alias; dropped", "to", env.To)
+				continue
+			}
+			if c.opts.OnEnvelope != nil {
+				c.opts.OnEnvelope(env)
+			}
+		}
+	}
+}
+
+// bearer returns the current HTTP token.
+func (c *Client) bearer() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.token == "" {
+		if c.ctx.Err() != nil {
+			return "", ErrClosed
+		}
+		return "", ErrNotConnected
+	}
+	return c.token, nil
+}
+
+// PeerKeys returns peer's public keys, fetched from the relay and checked
+// against the pin store (pinned on first use). A key that differs from the
+// pinned one gives a *KeyChangedError (errors.Is ErrKeyChanged).
+func (c *Client) PeerKeys(ctx context.Context, peer identity.Alias) (identity.PublicKeys, error) {
+	keys, err := c.fetchKeys(ctx, peer)
+	if err != nil {
+		return identity.PublicKeys{}, err
+	}
+	if err := c.opts.Pins.Check(peer, keys); err != nil {
+		return identity.PublicKeys{}, err
+	}
+	return keys, nil
+}
+
+// AcceptKey fetches peer's current keys from the relay and pins them,
+// replacing an earlier pin. Call it only after the user compared the new
+// safety number out of band.
+func (c *Client) AcceptKey(ctx context.Context, peer identity.Alias) (identity.PublicKeys, error) {
+	keys, err := c.fetchKeys(ctx, peer)
+	if err != nil {
+		return identity.PublicKeys{}, err
+	}
+	return keys, c.opts.Pins.Accept(peer, keys)
+}
+
+// SafetyNumber returns the safety number between this user and peer, from
+// peer's pinned keys.
+func (c *Client) SafetyNumber(peer identity.Alias) (string, bool) {
+	keys, ok := c.opts.Pins.Pinned(peer)
+	if !ok {
+		return "", false
+	}
+	return identity.SafetyNumber(c.opts.Identity.PublicKeys(), keys), true
+}
+
+func (c *Client) fetchKeys(ctx context.Context, peer identity.Alias) (identity.PublicKeys, error) {
+	if !peer.Valid() {
+		return identity.PublicKeys{}, fmt.Errorf("client: %q is not an alias", peer)
+	}
+	token, err := c.bearer()
+	if err != nil {
+		return identity.PublicKeys{}, err
+	}
+	var resp struct {
+		Alias     string `json:"alias"`
+		Signing   []byte `json:"ed25519"`
+		Agreement []byte `json:"x25519"`
+	}
+	if err := doJSON(ctx, c.hc, http.MethodGet, c.base+"/api/v1/keys/"+string(peer), token, nil, &resp); err != nil {
+		return identity.PublicKeys{}, fmt.Errorf("client: fetching the keys of %s: %w", peer, err)
+	}
+	if resp.Alias != string(peer) {
+		return identity.PublicKeys{}, fmt.Errorf("client: the relay answered keys of %q for %s", resp.Alias, peer)
+	}
+	keys, err := identity.ParsePublicKeys(resp.Signing, resp.Agreement)
+	if err != nil {
+		return identity.PublicKeys{}, fmt.Errorf("client: the relay sent invalid keys for %s: %w", peer, err)
+	}
+	return keys, nil
+}

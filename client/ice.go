@@ -1,0 +1,51 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// ICEServer is one W3C RTCIceServer as the relay returns it.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// ICEConfig is the relay's answer to GET /api/v1/calls/ice-config
+// (PROTOCOL.md §9.4).
+type ICEConfig struct {
+	TTL                int         `json:"ttl"`
+	ICETransportPolicy string      `json:"ice_transport_policy"`
+	ICEServers         []ICEServer `json:"ice_servers"`
+}
+
+// ForceRelay reports whether the relay's operator forces TURN relaying.
+func (c ICEConfig) ForceRelay() bool { return c.ICETransportPolicy == "relay" }
+
+// ICEConfig returns the relay's ICE configuration, cached for its ttl (less a
+// margin, so credentials handed to a new call are never about to expire).
+func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
+	c.iceMu.Lock()
+	defer c.iceMu.Unlock()
+	if c.ice != nil && time.Now().Before(c.iceExp) {
+		return *c.ice, nil
+	}
+	token, err := c.bearer()
+	if err != nil {
+		return ICEConfig{}, err
+	}
+	var cfg ICEConfig
+	if err := doJSON(ctx, c.hc, http.MethodGet, c.base+"/api/v1/calls/ice-config", token, nil, &cfg); err != nil {
+		return ICEConfig{}, fmt.Errorf("client: fetching the ICE config: %w", err)
+	}
+	if cfg.ICETransportPolicy != "all" && cfg.ICETransportPolicy != "relay" {
+		return ICEConfig{}, fmt.Errorf("client: the relay sent ice_transport_policy %q (want all or relay)", cfg.ICETransportPolicy)
+	}
+	ttl := time.Duration(cfg.TTL) * time.Second
+	ttl -= min(ttl/10, time.Minute)
+	c.ice, c.iceExp = &cfg, time.Now().Add(ttl)
+	return cfg, nil
+}

@@ -1,0 +1,158 @@
+package client
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// ErrKeyChanged is returned when a peer's keys from the relay differ from the
+// keys pinned for that peer. Signaling with the peer is refused until the
+// application compares safety numbers out of band and calls AcceptKey.
+var ErrKeyChanged = errors.New("client: peer's keys changed since they were pinned")
+
+// KeyChangedError describes a key change; it wraps ErrKeyChanged.
+type KeyChangedError struct {
+	Peer    identity.Alias
+	Pinned  identity.PublicKeys
+	Offered identity.PublicKeys
+}
+
+func (e *KeyChangedError) Error() string {
+	return fmt.Sprintf("client: the keys of %s changed since they were pinned; compare safety numbers with them out of band, then accept the new key (AcceptKey) to call them again", e.Peer)
+}
+
+func (e *KeyChangedError) Unwrap() error { return ErrKeyChanged }
+
+// PinStore keeps the pinned public keys of peers. A PinStore with an empty
+// path keeps them in memory only. It is safe for concurrent use.
+type PinStore struct {
+	path string
+	mu   sync.Mutex
+	pins map[identity.Alias]pin
+}
+
+type pin struct {
+	Signing   []byte    `json:"ed25519"`
+	Agreement []byte    `json:"x25519"`
+	PinnedAt  time.Time `json:"pinned_at"`
+}
+
+type pinFile struct {
+	Version int                    `json:"version"`
+	Peers   map[identity.Alias]pin `json:"peers"`
+}
+
+// OpenPinStore loads the pin file at path (created on first pin). An empty
+// path gives an in-memory store.
+func OpenPinStore(path string) (*PinStore, error) {
+	s := &PinStore{path: path, pins: make(map[identity.Alias]pin)}
+	if path == "" {
+		return s, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: reading pinned keys: %w", err)
+	}
+	var f pinFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("client: pinned keys file %s is corrupt (%v); restore it from a backup or remove it to re-pin every peer on next contact", path, err)
+	}
+	if f.Version != 1 {
+		return nil, fmt.Errorf("client: pinned keys file %s has unknown version %d", path, f.Version)
+	}
+	for a, p := range f.Peers {
+		if !a.Valid() || len(p.Signing) != ed25519.PublicKeySize || len(p.Agreement) != 32 {
+			return nil, fmt.Errorf("client: pinned keys file %s has an invalid entry for %q", path, a)
+		}
+		s.pins[a] = p
+	}
+	return s, nil
+}
+
+// Check compares keys with the pin for peer. With no pin yet, it pins keys
+// (trust on first use). A difference gives a *KeyChangedError.
+func (s *PinStore) Check(peer identity.Alias, keys identity.PublicKeys) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.pins[peer]
+	if !ok {
+		return s.setLocked(peer, keys)
+	}
+	pinned := identity.PublicKeys{Signing: p.Signing, Agreement: p.Agreement}
+	if !pinned.Equal(keys) {
+		return &KeyChangedError{Peer: peer, Pinned: pinned, Offered: keys}
+	}
+	return nil
+}
+
+// Pinned returns the pinned keys of peer.
+func (s *PinStore) Pinned(peer identity.Alias) (identity.PublicKeys, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.pins[peer]
+	return identity.PublicKeys{Signing: p.Signing, Agreement: p.Agreement}, ok
+}
+
+// Accept replaces the pin for peer with keys.
+func (s *PinStore) Accept(peer identity.Alias, keys identity.PublicKeys) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.setLocked(peer, keys)
+}
+
+func (s *PinStore) setLocked(peer identity.Alias, keys identity.PublicKeys) error {
+	old, had := s.pins[peer]
+	s.pins[peer] = pin{Signing: keys.Signing, Agreement: keys.Agreement, PinnedAt: time.Now().UTC()}
+	if err := s.saveLocked(); err != nil {
+		if had {
+			s.pins[peer] = old
+		} else {
+			delete(s.pins, peer)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *PinStore) saveLocked() error {
+	if s.path == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(pinFile{Version: 1, Peers: s.pins}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("client: saving pinned keys: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".pins-*")
+	if err != nil {
+		return fmt.Errorf("client: saving pinned keys: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), s.path)
+	}
+	if err != nil {
+		return fmt.Errorf("client: saving pinned keys to %s: %w", s.path, err)
+	}
+	return nil
+}

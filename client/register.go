@@ -1,0 +1,149 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// Domain-separation prefixes of the relay's signatures (PROTOCOL.md §9).
+const (
+	registerContext = "duet/v1/register"
+	wsAuthContext   = "duet/v1/ws-auth"
+)
+
+// ErrRelay wraps an error response from the relay; the message carries the
+// relay's error code and text.
+var ErrRelay = errors.New("client: relay refused the request")
+
+// APIError is an error response from the relay's HTTP API.
+type APIError struct {
+	Status  int
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("client: relay answered %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func (e *APIError) Unwrap() error { return ErrRelay }
+
+// Register proves possession of id's signing key to the relay at relayURL and
+// returns the alias the relay assigned. Registering the same identity again
+// returns the same alias (restore on a new device); created reports whether
+// the alias is new.
+func Register(ctx context.Context, hc *http.Client, relayURL string, id *identity.Identity) (alias identity.Alias, created bool, err error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	base, err := baseURL(relayURL)
+	if err != nil {
+		return "", false, err
+	}
+	var ch struct {
+		Challenge string `json:"challenge"`
+	}
+	if err := doJSON(ctx, hc, http.MethodPost, base+"/api/v1/challenge", "", nil, &ch); err != nil {
+		return "", false, fmt.Errorf("client: register: get challenge: %w", err)
+	}
+	chal, err := base64.StdEncoding.DecodeString(ch.Challenge)
+	if err != nil || len(chal) == 0 {
+		return "", false, fmt.Errorf("client: register: relay sent an invalid challenge")
+	}
+	pub := id.PublicKeys()
+	msg := append(append([]byte(registerContext), chal...), pub.Agreement...)
+	req := map[string]string{
+		"ed25519":   base64.StdEncoding.EncodeToString(pub.Signing),
+		"x25519":    base64.StdEncoding.EncodeToString(pub.Agreement),
+		"challenge": ch.Challenge,
+		"signature": base64.StdEncoding.EncodeToString(ed25519.Sign(id.SigningKey, msg)),
+	}
+	var resp struct {
+		Alias   string `json:"alias"`
+		Created bool   `json:"created"`
+	}
+	if err := doJSON(ctx, hc, http.MethodPost, base+"/api/v1/register", "", req, &resp); err != nil {
+		return "", false, fmt.Errorf("client: register: %w", err)
+	}
+	a, err := identity.ParseAlias(resp.Alias)
+	if err != nil {
+		return "", false, fmt.Errorf("client: register: relay assigned %w", err)
+	}
+	return a, resp.Created, nil
+}
+
+// baseURL normalises a relay URL to "http(s)://host[:port][/prefix]".
+func baseURL(relayURL string) (string, error) {
+	u, err := url.Parse(strings.TrimRight(relayURL, "/"))
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("client: relay URL %q: want http://host:port", relayURL)
+	}
+	switch u.Scheme {
+	case "http", "https":
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	default:
+		return "", fmt.Errorf("client: relay URL %q: scheme must be http or https", relayURL)
+	}
+	return u.String(), nil
+}
+
+// maxResponse bounds what the client reads from any relay response.
+const maxResponse = 1 << 20
+
+func doJSON(ctx context.Context, hc *http.Client, method, u, token string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", u, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		apiErr := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(data, apiErr) != nil || apiErr.Code == "" {
+			apiErr.Code, apiErr.Message = http.StatusText(resp.StatusCode), strings.TrimSpace(string(data))
+		}
+		return apiErr
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decoding the relay's answer from %s: %w", u, err)
+	}
+	return nil
+}
