@@ -111,6 +111,9 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 		if f.val.kind != kindString {
 			return nil, fmt.Errorf("%w: %s is a JSON %s, want a string", ErrEnvelope, f.key, f.val.kind)
 		}
+		if f.key == "id" && f.val.str == "" { // Validate reads "" as absent
+			return nil, fmt.Errorf("%w: id must be 1..%d characters of [A-Za-z0-9_-]; leave it out instead of empty", ErrEnvelope, MaxIDLen)
+		}
 		*dst = f.val.str
 	}
 	if err := e.Validate(); err != nil {
