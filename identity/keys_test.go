@@ -178,7 +178,6 @@ func TestParsePublicKeysAcceptsRealKeys(t *testing.T) {
 	}
 }
 
-
 func TestParsePublicKeysRejects(t *testing.T) {
 	good := mustIdentity(t, mnemonicA).PublicKeys()
 	// Encodings of the small-order Edwards points (libsodium's
@@ -278,4 +277,21 @@ func ExampleFromMnemonic() {
 	// Output:
 	// ed25519 68cd575eae2a940a3c9b1baf817285213faf9d90fa8e2bb4a69f54ed9182caff
 	// x25519  cb605368c0e8825ef2190633af796a531fd06966117f7a0eecad25fc31d9d867
+}
+
+func BenchmarkFromMnemonic(b *testing.B) {
+	for b.Loop() {
+		if _, err := FromMnemonic(mnemonicA); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParsePublicKeys(b *testing.B) {
+	pk := mustIdentity(b, mnemonicA).PublicKeys()
+	for b.Loop() {
+		if _, err := ParsePublicKeys(pk.Signing, pk.Agreement); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -49,28 +49,42 @@ func (ks Keystore) LogValue() slog.Value { return slog.StringValue(ks.String()) 
 // it over path, so path holds either the old or the new keystore, never a
 // partial one. A zero Version means KeystoreVersion; the mnemonic is
 // stored normalised.
-func SaveKeystore(path string, ks Keystore) (err error) {
+func SaveKeystore(path string, ks Keystore) error {
+	data, err := encodeKeystore(path, ks)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, data)
+}
+
+// encodeKeystore validates ks and returns the file content; path is for
+// error messages only.
+func encodeKeystore(path string, ks Keystore) ([]byte, error) {
 	if ks.Version == 0 {
 		ks.Version = KeystoreVersion
 	}
 	if ks.Version != KeystoreVersion {
-		return newError(fmt.Sprintf("identity: not saving keystore %s: version %d is not supported; use %d", path, ks.Version, KeystoreVersion), ErrKeystoreVersion)
+		return nil, newError(fmt.Sprintf("identity: not saving keystore %s: version %d is not supported; use %d", path, ks.Version, KeystoreVersion), ErrKeystoreVersion)
 	}
 	if err := ValidateMnemonic(ks.Mnemonic); err != nil {
-		return newError(fmt.Sprintf("identity: not saving keystore %s: %s", path, strings.TrimPrefix(err.Error(), "identity: ")), err)
+		return nil, newError(fmt.Sprintf("identity: not saving keystore %s: %s", path, strings.TrimPrefix(err.Error(), "identity: ")), err)
 	}
 	if ks.Alias != "" {
 		if _, err := ParseAlias(string(ks.Alias)); err != nil {
-			return newError(fmt.Sprintf("identity: not saving keystore %s: %s", path, strings.TrimPrefix(err.Error(), "identity: ")), err)
+			return nil, newError(fmt.Sprintf("identity: not saving keystore %s: %s", path, strings.TrimPrefix(err.Error(), "identity: ")), err)
 		}
 	}
 	ks.Mnemonic = NormalizeMnemonic(ks.Mnemonic)
 	data, err := json.MarshalIndent(ks, "", "  ")
 	if err != nil {
-		return fmt.Errorf("identity: encoding keystore: %w", err)
+		return nil, fmt.Errorf("identity: encoding keystore: %w", err)
 	}
-	data = append(data, '\n')
+	return append(data, '\n'), nil
+}
 
+// writeFileAtomic replaces path with data (mode 0600) through a synced
+// temporary file in the same directory, creating the directory if needed.
+func writeFileAtomic(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("identity: creating the keystore directory: %w", err)
@@ -113,8 +127,8 @@ func SaveKeystore(path string, ks Keystore) (err error) {
 // LoadKeystore reads and checks the keystore file at path. Errors:
 //
 //   - the file does not exist: wraps fs.ErrNotExist;
-//   - group or others may read or write it: ErrKeystorePermissions, checked
-//     before the content is read (not on Windows);
+//   - group or others have any permission on it: ErrKeystorePermissions,
+//     checked before the content is read (not on Windows);
 //   - it is not exactly the JSON object of §1.5 (unknown fields, trailing
 //     data, wrong types, over 64 KiB): ErrKeystoreCorrupt;
 //   - its version is not KeystoreVersion: ErrKeystoreVersion;
@@ -139,8 +153,11 @@ func LoadKeystore(path string) (Keystore, error) {
 		return Keystore{}, newError(fmt.Sprintf("identity: keystore %s is not a regular file (mode %s)", path, fi.Mode()), ErrKeystoreCorrupt)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		what := "readable"
-		if perm&0o044 == 0 {
+		what := "accessible" // execute bits only
+		switch {
+		case perm&0o044 != 0:
+			what = "readable"
+		case perm&0o022 != 0:
 			what = "writable"
 		}
 		return Keystore{}, newError(fmt.Sprintf("identity: keystore %s is %s by others (mode %04o); run chmod 600 %s", path, what, perm, path), ErrKeystorePermissions)
@@ -149,6 +166,12 @@ func LoadKeystore(path string) (Keystore, error) {
 	if err != nil {
 		return Keystore{}, fmt.Errorf("identity: reading keystore: %w", err)
 	}
+	return decodeKeystore(path, data)
+}
+
+// decodeKeystore parses and checks the file content data; path is for error
+// messages only.
+func decodeKeystore(path string, data []byte) (Keystore, error) {
 	corrupt := func(detail string, errs ...error) error {
 		return newError(fmt.Sprintf("identity: keystore %s is corrupt: %s; restore it from your mnemonic", path, detail), append([]error{ErrKeystoreCorrupt}, errs...)...)
 	}
@@ -181,7 +204,7 @@ func LoadKeystore(path string) (Keystore, error) {
 	}
 	if ks.Alias != "" {
 		if _, err := ParseAlias(string(ks.Alias)); err != nil {
-			return Keystore{}, corrupt("invalid alias: "+strings.TrimPrefix(err.Error(), "identity: "), err)
+			return Keystore{}, corrupt(strings.TrimPrefix(err.Error(), "identity: "), err)
 		}
 	}
 	ks.Mnemonic = NormalizeMnemonic(ks.Mnemonic)
