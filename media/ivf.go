@@ -67,8 +67,10 @@ type ivfRaw struct {
 
 // OpenIVF reads the IVF file header from r and returns a reader positioned
 // at the first frame. Only VP8 ("VP80") is accepted. r is read sequentially
-// and never seeked, so a bytes.Reader, a file or a pipe all work.
+// and never seeked, so a bytes.Reader, a file or a pipe all work; an
+// unbuffered r is read through a bufio.Reader.
 func OpenIVF(r io.Reader) (*IVFReader, error) {
+	r = buffered(r)
 	var h [ivfFileHeaderLen]byte
 	if n, err := io.ReadFull(r, h[:]); err != nil {
 		if n >= 4 && string(h[:4]) != ivfMagic {

@@ -92,6 +92,20 @@ type Source interface {
 	Next(ctx context.Context) (Frame, error)
 }
 
+// Sink takes received frames: [IVFSink] for VP8, [OggSink] for Opus.
+type Sink interface {
+	WriteFrame(f Frame) error
+	Close() error
+}
+
+var (
+	_ Sink   = (*IVFSink)(nil)
+	_ Sink   = (*OggSink)(nil)
+	_ Source = (*IVFReader)(nil)
+	_ Source = (*OggReader)(nil)
+	_ Source = (*PacedSource)(nil)
+)
+
 // Opener opens a fresh Source positioned at the start of its media. A
 // [PacedSource] calls it once at creation and again each time it loops. If
 // the Source it returns is also an io.Closer, it is closed when done with.
@@ -170,6 +184,17 @@ func InfoOf(src Source) Info {
 		return i.Info()
 	}
 	return Info{Codec: src.Codec()}
+}
+
+// buffered returns r itself when it is already buffered or in memory (an
+// io.ByteReader: bufio.Reader, bytes.Reader, strings.Reader), else r behind
+// a bufio.Reader, so that the readers' small header reads do not each cost
+// a system call.
+func buffered(r io.Reader) io.Reader {
+	if _, ok := r.(io.ByteReader); ok {
+		return r
+	}
+	return bufio.NewReaderSize(r, 64<<10)
 }
 
 // readFull reads exactly n bytes, growing the buffer only as data arrives,

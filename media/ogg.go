@@ -91,11 +91,12 @@ type OggReader struct {
 
 // OpenOgg reads the Ogg Opus headers (OpusHead, OpusTags) from r and returns
 // a reader positioned at the first audio packet. Anything but Opus is
-// rejected with ErrFormat. r is read sequentially and never seeked.
+// rejected with ErrFormat. r is read sequentially and never seeked; an
+// unbuffered r is read through a bufio.Reader.
 func OpenOgg(r io.Reader) (*OggReader, error) { return openOgg(r, false) }
 
 func openOgg(r io.Reader, skipCRC bool) (*OggReader, error) {
-	o := &OggReader{r: r, skipCRC: skipCRC}
+	o := &OggReader{r: buffered(r), skipCRC: skipCRC}
 	head, err := o.nextPacket()
 	if err != nil {
 		if errors.Is(err, io.EOF) {

@@ -71,13 +71,15 @@ type PacedSource struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	mu         sync.Mutex
+	mu         sync.Mutex // held by Next, also while it waits
 	src        Source
 	started    bool
 	due        time.Time // when the next frame may go
 	passFrames int       // frames read since the media last (re)started
-	stats      PacedStats
-	err        error // sticky: io.EOF at the end, or a read error
+	err        error     // sticky: io.EOF at the end, or a read error
+
+	statsMu sync.Mutex // apart from mu, so Stats never waits for a frame
+	stats   PacedStats
 }
 
 // NewPacedSource opens the media once (so a bad file fails here, not at the
@@ -112,9 +114,15 @@ func (p *PacedSource) Info() Info { return p.info }
 
 // Stats returns the counters.
 func (p *PacedSource) Stats() PacedStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
 	return p.stats
+}
+
+func (p *PacedSource) count(f func(*PacedStats)) {
+	p.statsMu.Lock()
+	f(&p.stats)
+	p.statsMu.Unlock()
 }
 
 // Next waits until the next frame is due and returns it. It returns io.EOF
@@ -139,7 +147,7 @@ func (p *PacedSource) Next(ctx context.Context) (Frame, error) {
 	}
 	if now.Sub(p.due) > maxLag {
 		p.due = now
-		p.stats.Resyncs++
+		p.count(func(s *PacedStats) { s.Resyncs++ })
 	}
 	if wait := p.due.Sub(now); wait > 0 {
 		t := p.clock.NewTimer(wait)
@@ -161,7 +169,7 @@ func (p *PacedSource) Next(ctx context.Context) (Frame, error) {
 		return Frame{}, err
 	}
 	p.due = p.due.Add(f.Duration)
-	p.stats.Frames++
+	p.count(func(s *PacedStats) { s.Frames++ })
 	return f, nil
 }
 
@@ -190,7 +198,7 @@ func (p *PacedSource) read(ctx context.Context) (Frame, error) {
 		}
 		p.src = src
 		p.passFrames = 0
-		p.stats.Loops++
+		p.count(func(s *PacedStats) { s.Loops++ })
 	}
 }
 

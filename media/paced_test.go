@@ -103,6 +103,9 @@ func TestPacedSourceWaitsForClock(t *testing.T) {
 	if d := <-clk.created; d != fixtureOpusDur {
 		t.Fatalf("waits %v, want %v", d, fixtureOpusDur)
 	}
+	if s := p.Stats(); s.Frames != 1 { // Stats does not wait for the frame
+		t.Fatalf("Stats %+v while waiting", s)
+	}
 	clk.Advance(fixtureOpusDur / 2)
 	select {
 	case r := <-ch:
@@ -321,7 +324,7 @@ func TestPacedSourceWallClock(t *testing.T) {
 	}
 }
 
-func mustOpen(t *testing.T, data []byte) Source {
+func mustOpen(t testing.TB, data []byte) Source {
 	t.Helper()
 	src, err := Open(bytes.NewReader(data))
 	if err != nil {
