@@ -1,0 +1,381 @@
+package call
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/wire"
+)
+
+// newPC creates the call's peer connection and installs its handlers.
+func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
+	api, err := s.m.newAPI()
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(s.m.rtcConfig(ice))
+	if err != nil {
+		return nil, fmt.Errorf("%w: peer connection: %w", ErrMediaSetup, err)
+	}
+	pc.OnICECandidate(s.onLocalCandidate)
+	pc.OnICEConnectionStateChange(s.onICEState)
+	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { s.onPCState(pc) })
+	pc.OnTrack(s.onTrack)
+	pc.OnICEGatheringStateChange(func(g webrtc.ICEGatheringState) {
+		s.log.Debug("call: ICE gathering", "state", g.String())
+	})
+	return pc, nil
+}
+
+// onLocalCandidate trickles a gathered candidate (nil: gathering complete,
+// sent as the end-of-candidates marker) in canonical form. Candidates
+// gathered before the offer or answer is out wait in pendLocal.
+func (s *session) onLocalCandidate(c *webrtc.ICECandidate) {
+	p := wire.ICEPayload{}
+	if c != nil {
+		init := c.ToJSON()
+		p.Candidate = init.Candidate
+		p.SDPMid = init.SDPMid
+		if init.SDPMLineIndex != nil {
+			n := int(*init.SDPMLineIndex)
+			p.SDPMLine = &n
+		}
+		s.log.Debug("call: local candidate", "type", c.Typ.String(), "address", c.Address, "port", c.Port, "protocol", c.Protocol.String())
+	}
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.ending {
+		return
+	}
+	if !s.localReady {
+		if len(s.pendLocal) >= maxPendingCandidates {
+			s.st.iceDropped.Add(1)
+			return
+		}
+		s.pendLocal = append(s.pendLocal, p)
+		return
+	}
+	s.queueLocalLocked(p)
+}
+
+// queueLocalLocked queues p for the ICE sender; m.mu is held.
+func (s *session) queueLocalLocked(p wire.ICEPayload) {
+	select {
+	case s.iceOut <- p:
+	default:
+		s.st.iceDropped.Add(1)
+	}
+}
+
+// flushLocalLocked marks the local description as sent and queues the
+// candidates that waited for it; m.mu is held.
+func (s *session) flushLocalLocked() {
+	s.localReady = true
+	for _, p := range s.pendLocal {
+		s.queueLocalLocked(p)
+	}
+	s.pendLocal = nil
+}
+
+// iceSender sends queued local candidates in order until the call ends.
+func (s *session) iceSender() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case p := <-s.iceOut:
+			ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
+			if err := s.send(ctx, p); err != nil && s.ctx.Err() == nil {
+				s.log.Warn("call: sending an ICE candidate failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// addRemote adds a candidate from the peer, or keeps it until the remote
+// description is set.
+func (s *session) addRemote(p wire.ICEPayload) {
+	if p.Candidate == "" { // end of candidates
+		return
+	}
+	init := webrtc.ICECandidateInit{Candidate: p.Candidate, SDPMid: p.SDPMid}
+	if p.SDPMLine != nil {
+		n := uint16(*p.SDPMLine) // Validate bounds it to 0..65535
+		init.SDPMLineIndex = &n
+	}
+	m := s.m
+	m.mu.Lock()
+	if s.ending {
+		m.mu.Unlock()
+		return
+	}
+	if !s.remoteSet {
+		if len(s.pendRemote) >= maxPendingCandidates {
+			s.st.iceDropped.Add(1)
+		} else {
+			s.pendRemote = append(s.pendRemote, init)
+		}
+		m.mu.Unlock()
+		return
+	}
+	pc := s.pc
+	m.mu.Unlock()
+	if err := pc.AddICECandidate(init); err != nil {
+		s.st.iceDropped.Add(1)
+		s.log.Debug("call: remote candidate refused", "err", err)
+	}
+}
+
+// remoteReady marks the remote description as set and adds the candidates
+// that waited for it.
+func (s *session) remoteReady() {
+	m := s.m
+	m.mu.Lock()
+	s.remoteSet = true
+	pend, pc := s.pendRemote, s.pc
+	s.pendRemote = nil
+	m.mu.Unlock()
+	for _, c := range pend {
+		if err := pc.AddICECandidate(c); err != nil {
+			s.st.iceDropped.Add(1)
+			s.log.Debug("call: remote candidate refused", "err", err)
+		}
+	}
+}
+
+// onICEState runs synchronously on the ICE agent's goroutine: it must not
+// block. ICE failure starts the restart logic on a session goroutine.
+func (s *session) onICEState(st webrtc.ICEConnectionState) {
+	s.log.Debug("call: ICE connection", "state", st.String())
+	if st == webrtc.ICEConnectionStateFailed {
+		s.spawn(s.onICEFailed)
+	}
+}
+
+// onPCState follows the peer connection state. pion runs this handler on a
+// new goroutine per change, so changes can arrive out of order: it acts on
+// the connection's current state, not on the one it was called for.
+func (s *session) onPCState(pc *webrtc.PeerConnection) {
+	st := pc.ConnectionState()
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.ending || s.pc != pc {
+		return
+	}
+	switch st {
+	case webrtc.PeerConnectionStateConnected:
+		// The seed: the disconnected timer is cleared on connected and
+		// connecting so that it does not fight an ICE restart.
+		stopTimer(&s.discTimer)
+		stopTimer(&s.waitRestart)
+		if !s.connected {
+			s.connected = true
+			s.connectedAt = time.Now()
+			s.state = StateConnected
+			m.publishLocked(s, ReasonNone)
+			s.startMediaLocked()
+		}
+	case webrtc.PeerConnectionStateConnecting:
+		stopTimer(&s.discTimer)
+	case webrtc.PeerConnectionStateDisconnected:
+		if s.discTimer == nil {
+			s.log.Info("call: connection disconnected", "ends_after", disconnectedTimeout)
+			s.discTimer = time.AfterFunc(disconnectedTimeout, s.onDisconnectedTimeout)
+		}
+	}
+}
+
+// onDisconnectedTimeout ends a call whose connection stayed disconnected
+// (or went on to fail) for disconnectedTimeout.
+func (s *session) onDisconnectedTimeout() {
+	m := s.m
+	m.mu.Lock()
+	if s.ending || s.discTimer == nil {
+		m.mu.Unlock()
+		return
+	}
+	pc := s.pc
+	m.mu.Unlock()
+	switch pc.ConnectionState() {
+	case webrtc.PeerConnectionStateConnected, webrtc.PeerConnectionStateConnecting:
+		return
+	}
+	s.log.Info("call: disconnected too long", "timeout", disconnectedTimeout)
+	m.end(s, StateEnded, ReasonDisconnected, notifyHangup, ErrDisconnected)
+}
+
+// onICEFailed implements the seed's "ICE failed → restart once": the caller
+// restarts ICE with a new offer (ice_restart: true) at the first failure;
+// the callee waits for that offer. A second failure ends the call with
+// ice_failed.
+func (s *session) onICEFailed() {
+	m := s.m
+	m.mu.Lock()
+	if s.ending {
+		m.mu.Unlock()
+		return
+	}
+	s.iceFailures++
+	n := s.iceFailures
+	if n >= 2 || s.restarts >= 1 && !s.incoming {
+		m.mu.Unlock()
+		s.log.Info("call: ICE failed again after the restart")
+		m.end(s, StateEnded, ReasonICEFailed, notifyHangup, ErrICEFailed)
+		return
+	}
+	if s.incoming {
+		s.log.Info("call: ICE failed; waiting for the caller's ICE restart", "wait", restartWait)
+		s.waitRestart = time.AfterFunc(restartWait, func() {
+			m.mu.Lock()
+			stale := s.ending || s.waitRestart == nil
+			m.mu.Unlock()
+			if !stale {
+				m.end(s, StateEnded, ReasonICEFailed, notifyHangup, ErrICEFailed)
+			}
+		})
+		m.mu.Unlock()
+		return
+	}
+	s.restarts++
+	s.localReady = false
+	pc, ephem := s.pc, s.ephem
+	m.mu.Unlock()
+
+	s.log.Info("call: ICE failed; restarting ICE")
+	if h := m.hooks.onRestart; h != nil {
+		h(s.id)
+	}
+	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		m.fail(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
+		return
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		m.fail(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
+	defer cancel()
+	if err := s.send(ctx, wire.OfferPayload{SDP: offer.SDP, EPK: ephem.PublicKey().Bytes(), ICERestart: true}); err != nil {
+		m.fail(s, err)
+		return
+	}
+	m.mu.Lock()
+	if !s.ending {
+		s.flushLocalLocked()
+	}
+	m.mu.Unlock()
+}
+
+// onRestartOffer is the callee's side of an ICE restart: it applies the
+// caller's restart offer and answers it with its current ephemeral key.
+func (s *session) onRestartOffer(p wire.OfferPayload) {
+	m := s.m
+	m.mu.Lock()
+	if s.ending || !s.incoming || s.pc == nil || !s.remoteSet || !bytes.Equal(p.EPK, s.peerEPK) {
+		m.mu.Unlock()
+		m.countDrop("restart_mismatch")
+		return
+	}
+	stopTimer(&s.waitRestart)
+	s.restarts++
+	s.localReady = false
+	pc, ephem := s.pc, s.ephem
+	m.mu.Unlock()
+
+	s.log.Info("call: ICE restart requested by the caller")
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: p.SDP}); err != nil {
+		m.fail(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
+		return
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		m.fail(s, fmt.Errorf("%w: ICE restart answer: %w", ErrMediaSetup, err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
+	defer cancel()
+	if err := s.send(ctx, wire.AnswerPayload{SDP: answer.SDP, EPK: ephem.PublicKey().Bytes()}); err != nil {
+		m.fail(s, err)
+		return
+	}
+	m.mu.Lock()
+	if !s.ending {
+		s.flushLocalLocked()
+	}
+	m.mu.Unlock()
+}
+
+// onAnswer is the caller's handling of call_answer: the first answer
+// completes the setup; later ones answer an ICE restart offer.
+func (s *session) onAnswer(p wire.AnswerPayload) {
+	m := s.m
+	m.mu.Lock()
+	if s.ending || s.incoming || s.pc == nil {
+		m.mu.Unlock()
+		m.countDrop("unexpected")
+		return
+	}
+	pc := s.pc
+	if s.state != StateCalling {
+		// An answer to our ICE restart offer.
+		if !bytes.Equal(p.EPK, s.peerEPK) || pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
+			m.mu.Unlock()
+			m.countDrop("restart_mismatch")
+			return
+		}
+		m.mu.Unlock()
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.SDP}); err != nil {
+			m.fail(s, fmt.Errorf("%w: ICE restart answer: %w", ErrMediaSetup, err))
+		}
+		return
+	}
+	stopTimer(&s.answerTimer)
+	s.state = StateConnecting
+	s.peerEPK = bytes.Clone(p.EPK)
+	ephem := s.ephem
+	m.publishLocked(s, ReasonNone)
+	m.mu.Unlock()
+
+	s.step("STEP", 8.5, "answer received")
+	if err := s.installKeys(ephem, p.EPK); err != nil {
+		m.fail(s, err)
+		return
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.SDP}); err != nil {
+		m.fail(s, fmt.Errorf("%w: the callee's answer: %w", ErrMediaSetup, err))
+		return
+	}
+	s.remoteReady()
+}
+
+// close releases everything the call holds; it runs once, in the teardown.
+func (s *session) close() {
+	m := s.m
+	m.mu.Lock()
+	s.closing = true
+	pc, sources, sinks := s.pc, s.sources, s.sinks
+	m.mu.Unlock()
+	for _, src := range sources {
+		_ = src.Close()
+	}
+	if pc != nil {
+		if err := pc.GracefulClose(); err != nil {
+			s.log.Debug("call: closing the peer connection", "err", err)
+		}
+	}
+	s.wg.Wait()
+	closeQuietly(sinks.Audio)
+	closeQuietly(sinks.Video)
+}

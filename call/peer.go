@@ -1,0 +1,126 @@
+package call
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/media"
+)
+
+// Payload types and codec parameters. Only VP8 and Opus are registered: the
+// H.264 packetisers parse the frame and break on ciphertext, and both SDKs
+// negotiate these two explicitly (DESIGN.md decision 5).
+const (
+	ptVP8  = 96
+	ptOpus = 111
+)
+
+var (
+	vp8Codec = webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType:  webrtc.MimeTypeVP8,
+			ClockRate: 90000,
+			RTCPFeedback: []webrtc.RTCPFeedback{
+				{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"},
+				{Type: "nack"}, {Type: "nack", Parameter: "pli"},
+			},
+		},
+		PayloadType: ptVP8,
+	}
+	opusCodec = webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType:    webrtc.MimeTypeOpus,
+			ClockRate:   48000,
+			Channels:    2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1",
+		},
+		PayloadType: ptOpus,
+	}
+)
+
+// newAPI builds the pion API of one call: a MediaEngine with VP8 and Opus
+// only, the default interceptors (NACK, RTCP reports, stats, TWCC) and the
+// SettingEngine (which tests adjust through a hook).
+func (m *Module) newAPI() (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterCodec(vp8Codec, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("%w: registering VP8: %w", ErrMediaSetup, err)
+	}
+	if err := me.RegisterCodec(opusCodec, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("%w: registering Opus: %w", ErrMediaSetup, err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, fmt.Errorf("%w: interceptors: %w", ErrMediaSetup, err)
+	}
+	var se webrtc.SettingEngine
+	if m.hooks.settingEngine != nil {
+		m.hooks.settingEngine(&se)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// rtcConfig turns the relay's ICE configuration into a pion Configuration.
+// The transport policy is relay when the module was built with AlwaysRelay
+// or the relay forces it.
+func (m *Module) rtcConfig(ice client.ICEConfig) webrtc.Configuration {
+	cfg := webrtc.Configuration{
+		ICETransportPolicy: webrtc.ICETransportPolicyAll,
+		BundlePolicy:       webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy:      webrtc.RTCPMuxPolicyRequire,
+	}
+	if m.opts.AlwaysRelay || ice.ForceRelay() {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	for _, s := range ice.ICEServers {
+		srv := webrtc.ICEServer{URLs: append([]string(nil), s.URLs...)}
+		if s.Username != "" || s.Credential != "" {
+			srv.Username = s.Username
+			srv.Credential = s.Credential
+			srv.CredentialType = webrtc.ICECredentialTypePassword
+		}
+		cfg.ICEServers = append(cfg.ICEServers, srv)
+	}
+	return cfg
+}
+
+// mimeKind maps a negotiated codec to the media kind, "" for anything else.
+func mimeKind(mime string) Kind {
+	switch {
+	case strings.EqualFold(mime, webrtc.MimeTypeVP8):
+		return KindVideo
+	case strings.EqualFold(mime, webrtc.MimeTypeOpus):
+		return KindAudio
+	}
+	return ""
+}
+
+// codecOf returns the media package's codec name of kind.
+func codecOf(k Kind) string {
+	if k == KindVideo {
+		return media.CodecVP8
+	}
+	return media.CodecOpus
+}
+
+// mLines returns the m= lines of an SDP with their direction, for the STEP
+// logs (the seed's STEP 6.5 / ANSWER STEP 3.5 lines).
+func mLines(sdp string) []string {
+	var out []string
+	for _, l := range strings.Split(sdp, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "m="):
+			out = append(out, l)
+		case l == "a=sendrecv" || l == "a=sendonly" || l == "a=recvonly" || l == "a=inactive":
+			if len(out) > 0 {
+				out[len(out)-1] += " " + l
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,363 @@
+package call
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/duetcall/duet/e2ee"
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/media"
+	"github.com/duetcall/duet/wire"
+)
+
+// session is one call, from Call or an incoming offer to the end of its
+// teardown. Fields below mu are guarded by the module's mu.
+type session struct {
+	m        *Module
+	id       string
+	peer     identity.Alias
+	incoming bool
+	video    bool
+	log      *slog.Logger
+	created  time.Time
+
+	ctx    context.Context // cancelled when the call ends
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the teardown finished
+	wg     sync.WaitGroup
+	iceOut chan wire.ICEPayload // local candidates to send, in order
+
+	st counters
+
+	// guarded by m.mu
+	state       State
+	ending      bool // end was called
+	closing     bool // teardown is waiting for wg: no new goroutines
+	answering   bool // Answer was called
+	ps          *peerSig
+	offerSent   bool
+	offerID     string // the envelope id of our offer (undeliverable notices)
+	offerSDP    string // callee: the offer, kept while ringing
+	ephem       *ecdh.PrivateKey
+	peerEPK     []byte
+	pc          *webrtc.PeerConnection
+	remoteSet   bool
+	pendRemote  []webrtc.ICECandidateInit
+	localReady  bool
+	pendLocal   []wire.ICEPayload
+	connected   bool // reached connected at least once
+	connectedAt time.Time
+	iceFailures int
+	restarts    int
+	answerTimer *time.Timer
+	ringTimer   *time.Timer
+	discTimer   *time.Timer
+	waitRestart *time.Timer
+	enc         *e2ee.Encryptor
+	dec         *e2ee.Decryptor
+	epoch       uint32
+	rekey       *rekeyState
+	senders     []sender
+	sources     []*media.PacedSource
+	sinks       Sinks
+	localTracks Tracks
+	remTracks   Tracks
+	diag        diagState
+}
+
+func (m *Module) newSession(id string, peer identity.Alias, incoming, video bool) *session {
+	s := &session{
+		m:        m,
+		id:       id,
+		peer:     peer,
+		incoming: incoming,
+		video:    video,
+		created:  time.Now(),
+		done:     make(chan struct{}),
+		iceOut:   make(chan wire.ICEPayload, iceQueue),
+	}
+	s.log = m.log.With("call_id", id, "peer", string(peer))
+	s.ctx, s.cancel = context.WithCancel(m.ctx)
+	return s
+}
+
+// goLocked starts f on a goroutine of the session unless the teardown is
+// already waiting for them; m.mu is held.
+func (s *session) goLocked(f func()) bool {
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// spawn is goLocked taking the lock.
+func (s *session) spawn(f func()) {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	s.goLocked(f)
+}
+
+// live reports, under the lock, whether the call has not been ended.
+func (s *session) live() bool {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return !s.ending
+}
+
+// signalingReady reports whether the peer knows of this call and we can seal
+// messages to it.
+func (s *session) signalingReady() bool {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.ps != nil && (s.incoming || s.offerSent)
+}
+
+// stopTimersLocked stops every timer of the session; m.mu is held.
+func (s *session) stopTimersLocked() {
+	stopTimer(&s.answerTimer)
+	stopTimer(&s.ringTimer)
+	stopTimer(&s.discTimer)
+	stopTimer(&s.waitRestart)
+}
+
+// setupCtx returns a context that ends with ctx or with the call.
+func (s *session) setupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// step logs one setup step at debug level, like the seed's STEP 1..8 lines.
+func (s *session) step(name string, n float64, msg string, args ...any) {
+	s.log.Debug(fmt.Sprintf("call: %s %g: %s", name, n, msg), args...)
+}
+
+// ended returns ErrCallEnded if the call was ended, else err.
+func (s *session) ended(err error) error {
+	if !s.live() {
+		return fmt.Errorf("%w (during setup: %v)", ErrCallEnded, err)
+	}
+	return err
+}
+
+// startCaller runs the caller's setup, STEP 1..8: it sends the offer and
+// arms the answer timeout.
+func (s *session) startCaller(ctx context.Context) error {
+	m := s.m
+	ctx, cancel := s.setupCtx(ctx)
+	defer cancel()
+
+	s.step("STEP", 1, "fetching the ICE configuration")
+	ice, err := m.sig.ICEConfig(ctx)
+	if err != nil {
+		return s.ended(fmt.Errorf("%w: ICE configuration: %w", ErrMediaSetup, err))
+	}
+	s.step("STEP", 2, "fetching and checking the peer's keys")
+	ps, err := m.peerSession(ctx, s.peer)
+	if err != nil {
+		return s.ended(fmt.Errorf("call: keys of %s: %w", s.peer, err))
+	}
+	s.step("STEP", 3, "ephemeral key")
+	ephem, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("%w: ephemeral key: %w", ErrMediaSetup, err)
+	}
+	s.step("STEP", 4, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
+	pc, err := s.newPC(ice)
+	if err != nil {
+		return s.ended(err)
+	}
+	m.mu.Lock()
+	if s.ending {
+		m.mu.Unlock()
+		_ = pc.Close()
+		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
+	}
+	s.ps, s.ephem, s.pc = ps, ephem, pc
+	m.mu.Unlock()
+
+	s.step("STEP", 5, "adding local tracks", "video", s.video)
+	if err := s.addTracks(pc, s.video); err != nil {
+		return s.ended(err)
+	}
+	s.step("STEP", 6, "creating the offer")
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return s.ended(fmt.Errorf("%w: creating the offer: %w", ErrMediaSetup, err))
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return s.ended(fmt.Errorf("%w: setting the offer: %w", ErrMediaSetup, err))
+	}
+	s.step("STEP", 6.5, "offer m-lines", "m", mLines(offer.SDP))
+
+	s.step("STEP", 7, "sending call_offer")
+	id := "o" + s.id
+	m.mu.Lock()
+	if s.ending {
+		m.mu.Unlock()
+		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
+	}
+	s.offerSent, s.offerID = true, id
+	m.mu.Unlock()
+	body := wire.OfferPayload{SDP: offer.SDP, EPK: ephem.PublicKey().Bytes()}
+	if err := s.sendID(ctx, body, id); err != nil {
+		return s.ended(err)
+	}
+
+	s.step("STEP", 8, "offer sent; waiting for the answer", "timeout", answerTimeout)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.ending {
+		return fmt.Errorf("%w while the offer was sent", ErrCallEnded)
+	}
+	s.answerTimer = time.AfterFunc(answerTimeout, s.onAnswerTimeout)
+	s.flushLocalLocked()
+	s.goLocked(s.iceSender)
+	return nil
+}
+
+// onAnswerTimeout: the caller's answer timeout. The seed (1.0.30): send
+// call_hangup (no_answer) to the peer first, then clean up.
+func (s *session) onAnswerTimeout() {
+	m := s.m
+	m.mu.Lock()
+	if s.ending || s.state != StateCalling {
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	s.log.Info("call: no answer", "timeout", answerTimeout)
+	m.end(s, StateEnded, ReasonNoAnswer, notifyHangup, ErrNoAnswer)
+}
+
+// onRingTimeout: a ringing callee whose caller's hangup never came.
+func (s *session) onRingTimeout() {
+	m := s.m
+	m.mu.Lock()
+	if s.ending || s.state != StateRinging {
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	s.log.Info("call: stopped ringing; the caller gave up", "timeout", ringTimeout)
+	m.end(s, StateEnded, ReasonNoAnswer, notifyNone, nil)
+}
+
+// startCallee runs the callee's setup, ANSWER STEP 0..6: it answers the kept
+// offer.
+func (s *session) startCallee(ctx context.Context) error {
+	m := s.m
+	ctx, cancel := s.setupCtx(ctx)
+	defer cancel()
+
+	m.mu.Lock()
+	offerSDP, peerEPK := s.offerSDP, s.peerEPK
+	m.mu.Unlock()
+
+	s.step("ANSWER STEP", 0, "answering", "video", s.video)
+	s.step("ANSWER STEP", 1, "fetching the ICE configuration")
+	ice, err := m.sig.ICEConfig(ctx)
+	if err != nil {
+		return s.ended(fmt.Errorf("%w: ICE configuration: %w", ErrMediaSetup, err))
+	}
+	ephem, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("%w: ephemeral key: %w", ErrMediaSetup, err)
+	}
+	if err := s.installKeys(ephem, peerEPK); err != nil {
+		return s.ended(err)
+	}
+	s.step("ANSWER STEP", 2, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
+	pc, err := s.newPC(ice)
+	if err != nil {
+		return s.ended(err)
+	}
+	m.mu.Lock()
+	if s.ending {
+		m.mu.Unlock()
+		_ = pc.Close()
+		return fmt.Errorf("%w before the answer was sent", ErrCallEnded)
+	}
+	s.ephem, s.pc = ephem, pc
+	m.mu.Unlock()
+
+	s.step("ANSWER STEP", 3, "setting the remote offer")
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
+		return s.ended(fmt.Errorf("%w: the caller's offer: %w", ErrMediaSetup, err))
+	}
+	s.remoteReady()
+	s.step("ANSWER STEP", 3.5, "offer m-lines", "m", mLines(offerSDP))
+
+	s.step("ANSWER STEP", 4, "adding local tracks")
+	if err := s.addTracks(pc, s.video); err != nil {
+		return s.ended(err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return s.ended(fmt.Errorf("%w: creating the answer: %w", ErrMediaSetup, err))
+	}
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return s.ended(fmt.Errorf("%w: setting the answer: %w", ErrMediaSetup, err))
+	}
+	s.step("ANSWER STEP", 5, "answer m-lines", "m", mLines(answer.SDP))
+
+	s.step("ANSWER STEP", 6, "sending call_answer")
+	if err := s.send(ctx, wire.AnswerPayload{SDP: answer.SDP, EPK: ephem.PublicKey().Bytes()}); err != nil {
+		return s.ended(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.ending {
+		return fmt.Errorf("%w while the answer was sent", ErrCallEnded)
+	}
+	s.flushLocalLocked()
+	s.goLocked(s.iceSender)
+	return nil
+}
+
+// installKeys derives the epoch-0 media keys from our ephemeral key and the
+// peer's, and creates the session's Encryptor and Decryptor.
+func (s *session) installKeys(ephem *ecdh.PrivateKey, peerEPK []byte) error {
+	m := s.m
+	self := m.sig.Identity().PublicKeys()
+	m.mu.Lock()
+	ps := s.ps
+	m.mu.Unlock()
+	send, recv, err := e2ee.DeriveKeys(ephem, peerEPK, s.id, self.Signing, ps.keys.Signing, 0)
+	if err != nil {
+		return fmt.Errorf("%w: media keys: %w", ErrMediaSetup, err)
+	}
+	enc, err := e2ee.NewEncryptor(send, &e2ee.EncryptorOptions{OnRekeyNeeded: s.onRekeyNeeded})
+	if err != nil {
+		return fmt.Errorf("%w: media keys: %w", ErrMediaSetup, err)
+	}
+	dec, err := e2ee.NewDecryptor(recv, nil)
+	if err != nil {
+		return fmt.Errorf("%w: media keys: %w", ErrMediaSetup, err)
+	}
+	var sinks Sinks
+	if m.opts.Sinks != nil {
+		m.mu.Lock()
+		st := Status{State: s.state, Peer: s.peer, CallID: s.id, Video: s.video, Incoming: s.incoming}
+		m.mu.Unlock()
+		if sinks, err = m.opts.Sinks(st); err != nil {
+			return fmt.Errorf("%w: sinks: %w", ErrMediaSetup, err)
+		}
+	}
+	m.mu.Lock()
+	s.enc, s.dec, s.sinks = enc, dec, sinks
+	m.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,282 @@
+package call
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/wire"
+)
+
+// keysTimeout bounds the key lookup for an incoming offer.
+const keysTimeout = 10 * time.Second
+
+// peerSig is the signaling state with one peer: its pinned long-term keys
+// and the wire session (session key; the replay guard is the module's).
+type peerSig struct {
+	alias identity.Alias
+	keys  identity.PublicKeys
+	sess  *wire.Session
+	used  time.Time
+}
+
+// peerSession returns the signaling session with peer. It asks the
+// Signaler for peer's keys every time (so a key change since they were
+// pinned is refused at every call, with an error wrapping
+// client.ErrKeyChanged) and reuses the session while they stay the same.
+func (m *Module) peerSession(ctx context.Context, peer identity.Alias) (*peerSig, error) {
+	keys, err := m.sig.PeerKeys(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if ps, ok := m.peers[peer]; ok && ps.keys.Equal(keys) {
+		ps.used = time.Now()
+		m.mu.Unlock()
+		return ps, nil
+	}
+	m.mu.Unlock()
+
+	id := m.sig.Identity()
+	if id == nil {
+		return nil, fmt.Errorf("%w: the Signaler has no identity", ErrSignaling)
+	}
+	self := id.PublicKeys()
+	key, err := wire.SessionKey(id.AgreementKey, self.Signing, keys.Signing, keys.Agreement)
+	if err != nil {
+		return nil, fmt.Errorf("%w: session key with %s: %w", ErrSignaling, peer, err)
+	}
+	sess, err := wire.NewSession(wire.SessionConfig{
+		SigningKey:     id.SigningKey,
+		PeerSigningKey: keys.Signing,
+		Key:            key,
+		Replay:         m.replay,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: session with %s: %w", ErrSignaling, peer, err)
+	}
+	ps := &peerSig{alias: peer, keys: keys, sess: sess, used: time.Now()}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.peers) >= maxPeers {
+		var oldest *peerSig
+		for _, p := range m.peers {
+			if (m.cur == nil || m.cur.ps != p) && (oldest == nil || p.used.Before(oldest.used)) {
+				oldest = p
+			}
+		}
+		if oldest != nil {
+			delete(m.peers, oldest.alias)
+		}
+	}
+	m.peers[peer] = ps
+	return ps, nil
+}
+
+// HandleEnvelope takes an envelope from the relay (wire it to
+// client.Options.OnEnvelope). It never blocks: envelopes are queued for the
+// module's signaling goroutine, and dropped (counted as "queue_full") when
+// the bounded queue is full.
+func (m *Module) HandleEnvelope(env *wire.Envelope) {
+	if env == nil || m.ctx.Err() != nil {
+		return
+	}
+	if !env.Type.IsCall() {
+		m.countDrop("not_call")
+		return
+	}
+	select {
+	case m.inbound <- env:
+	default:
+		m.countDrop("queue_full")
+	}
+}
+
+// countDrop counts a dropped signaling frame.
+func (m *Module) countDrop(reason string) {
+	m.mu.Lock()
+	m.drops[reason]++
+	m.mu.Unlock()
+}
+
+// worker processes received envelopes in order.
+func (m *Module) worker() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case env := <-m.inbound:
+			m.process(env)
+		}
+	}
+}
+
+// process opens one envelope with the sender's session and dispatches it.
+// Frames that fail are dropped silently towards the peer and counted here by
+// reason (wire.DropReason for Open's checks).
+func (m *Module) process(env *wire.Envelope) {
+	if m.sig == nil {
+		return
+	}
+	if env.To != m.sig.Alias() {
+		m.countDrop("misrouted")
+		return
+	}
+	m.mu.Lock()
+	var ps *peerSig
+	if s := m.cur; s != nil && s.peer == env.From && s.ps != nil {
+		ps = s.ps
+	}
+	m.mu.Unlock()
+	if ps == nil {
+		if env.Type != wire.TypeCallOffer {
+			m.countDrop("unknown_call")
+			return
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, keysTimeout)
+		var err error
+		ps, err = m.peerSession(ctx, env.From)
+		cancel()
+		if err != nil {
+			reason := "peer_keys"
+			if errors.Is(err, client.ErrKeyChanged) {
+				reason = "key_changed"
+			}
+			m.countDrop(reason)
+			m.log.Warn("call: offer refused: cannot authenticate the caller", "from", env.From, "err", err)
+			return
+		}
+	}
+	msg, err := ps.sess.Open(env)
+	if err != nil {
+		reason := wire.DropReason(err)
+		m.countDrop(reason)
+		m.log.Debug("call: signaling frame dropped", "type", env.Type, "from", env.From, "reason", reason, "err", err)
+		return
+	}
+	m.dispatch(ps, msg)
+}
+
+// dispatch acts on an authenticated message.
+func (m *Module) dispatch(ps *peerSig, msg wire.Message) {
+	m.mu.Lock()
+	s := m.cur
+	m.mu.Unlock()
+	mine := s != nil && s.id == msg.CallID && s.peer == msg.From
+	if offer, ok := msg.Body.(wire.OfferPayload); ok {
+		switch {
+		case mine && offer.ICERestart:
+			s.onRestartOffer(offer)
+		case mine:
+			m.countDrop("duplicate")
+		case offer.ICERestart:
+			m.countDrop("unknown_call")
+		default:
+			m.incomingOffer(ps, msg, offer)
+		}
+		return
+	}
+	if !mine {
+		m.countDrop("unknown_call")
+		return
+	}
+	switch b := msg.Body.(type) {
+	case wire.AnswerPayload:
+		s.onAnswer(b)
+	case wire.ICEPayload:
+		s.addRemote(b)
+	case wire.RejectPayload:
+		s.onReject(b)
+	case wire.HangupPayload:
+		s.onHangup(b)
+	case wire.RekeyPayload:
+		s.onRekey(b)
+	}
+}
+
+// incomingOffer starts ringing for a new call, or rejects it with busy when
+// a call is in progress (which it leaves untouched).
+func (m *Module) incomingOffer(ps *peerSig, msg wire.Message, offer wire.OfferPayload) {
+	m.mu.Lock()
+	if m.closed || m.cur != nil {
+		m.mu.Unlock()
+		m.log.Info("call: incoming call while in a call; rejecting it as busy", "from", msg.From, "call_id", msg.CallID)
+		ctx, cancel := context.WithTimeout(m.ctx, sendTimeout)
+		defer cancel()
+		if err := m.sendTo(ctx, ps, msg.CallID, wire.RejectPayload{Reason: wire.ReasonBusy}, ""); err != nil {
+			m.log.Warn("call: sending busy failed", "from", msg.From, "err", err)
+		}
+		return
+	}
+	s := m.newSession(msg.CallID, msg.From, true, wire.IsVideoOffer(offer.SDP))
+	s.ps = ps
+	s.offerSDP = offer.SDP
+	s.peerEPK = bytes.Clone(offer.EPK)
+	s.state = StateRinging
+	s.ringTimer = time.AfterFunc(ringTimeout, s.onRingTimeout)
+	m.cur = s
+	m.publishLocked(s, ReasonNone)
+	m.mu.Unlock()
+
+	s.step("RCVD STEP", 1, "call_offer received; ringing", "video", s.video, "m", mLines(offer.SDP))
+	if cb := m.opts.OnIncomingCall; cb != nil {
+		cb(msg.From, s.video)
+	}
+}
+
+// onReject: the callee rejected our call (declined or busy).
+func (s *session) onReject(p wire.RejectPayload) {
+	m := s.m
+	m.mu.Lock()
+	ok := !s.ending && !s.incoming && s.state == StateCalling
+	m.mu.Unlock()
+	if !ok {
+		m.countDrop("unexpected")
+		return
+	}
+	s.log.Info("call: rejected by the callee", "reason", p.Reason)
+	m.end(s, StateRejected, EndReason(p.Reason), notifyNone, nil)
+}
+
+// onHangup: the peer hung up (in any state; a ringing callee stops at once).
+func (s *session) onHangup(p wire.HangupPayload) {
+	s.log.Info("call: the peer hung up", "reason", p.Reason)
+	s.m.end(s, StateHangup, EndReason(p.Reason), notifyNone, nil)
+}
+
+// send seals body for the call's peer and sends it.
+func (s *session) send(ctx context.Context, body wire.Body) error {
+	return s.sendID(ctx, body, "")
+}
+
+// sendID is send with an envelope id, for which the relay reports
+// undeliverable envelopes.
+func (s *session) sendID(ctx context.Context, body wire.Body, id string) error {
+	s.m.mu.Lock()
+	ps := s.ps
+	s.m.mu.Unlock()
+	if ps == nil {
+		return fmt.Errorf("%w: no session with %s yet", ErrSignaling, s.peer)
+	}
+	return s.m.sendTo(ctx, ps, s.id, body, id)
+}
+
+// sendTo seals body for ps's peer under callID and sends it.
+func (m *Module) sendTo(ctx context.Context, ps *peerSig, callID string, body wire.Body, id string) error {
+	t := body.MessageType()
+	env, err := ps.sess.Seal(wire.Message{Type: t, From: m.sig.Alias(), To: ps.alias, CallID: callID, Body: body})
+	if err != nil {
+		return fmt.Errorf("%w: sealing %s: %w", ErrSignaling, t, err)
+	}
+	env.ID = id
+	if err := m.sig.Send(ctx, env); err != nil {
+		return fmt.Errorf("%w: sending %s to %s: %w", ErrSignaling, t, ps.alias, err)
+	}
+	return nil
+}

@@ -1,0 +1,278 @@
+package call
+
+import (
+	"fmt"
+	"maps"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// Stats are the figures of the current call (or of the last one, frozen when
+// it ended) — the same as the Diag log line — plus the module's signaling
+// drop counters.
+type Stats struct {
+	CallID string
+	Peer   identity.Alias
+	State  State
+	// Connected is how long the call has been connected.
+	Connected time.Duration
+
+	// RTP bytes and packets, from pion's stats (outbound-rtp and
+	// inbound-rtp, all kinds).
+	BytesSent, BytesReceived     uint64
+	PacketsSent, PacketsReceived uint64
+	// PacketsLost is the inbound loss (cumulative); LossRate is
+	// lost / (received + lost).
+	PacketsLost int64
+	LossRate    float64
+
+	// Frames: whole frames encrypted and written, and received and
+	// decrypted.
+	AudioFramesSent, VideoFramesSent         uint64
+	AudioFramesReceived, VideoFramesReceived uint64
+
+	// SendBitrate and ReceiveBitrate (bits per second) and FrameRate (video
+	// frames sent per second) are over the last Diag interval.
+	SendBitrate, ReceiveBitrate float64
+	FrameRate                   float64
+	// FrameWidth and FrameHeight are the size of the video sent (from the
+	// last key frame).
+	FrameWidth, FrameHeight int
+
+	// RTT is the round-trip time on the selected candidate pair.
+	RTT time.Duration
+	// LocalCandidate and RemoteCandidate are the types (host, srflx,
+	// prflx, relay) of the selected candidate pair; empty before ICE
+	// connects.
+	LocalCandidate, RemoteCandidate string
+	// ICERestarts counts the ICE restarts of the call.
+	ICERestarts int
+	// KeyEpoch is the media key epoch in use for sending.
+	KeyEpoch uint32
+
+	// EncryptErrors and DecryptErrors count frames dropped by the media
+	// cipher; ICECandidatesDropped counts candidates dropped by the bounded
+	// queues or refused by pion.
+	EncryptErrors, DecryptErrors uint64
+	ICECandidatesDropped         uint64
+
+	// SignalingDrops counts the signaling frames the module dropped since
+	// it was created, by reason: wire.DropReason's labels for frames that
+	// fail to open (decrypt, signature, stale, replay, ...), and
+	// queue_full, key_changed, peer_keys, unknown_call, duplicate,
+	// unexpected, restart_mismatch, rekey_epoch, misrouted, not_call.
+	SignalingDrops map[string]uint64
+}
+
+// counters are a session's own counts, updated by its media goroutines.
+type counters struct {
+	audioFramesSent, videoFramesSent atomic.Uint64
+	audioBytesSent, videoBytesSent   atomic.Uint64
+	audioFramesRecv, videoFramesRecv atomic.Uint64
+	audioBytesRecv, videoBytesRecv   atomic.Uint64
+	encryptErrors, decryptErrors     atomic.Uint64
+	writeErrors, sinkErrors          atomic.Uint64
+	iceDropped                       atomic.Uint64
+	width, height                    atomic.Int32
+}
+
+// diagState holds the previous Diag sample, for rates; guarded by m.mu.
+type diagState struct {
+	n                   int
+	at                  time.Time
+	bytesSent, bytesRcv uint64
+	videoFrames         uint64
+	sendBps, recvBps    float64
+	fps                 float64
+	final               *Stats // frozen at the end of the call
+}
+
+// Stats returns the figures of the current call, or of the last call when
+// none is in progress (zero when there was none), with the module's
+// signaling drop counters.
+func (m *Module) Stats() Stats {
+	m.mu.Lock()
+	s := m.cur
+	if s == nil {
+		s = m.last
+	}
+	drops := maps.Clone(m.drops)
+	var final *Stats
+	if s != nil {
+		final = s.diag.final
+	}
+	m.mu.Unlock()
+	var st Stats
+	switch {
+	case final != nil:
+		st = *final
+	case s != nil:
+		st = s.collect()
+	}
+	st.SignalingDrops = drops
+	return st
+}
+
+// collect gathers the call's figures from pion's stats and the session's
+// counters.
+func (s *session) collect() Stats {
+	m := s.m
+	m.mu.Lock()
+	st := Stats{
+		CallID:      s.id,
+		Peer:        s.peer,
+		State:       s.state,
+		ICERestarts: s.restarts,
+		KeyEpoch:    s.epoch,
+		SendBitrate: s.diag.sendBps, ReceiveBitrate: s.diag.recvBps, FrameRate: s.diag.fps,
+	}
+	if s.connected {
+		st.Connected = time.Since(s.connectedAt)
+	}
+	pc := s.pc
+	m.mu.Unlock()
+
+	st.AudioFramesSent = s.st.audioFramesSent.Load()
+	st.VideoFramesSent = s.st.videoFramesSent.Load()
+	st.AudioFramesReceived = s.st.audioFramesRecv.Load()
+	st.VideoFramesReceived = s.st.videoFramesRecv.Load()
+	st.FrameWidth, st.FrameHeight = int(s.st.width.Load()), int(s.st.height.Load())
+	st.EncryptErrors = s.st.encryptErrors.Load()
+	st.DecryptErrors = s.st.decryptErrors.Load()
+	st.ICECandidatesDropped = s.st.iceDropped.Load()
+	if pc == nil {
+		return st
+	}
+	var pairRTT float64
+	var remoteRTT float64
+	for _, v := range pc.GetStats() {
+		switch r := v.(type) {
+		case webrtc.InboundRTPStreamStats:
+			st.BytesReceived += r.BytesReceived
+			st.PacketsReceived += uint64(r.PacketsReceived)
+			st.PacketsLost += int64(r.PacketsLost)
+		case webrtc.OutboundRTPStreamStats:
+			st.BytesSent += r.BytesSent
+			st.PacketsSent += uint64(r.PacketsSent)
+		case webrtc.RemoteInboundRTPStreamStats:
+			remoteRTT = max(remoteRTT, r.RoundTripTime)
+		case webrtc.ICECandidatePairStats:
+			if r.Nominated && r.State == webrtc.StatsICECandidatePairStateSucceeded {
+				pairRTT = r.CurrentRoundTripTime
+			}
+		}
+	}
+	if total := st.PacketsReceived + uint64(max(st.PacketsLost, 0)); total > 0 && st.PacketsLost > 0 {
+		st.LossRate = float64(st.PacketsLost) / float64(total)
+	}
+	rtt := pairRTT
+	if rtt == 0 {
+		rtt = remoteRTT
+	}
+	st.RTT = time.Duration(rtt * float64(time.Second))
+	if sctp := pc.SCTP(); sctp != nil {
+		if pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
+			st.LocalCandidate = pair.Local.Typ.String()
+			st.RemoteCandidate = pair.Remote.Typ.String()
+		}
+	}
+	return st
+}
+
+// inboundBytes returns the inbound RTP bytes received so far.
+func inboundBytes(pc *webrtc.PeerConnection) uint64 {
+	var n uint64
+	for _, v := range pc.GetStats() {
+		if r, ok := v.(webrtc.InboundRTPStreamStats); ok {
+			n += r.BytesReceived
+		}
+	}
+	return n
+}
+
+// watchdog ends the call when inbound RTP bytes stop growing for
+// mediaTimeout (the seed's "no inbound RTP growth").
+func (s *session) watchdog() {
+	m := s.m
+	m.mu.Lock()
+	pc := s.pc
+	m.mu.Unlock()
+	t := time.NewTicker(mediaCheckInterval)
+	defer t.Stop()
+	var last uint64
+	lastGrowth := time.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n := inboundBytes(pc); n > last {
+			last, lastGrowth = n, time.Now()
+			continue
+		}
+		if idle := time.Since(lastGrowth); idle >= mediaTimeout {
+			s.log.Info("call: no inbound media", "for", idle.Round(time.Millisecond))
+			m.end(s, StateEnded, ReasonMediaTimeout, notifyHangup, ErrMediaTimeout)
+			return
+		}
+	}
+}
+
+// diagLoop logs the seed's Diag line every diagInterval while the call is up.
+func (s *session) diagLoop() {
+	t := time.NewTicker(diagInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := s.sample()
+		s.log.Info(fmt.Sprintf("call: Diag #%d", s.diagN()),
+			"state", st.State,
+			"sent_bytes", st.BytesSent, "recv_bytes", st.BytesReceived,
+			"sent_pkts", st.PacketsSent, "recv_pkts", st.PacketsReceived,
+			"sent_frames", fmt.Sprintf("a%d/v%d", st.AudioFramesSent, st.VideoFramesSent),
+			"recv_frames", fmt.Sprintf("a%d/v%d", st.AudioFramesReceived, st.VideoFramesReceived),
+			"send_kbps", int(st.SendBitrate/1000), "recv_kbps", int(st.ReceiveBitrate/1000),
+			"frame", fmt.Sprintf("%dx%d", st.FrameWidth, st.FrameHeight), "fps", fmt.Sprintf("%.1f", st.FrameRate),
+			"rtt_ms", st.RTT.Milliseconds(), "lost", st.PacketsLost, "loss", fmt.Sprintf("%.3f", st.LossRate),
+			"pair", st.LocalCandidate+"/"+st.RemoteCandidate,
+			"dec_err", st.DecryptErrors)
+	}
+}
+
+// diagN returns the number of the Diag line just sampled.
+func (s *session) diagN() int {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.diag.n
+}
+
+// sample collects the figures and updates the rates over the time since the
+// previous sample.
+func (s *session) sample() Stats {
+	st := s.collect()
+	now := time.Now()
+	m := s.m
+	m.mu.Lock()
+	d := &s.diag
+	if !d.at.IsZero() {
+		if dt := now.Sub(d.at).Seconds(); dt > 0 {
+			d.sendBps = float64(st.BytesSent-min(st.BytesSent, d.bytesSent)) * 8 / dt
+			d.recvBps = float64(st.BytesReceived-min(st.BytesReceived, d.bytesRcv)) * 8 / dt
+			d.fps = float64(st.VideoFramesSent-min(st.VideoFramesSent, d.videoFrames)) / dt
+		}
+	}
+	d.n++
+	d.at, d.bytesSent, d.bytesRcv, d.videoFrames = now, st.BytesSent, st.BytesReceived, st.VideoFramesSent
+	st.SendBitrate, st.ReceiveBitrate, st.FrameRate = d.sendBps, d.recvBps, d.fps
+	m.mu.Unlock()
+	return st
+}
