@@ -98,7 +98,9 @@ type PublicKeys struct {
 // ParsePublicKeys checks and copies a peer's public keys: each must be 32
 // bytes; the Ed25519 key must be a canonical encoding of a curve point that
 // does not have small order; the X25519 key must not be a low-order point
-// (which includes all zeros). Failures wrap ErrInvalidPublicKey.
+// (which includes all zeros). Failures wrap ErrInvalidPublicKey. It does
+// not check that the Ed25519 point is in the prime-order subgroup (a point
+// with a torsion component passes); crypto/ed25519 verification copes.
 func ParsePublicKeys(sign, agree []byte) (PublicKeys, error) {
 	if len(sign) != PublicKeySize {
 		return PublicKeys{}, newError(fmt.Sprintf("identity: Ed25519 public key is %d bytes; want %d", len(sign), PublicKeySize), ErrInvalidPublicKey)
