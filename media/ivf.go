@@ -129,8 +129,8 @@ func (v *IVFReader) Width() int { return v.width }
 // Height returns the frame height from the file header.
 func (v *IVFReader) Height() int { return v.height }
 
-// FPS returns the nominal frame rate from the file header's time base, or 0
-// when a tick is not a plausible frame duration.
+// FPS returns the file header's time base as a rate (the frame rate in
+// files from ffmpeg and libvpx), or 0 when a tick is under 1 ms.
 func (v *IVFReader) FPS() float64 { return v.fps }
 
 // Next returns the next frame, io.EOF after the last one, or an error

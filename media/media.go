@@ -170,8 +170,9 @@ type Info struct {
 	Codec string // CodecVP8 or CodecOpus
 	// Width and Height are the IVF header's frame size (0 for audio).
 	Width, Height int
-	// FPS is the IVF header's nominal frame rate (0 for audio, or when the
-	// time base is not one tick per frame).
+	// FPS is the IVF header's time base as a rate (rate/scale), which
+	// ffmpeg and libvpx set to the frame rate; 0 for audio and when a tick
+	// is under 1 ms (a 90 kHz time base, as IVFSink writes).
 	FPS float64
 	// Channels is the OpusHead channel count (0 for video).
 	Channels int
