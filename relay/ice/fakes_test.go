@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
 )
 
 // fakeClock is an injectable clock tests move by hand.
@@ -311,3 +312,5 @@ func hostOf(u string) string {
 	p, _ := url.Parse(u)
 	return p.Host
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
