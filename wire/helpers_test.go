@@ -138,7 +138,8 @@ func (p *pair) inner() map[string]any {
 }
 
 // sealRaw signs fields with s's key (adding _sig), encrypts them and wraps
-// them in an envelope with Alice and Bob's call_offer route.
+// them in an envelope with Alice and Bob's route, of the fields' type if it
+// is a call type and call_offer otherwise.
 func (p *pair) sealRaw(t testing.TB, s *Session, fields map[string]any) *Envelope {
 	t.Helper()
 	data, err := json.Marshal(fields)
@@ -149,7 +150,11 @@ func (p *pair) sealRaw(t testing.TB, s *Session, fields map[string]any) *Envelop
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := s.sealMembers(TypeCallOffer, p.alice.alias, p.bob.alias, "call-1", v.obj, randIV())
+	typ := TypeCallOffer
+	if s, ok := fields["type"].(string); ok && Type(s).IsCall() {
+		typ = Type(s)
+	}
+	env, err := s.sealMembers(typ, p.alice.alias, p.bob.alias, "call-1", v.obj, randIV())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -233,7 +233,7 @@ func (m Message) Validate() error {
 		return malformedf("to %q is not an alias (u followed by 8 digits)", truncate(string(m.To), 32))
 	case !validID(m.CallID):
 		return malformedf("call_id must be 1..%d characters of [A-Za-z0-9_-]", MaxIDLen)
-	case m.Body == nil:
+	case m.Body == nil || isNilPointer(m.Body):
 		return malformedf("%s message without a body", m.Type)
 	case m.Body.MessageType() != m.Type:
 		return malformedf("%s message with a %s body (%T)", m.Type, m.Body.MessageType(), m.Body)
@@ -242,6 +242,26 @@ func (m Message) Validate() error {
 		return fmt.Errorf("%s: %w", m.Type, err)
 	}
 	return nil
+}
+
+// isNilPointer reports whether b is a nil pointer to a payload type (whose
+// value-receiver methods would panic).
+func isNilPointer(b Body) bool {
+	switch b := b.(type) {
+	case *OfferPayload:
+		return b == nil
+	case *AnswerPayload:
+		return b == nil
+	case *ICEPayload:
+		return b == nil
+	case *RejectPayload:
+		return b == nil
+	case *HangupPayload:
+		return b == nil
+	case *RekeyPayload:
+		return b == nil
+	}
+	return false
 }
 
 // IsVideoOffer reports whether an SDP offers video: it has a line starting

@@ -247,6 +247,7 @@ func TestSealRejectsInvalidMessages(t *testing.T) {
 		"unknown type":       func(m *Message) { m.Type = "chat" },
 		"type/body mismatch": func(m *Message) { m.Type = TypeCallAnswer },
 		"nil body":           func(m *Message) { m.Body = nil },
+		"nil pointer body":   func(m *Message) { m.Body = (*OfferPayload)(nil) },
 		"bad from":           func(m *Message) { m.From = "alice" },
 		"bad to":             func(m *Message) { m.To = "u1" },
 		"empty call_id":      func(m *Message) { m.CallID = "" },
@@ -275,6 +276,13 @@ func TestSealRejectsInvalidMessages(t *testing.T) {
 	}
 	if _, err := p.a.Seal(ok); err != nil {
 		t.Fatalf("the unedited message: %v", err)
+	}
+	// A pointer body works too; Open returns the value.
+	m := ok
+	m.Body = &OfferPayload{SDP: testSDP, EPK: testEPK}
+	got, err := p.b.Open(must(p.a.Seal(m)))
+	if err != nil || !reflect.DeepEqual(got, ok) {
+		t.Fatalf("pointer body: %+v, %v", got, err)
 	}
 }
 
@@ -448,6 +456,36 @@ func TestOpenRejects(t *testing.T) {
 		{"nested object field", raw(func(m map[string]any) { m["x"] = map[string]any{"y": 1} }), ErrMalformed},
 		{"sdp_mid in an offer", resigned(`"sdp":`, `"sdp_mid":"0","sdp":`), ErrMalformed},
 	}
+	// body replaces the offer fields with a message of type typ and fields.
+	body := func(typ Type, fields map[string]any) func(t *testing.T, p *pair) *Envelope {
+		return raw(func(m map[string]any) {
+			delete(m, "sdp")
+			delete(m, "epk")
+			m["type"] = string(typ)
+			for k, v := range fields {
+				m[k] = v
+			}
+		})
+	}
+	epk := base64.StdEncoding.EncodeToString(testEPK)
+	cases = append(cases,
+		tc{"answer with ice_restart", body(TypeCallAnswer, map[string]any{"sdp": "v=0", "epk": epk, "ice_restart": false}), ErrMalformed},
+		tc{"answer without epk", body(TypeCallAnswer, map[string]any{"sdp": "v=0"}), ErrMalformed},
+		tc{"answer without sdp", body(TypeCallAnswer, map[string]any{"epk": epk}), ErrMalformed},
+		tc{"answer epk a number", body(TypeCallAnswer, map[string]any{"sdp": "v=0", "epk": 1}), ErrMalformed},
+		tc{"reject without reason", body(TypeCallReject, nil), ErrMalformed},
+		tc{"reject reason a number", body(TypeCallReject, map[string]any{"reason": 1}), ErrMalformed},
+		tc{"reject unknown reason", body(TypeCallReject, map[string]any{"reason": "nope"}), ErrMalformed},
+		tc{"hangup extra field", body(TypeCallHangup, map[string]any{"reason": "busy", "sdp": "v=0"}), ErrMalformed},
+		tc{"rekey epoch 0", body(TypeCallRekey, map[string]any{"epoch": 0, "epk": epk}), ErrMalformed},
+		tc{"rekey epoch 2^32", body(TypeCallRekey, map[string]any{"epoch": int64(MaxEpoch) + 1, "epk": epk}), ErrMalformed},
+		tc{"rekey epoch a string", body(TypeCallRekey, map[string]any{"epoch": "1", "epk": epk}), ErrMalformed},
+		tc{"rekey without epoch", body(TypeCallRekey, map[string]any{"epk": epk}), ErrMalformed},
+		tc{"rekey without epk", body(TypeCallRekey, map[string]any{"epoch": 1}), ErrMalformed},
+		tc{"rekey extra field", body(TypeCallRekey, map[string]any{"epoch": 1, "epk": epk, "reason": "busy"}), ErrMalformed},
+		tc{"ice with sdp", body(TypeCallICE, map[string]any{"candidate": "c", "sdp": "v=0"}), ErrMalformed},
+		tc{"ice sdp_mline too large", body(TypeCallICE, map[string]any{"candidate": "c", "sdp_mline": 70000}), ErrMalformed},
+	)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPair(t)
@@ -572,7 +610,7 @@ func TestOpenCheckOrder(t *testing.T) {
 	}
 	// Route mismatch and a malformed body: the route is checked first.
 	m := p.inner()
-	m["type"] = "call_answer"
+	m["call_id"] = "call-2"
 	delete(m, "sdp")
 	if _, err := p.b.Open(p.sealRaw(t, p.a, m)); !errors.Is(err, ErrRouteMismatch) {
 		t.Fatalf("route mismatch and malformed body: %v, want ErrRouteMismatch", err)
