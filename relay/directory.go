@@ -1,0 +1,330 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// Directory errors.
+var (
+	// ErrNotFound: no alias with that name is registered.
+	ErrNotFound = errors.New("relay: alias not found")
+	// ErrBadChallenge: a registration challenge is unknown, expired or used.
+	ErrBadChallenge = errors.New("relay: unknown, expired or already used challenge (request a new one)")
+	// ErrBadSignature: a signature does not verify with the registered key.
+	ErrBadSignature = errors.New("relay: bad signature")
+	// ErrBadKey: a public key has the wrong size.
+	ErrBadKey = errors.New("relay: public keys must be 32 bytes")
+	// ErrDirectory: the JetStream KV directory failed.
+	ErrDirectory = errors.New("relay: directory unavailable")
+)
+
+// Domain-separation prefixes of the signed messages (docs/PROTOCOL.md §9).
+const (
+	registerDomain = "duet/v1/register"
+	wsAuthDomain   = "duet/v1/ws-auth"
+)
+
+// ChallengeTTL is how long a registration challenge stays valid.
+const ChallengeTTL = 60 * time.Second
+
+// challengeSize is the size of every challenge, registration or WebSocket.
+const challengeSize = 32
+
+// JetStream KV buckets of the directory.
+const (
+	bucketAliases    = "duet_aliases"      // alias -> Record (JSON)
+	bucketKeys       = "duet_signing_keys" // hex(ed25519) -> alias
+	bucketChallenges = "duet_challenges"   // base64url(challenge) -> expiry (Unix ms), TTL ChallengeTTL
+	bucketConfig     = "duet_config"       // shared relay configuration
+	configTokenKey   = "token-hmac-key"    // in bucketConfig: the bearer token key
+)
+
+// Record is an alias's directory entry: its public keys.
+type Record struct {
+	Ed25519   ed25519.PublicKey `json:"ed25519"`
+	X25519    []byte            `json:"x25519"`
+	CreatedAt time.Time         `json:"created_at"`
+}
+
+// directory is the alias directory in JetStream KV, shared by every relay
+// node on the same NATS and persistent across restarts.
+type directory struct {
+	aliases    jetstream.KeyValue
+	keys       jetstream.KeyValue
+	challenges jetstream.KeyValue
+	config     jetstream.KeyValue
+	now        func() time.Time
+	rand       io.Reader
+}
+
+func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, now func() time.Time) (*directory, error) {
+	if replicas < 1 {
+		replicas = 1
+	}
+	d := &directory{now: now, rand: rand.Reader}
+	for _, b := range []struct {
+		kv  *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&d.aliases, jetstream.KeyValueConfig{Bucket: bucketAliases, Description: "duet alias -> public keys", MaxValueSize: 4096}},
+		{&d.keys, jetstream.KeyValueConfig{Bucket: bucketKeys, Description: "duet signing key -> alias", MaxValueSize: 1024}},
+		{&d.challenges, jetstream.KeyValueConfig{Bucket: bucketChallenges, Description: "duet single-use registration challenges", MaxValueSize: 1024, TTL: ChallengeTTL}},
+		{&d.config, jetstream.KeyValueConfig{Bucket: bucketConfig, Description: "duet relay shared configuration", MaxValueSize: 1024}},
+	} {
+		b.cfg.Storage = jetstream.FileStorage
+		b.cfg.History = 1
+		b.cfg.Replicas = replicas
+		kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%w: creating bucket %s: %w", ErrDirectory, b.cfg.Bucket, err)
+		}
+		*b.kv = kv
+	}
+	return d, nil
+}
+
+// TokenKey returns the bearer-token HMAC key, creating it on first use. Every
+// node reads the same key: the first node's Create wins.
+func (d *directory) TokenKey(ctx context.Context) ([]byte, error) {
+	for range 3 {
+		e, err := d.config.Get(ctx, configTokenKey)
+		if err == nil && len(e.Value()) == tokenKeySize {
+			return e.Value(), nil
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%w: reading the token key: %w", ErrDirectory, err)
+		}
+		key := make([]byte, tokenKeySize)
+		if _, err := io.ReadFull(d.rand, key); err != nil {
+			return nil, err
+		}
+		if _, err := d.config.Create(ctx, configTokenKey, key); err == nil {
+			return key, nil
+		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("%w: storing the token key: %w", ErrDirectory, err)
+		}
+	}
+	return nil, fmt.Errorf("%w: token key is invalid in bucket %s", ErrDirectory, bucketConfig)
+}
+
+// NewChallenge stores and returns a fresh single-use registration challenge.
+func (d *directory) NewChallenge(ctx context.Context) ([]byte, error) {
+	ch := make([]byte, challengeSize)
+	if _, err := io.ReadFull(d.rand, ch); err != nil {
+		return nil, err
+	}
+	exp := d.now().Add(ChallengeTTL).UnixMilli()
+	if _, err := d.challenges.Create(ctx, challengeKey(ch), strconv.AppendInt(nil, exp, 10)); err != nil {
+		return nil, fmt.Errorf("%w: storing a challenge: %w", ErrDirectory, err)
+	}
+	return ch, nil
+}
+
+// ConsumeChallenge uses up ch. It fails with ErrBadChallenge when ch is
+// unknown, expired or already used, on this node or any other: the purge is
+// conditional on the revision read, so of two concurrent uses one fails.
+func (d *directory) ConsumeChallenge(ctx context.Context, ch []byte) error {
+	if len(ch) != challengeSize {
+		return ErrBadChallenge
+	}
+	key := challengeKey(ch)
+	e, err := d.challenges.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ErrBadChallenge
+	}
+	if err != nil {
+		return fmt.Errorf("%w: reading a challenge: %w", ErrDirectory, err)
+	}
+	if err := d.challenges.Purge(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return ErrBadChallenge
+		}
+		return fmt.Errorf("%w: consuming a challenge: %w", ErrDirectory, err)
+	}
+	exp, err := strconv.ParseInt(string(e.Value()), 10, 64)
+	if err != nil || d.now().UnixMilli() >= exp {
+		return ErrBadChallenge
+	}
+	return nil
+}
+
+func challengeKey(ch []byte) string { return base64.RawURLEncoding.EncodeToString(ch) }
+
+// RegisterMessage returns the bytes a client signs to register (§9.1).
+func RegisterMessage(challenge, x25519Pub []byte) []byte {
+	m := make([]byte, 0, len(registerDomain)+len(challenge)+len(x25519Pub))
+	m = append(m, registerDomain...)
+	m = append(m, challenge...)
+	return append(m, x25519Pub...)
+}
+
+// WSAuthMessage returns the bytes a client signs to authenticate a WebSocket
+// session (§9.2).
+func WSAuthMessage(challenge []byte) []byte {
+	return append([]byte(wsAuthDomain), challenge...)
+}
+
+// Register consumes the challenge, verifies the signature and returns the
+// alias of ed: a new one (created) or the one ed registered before, whose
+// X25519 key is then updated.
+func (d *directory) Register(ctx context.Context, ed, x, challenge, sig []byte) (alias identity.Alias, created bool, err error) {
+	if len(ed) != ed25519.PublicKeySize || len(x) != 32 {
+		return "", false, ErrBadKey
+	}
+	if err := d.ConsumeChallenge(ctx, challenge); err != nil {
+		return "", false, err
+	}
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(ed25519.PublicKey(ed), RegisterMessage(challenge, x), sig) {
+		return "", false, ErrBadSignature
+	}
+	return d.assign(ctx, ed, x)
+}
+
+// assign maps ed to an alias. The signing-key index is claimed with Create, so
+// of two concurrent registrations of one key a single alias wins; the alias
+// record is also claimed with Create, so two keys never share an alias. A
+// crash between the two steps leaves an index entry without a record, which
+// the next registration of that key repairs.
+func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, bool, error) {
+	keyID := hex.EncodeToString(ed)
+	created := false
+	for range 16 {
+		var alias identity.Alias
+		var keyRev uint64
+		e, err := d.keys.Get(ctx, keyID)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			alias, err = d.randomAlias()
+			if err != nil {
+				return "", false, err
+			}
+			keyRev, err = d.keys.Create(ctx, keyID, []byte(alias))
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // a concurrent registration of the same key won
+			}
+			if err != nil {
+				return "", false, fmt.Errorf("%w: %w", ErrDirectory, err)
+			}
+			created = true
+		case err != nil:
+			return "", false, fmt.Errorf("%w: %w", ErrDirectory, err)
+		default:
+			alias, keyRev = identity.Alias(e.Value()), e.Revision()
+			if !alias.Valid() {
+				return "", false, fmt.Errorf("%w: corrupt signing-key index entry", ErrDirectory)
+			}
+		}
+
+		ok, err := d.claimAlias(ctx, alias, ed, x)
+		if err != nil {
+			return "", false, err
+		}
+		if ok {
+			return alias, created, nil
+		}
+		// The alias belongs to another key (only after a crash left a stale
+		// index entry, or a collision raced): move this key to a fresh alias.
+		next, err := d.randomAlias()
+		if err != nil {
+			return "", false, err
+		}
+		if _, err := d.keys.Update(ctx, keyID, []byte(next), keyRev); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return "", false, fmt.Errorf("%w: %w", ErrDirectory, err)
+		}
+	}
+	return "", false, fmt.Errorf("%w: could not assign an alias, try again", ErrDirectory)
+}
+
+// claimAlias makes sure alias's record holds ed (creating it if needed) and x.
+// It returns false if the alias belongs to a different signing key.
+func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x []byte) (bool, error) {
+	for range 16 {
+		e, err := d.aliases.Get(ctx, string(alias))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			rec, _ := json.Marshal(Record{Ed25519: ed, X25519: x, CreatedAt: d.now().UTC()})
+			_, err := d.aliases.Create(ctx, string(alias), rec)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("%w: %w", ErrDirectory, err)
+			}
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrDirectory, err)
+		}
+		var rec Record
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return false, fmt.Errorf("%w: corrupt record for %s: %w", ErrDirectory, alias, err)
+		}
+		if !bytes.Equal(rec.Ed25519, ed) {
+			return false, nil
+		}
+		if bytes.Equal(rec.X25519, x) {
+			return true, nil
+		}
+		rec.X25519 = x
+		b, _ := json.Marshal(rec)
+		_, err = d.aliases.Update(ctx, string(alias), b, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrDirectory, err)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: alias %s keeps changing, try again", ErrDirectory, alias)
+}
+
+// Lookup returns alias's record or ErrNotFound.
+func (d *directory) Lookup(ctx context.Context, alias identity.Alias) (Record, error) {
+	if !alias.Valid() {
+		return Record{}, ErrNotFound
+	}
+	e, err := d.aliases.Get(ctx, string(alias))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Record{}, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrDirectory, err)
+	}
+	var rec Record
+	if err := json.Unmarshal(e.Value(), &rec); err != nil || len(rec.Ed25519) != ed25519.PublicKeySize {
+		return Record{}, fmt.Errorf("%w: corrupt record for %s", ErrDirectory, alias)
+	}
+	return rec, nil
+}
+
+// randomAlias draws u + 8 uniformly random digits.
+func (d *directory) randomAlias() (identity.Alias, error) {
+	const n = 100_000_000
+	const limit = (1 << 32) / n * n // rejection sampling keeps it uniform
+	var b [4]byte
+	for {
+		if _, err := io.ReadFull(d.rand, b[:]); err != nil {
+			return "", err
+		}
+		v := binary.BigEndian.Uint32(b[:])
+		if v < limit {
+			return identity.Alias(fmt.Sprintf("u%08d", v%n)), nil
+		}
+	}
+}

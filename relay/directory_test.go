@@ -1,0 +1,208 @@
+package relay
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/duetcall/duet/identity"
+)
+
+func TestRegister(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	id := newID(t)
+	code, res := r.tryRegister(t, id, r.challenge(t), id.priv)
+	if code != 200 || !res.Alias.Valid() || !res.Created {
+		t.Fatalf("first registration: %d %+v", code, res)
+	}
+	// The same signing key again, from a "new device" with a new X25519 key.
+	id.x[0] ^= 0xff
+	code, res2 := r.tryRegister(t, id, r.challenge(t), id.priv)
+	if code != 200 || res2.Alias != res.Alias || res2.Created {
+		t.Fatalf("second registration: %d %+v, want alias %s created false", code, res2, res.Alias)
+	}
+	other := r.register(t, newID(t))
+	if other == res.Alias {
+		t.Fatal("two keys got one alias")
+	}
+	c := r.connect(t, id, res.Alias)
+	var keys struct {
+		Alias   identity.Alias `json:"alias"`
+		Ed25519 []byte         `json:"ed25519"`
+		X25519  []byte         `json:"x25519"`
+	}
+	if code := r.do(t, "GET", "/api/v1/keys/"+string(res.Alias), c.token, nil, &keys); code != 200 {
+		t.Fatalf("keys: %d", code)
+	}
+	if keys.Alias != res.Alias || string(keys.Ed25519) != string(id.pub) || string(keys.X25519) != string(id.x) {
+		t.Fatalf("keys %+v: want the updated x25519 key", keys)
+	}
+	if got := r.metric(t, `duet_relay_registrations_total{result="created"}`); got != 2 {
+		t.Errorf("registrations created = %v, want 2", got)
+	}
+}
+
+func TestRegisterErrors(t *testing.T) {
+	now := time.Now()
+	var skew atomic.Int64
+	clock := func() time.Time { return now.Add(time.Duration(skew.Load())) }
+	r := startRelay(t, Options{Now: clock}, nil)
+	id := newID(t)
+
+	for _, body := range []any{"not json", map[string]string{"ed25519": "x"}, map[string]any{"ed25519": 5},
+		map[string]string{"ed25519": "AAAA", "x25519": "AAAA", "challenge": "AAAA", "signature": "AAAA"},
+		map[string]string{"ed25519": "!!", "x25519": "AAAA", "challenge": "AAAA", "signature": "AAAA"},
+		map[string]string{"ed25519": "AAAA", "x25519": "AAAA", "challenge": "AAAA", "signature": "AAAA", "extra": "x"},
+	} {
+		var res registerResult
+		if code := r.do(t, "POST", "/api/v1/register", "", body, &res); code != http.StatusBadRequest || res.Error != "bad_request" || res.Message == "" {
+			t.Errorf("register %v: %d %+v, want 400 bad_request", body, code, res)
+		}
+	}
+
+	// Unknown challenge.
+	if code, res := r.tryRegister(t, id, make([]byte, 32), id.priv); code != 401 || res.Error != "bad_challenge" {
+		t.Errorf("unknown challenge: %d %+v", code, res)
+	}
+	// Bad signature (signed by another key): the challenge is used up too.
+	ch := r.challenge(t)
+	if code, res := r.tryRegister(t, id, ch, newID(t).priv); code != 401 || res.Error != "bad_signature" {
+		t.Errorf("bad signature: %d %+v", code, res)
+	}
+	if code, res := r.tryRegister(t, id, ch, id.priv); code != 401 || res.Error != "bad_challenge" {
+		t.Errorf("challenge reused after a bad signature: %d %+v", code, res)
+	}
+	// Replayed challenge.
+	ch = r.challenge(t)
+	if code, _ := r.tryRegister(t, id, ch, id.priv); code != 200 {
+		t.Fatalf("register: %d", code)
+	}
+	if code, res := r.tryRegister(t, id, ch, id.priv); code != 401 || res.Error != "bad_challenge" {
+		t.Errorf("replayed challenge: %d %+v", code, res)
+	}
+	// Expired challenge.
+	ch = r.challenge(t)
+	skew.Store(int64(61 * time.Second))
+	if code, res := r.tryRegister(t, id, ch, id.priv); code != 401 || res.Error != "bad_challenge" {
+		t.Errorf("expired challenge: %d %+v", code, res)
+	}
+	if got := r.metric(t, `duet_relay_auth_failures_total{reason="register_bad_challenge"}`); got != 4 {
+		t.Errorf("auth failures bad_challenge = %v, want 4", got)
+	}
+}
+
+func TestConcurrentRegistrations(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	const n = 8
+	// n devices register one key at once: one alias, created once.
+	id := newID(t)
+	chs := make([][]byte, n)
+	for i := range chs {
+		chs[i] = r.challenge(t)
+	}
+	results := make([]registerResult, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			code, res := r.tryRegister(t, id, chs[i], id.priv)
+			if code != 200 {
+				t.Errorf("register %d: %d %+v", i, code, res)
+			}
+			results[i] = res
+		})
+	}
+	wg.Wait()
+	created := 0
+	for _, res := range results {
+		if res.Alias != results[0].Alias {
+			t.Fatalf("one key got two aliases: %+v", results)
+		}
+		if res.Created {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d registrations report created, want 1: %+v", created, results)
+	}
+	// n different keys at once: n distinct aliases.
+	aliases := make([]identity.Alias, n)
+	for i := range n {
+		wg.Go(func() { aliases[i] = r.register(t, newID(t)) })
+	}
+	wg.Wait()
+	seen := map[identity.Alias]bool{results[0].Alias: true}
+	for _, a := range aliases {
+		if seen[a] {
+			t.Fatalf("alias %s assigned twice", a)
+		}
+		seen[a] = true
+	}
+}
+
+// TestAliasCollision forces the random alias source to repeat itself.
+func TestAliasCollision(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	first := r.register(t, newID(t))
+	d := r.srv.dir
+	// Every alias draw yields the taken alias first, then fresh ones.
+	var draws atomic.Int32
+	orig := d.rand
+	d.rand = readerFunc(func(p []byte) (int, error) {
+		if len(p) == 4 && draws.Add(1) <= 3 {
+			v := uint32(0)
+			for _, c := range first[1:] {
+				v = v*10 + uint32(c-'0')
+			}
+			p[0], p[1], p[2], p[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+			return 4, nil
+		}
+		return orig.Read(p)
+	})
+	id := newID(t)
+	second, created, err := d.assign(t.Context(), id.pub, id.x)
+	if err != nil || !created {
+		t.Fatalf("assign: %v %v", created, err)
+	}
+	if second == first || !second.Valid() {
+		t.Fatalf("collision: second alias %s, first %s", second, first)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+func TestKeysLookup(t *testing.T) {
+	now := time.Now()
+	var skew atomic.Int64
+	r := startRelay(t, Options{Now: func() time.Time { return now.Add(time.Duration(skew.Load())) }}, nil)
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	path := "/api/v1/keys/" + string(b.alias)
+
+	var e apiError
+	if code := r.do(t, "GET", path, "", nil, &e); code != 401 || e.Error != "unauthorized" {
+		t.Errorf("no token: %d %+v", code, e)
+	}
+	for _, tok := range []string{"garbage", "v1." + string(a.alias) + ".99999999999.AAAA", ca.token + "x", ca.token[:len(ca.token)-2]} {
+		if code := r.do(t, "GET", path, tok, nil, &e); code != 401 || e.Error != "unauthorized" {
+			t.Errorf("token %q: %d %+v", tok, code, e)
+		}
+	}
+	var keys keysResponse
+	if code := r.do(t, "GET", path, ca.token, nil, &keys); code != 200 || keys.Alias != b.alias || string(keys.Ed25519) != string(b.id.pub) {
+		t.Errorf("lookup: %d %+v", code, keys)
+	}
+	if code := r.do(t, "GET", "/api/v1/keys/u00000000", ca.token, nil, &e); code != 404 || e.Error != "not_found" {
+		t.Errorf("unknown alias: %d %+v", code, e)
+	}
+	if code := r.do(t, "GET", "/api/v1/keys/bob", ca.token, nil, &e); code != 400 || e.Error != "bad_request" {
+		t.Errorf("invalid alias: %d %+v", code, e)
+	}
+	skew.Store(int64(TokenTTL))
+	if code := r.do(t, "GET", path, ca.token, nil, &e); code != 401 || e.Error != "unauthorized" {
+		t.Errorf("expired token: %d %+v", code, e)
+	}
+}

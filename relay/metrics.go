@@ -1,0 +1,154 @@
+package relay
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/duetcall/duet/wire"
+)
+
+// DropReason says why the relay dropped a frame it had accepted. Every drop
+// is counted in duet_relay_drops_total{reason}.
+type DropReason string
+
+// The drop reasons.
+const (
+	// DropSlowConsumer: the recipient session's send queue was full; the
+	// session is disconnected with 1013.
+	DropSlowConsumer DropReason = "slow_consumer"
+	// DropSessionClosed: the recipient session was already closing.
+	DropSessionClosed DropReason = "session_closed"
+	// DropRouteBacklog: this node's inbound routing queue (NATS to sessions)
+	// was full.
+	DropRouteBacklog DropReason = "route_backlog"
+	// DropNoSession: a routed envelope arrived for an alias whose last local
+	// session had just gone.
+	DropNoSession DropReason = "no_local_session"
+	// DropPublish: publishing to NATS failed (NATS disconnected or closing).
+	DropPublish DropReason = "publish_error"
+)
+
+var dropReasons = []DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish}
+
+// dropCounter counts drops by reason. It is a custom collector because the
+// route_backlog count is kept by nats.go per subscription and is read at
+// scrape time.
+type dropCounter struct {
+	desc    *prometheus.Desc
+	counts  [5]atomic.Uint64 // indexed like dropReasons
+	backlog func() uint64    // extra route_backlog drops, may be nil
+}
+
+func newDropCounter() *dropCounter {
+	return &dropCounter{desc: prometheus.NewDesc("duet_relay_drops_total",
+		"Frames the relay accepted but dropped, by reason.", []string{"reason"}, nil)}
+}
+
+func (d *dropCounter) Inc(r DropReason) { d.Add(r, 1) }
+
+func (d *dropCounter) Add(r DropReason, n uint64) {
+	for i, x := range dropReasons {
+		if x == r {
+			d.counts[i].Add(n)
+			return
+		}
+	}
+}
+
+// Value returns the current count for r.
+func (d *dropCounter) Value(r DropReason) uint64 {
+	for i, x := range dropReasons {
+		if x == r {
+			v := d.counts[i].Load()
+			if r == DropRouteBacklog && d.backlog != nil {
+				v += d.backlog()
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+func (d *dropCounter) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *dropCounter) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range dropReasons {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.Value(r)), string(r))
+	}
+}
+
+// metrics are one relay server's Prometheus metrics, registered on its own
+// registry (never the global one, so tests can run several servers).
+type metrics struct {
+	sessions      prometheus.Gauge
+	envelopesIn   *prometheus.CounterVec // type
+	envelopesOut  *prometheus.CounterVec // type
+	refused       *prometheus.CounterVec // code
+	undeliverable *prometheus.CounterVec // notice: sent|silent
+	authFailures  *prometheus.CounterVec // reason
+	registrations *prometheus.CounterVec // result
+	disconnects   *prometheus.CounterVec // reason
+	drops         *dropCounter
+
+	inBy, outBy map[wire.Type]prometheus.Counter // cached children of envelopesIn/Out
+}
+
+// in and out return the envelope counters for t; types other than call_*
+// share the label "other" to bound the label set.
+func (m *metrics) in(t wire.Type) prometheus.Counter  { return pick(m.inBy, t) }
+func (m *metrics) out(t wire.Type) prometheus.Counter { return pick(m.outBy, t) }
+
+func pick(by map[wire.Type]prometheus.Counter, t wire.Type) prometheus.Counter {
+	if c, ok := by[t]; ok {
+		return c
+	}
+	return by["other"]
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "duet_relay_sessions", Help: "Authenticated WebSocket sessions on this node.",
+		}),
+		envelopesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_envelopes_in_total", Help: "Envelopes accepted from clients, by type.",
+		}, []string{"type"}),
+		envelopesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_envelopes_out_total", Help: "Envelopes queued to client sessions, by type.",
+		}, []string{"type"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_frames_refused_total", Help: "Client frames refused with an error notice, by code.",
+		}, []string{"code"}),
+		undeliverable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_undeliverable_total", Help: "Envelopes addressed to an alias with no connected session; notice=sent when the envelope had an id.",
+		}, []string{"notice"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_auth_failures_total", Help: "Failed registrations, WebSocket authentications and bearer tokens, by reason.",
+		}, []string{"reason"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_registrations_total", Help: "Successful registrations, by result (created or existing).",
+		}, []string{"result"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_disconnects_total", Help: "Authenticated sessions closed, by reason.",
+		}, []string{"reason"}),
+		drops: newDropCounter(),
+	}
+	m.inBy, m.outBy = make(map[wire.Type]prometheus.Counter), make(map[wire.Type]prometheus.Counter)
+	for _, t := range append(wire.CallTypes[:len(wire.CallTypes):len(wire.CallTypes)], "other") {
+		m.inBy[t] = m.envelopesIn.WithLabelValues(string(t))
+		m.outBy[t] = m.envelopesOut.WithLabelValues(string(t))
+	}
+	for _, c := range []errorCode{codeMalformed, codeUnknownType, codeSpoofedFrom, codeCryptoVersion, codeRateLimited} {
+		m.refused.WithLabelValues(string(c))
+	}
+	m.undeliverable.WithLabelValues("sent")
+	m.undeliverable.WithLabelValues("silent")
+	for _, c := range []prometheus.Collector{m.sessions, m.envelopesIn, m.envelopesOut, m.refused,
+		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.drops} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,281 @@
+package relay
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/wire"
+)
+
+// NATS subjects. Envelopes for an alias are published on
+//
+//	duet.a.<alias>.<type>
+//
+// and every node with a session of that alias holds one subscription on
+// duet.a.<alias>.*. Each envelope carries a reply subject on the sending
+// node's inbox,
+//
+//	duet.n.<node>.<session>.<to>[.<id>]
+//
+// on which NATS answers with a 503 "no responders" status message when no
+// node subscribes to the recipient: that is how the relay learns that the
+// recipient is offline. Nothing else is ever sent to the inbox.
+const (
+	subjectPrefix = "duet.a."
+	inboxPrefix   = "duet.n."
+	// routeQueueLen bounds each inbound routing shard (NATS -> sessions).
+	// Overload policy: NATS drops the message (counted as route_backlog).
+	routeQueueLen = 4096
+	subscribeWait = 5 * time.Second
+)
+
+// route is the one subscription of this node for an alias and the alias's
+// local sessions.
+type route struct {
+	sub      *nats.Subscription
+	sessions []*session
+}
+
+// router moves envelopes between local sessions and NATS.
+type router struct {
+	nc    *nats.Conn
+	inbox string
+	m     *metrics
+	log   *slog.Logger
+
+	shards   []chan *nats.Msg // per-alias order is kept: an alias maps to one shard
+	quit     chan struct{}
+	wg       sync.WaitGroup
+	inboxSub *nats.Subscription
+
+	mu          sync.RWMutex
+	routes      map[identity.Alias]*route
+	sessions    map[uint64]*session
+	goneDropped uint64 // route_backlog drops of removed subscriptions
+}
+
+func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger) (*router, error) {
+	r := &router{
+		nc:       nc,
+		inbox:    inboxPrefix + nuid.Next(),
+		m:        m,
+		log:      log,
+		quit:     make(chan struct{}),
+		routes:   make(map[identity.Alias]*route),
+		sessions: make(map[uint64]*session),
+	}
+	sub, err := nc.Subscribe(r.inbox+".>", r.onInbox)
+	if err != nil {
+		return nil, fmt.Errorf("%w: subscribing the node inbox: %w", ErrNATS, err)
+	}
+	r.inboxSub = sub
+	n := max(2, runtime.GOMAXPROCS(0))
+	r.shards = make([]chan *nats.Msg, n)
+	for i := range r.shards {
+		r.shards[i] = make(chan *nats.Msg, routeQueueLen)
+		r.wg.Add(1)
+		go r.dispatch(r.shards[i])
+	}
+	m.drops.backlog = r.backlogDrops
+	return r, nil
+}
+
+// stop unsubscribes everything and stops the dispatchers.
+func (r *router) stop() {
+	_ = r.inboxSub.Unsubscribe()
+	r.mu.Lock()
+	for a, rt := range r.routes {
+		r.unsubscribe(rt)
+		delete(r.routes, a)
+	}
+	r.mu.Unlock()
+	close(r.quit)
+	r.wg.Wait()
+}
+
+func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
+	h := fnv.New32a()
+	h.Write([]byte(a))
+	return r.shards[h.Sum32()%uint32(len(r.shards))]
+}
+
+// add registers an authenticated session; when it is the alias's first on
+// this node, it subscribes to the alias and waits until NATS has the
+// subscription, so envelopes sent after "ready" are delivered.
+func (r *router) add(s *session) error {
+	r.mu.Lock()
+	rt := r.routes[s.alias]
+	if rt == nil {
+		sub, err := r.nc.ChanSubscribe(subjectPrefix+string(s.alias)+".*", r.shardFor(s.alias))
+		if err != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: subscribing %s: %w", ErrNATS, s.alias, err)
+		}
+		rt = &route{sub: sub}
+		r.routes[s.alias] = rt
+	}
+	rt.sessions = append(rt.sessions, s)
+	r.sessions[s.id] = s
+	r.mu.Unlock()
+	if err := r.nc.FlushTimeout(subscribeWait); err != nil {
+		r.remove(s)
+		return fmt.Errorf("%w: %w", ErrNATS, err)
+	}
+	return nil
+}
+
+// remove unregisters a session; the alias's subscription goes with its last
+// local session.
+func (r *router) remove(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[s.id] != s {
+		return
+	}
+	delete(r.sessions, s.id)
+	rt := r.routes[s.alias]
+	if rt == nil {
+		return
+	}
+	for i, x := range rt.sessions {
+		if x == s {
+			rt.sessions = append(rt.sessions[:i], rt.sessions[i+1:]...)
+			break
+		}
+	}
+	if len(rt.sessions) == 0 {
+		r.unsubscribe(rt)
+		delete(r.routes, s.alias)
+	}
+}
+
+// unsubscribe drops rt's subscription, keeping its drop count. r.mu is held.
+func (r *router) unsubscribe(rt *route) {
+	if d, err := rt.sub.Dropped(); err == nil && d > 0 {
+		r.goneDropped += uint64(d)
+	}
+	_ = rt.sub.Unsubscribe()
+}
+
+// backlogDrops is the number of envelopes NATS dropped because a routing
+// shard was full.
+func (r *router) backlogDrops() uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := r.goneDropped
+	for _, rt := range r.routes {
+		if d, err := rt.sub.Dropped(); err == nil && d > 0 {
+			n += uint64(d)
+		}
+	}
+	return n
+}
+
+// publish sends an envelope from session s to its recipient's subject.
+func (r *router) publish(s *session, env *wire.Envelope) {
+	data, err := json.Marshal(env) // re-encoded: clients get one canonical shape
+	if err != nil {
+		return
+	}
+	reply := r.inbox + "." + strconv.FormatUint(s.id, 10) + "." + string(env.To)
+	if env.ID != "" {
+		reply += "." + env.ID
+	}
+	r.m.in(env.Type).Inc()
+	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: reply, Data: data}
+	if err := r.nc.PublishMsg(msg); err != nil {
+		r.m.drops.Inc(DropPublish)
+		r.log.Warn("relay: publishing an envelope failed", "err", err)
+		if env.ID != "" {
+			s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: env.ID, To: env.To, Reason: reasonUnavailable}))
+		}
+	}
+}
+
+// Reasons of undeliverable notices.
+const (
+	reasonOffline     = "offline"
+	reasonUnavailable = "unavailable" // this node cannot reach NATS
+)
+
+// onInbox handles NATS's no-responders answers for envelopes sent by this
+// node's sessions.
+func (r *router) onInbox(m *nats.Msg) {
+	if m.Header.Get("Status") != "503" {
+		return
+	}
+	rest, ok := strings.CutPrefix(m.Subject, r.inbox+".")
+	if !ok {
+		return
+	}
+	parts := strings.SplitN(rest, ".", 3)
+	if len(parts) < 2 {
+		return
+	}
+	if len(parts) == 2 {
+		r.m.undeliverable.WithLabelValues("silent").Inc()
+		return
+	}
+	r.m.undeliverable.WithLabelValues("sent").Inc()
+	id, err := strconv.ParseUint(parts[0], 10, 64)
+	if err != nil {
+		return
+	}
+	r.mu.RLock()
+	s := r.sessions[id]
+	r.mu.RUnlock()
+	if s != nil {
+		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: parts[2], To: identity.Alias(parts[1]), Reason: reasonOffline}))
+	}
+}
+
+// dispatch delivers routed envelopes of one shard to the local sessions.
+func (r *router) dispatch(ch chan *nats.Msg) {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.quit:
+			return
+		case m := <-ch:
+			r.deliver(m)
+		}
+	}
+}
+
+// deliver fans an envelope out to every local session of its alias without
+// blocking (see session.enqueue for the overload policy).
+func (r *router) deliver(m *nats.Msg) {
+	rest, ok := strings.CutPrefix(m.Subject, subjectPrefix)
+	if !ok || len(rest) < 11 || rest[9] != '.' {
+		return
+	}
+	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
+	n, found := 0, false
+	r.mu.RLock()
+	if rt := r.routes[alias]; rt != nil && len(rt.sessions) > 0 {
+		found = true
+		for _, s := range rt.sessions {
+			if s.enqueue(m.Data) {
+				n++
+			}
+		}
+	}
+	r.mu.RUnlock()
+	if !found {
+		r.m.drops.Inc(DropNoSession)
+	}
+	if n > 0 {
+		r.m.out(typ).Add(float64(n))
+	}
+}

@@ -1,0 +1,310 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// ICEProvider answers GET /api/v1/calls/ice-config for an authenticated
+// alias. *ice.Resolver implements it.
+type ICEProvider interface {
+	Get(ctx context.Context, user identity.Alias) (iceConfig, error)
+}
+
+// Options configure a relay server.
+type Options struct {
+	// NATSURL is an external NATS server with JetStream to join; empty runs
+	// an embedded nats-server in-process (no network port) storing JetStream
+	// under DataDir.
+	NATSURL string
+	// DataDir holds the embedded NATS's JetStream store (DataDir/nats).
+	// Required when NATSURL is empty.
+	DataDir string
+	// KVReplicas is the replica count of the directory buckets when they are
+	// created (external NATS clusters); default 1.
+	KVReplicas int
+	// ICE serves the ice-config endpoint; nil answers 503.
+	ICE ICEProvider
+	// OriginPatterns, if set, restricts the WebSocket's Origin header (see
+	// websocket.AcceptOptions). By default any origin may connect: sessions
+	// authenticate by signature, with no ambient credentials to protect.
+	OriginPatterns []string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives the relay's metrics and is served on /metrics;
+	// default: a new registry.
+	Registry *prometheus.Registry
+	// Now is the clock for tokens, challenges and rate limits; default
+	// time.Now.
+	Now func() time.Time
+}
+
+// tunables are the protocol limits; tests shorten some of them.
+type tunables struct {
+	authTimeout  time.Duration
+	writeTimeout time.Duration
+	closeGrace   time.Duration
+	queueLen     int
+	rateLimit    float64
+	rateBurst    int
+	floodLimit   int
+}
+
+var defaultTunables = tunables{
+	authTimeout:  AuthTimeout,
+	writeTimeout: WriteTimeout,
+	closeGrace:   CloseGrace,
+	queueLen:     SendQueueLen,
+	rateLimit:    RateLimit,
+	rateBurst:    RateBurst,
+	floodLimit:   FloodLimit,
+}
+
+// ErrClosed is returned by Shutdown when the server is already shut down.
+var ErrClosed = errors.New("relay: server closed")
+
+// Server is one relay node.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	now      func() time.Time
+	tun      tunables
+	registry *prometheus.Registry
+	metrics  *metrics
+	nats     *natsBackend
+	dir      *directory
+	tokens   *tokens
+	router   *router
+	handler  http.Handler
+
+	nextID atomic.Uint64
+
+	mu       sync.Mutex
+	shutting bool
+	conns    map[*session]struct{} // every WebSocket, authenticated or not
+	connWG   sync.WaitGroup
+}
+
+// New starts a relay node: it connects to NATS (starting the embedded server
+// when Options.NATSURL is empty) and opens the directory. Call Shutdown to
+// stop it.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	if opts.NATSURL == "" && opts.DataDir == "" {
+		return nil, errors.New("relay: Options.DataDir is required with the embedded NATS")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		now:      opts.Now,
+		tun:      defaultTunables,
+		registry: opts.Registry,
+		conns:    make(map[*session]struct{}),
+	}
+	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("relay: registering metrics: %w", err)
+	}
+	s.metrics = m
+	if opts.DataDir != "" {
+		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("relay: data dir: %w", err)
+		}
+	}
+	nb, err := connectNATS(ctx, opts.NATSURL, opts.DataDir, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.nats = nb
+	s.dir, err = openDirectory(ctx, nb.js, opts.KVReplicas, s.now)
+	if err != nil {
+		nb.close()
+		return nil, err
+	}
+	key, err := s.dir.TokenKey(ctx)
+	if err != nil {
+		nb.close()
+		return nil, err
+	}
+	s.tokens = &tokens{key: key, now: s.now}
+	s.router, err = newRouter(nb.nc, m, s.log)
+	if err != nil {
+		nb.close()
+		return nil, err
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Registry returns the registry the relay's metrics are on.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Embedded reports whether the node runs the embedded NATS.
+func (s *Server) Embedded() bool { return s.nats.embedded != nil }
+
+// Handler returns the relay's HTTP handler: the API, the WebSocket endpoint,
+// /healthz, /readyz and /metrics.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/challenge", s.handleChallenge)
+	mux.HandleFunc("POST /api/v1/register", s.handleRegister)
+	mux.HandleFunc("GET /api/v1/keys/{alias}", s.authed(s.handleKeys))
+	mux.HandleFunc("GET /api/v1/calls/ice-config", s.authed(s.handleICEConfig))
+	mux.HandleFunc("GET /api/v1/ws", s.handleWS)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	return mux
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	shutting := s.shutting
+	s.mu.Unlock()
+	if shutting {
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the relay is shutting down")
+		return
+	}
+	if !s.nats.nc.IsConnected() {
+		writeError(w, http.StatusServiceUnavailable, "nats_unavailable", "not connected to NATS")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.dir.aliases.Status(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) does not answer")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// handleWS upgrades to a WebSocket session (docs/PROTOCOL.md §9.2).
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the relay is shutting down, connect again")
+		return
+	}
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	defer s.connWG.Done()
+
+	hj := &hijackRecorder{ResponseWriter: w}
+	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: len(s.opts.OriginPatterns) == 0,
+		OriginPatterns:     s.opts.OriginPatterns,
+	})
+	if err != nil {
+		return // Accept has answered
+	}
+	conn.SetReadLimit(maxFrameSize)
+	sess := &session{srv: s, conn: conn, netConn: hj.conn, id: s.nextID.Add(1), log: s.log}
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		_ = conn.Close(statusRestart, "service restart")
+		return
+	}
+	s.conns[sess] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, sess)
+		s.mu.Unlock()
+	}()
+	// The request context is not used: a session outlives nothing but its
+	// connection, which closing unblocks.
+	sess.run(context.WithoutCancel(r.Context()))
+}
+
+// Shutdown stops the node gracefully: it refuses new sessions, sends
+// {"type":"reconnect"} to every session and closes it with 1012, waits for
+// the sessions to finish (forcing them closed when ctx ends), then closes
+// NATS and the embedded server. Stop the http.Server (which does not track
+// WebSockets) before or after; both orders work.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.shutting = true
+	conns := make([]*session, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.log.Info("relay: shutting down", "sessions", len(conns))
+	for _, c := range conns {
+		c.kill(statusRestart, "shutdown", reconnectFrame)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("relay: shutdown: sessions still closing: %w", ctx.Err())
+		for _, c := range conns {
+			_ = c.netConn.Close()
+		}
+		<-done
+	}
+	s.router.stop()
+	s.nats.close()
+	return err
+}
+
+// authFailure counts a failed authentication.
+func (s *Server) authFailure(reason string) {
+	s.metrics.authFailures.WithLabelValues(reason).Inc()
+}
+
+// hijackRecorder keeps the connection websocket.Accept hijacks, so that a
+// session can be dropped without waiting for a close handshake.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = c
+	return c, brw, err
+}
+
+func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -1,0 +1,329 @@
+package relay
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// Session limits (docs/PROTOCOL.md §9.2).
+const (
+	// AuthTimeout is how long a client has to authenticate after connecting.
+	AuthTimeout = 10 * time.Second
+	// SendQueueLen bounds a session's queue of frames waiting to be written.
+	// Overload policy: an envelope that finds the queue full is dropped
+	// (counted as slow_consumer) and the session is closed with 1013.
+	SendQueueLen = 256
+	// RateLimit and RateBurst limit the frames a session may send.
+	RateLimit = 50
+	RateBurst = 100
+	// FloodLimit is the number of rate-limited frames after which a session
+	// is closed with 1008. The count restarts after floodReset without a
+	// refusal.
+	FloodLimit = 1000
+	floodReset = 10 * time.Second
+	// WriteTimeout bounds every write to a client.
+	WriteTimeout = 10 * time.Second
+	// CloseGrace bounds a close: the final frame and the close handshake;
+	// then the TCP connection is dropped.
+	CloseGrace = 2 * time.Second
+)
+
+// WebSocket close codes used by the relay.
+const (
+	StatusUnauthorized websocket.StatusCode = 4001
+	statusRestart      websocket.StatusCode = 1012 // service restart
+	statusTryLater     websocket.StatusCode = 1013 // try again later
+)
+
+// session is one WebSocket connection. Its reader runs on the HTTP handler
+// goroutine; frames to the client are queued (bounded) and written by a
+// writer goroutine that exists only while the queue is non-empty, so an idle
+// session costs one goroutine. Notices answering the client's own frames are
+// written directly by the reader, which pushes back on a client that floods
+// without reading.
+type session struct {
+	srv     *Server
+	conn    *websocket.Conn
+	netConn net.Conn // under conn, for a forced close
+	id    uint64
+	alias identity.Alias // set once authenticated
+	log   *slog.Logger
+
+	limiter     *rate.Limiter
+	refused     int // rate-limited frames in the current flood
+	lastRefused time.Time
+
+	mu      sync.Mutex
+	queue   [][]byte
+	writing bool // a writer goroutine is running
+	closing bool
+	reason  string         // disconnect reason (metrics label), set by kill
+	wg      sync.WaitGroup // writer and closer goroutines
+}
+
+func (s *session) now() time.Time { return s.srv.now() }
+
+// enqueue queues msg for the client without blocking. On a full queue the
+// frame is dropped and the session closed (slow consumer).
+func (s *session) enqueue(msg []byte) bool {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.srv.metrics.drops.Inc(DropSessionClosed)
+		return false
+	}
+	if len(s.queue) >= s.srv.tun.queueLen {
+		s.mu.Unlock()
+		s.srv.metrics.drops.Inc(DropSlowConsumer)
+		s.kill(statusTryLater, "slow_consumer", nil)
+		return false
+	}
+	s.queue = append(s.queue, msg)
+	if !s.writing {
+		s.writing = true
+		s.wg.Add(1)
+		go s.writeLoop()
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// writeLoop writes queued frames until the queue is empty or the session
+// closes.
+func (s *session) writeLoop() {
+	defer s.wg.Done()
+	var batch [][]byte
+	for {
+		s.mu.Lock()
+		if s.closing || len(s.queue) == 0 {
+			s.writing = false
+			if cap(s.queue) > 16 {
+				s.queue = nil // give back memory after a burst
+			}
+			s.mu.Unlock()
+			return
+		}
+		batch, s.queue = s.queue, batch[:0]
+		s.mu.Unlock()
+		for i, m := range batch {
+			if err := s.write(m); err != nil {
+				s.kill(websocket.StatusInternalError, "write_error", nil)
+				return
+			}
+			batch[i] = nil
+		}
+	}
+}
+
+// write writes one frame with the write timeout.
+func (s *session) write(msg []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.writeTimeout)
+	defer cancel()
+	return s.conn.Write(ctx, websocket.MessageText, msg)
+}
+
+// writeDirect writes a notice from the reader goroutine, unless closing.
+func (s *session) writeDirect(msg []byte) error {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return errSessionClosing
+	}
+	return s.write(msg)
+}
+
+var errSessionClosing = errors.New("relay: session closing")
+
+// kill closes the session once: it stops the queue, optionally writes final,
+// then closes the WebSocket with code and reason. It never blocks.
+func (s *session) kill(code websocket.StatusCode, reason string, final []byte) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	s.reason = reason
+	s.queue = nil
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		// A client that does not read never completes the close handshake
+		// (nor takes the final frame): drop the TCP connection after a grace.
+		force := time.AfterFunc(s.srv.tun.closeGrace, func() { _ = s.netConn.Close() })
+		defer force.Stop()
+		if final != nil {
+			_ = s.write(final)
+		}
+		_ = s.conn.Close(code, reason)
+	}()
+}
+
+// run serves the connection until it closes.
+func (s *session) run(ctx context.Context) {
+	defer func() {
+		s.kill(websocket.StatusNormalClosure, "closed", nil)
+		s.wg.Wait()
+	}()
+	alias, ok := s.authenticate(ctx)
+	if !ok {
+		return
+	}
+	s.alias = alias
+	s.log = s.log.With("alias", alias)
+	if err := s.srv.router.add(s); err != nil {
+		s.log.Warn("relay: cannot route session", "err", err)
+		s.kill(websocket.StatusInternalError, "routing unavailable", nil)
+		return
+	}
+	defer s.srv.router.remove(s)
+	s.srv.metrics.sessions.Inc()
+	defer s.srv.metrics.sessions.Dec()
+	defer func() {
+		s.mu.Lock()
+		reason := s.reason
+		s.mu.Unlock()
+		s.srv.metrics.disconnects.WithLabelValues(reason).Inc()
+		s.log.Debug("relay: session closed", "reason", reason)
+	}()
+
+	ready := encodeFrame(readyFrame{Type: "ready", Alias: alias, Token: s.srv.tokens.Issue(alias), TokenExpiresIn: int(TokenTTL / time.Second)})
+	if err := s.writeDirect(ready); err != nil {
+		return
+	}
+	s.log.Debug("relay: session ready")
+	s.limiter = rate.NewLimiter(rate.Limit(s.srv.tun.rateLimit), s.srv.tun.rateBurst)
+	for {
+		typ, data, err := s.conn.Read(ctx)
+		if err != nil {
+			s.readClosed(err)
+			return
+		}
+		s.handleFrame(typ, data)
+	}
+}
+
+// readClosed records why reading stopped.
+func (s *session) readClosed(err error) {
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		s.kill(websocket.StatusMessageTooBig, "frame_too_big", nil)
+	case websocket.CloseStatus(err) != -1:
+		s.kill(websocket.StatusNormalClosure, "client_closed", nil)
+	case errors.Is(err, io.EOF):
+		s.kill(websocket.StatusNormalClosure, "client_closed", nil)
+	default:
+		s.kill(websocket.StatusNormalClosure, "read_error", nil)
+	}
+}
+
+// authenticate runs §9.2 steps 1 and 2 and returns the authenticated alias.
+func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
+	challenge := make([]byte, challengeSize)
+	if _, err := io.ReadFull(rand.Reader, challenge); err != nil {
+		s.kill(websocket.StatusInternalError, "internal error", nil)
+		return "", false
+	}
+	timer := time.AfterFunc(s.srv.tun.authTimeout, func() {
+		s.srv.authFailure("ws_timeout")
+		s.kill(StatusUnauthorized, "unauthorized: authentication timeout", nil)
+	})
+	defer timer.Stop()
+	if err := s.writeDirect(encodeFrame(challengeFrame{Type: "challenge", Challenge: challenge})); err != nil {
+		return "", false
+	}
+	typ, data, err := s.conn.Read(ctx)
+	if err != nil {
+		s.readClosed(err)
+		return "", false
+	}
+	alias, sig, err := decodeAuth(data)
+	if err != nil || typ != websocket.MessageText {
+		s.srv.authFailure("ws_unauthenticated_frame")
+		s.kill(StatusUnauthorized, "unauthorized: expected an auth frame", nil)
+		return "", false
+	}
+	rec, err := s.srv.dir.Lookup(ctx, alias)
+	if errors.Is(err, ErrNotFound) {
+		s.srv.authFailure("ws_unknown_alias")
+		s.kill(StatusUnauthorized, "unauthorized: unknown alias", nil)
+		return "", false
+	}
+	if err != nil {
+		s.log.Warn("relay: directory lookup failed", "err", err)
+		s.kill(websocket.StatusTryAgainLater, "directory unavailable", nil)
+		return "", false
+	}
+	if !ed25519.Verify(rec.Ed25519, WSAuthMessage(challenge), sig) {
+		s.srv.authFailure("ws_bad_signature")
+		s.kill(StatusUnauthorized, "unauthorized: bad signature", nil)
+		return "", false
+	}
+	if !timer.Stop() {
+		return "", false // timed out meanwhile
+	}
+	return alias, true
+}
+
+// handleFrame processes one frame of an authenticated session.
+func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
+	now := s.now()
+	if !s.limiter.AllowN(now, 1) {
+		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()
+		if now.Sub(s.lastRefused) > floodReset {
+			s.refused = 0
+		}
+		s.refused++
+		s.lastRefused = now
+		if s.refused >= s.srv.tun.floodLimit {
+			s.log.Info("relay: closing a flooding session")
+			s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
+			return
+		}
+		s.notice(&frameError{codeRateLimited, "too many frames, slow down", frameID(data)})
+		return
+	}
+	if typ != websocket.MessageText {
+		s.srv.metrics.refused.WithLabelValues(string(codeMalformed)).Inc()
+		s.notice(&frameError{Code: codeMalformed, Message: "frames must be text"})
+		return
+	}
+	env, ferr := decodeFrame(data, s.alias)
+	if ferr != nil {
+		s.srv.metrics.refused.WithLabelValues(string(ferr.Code)).Inc()
+		s.notice(ferr)
+		return
+	}
+	s.srv.router.publish(s, env)
+}
+
+// notice writes an error notice for a refused frame.
+func (s *session) notice(e *frameError) {
+	_ = s.writeDirect(encodeFrame(errorFrame{Type: "error", Code: e.Code, Message: e.Message, ID: e.ID}))
+}
+
+// frameID extracts a frame's id for a notice, if it has a valid one.
+func frameID(data []byte) string {
+	var f struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(data, &f) != nil || !validNoticeID(f.ID) {
+		return ""
+	}
+	return f.ID
+}

@@ -1,0 +1,439 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/wire"
+)
+
+func TestExchange(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	a, b := r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+
+	for _, typ := range wire.CallTypes {
+		e := ca.env(b.alias, "m1")
+		e.Type = typ
+		ca.send(e)
+		cb.expectEnvelope(e)
+		back := cb.env(a.alias, "")
+		back.Type = typ
+		cb.send(back)
+		ca.expectEnvelope(back)
+	}
+	// Whitespace and field order are not forwarded: the relay re-encodes.
+	e := ca.env(b.alias, "m2")
+	raw, _ := json.Marshal(e)
+	ca.send([]byte("  " + string(raw) + "\n"))
+	cb.expectEnvelope(e)
+	ca.none(100 * time.Millisecond)
+
+	if got := r.metric(t, `duet_relay_envelopes_in_total{type="call_offer"}`); got != 3 {
+		t.Errorf("envelopes in call_offer = %v, want 3", got)
+	}
+	if got := r.metric(t, `duet_relay_envelopes_out_total{type="call_hangup"}`); got != 2 {
+		t.Errorf("envelopes out call_hangup = %v, want 2", got)
+	}
+	if got := r.metric(t, "duet_relay_sessions"); got != 2 {
+		t.Errorf("sessions = %v, want 2", got)
+	}
+}
+
+func TestFanOutToEveryDevice(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	b1, b2, b3 := r.connect(t, b.id, b.alias), r.connect(t, b.id, b.alias), r.connect(t, b.id, b.alias)
+	e := ca.env(b.alias, "x")
+	ca.send(e)
+	for _, c := range []*testClient{b1, b2, b3} {
+		c.expectEnvelope(e)
+	}
+	// A device leaving does not unsubscribe the others.
+	b1.conn.Close(websocket.StatusNormalClosure, "bye")
+	b1.closed(5 * time.Second)
+	eventually(t, 5*time.Second, "b1 gone", func() bool { return r.metric(t, "duet_relay_sessions") == 3 })
+	e = ca.env(b.alias, "y")
+	ca.send(e)
+	b2.expectEnvelope(e)
+	b3.expectEnvelope(e)
+	// A device of the sender receives envelopes for the sender's alias only.
+	ca.none(100 * time.Millisecond)
+}
+
+func TestUndeliverable(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+
+	start := time.Now()
+	ca.send(ca.env(b.alias, "offer-1"))
+	m := ca.next(time.Second)
+	if m["type"] != "undeliverable" || m["id"] != "offer-1" || m["to"] != string(b.alias) || m["reason"] != "offline" || len(m) != 4 {
+		t.Fatalf("got %v, want undeliverable offer-1", m)
+	}
+	t.Logf("undeliverable after %v", time.Since(start))
+
+	// Without an id: counted, no notice.
+	ca.send(ca.env(b.alias, ""))
+	ca.none(300 * time.Millisecond)
+	eventually(t, 2*time.Second, "silent undeliverable counted", func() bool {
+		return r.metric(t, `duet_relay_undeliverable_total{notice="silent"}`) == 1
+	})
+	if got := r.metric(t, `duet_relay_undeliverable_total{notice="sent"}`); got != 1 {
+		t.Errorf("undeliverable sent = %v, want 1", got)
+	}
+
+	// Once b connects and leaves again, the subscription is gone too.
+	cb := r.connect(t, b.id, b.alias)
+	e := ca.env(b.alias, "offer-2")
+	ca.send(e)
+	cb.expectEnvelope(e)
+	cb.conn.Close(websocket.StatusNormalClosure, "")
+	cb.closed(5 * time.Second)
+	eventually(t, 5*time.Second, "b gone", func() bool { return r.metric(t, "duet_relay_sessions") == 1 })
+	ca.send(ca.env(b.alias, "offer-3"))
+	if m := ca.next(time.Second); m["type"] != "undeliverable" || m["id"] != "offer-3" {
+		t.Fatalf("got %v, want undeliverable offer-3", m)
+	}
+}
+
+func TestAuthFailures(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) { tu.authTimeout = 300 * time.Millisecond })
+	a := r.newUser(t)
+
+	expectClose := func(name string, conn *websocket.Conn, want websocket.StatusCode) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for {
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				if got := websocket.CloseStatus(err); got != want {
+					t.Errorf("%s: closed with %v (%v), want %v", name, got, err, want)
+				}
+				return
+			}
+			t.Errorf("%s: unexpected frame %s", name, b)
+		}
+	}
+	cases := []struct {
+		name  string
+		frame func(ch map[string]any) any
+	}{
+		{"envelope before auth", func(map[string]any) any {
+			return &wire.Envelope{Type: wire.TypeCallOffer, To: a.alias, From: a.alias, CallID: "c", CryptoV: 2, Payload: "AA=="}
+		}},
+		{"not json", func(map[string]any) any { return []byte("hello") }},
+		{"bad signature", func(ch map[string]any) any { return authFrameFor(t, ch, a.alias, newID(t).priv) }},
+		{"unknown alias", func(ch map[string]any) any { return authFrameFor(t, ch, "u00000001", a.id.priv) }},
+		{"extra field", func(ch map[string]any) any {
+			f := authFrameFor(t, ch, a.alias, a.id.priv)
+			f["x"] = "y"
+			return f
+		}},
+		{"signature of another challenge", func(map[string]any) any {
+			return authFrameFor(t, map[string]any{"type": "challenge", "challenge": b64.EncodeToString(make([]byte, 32))}, a.alias, a.id.priv)
+		}},
+	}
+	for _, tc := range cases {
+		conn := r.dial(t)
+		writeJSONFrame(t, conn, tc.frame(readJSON(t, conn)))
+		expectClose(tc.name, conn, StatusUnauthorized)
+	}
+	// Silence: closed after the auth timeout.
+	conn := r.dial(t)
+	readJSON(t, conn)
+	start := time.Now()
+	expectClose("timeout", conn, StatusUnauthorized)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("auth timeout took %v", d)
+	}
+	for reason, want := range map[string]float64{"ws_unauthenticated_frame": 3, "ws_bad_signature": 2, "ws_unknown_alias": 1, "ws_timeout": 1} {
+		if got := r.metric(t, `duet_relay_auth_failures_total{reason="`+reason+`"}`); got != want {
+			t.Errorf("auth failures %s = %v, want %v", reason, got, want)
+		}
+	}
+	// The relay still serves the legitimate user.
+	r.connect(t, a.id, a.alias)
+}
+
+func TestRefusedFrames(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	a, b := r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+
+	spoofed := ca.env(b.alias, "s1")
+	spoofed.From = b.alias
+	ca.send(spoofed)
+	ca.expectError("spoofed_from", "s1")
+
+	ca.send([]byte(`{"type":"call_offer",`))
+	ca.expectError("malformed", "")
+	ca.send([]byte(`[1,2]`))
+	ca.expectError("malformed", "")
+	ca.send([]byte(`{"type":5}`))
+	ca.expectError("malformed", "")
+	bad := ca.env(b.alias, "m1")
+	bad.CallID = "has space"
+	ca.send(bad)
+	ca.expectError("malformed", "m1")
+	ca.send(map[string]any{"type": "call_offer", "to": b.alias, "from": a.alias, "call_id": "c", "crypto_v": 2, "payload": "AA==", "id": "m2", "sdp": "v=0"})
+	ca.expectError("malformed", "m2")
+
+	ca.send(map[string]any{"type": "chat_message", "to": b.alias, "from": a.alias, "id": "u1", "text": "hi"})
+	ca.expectError("unknown_type", "u1")
+	ca.send(map[string]any{"type": "auth", "alias": a.alias, "signature": "AA=="})
+	ca.expectError("unknown_type", "")
+
+	v1 := ca.env(b.alias, "v1")
+	v1.CryptoV = 1
+	raw, _ := json.Marshal(v1)
+	ca.send(raw)
+	ca.expectError("crypto_version", "v1")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca.conn.Write(ctx, websocket.MessageBinary, []byte("{}"))
+	ca.expectError("malformed", "")
+
+	// None of it reached b, and the session is still fine.
+	cb.none(100 * time.Millisecond)
+	e := ca.env(b.alias, "ok")
+	ca.send(e)
+	cb.expectEnvelope(e)
+	if got := r.metric(t, `duet_relay_frames_refused_total{code="malformed"}`); got != 6 {
+		t.Errorf("refused malformed = %v, want 6", got)
+	}
+}
+
+func TestOversizedFrame(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	a, b := r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+	// The largest valid envelope passes.
+	e := ca.env(b.alias, "big")
+	e.Payload = strings.Repeat("A", wire.MaxPayloadSize)
+	ca.send(e)
+	cb.expectEnvelope(e)
+	// A frame over 64 KiB closes with 1009.
+	ca.send([]byte(`{"type":"call_offer","payload":"` + strings.Repeat("A", 64<<10) + `"}`))
+	if got := ca.closed(5 * time.Second); got != websocket.StatusMessageTooBig {
+		t.Fatalf("closed with %v, want 1009", got)
+	}
+	e = cb.env(b.alias, "")
+	cb.send(e)
+	cb.expectEnvelope(e)
+}
+
+func TestFlood(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	a, b := r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+	e := ca.env(b.alias, "f")
+	raw, _ := json.Marshal(e)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sent, start := 0, time.Now()
+	for sent < 2000 {
+		if err := ca.conn.Write(ctx, websocket.MessageText, raw); err != nil {
+			break
+		}
+		sent++
+	}
+	if got := ca.closed(10 * time.Second); got != websocket.StatusPolicyViolation {
+		t.Fatalf("flooder closed with %v, want 1008", got)
+	}
+	limited := 0
+	for len(ca.frames) > 0 {
+		if m := <-ca.frames; m["type"] == "error" && m["code"] == "rate_limited" && m["id"] == "f" {
+			limited++
+		}
+	}
+	if limited < 100 {
+		t.Errorf("%d rate_limited notices, want many", limited)
+	}
+	delivered := 0
+	for len(cb.frames) > 0 {
+		<-cb.frames
+		delivered++
+	}
+	if delivered < 100 {
+		t.Errorf("%d envelopes delivered to b, want at least the burst of 100", delivered)
+	}
+	elapsed := time.Since(start).Seconds()
+	t.Logf("sent %d in %.1fs, %d delivered, %d rate_limited notices read", sent, elapsed, delivered, limited)
+	if max := 100 + 50*elapsed + 10; float64(delivered) > max {
+		t.Errorf("%d envelopes delivered to b, want at most %v (burst 100 + 50/s)", delivered, max)
+	}
+	// b is unaffected.
+	cb.send(cb.env(b.alias, ""))
+	cb.next(5 * time.Second)
+}
+
+func TestSlowConsumer(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.rateLimit, tu.rateBurst = 1e6, 1e6
+		tu.queueLen = 16                  // fewer frames to send
+		tu.writeTimeout = 60 * time.Second // the queue fills before a write times out
+	})
+	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	slow := r.connectOpt(t, b.id, b.alias, true) // never reads
+	cc := r.connect(t, c.id, c.alias)
+	big := ca.env(b.alias, "")
+	big.Payload = strings.Repeat("A", wire.MaxPayloadSize)
+	raw, _ := json.Marshal(big)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Socket buffers absorb some megabytes; then the queue (256) fills.
+	for i := 0; i < 2000 && (i%20 != 0 || r.metric(t, `duet_relay_drops_total{reason="slow_consumer"}`) < 1); i++ {
+		if err := ca.conn.Write(ctx, websocket.MessageText, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 15*time.Second, "slow consumer disconnected", func() bool {
+		return r.metric(t, `duet_relay_disconnects_total{reason="slow_consumer"}`) == 1
+	})
+	_ = slow
+	// Other sessions are unaffected.
+	e := ca.env(c.alias, "after")
+	ca.send(e)
+	cc.expectEnvelope(e)
+	e = cc.env(a.alias, "back")
+	cc.send(e)
+	for {
+		m := ca.next(5 * time.Second)
+		if m["type"] == "undeliverable" {
+			continue // envelopes sent to b after it was gone
+		}
+		if m["id"] != "back" {
+			t.Fatalf("a got %v", m)
+		}
+		break
+	}
+}
+
+func TestShutdownSendsReconnect(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	a := r.newUser(t)
+	c1, c2 := r.connect(t, a.id, a.alias), r.connect(t, a.id, a.alias)
+	pending := r.dial(t) // not yet authenticated
+	readJSON(t, pending)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*testClient{c1, c2} {
+		if m := c.next(5 * time.Second); m["type"] != "reconnect" || len(m) != 1 {
+			t.Fatalf("got %v, want reconnect", m)
+		}
+		if got := c.closed(5 * time.Second); got != websocket.StatusServiceRestart {
+			t.Fatalf("closed with %v, want 1012", got)
+		}
+	}
+	var e apiError
+	if code := r.do(t, "GET", "/readyz", "", nil, &e); code != 503 {
+		t.Errorf("readyz after shutdown: %d", code)
+	}
+	if err := r.srv.Shutdown(ctx); err != ErrClosed {
+		t.Errorf("second Shutdown: %v, want ErrClosed", err)
+	}
+	// New sessions are refused.
+	wsURL := strings.Replace(r.ts.URL, "http", "ws", 1) + "/api/v1/ws"
+	if _, resp, err := websocket.Dial(ctx, wsURL, nil); err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Errorf("dial after shutdown: %v", err)
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	var st map[string]string
+	if code := r.do(t, "GET", "/healthz", "", nil, &st); code != 200 || st["status"] != "ok" {
+		t.Errorf("healthz: %d %v", code, st)
+	}
+	if code := r.do(t, "GET", "/readyz", "", nil, &st); code != 200 || st["status"] != "ready" {
+		t.Errorf("readyz: %d %v", code, st)
+	}
+	var e apiError
+	if code := r.do(t, "GET", "/api/v1/nope", "", nil, &e); code != 404 || e.Error != "not_found" {
+		t.Errorf("unknown endpoint: %d %+v", code, e)
+	}
+	for _, name := range []string{
+		"duet_relay_sessions",
+		`duet_relay_envelopes_in_total{type="call_offer"}`,
+		`duet_relay_envelopes_out_total{type="call_ice"}`,
+		`duet_relay_drops_total{reason="slow_consumer"}`,
+		`duet_relay_drops_total{reason="route_backlog"}`,
+		`duet_relay_undeliverable_total{notice="sent"}`,
+		`duet_relay_frames_refused_total{code="rate_limited"}`,
+	} {
+		if got := r.metric(t, name); got != 0 {
+			t.Errorf("%s = %v, want 0 on a fresh relay", name, got)
+		}
+	}
+}
+
+// fakeICE is an ICEProvider.
+type fakeICE struct {
+	fail atomic.Bool
+	user chan identity.Alias
+}
+
+func (f *fakeICE) Get(ctx context.Context, user identity.Alias) (iceConfig, error) {
+	f.user <- user
+	var c iceConfig
+	if f.fail.Load() {
+		return c, errTest
+	}
+	c.TTL, c.ICETransportPolicy = 600, "all"
+	c.ICEServers = append(c.ICEServers, struct {
+		URLs       []string `json:"urls"`
+		Username   string   `json:"username,omitempty"`
+		Credential string   `json:"credential,omitempty"`
+	}{URLs: []string{"turn:127.0.0.1:3478?transport=udp"}, Username: "1:" + string(user), Credential: "c"})
+	return c, nil
+}
+
+func TestICEConfig(t *testing.T) {
+	ice := &fakeICE{user: make(chan identity.Alias, 10)}
+	r := startRelay(t, Options{ICE: ice}, nil)
+	a := r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	var e apiError
+	if code := r.do(t, "GET", "/api/v1/calls/ice-config", "", nil, &e); code != 401 || e.Error != "unauthorized" {
+		t.Errorf("no token: %d %+v", code, e)
+	}
+	var cfg map[string]any
+	if code := r.do(t, "GET", "/api/v1/calls/ice-config", ca.token, nil, &cfg); code != 200 {
+		t.Fatalf("ice-config: %d %v", code, cfg)
+	}
+	if u := <-ice.user; u != a.alias {
+		t.Errorf("provider asked for %s, want %s", u, a.alias)
+	}
+	want := `{"ice_servers":[{"credential":"c","urls":["turn:127.0.0.1:3478?transport=udp"],"username":"1:` + string(a.alias) + `"}],"ice_transport_policy":"all","ttl":600}`
+	if got, _ := json.Marshal(cfg); string(got) != want {
+		t.Errorf("ice-config %s, want %s", got, want)
+	}
+	ice.fail.Store(true)
+	if code := r.do(t, "GET", "/api/v1/calls/ice-config", ca.token, nil, &e); code != 503 || e.Error != "ice_unavailable" || strings.Contains(e.Message, "provider down") {
+		t.Errorf("provider failure: %d %+v", code, e)
+	}
+
+	r2 := startRelay(t, Options{}, nil)
+	b := r2.newUser(t)
+	cb := r2.connect(t, b.id, b.alias)
+	if code := r2.do(t, "GET", "/api/v1/calls/ice-config", cb.token, nil, &e); code != 503 {
+		t.Errorf("no provider: %d %+v", code, e)
+	}
+}
