@@ -2,7 +2,7 @@ package relay
 
 // iceConfig is a stand-in for ice.Config until relay/ice compiles.
 type iceConfig = struct {
-	TTL                int `json:"ttl"`
+	TTL                int    `json:"ttl"`
 	ICETransportPolicy string `json:"ice_transport_policy"`
 	ICEServers         []struct {
 		URLs       []string `json:"urls"`

@@ -58,9 +58,9 @@ type session struct {
 	srv     *Server
 	conn    *websocket.Conn
 	netConn net.Conn // under conn, for a forced close
-	id    uint64
-	alias identity.Alias // set once authenticated
-	log   *slog.Logger
+	id      uint64
+	alias   identity.Alias // set once authenticated
+	log     *slog.Logger
 
 	limiter     *rate.Limiter
 	refused     int // rate-limited frames in the current flood

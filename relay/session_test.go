@@ -282,7 +282,7 @@ func TestFlood(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	r := startRelay(t, Options{}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1e6, 1e6
-		tu.queueLen = 16                  // fewer frames to send
+		tu.queueLen = 16                   // fewer frames to send
 		tu.writeTimeout = 60 * time.Second // the queue fills before a write times out
 	})
 	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
