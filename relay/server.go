@@ -18,12 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/relay/ice"
 )
 
 // ICEProvider answers GET /api/v1/calls/ice-config for an authenticated
 // alias. *ice.Resolver implements it.
 type ICEProvider interface {
-	Get(ctx context.Context, user identity.Alias) (iceConfig, error)
+	Get(ctx context.Context, user identity.Alias) (ice.Config, error)
 }
 
 // Options configure a relay server.

@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/relay/ice"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -390,24 +391,20 @@ type fakeICE struct {
 	user chan identity.Alias
 }
 
-func (f *fakeICE) Get(ctx context.Context, user identity.Alias) (iceConfig, error) {
+func (f *fakeICE) Get(ctx context.Context, user identity.Alias) (ice.Config, error) {
 	f.user <- user
-	var c iceConfig
+	var c ice.Config
 	if f.fail.Load() {
 		return c, errTest
 	}
 	c.TTL, c.ICETransportPolicy = 600, "all"
-	c.ICEServers = append(c.ICEServers, struct {
-		URLs       []string `json:"urls"`
-		Username   string   `json:"username,omitempty"`
-		Credential string   `json:"credential,omitempty"`
-	}{URLs: []string{"turn:127.0.0.1:3478?transport=udp"}, Username: "1:" + string(user), Credential: "c"})
+	c.ICEServers = append(c.ICEServers, ice.Server{URLs: []string{"turn:127.0.0.1:3478?transport=udp"}, Username: "1:" + string(user), Credential: "c"})
 	return c, nil
 }
 
 func TestICEConfig(t *testing.T) {
-	ice := &fakeICE{user: make(chan identity.Alias, 10)}
-	r := startRelay(t, Options{ICE: ice}, nil)
+	fake := &fakeICE{user: make(chan identity.Alias, 10)}
+	r := startRelay(t, Options{ICE: fake}, nil)
 	a := r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)
 	var e apiError
@@ -418,14 +415,14 @@ func TestICEConfig(t *testing.T) {
 	if code := r.do(t, "GET", "/api/v1/calls/ice-config", ca.token, nil, &cfg); code != 200 {
 		t.Fatalf("ice-config: %d %v", code, cfg)
 	}
-	if u := <-ice.user; u != a.alias {
+	if u := <-fake.user; u != a.alias {
 		t.Errorf("provider asked for %s, want %s", u, a.alias)
 	}
 	want := `{"ice_servers":[{"credential":"c","urls":["turn:127.0.0.1:3478?transport=udp"],"username":"1:` + string(a.alias) + `"}],"ice_transport_policy":"all","ttl":600}`
 	if got, _ := json.Marshal(cfg); string(got) != want {
 		t.Errorf("ice-config %s, want %s", got, want)
 	}
-	ice.fail.Store(true)
+	fake.fail.Store(true)
 	if code := r.do(t, "GET", "/api/v1/calls/ice-config", ca.token, nil, &e); code != 503 || e.Error != "ice_unavailable" || strings.Contains(e.Message, "provider down") {
 		t.Errorf("provider failure: %d %+v", code, e)
 	}
