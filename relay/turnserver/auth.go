@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 )
 
@@ -60,6 +61,13 @@ func parseRESTUsername(username string) (expiry time.Time, user string, ok bool)
 // authHandler is pion/turn's LongTermTURNRESTAuthHandler with an injectable
 // clock, the configured realm, metrics and slog. It returns the long-term key
 // MD5(username:realm:password); pion then checks MESSAGE-INTEGRITY with it.
+//
+// Expiry is enforced when an allocation is created, not on the requests that
+// keep it alive (Refresh, CreatePermission, ChannelBind, Connect): a call that
+// outlasts its credentials keeps its relay, as it would with a long-term
+// password, while expired credentials cannot create anything new. Those
+// requests only succeed for the client's own existing allocation, and still
+// need the HMAC password.
 func (s *Server) authHandler(ra *turn.RequestAttributes) (userID string, key []byte, ok bool) {
 	expiry, user, ok := parseRESTUsername(ra.Username)
 	if !ok {
@@ -67,7 +75,7 @@ func (s *Server) authHandler(ra *turn.RequestAttributes) (userID string, key []b
 		s.log.Debug("turn: refused malformed username", "src", ra.SrcAddr, "method", ra.Method.String())
 		return "", nil, false
 	}
-	if !s.now().Before(expiry) {
+	if ra.Method == stun.MethodAllocate && !s.now().Before(expiry) {
 		s.authFailures.WithLabelValues(authExpired).Inc()
 		s.log.Debug("turn: refused expired credentials", "src", ra.SrcAddr, "user", user,
 			"expired", expiry.UTC().Format(time.RFC3339))

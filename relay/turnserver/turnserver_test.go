@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -406,5 +407,35 @@ func TestRelayPortRange(t *testing.T) {
 	relayConn := allocate(t, newClient(t, s, user, pass))
 	if p := relayConn.LocalAddr().(*net.UDPAddr).Port; p < 40000 || p > 40100 {
 		t.Errorf("relay port %d outside 40000-40100", p)
+	}
+}
+
+// TestExpiryOnlyGatesNewAllocations: credentials that expire during a call
+// keep the call's allocation working, but cannot create a new one.
+func TestExpiryOnlyGatesNewAllocations(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		now = time.Date(2031, 5, 4, 12, 0, 0, 0, time.UTC)
+	)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := startServer(t, func(c *Config) { c.Now = clock })
+	user, pass := Credentials(testSecret, "u12345678", clock().Add(time.Minute))
+	c := newClient(t, s, user, pass)
+	allocate(t, c)
+
+	mu.Lock()
+	now = now.Add(2 * time.Minute) // the credentials have expired
+	mu.Unlock()
+	if err := c.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}); err != nil {
+		t.Fatalf("CreatePermission on the existing allocation after expiry: %v", err)
+	}
+	c2 := newClient(t, s, user, pass)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c2.AllocateWithContext(ctx); turnErrorCode(err) != stun.CodeUnauthorized {
+		t.Fatalf("new Allocate with expired credentials: %v, want 401", err)
+	}
+	if got := counterValue(t, s.authFailures, authExpired); got != 1 {
+		t.Errorf("expired refusals = %v, want 1", got)
 	}
 }
