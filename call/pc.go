@@ -185,7 +185,10 @@ func (s *session) onPCState(pc *webrtc.PeerConnection) {
 		}
 	case webrtc.PeerConnectionStateConnecting:
 		stopTimer(&s.discTimer)
-	case webrtc.PeerConnectionStateDisconnected:
+	case webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateClosed:
+		// Closed here means the peer closed DTLS (we have not closed it:
+		// the call is not ending): its call_hangup is normally on the way;
+		// if it never comes, the call ends as if disconnected.
 		if s.discTimer == nil {
 			s.log.Info("call: connection disconnected", "ends_after", disconnectedTimeout)
 			s.discTimer = time.AfterFunc(disconnectedTimeout, s.onDisconnectedTimeout)

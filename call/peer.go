@@ -58,6 +58,7 @@ func (m *Module) newAPI() (*webrtc.API, error) {
 		return nil, fmt.Errorf("%w: interceptors: %w", ErrMediaSetup, err)
 	}
 	var se webrtc.SettingEngine
+	se.LoggerFactory = pionLogs{m.log}
 	if m.hooks.settingEngine != nil {
 		m.hooks.settingEngine(&se)
 	}

@@ -88,7 +88,16 @@ type diagState struct {
 	videoFrames         uint64
 	sendBps, recvBps    float64
 	fps                 float64
-	final               *Stats // frozen at the end of the call
+	final               *Stats    // frozen at the end of the call
+	fromPC              pcFigures // the last figures read from pion
+}
+
+// pcFigures are the figures read from pion's stats.
+type pcFigures struct {
+	bytesSent, bytesRcv, pktsSent, pktsRcv uint64
+	lost                                   int64
+	rtt                                    time.Duration
+	local, remote                          string
 }
 
 // Stats returns the figures of the current call, or of the last call when
@@ -147,17 +156,42 @@ func (s *session) collect() Stats {
 	if pc == nil {
 		return st
 	}
-	var pairRTT float64
-	var remoteRTT float64
+	var f pcFigures
+	if pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		// Closed by the peer: pion's stats are gone; keep the last ones.
+		m.mu.Lock()
+		f = s.diag.fromPC
+		m.mu.Unlock()
+	} else {
+		f = readPC(pc)
+		m.mu.Lock()
+		s.diag.fromPC = f
+		m.mu.Unlock()
+	}
+	st.BytesSent, st.BytesReceived = f.bytesSent, f.bytesRcv
+	st.PacketsSent, st.PacketsReceived = f.pktsSent, f.pktsRcv
+	st.PacketsLost, st.RTT = f.lost, f.rtt
+	st.LocalCandidate, st.RemoteCandidate = f.local, f.remote
+	if total := st.PacketsReceived + uint64(max(st.PacketsLost, 0)); st.PacketsLost > 0 {
+		st.LossRate = float64(st.PacketsLost) / float64(total)
+	}
+	return st
+}
+
+// readPC reads the figures of pion's stats report and the selected
+// candidate pair.
+func readPC(pc *webrtc.PeerConnection) pcFigures {
+	var f pcFigures
+	var pairRTT, remoteRTT float64
 	for _, v := range pc.GetStats() {
 		switch r := v.(type) {
 		case webrtc.InboundRTPStreamStats:
-			st.BytesReceived += r.BytesReceived
-			st.PacketsReceived += uint64(r.PacketsReceived)
-			st.PacketsLost += int64(r.PacketsLost)
+			f.bytesRcv += r.BytesReceived
+			f.pktsRcv += uint64(r.PacketsReceived)
+			f.lost += int64(r.PacketsLost)
 		case webrtc.OutboundRTPStreamStats:
-			st.BytesSent += r.BytesSent
-			st.PacketsSent += uint64(r.PacketsSent)
+			f.bytesSent += r.BytesSent
+			f.pktsSent += uint64(r.PacketsSent)
 		case webrtc.RemoteInboundRTPStreamStats:
 			remoteRTT = max(remoteRTT, r.RoundTripTime)
 		case webrtc.ICECandidatePairStats:
@@ -166,26 +200,25 @@ func (s *session) collect() Stats {
 			}
 		}
 	}
-	if total := st.PacketsReceived + uint64(max(st.PacketsLost, 0)); total > 0 && st.PacketsLost > 0 {
-		st.LossRate = float64(st.PacketsLost) / float64(total)
-	}
 	rtt := pairRTT
 	if rtt == 0 {
 		rtt = remoteRTT
 	}
-	st.RTT = time.Duration(rtt * float64(time.Second))
+	f.rtt = time.Duration(rtt * float64(time.Second))
 	if sctp := pc.SCTP(); sctp != nil {
 		if pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
-			st.LocalCandidate = pair.Local.Typ.String()
-			st.RemoteCandidate = pair.Remote.Typ.String()
+			f.local, f.remote = pair.Local.Typ.String(), pair.Remote.Typ.String()
 		}
 	}
-	return st
+	return f
 }
 
 // inboundBytes returns the inbound RTP bytes received so far.
 func inboundBytes(pc *webrtc.PeerConnection) uint64 {
 	var n uint64
+	if pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		return 0
+	}
 	for _, v := range pc.GetStats() {
 		if r, ok := v.(webrtc.InboundRTPStreamStats); ok {
 			n += r.BytesReceived

@@ -1,0 +1,75 @@
+package call
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// timings are the package's timing constants, which tests shorten here (and
+// only here: they are not configurable through Options).
+type timings struct {
+	answer, ring, disconnected, media, mediaCheck, diag, restartWait time.Duration
+}
+
+// setTimings replaces the timing constants for one test and restores them
+// when it ends. Tests that call it must not run in parallel.
+func setTimings(t testing.TB, tm timings) {
+	t.Helper()
+	old := timings{answerTimeout, ringTimeout, disconnectedTimeout, mediaTimeout, mediaCheckInterval, diagInterval, restartWait}
+	set := func(dst *time.Duration, v time.Duration) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	set(&answerTimeout, tm.answer)
+	set(&ringTimeout, tm.ring)
+	set(&disconnectedTimeout, tm.disconnected)
+	set(&mediaTimeout, tm.media)
+	set(&mediaCheckInterval, tm.mediaCheck)
+	set(&diagInterval, tm.diag)
+	set(&restartWait, tm.restartWait)
+	t.Cleanup(func() {
+		answerTimeout, ringTimeout, disconnectedTimeout = old.answer, old.ring, old.disconnected
+		mediaTimeout, mediaCheckInterval, diagInterval, restartWait = old.media, old.mediaCheck, old.diag, old.restartWait
+	})
+}
+
+// testHooks are the module's test hooks.
+type testHooks struct {
+	settingEngine func(*webrtc.SettingEngine)
+	rtpTap        func(Kind, *rtp.Packet)
+	onRestart     func(callID string)
+}
+
+// setHooks installs hooks on m; call it before the first call.
+func (m *Module) setHooks(h testHooks) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hooks = hooks(h)
+}
+
+// forceRekey starts a media rekey of the current call, as the Encryptor's
+// rekey-needed signal would.
+func (m *Module) forceRekey() bool {
+	m.mu.Lock()
+	s := m.cur
+	m.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.startRekey()
+	return true
+}
+
+// pcOf returns the current call's peer connection (nil if none).
+func (m *Module) pcOf() *webrtc.PeerConnection {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur == nil {
+		return nil
+	}
+	return m.cur.pc
+}
