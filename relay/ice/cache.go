@@ -96,7 +96,7 @@ func (c *sharedCache) get(ctx context.Context) (fetched, served, error) {
 		if e.usable(now) {
 			return e.fetched, servedStale, nil
 		}
-		return fetched{}, 0, fmt.Errorf("%w until %s after: %w", errBackoff, c.failedUntil.UTC().Format(time.RFC3339), lastErr)
+		return fetched{}, 0, fmt.Errorf("%w (until %s); last error: %w", errBackoff, c.failedUntil.UTC().Format(time.RFC3339), lastErr)
 	}
 	f, leader := c.flight, false
 	if f == nil {

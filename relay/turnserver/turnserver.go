@@ -44,8 +44,9 @@ var (
 // Config configures the embedded server. Only Secret is required.
 type Config struct {
 	// ListenAddr is the UDP address to serve STUN/TURN on (and the TCP
-	// address too when TCP is set). Default ":3478"; port 0 picks a free one
-	// (see [Server.Addr]).
+	// address too when TCP is set): an IP literal or empty host, and a port.
+	// Default ":3478"; port 0 picks a free one (see [Server.Addr]), and TCP
+	// then takes the same number.
 	ListenAddr string
 	// TCP also serves TURN over TCP on the same port number.
 	TCP bool
