@@ -91,12 +91,12 @@ func (c *sharedCache) get(ctx context.Context) (fetched, served, error) {
 		return e.fetched, servedCached, nil
 	}
 	if now.Before(c.failedUntil) {
-		e, lastErr := c.entry, c.lastErr
+		e, lastErr, until := c.entry, c.lastErr, c.failedUntil
 		c.mu.Unlock()
 		if e.usable(now) {
 			return e.fetched, servedStale, nil
 		}
-		return fetched{}, 0, fmt.Errorf("%w (until %s); last error: %w", errBackoff, c.failedUntil.UTC().Format(time.RFC3339), lastErr)
+		return fetched{}, 0, fmt.Errorf("%w (until %s); last error: %w", errBackoff, until.UTC().Format(time.RFC3339), lastErr)
 	}
 	f, leader := c.flight, false
 	if f == nil {
