@@ -30,6 +30,7 @@ type sender struct {
 	kind  Kind
 	track *webrtc.TrackLocalStaticSample
 	src   *media.PacedSource
+	ssrc  uint32
 }
 
 // addTracks opens the call's media sources and adds one track per kind to
@@ -55,10 +56,14 @@ func (s *session) addTracks(pc *webrtc.PeerConnection, video bool) error {
 		if k == KindVideo {
 			codec = vp8Codec.RTPCodecCapability
 		}
+		var ssrc uint32
 		track, err := webrtc.NewTrackLocalStaticSample(codec, string(k), streamID)
 		if err == nil {
 			var rs *webrtc.RTPSender
 			if rs, err = pc.AddTrack(track); err == nil {
+				if enc := rs.GetParameters().Encodings; len(enc) > 0 {
+					ssrc = uint32(enc[0].SSRC)
+				}
 				s.spawn(func() { drainRTCP(rs) })
 			}
 		}
@@ -69,7 +74,7 @@ func (s *session) addTracks(pc *webrtc.PeerConnection, video bool) error {
 			}
 			return fmt.Errorf("%w: adding the %s track: %w", ErrMediaSetup, k, err)
 		}
-		senders = append(senders, sender{kind: k, track: track, src: src})
+		senders = append(senders, sender{kind: k, track: track, src: src, ssrc: ssrc})
 		t := &Track{Kind: k, Codec: codecOf(k), ID: string(k), StreamID: streamID}
 		if k == KindVideo {
 			local.Video = t

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/client"
@@ -14,7 +15,11 @@ import (
 
 // newPC creates the call's peer connection and installs its handlers.
 func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
-	api, err := s.m.newAPI()
+	api, err := s.m.newAPI(func(g stats.Getter) {
+		s.m.mu.Lock()
+		s.stats = g
+		s.m.mu.Unlock()
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/client"
@@ -44,8 +45,10 @@ var (
 
 // newAPI builds the pion API of one call: a MediaEngine with VP8 and Opus
 // only, the default interceptors (NACK, RTCP reports, stats, TWCC) and the
-// SettingEngine (which tests adjust through a hook).
-func (m *Module) newAPI() (*webrtc.API, error) {
+// SettingEngine (which tests adjust through a hook). pion's GetStats reports
+// only inbound streams, so a second stats interceptor, whose Getter goes to
+// onGetter, provides the outbound figures.
+func (m *Module) newAPI(onGetter func(stats.Getter)) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(vp8Codec, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("%w: registering VP8: %w", ErrMediaSetup, err)
@@ -57,6 +60,12 @@ func (m *Module) newAPI() (*webrtc.API, error) {
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, fmt.Errorf("%w: interceptors: %w", ErrMediaSetup, err)
 	}
+	sf, err := stats.NewInterceptor(stats.WithLoggerFactory(pionLogs{m.log}))
+	if err != nil {
+		return nil, fmt.Errorf("%w: stats interceptor: %w", ErrMediaSetup, err)
+	}
+	sf.OnNewPeerConnection(func(_ string, g stats.Getter) { onGetter(g) })
+	ir.Add(sf)
 	var se webrtc.SettingEngine
 	se.LoggerFactory = pionLogs{m.log}
 	if m.hooks.settingEngine != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/e2ee"
@@ -65,6 +66,7 @@ type session struct {
 	epoch       uint32
 	rekey       *rekeyState
 	senders     []sender
+	stats       stats.Getter // outbound RTP figures
 	sources     []*media.PacedSource
 	sinks       Sinks
 	localTracks Tracks

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/identity"
@@ -26,9 +27,11 @@ type Stats struct {
 	BytesSent, BytesReceived     uint64
 	PacketsSent, PacketsReceived uint64
 	// PacketsLost is the inbound loss (cumulative); LossRate is
-	// lost / (received + lost).
-	PacketsLost int64
-	LossRate    float64
+	// lost / (received + lost). FractionLost is the loss of what we send,
+	// as the peer's last RTCP receiver report gives it (0..1).
+	PacketsLost  int64
+	LossRate     float64
+	FractionLost float64
 
 	// Frames: whole frames encrypted and written, and received and
 	// decrypted.
@@ -43,7 +46,8 @@ type Stats struct {
 	// last key frame).
 	FrameWidth, FrameHeight int
 
-	// RTT is the round-trip time on the selected candidate pair.
+	// RTT is the round-trip time on the selected candidate pair (from ICE
+	// consent checks), or else from RTCP receiver reports.
 	RTT time.Duration
 	// LocalCandidate and RemoteCandidate are the types (host, srflx,
 	// prflx, relay) of the selected candidate pair; empty before ICE
@@ -96,6 +100,7 @@ type diagState struct {
 type pcFigures struct {
 	bytesSent, bytesRcv, pktsSent, pktsRcv uint64
 	lost                                   int64
+	fractionLost                           float64
 	rtt                                    time.Duration
 	local, remote                          string
 }
@@ -142,7 +147,11 @@ func (s *session) collect() Stats {
 	if s.connected {
 		st.Connected = time.Since(s.connectedAt)
 	}
-	pc := s.pc
+	pc, getter := s.pc, s.stats
+	ssrcs := make([]uint32, 0, len(s.senders))
+	for _, sn := range s.senders {
+		ssrcs = append(ssrcs, sn.ssrc)
+	}
 	m.mu.Unlock()
 
 	st.AudioFramesSent = s.st.audioFramesSent.Load()
@@ -163,14 +172,14 @@ func (s *session) collect() Stats {
 		f = s.diag.fromPC
 		m.mu.Unlock()
 	} else {
-		f = readPC(pc)
+		f = readPC(pc, getter, ssrcs)
 		m.mu.Lock()
 		s.diag.fromPC = f
 		m.mu.Unlock()
 	}
 	st.BytesSent, st.BytesReceived = f.bytesSent, f.bytesRcv
 	st.PacketsSent, st.PacketsReceived = f.pktsSent, f.pktsRcv
-	st.PacketsLost, st.RTT = f.lost, f.rtt
+	st.PacketsLost, st.RTT, st.FractionLost = f.lost, f.rtt, f.fractionLost
 	st.LocalCandidate, st.RemoteCandidate = f.local, f.remote
 	if total := st.PacketsReceived + uint64(max(st.PacketsLost, 0)); st.PacketsLost > 0 {
 		st.LossRate = float64(st.PacketsLost) / float64(total)
@@ -178,33 +187,40 @@ func (s *session) collect() Stats {
 	return st
 }
 
-// readPC reads the figures of pion's stats report and the selected
-// candidate pair.
-func readPC(pc *webrtc.PeerConnection) pcFigures {
+// readPC reads the figures of pion's stats report (inbound), the outbound
+// stats of our senders' SSRCs and the selected candidate pair.
+func readPC(pc *webrtc.PeerConnection, g stats.Getter, ssrcs []uint32) pcFigures {
 	var f pcFigures
-	var pairRTT, remoteRTT float64
+	var pairRTT float64
+	var remoteRTT time.Duration
+	if g != nil {
+		for _, ssrc := range ssrcs {
+			r := g.Get(ssrc)
+			if r == nil {
+				continue
+			}
+			f.bytesSent += r.OutboundRTPStreamStats.BytesSent
+			f.pktsSent += r.OutboundRTPStreamStats.PacketsSent
+			remoteRTT = max(remoteRTT, r.RemoteInboundRTPStreamStats.RoundTripTime)
+			f.fractionLost = max(f.fractionLost, r.RemoteInboundRTPStreamStats.FractionLost)
+		}
+	}
 	for _, v := range pc.GetStats() {
 		switch r := v.(type) {
 		case webrtc.InboundRTPStreamStats:
 			f.bytesRcv += r.BytesReceived
 			f.pktsRcv += uint64(r.PacketsReceived)
 			f.lost += int64(r.PacketsLost)
-		case webrtc.OutboundRTPStreamStats:
-			f.bytesSent += r.BytesSent
-			f.pktsSent += uint64(r.PacketsSent)
-		case webrtc.RemoteInboundRTPStreamStats:
-			remoteRTT = max(remoteRTT, r.RoundTripTime)
 		case webrtc.ICECandidatePairStats:
 			if r.Nominated && r.State == webrtc.StatsICECandidatePairStateSucceeded {
 				pairRTT = r.CurrentRoundTripTime
 			}
 		}
 	}
-	rtt := pairRTT
-	if rtt == 0 {
-		rtt = remoteRTT
+	f.rtt = time.Duration(pairRTT * float64(time.Second))
+	if f.rtt == 0 {
+		f.rtt = remoteRTT
 	}
-	f.rtt = time.Duration(rtt * float64(time.Second))
 	if sctp := pc.SCTP(); sctp != nil {
 		if pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
 			f.local, f.remote = pair.Local.Typ.String(), pair.Remote.Typ.String()
@@ -275,7 +291,8 @@ func (s *session) diagLoop() {
 			"recv_frames", fmt.Sprintf("a%d/v%d", st.AudioFramesReceived, st.VideoFramesReceived),
 			"send_kbps", int(st.SendBitrate/1000), "recv_kbps", int(st.ReceiveBitrate/1000),
 			"frame", fmt.Sprintf("%dx%d", st.FrameWidth, st.FrameHeight), "fps", fmt.Sprintf("%.1f", st.FrameRate),
-			"rtt_ms", st.RTT.Milliseconds(), "lost", st.PacketsLost, "loss", fmt.Sprintf("%.3f", st.LossRate),
+			"rtt", st.RTT.Round(10*time.Microsecond).String(), "lost", st.PacketsLost, "loss", fmt.Sprintf("%.3f", st.LossRate),
+			"peer_loss", fmt.Sprintf("%.3f", st.FractionLost),
 			"pair", st.LocalCandidate+"/"+st.RemoteCandidate,
 			"dec_err", st.DecryptErrors)
 	}
