@@ -14,6 +14,7 @@ var version = "dev"
 const usage = `duet: end-to-end-encrypted 1:1 audio/video calls
 
 Usage:
+  duet relay          run the relay server (duet relay --help)
   duet version        print the version
   duet help           this text
 `
@@ -28,6 +29,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "relay":
+		return cmdRelay(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "duet %s\n", version)
 		return 0

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/duetcall/duet/internal/dotenv"
+	"github.com/duetcall/duet/relay"
+	"github.com/duetcall/duet/relay/ice"
+	"github.com/duetcall/duet/relay/turnserver"
+)
+
+const relayUsage = `Usage: duet relay [flags]
+
+Runs the duet relay: the HTTP API and WebSocket on --addr, an embedded NATS
+with JetStream on disk under --data-dir (or an external NATS with
+--nats-url), and the embedded STUN/TURN server on --turn-listen.
+
+Configuration: flags win over environment variables, which win over a .env
+file in the working directory, which wins over the defaults.
+
+Flags (environment variable in brackets):
+  --addr ADDR               HTTP and WebSocket address [DUET_ADDR] (default :8080)
+  --data-dir DIR            data directory: JetStream store, TURN secret [DUET_DATA_DIR] (default ./duet-data)
+  --nats-url URL            join this NATS (JetStream enabled) instead of the embedded one [DUET_NATS_URL]
+  --turn-listen ADDR        embedded TURN address, UDP [DUET_TURN_LISTEN] (default :3478)
+  --turn-tcp                embedded TURN also on TCP, same port [DUET_TURN_TCP]
+  --turn-public-host HOST   host clients reach the embedded TURN at [DUET_TURN_PUBLIC_HOST]
+                            (default: the first non-loopback IPv4 address, else 127.0.0.1)
+  --no-turn                 do not run the embedded TURN server [DUET_NO_TURN]
+  --turn-allow-peers CIDRS  comma-separated peers the embedded TURN may relay to although
+                            private/loopback (e.g. 127.0.0.0/8 for local tests) [DUET_TURN_ALLOW_PEERS]
+  --force-relay             answer ice_transport_policy "relay" (TURN only) [DUET_FORCE_RELAY]
+  --log-level LEVEL         debug, info, warn or error [DUET_LOG_LEVEL] (default info)
+
+TURN providers (environment or .env only), first configured wins:
+  CF_TURN_KEY_ID, CF_TURN_API_TOKEN       Cloudflare Realtime TURN
+  TURN_HOST, TURN_SECRET                  coturn with a REST (static-auth) secret
+  TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN   Twilio Network Traversal Service
+  METERED_APP, METERED_API_KEY            Metered
+  then the embedded TURN server, then public STUN only (with --no-turn).
+
+Examples:
+  duet relay
+      everything on one machine: :8080, embedded NATS and TURN, ./duet-data
+  duet relay --addr :9000 --data-dir /var/lib/duet --turn-public-host turn.example.com
+  CF_TURN_KEY_ID=... CF_TURN_API_TOKEN=... duet relay --no-turn
+  duet relay --nats-url nats://nats-1:4222 --addr :8081
+      one of several relay nodes sharing a NATS cluster with JetStream
+  duet relay --turn-listen 127.0.0.1:3478 --turn-public-host 127.0.0.1 --turn-allow-peers 127.0.0.0/8
+      local development with calls relayed over loopback
+`
+
+// relayConfig is the resolved configuration of `duet relay`.
+type relayConfig struct {
+	addr, dataDir, natsURL        string
+	turnListen, turnPublicHost    string
+	turnTCP, noTURN, forceRelay   bool
+	turnAllowPeers                []netip.Prefix
+	logLevel                      slog.Level
+	cfKeyID, cfToken              string
+	turnHost, turnSecret          string
+	twilioSID, twilioToken        string
+	meteredApp, meteredKey        string
+	publicHostFromMachineFallback bool
+}
+
+// errUsage marks configuration errors (exit status 2).
+var errUsage = errors.New("usage")
+
+// lookupFunc finds a configuration variable: the environment, then .env.
+type lookupFunc func(key string) (string, bool)
+
+// envLookup returns a lookupFunc over the process environment and the .env
+// file at path (missing is fine).
+func envLookup(path string) (lookupFunc, error) {
+	file, err := dotenv.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return func(k string) (string, bool) {
+		if v, ok := os.LookupEnv(k); ok {
+			return v, true
+		}
+		v, ok := file[k]
+		return v, ok
+	}, nil
+}
+
+// parseRelayConfig resolves flags over lookup over defaults.
+func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
+	str := func(key, def string) string {
+		if v, ok := lookup(key); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	var envErr error
+	boolean := func(key string) bool {
+		v, ok := lookup(key)
+		if !ok || v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil && envErr == nil {
+			envErr = fmt.Errorf("%w: %s=%q is not a boolean", errUsage, key, v)
+		}
+		return b
+	}
+	var c relayConfig
+	var allowPeers, logLevel string
+	fs := flag.NewFlagSet("duet relay", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.addr, "addr", str("DUET_ADDR", ":8080"), "")
+	fs.StringVar(&c.dataDir, "data-dir", str("DUET_DATA_DIR", "./duet-data"), "")
+	fs.StringVar(&c.natsURL, "nats-url", str("DUET_NATS_URL", ""), "")
+	fs.StringVar(&c.turnListen, "turn-listen", str("DUET_TURN_LISTEN", ":3478"), "")
+	fs.BoolVar(&c.turnTCP, "turn-tcp", boolean("DUET_TURN_TCP"), "")
+	fs.StringVar(&c.turnPublicHost, "turn-public-host", str("DUET_TURN_PUBLIC_HOST", ""), "")
+	fs.BoolVar(&c.noTURN, "no-turn", boolean("DUET_NO_TURN"), "")
+	fs.StringVar(&allowPeers, "turn-allow-peers", str("DUET_TURN_ALLOW_PEERS", ""), "")
+	fs.BoolVar(&c.forceRelay, "force-relay", boolean("DUET_FORCE_RELAY"), "")
+	fs.StringVar(&logLevel, "log-level", str("DUET_LOG_LEVEL", "info"), "")
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, flag.ErrHelp
+		}
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return c, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, logLevel)
+	}
+	for _, p := range strings.Split(allowPeers, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, err2 := netip.ParseAddr(p)
+			if err2 != nil {
+				return c, fmt.Errorf("%w: --turn-allow-peers: %q is not a CIDR prefix or an IP", errUsage, p)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		c.turnAllowPeers = append(c.turnAllowPeers, prefix.Masked())
+	}
+	if c.turnPublicHost == "" {
+		c.turnPublicHost = defaultPublicHost()
+		c.publicHostFromMachineFallback = true
+	}
+	c.cfKeyID, c.cfToken = str("CF_TURN_KEY_ID", ""), str("CF_TURN_API_TOKEN", "")
+	c.turnHost, c.turnSecret = str("TURN_HOST", ""), str("TURN_SECRET", "")
+	c.twilioSID, c.twilioToken = str("TWILIO_ACCOUNT_SID", ""), str("TWILIO_AUTH_TOKEN", "")
+	c.meteredApp, c.meteredKey = str("METERED_APP", ""), str("METERED_API_KEY", "")
+	return c, nil
+}
+
+// defaultPublicHost is the first non-loopback IPv4 address of the machine,
+// else 127.0.0.1.
+func defaultPublicHost() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				if ip4 := ipn.IP.To4(); ip4 != nil && !ip4.IsLoopback() && !ip4.IsLinkLocalUnicast() {
+					return ip4.String()
+				}
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// cmdRelay is `duet relay`: it runs until SIGINT or SIGTERM.
+func cmdRelay(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	lookup, err := envLookup(".env")
+	if err != nil {
+		fmt.Fprintf(stderr, "duet relay: %v\n", err)
+		return 2
+	}
+	return runRelay(ctx, args, stdout, stderr, lookup)
+}
+
+// runRelay runs the relay until ctx ends, then shuts down gracefully.
+func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer, lookup lookupFunc) int {
+	cfg, err := parseRelayConfig(args, lookup)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, relayUsage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "duet relay: %v\n\n%s", strings.TrimPrefix(err.Error(), "usage: "), relayUsage)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	if err := serveRelay(ctx, cfg, log); err != nil {
+		log.Error("duet relay: stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var turn *turnserver.Server
+	var embedded *ice.Embedded
+	if !cfg.noTURN {
+		t, e, err := startTURN(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		turn, embedded = t, e
+		defer turn.Close()
+		reg.MustRegister(turn.Collectors()...)
+	}
+	resolver, err := ice.New(ice.Options{
+		CloudflareKeyID: cfg.cfKeyID, CloudflareAPIToken: cfg.cfToken,
+		TURNHost: cfg.turnHost, TURNSecret: cfg.turnSecret,
+		TwilioAccountSID: cfg.twilioSID, TwilioAuthToken: cfg.twilioToken,
+		MeteredApp: cfg.meteredApp, MeteredAPIKey: cfg.meteredKey,
+		Embedded:   embedded,
+		ForceRelay: cfg.forceRelay,
+		Logger:     log.With("component", "ice"),
+	})
+	if err != nil {
+		return fmt.Errorf("ICE configuration: %w", err)
+	}
+	reg.MustRegister(resolver.Collectors()...)
+	log.Info("ice-config providers", "order", providerOrder(cfg), "ice_transport_policy", map[bool]string{false: "all", true: "relay"}[cfg.forceRelay])
+
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	srv, err := relay.New(startCtx, relay.Options{
+		NATSURL:  cfg.natsURL,
+		DataDir:  cfg.dataDir,
+		ICE:      resolver,
+		Logger:   log,
+		Registry: reg,
+	})
+	cancel()
+	if err != nil {
+		return err
+	}
+	if srv.Embedded() {
+		log.Info("nats: embedded server with JetStream (no network port)", "store", filepath.Join(cfg.dataDir, "nats"))
+	} else {
+		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL))
+	}
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("relay: listening", "addr", ln.Addr().String(), "websocket", "/api/v1/ws", "metrics", "/metrics", "data_dir", cfg.dataDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("relay: signal received, shutting down")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http: %w", err)
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutCtx); err != nil {
+		log.Warn("http: shutdown", "err", err)
+	}
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("relay: shutdown", "err", err)
+	}
+	log.Info("relay: stopped")
+	return runErr
+}
+
+// startTURN starts the embedded TURN server and describes it for ice.
+func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnserver.Server, *ice.Embedded, error) {
+	secretPath := filepath.Join(cfg.dataDir, "turn-secret")
+	secret, err := turnserver.LoadOrCreateSecret(secretPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TURN secret: %w", err)
+	}
+	var relayIP net.IP
+	if ip := net.ParseIP(cfg.turnPublicHost); ip != nil {
+		relayIP = ip
+	} else if ips, err := net.DefaultResolver.LookupIP(ctx, "ip4", cfg.turnPublicHost); err == nil && len(ips) > 0 {
+		relayIP = ips[0]
+	} else {
+		log.Warn("turn: cannot resolve the public host; relayed addresses use the default", "host", cfg.turnPublicHost)
+	}
+	t, err := turnserver.Start(ctx, turnserver.Config{
+		ListenAddr: cfg.turnListen,
+		TCP:        cfg.turnTCP,
+		RelayIP:    relayIP,
+		Secret:     secret,
+		AllowPeers: cfg.turnAllowPeers,
+		Logger:     log.With("component", "turn"),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded TURN: %w", err)
+	}
+	port := 3478
+	if ap, err := netip.ParseAddrPort(t.Addr().String()); err == nil {
+		port = int(ap.Port())
+	}
+	log.Info("turn: embedded STUN/TURN server", "listen", t.Addr().String(), "tcp", cfg.turnTCP,
+		"public_host", cfg.turnPublicHost, "public_host_detected", cfg.publicHostFromMachineFallback,
+		"relay_ip", t.RelayIP().String(), "allow_peers", fmt.Sprint(cfg.turnAllowPeers), "secret_file", secretPath)
+	return t, &ice.Embedded{Host: cfg.turnPublicHost, Port: port, TCP: cfg.turnTCP, Secret: secret}, nil
+}
+
+// providerOrder names the configured ICE providers, first wins.
+func providerOrder(cfg relayConfig) []string {
+	var p []string
+	if cfg.cfKeyID != "" && cfg.cfToken != "" {
+		p = append(p, "cloudflare")
+	}
+	if cfg.turnHost != "" && cfg.turnSecret != "" {
+		p = append(p, "coturn")
+	}
+	if cfg.twilioSID != "" && cfg.twilioToken != "" {
+		p = append(p, "twilio")
+	}
+	if cfg.meteredApp != "" && cfg.meteredKey != "" {
+		p = append(p, "metered")
+	}
+	if cfg.noTURN {
+		return append(p, "stun")
+	}
+	return append(p, "embedded")
+}
+
+// redactURL hides credentials in a URL for logs.
+func redactURL(u string) string {
+	if i := strings.LastIndex(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "[redacted]" + u[i:]
+		}
+		return "[redacted]" + u[i:]
+	}
+	return u
+}

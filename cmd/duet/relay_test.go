@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/duetcall/duet/relay"
+)
+
+func mapLookup(m map[string]string) lookupFunc {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseRelayConfig(t *testing.T) {
+	c, err := parseRelayConfig(nil, mapLookup(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.addr != ":8080" || c.dataDir != "./duet-data" || c.natsURL != "" || c.turnListen != ":3478" ||
+		c.noTURN || c.forceRelay || c.turnTCP || c.turnPublicHost == "" || !c.publicHostFromMachineFallback {
+		t.Errorf("defaults: %+v", c)
+	}
+	if ip, err := netip.ParseAddr(c.turnPublicHost); err != nil || !ip.Is4() || (ip.IsLoopback() && c.turnPublicHost != "127.0.0.1") {
+		t.Errorf("default public host %q", c.turnPublicHost)
+	}
+
+	env := mapLookup(map[string]string{
+		"DUET_ADDR": ":9000", "DUET_DATA_DIR": "/env", "DUET_NATS_URL": "nats://env:4222", "DUET_FORCE_RELAY": "true",
+		"DUET_TURN_PUBLIC_HOST": "turn.example.com", "DUET_TURN_ALLOW_PEERS": "127.0.0.0/8, 10.1.2.3",
+		"CF_TURN_KEY_ID": "k", "CF_TURN_API_TOKEN": "t", "TURN_HOST": "h", "TURN_SECRET": "s",
+		"TWILIO_ACCOUNT_SID": "AC", "TWILIO_AUTH_TOKEN": "tw", "METERED_APP": "app", "METERED_API_KEY": "mk",
+		"DUET_LOG_LEVEL": "debug",
+	})
+	c, err = parseRelayConfig([]string{"--addr", "127.0.0.1:1", "--force-relay=false", "--no-turn"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := relayConfig{addr: "127.0.0.1:1", dataDir: "/env", natsURL: "nats://env:4222", turnListen: ":3478",
+		turnPublicHost: "turn.example.com", noTURN: true,
+		turnAllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.1.2.3/32")},
+		logLevel:       -4, cfKeyID: "k", cfToken: "t", turnHost: "h", turnSecret: "s",
+		twilioSID: "AC", twilioToken: "tw", meteredApp: "app", meteredKey: "mk"}
+	if c.addr != want.addr || c.dataDir != want.dataDir || c.natsURL != want.natsURL || c.turnPublicHost != want.turnPublicHost ||
+		!c.noTURN || c.forceRelay || c.logLevel != want.logLevel || len(c.turnAllowPeers) != 2 ||
+		c.turnAllowPeers[0] != want.turnAllowPeers[0] || c.turnAllowPeers[1] != want.turnAllowPeers[1] ||
+		c.cfKeyID != "k" || c.cfToken != "t" || c.turnHost != "h" || c.turnSecret != "s" ||
+		c.twilioSID != "AC" || c.twilioToken != "tw" || c.meteredApp != "app" || c.meteredKey != "mk" {
+		t.Errorf("flags over env:\n got %+v\nwant %+v", c, want)
+	}
+	if got := providerOrder(c); strings.Join(got, ",") != "cloudflare,coturn,twilio,metered,stun" {
+		t.Errorf("provider order %v", got)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--bogus"}, nil},
+		{[]string{"extra"}, nil},
+		{[]string{"--turn-allow-peers", "10.0.0.0/33"}, nil},
+		{[]string{"--turn-allow-peers", "nope"}, nil},
+		{[]string{"--log-level", "loud"}, nil},
+		{nil, map[string]string{"DUET_FORCE_RELAY": "maybe"}},
+	} {
+		if _, err := parseRelayConfig(tc.args, mapLookup(tc.env)); !errors.Is(err, errUsage) {
+			t.Errorf("parseRelayConfig(%q, %v) = %v, want a usage error", tc.args, tc.env, err)
+		}
+	}
+	if _, err := parseRelayConfig([]string{"--help"}, mapLookup(nil)); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: %v", err)
+	}
+}
+
+func TestEnvLookupDotenv(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	os.WriteFile(".env", []byte("DUET_ADDR=:1111\nDUET_DATA_DIR=/from-file\nCF_TURN_KEY_ID=file-key\n"), 0o600)
+	t.Setenv("DUET_ADDR", ":2222")
+	lookup, err := envLookup(".env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseRelayConfig([]string{"--data-dir", "/from-flag"}, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.addr != ":2222" || c.dataDir != "/from-flag" || c.cfKeyID != "file-key" {
+		t.Errorf("precedence: addr %q (env), data dir %q (flag), CF key %q (.env)", c.addr, c.dataDir, c.cfKeyID)
+	}
+	os.WriteFile(".env", []byte("not valid\n"), 0o600)
+	if _, err := envLookup(".env"); err == nil {
+		t.Error("bad .env accepted")
+	}
+}
+
+func TestRelayHelpAndUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"relay", "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Examples:") || !strings.Contains(out.String(), "CF_TURN_KEY_ID") {
+		t.Errorf("relay --help: %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"relay", "--nope"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "nope") {
+		t.Errorf("relay --nope: %d %q", code, errb.String())
+	}
+	out.Reset()
+	run([]string{"help"}, &out, &errb)
+	if !strings.Contains(out.String(), "duet relay") {
+		t.Errorf("help does not list relay: %q", out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRunRelay runs `duet relay` with the embedded NATS and TURN, registers
+// a user, authenticates over the WebSocket, fetches its ICE configuration
+// and stops the relay with a cancelled context (as a signal does).
+func TestRunRelay(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runRelay(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--turn-listen", "127.0.0.1:0",
+			"--turn-public-host", "127.0.0.1", "--turn-allow-peers", "127.0.0.0/8"}, &stdout, &stderr, mapLookup(nil))
+	}()
+	addrRE := regexp.MustCompile(`msg="relay: listening" addr=(\S+)`)
+	var base string
+	for deadline := time.Now().Add(30 * time.Second); base == ""; time.Sleep(20 * time.Millisecond) {
+		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
+			base = "http://" + m[1]
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("relay exited with %d: %s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay not listening: %s", stderr.String())
+		}
+	}
+	get := func(method, path, token string, body any, out any) int {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, base+path, rd)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if s, ok := out.(*string); ok {
+			*s = string(b)
+		} else if out != nil {
+			if err := json.Unmarshal(b, out); err != nil {
+				t.Fatalf("%s: %s", path, b)
+			}
+		}
+		return resp.StatusCode
+	}
+	if code := get("GET", "/readyz", "", nil, nil); code != 200 {
+		t.Fatalf("readyz: %d", code)
+	}
+	if code := get("GET", "/api/v1/calls/ice-config", "", nil, nil); code != 401 {
+		t.Errorf("ice-config without a token: %d", code)
+	}
+
+	// Register and authenticate.
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	x := make([]byte, 32)
+	rand.Read(x)
+	var ch struct{ Challenge []byte }
+	get("POST", "/api/v1/challenge", "", nil, &ch)
+	b64 := base64.StdEncoding.EncodeToString
+	var reg struct{ Alias string }
+	if code := get("POST", "/api/v1/register", "", map[string]string{"ed25519": b64(pub), "x25519": b64(x),
+		"challenge": b64(ch.Challenge), "signature": b64(ed25519.Sign(priv, relay.RegisterMessage(ch.Challenge, x)))}, &reg); code != 200 {
+		t.Fatalf("register: %d", code)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	conn, _, err := websocket.Dial(wctx, "ws"+strings.TrimPrefix(base, "http")+"/api/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	var wsCh struct{ Challenge []byte }
+	_, b, _ := conn.Read(wctx)
+	json.Unmarshal(b, &wsCh)
+	auth, _ := json.Marshal(map[string]string{"type": "auth", "alias": reg.Alias, "signature": b64(ed25519.Sign(priv, relay.WSAuthMessage(wsCh.Challenge)))})
+	conn.Write(wctx, websocket.MessageText, auth)
+	var ready struct{ Type, Token string }
+	_, b, _ = conn.Read(wctx)
+	json.Unmarshal(b, &ready)
+	if ready.Type != "ready" || ready.Token == "" {
+		t.Fatalf("ready: %s", b)
+	}
+	reconnect := make(chan string, 1)
+	go func() {
+		_, b, _ := conn.Read(context.Background())
+		reconnect <- string(b)
+	}()
+
+	var cfg struct {
+		TTL                int    `json:"ttl"`
+		ICETransportPolicy string `json:"ice_transport_policy"`
+		ICEServers         []struct {
+			URLs                 []string
+			Username, Credential string
+		} `json:"ice_servers"`
+	}
+	if code := get("GET", "/api/v1/calls/ice-config", ready.Token, nil, &cfg); code != 200 {
+		t.Fatalf("ice-config: %d", code)
+	}
+	turnRE := regexp.MustCompile(`^turn:127\.0\.0\.1:\d+\?transport=udp$`)
+	found := false
+	for _, s := range cfg.ICEServers {
+		for _, u := range s.URLs {
+			if turnRE.MatchString(u) && strings.HasSuffix(s.Username, ":"+reg.Alias) && s.Credential != "" {
+				found = true
+			}
+		}
+	}
+	if !found || cfg.TTL <= 0 || cfg.ICETransportPolicy != "all" {
+		t.Errorf("ice-config has no embedded TURN entry: %+v", cfg)
+	}
+
+	var metrics string
+	get("GET", "/metrics", "", nil, &metrics)
+	for _, name := range []string{"duet_relay_sessions 1", "duet_turn_allocations_active", "duet_ice_config_requests_total", "go_goroutines"} {
+		if !strings.Contains(metrics, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("relay did not stop")
+	}
+	if got := <-reconnect; got != `{"type":"reconnect"}` {
+		t.Errorf("session got %q at shutdown, want reconnect", got)
+	}
+	logs := stderr.String()
+	secretHex, _ := os.ReadFile(filepath.Join(dir, "turn-secret"))
+	for _, secret := range []string{ready.Token, strings.TrimSpace(string(secretHex)), hex.EncodeToString(pub), cfg.ICEServers[len(cfg.ICEServers)-1].Credential} {
+		if secret != "" && strings.Contains(logs, secret) {
+			t.Errorf("logs contain a secret %q", secret)
+		}
+	}
+	for _, want := range []string{"embedded STUN/TURN server", "nats: embedded server", "relay: listening", "relay: stopped"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+	if testing.Verbose() {
+		t.Log(logs)
+	}
+}
