@@ -1,0 +1,367 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/relay"
+	"github.com/duetcall/duet/relay/ice"
+	"github.com/duetcall/duet/wire"
+)
+
+func TestMain(m *testing.M) {
+	backoffMin, backoffMax = 20*time.Millisecond, 200*time.Millisecond
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start.func1"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// countingICE counts ice-config requests the relay forwards to it.
+type countingICE struct {
+	r     *ice.Resolver
+	calls atomic.Int32
+}
+
+func (c *countingICE) Get(ctx context.Context, a identity.Alias) (ice.Config, error) {
+	c.calls.Add(1)
+	return c.r.Get(ctx, a)
+}
+
+// testRelay is a real relay (embedded NATS) on a fixed loopback address so it
+// can be restarted at the same place.
+type testRelay struct {
+	t    *testing.T
+	dir  string
+	addr string
+	ice  *countingICE
+	srv  *relay.Server
+	hs   *http.Server
+}
+
+func startRelay(t *testing.T) *testRelay {
+	t.Helper()
+	res, err := ice.New(ice.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testRelay{t: t, dir: t.TempDir(), ice: &countingICE{r: res}}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *testRelay) start() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := relay.New(ctx, relay.Options{DataDir: r.dir, ICE: r.ice, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	addr := r.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.addr = ln.Addr().String()
+	r.srv, r.hs = srv, &http.Server{Handler: srv.Handler()}
+	go r.hs.Serve(ln)
+}
+
+func (r *testRelay) stop() {
+	if r.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.srv.Shutdown(ctx)
+	r.hs.Shutdown(ctx)
+	r.srv = nil
+}
+
+func (r *testRelay) url() string { return "http://" + r.addr }
+
+func newIdentity(t *testing.T) *identity.Identity {
+	t.Helper()
+	m, err := identity.NewMnemonic(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.FromMnemonic(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// peer is a registered, connected client whose envelopes land in a channel.
+type peer struct {
+	c       *Client
+	id      *identity.Identity
+	envs    chan *wire.Envelope
+	undeliv chan Undeliverable
+}
+
+func connect(t *testing.T, r *testRelay, id *identity.Identity, pins *PinStore) *peer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	alias, _, err := Register(ctx, nil, r.url(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peer{id: id, envs: make(chan *wire.Envelope, 16), undeliv: make(chan Undeliverable, 16)}
+	p.c, err = Connect(ctx, Options{
+		RelayURL: r.url(), Identity: id, Alias: alias, Pins: pins,
+		OnEnvelope:      func(e *wire.Envelope) { p.envs <- e },
+		OnUndeliverable: func(u Undeliverable) { p.undeliv <- u },
+		Logger:          slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.c.Close() })
+	return p
+}
+
+func envelope(to identity.Alias, id string) *wire.Envelope {
+	return &wire.Envelope{Type: wire.TypeCallHangup, To: to, CallID: "call-1", CryptoV: wire.CryptoV2, Payload: "AAAA", ID: id}
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+func TestRegisterIsStable(t *testing.T) {
+	r := startRelay(t)
+	id := newIdentity(t)
+	ctx := context.Background()
+	a1, created1, err := Register(ctx, nil, r.url(), id)
+	if err != nil || !created1 {
+		t.Fatalf("first Register = %s, %v, %v", a1, created1, err)
+	}
+	a2, created2, err := Register(ctx, nil, r.url(), id)
+	if err != nil || created2 || a2 != a1 {
+		t.Fatalf("second Register = %s, %v, %v; want %s, not created", a2, created2, err, a1)
+	}
+}
+
+func TestEnvelopesBothWaysAndUndeliverable(t *testing.T) {
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	b := connect(t, r, newIdentity(t), nil)
+	ctx := context.Background()
+
+	if err := a.c.Send(ctx, envelope(b.c.Alias(), "m1")); err != nil {
+		t.Fatal(err)
+	}
+	got := recv(t, b.envs, "a→b envelope")
+	if got.From != a.c.Alias() || got.To != b.c.Alias() || got.Type != wire.TypeCallHangup {
+		t.Fatalf("b got %+v", got)
+	}
+	if err := b.c.Send(ctx, envelope(a.c.Alias(), "")); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, a.envs, "b→a envelope"); got.From != b.c.Alias() {
+		t.Fatalf("a got %+v", got)
+	}
+
+	// An alias that is registered but offline.
+	offline := newIdentity(t)
+	off, _, err := Register(ctx, nil, r.url(), offline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.c.Send(ctx, envelope(off, "m2")); err != nil {
+		t.Fatal(err)
+	}
+	u := recv(t, a.undeliv, "undeliverable notice")
+	if u.ID != "m2" || u.To != off || u.Reason != "offline" {
+		t.Fatalf("undeliverable = %+v", u)
+	}
+}
+
+func TestConnectUnregisteredAliasIsUnauthorized(t *testing.T) {
+	r := startRelay(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Connect(ctx, Options{RelayURL: r.url(), Identity: newIdentity(t), Alias: "u00000001", Logger: slog.New(slog.DiscardHandler)})
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Connect = %v, want ErrUnauthorized", err)
+	}
+}
+
+func TestKeyPinning(t *testing.T) {
+	r := startRelay(t)
+	pinPath := filepath.Join(t.TempDir(), "peers.json")
+	pins, err := OpenPinStore(pinPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := connect(t, r, newIdentity(t), pins)
+	bID := newIdentity(t)
+	b := connect(t, r, bID, nil)
+	ctx := context.Background()
+
+	keys, err := a.c.PeerKeys(ctx, b.c.Alias())
+	if err != nil || !keys.Equal(bID.PublicKeys()) {
+		t.Fatalf("PeerKeys = %v, %v", keys, err)
+	}
+	sn, ok := a.c.SafetyNumber(b.c.Alias())
+	if !ok || sn != identity.SafetyNumber(bID.PublicKeys(), a.id.PublicKeys()) {
+		t.Fatalf("SafetyNumber = %q, %v", sn, ok)
+	}
+
+	// The pin survives a reload; a different pinned key for b is a hard error.
+	reloaded, err := OpenPinStore(pinPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := reloaded.Pinned(b.c.Alias()); !ok || !got.Equal(keys) {
+		t.Fatal("pin not persisted")
+	}
+	if err := pins.Accept(b.c.Alias(), newIdentity(t).PublicKeys()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.c.PeerKeys(ctx, b.c.Alias())
+	var kc *KeyChangedError
+	if !errors.Is(err, ErrKeyChanged) || !errors.As(err, &kc) || kc.Peer != b.c.Alias() {
+		t.Fatalf("PeerKeys after key change = %v, want *KeyChangedError", err)
+	}
+	// Still refused until accepted.
+	if _, err := a.c.PeerKeys(ctx, b.c.Alias()); !errors.Is(err, ErrKeyChanged) {
+		t.Fatalf("second PeerKeys = %v, want ErrKeyChanged", err)
+	}
+	if _, err := a.c.AcceptKey(ctx, b.c.Alias()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.c.PeerKeys(ctx, b.c.Alias()); err != nil {
+		t.Fatalf("PeerKeys after AcceptKey = %v", err)
+	}
+}
+
+func TestICEConfigCachedByTTL(t *testing.T) {
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	ctx := context.Background()
+	cfg, err := a.c.ICEConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TTL <= 0 || cfg.ICETransportPolicy != "all" || len(cfg.ICEServers) == 0 {
+		t.Fatalf("ICEConfig = %+v", cfg)
+	}
+	if _, err := a.c.ICEConfig(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.ice.calls.Load(); n != 1 {
+		t.Fatalf("relay asked %d times, want 1 (cached)", n)
+	}
+}
+
+func TestReconnectAfterRelayRestart(t *testing.T) {
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	b := connect(t, r, newIdentity(t), nil)
+	sub := a.c.State().Subscribe()
+	defer sub.Unsubscribe()
+	if s := recv(t, sub.C(), "initial state"); s != StateConnected {
+		t.Fatalf("state %s, want connected", s)
+	}
+
+	r.stop()
+	if s := recv(t, sub.C(), "state after relay stop"); s != StateDisconnected && s != StateConnecting {
+		t.Fatalf("state %s after the relay stopped", s)
+	}
+	if err := a.c.Send(context.Background(), envelope(b.c.Alias(), "")); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Send while down = %v, want ErrNotConnected", err)
+	}
+	r.start() // same address, same data dir: aliases survive
+	waitState(t, a.c, StateConnected)
+	waitState(t, b.c, StateConnected)
+	if err := a.c.Send(context.Background(), envelope(b.c.Alias(), "m9")); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, b.envs, "envelope after reconnect"); got.From != a.c.Alias() {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func waitState(t *testing.T, c *Client, want ConnState) {
+	t.Helper()
+	sub := c.State().Subscribe()
+	defer sub.Unsubscribe()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case s := <-sub.C():
+			if s == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("state never became %s (now %s)", want, c.State().Get())
+		}
+	}
+}
+
+func TestPinStoreCorruptFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peers.json")
+	for _, data := range []string{"{", `{"version":2,"peers":{}}`, `{"version":1,"peers":{"bogus":{"ed25519":"AA==","x25519":"AA=="}}}`} {
+		if err := writeFile(path, data); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenPinStore(path); err == nil {
+			t.Errorf("OpenPinStore(%q) accepted a bad file", data)
+		}
+	}
+}
+
+func TestBaseURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.0.0.1:8080":  "http://127.0.0.1:8080",
+		"http://127.0.0.1:8080/": "http://127.0.0.1:8080",
+		"ws://h:1":               "http://h:1",
+		"wss://h":                "https://h",
+	} {
+		if got, err := baseURL(in); err != nil || got != want {
+			t.Errorf("baseURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "127.0.0.1:8080", "ftp://h", "http://"} {
+		if _, err := baseURL(in); err == nil {
+			t.Errorf("baseURL(%q) accepted", in)
+		}
+	}
+}
+
+func TestBackoffBounds(t *testing.T) {
+	for attempt := range 40 {
+		d := backoff(attempt)
+		if d < backoffMin/2 || d > backoffMax+backoffMin/2 {
+			t.Fatalf("backoff(%d) = %v out of [%v, %v]", attempt, d, backoffMin/2, backoffMax+backoffMin/2)
+		}
+	}
+}
