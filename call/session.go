@@ -222,7 +222,9 @@ func (s *session) startCaller(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s.ending {
-		return fmt.Errorf("%w while the offer was sent", ErrCallEnded)
+		// The call is placed; it already ended (hung up, or the relay
+		// reported the callee offline), which State and OnError report.
+		return nil
 	}
 	s.answerTimer = time.AfterFunc(answerTimeout, s.onAnswerTimeout)
 	s.flushLocalLocked()

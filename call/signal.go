@@ -275,7 +275,17 @@ func (m *Module) sendTo(ctx context.Context, ps *peerSig, callID string, body wi
 		return fmt.Errorf("%w: sealing %s: %w", ErrSignaling, t, err)
 	}
 	env.ID = id
-	if err := m.sig.Send(ctx, env); err != nil {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: sending %s to %s: %w", ErrSignaling, t, ps.alias, err)
+	}
+	// The relay client writes with coder/websocket, which closes the whole
+	// connection when a write's context ends in the middle of the write.
+	// Hangup cancels the call's contexts while candidates may be on their
+	// way, so the write gets a context of its own that the caller's
+	// cancellation does not reach, bounded by sendTimeout.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+	defer cancel()
+	if err := m.sig.Send(wctx, env); err != nil {
 		return fmt.Errorf("%w: sending %s to %s: %w", ErrSignaling, t, ps.alias, err)
 	}
 	return nil
