@@ -3,9 +3,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -15,15 +18,16 @@ const usage = `duet: end-to-end-encrypted 1:1 audio/video calls
 
 Usage:
   duet relay          run the relay server (duet relay --help)
+  duet id             create, show or restore your identity (duet id help)
   duet version        print the version
   duet help           this text
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -31,6 +35,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "relay":
 		return cmdRelay(args[1:], stdout, stderr)
+	case "id":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runID(ctx, args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "duet %s\n", version)
 		return 0

@@ -20,7 +20,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
-		code := run(tt.args, &out, &errb)
+		code := run(tt.args, strings.NewReader(""), &out, &errb)
 		if code != tt.code {
 			t.Errorf("run(%q) = %d, want %d", tt.args, code, tt.code)
 		}

@@ -114,15 +114,15 @@ func TestEnvLookupDotenv(t *testing.T) {
 
 func TestRelayHelpAndUsage(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"relay", "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Examples:") || !strings.Contains(out.String(), "CF_TURN_KEY_ID") {
+	if code := run([]string{"relay", "--help"}, strings.NewReader(""), &out, &errb); code != 0 || !strings.Contains(out.String(), "Examples:") || !strings.Contains(out.String(), "CF_TURN_KEY_ID") {
 		t.Errorf("relay --help: %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := run([]string{"relay", "--nope"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "nope") {
+	if code := run([]string{"relay", "--nope"}, strings.NewReader(""), &out, &errb); code != 2 || !strings.Contains(errb.String(), "nope") {
 		t.Errorf("relay --nope: %d %q", code, errb.String())
 	}
 	out.Reset()
-	run([]string{"help"}, &out, &errb)
+	run([]string{"help"}, strings.NewReader(""), &out, &errb)
 	if !strings.Contains(out.String(), "duet relay") {
 		t.Errorf("help does not list relay: %q", out.String())
 	}
