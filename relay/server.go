@@ -2,9 +2,11 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -219,7 +221,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.connWG.Add(1)
 	s.mu.Unlock()
-	defer s.connWG.Done()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.connWG.Done()
+		}
+	}()
 
 	hj := &hijackRecorder{ResponseWriter: w}
 	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
@@ -239,14 +246,27 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.conns[sess] = struct{}{}
 	s.mu.Unlock()
-	defer func() {
+	end := func() {
+		sess.finish()
 		s.mu.Lock()
 		delete(s.conns, sess)
 		s.mu.Unlock()
+	}
+	// The connection is hijacked: the session does not depend on the
+	// request, whose context ends when this handler returns.
+	ctx := context.WithoutCancel(r.Context())
+	if !sess.open(ctx) {
+		end()
+		return
+	}
+	// Serve on a fresh goroutine and let the handler return: the handler's
+	// stack and the request are freed, which halves an idle session's memory.
+	handedOff = true
+	go func() {
+		defer s.connWG.Done()
+		defer end()
+		sess.serve(ctx)
 	}()
-	// The request context is not used: a session outlives nothing but its
-	// connection, which closing unblocks.
-	sess.run(context.WithoutCancel(r.Context()))
 }
 
 // Shutdown stops the node gracefully: it refuses new sessions, sends
@@ -304,8 +324,25 @@ type hijackRecorder struct {
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
 	h.conn = c
-	return c, brw, err
+	// Swap net/http's 4 KiB buffers for small ones, keeping any bytes the
+	// client already sent: an idle session then holds 2 KiB of buffers
+	// instead of 8. Larger frames bypass bufio buffers anyway.
+	if err := brw.Writer.Flush(); err != nil {
+		return c, brw, err
+	}
+	var r io.Reader = c
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+	}
+	return c, bufio.NewReadWriter(bufio.NewReaderSize(r, sessionBufSize), bufio.NewWriterSize(c, sessionBufSize)), nil
 }
+
+// sessionBufSize is the size of a session's read and write buffers.
+const sessionBufSize = 1024
 
 func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }

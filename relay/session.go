@@ -62,6 +62,7 @@ type session struct {
 	alias   identity.Alias // set once authenticated
 	log     *slog.Logger
 
+	routed      bool // registered with the router
 	limiter     *rate.Limiter
 	refused     int // rate-limited frames in the current flood
 	lastRefused time.Time
@@ -174,40 +175,36 @@ func (s *session) kill(code websocket.StatusCode, reason string, final []byte) {
 	}()
 }
 
-// run serves the connection until it closes.
-func (s *session) run(ctx context.Context) {
-	defer func() {
-		s.kill(websocket.StatusNormalClosure, "closed", nil)
-		s.wg.Wait()
-	}()
+// open runs the handshake of §9.2 (challenge, auth, ready) and registers the
+// session for routing. It returns false when the session ended; the caller
+// then calls finish. It runs on the HTTP handler goroutine, whose stack grows
+// deep during the handshake; serve runs on a fresh goroutine that stays
+// small while the session idles.
+func (s *session) open(ctx context.Context) bool {
 	alias, ok := s.authenticate(ctx)
 	if !ok {
-		return
+		return false
 	}
 	s.alias = alias
 	s.log = s.log.With("alias", alias)
 	if err := s.srv.router.add(s); err != nil {
 		s.log.Warn("relay: cannot route session", "err", err)
 		s.kill(websocket.StatusInternalError, "routing unavailable", nil)
-		return
+		return false
 	}
-	defer s.srv.router.remove(s)
+	s.routed = true
 	s.srv.metrics.sessions.Inc()
-	defer s.srv.metrics.sessions.Dec()
-	defer func() {
-		s.mu.Lock()
-		reason := s.reason
-		s.mu.Unlock()
-		s.srv.metrics.disconnects.WithLabelValues(reason).Inc()
-		s.log.Debug("relay: session closed", "reason", reason)
-	}()
-
 	ready := encodeFrame(readyFrame{Type: "ready", Alias: alias, Token: s.srv.tokens.Issue(alias), TokenExpiresIn: int(TokenTTL / time.Second)})
 	if err := s.writeDirect(ready); err != nil {
-		return
+		return false
 	}
 	s.log.Debug("relay: session ready")
 	s.limiter = rate.NewLimiter(rate.Limit(s.srv.tun.rateLimit), s.srv.tun.rateBurst)
+	return true
+}
+
+// serve reads the client's frames until the connection closes.
+func (s *session) serve(ctx context.Context) {
 	for {
 		typ, data, err := s.conn.Read(ctx)
 		if err != nil {
@@ -216,6 +213,23 @@ func (s *session) run(ctx context.Context) {
 		}
 		s.handleFrame(typ, data)
 	}
+}
+
+// finish closes the session (if not yet closing), waits for its writer and
+// closer, and unregisters it.
+func (s *session) finish() {
+	s.kill(websocket.StatusNormalClosure, "closed", nil)
+	s.wg.Wait()
+	if !s.routed {
+		return
+	}
+	s.srv.router.remove(s)
+	s.srv.metrics.sessions.Dec()
+	s.mu.Lock()
+	reason := s.reason
+	s.mu.Unlock()
+	s.srv.metrics.disconnects.WithLabelValues(reason).Inc()
+	s.log.Debug("relay: session closed", "reason", reason)
 }
 
 // readClosed records why reading stopped.

@@ -1,0 +1,300 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// Benchmarks of the relay:
+//
+//	go test -run '^$' -bench Relay -benchtime 200000x ./relay
+//	DUET_BENCH_IDLE=10000 go test -run '^$' -bench IdleSessions -benchtime 1x ./relay
+//
+// The clients run in the same process for the forwarding benchmark (the
+// relay and its clients share the CPUs); for the idle-session memory they
+// run in a child process, so that the relay's own heap and stacks are
+// measured and each process stays under its file-descriptor limit.
+
+// benchUsers registers n users directly in the directory (no challenges).
+func benchUsers(b testing.TB, r *testRelay, n int) []user {
+	b.Helper()
+	users := make([]user, n)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	var failed atomic.Value
+	for range 8 {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				id := newID(b)
+				a, _, err := r.srv.dir.assign(context.Background(), id.pub, id.x)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				users[i] = user{id, a}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(err)
+	}
+	return users
+}
+
+func quietRelay(b testing.TB, tune func(*tunables)) *testRelay {
+	return startRelay(b, Options{Logger: slog.New(slog.DiscardHandler)}, tune)
+}
+
+// BenchmarkRelayForward holds DUET_BENCH_SESSIONS (default 1000)
+// authenticated sessions, one alias each, and forwards b.N envelopes between
+// random pairs. The per-session rate limit is lifted: this measures the
+// forwarding path. Sub-benchmarks: "max" keeps 256 envelopes in flight
+// (closed loop, throughput); "rate=20000" sends at 20 000/s (open loop,
+// latency at the target rate).
+func BenchmarkRelayForward(b *testing.B) {
+	n := envInt("DUET_BENCH_SESSIONS", 1000)
+	r := quietRelay(b, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 1e9, 1e9 })
+	users := benchUsers(b, r, n)
+	clients := make([]*benchClient, n)
+	for i, u := range users {
+		clients[i] = dialBenchClient(b, r, u)
+	}
+	b.Run("max", func(b *testing.B) { runForward(b, clients, 256, 0) })
+	b.Run("rate=20000", func(b *testing.B) { runForward(b, clients, 0, 20000) })
+}
+
+type benchClient struct {
+	conn  *websocket.Conn
+	alias identity.Alias
+}
+
+func dialBenchClient(b testing.TB, r *testRelay, u user) *benchClient {
+	conn := r.dial(b)
+	writeJSONFrame(b, conn, authFrameFor(b, readJSON(b, conn), u.alias, u.id.priv))
+	if m := readJSON(b, conn); m["type"] != "ready" {
+		b.Fatalf("ready: %v", m)
+	}
+	return &benchClient{conn: conn, alias: u.alias}
+}
+
+// runForward sends b.N envelopes. window > 0 bounds the envelopes in flight;
+// rate > 0 paces the sends instead.
+func runForward(b *testing.B, clients []*benchClient, window int, rate float64) {
+	lat := make([]int64, b.N)
+	var got atomic.Int64
+	done := make(chan struct{})
+	sem := make(chan struct{}, max(window, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	var readers sync.WaitGroup
+	for _, c := range clients {
+		readers.Go(func() {
+			for {
+				_, data, err := c.conn.Read(ctx)
+				if err != nil {
+					return
+				}
+				i := bytes.Index(data, []byte(`"payload":"`))
+				if i < 0 {
+					continue // a notice
+				}
+				var ts [9]byte
+				base64.StdEncoding.Decode(ts[:], data[i+11:i+23])
+				k := got.Add(1)
+				if k <= int64(len(lat)) {
+					lat[k-1] = time.Now().UnixNano() - int64(binary.BigEndian.Uint64(ts[:8]))
+				}
+				if window > 0 {
+					<-sem
+				}
+				if k == int64(len(lat)) {
+					close(done)
+				}
+			}
+		})
+	}
+	pad := make([]byte, 100)
+	workers := 8
+	var sent atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 42))
+			payload := make([]byte, 8+len(pad))
+			for k := w; ; k += workers {
+				if sent.Add(1) > int64(b.N) {
+					return
+				}
+				if rate > 0 {
+					if d := time.Until(start.Add(time.Duration(float64(k) / rate * float64(time.Second)))); d > 0 {
+						time.Sleep(d)
+					}
+				} else {
+					sem <- struct{}{}
+				}
+				src := clients[rng.IntN(len(clients))]
+				dst := clients[rng.IntN(len(clients))]
+				for dst == src {
+					dst = clients[rng.IntN(len(clients))]
+				}
+				binary.BigEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
+				frame := fmt.Appendf(nil, `{"type":"call_ice","to":"%s","from":"%s","call_id":"bench","crypto_v":2,"payload":"%s"}`,
+					dst.alias, src.alias, base64.StdEncoding.EncodeToString(payload))
+				if err := src.conn.Write(ctx, websocket.MessageText, frame); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		b.Errorf("%d of %d envelopes arrived", got.Load(), b.N)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	readers.Wait()
+	for _, c := range clients {
+		c.conn.CloseNow()
+	}
+	n := min(int(got.Load()), len(lat))
+	if n == 0 {
+		return
+	}
+	l := slices.Clone(lat[:n])
+	slices.Sort(l)
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "env/s")
+	b.ReportMetric(float64(l[n/2])/1e6, "p50-ms")
+	b.ReportMetric(float64(l[n*99/100])/1e6, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkRelayIdleSessions measures the relay's memory per idle
+// authenticated session: DUET_BENCH_IDLE (default 2000) sessions, one alias
+// each, held by a child process.
+func BenchmarkRelayIdleSessions(b *testing.B) {
+	n := envInt("DUET_BENCH_IDLE", 2000)
+	r := quietRelay(b, nil)
+	users := benchUsers(b, r, n)
+	f, err := os.CreateTemp(b.TempDir(), "users")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, u := range users {
+		fmt.Fprintf(f, "%s %s\n", u.alias, base64.StdEncoding.EncodeToString(u.id.priv.Seed()))
+	}
+	f.Close()
+
+	before := heapAndStacks()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchIdleClients$", "-test.timeout=30m")
+	cmd.Env = append(os.Environ(), "DUET_BENCH_CHILD="+r.ts.URL+" "+f.Name())
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready") {
+		b.Fatalf("child: %q %v", line, err)
+	}
+	eventually(b, 60*time.Second, "sessions up", func() bool { return r.metric(b, "duet_relay_sessions") == float64(n) })
+	time.Sleep(time.Second) // let writer goroutines finish
+	after := heapAndStacks()
+	if p := os.Getenv("DUET_BENCH_HEAPPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
+	per := float64(after-before) / float64(n)
+	b.ReportMetric(per, "B/session")
+	b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("%d idle sessions: %.0f bytes each (heap+stacks in use, after GC)", n, per)
+}
+
+func heapAndStacks() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	if os.Getenv("DUET_BENCH_HEAPPROFILE") != "" {
+		fmt.Fprintf(os.Stderr, "heap in use %d, stacks %d\n", m.HeapInuse, m.StackInuse)
+	}
+	return m.HeapInuse + m.StackInuse
+}
+
+// TestBenchIdleClients is the child process of BenchmarkRelayIdleSessions:
+// it authenticates the users it is given, prints "ready", and holds the
+// sessions without reading until stdin closes.
+func TestBenchIdleClients(t *testing.T) {
+	arg := os.Getenv("DUET_BENCH_CHILD")
+	if arg == "" {
+		t.Skip("child of BenchmarkRelayIdleSessions")
+	}
+	base, file, _ := strings.Cut(arg, " ")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []*websocket.Conn
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		alias, seed, _ := strings.Cut(line, " ")
+		s, _ := base64.StdEncoding.DecodeString(seed)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		conn, _, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+"/api/v1/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), identity.Alias(alias), ed25519.NewKeyFromSeed(s)))
+		if m := readJSON(t, conn); m["type"] != "ready" {
+			t.Fatalf("ready: %v", m)
+		}
+		cancel()
+		conns = append(conns, conn)
+	}
+	fmt.Println("ready", len(conns))
+	var buf [1]byte
+	os.Stdin.Read(buf[:])
+	for _, c := range conns {
+		c.CloseNow()
+	}
+	os.Exit(0)
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
