@@ -1,0 +1,688 @@
+// The relay client (docs/PROTOCOL.md §9): registration, the authenticated
+// WebSocket session with capped, jittered reconnect backoff, envelopes and
+// relay notices, peer key lookup with key pinning in IndexedDB, safety
+// numbers, signaling sessions per peer, and the ICE configuration cached by
+// its ttl. Mirrors the Go SDK's client package.
+
+import { checkPublicKeys, safetyNumber, validAlias } from './identity.js';
+import { ed25519Sign } from './primitives.js';
+import { HotValue } from './observable.js';
+import { MAX_ENVELOPE_SIZE, NonceCache, Session, decodeEnvelope, encodeEnvelope } from './signal.js';
+import { DEFAULT_DB, STORE_PINS, idbGet, idbPut } from './store.js';
+import { DuetError, concat, equalBytes, fromBase64, toBase64, utf8 } from './util.js';
+
+/** Domain-separation prefix of the registration signature. */
+export const REGISTER_CONTEXT = 'duet/v1/register';
+/** Domain-separation prefix of the WebSocket auth signature. */
+export const WS_AUTH_CONTEXT = 'duet/v1/ws-auth';
+/** How long the whole WebSocket handshake may take. */
+export const AUTH_TIMEOUT_MS = 10_000;
+/** Reconnect backoff: full jitter over an exponentially growing cap. */
+export const BACKOFF_MIN_MS = 250;
+export const BACKOFF_MAX_MS = 10_000;
+/** Responses larger than this are refused. */
+const MAX_RESPONSE = 1 << 20;
+/** A token is refreshed (by reconnecting) this long before it expires. */
+const TOKEN_MARGIN_MS = 30_000;
+
+const notConnected = () => new DuetError('ErrNotConnected', 'not connected to the relay (it reconnects by itself; try again shortly)');
+const closedErr = () => new DuetError('ErrClosed', 'the client is closed');
+
+/**
+ * The delay before reconnect attempt n (0-based): BACKOFF_MIN_MS/2 plus a
+ * random share of min(BACKOFF_MIN_MS·2^n, BACKOFF_MAX_MS).
+ * @param {number} attempt
+ * @returns {number} milliseconds
+ */
+export function backoff(attempt) {
+  const limit = Math.min(BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16), BACKOFF_MAX_MS);
+  return BACKOFF_MIN_MS / 2 + Math.floor(Math.random() * limit);
+}
+
+/**
+ * Normalises a relay URL to "http(s)://host[:port][/prefix]" (ws and wss
+ * are accepted for http and https).
+ * @param {string} relayUrl
+ * @returns {string}
+ */
+export function relayBaseURL(relayUrl) {
+  let u;
+  try {
+    u = new URL(relayUrl);
+  } catch {
+    throw new DuetError('ErrRelayURL', `relay URL "${relayUrl}": want http://host:port`);
+  }
+  const scheme = { 'http:': 'http:', 'https:': 'https:', 'ws:': 'http:', 'wss:': 'https:' }[u.protocol];
+  if (!scheme || !u.host) throw new DuetError('ErrRelayURL', `relay URL "${relayUrl}": scheme must be http or https`);
+  return `${scheme}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+}
+
+async function httpJSON(fetchFn, method, url, { token, body } = {}) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let res;
+  try {
+    res = await fetchFn(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+  } catch (e) {
+    throw new DuetError('ErrNetwork', `${method} ${url}: ${e.message} (is the relay running and reachable?)`);
+  }
+  const text = await res.text();
+  if (text.length > MAX_RESPONSE) throw new DuetError('ErrRelay', `${method} ${url}: response larger than ${MAX_RESPONSE} bytes`);
+  if (!res.ok) {
+    let code = res.statusText || String(res.status);
+    let message = text.trim().slice(0, 200);
+    try {
+      const e = JSON.parse(text);
+      if (typeof e.error === 'string' && e.error) {
+        code = e.error;
+        message = String(e.message ?? '');
+      }
+    } catch { /* not JSON: keep the text */ }
+    throw new DuetError('ErrRelay', `relay answered ${res.status} ${code}: ${message}`, { status: res.status, code });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new DuetError('ErrRelay', `decoding the relay's answer from ${url}: ${e.message}`);
+  }
+}
+
+function defaultFetch() {
+  if (typeof globalThis.fetch !== 'function') throw new DuetError('ErrUnsupported', 'fetch is not available; pass opts.fetch');
+  return globalThis.fetch.bind(globalThis);
+}
+
+/**
+ * Registers identity with the relay (§9.1): proves possession of the signing
+ * key over a fresh challenge and returns the alias the relay assigned.
+ * Registering the same identity again returns the same alias (restore on a
+ * new device), with `created: false`.
+ * @param {string} relayUrl
+ * @param {import('./duet').Identity} identity
+ * @param {{fetch?: typeof fetch}} [opts]
+ * @returns {Promise<{alias: string, created: boolean}>}
+ */
+export async function register(relayUrl, identity, opts = {}) {
+  const base = relayBaseURL(relayUrl);
+  const f = opts.fetch ?? defaultFetch();
+  const ch = await httpJSON(f, 'POST', `${base}/api/v1/challenge`);
+  let chal;
+  try {
+    chal = fromBase64(ch?.challenge);
+  } catch (e) {
+    throw new DuetError('ErrRelay', `register: the relay sent an invalid challenge (${e.message})`);
+  }
+  if (chal.length === 0) throw new DuetError('ErrRelay', 'register: the relay sent an empty challenge');
+  const x = identity.agreementKey.publicKey;
+  const sig = await ed25519Sign(identity.signingKey.privateKey, concat(utf8(REGISTER_CONTEXT), chal, x));
+  const resp = await httpJSON(f, 'POST', `${base}/api/v1/register`, {
+    body: {
+      ed25519: toBase64(identity.signingKey.publicKey),
+      x25519: toBase64(x),
+      challenge: ch.challenge,
+      signature: toBase64(sig),
+    },
+  });
+  if (!validAlias(resp?.alias)) throw new DuetError('ErrRelay', `register: the relay assigned "${String(resp?.alias).slice(0, 32)}", which is not an alias`);
+  return { alias: resp.alias, created: resp.created === true };
+}
+
+/**
+ * Pinned peer keys: trust on first use, then a changed key is refused
+ * (ErrKeyChanged) until accept() is called after the users compared safety
+ * numbers out of band. Backed by IndexedDB (PinStore.indexedDB) or memory
+ * (PinStore.memory).
+ */
+export class PinStore {
+  #get;
+  #put;
+
+  /** @private Use PinStore.indexedDB or PinStore.memory. */
+  constructor(get, put) {
+    this.#get = get;
+    this.#put = put;
+  }
+
+  /**
+   * Pins kept in IndexedDB (store "pins" of the SDK database).
+   * @param {{dbName?: string}} [opts]
+   * @returns {PinStore}
+   */
+  static indexedDB(opts = {}) {
+    const db = opts.dbName ?? DEFAULT_DB;
+    return new PinStore((a) => idbGet(db, STORE_PINS, a), (a, v) => idbPut(db, STORE_PINS, a, v));
+  }
+
+  /** @returns {PinStore} pins kept in memory only */
+  static memory() {
+    const m = new Map();
+    return new PinStore(async (a) => m.get(a), async (a, v) => void m.set(a, v));
+  }
+
+  /**
+   * The pinned keys of peer, or null.
+   * @param {string} peer
+   * @returns {Promise<import('./duet').PublicKeys|null>}
+   */
+  async pinned(peer) {
+    const rec = await this.#get(peer);
+    if (rec === undefined) return null;
+    try {
+      return { signing: fromBase64(rec.ed25519, 32), agreement: fromBase64(rec.x25519, 32) };
+    } catch (e) {
+      throw new DuetError('ErrStorage', `the pinned keys of ${peer} are corrupt (${e.message}); accept the peer's key again after comparing safety numbers`);
+    }
+  }
+
+  /**
+   * Compares keys with the pin of peer; with no pin yet, pins them. A
+   * difference rejects with ErrKeyChanged ({peer, pinned, offered}).
+   * @param {string} peer
+   * @param {import('./duet').PublicKeys} keys
+   */
+  async check(peer, keys) {
+    const pinned = await this.pinned(peer);
+    if (!pinned) return this.accept(peer, keys);
+    if (!equalBytes(pinned.signing, keys.signing) || !equalBytes(pinned.agreement, keys.agreement)) {
+      throw new DuetError('ErrKeyChanged',
+        `the keys of ${peer} changed since they were pinned; compare safety numbers with them out of band, then accept the new key (acceptKey) to call them again`,
+        { peer, pinned, offered: keys });
+    }
+  }
+
+  /**
+   * Replaces the pin of peer with keys.
+   * @param {string} peer
+   * @param {import('./duet').PublicKeys} keys
+   */
+  async accept(peer, keys) {
+    await this.#put(peer, { version: 1, ed25519: toBase64(keys.signing), x25519: toBase64(keys.agreement), pinnedAt: Date.now() });
+  }
+}
+
+/**
+ * An authenticated, self-reconnecting connection to a relay. See
+ * duet.d.ts (DuetClientOptions) for the options.
+ */
+export class DuetClient {
+  #base;
+  #identity;
+  #alias;
+  #pins;
+  #fetch;
+  #WS;
+  #log;
+  #state = new HotValue('disconnected');
+  #ws = null;
+  #token = '';
+  #tokenExp = 0;
+  #closed = false;
+  #reconnecting = false;
+  #sleep = null; // {timer, resolve} of the reconnect wait
+  #replay = new NonceCache();
+  #sessions = new Map(); // alias → Promise<Session>
+  #ice = null;
+  #iceExp = 0;
+  #iceInflight = null;
+
+  /** Called with every envelope addressed to this alias. */
+  onEnvelope = null;
+  /** Called with the relay's undeliverable notices ({id, to, reason}). */
+  onUndeliverable = null;
+  /** Called with the relay's error notices ({code, message, id}). */
+  onRelayError = null;
+  /** Called when a reconnect attempt fails (the client keeps trying). */
+  onError = null;
+
+  /** @param {import('./duet').DuetClientOptions} opts */
+  constructor(opts) {
+    const o = opts ?? {};
+    if (!o.identity?.signingKey?.privateKey) throw new TypeError('DuetClient needs {identity} from deriveIdentity or createIdentity');
+    this.#base = relayBaseURL(o.relayUrl ?? globalThis.location?.origin);
+    this.#identity = o.identity;
+    this.#alias = o.aliasId ?? '';
+    if (this.#alias && !validAlias(this.#alias)) throw new DuetError('ErrInvalidAlias', `aliasId "${String(this.#alias).slice(0, 32)}" is not an alias`);
+    this.#pins = o.pins ?? PinStore.indexedDB();
+    this.#fetch = o.fetch ?? defaultFetch();
+    this.#WS = o.WebSocket ?? globalThis.WebSocket;
+    this.#log = o.logger ?? console;
+    for (const k of ['onEnvelope', 'onUndeliverable', 'onRelayError', 'onError']) if (o[k]) this[k] = o[k];
+  }
+
+  /** @returns {string} this user's alias ('' before register) */
+  get aliasId() {
+    return this.#alias;
+  }
+
+  /** @returns {import('./duet').Identity} */
+  get identity() {
+    return this.#identity;
+  }
+
+  /** @returns {import('./duet').ConnState} the connection state */
+  get state() {
+    return this.#state.value;
+  }
+
+  /**
+   * The connection state as a hot observable: a subscriber gets the current
+   * state at once, then every change.
+   * @returns {{subscribe(fn: (s: import('./duet').ConnState) => void): {unsubscribe(): void}}}
+   */
+  observeState() {
+    return { subscribe: (fn) => this.#state.subscribe(fn) };
+  }
+
+  /**
+   * Registers (or restores) this identity with the relay and remembers the
+   * alias. Store it with saveIdentity({mnemonic, aliasId}).
+   * @returns {Promise<{alias: string, created: boolean}>}
+   */
+  async register() {
+    const r = await register(this.#base, this.#identity, { fetch: this.#fetch });
+    this.#alias = r.alias;
+    return r;
+  }
+
+  /**
+   * Connects and authenticates, then keeps the connection up, reconnecting
+   * with capped, jittered backoff, until close(). Resolves once the first
+   * authentication succeeded; rejects with the first attempt's error
+   * (ErrUnauthorized when the relay refused the alias or signature).
+   * @returns {Promise<void>}
+   */
+  async connect() {
+    if (this.#closed) throw closedErr();
+    if (!validAlias(this.#alias)) throw new DuetError('ErrInvalidAlias', 'no alias: register first (or pass aliasId)');
+    if (this.#ws || this.#reconnecting) throw new DuetError('ErrBusy', 'connect() was already called');
+    await this.#dial();
+  }
+
+  #dial() {
+    this.#state.set('connecting');
+    const url = `${this.#base.replace(/^http/, 'ws')}/api/v1/ws`;
+    return new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new this.#WS(url);
+      } catch (e) {
+        reject(new DuetError('ErrNetwork', `dialling ${url}: ${e.message}`));
+        return;
+      }
+      let phase = 'challenge';
+      let settled = false;
+      const timer = setTimeout(() => fail(new DuetError('ErrTimeout', `the relay handshake took longer than ${AUTH_TIMEOUT_MS} ms`)), AUTH_TIMEOUT_MS);
+      const fail = (e) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        try {
+          ws.close();
+        } catch { /* already closing */ }
+        reject(e);
+      };
+      ws.onmessage = async (ev) => {
+        if (phase === 'ready') {
+          this.#dispatch(ws, ev.data);
+          return;
+        }
+        let f;
+        try {
+          f = JSON.parse(ev.data);
+        } catch {
+          fail(new DuetError('ErrRelay', `the relay sent a handshake frame that is not JSON`));
+          return;
+        }
+        if (phase === 'challenge') {
+          let chal;
+          try {
+            if (f?.type !== 'challenge') throw new Error(`got "${String(f?.type).slice(0, 32)}"`);
+            chal = fromBase64(f.challenge);
+            if (chal.length === 0) throw new Error('empty challenge');
+          } catch (e) {
+            fail(new DuetError('ErrRelay', `the relay sent an invalid challenge: ${e.message}`));
+            return;
+          }
+          phase = 'auth';
+          try {
+            const sig = await ed25519Sign(this.#identity.signingKey.privateKey, concat(utf8(WS_AUTH_CONTEXT), chal));
+            ws.send(JSON.stringify({ type: 'auth', alias: this.#alias, signature: toBase64(sig) }));
+          } catch (e) {
+            fail(new DuetError('ErrNetwork', `sending auth: ${e.message}`));
+          }
+          return;
+        }
+        if (f?.type !== 'ready' || typeof f.token !== 'string' || !f.token) {
+          fail(new DuetError('ErrRelay', `the relay sent "${String(f?.type).slice(0, 32)}" instead of ready`));
+          return;
+        }
+        phase = 'ready';
+        settled = true;
+        clearTimeout(timer);
+        this.#ws = ws;
+        this.#token = f.token;
+        const ttl = Number.isFinite(f.token_expires_in) ? f.token_expires_in * 1000 : 3_600_000;
+        this.#tokenExp = Date.now() + ttl;
+        this.#state.set('connected');
+        this.#log.debug?.(`duet: connected to ${this.#base} as ${this.#alias}`);
+        resolve();
+      };
+      ws.onclose = (ev) => {
+        if (!settled) {
+          if (ev.code === 4001) {
+            fail(new DuetError('ErrUnauthorized', `the relay refused authentication: ${ev.reason || 'unauthorized'} (is ${this.#alias} registered on this relay?)`));
+          } else {
+            fail(new DuetError('ErrNetwork', `the relay connection closed during the handshake (code ${ev.code}${ev.reason ? ', ' + ev.reason : ''})`));
+          }
+          return;
+        }
+        if (this.#ws === ws) this.#lost(ev);
+      };
+      ws.onerror = () => { /* onclose follows with the code */ };
+    });
+  }
+
+  #dispatch(ws, data) {
+    if (typeof data !== 'string') {
+      this.#log.warn('duet: the relay sent a binary frame; ignored');
+      return;
+    }
+    let head;
+    try {
+      head = JSON.parse(data);
+    } catch {
+      this.#log.warn('duet: the relay sent a frame that is not JSON; ignored');
+      return;
+    }
+    switch (head?.type) {
+      case 'undeliverable':
+        this.#callback('onUndeliverable', { id: head.id, to: head.to, reason: head.reason });
+        return;
+      case 'error':
+        this.#log.warn(`duet: the relay refused a frame: ${head.code}: ${head.message}${head.id ? ' (id ' + head.id + ')' : ''}`);
+        this.#callback('onRelayError', { code: head.code, message: head.message, id: head.id ?? '' });
+        return;
+      case 'reconnect':
+        this.#log.info?.('duet: the relay is restarting; reconnecting');
+        ws.close(1000, 'relay restarting');
+        return;
+    }
+    let env;
+    try {
+      env = decodeEnvelope(data);
+    } catch (e) {
+      this.#log.warn(`duet: the relay delivered an invalid envelope; dropped: ${e.message}`);
+      return;
+    }
+    if (env.to !== this.#alias) {
+      this.#log.warn(`duet: the relay delivered an envelope for ${env.to}; dropped`);
+      return;
+    }
+    this.#callback('onEnvelope', env);
+  }
+
+  #callback(name, arg) {
+    const fn = this[name];
+    if (typeof fn !== 'function') return;
+    try {
+      const r = fn(arg);
+      if (r && typeof r.catch === 'function') r.catch((e) => this.#log.error(`duet: ${name} failed`, e));
+    } catch (e) {
+      this.#log.error(`duet: ${name} threw`, e);
+    }
+  }
+
+  #lost(ev) {
+    this.#ws = null;
+    this.#token = '';
+    if (this.#closed) return;
+    this.#state.set('disconnected');
+    this.#log.info?.(`duet: relay connection lost (code ${ev.code}${ev.reason ? ', ' + ev.reason : ''}); reconnecting`);
+    this.#reconnectLoop();
+  }
+
+  async #reconnectLoop() {
+    if (this.#reconnecting) return;
+    this.#reconnecting = true;
+    try {
+      for (let attempt = 0; !this.#closed; attempt++) {
+        await new Promise((resolve) => {
+          this.#sleep = { timer: setTimeout(resolve, backoff(attempt)), resolve };
+        });
+        this.#sleep = null;
+        if (this.#closed) return;
+        try {
+          await this.#dial();
+          return;
+        } catch (e) {
+          if (this.#closed) return;
+          this.#state.set('disconnected');
+          this.#log.warn(`duet: relay reconnect attempt ${attempt + 1} failed: ${e.message}`);
+          this.#callback('onError', e);
+        }
+      }
+    } finally {
+      this.#reconnecting = false;
+    }
+  }
+
+  #waitConnected(ms) {
+    return new Promise((resolve, reject) => {
+      let sub = null;
+      const timer = setTimeout(() => {
+        sub?.unsubscribe();
+        reject(notConnected());
+      }, ms);
+      sub = this.#state.subscribe((s) => {
+        if (s === 'connected' || s === 'closed') {
+          clearTimeout(timer);
+          queueMicrotask(() => sub?.unsubscribe());
+          if (s === 'connected') resolve();
+          else reject(closedErr());
+        }
+      });
+    });
+  }
+
+  async #bearer() {
+    if (this.#closed) throw closedErr();
+    if (this.#token && Date.now() < this.#tokenExp - TOKEN_MARGIN_MS) return this.#token;
+    if (this.#state.value === 'connected' && this.#ws) {
+      // The token is about to expire: reconnecting gets a fresh one.
+      const ws = this.#ws;
+      ws.onclose = null;
+      ws.onmessage = null;
+      ws.close(4000, 'refreshing the token');
+      this.#lost({ code: 4000, reason: 'refreshing the token' });
+    } else if (this.#state.value !== 'connecting' && !this.#reconnecting) {
+      throw notConnected();
+    }
+    await this.#waitConnected(AUTH_TIMEOUT_MS + BACKOFF_MAX_MS);
+    return this.#token;
+  }
+
+  async #authed(path) {
+    return httpJSON(this.#fetch, 'GET', this.#base + path, { token: await this.#bearer() });
+  }
+
+  /**
+   * Sends one envelope; its `from` is set to this alias. Throws
+   * ErrNotConnected while the connection is down, ErrEnvelope for an invalid
+   * or oversized envelope.
+   * @param {import('./duet').Envelope} envelope
+   */
+  send(envelope) {
+    if (this.#closed) throw closedErr();
+    const ws = this.#ws;
+    if (!ws || this.#state.value !== 'connected' || ws.readyState !== 1) throw notConnected();
+    const text = encodeEnvelope({ ...envelope, from: this.#alias });
+    const n = utf8(text).length;
+    if (n > MAX_ENVELOPE_SIZE) throw new DuetError('ErrEnvelope', `invalid envelope: ${n} bytes exceeds the relay's ${MAX_ENVELOPE_SIZE}-byte frame limit`);
+    ws.send(text);
+  }
+
+  /**
+   * The signaling session with peer, from its pinned keys (peerKeys). All
+   * sessions of this client share one nonce cache.
+   * @param {string} peer
+   * @returns {Promise<Session>}
+   */
+  session(peer) {
+    let s = this.#sessions.get(peer);
+    if (!s) {
+      s = this.peerKeys(peer).then((keys) => Session.between(this.#identity, keys, { replay: this.#replay }));
+      this.#sessions.set(peer, s);
+      s.catch(() => this.#sessions.delete(peer));
+    }
+    return s;
+  }
+
+  /**
+   * Seals message (whose `from` is set to this alias) for message.to and
+   * sends it, with an optional client id the relay echoes in notices.
+   * @param {import('./duet').Message} message
+   * @param {{id?: string}} [opts]
+   * @returns {Promise<import('./duet').Envelope>} the envelope sent
+   */
+  async sendMessage(message, opts = {}) {
+    const session = await this.session(message.to);
+    const env = await session.seal({ ...message, from: this.#alias });
+    if (opts.id) env.id = opts.id;
+    this.send(env);
+    return env;
+  }
+
+  /**
+   * Opens an envelope from a peer (Session.open with the sender's session).
+   * @param {import('./duet').Envelope} envelope
+   * @returns {Promise<import('./duet').Message>}
+   */
+  async open(envelope) {
+    if (envelope?.to !== this.#alias) {
+      throw new DuetError('ErrRouteMismatch', `envelope addressed to ${envelope?.to}, not to ${this.#alias}`);
+    }
+    return (await this.session(envelope.from)).open(envelope);
+  }
+
+  async #fetchKeys(peer) {
+    if (!validAlias(peer)) throw new DuetError('ErrInvalidAlias', `"${String(peer).slice(0, 32)}" is not an alias (u followed by 8 digits)`);
+    let r;
+    try {
+      r = await this.#authed(`/api/v1/keys/${peer}`);
+    } catch (e) {
+      e.message = `fetching the keys of ${peer}: ${e.message}`;
+      throw e;
+    }
+    if (r?.alias !== peer) throw new DuetError('ErrRelay', `the relay answered keys of "${String(r?.alias).slice(0, 32)}" for ${peer}`);
+    let signing;
+    let agreement;
+    try {
+      signing = fromBase64(r.ed25519, 32);
+      agreement = fromBase64(r.x25519, 32);
+    } catch (e) {
+      throw new DuetError('ErrInvalidPublicKey', `the relay sent invalid keys for ${peer}: ${e.message}`);
+    }
+    return checkPublicKeys(signing, agreement);
+  }
+
+  /**
+   * The public keys of peer from the relay, checked against the pin store
+   * (pinned on first use). A key that differs from the pinned one rejects
+   * with ErrKeyChanged.
+   * @param {string} peer
+   * @returns {Promise<import('./duet').PublicKeys>}
+   */
+  async peerKeys(peer) {
+    const keys = await this.#fetchKeys(peer);
+    await this.#pins.check(peer, keys);
+    return keys;
+  }
+
+  /**
+   * Fetches peer's current keys and pins them, replacing an earlier pin. Call
+   * it only after the users compared the new safety number out of band.
+   * @param {string} peer
+   * @returns {Promise<import('./duet').PublicKeys>}
+   */
+  async acceptKey(peer) {
+    const keys = await this.#fetchKeys(peer);
+    await this.#pins.accept(peer, keys);
+    this.#sessions.delete(peer);
+    return keys;
+  }
+
+  /**
+   * The safety number between this user and peer, from peer's pinned keys;
+   * null when peer has no pin yet.
+   * @param {string} peer
+   * @returns {Promise<string|null>}
+   */
+  async safetyNumber(peer) {
+    const keys = await this.#pins.pinned(peer);
+    return keys ? safetyNumber(this.#identity, keys) : null;
+  }
+
+  /**
+   * The relay's ICE configuration (§9.4), cached for its ttl less a margin
+   * (a tenth, at most a minute) so that a new call never gets credentials
+   * about to expire. Concurrent calls share one request.
+   * @returns {Promise<import('./duet').ICEConfig>}
+   */
+  iceConfig() {
+    if (this.#ice && Date.now() < this.#iceExp) return Promise.resolve(this.#ice);
+    this.#iceInflight ??= (async () => {
+      try {
+        const cfg = await this.#authed('/api/v1/calls/ice-config');
+        if (cfg?.ice_transport_policy !== 'all' && cfg?.ice_transport_policy !== 'relay') {
+          throw new DuetError('ErrRelay', `the relay sent ice_transport_policy "${String(cfg?.ice_transport_policy).slice(0, 16)}" (want all or relay)`);
+        }
+        if (!Number.isInteger(cfg.ttl) || cfg.ttl < 0 || !Array.isArray(cfg.ice_servers)) {
+          throw new DuetError('ErrRelay', 'the relay sent an ICE config without an integer ttl and an ice_servers array');
+        }
+        const ttl = cfg.ttl * 1000;
+        this.#ice = cfg;
+        this.#iceExp = Date.now() + ttl - Math.min(ttl / 10, 60_000);
+        return cfg;
+      } finally {
+        this.#iceInflight = null;
+      }
+    })();
+    return this.#iceInflight;
+  }
+
+  /** Closes the connection and stops reconnecting. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#sleep) {
+      clearTimeout(this.#sleep.timer);
+      this.#sleep.resolve();
+    }
+    const ws = this.#ws;
+    this.#ws = null;
+    this.#token = '';
+    if (ws) ws.close(1000, 'client closing');
+    this.#state.set('closed');
+    this.#state.close();
+  }
+}
+
+/**
+ * An RTCConfiguration from the relay's ICE config: its servers, and
+ * iceTransportPolicy 'relay' when the relay forces it or alwaysRelay is set.
+ * @param {import('./duet').ICEConfig} cfg
+ * @param {{alwaysRelay?: boolean}} [opts]
+ * @returns {RTCConfiguration}
+ */
+export function rtcConfiguration(cfg, opts = {}) {
+  return {
+    iceServers: cfg.ice_servers.map((s) => {
+      const out = { urls: s.urls };
+      if (s.username !== undefined) out.username = s.username;
+      if (s.credential !== undefined) out.credential = s.credential;
+      return out;
+    }),
+    iceTransportPolicy: opts.alwaysRelay || cfg.ice_transport_policy === 'relay' ? 'relay' : 'all',
+  };
+}

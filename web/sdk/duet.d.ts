@@ -1,0 +1,407 @@
+// TypeScript declarations of the duet browser SDK (duet.js and the modules
+// it re-exports). Wire formats: docs/PROTOCOL.md.
+
+// ------------------------------------------------------------------ errors
+
+/**
+ * Names of the SDK's errors; each matches a Go SDK sentinel of the same name
+ * (identity, wire, e2ee, client packages).
+ */
+export type DuetErrorName =
+  // identity / bip39
+  | 'ErrWordCount' | 'ErrUnknownWord' | 'ErrChecksum' | 'ErrEntropySize'
+  | 'ErrInvalidPublicKey' | 'ErrInvalidAlias' | 'ErrKeystoreCorrupt'
+  // canonical JSON, envelopes and signaling (§4.4)
+  | 'ErrInvalidJSON' | 'ErrEnvelope' | 'ErrCryptoVersion' | 'ErrMalformed' | 'ErrDecrypt'
+  | 'ErrSignature' | 'ErrStale' | 'ErrFuture' | 'ErrReplay' | 'ErrReplayCacheFull'
+  | 'ErrRouteMismatch' | 'ErrKey'
+  // media frames (§5)
+  | 'ErrCallID' | 'ErrIdentityKey' | 'ErrPeerKey' | 'ErrInvalidKey' | 'ErrEpochOrder'
+  | 'ErrInvalidKind' | 'ErrEmptyFrame' | 'ErrKeyExhausted' | 'ErrShortFrame'
+  | 'ErrUnknownEpoch' | 'ErrAuth' | 'ErrTooOld'
+  // relay client (§9)
+  | 'ErrRelay' | 'ErrRelayURL' | 'ErrNetwork' | 'ErrTimeout' | 'ErrUnauthorized'
+  | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged'
+  // environment
+  | 'ErrUnsupported' | 'ErrStorage';
+
+/** Every SDK failure. Branch on `name`; `message` says what to do. */
+export declare class DuetError extends Error {
+  constructor(name: DuetErrorName | string, message: string, details?: object);
+  name: DuetErrorName | string;
+  /** ErrUnknownWord: 1-based position of the first unknown word. */
+  position?: number;
+  /** ErrUnknownWord: the word, normalised. */
+  word?: string;
+  /** ErrRelay: the HTTP status and the relay's error code. */
+  status?: number;
+  code?: string;
+  /** ErrKeyChanged: the peer alias and the pinned and offered keys. */
+  peer?: string;
+  pinned?: PublicKeys;
+  offered?: PublicKeys;
+}
+
+export declare function toHex(b: Uint8Array): string;
+export declare function fromHex(s: string): Uint8Array;
+/** Standard base64 with padding. */
+export declare function toBase64(b: Uint8Array): string;
+/** Strict standard base64; with size ≥ 0 the result must be size bytes. Throws TypeError. */
+export declare function fromBase64(s: string, size?: number): Uint8Array;
+
+// ------------------------------------------------------------------- BIP39
+
+export declare const DEFAULT_WORDS: 12;
+/** The BIP39 English word list. */
+export declare const wordList: readonly string[];
+/** Lower-cases ASCII letters and collapses white space; does not validate. */
+export declare function normalizeMnemonic(m: string): string;
+/** Rejects with ErrUnknownWord, ErrWordCount or ErrChecksum (in that order). */
+export declare function validateMnemonic(m: string): Promise<void>;
+export declare function mnemonicToEntropy(m: string): Promise<Uint8Array>;
+/** 16 bytes → 12 words, 32 bytes → 24 words; other sizes: ErrEntropySize. */
+export declare function entropyToMnemonic(entropy: Uint8Array): Promise<string>;
+export declare function generateMnemonic(words?: 12 | 24): Promise<string>;
+/** The 64-byte BIP39 seed (empty passphrase, PBKDF2-HMAC-SHA512, 2048 rounds). */
+export declare function mnemonicToSeed(m: string): Promise<Uint8Array>;
+
+// -------------------------------------------------------------- primitives
+
+export declare const PKCS8_ED25519_PREFIX: Uint8Array;
+export declare const PKCS8_X25519_PREFIX: Uint8Array;
+export declare function pkcs8Ed25519(seed: Uint8Array): Uint8Array;
+export declare function pkcs8X25519(priv: Uint8Array): Uint8Array;
+/** HKDF-SHA256. */
+export declare function hkdf(ikm: BufferSource, salt: BufferSource, info: string | BufferSource, length: number): Promise<Uint8Array>;
+/** A key pair: a non-extractable private CryptoKey and the 32-byte public key. */
+export interface KeyPair {
+  readonly privateKey: CryptoKey;
+  readonly publicKey: Uint8Array;
+}
+export declare function importEd25519Seed(seed: Uint8Array): Promise<KeyPair>;
+export declare function importX25519Private(priv: Uint8Array): Promise<KeyPair>;
+/** A fresh X25519 key pair (a media ephemeral key). */
+export declare function generateX25519(): Promise<KeyPair>;
+/** X25519 shared secret; an all-zero result rejects with ErrPeerKey. */
+export declare function x25519(privateKey: CryptoKey, peerPublic: Uint8Array): Promise<Uint8Array>;
+
+// ---------------------------------------------------------------- identity
+
+export declare const INFO_SIGNING_KEY: 'duet/v1/identity/ed25519';
+export declare const INFO_AGREEMENT_KEY: 'duet/v1/identity/x25519';
+export declare const SAFETY_NUMBER_LABEL: 'duet/v1/safety-number';
+export declare const PUBLIC_KEY_SIZE: 32;
+
+/** A user's identity: the normalised mnemonic and the two key pairs. */
+export interface Identity {
+  readonly mnemonic: string;
+  /** Ed25519: signs signaling and relay challenges. */
+  readonly signingKey: KeyPair;
+  /** X25519: the signaling session key. */
+  readonly agreementKey: KeyPair;
+}
+/** A party's public keys, 32 bytes each. */
+export interface PublicKeys {
+  signing: Uint8Array;
+  agreement: Uint8Array;
+}
+/** The identity record kept in IndexedDB. aliasId is '' before registration. */
+export interface StoredIdentity {
+  mnemonic: string;
+  aliasId?: string;
+}
+export interface StoreOptions {
+  /** IndexedDB database name; default 'duet'. */
+  dbName?: string;
+}
+
+export declare function identitySeeds(bip39Seed: Uint8Array): Promise<{ ed25519Seed: Uint8Array; x25519Private: Uint8Array }>;
+/** Derives the identity of a mnemonic (async: WebCrypto). */
+export declare function deriveIdentity(mnemonic: string): Promise<Identity>;
+export declare function createIdentity(words?: 12 | 24): Promise<Identity>;
+export declare function publicKeys(id: Identity): PublicKeys;
+/** 12 groups of 5 digits; symmetric. */
+export declare function safetyNumber(a: Identity | PublicKeys, b: Identity | PublicKeys): Promise<string>;
+/** "u" followed by 8 ASCII digits. */
+export declare function validAlias(s: unknown): s is string;
+/** Checks a peer's keys (curve points, not of small order); ErrInvalidPublicKey. */
+export declare function checkPublicKeys(signing: Uint8Array, agreement: Uint8Array): Promise<PublicKeys>;
+export declare function loadIdentity(opts?: StoreOptions): Promise<{ mnemonic: string; aliasId: string } | null>;
+export declare function saveIdentity(stored: StoredIdentity, opts?: StoreOptions): Promise<void>;
+export declare function deleteIdentity(opts?: StoreOptions): Promise<void>;
+
+// ---------------------------------------------------------- canonical JSON
+
+export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };
+export declare const MAX_JSON_SIZE: number;
+export declare const MAX_JSON_DEPTH: number;
+/** Strict §4.2 parser; throws ErrInvalidJSON. */
+export declare function parseJSON(input: string | Uint8Array): JSONValue;
+/** RFC 8785 text of a value; throws ErrInvalidJSON. */
+export declare function canonicalJSON(value: JSONValue): string;
+export declare function canonicalize(input: string | Uint8Array): string;
+
+// --------------------------------------------------------------- signaling
+
+export declare const CRYPTO_V2: 2;
+export declare const SESSION_KEY_INFO: 'duet/v2/signaling-key';
+export declare const NONCE_SIZE: 16;
+export declare const IV_SIZE: 12;
+export declare const EPK_SIZE: 32;
+export declare const TIMESTAMP_WINDOW_MS: 60000;
+export declare const NONCE_WINDOW_MS: 300000;
+export declare const DEFAULT_REPLAY_CAPACITY: 65536;
+export declare const MAX_ENVELOPE_SIZE: 65536;
+export declare const MAX_PAYLOAD_SIZE: 49152;
+
+export type CallType = 'call_offer' | 'call_answer' | 'call_ice' | 'call_reject' | 'call_hangup' | 'call_rekey';
+export type Reason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'ice_failed' | 'media_timeout' | 'disconnected' | 'error';
+export declare const CALL_TYPES: readonly CallType[];
+export declare const REASONS: readonly Reason[];
+
+/** What the relay forwards (§2). */
+export interface Envelope {
+  type: string;
+  to: string;
+  from: string;
+  call_id: string;
+  crypto_v: number;
+  /** base64(iv || AES-GCM ciphertext || tag) */
+  payload: string;
+  /** Client message id, echoed in relay notices. */
+  id?: string;
+}
+
+export interface Route {
+  from: string;
+  to: string;
+  call_id: string;
+}
+/** A canonical ICE candidate (§3.1). */
+export interface ICECandidate {
+  candidate: string;
+  sdp_mid: string | null;
+  sdp_mline: number | null;
+}
+/** A call message in the clear: route fields plus the type's fields (§3). */
+export type Message = Route & (
+  | { type: 'call_offer'; sdp: string; epk: Uint8Array; ice_restart?: boolean }
+  | { type: 'call_answer'; sdp: string; epk: Uint8Array }
+  | ({ type: 'call_ice' } & (ICECandidate | { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }))
+  | { type: 'call_reject'; reason: Reason }
+  | { type: 'call_hangup'; reason: Reason }
+  | { type: 'call_rekey'; epoch: number; epk: Uint8Array }
+);
+
+export declare function validID(s: unknown): boolean;
+/** Throws ErrEnvelope or ErrCryptoVersion. */
+export declare function validateEnvelope(e: Envelope): void;
+/** Strict decoding; throws ErrEnvelope or ErrCryptoVersion. */
+export declare function decodeEnvelope(data: string | Uint8Array): Envelope;
+export declare function encodeEnvelope(e: Envelope): string;
+export declare function sessionTranscript(self: PublicKeys, peer: PublicKeys): Uint8Array;
+/** The §4.1 session key; a low-order peer key rejects with ErrKey. */
+export declare function sessionKey(self: Identity, peer: PublicKeys): Promise<Uint8Array>;
+/** Inner payload (without seal fields) of an app message; throws ErrMalformed. */
+export declare function messageToInner(m: Message): Record<string, JSONValue>;
+/** Canonical ICE from either shape (or an RTCIceCandidate); throws ErrMalformed. */
+export declare function normalizeICE(c: string | object): ICECandidate;
+/** A line starting with "m=video ". */
+export declare function isVideoOffer(sdp: string): boolean;
+/** Drop-counter label of an open() error. */
+export declare function dropReason(e: unknown): string;
+
+/** The bounded nonce cache of §4.4; share one across a peer set. */
+export declare class NonceCache {
+  constructor(capacity?: number);
+  readonly capacity: number;
+  readonly size: number;
+  seen(nonce: string, now: number): boolean;
+  /** Throws ErrReplay or ErrReplayCacheFull. */
+  add(nonce: string, ts: number, now: number): void;
+}
+
+export interface SessionOptions {
+  identity: Identity;
+  /** The peer's pinned Ed25519 public key. */
+  peerSigningKey: Uint8Array;
+  /** The session key from sessionKey(). */
+  key: Uint8Array;
+  replay?: NonceCache;
+  /** Clock in Unix ms; default Date.now. */
+  now?: () => number;
+}
+/** Seals to one peer and opens the peer's envelopes (§4.3, §4.4). */
+export declare class Session {
+  private constructor();
+  static create(opts: SessionOptions): Promise<Session>;
+  static between(identity: Identity, peer: PublicKeys, opts?: { replay?: NonceCache; now?: () => number }): Promise<Session>;
+  seal(message: Message): Promise<Envelope>;
+  /** Deterministic seal for test vectors only. */
+  sealWith(message: Message, fixed: { ts: number; nonce: Uint8Array; iv: Uint8Array }): Promise<Envelope>;
+  /**
+   * Rejects with ErrCryptoVersion, ErrMalformed, ErrDecrypt, ErrSignature,
+   * ErrStale, ErrFuture, ErrReplay, ErrRouteMismatch or ErrReplayCacheFull.
+   * Opened offers carry ice_restart (false by default); ICE is canonical.
+   */
+  open(env: Envelope): Promise<Message>;
+}
+
+// ------------------------------------------------------------ media frames
+
+export declare const MEDIA_INFO_PREFIX: 'duet/v2/media-frame';
+/** Counter and tag: 24 bytes per frame. */
+export declare const OVERHEAD: 24;
+export declare const REPLAY_WINDOW: 2048;
+export declare const MAX_FRAMES_PER_KEY: number;
+export declare const MAX_BYTES_PER_KEY: number;
+export declare const REKEY_FRAMES: number;
+export declare const REKEY_BYTES: number;
+export declare const REKEY_GRACE_MS: 10000;
+
+export type FrameKind = 'vp8' | 'opus' | 'other';
+/** One direction's key for one epoch. */
+export interface DirectionKey {
+  epoch: number;
+  key: Uint8Array;
+  baseIV: Uint8Array;
+}
+export interface MediaKeyParams {
+  /** Own ephemeral X25519 private key (generateX25519). */
+  ephemeralPrivate: CryptoKey;
+  /** The peer's epk from its offer, answer or rekey. */
+  peerEphemeral: Uint8Array;
+  callId: string;
+  selfSigning: Uint8Array;
+  peerSigning: Uint8Array;
+  /** 0 for the offer/answer exchange, then the call_rekey epochs. */
+  epoch?: number;
+}
+export declare function deriveMediaKeys(p: MediaKeyParams): Promise<{ send: DirectionKey; recv: DirectionKey }>;
+export declare function clearHeaderLen(frame: Uint8Array, kind: FrameKind): number;
+
+export interface Usage {
+  epoch: number;
+  frames: number;
+  bytes: number;
+  rekeyNeeded: boolean;
+}
+export interface EncryptorOptions {
+  /** Called once per key when usage reaches 80 %. */
+  onRekeyNeeded?: (epoch: number) => void;
+  /** First sequence number (test vectors only); default 0. */
+  firstSeq?: number;
+}
+export declare class FrameEncryptor {
+  private constructor();
+  static create(key: DirectionKey, opts?: EncryptorOptions): Promise<FrameEncryptor>;
+  readonly usage: Usage;
+  setKey(key: DirectionKey): Promise<void>;
+  encrypt(frame: BufferSource, kind: FrameKind): Promise<Uint8Array>;
+}
+export declare class FrameDecryptor {
+  private constructor();
+  static create(key: DirectionKey, opts?: { now?: () => number }): Promise<FrameDecryptor>;
+  readonly epoch: number;
+  addKey(key: DirectionKey): Promise<void>;
+  decrypt(frame: BufferSource, kind: FrameKind): Promise<Uint8Array>;
+}
+
+// ---------------------------------------------------------- hot observable
+
+export interface Subscription {
+  unsubscribe(): void;
+}
+export interface Observable<T> {
+  /** Calls fn with the current value at once, then with every change. */
+  subscribe(fn: (v: T) => void): Subscription;
+}
+export declare class HotValue<T> implements Observable<T> {
+  constructor(initial: T);
+  readonly value: T;
+  set(v: T): void;
+  subscribe(fn: (v: T) => void): Subscription;
+  close(): void;
+}
+
+// ------------------------------------------------------------ relay client
+
+export declare const REGISTER_CONTEXT: 'duet/v1/register';
+export declare const WS_AUTH_CONTEXT: 'duet/v1/ws-auth';
+/** Reconnect delay of attempt n, ms. */
+export declare function backoff(attempt: number): number;
+export declare function relayBaseURL(relayUrl: string): string;
+export declare function register(relayUrl: string, identity: Identity, opts?: { fetch?: typeof fetch }): Promise<{ alias: string; created: boolean }>;
+
+export declare class PinStore {
+  private constructor();
+  static indexedDB(opts?: StoreOptions): PinStore;
+  static memory(): PinStore;
+  pinned(peer: string): Promise<PublicKeys | null>;
+  /** Pins on first use; a different key rejects with ErrKeyChanged. */
+  check(peer: string, keys: PublicKeys): Promise<void>;
+  accept(peer: string, keys: PublicKeys): Promise<void>;
+}
+
+export type ConnState = 'connecting' | 'connected' | 'disconnected' | 'closed';
+export interface Undeliverable {
+  id: string;
+  to: string;
+  reason: string;
+}
+export interface RelayError {
+  code: string;
+  message: string;
+  id: string;
+}
+export interface ICEServer {
+  urls: string[] | string;
+  username?: string;
+  credential?: string;
+}
+/** GET /api/v1/calls/ice-config (§9.4). */
+export interface ICEConfig {
+  ttl: number;
+  ice_transport_policy: 'all' | 'relay';
+  ice_servers: ICEServer[];
+}
+export interface DuetClientOptions {
+  identity: Identity;
+  /** Default: the page's origin. */
+  relayUrl?: string;
+  /** From register() or loadIdentity(). */
+  aliasId?: string;
+  /** Default PinStore.indexedDB(). */
+  pins?: PinStore;
+  fetch?: typeof fetch;
+  WebSocket?: typeof WebSocket;
+  logger?: Pick<Console, 'warn' | 'error'> & Partial<Pick<Console, 'info' | 'debug'>>;
+  onEnvelope?: (env: Envelope) => void | Promise<void>;
+  onUndeliverable?: (n: Undeliverable) => void;
+  onRelayError?: (e: RelayError) => void;
+  onError?: (e: DuetError) => void;
+}
+export declare class DuetClient {
+  constructor(opts: DuetClientOptions);
+  readonly aliasId: string;
+  readonly identity: Identity;
+  readonly state: ConnState;
+  onEnvelope: ((env: Envelope) => void | Promise<void>) | null;
+  onUndeliverable: ((n: Undeliverable) => void) | null;
+  onRelayError: ((e: RelayError) => void) | null;
+  onError: ((e: DuetError) => void) | null;
+  observeState(): Observable<ConnState>;
+  register(): Promise<{ alias: string; created: boolean }>;
+  connect(): Promise<void>;
+  send(envelope: Envelope): void;
+  session(peer: string): Promise<Session>;
+  sendMessage(message: Message, opts?: { id?: string }): Promise<Envelope>;
+  open(envelope: Envelope): Promise<Message>;
+  peerKeys(peer: string): Promise<PublicKeys>;
+  acceptKey(peer: string): Promise<PublicKeys>;
+  safetyNumber(peer: string): Promise<string | null>;
+  iceConfig(): Promise<ICEConfig>;
+  close(): void;
+}
+/** RTCConfiguration from the relay's ICE config. */
+export declare function rtcConfiguration(cfg: ICEConfig, opts?: { alwaysRelay?: boolean }): RTCConfiguration;

@@ -1,0 +1,163 @@
+// Drives one DuetClient in one page for relay_test.go: register, connect,
+// exchange sealed envelopes, relay notices, ICE config, key pinning and
+// reconnects. Every function returns JSON-friendly values.
+
+import * as duet from '/sdk/duet.js';
+
+let client;
+let dbName;
+const inbox = [];
+const notices = [];
+const states = [];
+const waiters = [];
+let iceRequests = 0;
+
+function wake() {
+  for (const w of waiters.splice(0)) w();
+}
+
+function waitFor(pred, ms, what) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}; states so far: ${states.join(' → ')}`)), ms);
+    const test = () => {
+      const v = pred();
+      if (v !== undefined) {
+        clearTimeout(timer);
+        resolve(v);
+      } else {
+        waiters.push(test);
+      }
+    };
+    test();
+  });
+}
+
+const countingFetch = (url, init) => {
+  if (String(url).endsWith('/api/v1/calls/ice-config')) iceRequests++;
+  return fetch(url, init);
+};
+
+/** Derives the identity, registers it, saves it, connects. Returns the alias. */
+export async function setup(mnemonic, db) {
+  dbName = db;
+  const identity = await duet.deriveIdentity(mnemonic);
+  const { alias } = await duet.register(location.origin, identity);
+  await duet.saveIdentity({ mnemonic, aliasId: alias }, { dbName });
+  const stored = await duet.loadIdentity({ dbName });
+  client = new duet.DuetClient({
+    relayUrl: location.origin,
+    identity: await duet.deriveIdentity(stored.mnemonic),
+    aliasId: stored.aliasId,
+    pins: duet.PinStore.indexedDB({ dbName }),
+    fetch: countingFetch,
+  });
+  client.observeState().subscribe((s) => {
+    states.push(s);
+    wake();
+  });
+  client.onEnvelope = async (env) => {
+    try {
+      inbox.push({ message: jsonable(await client.open(env)), id: env.id ?? '' });
+    } catch (e) {
+      inbox.push({ error: `${e.name}: ${e.message}` });
+    }
+    wake();
+  };
+  client.onUndeliverable = (n) => {
+    notices.push({ kind: 'undeliverable', ...n });
+    wake();
+  };
+  client.onRelayError = (n) => {
+    notices.push({ kind: 'error', ...n });
+    wake();
+  };
+  await client.connect();
+  const again = await duet.register(location.origin, client.identity);
+  if (again.alias !== alias || again.created) throw new Error(`registering again gave ${JSON.stringify(again)}, want ${alias} and created false`);
+  return alias;
+}
+
+function jsonable(m) {
+  const out = { ...m };
+  if (m.epk) out.epk = duet.toBase64(m.epk);
+  return out;
+}
+
+/** Seals message for message.to and sends it with id. */
+export async function send(message, id) {
+  const m = { ...message };
+  if (m.epk === 'fresh') m.epk = (await duet.generateX25519()).publicKey;
+  await client.sendMessage(m, { id });
+  return true;
+}
+
+/** Sends an envelope of a type the relay refuses (unknown_type). */
+export function sendUnknownType(to, id) {
+  client.send({ type: 'chat', to, call_id: 'c1', crypto_v: 2, payload: 'AAAA', id });
+  return true;
+}
+
+/** The next opened message (or open error), waiting up to ms. */
+export function next(ms) {
+  return waitFor(() => inbox.shift(), ms, 'an envelope');
+}
+
+/** The next relay notice, waiting up to ms. */
+export function nextNotice(ms) {
+  return waitFor(() => notices.shift(), ms, 'a relay notice');
+}
+
+/** Waits until the client has been connected n times in all. */
+export function connectedCount(n, ms) {
+  return waitFor(() => (states.filter((s) => s === 'connected').length >= n ? states.join(' → ') : undefined), ms, `connection number ${n}`);
+}
+
+export async function safety(peer) {
+  return client.safetyNumber(peer);
+}
+
+/** Fetches the ICE config twice and reports it with the request count. */
+export async function ice() {
+  const cfg = await client.iceConfig();
+  const again = await client.iceConfig();
+  return { cfg, same: cfg === again, requests: iceRequests, rtc: duet.rtcConfiguration(cfg, { alwaysRelay: true }) };
+}
+
+/** Registers a fresh identity (never connected) and returns its alias. */
+export async function registerOffline() {
+  return (await duet.register(location.origin, await duet.createIdentity())).alias;
+}
+
+/**
+ * Re-registers mnemonic's signing key with a new X25519 key, so that the
+ * relay now publishes a changed key for that alias.
+ */
+export async function replaceAgreementKey(mnemonic) {
+  const id = await duet.deriveIdentity(mnemonic);
+  const x = await duet.generateX25519();
+  return (await duet.register(location.origin, { ...id, agreementKey: x })).alias;
+}
+
+/** peerKeys, reporting the error name instead of throwing. */
+export async function peerKeys(peer) {
+  try {
+    const k = await client.peerKeys(peer);
+    return { ok: true, x25519: duet.toBase64(k.agreement) };
+  } catch (e) {
+    return { ok: false, error: e.name, message: e.message };
+  }
+}
+
+export async function acceptKey(peer) {
+  const k = await client.acceptKey(peer);
+  return duet.toBase64(k.agreement);
+}
+
+export function state() {
+  return client.state;
+}
+
+export function close() {
+  client.close();
+  return client.state;
+}
