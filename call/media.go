@@ -252,12 +252,14 @@ func (s *session) recvLoop(track *webrtc.TrackRemote) {
 				s.st.decryptErrors.Add(1)
 				continue
 			}
+			ctr, _ := e2ee.FrameCounter(smp.Data, kind)
 			frame, err := dec.Decrypt(nil, smp.Data, kind)
 			if err != nil {
 				s.st.decryptErrors.Add(1)
 				s.log.Debug("call: frame does not decrypt; dropped", "kind", k, "err", err)
 				continue
 			}
+			s.sawEpoch(ctr.Epoch())
 			if k == KindVideo {
 				s.st.videoFramesRecv.Add(1)
 				s.st.videoBytesRecv.Add(uint64(len(frame)))

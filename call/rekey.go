@@ -1,7 +1,6 @@
 package call
 
 import (
-	"context"
 	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
@@ -11,6 +10,17 @@ import (
 	"github.com/duetcall/duet/wire"
 )
 
+// Media rekey (docs/PROTOCOL.md §5.4). The side whose Encryptor signals
+// rekey-needed sends call_rekey{epoch: current+1, epk}; the peer answers with
+// its own fresh epk for the same epoch. Both derive the epoch's keys and
+// install the receive key at once (the previous one stays valid for the
+// rekey grace). The initiator switches sending when the reply arrives: the
+// responder installed its receive key before replying. The responder
+// switches sending when the first frame of the new epoch arrives from the
+// initiator (proof that the initiator holds the new keys), or after
+// rekeySwitchWait, so that no frame is sent under a key the peer does not
+// have yet.
+
 // rekeyState is a call_rekey we sent and whose reply we wait for.
 type rekeyState struct {
 	epoch uint32
@@ -18,9 +28,14 @@ type rekeyState struct {
 	sent  time.Time
 }
 
-// rekeyRetry is how long an unanswered call_rekey waits before a new
-// rekey-needed signal may send it again.
-const rekeyRetry = 10 * time.Second
+var (
+	// rekeyRetry is how long an unanswered call_rekey waits before it may
+	// be sent again.
+	rekeyRetry = 10 * time.Second
+	// rekeySwitchWait bounds how long the responder keeps sending under the
+	// old key when no frame of the new epoch arrives.
+	rekeySwitchWait = 2 * time.Second
+)
 
 // onRekeyNeeded is the Encryptor's rekey-needed signal (80 % of the key's
 // budget used). It runs on a sender goroutine and only starts the rekey.
@@ -29,8 +44,8 @@ func (s *session) onRekeyNeeded(epoch uint32) {
 	s.spawn(s.startRekey)
 }
 
-// startRekey sends call_rekey for the next epoch with a fresh ephemeral key
-// (docs/PROTOCOL.md §5.4).
+// startRekey sends call_rekey for the next epoch with a fresh ephemeral key,
+// or sends the pending one again once rekeyRetry has passed.
 func (s *session) startRekey() {
 	m := s.m
 	m.mu.Lock()
@@ -49,18 +64,16 @@ func (s *session) startRekey() {
 	}
 	s.rekey.sent = time.Now()
 	r := *s.rekey
+	stopTimer(&s.rekeyTimer)
+	s.rekeyTimer = time.AfterFunc(rekeyRetry, func() { s.spawn(s.startRekey) })
 	m.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
-	defer cancel()
-	if err := s.send(ctx, wire.RekeyPayload{Epoch: int(r.epoch), EPK: r.priv.PublicKey().Bytes()}); err != nil {
+	if err := s.send(s.ctx, wire.RekeyPayload{Epoch: int(r.epoch), EPK: r.priv.PublicKey().Bytes()}); err != nil {
 		s.log.Warn("call: sending call_rekey failed", "epoch", r.epoch, "err", err)
 	}
 }
 
-// onRekey handles the peer's call_rekey: the reply to ours (or theirs for
-// the same epoch sent concurrently: each side uses the other's key), or a
-// request for the next epoch, which we answer with our own fresh key.
+// onRekey handles the peer's call_rekey.
 func (s *session) onRekey(p wire.RekeyPayload) {
 	m := s.m
 	epoch := uint32(p.Epoch)
@@ -70,12 +83,17 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 		m.countDrop("unexpected")
 		return
 	}
-	var priv *ecdh.PrivateKey
-	reply := false
+	var (
+		priv      *ecdh.PrivateKey
+		initiator bool
+	)
 	switch {
 	case s.rekey != nil && s.rekey.epoch == epoch:
-		priv = s.rekey.priv
+		// The reply to ours (or the peer's own request for the same epoch,
+		// sent concurrently: each side uses the other's key).
+		priv, initiator = s.rekey.priv, true
 		s.rekey = nil
+		stopTimer(&s.rekeyTimer)
 	case epoch == s.epoch+1:
 		var err error
 		if priv, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
@@ -83,7 +101,14 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 			s.log.Warn("call: rekey: ephemeral key", "err", err)
 			return
 		}
-		reply = true
+	case epoch == s.epoch && s.lastReply != nil && uint32(s.lastReply.Epoch) == epoch:
+		// The initiator sent its request again: our reply was lost.
+		reply := *s.lastReply
+		m.mu.Unlock()
+		if err := s.send(s.ctx, reply); err != nil {
+			s.log.Warn("call: replying to call_rekey failed", "epoch", epoch, "err", err)
+		}
+		return
 	default:
 		cur := s.epoch
 		m.mu.Unlock()
@@ -91,43 +116,68 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 		s.log.Debug("call: call_rekey for an unexpected epoch; dropped", "epoch", epoch, "current", cur)
 		return
 	}
-	enc, dec := s.enc, s.dec
+	enc, dec, peer := s.enc, s.dec, s.ps.keys.Signing
 	m.mu.Unlock()
 
-	if err := s.installEpoch(enc, dec, priv, p.EPK, epoch); err != nil {
-		m.fail(s, err)
+	self := m.sig.Identity().PublicKeys()
+	send, recv, err := e2ee.DeriveKeys(priv, p.EPK, s.id, self.Signing, peer, epoch)
+	if err == nil {
+		err = dec.AddKey(recv)
+	}
+	if err != nil {
+		m.fail(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err))
 		return
 	}
-	s.log.Info("call: media keys rotated", "epoch", epoch)
-	if reply {
-		ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
-		defer cancel()
-		if err := s.send(ctx, wire.RekeyPayload{Epoch: int(epoch), EPK: priv.PublicKey().Bytes()}); err != nil {
-			s.log.Warn("call: replying to call_rekey failed", "epoch", epoch, "err", err)
+	if initiator {
+		if err := enc.SetKey(send); err != nil {
+			m.fail(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err))
+			return
 		}
+		m.mu.Lock()
+		s.epoch = epoch
+		m.mu.Unlock()
+		s.log.Info("call: media keys rotated", "epoch", epoch)
+		return
+	}
+
+	reply := wire.RekeyPayload{Epoch: int(epoch), EPK: priv.PublicKey().Bytes()}
+	m.mu.Lock()
+	s.epoch = epoch
+	s.lastReply = &reply
+	s.pendingSend = &send
+	s.pendingEpoch.Store(epoch)
+	stopTimer(&s.switchTimer)
+	s.switchTimer = time.AfterFunc(rekeySwitchWait, s.switchSend)
+	m.mu.Unlock()
+	if err := s.send(s.ctx, reply); err != nil {
+		s.log.Warn("call: replying to call_rekey failed", "epoch", epoch, "err", err)
 	}
 }
 
-// installEpoch derives the epoch's keys, installs the receive key first (the
-// previous one stays valid for the rekey grace) and then switches sending.
-func (s *session) installEpoch(enc *e2ee.Encryptor, dec *e2ee.Decryptor, priv *ecdh.PrivateKey, peerEPK []byte, epoch uint32) error {
+// sawEpoch is called by the receive loops for every frame that decrypted:
+// a frame of the pending epoch switches our sending to it.
+func (s *session) sawEpoch(epoch uint32) {
+	if p := s.pendingEpoch.Load(); p != 0 && epoch >= p {
+		s.switchSend()
+	}
+}
+
+// switchSend switches sending to the pending epoch's key, once.
+func (s *session) switchSend() {
 	m := s.m
-	self := m.sig.Identity().PublicKeys()
 	m.mu.Lock()
-	peer := s.ps.keys.Signing
+	k, enc := s.pendingSend, s.enc
+	s.pendingSend = nil
+	s.pendingEpoch.Store(0)
+	stopTimer(&s.switchTimer)
+	ending := s.ending
 	m.mu.Unlock()
-	send, recv, err := e2ee.DeriveKeys(priv, peerEPK, s.id, self.Signing, peer, epoch)
-	if err != nil {
-		return fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err)
+	if k == nil || ending {
+		return
 	}
-	if err := dec.AddKey(recv); err != nil {
-		return fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err)
+	if err := enc.SetKey(*k); err != nil {
+		m.fail(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, k.Epoch, err))
+		return
 	}
-	if err := enc.SetKey(send); err != nil {
-		return fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err)
-	}
-	m.mu.Lock()
-	s.epoch = epoch
-	m.mu.Unlock()
-	return nil
+	s.log.Info("call: media keys rotated", "epoch", k.Epoch)
 }

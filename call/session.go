@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor/pkg/stats"
@@ -36,6 +37,9 @@ type session struct {
 	iceOut chan wire.ICEPayload // local candidates to send, in order
 
 	st counters
+	// pendingEpoch is pendingSend's epoch (0: none), read by the receive
+	// loops without the lock.
+	pendingEpoch atomic.Uint32
 
 	// guarded by m.mu
 	state       State
@@ -64,7 +68,11 @@ type session struct {
 	enc         *e2ee.Encryptor
 	dec         *e2ee.Decryptor
 	epoch       uint32
-	rekey       *rekeyState
+	rekey       *rekeyState        // our call_rekey awaiting the reply
+	lastReply   *wire.RekeyPayload // our last reply to the peer's call_rekey
+	pendingSend *e2ee.DirectionKey // responder: the next send key, not used yet
+	switchTimer *time.Timer        // switches to pendingSend at the latest
+	rekeyTimer  *time.Timer        // sends our call_rekey again
 	senders     []sender
 	stats       stats.Getter // outbound RTP figures
 	sources     []*media.PacedSource
@@ -132,6 +140,8 @@ func (s *session) stopTimersLocked() {
 	stopTimer(&s.ringTimer)
 	stopTimer(&s.discTimer)
 	stopTimer(&s.waitRestart)
+	stopTimer(&s.switchTimer)
+	stopTimer(&s.rekeyTimer)
 }
 
 // setupCtx returns a context that ends with ctx or with the call.

@@ -141,11 +141,13 @@ func (s *session) collect() Stats {
 		Peer:        s.peer,
 		State:       s.state,
 		ICERestarts: s.restarts,
-		KeyEpoch:    s.epoch,
 		SendBitrate: s.diag.sendBps, ReceiveBitrate: s.diag.recvBps, FrameRate: s.diag.fps,
 	}
 	if s.connected {
 		st.Connected = time.Since(s.connectedAt)
+	}
+	if s.enc != nil {
+		st.KeyEpoch = s.enc.Usage().Epoch
 	}
 	pc, getter := s.pc, s.stats
 	ssrcs := make([]uint32, 0, len(s.senders))

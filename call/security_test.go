@@ -1,0 +1,180 @@
+package call
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/wire"
+)
+
+// drops returns p's signaling drop count for reason.
+func (p *peer) drops(reason string) uint64 { return p.mod.Stats().SignalingDrops[reason] }
+
+// waitDrops waits until p counted at least n drops for reason.
+func (p *peer) waitDrops(reason string, n uint64) {
+	p.t.Helper()
+	p.waitStats(5*time.Second, "drops["+reason+"]", func(s Stats) bool { return s.SignalingDrops[reason] >= n })
+}
+
+func TestSignalingTamperedAndReplayed(t *testing.T) {
+	checkLeaks(t)
+	// a swallows its first call_ice, so the test holds one sealed frame
+	// the callee has never seen.
+	var swallowed atomic.Bool
+	a := newPeer(t, "a", withDrop(func(e *wire.Envelope) bool {
+		return e.Type == wire.TypeCallICE && swallowed.CompareAndSwap(false, true)
+	}))
+	b := newPeer(t, "b")
+	if err := a.mod.Call(ctxT(t), b.alias, Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	b.waitIncoming(5 * time.Second)
+	ringing := b.mod.State().Get()
+	offer := a.sig.sentOf(wire.TypeCallOffer)[0]
+	a.waitStats(5*time.Second, "the swallowed candidate", func(Stats) bool { return swallowed.Load() })
+	unseen := a.sig.sentOf(wire.TypeCallICE)[0]
+
+	// Through the real relay: the offer again (a replay)...
+	replay := offer
+	replay.ID = ""
+	if err := a.cl.Send(ctxT(t), &replay); err != nil {
+		t.Fatal(err)
+	}
+	b.waitDrops("replay", 1)
+	// ...and with one payload byte flipped (fails AES-GCM).
+	tampered := offer
+	tampered.ID = ""
+	raw, err := base64.StdEncoding.DecodeString(tampered.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0x01
+	tampered.Payload = base64.StdEncoding.EncodeToString(raw)
+	if err := a.cl.Send(ctxT(t), &tampered); err != nil {
+		t.Fatal(err)
+	}
+	b.waitDrops("decrypt", 1)
+
+	// As a compromised relay would deliver them: an unseen frame re-routed
+	// to another call (the signed inner call_id differs)...
+	moved := unseen
+	moved.CallID = "another-call"
+	b.mod.HandleEnvelope(&moved)
+	// ...relabelled as another type...
+	relabelled := unseen
+	relabelled.Type = wire.TypeCallHangup
+	b.mod.HandleEnvelope(&relabelled)
+	b.waitDrops("route_mismatch", 2)
+	// ...and a garbage payload.
+	junk := unseen
+	junk.Payload = base64.StdEncoding.EncodeToString([]byte("not a sealed payload"))
+	b.mod.HandleEnvelope(&junk)
+	b.waitDrops("malformed", 1)
+	// The unseen frame itself, untouched, is accepted once; its replay is not.
+	b.mod.HandleEnvelope(&unseen)
+	b.mod.HandleEnvelope(&unseen)
+	b.waitDrops("replay", 2)
+
+	// None of it disturbed the call: still ringing, and it connects.
+	if st := b.mod.State().Get(); st != ringing {
+		t.Fatalf("b's state changed to %+v", st)
+	}
+	if err := b.mod.Answer(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	a.waitState(StateConnected, 10*time.Second)
+	b.waitState(StateConnected, 10*time.Second)
+	t.Logf("b's drops: %v", b.mod.Stats().SignalingDrops)
+}
+
+func TestKeyChangedRefused(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	// a pins b's keys (trust on first use).
+	if _, err := a.cl.PeerKeys(ctxT(t), b.alias); err != nil {
+		t.Fatal(err)
+	}
+	// b's alias re-registers with a new X25519 key (same signing key, so
+	// the relay keeps the alias): to a, b's keys changed.
+	agree, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := &identity.Identity{SigningKey: b.id.SigningKey, AgreementKey: agree}
+	b2 := newPeer(t, "b2", withIdentity(changed))
+	if b2.alias != b.alias {
+		t.Fatalf("re-registration gave alias %s, want %s", b2.alias, b.alias)
+	}
+
+	// a refuses to call the changed key...
+	err = a.mod.Call(ctxT(t), b.alias, Media{Audio: true})
+	if !errors.Is(err, client.ErrKeyChanged) {
+		t.Fatalf("Call: %v, want client.ErrKeyChanged", err)
+	}
+	if n := len(a.sig.sentOf(wire.TypeCallOffer)); n != 0 {
+		t.Errorf("a sent %d offers to a changed key", n)
+	}
+	// ...and refuses its calls: no ringing, the offer counted as dropped.
+	if err := b2.mod.Call(ctxT(t), a.alias, Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitDrops("key_changed", 1)
+	select {
+	case in := <-a.incoming:
+		t.Fatalf("a rang for a changed key: %+v", in)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := b2.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Once the user accepts the new key, calls go through again.
+	if _, err := a.cl.AcceptKey(ctxT(t), b.alias); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.mod.Call(ctxT(t), b.alias, Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	b2.waitIncoming(5 * time.Second)
+	// The old device of the alias cannot open what was sealed for the new key.
+	b.waitDrops("decrypt", 1)
+}
+
+func TestRekey(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	connect(t, a, b, Media{Audio: true})
+	a.waitStats(5*time.Second, "audio", func(s Stats) bool { return s.AudioFramesReceived >= 10 })
+	if !a.mod.forceRekey() {
+		t.Fatal("no call to rekey")
+	}
+	for _, p := range []*peer{a, b} {
+		p.waitStats(5*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
+	}
+	// Media keeps flowing under the new keys, without a frame lost to the
+	// switch.
+	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
+	for i, p := range []*peer{a, b} {
+		st := p.waitStats(5*time.Second, "audio after the rekey", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+50 })
+		if st.DecryptErrors != 0 {
+			t.Errorf("%s: %d frames failed to decrypt around the rekey", p.name, st.DecryptErrors)
+		}
+	}
+	// A second rekey, from the other side.
+	if !b.mod.forceRekey() {
+		t.Fatal("no call to rekey")
+	}
+	for _, p := range []*peer{a, b} {
+		p.waitStats(5*time.Second, "epoch 2", func(s Stats) bool { return s.KeyEpoch == 2 })
+	}
+	if n := len(a.sig.sentOf(wire.TypeCallRekey)) + len(b.sig.sentOf(wire.TypeCallRekey)); n != 4 {
+		t.Errorf("%d call_rekey sent, want 4 (two requests, two replies)", n)
+	}
+}
