@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/duetcall/duet/web"
 )
 
 // chromiumPath finds Debian's Chromium. A missing browser fails the test:
@@ -169,7 +171,7 @@ func navigate(t testing.TB, ctx context.Context, url string) {
 // vectors at /vectors/.
 func sdkMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("/sdk/", http.StripPrefix("/sdk", http.FileServerFS(SDK)))
+	mux.Handle("/sdk/", http.StripPrefix("/sdk", http.FileServerFS(web.SDK)))
 	mux.Handle("/sdktest/", http.StripPrefix("/sdktest", http.FileServer(http.Dir("sdktest"))))
 	mux.Handle("/vectors/", http.StripPrefix("/vectors", http.FileServer(http.Dir("../testdata/vectors"))))
 	return mux

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/duetcall/duet/internal/vectors"
+	"github.com/duetcall/duet/web"
 )
 
 // check is one result reported by sdktest/vectors.js.
@@ -185,7 +186,7 @@ func TestWordListMatchesIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := strings.Fields(string(txt))
-	js, err := fs.ReadFile(SDK, "wordlist.js")
+	js, err := fs.ReadFile(web.SDK, "wordlist.js")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestWordListMatchesIdentity(t *testing.T) {
 // declared in duet.d.ts.
 func TestSDKFiles(t *testing.T) {
 	importRe := regexp.MustCompile(`(?m)(?:^import|^export)[^;]*?from\s+'\./([^']+)'`)
-	entries, err := fs.ReadDir(SDK, ".")
+	entries, err := fs.ReadDir(web.SDK, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,12 +214,12 @@ func TestSDKFiles(t *testing.T) {
 			continue
 		}
 		modules++
-		src, err := fs.ReadFile(SDK, e.Name())
+		src, err := fs.ReadFile(web.SDK, e.Name())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range importRe.FindAllStringSubmatch(string(src), -1) {
-			if _, err := fs.Stat(SDK, m[1]); err != nil {
+			if _, err := fs.Stat(web.SDK, m[1]); err != nil {
 				t.Errorf("%s imports ./%s, which is not embedded: %v", e.Name(), m[1], err)
 			}
 		}
@@ -227,11 +228,11 @@ func TestSDKFiles(t *testing.T) {
 		t.Errorf("only %d modules embedded", modules)
 	}
 
-	entry, err := fs.ReadFile(SDK, "duet.js")
+	entry, err := fs.ReadFile(web.SDK, "duet.js")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dts, err := fs.ReadFile(SDK, "duet.d.ts")
+	dts, err := fs.ReadFile(web.SDK, "duet.d.ts")
 	if err != nil {
 		t.Fatal(err)
 	}
