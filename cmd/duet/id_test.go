@@ -14,6 +14,7 @@ import (
 
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/relay"
+	"github.com/duetcall/duet/relay/ice"
 )
 
 // startTestRelay runs a real relay (embedded NATS) behind an httptest server.
@@ -21,7 +22,13 @@ func startTestRelay(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := relay.New(ctx, relay.Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	// STUN only, at a loopback port nothing answers: host candidates connect
+	// the peers on this machine without any outside traffic.
+	res, err := ice.New(ice.Options{STUNURLs: []string{"stun:127.0.0.1:9"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := relay.New(ctx, relay.Options{DataDir: t.TempDir(), ICE: res, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

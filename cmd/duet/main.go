@@ -19,6 +19,8 @@ const usage = `duet: end-to-end-encrypted 1:1 audio/video calls
 Usage:
   duet relay          run the relay server (duet relay --help)
   duet id             create, show or restore your identity (duet id help)
+  duet call ALIAS     call someone (duet call --help)
+  duet answer         wait for calls and answer them (duet answer --help)
   duet version        print the version
   duet help           this text
 `
@@ -35,10 +37,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "relay":
 		return cmdRelay(args[1:], stdout, stderr)
-	case "id":
+	case "id", "call", "answer":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return runID(ctx, args[1:], stdin, stdout, stderr)
+		switch args[0] {
+		case "id":
+			return runID(ctx, args[1:], stdin, stdout, stderr)
+		case "call":
+			return runCall(ctx, args[1:], stdout, stderr)
+		default:
+			return runAnswer(ctx, args[1:], stdin, stdout, stderr)
+		}
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "duet %s\n", version)
 		return 0

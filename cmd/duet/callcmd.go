@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/duetcall/duet/call"
+	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/media"
+	"github.com/duetcall/duet/wire"
+)
+
+const callUsage = `Usage:
+  duet call ALIAS [--video] [--relay-only] [--send-video F.ivf] [--send-audio F.ogg]
+                  [--record DIR] [--duration D] [--relay URL] [--home DIR]
+
+Calls ALIAS and prints each state change and, every 2 s while connected, a
+Diag line (bytes, frames, bitrate, frame size, fps, RTT, loss, candidate
+types). Without --send-* it sends the built-in test pattern and tone. It
+hangs up after --duration (default: when you press Ctrl-C) and exits non-zero
+with the reason when the call fails (offline, busy, declined, no_answer, ...).
+
+Examples:
+  duet call u12345678                          # audio call
+  duet call u12345678 --video --duration 30s   # video call, 30 seconds
+  duet call u12345678 --video --relay-only --record ./rec
+`
+
+const answerUsage = `Usage:
+  duet answer [--auto] [--once] [--record DIR] [--send-video F.ivf] [--send-audio F.ogg]
+              [--relay-only] [--relay URL] [--home DIR]
+
+Waits for calls and answers them: with --auto at once, otherwise it asks on
+the terminal. It sends media back (by default the built-in test pattern and
+tone) and records what it receives into --record DIR (one .ivf and one .ogg
+per call). With --once it exits after the first call ends.
+
+Examples:
+  duet answer --auto --record ./rec
+  duet answer            # asks "Answer? [y/N]" for each call
+`
+
+// callFlags are the flags of duet call and duet answer.
+type callFlags struct {
+	clientFlags
+	video, relayOnly     bool
+	sendVideo, sendAudio string
+	record               string
+	duration             time.Duration
+	auto, once           bool
+}
+
+func parseCallFlags(name, usage string, args []string, stderr io.Writer) (*callFlags, []string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	f := &callFlags{}
+	f.clientFlags.register(fs)
+	fs.BoolVar(&f.relayOnly, "relay-only", false, "relay all media through TURN (hides IP addresses)")
+	fs.StringVar(&f.sendVideo, "send-video", "", "VP8 IVF file to send (default: built-in test pattern)")
+	fs.StringVar(&f.sendAudio, "send-audio", "", "Opus Ogg file to send (default: built-in tone)")
+	fs.StringVar(&f.record, "record", "", "directory to record received media into")
+	if name == "duet call" {
+		fs.BoolVar(&f.video, "video", false, "video call (default audio only)")
+		fs.DurationVar(&f.duration, "duration", 0, "hang up after this long connected (0: until Ctrl-C)")
+	} else {
+		fs.BoolVar(&f.auto, "auto", false, "answer every call without asking")
+		fs.BoolVar(&f.once, "once", false, "exit after the first call ends")
+	}
+	pos, err := parseInterspersed(fs, args)
+	return f, pos, err
+}
+
+// session is a connected client with a call module.
+type session struct {
+	client   *client.Client
+	mod      *call.Module
+	incoming chan incomingCall
+}
+
+type incomingCall struct {
+	from  identity.Alias
+	video bool
+}
+
+func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*session, error) {
+	id, alias, err := f.loadIdentity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pins, err := client.OpenPinStore(f.pinsPath())
+	if err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := &session{incoming: make(chan incomingCall, 1)}
+	var modMu sync.Mutex // the module exists only after the client connects
+	withMod := func(fn func(*call.Module)) {
+		modMu.Lock()
+		m := s.mod
+		modMu.Unlock()
+		if m != nil {
+			fn(m)
+		}
+	}
+	s.client, err = client.Connect(ctx, client.Options{
+		RelayURL: f.relay, Identity: id, Alias: alias, Pins: pins, Logger: logger,
+		OnEnvelope:      func(e *wire.Envelope) { withMod(func(m *call.Module) { m.HandleEnvelope(e) }) },
+		OnUndeliverable: func(u client.Undeliverable) { withMod(func(m *call.Module) { m.HandleUndeliverable(u) }) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts := call.Options{
+		Signaler:    s.client,
+		AlwaysRelay: f.relayOnly,
+		Logger:      logger,
+		OnIncomingCall: func(from identity.Alias, isVideo bool) {
+			select {
+			case s.incoming <- incomingCall{from, isVideo}:
+			default:
+			}
+		},
+	}
+	if f.sendVideo != "" {
+		opts.Video = media.FileOpener(f.sendVideo)
+	}
+	if f.sendAudio != "" {
+		opts.Audio = media.FileOpener(f.sendAudio)
+	}
+	if f.record != "" {
+		opts.Sinks = recorder(f.record)
+	}
+	modMu.Lock()
+	s.mod = call.New(opts)
+	modMu.Unlock()
+	fmt.Fprintf(stdout, "connected to %s as %s\n", f.relay, alias)
+	return s, nil
+}
+
+func (s *session) close() {
+	s.mod.Close()
+	s.client.Close()
+}
+
+// recorder writes each call's received media to DIR/<call_id>-video.ivf and
+// DIR/<call_id>-audio.ogg.
+func recorder(dir string) func(call.Status) (call.Sinks, error) {
+	return func(st call.Status) (call.Sinks, error) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return call.Sinks{}, err
+		}
+		base := filepath.Join(dir, st.CallID)
+		var sinks call.Sinks
+		a, err := media.CreateOgg(base + "-audio.ogg")
+		if err != nil {
+			return call.Sinks{}, err
+		}
+		sinks.Audio = a
+		if st.Video {
+			v, err := media.CreateIVF(base + "-video.ivf")
+			if err != nil {
+				a.Close()
+				return call.Sinks{}, err
+			}
+			sinks.Video = v
+		}
+		return sinks, nil
+	}
+}
+
+// watch prints state changes until the call reaches a terminal state, and
+// returns that status. hangupAfter > 0 hangs up after that long connected.
+func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.Duration) call.Status {
+	sub := s.mod.State().Subscribe()
+	defer sub.Unsubscribe()
+	var timer <-chan time.Time
+	var last call.State
+	for {
+		select {
+		case st, ok := <-sub.C():
+			if !ok {
+				return s.mod.State().Get()
+			}
+			if st.State != last {
+				last = st.State
+				line := fmt.Sprintf("state: %s", st.State)
+				if st.Reason != "" {
+					line += fmt.Sprintf(" (%s)", st.Reason)
+				}
+				fmt.Fprintln(stdout, line)
+			}
+			if st.State == call.StateConnected && hangupAfter > 0 && timer == nil {
+				timer = time.After(hangupAfter)
+			}
+			if st.State.Terminal() {
+				return st
+			}
+		case <-timer:
+			s.mod.Hangup()
+			timer = nil
+		case <-ctx.Done():
+			s.mod.Hangup()
+			ctx = context.Background() // keep watching until the call has ended
+		}
+	}
+}
+
+// failed reports whether a call that ended with st failed (as opposed to a
+// normal hangup by either side).
+func failed(st call.Status) bool {
+	if st.State == call.StateRejected {
+		return true
+	}
+	switch st.Reason {
+	case call.ReasonNone, call.EndReason(wire.ReasonUserHangup):
+		return false
+	}
+	return true
+}
+
+func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f, pos, err := parseCallFlags("duet call", callUsage, args, stderr)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprint(stderr, callUsage)
+		return 2
+	}
+	peer, err := identity.ParseAlias(pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "duet call: %v\n", err)
+		return 2
+	}
+	s, err := f.start(ctx, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "duet call: %v\n", err)
+		return 1
+	}
+	defer s.close()
+	if err := s.mod.Call(ctx, peer, call.Media{Audio: true, Video: f.video}); err != nil {
+		fmt.Fprintf(stderr, "duet call: %v\n", err)
+		if errors.Is(err, client.ErrKeyChanged) {
+			fmt.Fprintf(stderr, "compare safety numbers with %s out of band before you trust the new key\n", peer)
+		}
+		return 1
+	}
+	st := s.watch(ctx, stdout, f.duration)
+	printStats(stdout, s.mod.Stats())
+	if failed(st) {
+		fmt.Fprintf(stderr, "duet call: call ended: %s\n", describe(st))
+		return 1
+	}
+	return 0
+}
+
+func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	f, pos, err := parseCallFlags("duet answer", answerUsage, args, stderr)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 0 {
+		fmt.Fprint(stderr, answerUsage)
+		return 2
+	}
+	s, err := f.start(ctx, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "duet answer: %v\n", err)
+		return 1
+	}
+	defer s.close()
+	in := bufio.NewReader(stdin)
+	fmt.Fprintln(stdout, "waiting for calls (Ctrl-C to stop)")
+	for {
+		var c incomingCall
+		select {
+		case <-ctx.Done():
+			return 0
+		case c = <-s.incoming:
+		}
+		kind := "audio"
+		if c.video {
+			kind = "video"
+		}
+		fmt.Fprintf(stdout, "incoming %s call from %s\n", kind, c.from)
+		if !f.auto && !ask(in, stdout, "Answer? [y/N] ") {
+			s.mod.Reject()
+			fmt.Fprintln(stdout, "rejected")
+			continue
+		}
+		if err := s.mod.Answer(ctx); err != nil {
+			fmt.Fprintf(stderr, "duet answer: %v\n", err)
+		}
+		st := s.watch(ctx, stdout, 0)
+		printStats(stdout, s.mod.Stats())
+		fmt.Fprintf(stdout, "call ended: %s\n", describe(st))
+		if f.once || ctx.Err() != nil {
+			if failed(st) {
+				return 1
+			}
+			return 0
+		}
+	}
+}
+
+func ask(in *bufio.Reader, stdout io.Writer, prompt string) bool {
+	fmt.Fprint(stdout, prompt)
+	line, _ := in.ReadString('\n')
+	line = strings.ToLower(strings.TrimSpace(line))
+	return line == "y" || line == "yes"
+}
+
+func describe(st call.Status) string {
+	if st.Reason == "" {
+		return string(st.State)
+	}
+	return fmt.Sprintf("%s (%s)", st.State, st.Reason)
+}
+
+func printStats(w io.Writer, s call.Stats) {
+	fmt.Fprintf(w, "stats: connected %s, sent %d B (%d video / %d audio frames), received %d B (%d video / %d audio frames), candidates %s/%s\n",
+		s.Connected.Round(time.Millisecond), s.BytesSent, s.VideoFramesSent, s.AudioFramesSent,
+		s.BytesReceived, s.VideoFramesReceived, s.AudioFramesReceived, s.LocalCandidate, s.RemoteCandidate)
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newCLIIdentity(t *testing.T, relayURL string) (home, alias string) {
+	t.Helper()
+	home = t.TempDir()
+	code, out, errOut := runCLI(t, "", "id", "new", "--relay", relayURL, "--home", home)
+	a := aliasRE.FindStringSubmatch(out)
+	if code != 0 || a == nil {
+		t.Fatalf("id new = %d: %s%s", code, out, errOut)
+	}
+	return home, a[1]
+}
+
+// TestCallAndAnswerCLI places a video call between `duet call` and
+// `duet answer --auto --once` through a real relay, and checks the
+// recording decodes with ffprobe.
+func TestCallAndAnswerCLI(t *testing.T) {
+	ffprobe, err := exec.LookPath("ffprobe")
+	if err != nil {
+		t.Fatal("this test needs ffprobe: apt-get install -y ffmpeg")
+	}
+	relayURL := startTestRelay(t)
+	callerHome, _ := newCLIIdentity(t, relayURL)
+	calleeHome, callee := newCLIIdentity(t, relayURL)
+	rec := t.TempDir()
+
+	var ansOut, ansErr syncBuffer
+	answered := make(chan int, 1)
+	go func() {
+		answered <- run([]string{"answer", "--auto", "--once", "--record", rec, "--relay", relayURL, "--home", calleeHome}, strings.NewReader(""), &ansOut, &ansErr)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(ansOut.String(), "waiting for calls") {
+		if time.Now().After(deadline) {
+			t.Fatalf("duet answer did not start: %s%s", ansOut.String(), ansErr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	code, out, errOut := runCLI(t, "", "call", callee, "--video", "--duration", "2s", "--relay", relayURL, "--home", callerHome)
+	if code != 0 {
+		t.Fatalf("duet call = %d:\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"state: calling", "state: connecting", "state: connected", "state: hangup (user_hangup)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("duet call output lacks %q:\n%s", want, out)
+		}
+	}
+	select {
+	case code := <-answered:
+		if code != 0 || !strings.Contains(ansOut.String(), "incoming video call from") {
+			t.Fatalf("duet answer = %d:\n%s\n%s", code, ansOut.String(), ansErr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("duet answer --once did not exit after the call")
+	}
+
+	ivfs, _ := filepath.Glob(filepath.Join(rec, "*-video.ivf"))
+	oggs, _ := filepath.Glob(filepath.Join(rec, "*-audio.ogg"))
+	if len(ivfs) != 1 || len(oggs) != 1 {
+		t.Fatalf("recordings: %v %v", ivfs, oggs)
+	}
+	probe, err := exec.Command(ffprobe, "-v", "error", "-count_frames", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_frames", "-of", "default=nw=1:nk=1", ivfs[0]).Output()
+	if err != nil {
+		t.Fatalf("ffprobe: %v", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(probe)))
+	if err != nil || n < 30 { // 2 s at 30 fps, less the first frames before the key frame
+		t.Fatalf("the recording decodes to %q frames, want at least 30", probe)
+	}
+	if st, err := os.Stat(oggs[0]); err != nil || st.Size() < 1000 {
+		t.Fatalf("audio recording: %v", err)
+	}
+}
+
+func TestCallOfflineFails(t *testing.T) {
+	relayURL := startTestRelay(t)
+	home, _ := newCLIIdentity(t, relayURL)
+	_, offline := newCLIIdentity(t, relayURL)
+	code, out, errOut := runCLI(t, "", "call", offline, "--relay", relayURL, "--home", home)
+	if code != 1 || !strings.Contains(errOut, "offline") {
+		t.Fatalf("call to an offline alias = %d:\n%s\n%s", code, out, errOut)
+	}
+	if code, _, _ := runCLI(t, "", "call", "bogus", "--home", home); code != 2 {
+		t.Fatalf("call with a bad alias = %d, want 2", code)
+	}
+}
