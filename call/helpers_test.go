@@ -189,13 +189,14 @@ func loopback(se *webrtc.SettingEngine) {
 type peerOpt func(*peerConfig)
 
 type peerConfig struct {
-	name   string
-	opts   Options                     // module options (Signaler is set by newPeer)
-	gate   bool                        // route every pion socket through a gate the test can close
-	engine func(*webrtc.SettingEngine) // more SettingEngine settings
-	tap    func(Kind, []byte)          // sees every received RTP payload
-	id     *identity.Identity          // the identity (default: a new one)
-	drop   func(*wire.Envelope) bool   // swallows sent envelopes
+	name      string
+	opts      Options                     // module options (Signaler is set by newPeer)
+	gate      bool                        // route every pion socket through a gate the test can close
+	engine    func(*webrtc.SettingEngine) // more SettingEngine settings
+	tap       func(Kind, []byte)          // sees every received RTP payload
+	id        *identity.Identity          // the identity (default: a new one)
+	drop      func(*wire.Envelope) bool   // swallows sent envelopes
+	onRestart func()                      // called when the module restarts ICE
 }
 
 func withOptions(f func(*Options)) peerOpt { return func(c *peerConfig) { f(&c.opts) } }
@@ -206,6 +207,7 @@ func withEngine(f func(*webrtc.SettingEngine)) peerOpt {
 func withTap(f func(Kind, []byte)) peerOpt         { return func(c *peerConfig) { c.tap = f } }
 func withIdentity(id *identity.Identity) peerOpt   { return func(c *peerConfig) { c.id = id } }
 func withDrop(f func(*wire.Envelope) bool) peerOpt { return func(c *peerConfig) { c.drop = f } }
+func withOnRestart(f func()) peerOpt               { return func(c *peerConfig) { c.onRestart = f } }
 
 // peer is one test user: an identity registered on the shared relay, a
 // connected client and a call module.
@@ -329,6 +331,10 @@ func newPeer(t *testing.T, name string, opts ...peerOpt) *peer {
 		tap := cfg.tap
 		h.rtpTap = func(k Kind, pkt *rtp.Packet) { tap(k, pkt.Payload) }
 	}
+	if cfg.onRestart != nil {
+		f := cfg.onRestart
+		h.onRestart = func(string) { f() }
+	}
 	p.mod.setHooks(h)
 	modp.Store(p.mod)
 	t.Cleanup(p.close)
@@ -379,6 +385,31 @@ func (p *peer) waitState(want State, timeout time.Duration) Status {
 			}
 		case <-deadline.C:
 			p.t.Fatalf("%s: state %s not reached within %v; last %+v; stats %+v", p.name, want, timeout, last, p.mod.Stats())
+		}
+	}
+}
+
+// waitEnd waits until p's call is over (a terminal state) and returns the
+// status.
+func (p *peer) waitEnd(timeout time.Duration) Status {
+	p.t.Helper()
+	sub := p.mod.State().Subscribe()
+	defer sub.Unsubscribe()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var last Status
+	for {
+		select {
+		case st, ok := <-sub.C():
+			if !ok {
+				p.t.Fatalf("%s: state closed waiting for the end; last %+v", p.name, last)
+			}
+			last = st
+			if st.State.Terminal() {
+				return st
+			}
+		case <-deadline.C:
+			p.t.Fatalf("%s: the call did not end within %v; last %+v", p.name, timeout, last)
 		}
 	}
 }
