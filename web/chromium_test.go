@@ -24,6 +24,9 @@ import (
 func chromiumPath(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("DUET_CHROMIUM"); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Fatalf("DUET_CHROMIUM=%s is not an executable (%v); unset it to use Debian's Chromium (`apt-get install -y chromium`)", p, err)
+		}
 		return p
 	}
 	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
@@ -64,7 +67,7 @@ func newBrowser(t testing.TB) context.Context {
 		cancelAlloc()
 	})
 	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting Chromium (%s): %v", exe, err)
+		t.Fatalf("starting Chromium (%s): %v; the browser SDK tests need a working Debian Chromium (`apt-get install -y chromium`)", exe, err)
 	}
 	return ctx
 }

@@ -296,7 +296,12 @@ export class DuetClient {
     if (this.#closed) throw closedErr();
     if (!validAlias(this.#alias)) throw new DuetError('ErrInvalidAlias', 'no alias: register first (or pass aliasId)');
     if (this.#ws || this.#reconnecting) throw new DuetError('ErrBusy', 'connect() was already called');
-    await this.#dial();
+    try {
+      await this.#dial();
+    } catch (e) {
+      if (!this.#closed) this.#state.set('disconnected');
+      throw e;
+    }
   }
 
   #dial() {
