@@ -36,7 +36,7 @@ const (
 	inboxPrefix   = "duet.n."
 	// routeQueueLen bounds each inbound routing shard (NATS -> sessions).
 	// Overload policy: NATS drops the message (counted as route_backlog).
-	routeQueueLen = 4096
+	routeQueueLen = 16384
 	subscribeWait = 5 * time.Second
 )
 
