@@ -187,6 +187,11 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.alias = alias
 	s.log = s.log.With("alias", alias)
+	// Envelopes routed before "ready" is written wait in the queue: mark the
+	// writer busy until then.
+	s.mu.Lock()
+	s.writing = true
+	s.mu.Unlock()
 	if err := s.srv.router.add(s); err != nil {
 		s.log.Warn("relay: cannot route session", "err", err)
 		s.kill(websocket.StatusInternalError, "routing unavailable", nil)
@@ -198,6 +203,14 @@ func (s *session) open(ctx context.Context) bool {
 	if err := s.writeDirect(ready); err != nil {
 		return false
 	}
+	s.mu.Lock()
+	s.writing = false
+	if !s.closing && len(s.queue) > 0 {
+		s.writing = true
+		s.wg.Add(1)
+		go s.writeLoop()
+	}
+	s.mu.Unlock()
 	s.log.Debug("relay: session ready")
 	s.limiter = rate.NewLimiter(rate.Limit(s.srv.tun.rateLimit), s.srv.tun.rateBurst)
 	return true
@@ -296,6 +309,12 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 
 // handleFrame processes one frame of an authenticated session.
 func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return // read only to complete the close handshake
+	}
 	now := s.now()
 	if !s.limiter.AllowN(now, 1) {
 		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()

@@ -434,3 +434,38 @@ func TestICEConfig(t *testing.T) {
 		t.Errorf("no provider: %d %+v", code, e)
 	}
 }
+
+// TestReadyComesFirst connects devices of an alias while envelopes for it
+// stream in: every new session sees "ready" before any envelope.
+func TestReadyComesFirst(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 1e6, 1e6 })
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	r.connect(t, b.id, b.alias) // keeps b's subscription up
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		raw, _ := json.Marshal(ca.env(b.alias, ""))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := ca.conn.Write(ctx, websocket.MessageText, raw)
+			cancel()
+			if err != nil {
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	for range 20 {
+		c := r.connect(t, b.id, b.alias) // fails unless ready is the first frame after the challenge
+		c.conn.Close(websocket.StatusNormalClosure, "")
+	}
+	close(stop)
+	<-done
+}
