@@ -328,6 +328,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return c, brw, err
 	}
 	h.conn = c
+	_ = c.SetDeadline(time.Time{}) // sessions bound their own writes
 	// Swap net/http's 4 KiB buffers for small ones, keeping any bytes the
 	// client already sent: an idle session then holds 2 KiB of buffers
 	// instead of 8. Larger frames bypass bufio buffers anyway.

@@ -34,7 +34,8 @@ const (
 	// refusal.
 	FloodLimit = 1000
 	floodReset = 10 * time.Second
-	// WriteTimeout bounds every write to a client.
+	// WriteTimeout bounds every write to a client (a batch of queued
+	// frames shares one).
 	WriteTimeout = 10 * time.Second
 	// CloseGrace bounds a close: the final frame and the close handshake;
 	// then the TCP connection is dropped.
@@ -119,13 +120,17 @@ func (s *session) writeLoop() {
 		}
 		batch, s.queue = s.queue, batch[:0]
 		s.mu.Unlock()
+		// One write timeout bounds the whole batch.
+		ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.writeTimeout)
 		for i, m := range batch {
-			if err := s.write(m); err != nil {
+			if err := s.conn.Write(ctx, websocket.MessageText, m); err != nil {
+				cancel()
 				s.kill(websocket.StatusInternalError, "write_error", nil)
 				return
 			}
 			batch[i] = nil
 		}
+		cancel()
 	}
 }
 
