@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"go.uber.org/goleak"
 
 	"github.com/duetcall/duet/relay"
 )
@@ -150,6 +151,7 @@ func (s *syncBuffer) String() string {
 // a user, authenticates over the WebSocket, fetches its ICE configuration
 // and stops the relay with a cancelled context (as a signal does).
 func TestRunRelay(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
