@@ -4,14 +4,16 @@
 //
 // A [Module] owns at most one call at a time. The application connects a
 // relay client, creates a Module with the client as its [Signaler], and
-// wires the client's envelope and undeliverable callbacks to
-// [Module.HandleEnvelope] and [Module.HandleUndeliverable]:
+// wires the client's envelope, undeliverable and relay-error callbacks to
+// [Module.HandleEnvelope], [Module.HandleUndeliverable] and
+// [Module.HandleRelayError]:
 //
 //	var mod *call.Module
 //	c, err := client.Connect(ctx, client.Options{
 //		RelayURL: url, Identity: id, Alias: alias,
 //		OnEnvelope:      func(e *wire.Envelope) { mod.HandleEnvelope(e) },
 //		OnUndeliverable: func(u client.Undeliverable) { mod.HandleUndeliverable(u) },
+//		OnRelayError:    func(e client.RelayError) { mod.HandleRelayError(e) },
 //	})
 //	mod = call.New(call.Options{Signaler: c, OnIncomingCall: ring})
 //	defer mod.Close()

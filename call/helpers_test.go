@@ -149,7 +149,7 @@ func checkLeaks(t *testing.T) {
 // level with -v.
 func testLogger(t testing.TB, name string) *slog.Logger {
 	lvl := slog.LevelInfo
-	if testing.Verbose() {
+	if testing.Verbose() || os.Getenv("DUET_TEST_DEBUG") != "" {
 		lvl = slog.LevelDebug
 	}
 	w := &tbWriter{t: t}
@@ -212,7 +212,7 @@ func withOnRestart(f func()) peerOpt               { return func(c *peerConfig) 
 // peer is one test user: an identity registered on the shared relay, a
 // connected client and a call module.
 type peer struct {
-	t        *testing.T
+	t        testing.TB
 	name     string
 	id       *identity.Identity
 	alias    identity.Alias
@@ -247,7 +247,7 @@ func newIdentity(t testing.TB) *identity.Identity {
 
 // newPeer registers a user on the shared relay, connects it and creates its
 // module. Everything is closed when the test ends.
-func newPeer(t *testing.T, name string, opts ...peerOpt) *peer {
+func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	t.Helper()
 	cfg := peerConfig{name: name}
 	for _, o := range opts {
@@ -285,6 +285,11 @@ func newPeer(t *testing.T, name string, opts ...peerOpt) *peer {
 		OnUndeliverable: func(u client.Undeliverable) {
 			if m := modp.Load(); m != nil {
 				m.HandleUndeliverable(u)
+			}
+		},
+		OnRelayError: func(e client.RelayError) {
+			if m := modp.Load(); m != nil {
+				m.HandleRelayError(e)
 			}
 		},
 	})
@@ -353,7 +358,7 @@ func (p *peer) close() {
 
 // newPeerHTTPClient returns an HTTP client of its own, whose idle
 // connections are closed when the test ends (so no goroutine outlives it).
-func newPeerHTTPClient(t *testing.T) *http.Client {
+func newPeerHTTPClient(t testing.TB) *http.Client {
 	hc := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(hc.CloseIdleConnections)
 	return hc

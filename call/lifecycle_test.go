@@ -34,7 +34,7 @@ func TestReject(t *testing.T) {
 	if st := b.mod.State().Get(); st.State != StateRejected || st.Reason != ReasonDeclined || !st.Incoming {
 		t.Errorf("b after Reject: %+v", st)
 	}
-	if st := a.waitState(StateRejected, 5*time.Second); st.Reason != ReasonDeclined || st.Peer != b.alias {
+	if st := a.waitState(StateRejected, 5*time.Second); st.Reason != ReasonDeclined || st.Peer != b.alias || !errors.Is(st.Err(), ErrDeclined) {
 		t.Errorf("a: %+v, want rejected by declined", st)
 	}
 	if err := b.mod.Reject(); !errors.Is(err, ErrNoIncomingCall) {
@@ -59,8 +59,8 @@ func TestBusy(t *testing.T) {
 	if err := c.mod.Call(ctxT(t), b.alias, Media{Audio: true, Video: true}); err != nil {
 		t.Fatal(err)
 	}
-	if st := c.waitState(StateRejected, 5*time.Second); st.Reason != ReasonBusy {
-		t.Errorf("c: %+v, want rejected busy", st)
+	if st := c.waitState(StateRejected, 5*time.Second); st.Reason != ReasonBusy || !errors.Is(st.Err(), ErrBusy) {
+		t.Errorf("c: %+v (%v), want rejected busy", st, st.Err())
 	}
 	// ...b's call with a is untouched and can still be answered.
 	if st := b.mod.State().Get(); st != ringing {

@@ -85,6 +85,12 @@ func (s *session) addTracks(pc *webrtc.PeerConnection, video bool) error {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if s.closing { // the teardown already closed what it knew of
+		for _, sn := range senders {
+			_ = sn.src.Close()
+		}
+		return fmt.Errorf("%w while adding tracks", ErrCallEnded)
+	}
 	for _, sn := range senders {
 		s.sources = append(s.sources, sn.src)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -37,13 +38,17 @@ type Module struct {
 	inbound chan *wire.Envelope
 	wg      sync.WaitGroup // the signaling worker and call teardowns
 
-	mu     sync.Mutex
-	closed bool
-	cur    *session // the call in progress, until its teardown finished
-	last   *session // the previous call, for Stats
-	peers  map[identity.Alias]*peerSig
-	drops  map[string]uint64 // signaling frames dropped, by reason
-	replay *wire.ReplayGuard // nonces of every peer's frames
+	mu        sync.Mutex
+	closed    bool
+	cur       *session // the call in progress, until its teardown finished
+	last      *session // the previous call, for Stats
+	peers     map[identity.Alias]*peerSig
+	drops     map[string]uint64     // signaling frames dropped, by reason
+	replay    *wire.ReplayGuard     // nonces of every peer's frames
+	sent      map[string]*sentFrame // recently sent envelopes, by id
+	relayErrs map[string]uint64     // frames the relay refused, by code
+	idPrefix  string
+	idSeq     atomic.Uint64
 
 	hooks hooks // test hooks, set before the first call
 }
@@ -63,16 +68,19 @@ var errNoSignaler = errors.New("call: Options.Signaler is nil; pass a connected 
 // received signaling; Close stops it.
 func New(opts Options) *Module {
 	m := &Module{
-		opts:    opts,
-		sig:     opts.Signaler,
-		log:     opts.Logger,
-		status:  hot.New(Status{State: StateIdle}),
-		local:   hot.New(Tracks{}),
-		remote:  hot.New(Tracks{}),
-		inbound: make(chan *wire.Envelope, inboundQueue),
-		peers:   make(map[identity.Alias]*peerSig),
-		drops:   make(map[string]uint64),
-		replay:  wire.NewReplayGuard(wire.DefaultReplayCapacity),
+		opts:      opts,
+		sig:       opts.Signaler,
+		log:       opts.Logger,
+		status:    hot.New(Status{State: StateIdle}),
+		local:     hot.New(Tracks{}),
+		remote:    hot.New(Tracks{}),
+		inbound:   make(chan *wire.Envelope, inboundQueue),
+		peers:     make(map[identity.Alias]*peerSig),
+		drops:     make(map[string]uint64),
+		replay:    wire.NewReplayGuard(wire.DefaultReplayCapacity),
+		sent:      make(map[string]*sentFrame),
+		relayErrs: make(map[string]uint64),
+		idPrefix:  newCallID()[:8],
 	}
 	if m.log == nil {
 		m.log = slog.Default()

@@ -232,8 +232,7 @@ func (s *session) onICEFailed() {
 		return
 	}
 	s.iceFailures++
-	n := s.iceFailures
-	if n >= 2 || s.restarts >= 1 && !s.incoming {
+	if s.iceFailures >= 2 {
 		m.mu.Unlock()
 		s.log.Info("call: ICE failed again after the restart")
 		m.end(s, StateEnded, ReasonICEFailed, notifyHangup, ErrICEFailed)

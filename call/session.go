@@ -171,15 +171,35 @@ func (s *session) startCaller(ctx context.Context) error {
 	ctx, cancel := s.setupCtx(ctx)
 	defer cancel()
 
-	s.step("STEP", 1, "fetching the ICE configuration")
+	// The peer's keys (an HTTP round trip to the relay) are fetched while
+	// the peer connection and the offer are prepared; the offer waits for
+	// them.
+	s.step("STEP", 1, "fetching the peer's keys and the ICE configuration")
+	type keysResult struct {
+		ps  *peerSig
+		err error
+	}
+	keysc := make(chan keysResult, 1)
+	go func() {
+		ps, err := m.peerSession(ctx, s.peer)
+		keysc <- keysResult{ps, err}
+	}()
+	var keys *keysResult
+	waitKeys := func() keysResult {
+		if keys == nil {
+			r := <-keysc
+			keys = &r
+		}
+		return *keys
+	}
+	defer func() {
+		cancel() // an early return needs the lookup to stop, then to end
+		waitKeys()
+	}()
+
 	ice, err := m.sig.ICEConfig(ctx)
 	if err != nil {
 		return s.ended(fmt.Errorf("%w: ICE configuration: %w", ErrMediaSetup, err))
-	}
-	s.step("STEP", 2, "fetching and checking the peer's keys")
-	ps, err := m.peerSession(ctx, s.peer)
-	if err != nil {
-		return s.ended(fmt.Errorf("call: keys of %s: %w", s.peer, err))
 	}
 	s.step("STEP", 3, "ephemeral key")
 	ephem, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -197,7 +217,7 @@ func (s *session) startCaller(ctx context.Context) error {
 		_ = pc.Close()
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
-	s.ps, s.ephem, s.pc = ps, ephem, pc
+	s.ephem, s.pc = ephem, pc
 	m.mu.Unlock()
 
 	s.step("STEP", 5, "adding local tracks", "video", s.video)
@@ -214,6 +234,11 @@ func (s *session) startCaller(ctx context.Context) error {
 	}
 	s.step("STEP", 6.5, "offer m-lines", "m", mLines(offer.SDP))
 
+	s.step("STEP", 2, "waiting for the peer's keys")
+	kr := waitKeys()
+	if kr.err != nil {
+		return s.ended(fmt.Errorf("call: keys of %s: %w", s.peer, kr.err))
+	}
 	s.step("STEP", 7, "sending call_offer")
 	id := "o" + s.id
 	m.mu.Lock()
@@ -221,6 +246,7 @@ func (s *session) startCaller(ctx context.Context) error {
 		m.mu.Unlock()
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
+	s.ps = kr.ps
 	s.offerSent, s.offerID = true, id
 	m.mu.Unlock()
 	body := wire.OfferPayload{SDP: offer.SDP, EPK: ephem.PublicKey().Bytes()}
@@ -236,7 +262,9 @@ func (s *session) startCaller(ctx context.Context) error {
 		// reported the callee offline), which State and OnError report.
 		return nil
 	}
-	s.answerTimer = time.AfterFunc(answerTimeout, s.onAnswerTimeout)
+	if s.state == StateCalling { // the answer may already be in
+		s.answerTimer = time.AfterFunc(answerTimeout, s.onAnswerTimeout)
+	}
 	s.flushLocalLocked()
 	s.goLocked(s.iceSender)
 	return nil

@@ -139,6 +139,30 @@ func (m *Module) process(env *wire.Envelope) {
 			m.countDrop("unknown_call")
 			return
 		}
+		// A peer we already hold a session with (its pinned keys): open
+		// with it, saving a key lookup. Only when the frame does not
+		// authenticate with it are the keys looked up again (they may have
+		// changed, or been accepted anew), so a key change is still
+		// reported as such.
+		m.mu.Lock()
+		cached := m.peers[env.From]
+		m.mu.Unlock()
+		if cached != nil {
+			msg, err := cached.sess.Open(env)
+			if err == nil {
+				m.mu.Lock()
+				cached.used = time.Now()
+				m.mu.Unlock()
+				m.dispatch(cached, msg)
+				return
+			}
+			if !errors.Is(err, wire.ErrDecrypt) && !errors.Is(err, wire.ErrSignature) {
+				reason := wire.DropReason(err)
+				m.countDrop(reason)
+				m.log.Debug("call: signaling frame dropped", "type", env.Type, "from", env.From, "reason", reason, "err", err)
+				return
+			}
+		}
 		ctx, cancel := context.WithTimeout(m.ctx, keysTimeout)
 		var err error
 		ps, err = m.peerSession(ctx, env.From)
@@ -274,6 +298,9 @@ func (m *Module) sendTo(ctx context.Context, ps *peerSig, callID string, body wi
 	if err != nil {
 		return fmt.Errorf("%w: sealing %s: %w", ErrSignaling, t, err)
 	}
+	if id == "" {
+		id = m.nextID()
+	}
 	env.ID = id
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: sending %s to %s: %w", ErrSignaling, t, ps.alias, err)
@@ -288,5 +315,86 @@ func (m *Module) sendTo(ctx context.Context, ps *peerSig, callID string, body wi
 	if err := m.sig.Send(wctx, env); err != nil {
 		return fmt.Errorf("%w: sending %s to %s: %w", ErrSignaling, t, ps.alias, err)
 	}
+	m.remember(env)
 	return nil
+}
+
+// Every envelope carries an id, so that the relay's notices (undeliverable,
+// refused) name it. The last few sent are kept for a while, to be sent once
+// more when the relay refused them for the rate limit.
+const (
+	maxSentKept   = 128
+	sentKeptFor   = 10 * time.Second
+	resendDelay   = time.Second
+	codeRateLimit = "rate_limited"
+)
+
+// sentFrame is an envelope we sent, kept for a possible resend.
+type sentFrame struct {
+	env    wire.Envelope
+	at     time.Time
+	resent bool
+}
+
+// nextID returns a fresh envelope id.
+func (m *Module) nextID() string {
+	return fmt.Sprintf("m%s-%d", m.idPrefix, m.idSeq.Add(1))
+}
+
+// remember keeps env for a possible resend, forgetting old ones.
+func (m *Module) remember(env *wire.Envelope) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.sent) >= maxSentKept {
+		var oldest string
+		var oldestAt time.Time
+		for id, f := range m.sent {
+			if now.Sub(f.at) > sentKeptFor {
+				delete(m.sent, id)
+				continue
+			}
+			if oldest == "" || f.at.Before(oldestAt) {
+				oldest, oldestAt = id, f.at
+			}
+		}
+		if len(m.sent) >= maxSentKept {
+			delete(m.sent, oldest)
+		}
+	}
+	m.sent[env.ID] = &sentFrame{env: *env, at: now}
+}
+
+// HandleRelayError takes the relay's notices of refused frames (wire it to
+// client.Options.OnRelayError). They are counted by code (Stats.RelayErrors);
+// a frame refused for the rate limit is sent once more a second later (the
+// sealed envelope as it was: the peer never saw its nonce). It does not
+// block.
+func (m *Module) HandleRelayError(e client.RelayError) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.relayErrs[e.Code]++
+	f, ok := m.sent[e.ID]
+	if !ok || e.Code != codeRateLimit || f.resent || m.closed {
+		return
+	}
+	f.resent = true
+	env := f.env
+	m.log.Debug("call: the relay refused a frame for the rate limit; sending it again", "type", env.Type, "id", env.ID)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTimer(resendDelay)
+		defer t.Stop()
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+		defer cancel()
+		if err := m.sig.Send(ctx, &env); err != nil {
+			m.log.Warn("call: resending a refused frame failed", "type", env.Type, "err", err)
+		}
+	}()
 }

@@ -70,6 +70,9 @@ type Stats struct {
 	// queue_full, key_changed, peer_keys, unknown_call, duplicate,
 	// unexpected, restart_mismatch, rekey_epoch, misrouted, not_call.
 	SignalingDrops map[string]uint64
+	// RelayErrors counts the frames the relay refused since the module was
+	// created, by the relay's error code (rate_limited, malformed, ...).
+	RelayErrors map[string]uint64
 }
 
 // counters are a session's own counts, updated by its media goroutines.
@@ -114,7 +117,7 @@ func (m *Module) Stats() Stats {
 	if s == nil {
 		s = m.last
 	}
-	drops := maps.Clone(m.drops)
+	drops, relayErrs := maps.Clone(m.drops), maps.Clone(m.relayErrs)
 	var final *Stats
 	if s != nil {
 		final = s.diag.final
@@ -127,7 +130,7 @@ func (m *Module) Stats() Stats {
 	case s != nil:
 		st = s.collect()
 	}
-	st.SignalingDrops = drops
+	st.SignalingDrops, st.RelayErrors = drops, relayErrs
 	return st
 }
 

@@ -148,6 +148,25 @@ var (
 	ErrMediaSetup = errors.New("call: media setup failed")
 )
 
+// Err returns the error a terminal status stands for: nil for a call that
+// is not over or ended by a hangup, else ErrDeclined, ErrBusy, ErrNoAnswer,
+// ErrOffline, ErrICEFailed, ErrMediaTimeout, ErrDisconnected, or
+// ErrCallEnded for ReasonError (OnError received the cause).
+func (s Status) Err() error {
+	if !s.State.Terminal() {
+		return nil
+	}
+	switch s.Reason {
+	case ReasonDeclined:
+		return ErrDeclined
+	case ReasonBusy:
+		return ErrBusy
+	case ReasonError:
+		return ErrCallEnded
+	}
+	return reasonErr(s.Reason)
+}
+
 // reasonErr maps an end reason to the error OnError receives, nil for the
 // ends that are no failure (hangup, reject).
 func reasonErr(r EndReason) error {

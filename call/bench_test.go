@@ -1,0 +1,214 @@
+package call
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor/pkg/stats"
+	"github.com/pion/webrtc/v4"
+)
+
+// BenchmarkCallSetup measures call setup, Call() until both sides are
+// connected, over loopback through the relay (sealed signaling, key lookups,
+// ICE config, TURN gathering, E2EE key derivation), beside the floor: a bare
+// pion pair with the same media engine and tracks, signaled in memory. It
+// reports p50 and p99 over b.N calls; run it with, for example,
+//
+//	go test -run '^$' -bench CallSetup -benchtime 50x ./call
+func BenchmarkCallSetup(b *testing.B) {
+	b.Run("relay", benchRelay)
+	b.Run("bare-pion", benchBare)
+}
+
+func reportPercentiles(b *testing.B, d []time.Duration) {
+	slices.Sort(d)
+	pct := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+func benchRelay(b *testing.B) {
+	ca := newPeer(b, "a")
+	cb := newPeer(b, "b")
+	// b answers every call at once, as `duet answer --auto` does.
+	go func() {
+		for range cb.incoming {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := cb.mod.Answer(ctx); err != nil {
+				b.Error(err)
+			}
+			cancel()
+		}
+	}()
+	b.Cleanup(func() { close(cb.incoming) })
+	durations := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		subA, subB := ca.mod.State().Subscribe(), cb.mod.State().Subscribe()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		start := time.Now()
+		if err := ca.mod.Call(ctx, cb.alias, Media{Audio: true}); err != nil {
+			b.Fatal(err)
+		}
+		waitConnected(b, subA)
+		waitConnected(b, subB)
+		durations = append(durations, time.Since(start))
+		cancel()
+		subA.Unsubscribe()
+		subB.Unsubscribe()
+		b.StopTimer()
+		if err := ca.mod.Hangup(); err != nil {
+			b.Fatal(err)
+		}
+		cb.waitState(StateHangup, 5*time.Second)
+		// Stay under the relay's rate limit (50 frames/s per session): a
+		// call is about 7 frames from each side.
+		time.Sleep(200 * time.Millisecond)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	reportPercentiles(b, durations)
+}
+
+type stateSub interface{ C() <-chan Status }
+
+func waitConnected(b *testing.B, sub stateSub) {
+	b.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case st := <-sub.C():
+			if st.State == StateConnected {
+				return
+			}
+			if st.State.Terminal() {
+				b.Fatalf("call ended: %+v", st)
+			}
+		case <-timeout:
+			b.Fatal("not connected within 20 s")
+		}
+	}
+}
+
+// benchBare connects two pion peer connections with the module's media
+// engine, interceptors, loopback settings and an audio track each, trickling
+// candidates through memory.
+func benchBare(b *testing.B) {
+	m := New(Options{})
+	defer m.Close()
+	m.setHooks(testHooks{settingEngine: loopback})
+	durations := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		pa, pb := barePC(b, m), barePC(b, m)
+		connectedA, connectedB := watchConnected(pa), watchConnected(pb)
+		toA, toB := &trickle{pc: pa}, &trickle{pc: pb}
+		pa.OnICECandidate(toB.add)
+		pb.OnICECandidate(toA.add)
+		offer, err := pa.CreateOffer(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pa.SetLocalDescription(offer); err != nil {
+			b.Fatal(err)
+		}
+		if err := pb.SetRemoteDescription(offer); err != nil {
+			b.Fatal(err)
+		}
+		toB.ready()
+		answer, err := pb.CreateAnswer(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pb.SetLocalDescription(answer); err != nil {
+			b.Fatal(err)
+		}
+		if err := pa.SetRemoteDescription(answer); err != nil {
+			b.Fatal(err)
+		}
+		toA.ready()
+		for _, c := range []chan struct{}{connectedA, connectedB} {
+			select {
+			case <-c:
+			case <-time.After(20 * time.Second):
+				b.Fatal("bare pair not connected within 20 s")
+			}
+		}
+		durations = append(durations, time.Since(start))
+		b.StopTimer()
+		_ = pa.GracefulClose()
+		_ = pb.GracefulClose()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	reportPercentiles(b, durations)
+}
+
+func barePC(b *testing.B, m *Module) *webrtc.PeerConnection {
+	api, err := m.newAPI(func(stats.Getter) {})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	if err != nil {
+		b.Fatal(err)
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(opusCodec.RTPCodecCapability, "audio", streamID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		b.Fatal(err)
+	}
+	return pc
+}
+
+func watchConnected(pc *webrtc.PeerConnection) chan struct{} {
+	done := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(done) })
+		}
+	})
+	return done
+}
+
+// trickle hands candidates to pc, keeping those that come before its remote
+// description is set.
+type trickle struct {
+	pc    *webrtc.PeerConnection
+	mu    sync.Mutex
+	set   bool
+	early []webrtc.ICECandidateInit
+}
+
+func (t *trickle) add(c *webrtc.ICECandidate) {
+	if c == nil {
+		return
+	}
+	t.mu.Lock()
+	if !t.set {
+		t.early = append(t.early, c.ToJSON())
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	_ = t.pc.AddICECandidate(c.ToJSON())
+}
+
+func (t *trickle) ready() {
+	t.mu.Lock()
+	t.set = true
+	early := t.early
+	t.early = nil
+	t.mu.Unlock()
+	for _, c := range early {
+		_ = t.pc.AddICECandidate(c)
+	}
+}
