@@ -25,13 +25,15 @@ import (
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/relay/ice"
 	"github.com/duetcall/duet/relay/turnserver"
+	"github.com/duetcall/duet/web"
 )
 
 const relayUsage = `Usage: duet relay [flags]
 
-Runs the duet relay: the HTTP API and WebSocket on --addr, an embedded NATS
-with JetStream on disk under --data-dir (or an external NATS with
---nats-url), and the embedded STUN/TURN server on --turn-listen.
+Runs the duet relay: the HTTP API, the WebSocket and the browser SDK (/sdk/)
+on --addr, an embedded NATS with JetStream on disk under --data-dir (or an
+external NATS with --nats-url), and the embedded STUN/TURN server on
+--turn-listen.
 
 Configuration: flags win over environment variables, which win over a .env
 file in the working directory, which wins over the defaults.
@@ -281,10 +283,13 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 		_ = srv.Shutdown(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	mux := http.NewServeMux()
+	mux.Handle("/", srv.Handler())
+	mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", http.FileServerFS(web.SDK)))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
-	log.Info("relay: listening", "addr", ln.Addr().String(), "websocket", "/api/v1/ws", "metrics", "/metrics", "data_dir", cfg.dataDir)
+	log.Info("relay: listening", "addr", ln.Addr().String(), "websocket", "/api/v1/ws", "browser_sdk", "/sdk/duet.js", "metrics", "/metrics", "data_dir", cfg.dataDir)
 
 	var runErr error
 	select {

@@ -269,6 +269,10 @@ func TestRunRelay(t *testing.T) {
 		t.Errorf("ice-config has no embedded TURN entry: %+v", cfg)
 	}
 
+	var js string
+	if code := get("GET", "/sdk/duet.js", "", nil, &js); code != 200 || !strings.Contains(js, "export") {
+		t.Errorf("/sdk/duet.js: %d %.80q", code, js)
+	}
 	var metrics string
 	get("GET", "/metrics", "", nil, &metrics)
 	for _, name := range []string{"duet_relay_sessions 1", "duet_turn_allocations_active", "duet_ice_config_requests_total", "go_goroutines"} {
