@@ -258,7 +258,6 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 		return fmt.Errorf("ICE configuration: %w", err)
 	}
 	reg.MustRegister(resolver.Collectors()...)
-	log.Info("ice-config providers", "order", providerOrder(cfg), "ice_transport_policy", map[bool]string{false: "all", true: "relay"}[cfg.forceRelay])
 
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	srv, err := relay.New(startCtx, relay.Options{
@@ -344,27 +343,6 @@ func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnser
 		"public_host", cfg.turnPublicHost, "public_host_detected", cfg.publicHostFromMachineFallback,
 		"relay_ip", t.RelayIP().String(), "allow_peers", fmt.Sprint(cfg.turnAllowPeers), "secret_file", secretPath)
 	return t, &ice.Embedded{Host: cfg.turnPublicHost, Port: port, TCP: cfg.turnTCP, Secret: secret}, nil
-}
-
-// providerOrder names the configured ICE providers, first wins.
-func providerOrder(cfg relayConfig) []string {
-	var p []string
-	if cfg.cfKeyID != "" && cfg.cfToken != "" {
-		p = append(p, "cloudflare")
-	}
-	if cfg.turnHost != "" && cfg.turnSecret != "" {
-		p = append(p, "coturn")
-	}
-	if cfg.twilioSID != "" && cfg.twilioToken != "" {
-		p = append(p, "twilio")
-	}
-	if cfg.meteredApp != "" && cfg.meteredKey != "" {
-		p = append(p, "metered")
-	}
-	if cfg.noTURN {
-		return append(p, "stun")
-	}
-	return append(p, "embedded")
 }
 
 // redactURL hides credentials in a URL for logs.

@@ -67,9 +67,6 @@ func TestParseRelayConfig(t *testing.T) {
 		c.twilioSID != "AC" || c.twilioToken != "tw" || c.meteredApp != "app" || c.meteredKey != "mk" {
 		t.Errorf("flags over env:\n got %+v\nwant %+v", c, want)
 	}
-	if got := providerOrder(c); strings.Join(got, ",") != "cloudflare,coturn,twilio,metered,stun" {
-		t.Errorf("provider order %v", got)
-	}
 
 	for _, tc := range []struct {
 		args []string
