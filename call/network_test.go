@@ -9,6 +9,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/media"
+	"github.com/duetcall/duet/wire"
 )
 
 // fastICE makes pion notice a dead path quickly: disconnected after 500 ms
@@ -180,4 +181,26 @@ func TestRelayOnlyCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitState(StateHangup, 5*time.Second)
+}
+
+func TestPeerClosedWithoutHangup(t *testing.T) {
+	checkLeaks(t)
+	setTimings(t, timings{disconnected: time.Second})
+	// a's call_hangup is lost: b learns of the end as a browser does, from
+	// ICE going disconnected (after 0.5 s here, fastICE), then the
+	// disconnected timeout (1 s here).
+	a := newPeer(t, "a", withDrop(func(e *wire.Envelope) bool { return e.Type == wire.TypeCallHangup }))
+	b := newPeer(t, "b", withEngine(fastICE))
+	connect(t, a, b, Media{Audio: true})
+	start := time.Now()
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	st := b.waitEnd(5 * time.Second)
+	if st.State != StateEnded || st.Reason != ReasonDisconnected {
+		t.Errorf("b: %+v, want ended disconnected", st)
+	}
+	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
+		t.Errorf("b ended %v after a closed; want about 0.5 s + 1 s", took)
+	}
 }

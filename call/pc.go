@@ -190,10 +190,7 @@ func (s *session) onPCState(pc *webrtc.PeerConnection) {
 		}
 	case webrtc.PeerConnectionStateConnecting:
 		stopTimer(&s.discTimer)
-	case webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateClosed:
-		// Closed here means the peer closed DTLS (we have not closed it:
-		// the call is not ending): its call_hangup is normally on the way;
-		// if it never comes, the call ends as if disconnected.
+	case webrtc.PeerConnectionStateDisconnected:
 		if s.discTimer == nil {
 			s.log.Info("call: connection disconnected", "ends_after", disconnectedTimeout)
 			s.discTimer = time.AfterFunc(disconnectedTimeout, s.onDisconnectedTimeout)
@@ -378,9 +375,11 @@ func (s *session) close() {
 		_ = src.Close()
 	}
 	if pc != nil {
+		s.statsMu.Lock() // never while GetStats runs (see statsMu)
 		if err := pc.GracefulClose(); err != nil {
 			s.log.Debug("call: closing the peer connection", "err", err)
 		}
+		s.statsMu.Unlock()
 	}
 	s.wg.Wait()
 	closeQuietly(sinks.Audio)

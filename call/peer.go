@@ -76,6 +76,12 @@ func (m *Module) newAPI(onGetter func(stats.Getter)) (*webrtc.API, error) {
 	// often lost when it arrives before the peer's ICE has selected the
 	// pair, which made 1 s setup outliers. Chromium starts at 50 ms.
 	se.SetDTLSRetransmissionInterval(dtlsRetransmit)
+	// pion closes the whole connection on the peer's DTLS close_notify, on
+	// a goroutine of its own, racing with GetStats (which reads what Close
+	// clears, unlocked). The module closes its connections itself: a peer
+	// that closed without its call_hangup arriving is noticed the way a
+	// browser notices it, by ICE going disconnected (then the 8 s timer).
+	se.DisableCloseByDTLS(true)
 	if m.hooks.settingEngine != nil {
 		m.hooks.settingEngine(&se)
 	}

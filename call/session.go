@@ -37,6 +37,10 @@ type session struct {
 	iceOut chan wire.ICEPayload // local candidates to send, in order
 
 	st counters
+	// statsMu serialises pion's GetStats with the connection's Close: in
+	// pion v4.2.26 GetStats reads the stats getter that Close clears,
+	// without a lock.
+	statsMu sync.Mutex
 	// pendingEpoch is pendingSend's epoch (0: none), read by the receive
 	// loops without the lock.
 	pendingEpoch atomic.Uint32

@@ -171,17 +171,19 @@ func (s *session) collect() Stats {
 		return st
 	}
 	var f pcFigures
-	if pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
-		// Closed by the peer: pion's stats are gone; keep the last ones.
-		m.mu.Lock()
-		f = s.diag.fromPC
-		m.mu.Unlock()
-	} else {
+	s.statsMu.Lock()
+	closed := pc.ConnectionState() == webrtc.PeerConnectionStateClosed
+	if !closed {
 		f = readPC(pc, getter, ssrcs)
-		m.mu.Lock()
-		s.diag.fromPC = f
-		m.mu.Unlock()
 	}
+	s.statsMu.Unlock()
+	m.mu.Lock()
+	if closed { // pion's stats are gone; keep the last ones
+		f = s.diag.fromPC
+	} else {
+		s.diag.fromPC = f
+	}
+	m.mu.Unlock()
 	st.BytesSent, st.BytesReceived = f.bytesSent, f.bytesRcv
 	st.PacketsSent, st.PacketsReceived = f.pktsSent, f.pktsRcv
 	st.PacketsLost, st.RTT, st.FractionLost = f.lost, f.rtt, f.fractionLost
@@ -235,7 +237,9 @@ func readPC(pc *webrtc.PeerConnection, g stats.Getter, ssrcs []uint32) pcFigures
 }
 
 // inboundBytes returns the inbound RTP bytes received so far.
-func inboundBytes(pc *webrtc.PeerConnection) uint64 {
+func (s *session) inboundBytes(pc *webrtc.PeerConnection) uint64 {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
 	var n uint64
 	if pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
 		return 0
@@ -265,7 +269,7 @@ func (s *session) watchdog() {
 			return
 		case <-t.C:
 		}
-		if n := inboundBytes(pc); n > last {
+		if n := s.inboundBytes(pc); n > last {
 			last, lastGrowth = n, time.Now()
 			continue
 		}
