@@ -72,8 +72,9 @@ func quietRelay(b testing.TB, tune func(*tunables)) *testRelay {
 // authenticated sessions, one alias each, and forwards b.N envelopes
 // (call_ice, 176-byte payload) between random pairs. The per-session rate
 // limit is lifted: this measures the forwarding path. Sub-benchmarks: "max"
-// keeps 256 envelopes in flight (closed loop: throughput); "rate=20000" sends
-// at 20 000/s (open loop: latency at the target rate).
+// keeps 256 envelopes in flight (closed loop: throughput); "rate=N" sends
+// N envelopes per second (open loop: latency at that rate), for N in
+// DUET_BENCH_RATES (default 10000,20000).
 func BenchmarkRelayForward(b *testing.B) {
 	n := envInt("DUET_BENCH_SESSIONS", 1000)
 	r := quietRelay(b, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 1e9, 1e9 })
@@ -98,7 +99,17 @@ func BenchmarkRelayForward(b *testing.B) {
 		})
 	}
 	b.Run("max", func(b *testing.B) { runForward(b, r, &cur, clients, 256, 0) })
-	b.Run("rate=20000", func(b *testing.B) { runForward(b, r, &cur, clients, 0, 20000) })
+	rates := os.Getenv("DUET_BENCH_RATES")
+	if rates == "" {
+		rates = "10000,20000"
+	}
+	for _, f := range strings.Split(rates, ",") {
+		rate, err := strconv.Atoi(f)
+		if err != nil || rate <= 0 {
+			b.Fatalf("DUET_BENCH_RATES: %q", f)
+		}
+		b.Run("rate="+f, func(b *testing.B) { runForward(b, r, &cur, clients, 0, float64(rate)) })
+	}
 	for _, c := range clients {
 		c.conn.CloseNow()
 	}
