@@ -48,15 +48,15 @@ const challengeSize = 32
 
 // JetStream KV buckets of the directory.
 const (
-	bucketAliases    = "duet_aliases"      // alias -> Record (JSON)
+	bucketAliases    = "duet_aliases"      // alias -> record (JSON)
 	bucketKeys       = "duet_signing_keys" // hex(ed25519) -> alias
 	bucketChallenges = "duet_challenges"   // base64url(challenge) -> expiry (Unix ms), TTL ChallengeTTL
 	bucketConfig     = "duet_config"       // shared relay configuration
 	configTokenKey   = "token-hmac-key"    // in bucketConfig: the bearer token key
 )
 
-// Record is an alias's directory entry: its public keys.
-type Record struct {
+// record is an alias's directory entry: its public keys.
+type record struct {
 	Ed25519   ed25519.PublicKey `json:"ed25519"`
 	X25519    []byte            `json:"x25519"`
 	CreatedAt time.Time         `json:"created_at"`
@@ -257,7 +257,7 @@ func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x 
 	for range 16 {
 		e, err := d.aliases.Get(ctx, string(alias))
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			rec, _ := json.Marshal(Record{Ed25519: ed, X25519: x, CreatedAt: d.now().UTC()})
+			rec, _ := json.Marshal(record{Ed25519: ed, X25519: x, CreatedAt: d.now().UTC()})
 			_, err := d.aliases.Create(ctx, string(alias), rec)
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue
@@ -270,7 +270,7 @@ func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x 
 		if err != nil {
 			return false, fmt.Errorf("%w: %w", ErrDirectory, err)
 		}
-		var rec Record
+		var rec record
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
 			return false, fmt.Errorf("%w: corrupt record for %s: %w", ErrDirectory, alias, err)
 		}
@@ -295,20 +295,20 @@ func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x 
 }
 
 // Lookup returns alias's record or ErrNotFound.
-func (d *directory) Lookup(ctx context.Context, alias identity.Alias) (Record, error) {
+func (d *directory) Lookup(ctx context.Context, alias identity.Alias) (record, error) {
 	if !alias.Valid() {
-		return Record{}, ErrNotFound
+		return record{}, ErrNotFound
 	}
 	e, err := d.aliases.Get(ctx, string(alias))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Record{}, ErrNotFound
+		return record{}, ErrNotFound
 	}
 	if err != nil {
-		return Record{}, fmt.Errorf("%w: %w", ErrDirectory, err)
+		return record{}, fmt.Errorf("%w: %w", ErrDirectory, err)
 	}
-	var rec Record
+	var rec record
 	if err := json.Unmarshal(e.Value(), &rec); err != nil || len(rec.Ed25519) != ed25519.PublicKeySize {
-		return Record{}, fmt.Errorf("%w: corrupt record for %s", ErrDirectory, alias)
+		return record{}, fmt.Errorf("%w: corrupt record for %s", ErrDirectory, alias)
 	}
 	return rec, nil
 }
