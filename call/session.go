@@ -20,7 +20,8 @@ import (
 )
 
 // session is one call, from Call or an incoming offer to the end of its
-// teardown. Fields below mu are guarded by the module's mu.
+// teardown. The fields after "guarded by m.mu" are guarded by the module's
+// mutex; pion is never called with it held (pion's callbacks take it).
 type session struct {
 	m        *Module
 	id       string
@@ -28,7 +29,6 @@ type session struct {
 	incoming bool
 	video    bool
 	log      *slog.Logger
-	created  time.Time
 
 	ctx    context.Context // cancelled when the call ends
 	cancel context.CancelFunc
@@ -93,7 +93,6 @@ func (m *Module) newSession(id string, peer identity.Alias, incoming, video bool
 		peer:     peer,
 		incoming: incoming,
 		video:    video,
-		created:  time.Now(),
 		done:     make(chan struct{}),
 		iceOut:   make(chan wire.ICEPayload, iceQueue),
 	}
@@ -205,12 +204,12 @@ func (s *session) startCaller(ctx context.Context) error {
 	if err != nil {
 		return s.ended(fmt.Errorf("%w: ICE configuration: %w", ErrMediaSetup, err))
 	}
-	s.step("STEP", 3, "ephemeral key")
+	s.step("STEP", 2, "ephemeral key")
 	ephem, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return fmt.Errorf("%w: ephemeral key: %w", ErrMediaSetup, err)
 	}
-	s.step("STEP", 4, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
+	s.step("STEP", 3, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
 	pc, err := s.newPC(ice)
 	if err != nil {
 		return s.ended(err)
@@ -224,26 +223,26 @@ func (s *session) startCaller(ctx context.Context) error {
 	s.ephem, s.pc = ephem, pc
 	m.mu.Unlock()
 
-	s.step("STEP", 5, "adding local tracks", "video", s.video)
+	s.step("STEP", 4, "adding local tracks", "video", s.video)
 	if err := s.addTracks(pc, s.video); err != nil {
 		return s.ended(err)
 	}
-	s.step("STEP", 6, "creating the offer")
+	s.step("STEP", 5, "creating the offer")
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return s.ended(fmt.Errorf("%w: creating the offer: %w", ErrMediaSetup, err))
 	}
+	s.step("STEP", 6, "setting the local description (ICE gathering starts)")
 	if err := pc.SetLocalDescription(offer); err != nil {
 		return s.ended(fmt.Errorf("%w: setting the offer: %w", ErrMediaSetup, err))
 	}
 	s.step("STEP", 6.5, "offer m-lines", "m", mLines(offer.SDP))
 
-	s.step("STEP", 2, "waiting for the peer's keys")
+	s.step("STEP", 7, "waiting for the peer's checked keys, then sending call_offer")
 	kr := waitKeys()
 	if kr.err != nil {
 		return s.ended(fmt.Errorf("call: keys of %s: %w", s.peer, kr.err))
 	}
-	s.step("STEP", 7, "sending call_offer")
 	id := "o" + s.id
 	m.mu.Lock()
 	if s.ending {
@@ -301,7 +300,7 @@ func (s *session) onRingTimeout() {
 	m.end(s, StateEnded, ReasonNoAnswer, notifyNone, nil)
 }
 
-// startCallee runs the callee's setup, ANSWER STEP 0..6: it answers the kept
+// startCallee runs the callee's setup, ANSWER STEP 0..5: it answers the kept
 // offer.
 func (s *session) startCallee(ctx context.Context) error {
 	m := s.m
@@ -322,10 +321,11 @@ func (s *session) startCallee(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: ephemeral key: %w", ErrMediaSetup, err)
 	}
+	s.step("ANSWER STEP", 2, "deriving the media keys")
 	if err := s.installKeys(ephem, peerEPK); err != nil {
 		return s.ended(err)
 	}
-	s.step("ANSWER STEP", 2, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
+	s.step("ANSWER STEP", 2.5, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
 	pc, err := s.newPC(ice)
 	if err != nil {
 		return s.ended(err)
@@ -339,14 +339,12 @@ func (s *session) startCallee(ctx context.Context) error {
 	s.ephem, s.pc = ephem, pc
 	m.mu.Unlock()
 
-	s.step("ANSWER STEP", 3, "setting the remote offer")
+	s.step("ANSWER STEP", 3, "setting the remote offer", "m", mLines(offerSDP))
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		return s.ended(fmt.Errorf("%w: the caller's offer: %w", ErrMediaSetup, err))
 	}
 	s.remoteReady()
-	s.step("ANSWER STEP", 3.5, "offer m-lines", "m", mLines(offerSDP))
-
-	s.step("ANSWER STEP", 4, "adding local tracks")
+	s.step("ANSWER STEP", 3.2, "adding local tracks and creating the answer")
 	if err := s.addTracks(pc, s.video); err != nil {
 		return s.ended(err)
 	}
@@ -357,12 +355,13 @@ func (s *session) startCallee(ctx context.Context) error {
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return s.ended(fmt.Errorf("%w: setting the answer: %w", ErrMediaSetup, err))
 	}
-	s.step("ANSWER STEP", 5, "answer m-lines", "m", mLines(answer.SDP))
+	s.step("ANSWER STEP", 3.5, "answer m-lines", "m", mLines(answer.SDP))
 
-	s.step("ANSWER STEP", 6, "sending call_answer")
+	s.step("ANSWER STEP", 4, "sending call_answer")
 	if err := s.send(ctx, wire.AnswerPayload{SDP: answer.SDP, EPK: ephem.PublicKey().Bytes()}); err != nil {
 		return s.ended(err)
 	}
+	s.step("ANSWER STEP", 5, "answer sent; connecting")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s.ending {
