@@ -38,6 +38,7 @@ import (
 var testEnv struct {
 	relayURL string
 	turnAddr *net.UDPAddr
+	ice      *relayice.Resolver
 }
 
 func TestMain(m *testing.M) {
@@ -73,6 +74,7 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "ice resolver:", err)
 		return 1
 	}
+	testEnv.ice = res
 	dir, err := os.MkdirTemp("", "duet-call-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -197,6 +199,7 @@ type peerConfig struct {
 	id        *identity.Identity          // the identity (default: a new one)
 	drop      func(*wire.Envelope) bool   // swallows sent envelopes
 	onRestart func()                      // called when the module restarts ICE
+	relayURL  string                      // another relay than the shared one
 }
 
 func withOptions(f func(*Options)) peerOpt { return func(c *peerConfig) { f(&c.opts) } }
@@ -207,6 +210,7 @@ func withEngine(f func(*webrtc.SettingEngine)) peerOpt {
 func withTap(f func(Kind, []byte)) peerOpt         { return func(c *peerConfig) { c.tap = f } }
 func withIdentity(id *identity.Identity) peerOpt   { return func(c *peerConfig) { c.id = id } }
 func withDrop(f func(*wire.Envelope) bool) peerOpt { return func(c *peerConfig) { c.drop = f } }
+func withRelay(url string) peerOpt                 { return func(c *peerConfig) { c.relayURL = url } }
 func withOnRestart(f func()) peerOpt               { return func(c *peerConfig) { c.onRestart = f } }
 
 // peer is one test user: an identity registered on the shared relay, a
@@ -264,7 +268,11 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		incoming: make(chan incomingCall, 4),
 		errs:     make(chan error, 8),
 	}
-	alias, _, err := client.Register(ctx, p.hc, testEnv.relayURL, cfg.id)
+	url := testEnv.relayURL
+	if cfg.relayURL != "" {
+		url = cfg.relayURL
+	}
+	alias, _, err := client.Register(ctx, p.hc, url, cfg.id)
 	if err != nil {
 		t.Fatalf("%s: register: %v", name, err)
 	}
@@ -272,7 +280,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	log := testLogger(t, name)
 	var modp atomic.Pointer[Module]
 	p.cl, err = client.Connect(ctx, client.Options{
-		RelayURL:   testEnv.relayURL,
+		RelayURL:   url,
 		Identity:   cfg.id,
 		Alias:      alias,
 		HTTPClient: p.hc,

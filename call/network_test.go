@@ -2,13 +2,18 @@ package call
 
 import (
 	"context"
+	"log/slog"
+	"net"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/media"
+	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -202,5 +207,107 @@ func TestPeerClosedWithoutHangup(t *testing.T) {
 	}
 	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
 		t.Errorf("b ended %v after a closed; want about 0.5 s + 1 s", took)
+	}
+}
+
+// restartableRelay is a relay node of its own on a fixed loopback address,
+// which the test can stop and start again (same data directory, same
+// address), as an operator restarting `duet relay` would.
+type restartableRelay struct {
+	t    *testing.T
+	dir  string
+	addr string
+	srv  *relay.Server
+	hs   *http.Server
+	done chan struct{}
+}
+
+func startRelayAt(t *testing.T, dir, addr string) *restartableRelay {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := relay.New(ctx, relay.Options{DataDir: dir, ICE: testEnv.ice, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	for i := 0; ; i++ { // the port may linger a moment after the last close
+		if ln, err = net.Listen("tcp", addr); err == nil || i == 50 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &restartableRelay{t: t, dir: dir, addr: ln.Addr().String(), srv: srv, hs: &http.Server{Handler: srv.Handler()}, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		_ = r.hs.Serve(ln)
+	}()
+	if err := waitReady(ctx, "http://"+r.addr); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *restartableRelay) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = r.srv.Shutdown(ctx)
+	_ = r.hs.Close()
+	<-r.done
+}
+
+func TestRelayRestartMidCall(t *testing.T) {
+	checkLeaks(t)
+	dir := t.TempDir()
+	r := startRelayAt(t, dir, "127.0.0.1:0")
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			r.stop()
+		}
+	})
+	url := "http://" + r.addr
+	a := newPeer(t, "a", withRelay(url))
+	b := newPeer(t, "b", withRelay(url))
+	connect(t, a, b, Media{Audio: true})
+	b.waitStats(5*time.Second, "audio", func(s Stats) bool { return s.AudioFramesReceived >= 10 })
+
+	// The relay goes away and comes back on the same address.
+	r.stop()
+	stopped = true
+	before := b.mod.Stats().AudioFramesReceived
+	r = startRelayAt(t, dir, r.addr)
+	stopped = false
+
+	// Media never depended on the relay: it kept flowing.
+	b.waitStats(5*time.Second, "audio during the restart", func(s Stats) bool { return s.AudioFramesReceived >= before+50 })
+	// The clients reconnect by themselves; signaling works again.
+	for _, p := range []*peer{a, b} {
+		sub := p.cl.State().Subscribe()
+		deadline := time.After(10 * time.Second)
+	wait:
+		for {
+			select {
+			case st := <-sub.C():
+				if st == client.StateConnected {
+					break wait
+				}
+			case <-deadline:
+				t.Fatalf("%s did not reconnect", p.name)
+			}
+		}
+		sub.Unsubscribe()
+	}
+	if st := a.mod.State().Get(); st.State != StateConnected {
+		t.Fatalf("a: %+v", st)
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.waitState(StateHangup, 5*time.Second); st.Reason != ReasonUserHangup {
+		t.Errorf("b: %+v", st)
 	}
 }
