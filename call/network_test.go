@@ -175,13 +175,6 @@ func TestRelayOnlyCall(t *testing.T) {
 			t.Errorf("%s: %d decrypt errors", p.name, st.DecryptErrors)
 		}
 	}
-	// No host or srflx candidate ever left either peer: with the relay
-	// policy only relay candidates are gathered.
-	for _, p := range []*peer{a, b} {
-		for _, env := range p.sig.sentOf("call_ice") {
-			_ = env // sealed: checked through the selected pair above
-		}
-	}
 	if err := a.mod.Hangup(); err != nil {
 		t.Fatal(err)
 	}
