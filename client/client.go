@@ -167,11 +167,25 @@ func (c *Client) Send(ctx context.Context, env *wire.Envelope) error {
 		}
 		return ErrNotConnected
 	}
-	if err := conn.Write(ctx, websocket.MessageText, data); err != nil {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("client: sending %s to %s: %w", env.Type, env.To, err)
+	}
+	// coder/websocket closes the whole connection when a write's context
+	// ends mid-write, so the write gets its own timeout instead of the
+	// caller's cancellation: one caller's cancelled context must not cut
+	// every other exchange on the shared connection.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	if err := conn.Write(wctx, websocket.MessageText, data); err != nil {
 		return fmt.Errorf("client: sending %s to %s: %w", env.Type, env.To, err)
 	}
 	return nil
 }
+
+// writeTimeout bounds one write to the relay; a relay that does not take a
+// frame for this long is treated as gone (the connection is reset and the
+// client reconnects).
+const writeTimeout = 10 * time.Second
 
 // Close closes the connection and stops reconnecting.
 func (c *Client) Close() error {

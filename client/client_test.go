@@ -365,3 +365,23 @@ func TestBackoffBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestSendWithCancelledContextKeepsConnection: a caller's context that ends
+// must not close the connection other exchanges share.
+func TestSendWithCancelledContextKeepsConnection(t *testing.T) {
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	b := connect(t, r, newIdentity(t), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.c.Send(ctx, envelope(b.c.Alias(), "")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Send with a cancelled context = %v, want context.Canceled", err)
+	}
+	if err := a.c.Send(context.Background(), envelope(b.c.Alias(), "")); err != nil {
+		t.Fatalf("Send after a cancelled one = %v", err)
+	}
+	recv(t, b.envs, "envelope after a cancelled send")
+	if s := a.c.State().Get(); s != StateConnected {
+		t.Fatalf("state %s, want connected", s)
+	}
+}
