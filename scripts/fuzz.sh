@@ -5,7 +5,7 @@ fuzztime=${1:-10s}
 cd "$(dirname "$0")/.."
 found=0
 while IFS= read -r file; do
-  pkg="./$(dirname "$file")"
+  dir=$(dirname "$file"); pkg="./${dir#./}"
   for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)' "$file" | awk '{print $2}'); do
     found=$((found + 1))
     echo "== $pkg $target ($fuzztime)"
