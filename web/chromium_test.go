@@ -39,9 +39,9 @@ func chromiumPath(t testing.TB) string {
 }
 
 // newBrowser starts a headless Chromium with a fresh profile (the flags of
-// DESIGN.md) and returns the context of its first tab. The browser stops at
-// the end of the test.
-func newBrowser(t testing.TB) context.Context {
+// DESIGN.md, plus extra) and returns the context of its first tab. The
+// browser stops at the end of the test.
+func newBrowser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	exe := chromiumPath(t)
 	opts := []chromedp.ExecAllocatorOption{
@@ -58,6 +58,7 @@ func newBrowser(t testing.TB) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	// Registered after t.TempDir, so this runs first: the browser stops

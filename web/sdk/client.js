@@ -7,7 +7,8 @@
 import { checkPublicKeys, safetyNumber, validAlias } from './identity.js';
 import { ed25519Sign } from './primitives.js';
 import { HotValue } from './observable.js';
-import { MAX_ENVELOPE_SIZE, NonceCache, Session, decodeEnvelope, encodeEnvelope } from './signal.js';
+import { CALL_TYPES, MAX_ENVELOPE_SIZE, NonceCache, Session, decodeEnvelope, encodeEnvelope } from './signal.js';
+import { CallModule } from './calls.js';
 import { DEFAULT_DB, STORE_PINS, idbGet, idbPut } from './store.js';
 import { DuetError, concat, equalBytes, fromBase64, toBase64, utf8 } from './util.js';
 
@@ -225,6 +226,7 @@ export class DuetClient {
   #ice = null;
   #iceExp = 0;
   #iceInflight = null;
+  #calls = null;
 
   /** Called with every envelope addressed to this alias. */
   onEnvelope = null;
@@ -401,13 +403,19 @@ export class DuetClient {
       return;
     }
     switch (head?.type) {
-      case 'undeliverable':
-        this.#callback('onUndeliverable', { id: head.id, to: head.to, reason: head.reason });
+      case 'undeliverable': {
+        const n = { id: head.id, to: head.to, reason: head.reason };
+        this.#calls?.handleUndeliverable(n);
+        this.#callback('onUndeliverable', n);
         return;
-      case 'error':
+      }
+      case 'error': {
         this.#log.warn(`duet: the relay refused a frame: ${head.code}: ${head.message}${head.id ? ' (id ' + head.id + ')' : ''}`);
-        this.#callback('onRelayError', { code: head.code, message: head.message, id: head.id ?? '' });
+        const n = { code: head.code, message: head.message, id: head.id ?? '' };
+        this.#calls?.handleRelayError(n);
+        this.#callback('onRelayError', n);
         return;
+      }
       case 'reconnect':
         this.#log.info?.('duet: the relay is restarting; reconnecting');
         ws.close(1000, 'relay restarting');
@@ -422,6 +430,10 @@ export class DuetClient {
     }
     if (env.to !== this.#alias) {
       this.#log.warn(`duet: the relay delivered an envelope for ${env.to}; dropped`);
+      return;
+    }
+    if (this.#calls && CALL_TYPES.includes(env.type)) {
+      this.#calls.handleEnvelope(env);
       return;
     }
     this.#callback('onEnvelope', env);
@@ -534,13 +546,62 @@ export class DuetClient {
    * @returns {Promise<Session>}
    */
   session(peer) {
+    return this.#peerSession(peer).then((p) => p.session);
+  }
+
+  /**
+   * The signaling session with peer and the pinned public keys it was made
+   * from (the call module needs the peer's signing key for media keys).
+   * @param {string} peer
+   * @returns {Promise<{session: Session, keys: import('./duet').PublicKeys}>}
+   */
+  sessionWithKeys(peer) {
+    return this.#peerSession(peer);
+  }
+
+  #peerSession(peer) {
     let s = this.#sessions.get(peer);
     if (!s) {
-      s = this.peerKeys(peer).then((keys) => Session.between(this.#identity, keys, { replay: this.#replay }));
+      s = this.peerKeys(peer).then(async (keys) => ({ session: await Session.between(this.#identity, keys, { replay: this.#replay }), keys }));
       this.#sessions.set(peer, s);
-      s.catch(() => this.#sessions.delete(peer));
+      s.catch(() => {
+        if (this.#sessions.get(peer) === s) this.#sessions.delete(peer);
+      });
     }
     return s;
+  }
+
+  /**
+   * Starts the call module (the seed's client.initCalls): afterwards
+   * client.calls places and answers calls, and every call_* envelope goes
+   * to it instead of onEnvelope. signingPrivKey and signingPubKey must be
+   * this client's identity's signing key pair, myAliasId its alias.
+   * Calling it again returns the existing module.
+   * @param {import('./duet').InitCallsOptions} opts
+   * @returns {CallModule}
+   */
+  initCalls(opts = {}) {
+    if (this.#closed) throw closedErr();
+    if (this.#calls) return this.#calls;
+    const { signingPrivKey, signingPubKey, myAliasId } = opts;
+    if (signingPrivKey !== undefined && signingPrivKey !== this.#identity.signingKey.privateKey) {
+      throw new DuetError('ErrIdentityKey', 'initCalls: signingPrivKey is not the signing key of this client\'s identity (pass identity.signingKey.privateKey)');
+    }
+    if (signingPubKey !== undefined && !equalBytes(signingPubKey, this.#identity.signingKey.publicKey)) {
+      throw new DuetError('ErrIdentityKey', 'initCalls: signingPubKey is not the public signing key of this client\'s identity (pass identity.signingKey.publicKey)');
+    }
+    if (myAliasId !== undefined) {
+      if (!validAlias(myAliasId)) throw new DuetError('ErrInvalidAlias', `initCalls: myAliasId "${String(myAliasId).slice(0, 32)}" is not an alias`);
+      if (this.#alias && myAliasId !== this.#alias) throw new DuetError('ErrInvalidAlias', `initCalls: myAliasId ${myAliasId} is not this client's alias ${this.#alias}`);
+      this.#alias = myAliasId;
+    }
+    this.#calls = new CallModule(this, { alwaysRelay: opts.alwaysRelay === true, logger: opts.logger ?? this.#log });
+    return this.#calls;
+  }
+
+  /** @returns {CallModule|null} the call module, after initCalls */
+  get calls() {
+    return this.#calls;
   }
 
   /**
@@ -659,6 +720,7 @@ export class DuetClient {
   /** Closes the connection and stops reconnecting. */
   close() {
     if (this.#closed) return;
+    this.#calls?.close();
     this.#closed = true;
     if (this.#sleep) {
       clearTimeout(this.#sleep.timer);

@@ -39,3 +39,7 @@ export {
   REGISTER_CONTEXT, WS_AUTH_CONTEXT, backoff, relayBaseURL, register, PinStore, DuetClient,
   rtcConfiguration,
 } from './client.js';
+export {
+  CallModule, CALL_STATES, ANSWER_TIMEOUT_MS, DISCONNECTED_TIMEOUT_MS, MEDIA_TIMEOUT_MS, GUM_TIMEOUT_MS,
+  DIAG_INTERVAL_MS, MAX_VIDEO_BITRATE, VIDEO_CONSTRAINTS, DEGRADATION_PREFERENCE, mLines, e2eeSupport,
+} from './calls.js';

@@ -1,0 +1,176 @@
+// The media E2EE worker of a call (docs/PROTOCOL.md §5). calls.js starts one
+// per call and attaches it to every sender and receiver, either as an
+// RTCRtpScriptTransform (this worker then gets an `rtctransform` event per
+// stream) or, where only the older API exists, by transferring the
+// createEncodedStreams() pipes to it ({type: 'stream'} messages).
+//
+// Outgoing frames are encrypted with the call's FrameEncryptor (one per
+// direction, shared by audio and video: one counter) and incoming ones
+// decrypted with its FrameDecryptor. Nothing leaves unencrypted: until the
+// keys arrive, and whenever a frame does not encrypt, it is dropped.
+//
+// Messages from calls.js:
+//   {type: 'keys', send, recv}      the epoch-0 DirectionKeys
+//   {type: 'add-recv', key}         a newer receive key (rekey)
+//   {type: 'set-send', key}         switch sending to a newer key (rekey initiator)
+//   {type: 'pending-send', key}     the responder's next send key: switch when
+//                                   the peer's first frame of its epoch decrypts
+//   {type: 'commit-send'}           switch to the pending send key now
+//   {type: 'stream', readable, writable, dir, kind}  createEncodedStreams pipes
+//   {type: 'stats', id}             answered with {type: 'stats', id, counters}
+// Messages to calls.js:
+//   {type: 'rekey-needed', epoch}   the send key reached 80 % of its budget
+//   {type: 'send-switched', epoch}  sending moved to a new epoch
+//   {type: 'error', message}        a key could not be installed
+
+import { FrameDecryptor, FrameEncryptor, OVERHEAD } from './frame.js';
+
+let enc = null;
+let dec = null;
+let pendingSend = null;
+let ready = Promise.resolve();
+
+const counters = {
+  encrypted: { audio: 0, video: 0 },
+  decrypted: { audio: 0, video: 0 },
+  bytesIn: { audio: 0, video: 0 },
+  bytesOut: { audio: 0, video: 0 },
+  droppedNoKey: 0,
+  encryptErrors: 0,
+  decryptErrors: 0,
+  lastDecryptError: '',
+  streams: 0,
+  sendEpoch: 0,
+  recvEpoch: 0,
+  mime: {},
+};
+
+function post(m) {
+  self.postMessage(m);
+}
+
+// Key changes run in order, after one another (each awaits WebCrypto).
+function serial(f) {
+  ready = ready.then(f).catch((e) => post({ type: 'error', message: `${e.name}: ${e.message}` }));
+  return ready;
+}
+
+async function switchSend() {
+  const k = pendingSend;
+  pendingSend = null;
+  if (!k || !enc) return;
+  await enc.setKey(k);
+  counters.sendEpoch = k.epoch;
+  post({ type: 'send-switched', epoch: k.epoch });
+}
+
+self.onmessage = (ev) => {
+  const m = ev.data ?? {};
+  switch (m.type) {
+    case 'keys':
+      serial(async () => {
+        const e = await FrameEncryptor.create(m.send, {
+          onRekeyNeeded: (epoch) => post({ type: 'rekey-needed', epoch }),
+        });
+        const d = await FrameDecryptor.create(m.recv);
+        enc = e;
+        dec = d;
+        counters.sendEpoch = m.send.epoch;
+        counters.recvEpoch = m.recv.epoch;
+      });
+      break;
+    case 'add-recv':
+      serial(async () => {
+        await dec.addKey(m.key);
+        counters.recvEpoch = m.key.epoch;
+      });
+      break;
+    case 'set-send':
+      serial(async () => {
+        await enc.setKey(m.key);
+        counters.sendEpoch = m.key.epoch;
+        post({ type: 'send-switched', epoch: m.key.epoch });
+      });
+      break;
+    case 'pending-send':
+      serial(() => {
+        pendingSend = m.key;
+      });
+      break;
+    case 'commit-send':
+      serial(switchSend);
+      break;
+    case 'stream':
+      pipe(m.readable, m.writable, m.dir, m.kind);
+      break;
+    case 'stats':
+      post({ type: 'stats', id: m.id, counters: structuredClone(counters) });
+      break;
+  }
+};
+
+// RTCRtpScriptTransform: one event per sender or receiver.
+self.onrtctransform = (ev) => {
+  const t = ev.transformer;
+  pipe(t.readable, t.writable, t.options?.dir, t.options?.kind);
+};
+
+// The epoch of an encrypted frame: the high half of its counter, after the
+// clear header (§5.2).
+function frameEpoch(f, kind) {
+  let h = kind === 'vp8' ? ((f[0] & 1) === 0 ? 10 : 3) : 1;
+  h = Math.min(h, f.length - OVERHEAD);
+  return new DataView(f.buffer, f.byteOffset, f.byteLength).getUint32(h);
+}
+
+function pipe(readable, writable, dir, kind) {
+  if ((dir !== 'send' && dir !== 'recv') || (kind !== 'audio' && kind !== 'video')) {
+    post({ type: 'error', message: `stream with dir ${dir} and kind ${kind}` });
+    return;
+  }
+  counters.streams++;
+  post({ type: 'stream', dir, kind });
+  const fk = kind === 'video' ? 'vp8' : 'opus';
+  const transform = dir === 'send'
+    ? async (frame, ctl) => {
+      const data = new Uint8Array(frame.data);
+      if (!enc || data.length === 0) {
+        counters.droppedNoKey++;
+        return;
+      }
+      const mime = frame.getMetadata?.().mimeType;
+      if (mime) counters.mime[`send ${kind}`] = mime;
+      try {
+        const out = await enc.encrypt(data, fk);
+        frame.data = out.buffer;
+        counters.encrypted[kind]++;
+        counters.bytesOut[kind] += data.length;
+        ctl.enqueue(frame);
+      } catch (e) {
+        counters.encryptErrors++;
+      }
+    }
+    : async (frame, ctl) => {
+      const data = new Uint8Array(frame.data);
+      if (!dec) {
+        counters.droppedNoKey++;
+        return;
+      }
+      try {
+        const epoch = data.length > OVERHEAD ? frameEpoch(data, fk) : -1;
+        const out = await dec.decrypt(data, fk);
+        frame.data = out.buffer;
+        counters.decrypted[kind]++;
+        counters.bytesIn[kind] += out.length;
+        ctl.enqueue(frame);
+        if (pendingSend && epoch >= pendingSend.epoch) serial(switchSend);
+      } catch (e) {
+        counters.decryptErrors++;
+        counters.lastDecryptError = `${e.name}: ${e.message}`;
+      }
+    };
+  readable
+    .pipeThrough(new TransformStream({ transform }))
+    .pipeTo(writable)
+    .catch(() => { /* the call ended */ });
+}

@@ -1,0 +1,150 @@
+// Drives one DuetClient's call module in one page for calls_test.go: place,
+// answer, reject and hang up calls, and report states, errors and the Diag
+// figures. Every function returns JSON-friendly values.
+
+import * as duet from '/sdk/duet.js';
+import { testHooks } from '/sdk/calls.js';
+
+let client;
+let calls;
+let history = [];
+const incoming = [];
+const errors = [];
+const waiters = [];
+const diags = [];
+
+function wake() {
+  for (const w of waiters.splice(0)) w();
+}
+
+function waitFor(pred, ms, what) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}; states: ${history.join(' → ')}; errors: ${JSON.stringify(errors)}`)), ms);
+    const test = () => {
+      const v = pred();
+      if (v !== undefined) {
+        clearTimeout(timer);
+        resolve(v);
+      } else {
+        waiters.push(test);
+      }
+    };
+    test();
+  });
+}
+
+/** Creates and registers an identity, connects, starts the call module. Returns the alias. */
+export async function setup(opts = {}) {
+  const identity = await duet.createIdentity();
+  client = new duet.DuetClient({ identity, pins: duet.PinStore.memory() });
+  const { alias } = await client.register();
+  await client.connect();
+  calls = client.initCalls({
+    signingPrivKey: identity.signingKey.privateKey,
+    signingPubKey: identity.signingKey.publicKey,
+    myAliasId: alias,
+    alwaysRelay: opts.alwaysRelay === true,
+  });
+  calls.observeState().subscribe((s) => {
+    history.push(s);
+    wake();
+  });
+  calls.observeDiag().subscribe((d) => {
+    if (d) diags.push(d);
+  });
+  calls.onIncomingCall = (from, isVideo) => {
+    incoming.push({ from, isVideo });
+    wake();
+  };
+  calls.onError = (e) => {
+    errors.push({ name: e.name, message: e.message });
+    wake();
+  };
+  return alias;
+}
+
+export function setTimings(t) {
+  return testHooks.setTimings(t);
+}
+
+function result(p) {
+  return p.then(() => ({ ok: true }), (e) => ({ ok: false, name: e.name, message: e.message }));
+}
+
+export function call(peer, video) {
+  return result(calls.call(peer, { audio: true, video }));
+}
+
+export function answer() {
+  return result(calls.answer());
+}
+
+/** answer() twice at once: the second must fail with the re-entrancy error. */
+export async function answerTwice() {
+  const [a, b] = await Promise.all([answer(), answer()]);
+  return { first: a, second: b };
+}
+
+export function reject() {
+  return result(Promise.resolve().then(() => calls.reject()));
+}
+
+export function hangup() {
+  return result(calls.hangup());
+}
+
+/** Forgets the state history and errors (before the next call). */
+export function reset() {
+  history = [calls.state];
+  errors.length = 0;
+  incoming.length = 0;
+  diags.length = 0;
+  return true;
+}
+
+/** Waits until the state history since reset() holds state; returns the status. */
+export function waitState(state, ms) {
+  return waitFor(() => (history.includes(state) ? { ...calls.status, history } : undefined), ms, `state ${state}`);
+}
+
+export function nextIncoming(ms) {
+  return waitFor(() => incoming.shift(), ms, 'an incoming call');
+}
+
+export function waitError(ms) {
+  return waitFor(() => (errors.length ? errors[0] : undefined), ms, 'an error');
+}
+
+export function status() {
+  return { ...calls.status, history, errors, drops: calls.drops };
+}
+
+/** A fresh stats sample of the call (see CallModule.stats). */
+export async function stats() {
+  return calls.stats();
+}
+
+/** The 📊 Diag samples seen since reset(). */
+export function diagCount() {
+  return diags.length;
+}
+
+/** Streams the page holds: local and remote track kinds. */
+export function streams() {
+  let local = null;
+  let remote = null;
+  calls.observeLocalStream().subscribe((s) => { local = s; }).unsubscribe();
+  calls.observeRemoteStream().subscribe((s) => { remote = s; }).unsubscribe();
+  const kinds = (s) => (s ? s.getTracks().map((t) => `${t.kind}:${t.readyState}`) : null);
+  return { local: kinds(local), remote: kinds(remote) };
+}
+
+/** The SDP directions the current call negotiated (from STEP logs is fragile: read the pc's via stats). */
+export function forceRekey() {
+  return calls._forceRekey();
+}
+
+export function close() {
+  client.close();
+  return client.state;
+}
