@@ -186,6 +186,11 @@ type jsStatus struct {
 	} `json:"errors"`
 }
 
+type jsError struct {
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
 type jsIncoming struct {
 	From    string `json:"from"`
 	IsVideo bool   `json:"isVideo"`

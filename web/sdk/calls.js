@@ -1159,7 +1159,7 @@ export class CallModule {
         ` out=v${kb(ov?.bytesSent)}/${ov?.framesEncoded ?? 0}f a${kb(d.outAudio?.bytesSent)}` +
         ` in=v${kb(iv?.bytesReceived)}/${iv?.framesDecoded ?? 0}dec/${iv?.framesDropped ?? 0}drop${iv ? ` ${iv.frameWidth}x${iv.frameHeight}` : ''} a${kb(d.inAudio?.bytesReceived)}` +
         ` rtt=${Math.round(d.rtt * 1000)}ms pair=${d.pair || '-'}` +
-        (f ? ` e2ee=enc v${f.encrypted.video}/a${f.encrypted.audio} dec v${f.decrypted.video}/a${f.decrypted.audio} err ${f.decryptErrors} nokey ${f.droppedNoKey} streams ${f.streams}` : ''));
+        (f ? ` e2ee=enc v${f.encrypted.video}/a${f.encrypted.audio} dec v${f.decrypted.video}/a${f.decrypted.audio} err ${f.decryptErrors}${f.lastDecryptError ? ` (${f.lastDecryptError})` : ''} nokey ${f.droppedNoKey} streams ${f.streams}` : ''));
     }
     return d;
   }

@@ -22,6 +22,10 @@ export type DuetErrorName =
   // relay client (§9)
   | 'ErrRelay' | 'ErrRelayURL' | 'ErrNetwork' | 'ErrTimeout' | 'ErrUnauthorized'
   | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged'
+  // calls
+  | 'ErrInCall' | 'ErrNoIncomingCall' | 'ErrAlreadyAnswering' | 'ErrNoMedia' | 'ErrCallEnded'
+  | 'ErrNoAnswer' | 'ErrOffline' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
+  | 'ErrMediaSetup' | 'ErrE2EE' | 'TimeoutError' | 'NotSupportedError'
   // environment
   | 'ErrUnsupported' | 'ErrStorage';
 
@@ -401,7 +405,144 @@ export declare class DuetClient {
   acceptKey(peer: string): Promise<PublicKeys>;
   safetyNumber(peer: string): Promise<string | null>;
   iceConfig(): Promise<ICEConfig>;
+  /** The signaling session with peer and the pinned keys it was made from. */
+  sessionWithKeys(peer: string): Promise<{ session: Session; keys: PublicKeys }>;
+  /** Starts the call module (the seed's client.initCalls); call_* envelopes then go to it. */
+  initCalls(opts?: InitCallsOptions): CallModule;
+  /** The call module, after initCalls (else null). */
+  readonly calls: CallModule | null;
   close(): void;
 }
 /** RTCConfiguration from the relay's ICE config. */
 export declare function rtcConfiguration(cfg: ICEConfig, opts?: { alwaysRelay?: boolean }): RTCConfiguration;
+
+// ------------------------------------------------------------- call module
+
+/** Lifecycle constants (docs/PROTOCOL.md §6); the same in the Go SDK, not configurable. */
+export declare const ANSWER_TIMEOUT_MS: 15000;
+export declare const DISCONNECTED_TIMEOUT_MS: 8000;
+export declare const MEDIA_TIMEOUT_MS: 15000;
+export declare const GUM_TIMEOUT_MS: 6000;
+export declare const DIAG_INTERVAL_MS: 2000;
+export declare const MAX_VIDEO_BITRATE: 1500000;
+/** getUserMedia video constraints: 1280x720 at 30 fps, ideal. */
+export declare const VIDEO_CONSTRAINTS: Readonly<MediaTrackConstraints>;
+export declare const DEGRADATION_PREFERENCE: 'maintain-framerate';
+
+/** The seed's call states. */
+export type CallState = 'idle' | 'calling' | 'ringing' | 'connecting' | 'connected' | 'hangup' | 'rejected' | 'ended';
+export declare const CALL_STATES: readonly CallState[];
+
+/**
+ * Why a call ended (CallStatus.reason in the terminal states): the wire
+ * reasons, or 'offline' (the relay could not deliver the offer; local only).
+ */
+export type CallEndReason = Reason | 'offline';
+
+export interface CallStatus {
+  state: CallState;
+  /** The peer's alias ('' before the first call). */
+  peer: string;
+  callId: string;
+  /** From the offer's m=video line. */
+  isVideo: boolean;
+  /** True when the peer called us. */
+  incoming: boolean;
+  /** Set in the terminal states: declined and busy for rejected, no_answer, offline, ... */
+  reason: CallEndReason | '';
+}
+
+/**
+ * Errors onError receives (and call() / answer() reject with). `name` is
+ * one of: 'NotAllowedError' (camera or microphone permission denied, from
+ * getUserMedia), 'NotFoundError' / 'NotReadableError' (no usable device),
+ * 'TimeoutError' ('getUserMedia timeout after 6000ms'),
+ * 'ErrAlreadyAnswering' ('answer() called while already answering'),
+ * 'ErrNoAnswer', 'ErrOffline', 'ErrICEFailed', 'ErrMediaTimeout',
+ * 'ErrDisconnected', 'ErrMediaSetup', 'ErrE2EE', 'ErrKeyChanged',
+ * 'ErrUnsupported'. Rejections by the peer are not errors: the state
+ * becomes 'rejected' with reason 'declined' or 'busy'.
+ */
+export type CallError = DuetError | DOMException;
+
+/** One Diag sample (every 2 s while connected; also CallModule.stats()). */
+export interface CallDiag {
+  n: number;
+  callId: string;
+  peer: string;
+  state: CallState;
+  connectedMs: number;
+  e2ee: 'script-transform' | 'encoded-streams';
+  outVideo: { bytesSent: number; packetsSent: number; framesEncoded: number; frameWidth: number; frameHeight: number; framesPerSecond: number; qualityLimitationReason: string; keyFramesEncoded: number } | null;
+  outAudio: { bytesSent: number; packetsSent: number } | null;
+  inVideo: { bytesReceived: number; packetsReceived: number; packetsLost: number; framesReceived: number; framesDecoded: number; framesDropped: number; keyFramesDecoded: number; frameWidth: number; frameHeight: number; framesPerSecond: number; freezeCount: number; pliCount: number } | null;
+  inAudio: { bytesReceived: number; packetsReceived: number; packetsLost: number; totalSamplesReceived: number; concealedSamples: number } | null;
+  /** Selected candidate pair types, e.g. 'host/host' or 'relay/relay'. */
+  pair: string;
+  /** Round-trip time of the selected pair, seconds. */
+  rtt: number;
+  restarts: number;
+  /** Media key epoch (call_rekey). */
+  epoch: number;
+  mLines: { local: string[]; remote: string[] };
+  /** The E2EE worker's counts. */
+  frames: {
+    encrypted: { audio: number; video: number };
+    decrypted: { audio: number; video: number };
+    droppedNoKey: number;
+    encryptErrors: number;
+    decryptErrors: number;
+    lastDecryptError: string;
+    streams: number;
+    sendEpoch: number;
+    recvEpoch: number;
+  } | null;
+}
+
+export interface InitCallsOptions {
+  /** The identity's Ed25519 private key (identity.signingKey.privateKey). */
+  signingPrivKey?: CryptoKey;
+  /** The identity's Ed25519 public key (identity.signingKey.publicKey). */
+  signingPubKey?: Uint8Array;
+  /** This user's alias (the client's). */
+  myAliasId?: string;
+  /** Force TURN (iceTransportPolicy 'relay'): hides both IPs. Default false. */
+  alwaysRelay?: boolean;
+  logger?: Pick<Console, 'warn' | 'error'> & Partial<Pick<Console, 'info' | 'debug'>>;
+}
+
+/** The call module (client.initCalls, then client.calls). One call at a time. */
+export declare class CallModule {
+  private constructor();
+  readonly state: CallState;
+  readonly status: CallStatus;
+  readonly alwaysRelay: boolean;
+  /** Signaling frames dropped, by reason. */
+  readonly drops: Record<string, number>;
+  /** (fromAlias, isVideo) when an offer arrives; isVideo from the offer SDP's m=video. */
+  onIncomingCall: ((fromAlias: string, isVideo: boolean) => void) | null;
+  onError: ((err: CallError) => void) | null;
+  /** Legacy callbacks; prefer the observables. */
+  onLocalStream: ((stream: MediaStream | null) => void) | null;
+  onRemoteStream: ((stream: MediaStream | null) => void) | null;
+  onStateChange: ((state: CallState) => void) | null;
+  /** Resolves when the offer is sent (state 'calling'). */
+  call(alias: string, media?: { audio?: boolean; video?: boolean }): Promise<void>;
+  /** Resolves when the answer is sent (state 'connecting'). */
+  answer(): Promise<void>;
+  reject(): Promise<void>;
+  hangup(): Promise<void>;
+  setMicrophoneEnabled(on: boolean): void;
+  setCameraEnabled(on: boolean): void;
+  observeState(): Observable<CallState>;
+  observeStatus(): Observable<CallStatus>;
+  observeLocalStream(): Observable<MediaStream | null>;
+  observeRemoteStream(): Observable<MediaStream | null>;
+  observeDiag(): Observable<CallDiag | null>;
+  stats(): Promise<CallDiag | null>;
+  close(): void;
+}
+/** The m= lines of an SDP with their direction attribute. */
+export declare function mLines(sdp: string): string[];
+/** How this browser encrypts media frames, '' when it cannot. */
+export declare function e2eeSupport(): 'script-transform' | 'encoded-streams' | '';

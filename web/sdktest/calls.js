@@ -104,7 +104,7 @@ export function reset() {
 
 /** Waits until the state history since reset() holds state; returns the status. */
 export function waitState(state, ms) {
-  return waitFor(() => (history.includes(state) ? { ...calls.status, history } : undefined), ms, `state ${state}`);
+  return waitFor(() => (history.includes(state) ? { ...calls.status, history, errors } : undefined), ms, `state ${state}`);
 }
 
 export function nextIncoming(ms) {
@@ -147,4 +147,16 @@ export function forceRekey() {
 export function close() {
   client.close();
   return client.state;
+}
+
+/**
+ * Makes getUserMedia fail: 'deny' rejects as a refused permission does,
+ * 'hang' never settles (the seed's Android Chrome case).
+ */
+export function breakMedia(how) {
+  const md = navigator.mediaDevices;
+  md.getUserMedia = how === 'deny'
+    ? () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'))
+    : () => new Promise(() => {});
+  return true;
 }
