@@ -229,11 +229,11 @@ type jsDiag struct {
 	Frames *struct {
 		Encrypted     struct{ Audio, Video uint64 } `json:"encrypted"`
 		Decrypted     struct{ Audio, Video uint64 } `json:"decrypted"`
-		DecryptErrors uint64                         `json:"decryptErrors"`
-		EncryptErrors uint64                         `json:"encryptErrors"`
-		LastError     string                         `json:"lastDecryptError"`
-		SendEpoch     int                            `json:"sendEpoch"`
-		RecvEpoch     int                            `json:"recvEpoch"`
+		DecryptErrors uint64                        `json:"decryptErrors"`
+		EncryptErrors uint64                        `json:"encryptErrors"`
+		LastError     string                        `json:"lastDecryptError"`
+		SendEpoch     int                           `json:"sendEpoch"`
+		RecvEpoch     int                           `json:"recvEpoch"`
 	} `json:"frames"`
 	MLines struct {
 		Local  []string `json:"local"`

@@ -1,0 +1,354 @@
+// duet demo app: create or restore an identity, dial an alias, answer,
+// talk, hang up. Everything it does goes through the browser SDK at /sdk/.
+
+import {
+  DuetClient, createIdentity, deriveIdentity, loadIdentity, saveIdentity, validAlias, validateMnemonic,
+} from '/sdk/duet.js';
+
+const $ = (id) => document.getElementById(id);
+const screens = ['onboarding', 'backup', 'home', 'incoming', 'call'];
+
+let client = null;
+let calls = null;
+let messageTimer = null;
+let lastStatus = null;
+let statsOn = false;
+
+/** The app's state, for people and for tests: window.duetApp. */
+const app = { alias: '', state: 'starting', messages: [], diag: null };
+window.duetApp = app;
+
+function show(screen) {
+  for (const s of screens) $(s).hidden = s !== screen;
+  app.screen = screen;
+}
+
+function message(text, kind = 'info', ms = 6000) {
+  const el = $('message');
+  el.textContent = text;
+  el.dataset.kind = kind;
+  el.hidden = false;
+  app.messages.push({ text, kind });
+  clearTimeout(messageTimer);
+  if (ms > 0) messageTimer = setTimeout(() => { el.hidden = true; }, ms);
+}
+
+/** A clear sentence for every error the SDK reports. */
+function errorText(e, peer) {
+  const who = peer || 'The other side';
+  switch (e?.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return 'Camera or microphone access was denied. Allow it in the browser’s site settings (the icon left of the address), then call again.';
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return 'No camera or microphone was found. Connect one, or make an audio call.';
+    case 'NotReadableError':
+      return 'The camera or microphone is in use by another app. Close it and try again.';
+    case 'TimeoutError':
+      return `The camera or microphone did not start (${e.message}). Check the device and try again.`;
+    case 'NotSupportedError':
+      return 'This page needs a secure context (https or localhost) to use the camera and microphone.';
+    case 'ErrAlreadyAnswering':
+      return 'Already answering this call…';
+    case 'ErrNoAnswer':
+      return `${who} did not answer.`;
+    case 'ErrOffline':
+      return `${who} is offline: none of their devices is connected.`;
+    case 'ErrICEFailed':
+      return `No network path to ${who}: the connection could not be established (a TURN server may be needed).`;
+    case 'ErrMediaTimeout':
+      return `No audio or video arrived from ${who} for 15 s; the call ended.`;
+    case 'ErrDisconnected':
+      return `The connection to ${who} was lost.`;
+    case 'ErrKeyChanged':
+      return `${who}'s security keys changed since your last call. Compare safety numbers with them before calling again.`;
+    case 'ErrInvalidAlias':
+      return e.message;
+    case 'ErrInCall':
+      return 'You are already in a call. Hang up first.';
+    case 'ErrNotConnected':
+    case 'ErrNetwork':
+      return 'Not connected to the relay. It reconnects by itself; try again in a moment.';
+    case 'ErrRelay':
+      return e.status === 404 ? `${who} is not a known alias.` : `The relay refused: ${e.message}`;
+    case 'ErrE2EE':
+    case 'ErrUnsupported':
+      return `Media encryption is not available: ${e.message}`;
+    case 'ErrCallEnded':
+      return '';
+  }
+  return `Call failed: ${e?.message ?? e}`;
+}
+
+/** The message for how a call ended (rejections are no errors). */
+function endText(st) {
+  const who = st.peer;
+  switch (st.reason) {
+    case 'declined':
+      return st.incoming ? '' : `${who} declined the call.`;
+    case 'busy':
+      return `${who} is busy in another call.`;
+    case 'user_hangup':
+      return st.state === 'hangup' && lastStatus?.state === 'ringing' ? `Missed call from ${who}.` : 'Call ended.';
+    case 'no_answer':
+      return st.incoming ? `Missed call from ${who}.` : '';
+    default:
+      return '';
+  }
+}
+
+// ------------------------------------------------------------- identity
+
+async function start() {
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.register('sw.js').catch((e) => console.warn('🔥 [App] service worker:', e.message));
+  }
+  let stored = null;
+  try {
+    stored = await loadIdentity();
+  } catch (e) {
+    message(`Could not read the saved identity: ${e.message}`, 'error', 0);
+  }
+  if (!stored) {
+    show('onboarding');
+    app.state = 'onboarding';
+    return;
+  }
+  await connect(await deriveIdentity(stored.mnemonic), stored.aliasId);
+}
+
+async function connect(identity, aliasId) {
+  client = new DuetClient({ identity, aliasId });
+  if (!aliasId) {
+    const { alias } = await client.register();
+    await saveIdentity({ mnemonic: identity.mnemonic, aliasId: alias });
+  }
+  client.observeState().subscribe((s) => {
+    $('conn').dataset.state = s;
+    $('conn').textContent = s === 'connected' ? 'online' : s;
+  });
+  client.onError = (e) => console.warn('🔥 [App] relay:', e.message);
+  await client.connect();
+  calls = client.initCalls({
+    signingPrivKey: identity.signingKey.privateKey,
+    signingPubKey: identity.signingKey.publicKey,
+    myAliasId: client.aliasId,
+  });
+  wireCalls();
+  app.alias = client.aliasId;
+  $('my-alias').textContent = client.aliasId;
+  $('home-alias').textContent = client.aliasId;
+  $('me').hidden = false;
+  app.state = 'ready';
+  show('home');
+}
+
+$('create').addEventListener('click', async () => {
+  $('create').disabled = true;
+  try {
+    const identity = await createIdentity();
+    const c = new DuetClient({ identity });
+    const { alias } = await c.register();
+    await saveIdentity({ mnemonic: identity.mnemonic, aliasId: alias });
+    const ol = $('words');
+    ol.replaceChildren(...identity.mnemonic.split(' ').map((w) => {
+      const li = document.createElement('li');
+      li.textContent = w;
+      return li;
+    }));
+    app.state = 'backup';
+    show('backup');
+    $('backup-done').onclick = async () => {
+      ol.replaceChildren(); // shown once
+      $('backup-done').disabled = true;
+      await connect(identity, alias).catch(fatal);
+    };
+  } catch (e) {
+    fatal(e);
+  } finally {
+    $('create').disabled = false;
+  }
+});
+
+$('saved-check').addEventListener('change', (ev) => {
+  $('backup-done').disabled = !ev.target.checked;
+});
+
+$('restore-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const words = $('restore-words').value;
+  try {
+    await validateMnemonic(words);
+  } catch (e) {
+    message(e.name === 'ErrUnknownWord' ? `Word ${e.position} (“${e.word}”) is not a recovery word.` :
+      e.name === 'ErrWordCount' ? 'A recovery phrase has 12 or 24 words.' :
+        'These words do not form a valid recovery phrase (checksum). Check each word.', 'error');
+    return;
+  }
+  try {
+    const identity = await deriveIdentity(words);
+    $('restore-words').value = '';
+    await connect(identity, '');
+    message(`Restored: you are ${client.aliasId} again.`, 'ok');
+  } catch (e) {
+    fatal(e);
+  }
+});
+
+function fatal(e) {
+  console.error('🔥 [App]', e);
+  message(e?.name === 'ErrNetwork' ? 'Cannot reach the relay. Is it running?' : `Error: ${e?.message ?? e}`, 'error', 0);
+}
+
+// ---------------------------------------------------------------- calls
+
+function wireCalls() {
+  calls.onIncomingCall = (from, isVideo) => {
+    console.log(`🔥 [App] incoming ${isVideo ? 'video' : 'audio'} call from ${from}`);
+    $('incoming-from').textContent = from;
+    $('incoming-kind').textContent = isVideo ? '🎥 Video call' : '📞 Audio call';
+    $('accept').disabled = false;
+    $('reject').disabled = false;
+    show('incoming');
+  };
+  calls.onError = (e) => {
+    console.error('[Calls]', e.name, e.message);
+    const text = errorText(e, calls.status.peer);
+    if (text) message(text, 'error', 9000);
+  };
+  calls.observeStatus().subscribe(onStatus);
+  calls.observeLocalStream().subscribe((s) => {
+    $('local-video').srcObject = s;
+    $('local-video').hidden = !s || s.getVideoTracks().length === 0;
+    $('mute').setAttribute('aria-pressed', 'false');
+    $('camera').setAttribute('aria-pressed', 'false');
+    $('camera').disabled = !s || s.getVideoTracks().length === 0;
+  });
+  calls.observeRemoteStream().subscribe((s) => {
+    $('remote-video').srcObject = s;
+    if (s) $('remote-video').play().catch(() => {});
+  });
+  calls.observeDiag().subscribe((d) => {
+    app.diag = d;
+    if (d) renderStats(d);
+  });
+}
+
+function onStatus(st) {
+  app.state = st.state;
+  app.status = st;
+  $('call-state').textContent = st.state === 'calling' ? 'calling…' : st.state;
+  $('call-state').dataset.state = st.state;
+  $('call-peer').textContent = st.peer;
+  $('audio-only').hidden = st.isVideo;
+  $('audio-peer').textContent = st.peer;
+  switch (st.state) {
+    case 'ringing':
+      if (st.incoming) show('incoming');
+      break;
+    case 'calling':
+    case 'connecting':
+    case 'connected':
+      show('call');
+      break;
+    case 'hangup':
+    case 'rejected':
+    case 'ended': {
+      const t = endText(st);
+      if (t) message(t, st.reason === 'user_hangup' ? 'info' : 'error');
+      show('home');
+      $('stats').textContent = '';
+      break;
+    }
+  }
+  lastStatus = st;
+}
+
+$('dial-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const alias = $('dial-alias').value.trim().toLowerCase();
+  const video = ev.submitter?.value === 'video';
+  if (!validAlias(alias)) {
+    message('An alias is u followed by 8 digits, like u12345678.', 'error');
+    return;
+  }
+  console.log(`🟠 [App] calls.call(${alias}, {video: ${video}})`);
+  for (const b of [$('dial-audio'), $('dial-video')]) b.disabled = true;
+  try {
+    await calls.call(alias, { audio: true, video });
+  } catch (e) {
+    // onError shows what failed (setup errors); these never reach it:
+    if (['ErrInCall', 'ErrInvalidAlias', 'ErrNoMedia', 'ErrKeyChanged', 'ErrRelay'].includes(e.name)) {
+      message(errorText(e, alias), 'error');
+    }
+  } finally {
+    for (const b of [$('dial-audio'), $('dial-video')]) b.disabled = false;
+  }
+});
+
+$('accept').addEventListener('click', async () => {
+  console.log('🔥 [App] accept');
+  $('accept').disabled = true; // the seed: no double answer
+  $('reject').disabled = true;
+  try {
+    await calls.answer();
+  } catch { /* onError shows it */ }
+});
+
+$('reject').addEventListener('click', () => {
+  console.log('🔥 [App] reject');
+  $('accept').disabled = true;
+  $('reject').disabled = true;
+  calls.reject().catch(() => {});
+});
+
+$('hangup').addEventListener('click', () => {
+  console.log('🔥 [App] hang up');
+  calls.hangup();
+});
+
+$('mute').addEventListener('click', () => {
+  const muted = $('mute').getAttribute('aria-pressed') !== 'true';
+  calls.setMicrophoneEnabled(!muted);
+  $('mute').setAttribute('aria-pressed', String(muted));
+  $('mute').textContent = muted ? '🔇 Unmute' : '🎙️ Mute';
+});
+
+$('camera').addEventListener('click', () => {
+  const off = $('camera').getAttribute('aria-pressed') !== 'true';
+  calls.setCameraEnabled(!off);
+  $('camera').setAttribute('aria-pressed', String(off));
+  $('camera').textContent = off ? '📷 Camera on' : '📷 Camera';
+});
+
+$('stats-toggle').addEventListener('click', () => {
+  statsOn = !statsOn;
+  $('stats-toggle').setAttribute('aria-pressed', String(statsOn));
+  $('stats').hidden = !statsOn;
+  if (app.diag) renderStats(app.diag);
+});
+
+function kbps(bytes, ms) {
+  return ms > 0 ? Math.round((bytes * 8) / ms) : 0;
+}
+
+let prevDiag = null;
+function renderStats(d) {
+  const p = prevDiag && prevDiag.callId === d.callId ? prevDiag : null;
+  prevDiag = d;
+  const dt = p ? d.connectedMs - p.connectedMs : 0;
+  const ov = d.outVideo;
+  const iv = d.inVideo;
+  const f = d.frames;
+  const lines = [
+    `Diag #${d.n}  ${d.state}  ${Math.round(d.connectedMs / 1000)} s  path ${d.pair || '-'}  rtt ${Math.round(d.rtt * 1000)} ms`,
+    ov ? `send video ${ov.frameWidth}x${ov.frameHeight} @ ${ov.framesPerSecond ?? 0} fps  ${p?.outVideo ? kbps(ov.bytesSent - p.outVideo.bytesSent, dt) : '-'} kbit/s  limit ${ov.qualityLimitationReason || 'none'}` : 'send video -',
+    iv ? `recv video ${iv.frameWidth}x${iv.frameHeight} @ ${iv.framesPerSecond ?? 0} fps  ${p?.inVideo ? kbps(iv.bytesReceived - p.inVideo.bytesReceived, dt) : '-'} kbit/s  decoded ${iv.framesDecoded}  dropped ${iv.framesDropped}` : 'recv video -',
+    `audio sent ${Math.round((d.outAudio?.bytesSent ?? 0) / 1024)} KB  received ${Math.round((d.inAudio?.bytesReceived ?? 0) / 1024)} KB`,
+    f ? `E2EE (${d.e2ee}) key epoch ${f.sendEpoch}: encrypted v${f.encrypted.video}/a${f.encrypted.audio}, decrypted v${f.decrypted.video}/a${f.decrypted.audio}, failed ${f.decryptErrors}` : '',
+  ];
+  $('stats').textContent = lines.filter(Boolean).join('\n');
+}
+
+start().catch(fatal);
