@@ -207,7 +207,7 @@ function wireCalls() {
   calls.onIncomingCall = (from, isVideo) => {
     console.log(`🔥 [App] incoming ${isVideo ? 'video' : 'audio'} call from ${from}`);
     $('incoming-from').textContent = from;
-    $('incoming-kind').textContent = isVideo ? '🎥 Video call' : '📞 Audio call';
+    $('incoming-kind').textContent = isVideo ? 'Video call' : 'Audio call';
     $('accept').disabled = false;
     $('reject').disabled = false;
     show('incoming');
@@ -312,14 +312,14 @@ $('mute').addEventListener('click', () => {
   const muted = $('mute').getAttribute('aria-pressed') !== 'true';
   calls.setMicrophoneEnabled(!muted);
   $('mute').setAttribute('aria-pressed', String(muted));
-  $('mute').textContent = muted ? '🔇 Unmute' : '🎙️ Mute';
+  $('mute').textContent = muted ? 'Unmute' : 'Mute';
 });
 
 $('camera').addEventListener('click', () => {
   const off = $('camera').getAttribute('aria-pressed') !== 'true';
   calls.setCameraEnabled(!off);
   $('camera').setAttribute('aria-pressed', String(off));
-  $('camera').textContent = off ? '📷 Camera on' : '📷 Camera';
+  $('camera').textContent = off ? 'Camera on' : 'Camera';
 });
 
 $('stats-toggle').addEventListener('click', () => {

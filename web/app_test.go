@@ -1,0 +1,213 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	duetcall "github.com/duetcall/duet/call"
+	"github.com/duetcall/duet/identity"
+)
+
+// appRun runs actions in the app tab within timeout, failing the test.
+func appRun(t *testing.T, tb *tab, timeout time.Duration, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("app: %s: %v", what, err)
+	}
+}
+
+// appWait waits until the JS expression is true in the app tab.
+func appWait(t *testing.T, tb *tab, timeout time.Duration, expr string) {
+	t.Helper()
+	_, err := evalJS[bool](tb.ctx, timeout+time.Second, fmt.Sprintf(`new Promise((resolve, reject) => {
+		const end = Date.now() + %d;
+		const tick = () => { try { if (%s) return resolve(true); } catch {} ; if (Date.now() > end) return reject(new Error('timed out')); setTimeout(tick, 100); };
+		tick();
+	})`, timeout.Milliseconds(), expr))
+	if err != nil {
+		state, _ := evalJS[string](tb.ctx, 2*time.Second, `JSON.stringify({state: window.duetApp?.state, screen: window.duetApp?.screen, messages: window.duetApp?.messages})`)
+		t.Fatalf("app: waiting for %s: %v; app %s", expr, err, state)
+	}
+}
+
+// artifactDir is where the test keeps what a person may want to look at
+// (DUET_ARTIFACTS, else a fresh directory under the system temp dir that is
+// not removed).
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("DUET_ARTIFACTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d, err := os.MkdirTemp("", "duet-web-artifacts-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// regionStats returns the mean and standard deviation of the luminance of
+// the pixels of img inside r.
+func regionStats(img image.Image, r image.Rectangle) (mean, stddev float64, n int) {
+	r = r.Intersect(img.Bounds())
+	var sum, sq float64
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			cr, cg, cb, _ := img.At(x, y).RGBA()
+			l := (0.299*float64(cr) + 0.587*float64(cg) + 0.114*float64(cb)) / 257
+			sum += l
+			sq += l * l
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	mean = sum / float64(n)
+	return mean, math.Sqrt(math.Max(sq/float64(n)-mean*mean, 0)), n
+}
+
+type rect struct{ X, Y, W, H float64 }
+
+// TestDemoApp uses the demo app as a person would, on a phone-sized
+// screen: create an identity (the recovery phrase is shown once), take a
+// video call from a Go SDK peer on the incoming-call screen, look at the
+// call (a screenshot whose remote video must not be blank, kept as a test
+// artifact), open the stats, hang up, and read the messages for an offline
+// callee and a denied camera.
+func TestDemoApp(t *testing.T) {
+	env := startCallEnv(t)
+	tb := env.openTab(t, "app", "/app/")
+	appRun(t, tb, 10*time.Second, "phone viewport", chromedp.EmulateViewport(390, 844))
+
+	// Create an identity.
+	appWait(t, tb, 10*time.Second, `window.duetApp.screen === 'onboarding'`)
+	appRun(t, tb, 10*time.Second, "create", chromedp.Click(chromedp.CSS(`#create`)))
+	appWait(t, tb, 15*time.Second, `window.duetApp.screen === 'backup'`)
+	words := drive0[int](t, tb, `document.querySelectorAll('#words li').length`)
+	warning := drive0[string](t, tb, `document.querySelector('#backup .warning').textContent`)
+	if words != 12 || !strings.Contains(warning, "only time") {
+		t.Errorf("backup screen: %d words, warning %q", words, warning)
+	}
+	appRun(t, tb, 10*time.Second, "confirm backup", chromedp.Click(chromedp.CSS(`#saved-check`)), chromedp.Click(chromedp.CSS(`#backup-done`)))
+	appWait(t, tb, 15*time.Second, `window.duetApp.state === 'ready' && window.duetApp.screen === 'home'`)
+	if n := drive0[int](t, tb, `document.querySelectorAll('#words li').length`); n != 0 {
+		t.Errorf("the recovery phrase is still in the page after the backup screen (%d words)", n)
+	}
+	alias := drive0[string](t, tb, `window.duetApp.alias`)
+	if shown := drive0[string](t, tb, `document.getElementById('home-alias').textContent`); shown != alias || alias == "" {
+		t.Fatalf("home shows alias %q, app has %q", shown, alias)
+	}
+
+	// A Go peer calls with video; the app rings saying so; accept.
+	bot := env.newGoBot(t, "gobot", false)
+	ctx := context.Background()
+	if err := bot.mod.Call(ctx, identityAlias(alias), duetcall.Media{Audio: true, Video: true}); err != nil {
+		t.Fatal(err)
+	}
+	appWait(t, tb, 15*time.Second, `window.duetApp.screen === 'incoming'`)
+	kind := drive0[string](t, tb, `document.getElementById('incoming-kind').textContent`)
+	from := drive0[string](t, tb, `document.getElementById('incoming-from').textContent`)
+	if !strings.Contains(kind, "Video") || from != string(bot.alias) {
+		t.Errorf("incoming screen: %q from %q; want a video call from %s", kind, from, bot.alias)
+	}
+	appRun(t, tb, 10*time.Second, "accept", chromedp.Click(chromedp.CSS(`#accept`)))
+	appWait(t, tb, 20*time.Second, `window.duetApp.state === 'connected' && window.duetApp.screen === 'call'`)
+	bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+	// The remote video plays, and the Diag feeds the stats panel.
+	appWait(t, tb, 15*time.Second, `(() => { const v = document.getElementById('remote-video'); return v.videoWidth > 0 && v.currentTime > 1.5; })()`)
+	appRun(t, tb, 10*time.Second, "stats", chromedp.Click(chromedp.CSS(`#stats-toggle`)))
+	appWait(t, tb, 10*time.Second, `document.getElementById('stats').textContent.includes('Diag #')`)
+	appRun(t, tb, 10*time.Second, "mute", chromedp.Click(chromedp.CSS(`#mute`)))
+	if muted := drive0[bool](t, tb, `window.duetApp && !document.getElementById('local-video').srcObject.getAudioTracks()[0].enabled`); !muted {
+		t.Error("the mute button did not disable the microphone track")
+	}
+
+	sctx, scancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	shot, err := chromedp.Run(sctx, chromedp.CaptureScreenshot())
+	scancel()
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	dir := artifactDir(t)
+	path := filepath.Join(dir, "demo-app-mid-call.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the demo app mid-call (390x844): %s", path)
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatalf("decoding the screenshot: %v", err)
+	}
+	r := drive0[rect](t, tb, `(() => { const b = document.getElementById('remote-video').getBoundingClientRect(); return {X: b.x, Y: b.y, W: b.width, H: b.height}; })()`)
+	dpr := float64(img.Bounds().Dx()) / 390
+	// The video's content box: the element letterboxes the 16:9 picture.
+	vw := drive0[float64](t, tb, `document.getElementById('remote-video').videoWidth`)
+	vh := drive0[float64](t, tb, `document.getElementById('remote-video').videoHeight`)
+	cw, ch := r.W, r.W*vh/vw
+	if ch > r.H {
+		ch, cw = r.H, r.H*vw/vh
+	}
+	cx, cy := r.X+(r.W-cw)/2, r.Y+(r.H-ch)/2
+	box := image.Rect(int(cx*dpr), int(cy*dpr), int((cx+cw)*dpr), int((cy+ch)*dpr))
+	mean, sd, n := regionStats(img, box)
+	t.Logf("remote video %vx%v shown in %v: luminance mean %.1f, stddev %.1f over %d pixels", vw, vh, box, mean, sd, n)
+	if n < 10000 || sd < 20 || mean < 10 {
+		t.Errorf("the remote video looks blank in the screenshot (mean %.1f, stddev %.1f over %d pixels): %s", mean, sd, n, path)
+	}
+
+	// Hang up from the app.
+	appRun(t, tb, 10*time.Second, "hang up", chromedp.Click(chromedp.CSS(`#hangup`)))
+	st := bot.waitState(5*time.Second, "hangup", func(s duetcall.Status) bool { return s.State.Terminal() })
+	if st.State != duetcall.StateHangup {
+		t.Errorf("Go peer after the app hung up: %+v", st)
+	}
+	appWait(t, tb, 5*time.Second, `window.duetApp.screen === 'home'`)
+
+	// An offline callee: a clear message.
+	off := env.newGoBot(t, "offline", false)
+	off.mod.Close()
+	off.c.Close()
+	time.Sleep(200 * time.Millisecond)
+	dial := func(a string, button string) {
+		appRun(t, tb, 10*time.Second, "dial "+a,
+			chromedp.SetValue(chromedp.CSS(`#dial-alias`), a),
+			chromedp.Click(chromedp.CSS(button)))
+	}
+	dial(string(off.alias), `#dial-audio`)
+	appWait(t, tb, 10*time.Second, `document.getElementById('message').textContent.includes('offline')`)
+
+	// A denied camera: a clear message, no call.
+	drive0[bool](t, tb, `(navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError')), true)`)
+	dial(string(bot.alias), `#dial-video`)
+	appWait(t, tb, 10*time.Second, `document.getElementById('message').textContent.includes('denied')`)
+	msgs := drive0[string](t, tb, `JSON.stringify(window.duetApp.messages)`)
+	t.Logf("app messages: %s", msgs)
+}
+
+// drive0 evaluates a plain expression in the tab.
+func drive0[T any](t *testing.T, tb *tab, expr string) T {
+	t.Helper()
+	v, err := evalJS[T](tb.ctx, 10*time.Second, expr)
+	if err != nil {
+		t.Fatalf("%s: %s: %v", tb.name, expr, err)
+	}
+	return v
+}
+
+func identityAlias(s string) identity.Alias { return identity.Alias(s) }
