@@ -209,9 +209,11 @@ type jsDiag struct {
 		FrameHeight   int     `json:"frameHeight"`
 		FPS           float64 `json:"framesPerSecond"`
 		QLimit        string  `json:"qualityLimitationReason"`
+		Codec         string  `json:"codec"`
 	} `json:"outVideo"`
 	OutAudio *struct {
 		BytesSent uint64 `json:"bytesSent"`
+		Codec     string `json:"codec"`
 	} `json:"outAudio"`
 	InVideo *struct {
 		BytesReceived uint64 `json:"bytesReceived"`
@@ -221,11 +223,17 @@ type jsDiag struct {
 		FrameWidth    int    `json:"frameWidth"`
 		FrameHeight   int    `json:"frameHeight"`
 		PacketsLost   int64  `json:"packetsLost"`
+		Codec         string `json:"codec"`
 	} `json:"inVideo"`
 	InAudio *struct {
 		BytesReceived uint64 `json:"bytesReceived"`
 		Samples       uint64 `json:"totalSamplesReceived"`
+		Codec         string `json:"codec"`
 	} `json:"inAudio"`
+	VideoSender *struct {
+		MaxBitrate  int    `json:"maxBitrate"`
+		Degradation string `json:"degradationPreference"`
+	} `json:"videoSender"`
 	Frames *struct {
 		Encrypted     struct{ Audio, Video uint64 } `json:"encrypted"`
 		Decrypted     struct{ Audio, Video uint64 } `json:"decrypted"`

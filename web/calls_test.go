@@ -43,11 +43,13 @@ func checkVideoSendrecv(t *testing.T, who string, d jsDiag) {
 // and audio.
 func checkBrowserMedia(t *testing.T, tb *tab, video bool) (first, last jsDiag) {
 	t.Helper()
-	// The first sample once media arrives (stats appear with the first
-	// packets).
+	// The first sample once media flows: a second of decoded video. (A
+	// Go peer sends from a file and cannot make a key frame on request: when
+	// its first key frame is lost at the start, the frames until the next
+	// one are dropped; those are not counted.)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		first = tb.stats()
-		if first.InAudio != nil && (!video || first.InVideo != nil && first.InVideo.FramesDecoded > 0) || time.Now().After(deadline) {
+		if first.InAudio != nil && (!video || first.InVideo != nil && first.InVideo.FramesDecoded >= 30) || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -72,15 +74,18 @@ func checkBrowserMedia(t *testing.T, tb *tab, video bool) (first, last jsDiag) {
 	if last.InVideo.FramesDecoded < first.InVideo.FramesDecoded || grew < uint64(mediaWindow.Seconds()*5) {
 		t.Errorf("%s: inbound video framesDecoded %d → %d in %v; want it to keep growing", tb.name, first.InVideo.FramesDecoded, last.InVideo.FramesDecoded, mediaWindow)
 	}
-	// Frames dropped while the call starts (the Go side's file source
-	// cannot make a key frame on request: a lost first key frame costs the
-	// frames until the next one) are not counted; drops while media flows
-	// are.
 	if d := last.InVideo.FramesDropped - first.InVideo.FramesDropped; d > 3 {
 		t.Errorf("%s: %d inbound video frames dropped in %v", tb.name, d, mediaWindow)
 	}
 	if last.OutVideo == nil || last.OutVideo.FramesEncoded == 0 || last.Frames.Encrypted.Video == 0 {
-		t.Errorf("%s: the browser sends no encrypted video: %s", tb.name, last)
+		t.Fatalf("%s: the browser sends no encrypted video: %s", tb.name, last)
+	}
+	if !strings.EqualFold(last.OutVideo.Codec, "video/VP8") || !strings.EqualFold(last.InVideo.Codec, "video/VP8") ||
+		!strings.EqualFold(last.OutAudio.Codec, "audio/opus") || !strings.EqualFold(last.InAudio.Codec, "audio/opus") {
+		t.Errorf("%s: codecs out %s/%s, in %s/%s; want VP8 and Opus only", tb.name, last.OutVideo.Codec, last.OutAudio.Codec, last.InVideo.Codec, last.InAudio.Codec)
+	}
+	if vs := last.VideoSender; vs == nil || vs.MaxBitrate != 1_500_000 || vs.Degradation != "maintain-framerate" {
+		t.Errorf("%s: video sender parameters %+v; want maxBitrate 1500000 and maintain-framerate", tb.name, vs)
 	}
 	checkVideoSendrecv(t, tb.name, last)
 	return first, last
@@ -120,6 +125,38 @@ func checkRecording(t *testing.T, b *goBot, callID string, min int) {
 	}
 }
 
+// jsMedia is what the driver's media() reports.
+type jsMedia struct {
+	Settings struct {
+		Width     int     `json:"width"`
+		Height    int     `json:"height"`
+		FrameRate float64 `json:"frameRate"`
+	} `json:"settings"`
+	Constraints map[string]any `json:"constraints"`
+	Legacy      struct {
+		Local, Remote, LocalTracks, RemoteTracks int
+	} `json:"legacy"`
+}
+
+// checkCapture checks the camera was asked for the seed's 1280x720 at 30
+// fps (ideal) and delivers 1280x720 (Chromium's fake camera runs at its own
+// 20 fps), and that the legacy stream callbacks fired with the streams.
+func checkCapture(t *testing.T, tb *tab) {
+	t.Helper()
+	m := drive[jsMedia](tb, 5*time.Second, "media()")
+	c := fmt.Sprint(m.Constraints["width"], m.Constraints["height"], m.Constraints["frameRate"])
+	if c != "map[ideal:1280] map[ideal:720] map[ideal:30]" && c != "1280 720 30" { // Chromium reports bare ideals
+		t.Errorf("%s: camera constraints %v; want ideal 1280x720 at 30 fps", tb.name, m.Constraints)
+	}
+	if m.Settings.Width != 1280 || m.Settings.Height != 720 || m.Settings.FrameRate < 15 {
+		t.Errorf("%s: camera %dx%d at %.0f fps; want 1280x720", tb.name, m.Settings.Width, m.Settings.Height, m.Settings.FrameRate)
+	}
+	tb.t.Logf("%s: camera %dx%d at %.0f fps (asked: %v)", tb.name, m.Settings.Width, m.Settings.Height, m.Settings.FrameRate, m.Constraints)
+	if m.Legacy.Local != 1 || m.Legacy.LocalTracks != 2 || m.Legacy.Remote != 1 || m.Legacy.RemoteTracks < 1 {
+		t.Errorf("%s: legacy onLocalStream/onRemoteStream calls %+v; want one each with the streams", tb.name, m.Legacy)
+	}
+}
+
 func TestCallsWithGo(t *testing.T) {
 	env := startCallEnv(t)
 	ffprobePath(t)
@@ -146,6 +183,15 @@ func TestCallsWithGo(t *testing.T) {
 		}
 		checkBrowserMedia(t, alice, true)
 		checkGoMedia(t, bot, true)
+		checkCapture(t, alice)
+		for _, want := range []string{"🔴 [CallModule] STEP 6.5: offer m-lines", "📊 [Diag #1]", "📊 [Diag #2]"} {
+			line, ok := alice.log.find(want)
+			if !ok {
+				t.Errorf("alice's console has no %q line", want)
+			} else if strings.Contains(want, "6.5") && !strings.Contains(line, "m=video 9 UDP/TLS/RTP/SAVPF 96 97 a=sendrecv") {
+				t.Errorf("STEP 6.5 line %q: want the VP8 (and its RTX) m=video line, a=sendrecv", line)
+			}
+		}
 
 		if r := drive[jsResult](alice, 10*time.Second, "hangup()"); !r.OK {
 			t.Fatalf("hangup: %+v", r)
@@ -375,6 +421,11 @@ func TestCallsBrowserToBrowser(t *testing.T) {
 		a := alice.setup(false)
 		bob := env.openTab(t, "bob", "")
 		b := bob.setup(false)
+		// bob encrypts through the older createEncodedStreams API, alice
+		// through RTCRtpScriptTransform: the two interoperate.
+		if mode := drive[string](bob, 5*time.Second, "setE2EEMode('encoded-streams')"); mode != "encoded-streams" {
+			t.Fatalf("bob's E2EE mode %q", mode)
+		}
 		if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", b)); !r.OK {
 			t.Fatalf("call: %+v", r)
 		}
@@ -392,7 +443,10 @@ func TestCallsBrowserToBrowser(t *testing.T) {
 		alice.waitState("connected", 15*time.Second)
 		bob.waitState("connected", 15*time.Second)
 		checkBrowserMedia(t, alice, true)
-		checkBrowserMedia(t, bob, true)
+		if _, d := checkBrowserMedia(t, bob, true); d.E2EE != "encoded-streams" {
+			t.Errorf("bob encrypted with %q, want the createEncodedStreams fallback", d.E2EE)
+		}
+		checkCapture(t, bob)
 
 		// alice rotates the media keys (as rekey-needed would); media keeps
 		// flowing under epoch 1 both ways.

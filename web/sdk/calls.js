@@ -109,8 +109,11 @@ function preferredCodecs(kind) {
   return caps.filter((c) => want.includes(c.mimeType.toLowerCase()));
 }
 
+let forcedMode = '';
+
 /** Whether this browser can encrypt media frames. */
 export function e2eeSupport() {
+  if (forcedMode) return forcedMode;
   if (typeof globalThis.RTCRtpScriptTransform === 'function') return 'script-transform';
   if (typeof globalThis.RTCRtpSender?.prototype?.createEncodedStreams === 'function') return 'encoded-streams';
   return '';
@@ -1109,26 +1112,27 @@ export class CallModule {
       byId.set(r.id, r);
       if (r.type === 'transport' && r.selectedCandidatePairId) selected = r.selectedCandidatePairId;
     });
+    const codec = (r) => byId.get(r.codecId)?.mimeType ?? '';
     report.forEach((r) => {
       if (r.type === 'outbound-rtp' && r.kind === 'video') {
         d.outVideo = {
           bytesSent: r.bytesSent ?? 0, packetsSent: r.packetsSent ?? 0, framesEncoded: r.framesEncoded ?? 0,
           frameWidth: r.frameWidth ?? 0, frameHeight: r.frameHeight ?? 0, framesPerSecond: r.framesPerSecond ?? 0,
-          qualityLimitationReason: r.qualityLimitationReason ?? '', keyFramesEncoded: r.keyFramesEncoded ?? 0,
+          qualityLimitationReason: r.qualityLimitationReason ?? '', keyFramesEncoded: r.keyFramesEncoded ?? 0, codec: codec(r),
         };
       } else if (r.type === 'outbound-rtp' && r.kind === 'audio') {
-        d.outAudio = { bytesSent: r.bytesSent ?? 0, packetsSent: r.packetsSent ?? 0 };
+        d.outAudio = { bytesSent: r.bytesSent ?? 0, packetsSent: r.packetsSent ?? 0, codec: codec(r) };
       } else if (r.type === 'inbound-rtp' && r.kind === 'video') {
         d.inVideo = {
           bytesReceived: r.bytesReceived ?? 0, packetsReceived: r.packetsReceived ?? 0, packetsLost: r.packetsLost ?? 0,
           framesReceived: r.framesReceived ?? 0, framesDecoded: r.framesDecoded ?? 0, framesDropped: r.framesDropped ?? 0,
           keyFramesDecoded: r.keyFramesDecoded ?? 0, frameWidth: r.frameWidth ?? 0, frameHeight: r.frameHeight ?? 0,
-          framesPerSecond: r.framesPerSecond ?? 0, freezeCount: r.freezeCount ?? 0, pliCount: r.pliCount ?? 0,
+          framesPerSecond: r.framesPerSecond ?? 0, freezeCount: r.freezeCount ?? 0, pliCount: r.pliCount ?? 0, codec: codec(r),
         };
       } else if (r.type === 'inbound-rtp' && r.kind === 'audio') {
         d.inAudio = {
           bytesReceived: r.bytesReceived ?? 0, packetsReceived: r.packetsReceived ?? 0, packetsLost: r.packetsLost ?? 0,
-          totalSamplesReceived: r.totalSamplesReceived ?? 0, concealedSamples: r.concealedSamples ?? 0,
+          totalSamplesReceived: r.totalSamplesReceived ?? 0, concealedSamples: r.concealedSamples ?? 0, codec: codec(r),
         };
       }
     });
@@ -1137,6 +1141,11 @@ export class CallModule {
     if (pair) {
       d.rtt = pair.currentRoundTripTime ?? 0;
       d.pair = `${byId.get(pair.localCandidateId)?.candidateType ?? '?'}/${byId.get(pair.remoteCandidateId)?.candidateType ?? '?'}`;
+    }
+    const vs = s.pc.getSenders().find((x) => x.track?.kind === 'video');
+    if (vs) {
+      const p = vs.getParameters();
+      d.videoSender = { maxBitrate: p.encodings?.[0]?.maxBitrate ?? 0, degradationPreference: p.degradationPreference ?? '' };
     }
     d.frames = await this.#workerCounters(s);
     s.lastDiag = d;
@@ -1159,7 +1168,7 @@ export class CallModule {
         ` out=v${kb(ov?.bytesSent)}/${ov?.framesEncoded ?? 0}f a${kb(d.outAudio?.bytesSent)}` +
         ` in=v${kb(iv?.bytesReceived)}/${iv?.framesDecoded ?? 0}dec/${iv?.framesDropped ?? 0}drop${iv ? ` ${iv.frameWidth}x${iv.frameHeight}` : ''} a${kb(d.inAudio?.bytesReceived)}` +
         ` rtt=${Math.round(d.rtt * 1000)}ms pair=${d.pair || '-'}` +
-        (f ? ` e2ee=enc v${f.encrypted.video}/a${f.encrypted.audio} dec v${f.decrypted.video}/a${f.decrypted.audio} err ${f.decryptErrors}${f.lastDecryptError ? ` (${f.lastDecryptError})` : ''} nokey ${f.droppedNoKey} streams ${f.streams}` : ''));
+        (f ? ` e2ee=enc v${f.encrypted.video}/a${f.encrypted.audio} dec v${f.decrypted.video}/a${f.decrypted.audio} err ${f.decryptErrors}${f.lastDecryptError ? ` (${f.lastDecryptError})` : ''} replayed ${f.replayed} nokey ${f.droppedNoKey} streams ${f.streams}` : ''));
     }
     return d;
   }
@@ -1245,4 +1254,8 @@ export const testHooks = Object.freeze({
     return { ...T };
   },
   timings: () => ({ ...T }),
+  /** Forces the createEncodedStreams path ('encoded-streams'), or '' for the default. */
+  setE2EEMode(mode) {
+    forcedMode = mode;
+  },
 });

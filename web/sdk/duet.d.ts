@@ -473,10 +473,10 @@ export interface CallDiag {
   state: CallState;
   connectedMs: number;
   e2ee: 'script-transform' | 'encoded-streams';
-  outVideo: { bytesSent: number; packetsSent: number; framesEncoded: number; frameWidth: number; frameHeight: number; framesPerSecond: number; qualityLimitationReason: string; keyFramesEncoded: number } | null;
-  outAudio: { bytesSent: number; packetsSent: number } | null;
-  inVideo: { bytesReceived: number; packetsReceived: number; packetsLost: number; framesReceived: number; framesDecoded: number; framesDropped: number; keyFramesDecoded: number; frameWidth: number; frameHeight: number; framesPerSecond: number; freezeCount: number; pliCount: number } | null;
-  inAudio: { bytesReceived: number; packetsReceived: number; packetsLost: number; totalSamplesReceived: number; concealedSamples: number } | null;
+  outVideo: { bytesSent: number; packetsSent: number; framesEncoded: number; frameWidth: number; frameHeight: number; framesPerSecond: number; qualityLimitationReason: string; keyFramesEncoded: number; codec: string } | null;
+  outAudio: { bytesSent: number; packetsSent: number; codec: string } | null;
+  inVideo: { bytesReceived: number; packetsReceived: number; packetsLost: number; framesReceived: number; framesDecoded: number; framesDropped: number; keyFramesDecoded: number; frameWidth: number; frameHeight: number; framesPerSecond: number; freezeCount: number; pliCount: number; codec: string } | null;
+  inAudio: { bytesReceived: number; packetsReceived: number; packetsLost: number; totalSamplesReceived: number; concealedSamples: number; codec: string } | null;
   /** Selected candidate pair types, e.g. 'host/host' or 'relay/relay'. */
   pair: string;
   /** Round-trip time of the selected pair, seconds. */
@@ -485,13 +485,18 @@ export interface CallDiag {
   /** Media key epoch (call_rekey). */
   epoch: number;
   mLines: { local: string[]; remote: string[] };
+  /** The video sender's parameters (set after connect: 1.5 Mbps, maintain-framerate). */
+  videoSender?: { maxBitrate: number; degradationPreference: string };
   /** The E2EE worker's counts. */
   frames: {
     encrypted: { audio: number; video: number };
     decrypted: { audio: number; video: number };
     droppedNoKey: number;
     encryptErrors: number;
+    /** Frames that did not authenticate or had an unknown key epoch. */
     decryptErrors: number;
+    /** Frames delivered again (refused by the replay window). */
+    replayed: number;
     lastDecryptError: string;
     streams: number;
     sendEpoch: number;

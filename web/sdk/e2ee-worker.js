@@ -37,7 +37,8 @@ const counters = {
   bytesOut: { audio: 0, video: 0 },
   droppedNoKey: 0,
   encryptErrors: 0,
-  decryptErrors: 0,
+  decryptErrors: 0, // frames that do not authenticate (or of an unknown epoch)
+  replayed: 0, // frames delivered again (ErrReplay, ErrTooOld): dropped
   lastDecryptError: '',
   streams: 0,
   sendEpoch: 0,
@@ -165,8 +166,12 @@ function pipe(readable, writable, dir, kind) {
         ctl.enqueue(frame);
         if (pendingSend && epoch >= pendingSend.epoch) serial(switchSend);
       } catch (e) {
-        counters.decryptErrors++;
-        counters.lastDecryptError = `${e.name}: ${e.message}`;
+        if (e.name === 'ErrReplay' || e.name === 'ErrTooOld') {
+          counters.replayed++;
+        } else {
+          counters.decryptErrors++;
+          counters.lastDecryptError = `${e.name}: ${e.message}`;
+        }
       }
     };
   readable

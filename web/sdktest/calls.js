@@ -52,6 +52,18 @@ export async function setup(opts = {}) {
   calls.observeDiag().subscribe((d) => {
     if (d) diags.push(d);
   });
+  calls.onLocalStream = (st) => {
+    if (st) {
+      legacy.local++;
+      legacy.localTracks = st.getTracks().length;
+    }
+  };
+  calls.onRemoteStream = (st) => {
+    if (st) {
+      legacy.remote++;
+      legacy.remoteTracks = st.getTracks().length;
+    }
+  };
   calls.onIncomingCall = (from, isVideo) => {
     incoming.push({ from, isVideo });
     wake();
@@ -62,6 +74,25 @@ export async function setup(opts = {}) {
   };
   return alias;
 }
+
+export function setE2EEMode(mode) {
+  testHooks.setE2EEMode(mode);
+  return duet.e2eeSupport();
+}
+
+/** What the page captured and how its video sender is set up. */
+export function media() {
+  let local = null;
+  calls.observeLocalStream().subscribe((s) => { local = s; }).unsubscribe();
+  const v = local?.getVideoTracks()[0];
+  return {
+    settings: v ? v.getSettings() : null,
+    constraints: v ? v.getConstraints() : null,
+    legacy,
+  };
+}
+
+const legacy = { local: 0, remote: 0, localTracks: 0, remoteTracks: 0 };
 
 export function setTimings(t) {
   return testHooks.setTimings(t);
