@@ -95,8 +95,16 @@ func TestDemoApp(t *testing.T) {
 	tb := env.openTab(t, "app", "/app/")
 	appRun(t, tb, 10*time.Second, "phone viewport", chromedp.EmulateViewport(390, 844))
 
-	// Create an identity.
+	// Installable: the manifest parses, and the service worker (app shell
+	// only) takes control.
 	appWait(t, tb, 10*time.Second, `window.duetApp.screen === 'onboarding'`)
+	sw := drive0[string](t, tb, `navigator.serviceWorker.ready.then(r => r.active.scriptURL)`)
+	man := drive0[string](t, tb, `fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json()).then(m => m.display + ' ' + m.icons.length)`)
+	if !strings.HasSuffix(sw, "/app/sw.js") || man != "standalone 3" {
+		t.Errorf("PWA: service worker %q, manifest %q", sw, man)
+	}
+
+	// Create an identity.
 	appRun(t, tb, 10*time.Second, "create", chromedp.Click(chromedp.CSS(`#create`)))
 	appWait(t, tb, 15*time.Second, `window.duetApp.screen === 'backup'`)
 	words := drive0[int](t, tb, `document.querySelectorAll('#words li').length`)

@@ -201,6 +201,7 @@ type jsDiag struct {
 	N        int    `json:"n"`
 	State    string `json:"state"`
 	Pair     string `json:"pair"`
+	Restarts int    `json:"restarts"`
 	E2EE     string `json:"e2ee"`
 	OutVideo *struct {
 		BytesSent     uint64  `json:"bytesSent"`

@@ -184,6 +184,19 @@ func TestCallsWithGo(t *testing.T) {
 		checkBrowserMedia(t, alice, true)
 		checkGoMedia(t, bot, true)
 		checkCapture(t, alice)
+
+		// An ICE restart (what the browser does at its first ICE failure):
+		// an ice_restart offer the Go side answers; media goes on.
+		if !drive[bool](alice, 5*time.Second, "forceICERestart()") {
+			t.Fatal("forceICERestart: no call")
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if _, d := checkBrowserMedia(t, alice, true); d.Restarts != 1 || d.State != "connected" {
+			t.Errorf("browser after an ICE restart: %d restarts, state %s", d.Restarts, d.State)
+		}
+		if gs := bot.mod.Stats(); gs.ICERestarts != 1 {
+			t.Errorf("Go side: %d ICE restarts, want 1 (the browser's)", gs.ICERestarts)
+		}
 		for _, want := range []string{"🔴 [CallModule] STEP 6.5: offer m-lines", "📊 [Diag #1]", "📊 [Diag #2]"} {
 			line, ok := alice.log.find(want)
 			if !ok {
@@ -448,10 +461,11 @@ func TestCallsBrowserToBrowser(t *testing.T) {
 		}
 		checkCapture(t, bob)
 
-		// alice rotates the media keys (as rekey-needed would); media keeps
-		// flowing under epoch 1 both ways.
-		if !drive[bool](alice, 5*time.Second, "forceRekey()") {
-			t.Fatal("forceRekey: no call")
+		// alice's worker signals rekey-needed (its key budget shrunk through
+		// the frame cipher's test hook): she sends call_rekey, bob replies,
+		// and media keeps flowing under epoch 1 both ways.
+		if !drive[bool](alice, 5*time.Second, "rekeyAfter(20)") {
+			t.Fatal("rekeyAfter: no call")
 		}
 		time.Sleep(2500 * time.Millisecond)
 		for _, tb := range []*tab{alice, bob} {

@@ -1230,6 +1230,22 @@ export class CallModule {
     this.#queueSend(s, reply).catch(() => {});
   }
 
+  /** @private Test hook: restarts ICE as a first ICE failure would (caller only). */
+  _forceICERestart() {
+    const s = this.#cur;
+    if (!s || s.incoming || !s.connected) return false;
+    this.#onICEFailed(s);
+    return true;
+  }
+
+  /** @private Test hook: posts a message to the current call's E2EE worker. */
+  _postWorker(m) {
+    const s = this.#cur;
+    if (!s?.worker) return false;
+    s.worker.postMessage(m);
+    return true;
+  }
+
   /** @private Test hook: starts a media rekey as rekey-needed would. */
   _forceRekey() {
     const s = this.#cur;

@@ -23,11 +23,12 @@
 //   {type: 'send-switched', epoch}  sending moved to a new epoch
 //   {type: 'error', message}        a key could not be installed
 
-import { FrameDecryptor, FrameEncryptor, OVERHEAD } from './frame.js';
+import { FrameDecryptor, FrameEncryptor, OVERHEAD, testHooks } from './frame.js';
 
 let enc = null;
 let dec = null;
 let pendingSend = null;
+let testRekey = false;
 let ready = Promise.resolve();
 
 const counters = {
@@ -71,7 +72,13 @@ self.onmessage = (ev) => {
     case 'keys':
       serial(async () => {
         const e = await FrameEncryptor.create(m.send, {
-          onRekeyNeeded: (epoch) => post({ type: 'rekey-needed', epoch }),
+          onRekeyNeeded: (epoch) => {
+            if (testRekey) { // the test hook's budget is one-shot
+              testRekey = false;
+              testHooks.setLimits(e, {});
+            }
+            post({ type: 'rekey-needed', epoch });
+          },
         });
         const d = await FrameDecryptor.create(m.recv);
         enc = e;
@@ -106,6 +113,15 @@ self.onmessage = (ev) => {
       break;
     case 'stats':
       post({ type: 'stats', id: m.id, counters: structuredClone(counters) });
+      break;
+    case 'test-rekey-after':
+      // Tests only: the send key signals rekey-needed after m.frames more
+      // frames, as it would at 80 % of its budget.
+      serial(() => {
+        if (!enc) return;
+        testRekey = true;
+        testHooks.setLimits(enc, { rekeyFrames: enc.usage.frames + m.frames });
+      });
       break;
   }
 };

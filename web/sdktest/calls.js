@@ -175,6 +175,15 @@ export function forceRekey() {
   return calls._forceRekey();
 }
 
+/** The E2EE worker signals rekey-needed after n more frames (its real path). */
+export function rekeyAfter(n) {
+  return calls._postWorker({ type: 'test-rekey-after', frames: n });
+}
+
+export function forceICERestart() {
+  return calls._forceICERestart();
+}
+
 export function close() {
   client.close();
   return client.state;
