@@ -200,6 +200,7 @@ type peerConfig struct {
 	drop      func(*wire.Envelope) bool   // swallows sent envelopes
 	onRestart func()                      // called when the module restarts ICE
 	relayURL  string                      // another relay than the shared one
+	logger    *slog.Logger                // the logger (default: testLogger)
 }
 
 func withOptions(f func(*Options)) peerOpt { return func(c *peerConfig) { f(&c.opts) } }
@@ -212,6 +213,7 @@ func withIdentity(id *identity.Identity) peerOpt   { return func(c *peerConfig) 
 func withDrop(f func(*wire.Envelope) bool) peerOpt { return func(c *peerConfig) { c.drop = f } }
 func withRelay(url string) peerOpt                 { return func(c *peerConfig) { c.relayURL = url } }
 func withOnRestart(f func()) peerOpt               { return func(c *peerConfig) { c.onRestart = f } }
+func withLogger(l *slog.Logger) peerOpt            { return func(c *peerConfig) { c.logger = l } }
 
 // peer is one test user: an identity registered on the shared relay, a
 // connected client and a call module.
@@ -277,7 +279,10 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		t.Fatalf("%s: register: %v", name, err)
 	}
 	p.alias = alias
-	log := testLogger(t, name)
+	log := cfg.logger
+	if log == nil {
+		log = testLogger(t, name)
+	}
 	var modp atomic.Pointer[Module]
 	p.cl, err = client.Connect(ctx, client.Options{
 		RelayURL:   url,
@@ -286,6 +291,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		HTTPClient: p.hc,
 		Logger:     log,
 		OnEnvelope: func(e *wire.Envelope) {
+			log.Debug("test: envelope received", "type", e.Type)
 			if m := modp.Load(); m != nil {
 				m.HandleEnvelope(e)
 			}
@@ -304,7 +310,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	if err != nil {
 		t.Fatalf("%s: connect: %v", name, err)
 	}
-	p.sig = &tapSignaler{Client: p.cl, drop: cfg.drop}
+	p.sig = &tapSignaler{Client: p.cl, drop: cfg.drop, log: log}
 	o := cfg.opts
 	o.Signaler = p.sig
 	o.Logger = log
@@ -479,6 +485,7 @@ func connect(t *testing.T, a, b *peer, md Media) {
 type tapSignaler struct {
 	*client.Client
 	drop func(*wire.Envelope) bool
+	log  *slog.Logger
 	mu   sync.Mutex
 	sent []wire.Envelope
 }
@@ -491,7 +498,10 @@ func (s *tapSignaler) Send(ctx context.Context, env *wire.Envelope) error {
 	if s.drop != nil && s.drop(env) {
 		return nil
 	}
-	return s.Client.Send(ctx, env)
+	s.log.Debug("test: envelope sending", "type", env.Type)
+	err := s.Client.Send(ctx, env)
+	s.log.Debug("test: envelope sent", "type", env.Type)
+	return err
 }
 
 // sentOf returns the envelopes of type typ sent so far.

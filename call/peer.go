@@ -2,6 +2,7 @@ package call
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -100,8 +101,30 @@ func (m *Module) rtcConfig(ice client.ICEConfig) webrtc.Configuration {
 	if m.opts.AlwaysRelay || ice.ForceRelay() {
 		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
+	// A TURN server reached over UDP answers STUN Binding requests too, and
+	// pion gathers a server-reflexive candidate from every UDP TURN URL: a
+	// STUN URL naming the same server would gather a second, identical one
+	// (on a socket of its own), which doubles the candidate pairs that both
+	// sides check during setup for nothing.
+	turnUDP := make(map[string]bool)
 	for _, s := range ice.ICEServers {
-		srv := webrtc.ICEServer{URLs: append([]string(nil), s.URLs...)}
+		for _, u := range s.URLs {
+			if scheme, hp, udp := iceURLHostPort(u); scheme == "turn" && udp {
+				turnUDP[hp] = true
+			}
+		}
+	}
+	for _, s := range ice.ICEServers {
+		srv := webrtc.ICEServer{}
+		for _, u := range s.URLs {
+			if scheme, hp, _ := iceURLHostPort(u); scheme == "stun" && turnUDP[hp] {
+				continue
+			}
+			srv.URLs = append(srv.URLs, u)
+		}
+		if len(srv.URLs) == 0 {
+			continue
+		}
 		if s.Username != "" || s.Credential != "" {
 			srv.Username = s.Username
 			srv.Credential = s.Credential
@@ -110,6 +133,37 @@ func (m *Module) rtcConfig(ice client.ICEConfig) webrtc.Configuration {
 		cfg.ICEServers = append(cfg.ICEServers, srv)
 	}
 	return cfg
+}
+
+// iceURLHostPort returns the lower-case scheme of a stun:, stuns:, turn: or
+// turns: URL, its host:port (the port defaulting to 3478, or 5349 for the
+// TLS schemes) and whether it is used over UDP. It returns an empty scheme
+// for anything else.
+func iceURLHostPort(u string) (scheme, hostPort string, udp bool) {
+	scheme, rest, ok := strings.Cut(u, ":")
+	if !ok {
+		return "", "", false
+	}
+	scheme = strings.ToLower(scheme)
+	rest, query, _ := strings.Cut(rest, "?")
+	switch scheme {
+	case "stun", "turn":
+		udp = query == "" || strings.EqualFold(query, "transport=udp")
+	case "stuns", "turns":
+	default:
+		return "", "", false
+	}
+	host, port := rest, ""
+	if h, p, err := net.SplitHostPort(rest); err == nil {
+		host, port = h, p
+	}
+	if port == "" {
+		port = "3478"
+		if scheme == "stuns" || scheme == "turns" {
+			port = "5349"
+		}
+	}
+	return scheme, net.JoinHostPort(strings.ToLower(strings.Trim(host, "[]")), port), udp
 }
 
 // mimeKind maps a negotiated codec to the media kind, "" for anything else.

@@ -52,8 +52,10 @@ type session struct {
 	answering   bool // Answer was called
 	ps          *peerSig
 	offerSent   bool
-	offerID     string // the envelope id of our offer (undeliverable notices)
-	offerSDP    string // callee: the offer, kept while ringing
+	offerID     string        // the envelope id of our offer (undeliverable notices)
+	offerSDP    string        // callee: the offer, kept while ringing
+	prepared    chan struct{} // callee: closed when prepareCallee is done
+	prepErr     error         // callee: prepareCallee's failure
 	ephem       *ecdh.PrivateKey
 	peerEPK     []byte
 	pc          *webrtc.PeerConnection
@@ -156,8 +158,14 @@ func (s *session) setupCtx(ctx context.Context) (context.Context, context.Cancel
 
 // step logs one setup step at debug level, like the seed's STEP 1..8 lines.
 func (s *session) step(name string, n float64, msg string, args ...any) {
-	s.log.Debug(fmt.Sprintf("call: %s %g: %s", name, n, msg), args...)
+	if s.debug() {
+		s.log.Debug(fmt.Sprintf("call: %s %g: %s", name, n, msg), args...)
+	}
 }
+
+// debug reports whether debug logs are on, for steps whose arguments cost
+// something to compute.
+func (s *session) debug() bool { return s.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // ended returns ErrCallEnded if the call was ended, else err.
 func (s *session) ended(err error) error {
@@ -209,7 +217,9 @@ func (s *session) startCaller(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: ephemeral key: %w", ErrMediaSetup, err)
 	}
-	s.step("STEP", 3, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
+	if s.debug() {
+		s.step("STEP", 3, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
+	}
 	pc, err := s.newPC(ice)
 	if err != nil {
 		return s.ended(err)
@@ -236,7 +246,9 @@ func (s *session) startCaller(ctx context.Context) error {
 	if err := pc.SetLocalDescription(offer); err != nil {
 		return s.ended(fmt.Errorf("%w: setting the offer: %w", ErrMediaSetup, err))
 	}
-	s.step("STEP", 6.5, "offer m-lines", "m", mLines(offer.SDP))
+	if s.debug() {
+		s.step("STEP", 6.5, "offer m-lines", "m", mLines(offer.SDP))
+	}
 
 	s.step("STEP", 7, "waiting for the peer's checked keys, then sending call_offer")
 	kr := waitKeys()
@@ -300,51 +312,99 @@ func (s *session) onRingTimeout() {
 	m.end(s, StateEnded, ReasonNoAnswer, notifyNone, nil)
 }
 
+// prepareCallee runs while the callee rings (RCVD STEP 2..3): it creates
+// the peer connection and sets the caller's offer on it, so that answering
+// only has to derive the media keys and create the answer. Nothing is sent
+// and no candidate is gathered before Answer (gathering starts with the
+// local description). A failure is kept for Answer; the teardown closes the
+// connection of a call that is not answered.
+func (s *session) prepareCallee() {
+	m := s.m
+	defer close(s.prepared)
+	fail := func(err error) {
+		m.mu.Lock()
+		s.prepErr = err
+		m.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, keysTimeout)
+	defer cancel()
+	m.mu.Lock()
+	offerSDP := s.offerSDP
+	m.mu.Unlock()
+
+	s.step("RCVD STEP", 2, "fetching the ICE configuration")
+	ice, err := m.sig.ICEConfig(ctx)
+	if err != nil {
+		fail(fmt.Errorf("%w: ICE configuration: %w", ErrMediaSetup, err))
+		return
+	}
+	if s.debug() {
+		s.step("RCVD STEP", 2.5, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
+	}
+	pc, err := s.newPC(ice)
+	if err != nil {
+		fail(err)
+		return
+	}
+	m.mu.Lock()
+	if s.ending {
+		m.mu.Unlock()
+		_ = pc.Close()
+		fail(fmt.Errorf("%w before the answer", ErrCallEnded))
+		return
+	}
+	s.pc = pc
+	m.mu.Unlock()
+
+	if s.debug() {
+		s.step("RCVD STEP", 3, "setting the remote offer", "m", mLines(offerSDP))
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
+		fail(fmt.Errorf("%w: the caller's offer: %w", ErrMediaSetup, err))
+		return
+	}
+	s.remoteReady()
+}
+
 // startCallee runs the callee's setup, ANSWER STEP 0..5: it answers the kept
-// offer.
+// offer on the peer connection prepareCallee prepared.
 func (s *session) startCallee(ctx context.Context) error {
 	m := s.m
 	ctx, cancel := s.setupCtx(ctx)
 	defer cancel()
 
 	m.mu.Lock()
-	offerSDP, peerEPK := s.offerSDP, s.peerEPK
+	peerEPK := s.peerEPK
 	m.mu.Unlock()
 
 	s.step("ANSWER STEP", 0, "answering", "video", s.video)
-	s.step("ANSWER STEP", 1, "fetching the ICE configuration")
-	ice, err := m.sig.ICEConfig(ctx)
-	if err != nil {
-		return s.ended(fmt.Errorf("%w: ICE configuration: %w", ErrMediaSetup, err))
-	}
 	ephem, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return fmt.Errorf("%w: ephemeral key: %w", ErrMediaSetup, err)
 	}
-	s.step("ANSWER STEP", 2, "deriving the media keys")
+	s.step("ANSWER STEP", 1, "deriving the media keys")
 	if err := s.installKeys(ephem, peerEPK); err != nil {
 		return s.ended(err)
 	}
-	s.step("ANSWER STEP", 2.5, "creating the peer connection", "policy", m.rtcConfig(ice).ICETransportPolicy.String(), "ice_servers", len(ice.ICEServers))
-	pc, err := s.newPC(ice)
-	if err != nil {
-		return s.ended(err)
+	s.step("ANSWER STEP", 2, "waiting for the peer connection prepared while ringing")
+	select {
+	case <-s.prepared:
+	case <-ctx.Done():
+		return s.ended(fmt.Errorf("%w: preparing the peer connection: %w", ErrMediaSetup, ctx.Err()))
 	}
 	m.mu.Lock()
 	if s.ending {
 		m.mu.Unlock()
-		_ = pc.Close()
 		return fmt.Errorf("%w before the answer was sent", ErrCallEnded)
 	}
-	s.ephem, s.pc = ephem, pc
+	pc, err := s.pc, s.prepErr
+	s.ephem = ephem
 	m.mu.Unlock()
-
-	s.step("ANSWER STEP", 3, "setting the remote offer", "m", mLines(offerSDP))
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
-		return s.ended(fmt.Errorf("%w: the caller's offer: %w", ErrMediaSetup, err))
+	if err != nil {
+		return s.ended(err)
 	}
-	s.remoteReady()
-	s.step("ANSWER STEP", 3.2, "adding local tracks and creating the answer")
+
+	s.step("ANSWER STEP", 3, "adding local tracks and creating the answer")
 	if err := s.addTracks(pc, s.video); err != nil {
 		return s.ended(err)
 	}
@@ -355,7 +415,9 @@ func (s *session) startCallee(ctx context.Context) error {
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return s.ended(fmt.Errorf("%w: setting the answer: %w", ErrMediaSetup, err))
 	}
-	s.step("ANSWER STEP", 3.5, "answer m-lines", "m", mLines(answer.SDP))
+	if s.debug() {
+		s.step("ANSWER STEP", 3.5, "answer m-lines", "m", mLines(answer.SDP))
+	}
 
 	s.step("ANSWER STEP", 4, "sending call_answer")
 	if err := s.send(ctx, wire.AnswerPayload{SDP: answer.SDP, EPK: ephem.PublicKey().Bytes()}); err != nil {

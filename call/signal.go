@@ -246,9 +246,16 @@ func (m *Module) incomingOffer(ps *peerSig, msg wire.Message, offer wire.OfferPa
 	s.ringTimer = time.AfterFunc(ringTimeout, s.onRingTimeout)
 	m.cur = s
 	m.publishLocked(s, ReasonNone)
+	// The peer connection is made ready for the answer while ringing.
+	s.prepared = make(chan struct{})
+	if !s.goLocked(s.prepareCallee) {
+		close(s.prepared)
+	}
 	m.mu.Unlock()
 
-	s.step("RCVD STEP", 1, "call_offer received; ringing", "video", s.video, "m", mLines(offer.SDP))
+	if s.debug() {
+		s.step("RCVD STEP", 1, "call_offer received; ringing", "video", s.video, "m", mLines(offer.SDP))
+	}
 	if cb := m.opts.OnIncomingCall; cb != nil {
 		cb(msg.From, s.video)
 	}
