@@ -46,7 +46,8 @@ Flags (environment variable in brackets):
   --turn-listen ADDR        embedded TURN address, UDP [DUET_TURN_LISTEN] (default :3478)
   --turn-tcp                embedded TURN also on TCP, same port [DUET_TURN_TCP]
   --turn-public-host HOST   host clients reach the embedded TURN at [DUET_TURN_PUBLIC_HOST]
-                            (default: the first non-loopback IPv4 address, else 127.0.0.1)
+                            (default: the --turn-listen IP when it names one, else the
+                            first non-loopback IPv4 address, else 127.0.0.1)
   --no-turn                 do not run the embedded TURN server [DUET_NO_TURN]
   --turn-allow-peers CIDRS  comma-separated peers the embedded TURN may relay to although
                             private/loopback (e.g. 127.0.0.0/8 for local tests) [DUET_TURN_ALLOW_PEERS]
@@ -67,23 +68,32 @@ Examples:
   CF_TURN_KEY_ID=... CF_TURN_API_TOKEN=... duet relay --no-turn
   duet relay --nats-url nats://nats-1:4222 --addr :8081
       one of several relay nodes sharing a NATS cluster with JetStream
-  duet relay --turn-listen 127.0.0.1:3478 --turn-public-host 127.0.0.1 --turn-allow-peers 127.0.0.0/8
+  duet relay --turn-listen 127.0.0.1:3478 --turn-allow-peers 127.0.0.0/8
       local development with calls relayed over loopback
 `
 
 // relayConfig is the resolved configuration of `duet relay`.
 type relayConfig struct {
-	addr, dataDir, natsURL        string
-	turnListen, turnPublicHost    string
-	turnTCP, noTURN, forceRelay   bool
-	turnAllowPeers                []netip.Prefix
-	logLevel                      slog.Level
-	cfKeyID, cfToken              string
-	turnHost, turnSecret          string
-	twilioSID, twilioToken        string
-	meteredApp, meteredKey        string
-	publicHostFromMachineFallback bool
+	addr, dataDir, natsURL      string
+	turnListen, turnPublicHost  string
+	turnTCP, noTURN, forceRelay bool
+	turnAllowPeers              []netip.Prefix
+	logLevel                    slog.Level
+	cfKeyID, cfToken            string
+	turnHost, turnSecret        string
+	twilioSID, twilioToken      string
+	meteredApp, meteredKey      string
+	// publicHostSource says where turnPublicHost came from: "configured"
+	// (flag or environment), "turn-listen" or "machine".
+	publicHostSource string
 }
+
+// Sources of relayConfig.turnPublicHost.
+const (
+	publicHostConfigured = "configured"
+	publicHostListen     = "turn-listen"
+	publicHostMachine    = "machine"
+)
 
 // errUsage marks configuration errors (exit status 2).
 var errUsage = errors.New("usage")
@@ -170,9 +180,19 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 		}
 		c.turnAllowPeers = append(c.turnAllowPeers, prefix.Masked())
 	}
-	if c.turnPublicHost == "" {
-		c.turnPublicHost = defaultPublicHost()
-		c.publicHostFromMachineFallback = true
+	listenIP, err := parseTURNListen(c.turnListen)
+	if err != nil && !c.noTURN {
+		return c, err
+	}
+	switch {
+	case c.turnPublicHost != "":
+		c.publicHostSource = publicHostConfigured
+	case listenIP.IsValid() && !listenIP.IsUnspecified() && listenIP.Zone() == "":
+		// The server answers on that address only: advertise it, not an
+		// address of the machine it does not listen on.
+		c.turnPublicHost, c.publicHostSource = listenIP.String(), publicHostListen
+	default:
+		c.turnPublicHost, c.publicHostSource = machinePublicHost(), publicHostMachine
 	}
 	c.cfKeyID, c.cfToken = str("CF_TURN_KEY_ID", ""), str("CF_TURN_API_TOKEN", "")
 	c.turnHost, c.turnSecret = str("TURN_HOST", ""), str("TURN_SECRET", "")
@@ -181,9 +201,29 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	return c, nil
 }
 
-// defaultPublicHost is the first non-loopback IPv4 address of the machine,
+// parseTURNListen checks --turn-listen (an IP literal or no host, and a
+// port) and returns its IP, the zero Addr for no host.
+func parseTURNListen(listen string) (netip.Addr, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: --turn-listen %q: want IP:PORT or :PORT (%v)", errUsage, listen, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: --turn-listen %q: port %q is not a number from 0 to 65535", errUsage, listen, port)
+	}
+	if host == "" {
+		return netip.Addr{}, nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: --turn-listen %q: want an IP address, not a name (use :%s for every interface)", errUsage, listen, port)
+	}
+	return ip.Unmap(), nil
+}
+
+// machinePublicHost is the first non-loopback IPv4 address of the machine,
 // else 127.0.0.1.
-func defaultPublicHost() string {
+func machinePublicHost() string {
 	addrs, err := net.InterfaceAddrs()
 	if err == nil {
 		for _, a := range addrs {
@@ -399,7 +439,7 @@ func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnser
 		port = int(ap.Port())
 	}
 	log.Info("turn: embedded STUN/TURN server", "listen", t.Addr().String(), "tcp", cfg.turnTCP,
-		"public_host", cfg.turnPublicHost, "public_host_detected", cfg.publicHostFromMachineFallback,
+		"public_host", cfg.turnPublicHost, "public_host_from", cfg.publicHostSource,
 		"relay_ip", t.RelayIP().String(), "allow_peers", fmt.Sprint(cfg.turnAllowPeers), "secret_file", secretPath)
 	return t, &ice.Embedded{Host: cfg.turnPublicHost, Port: port, TCP: cfg.turnTCP, Secret: secret}, nil
 }

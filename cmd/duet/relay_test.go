@@ -37,7 +37,7 @@ func TestParseRelayConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.addr != ":8080" || c.dataDir != "./duet-data" || c.natsURL != "" || c.turnListen != ":3478" ||
-		c.noTURN || c.forceRelay || c.turnTCP || c.turnPublicHost == "" || !c.publicHostFromMachineFallback {
+		c.noTURN || c.forceRelay || c.turnTCP || c.turnPublicHost == "" || c.publicHostSource != publicHostMachine {
 		t.Errorf("defaults: %+v", c)
 	}
 	if ip, err := netip.ParseAddr(c.turnPublicHost); err != nil || !ip.Is4() || (ip.IsLoopback() && c.turnPublicHost != "127.0.0.1") {
@@ -78,6 +78,10 @@ func TestParseRelayConfig(t *testing.T) {
 		{[]string{"--turn-allow-peers", "nope"}, nil},
 		{[]string{"--log-level", "loud"}, nil},
 		{nil, map[string]string{"DUET_FORCE_RELAY": "maybe"}},
+		{[]string{"--turn-listen", "localhost:3478"}, nil},
+		{[]string{"--turn-listen", "127.0.0.1"}, nil},
+		{[]string{"--turn-listen", "127.0.0.1:port"}, nil},
+		{[]string{"--turn-listen", ":70000"}, nil},
 	} {
 		if _, err := parseRelayConfig(tc.args, mapLookup(tc.env)); !errors.Is(err, errUsage) {
 			t.Errorf("parseRelayConfig(%q, %v) = %v, want a usage error", tc.args, tc.env, err)
@@ -85,6 +89,44 @@ func TestParseRelayConfig(t *testing.T) {
 	}
 	if _, err := parseRelayConfig([]string{"--help"}, mapLookup(nil)); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v", err)
+	}
+}
+
+// TestTURNPublicHostDefault: without --turn-public-host, a --turn-listen on
+// a specific IP is what clients are told to reach; a listen on every
+// interface advertises the machine's address.
+func TestTURNPublicHostDefault(t *testing.T) {
+	machine := machinePublicHost()
+	for _, tc := range []struct {
+		args       []string
+		env        map[string]string
+		host, from string
+	}{
+		{nil, nil, machine, publicHostMachine},
+		{[]string{"--turn-listen", ":3478"}, nil, machine, publicHostMachine},
+		{[]string{"--turn-listen", "0.0.0.0:3478"}, nil, machine, publicHostMachine},
+		{[]string{"--turn-listen", "[::]:3478"}, nil, machine, publicHostMachine},
+		{[]string{"--turn-listen", "127.0.0.1:3478"}, nil, "127.0.0.1", publicHostListen},
+		{[]string{"--turn-listen", "10.1.2.3:0"}, nil, "10.1.2.3", publicHostListen},
+		{[]string{"--turn-listen", "[::ffff:10.1.2.3]:3478"}, nil, "10.1.2.3", publicHostListen},
+		{[]string{"--turn-listen", "[2001:db8::1]:3478"}, nil, "2001:db8::1", publicHostListen},
+		{nil, map[string]string{"DUET_TURN_LISTEN": "192.0.2.7:3478"}, "192.0.2.7", publicHostListen},
+		{[]string{"--turn-listen", "127.0.0.1:3478", "--turn-public-host", "turn.example.com"}, nil, "turn.example.com", publicHostConfigured},
+		{[]string{"--turn-listen", "127.0.0.1:3478"}, map[string]string{"DUET_TURN_PUBLIC_HOST": "192.0.2.9"}, "192.0.2.9", publicHostConfigured},
+	} {
+		c, err := parseRelayConfig(tc.args, mapLookup(tc.env))
+		if err != nil {
+			t.Errorf("parseRelayConfig(%q, %v): %v", tc.args, tc.env, err)
+			continue
+		}
+		if c.turnPublicHost != tc.host || c.publicHostSource != tc.from {
+			t.Errorf("parseRelayConfig(%q, %v): public host %q from %s, want %q from %s",
+				tc.args, tc.env, c.turnPublicHost, c.publicHostSource, tc.host, tc.from)
+		}
+	}
+	// --turn-listen is not used with --no-turn: not checked either.
+	if _, err := parseRelayConfig([]string{"--no-turn", "--turn-listen", "nope"}, mapLookup(nil)); err != nil {
+		t.Errorf("--no-turn with an unused --turn-listen: %v", err)
 	}
 }
 
@@ -146,7 +188,7 @@ func (s *syncBuffer) String() string {
 
 // TestRunRelay runs `duet relay` with the embedded NATS and TURN, registers
 // a user, authenticates over the WebSocket, fetches its ICE configuration
-// and stops the relay with a cancelled context (as a signal does).
+// (the embedded TURN advertised at its --turn-listen IP) and stops the relay with a cancelled context (as a signal does).
 func TestRunRelay(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	dir := t.TempDir()
@@ -156,7 +198,7 @@ func TestRunRelay(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- runRelay(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--turn-listen", "127.0.0.1:0",
-			"--turn-public-host", "127.0.0.1", "--turn-allow-peers", "127.0.0.0/8"}, &stdout, &stderr, mapLookup(nil))
+			"--turn-allow-peers", "127.0.0.0/8"}, &stdout, &stderr, mapLookup(nil))
 	}()
 	addrRE := regexp.MustCompile(`msg="relay: listening" addr=(\S+)`)
 	var base string
