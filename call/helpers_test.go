@@ -371,11 +371,31 @@ func (p *peer) close() {
 }
 
 // newPeerHTTPClient returns an HTTP client of its own, whose idle
-// connections are closed when the test ends (so no goroutine outlives it).
+// connections are closed when the test ends (so no goroutine outlives it),
+// and which counts the key lookups made through it.
 func newPeerHTTPClient(t testing.TB) *http.Client {
-	hc := &http.Client{Transport: &http.Transport{}}
+	hc := &http.Client{Transport: &countingTransport{Transport: &http.Transport{}}}
 	t.Cleanup(hc.CloseIdleConnections)
 	return hc
+}
+
+// countingTransport counts the key lookups (GET /api/v1/keys/...) made
+// through it.
+type countingTransport struct {
+	*http.Transport
+	keyLookups atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasPrefix(r.URL.Path, "/api/v1/keys/") {
+		c.keyLookups.Add(1)
+	}
+	return c.Transport.RoundTrip(r)
+}
+
+// keyLookups returns how many times p's client asked the relay for keys.
+func (p *peer) keyLookups() int64 {
+	return p.hc.Transport.(*countingTransport).keyLookups.Load()
 }
 
 // newPair returns two peers, a (the caller) and b.

@@ -12,7 +12,8 @@ import (
 )
 
 // Signaler is what the module needs from a relay connection. *client.Client
-// satisfies it.
+// satisfies it (and Pins, which a Signaler should implement to spare a key
+// lookup per incoming offer).
 type Signaler interface {
 	// Send sends one envelope to the relay.
 	Send(ctx context.Context, env *wire.Envelope) error
@@ -25,6 +26,17 @@ type Signaler interface {
 	Identity() *identity.Identity
 	// Alias returns this user's alias.
 	Alias() identity.Alias
+}
+
+// Pins is an optional interface of a Signaler (*client.Client has it):
+// PinnedKeys returns the keys pinned locally for peer, without a request to
+// the relay. With it, an offer from a peer the module holds a signaling
+// session with is opened with that session only while the session's keys
+// equal the pinned ones, so a key accepted since (client.AcceptKey) takes
+// effect at once. Without it, the keys of every incoming offer's sender are
+// looked up with PeerKeys.
+type Pins interface {
+	PinnedKeys(peer identity.Alias) (identity.PublicKeys, bool)
 }
 
 // FrameSink receives the decrypted frames of one kind of a call: whole VP8

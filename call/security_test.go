@@ -147,6 +147,69 @@ func TestKeyChangedRefused(t *testing.T) {
 	b.waitDrops("decrypt", 1)
 }
 
+func TestAcceptedKeyRetiresCachedSession(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	// b calls a twice; a rejects. The first offer makes a look b's keys up
+	// (and pin them); the second is opened with the session a holds,
+	// without a lookup.
+	ring := func(from *peer) {
+		t.Helper()
+		if err := from.mod.Call(ctxT(t), a.alias, Media{Audio: true}); err != nil {
+			t.Fatal(err)
+		}
+		a.waitIncoming(5 * time.Second)
+		if err := a.mod.Reject(); err != nil {
+			t.Fatal(err)
+		}
+		from.waitState(StateRejected, 5*time.Second)
+	}
+	ring(b)
+	lookups := a.keyLookups()
+	if lookups == 0 {
+		t.Fatal("a never looked b's keys up")
+	}
+	ring(b)
+	if n := a.keyLookups(); n != lookups {
+		t.Errorf("a looked keys up %d more times for a known, unchanged peer", n-lookups)
+	}
+
+	// b's alias moves to a new X25519 key, and a's user accepts it.
+	agree, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := newPeer(t, "b2", withIdentity(&identity.Identity{SigningKey: b.id.SigningKey, AgreementKey: agree}))
+	if b2.alias != b.alias {
+		t.Fatalf("re-registration gave alias %s, want %s", b2.alias, b.alias)
+	}
+	if _, err := a.cl.AcceptKey(ctxT(t), b.alias); err != nil {
+		t.Fatal(err)
+	}
+
+	// The old device still holds its session with a and offers with the
+	// old keys: a drops the offer (it does not open under the accepted
+	// key) and does not ring.
+	before := a.drops("decrypt")
+	if err := b.mod.Call(ctxT(t), a.alias, Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitDrops("decrypt", before+1)
+	select {
+	case in := <-a.incoming:
+		t.Fatalf("a rang for the old key after accepting the new one: %+v", in)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if st := a.mod.State().Get(); st.State.Active() {
+		t.Fatalf("a is in a call with the old key: %+v", st)
+	}
+	if err := b.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	// The new device, with the accepted key, gets through.
+	ring(b2)
+}
+
 func TestRekey(t *testing.T) {
 	checkLeaks(t)
 	a, b := newPair(t)

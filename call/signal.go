@@ -78,6 +78,33 @@ func (m *Module) peerSession(ctx context.Context, peer identity.Alias) (*peerSig
 	return ps, nil
 }
 
+// cachedSession returns the signaling session held for peer if its keys
+// are the ones pinned now, as the Signaler's Pins reports them, and nil
+// otherwise. A session whose keys are no longer pinned is dropped from the
+// cache. Without Pins the keys cannot be checked locally: nil.
+func (m *Module) cachedSession(peer identity.Alias) *peerSig {
+	pins, ok := m.sig.(Pins)
+	if !ok {
+		return nil
+	}
+	m.mu.Lock()
+	ps := m.peers[peer]
+	m.mu.Unlock()
+	if ps == nil {
+		return nil
+	}
+	if keys, ok := pins.PinnedKeys(peer); ok && keys.Equal(ps.keys) {
+		return ps
+	}
+	m.log.Info("call: the keys pinned for the peer changed since its signaling session was made; the session is discarded", "peer", peer)
+	m.mu.Lock()
+	if m.peers[peer] == ps {
+		delete(m.peers, peer)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
 // HandleEnvelope takes an envelope from the relay (wire it to
 // client.Options.OnEnvelope). It never blocks: envelopes are queued for the
 // module's signaling goroutine, and dropped (counted as "queue_full") when
@@ -139,14 +166,14 @@ func (m *Module) process(env *wire.Envelope) {
 			m.countDrop("unknown_call")
 			return
 		}
-		// A peer we already hold a session with (its pinned keys): open
-		// with it, saving a key lookup. Only when the frame does not
-		// authenticate with it are the keys looked up again (they may have
-		// changed, or been accepted anew), so a key change is still
-		// reported as such.
-		m.mu.Lock()
-		cached := m.peers[env.From]
-		m.mu.Unlock()
+		// A peer we already hold a session with, whose keys are still the
+		// pinned ones: open with it, saving a key lookup. A session whose
+		// keys are no longer pinned (the user accepted a new key) is
+		// forgotten, so that the old keys authenticate nothing any more.
+		// Only when the frame does not authenticate with the session are
+		// the keys looked up again (they may have changed), so a key change
+		// is still reported as such.
+		cached := m.cachedSession(env.From)
 		if cached != nil {
 			msg, err := cached.sess.Open(env)
 			if err == nil {

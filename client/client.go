@@ -409,6 +409,13 @@ func (c *Client) AcceptKey(ctx context.Context, peer identity.Alias) (identity.P
 	return keys, c.opts.Pins.Accept(peer, keys)
 }
 
+// PinnedKeys returns the keys pinned for peer, from the local pin store
+// (no request to the relay). The call module uses it to check that a
+// signaling session it holds still matches the pin, e.g. after AcceptKey.
+func (c *Client) PinnedKeys(peer identity.Alias) (identity.PublicKeys, bool) {
+	return c.opts.Pins.Pinned(peer)
+}
+
 // SafetyNumber returns the safety number between this user and peer, from
 // peer's pinned keys.
 func (c *Client) SafetyNumber(peer identity.Alias) (string, bool) {

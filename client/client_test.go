@@ -255,11 +255,20 @@ func TestKeyPinning(t *testing.T) {
 	if _, err := a.c.PeerKeys(ctx, b.c.Alias()); !errors.Is(err, ErrKeyChanged) {
 		t.Fatalf("second PeerKeys = %v, want ErrKeyChanged", err)
 	}
+	if got, ok := a.c.PinnedKeys(b.c.Alias()); !ok || got.Equal(keys) {
+		t.Fatalf("PinnedKeys = %v, %v; want the other pinned key", got, ok)
+	}
 	if _, err := a.c.AcceptKey(ctx, b.c.Alias()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.c.PeerKeys(ctx, b.c.Alias()); err != nil {
 		t.Fatalf("PeerKeys after AcceptKey = %v", err)
+	}
+	if got, ok := a.c.PinnedKeys(b.c.Alias()); !ok || !got.Equal(keys) {
+		t.Fatalf("PinnedKeys after AcceptKey = %v, %v; want b's keys", got, ok)
+	}
+	if _, ok := a.c.PinnedKeys("u00000000"); ok {
+		t.Fatal("PinnedKeys reports a pin for a peer never seen")
 	}
 }
 
