@@ -157,6 +157,12 @@ func checkCapture(t *testing.T, tb *tab) {
 	}
 }
 
+// jsGUM is one getUserMedia call the driver recorded (gumLog).
+type jsGUM struct {
+	Audio bool `json:"audio"`
+	Video bool `json:"video"`
+}
+
 func TestCallsWithGo(t *testing.T) {
 	env := startCallEnv(t)
 	ffprobePath(t)
@@ -498,6 +504,26 @@ func TestCallsBrowserToBrowser(t *testing.T) {
 		if r.OK || r.Name != "NotAllowedError" || e.Name != "NotAllowedError" || st.Reason != "error" {
 			t.Errorf("permission denied: call %+v, onError %+v, status %+v", r, e, st)
 		}
+		if n := drive[[]jsGUM](alice, 5*time.Second, "gumLog()"); len(n) != 1 {
+			t.Errorf("permission denied: getUserMedia calls %+v, want one", n)
+		}
+
+		// Only the camera fails (audio alone would work): the seed's 1.0.25
+		// rule, an error for the app and no audio-only retry.
+		drive[bool](alice, 5*time.Second, "reset()")
+		drive[bool](alice, 5*time.Second, "breakMedia('video')")
+		r = drive[jsResult](alice, 10*time.Second, fmt.Sprintf("call(%q, true)", b))
+		e = drive[jsError](alice, 5*time.Second, "waitError(2000)")
+		st = alice.waitState("ended", 5*time.Second)
+		if r.OK || r.Name != "NotReadableError" || e.Name != r.Name || e.Message != r.Message || st.Reason != "error" {
+			t.Errorf("camera failure: call %+v, onError %+v, status %+v; want call() to reject with the error onError shows", r, e, st)
+		}
+		if n := drive[[]jsGUM](alice, 5*time.Second, "gumLog()"); len(n) != 1 || !n[0].Audio || !n[0].Video {
+			t.Errorf("camera failure: getUserMedia calls %+v, want exactly one, for audio and video (no audio-only retry)", n)
+		}
+		if s := drive[jsStatus](bob, 5*time.Second, "status()"); s.State != "idle" {
+			t.Errorf("bob after alice's camera failed: %+v, want idle (nothing offered)", s)
+		}
 
 		drive[bool](alice, 5*time.Second, "reset()")
 		drive[map[string]float64](alice, 5*time.Second, "setTimings({gum: 600})")
@@ -510,6 +536,27 @@ func TestCallsBrowserToBrowser(t *testing.T) {
 		// Nothing was offered: bob never rang.
 		if s := drive[jsStatus](bob, 5*time.Second, "status()"); s.State != "idle" {
 			t.Errorf("bob: %+v, want idle", s)
+		}
+
+		// A getUserMedia that resolves after the timeout: its stream is
+		// stopped (camera and microphone released), never published.
+		drive[bool](alice, 5*time.Second, "reset()")
+		drive[bool](alice, 5*time.Second, "breakMedia('late')")
+		r = drive[jsResult](alice, 10*time.Second, fmt.Sprintf("call(%q, true)", b))
+		if r.OK || r.Name != "TimeoutError" {
+			t.Errorf("late getUserMedia: call %+v, want the timeout error", r)
+		}
+		late := drive[struct {
+			Tracks    []string `json:"tracks"`
+			Published bool     `json:"published"`
+		}](alice, 10*time.Second, "releaseLate()")
+		if len(late.Tracks) != 2 || late.Published {
+			t.Errorf("the late stream: %+v, want two tracks, not published", late)
+		}
+		for _, tr := range late.Tracks {
+			if !strings.HasSuffix(tr, ":ended") {
+				t.Errorf("the stream getUserMedia delivered after its timeout has track %s, want ended (camera and microphone left live)", tr)
+			}
 		}
 	})
 }

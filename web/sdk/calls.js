@@ -91,13 +91,20 @@ export function mLines(sdp) {
   return out;
 }
 
-/** A promise that rejects with the seed's error after ms. */
-function withTimeout(p, ms, message) {
+/**
+ * p, or a rejection with the seed's TimeoutError after ms. When the timeout
+ * wins, a value p resolves with later goes to onLate (getUserMedia: the
+ * late stream's tracks are stopped, or camera and microphone stay live).
+ */
+function withTimeout(p, ms, message, onLate) {
   let timer;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
     new Promise((_, reject) => {
-      timer = setTimeout(() => reject(callError('TimeoutError', message)), ms);
+      timer = setTimeout(() => {
+        p.then(onLate, () => {});
+        reject(callError('TimeoutError', message));
+      }, ms);
     }),
   ]);
 }
@@ -767,7 +774,10 @@ export class CallModule {
     const constraints = { audio: true, video: video ? { ...VIDEO_CONSTRAINTS } : false };
     let stream;
     try {
-      stream = await withTimeout(md.getUserMedia(constraints), T.gum, `getUserMedia timeout after ${T.gum}ms`);
+      stream = await withTimeout(md.getUserMedia(constraints), T.gum, `getUserMedia timeout after ${T.gum}ms`, (late) => {
+        this.#log.warn(`[CallModule] getUserMedia resolved after its ${T.gum} ms timeout; stopping the late stream's tracks`);
+        for (const t of late?.getTracks?.() ?? []) t.stop();
+      });
     } catch (e) {
       // The seed: a failed camera is an error for the app, never a silent
       // audio-only downgrade. NotAllowedError: permission denied.

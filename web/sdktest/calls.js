@@ -189,14 +189,54 @@ export function close() {
   return client.state;
 }
 
+const realGUM = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+const gumCalls = [];
+let lateRelease = null;
+let lateStream = null;
+
 /**
- * Makes getUserMedia fail: 'deny' rejects as a refused permission does,
- * 'hang' never settles (the seed's Android Chrome case).
+ * Makes getUserMedia misbehave; every call is recorded (gumLog):
+ * 'deny' rejects as a refused permission does, 'video' rejects only the
+ * calls that ask for video (a broken or refused camera; audio alone works),
+ * 'hang' never settles (the seed's Android Chrome case), 'late' settles
+ * only when releaseLate() says so, with a real stream.
  */
 export function breakMedia(how) {
-  const md = navigator.mediaDevices;
-  md.getUserMedia = how === 'deny'
-    ? () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'))
-    : () => new Promise(() => {});
+  const modes = {
+    deny: () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError')),
+    video: (c) => (c?.video ? Promise.reject(new DOMException('Could not start video source', 'NotReadableError')) : realGUM(c)),
+    hang: () => new Promise(() => {}),
+    late: (c) => new Promise((resolve, reject) => {
+      lateRelease = () => realGUM(c).then((st) => {
+        lateStream = st;
+        resolve(st);
+      }, reject);
+    }),
+  };
+  if (!modes[how]) throw new TypeError(`breakMedia: unknown mode ${how}`);
+  navigator.mediaDevices.getUserMedia = (c) => {
+    gumCalls.push({ audio: !!c?.audio, video: !!c?.video });
+    return modes[how](c);
+  };
   return true;
+}
+
+/** The getUserMedia calls since breakMedia, and forgets them. */
+export function gumLog() {
+  return gumCalls.splice(0);
+}
+
+/**
+ * Resolves the pending 'late' getUserMedia with a real stream, lets the
+ * SDK react (a macrotask later, after its promise callbacks), and reports
+ * that stream's track states and whether the SDK published it.
+ */
+export async function releaseLate() {
+  if (!lateRelease) throw new Error('releaseLate: no getUserMedia is pending');
+  await lateRelease();
+  lateRelease = null;
+  await new Promise((r) => setTimeout(r, 0));
+  let local = null;
+  calls.observeLocalStream().subscribe((st) => { local = st; }).unsubscribe();
+  return { tracks: lateStream.getTracks().map((t) => `${t.kind}:${t.readyState}`), published: local === lateStream };
 }
