@@ -300,7 +300,9 @@ $('reject').addEventListener('click', () => {
   console.log('🔥 [App] reject');
   $('accept').disabled = true;
   $('reject').disabled = true;
-  calls.reject().catch(() => {});
+  // Rejects (never throws) when the call stopped ringing meanwhile; the
+  // state observer already shows how it ended.
+  calls.reject().catch((e) => console.warn(`[App] reject: ${e.name}: ${e.message}`));
 });
 
 $('hangup').addEventListener('click', () => {

@@ -349,8 +349,11 @@ export class CallModule {
     }
   }
 
-  /** Rejects the ringing call: the caller gets call_reject (declined). */
-  reject() {
+  /**
+   * Rejects the ringing call: the caller gets call_reject (declined).
+   * Rejects with ErrNoIncomingCall when nothing rings (never throws).
+   */
+  async reject() {
     const s = this.#cur;
     if (!s || !s.incoming || s.state !== 'ringing' || s.answering || s.ending) {
       throw callError('ErrNoIncomingCall', 'no incoming call to reject');

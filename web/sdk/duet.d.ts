@@ -491,6 +491,10 @@ export interface CallDiag {
   frames: {
     encrypted: { audio: number; video: number };
     decrypted: { audio: number; video: number };
+    /** Plaintext bytes of the frames decrypted, by kind. */
+    bytesIn: { audio: number; video: number };
+    /** Plaintext bytes of the frames encrypted, by kind. */
+    bytesOut: { audio: number; video: number };
     droppedNoKey: number;
     encryptErrors: number;
     /** Frames that did not authenticate or had an unknown key epoch. */
@@ -501,6 +505,8 @@ export interface CallDiag {
     streams: number;
     sendEpoch: number;
     recvEpoch: number;
+    /** The encoder's MIME type per sent kind, as frames report it: keys 'send audio', 'send video' (e.g. 'audio/opus'). */
+    mime: Partial<Record<'send audio' | 'send video', string>>;
   } | null;
 }
 
@@ -535,6 +541,7 @@ export declare class CallModule {
   call(alias: string, media?: { audio?: boolean; video?: boolean }): Promise<void>;
   /** Resolves when the answer is sent (state 'connecting'). */
   answer(): Promise<void>;
+  /** Rejects the ringing call (call_reject, declined); rejects with ErrNoIncomingCall when nothing rings. */
   reject(): Promise<void>;
   hangup(): Promise<void>;
   setMicrophoneEnabled(on: boolean): void;

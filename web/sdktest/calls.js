@@ -240,3 +240,15 @@ export async function releaseLate() {
   calls.observeLocalStream().subscribe((st) => { local = st; }).unsubscribe();
   return { tracks: lateStream.getTracks().map((t) => `${t.kind}:${t.readyState}`), published: local === lateStream };
 }
+
+/** calls.reject() called directly: whether it threw or returned a promise, and how that settled. */
+export async function rejectDirect() {
+  let p;
+  try {
+    p = calls.reject();
+  } catch (e) {
+    return { threw: true, name: e.name };
+  }
+  if (!(p instanceof Promise)) return { threw: false, promise: false };
+  return p.then(() => ({ threw: false, promise: true, ok: true }), (e) => ({ threw: false, promise: true, ok: false, name: e.name }));
+}
