@@ -200,8 +200,10 @@ func TestWordListMatchesIdentity(t *testing.T) {
 }
 
 // TestSDKFiles checks the embedded SDK: every relative import of every
-// module resolves to an embedded file, and every name duet.js exports is
-// declared in duet.d.ts.
+// module resolves to an embedded file, every name duet.js exports is
+// declared in duet.d.ts, and every value duet.d.ts declares (function,
+// class, const, ...; types and interfaces need none) is exported by
+// duet.js.
 func TestSDKFiles(t *testing.T) {
 	importRe := regexp.MustCompile(`(?m)(?:^import|^export)[^;]*?from\s+'\./([^']+)'`)
 	entries, err := fs.ReadDir(web.SDK, ".")
@@ -251,6 +253,27 @@ func TestSDKFiles(t *testing.T) {
 		decl := regexp.MustCompile(`(?m)^export (?:declare )?(?:function|class|const|let|type|interface) ` + regexp.QuoteMeta(n) + `\b`)
 		if !decl.Match(dts) {
 			t.Errorf("duet.js exports %s, but duet.d.ts does not declare it", n)
+		}
+	}
+	exported := map[string]bool{}
+	for _, n := range names {
+		exported[n] = true
+	}
+	valueRe := regexp.MustCompile(`(?m)^export (?:declare )?(?:abstract )?(?:function|class|const|let|var|enum|namespace) ([A-Za-z_$][\w$]*)`)
+	values := valueRe.FindAllSubmatch(dts, -1)
+	if len(values) < 50 {
+		t.Fatalf("found only %d value declarations in duet.d.ts", len(values))
+	}
+	for _, m := range values {
+		if n := string(m[1]); !exported[n] {
+			t.Errorf("duet.d.ts declares %s, but duet.js does not export it: export it from duet.js or drop the declaration", n)
+		}
+	}
+	// A value declared in another form (export default, export { x }) would
+	// escape the check above.
+	for _, line := range regexp.MustCompile(`(?m)^export .*$`).FindAll(dts, -1) {
+		if !valueRe.Match(line) && !regexp.MustCompile(`^export (?:declare )?(?:type|interface) `).Match(line) {
+			t.Errorf("duet.d.ts: %q is a form of export this test does not check; use export declare function/class/const", line)
 		}
 	}
 }
