@@ -62,6 +62,31 @@ func TestVectorsInChromium(t *testing.T) {
 			t.Errorf("Chromium never reported the check %q", name)
 		}
 	}
+	// Every vector file was verified: the list in vectors.js's run() (and
+	// expectedChecks) is by name, so a new file would otherwise go unchecked.
+	files, err := os.ReadDir("../testdata/vectors")
+	if err != nil {
+		t.Fatalf("listing the vectors: %v", err)
+	}
+	var nfiles int
+	for _, f := range files {
+		if f.IsDir() || !strings.HasSuffix(f.Name(), ".json") {
+			continue
+		}
+		nfiles++
+		var ran int
+		for _, c := range res.Checks {
+			if rest, ok := strings.CutPrefix(c.Name, f.Name()+"/"); ok && rest != "load" && rest != "setup" {
+				ran++
+			}
+		}
+		if ran == 0 {
+			t.Errorf("testdata/vectors/%s was not verified in Chromium: no check named %s/...; load and check it in sdktest/vectors.js run() and list its checks in expectedChecks", f.Name(), f.Name())
+		}
+	}
+	if nfiles == 0 {
+		t.Error("testdata/vectors holds no .json file")
+	}
 	for _, c := range res.Checks {
 		t.Run(c.Name, func(t *testing.T) {
 			if !c.OK {
