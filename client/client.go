@@ -398,6 +398,13 @@ func (c *Client) PeerKeys(ctx context.Context, peer identity.Alias) (identity.Pu
 	return keys, nil
 }
 
+// RelayKeys returns the keys the relay serves for peer now, neither checked
+// against nor added to the pin store: show their safety number to the user
+// (identity.SafetyNumber) before pinning them with PinStore.Accept.
+func (c *Client) RelayKeys(ctx context.Context, peer identity.Alias) (identity.PublicKeys, error) {
+	return c.fetchKeys(ctx, peer)
+}
+
 // AcceptKey fetches peer's current keys from the relay and pins them,
 // replacing an earlier pin. Call it only after the user compared the new
 // safety number out of band.

@@ -255,6 +255,10 @@ func TestKeyPinning(t *testing.T) {
 	if _, err := a.c.PeerKeys(ctx, b.c.Alias()); !errors.Is(err, ErrKeyChanged) {
 		t.Fatalf("second PeerKeys = %v, want ErrKeyChanged", err)
 	}
+	// RelayKeys returns the relay's keys, without checking or pinning them.
+	if got, err := a.c.RelayKeys(ctx, b.c.Alias()); err != nil || !got.Equal(bID.PublicKeys()) {
+		t.Fatalf("RelayKeys = %v, %v; want b's keys", got, err)
+	}
 	if got, ok := a.c.PinnedKeys(b.c.Alias()); !ok || got.Equal(keys) {
 		t.Fatalf("PinnedKeys = %v, %v; want the other pinned key", got, ok)
 	}

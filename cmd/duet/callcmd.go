@@ -253,7 +253,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := s.mod.Call(ctx, peer, call.Media{Audio: true, Video: f.video}); err != nil {
 		fmt.Fprintf(stderr, "duet call: %v\n", err)
 		if errors.Is(err, client.ErrKeyChanged) {
-			fmt.Fprintf(stderr, "compare safety numbers with %s out of band before you trust the new key\n", peer)
+			fmt.Fprintf(stderr, "see the new safety number with `duet id show %s`, compare it with them out of band, then accept the new key with `duet id accept %s`\n", peer, peer)
 		}
 		return 1
 	}

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
@@ -22,7 +24,14 @@ const idUsage = `Usage:
       identity on another device.
   duet id show [PEER] [--relay URL] [--home DIR]
       Show your alias and key fingerprint; with PEER, the safety number to
-      compare with them out of band (after you have called them once).
+      compare with them out of band (after you have called them once), and
+      whether the relay now serves a different key for them.
+  duet id accept PEER [--yes] [--relay URL] [--home DIR]
+      After PEER's key changed: fetch the key the relay serves for them now,
+      show its safety number and, once you confirm (or with --yes), pin it so
+      that calls with them go through again. Compare the new safety number
+      with PEER out of band (in person, or over a channel you already trust)
+      before you accept it.
   duet id restore [--relay URL] [--home DIR] < mnemonic.txt
       Restore an identity from its mnemonic (read from standard input) and
       get its alias back from the relay.
@@ -30,6 +39,7 @@ const idUsage = `Usage:
 Examples:
   duet id new
   duet id show u12345678
+  duet id accept u12345678
   echo "word1 word2 ... word12" | duet id restore --home /tmp/other
 `
 
@@ -48,6 +58,10 @@ func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if sub == "new" {
 		fset.IntVar(&words, "words", identity.DefaultWords, "mnemonic length: 12 or 24 words")
 	}
+	yes := false
+	if sub == "accept" {
+		fset.BoolVar(&yes, "yes", false, "accept the new key without asking")
+	}
 	pos, err := parseInterspersed(fset, args[1:])
 	if err != nil {
 		return 2
@@ -56,7 +70,9 @@ func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	case "new":
 		err = idNew(ctx, &cf, words, stdout)
 	case "show":
-		err = idShow(ctx, &cf, pos, stdout)
+		err = idShow(ctx, &cf, pos, stdout, stderr)
+	case "accept":
+		err = idAccept(ctx, &cf, pos, yes, stdin, stdout)
 	case "restore":
 		err = idRestore(ctx, &cf, stdin, stdout)
 	default:
@@ -65,6 +81,9 @@ func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "duet id %s: %v\n", sub, err)
+		if errors.Is(err, errUsageID) {
+			return 2
+		}
 		return 1
 	}
 	return 0
@@ -105,7 +124,7 @@ func idNew(ctx context.Context, cf *clientFlags, words int, stdout io.Writer) er
 	return nil
 }
 
-func idShow(ctx context.Context, cf *clientFlags, args []string, stdout io.Writer) error {
+func idShow(ctx context.Context, cf *clientFlags, args []string, stdout, stderr io.Writer) error {
 	id, alias, err := cf.loadIdentity(ctx)
 	if err != nil {
 		return err
@@ -114,6 +133,9 @@ func idShow(ctx context.Context, cf *clientFlags, args []string, stdout io.Write
 	fmt.Fprintf(stdout, "alias:       %s\nfingerprint: %x\nkeystore:    %s\n", alias, pub.Signing, cf.keystorePath())
 	if len(args) == 0 {
 		return nil
+	}
+	if len(args) > 1 {
+		return fmt.Errorf("%w: one PEER at most, got %q", errUsageID, args)
 	}
 	peer, err := identity.ParseAlias(args[0])
 	if err != nil {
@@ -127,8 +149,95 @@ func idShow(ctx context.Context, cf *clientFlags, args []string, stdout io.Write
 	if !ok {
 		return fmt.Errorf("no pinned keys for %s yet: call them once (or be called), then compare", peer)
 	}
-	fmt.Fprintf(stdout, "safety number with %s:\n  %s\n", peer, identity.SafetyNumber(pub, keys))
+	current, err := cf.relayKeys(ctx, id, alias, peer)
+	if err != nil {
+		fmt.Fprintf(stdout, "safety number with %s (pinned key):\n  %s\n", peer, identity.SafetyNumber(pub, keys))
+		fmt.Fprintf(stderr, "duet id show: could not check whether the relay serves another key for %s: %v\n", peer, err)
+		return nil
+	}
+	if current.Equal(keys) {
+		fmt.Fprintf(stdout, "safety number with %s:\n  %s\n", peer, identity.SafetyNumber(pub, keys))
+		return nil
+	}
+	printKeyChange(stdout, peer, identity.SafetyNumber(pub, keys), identity.SafetyNumber(pub, current))
+	fmt.Fprintf(stdout, "Calls with %s are refused until you accept the new key. Compare the NEW safety number with %s out of band; if it matches, run:\n  duet id accept %s\n", peer, peer, peer)
 	return nil
+}
+
+// printKeyChange tells the user that peer's key changed, with the safety
+// numbers of the pinned (old) and the relay's (new) key.
+func printKeyChange(w io.Writer, peer identity.Alias, oldSN, newSN string) {
+	fmt.Fprintf(w, "WARNING: the key of %s CHANGED since you pinned it.\n", peer)
+	fmt.Fprintf(w, "They may have restored their identity on a new device, or someone may be impersonating them.\n")
+	fmt.Fprintf(w, "NEW safety number with %s (the key the relay serves now):\n  %s\n", peer, newSN)
+	fmt.Fprintf(w, "old safety number (the pinned key, which the relay no longer serves):\n  %s\n", oldSN)
+}
+
+// errUsageID marks a misused id subcommand (exit status 2).
+var errUsageID = errors.New("usage")
+
+func idAccept(ctx context.Context, cf *clientFlags, args []string, yes bool, stdin io.Reader, stdout io.Writer) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: duet id accept takes one PEER, got %d arguments", errUsageID, len(args))
+	}
+	peer, err := identity.ParseAlias(args[0])
+	if err != nil {
+		return err
+	}
+	id, alias, err := cf.loadIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	pins, err := client.OpenPinStore(cf.pinsPath())
+	if err != nil {
+		return err
+	}
+	current, err := cf.relayKeys(ctx, id, alias, peer)
+	if err != nil {
+		return err
+	}
+	pub := id.PublicKeys()
+	sn := identity.SafetyNumber(pub, current)
+	pinned, had := pins.Pinned(peer)
+	switch {
+	case had && pinned.Equal(current):
+		fmt.Fprintf(stdout, "The key the relay serves for %s is the one you pinned; nothing to accept.\nsafety number with %s:\n  %s\n", peer, peer, sn)
+		return nil
+	case had:
+		printKeyChange(stdout, peer, identity.SafetyNumber(pub, pinned), sn)
+	default:
+		fmt.Fprintf(stdout, "No key is pinned for %s yet.\nsafety number with %s (the key the relay serves now):\n  %s\n", peer, peer, sn)
+	}
+	which := "this"
+	if had {
+		which = "the NEW"
+	}
+	fmt.Fprintf(stdout, "Compare %s safety number with %s out of band (in person, or over a channel you already trust) before you accept it.\n", which, peer)
+	if !yes && !ask(bufio.NewReader(stdin), stdout, fmt.Sprintf("Accept the key of %s with this safety number? [y/N] ", peer)) {
+		return fmt.Errorf("the key of %s was not accepted; nothing changed (calls with them stay refused)", peer)
+	}
+	// Pin exactly the keys shown, not whatever the relay serves by now.
+	if err := pins.Accept(peer, current); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Accepted: %s is pinned with the new key; calls with them go through again.\n(A duet answer already running keeps the old pin until you restart it.)\n", peer)
+	return nil
+}
+
+// relayKeys connects to the relay as this identity and returns the keys it
+// serves for peer now.
+func (cf *clientFlags) relayKeys(ctx context.Context, id *identity.Identity, alias, peer identity.Alias) (identity.PublicKeys, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := client.Connect(ctx, client.Options{
+		RelayURL: cf.relay, Identity: id, Alias: alias,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return identity.PublicKeys{}, fmt.Errorf("connecting to the relay at %s: %w", cf.relay, err)
+	}
+	defer c.Close()
+	return c.RelayKeys(ctx, peer)
 }
 
 func idRestore(ctx context.Context, cf *clientFlags, stdin io.Reader, stdout io.Writer) error {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/relay/ice"
@@ -117,4 +120,123 @@ func TestIDWithoutIdentityOrRelay(t *testing.T) {
 	if code, _, _ := runCLI(t, "", "id", "bogus"); code != 2 {
 		t.Fatalf("unknown subcommand = %d", code)
 	}
+}
+
+func TestIDAcceptChangedKey(t *testing.T) {
+	relayURL := startTestRelay(t)
+	homeA, _ := newCLIIdentity(t, relayURL)
+	homeB, b := newCLIIdentity(t, relayURL)
+	idA := loadCLIIdentity(t, homeA)
+	idB := loadCLIIdentity(t, homeB)
+	peer := identity.Alias(b)
+	pinned := func() identity.PublicKeys {
+		t.Helper()
+		pins, err := client.OpenPinStore(filepath.Join(homeA, "peers.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, ok := pins.Pinned(peer)
+		if !ok {
+			t.Fatalf("no pin for %s", peer)
+		}
+		return keys
+	}
+	cli := func(stdin string, args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, stdin, append(args, "--relay", relayURL, "--home", homeA)...)
+	}
+
+	// No pin yet: accept pins the relay's key (here without asking).
+	oldSN := identity.SafetyNumber(idA.PublicKeys(), idB.PublicKeys())
+	code, out, errOut := cli("", "id", "accept", b, "--yes")
+	if code != 0 || !strings.Contains(out, "No key is pinned") || !strings.Contains(out, oldSN) {
+		t.Fatalf("first accept = %d:\n%s%s", code, out, errOut)
+	}
+	if !pinned().Equal(idB.PublicKeys()) {
+		t.Fatal("accept pinned another key")
+	}
+	code, out, errOut = cli("", "id", "show", b)
+	if code != 0 || !strings.Contains(out, oldSN) || strings.Contains(out, "CHANGED") {
+		t.Fatalf("show with an unchanged key = %d:\n%s%s", code, out, errOut)
+	}
+
+	// b's alias moves to a new X25519 key (same signing key: same alias).
+	agree, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := &identity.Identity{SigningKey: idB.SigningKey, AgreementKey: agree}
+	alias, _, err := client.Register(ctxT(t), nil, relayURL, changed)
+	if err != nil || alias != peer {
+		t.Fatalf("re-register = %s, %v; want %s", alias, err, peer)
+	}
+	newSN := identity.SafetyNumber(idA.PublicKeys(), changed.PublicKeys())
+	if newSN == oldSN {
+		t.Fatal("the safety number did not change with the key")
+	}
+
+	// show says so, with both safety numbers and what to do.
+	code, out, errOut = cli("", "id", "show", b)
+	if code != 0 {
+		t.Fatalf("show with a changed key = %d:\n%s%s", code, out, errOut)
+	}
+	t.Logf("duet id show %s:\n%s", b, out)
+	for _, want := range []string{"CHANGED", "NEW safety number", newSN, oldSN, "duet id accept " + b} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show with a changed key lacks %q:\n%s", want, out)
+		}
+	}
+	// A call is refused and points at the commands.
+	code, _, errOut = cli("", "call", b)
+	if code != 1 || !strings.Contains(errOut, "duet id accept "+b) {
+		t.Fatalf("call to a changed key = %d: %s", code, errOut)
+	}
+
+	// accept asks; anything but yes leaves the pin alone.
+	code, out, errOut = cli("n\n", "id", "accept", b)
+	if code != 1 || !strings.Contains(out, newSN) || !strings.Contains(out, "Accept the key") || !strings.Contains(errOut, "not accepted") {
+		t.Fatalf("declined accept = %d:\n%s%s", code, out, errOut)
+	}
+	t.Logf("duet id accept %s (declined):\n%s%s", b, out, errOut)
+	if !pinned().Equal(idB.PublicKeys()) {
+		t.Fatal("a declined accept changed the pin")
+	}
+	code, out, errOut = cli("yes\n", "id", "accept", b)
+	if code != 0 || !strings.Contains(out, "Accepted") {
+		t.Fatalf("confirmed accept = %d:\n%s%s", code, out, errOut)
+	}
+	if !pinned().Equal(changed.PublicKeys()) {
+		t.Fatal("accept did not pin the new key")
+	}
+	code, out, errOut = cli("", "id", "show", b)
+	if code != 0 || !strings.Contains(out, newSN) || strings.Contains(out, "CHANGED") {
+		t.Fatalf("show after accept = %d:\n%s%s", code, out, errOut)
+	}
+	code, out, _ = cli("", "id", "accept", b)
+	if code != 0 || !strings.Contains(out, "nothing to accept") {
+		t.Fatalf("accept of the pinned key = %d:\n%s", code, out)
+	}
+	if code, _, errOut := cli("", "id", "accept"); code != 2 || !strings.Contains(errOut, "one PEER") {
+		t.Fatalf("accept without PEER = %d: %s", code, errOut)
+	}
+}
+
+// loadCLIIdentity returns the identity kept in home.
+func loadCLIIdentity(t *testing.T, home string) *identity.Identity {
+	t.Helper()
+	ks, err := identity.LoadKeystore(filepath.Join(home, "keystore.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.FromMnemonic(ks.Mnemonic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
