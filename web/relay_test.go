@@ -165,6 +165,24 @@ func TestClientThroughRelay(t *testing.T) {
 	if !iceRes.Same || iceRes.Requests != 1 {
 		t.Errorf("ICE config: second call same=%v after %d requests; want it cached after 1", iceRes.Same, iceRes.Requests)
 	}
+	// Expiry: the config is kept for its ttl less a margin (a tenth, at most
+	// a minute), then fetched again; the cache's clock is moved forward
+	// through the internal test hook.
+	ttlMS := iceRes.Cfg.TTL * 1000
+	keep := ttlMS - min(ttlMS/10, 60_000)
+	if keep <= 2000 {
+		t.Fatalf("ICE config ttl %d s is too short for the expiry check", iceRes.Cfg.TTL)
+	}
+	type iceAt struct {
+		Same     bool `json:"same"`
+		Requests int  `json:"requests"`
+	}
+	if r := call[iceAt](alice, fmt.Sprintf("iceAt(%d)", keep-1000)); !r.Same || r.Requests != 1 {
+		t.Errorf("ICE config a second before its cache expires: same=%v after %d requests; want the cached one", r.Same, r.Requests)
+	}
+	if r := call[iceAt](alice, fmt.Sprintf("iceAt(%d)", keep+1000)); r.Same || r.Requests != 2 {
+		t.Errorf("ICE config a second after its cache expired (ttl %d s): same=%v after %d requests; want a second fetch", iceRes.Cfg.TTL, r.Same, r.Requests)
+	}
 	if iceRes.RTC.Policy != "relay" {
 		t.Errorf("rtcConfiguration with alwaysRelay: iceTransportPolicy %q, want relay", iceRes.RTC.Policy)
 	}

@@ -26,6 +26,11 @@ const MAX_RESPONSE = 1 << 20;
 /** A token is refreshed (by reconnecting) this long before it expires. */
 const TOKEN_MARGIN_MS = 30_000;
 
+// The clock of the ICE config cache: Date.now(), moved forward by this
+// package's tests through testHooks (never public).
+let iceClockSkew = 0;
+const iceNow = () => Date.now() + iceClockSkew;
+
 const notConnected = () => new DuetError('ErrNotConnected', 'not connected to the relay (it reconnects by itself; try again shortly)');
 const closedErr = () => new DuetError('ErrClosed', 'the client is closed');
 
@@ -696,7 +701,7 @@ export class DuetClient {
    * @returns {Promise<import('./duet').ICEConfig>}
    */
   iceConfig() {
-    if (this.#ice && Date.now() < this.#iceExp) return Promise.resolve(this.#ice);
+    if (this.#ice && iceNow() < this.#iceExp) return Promise.resolve(this.#ice);
     this.#iceInflight ??= (async () => {
       try {
         const cfg = await this.#authed('/api/v1/calls/ice-config');
@@ -708,7 +713,7 @@ export class DuetClient {
         }
         const ttl = cfg.ttl * 1000;
         this.#ice = cfg;
-        this.#iceExp = Date.now() + ttl - Math.min(ttl / 10, 60_000);
+        this.#iceExp = iceNow() + ttl - Math.min(ttl / 10, 60_000);
         return cfg;
       } finally {
         this.#iceInflight = null;
@@ -753,3 +758,16 @@ export function rtcConfiguration(cfg, opts = {}) {
     iceTransportPolicy: opts.alwaysRelay || cfg.ice_transport_policy === 'relay' ? 'relay' : 'all',
   };
 }
+
+/**
+ * Internal hooks for this package's tests; not part of the API (duet.js
+ * does not export them). setICEClockSkew(ms) moves the ICE config cache's
+ * clock ms ahead of Date.now() (0 restores it), to test its expiry.
+ * @internal
+ */
+export const testHooks = Object.freeze({
+  setICEClockSkew(ms) {
+    if (!Number.isFinite(ms) || ms < 0) throw new TypeError('setICEClockSkew: ms must be a non-negative number');
+    iceClockSkew = ms;
+  },
+});

@@ -3,6 +3,7 @@
 // reconnects. Every function returns JSON-friendly values.
 
 import * as duet from '/sdk/duet.js';
+import { testHooks } from '/sdk/client.js';
 
 let client;
 let dbName;
@@ -116,10 +117,27 @@ export async function safety(peer) {
   return client.safetyNumber(peer);
 }
 
+/**
+ * Moves the ICE cache's clock to skew ms ahead (testHooks), fetches the ICE
+ * config and reports whether it is the one of ice() and the request count.
+ */
+export async function iceAt(skew) {
+  testHooks.setICEClockSkew(skew);
+  try {
+    const cfg = await client.iceConfig();
+    return { same: cfg === firstICE, requests: iceRequests };
+  } finally {
+    testHooks.setICEClockSkew(0);
+  }
+}
+
+let firstICE = null;
+
 /** Fetches the ICE config twice and reports it with the request count. */
 export async function ice() {
   const cfg = await client.iceConfig();
   const again = await client.iceConfig();
+  firstICE = cfg;
   return { cfg, same: cfg === again, requests: iceRequests, rtc: duet.rtcConfiguration(cfg, { alwaysRelay: true }) };
 }
 
