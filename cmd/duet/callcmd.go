@@ -21,7 +21,9 @@ import (
 	"github.com/duetcall/duet/wire"
 )
 
-const callUsage = `Usage:
+// callUsage is the help of duet call, with the flags' defaults here.
+func callUsage() string {
+	return `Usage:
   duet call ALIAS [--video] [--relay-only] [--send-video F.ivf] [--send-audio F.ogg]
                   [--record DIR] [--duration D] [--relay URL] [--home DIR]
 
@@ -31,25 +33,47 @@ types). Without --send-* it sends the built-in test pattern and tone. It
 hangs up after --duration (default: when you press Ctrl-C) and exits non-zero
 with the reason when the call fails (offline, busy, declined, no_answer, ...).
 
+Flags:
+  --video              video call (default: audio only)
+  --relay-only         relay all media through TURN (hides both IP addresses)
+  --send-video F.ivf   VP8 IVF file to send (default: the built-in test pattern)
+  --send-audio F.ogg   Opus Ogg file to send (default: the built-in tone)
+  --record DIR         record what you receive into DIR: <call_id>-audio.ogg,
+                       and <call_id>-video.ivf for a video call
+  --duration D         hang up after D connected, e.g. 30s (default: at Ctrl-C)
+` + clientFlagsHelp() + `
 Examples:
   duet call u12345678                          # audio call
   duet call u12345678 --video --duration 30s   # video call, 30 seconds
   duet call u12345678 --video --relay-only --record ./rec
 `
+}
 
-const answerUsage = `Usage:
+// answerUsage is the help of duet answer, with the flags' defaults here.
+func answerUsage() string {
+	return `Usage:
   duet answer [--auto] [--once] [--record DIR] [--send-video F.ivf] [--send-audio F.ogg]
               [--relay-only] [--relay URL] [--home DIR]
 
 Waits for calls and answers them: with --auto at once, otherwise it asks on
 the terminal. It sends media back (by default the built-in test pattern and
-tone) and records what it receives into --record DIR (one .ivf and one .ogg
-per call). With --once it exits after the first call ends.
+tone; audio only to an audio call) and records what it receives into
+--record DIR (per call <call_id>-audio.ogg, and <call_id>-video.ivf for a
+video call). With --once it exits after the first call ends.
 
+Flags:
+  --auto               answer every call without asking
+  --once               exit after the first call ends
+  --record DIR         record what you receive into DIR (default: not recorded)
+  --send-video F.ivf   VP8 IVF file to send (default: the built-in test pattern)
+  --send-audio F.ogg   Opus Ogg file to send (default: the built-in tone)
+  --relay-only         relay all media through TURN (hides both IP addresses)
+` + clientFlagsHelp() + `
 Examples:
   duet answer --auto --record ./rec
   duet answer            # asks "Answer? [y/N]" for each call
 `
+}
 
 // callFlags are the flags of duet call and duet answer.
 type callFlags struct {
@@ -61,11 +85,11 @@ type callFlags struct {
 	auto, once           bool
 }
 
-func parseCallFlags(name, usage string, args []string, stderr io.Writer) (*callFlags, []string, error) {
+// parseCallFlags parses the flags of duet call or duet answer; when done,
+// the command exits with code (see parseFlags).
+func parseCallFlags(name, usage string, args []string, stdout, stderr io.Writer) (f *callFlags, pos []string, code int, done bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	f := &callFlags{}
+	f = &callFlags{}
 	f.clientFlags.register(fs)
 	fs.BoolVar(&f.relayOnly, "relay-only", false, "relay all media through TURN (hides IP addresses)")
 	fs.StringVar(&f.sendVideo, "send-video", "", "VP8 IVF file to send (default: built-in test pattern)")
@@ -78,8 +102,8 @@ func parseCallFlags(name, usage string, args []string, stderr io.Writer) (*callF
 		fs.BoolVar(&f.auto, "auto", false, "answer every call without asking")
 		fs.BoolVar(&f.once, "once", false, "exit after the first call ends")
 	}
-	pos, err := parseInterspersed(fs, args)
-	return f, pos, err
+	pos, code, done = parseFlags(fs, args, usage, stdout, stderr)
+	return f, pos, code, done
 }
 
 // session is a connected client with a call module.
@@ -231,12 +255,12 @@ func failed(st call.Status) bool {
 }
 
 func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f, pos, err := parseCallFlags("duet call", callUsage, args, stderr)
-	if err != nil {
-		return 2
+	f, pos, code, done := parseCallFlags("duet call", callUsage(), args, stdout, stderr)
+	if done {
+		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprint(stderr, callUsage)
+		fmt.Fprint(stderr, callUsage())
 		return 2
 	}
 	peer, err := identity.ParseAlias(pos[0])
@@ -267,12 +291,12 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	f, pos, err := parseCallFlags("duet answer", answerUsage, args, stderr)
-	if err != nil {
-		return 2
+	f, pos, code, done := parseCallFlags("duet answer", answerUsage(), args, stdout, stderr)
+	if done {
+		return code
 	}
 	if len(pos) != 0 {
-		fmt.Fprint(stderr, answerUsage)
+		fmt.Fprint(stderr, answerUsage())
 		return 2
 	}
 	s, err := f.start(ctx, stdout, stderr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,12 +24,44 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
-	relay := os.Getenv("DUET_RELAY")
-	if relay == "" {
-		relay = defaultRelay
-	}
-	fs.StringVar(&f.relay, "relay", relay, "relay URL (default from $DUET_RELAY)")
+	fs.StringVar(&f.relay, "relay", relayDefault(), "relay URL (default from $DUET_RELAY)")
 	fs.StringVar(&f.home, "home", defaultHome(), "directory of the keystore and pinned peer keys")
+}
+
+// relayDefault is $DUET_RELAY, else defaultRelay.
+func relayDefault() string {
+	if r := os.Getenv("DUET_RELAY"); r != "" {
+		return r
+	}
+	return defaultRelay
+}
+
+// clientFlagsHelp describes --relay and --home with their defaults here
+// (which depend on the environment), for the usage texts.
+func clientFlagsHelp() string {
+	return fmt.Sprintf(`  --relay URL          relay URL [DUET_RELAY] (default %s)
+  --home DIR           directory of the keystore and pinned peer keys
+                       (default $XDG_CONFIG_HOME/duet, else ~/.config/duet: %s)
+`, relayDefault(), defaultHome())
+}
+
+// parseFlags parses args with fs, allowing flags after positional
+// arguments, and returns the positionals. When it returns done, the command
+// exits with code: 0 after -h/--help (usage printed on stdout), 2 after a
+// bad flag (the flag package's error, then usage, on stderr).
+func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout, stderr io.Writer) (pos []string, code int, done bool) {
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // printed here, on the right stream
+	pos, err := parseInterspersed(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return nil, 0, true
+	case err != nil:
+		fmt.Fprint(stderr, "\n"+usage)
+		return nil, 2, true
+	}
+	return pos, 0, false
 }
 
 // defaultHome is $XDG_CONFIG_HOME/duet, else ~/.config/duet.

@@ -17,7 +17,9 @@ import (
 	"github.com/duetcall/duet/identity"
 )
 
-const idUsage = `Usage:
+// idUsage is the help of duet id, with the flags' defaults here.
+func idUsage() string {
+	return `Usage:
   duet id new [--words 12|24] [--relay URL] [--home DIR]
       Create an identity, register it with the relay and print its mnemonic
       once. Write the mnemonic down: it is the only way to restore the
@@ -36,22 +38,35 @@ const idUsage = `Usage:
       Restore an identity from its mnemonic (read from standard input) and
       get its alias back from the relay.
 
+Flags:
+  --words N            duet id new: mnemonic length, 12 or 24 (default 12)
+  --yes                duet id accept: accept without asking
+` + clientFlagsHelp() + `
 Examples:
   duet id new
   duet id show u12345678
   duet id accept u12345678
   echo "word1 word2 ... word12" | duet id restore --home /tmp/other
 `
+}
 
 func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, idUsage)
-		return boolCode(len(args) > 0)
+	if len(args) == 0 {
+		fmt.Fprint(stderr, idUsage())
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, idUsage())
+		return 0
 	}
 	sub := args[0]
+	switch sub {
+	case "new", "show", "accept", "restore":
+	default:
+		fmt.Fprintf(stderr, "duet id: unknown subcommand %q\n\n%s", sub, idUsage())
+		return 2
+	}
 	fset := flag.NewFlagSet("duet id "+sub, flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	fset.Usage = func() { fmt.Fprint(stderr, idUsage) }
 	var cf clientFlags
 	cf.register(fset)
 	words := 0
@@ -62,10 +77,11 @@ func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if sub == "accept" {
 		fset.BoolVar(&yes, "yes", false, "accept the new key without asking")
 	}
-	pos, err := parseInterspersed(fset, args[1:])
-	if err != nil {
-		return 2
+	pos, code, done := parseFlags(fset, args[1:], idUsage(), stdout, stderr)
+	if done {
+		return code
 	}
+	var err error
 	switch sub {
 	case "new":
 		err = idNew(ctx, &cf, words, stdout)
@@ -75,9 +91,6 @@ func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		err = idAccept(ctx, &cf, pos, yes, stdin, stdout)
 	case "restore":
 		err = idRestore(ctx, &cf, stdin, stdout)
-	default:
-		fmt.Fprintf(stderr, "duet id: unknown subcommand %q\n\n%s", sub, idUsage)
-		return 2
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "duet id %s: %v\n", sub, err)
@@ -87,13 +100,6 @@ func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return 1
 	}
 	return 0
-}
-
-func boolCode(ok bool) int {
-	if ok {
-		return 0
-	}
-	return 2
 }
 
 func idNew(ctx context.Context, cf *clientFlags, words int, stdout io.Writer) error {
