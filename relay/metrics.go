@@ -17,7 +17,9 @@ const (
 	// DropSlowConsumer: the recipient session's send queue was full; the
 	// session is disconnected with 1013.
 	DropSlowConsumer DropReason = "slow_consumer"
-	// DropSessionClosed: the recipient session was already closing.
+	// DropSessionClosed: the recipient session closed before the frame was
+	// written: it was queued when the session closed, or arrived while the
+	// session was closing.
 	DropSessionClosed DropReason = "session_closed"
 	// DropRouteBacklog: this node's inbound routing queue (NATS to sessions)
 	// was full.
@@ -27,17 +29,20 @@ const (
 	DropNoSession DropReason = "no_local_session"
 	// DropPublish: publishing to NATS failed (NATS disconnected or closing).
 	DropPublish DropReason = "publish_error"
+	// DropShutdown: the envelope was still in the node's routing queue
+	// (NATS to sessions) when the node shut down.
+	DropShutdown DropReason = "shutdown"
 )
 
-var dropReasons = []DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish}
+var dropReasons = [...]DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish, DropShutdown}
 
 // dropCounter counts drops by reason. It is a custom collector because the
 // route_backlog count is kept by nats.go per subscription and is read at
 // scrape time.
 type dropCounter struct {
 	desc    *prometheus.Desc
-	counts  [5]atomic.Uint64 // indexed like dropReasons
-	backlog func() uint64    // extra route_backlog drops, may be nil
+	counts  [len(dropReasons)]atomic.Uint64
+	backlog func() uint64 // extra route_backlog drops, may be nil
 }
 
 func newDropCounter() *dropCounter {

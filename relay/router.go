@@ -91,7 +91,8 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger) (*router, error) {
 	return r, nil
 }
 
-// stop unsubscribes everything and stops the dispatchers.
+// stop unsubscribes everything and stops the dispatchers. Envelopes still
+// in the routing shards are dropped, counted as shutdown.
 func (r *router) stop() {
 	_ = r.inboxSub.Unsubscribe()
 	r.mu.Lock()
@@ -102,6 +103,15 @@ func (r *router) stop() {
 	r.mu.Unlock()
 	close(r.quit)
 	r.wg.Wait()
+	// Nothing is subscribed any more: the shards only shrink.
+	var n uint64
+	for _, ch := range r.shards {
+		for len(ch) > 0 {
+			<-ch
+			n++
+		}
+	}
+	r.m.drops.Add(DropShutdown, n)
 }
 
 func (r *router) shardFor(a identity.Alias) chan *nats.Msg {

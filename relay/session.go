@@ -125,6 +125,8 @@ func (s *session) writeLoop() {
 		for i, m := range batch {
 			if err := s.conn.Write(ctx, websocket.MessageText, m); err != nil {
 				cancel()
+				// The rest of the batch, this frame included, is lost.
+				s.srv.metrics.drops.Add(DropSessionClosed, uint64(len(batch)-i))
 				s.kill(websocket.StatusInternalError, "write_error", nil)
 				return
 			}
@@ -154,8 +156,9 @@ func (s *session) writeDirect(msg []byte) error {
 
 var errSessionClosing = errors.New("relay: session closing")
 
-// kill closes the session once: it stops the queue, optionally writes final,
-// then closes the WebSocket with code and reason. It never blocks.
+// kill closes the session once: it drops the queue (counted as
+// session_closed), optionally writes final, then closes the WebSocket with
+// code and reason. It never blocks.
 func (s *session) kill(code websocket.StatusCode, reason string, final []byte) {
 	s.mu.Lock()
 	if s.closing {
@@ -164,6 +167,9 @@ func (s *session) kill(code websocket.StatusCode, reason string, final []byte) {
 	}
 	s.closing = true
 	s.reason = reason
+	if n := len(s.queue); n > 0 {
+		s.srv.metrics.drops.Add(DropSessionClosed, uint64(n))
+	}
 	s.queue = nil
 	s.wg.Add(1)
 	s.mu.Unlock()

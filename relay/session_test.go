@@ -376,6 +376,8 @@ func TestHealthAndMetrics(t *testing.T) {
 		`duet_relay_envelopes_out_total{type="call_ice"}`,
 		`duet_relay_drops_total{reason="slow_consumer"}`,
 		`duet_relay_drops_total{reason="route_backlog"}`,
+		`duet_relay_drops_total{reason="session_closed"}`,
+		`duet_relay_drops_total{reason="shutdown"}`,
 		`duet_relay_undeliverable_total{notice="sent"}`,
 		`duet_relay_frames_refused_total{code="rate_limited"}`,
 	} {

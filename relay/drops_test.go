@@ -1,0 +1,143 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/wire"
+)
+
+// dropsTotal sums duet_relay_drops_total over every reason, read from
+// /metrics.
+func (r *testRelay) dropsTotal(t testing.TB) float64 {
+	t.Helper()
+	var n float64
+	for _, reason := range dropReasons {
+		v := r.metric(t, `duet_relay_drops_total{reason="`+string(reason)+`"}`)
+		if v < 0 {
+			t.Fatalf("/metrics lacks drops of reason %s", reason)
+		}
+		n += v
+	}
+	return n
+}
+
+// sessionOf returns the authenticated session of alias on r (there must be
+// one).
+func (r *testRelay) sessionOf(t testing.TB, alias identity.Alias) *session {
+	t.Helper()
+	r.srv.mu.Lock()
+	defer r.srv.mu.Unlock()
+	for s := range r.srv.conns {
+		if s.alias == alias {
+			return s
+		}
+	}
+	t.Fatalf("no session of %s", alias)
+	return nil
+}
+
+// queued returns a copy of the frames waiting in s's send queue.
+func (s *session) queued() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.queue...)
+}
+
+// bigEnvelope is an envelope from c to to with the largest payload.
+func (c *testClient) bigEnvelope(to identity.Alias) []byte {
+	e := c.env(to, "")
+	e.Payload = strings.Repeat("A", wire.MaxPayloadSize)
+	raw, _ := json.Marshal(e)
+	return raw
+}
+
+// sendUntil writes frame on c until done holds (checked after every write)
+// and returns how many it wrote. It fails after max frames.
+func (c *testClient) sendUntil(frame []byte, max int, done func() bool) int {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for n := 1; ; n++ {
+		if n > max {
+			c.t.Fatalf("%s: condition not met after %d frames", c.alias, max)
+		}
+		if err := c.conn.Write(ctx, websocket.MessageText, frame); err != nil {
+			c.t.Fatalf("%s: write: %v", c.alias, err)
+		}
+		if done() {
+			return n
+		}
+	}
+}
+
+// readAll reads conn (a client that did not read so far) until it closes
+// and returns the frames and the close status.
+func readAll(t testing.TB, conn *websocket.Conn) ([][]byte, websocket.StatusCode) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var frames [][]byte
+	for {
+		_, b, err := conn.Read(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("connection still open after reading %d frames", len(frames))
+			}
+			return frames, websocket.CloseStatus(err)
+		}
+		frames = append(frames, b)
+	}
+}
+
+// countEnvelopes counts the frames that are envelopes.
+func countEnvelopes(frames [][]byte) int {
+	n := 0
+	for _, f := range frames {
+		if _, err := wire.DecodeEnvelope(f); err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSlowConsumerDropsCounted: every envelope sent to a session that is
+// disconnected as a slow consumer either reached it or is counted, the
+// frames still queued when it closed included.
+func TestSlowConsumerDropsCounted(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.rateLimit, tu.rateBurst = 1e6, 1e6
+		tu.queueLen = 16
+		tu.writeTimeout = 60 * time.Second
+		tu.closeGrace = 200 * time.Millisecond
+	})
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	slow := r.connectOpt(t, b.id, b.alias, true) // reads only at the end
+	sent := ca.sendUntil(ca.bigEnvelope(b.alias), 4000, func() bool {
+		return r.srv.metrics.drops.Value(DropSlowConsumer) > 0
+	})
+	eventually(t, 15*time.Second, "slow consumer disconnected", func() bool {
+		return r.metric(t, `duet_relay_disconnects_total{reason="slow_consumer"}`) == 1
+	})
+	frames, _ := readAll(t, slow.conn)
+	received := countEnvelopes(frames)
+	// Envelopes sent after b's session was gone come back as undeliverable
+	// (silent: they have no id).
+	eventually(t, 15*time.Second, "every envelope received or counted", func() bool {
+		return float64(received)+r.dropsTotal(t)+r.metric(t, `duet_relay_undeliverable_total{notice="silent"}`) == float64(sent)
+	})
+	if got := r.metric(t, `duet_relay_drops_total{reason="session_closed"}`); got < 16 {
+		t.Errorf("session_closed drops = %v, want at least the 16 queued frames", got)
+	}
+	t.Logf("sent %d, received %d, drops %v", sent, received, r.dropsTotal(t))
+	if m := ca.frames; len(m) > 0 {
+		t.Errorf("sender got %v", <-m)
+	}
+}
