@@ -109,8 +109,28 @@ func parseCallFlags(name, usage string, args []string, stdout, stderr io.Writer)
 // session is a connected client with a call module.
 type session struct {
 	client   *client.Client
+	modMu    sync.Mutex // the module exists only after the client connects
 	mod      *call.Module
 	incoming chan incomingCall
+}
+
+// relayCallbacks are the client options that hand the relay's envelopes,
+// undeliverable notices and refused-frame notices to s's module (once it
+// exists), as package call documents.
+func (s *session) relayCallbacks() client.Options {
+	withMod := func(fn func(*call.Module)) {
+		s.modMu.Lock()
+		m := s.mod
+		s.modMu.Unlock()
+		if m != nil {
+			fn(m)
+		}
+	}
+	return client.Options{
+		OnEnvelope:      func(e *wire.Envelope) { withMod(func(m *call.Module) { m.HandleEnvelope(e) }) },
+		OnUndeliverable: func(u client.Undeliverable) { withMod(func(m *call.Module) { m.HandleUndeliverable(u) }) },
+		OnRelayError:    func(e client.RelayError) { withMod(func(m *call.Module) { m.HandleRelayError(e) }) },
+	}
 }
 
 type incomingCall struct {
@@ -129,20 +149,9 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := &session{incoming: make(chan incomingCall, 1)}
-	var modMu sync.Mutex // the module exists only after the client connects
-	withMod := func(fn func(*call.Module)) {
-		modMu.Lock()
-		m := s.mod
-		modMu.Unlock()
-		if m != nil {
-			fn(m)
-		}
-	}
-	s.client, err = client.Connect(ctx, client.Options{
-		RelayURL: f.relay, Identity: id, Alias: alias, Pins: pins, Logger: logger,
-		OnEnvelope:      func(e *wire.Envelope) { withMod(func(m *call.Module) { m.HandleEnvelope(e) }) },
-		OnUndeliverable: func(u client.Undeliverable) { withMod(func(m *call.Module) { m.HandleUndeliverable(u) }) },
-	})
+	copts := s.relayCallbacks()
+	copts.RelayURL, copts.Identity, copts.Alias, copts.Pins, copts.Logger = f.relay, id, alias, pins, logger
+	s.client, err = client.Connect(ctx, copts)
 	if err != nil {
 		return nil, err
 	}
@@ -166,9 +175,9 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 	if f.record != "" {
 		opts.Sinks = recorder(f.record)
 	}
-	modMu.Lock()
+	s.modMu.Lock()
 	s.mod = call.New(opts)
-	modMu.Unlock()
+	s.modMu.Unlock()
 	fmt.Fprintf(stdout, "connected to %s as %s\n", f.relay, alias)
 	return s, nil
 }

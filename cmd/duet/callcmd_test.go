@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/relay"
+	"github.com/duetcall/duet/wire"
 )
 
 func newCLIIdentity(t *testing.T, relayURL string) (home, alias string) {
@@ -94,5 +100,34 @@ func TestCallOfflineFails(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "", "call", "bogus", "--home", home); code != 2 {
 		t.Fatalf("call with a bad alias = %d, want 2", code)
+	}
+}
+
+// TestRelayNoticesReachTheModule: the CLI's relay client hands the relay's
+// refused-frame notices to the call module (which resends rate-limited
+// frames). Frames sent faster than the relay's rate limit on the CLI's own
+// connection get rate_limited notices, which the module must count.
+func TestRelayNoticesReachTheModule(t *testing.T) {
+	relayURL := startTestRelay(t)
+	home, _ := newCLIIdentity(t, relayURL)
+	_, offline := newCLIIdentity(t, relayURL)
+	f := &callFlags{clientFlags: clientFlags{relay: relayURL, home: home}}
+	s, err := f.start(ctxT(t), io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	for i := range relay.RateBurst + 20 {
+		env := &wire.Envelope{Type: wire.TypeCallHangup, To: identity.Alias(offline), CallID: "c", CryptoV: wire.CryptoV2, Payload: "AA==", ID: fmt.Sprintf("f%d", i)}
+		if err := s.client.Send(ctxT(t), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.mod.Stats().RelayErrors["rate_limited"] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the module counted no rate_limited notice; relay errors %v", s.mod.Stats().RelayErrors)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
