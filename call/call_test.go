@@ -1,7 +1,6 @@
 package call
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -44,5 +43,4 @@ func TestAudioCall(t *testing.T) {
 	if err := a.mod.Hangup(); err == nil {
 		t.Error("second Hangup: no error")
 	}
-	_ = context.Background
 }

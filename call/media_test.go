@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp/codecs"
+
+	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/media"
 )
 
@@ -78,6 +82,71 @@ func (l *payloadLog) get(k Kind) [][]byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.p[k]
+}
+
+// plaintextLeak looks for 16-byte runs of each frame, past its clear VP8
+// header (at three offsets), in the RTP payloads pkts, and describes the
+// first one found ("" if none is).
+func plaintextLeak(frames, pkts [][]byte) string {
+	for i, f := range frames {
+		for _, off := range []int{16, len(f) / 2, len(f) - 20} {
+			if off < e2ee.VP8KeyHeaderLen || off+16 > len(f) {
+				continue
+			}
+			probe := f[off : off+16]
+			for _, p := range pkts {
+				if bytes.Contains(p, probe) {
+					return fmt.Sprintf("plaintext of fixture frame %d (offset %d) found in an RTP payload", i, off)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// checkFrameStarts checks the VP8 RTP payloads pkts that start a frame
+// (S bit set, partition 0): each must carry the clear VP8 header of a
+// fixture frame, 10 bytes for a key frame and 3 for a delta frame, and
+// after it neither that frame's plaintext nor, past the e2ee counter, the
+// plaintext either. It returns how many key and delta frame starts it
+// checked.
+func checkFrameStarts(frames, pkts [][]byte) (keys, deltas int, err error) {
+	for n, p := range pkts {
+		var vp8 codecs.VP8Packet
+		body, err := vp8.Unmarshal(p)
+		if err != nil {
+			return keys, deltas, fmt.Errorf("payload %d is not a VP8 RTP payload: %w", n, err)
+		}
+		if vp8.S != 1 || vp8.PID != 0 || len(body) == 0 {
+			continue
+		}
+		h := e2ee.VP8DeltaHeaderLen
+		if body[0]&1 == 0 {
+			h = e2ee.VP8KeyHeaderLen
+		}
+		if len(body) < h+e2ee.CounterSize+16 {
+			return keys, deltas, fmt.Errorf("payload %d starts a frame with only %d bytes", n, len(body))
+		}
+		matched := false
+		for i, f := range frames {
+			if len(f) < h+16 || !bytes.Equal(body[:h], f[:h]) {
+				continue
+			}
+			matched = true
+			if bytes.Equal(body[h:h+16], f[h:h+16]) || bytes.Equal(body[h+e2ee.CounterSize:h+e2ee.CounterSize+16], f[h:h+16]) {
+				return keys, deltas, fmt.Errorf("payload %d carries the plaintext of fixture frame %d after its clear header", n, i)
+			}
+		}
+		if !matched {
+			return keys, deltas, fmt.Errorf("payload %d starts a frame whose first %d bytes are not the clear VP8 header of a fixture frame: %x", n, h, body[:h])
+		}
+		if h == e2ee.VP8KeyHeaderLen {
+			keys++
+		} else {
+			deltas++
+		}
+	}
+	return keys, deltas, nil
 }
 
 // ffprobeCount runs ffprobe on path and returns the frame (video) or packet
@@ -175,30 +244,39 @@ func TestVideoCall(t *testing.T) {
 			t.Fatalf("b received %d frame(s) that are not fixture frames", n)
 		}
 	}
-	// ...while the RTP payloads carried none of them in the clear: after
-	// the clear VP8 header, no 16-byte run of any fixture frame appears in
-	// any payload seen on the wire (both directions).
+	// ...while the RTP payloads carried none of them in the clear (both
+	// directions): no 16-byte run of any fixture frame past its clear VP8
+	// header appears in any payload seen on the wire, and the first payload
+	// of each frame starts with the clear 10-byte (key frame) or 3-byte
+	// (delta frame) VP8 header of a fixture frame, followed by something
+	// else than that frame's plaintext.
 	pkts := append(wirePkts.get(KindVideo), aWirePkts.get(KindVideo)...)
 	if len(pkts) < 100 {
 		t.Fatalf("only %d video RTP payloads captured", len(pkts))
 	}
-	for i, f := range frames {
-		for _, off := range []int{16, len(f) / 2, len(f) - 20} {
-			if off < 10 || off+16 > len(f) {
-				continue
-			}
-			probe := f[off : off+16]
-			for _, p := range pkts {
-				if bytes.Contains(p, probe) {
-					t.Fatalf("plaintext of fixture frame %d (offset %d) found in an RTP payload", i, off)
-				}
-			}
-		}
+	if leak := plaintextLeak(frames, pkts); leak != "" {
+		t.Fatal(leak)
 	}
-	// Positive control: the same probe finds a frame in itself, and the
-	// payload of a key frame starts with its clear 10-byte VP8 header.
-	if !bytes.Contains(frames[0], frames[0][16:32]) {
-		t.Fatal("probe broken")
+	keys, deltas, err := checkFrameStarts(frames, pkts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys < 1 || deltas < 10 {
+		t.Fatalf("the captured payloads start %d key frames and %d delta frames; want at least 1 and 10", keys, deltas)
+	}
+	t.Logf("%d video RTP payloads checked: %d key frame and %d delta frame starts with their clear header only", len(pkts), keys, deltas)
+	// Positive control: the same checks on the fixture frames packetized in
+	// the clear by pion's VP8 payloader (as the track does with the
+	// encrypted frames) find the plaintext in every frame.
+	payloader := &codecs.VP8Payloader{EnablePictureID: true}
+	for i, f := range frames {
+		plain := payloader.Payload(1200, f)
+		if plaintextLeak(frames[i:i+1], plain) == "" {
+			t.Fatalf("control: the probe misses fixture frame %d sent in the clear", i)
+		}
+		if _, _, err := checkFrameStarts(frames, plain); err == nil {
+			t.Fatalf("control: fixture frame %d sent in the clear passes as encrypted", i)
+		}
 	}
 
 	// The recording decodes with ffmpeg to the frames written.
