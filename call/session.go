@@ -38,7 +38,7 @@ type session struct {
 
 	st counters
 	// statsMu serialises pion's GetStats with the connection's Close: in
-	// pion v4.2.26 GetStats reads the stats getter that Close clears,
+	// pion v4.2.24 GetStats reads the stats getter that Close clears,
 	// without a lock.
 	statsMu sync.Mutex
 	// pendingEpoch is pendingSend's epoch (0: none), read by the receive
