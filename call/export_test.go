@@ -73,3 +73,11 @@ func (m *Module) pcOf() *webrtc.PeerConnection {
 	}
 	return m.cur.pc
 }
+
+// disconnectTimerArmed reports whether the current call's disconnected
+// timer is running.
+func (m *Module) disconnectTimerArmed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur != nil && m.cur.discTimer != nil
+}

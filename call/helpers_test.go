@@ -36,9 +36,10 @@ import (
 // behind an httptest server, and the embedded TURN server on loopback that
 // its ice-config hands out.
 var testEnv struct {
-	relayURL string
-	turnAddr *net.UDPAddr
-	ice      *relayice.Resolver
+	relayURL   string
+	turnAddr   *net.UDPAddr
+	turnSecret []byte
+	ice        *relayice.Resolver
 }
 
 func TestMain(m *testing.M) {
@@ -66,6 +67,7 @@ func runTests(m *testing.M) int {
 	}
 	defer turn.Close()
 	testEnv.turnAddr = turn.Addr().(*net.UDPAddr)
+	testEnv.turnSecret = secret
 	res, err := relayice.New(relayice.Options{
 		Embedded: &relayice.Embedded{Host: "127.0.0.1", Port: testEnv.turnAddr.Port, Secret: secret},
 		Logger:   quiet,

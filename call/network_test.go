@@ -14,6 +14,7 @@ import (
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/media"
 	"github.com/duetcall/duet/relay"
+	relayice "github.com/duetcall/duet/relay/ice"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -181,6 +182,105 @@ func TestRelayOnlyCall(t *testing.T) {
 	b.waitState(StateHangup, 5*time.Second)
 }
 
+// The transport policy follows the relay's ice_transport_policy, unless
+// the module always relays.
+func TestRTCConfigPolicy(t *testing.T) {
+	for _, tt := range []struct {
+		alwaysRelay bool
+		relay       string
+		want        webrtc.ICETransportPolicy
+	}{
+		{false, "all", webrtc.ICETransportPolicyAll},
+		{false, "relay", webrtc.ICETransportPolicyRelay},
+		{true, "all", webrtc.ICETransportPolicyRelay},
+		{true, "relay", webrtc.ICETransportPolicyRelay},
+	} {
+		m := &Module{opts: Options{AlwaysRelay: tt.alwaysRelay}}
+		if got := m.rtcConfig(client.ICEConfig{ICETransportPolicy: tt.relay}).ICETransportPolicy; got != tt.want {
+			t.Errorf("AlwaysRelay %v, relay policy %q: %s, want %s", tt.alwaysRelay, tt.relay, got, tt.want)
+		}
+	}
+}
+
+// A relay that answers ice_transport_policy "relay" (duet relay
+// --force-relay) puts the calls of modules that do not ask for it through
+// TURN.
+func TestRelayForcesTURN(t *testing.T) {
+	checkLeaks(t)
+	res, err := relayice.New(relayice.Options{
+		Embedded:   &relayice.Embedded{Host: "127.0.0.1", Port: testEnv.turnAddr.Port, Secret: testEnv.turnSecret},
+		ForceRelay: true,
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRelayWith(t, t.TempDir(), "127.0.0.1:0", res)
+	t.Cleanup(r.stop)
+	url := "http://" + r.addr
+	a, b := newPeer(t, "a", withRelay(url)), newPeer(t, "b", withRelay(url))
+	connect(t, a, b, Media{Audio: true})
+	for _, p := range []*peer{a, b} {
+		st := p.waitStats(10*time.Second, "audio over TURN", func(s Stats) bool { return s.AudioFramesReceived >= 20 })
+		if st.LocalCandidate != "relay" || st.RemoteCandidate != "relay" {
+			t.Errorf("%s: selected pair %s/%s, want relay/relay", p.name, st.LocalCandidate, st.RemoteCandidate)
+		}
+		if pc := p.mod.pcOf(); pc == nil || pc.GetConfiguration().ICETransportPolicy != webrtc.ICETransportPolicyRelay {
+			t.Errorf("%s: the peer connection's transport policy is not relay", p.name)
+		}
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitState(StateHangup, 5*time.Second)
+}
+
+// A connection that comes back before the disconnected timeout keeps the
+// call: the timer armed when it went disconnected is cleared.
+func TestDisconnectedThenBack(t *testing.T) {
+	checkLeaks(t)
+	// ICE notices the dead path after 0.5 s and would only fail after
+	// 30 s (no ICE restart here); the disconnected timeout is 1 s.
+	setTimings(t, timings{disconnected: time.Second, media: 30 * time.Second})
+	slowFail := func(se *webrtc.SettingEngine) {
+		se.SetICETimeouts(500*time.Millisecond, 30*time.Second, 200*time.Millisecond)
+	}
+	a := newPeer(t, "a", withEngine(slowFail))
+	b := newPeer(t, "b", withEngine(slowFail), withGate())
+	connect(t, a, b, Media{Audio: true})
+	a.waitStats(5*time.Second, "audio", func(s Stats) bool { return s.AudioFramesReceived >= 10 })
+
+	b.gate.block()
+	for _, p := range []*peer{a, b} {
+		p.waitStats(5*time.Second, "the disconnected timer", func(Stats) bool { return p.mod.disconnectTimerArmed() })
+	}
+	b.gate.unblock()
+	for _, p := range []*peer{a, b} {
+		p.waitStats(5*time.Second, "reconnected", func(s Stats) bool {
+			return s.State == StateConnected && !p.mod.disconnectTimerArmed()
+		})
+	}
+	// The call outlives the disconnected timeout: 100 more audio frames
+	// (2 s of audio) arrive and it is still connected, with no error.
+	for _, p := range []*peer{a, b} {
+		before := p.mod.Stats().AudioFramesReceived
+		p.waitStats(10*time.Second, "audio after the reconnection", func(s Stats) bool { return s.AudioFramesReceived >= before+100 })
+	}
+	for _, p := range []*peer{a, b} {
+		if st := p.mod.State().Get(); st.State != StateConnected {
+			t.Errorf("%s: %+v, want still connected", p.name, st)
+		}
+		select {
+		case err := <-p.errs:
+			t.Errorf("%s: OnError(%v)", p.name, err)
+		default:
+		}
+	}
+	if n := a.mod.Stats().ICERestarts + b.mod.Stats().ICERestarts; n != 0 {
+		t.Errorf("%d ICE restarts; the connection came back by itself", n)
+	}
+}
+
 func TestPeerClosedWithoutHangup(t *testing.T) {
 	checkLeaks(t)
 	setTimings(t, timings{disconnected: time.Second})
@@ -217,9 +317,15 @@ type restartableRelay struct {
 
 func startRelayAt(t *testing.T, dir, addr string) *restartableRelay {
 	t.Helper()
+	return startRelayWith(t, dir, addr, testEnv.ice)
+}
+
+// startRelayWith is startRelayAt with the ICE configuration of res.
+func startRelayWith(t *testing.T, dir, addr string, res *relayice.Resolver) *restartableRelay {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv, err := relay.New(ctx, relay.Options{DataDir: dir, ICE: testEnv.ice, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := relay.New(ctx, relay.Options{DataDir: dir, ICE: res, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
