@@ -1,6 +1,7 @@
 // Package call is duet's Go call module: end-to-end-encrypted 1:1 audio and
-// video calls on pion/webrtc v4, with the semantics of the seed's CallModule
-// (docs in ../docs/PROTOCOL.md and the product description seed/calls.md).
+// video calls on pion/webrtc v4, with the semantics of the CallModule of the
+// product description duet implements (the wire protocol, and where duet
+// differs from that description, are in docs/PROTOCOL.md).
 //
 // A [Module] owns at most one call at a time. The application connects a
 // relay client, creates a Module with the client as its [Signaler], and

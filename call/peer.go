@@ -16,7 +16,7 @@ import (
 
 // Payload types and codec parameters. Only VP8 and Opus are registered: the
 // H.264 packetisers parse the frame and break on ciphertext, and both SDKs
-// negotiate these two explicitly (DESIGN.md decision 5).
+// negotiate these two explicitly (docs/PROTOCOL.md §8).
 const (
 	ptVP8  = 96
 	ptOpus = 111

@@ -38,9 +38,11 @@ func chromiumPath(t testing.TB) string {
 	return ""
 }
 
-// newBrowser starts a headless Chromium with a fresh profile (the flags of
-// DESIGN.md, plus extra) and returns the context of its first tab. The
-// browser stops at the end of the test.
+// newBrowser starts a headless Chromium with a fresh profile (headless, no
+// sandbox, no GPU, QUIC, background networking, component updates or sync,
+// which would keep trying to reach the closed internet; plus extra) and
+// returns the context of its first tab. The browser stops at the end of the
+// test.
 func newBrowser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	exe := chromiumPath(t)
