@@ -3,7 +3,11 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,5 +143,141 @@ func TestSlowConsumerDropsCounted(t *testing.T) {
 	t.Logf("sent %d, received %d, drops %v", sent, received, r.dropsTotal(t))
 	if m := ca.frames; len(m) > 0 {
 		t.Errorf("sender got %v", <-m)
+	}
+}
+
+// writerHold holds the writer of one session before its next batch.
+type writerHold struct {
+	s       *session
+	entered chan struct{} // closed once the writer waits
+	release chan struct{}
+	once    sync.Once
+}
+
+// letGo lets the writer go on.
+func (h *writerHold) letGo() { h.once.Do(func() { close(h.release) }) }
+
+// startRelayHeld is startRelay without rate limits, and with a hold
+// function that makes the writer of a session wait before its next batch
+// until letGo (or the end of the test).
+func startRelayHeld(t testing.TB) (*testRelay, func(*session) *writerHold) {
+	var cur atomic.Pointer[writerHold]
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.rateLimit, tu.rateBurst = 1e6, 1e6
+		tu.beforeBatch = func(s *session) {
+			if h := cur.Load(); h != nil && h.s == s {
+				select {
+				case <-h.entered:
+				default:
+					close(h.entered)
+				}
+				<-h.release
+			}
+		}
+	})
+	hold := func(s *session) *writerHold {
+		h := &writerHold{s: s, entered: make(chan struct{}), release: make(chan struct{})}
+		t.Cleanup(h.letGo) // before the relay's cleanup stops it
+		cur.Store(h)
+		return h
+	}
+	return r, hold
+}
+
+// queueBehind sends envs from ca to the session of h, whose writer is held
+// in the batch of the first: the others stay queued.
+func queueBehind(t testing.TB, ca *testClient, h *writerHold, envs []*wire.Envelope) {
+	t.Helper()
+	ca.send(envs[0])
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer did not take the first envelope")
+	}
+	for _, e := range envs[1:] {
+		ca.send(e)
+	}
+	eventually(t, 10*time.Second, "envelopes queued", func() bool { return len(h.s.queued()) == len(envs)-1 })
+}
+
+// TestShutdownFlushesQueues: envelopes queued for a session when the node
+// shuts down are written before the reconnect notice.
+func TestShutdownFlushesQueues(t *testing.T) {
+	r, hold := startRelayHeld(t)
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	cb := r.connectOpt(t, b.id, b.alias, true) // reads once the shutdown started
+	sb := r.sessionOf(t, b.alias)
+	h := hold(sb)
+	var envs []*wire.Envelope
+	for i := range 5 {
+		envs = append(envs, ca.env(b.alias, fmt.Sprint("e", i)))
+	}
+	queueBehind(t, ca, h, envs)
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		done <- r.srv.Shutdown(ctx)
+	}()
+	eventually(t, 10*time.Second, "b's session draining", func() bool {
+		sb.mu.Lock()
+		defer sb.mu.Unlock()
+		return sb.draining
+	})
+	h.letGo()
+	frames, code := readAll(t, cb.conn)
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if len(frames) != len(envs)+1 || string(frames[len(envs)]) != `{"type":"reconnect"}` || code != websocket.StatusServiceRestart {
+		t.Fatalf("b got %q and close %v, want %d envelopes, reconnect, 1012", frames, code, len(envs))
+	}
+	for i, want := range envs {
+		if got, err := wire.DecodeEnvelope(frames[i]); err != nil || *got != *want {
+			t.Errorf("frame %d: %q, want envelope %s", i, frames[i], want.ID)
+		}
+	}
+	if got := r.dropsTotal(t); got != 0 {
+		t.Errorf("%v drops, want none", got)
+	}
+	if m := ca.next(5 * time.Second); m["type"] != "reconnect" {
+		t.Errorf("a got %v, want reconnect", m)
+	}
+}
+
+// TestShutdownDeadlineDropsCounted: when the shutdown deadline ends before
+// a session's queue is written, the frames not written are counted.
+func TestShutdownDeadlineDropsCounted(t *testing.T) {
+	r, hold := startRelayHeld(t)
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	cb := r.connectOpt(t, b.id, b.alias, true)
+	h := hold(r.sessionOf(t, b.alias))
+	var envs []*wire.Envelope
+	for i := range 5 {
+		envs = append(envs, ca.env(b.alias, fmt.Sprint("e", i)))
+	}
+	queueBehind(t, ca, h, envs)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.srv.Shutdown(ctx) }()
+	// The writer is held past the deadline: the relay drops the connection.
+	frames, _ := readAll(t, cb.conn)
+	h.letGo()
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want the deadline", err)
+	}
+	if n := countEnvelopes(frames); n != 0 {
+		t.Errorf("b received %d envelopes", n)
+	}
+	if got := r.metric(t, `duet_relay_drops_total{reason="shutdown"}`); got != float64(len(envs)) {
+		t.Errorf("shutdown drops = %v, want %d (the held batch and the queue)", got, len(envs))
+	}
+	if got := r.dropsTotal(t); got != float64(len(envs)) {
+		t.Errorf("%v drops in all, want %d", got, len(envs))
 	}
 }

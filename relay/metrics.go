@@ -29,8 +29,9 @@ const (
 	DropNoSession DropReason = "no_local_session"
 	// DropPublish: publishing to NATS failed (NATS disconnected or closing).
 	DropPublish DropReason = "publish_error"
-	// DropShutdown: the envelope was still in the node's routing queue
-	// (NATS to sessions) when the node shut down.
+	// DropShutdown: the node shut down before the frame was written to its
+	// recipient session: the shutdown deadline ended with the frame still
+	// queued, or the session closed while it was being drained.
 	DropShutdown DropReason = "shutdown"
 )
 

@@ -103,6 +103,24 @@ func startEmbeddedNATS(ctx context.Context, dataDir string, log *slog.Logger) (*
 	return ns, nil
 }
 
+// drain drains the connection, so that what the node published reaches the
+// server, then closes it (at once when ctx ends first), and stops the
+// embedded server, if any. A connection that is not connected is closed.
+func (b *natsBackend) drain(ctx context.Context) error {
+	var err error
+	closed := make(chan struct{})
+	b.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if derr := b.nc.Drain(); derr == nil {
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			err = fmt.Errorf("draining NATS: %w", ctx.Err())
+		}
+	}
+	b.close()
+	return err
+}
+
 // close closes the connection and stops the embedded server, if any.
 func (b *natsBackend) close() {
 	if b.nc != nil {

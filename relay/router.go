@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -63,7 +65,11 @@ type router struct {
 	routes      map[identity.Alias]*route
 	sessions    map[uint64]*session
 	goneDropped uint64 // route_backlog drops of removed subscriptions
+	closed      bool   // closeRoutes ran: no more sessions are added
 }
+
+// errRouterClosed is returned by router.add once the node shuts down.
+var errRouterClosed = errors.New("relay: the node is shutting down")
 
 func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger) (*router, error) {
 	r := &router{
@@ -91,27 +97,52 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger) (*router, error) {
 	return r, nil
 }
 
-// stop unsubscribes everything and stops the dispatchers. Envelopes still
-// in the routing shards are dropped, counted as shutdown.
-func (r *router) stop() {
-	_ = r.inboxSub.Unsubscribe()
+// closeRoutes stops routing envelopes to this node (the first step of a
+// shutdown): it unsubscribes every alias, so that NATS routes new envelopes
+// to the alias's sessions on other nodes, or answers the sender as for an
+// offline recipient; it stops the dispatchers and delivers what they had not
+// delivered yet, in order, to the sessions' queues. Sessions are no longer
+// added; the inbox stays subscribed and publishing still works. ctx bounds
+// the wait for NATS.
+func (r *router) closeRoutes(ctx context.Context) {
 	r.mu.Lock()
-	for a, rt := range r.routes {
-		r.unsubscribe(rt)
-		delete(r.routes, a)
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	for _, rt := range r.routes {
+		r.unsubscribe(rt) // the route and its sessions stay for the delivery below
 	}
 	r.mu.Unlock()
+	// Once NATS answers, every envelope it routed here is in the shards (or
+	// counted as route_backlog).
+	if r.nc.IsConnected() {
+		fctx, cancel := context.WithTimeout(ctx, subscribeWait)
+		if err := r.nc.FlushWithContext(fctx); err != nil {
+			r.log.Warn("relay: shutdown: NATS did not confirm the unsubscriptions; envelopes in flight may be lost", "err", err)
+		}
+		cancel()
+	}
 	close(r.quit)
 	r.wg.Wait()
 	// Nothing is subscribed any more: the shards only shrink.
-	var n uint64
 	for _, ch := range r.shards {
 		for len(ch) > 0 {
-			<-ch
-			n++
+			r.deliver(<-ch)
 		}
 	}
-	r.m.drops.Add(DropShutdown, n)
+}
+
+// stop closes the routes (if not done yet) and unsubscribes the inbox.
+func (r *router) stop() {
+	r.closeRoutes(context.Background())
+	_ = r.inboxSub.Unsubscribe()
+	r.mu.Lock()
+	for a := range r.routes {
+		delete(r.routes, a)
+	}
+	r.mu.Unlock()
 }
 
 func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
@@ -125,6 +156,10 @@ func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
 // subscription, so envelopes sent after "ready" are delivered.
 func (r *router) add(s *session) error {
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return errRouterClosed
+	}
 	rt := r.routes[s.alias]
 	if rt == nil {
 		sub, err := r.nc.ChanSubscribe(subjectPrefix+string(s.alias)+".*", r.shardFor(s.alias))
@@ -165,17 +200,24 @@ func (r *router) remove(s *session) {
 		}
 	}
 	if len(rt.sessions) == 0 {
-		r.unsubscribe(rt)
+		if !r.closed { // else closeRoutes did
+			r.unsubscribe(rt)
+		}
 		delete(r.routes, s.alias)
 	}
 }
 
 // unsubscribe drops rt's subscription, keeping its drop count. r.mu is held.
+// It drains the subscription rather than unsubscribing it: nats.go discards
+// the messages still in flight to an unsubscribed subscription, uncounted
+// (the server had routed them, so their senders learn nothing either); a
+// draining one takes them until the server has the unsubscription, and
+// deliver counts them (no_local_session) or hands them to a new session.
 func (r *router) unsubscribe(rt *route) {
 	if d, err := rt.sub.Dropped(); err == nil && d > 0 {
 		r.goneDropped += uint64(d)
 	}
-	_ = rt.sub.Unsubscribe()
+	_ = rt.sub.Drain()
 }
 
 // backlogDrops is the number of envelopes NATS dropped because a routing

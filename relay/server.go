@@ -66,6 +66,9 @@ type tunables struct {
 	rateLimit    float64
 	rateBurst    int
 	floodLimit   int
+	// beforeBatch, if set, is called by a session's writer before it writes
+	// a batch of queued frames (tests hold a writer there).
+	beforeBatch func(*session)
 }
 
 var defaultTunables = tunables{
@@ -269,10 +272,15 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// Shutdown stops the node gracefully: it refuses new sessions, sends
-// {"type":"reconnect"} to every session and closes it with 1012, waits for
-// the sessions to finish (forcing them closed when ctx ends), then closes
-// NATS and the embedded server. Stop the http.Server (which does not track
+// Shutdown stops the node gracefully: it refuses new sessions and stops
+// routing envelopes to this node (NATS routes them to other nodes, or
+// answers their senders as for an offline recipient); each session then
+// gets the envelopes already routed to it, {"type":"reconnect"}, and a close
+// with 1012 (a session not yet authenticated gets reconnect at once).
+// Shutdown waits for the sessions to finish; when ctx ends first it drops
+// their connections, and the frames they had not written are counted as
+// dropped (shutdown). Then it drains the NATS connection (bounded by ctx)
+// and stops the embedded server. Stop the http.Server (which does not track
 // WebSockets) before or after; both orders work.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -287,8 +295,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.log.Info("relay: shutting down", "sessions", len(conns))
+	s.router.closeRoutes(ctx)
 	for _, c := range conns {
-		c.kill(statusRestart, "shutdown", reconnectFrame)
+		c.drain()
 	}
 	done := make(chan struct{})
 	go func() {
@@ -306,7 +315,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.router.stop()
-	s.nats.close()
+	if derr := s.nats.drain(ctx); derr != nil && err == nil {
+		err = fmt.Errorf("relay: shutdown: %w", derr)
+	}
 	return err
 }
 

@@ -68,12 +68,13 @@ type session struct {
 	refused     int // rate-limited frames in the current flood
 	lastRefused time.Time
 
-	mu      sync.Mutex
-	queue   [][]byte
-	writing bool // a writer goroutine is running
-	closing bool
-	reason  string         // disconnect reason (metrics label), set by kill
-	wg      sync.WaitGroup // writer and closer goroutines
+	mu       sync.Mutex
+	queue    [][]byte
+	writing  bool // a writer goroutine is running (or open holds the queue)
+	closing  bool
+	draining bool           // node shutdown: close once the queue is written (drain)
+	reason   string         // disconnect reason (metrics label), set by kill
+	wg       sync.WaitGroup // writer and closer goroutines
 }
 
 func (s *session) now() time.Time { return s.srv.now() }
@@ -83,8 +84,9 @@ func (s *session) now() time.Time { return s.srv.now() }
 func (s *session) enqueue(msg []byte) bool {
 	s.mu.Lock()
 	if s.closing {
+		reason := s.dropReasonLocked()
 		s.mu.Unlock()
-		s.srv.metrics.drops.Inc(DropSessionClosed)
+		s.srv.metrics.drops.Inc(reason)
 		return false
 	}
 	if len(s.queue) >= s.srv.tun.queueLen {
@@ -103,8 +105,17 @@ func (s *session) enqueue(msg []byte) bool {
 	return true
 }
 
+// dropReasonLocked is the reason frames a closing session discards are
+// counted under. s.mu is held.
+func (s *session) dropReasonLocked() DropReason {
+	if s.draining {
+		return DropShutdown
+	}
+	return DropSessionClosed
+}
+
 // writeLoop writes queued frames until the queue is empty or the session
-// closes.
+// closes; a draining session closes once its queue is empty.
 func (s *session) writeLoop() {
 	defer s.wg.Done()
 	var batch [][]byte
@@ -115,19 +126,27 @@ func (s *session) writeLoop() {
 			if cap(s.queue) > 16 {
 				s.queue = nil // give back memory after a burst
 			}
+			if s.draining {
+				s.closeLocked(statusRestart, "shutdown", reconnectFrame)
+			}
 			s.mu.Unlock()
 			return
 		}
 		batch, s.queue = s.queue, batch[:0]
 		s.mu.Unlock()
+		if h := s.srv.tun.beforeBatch; h != nil {
+			h(s)
+		}
 		// One write timeout bounds the whole batch.
 		ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.writeTimeout)
 		for i, m := range batch {
 			if err := s.conn.Write(ctx, websocket.MessageText, m); err != nil {
 				cancel()
 				// The rest of the batch, this frame included, is lost.
-				s.srv.metrics.drops.Add(DropSessionClosed, uint64(len(batch)-i))
-				s.kill(websocket.StatusInternalError, "write_error", nil)
+				s.mu.Lock()
+				s.srv.metrics.drops.Add(s.dropReasonLocked(), uint64(len(batch)-i))
+				s.closeLocked(websocket.StatusInternalError, "write_error", nil)
+				s.mu.Unlock()
 				return
 			}
 			batch[i] = nil
@@ -157,22 +176,45 @@ func (s *session) writeDirect(msg []byte) error {
 var errSessionClosing = errors.New("relay: session closing")
 
 // kill closes the session once: it drops the queue (counted as
-// session_closed), optionally writes final, then closes the WebSocket with
-// code and reason. It never blocks.
+// session_closed, or shutdown while draining), optionally writes final, then
+// closes the WebSocket with code and reason. It never blocks.
 func (s *session) kill(code websocket.StatusCode, reason string, final []byte) {
 	s.mu.Lock()
+	s.closeLocked(code, reason, final)
+	s.mu.Unlock()
+}
+
+// drain closes the session for the node's shutdown once the frames queued
+// so far, and those queued meanwhile, are written: then it writes
+// {"type":"reconnect"} and closes with 1012. A session with nothing queued
+// (or not yet authenticated) closes at once. It never blocks; Server.Shutdown
+// bounds the wait by dropping the connection.
+func (s *session) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.draining {
+		return
+	}
+	s.draining = true
+	if !s.writing {
+		s.closeLocked(statusRestart, "shutdown", reconnectFrame)
+	}
+	// Otherwise the writer (or open, once ready is written) closes the
+	// session when the queue is empty.
+}
+
+// closeLocked is kill with s.mu held.
+func (s *session) closeLocked(code websocket.StatusCode, reason string, final []byte) {
 	if s.closing {
-		s.mu.Unlock()
 		return
 	}
 	s.closing = true
 	s.reason = reason
 	if n := len(s.queue); n > 0 {
-		s.srv.metrics.drops.Add(DropSessionClosed, uint64(n))
+		s.srv.metrics.drops.Add(s.dropReasonLocked(), uint64(n))
 	}
 	s.queue = nil
 	s.wg.Add(1)
-	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		// A client that does not read never completes the close handshake
@@ -203,7 +245,10 @@ func (s *session) open(ctx context.Context) bool {
 	s.mu.Lock()
 	s.writing = true
 	s.mu.Unlock()
-	if err := s.srv.router.add(s); err != nil {
+	if err := s.srv.router.add(s); errors.Is(err, errRouterClosed) {
+		s.kill(statusRestart, "shutdown", reconnectFrame) // authenticated while the node shuts down
+		return false
+	} else if err != nil {
 		s.log.Warn("relay: cannot route session", "err", err)
 		s.kill(websocket.StatusInternalError, "routing unavailable", nil)
 		return false
@@ -220,6 +265,8 @@ func (s *session) open(ctx context.Context) bool {
 		s.writing = true
 		s.wg.Add(1)
 		go s.writeLoop()
+	} else if s.draining {
+		s.closeLocked(statusRestart, "shutdown", reconnectFrame)
 	}
 	s.mu.Unlock()
 	s.log.Debug("relay: session ready")

@@ -329,6 +329,23 @@ func TestShutdownSendsReconnect(t *testing.T) {
 	c1, c2 := r.connect(t, a.id, a.alias), r.connect(t, a.id, a.alias)
 	pending := r.dial(t) // not yet authenticated
 	readJSON(t, pending)
+	type result struct {
+		frames []string
+		code   websocket.StatusCode
+	}
+	pendingGot := make(chan result, 1)
+	go func() {
+		var res result
+		for {
+			_, b, err := pending.Read(context.Background())
+			if err != nil {
+				res.code = websocket.CloseStatus(err)
+				pendingGot <- res
+				return
+			}
+			res.frames = append(res.frames, string(b))
+		}
+	}()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -342,6 +359,9 @@ func TestShutdownSendsReconnect(t *testing.T) {
 		if got := c.closed(5 * time.Second); got != websocket.StatusServiceRestart {
 			t.Fatalf("closed with %v, want 1012", got)
 		}
+	}
+	if got := <-pendingGot; len(got.frames) != 1 || got.frames[0] != `{"type":"reconnect"}` || got.code != websocket.StatusServiceRestart {
+		t.Errorf("pending connection got %q and close %v, want reconnect and 1012", got.frames, got.code)
 	}
 	var e apiError
 	if code := r.do(t, "GET", "/readyz", "", nil, &e); code != 503 {
