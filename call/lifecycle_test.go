@@ -141,8 +141,11 @@ func TestCallerAnswerTimeout(t *testing.T) {
 	if st.Reason != ReasonNoAnswer {
 		t.Errorf("a: %+v, want ended no_answer", st)
 	}
-	if took < 1500*time.Millisecond || took > 3*time.Second {
-		t.Errorf("ended after %v; the answer timeout is 1.5 s here", took)
+	// The timer must not fire early; that it fires at all within the
+	// bounded wait is what waitState checks (no upper bound on a shared
+	// machine).
+	if took < 1500*time.Millisecond {
+		t.Errorf("ended after %v, before the answer timeout (1.5 s here)", took)
 	}
 	if err := waitErr(a.errs, ErrNoAnswer, time.Second); err == nil {
 		t.Error("OnError did not get ErrNoAnswer")

@@ -44,9 +44,9 @@ func TestPeerKilled(t *testing.T) {
 		t.Errorf("a: %+v, want ended disconnected", st)
 	}
 	// ICE notices within ~0.5-1 s here, then the (shortened) 1 s
-	// disconnected timeout runs.
-	if took < time.Second || took > 3*time.Second {
-		t.Errorf("a ended %v after the peer died", took)
+	// disconnected timeout runs: the call cannot end before that timeout.
+	if took < time.Second {
+		t.Errorf("a ended %v after the peer died, before the disconnected timeout (1 s here)", took)
 	}
 	if err := waitErr(a.errs, ErrDisconnected, time.Second); err == nil {
 		t.Error("OnError did not get ErrDisconnected")
@@ -91,8 +91,10 @@ func TestMediaTimeout(t *testing.T) {
 	if st.Reason != ReasonMediaTimeout {
 		t.Errorf("a: %+v, want ended media_timeout", st)
 	}
-	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
-		t.Errorf("a ended %v after connecting; media stopped after ~0.5 s, timeout 1.5 s", took)
+	// Media stopped after ~0.5 s and the timeout is 1.5 s of no growth here:
+	// the call cannot end before media has been still for a while.
+	if took := time.Since(start); took < 1500*time.Millisecond {
+		t.Errorf("a ended %v after connecting, before the media timeout could run out", took)
 	}
 	if err := waitErr(a.errs, ErrMediaTimeout, time.Second); err == nil {
 		t.Error("OnError did not get ErrMediaTimeout")
@@ -298,8 +300,10 @@ func TestPeerClosedWithoutHangup(t *testing.T) {
 	if st.State != StateEnded || st.Reason != ReasonDisconnected {
 		t.Errorf("b: %+v, want ended disconnected", st)
 	}
-	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
-		t.Errorf("b ended %v after a closed; want about 0.5 s + 1 s", took)
+	// ICE goes disconnected after ~0.5 s here, then the 1 s disconnected
+	// timeout runs: not before.
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("b ended %v after a closed, before the disconnected timeout (1 s here)", took)
 	}
 }
 

@@ -1,3 +1,5 @@
+//go:build trace
+
 package call
 
 import (
@@ -59,15 +61,16 @@ func (r recorder) WithAttrs(as []slog.Attr) slog.Handler {
 }
 func (r recorder) WithGroup(string) slog.Handler { return r }
 
-// TestTraceSetup is a measuring tool, not a test: with DUET_TRACE=1 it
-// places 30 calls like BenchmarkCallSetup and prints the median offset from
-// Call() of every log record of both sides (STEP lines, states, envelopes
-// sent and received; pion's ICE logs too with DUET_TRACE_PION=1, and one
-// call's full timeline with DUET_TRACE=2).
+// This file holds measuring tools, not tests; they build only with the
+// trace tag:
+//
+//	go test -tags trace -v -run TestTrace ./call
+//
+// TestTraceSetup places 30 calls like BenchmarkCallSetup and prints the
+// median offset from Call() of every log record of both sides (STEP lines,
+// states, envelopes sent and received; pion's ICE logs too with
+// DUET_TRACE_PION=1, and one call's full timeline with DUET_TRACE=2).
 func TestTraceSetup(t *testing.T) {
-	if os.Getenv("DUET_TRACE") == "" {
-		t.Skip("set DUET_TRACE=1")
-	}
 	var mu sync.Mutex
 	var recs []rec
 	mk := func(name string) *slog.Logger {
@@ -181,9 +184,6 @@ func waitConnectedT(t *testing.T, sub stateSub) {
 // BenchmarkCallSetup; with DUET_TRACE_TURN=1 the pair gathers from the
 // relay's STUN and TURN servers like a call does.
 func TestTraceBare(t *testing.T) {
-	if os.Getenv("DUET_TRACE") == "" {
-		t.Skip("set DUET_TRACE=1")
-	}
 	m := New(Options{})
 	defer m.Close()
 	m.setHooks(testHooks{settingEngine: loopback})
