@@ -97,3 +97,26 @@ func TestNewErrors(t *testing.T) {
 		t.Error("New with an unreachable NATS succeeded")
 	}
 }
+
+// TestReadyWithoutNATS: /readyz answers 503 once the external NATS is gone,
+// while /healthz (the process is alive) still answers 200.
+func TestReadyWithoutNATS(t *testing.T) {
+	ns := startNATS(t)
+	r := startRelay(t, Options{NATSURL: ns.ClientURL()}, nil)
+	var st map[string]string
+	if code := r.do(t, "GET", "/readyz", "", nil, &st); code != 200 || st["status"] != "ready" {
+		t.Fatalf("readyz with NATS: %d %v", code, st)
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	var e apiError
+	eventually(t, 15*time.Second, "readyz 503 without NATS", func() bool {
+		return r.do(t, "GET", "/readyz", "", nil, &e) == 503
+	})
+	if e.Error != "nats_unavailable" && e.Error != "directory_unavailable" {
+		t.Errorf("readyz without NATS: %+v", e)
+	}
+	if code := r.do(t, "GET", "/healthz", "", nil, &st); code != 200 {
+		t.Errorf("healthz without NATS: %d", code)
+	}
+}

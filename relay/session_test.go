@@ -1,9 +1,12 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,15 +153,25 @@ func TestAuthFailures(t *testing.T) {
 		writeJSONFrame(t, conn, tc.frame(readJSON(t, conn)))
 		expectClose(tc.name, conn, StatusUnauthorized)
 	}
-	// Silence: closed after the auth timeout.
+	// A binary frame is refused before authentication (§9.2), even one
+	// holding a valid auth frame.
 	conn := r.dial(t)
+	auth, _ := json.Marshal(authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := conn.Write(ctx, websocket.MessageBinary, auth); err != nil {
+		t.Fatal(err)
+	}
+	expectClose("binary auth frame", conn, StatusUnauthorized)
+	// Silence: closed after the auth timeout.
+	conn = r.dial(t)
 	readJSON(t, conn)
 	start := time.Now()
 	expectClose("timeout", conn, StatusUnauthorized)
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("auth timeout took %v", d)
 	}
-	for reason, want := range map[string]float64{"ws_unauthenticated_frame": 3, "ws_bad_signature": 2, "ws_unknown_alias": 1, "ws_timeout": 1} {
+	for reason, want := range map[string]float64{"ws_unauthenticated_frame": 4, "ws_bad_signature": 2, "ws_unknown_alias": 1, "ws_timeout": 1} {
 		if got := r.metric(t, `duet_relay_auth_failures_total{reason="`+reason+`"}`); got != want {
 			t.Errorf("auth failures %s = %v, want %v", reason, got, want)
 		}
@@ -490,4 +503,77 @@ func TestReadyComesFirst(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// TestPayloadNeverLogged sends envelopes whose payload holds a marker
+// through every path (delivered, undeliverable, refused, before auth,
+// oversized) with the relay logging at debug level: the marker is nowhere
+// in the logs.
+func TestPayloadNeverLogged(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := startRelay(t, Options{Logger: log}, nil)
+	const marker = "U0VDUkVUUEFZTE9BRE1BUktFUg" // base64 of SECRETPAYLOADMARKER
+	payload := marker + "=="
+	a, b, offline := r.newUser(t), r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+
+	e := ca.env(b.alias, "m1")
+	e.Payload = payload
+	ca.send(e)
+	cb.expectEnvelope(e)
+	e = ca.env(offline.alias, "m2")
+	e.Payload = payload
+	ca.send(e)
+	if m := ca.next(5 * time.Second); m["type"] != "undeliverable" {
+		t.Fatalf("got %v, want undeliverable", m)
+	}
+	e = ca.env(b.alias, "m3")
+	e.Payload, e.From = payload, b.alias
+	ca.send(e)
+	ca.expectError("spoofed_from", "m3")
+	ca.send(map[string]any{"type": "call_offer", "to": b.alias, "from": a.alias, "call_id": "bad id", "crypto_v": 2, "payload": payload})
+	ca.expectError("malformed", "")
+	ca.send([]byte(`{"type":"call_offer","payload":"` + payload + `"`))
+	ca.expectError("malformed", "")
+
+	pre := r.dial(t)
+	readJSON(t, pre)
+	writeJSONFrame(t, pre, map[string]any{"type": "call_offer", "to": b.alias, "from": a.alias, "call_id": "c", "crypto_v": 2, "payload": payload})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := pre.Read(ctx); websocket.CloseStatus(err) != StatusUnauthorized {
+		t.Errorf("envelope before auth: %v, want 4001", err)
+	}
+	ca.send([]byte(`{"type":"call_offer","payload":"` + payload + strings.Repeat("A", 64<<10) + `"}`))
+	if got := ca.closed(5 * time.Second); got != websocket.StatusMessageTooBig {
+		t.Errorf("oversized: closed with %v, want 1009", got)
+	}
+	r.stop() // every log line is written
+
+	out := logs.String()
+	if !strings.Contains(out, "relay: session ready") || !strings.Contains(out, "relay: shutting down") {
+		t.Fatalf("the logger did not capture the relay's debug logs:\n%s", out)
+	}
+	if strings.Contains(out, marker) {
+		t.Errorf("the logs contain the payload:\n%s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
