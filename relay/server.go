@@ -38,8 +38,9 @@ type Options struct {
 	// DataDir holds the embedded NATS's JetStream store (DataDir/nats).
 	// Required when NATSURL is empty.
 	DataDir string
-	// KVReplicas is the replica count of the directory buckets when they are
-	// created (external NATS clusters); default 1.
+	// KVReplicas is the replica count of the directory buckets (external
+	// NATS clusters), applied when the node starts: buckets are created or
+	// updated to it, so give every node the same value. Default 1.
 	KVReplicas int
 	// ICE serves the ice-config endpoint; nil answers 503.
 	ICE ICEProvider

@@ -43,6 +43,9 @@ Flags (environment variable in brackets):
   --addr ADDR               HTTP and WebSocket address [DUET_ADDR] (default :8080)
   --data-dir DIR            data directory: JetStream store, TURN secret [DUET_DATA_DIR] (default ./duet-data)
   --nats-url URL            join this NATS (JetStream enabled) instead of the embedded one [DUET_NATS_URL]
+  --kv-replicas N           replicas of the directory's JetStream KV buckets, 1 to 5, applied
+                            at start (give every node the same value); above 1 needs --nats-url
+                            to a cluster of at least N servers [DUET_KV_REPLICAS] (default 1)
   --turn-listen ADDR        embedded TURN address, UDP [DUET_TURN_LISTEN] (default :3478)
   --turn-tcp                embedded TURN also on TCP, same port [DUET_TURN_TCP]
   --turn-public-host HOST   host clients reach the embedded TURN at [DUET_TURN_PUBLIC_HOST]
@@ -59,7 +62,11 @@ TURN providers (environment or .env only), first configured wins:
   TURN_HOST, TURN_SECRET                  coturn with a REST (static-auth) secret
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN   Twilio Network Traversal Service
   METERED_APP, METERED_API_KEY            Metered
-  then the embedded TURN server, then public STUN only (with --no-turn).
+  then the embedded TURN server (unless --no-turn), then public STUN only
+  (stun:stun.cloudflare.com:3478). STUN only is the answer when nothing above
+  is configured (--no-turn and no provider), and the fallback, with a 60 s ttl,
+  when every provider above fails; with --force-relay there is no STUN
+  fallback and a failure answers 503.
 
 Examples:
   duet relay
@@ -75,6 +82,7 @@ Examples:
 // relayConfig is the resolved configuration of `duet relay`.
 type relayConfig struct {
 	addr, dataDir, natsURL      string
+	kvReplicas                  int
 	turnListen, turnPublicHost  string
 	turnTCP, noTURN, forceRelay bool
 	turnAllowPeers              []netip.Prefix
@@ -94,6 +102,9 @@ const (
 	publicHostListen     = "turn-listen"
 	publicHostMachine    = "machine"
 )
+
+// maxKVReplicas is JetStream's largest replica count.
+const maxKVReplicas = 5
 
 // errUsage marks configuration errors (exit status 2).
 var errUsage = errors.New("usage")
@@ -138,12 +149,13 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 		return b
 	}
 	var c relayConfig
-	var allowPeers, logLevel string
+	var allowPeers, logLevel, kvReplicas string
 	fs := flag.NewFlagSet("duet relay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", str("DUET_ADDR", ":8080"), "")
 	fs.StringVar(&c.dataDir, "data-dir", str("DUET_DATA_DIR", "./duet-data"), "")
 	fs.StringVar(&c.natsURL, "nats-url", str("DUET_NATS_URL", ""), "")
+	fs.StringVar(&kvReplicas, "kv-replicas", str("DUET_KV_REPLICAS", "1"), "")
 	fs.StringVar(&c.turnListen, "turn-listen", str("DUET_TURN_LISTEN", ":3478"), "")
 	fs.BoolVar(&c.turnTCP, "turn-tcp", boolean("DUET_TURN_TCP"), "")
 	fs.StringVar(&c.turnPublicHost, "turn-public-host", str("DUET_TURN_PUBLIC_HOST", ""), "")
@@ -166,6 +178,14 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return c, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, logLevel)
 	}
+	n, err := strconv.Atoi(kvReplicas)
+	if err != nil || n < 1 || n > maxKVReplicas {
+		return c, fmt.Errorf("%w: --kv-replicas %q: want a number from 1 to %d", errUsage, kvReplicas, maxKVReplicas)
+	}
+	if n > 1 && c.natsURL == "" {
+		return c, fmt.Errorf("%w: --kv-replicas %d needs --nats-url: the embedded NATS is a single server", errUsage, n)
+	}
+	c.kvReplicas = n
 	for _, p := range strings.Split(allowPeers, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
@@ -302,11 +322,12 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	srv, err := relay.New(startCtx, relay.Options{
-		NATSURL:  cfg.natsURL,
-		DataDir:  cfg.dataDir,
-		ICE:      resolver,
-		Logger:   log,
-		Registry: reg,
+		NATSURL:    cfg.natsURL,
+		DataDir:    cfg.dataDir,
+		KVReplicas: cfg.kvReplicas,
+		ICE:        resolver,
+		Logger:     log,
+		Registry:   reg,
 	})
 	cancel()
 	if err != nil {
@@ -315,7 +336,7 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	if srv.Embedded() {
 		log.Info("nats: embedded server with JetStream (no network port)", "store", filepath.Join(cfg.dataDir, "nats"))
 	} else {
-		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL))
+		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", cfg.kvReplicas)
 	}
 
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
 	"github.com/duetcall/duet/relay"
@@ -36,7 +37,7 @@ func TestParseRelayConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.addr != ":8080" || c.dataDir != "./duet-data" || c.natsURL != "" || c.turnListen != ":3478" ||
+	if c.addr != ":8080" || c.dataDir != "./duet-data" || c.natsURL != "" || c.kvReplicas != 1 || c.turnListen != ":3478" ||
 		c.noTURN || c.forceRelay || c.turnTCP || c.turnPublicHost == "" || c.publicHostSource != publicHostMachine {
 		t.Errorf("defaults: %+v", c)
 	}
@@ -49,9 +50,9 @@ func TestParseRelayConfig(t *testing.T) {
 		"DUET_TURN_PUBLIC_HOST": "turn.example.com", "DUET_TURN_ALLOW_PEERS": "127.0.0.0/8, 10.1.2.3",
 		"CF_TURN_KEY_ID": "k", "CF_TURN_API_TOKEN": "t", "TURN_HOST": "h", "TURN_SECRET": "s",
 		"TWILIO_ACCOUNT_SID": "AC", "TWILIO_AUTH_TOKEN": "tw", "METERED_APP": "app", "METERED_API_KEY": "mk",
-		"DUET_LOG_LEVEL": "debug",
+		"DUET_LOG_LEVEL": "debug", "DUET_KV_REPLICAS": "5",
 	})
-	c, err = parseRelayConfig([]string{"--addr", "127.0.0.1:1", "--force-relay=false", "--no-turn"}, env)
+	c, err = parseRelayConfig([]string{"--addr", "127.0.0.1:1", "--force-relay=false", "--no-turn", "--kv-replicas", "3"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestParseRelayConfig(t *testing.T) {
 		turnAllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.1.2.3/32")},
 		logLevel:       -4, cfKeyID: "k", cfToken: "t", turnHost: "h", turnSecret: "s",
 		twilioSID: "AC", twilioToken: "tw", meteredApp: "app", meteredKey: "mk"}
-	if c.addr != want.addr || c.dataDir != want.dataDir || c.natsURL != want.natsURL || c.turnPublicHost != want.turnPublicHost ||
+	if c.addr != want.addr || c.dataDir != want.dataDir || c.natsURL != want.natsURL || c.kvReplicas != 3 || c.turnPublicHost != want.turnPublicHost ||
 		!c.noTURN || c.forceRelay || c.logLevel != want.logLevel || len(c.turnAllowPeers) != 2 ||
 		c.turnAllowPeers[0] != want.turnAllowPeers[0] || c.turnAllowPeers[1] != want.turnAllowPeers[1] ||
 		c.cfKeyID != "k" || c.cfToken != "t" || c.turnHost != "h" || c.turnSecret != "s" ||
@@ -79,6 +80,11 @@ func TestParseRelayConfig(t *testing.T) {
 		{[]string{"--log-level", "loud"}, nil},
 		{nil, map[string]string{"DUET_FORCE_RELAY": "maybe"}},
 		{[]string{"--turn-listen", "localhost:3478"}, nil},
+		{[]string{"--nats-url", "nats://n:4222", "--kv-replicas", "0"}, nil},
+		{[]string{"--nats-url", "nats://n:4222", "--kv-replicas", "6"}, nil},
+		{[]string{"--nats-url", "nats://n:4222", "--kv-replicas", "two"}, nil},
+		{nil, map[string]string{"DUET_NATS_URL": "nats://n:4222", "DUET_KV_REPLICAS": "-1"}},
+		{[]string{"--kv-replicas", "3"}, nil}, // the embedded NATS is one server
 		{[]string{"--turn-listen", "127.0.0.1"}, nil},
 		{[]string{"--turn-listen", "127.0.0.1:port"}, nil},
 		{[]string{"--turn-listen", ":70000"}, nil},
@@ -130,6 +136,29 @@ func TestTURNPublicHostDefault(t *testing.T) {
 	}
 }
 
+func TestKVReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{nil, nil, 1},
+		{[]string{"--kv-replicas", "1"}, nil, 1},
+		{[]string{"--nats-url", "nats://n:4222", "--kv-replicas", "3"}, nil, 3},
+		{nil, map[string]string{"DUET_NATS_URL": "nats://n:4222", "DUET_KV_REPLICAS": "5"}, 5},
+		{[]string{"--kv-replicas", "2"}, map[string]string{"DUET_NATS_URL": "nats://n:4222", "DUET_KV_REPLICAS": "5"}, 2},
+	} {
+		c, err := parseRelayConfig(tc.args, mapLookup(tc.env))
+		if err != nil || c.kvReplicas != tc.want {
+			t.Errorf("parseRelayConfig(%q, %v): replicas %d, %v; want %d", tc.args, tc.env, c.kvReplicas, err, tc.want)
+		}
+	}
+	_, err := parseRelayConfig([]string{"--kv-replicas", "3"}, mapLookup(nil))
+	if err == nil || !strings.Contains(err.Error(), "--nats-url") {
+		t.Errorf("--kv-replicas 3 with the embedded NATS: %v, want an error naming --nats-url", err)
+	}
+}
+
 func TestEnvLookupDotenv(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -154,7 +183,8 @@ func TestEnvLookupDotenv(t *testing.T) {
 
 func TestRelayHelpAndUsage(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"relay", "--help"}, strings.NewReader(""), &out, &errb); code != 0 || !strings.Contains(out.String(), "Examples:") || !strings.Contains(out.String(), "CF_TURN_KEY_ID") {
+	if code := run([]string{"relay", "--help"}, strings.NewReader(""), &out, &errb); code != 0 || !strings.Contains(out.String(), "Examples:") ||
+		!strings.Contains(out.String(), "CF_TURN_KEY_ID") || !strings.Contains(out.String(), "DUET_KV_REPLICAS") {
 		t.Errorf("relay --help: %d %q", code, out.String())
 	}
 	out.Reset()
@@ -346,5 +376,27 @@ func TestRunRelay(t *testing.T) {
 	}
 	if testing.Verbose() {
 		t.Log(logs)
+	}
+}
+
+// TestRelayKVReplicasReachJetStream: --kv-replicas is what the directory
+// buckets are created with: 3 on a single nats-server is refused by
+// JetStream, and the relay says so and exits 1.
+func TestRelayKVReplicasReachJetStream(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	var stdout, stderr syncBuffer
+	code := runRelay(context.Background(), []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--no-turn",
+		"--nats-url", ns.ClientURL(), "--kv-replicas", "3"}, &stdout, &stderr, mapLookup(nil))
+	if code != 1 || !strings.Contains(stderr.String(), "replicas") {
+		t.Errorf("exit %d, want 1 with a JetStream error about replicas: %s", code, stderr.String())
 	}
 }
