@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,18 +72,110 @@ func quietRelay(b testing.TB, tune func(*tunables)) *testRelay {
 // BenchmarkRelayForward holds DUET_BENCH_SESSIONS (default 1000)
 // authenticated sessions, one alias each, and forwards b.N envelopes
 // (call_ice, 176-byte payload) between random pairs. The per-session rate
-// limit is lifted: this measures the forwarding path. Sub-benchmarks: "max"
-// keeps 256 envelopes in flight (closed loop: throughput); "rate=N" sends
-// N envelopes per second (open loop: latency at that rate), for N in
+// limit is lifted: this measures the forwarding path. The clients run in a
+// child process (TestBenchForwardClients), as they would on other machines:
+// the relay's scheduler serves only the relay, and the two processes share
+// the CPUs. Sub-benchmarks: "max" keeps 256 envelopes in flight (closed loop:
+// throughput); "rate=N" sends N envelopes per second (open loop: latency at
+// that rate, counted from when each envelope was due), for N in
 // DUET_BENCH_RATES (default 10000,20000).
 func BenchmarkRelayForward(b *testing.B) {
 	n := envInt("DUET_BENCH_SESSIONS", 1000)
 	r := quietRelay(b, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 1e9, 1e9 })
-	users := benchUsers(b, r, n)
-	clients := make([]*benchClient, n)
-	for i, u := range users {
-		clients[i] = dialBenchClient(b, r, u)
+	usersFile := writeBenchUsers(b, benchUsers(b, r, n))
+	b.Run("max", func(b *testing.B) { forwardInChild(b, r, usersFile, 256, 0) })
+	rates := os.Getenv("DUET_BENCH_RATES")
+	if rates == "" {
+		rates = "10000,20000"
 	}
+	for _, f := range strings.Split(rates, ",") {
+		rate, err := strconv.Atoi(f)
+		if err != nil || rate <= 0 {
+			b.Fatalf("DUET_BENCH_RATES: %q", f)
+		}
+		b.Run("rate="+f, func(b *testing.B) { forwardInChild(b, r, usersFile, 0, float64(rate)) })
+	}
+}
+
+// writeBenchUsers writes "alias seed" lines for a child process.
+func writeBenchUsers(b testing.TB, users []user) string {
+	f, err := os.CreateTemp(b.TempDir(), "users")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, u := range users {
+		fmt.Fprintf(f, "%s %s\n", u.alias, base64.StdEncoding.EncodeToString(u.id.priv.Seed()))
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return f.Name()
+}
+
+// forwardInChild runs one forwarding run of b.N envelopes in a child process
+// and reports its figures.
+func forwardInChild(b *testing.B, r *testRelay, usersFile string, window int, rate float64) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchForwardClients$", "-test.timeout=30m")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("DUET_BENCH_FWD=%s %s %d %d %g", r.ts.URL, usersFile, b.N, window, rate))
+	cmd.Stderr = os.Stderr
+	cpu0 := processCPU(b)
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("forwarding clients: %v", err)
+	}
+	relayCPU := processCPU(b) - cpu0
+	var res fwdResult
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "result "); ok {
+			if _, err := fmt.Sscan(rest, &res.got, &res.elapsed, &res.p50, &res.p99, &res.max); err != nil {
+				b.Fatalf("forwarding clients: %q: %v", line, err)
+			}
+		}
+	}
+	if res.got < int64(b.N) {
+		var drops []string
+		for _, reason := range dropReasons {
+			drops = append(drops, fmt.Sprintf("%s=%d", reason, r.srv.metrics.drops.Value(reason)))
+		}
+		b.Errorf("%d of %d envelopes arrived; drops: %s", res.got, b.N, strings.Join(drops, " "))
+	}
+	if res.got == 0 {
+		return
+	}
+	b.ReportMetric(float64(res.got)/res.elapsed.Seconds(), "env/s")
+	b.ReportMetric(float64(res.p50)/1e6, "p50-ms")
+	b.ReportMetric(float64(res.p99)/1e6, "p99-ms")
+	b.ReportMetric(float64(res.max)/1e6, "max-ms")
+	// The relay process's CPU time (user+system) per envelope forwarded:
+	// what bounds a node's throughput on cores of its own.
+	b.ReportMetric(float64(relayCPU.Microseconds())/float64(res.got), "relay-cpu-µs/env")
+	b.ReportMetric(0, "ns/op")
+}
+
+// processCPU is the CPU time (user+system) this process used so far.
+func processCPU(b testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestBenchForwardClients is the child process of BenchmarkRelayForward: it
+// authenticates the users it is given, forwards the envelopes and prints
+// "result <received> <elapsed> <p50> <p99> <max>" (durations in ns).
+func TestBenchForwardClients(t *testing.T) {
+	arg := os.Getenv("DUET_BENCH_FWD")
+	if arg == "" {
+		t.Skip("child of BenchmarkRelayForward")
+	}
+	var base, file string
+	var n, window int
+	var rate float64
+	if _, err := fmt.Sscan(arg, &base, &file, &n, &window, &rate); err != nil {
+		t.Fatalf("DUET_BENCH_FWD %q: %v", arg, err)
+	}
+	clients := dialFileUsers(t, base, file)
 	var cur atomic.Pointer[fwdRun]
 	var readers sync.WaitGroup
 	for _, c := range clients {
@@ -98,22 +191,43 @@ func BenchmarkRelayForward(b *testing.B) {
 			}
 		})
 	}
-	b.Run("max", func(b *testing.B) { runForward(b, r, &cur, clients, 256, 0) })
-	rates := os.Getenv("DUET_BENCH_RATES")
-	if rates == "" {
-		rates = "10000,20000"
+	res, err := forward(&cur, clients, n, window, rate)
+	if err != nil {
+		t.Error(err)
 	}
-	for _, f := range strings.Split(rates, ",") {
-		rate, err := strconv.Atoi(f)
-		if err != nil || rate <= 0 {
-			b.Fatalf("DUET_BENCH_RATES: %q", f)
-		}
-		b.Run("rate="+f, func(b *testing.B) { runForward(b, r, &cur, clients, 0, float64(rate)) })
-	}
+	fmt.Println("result", res.got, int64(res.elapsed), res.p50, res.p99, res.max)
 	for _, c := range clients {
 		c.conn.CloseNow()
 	}
 	readers.Wait()
+}
+
+// dialFileUsers authenticates a session for every "alias seed" line of file.
+func dialFileUsers(t testing.TB, base, file string) []*benchClient {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []*benchClient
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		alias, seed, _ := strings.Cut(line, " ")
+		s, err := base64.StdEncoding.DecodeString(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		conn, _, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+"/api/v1/ws", nil)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), identity.Alias(alias), ed25519.NewKeyFromSeed(s)))
+		if m := readJSON(t, conn); m["type"] != "ready" {
+			t.Fatalf("ready: %v", m)
+		}
+		clients = append(clients, &benchClient{conn: conn, alias: identity.Alias(alias)})
+	}
+	return clients
 }
 
 type benchClient struct {
@@ -121,16 +235,7 @@ type benchClient struct {
 	alias identity.Alias
 }
 
-func dialBenchClient(b testing.TB, r *testRelay, u user) *benchClient {
-	conn := r.dial(b)
-	writeJSONFrame(b, conn, authFrameFor(b, readJSON(b, conn), u.alias, u.id.priv))
-	if m := readJSON(b, conn); m["type"] != "ready" {
-		b.Fatalf("ready: %v", m)
-	}
-	return &benchClient{conn: conn, alias: u.alias}
-}
-
-// fwdRun is one run of runForward: latencies of the envelopes received.
+// fwdRun is one run of forward: latencies of the envelopes received.
 type fwdRun struct {
 	lat  []int64
 	got  atomic.Int64
@@ -158,10 +263,17 @@ func (run *fwdRun) received(data []byte) {
 	}
 }
 
-// runForward sends b.N envelopes. window > 0 bounds the envelopes in flight;
-// rate > 0 paces the sends instead.
-func runForward(b *testing.B, r *testRelay, cur *atomic.Pointer[fwdRun], clients []*benchClient, window int, rate float64) {
-	run := &fwdRun{lat: make([]int64, b.N), done: make(chan struct{})}
+// fwdResult is what a forwarding run measured; latencies in ns.
+type fwdResult struct {
+	got           int64
+	elapsed       time.Duration
+	p50, p99, max int64
+}
+
+// forward sends n envelopes between random pairs of clients. window > 0
+// bounds the envelopes in flight; rate > 0 paces the sends instead.
+func forward(cur *atomic.Pointer[fwdRun], clients []*benchClient, n, window int, rate float64) (fwdResult, error) {
+	run := &fwdRun{lat: make([]int64, n), done: make(chan struct{})}
 	if window > 0 {
 		run.sem = make(chan struct{}, window)
 	}
@@ -169,7 +281,7 @@ func runForward(b *testing.B, r *testRelay, cur *atomic.Pointer[fwdRun], clients
 	defer cur.Store(nil)
 	const workers = 8
 	var sent atomic.Int64
-	b.ResetTimer()
+	var werr atomic.Value
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -178,54 +290,54 @@ func runForward(b *testing.B, r *testRelay, cur *atomic.Pointer[fwdRun], clients
 			payload := make([]byte, 132) // 176 base64 characters
 			for {
 				k := sent.Add(1) - 1
-				if k >= int64(b.N) {
+				if k >= int64(n) {
 					return
 				}
+				// Open loop: the latency of an envelope counts from when it
+				// was due, so a sender that falls behind does not hide the
+				// delay.
+				var stamp time.Time
 				if rate > 0 {
-					if d := time.Until(start.Add(time.Duration(float64(k) / rate * float64(time.Second)))); d > 0 {
+					stamp = start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+					if d := time.Until(stamp); d > 0 {
 						time.Sleep(d)
 					}
 				} else {
 					run.sem <- struct{}{}
+					stamp = time.Now()
 				}
 				src := clients[rng.IntN(len(clients))]
 				dst := clients[rng.IntN(len(clients))]
 				for dst == src {
 					dst = clients[rng.IntN(len(clients))]
 				}
-				binary.BigEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
+				binary.BigEndian.PutUint64(payload, uint64(stamp.UnixNano()))
 				frame := fmt.Appendf(nil, `{"type":"call_ice","to":"%s","from":"%s","call_id":"bench","crypto_v":2,"payload":"%s"}`,
 					dst.alias, src.alias, base64.StdEncoding.EncodeToString(payload))
 				if err := src.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
-					b.Error(err)
+					werr.Store(err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
+	var err error
+	if e, ok := werr.Load().(error); ok {
+		err = fmt.Errorf("writing an envelope: %w", e)
+	}
 	select {
 	case <-run.done:
 	case <-time.After(30 * time.Second):
-		var drops []string
-		for _, reason := range dropReasons {
-			drops = append(drops, fmt.Sprintf("%s=%d", reason, r.srv.metrics.drops.Value(reason)))
-		}
-		b.Errorf("%d of %d envelopes arrived; drops: %s", run.got.Load(), b.N, strings.Join(drops, " "))
 	}
-	elapsed := time.Since(start)
-	b.StopTimer()
-	n := min(int(run.got.Load()), len(run.lat))
-	if n == 0 {
-		return
+	res := fwdResult{got: min(run.got.Load(), int64(n)), elapsed: time.Since(start)}
+	if res.got == 0 {
+		return res, err
 	}
-	l := slices.Clone(run.lat[:n])
+	l := slices.Clone(run.lat[:res.got])
 	slices.Sort(l)
-	b.ReportMetric(float64(n)/elapsed.Seconds(), "env/s")
-	b.ReportMetric(float64(l[n/2])/1e6, "p50-ms")
-	b.ReportMetric(float64(l[n*99/100])/1e6, "p99-ms")
-	b.ReportMetric(float64(l[n-1])/1e6, "max-ms")
-	b.ReportMetric(0, "ns/op")
+	res.p50, res.p99, res.max = l[len(l)/2], l[len(l)*99/100], l[len(l)-1]
+	return res, err
 }
 
 // BenchmarkRelayIdleSessions measures the relay's memory per idle
@@ -235,18 +347,11 @@ func BenchmarkRelayIdleSessions(b *testing.B) {
 	n := envInt("DUET_BENCH_IDLE", 2000)
 	r := quietRelay(b, nil)
 	users := benchUsers(b, r, n)
-	f, err := os.CreateTemp(b.TempDir(), "users")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, u := range users {
-		fmt.Fprintf(f, "%s %s\n", u.alias, base64.StdEncoding.EncodeToString(u.id.priv.Seed()))
-	}
-	f.Close()
+	usersFile := writeBenchUsers(b, users)
 
 	before := heapAndStacks()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchIdleClients$", "-test.timeout=30m")
-	cmd.Env = append(os.Environ(), "DUET_BENCH_CHILD="+r.ts.URL+" "+f.Name())
+	cmd.Env = append(os.Environ(), "DUET_BENCH_CHILD="+r.ts.URL+" "+usersFile)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -295,31 +400,12 @@ func TestBenchIdleClients(t *testing.T) {
 		t.Skip("child of BenchmarkRelayIdleSessions")
 	}
 	base, file, _ := strings.Cut(arg, " ")
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []*websocket.Conn
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		alias, seed, _ := strings.Cut(line, " ")
-		s, _ := base64.StdEncoding.DecodeString(seed)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		conn, _, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+"/api/v1/ws", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), identity.Alias(alias), ed25519.NewKeyFromSeed(s)))
-		if m := readJSON(t, conn); m["type"] != "ready" {
-			t.Fatalf("ready: %v", m)
-		}
-		cancel()
-		conns = append(conns, conn)
-	}
+	conns := dialFileUsers(t, base, file)
 	fmt.Println("ready", len(conns))
 	var buf [1]byte
 	os.Stdin.Read(buf[:])
 	for _, c := range conns {
-		c.CloseNow()
+		c.conn.CloseNow()
 	}
 	os.Exit(0)
 }
