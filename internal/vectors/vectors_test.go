@@ -2,6 +2,7 @@ package vectors
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -184,12 +185,44 @@ func TestEnvelopeVectors(t *testing.T) {
 func TestFrameVectors(t *testing.T) {
 	var f FrameFile
 	load(t, "frames.json", &f)
-	callerSend, calleeSend, err := CallKeys(0)
+	// The keys come from the file's own inputs (mnemonics, ephemeral
+	// private keys, call_id), derived on both sides, not from the generator.
+	caller, err := identity.FromMnemonic(f.CallerMnemonic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hex.EncodeToString(callerSend.Key[:]) != f.CallerToCallee.Key || hex.EncodeToString(calleeSend.BaseIV[:]) != f.CalleeToCaller.BaseIV {
-		t.Fatal("derived media keys differ from frames.json")
+	callee, err := identity.FromMnemonic(f.CalleeMnemonic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	callerEph, err := ecdh.X25519().NewPrivateKey(unhex(t, f.CallerEphemeral))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calleeEph, err := ecdh.X25519().NewPrivateKey(unhex(t, f.CalleeEphemeral))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, cr := caller.PublicKeys().Signing, callee.PublicKeys().Signing
+	callerSend, callerRecv, err := e2ee.DeriveKeys(callerEph, calleeEph.PublicKey().Bytes(), f.CallID, cs, cr, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calleeSend, calleeRecv, err := e2ee.DeriveKeys(calleeEph, callerEph.PublicKey().Bytes(), f.CallID, cr, cs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if callerSend != calleeRecv || calleeSend != callerRecv {
+		t.Fatal("the two sides derive different media keys")
+	}
+	for _, c := range []struct {
+		name string
+		got  e2ee.DirectionKey
+		want DirectionKeys
+	}{{"caller_to_callee", callerSend, f.CallerToCallee}, {"callee_to_caller", calleeSend, f.CalleeToCaller}} {
+		if hex.EncodeToString(c.got.Key[:]) != c.want.Key || hex.EncodeToString(c.got.BaseIV[:]) != c.want.BaseIV {
+			t.Errorf("%s: derived key/base IV %x/%x, frames.json has %s/%s", c.name, c.got.Key, c.got.BaseIV, c.want.Key, c.want.BaseIV)
+		}
 	}
 	kinds := map[string]e2ee.FrameKind{"vp8": e2ee.KindVP8, "opus": e2ee.KindOpus, "other": e2ee.KindOther}
 	for _, fr := range f.Frames {
