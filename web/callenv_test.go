@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,9 @@ type callEnv struct {
 	url      string // the relay and pages, http://127.0.0.1:port
 	browser  context.Context
 	turnAddr *net.UDPAddr
+	// turnSecret is the TURN servers' shared secret: a test's own TURN
+	// server started with it accepts the relay's credentials.
+	turnSecret []byte
 }
 
 // mediaFlags are the Chromium flags for calls: fake devices that need no
@@ -90,7 +94,8 @@ func startCallEnv(t *testing.T, extra ...chromedp.ExecAllocatorOption) *callEnv 
 	mux.Handle("/app/", http.StripPrefix("/app", appHandler()))
 	hs := startServer(t, mux)
 	waitRelayReady(t, hs.URL)
-	return &callEnv{t: t, url: hs.URL, browser: newBrowser(t, append(append([]chromedp.ExecAllocatorOption{}, mediaFlags...), extra...)...), turnAddr: turnAddr}
+	return &callEnv{t: t, url: hs.URL, browser: newBrowser(t, append(append([]chromedp.ExecAllocatorOption{}, mediaFlags...), extra...)...),
+		turnAddr: turnAddr, turnSecret: secret}
 }
 
 // waitRelayReady waits until the relay issues challenges (the embedded
@@ -180,7 +185,9 @@ type jsStatus struct {
 	Incoming bool     `json:"incoming"`
 	Reason   string   `json:"reason"`
 	History  []string `json:"history"`
-	Errors   []struct {
+	// StateAt: when the page first saw each state (Unix ms), from waitState.
+	StateAt map[string]float64 `json:"stateAt"`
+	Errors  []struct {
 		Name    string `json:"name"`
 		Message string `json:"message"`
 	} `json:"errors"`
@@ -281,6 +288,7 @@ type goBot struct {
 	name  string
 	alias identity.Alias
 	c     *client.Client
+	sig   *botSignaler
 	mod   *duetcall.Module
 	rings chan bool
 	errs  chan error
@@ -291,6 +299,22 @@ type goBot struct {
 }
 
 func (e *callEnv) newGoBot(t *testing.T, name string, alwaysRelay bool) *goBot {
+	t.Helper()
+	return e.newGoBotWith(t, name, botOptions{alwaysRelay: alwaysRelay})
+}
+
+// botOptions are a Go bot's settings beyond the production ones: what the
+// lifecycle tests need to make the Go peer go silent.
+type botOptions struct {
+	alwaysRelay bool
+	// turn, if set, is the TURN server the bot relays through instead of
+	// the relay's (whose credentials it accepts: started with turnSecret).
+	turn *net.UDPAddr
+	// media, if set, gates the bot's audio and video sources.
+	media *mediaGate
+}
+
+func (e *callEnv) newGoBotWith(t *testing.T, name string, o botOptions) *goBot {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -308,6 +332,22 @@ func (e *callEnv) newGoBot(t *testing.T, name string, alwaysRelay bool) *goBot {
 	}
 	b := &goBot{t: t, name: name, alias: alias, rings: make(chan bool, 4), errs: make(chan error, 8),
 		recordings: map[string]string{}, sinks: map[string]*media.IVFSink{}}
+	b.sig = &botSignaler{}
+	if o.turn != nil {
+		from, to := e.turnAddr.String(), o.turn.String()
+		b.sig.ice = func(cfg client.ICEConfig) client.ICEConfig {
+			servers := make([]client.ICEServer, len(cfg.ICEServers))
+			for i, s := range cfg.ICEServers {
+				s.URLs = slices.Clone(s.URLs)
+				for j, u := range s.URLs {
+					s.URLs[j] = strings.ReplaceAll(u, from, to)
+				}
+				servers[i] = s
+			}
+			cfg.ICEServers = servers
+			return cfg
+		}
+	}
 	var mod atomic.Pointer[duetcall.Module]
 	b.c, err = client.Connect(ctx, client.Options{
 		RelayURL: e.url, Identity: id, Alias: alias,
@@ -331,10 +371,17 @@ func (e *callEnv) newGoBot(t *testing.T, name string, alwaysRelay bool) *goBot {
 	if err != nil {
 		t.Fatalf("%s: connect: %v", name, err)
 	}
+	b.sig.Client = b.c
+	var audio, video media.Opener
+	if o.media != nil {
+		audio, video = o.media.opener(media.AudioFixture()), o.media.opener(media.VideoFixture())
+	}
 	dir := t.TempDir()
 	b.mod = duetcall.New(duetcall.Options{
-		Signaler:    b.c,
-		AlwaysRelay: alwaysRelay,
+		Signaler:    b.sig,
+		AlwaysRelay: o.alwaysRelay,
+		Audio:       audio,
+		Video:       video,
 		Sinks: func(st duetcall.Status) (duetcall.Sinks, error) {
 			path := filepath.Join(dir, st.CallID+".ivf")
 			v, err := media.CreateIVF(path)
@@ -372,6 +419,74 @@ func (e *callEnv) newGoBot(t *testing.T, name string, alwaysRelay bool) *goBot {
 		b.c.Close()
 	})
 	return b
+}
+
+// botSignaler is a bot's Signaler: its client, whose sends the test can cut
+// (what is not sent is counted), and whose ICE configuration it can
+// rewrite.
+type botSignaler struct {
+	*client.Client
+	ice     func(client.ICEConfig) client.ICEConfig
+	cut     atomic.Bool
+	dropped atomic.Int64
+}
+
+func (s *botSignaler) Send(ctx context.Context, env *wire.Envelope) error {
+	if s.cut.Load() {
+		s.dropped.Add(1)
+		return nil
+	}
+	return s.Client.Send(ctx, env)
+}
+
+func (s *botSignaler) ICEConfig(ctx context.Context) (client.ICEConfig, error) {
+	cfg, err := s.Client.ICEConfig(ctx)
+	if err == nil && s.ice != nil {
+		cfg = s.ice(cfg)
+	}
+	return cfg, err
+}
+
+// mediaGate stops a Go bot's media: once closed, its sources deliver no
+// more frames (no RTP is sent), while ICE and DTLS go on.
+type mediaGate struct {
+	once    sync.Once
+	stopped chan struct{}
+}
+
+func newMediaGate() *mediaGate { return &mediaGate{stopped: make(chan struct{})} }
+
+func (g *mediaGate) close() { g.once.Do(func() { close(g.stopped) }) }
+
+// opener opens data (an embedded fixture) behind the gate.
+func (g *mediaGate) opener(data []byte) media.Opener {
+	open := media.BytesOpener(data)
+	return func() (media.Source, error) {
+		src, err := open()
+		if err != nil {
+			return nil, err
+		}
+		return &gatedSource{Source: src, g: g}, nil
+	}
+}
+
+type gatedSource struct {
+	media.Source
+	g *mediaGate
+}
+
+func (s *gatedSource) Info() media.Info { return media.InfoOf(s.Source) }
+
+// Next returns the next frame until the gate closes, then waits for ctx
+// (the call's, cancelled when it ends).
+func (s *gatedSource) Next(ctx context.Context) (media.Frame, error) {
+	select {
+	case <-s.g.stopped:
+		<-ctx.Done()
+		return media.Frame{}, ctx.Err()
+	default:
+		return s.Source.Next(ctx)
+	}
 }
 
 // waitState waits until the bot's status satisfies ok.

@@ -3,12 +3,17 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	duetcall "github.com/duetcall/duet/call"
+	"github.com/duetcall/duet/relay/turnserver"
 	"github.com/duetcall/duet/web"
 )
 
@@ -434,6 +439,106 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		}
 		drive[jsResult](alice, 10*time.Second, "hangup()")
 	})
+
+	// The Go peer goes silent without hanging up: its TURN server (the only
+	// path, both sides relaying) stops and its signaling sends are cut.
+	// The browser's connection goes disconnected and the call ends after
+	// the disconnected timeout (shortened; the media timeout made long, so
+	// only that timer can end it).
+	t.Run("disconnected", func(t *testing.T) {
+		turn, err := turnserver.Start(ctx, turnserver.Config{
+			ListenAddr: "127.0.0.1:0", Secret: env.turnSecret,
+			AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+			Logger:     slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatalf("turnserver: %v", err)
+		}
+		closeTURN := sync.OnceFunc(func() { _ = turn.Close() })
+		t.Cleanup(closeTURN)
+		alice := env.openTab(t, "alice", "")
+		alice.setup(true)
+		drive[map[string]float64](alice, 5*time.Second, "setTimings({disconnected: 1500, media: 60000})")
+		bot := env.newGoBotWith(t, "gobot", botOptions{alwaysRelay: true, turn: turn.Addr().(*net.UDPAddr)})
+		drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias))
+		bot.waitRing(10 * time.Second)
+		if err := bot.mod.Answer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		alice.waitState("connected", 15*time.Second)
+		bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+		waitInboundAudio(t, alice)
+		if d := alice.stats(); d.Pair != "relay/relay" {
+			t.Fatalf("selected pair %q; the test needs relay/relay (the Go side's own TURN server is the path it cuts)", d.Pair)
+		}
+
+		cut := time.Now()
+		bot.sig.cut.Store(true)
+		closeTURN()
+		st := alice.waitState("ended", 40*time.Second)
+		t.Logf("browser ended %v after the Go side went silent: %+v", time.Since(cut).Round(100*time.Millisecond), st)
+		if e := drive[jsError](alice, 5*time.Second, "waitError(2000)"); st.Reason != "disconnected" || e.Name != "ErrDisconnected" {
+			t.Errorf("browser after its peer went silent: reason %q, error %+v; want disconnected and ErrDisconnected", st.Reason, e)
+		}
+		if _, ok := alice.log.find("disconnected; the call ends after 1.5 s"); !ok {
+			t.Error("the browser never logged its disconnected timer starting")
+		}
+		if took := time.Duration(st.StateAt["ended"]-float64(cut.UnixMilli())) * time.Millisecond; took < 1500*time.Millisecond {
+			t.Errorf("the call ended %v after the peer went silent, sooner than the disconnected timeout (1.5 s)", took)
+		}
+	})
+
+	// The Go peer stops sending media; ICE and DTLS stay up. The browser
+	// ends the call after the media timeout (shortened) and tells the Go
+	// side why.
+	t.Run("media timeout", func(t *testing.T) {
+		alice := env.openTab(t, "alice", "")
+		alice.setup(false)
+		const mediaTimeout = 3 * time.Second
+		drive[map[string]float64](alice, 5*time.Second, fmt.Sprintf("setTimings({media: %d})", mediaTimeout.Milliseconds()))
+		gate := newMediaGate()
+		bot := env.newGoBotWith(t, "gobot", botOptions{media: gate})
+		drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias))
+		bot.waitRing(10 * time.Second)
+		if err := bot.mod.Answer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		alice.waitState("connected", 15*time.Second)
+		bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+		waitInboundAudio(t, alice)
+
+		stop := time.Now()
+		gate.close()
+		st := alice.waitState("ended", 20*time.Second)
+		t.Logf("browser ended %v after the Go side stopped its media: %+v", time.Since(stop).Round(100*time.Millisecond), st)
+		if e := drive[jsError](alice, 5*time.Second, "waitError(2000)"); st.Reason != "media_timeout" || e.Name != "ErrMediaTimeout" {
+			t.Errorf("browser after its peer's media stopped: reason %q, error %+v; want media_timeout and ErrMediaTimeout", st.Reason, e)
+		}
+		// Not early: the last packets left the Go side at most a frame
+		// (20 ms of audio) before the gate closed.
+		if took := time.Duration(st.StateAt["ended"]-float64(stop.UnixMilli())) * time.Millisecond; took < mediaTimeout-200*time.Millisecond {
+			t.Errorf("the call ended %v after the peer's media stopped, sooner than the media timeout (%v)", took, mediaTimeout)
+		}
+		gst := bot.waitState(5*time.Second, "hangup", func(s duetcall.Status) bool { return s.State.Terminal() })
+		if gst.State != duetcall.StateHangup || gst.Reason != duetcall.ReasonMediaTimeout {
+			t.Errorf("Go side after the browser's media timeout: %+v; want hangup (media_timeout)", gst)
+		}
+	})
+}
+
+// waitInboundAudio waits until the tab receives audio: the call's media
+// flows before a test stops it.
+func waitInboundAudio(t *testing.T, tb *tab) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		d := tb.stats()
+		if d.InAudio != nil && d.InAudio.BytesReceived > 0 && d.Frames != nil && d.Frames.Decrypted.Audio > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no audio received within 10 s: %s", tb.name, d)
+		}
+	}
 }
 
 // TestCallsBrowserToBrowser: a video call between two tabs through the

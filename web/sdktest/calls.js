@@ -8,6 +8,7 @@ import { testHooks } from '/sdk/calls.js';
 let client;
 let calls;
 let history = [];
+let stateAt = {}; // state → Date.now() when it was first seen since reset()
 const incoming = [];
 const errors = [];
 const waiters = [];
@@ -47,6 +48,7 @@ export async function setup(opts = {}) {
   });
   calls.observeState().subscribe((s) => {
     history.push(s);
+    stateAt[s] ??= Date.now();
     wake();
   });
   calls.observeDiag().subscribe((d) => {
@@ -127,15 +129,19 @@ export function hangup() {
 /** Forgets the state history and errors (before the next call). */
 export function reset() {
   history = [calls.state];
+  stateAt = { [calls.state]: Date.now() };
   errors.length = 0;
   incoming.length = 0;
   diags.length = 0;
   return true;
 }
 
-/** Waits until the state history since reset() holds state; returns the status. */
+/**
+ * Waits until the state history since reset() holds state; returns the
+ * status, with stateAt: when each state was first seen (Date.now()).
+ */
 export function waitState(state, ms) {
-  return waitFor(() => (history.includes(state) ? { ...calls.status, history, errors } : undefined), ms, `state ${state}`);
+  return waitFor(() => (history.includes(state) ? { ...calls.status, history, errors, stateAt } : undefined), ms, `state ${state}`);
 }
 
 export function nextIncoming(ms) {
