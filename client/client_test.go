@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -396,5 +397,56 @@ func TestSendWithCancelledContextKeepsConnection(t *testing.T) {
 	recv(t, b.envs, "envelope after a cancelled send")
 	if s := a.c.State().Get(); s != StateConnected {
 		t.Fatalf("state %s, want connected", s)
+	}
+}
+
+// TestPinStoreSharedFile: two stores on one file, as a running `duet answer`
+// and a `duet id accept` in another terminal: each sees the other's pins and
+// accepted keys, and no save overwrites a pin the other made.
+func TestPinStoreSharedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peers.json")
+	keys := func(b byte) identity.PublicKeys {
+		return identity.PublicKeys{Signing: bytes.Repeat([]byte{b}, 32), Agreement: bytes.Repeat([]byte{b + 1}, 32)}
+	}
+	peer, other := identity.Alias("u11111111"), identity.Alias("u22222222")
+	answer, err := OpenPinStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept, err := OpenPinStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := answer.Check(peer, keys(1)); err != nil { // first use: pinned
+		t.Fatal(err)
+	}
+	// The other store sees the pin: a different key is a change, not a
+	// first use.
+	if err := accept.Check(peer, keys(3)); !errors.Is(err, ErrKeyChanged) {
+		t.Fatalf("second store: Check with another key = %v, want ErrKeyChanged", err)
+	}
+	if err := accept.Accept(peer, keys(3)); err != nil {
+		t.Fatal(err)
+	}
+	// The accepted key takes effect in the first store at once.
+	if got, ok := answer.Pinned(peer); !ok || !got.Equal(keys(3)) {
+		t.Fatalf("first store: Pinned = %v, %v; want the accepted key", got, ok)
+	}
+	if err := answer.Check(peer, keys(3)); err != nil {
+		t.Fatalf("first store: Check with the accepted key = %v", err)
+	}
+	// A pin the first store makes now keeps the second store's accept.
+	if err := answer.Check(other, keys(5)); err != nil {
+		t.Fatal(err)
+	}
+	reread, err := OpenPinStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := reread.Pinned(peer); !got.Equal(keys(3)) {
+		t.Errorf("file: %s pinned to %v, want the accepted key", peer, got)
+	}
+	if _, ok := reread.Pinned(other); !ok {
+		t.Errorf("file: %s not pinned", other)
 	}
 }

@@ -33,11 +33,17 @@ func (e *KeyChangedError) Error() string {
 func (e *KeyChangedError) Unwrap() error { return ErrKeyChanged }
 
 // PinStore keeps the pinned public keys of peers. A PinStore with an empty
-// path keeps them in memory only. It is safe for concurrent use.
+// path keeps them in memory only. It is safe for concurrent use, and several
+// processes may share one file (a running `duet answer` and a `duet id
+// accept`): the store reads the file again whenever another writer replaced
+// it (every save renames a new file into place), before each look-up and
+// before each change, so an accepted key takes effect at once and a save
+// never overwrites a pin another process made.
 type PinStore struct {
 	path string
 	mu   sync.Mutex
 	pins map[identity.Alias]pin
+	file os.FileInfo // the file the pins were read from or written to; nil: none yet
 }
 
 type pin struct {
@@ -55,30 +61,51 @@ type pinFile struct {
 // path gives an in-memory store.
 func OpenPinStore(path string) (*PinStore, error) {
 	s := &PinStore{path: path, pins: make(map[identity.Alias]pin)}
-	if path == "" {
-		return s, nil
+	if err := s.refreshLocked(); err != nil {
+		return nil, err
 	}
-	data, err := os.ReadFile(path)
+	return s, nil
+}
+
+// refreshLocked reads the pin file again if it is not the one last read or
+// written (another process saved it). s.mu is held, or s is not shared yet.
+func (s *PinStore) refreshLocked() error {
+	if s.path == "" {
+		return nil
+	}
+	fi, err := os.Stat(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
+		if s.file != nil { // removed since: nothing is pinned any more
+			s.pins, s.file = make(map[identity.Alias]pin), nil
+		}
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("client: reading pinned keys: %w", err)
+		return fmt.Errorf("client: reading pinned keys: %w", err)
+	}
+	if s.file != nil && os.SameFile(s.file, fi) && fi.ModTime().Equal(s.file.ModTime()) && fi.Size() == s.file.Size() {
+		return nil
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return fmt.Errorf("client: reading pinned keys: %w", err)
 	}
 	var f pinFile
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("client: pinned keys file %s is corrupt (%v); restore it from a backup or remove it to re-pin every peer on next contact", path, err)
+		return fmt.Errorf("client: pinned keys file %s is corrupt (%v); restore it from a backup or remove it to re-pin every peer on next contact", s.path, err)
 	}
 	if f.Version != 1 {
-		return nil, fmt.Errorf("client: pinned keys file %s has unknown version %d", path, f.Version)
+		return fmt.Errorf("client: pinned keys file %s has unknown version %d", s.path, f.Version)
 	}
+	pins := make(map[identity.Alias]pin, len(f.Peers))
 	for a, p := range f.Peers {
 		if !a.Valid() || len(p.Signing) != ed25519.PublicKeySize || len(p.Agreement) != 32 {
-			return nil, fmt.Errorf("client: pinned keys file %s has an invalid entry for %q", path, a)
+			return fmt.Errorf("client: pinned keys file %s has an invalid entry for %q", s.path, a)
 		}
-		s.pins[a] = p
+		pins[a] = p
 	}
-	return s, nil
+	s.pins, s.file = pins, fi
+	return nil
 }
 
 // Check compares keys with the pin for peer. With no pin yet, it pins keys
@@ -86,6 +113,9 @@ func OpenPinStore(path string) (*PinStore, error) {
 func (s *PinStore) Check(peer identity.Alias, keys identity.PublicKeys) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refreshLocked(); err != nil {
+		return err
+	}
 	p, ok := s.pins[peer]
 	if !ok {
 		return s.setLocked(peer, keys)
@@ -97,10 +127,12 @@ func (s *PinStore) Check(peer identity.Alias, keys identity.PublicKeys) error {
 	return nil
 }
 
-// Pinned returns the pinned keys of peer.
+// Pinned returns the pinned keys of peer. When the pin file cannot be read
+// again, it answers from the pins read last.
 func (s *PinStore) Pinned(peer identity.Alias) (identity.PublicKeys, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_ = s.refreshLocked() // Check and Accept report the error
 	p, ok := s.pins[peer]
 	return identity.PublicKeys{Signing: p.Signing, Agreement: p.Agreement}, ok
 }
@@ -109,6 +141,9 @@ func (s *PinStore) Pinned(peer identity.Alias) (identity.PublicKeys, bool) {
 func (s *PinStore) Accept(peer identity.Alias, keys identity.PublicKeys) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refreshLocked(); err != nil {
+		return err
+	}
 	return s.setLocked(peer, keys)
 }
 
@@ -153,6 +188,9 @@ func (s *PinStore) saveLocked() error {
 	}
 	if err != nil {
 		return fmt.Errorf("client: saving pinned keys to %s: %w", s.path, err)
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		s.file = fi
 	}
 	return nil
 }
