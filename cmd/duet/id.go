@@ -226,7 +226,7 @@ func idAccept(ctx context.Context, cf *clientFlags, args []string, yes bool, std
 	if err := pins.Accept(peer, current); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Accepted: %s is pinned with the new key; calls with them go through again.\n(A duet answer already running keeps the old pin until you restart it.)\n", peer)
+	fmt.Fprintf(stdout, "Accepted: %s is pinned with the new key; calls with them go through again (a duet answer already running uses the new key from now on).\n", peer)
 	return nil
 }
 
