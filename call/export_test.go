@@ -42,6 +42,7 @@ type testHooks struct {
 	settingEngine func(*webrtc.SettingEngine)
 	rtpTap        func(Kind, *rtp.Packet)
 	onRestart     func(callID string)
+	firstSeq      uint32
 }
 
 // setHooks installs hooks on m; call it before the first call.

@@ -203,6 +203,7 @@ type peerConfig struct {
 	onRestart func()                      // called when the module restarts ICE
 	relayURL  string                      // another relay than the shared one
 	logger    *slog.Logger                // the logger (default: testLogger)
+	firstSeq  uint32                      // the epoch-0 key's first frame seq (hooks.firstSeq)
 }
 
 func withOptions(f func(*Options)) peerOpt { return func(c *peerConfig) { f(&c.opts) } }
@@ -216,6 +217,7 @@ func withDrop(f func(*wire.Envelope) bool) peerOpt { return func(c *peerConfig) 
 func withRelay(url string) peerOpt                 { return func(c *peerConfig) { c.relayURL = url } }
 func withOnRestart(f func()) peerOpt               { return func(c *peerConfig) { c.onRestart = f } }
 func withLogger(l *slog.Logger) peerOpt            { return func(c *peerConfig) { c.logger = l } }
+func withFirstSeq(seq uint32) peerOpt              { return func(c *peerConfig) { c.firstSeq = seq } }
 
 // peer is one test user: an identity registered on the shared relay, a
 // connected client and a call module.
@@ -356,6 +358,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		f := cfg.onRestart
 		h.onRestart = func(string) { f() }
 	}
+	h.firstSeq = cfg.firstSeq
 	p.mod.setHooks(h)
 	modp.Store(p.mod)
 	t.Cleanup(p.close)

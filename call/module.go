@@ -59,6 +59,11 @@ type hooks struct {
 	settingEngine func(*webrtc.SettingEngine)
 	rtpTap        func(Kind, *rtp.Packet)
 	onRestart     func(callID string)
+	// firstSeq is the sequence number of the first media frame sent under
+	// the call's epoch-0 key (e2ee.EncryptorOptions.FirstSeq): close to
+	// e2ee.RekeyFrames, the Encryptor signals rekey-needed after a few
+	// frames.
+	firstSeq uint32
 }
 
 // errNoSignaler is returned by every operation of a Module without one.

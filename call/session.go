@@ -446,7 +446,7 @@ func (s *session) installKeys(ephem *ecdh.PrivateKey, peerEPK []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: media keys: %w", ErrMediaSetup, err)
 	}
-	enc, err := e2ee.NewEncryptor(send, &e2ee.EncryptorOptions{OnRekeyNeeded: s.onRekeyNeeded})
+	enc, err := e2ee.NewEncryptor(send, &e2ee.EncryptorOptions{OnRekeyNeeded: s.onRekeyNeeded, FirstSeq: m.hooks.firstSeq})
 	if err != nil {
 		return fmt.Errorf("%w: media keys: %w", ErrMediaSetup, err)
 	}

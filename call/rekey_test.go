@@ -1,0 +1,68 @@
+package call
+
+import (
+	"testing"
+	"time"
+
+	"github.com/duetcall/duet/e2ee"
+	"github.com/duetcall/duet/wire"
+)
+
+// rekeyAfter is how many frames a's epoch-0 key encrypts before its
+// Encryptor signals rekey-needed, in the tests that start the key close to
+// e2ee.RekeyFrames.
+const rekeyAfter = 50
+
+// TestRekeyByCipher: the Encryptor itself reports that the key is nearly
+// used up (its epoch-0 key starts rekeyAfter frames short of
+// e2ee.RekeyFrames), which starts the call_rekey exchange; both sides switch
+// to epoch 1 and media keeps flowing without a frame lost.
+func TestRekeyByCipher(t *testing.T) {
+	checkLeaks(t)
+	la, ra := recordLogs(t, "a")
+	lb, rb := recordLogs(t, "b")
+	a := newPeer(t, "a", withLogger(la), withFirstSeq(e2ee.RekeyFrames-rekeyAfter))
+	b := newPeer(t, "b", withLogger(lb))
+	connect(t, a, b, Media{Audio: true})
+
+	for _, p := range []*peer{a, b} {
+		p.waitStats(10*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
+	}
+	// The rekey came from a's Encryptor, once, for epoch 0: not from b,
+	// whose key has its whole budget.
+	sig := ra.withPrefix("call: media key nearly used up")
+	if len(sig) != 1 || sig[0].Attrs["epoch"] != float64(0) {
+		t.Fatalf("a: rekey-needed signals %v, want one for epoch 0", sig)
+	}
+	if sig := rb.withPrefix("call: media key nearly used up"); len(sig) != 0 {
+		t.Errorf("b: rekey-needed signals %v, want none", sig)
+	}
+	if st := a.mod.Stats(); st.AudioFramesSent < rekeyAfter {
+		t.Errorf("a: rekeyed after %d frames, before its key reached e2ee.RekeyFrames (%d more)", st.AudioFramesSent, rekeyAfter)
+	}
+
+	// Media keeps flowing under the new keys, without a frame lost to the
+	// switch, and the new key has its whole budget: no second rekey.
+	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
+	for i, p := range []*peer{a, b} {
+		st := p.waitStats(10*time.Second, "audio after the rekey", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
+		if st.DecryptErrors != 0 || st.EncryptErrors != 0 {
+			t.Errorf("%s: %d frames failed to decrypt and %d to encrypt around the rekey", p.name, st.DecryptErrors, st.EncryptErrors)
+		}
+		if st.KeyEpoch != 1 {
+			t.Errorf("%s: epoch %d after the rekey, want 1", p.name, st.KeyEpoch)
+		}
+	}
+	if na, nb := len(a.sig.sentOf(wire.TypeCallRekey)), len(b.sig.sentOf(wire.TypeCallRekey)); na != 1 || nb != 1 {
+		t.Errorf("call_rekey sent: a %d, b %d; want a request from a and b's reply", na, nb)
+	}
+	for _, r := range []*logRecorder{ra, rb} {
+		if rot := r.withPrefix("call: media keys rotated"); len(rot) != 1 || rot[0].Attrs["epoch"] != float64(1) {
+			t.Errorf("media keys rotated: %v, want once, to epoch 1", rot)
+		}
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+}
