@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"go/ast"
+	"go/constant"
+	"go/parser"
+	"go/token"
 	"image"
 	"image/png"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +23,7 @@ import (
 
 	duetcall "github.com/duetcall/duet/call"
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/web"
 )
 
 // appRun runs actions in the app tab within timeout, failing the test.
@@ -85,7 +92,8 @@ func regionStats(img image.Image, r image.Rectangle) (mean, stddev float64, n in
 type rect struct{ X, Y, W, H float64 }
 
 // TestDemoApp uses the demo app as a person would, on a phone-sized
-// screen: create an identity (the recovery phrase is shown once), take a
+// screen and under the headers duet relay serves it with (its CSP and
+// permissions policy: no violation may be reported): create an identity (the recovery phrase is shown once), take a
 // video call from a Go SDK peer on the incoming-call screen, look at the
 // call (a screenshot whose remote video must not be blank, kept as a test
 // artifact), open the stats, hang up, and read the messages for an offline
@@ -98,6 +106,11 @@ func TestDemoApp(t *testing.T) {
 	// Installable: the manifest parses, and the service worker (app shell
 	// only) takes control.
 	appWait(t, tb, 10*time.Second, `window.duetApp.screen === 'onboarding'`)
+	hdr := relayAppHeaders(t)
+	got := drive0[map[string]string](t, tb, `fetch(location.href).then(r => ({csp: r.headers.get('content-security-policy'), pp: r.headers.get('permissions-policy')}))`)
+	if got["csp"] != hdr.Get("Content-Security-Policy") || got["pp"] != hdr.Get("Permissions-Policy") {
+		t.Errorf("the app is served with CSP %q and Permissions-Policy %q; want duet relay's %q, %q", got["csp"], got["pp"], hdr.Get("Content-Security-Policy"), hdr.Get("Permissions-Policy"))
+	}
 	sw := drive0[string](t, tb, `navigator.serviceWorker.ready.then(r => r.active.scriptURL)`)
 	man := drive0[string](t, tb, `fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json()).then(m => m.display + ' ' + m.icons.length)`)
 	if !strings.HasSuffix(sw, "/app/sw.js") || man != "standalone 3" {
@@ -206,6 +219,83 @@ func TestDemoApp(t *testing.T) {
 	appWait(t, tb, 10*time.Second, `document.getElementById('message').textContent.includes('denied')`)
 	msgs := drive0[string](t, tb, `JSON.stringify(window.duetApp.messages)`)
 	t.Logf("app messages: %s", msgs)
+
+	for _, l := range tb.log.Lines() {
+		if strings.Contains(l, "Content Security Policy") || strings.Contains(l, "Permissions policy") || strings.Contains(l, "Permissions-Policy") {
+			t.Errorf("the browser reported a policy violation: %s", l)
+		}
+	}
+}
+
+// relayAppHeaders are the headers `duet relay` sends with every file of
+// the demo app (cmd/duet/relay.go's appHandler: the content security
+// policy, the permissions policy, ...), read from that source so that the
+// app runs in Chromium under exactly those; Content-Type, set there for
+// one file only, is left to the file server.
+func relayAppHeaders(t testing.TB) http.Header {
+	t.Helper()
+	const src = "../cmd/duet/relay.go"
+	consts := goSourceValues(t, "../cmd/duet")
+	file, err := parser.ParseFile(token.NewFileSet(), src, nil, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", src, err)
+	}
+	str := func(e ast.Expr) (string, bool) {
+		switch e := e.(type) {
+		case *ast.BasicLit:
+			s, err := strconv.Unquote(e.Value)
+			return s, err == nil && e.Kind == token.STRING
+		case *ast.Ident:
+			if v, ok := consts[e.Name]; ok && v.Kind() == constant.String {
+				return constant.StringVal(v), true
+			}
+		}
+		return "", false
+	}
+	h := http.Header{}
+	for _, d := range file.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Name.Name != "appHandler" || fn.Body == nil {
+			continue
+		}
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			c, ok := n.(*ast.CallExpr)
+			if !ok || len(c.Args) != 2 {
+				return true
+			}
+			if sel, ok := c.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "Set" {
+				return true
+			}
+			k, ok1 := str(c.Args[0])
+			v, ok2 := str(c.Args[1])
+			if !ok1 || !ok2 {
+				t.Fatalf("%s: appHandler sets a header this test cannot read (not a string literal or constant) at %v", src, c.Pos())
+			}
+			if k != "Content-Type" {
+				h.Set(k, v)
+			}
+			return true
+		})
+	}
+	for _, k := range []string{"Content-Security-Policy", "Permissions-Policy"} {
+		if h.Get(k) == "" {
+			t.Fatalf("%s: appHandler sets no %s header (found %v); the browser tests serve the demo app with the headers duet relay sends", src, k, h)
+		}
+	}
+	return h
+}
+
+// appHandler serves the demo app as `duet relay` does: its files with the
+// relay's headers.
+func appHandler(t testing.TB) http.Handler {
+	hdr := relayAppHeaders(t)
+	files := http.FileServerFS(web.App)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range hdr {
+			w.Header()[k] = v
+		}
+		files.ServeHTTP(w, r)
+	})
 }
 
 // drive0 evaluates a plain expression in the tab.

@@ -91,7 +91,7 @@ func startCallEnv(t *testing.T, extra ...chromedp.ExecAllocatorOption) *callEnv 
 	t.Cleanup(func() { shutdownRelay(t, srv) })
 	mux := sdkMux()
 	mux.Handle("/api/", srv.Handler())
-	mux.Handle("/app/", http.StripPrefix("/app", appHandler()))
+	mux.Handle("/app/", http.StripPrefix("/app", appHandler(t)))
 	hs := startServer(t, mux)
 	waitRelayReady(t, hs.URL)
 	return &callEnv{t: t, url: hs.URL, browser: newBrowser(t, append(append([]chromedp.ExecAllocatorOption{}, mediaFlags...), extra...)...),

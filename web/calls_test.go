@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -14,10 +13,7 @@ import (
 
 	duetcall "github.com/duetcall/duet/call"
 	"github.com/duetcall/duet/relay/turnserver"
-	"github.com/duetcall/duet/web"
 )
-
-func appHandler() http.Handler { return http.FileServerFS(web.App) }
 
 // mediaWindow is how long the call tests watch media flow.
 const mediaWindow = 3 * time.Second

@@ -267,7 +267,7 @@ func atoi(t *testing.T, s string) int {
 // Go package in dir (its non-test files) whose values are constant
 // expressions of literals, time units and each other: how the call and
 // client packages define their unexported timings.
-func goSourceValues(t *testing.T, dir string) map[string]constant.Value {
+func goSourceValues(t testing.TB, dir string) map[string]constant.Value {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil || len(files) == 0 {
