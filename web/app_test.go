@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	duetcall "github.com/duetcall/duet/call"
+	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/web"
 )
@@ -91,13 +92,27 @@ func regionStats(img image.Image, r image.Rectangle) (mean, stddev float64, n in
 
 type rect struct{ X, Y, W, H float64 }
 
+// noOverflow checks that the app's current screen fits the phone's width:
+// nothing scrolls sideways.
+func noOverflow(t *testing.T, tb *tab, screen string) {
+	t.Helper()
+	w := drive0[struct{ Scroll, Client int }](t, tb, `({Scroll: document.documentElement.scrollWidth, Client: document.documentElement.clientWidth})`)
+	if w.Scroll > w.Client {
+		t.Errorf("app: the %s screen is %d px wide on a %d px wide viewport: it scrolls sideways", screen, w.Scroll, w.Client)
+	}
+}
+
 // TestDemoApp uses the demo app as a person would, on a phone-sized
 // screen and under the headers duet relay serves it with (its CSP and
-// permissions policy: no violation may be reported): create an identity (the recovery phrase is shown once), take a
-// video call from a Go SDK peer on the incoming-call screen, look at the
-// call (a screenshot whose remote video must not be blank, kept as a test
-// artifact), open the stats, hang up, and read the messages for an offline
-// callee and a denied camera.
+// permissions policy: no violation may be reported): create an identity
+// (the recovery phrase is shown once), take a video call from a Go SDK
+// peer on the incoming-call screen, look at the call (a screenshot whose
+// remote video must not be blank, kept as a test artifact), open the
+// stats, mute, turn the camera off and on, hang up; then read the
+// messages for a call the caller hung up while it rang, a busy callee, a
+// callee that does not answer, an offline callee and a denied camera; no
+// screen scrolls sideways. In another origin (so another storage), restore
+// an identity from its recovery phrase.
 func TestDemoApp(t *testing.T) {
 	env := startCallEnv(t)
 	tb := env.openTab(t, "app", "/app/")
@@ -106,6 +121,7 @@ func TestDemoApp(t *testing.T) {
 	// Installable: the manifest parses, and the service worker (app shell
 	// only) takes control.
 	appWait(t, tb, 10*time.Second, `window.duetApp.screen === 'onboarding'`)
+	noOverflow(t, tb, "onboarding")
 	hdr := relayAppHeaders(t)
 	got := drive0[map[string]string](t, tb, `fetch(location.href).then(r => ({csp: r.headers.get('content-security-policy'), pp: r.headers.get('permissions-policy')}))`)
 	if got["csp"] != hdr.Get("Content-Security-Policy") || got["pp"] != hdr.Get("Permissions-Policy") {
@@ -125,6 +141,7 @@ func TestDemoApp(t *testing.T) {
 	if words != 12 || !strings.Contains(warning, "only time") {
 		t.Errorf("backup screen: %d words, warning %q", words, warning)
 	}
+	noOverflow(t, tb, "backup")
 	appRun(t, tb, 10*time.Second, "confirm backup", chromedp.Click(chromedp.CSS(`#saved-check`)), chromedp.Click(chromedp.CSS(`#backup-done`)))
 	appWait(t, tb, 15*time.Second, `window.duetApp.state === 'ready' && window.duetApp.screen === 'home'`)
 	if n := drive0[int](t, tb, `document.querySelectorAll('#words li').length`); n != 0 {
@@ -134,6 +151,7 @@ func TestDemoApp(t *testing.T) {
 	if shown := drive0[string](t, tb, `document.getElementById('home-alias').textContent`); shown != alias || alias == "" {
 		t.Fatalf("home shows alias %q, app has %q", shown, alias)
 	}
+	noOverflow(t, tb, "home")
 
 	// A Go peer calls with video; the app rings saying so; accept.
 	bot := env.newGoBot(t, "gobot", false)
@@ -147,6 +165,7 @@ func TestDemoApp(t *testing.T) {
 	if !strings.Contains(kind, "Video") || from != string(bot.alias) {
 		t.Errorf("incoming screen: %q from %q; want a video call from %s", kind, from, bot.alias)
 	}
+	noOverflow(t, tb, "incoming")
 	appRun(t, tb, 10*time.Second, "accept", chromedp.Click(chromedp.CSS(`#accept`)))
 	appWait(t, tb, 20*time.Second, `window.duetApp.state === 'connected' && window.duetApp.screen === 'call'`)
 	bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
@@ -157,6 +176,23 @@ func TestDemoApp(t *testing.T) {
 	appRun(t, tb, 10*time.Second, "mute", chromedp.Click(chromedp.CSS(`#mute`)))
 	if muted := drive0[bool](t, tb, `window.duetApp && !document.getElementById('local-video').srcObject.getAudioTracks()[0].enabled`); !muted {
 		t.Error("the mute button did not disable the microphone track")
+	}
+	noOverflow(t, tb, "call")
+	// The camera toggle: off, then on again.
+	camera := func() (enabled bool, pressed string) {
+		v := drive0[struct {
+			Enabled bool
+			Pressed string
+		}](t, tb, `({Enabled: document.getElementById('local-video').srcObject.getVideoTracks()[0].enabled, Pressed: document.getElementById('camera').getAttribute('aria-pressed')})`)
+		return v.Enabled, v.Pressed
+	}
+	appRun(t, tb, 10*time.Second, "camera off", chromedp.Click(chromedp.CSS(`#camera`)))
+	if on, pressed := camera(); on || pressed != "true" {
+		t.Errorf("after the camera button: video track enabled %v, aria-pressed %q; want the camera off", on, pressed)
+	}
+	appRun(t, tb, 10*time.Second, "camera on", chromedp.Click(chromedp.CSS(`#camera`)))
+	if on, pressed := camera(); !on || pressed != "false" {
+		t.Errorf("after the camera button again: video track enabled %v, aria-pressed %q; want the camera on", on, pressed)
 	}
 
 	sctx, scancel := context.WithTimeout(tb.ctx, 10*time.Second)
@@ -200,16 +236,51 @@ func TestDemoApp(t *testing.T) {
 	}
 	appWait(t, tb, 5*time.Second, `window.duetApp.screen === 'home'`)
 
-	// An offline callee: a clear message.
-	off := env.newGoBot(t, "offline", false)
-	off.mod.Close()
-	off.c.Close()
-	time.Sleep(200 * time.Millisecond)
+	// The caller hangs up while the app rings: the incoming screen goes
+	// away, with a missed-call message.
+	if err := bot.mod.Call(ctx, identityAlias(alias), duetcall.Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	appWait(t, tb, 15*time.Second, `window.duetApp.screen === 'incoming'`)
+	if err := bot.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	appWait(t, tb, 5*time.Second, fmt.Sprintf(`window.duetApp.screen === 'home' && document.getElementById('message').textContent === 'Missed call from %s.'`, bot.alias))
+
 	dial := func(a string, button string) {
 		appRun(t, tb, 10*time.Second, "dial "+a,
 			chromedp.SetValue(chromedp.CSS(`#dial-alias`), a),
 			chromedp.Click(chromedp.CSS(button)))
 	}
+	// A busy callee: the Go peer rings for another Go peer's call.
+	other := env.newGoBot(t, "gobot2", false)
+	if err := other.mod.Call(ctx, bot.alias, duetcall.Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	bot.waitRing(10 * time.Second)
+	dial(string(bot.alias), `#dial-audio`)
+	appWait(t, tb, 10*time.Second, fmt.Sprintf(`window.duetApp.screen === 'home' && document.getElementById('message').textContent === '%s is busy in another call.'`, bot.alias))
+	if err := other.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	bot.waitState(5*time.Second, "the other call's end", func(s duetcall.Status) bool { return s.State.Terminal() })
+
+	// A callee that does not answer (the app's answer timeout shortened
+	// through the call module's internal hook: the app's own module, the
+	// same URL).
+	drive0[map[string]float64](t, tb, `import('/sdk/calls.js').then(m => m.testHooks.setTimings({answer: 1500}))`)
+	dial(string(bot.alias), `#dial-audio`)
+	bot.waitRing(10 * time.Second)
+	appWait(t, tb, 10*time.Second, fmt.Sprintf(`window.duetApp.screen === 'home' && document.getElementById('message').textContent === '%s did not answer.'`, bot.alias))
+	if st := bot.waitState(5*time.Second, "no answer", func(s duetcall.Status) bool { return s.State.Terminal() }); st.Reason != duetcall.ReasonNoAnswer {
+		t.Errorf("Go callee after the app gave up: %+v; want no_answer", st)
+	}
+
+	// An offline callee: a clear message.
+	off := env.newGoBot(t, "offline", false)
+	off.mod.Close()
+	off.c.Close()
+	time.Sleep(200 * time.Millisecond)
 	dial(string(off.alias), `#dial-audio`)
 	appWait(t, tb, 10*time.Second, `document.getElementById('message').textContent.includes('offline')`)
 
@@ -220,7 +291,44 @@ func TestDemoApp(t *testing.T) {
 	msgs := drive0[string](t, tb, `JSON.stringify(window.duetApp.messages)`)
 	t.Logf("app messages: %s", msgs)
 
-	for _, l := range tb.log.Lines() {
+	// Restore: in another origin (localhost instead of 127.0.0.1: an
+	// empty IndexedDB), from the recovery phrase of an identity the Go SDK
+	// registered. A phrase with a bad checksum is refused with a message;
+	// the right one gives back the same alias.
+	m, err := identity.NewMnemonic(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.FromMnemonic(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	registered, _, err := client.Register(rctx, http.DefaultClient, env.url, id)
+	rcancel()
+	if err != nil {
+		t.Fatalf("registering the identity to restore: %v", err)
+	}
+	rt := env.openTabURL(t, "restore", strings.Replace(env.url, "127.0.0.1", "localhost", 1)+"/app/")
+	appRun(t, rt, 10*time.Second, "phone viewport", chromedp.EmulateViewport(390, 844))
+	appWait(t, rt, 10*time.Second, `window.duetApp.screen === 'onboarding'`)
+	appRun(t, rt, 10*time.Second, "open restore", chromedp.Click(chromedp.CSS(`#restore-box summary`)))
+	restore := func(words string) {
+		appRun(t, rt, 10*time.Second, "restore",
+			chromedp.SetValue(chromedp.CSS(`#restore-words`), words),
+			chromedp.Click(chromedp.CSS(`#restore-form button[type=submit]`)))
+	}
+	restore(strings.Repeat("abandon ", 12))
+	appWait(t, rt, 5*time.Second, `document.getElementById('message').textContent.includes('checksum')`)
+	restore(m)
+	appWait(t, rt, 15*time.Second, `window.duetApp.state === 'ready' && window.duetApp.screen === 'home'`)
+	if got := drive0[string](t, rt, `window.duetApp.alias`); got != string(registered) {
+		t.Errorf("restored alias %q; the phrase's identity is registered as %s", got, registered)
+	}
+	appWait(t, rt, 5*time.Second, fmt.Sprintf(`document.getElementById('message').textContent === 'Restored: you are %s again.'`, registered))
+	noOverflow(t, rt, "home (restored)")
+
+	for _, l := range append(tb.log.Lines(), rt.log.Lines()...) {
 		if strings.Contains(l, "Content Security Policy") || strings.Contains(l, "Permissions policy") || strings.Contains(l, "Permissions-Policy") {
 			t.Errorf("the browser reported a policy violation: %s", l)
 		}

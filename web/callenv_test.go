@@ -132,6 +132,16 @@ type tab struct {
 // console when the test fails.
 func (e *callEnv) openTab(t *testing.T, name, path string) *tab {
 	t.Helper()
+	if path == "" {
+		path = "/sdktest/index.html"
+	}
+	return e.openTabURL(t, name, e.url+path)
+}
+
+// openTabURL opens a tab on url (which may name this server by another
+// host: another origin) and logs its console when the test fails.
+func (e *callEnv) openTabURL(t *testing.T, name, url string) *tab {
+	t.Helper()
 	ctx, cancel := chromedp.NewContext(e.browser)
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("opening a Chromium tab: %v", err)
@@ -151,10 +161,7 @@ func (e *callEnv) openTab(t *testing.T, name, path string) *tab {
 			}
 		}
 	})
-	if path == "" {
-		path = "/sdktest/index.html"
-	}
-	navigate(t, ctx, e.url+path)
+	navigate(t, ctx, url)
 	return tb
 }
 
