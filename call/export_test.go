@@ -57,11 +57,29 @@ func (m *Module) setHooks(h testHooks) {
 func (m *Module) forceRekey() bool {
 	m.mu.Lock()
 	s := m.cur
+	var epoch uint32
+	if s != nil {
+		epoch = s.epoch
+	}
 	m.mu.Unlock()
 	if s == nil {
 		return false
 	}
-	s.startRekey()
+	s.startRekey(epoch)
+	return true
+}
+
+// rekeyNeeded is the Encryptor's rekey-needed signal for the key of epoch,
+// handled synchronously: when it returns, the call_rekey it starts (if any)
+// was sent.
+func (m *Module) rekeyNeeded(epoch uint32) bool {
+	m.mu.Lock()
+	s := m.cur
+	m.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.startRekey(epoch)
 	return true
 }
 

@@ -38,18 +38,24 @@ var (
 )
 
 // onRekeyNeeded is the Encryptor's rekey-needed signal (80 % of the key's
-// budget used). It runs on a sender goroutine and only starts the rekey.
+// budget used) for the key of epoch. It runs on a sender goroutine and only
+// starts the rekey.
 func (s *session) onRekeyNeeded(epoch uint32) {
 	s.log.Info("call: media key nearly used up; rekeying", "epoch", epoch)
-	s.spawn(s.startRekey)
+	s.spawn(func() { s.startRekey(epoch) })
 }
 
-// startRekey sends call_rekey for the next epoch with a fresh ephemeral key,
-// or sends the pending one again once rekeyRetry has passed.
-func (s *session) startRekey() {
+// startRekey sends call_rekey for the epoch after from with a fresh
+// ephemeral key, or sends the pending one again once rekeyRetry has passed.
+// It does nothing once the call agreed on a newer epoch than from (the peer's
+// call_rekey came first, e.g. both keys ran out together), nor while the
+// switch to it is pending: that epoch's key, with its whole budget, replaces
+// from's.
+func (s *session) startRekey(from uint32) {
 	m := s.m
 	m.mu.Lock()
-	if s.ending || s.enc == nil || s.rekey != nil && time.Since(s.rekey.sent) < rekeyRetry {
+	if s.ending || s.enc == nil || s.epoch != from || s.pendingSend != nil ||
+		s.rekey != nil && time.Since(s.rekey.sent) < rekeyRetry {
 		m.mu.Unlock()
 		return
 	}
@@ -65,7 +71,7 @@ func (s *session) startRekey() {
 	s.rekey.sent = time.Now()
 	r := *s.rekey
 	stopTimer(&s.rekeyTimer)
-	s.rekeyTimer = time.AfterFunc(rekeyRetry, func() { s.spawn(s.startRekey) })
+	s.rekeyTimer = time.AfterFunc(rekeyRetry, func() { s.spawn(func() { s.startRekey(from) }) })
 	m.mu.Unlock()
 
 	if err := s.send(s.ctx, wire.RekeyPayload{Epoch: int(r.epoch), EPK: r.priv.PublicKey().Bytes()}); err != nil {
@@ -116,6 +122,12 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 		s.log.Debug("call: call_rekey for an unexpected epoch; dropped", "epoch", epoch, "current", cur)
 		return
 	}
+	// The epoch is agreed from here on, before the lock is released: a
+	// rekey-needed signal of the old key handled meanwhile must not start
+	// a call_rekey of its own for this epoch (the peer would get two keys
+	// for it) nor one for the next (sending would move past the key the
+	// pending switch installs).
+	s.epoch = epoch
 	enc, dec, peer := s.enc, s.dec, s.ps.keys.Signing
 	m.mu.Unlock()
 
@@ -133,16 +145,12 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 			m.fail(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err))
 			return
 		}
-		m.mu.Lock()
-		s.epoch = epoch
-		m.mu.Unlock()
 		s.log.Info("call: media keys rotated", "epoch", epoch)
 		return
 	}
 
 	reply := wire.RekeyPayload{Epoch: int(epoch), EPK: priv.PublicKey().Bytes()}
 	m.mu.Lock()
-	s.epoch = epoch
 	s.lastReply = &reply
 	s.pendingSend = &send
 	s.pendingEpoch.Store(epoch)

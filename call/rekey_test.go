@@ -66,3 +66,83 @@ func TestRekeyByCipher(t *testing.T) {
 	}
 	b.waitEnd(5 * time.Second)
 }
+
+// TestRekeyNeededForSupersededKey: a rekey-needed signal of a key the call
+// already replaced (the peer's call_rekey for the next epoch came first)
+// starts no call_rekey: the new key has its whole budget. A signal of the
+// current key still rekeys.
+func TestRekeyNeededForSupersededKey(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	connect(t, a, b, Media{Audio: true})
+	if !a.mod.forceRekey() {
+		t.Fatal("no call to rekey")
+	}
+	for _, p := range []*peer{a, b} {
+		p.waitStats(5*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
+	}
+	// Frames sent under epoch 0 are all in before epoch 2 retires its key.
+	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
+	for i, p := range []*peer{a, b} {
+		p.waitStats(5*time.Second, "audio under epoch 1", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
+	}
+	// b's epoch-0 key signals late, as when it runs out while a's
+	// call_rekey is answered.
+	if !b.mod.rekeyNeeded(0) {
+		t.Fatal("no call")
+	}
+	if n := len(b.sig.sentOf(wire.TypeCallRekey)); n != 1 {
+		t.Fatalf("b sent %d call_rekey, want only its reply to a's: a signal of the replaced key started a rekey", n)
+	}
+	if !b.mod.rekeyNeeded(1) {
+		t.Fatal("no call")
+	}
+	for _, p := range []*peer{a, b} {
+		p.waitStats(5*time.Second, "epoch 2", func(s Stats) bool { return s.KeyEpoch == 2 })
+	}
+	before = [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
+	for i, p := range []*peer{a, b} {
+		st := p.waitStats(5*time.Second, "audio after the rekeys", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
+		if st.DecryptErrors != 0 || st.KeyEpoch != 2 {
+			t.Errorf("%s: epoch %d and %d decrypt errors after the rekeys, want epoch 2 and none", p.name, st.KeyEpoch, st.DecryptErrors)
+		}
+	}
+	if na, nb := len(a.sig.sentOf(wire.TypeCallRekey)), len(b.sig.sentOf(wire.TypeCallRekey)); na != 2 || nb != 2 {
+		t.Errorf("call_rekey sent: a %d, b %d; want 2 each (a request and a reply)", na, nb)
+	}
+}
+
+// TestRekeyBothKeysRunOut: both sides' epoch-0 keys signal rekey-needed at
+// about the same time, so each side's call_rekey may cross the peer's, or
+// arrive while the peer's signal is being handled. The call agrees on one
+// epoch-1 key pair: one exchange, both sides on epoch 1, and media flows
+// under it. (Requests that cross can lose the frames sent in the time one
+// of them takes to arrive; none are lost after that.)
+func TestRekeyBothKeysRunOut(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t, withFirstSeq(e2ee.RekeyFrames-rekeyAfter))
+	connect(t, a, b, Media{Audio: true})
+	for _, p := range []*peer{a, b} {
+		p.waitStats(10*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
+	}
+	var errs [2]uint64
+	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
+	for i, p := range []*peer{a, b} {
+		st := p.waitStats(5*time.Second, "audio under epoch 1", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
+		errs[i] = st.DecryptErrors
+		before[i] = st.AudioFramesReceived
+	}
+	for i, p := range []*peer{a, b} {
+		st := p.waitStats(5*time.Second, "more audio under epoch 1", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
+		if st.DecryptErrors != errs[i] || st.KeyEpoch != 1 || st.State != StateConnected {
+			t.Errorf("%s: %+v; want connected on epoch 1 with no decrypt error after the switch (%d before)", p.name, st, errs[i])
+		}
+	}
+	if n := len(a.sig.sentOf(wire.TypeCallRekey)) + len(b.sig.sentOf(wire.TypeCallRekey)); n != 2 {
+		t.Errorf("%d call_rekey sent, want 2 (one exchange)", n)
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+}
