@@ -222,3 +222,54 @@ func checkDiags(t *testing.T, who string, diags []logRecord) {
 		t.Errorf("%s: %q: lost %v loss %v dec_err %v, want none", who, last.Msg, last.Attrs["lost"], last.Attrs["loss"], last.Attrs["dec_err"])
 	}
 }
+
+// TestDiagStopsWithTheCall: the Diag lines stop when the call leaves
+// connected, which it only leaves by ending: none is logged after the
+// terminal state (the teardown waits for the Diag loop before it publishes
+// that state), on the side that hung up and on the other.
+func TestDiagStopsWithTheCall(t *testing.T) {
+	checkLeaks(t)
+	const interval = 20 * time.Millisecond
+	setTimings(t, timings{diag: interval})
+	la, ra := recordLogs(t, "a")
+	lb, rb := recordLogs(t, "b")
+	a, b := newPeer(t, "a", withLogger(la)), newPeer(t, "b", withLogger(lb))
+	connect(t, a, b, Media{Audio: true})
+	for _, r := range []*logRecorder{ra, rb} {
+		deadline := time.Now().Add(5 * time.Second)
+		for len(r.withPrefix("call: Diag #")) < 2 {
+			if time.Now().After(deadline) {
+				t.Fatal("fewer than 2 Diag lines within 5s")
+			}
+			time.Sleep(interval)
+		}
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+	// A Diag loop that outlived the call would log within a few intervals.
+	time.Sleep(5 * interval)
+	for _, p := range []struct {
+		name string
+		rec  *logRecorder
+	}{{"a", ra}, {"b", rb}} {
+		ended := false
+		for _, r := range p.rec.records() {
+			switch {
+			case r.Msg == "call: state" && r.Attrs["state"] == string(StateHangup):
+				ended = true
+			case strings.HasPrefix(r.Msg, "call: Diag #"):
+				if ended {
+					t.Errorf("%s: %q logged after the call ended (state %v)", p.name, r.Msg, r.Attrs["state"])
+				}
+				if r.Attrs["state"] != string(StateConnected) {
+					t.Errorf("%s: %q with state %v, want connected", p.name, r.Msg, r.Attrs["state"])
+				}
+			}
+		}
+		if !ended {
+			t.Errorf("%s: no hangup state logged", p.name)
+		}
+	}
+}
