@@ -96,6 +96,7 @@ type Client struct {
 	iceMu  sync.Mutex
 	ice    *ICEConfig
 	iceExp time.Time
+	now    func() time.Time // the ICE cache's clock: time.Now, but in tests
 }
 
 // Connect connects and authenticates to the relay and keeps the connection
@@ -123,6 +124,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		hc:    opts.HTTPClient,
 		state: hot.New(StateConnecting),
 		done:  make(chan struct{}),
+		now:   time.Now,
 	}
 	if c.log == nil {
 		c.log = slog.Default()

@@ -296,6 +296,48 @@ func TestICEConfigCachedByTTL(t *testing.T) {
 	}
 }
 
+// TestICEConfigExpires: the cached ICE config is used until its ttl less the
+// margin (a tenth of the ttl, at most a minute) has passed since it was
+// fetched, then fetched again and cached anew. The cache's clock is the
+// client's internal hook.
+func TestICEConfigExpires(t *testing.T) {
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	var clock atomic.Int64 // offset from start, in nanoseconds
+	start := time.Now()
+	a.c.now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
+	ctx := context.Background()
+
+	cfg, err := a.c.ICEConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ttl := time.Duration(cfg.TTL) * time.Second
+	if ttl <= 0 {
+		t.Fatalf("ttl %d", cfg.TTL)
+	}
+	keep := ttl - min(ttl/10, time.Minute)
+	fetch := func(at time.Duration, want int32) {
+		t.Helper()
+		clock.Store(int64(at))
+		got, err := a.c.ICEConfig(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.ICEServers) == 0 {
+			t.Fatalf("at %v: ICE config %+v", at, got)
+		}
+		if n := r.ice.calls.Load(); n != want {
+			t.Fatalf("at %v (kept for %v of the %v ttl): the relay was asked %d times, want %d", at, keep, ttl, n, want)
+		}
+	}
+	fetch(keep-time.Nanosecond, 1) // still cached
+	fetch(keep, 2)                 // expired: fetched again
+	fetch(keep+keep/2, 2)          // the new one is cached
+	fetch(2*keep-time.Nanosecond, 2)
+	fetch(2*keep, 3) // and expires in turn
+}
+
 func TestReconnectAfterRelayRestart(t *testing.T) {
 	r := startRelay(t)
 	a := connect(t, r, newIdentity(t), nil)

@@ -30,7 +30,7 @@ func (c ICEConfig) ForceRelay() bool { return c.ICETransportPolicy == "relay" }
 func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	c.iceMu.Lock()
 	defer c.iceMu.Unlock()
-	if c.ice != nil && time.Now().Before(c.iceExp) {
+	if c.ice != nil && c.now().Before(c.iceExp) {
 		return *c.ice, nil
 	}
 	token, err := c.bearer()
@@ -46,6 +46,6 @@ func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	}
 	ttl := time.Duration(cfg.TTL) * time.Second
 	ttl -= min(ttl/10, time.Minute)
-	c.ice, c.iceExp = &cfg, time.Now().Add(ttl)
+	c.ice, c.iceExp = &cfg, c.now().Add(ttl)
 	return cfg, nil
 }
