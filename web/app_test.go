@@ -4,17 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"go/ast"
-	"go/constant"
-	"go/parser"
-	"go/token"
 	"image"
 	"image/png"
 	"math"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,21 +110,20 @@ func noOverflow(t *testing.T, tb *tab, screen string) {
 // an identity from its recovery phrase.
 func TestDemoApp(t *testing.T) {
 	env := startCallEnv(t)
-	tb := env.openTab(t, "app", "/app/")
+	tb := env.openTab(t, "app", "/")
 	appRun(t, tb, 10*time.Second, "phone viewport", chromedp.EmulateViewport(390, 844))
 
 	// Installable: the manifest parses, and the service worker (app shell
 	// only) takes control.
 	appWait(t, tb, 10*time.Second, `window.duetApp.screen === 'onboarding'`)
 	noOverflow(t, tb, "onboarding")
-	hdr := relayAppHeaders(t)
 	got := drive0[map[string]string](t, tb, `fetch(location.href).then(r => ({csp: r.headers.get('content-security-policy'), pp: r.headers.get('permissions-policy')}))`)
-	if got["csp"] != hdr.Get("Content-Security-Policy") || got["pp"] != hdr.Get("Permissions-Policy") {
-		t.Errorf("the app is served with CSP %q and Permissions-Policy %q; want duet relay's %q, %q", got["csp"], got["pp"], hdr.Get("Content-Security-Policy"), hdr.Get("Permissions-Policy"))
+	if got["csp"] != web.AppCSP || got["pp"] != web.AppPermissionsPolicy {
+		t.Errorf("the app is served with CSP %q and Permissions-Policy %q; want duet relay's %q, %q", got["csp"], got["pp"], web.AppCSP, web.AppPermissionsPolicy)
 	}
 	sw := drive0[string](t, tb, `navigator.serviceWorker.ready.then(r => r.active.scriptURL)`)
 	man := drive0[string](t, tb, `fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json()).then(m => m.display + ' ' + m.icons.length)`)
-	if !strings.HasSuffix(sw, "/app/sw.js") || man != "standalone 3" {
+	if !strings.HasSuffix(sw, "/sw.js") || man != "standalone 3" {
 		t.Errorf("PWA: service worker %q, manifest %q", sw, man)
 	}
 
@@ -309,7 +303,7 @@ func TestDemoApp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("registering the identity to restore: %v", err)
 	}
-	rt := env.openTabURL(t, "restore", strings.Replace(env.url, "127.0.0.1", "localhost", 1)+"/app/")
+	rt := env.openTabURL(t, "restore", strings.Replace(env.url, "127.0.0.1", "localhost", 1)+"/")
 	appRun(t, rt, 10*time.Second, "phone viewport", chromedp.EmulateViewport(390, 844))
 	appWait(t, rt, 10*time.Second, `window.duetApp.screen === 'onboarding'`)
 	appRun(t, rt, 10*time.Second, "open restore", chromedp.Click(chromedp.CSS(`#restore-box summary`)))
@@ -333,77 +327,6 @@ func TestDemoApp(t *testing.T) {
 			t.Errorf("the browser reported a policy violation: %s", l)
 		}
 	}
-}
-
-// relayAppHeaders are the headers `duet relay` sends with every file of
-// the demo app (cmd/duet/relay.go's appHandler: the content security
-// policy, the permissions policy, ...), read from that source so that the
-// app runs in Chromium under exactly those; Content-Type, set there for
-// one file only, is left to the file server.
-func relayAppHeaders(t testing.TB) http.Header {
-	t.Helper()
-	const src = "../cmd/duet/relay.go"
-	consts := goSourceValues(t, "../cmd/duet")
-	file, err := parser.ParseFile(token.NewFileSet(), src, nil, parser.SkipObjectResolution)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", src, err)
-	}
-	str := func(e ast.Expr) (string, bool) {
-		switch e := e.(type) {
-		case *ast.BasicLit:
-			s, err := strconv.Unquote(e.Value)
-			return s, err == nil && e.Kind == token.STRING
-		case *ast.Ident:
-			if v, ok := consts[e.Name]; ok && v.Kind() == constant.String {
-				return constant.StringVal(v), true
-			}
-		}
-		return "", false
-	}
-	h := http.Header{}
-	for _, d := range file.Decls {
-		fn, ok := d.(*ast.FuncDecl)
-		if !ok || fn.Name.Name != "appHandler" || fn.Body == nil {
-			continue
-		}
-		ast.Inspect(fn.Body, func(n ast.Node) bool {
-			c, ok := n.(*ast.CallExpr)
-			if !ok || len(c.Args) != 2 {
-				return true
-			}
-			if sel, ok := c.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "Set" {
-				return true
-			}
-			k, ok1 := str(c.Args[0])
-			v, ok2 := str(c.Args[1])
-			if !ok1 || !ok2 {
-				t.Fatalf("%s: appHandler sets a header this test cannot read (not a string literal or constant) at %v", src, c.Pos())
-			}
-			if k != "Content-Type" {
-				h.Set(k, v)
-			}
-			return true
-		})
-	}
-	for _, k := range []string{"Content-Security-Policy", "Permissions-Policy"} {
-		if h.Get(k) == "" {
-			t.Fatalf("%s: appHandler sets no %s header (found %v); the browser tests serve the demo app with the headers duet relay sends", src, k, h)
-		}
-	}
-	return h
-}
-
-// appHandler serves the demo app as `duet relay` does: its files with the
-// relay's headers.
-func appHandler(t testing.TB) http.Handler {
-	hdr := relayAppHeaders(t)
-	files := http.FileServerFS(web.App)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for k, v := range hdr {
-			w.Header()[k] = v
-		}
-		files.ServeHTTP(w, r)
-	})
 }
 
 // drive0 evaluates a plain expression in the tab.

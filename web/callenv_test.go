@@ -28,6 +28,7 @@ import (
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/relay/ice"
 	"github.com/duetcall/duet/relay/turnserver"
+	"github.com/duetcall/duet/web"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -89,9 +90,10 @@ func startCallEnv(t *testing.T, extra ...chromedp.ExecAllocatorOption) *callEnv 
 		t.Fatalf("relay: %v", err)
 	}
 	t.Cleanup(func() { shutdownRelay(t, srv) })
+	// The relay and the demo app as `duet relay` serves them (web.Handler),
+	// beside the test pages and vectors.
 	mux := sdkMux()
-	mux.Handle("/api/", srv.Handler())
-	mux.Handle("/app/", http.StripPrefix("/app", appHandler(t)))
+	mux.Handle("/", web.Handler(srv.Handler()))
 	hs := startServer(t, mux)
 	waitRelayReady(t, hs.URL)
 	return &callEnv{t: t, url: hs.URL, browser: newBrowser(t, append(append([]chromedp.ExecAllocatorOption{}, mediaFlags...), extra...)...),

@@ -3,8 +3,8 @@
 // over WebCrypto that interoperate byte for byte with the Go SDK
 // (docs/PROTOCOL.md), including the call module (calls.js, with its media
 // E2EE worker e2ee-worker.js). The demo app (web/app) is an installable PWA
-// on that SDK. Both are embedded so that `duet relay` serves them: the SDK
-// at /sdk/, the app at /.
+// on that SDK. Both are embedded, and [Handler] serves them in front of the
+// relay as `duet relay` does: the SDK at /sdk/, the app at /.
 //
 // The package's tests run the SDK in Debian's Chromium (driven with
 // chromedp) against every file of testdata/vectors, and place real calls

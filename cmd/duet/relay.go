@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -344,7 +343,7 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 		_ = srv.Shutdown(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: webMux(srv.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := &http.Server{Handler: web.Handler(srv.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("relay: listening", "addr", ln.Addr().String(), "app", "/", "websocket", "/api/v1/ws", "browser_sdk", "/sdk/duet.js", "metrics", "/metrics", "data_dir", cfg.dataDir)
@@ -366,67 +365,6 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	}
 	log.Info("relay: stopped")
 	return runErr
-}
-
-// webMux composes what `duet relay` serves on one address: the relay's own
-// endpoints (/api/, /healthz, /readyz, /metrics) go to relayH, the browser
-// SDK is at /sdk/ and the demo app's files at /; anything else goes to relayH
-// too (its 404 and 405 answers).
-func webMux(relayH http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics"} {
-		mux.Handle(p, relayH)
-	}
-	mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", noCache(http.FileServerFS(web.SDK))))
-	mux.Handle("/", appHandler(relayH))
-	return mux
-}
-
-// appCSP is the demo app's content security policy: its own scripts,
-// styles, workers and connections only; camera and remote streams play
-// from blob: and mediastream: sources.
-const appCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
-	"media-src 'self' blob: mediastream:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; " +
-	"object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-
-// appHandler serves the demo app's embedded files for GET and HEAD (/ is
-// index.html); other requests, and paths that are no file of the app, go
-// to next.
-func appHandler(next http.Handler) http.Handler {
-	files := http.FileServerFS(web.App)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			next.ServeHTTP(w, r)
-			return
-		}
-		name := strings.TrimPrefix(r.URL.Path, "/")
-		if name == "" {
-			name = "index.html"
-		}
-		if st, err := fs.Stat(web.App, name); err != nil || st.IsDir() {
-			next.ServeHTTP(w, r)
-			return
-		}
-		h := w.Header()
-		if strings.HasSuffix(name, ".webmanifest") {
-			h.Set("Content-Type", "application/manifest+json")
-		}
-		h.Set("Content-Security-Policy", appCSP)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		// Camera and microphone for this origin only.
-		h.Set("Permissions-Policy", "camera=(self), microphone=(self)")
-		noCache(files).ServeHTTP(w, r)
-	})
-}
-
-// noCache makes browsers revalidate every file (they are small, and a new
-// binary must not run against a cached older SDK).
-func noCache(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-cache")
-		h.ServeHTTP(w, r)
-	})
 }
 
 // startTURN starts the embedded TURN server and describes it for ice.

@@ -1,4 +1,4 @@
-package main
+package web
 
 import (
 	"io"
@@ -8,15 +8,15 @@ import (
 	"testing"
 )
 
-// TestWebMux checks what `duet relay` serves besides the relay: the demo
-// app at /, the browser SDK at /sdk/, and that the relay's own endpoints and
-// everything else still reach the relay handler.
-func TestWebMux(t *testing.T) {
+// TestHandler checks what `duet relay` serves besides the relay: the demo
+// app at / with its security headers, the browser SDK at /sdk/, and that the
+// relay's own endpoints and everything else still reach the relay handler.
+func TestHandler(t *testing.T) {
 	relayH := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Relay", "1")
 		http.Error(w, "relay "+r.Method+" "+r.URL.Path, http.StatusTeapot)
 	})
-	srv := httptest.NewServer(webMux(relayH))
+	srv := httptest.NewServer(Handler(relayH))
 	defer srv.Close()
 	for _, tc := range []struct {
 		method, path string
@@ -62,8 +62,11 @@ func TestWebMux(t *testing.T) {
 		if !strings.Contains(string(b), tc.body) {
 			t.Errorf("%s %s: body lacks %q", tc.method, tc.path, tc.body)
 		}
-		if !tc.relay && tc.method == "GET" && !strings.HasPrefix(tc.path, "/sdk/") && !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
-			t.Errorf("%s %s: no content security policy", tc.method, tc.path)
+		if !tc.relay && !strings.HasPrefix(tc.path, "/sdk/") && (resp.Header.Get("Content-Security-Policy") != AppCSP || resp.Header.Get("Permissions-Policy") != AppPermissionsPolicy) {
+			t.Errorf("%s %s: CSP %q, Permissions-Policy %q; want the app's", tc.method, tc.path, resp.Header.Get("Content-Security-Policy"), resp.Header.Get("Permissions-Policy"))
+		}
+		if !tc.relay && resp.Header.Get("Cache-Control") != "no-cache" {
+			t.Errorf("%s %s: Cache-Control %q, want no-cache", tc.method, tc.path, resp.Header.Get("Cache-Control"))
 		}
 	}
 }
