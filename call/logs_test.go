@@ -6,22 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/duetcall/duet/internal/syncbuf"
 )
 
 // logRecorder keeps what a peer logged, at debug level, as JSON lines.
 type logRecorder struct {
 	t   testing.TB
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (r *logRecorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.buf.Write(p)
+	buf syncbuf.Buffer
 }
 
 // logRecord is one logged record: its message and its attributes.
@@ -34,9 +28,7 @@ type logRecord struct {
 // records returns what was logged so far.
 func (r *logRecorder) records() []logRecord {
 	r.t.Helper()
-	r.mu.Lock()
-	data := bytes.Clone(r.buf.Bytes())
-	r.mu.Unlock()
+	data := r.buf.Bytes()
 	var out []logRecord
 	for line := range bytes.Lines(data) {
 		var m map[string]any
@@ -69,7 +61,7 @@ func recordLogs(t testing.TB, name string) (*slog.Logger, *logRecorder) {
 	rec := &logRecorder{t: t}
 	h := slog.NewMultiHandler(
 		testLogger(t, name).Handler(),
-		slog.NewJSONHandler(rec, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		slog.NewJSONHandler(&rec.buf, &slog.HandlerOptions{Level: slog.LevelDebug}),
 	)
 	return slog.New(h), rec
 }

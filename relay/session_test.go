@@ -1,12 +1,10 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/internal/syncbuf"
 	"github.com/duetcall/duet/relay/ice"
 	"github.com/duetcall/duet/wire"
 )
@@ -510,7 +509,7 @@ func TestReadyComesFirst(t *testing.T) {
 // oversized) with the relay logging at debug level: the marker is nowhere
 // in the logs.
 func TestPayloadNeverLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r := startRelay(t, Options{Logger: log}, nil)
 	const marker = "U0VDUkVUUEFZTE9BRE1BUktFUg" // base64 of SECRETPAYLOADMARKER
@@ -558,22 +557,4 @@ func TestPayloadNeverLogged(t *testing.T) {
 	if strings.Contains(out, marker) {
 		t.Errorf("the logs contain the payload:\n%s", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/internal/syncbuf"
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/wire"
 )
@@ -40,7 +41,7 @@ func TestCallAndAnswerCLI(t *testing.T) {
 	calleeHome, callee := newCLIIdentity(t, relayURL)
 	rec := t.TempDir()
 
-	var ansOut, ansErr syncBuffer
+	var ansOut, ansErr syncbuf.Buffer
 	answered := make(chan int, 1)
 	go func() {
 		answered <- run([]string{"answer", "--auto", "--once", "--record", rec, "--relay", relayURL, "--home", calleeHome}, strings.NewReader(""), &ansOut, &ansErr)

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
+	"github.com/duetcall/duet/internal/syncbuf"
 	"github.com/duetcall/duet/relay"
 )
 
@@ -198,24 +198,6 @@ func TestRelayHelpAndUsage(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRunRelay runs `duet relay` with the embedded NATS and TURN, registers
 // a user, authenticates over the WebSocket, fetches its ICE configuration
 // (the embedded TURN advertised at its --turn-listen IP) and stops the relay with a cancelled context (as a signal does).
@@ -224,7 +206,7 @@ func TestRunRelay(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- runRelay(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--turn-listen", "127.0.0.1:0",
@@ -393,7 +375,7 @@ func TestRelayKVReplicasReachJetStream(t *testing.T) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats-server not ready")
 	}
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	code := runRelay(context.Background(), []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--no-turn",
 		"--nats-url", ns.ClientURL(), "--kv-replicas", "3"}, &stdout, &stderr, mapLookup(nil))
 	if code != 1 || !strings.Contains(stderr.String(), "replicas") {
