@@ -74,9 +74,6 @@ type directory struct {
 }
 
 func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, now func() time.Time) (*directory, error) {
-	if replicas < 1 {
-		replicas = 1
-	}
 	d := &directory{now: now, rand: rand.Reader}
 	for _, b := range []struct {
 		kv  *jetstream.KeyValue
@@ -89,7 +86,11 @@ func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, no
 	} {
 		b.cfg.Storage = jetstream.FileStorage
 		b.cfg.History = 1
-		b.cfg.Replicas = replicas
+		n, err := bucketReplicas(ctx, js, b.cfg.Bucket, replicas)
+		if err != nil {
+			return nil, err
+		}
+		b.cfg.Replicas = n
 		kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%w: creating bucket %s: %w", ErrDirectory, b.cfg.Bucket, err)
@@ -97,6 +98,30 @@ func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, no
 		*b.kv = kv
 	}
 	return d, nil
+}
+
+// bucketReplicas is the replica count to give a bucket: want when it is set
+// (> 0), else the bucket's current count, or 1 for a new bucket, so that a
+// node started without a replica setting never scales a clustered directory
+// down.
+func bucketReplicas(ctx context.Context, js jetstream.JetStream, bucket string, want int) (int, error) {
+	if want > 0 {
+		return want, nil
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 1, nil
+	}
+	if err == nil {
+		var st jetstream.KeyValueStatus
+		if st, err = kv.Status(ctx); err == nil {
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.Config().Replicas > 0 {
+				return bs.Config().Replicas, nil
+			}
+			return 1, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: reading bucket %s: %w", ErrDirectory, bucket, err)
 }
 
 // TokenKey returns the bearer-token HMAC key, creating it on first use. Every

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -204,5 +205,28 @@ func TestKeysLookup(t *testing.T) {
 	skew.Store(int64(TokenTTL))
 	if code := r.do(t, "GET", path, ca.token, nil, &e); code != 401 || e.Error != "unauthorized" {
 		t.Errorf("expired token: %d %+v", code, e)
+	}
+}
+
+// TestBucketReplicas: a node without a replica setting keeps a bucket's
+// count (a clustered directory is never scaled down by a node started
+// without the flag); a new bucket gets 1; a setting wins.
+func TestBucketReplicas(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	js := r.srv.nats.js
+	ctx := context.Background()
+	for _, tc := range []struct {
+		bucket string
+		want   int
+		got    int
+	}{
+		{"duet-no-such-bucket", 0, 1},
+		{bucketAliases, 0, 1},
+		{bucketAliases, 3, 3},
+	} {
+		n, err := bucketReplicas(ctx, js, tc.bucket, tc.want)
+		if err != nil || n != tc.got {
+			t.Errorf("bucketReplicas(%s, %d) = %d, %v; want %d", tc.bucket, tc.want, n, err, tc.got)
+		}
 	}
 }

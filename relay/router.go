@@ -138,11 +138,6 @@ func (r *router) closeRoutes(ctx context.Context) {
 func (r *router) stop() {
 	r.closeRoutes(context.Background())
 	_ = r.inboxSub.Unsubscribe()
-	r.mu.Lock()
-	for a := range r.routes {
-		delete(r.routes, a)
-	}
-	r.mu.Unlock()
 }
 
 func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
@@ -213,11 +208,20 @@ func (r *router) remove(s *session) {
 // (the server had routed them, so their senders learn nothing either); a
 // draining one takes them until the server has the unsubscription, and
 // deliver counts them (no_local_session) or hands them to a new session.
+// (Drops of a draining subscription, after its count was taken here, are
+// not counted.) While NATS is reconnecting it unsubscribes instead: nats.go
+// would resubscribe a draining subscription on reconnect and then forget it
+// without telling the server, which would keep routing the alias here and
+// never answer its senders' "offline".
 func (r *router) unsubscribe(rt *route) {
 	if d, err := rt.sub.Dropped(); err == nil && d > 0 {
 		r.goneDropped += uint64(d)
 	}
-	_ = rt.sub.Drain()
+	if r.nc.IsConnected() {
+		_ = rt.sub.Drain()
+		return
+	}
+	_ = rt.sub.Unsubscribe()
 }
 
 // backlogDrops is the number of envelopes NATS dropped because a routing

@@ -40,7 +40,8 @@ type Options struct {
 	DataDir string
 	// KVReplicas is the replica count of the directory buckets (external
 	// NATS clusters), applied when the node starts: buckets are created or
-	// updated to it, so give every node the same value. Default 1.
+	// updated to it. Zero keeps the buckets' current count (1 for new
+	// buckets), so only the node that changes it needs it set.
 	KVReplicas int
 	// ICE serves the ice-config endpoint; nil answers 503.
 	ICE ICEProvider

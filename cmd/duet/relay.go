@@ -43,8 +43,9 @@ Flags (environment variable in brackets):
   --data-dir DIR            data directory: JetStream store, TURN secret [DUET_DATA_DIR] (default ./duet-data)
   --nats-url URL            join this NATS (JetStream enabled) instead of the embedded one [DUET_NATS_URL]
   --kv-replicas N           replicas of the directory's JetStream KV buckets, 1 to 5, applied
-                            at start (give every node the same value); above 1 needs --nats-url
-                            to a cluster of at least N servers [DUET_KV_REPLICAS] (default 1)
+                            at start; above 1 needs --nats-url to a cluster of at least N
+                            servers [DUET_KV_REPLICAS] (default: keep the buckets' count,
+                            1 for a new directory)
   --turn-listen ADDR        embedded TURN address, UDP [DUET_TURN_LISTEN] (default :3478)
   --turn-tcp                embedded TURN also on TCP, same port [DUET_TURN_TCP]
   --turn-public-host HOST   host clients reach the embedded TURN at [DUET_TURN_PUBLIC_HOST]
@@ -154,7 +155,7 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	fs.StringVar(&c.addr, "addr", str("DUET_ADDR", ":8080"), "")
 	fs.StringVar(&c.dataDir, "data-dir", str("DUET_DATA_DIR", "./duet-data"), "")
 	fs.StringVar(&c.natsURL, "nats-url", str("DUET_NATS_URL", ""), "")
-	fs.StringVar(&kvReplicas, "kv-replicas", str("DUET_KV_REPLICAS", "1"), "")
+	fs.StringVar(&kvReplicas, "kv-replicas", str("DUET_KV_REPLICAS", ""), "")
 	fs.StringVar(&c.turnListen, "turn-listen", str("DUET_TURN_LISTEN", ":3478"), "")
 	fs.BoolVar(&c.turnTCP, "turn-tcp", boolean("DUET_TURN_TCP"), "")
 	fs.StringVar(&c.turnPublicHost, "turn-public-host", str("DUET_TURN_PUBLIC_HOST", ""), "")
@@ -177,14 +178,16 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return c, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, logLevel)
 	}
-	n, err := strconv.Atoi(kvReplicas)
-	if err != nil || n < 1 || n > maxKVReplicas {
-		return c, fmt.Errorf("%w: --kv-replicas %q: want a number from 1 to %d", errUsage, kvReplicas, maxKVReplicas)
+	if kvReplicas != "" {
+		n, err := strconv.Atoi(kvReplicas)
+		if err != nil || n < 1 || n > maxKVReplicas {
+			return c, fmt.Errorf("%w: --kv-replicas %q: want a number from 1 to %d", errUsage, kvReplicas, maxKVReplicas)
+		}
+		if n > 1 && c.natsURL == "" {
+			return c, fmt.Errorf("%w: --kv-replicas %d needs --nats-url: the embedded NATS is a single server", errUsage, n)
+		}
+		c.kvReplicas = n
 	}
-	if n > 1 && c.natsURL == "" {
-		return c, fmt.Errorf("%w: --kv-replicas %d needs --nats-url: the embedded NATS is a single server", errUsage, n)
-	}
-	c.kvReplicas = n
 	for _, p := range strings.Split(allowPeers, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue

@@ -37,7 +37,7 @@ func TestParseRelayConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.addr != ":8080" || c.dataDir != "./duet-data" || c.natsURL != "" || c.kvReplicas != 1 || c.turnListen != ":3478" ||
+	if c.addr != ":8080" || c.dataDir != "./duet-data" || c.natsURL != "" || c.kvReplicas != 0 || c.turnListen != ":3478" ||
 		c.noTURN || c.forceRelay || c.turnTCP || c.turnPublicHost == "" || c.publicHostSource != publicHostMachine {
 		t.Errorf("defaults: %+v", c)
 	}
@@ -142,7 +142,7 @@ func TestKVReplicas(t *testing.T) {
 		env  map[string]string
 		want int
 	}{
-		{nil, nil, 1},
+		{nil, nil, 0}, // keep the buckets' count
 		{[]string{"--kv-replicas", "1"}, nil, 1},
 		{[]string{"--nats-url", "nats://n:4222", "--kv-replicas", "3"}, nil, 3},
 		{nil, map[string]string{"DUET_NATS_URL": "nats://n:4222", "DUET_KV_REPLICAS": "5"}, 5},
