@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -490,5 +493,47 @@ func TestPinStoreSharedFile(t *testing.T) {
 	}
 	if _, ok := reread.Pinned(other); !ok {
 		t.Errorf("file: %s not pinned", other)
+	}
+
+	// Both stores pinning new peers at once lose none (the lock file
+	// serialises the changes of the two).
+	var wg sync.WaitGroup
+	for i := range 20 {
+		st := answer
+		if i%2 == 1 {
+			st = accept
+		}
+		wg.Go(func() {
+			if err := st.Check(identity.Alias(fmt.Sprintf("u3%07d", i)), keys(byte(10+i))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if reread, err = OpenPinStore(path); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, ok := reread.Pinned(identity.Alias(fmt.Sprintf("u3%07d", i))); !ok {
+			t.Errorf("file: u3%07d was pinned but is not in the file", i)
+		}
+	}
+
+	// The file removed while the stores are open: they forget nothing (no
+	// silent re-pin on first use), and the next change writes it again.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := answer.Check(peer, keys(7)); !errors.Is(err, ErrKeyChanged) {
+		t.Errorf("after the file was removed: Check with another key = %v, want ErrKeyChanged", err)
+	}
+	if err := answer.Check(identity.Alias("u44444444"), keys(9)); err != nil {
+		t.Fatal(err)
+	}
+	if reread, err = OpenPinStore(path); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := reread.Pinned(peer); !got.Equal(keys(3)) {
+		t.Errorf("file written again: %s pinned to %v, want the accepted key", peer, got)
 	}
 }

@@ -37,8 +37,12 @@ func (e *KeyChangedError) Unwrap() error { return ErrKeyChanged }
 // processes may share one file (a running `duet answer` and a `duet id
 // accept`): the store reads the file again whenever another writer replaced
 // it (every save renames a new file into place), before each look-up and
-// before each change, so an accepted key takes effect at once and a save
-// never overwrites a pin another process made.
+// each change, and changes hold a lock on the file (path + ".lock", flock),
+// so an accepted key takes effect at once and a save never overwrites a pin
+// another process made. A file removed while the store is open forgets
+// nothing (the next save writes it again); a file that turns corrupt makes
+// Check and Accept fail until it is repaired, while Pinned answers from the
+// pins read last.
 type PinStore struct {
 	path string
 	mu   sync.Mutex
@@ -75,10 +79,7 @@ func (s *PinStore) refreshLocked() error {
 	}
 	fi, err := os.Stat(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if s.file != nil { // removed since: nothing is pinned any more
-			s.pins, s.file = make(map[identity.Alias]pin), nil
-		}
-		return nil
+		return nil // removed since: keep the pins (fail closed), saved again on the next change
 	}
 	if err != nil {
 		return fmt.Errorf("client: reading pinned keys: %w", err)
@@ -118,7 +119,15 @@ func (s *PinStore) Check(peer identity.Alias, keys identity.PublicKeys) error {
 	}
 	p, ok := s.pins[peer]
 	if !ok {
-		return s.setLocked(peer, keys)
+		err := s.changeLocked(func() error {
+			if p, ok = s.pins[peer]; ok {
+				return nil // pinned by another process meanwhile: compare below
+			}
+			return s.setLocked(peer, keys)
+		})
+		if err != nil || !ok {
+			return err
+		}
 	}
 	pinned := identity.PublicKeys{Signing: p.Signing, Agreement: p.Agreement}
 	if !pinned.Equal(keys) {
@@ -141,10 +150,23 @@ func (s *PinStore) Pinned(peer identity.Alias) (identity.PublicKeys, bool) {
 func (s *PinStore) Accept(peer identity.Alias, keys identity.PublicKeys) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.changeLocked(func() error { return s.setLocked(peer, keys) })
+}
+
+// changeLocked runs change with the pin file locked and read again, so that
+// it applies to what other processes saved. s.mu is held.
+func (s *PinStore) changeLocked(change func() error) error {
+	if s.path != "" {
+		unlock, err := lockPins(s.path)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	if err := s.refreshLocked(); err != nil {
 		return err
 	}
-	return s.setLocked(peer, keys)
+	return change()
 }
 
 func (s *PinStore) setLocked(peer identity.Alias, keys identity.PublicKeys) error {
@@ -183,14 +205,18 @@ func (s *PinStore) saveLocked() error {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
+	// The new file's identity, taken before the rename (which keeps it), is
+	// what refreshLocked compares with.
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = os.Stat(tmp.Name())
+	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), s.path)
 	}
 	if err != nil {
 		return fmt.Errorf("client: saving pinned keys to %s: %w", s.path, err)
 	}
-	if fi, err := os.Stat(s.path); err == nil {
-		s.file = fi
-	}
+	s.file = fi
 	return nil
 }
