@@ -93,10 +93,15 @@ func (m *Module) cachedSession(peer identity.Alias) *peerSig {
 	if ps == nil {
 		return nil
 	}
-	if keys, ok := pins.PinnedKeys(peer); ok && keys.Equal(ps.keys) {
+	keys, pinned := pins.PinnedKeys(peer)
+	if pinned && keys.Equal(ps.keys) {
 		return ps
 	}
-	m.log.Info("call: the keys pinned for the peer changed since its signaling session was made; the session is discarded", "peer", peer)
+	if pinned {
+		m.log.Info("call: the keys pinned for the peer changed since its signaling session was made; the session is discarded", "peer", peer)
+	} else {
+		m.log.Info("call: no keys are pinned for the peer any more; its signaling session is discarded", "peer", peer)
+	}
 	m.mu.Lock()
 	if m.peers[peer] == ps {
 		delete(m.peers, peer)
@@ -169,7 +174,8 @@ func (m *Module) process(env *wire.Envelope) {
 		// A peer we already hold a session with, whose keys are still the
 		// pinned ones: open with it, saving a key lookup. A session whose
 		// keys are no longer pinned (the user accepted a new key) is
-		// forgotten, so that the old keys authenticate nothing any more.
+		// forgotten, so that the old keys open no new call (a call already
+		// running keeps its session to its end).
 		// Only when the frame does not authenticate with the session are
 		// the keys looked up again (they may have changed), so a key change
 		// is still reported as such.

@@ -94,7 +94,7 @@ func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "duet id %s: %v\n", sub, err)
-		if errors.Is(err, errUsageID) {
+		if errors.Is(err, errUsage) {
 			return 2
 		}
 		return 1
@@ -141,7 +141,7 @@ func idShow(ctx context.Context, cf *clientFlags, args []string, stdout, stderr 
 		return nil
 	}
 	if len(args) > 1 {
-		return fmt.Errorf("%w: one PEER at most, got %q", errUsageID, args)
+		return fmt.Errorf("%w: one PEER at most, got %q", errUsage, args)
 	}
 	peer, err := identity.ParseAlias(args[0])
 	if err != nil {
@@ -179,12 +179,10 @@ func printKeyChange(w io.Writer, peer identity.Alias, oldSN, newSN string) {
 	fmt.Fprintf(w, "old safety number (the pinned key, which the relay no longer serves):\n  %s\n", oldSN)
 }
 
-// errUsageID marks a misused id subcommand (exit status 2).
-var errUsageID = errors.New("usage")
 
 func idAccept(ctx context.Context, cf *clientFlags, args []string, yes bool, stdin io.Reader, stdout io.Writer) error {
 	if len(args) != 1 {
-		return fmt.Errorf("%w: duet id accept takes one PEER, got %d arguments", errUsageID, len(args))
+		return fmt.Errorf("%w: duet id accept takes one PEER, got %d arguments", errUsage, len(args))
 	}
 	peer, err := identity.ParseAlias(args[0])
 	if err != nil {
@@ -226,7 +224,11 @@ func idAccept(ctx context.Context, cf *clientFlags, args []string, yes bool, std
 	if err := pins.Accept(peer, current); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Accepted: %s is pinned with the new key; calls with them go through again (a duet answer already running uses the new key from now on).\n", peer)
+	if had {
+		fmt.Fprintf(stdout, "Accepted: %s is pinned with the new key; calls with them go through again (a duet answer already running uses the new key from now on).\n", peer)
+	} else {
+		fmt.Fprintf(stdout, "Accepted: %s is pinned with this key.\n", peer)
+	}
 	return nil
 }
 

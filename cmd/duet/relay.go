@@ -106,7 +106,8 @@ const (
 // maxKVReplicas is JetStream's largest replica count.
 const maxKVReplicas = 5
 
-// errUsage marks configuration errors (exit status 2).
+// errUsage marks configuration errors and misused subcommands (exit status
+// 2).
 var errUsage = errors.New("usage")
 
 // lookupFunc finds a configuration variable: the environment, then .env.
