@@ -179,7 +179,6 @@ func printKeyChange(w io.Writer, peer identity.Alias, oldSN, newSN string) {
 	fmt.Fprintf(w, "old safety number (the pinned key, which the relay no longer serves):\n  %s\n", oldSN)
 }
 
-
 func idAccept(ctx context.Context, cf *clientFlags, args []string, yes bool, stdin io.Reader, stdout io.Writer) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: duet id accept takes one PEER, got %d arguments", errUsage, len(args))
