@@ -669,3 +669,186 @@ func TestCallsBrowserToBrowser(t *testing.T) {
 		}
 	})
 }
+
+// jsRekey is the driver's rekeyState(): the call's agreed epoch and the
+// one its worker sends under, whether a call_rekey of its own awaits its
+// reply, the call_rekey it sent and the rekey-needed signals it ignored.
+type jsRekey struct {
+	Epoch      int  `json:"epoch"`
+	SendEpoch  int  `json:"sendEpoch"`
+	Requesting bool `json:"requesting"`
+	Requests   int  `json:"requests"`
+	Replies    int  `json:"replies"`
+	Ignored    int  `json:"ignored"`
+}
+
+// rekeySide is one tab's view of a rekey: its E2EE worker's counters and
+// video stats (a Diag sample) and its call module's rekey state.
+type rekeySide struct {
+	d jsDiag
+	r jsRekey
+}
+
+func (s rekeySide) String() string {
+	return fmt.Sprintf("rekey %+v, diag %s", s.r, s.d)
+}
+
+// settledOn reports whether the side agreed on epoch and sends and
+// receives under it, with no call_rekey of its own outstanding.
+func (s rekeySide) settledOn(epoch int) bool {
+	return s.r.Epoch == epoch && s.r.SendEpoch == epoch && !s.r.Requesting && s.d.Frames != nil &&
+		s.d.Frames.SendEpoch == epoch && s.d.Frames.RecvEpoch == epoch
+}
+
+func (s rekeySide) decoded() uint64 {
+	if s.d.InVideo == nil {
+		return 0
+	}
+	return s.d.InVideo.FramesDecoded
+}
+
+func sampleRekey(tb *tab) rekeySide {
+	tb.t.Helper()
+	d := tb.stats()
+	r := drive[*jsRekey](tb, 5*time.Second, "rekeyState()")
+	if r == nil {
+		st := drive[jsStatus](tb, 5*time.Second, "status()")
+		tb.t.Fatalf("%s: the call is over: %s (%s), errors %+v, history %v", tb.name, st.State, st.Reason, st.Errors, st.History)
+	}
+	return rekeySide{d: d, r: *r}
+}
+
+// waitRekey samples the tabs until ok holds for every one, and returns
+// the last samples; it fails the test after timeout.
+func waitRekey(t *testing.T, tabs []*tab, timeout time.Duration, what string, ok func(i int, s rekeySide) bool) []rekeySide {
+	t.Helper()
+	out := make([]rekeySide, len(tabs))
+	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
+		all := true
+		for i, tb := range tabs {
+			out[i] = sampleRekey(tb)
+			all = ok(i, out[i]) && all
+		}
+		if all {
+			return out
+		}
+		if time.Now().After(deadline) {
+			for i, tb := range tabs {
+				t.Logf("%s: %s", tb.name, out[i])
+			}
+			t.Fatalf("no %s within %v", what, timeout)
+		}
+	}
+}
+
+// checkRekeyed waits until both tabs settled on epoch, then until each
+// decoded 30 more video frames under it, and checks that no frame failed
+// to decrypt meanwhile, that both still send and receive under epoch and
+// that the call is connected. It returns the call_rekey sent, both sides.
+func checkRekeyed(t *testing.T, tabs []*tab, epoch int) int {
+	t.Helper()
+	settled := waitRekey(t, tabs, 10*time.Second, fmt.Sprintf("switch to epoch %d on both sides", epoch),
+		func(_ int, s rekeySide) bool { return s.settledOn(epoch) })
+	last := waitRekey(t, tabs, 10*time.Second, fmt.Sprintf("video decoding under epoch %d", epoch),
+		func(i int, s rekeySide) bool { return s.decoded() >= settled[i].decoded()+30 })
+	sent := 0
+	for i, tb := range tabs {
+		s := last[i]
+		t.Logf("%s after the switch to epoch %d: %s", tb.name, epoch, s)
+		sent += s.r.Requests + s.r.Replies
+		if st := drive[jsStatus](tb, 5*time.Second, "status()"); st.State != "connected" || s.d.State != "connected" {
+			t.Errorf("%s: state %s (history %v, errors %+v); want the call still connected", tb.name, st.State, st.History, st.Errors)
+		}
+		if !s.settledOn(epoch) {
+			t.Errorf("%s: %s; want send and receive epoch %d", tb.name, s, epoch)
+		}
+		if n, was := s.d.Frames.DecryptErrors, settled[i].d.Frames.DecryptErrors; n != was {
+			t.Errorf("%s: %d frames failed to decrypt after the switch to epoch %d (%d before; last: %s)", tb.name, n-was, epoch, was, s.d.Frames.LastError)
+		}
+	}
+	return sent
+}
+
+// TestCallsRekeyBothKeysRunOut: both pages' E2EE workers signal
+// rekey-needed at about the same time (the same small one-shot budget,
+// given to both at once through the worker's test hook), so each side's
+// call_rekey may cross the other's, or arrive while the other handles its
+// own signal; three times, the budgets a few frames apart or not. Each
+// time the call agrees on one key pair for the next epoch: one exchange
+// (two call_rekey), both sides send and receive under that epoch, and video
+// keeps decoding with no decrypt error after the switch. Then a late
+// rekey-needed of a replaced key starts no call_rekey (deterministic), and
+// one of the current key rekeys.
+func TestCallsRekeyBothKeysRunOut(t *testing.T) {
+	env := startCallEnv(t)
+	alice := env.openTab(t, "alice", "")
+	alice.setup(false)
+	bob := env.openTab(t, "bob", "")
+	b := bob.setup(false)
+	tabs := []*tab{alice, bob}
+	if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", b)); !r.OK {
+		t.Fatalf("call: %+v", r)
+	}
+	drive[jsIncoming](bob, 15*time.Second, "nextIncoming(10000)")
+	if r := drive[jsResult](bob, 20*time.Second, "answer()"); !r.OK {
+		t.Fatalf("answer: %+v", r)
+	}
+	for _, tb := range tabs {
+		tb.waitState("connected", 15*time.Second)
+	}
+	waitRekey(t, tabs, 10*time.Second, "video decoding under epoch 0", func(_ int, s rekeySide) bool {
+		return s.decoded() >= 30 && s.settledOn(0)
+	})
+
+	// Both workers' keys run out at about the same time, a few frames
+	// (about 14 ms each: audio and video share the counter) apart or not at
+	// all: the requests cross, or one arrives just before, while or just
+	// after the other side's own key signals.
+	sent := 0
+	for i, budget := range [][2]int{{20, 20}, {20, 23}, {26, 20}} {
+		epoch := i + 1
+		var wg sync.WaitGroup
+		errs := make([]error, len(tabs))
+		for j, tb := range tabs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, err := evalJS[bool](tb.ctx, 5*time.Second, fmt.Sprintf(`import('/sdktest/calls.js').then(m => m.rekeyAfter(%d))`, budget[j]))
+				if err == nil && !ok {
+					err = fmt.Errorf("no call")
+				}
+				errs[j] = err
+			}()
+		}
+		wg.Wait()
+		for j, err := range errs {
+			if err != nil {
+				t.Fatalf("%s: rekeyAfter(%d): %v", tabs[j].name, budget[j], err)
+			}
+		}
+		n := checkRekeyed(t, tabs, epoch)
+		if n-sent != 2 {
+			t.Errorf("budgets %v: %d call_rekey sent for epoch %d, want 2 (one exchange)", budget, n-sent, epoch)
+		}
+		sent = n
+	}
+
+	// bob's epoch-2 key signals late (as when it runs out while alice's
+	// call_rekey is answered): no call_rekey. His epoch-3 key's signal
+	// rekeys.
+	before := drive[jsRekey](bob, 5*time.Second, "rekeyState()")
+	if drive[bool](bob, 5*time.Second, "rekeyNeeded(2)") {
+		t.Error("a rekey-needed of the replaced epoch-2 key started a call_rekey")
+	}
+	if r := drive[jsRekey](bob, 5*time.Second, "rekeyState()"); r.Requests != before.Requests || r.Ignored != before.Ignored+1 || r.Epoch != 3 {
+		t.Errorf("bob after a rekey-needed of the replaced key: %+v (before %+v); want it ignored, still epoch 3", r, before)
+	}
+	if !drive[bool](bob, 5*time.Second, "rekeyNeeded(3)") {
+		t.Fatal("a rekey-needed of the current epoch-3 key started no call_rekey")
+	}
+	if n := checkRekeyed(t, tabs, 4); n-sent != 2 {
+		t.Errorf("%d call_rekey sent for epoch 4, want 2 (one exchange)", n-sent)
+	}
+	drive[jsResult](alice, 10*time.Second, "hangup()")
+	bob.waitState("hangup", 5*time.Second)
+}

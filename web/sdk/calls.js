@@ -161,9 +161,11 @@ class CallSession {
     this.restarts = 0;
     this.localStream = null;
     this.remoteStream = null;
-    this.epoch = 0;
-    this.rekey = null;
-    this.lastReply = null;
+    this.epoch = 0; // the media key epoch agreed (the last call_rekey accepted)
+    this.sendEpoch = 0; // the epoch the worker sends under (send-switched)
+    this.rekey = null; // our call_rekey awaiting its reply: {epoch, key: Promise of the X25519 pair}
+    this.lastReply = null; // our last reply: {epoch, body}, sent again when the request comes again
+    this.rekeys = { requests: 0, replies: 0, ignored: 0 }; // call_rekey sent; rekey-needed signals that started none
     this.sendChain = Promise.resolve();
     this.diagN = 0;
     this.lastDiag = null;
@@ -508,11 +510,12 @@ export class CallModule {
   }
 
   // Sends are chained per call so that they leave in order (offer before
-  // its candidates).
-  #queueSend(s, body, id) {
-    const p = s.sendChain.then(() => this.#send(s, body, id));
+  // its candidates). body may be a promise of the body (a call_rekey whose
+  // ephemeral key is being generated): it keeps its place in the order.
+  #queueSend(s, body, id, what = body.type) {
+    const p = s.sendChain.then(async () => this.#send(s, await body, id));
     s.sendChain = p.catch((e) => {
-      if (!s.ending) this.#log.warn(`[CallModule] sending ${body.type} failed: ${e.name}: ${e.message}`);
+      if (!s.ending) this.#log.warn(`[CallModule] sending ${what} failed: ${e.name}: ${e.message}`);
     });
     return p;
   }
@@ -859,14 +862,14 @@ export class CallModule {
   #onWorker(s, m) {
     switch (m?.type) {
       case 'rekey-needed':
-        this.#log.info?.(`🔵 [CallModule] media key of epoch ${m.epoch} nearly used up; rekeying`);
-        this.#startRekey(s);
+        this.#onRekeyNeeded(s, m.epoch);
         break;
       case 'stream':
         this.#log.debug?.(`🔵 [CallModule] E2EE ${m.dir} ${m.kind} stream attached`);
         break;
       case 'send-switched':
         this.#log.info?.(`🔵 [CallModule] media keys rotated: sending under epoch ${m.epoch}`);
+        if (m.epoch > s.sendEpoch) s.sendEpoch = m.epoch;
         s.clearTimer('switch');
         break;
       case 'stats': {
@@ -1192,54 +1195,112 @@ export class CallModule {
   // nearly used up sends call_rekey{epoch+1, epk}; the peer replies with
   // its own epk for that epoch. Both install the receive key at once; the
   // initiator switches sending on the reply, the responder when the first
-  // frame of the new epoch arrives or after 2 s.
-  async #startRekey(s) {
-    if (s.ending || !s.connected) return;
-    if (s.rekey && Date.now() - s.rekey.sent < T.rekeyRetry) return;
-    if (!s.rekey) s.rekey = { epoch: s.epoch + 1, priv: await generateX25519(), sent: 0 };
-    s.rekey.sent = Date.now();
-    s.setTimer('rekeyRetry', T.rekeyRetry, () => this.#startRekey(s));
-    this.#queueSend(s, { type: 'call_rekey', epoch: s.rekey.epoch, epk: s.rekey.priv.publicKey }).catch(() => {});
+  // frame of the new epoch arrives or after 2 s. When both keys run out
+  // together, the requests may cross (each side uses the other's epk), or
+  // one side answers the other's before its own key signals: the epoch is
+  // agreed (s.epoch) as soon as a call_rekey is accepted, before anything is
+  // awaited, and a signal of a key older than it, or while the switch to it
+  // is pending, starts no rekey. So each epoch has one key pair.
+
+  /**
+   * The worker's rekey-needed for its key of epoch. Rekeys unless the call
+   * already agreed on a newer epoch or the switch to it is pending (the
+   * peer's call_rekey came first): that epoch's key, with its whole budget,
+   * replaces this one. Returns whether a call_rekey was sent.
+   */
+  #onRekeyNeeded(s, epoch) {
+    if (epoch !== s.epoch || s.sendEpoch !== s.epoch) {
+      s.rekeys.ignored++;
+      this.#log.info?.(`🔵 [CallModule] media key of epoch ${epoch} nearly used up; no rekey: epoch ${s.epoch} is agreed and ${s.sendEpoch === s.epoch ? 'in use' : 'pending'}`);
+      return false;
+    }
+    this.#log.info?.(`🔵 [CallModule] media key of epoch ${epoch} nearly used up; rekeying`);
+    return this.#startRekey(s);
+  }
+
+  /**
+   * Sends call_rekey for the next epoch with a fresh ephemeral key, unless
+   * one is awaiting its reply (the retry timer sends it again) or a switch
+   * is pending. Synchronous: s.rekey is set, and the request queued, before
+   * any other handler runs.
+   */
+  #startRekey(s) {
+    if (s.ending || !s.connected || !s.worker || s.rekey || s.sendEpoch !== s.epoch) return false;
+    const r = { epoch: s.epoch + 1, key: generateX25519() };
+    r.key.catch((e) => {
+      this.#log.warn(`[CallModule] rekey: ephemeral key: ${e.name}: ${e.message}`);
+      if (s.rekey === r) {
+        s.rekey = null;
+        s.clearTimer('rekeyRetry');
+      }
+    });
+    s.rekey = r;
+    this.#sendRekey(s, r);
+    return true;
+  }
+
+  #sendRekey(s, r) {
+    s.setTimer('rekeyRetry', T.rekeyRetry, () => {
+      if (s.rekey === r && !s.ending) this.#sendRekey(s, r);
+    });
+    s.rekeys.requests++;
+    this.#log.info?.(`🔵 [CallModule] sending call_rekey for epoch ${r.epoch}`);
+    const body = r.key.then((k) => ({ type: 'call_rekey', epoch: r.epoch, epk: k.publicKey }));
+    this.#queueSend(s, body, undefined, 'call_rekey').catch(() => {});
   }
 
   async #onRekey(s, msg) {
     if (s.ending || !s.worker || !s.ephem) return this.#drop('unexpected');
-    let priv;
+    const epoch = msg.epoch;
+    let key; // a promise of our X25519 pair for epoch
     let initiator = false;
-    if (s.rekey && s.rekey.epoch === msg.epoch) {
-      priv = s.rekey.priv;
+    if (s.rekey && s.rekey.epoch === epoch) {
+      // The reply to ours, or the peer's own request for the same epoch
+      // sent concurrently: each side uses the other's key.
+      key = s.rekey.key;
       initiator = true;
       s.rekey = null;
       s.clearTimer('rekeyRetry');
-    } else if (msg.epoch === s.epoch + 1) {
-      priv = await generateX25519();
-    } else if (msg.epoch === s.epoch && s.lastReply && s.lastReply.epoch === msg.epoch) {
-      this.#queueSend(s, s.lastReply).catch(() => {}); // our reply was lost
+    } else if (epoch === s.epoch + 1) {
+      key = generateX25519();
+    } else if (epoch === s.epoch && s.lastReply?.epoch === epoch) {
+      s.rekeys.replies++;
+      this.#queueSend(s, s.lastReply.body, undefined, 'call_rekey').catch(() => {}); // our reply was lost
       return;
     } else {
       this.#drop('rekey_epoch');
       return;
     }
+    // The epoch is agreed from here on, before anything is awaited: a
+    // rekey-needed of the old key handled meanwhile must not start a
+    // call_rekey of its own for this epoch (the peer would get two keys for
+    // it) nor one for the next (sending would move past the key the pending
+    // switch installs).
+    s.epoch = epoch;
     let keys;
+    let pair;
     try {
+      pair = await key;
       keys = await deriveMediaKeys({
-        ephemeralPrivate: priv.privateKey, peerEphemeral: msg.epk, callId: s.id,
-        selfSigning: this.#client.identity.signingKey.publicKey, peerSigning: s.peerKeys.signing, epoch: msg.epoch,
+        ephemeralPrivate: pair.privateKey, peerEphemeral: msg.epk, callId: s.id,
+        selfSigning: this.#client.identity.signingKey.publicKey, peerSigning: s.peerKeys.signing, epoch,
       });
     } catch (e) {
-      this.#end(s, 'ended', 'error', 'hangup', callError('ErrMediaSetup', `rekey to epoch ${msg.epoch}: ${e.message}`));
+      this.#end(s, 'ended', 'error', 'hangup', callError('ErrMediaSetup', `rekey to epoch ${epoch}: ${e.message}`));
       return;
     }
+    if (s.ending) return;
     s.worker.postMessage({ type: 'add-recv', key: keys.recv });
-    s.epoch = msg.epoch;
     if (initiator) {
       s.worker.postMessage({ type: 'set-send', key: keys.send });
       return;
     }
-    const reply = { type: 'call_rekey', epoch: msg.epoch, epk: priv.publicKey };
-    s.lastReply = reply;
+    const reply = { type: 'call_rekey', epoch, epk: pair.publicKey };
+    s.lastReply = { epoch, body: reply };
     s.worker.postMessage({ type: 'pending-send', key: keys.send });
     s.setTimer('switch', T.rekeySwitch, () => s.worker?.postMessage({ type: 'commit-send' }));
+    s.rekeys.replies++;
+    this.#log.info?.(`🔵 [CallModule] answering call_rekey for epoch ${epoch}`);
     this.#queueSend(s, reply).catch(() => {});
   }
 
@@ -1265,6 +1326,20 @@ export class CallModule {
     if (!s) return false;
     this.#startRekey(s);
     return true;
+  }
+
+  /** @private Test hook: the worker's rekey-needed for its key of epoch; whether it sent a call_rekey. */
+  _rekeyNeeded(epoch) {
+    const s = this.#cur;
+    if (!s) return false;
+    return this.#onRekeyNeeded(s, epoch);
+  }
+
+  /** @private Test hook: the current call's rekey state and counts (null without a call). */
+  _rekeyState() {
+    const s = this.#cur;
+    if (!s) return null;
+    return { epoch: s.epoch, sendEpoch: s.sendEpoch, requesting: s.rekey !== null, ...s.rekeys };
   }
 }
 

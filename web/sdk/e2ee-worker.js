@@ -57,13 +57,23 @@ function serial(f) {
   return ready;
 }
 
+// Sending moves to key: a newer epoch, with its whole budget (the test
+// budget was the replaced key's).
+async function setSend(key) {
+  await enc.setKey(key);
+  if (testRekey) {
+    testRekey = false;
+    testHooks.setLimits(enc, {});
+  }
+  counters.sendEpoch = key.epoch;
+  post({ type: 'send-switched', epoch: key.epoch });
+}
+
 async function switchSend() {
   const k = pendingSend;
   pendingSend = null;
   if (!k || !enc) return;
-  await enc.setKey(k);
-  counters.sendEpoch = k.epoch;
-  post({ type: 'send-switched', epoch: k.epoch });
+  await setSend(k);
 }
 
 self.onmessage = (ev) => {
@@ -94,11 +104,7 @@ self.onmessage = (ev) => {
       });
       break;
     case 'set-send':
-      serial(async () => {
-        await enc.setKey(m.key);
-        counters.sendEpoch = m.key.epoch;
-        post({ type: 'send-switched', epoch: m.key.epoch });
-      });
+      serial(() => setSend(m.key));
       break;
     case 'pending-send':
       serial(() => {
@@ -116,7 +122,8 @@ self.onmessage = (ev) => {
       break;
     case 'test-rekey-after':
       // Tests only: the send key signals rekey-needed after m.frames more
-      // frames, as it would at 80 % of its budget.
+      // frames, as it would at 80 % of its budget. The budget is this
+      // key's: a key that replaces it first has its whole budget.
       serial(() => {
         if (!enc) return;
         testRekey = true;

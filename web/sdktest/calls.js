@@ -258,3 +258,18 @@ export async function rejectDirect() {
   if (!(p instanceof Promise)) return { threw: false, promise: false };
   return p.then(() => ({ threw: false, promise: true, ok: true }), (e) => ({ threw: false, promise: true, ok: false, name: e.name }));
 }
+
+/** The worker's rekey-needed for the key of epoch, handled at once: whether it started a call_rekey. */
+export function rekeyNeeded(epoch) {
+  return calls._rekeyNeeded(epoch);
+}
+
+/**
+ * The call's rekey state (null without a call): {epoch (agreed), sendEpoch
+ * (the worker's), requesting (a call_rekey of ours awaits its reply),
+ * requests, replies (call_rekey sent), ignored (rekey-needed signals that
+ * started none)}.
+ */
+export function rekeyState() {
+  return calls._rekeyState();
+}
