@@ -83,3 +83,16 @@ func BenchmarkCanonicalize(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeEnvelope is the relay's per-frame decode of an envelope (a
+// call_ice with its id).
+func BenchmarkDecodeEnvelope(b *testing.B) {
+	data := []byte(`{"type":"call_ice","to":"u22222222","from":"u11111111","call_id":"call-1","crypto_v":2,"id":"m-1","payload":"` + strings.Repeat("QUJD", 60) + `"}`)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeEnvelope(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -236,12 +236,14 @@ func (p *parser) object() (value, error) {
 	}
 	p.pos++ // '{'
 	p.skipWS()
-	var members []member
 	if p.next('}') {
 		p.pos++
 		p.depth--
-		return value{kind: kindObject, obj: members}, nil
+		return value{kind: kindObject}, nil
 	}
+	// One allocation for the objects of this protocol (envelopes and
+	// payloads have at most 10 members), instead of four as append grows.
+	members := make([]member, 0, 10)
 	for {
 		if !p.next('"') {
 			return value{}, p.errorf("expected a string object key")
