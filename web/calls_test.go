@@ -456,14 +456,7 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		alice.setup(true)
 		drive[map[string]float64](alice, 5*time.Second, "setTimings({disconnected: 1500, media: 60000})")
 		bot := env.newGoBotWith(t, "gobot", botOptions{alwaysRelay: true, turn: turn.Addr().(*net.UDPAddr)})
-		drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias))
-		bot.waitRing(10 * time.Second)
-		if err := bot.mod.Answer(ctx); err != nil {
-			t.Fatal(err)
-		}
-		alice.waitState("connected", 15*time.Second)
-		bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
-		waitInboundAudio(t, alice)
+		audioCallToBot(ctx, t, alice, bot)
 		if d := alice.stats(); d.Pair != "relay/relay" {
 			t.Fatalf("selected pair %q; the test needs relay/relay (the Go side's own TURN server is the path it cuts)", d.Pair)
 		}
@@ -494,14 +487,7 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		drive[map[string]float64](alice, 5*time.Second, fmt.Sprintf("setTimings({media: %d})", mediaTimeout.Milliseconds()))
 		gate := newMediaGate()
 		bot := env.newGoBotWith(t, "gobot", botOptions{media: gate})
-		drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias))
-		bot.waitRing(10 * time.Second)
-		if err := bot.mod.Answer(ctx); err != nil {
-			t.Fatal(err)
-		}
-		alice.waitState("connected", 15*time.Second)
-		bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
-		waitInboundAudio(t, alice)
+		audioCallToBot(ctx, t, alice, bot)
 
 		stop := time.Now()
 		gate.close()
@@ -524,6 +510,20 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 
 // waitInboundAudio waits until the tab receives audio: the call's media
 // flows before a test stops it.
+// audioCallToBot places an audio call from the tab to the Go bot, which
+// answers, and waits until both are connected and the tab receives audio.
+func audioCallToBot(ctx context.Context, t *testing.T, tb *tab, bot *goBot) {
+	t.Helper()
+	drive[jsResult](tb, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias))
+	bot.waitRing(10 * time.Second)
+	if err := bot.mod.Answer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tb.waitState("connected", 15*time.Second)
+	bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+	waitInboundAudio(t, tb)
+}
+
 func waitInboundAudio(t *testing.T, tb *tab) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
