@@ -35,6 +35,41 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, apiError{Error: code, Message: msg})
 }
 
+// CORS answers for /api/: the methods and request headers the API uses.
+const (
+	corsAllowMethods = "GET, POST, OPTIONS"
+	corsAllowHeaders = "Authorization, Content-Type"
+	corsMaxAge       = "600" // seconds a browser may cache a preflight answer
+)
+
+// apiCORS lets pages of any origin use the API (browser SDKs loaded from
+// another site): every /api/ response carries Access-Control-Allow-Origin:
+// *, and an OPTIONS request (a CORS preflight) is answered 204 with the
+// allowed methods and headers. Allowing every origin is safe because the
+// relay honours no ambient credentials: registration is proven by a
+// signature, the WebSocket by a signed challenge and the other endpoints by
+// a bearer token the page holds, never cookies, so no credentials are
+// allowed either (no Access-Control-Allow-Credentials).
+func apiCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/api/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method != http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.Set("Access-Control-Allow-Methods", corsAllowMethods)
+		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+		h.Set("Access-Control-Max-Age", corsMaxAge)
+		h.Set("Allow", corsAllowMethods)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
 type challengeResponse struct {
 	Challenge []byte `json:"challenge"`
 	ExpiresIn int    `json:"expires_in"`

@@ -174,7 +174,9 @@ func (s *Server) Registry() *prometheus.Registry { return s.registry }
 func (s *Server) Embedded() bool { return s.nats.embedded != nil }
 
 // Handler returns the relay's HTTP handler: the API, the WebSocket endpoint,
-// /healthz, /readyz and /metrics.
+// /healthz, /readyz and /metrics. The API and the WebSocket accept pages of
+// any origin (CORS, see apiCORS; Options.OriginPatterns narrows the
+// WebSocket's).
 func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
@@ -192,7 +194,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
-	return mux
+	return apiCORS(mux)
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
@@ -234,6 +236,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	hj := &hijackRecorder{ResponseWriter: w}
+	// Any Origin may connect unless Options.OriginPatterns says otherwise:
+	// a browser attaches no ambient credentials the relay would honour
+	// (no cookies), and a session authenticates only by signing the
+	// challenge with the alias's key, which a foreign page does not hold.
+	// coder/websocket's documented switch for this is InsecureSkipVerify
+	// (its docs advise against the pattern "*").
 	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: len(s.opts.OriginPatterns) == 0,
 		OriginPatterns:     s.opts.OriginPatterns,
