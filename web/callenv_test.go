@@ -33,9 +33,9 @@ import (
 )
 
 // callEnv is what the call tests share: a real relay node (embedded NATS)
-// whose ice-config hands out the embedded TURN server on loopback, the SDK,
-// the test pages and the demo app behind one httptest server, and one
-// Chromium with fake camera and microphone.
+// whose ice-config hands out the embedded TURN server on loopback, the SDK
+// and the demo app (web.Handler) and the test pages behind one httptest
+// server, and one Chromium with fake camera and microphone.
 type callEnv struct {
 	t        *testing.T
 	url      string // the relay and pages, http://127.0.0.1:port
@@ -90,9 +90,9 @@ func startCallEnv(t *testing.T, extra ...chromedp.ExecAllocatorOption) *callEnv 
 		t.Fatalf("relay: %v", err)
 	}
 	t.Cleanup(func() { shutdownRelay(t, srv) })
-	// The relay and the demo app as `duet relay` serves them (web.Handler),
-	// beside the test pages and vectors.
-	mux := sdkMux()
+	// The relay, the SDK and the demo app as `duet relay` serves them
+	// (web.Handler), beside the test pages and vectors.
+	mux := pagesMux()
 	mux.Handle("/", web.Handler(srv.Handler()))
 	hs := startServer(t, mux)
 	waitRelayReady(t, hs.URL)

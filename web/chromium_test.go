@@ -176,8 +176,14 @@ func navigate(t testing.TB, ctx context.Context, url string) {
 // sdkMux serves the SDK at /sdk/, the test pages at /sdktest/ and the
 // vectors at /vectors/.
 func sdkMux() *http.ServeMux {
-	mux := http.NewServeMux()
+	mux := pagesMux()
 	mux.Handle("/sdk/", http.StripPrefix("/sdk", http.FileServerFS(web.SDK)))
+	return mux
+}
+
+// pagesMux serves the test pages at /sdktest/ and the vectors at /vectors/.
+func pagesMux() *http.ServeMux {
+	mux := http.NewServeMux()
 	mux.Handle("/sdktest/", http.StripPrefix("/sdktest", http.FileServer(http.Dir("sdktest"))))
 	mux.Handle("/vectors/", http.StripPrefix("/vectors", http.FileServer(http.Dir("../testdata/vectors"))))
 	return mux

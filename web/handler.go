@@ -7,7 +7,10 @@ import (
 )
 
 // Handler serves what `duet relay` serves beside the relay itself: the demo
-// app at / (index.html for /) and the SDK at /sdk/. The relay's endpoints
+// app at / (index.html for /) and the SDK at /sdk/, the SDK with
+// Access-Control-Allow-Origin: * so that pages of any origin can import it
+// (module scripts from another origin load only with CORS; the relay's API
+// answers CORS itself). The relay's endpoints
 // (/api/, /healthz, /readyz, /metrics), non-GET requests to the app's paths
 // and every path that is no file of the app or the SDK go to relay.
 func Handler(relay http.Handler) http.Handler {
@@ -15,7 +18,7 @@ func Handler(relay http.Handler) http.Handler {
 	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics"} {
 		mux.Handle(p, relay)
 	}
-	mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", noCache(http.FileServerFS(SDK))))
+	mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", anyOrigin(noCache(http.FileServerFS(SDK)))))
 	mux.Handle("/", appHandler(relay))
 	return mux
 }
@@ -66,6 +69,15 @@ func appHandler(next http.Handler) http.Handler {
 func noCache(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// anyOrigin lets pages of every origin read h's answers (CORS without
+// credentials): the SDK is public code.
+func anyOrigin(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
 		h.ServeHTTP(w, r)
 	})
 }

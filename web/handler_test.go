@@ -65,6 +65,9 @@ func TestHandler(t *testing.T) {
 		if !tc.relay && !strings.HasPrefix(tc.path, "/sdk/") && (resp.Header.Get("Content-Security-Policy") != AppCSP || resp.Header.Get("Permissions-Policy") != AppPermissionsPolicy) {
 			t.Errorf("%s %s: CSP %q, Permissions-Policy %q; want the app's", tc.method, tc.path, resp.Header.Get("Content-Security-Policy"), resp.Header.Get("Permissions-Policy"))
 		}
+		if acao := resp.Header.Get("Access-Control-Allow-Origin"); !tc.relay && (acao == "*") != strings.HasPrefix(tc.path, "/sdk/") {
+			t.Errorf("%s %s: Access-Control-Allow-Origin %q; want * for the SDK only", tc.method, tc.path, acao)
+		}
 		if !tc.relay && resp.Header.Get("Cache-Control") != "no-cache" {
 			t.Errorf("%s %s: Cache-Control %q, want no-cache", tc.method, tc.path, resp.Header.Get("Cache-Control"))
 		}

@@ -46,6 +46,27 @@ const T = {
   rekeySwitch: 2_000,
 };
 
+// The E2EE worker's script, beside this module.
+const WORKER_URL = new URL('./e2ee-worker.js', import.meta.url);
+let workerBootstrap; // the blob: URL of the cross-origin bootstrap, made once
+
+/**
+ * Where to start the E2EE worker from. A browser starts workers only from
+ * the page's origin: when this SDK is imported from another origin (a page
+ * of an app's site using the relay's /sdk/), the worker starts from a
+ * same-origin blob: module whose only line imports e2ee-worker.js by its
+ * absolute URL. That import, and e2ee-worker.js's own relative imports, load
+ * from the SDK's origin as cross-origin module scripts, which its
+ * Access-Control-Allow-Origin header allows. (Such a page's CSP must allow
+ * blob: workers: worker-src blob:.)
+ * @returns {{url: string|URL, crossOrigin: boolean}}
+ */
+function workerSource() {
+  if (globalThis.location?.origin === WORKER_URL.origin) return { url: WORKER_URL, crossOrigin: false };
+  workerBootstrap ??= URL.createObjectURL(new Blob([`import ${JSON.stringify(WORKER_URL.href)};\n`], { type: 'text/javascript' }));
+  return { url: workerBootstrap, crossOrigin: true };
+}
+
 const INBOUND_QUEUE = 256;
 const MAX_PENDING_CANDIDATES = 64;
 const SENT_KEPT = 128;
@@ -813,9 +834,15 @@ export class CallModule {
     if (mode === 'encoded-streams') cfg.encodedInsertableStreams = true;
     const pc = new RTCPeerConnection(cfg);
     s.pc = pc;
-    s.worker = new Worker(new URL('./e2ee-worker.js', import.meta.url), { type: 'module', name: `duet-e2ee-${s.id}` });
+    const src = workerSource();
+    if (src.crossOrigin) this.#log.debug?.(`🔵 [CallModule] E2EE worker: the SDK is on another origin than the page; starting ${WORKER_URL.href} from a blob: module`);
+    s.worker = new Worker(src.url, { type: 'module', name: `duet-e2ee-${s.id}` });
     s.worker.onmessage = (ev) => this.#onWorker(s, ev.data);
-    s.worker.onerror = (ev) => this.#log.error(`[CallModule] E2EE worker error: ${ev.message}`);
+    s.worker.onerror = (ev) => {
+      // A script that does not load gives a plain Event, with no message.
+      const hint = src.crossOrigin ? ' (from another origin: the SDK must be served with Access-Control-Allow-Origin, and the page\'s CSP must allow worker-src blob:)' : '';
+      this.#log.error(`[CallModule] E2EE worker error: ${ev.message ?? `${WORKER_URL.href} did not load${hint}`}`);
+    };
     pc.onicecandidate = (ev) => this.#onLocalCandidate(s, ev.candidate);
     pc.onicecandidateerror = (ev) => this.#log.info?.(`🟡 [CallModule] icecandidateerror ${ev.url ?? ''} ${ev.errorCode}: ${ev.errorText}`);
     pc.onicegatheringstatechange = () => this.#log.info?.(`🟡 [CallModule] iceGatheringState=${pc.iceGatheringState}`);

@@ -34,10 +34,13 @@ function waitFor(pred, ms, what) {
   });
 }
 
-/** Creates and registers an identity, connects, starts the call module. Returns the alias. */
+/**
+ * Creates and registers an identity, connects, starts the call module.
+ * Returns the alias. opts.relayUrl: the relay (default: the page's origin).
+ */
 export async function setup(opts = {}) {
   const identity = await duet.createIdentity();
-  client = new duet.DuetClient({ identity, pins: duet.PinStore.memory() });
+  client = new duet.DuetClient({ identity, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl });
   const { alias } = await client.register();
   await client.connect();
   calls = client.initCalls({
