@@ -200,6 +200,8 @@ func readPC(pc *webrtc.PeerConnection, g stats.Getter, ssrcs []uint32) pcFigures
 	var f pcFigures
 	var pairRTT float64
 	var remoteRTT time.Duration
+	var localID, remoteID string
+	candTypes := make(map[string]string)
 	if g != nil {
 		for _, ssrc := range ssrcs {
 			r := g.Get(ssrc)
@@ -221,17 +223,21 @@ func readPC(pc *webrtc.PeerConnection, g stats.Getter, ssrcs []uint32) pcFigures
 		case webrtc.ICECandidatePairStats:
 			if r.Nominated && r.State == webrtc.StatsICECandidatePairStateSucceeded {
 				pairRTT = r.CurrentRoundTripTime
+				localID, remoteID = r.LocalCandidateID, r.RemoteCandidateID
 			}
+		case webrtc.ICECandidateStats:
+			candTypes[r.ID] = r.CandidateType.String()
 		}
+	}
+	// The selected pair's candidate types, from the same report: pion's
+	// ICETransport.GetSelectedCandidatePair reads the gatherer unlocked
+	// while the transport starts (a race a call ended during its setup hit).
+	if localID != "" {
+		f.local, f.remote = candTypes[localID], candTypes[remoteID]
 	}
 	f.rtt = time.Duration(pairRTT * float64(time.Second))
 	if f.rtt == 0 {
 		f.rtt = remoteRTT
-	}
-	if sctp := pc.SCTP(); sctp != nil {
-		if pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
-			f.local, f.remote = pair.Local.Typ.String(), pair.Remote.Typ.String()
-		}
 	}
 	return f
 }
