@@ -83,8 +83,11 @@ type Options struct {
 	OnIncomingCall func(from identity.Alias, isVideo bool)
 
 	// OnError is called when a call fails (no answer, callee offline, ICE
-	// failed, media timeout, disconnected, a setup error). The error wraps
-	// one of this package's sentinels. It must not block.
+	// failed, media timeout, disconnected, a setup error; the error wraps
+	// one of this package's sentinels), and when an incoming call is
+	// refused because the caller's keys changed since they were pinned
+	// (nothing rings; the error wraps client.ErrKeyChanged). It must not
+	// block.
 	OnError func(error)
 
 	// Logger receives the module's logs: state changes and the Diag line

@@ -126,6 +126,9 @@ func TestKeyChangedRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.waitDrops("key_changed", 1)
+	if err := waitErr(a.errs, client.ErrKeyChanged, time.Second); err == nil {
+		t.Error("OnError did not report the refused call (client.ErrKeyChanged)")
+	}
 	select {
 	case in := <-a.incoming:
 		t.Fatalf("a rang for a changed key: %+v", in)

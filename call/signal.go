@@ -207,6 +207,10 @@ func (m *Module) process(env *wire.Envelope) {
 			}
 			m.countDrop(reason)
 			m.log.Warn("call: offer refused: cannot authenticate the caller", "from", env.From, "err", err)
+			if reason == "key_changed" && m.opts.OnError != nil {
+				// The callee's app should say so: nothing rings.
+				m.opts.OnError(fmt.Errorf("call: an incoming call from %s was refused: %w", env.From, err))
+			}
 			return
 		}
 	}

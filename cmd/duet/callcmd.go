@@ -165,6 +165,15 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 			default:
 			}
 		},
+		// Call failures are printed from the call's state; a call refused
+		// because the caller's key changed never rings, so say it here.
+		OnError: func(err error) {
+			var kc *client.KeyChangedError
+			if errors.As(err, &kc) {
+				fmt.Fprintf(stderr, "%v\n", err)
+				keyChangedHint(stderr, kc.Peer)
+			}
+		},
 	}
 	if f.sendVideo != "" {
 		opts.Video = media.FileOpener(f.sendVideo)
@@ -180,6 +189,11 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 	s.modMu.Unlock()
 	fmt.Fprintf(stdout, "connected to %s as %s\n", f.relay, alias)
 	return s, nil
+}
+
+// keyChangedHint tells the user what to do about a peer whose key changed.
+func keyChangedHint(w io.Writer, peer identity.Alias) {
+	fmt.Fprintf(w, "see the new safety number with `duet id show %s`, compare it with them out of band, then accept the new key with `duet id accept %s`\n", peer, peer)
 }
 
 func (s *session) close() {
@@ -286,7 +300,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := s.mod.Call(ctx, peer, call.Media{Audio: true, Video: f.video}); err != nil {
 		fmt.Fprintf(stderr, "duet call: %v\n", err)
 		if errors.Is(err, client.ErrKeyChanged) {
-			fmt.Fprintf(stderr, "see the new safety number with `duet id show %s`, compare it with them out of band, then accept the new key with `duet id accept %s`\n", peer, peer)
+			keyChangedHint(stderr, peer)
 		}
 		return 1
 	}
