@@ -227,7 +227,7 @@ func (s *session) startCaller(ctx context.Context) error {
 	m.mu.Lock()
 	if s.ending {
 		m.mu.Unlock()
-		_ = pc.Close()
+		_ = pc.GracefulClose() // its goroutines end before the call's teardown does
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
 	s.ephem, s.pc = ephem, pc
@@ -349,7 +349,7 @@ func (s *session) prepareCallee() {
 	m.mu.Lock()
 	if s.ending {
 		m.mu.Unlock()
-		_ = pc.Close()
+		_ = pc.GracefulClose() // its goroutines end before the call's teardown does
 		fail(fmt.Errorf("%w before the answer", ErrCallEnded))
 		return
 	}
