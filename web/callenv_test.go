@@ -295,6 +295,7 @@ func (tb *tab) stats() jsDiag {
 type goBot struct {
 	t     *testing.T
 	name  string
+	id    *identity.Identity
 	alias identity.Alias
 	c     *client.Client
 	sig   *botSignaler
@@ -321,25 +322,29 @@ type botOptions struct {
 	turn *net.UDPAddr
 	// media, if set, gates the bot's audio and video sources.
 	media *mediaGate
+	// identity, if set, is the bot's identity instead of a new one.
+	identity *identity.Identity
 }
 
 func (e *callEnv) newGoBotWith(t *testing.T, name string, o botOptions) *goBot {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	m, err := identity.NewMnemonic(12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.FromMnemonic(m)
-	if err != nil {
-		t.Fatal(err)
+	id := o.identity
+	if id == nil {
+		m, err := identity.NewMnemonic(12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, err = identity.FromMnemonic(m); err != nil {
+			t.Fatal(err)
+		}
 	}
 	alias, _, err := client.Register(ctx, http.DefaultClient, e.url, id)
 	if err != nil {
 		t.Fatalf("%s: register: %v", name, err)
 	}
-	b := &goBot{t: t, name: name, alias: alias, rings: make(chan bool, 4), errs: make(chan error, 8),
+	b := &goBot{t: t, name: name, id: id, alias: alias, rings: make(chan bool, 4), errs: make(chan error, 8),
 		recordings: map[string]string{}, sinks: map[string]*media.IVFSink{}}
 	b.sig = &botSignaler{}
 	if o.turn != nil {

@@ -2,16 +2,20 @@ package web_test
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	duetcall "github.com/duetcall/duet/call"
+	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/relay/turnserver"
 )
 
@@ -275,6 +279,55 @@ func TestCallsWithGo(t *testing.T) {
 func TestCallsLifecycleWithGo(t *testing.T) {
 	env := startCallEnv(t)
 	ctx := context.Background()
+
+	t.Run("caller's key changed", func(t *testing.T) {
+		// The browser pins the bot's keys on a first call; the bot's
+		// signing key then registers a new X25519 key (same alias) and
+		// calls again: nothing rings, onError gets ErrKeyChanged.
+		alice := env.openTab(t, "alice", "")
+		a := alice.setup(false)
+		bot := env.newGoBot(t, "gobot", false)
+		if err := bot.mod.Call(ctx, a, duetcall.Media{Audio: true}); err != nil {
+			t.Fatal(err)
+		}
+		if in := drive[jsIncoming](alice, 10*time.Second, "nextIncoming(10000)"); in.From != string(bot.alias) {
+			t.Fatalf("incoming %+v, want a call from %s", in, bot.alias)
+		}
+		drive[jsResult](alice, 5*time.Second, "reject()")
+		bot.waitState(10*time.Second, "rejected", func(s duetcall.Status) bool { return s.State == duetcall.StateRejected })
+		drive[bool](alice, 5*time.Second, "reset()")
+
+		agree, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := env.newGoBotWith(t, "gobot2", botOptions{identity: &identity.Identity{SigningKey: bot.id.SigningKey, AgreementKey: agree}})
+		if changed.alias != bot.alias {
+			t.Fatalf("re-registration gave alias %s, want %s", changed.alias, bot.alias)
+		}
+		if err := changed.mod.Call(ctx, a, duetcall.Media{Audio: true}); err != nil {
+			t.Fatal(err)
+		}
+		e := drive[struct{ Name, Message string }](alice, 15*time.Second, "waitError(10000)")
+		if e.Name != "ErrKeyChanged" || !strings.Contains(e.Message, string(bot.alias)) {
+			t.Errorf("onError got %s: %s; want ErrKeyChanged naming %s", e.Name, e.Message, bot.alias)
+		}
+		if s := drive[jsStatus](alice, 5*time.Second, "status()"); s.State == "ringing" || slices.Contains(s.History, "ringing") {
+			t.Errorf("browser after an offer from a changed key: %+v; it must not ring", s)
+		}
+		if err := changed.mod.Hangup(); err != nil {
+			t.Fatal(err)
+		}
+		// Calling the changed key is refused too, before any offer.
+		if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias)); r.OK || r.Name != "ErrKeyChanged" {
+			t.Errorf("call to a changed key: %+v, want ErrKeyChanged", r)
+		}
+		select {
+		case <-changed.rings:
+			t.Error("the changed key rang for a call the browser must refuse")
+		case <-time.After(500 * time.Millisecond):
+		}
+	})
 
 	t.Run("Go rejects", func(t *testing.T) {
 		alice := env.openTab(t, "alice", "")

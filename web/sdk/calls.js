@@ -487,12 +487,23 @@ export class CallModule {
           return;
         }
         ({ session: sess, keys } = await this.#client.sessionWithKeys(env.from));
+        try {
+          msg = await sess.open(env);
+        } catch (e) {
+          // The held session may be of keys the caller no longer has: look
+          // them up again (a key change is then reported as such).
+          if (e?.name !== 'ErrDecrypt' && e?.name !== 'ErrSignature') throw e;
+          ({ session: sess, keys } = await this.#client.sessionWithKeys(env.from, { fresh: true }));
+        }
       }
-      msg = await sess.open(env);
+      msg ??= await sess.open(env);
     } catch (e) {
       const reason = e?.name === 'ErrKeyChanged' ? 'key_changed' : (e?.name ?? 'error');
       this.#drop(reason);
       this.#log.warn(`[CallModule] ${env.type} from ${env.from} dropped: ${e?.name}: ${e?.message}`);
+      // A call refused because the caller's keys changed never rings: the
+      // app hears of it here (as the Go SDK's OnError).
+      if (reason === 'key_changed' && env.type === 'call_offer') this.#reportError(e);
       return;
     }
     if (msg.type !== 'call_ice') this.#log.info?.(`🔵 [CallModule] handleSignal ${msg.type} from ${msg.from} call_id=${msg.call_id}`);
@@ -617,7 +628,7 @@ export class CallModule {
     const c = this.#client;
     const step = (n, m) => this.#log.info?.(`🔴 [CallModule] STEP ${n}: ${m}`);
     step(1, `calling ${s.peer} (${s.video ? 'video' : 'audio'}), call_id=${s.id}; fetching keys and ICE config`);
-    const keysP = c.sessionWithKeys(s.peer);
+    const keysP = c.sessionWithKeys(s.peer, { fresh: true }); // a key change is refused at every call
     keysP.catch(() => {});
     const iceP = c.iceConfig();
     iceP.catch(() => {});

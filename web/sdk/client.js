@@ -557,22 +557,33 @@ export class DuetClient {
   /**
    * The signaling session with peer and the pinned public keys it was made
    * from (the call module needs the peer's signing key for media keys).
+   * With fresh, peer's keys are fetched from the relay and checked against
+   * the pin first (rejecting with ErrKeyChanged when they changed), and the
+   * held session is kept only while its keys are those; without, a held
+   * session is returned as it is.
    * @param {string} peer
+   * @param {{fresh?: boolean}} [opts]
    * @returns {Promise<{session: Session, keys: import('./duet').PublicKeys}>}
    */
-  sessionWithKeys(peer) {
-    return this.#peerSession(peer);
+  sessionWithKeys(peer, { fresh = false } = {}) {
+    return fresh ? this.#freshSession(peer) : this.#peerSession(peer);
   }
 
   #peerSession(peer) {
-    let s = this.#sessions.get(peer);
-    if (!s) {
-      s = this.peerKeys(peer).then(async (keys) => ({ session: await Session.between(this.#identity, keys, { replay: this.#replay }), keys }));
-      this.#sessions.set(peer, s);
-      s.catch(() => {
-        if (this.#sessions.get(peer) === s) this.#sessions.delete(peer);
-      });
-    }
+    return this.#sessions.get(peer) ?? this.#freshSession(peer);
+  }
+
+  #freshSession(peer) {
+    const held = this.#sessions.get(peer);
+    const s = this.peerKeys(peer).then(async (keys) => {
+      const h = held && (await held.catch(() => null));
+      if (h && equalBytes(h.keys.signing, keys.signing) && equalBytes(h.keys.agreement, keys.agreement)) return h;
+      return { session: await Session.between(this.#identity, keys, { replay: this.#replay }), keys };
+    });
+    this.#sessions.set(peer, s);
+    s.catch(() => {
+      if (this.#sessions.get(peer) === s) this.#sessions.delete(peer);
+    });
     return s;
   }
 

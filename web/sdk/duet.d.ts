@@ -406,7 +406,8 @@ export declare class DuetClient {
   safetyNumber(peer: string): Promise<string | null>;
   iceConfig(): Promise<ICEConfig>;
   /** The signaling session with peer and the pinned keys it was made from. */
-  sessionWithKeys(peer: string): Promise<{ session: Session; keys: PublicKeys }>;
+  /** With fresh, the keys are fetched and checked against the pin first (ErrKeyChanged when they changed). */
+  sessionWithKeys(peer: string, opts?: { fresh?: boolean }): Promise<{ session: Session; keys: PublicKeys }>;
   /** Starts the call module (the seed's client.initCalls); call_* envelopes then go to it. */
   initCalls(opts?: InitCallsOptions): CallModule;
   /** The call module, after initCalls (else null). */
