@@ -522,7 +522,7 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		if e := drive[jsError](alice, 5*time.Second, "waitError(2000)"); st.Reason != "disconnected" || e.Name != "ErrDisconnected" {
 			t.Errorf("browser after its peer went silent: reason %q, error %+v; want disconnected and ErrDisconnected", st.Reason, e)
 		}
-		if _, ok := alice.log.find("disconnected; the call ends after 1.5 s"); !ok {
+		if _, ok := alice.log.waitFor("disconnected; the call ends after 1.5 s", 2*time.Second); !ok {
 			t.Error("the browser never logged its disconnected timer starting")
 		}
 		if took := time.Duration(st.StateAt["ended"]-float64(cut.UnixMilli())) * time.Millisecond; took < 1500*time.Millisecond {

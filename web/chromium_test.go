@@ -126,6 +126,18 @@ func (l *consoleLog) Lines() []string {
 }
 
 // find returns the first line containing s.
+// waitFor waits up to timeout for a line containing s: console events may
+// arrive after the evaluation that logged them has returned.
+func (l *consoleLog) waitFor(s string, timeout time.Duration) (string, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if line, ok := l.find(s); ok || time.Now().After(deadline) {
+			return line, ok
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (l *consoleLog) find(s string) (string, bool) {
 	for _, line := range l.Lines() {
 		if strings.Contains(line, s) {

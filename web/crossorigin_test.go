@@ -63,7 +63,7 @@ func TestCallsCrossOrigin(t *testing.T) {
 	if d.E2EE == "" {
 		t.Errorf("the call reports no E2EE mode: %s", d)
 	}
-	if _, ok := tb.log.find("E2EE worker: the SDK is on another origin than the page"); !ok {
+	if _, ok := tb.log.waitFor("E2EE worker: the SDK is on another origin than the page", 2*time.Second); !ok {
 		t.Errorf("the call module did not start its worker from the cross-origin bootstrap")
 	}
 

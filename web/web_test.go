@@ -39,6 +39,7 @@ func TestVectorsInChromium(t *testing.T) {
 	navigate(t, ctx, srv.URL+"/sdktest/index.html")
 
 	res, err := evalJS[runResult](ctx, 40*time.Second, `import('/sdktest/vectors.js').then(m => m.run('/vectors/'))`)
+	_, summary := console.waitFor("duet vectors:", 5*time.Second)
 	stop()
 	for _, line := range console.Lines() {
 		t.Log(line)
@@ -46,7 +47,7 @@ func TestVectorsInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("running sdktest/vectors.js in Chromium: %v", err)
 	}
-	if _, ok := console.find("duet vectors:"); !ok {
+	if !summary {
 		t.Error("Chromium never printed the vector summary line")
 	}
 
