@@ -214,7 +214,9 @@ function wireCalls() {
   };
   calls.onError = (e) => {
     console.error('[Calls]', e.name, e.message);
-    const text = errorText(e, calls.status.peer);
+    // A call refused because the caller's keys changed has no call status:
+    // the error names the peer.
+    const text = errorText(e, e.peer ?? calls.status.peer);
     if (text) message(text, 'error', 9000);
   };
   calls.observeStatus().subscribe(onStatus);
