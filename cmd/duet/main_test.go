@@ -2,9 +2,30 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
+
+// cliArgsEnv, when set to a JSON list of arguments, makes the test binary
+// run the CLI with them instead of the tests and exit with its status: a
+// test re-executes os.Args[0] with it to run duet as a separate process
+// (TestPeerProcessKilled).
+const cliArgsEnv = "DUET_TEST_CLI_ARGS"
+
+func TestMain(m *testing.M) {
+	if v, ok := os.LookupEnv(cliArgsEnv); ok {
+		var args []string
+		if err := json.Unmarshal([]byte(v), &args); err != nil {
+			fmt.Fprintf(os.Stderr, "%s is not a JSON list of arguments: %v\n", cliArgsEnv, err)
+			os.Exit(2)
+		}
+		os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 func TestRun(t *testing.T) {
 	tests := []struct {
