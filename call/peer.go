@@ -25,6 +25,19 @@ const (
 // dtlsRetransmit is the initial DTLS retransmission interval.
 const dtlsRetransmit = 100 * time.Millisecond
 
+// ICE timeouts of pion's agent: the first two are pion's defaults (the
+// connection goes disconnected after 5 s without a packet from the peer,
+// failed 25 s later). The agent checks the selected pair once per keepalive
+// interval, 2 s by default, so a dead peer was noticed 5 to 7 s after its
+// last packet; every second, 5 to 6 s, which keeps the disconnected path
+// (then the 8 s timer) clear of the 15 s media timeout for a peer that
+// vanished.
+const (
+	iceDisconnected = 5 * time.Second
+	iceFailed       = 25 * time.Second
+	iceKeepalive    = time.Second
+)
+
 var (
 	vp8Codec = webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{
@@ -77,6 +90,7 @@ func (m *Module) newAPI(onGetter func(stats.Getter)) (*webrtc.API, error) {
 	// often lost when it arrives before the peer's ICE has selected the
 	// pair, which made 1 s setup outliers. Chromium starts at 50 ms.
 	se.SetDTLSRetransmissionInterval(dtlsRetransmit)
+	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
 	// pion closes the whole connection on the peer's DTLS close_notify, on
 	// a goroutine of its own, racing with GetStats (which reads what Close
 	// clears, unlocked). The module closes its connections itself: a peer
