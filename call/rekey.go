@@ -100,6 +100,10 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 		priv, initiator = s.rekey.priv, true
 		s.rekey = nil
 		stopTimer(&s.rekeyTimer)
+		// Should it have been the peer's request and ours was lost, the
+		// peer sends its request again: it is answered with our key for
+		// this epoch, the one we derived with.
+		s.lastReply = &wire.RekeyPayload{Epoch: int(epoch), EPK: priv.PublicKey().Bytes()}
 	case epoch == s.epoch+1:
 		var err error
 		if priv, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {

@@ -1,6 +1,7 @@
 package call
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,6 +141,39 @@ func TestRekeyBothKeysRunOut(t *testing.T) {
 	}
 	if n := len(a.sig.sentOf(wire.TypeCallRekey)) + len(b.sig.sentOf(wire.TypeCallRekey)); n != 2 {
 		t.Errorf("%d call_rekey sent, want 2 (one exchange)", n)
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+}
+
+// TestRekeyCrossedRequestLost: both keys run out, a's key first; a's
+// call_rekey is lost, then b's own request for the same epoch reaches a,
+// which takes it for the reply to its own (each side uses the other's key).
+// b hears nothing and sends its request again after the retry interval: a
+// must answer it with its key for that epoch, or b never gets the key a now
+// sends under.
+func TestRekeyCrossedRequestLost(t *testing.T) {
+	checkLeaks(t)
+	setTimings(t, timings{rekeyRetry: time.Second})
+	var dropped atomic.Bool
+	a := newPeer(t, "a", withFirstSeq(e2ee.RekeyFrames-rekeyAfter), withDrop(func(e *wire.Envelope) bool {
+		return e.Type == wire.TypeCallRekey && dropped.CompareAndSwap(false, true)
+	}))
+	// b signals 10 frames (0.2 s) after a, before a sends its request again.
+	b := newPeer(t, "b", withFirstSeq(e2ee.RekeyFrames-rekeyAfter-10))
+	connect(t, a, b, Media{Audio: true})
+	for _, p := range []*peer{a, b} {
+		p.waitStats(10*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
+	}
+	if !dropped.Load() {
+		t.Fatal("a's call_rekey was not sent (and dropped)")
+	}
+	// Both directions carry media under epoch 1.
+	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
+	for i, p := range []*peer{a, b} {
+		p.waitStats(10*time.Second, "audio under epoch 1", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+2*rekeyAfter })
 	}
 	if err := a.mod.Hangup(); err != nil {
 		t.Fatal(err)
