@@ -1299,6 +1299,12 @@ export class CallModule {
       initiator = true;
       s.rekey = null;
       s.clearTimer('rekeyRetry');
+      // Should it have been the peer's request and ours was lost, the peer
+      // sends its request again: it is answered with our key for this
+      // epoch, the one we derive with (as the Go SDK does).
+      const body = key.then((k) => ({ type: 'call_rekey', epoch, epk: k.publicKey }));
+      body.catch(() => {});
+      s.lastReply = { epoch, body };
     } else if (epoch === s.epoch + 1) {
       key = generateX25519();
     } else if (epoch === s.epoch && s.lastReply?.epoch === epoch) {
