@@ -682,3 +682,21 @@ func waitErr(ch chan error, target error, timeout time.Duration) error {
 		}
 	}
 }
+
+// waitEpoch waits until a and b both use media key epoch.
+func waitEpoch(timeout time.Duration, epoch uint32, a, b *peer) {
+	for _, p := range []*peer{a, b} {
+		p.waitStats(timeout, fmt.Sprintf("epoch %d", epoch), func(s Stats) bool { return s.KeyEpoch == epoch })
+	}
+}
+
+// waitMoreAudio waits until a and b have each received n more audio frames
+// than when it was called, and returns their stats then.
+func waitMoreAudio(timeout time.Duration, what string, n uint64, a, b *peer) [2]Stats {
+	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
+	var st [2]Stats
+	for i, p := range []*peer{a, b} {
+		st[i] = p.waitStats(timeout, what, func(s Stats) bool { return s.AudioFramesReceived >= before[i]+n })
+	}
+	return st
+}

@@ -26,9 +26,7 @@ func TestRekeyByCipher(t *testing.T) {
 	b := newPeer(t, "b", withLogger(lb))
 	connect(t, a, b, Media{Audio: true})
 
-	for _, p := range []*peer{a, b} {
-		p.waitStats(10*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
-	}
+	waitEpoch(10*time.Second, 1, a, b)
 	// The rekey came from a's Encryptor, once, for epoch 0: not from b,
 	// whose key has its whole budget.
 	sig := ra.withPrefix("call: media key nearly used up")
@@ -44,9 +42,8 @@ func TestRekeyByCipher(t *testing.T) {
 
 	// Media keeps flowing under the new keys, without a frame lost to the
 	// switch, and the new key has its whole budget: no second rekey.
-	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
-	for i, p := range []*peer{a, b} {
-		st := p.waitStats(10*time.Second, "audio after the rekey", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
+	for i, st := range waitMoreAudio(10*time.Second, "audio after the rekey", rekeyAfter, a, b) {
+		p := []*peer{a, b}[i]
 		if st.DecryptErrors != 0 || st.EncryptErrors != 0 {
 			t.Errorf("%s: %d frames failed to decrypt and %d to encrypt around the rekey", p.name, st.DecryptErrors, st.EncryptErrors)
 		}
@@ -79,14 +76,9 @@ func TestRekeyNeededForSupersededKey(t *testing.T) {
 	if !a.mod.forceRekey() {
 		t.Fatal("no call to rekey")
 	}
-	for _, p := range []*peer{a, b} {
-		p.waitStats(5*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
-	}
+	waitEpoch(5*time.Second, 1, a, b)
 	// Frames sent under epoch 0 are all in before epoch 2 retires its key.
-	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
-	for i, p := range []*peer{a, b} {
-		p.waitStats(5*time.Second, "audio under epoch 1", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
-	}
+	waitMoreAudio(5*time.Second, "audio under epoch 1", rekeyAfter, a, b)
 	// b's epoch-0 key signals late, as when it runs out while a's
 	// call_rekey is answered.
 	if !b.mod.rekeyNeeded(0) {
@@ -98,12 +90,9 @@ func TestRekeyNeededForSupersededKey(t *testing.T) {
 	if !b.mod.rekeyNeeded(1) {
 		t.Fatal("no call")
 	}
-	for _, p := range []*peer{a, b} {
-		p.waitStats(5*time.Second, "epoch 2", func(s Stats) bool { return s.KeyEpoch == 2 })
-	}
-	before = [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
-	for i, p := range []*peer{a, b} {
-		st := p.waitStats(5*time.Second, "audio after the rekeys", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
+	waitEpoch(5*time.Second, 2, a, b)
+	for i, st := range waitMoreAudio(5*time.Second, "audio after the rekeys", rekeyAfter, a, b) {
+		p := []*peer{a, b}[i]
 		if st.DecryptErrors != 0 || st.KeyEpoch != 2 {
 			t.Errorf("%s: epoch %d and %d decrypt errors after the rekeys, want epoch 2 and none", p.name, st.KeyEpoch, st.DecryptErrors)
 		}
@@ -123,20 +112,12 @@ func TestRekeyBothKeysRunOut(t *testing.T) {
 	checkLeaks(t)
 	a, b := newPair(t, withFirstSeq(e2ee.RekeyFrames-rekeyAfter))
 	connect(t, a, b, Media{Audio: true})
-	for _, p := range []*peer{a, b} {
-		p.waitStats(10*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
-	}
-	var errs [2]uint64
-	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
-	for i, p := range []*peer{a, b} {
-		st := p.waitStats(5*time.Second, "audio under epoch 1", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
-		errs[i] = st.DecryptErrors
-		before[i] = st.AudioFramesReceived
-	}
-	for i, p := range []*peer{a, b} {
-		st := p.waitStats(5*time.Second, "more audio under epoch 1", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+rekeyAfter })
-		if st.DecryptErrors != errs[i] || st.KeyEpoch != 1 || st.State != StateConnected {
-			t.Errorf("%s: %+v; want connected on epoch 1 with no decrypt error after the switch (%d before)", p.name, st, errs[i])
+	waitEpoch(10*time.Second, 1, a, b)
+	settled := waitMoreAudio(5*time.Second, "audio under epoch 1", rekeyAfter, a, b)
+	for i, st := range waitMoreAudio(5*time.Second, "more audio under epoch 1", rekeyAfter, a, b) {
+		p, errs := []*peer{a, b}[i], settled[i].DecryptErrors
+		if st.DecryptErrors != errs || st.KeyEpoch != 1 || st.State != StateConnected {
+			t.Errorf("%s: %+v; want connected on epoch 1 with no decrypt error after the switch (%d before)", p.name, st, errs)
 		}
 	}
 	if n := len(a.sig.sentOf(wire.TypeCallRekey)) + len(b.sig.sentOf(wire.TypeCallRekey)); n != 2 {
@@ -164,17 +145,12 @@ func TestRekeyCrossedRequestLost(t *testing.T) {
 	// b signals 10 frames (0.2 s) after a, before a sends its request again.
 	b := newPeer(t, "b", withFirstSeq(e2ee.RekeyFrames-rekeyAfter-10))
 	connect(t, a, b, Media{Audio: true})
-	for _, p := range []*peer{a, b} {
-		p.waitStats(10*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
-	}
+	waitEpoch(10*time.Second, 1, a, b)
 	if !dropped.Load() {
 		t.Fatal("a's call_rekey was not sent (and dropped)")
 	}
 	// Both directions carry media under epoch 1.
-	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
-	for i, p := range []*peer{a, b} {
-		p.waitStats(10*time.Second, "audio under epoch 1", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+2*rekeyAfter })
-	}
+	waitMoreAudio(10*time.Second, "audio under epoch 1", 2*rekeyAfter, a, b)
 	if err := a.mod.Hangup(); err != nil {
 		t.Fatal(err)
 	}

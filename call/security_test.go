@@ -221,14 +221,11 @@ func TestRekey(t *testing.T) {
 	if !a.mod.forceRekey() {
 		t.Fatal("no call to rekey")
 	}
-	for _, p := range []*peer{a, b} {
-		p.waitStats(5*time.Second, "epoch 1", func(s Stats) bool { return s.KeyEpoch == 1 })
-	}
+	waitEpoch(5*time.Second, 1, a, b)
 	// Media keeps flowing under the new keys, without a frame lost to the
 	// switch.
-	before := [2]uint64{a.mod.Stats().AudioFramesReceived, b.mod.Stats().AudioFramesReceived}
-	for i, p := range []*peer{a, b} {
-		st := p.waitStats(5*time.Second, "audio after the rekey", func(s Stats) bool { return s.AudioFramesReceived >= before[i]+50 })
+	for i, st := range waitMoreAudio(5*time.Second, "audio after the rekey", 50, a, b) {
+		p := []*peer{a, b}[i]
 		if st.DecryptErrors != 0 {
 			t.Errorf("%s: %d frames failed to decrypt around the rekey", p.name, st.DecryptErrors)
 		}
@@ -237,9 +234,7 @@ func TestRekey(t *testing.T) {
 	if !b.mod.forceRekey() {
 		t.Fatal("no call to rekey")
 	}
-	for _, p := range []*peer{a, b} {
-		p.waitStats(5*time.Second, "epoch 2", func(s Stats) bool { return s.KeyEpoch == 2 })
-	}
+	waitEpoch(5*time.Second, 2, a, b)
 	if n := len(a.sig.sentOf(wire.TypeCallRekey)) + len(b.sig.sentOf(wire.TypeCallRekey)); n != 4 {
 		t.Errorf("%d call_rekey sent, want 4 (two requests, two replies)", n)
 	}
