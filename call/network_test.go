@@ -138,7 +138,7 @@ func TestICERestart(t *testing.T) {
 	}
 	// The restart offer was sent (the stat counts the restart as it starts,
 	// before the offer goes out; media flowing again means b got it).
-	if n := len(a.sig.sentOf("call_offer")); n != 2 {
+	if n := len(a.sig.sentOf(wire.TypeCallOffer)); n != 2 {
 		t.Errorf("a sent %d offers, want 2 (the call and the ICE restart)", n)
 	}
 	if pc := a.mod.pcOf(); pc == nil || pc.ICEConnectionState() != webrtc.ICEConnectionStateConnected && pc.ICEConnectionState() != webrtc.ICEConnectionStateCompleted {
