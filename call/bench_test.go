@@ -14,20 +14,41 @@ import (
 // BenchmarkCallSetup measures call setup, Call() until both sides are
 // connected, over loopback through the relay (sealed signaling, key lookups,
 // ICE config, TURN gathering, E2EE key derivation), beside the floor: a bare
-// pion pair with the same media engine and tracks, signaled in memory. It
-// reports p50 and p99 over b.N calls; run it with, for example,
+// pion pair with the same media engine and tracks, signaled in memory
+// (bare-pion, no ICE servers; bare-pion-ice, the relay's STUN/TURN servers,
+// so gathering srflx and relay candidates too). It reports p50 and p99 over
+// b.N calls, and the median CPU time the process spent per setup (both
+// peers, and for relay the relay, NATS and TURN servers, all in this
+// process); run it with, for example,
 //
 //	go test -run '^$' -bench CallSetup -benchtime 50x ./call
 func BenchmarkCallSetup(b *testing.B) {
 	b.Run("relay", benchRelay)
-	b.Run("bare-pion", benchBare)
+	b.Run("bare-pion", func(b *testing.B) {
+		benchBare(b, webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	})
+	b.Run("bare-pion-ice", func(b *testing.B) {
+		ca := newPeer(b, "a")
+		ice, err := ca.mod.sig.ICEConfig(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchBare(b, ca.mod.rtcConfig(ice))
+	})
 }
 
-func reportPercentiles(b *testing.B, d []time.Duration) {
-	slices.Sort(d)
-	pct := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
-	b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
+// reportPercentiles reports p50 and p99 of the setup times d and the median
+// of the CPU times cpu (none where the platform cannot tell).
+func reportPercentiles(b *testing.B, d, cpu []time.Duration) {
+	pct := func(d []time.Duration, p float64) float64 {
+		slices.Sort(d)
+		return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(d, 0.50), "p50-ms")
+	b.ReportMetric(pct(d, 0.99), "p99-ms")
+	if processCPU() >= 0 {
+		b.ReportMetric(pct(cpu, 0.50), "cpu-p50-ms")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -46,17 +67,20 @@ func benchRelay(b *testing.B) {
 	}()
 	b.Cleanup(func() { close(cb.incoming) })
 	durations := make([]time.Duration, 0, b.N)
+	var cpus []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		subA, subB := ca.mod.State().Subscribe(), cb.mod.State().Subscribe()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		start := time.Now()
+		cpu0 := processCPU()
 		if err := ca.mod.Call(ctx, cb.alias, Media{Audio: true}); err != nil {
 			b.Fatal(err)
 		}
 		waitConnected(b, subA)
 		waitConnected(b, subB)
 		durations = append(durations, time.Since(start))
+		cpus = append(cpus, processCPU()-cpu0)
 		cancel()
 		subA.Unsubscribe()
 		subB.Unsubscribe()
@@ -71,7 +95,7 @@ func benchRelay(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	reportPercentiles(b, durations)
+	reportPercentiles(b, durations, cpus)
 }
 
 type stateSub interface{ C() <-chan Status }
@@ -97,15 +121,16 @@ func waitConnected(b *testing.B, sub stateSub) {
 // benchBare connects two pion peer connections with the module's media
 // engine, interceptors, loopback settings and an audio track each, trickling
 // candidates through memory.
-func benchBare(b *testing.B) {
+func benchBare(b *testing.B, cfg webrtc.Configuration) {
 	m := New(Options{})
 	defer m.Close()
 	m.setHooks(testHooks{settingEngine: loopback})
 	durations := make([]time.Duration, 0, b.N)
+	var cpus []time.Duration
 	b.ResetTimer()
 	for range b.N {
-		start := time.Now()
-		pa, pb := barePC(b, m), barePC(b, m)
+		start, cpu0 := time.Now(), processCPU()
+		pa, pb := barePC(b, m, cfg), barePC(b, m, cfg)
 		connectedA, connectedB := watchConnected(pa), watchConnected(pb)
 		toA, toB := &trickle{pc: pa}, &trickle{pc: pb}
 		pa.OnICECandidate(toB.add)
@@ -140,21 +165,22 @@ func benchBare(b *testing.B) {
 			}
 		}
 		durations = append(durations, time.Since(start))
+		cpus = append(cpus, processCPU()-cpu0)
 		b.StopTimer()
 		_ = pa.GracefulClose()
 		_ = pb.GracefulClose()
 		b.StartTimer()
 	}
 	b.StopTimer()
-	reportPercentiles(b, durations)
+	reportPercentiles(b, durations, cpus)
 }
 
-func barePC(b *testing.B, m *Module) *webrtc.PeerConnection {
+func barePC(b *testing.B, m *Module, cfg webrtc.Configuration) *webrtc.PeerConnection {
 	api, err := m.newAPI(func(stats.Getter) {})
 	if err != nil {
 		b.Fatal(err)
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
