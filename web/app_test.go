@@ -278,6 +278,13 @@ func TestDemoApp(t *testing.T) {
 	dial(string(off.alias), `#dial-audio`)
 	appWait(t, tb, 10*time.Second, `document.getElementById('message').textContent.includes('offline')`)
 
+	// An alias nobody registered: one clear message (the relay's 404), once.
+	dial("u00000001", `#dial-audio`)
+	appWait(t, tb, 10*time.Second, `document.getElementById('message').textContent.includes('not a known alias')`)
+	if n := drive0[int](t, tb, `window.duetApp.messages.filter((m) => m.text.includes('not a known alias')).length`); n != 1 {
+		t.Errorf("the unknown alias was reported %d times, want once", n)
+	}
+
 	// A denied camera: a clear message, no call.
 	drive0[bool](t, tb, `(navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError')), true)`)
 	dial(string(bot.alias), `#dial-video`)

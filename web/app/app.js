@@ -280,8 +280,9 @@ $('dial-form').addEventListener('submit', async (ev) => {
   try {
     await calls.call(alias, { audio: true, video });
   } catch (e) {
-    // onError shows what failed (setup errors); these never reach it:
-    if (['ErrInCall', 'ErrInvalidAlias', 'ErrNoMedia', 'ErrKeyChanged', 'ErrRelay'].includes(e.name)) {
+    // onError shows what failed once the call started (the keys, the relay,
+    // the media); these refusals come before, and never reach it:
+    if (['ErrInCall', 'ErrInvalidAlias', 'ErrNoMedia', 'ErrClosed'].includes(e.name)) {
       message(errorText(e, alias), 'error');
     }
   } finally {

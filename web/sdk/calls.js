@@ -161,6 +161,7 @@ class CallSession {
     this.state = incoming ? 'ringing' : 'calling';
     this.ending = false;
     this.answering = false;
+    this.failure = null; // the error that ended the call, if one did
     this.timers = new Map();
     this.intervals = new Set();
     this.session = null; // signaling Session with peer
@@ -591,6 +592,7 @@ export class CallModule {
   async #end(s, state, reason, notify, failure) {
     if (s.ending) return;
     s.ending = true;
+    s.failure = failure;
     s.stopTimers();
     this.#log.info?.(`🔵 [CallModule] call ${s.id} ending: ${state} (${reason})`);
     if (notify && s.session && (s.incoming || s.offerSent)) {
@@ -670,8 +672,9 @@ export class CallModule {
     this.#flushLocal(s);
   }
 
+  /** Throws once s is ending: the failure that ended it, else ErrCallEnded. */
   #checkLive(s) {
-    if (s.ending) throw callError('ErrCallEnded', 'the call ended during setup');
+    if (s.ending) throw s.failure ?? callError('ErrCallEnded', 'the call ended during setup');
   }
 
   #onAnswerTimeout(s) {
@@ -847,12 +850,22 @@ export class CallModule {
     s.pc = pc;
     const src = workerSource();
     if (src.crossOrigin) this.#log.debug?.(`🔵 [CallModule] E2EE worker: the SDK is on another origin than the page; starting ${WORKER_URL.href} from a blob: module`);
-    s.worker = new Worker(src.url, { type: 'module', name: `duet-e2ee-${s.id}` });
+    const hint = src.crossOrigin ? ' (from another origin: the SDK must be served with Access-Control-Allow-Origin, and the page\'s CSP must allow worker-src blob:)' : '';
+    try {
+      s.worker = new Worker(src.url, { type: 'module', name: `duet-e2ee-${s.id}` });
+    } catch (e) {
+      // A CSP that forbids the worker throws here (SecurityError).
+      throw callError('ErrE2EE', `the E2EE worker did not start: ${e.name}: ${e.message}${hint}`);
+    }
     s.worker.onmessage = (ev) => this.#onWorker(s, ev.data);
     s.worker.onerror = (ev) => {
-      // A script that does not load gives a plain Event, with no message.
-      const hint = src.crossOrigin ? ' (from another origin: the SDK must be served with Access-Control-Allow-Origin, and the page\'s CSP must allow worker-src blob:)' : '';
-      this.#log.error(`[CallModule] E2EE worker error: ${ev.message ?? `${WORKER_URL.href} did not load${hint}`}`);
+      // A script that does not load (404, CORS) gives a plain Event with no
+      // message. Without its worker the call has no frame encryption: it
+      // ends now, rather than connect and then time out for want of media.
+      ev.preventDefault();
+      const what = ev.message ? `failed: ${ev.message}` : `did not load: ${WORKER_URL.href}${hint}`;
+      this.#log.error(`[CallModule] E2EE worker ${what}`);
+      if (!s.ending) this.#end(s, 'ended', 'error', 'hangup', callError('ErrE2EE', `the E2EE worker ${what}; the call was ended`));
     };
     pc.onicecandidate = (ev) => this.#onLocalCandidate(s, ev.candidate);
     pc.onicecandidateerror = (ev) => this.#log.info?.(`🟡 [CallModule] icecandidateerror ${ev.url ?? ''} ${ev.errorCode}: ${ev.errorText}`);
