@@ -212,6 +212,16 @@ func TestClientThroughRelay(t *testing.T) {
 		t.Fatalf("after the restart bob got %+v, want alice's call_hangup", got)
 	}
 
+	// A key lookup that fails for a network reason (a call's fresh check)
+	// keeps the session Bob holds for Alice.
+	type lookupFails struct {
+		Error string `json:"error"`
+		Kept  bool   `json:"kept"`
+	}
+	if r := call[lookupFails](bob, fmt.Sprintf("keyLookupFails(%q)", a)); r.Error == "" || !r.Kept {
+		t.Errorf("a failed fresh key lookup: %+v; want an error and the held session kept", r)
+	}
+
 	// Alice's signing key registers a new X25519 key: Bob's pin refuses the
 	// changed key until he accepts it.
 	if alias := call[string](alice, fmt.Sprintf("replaceAgreementKey(%s)", jsString(vectors.AliceMnemonic))); alias != a {

@@ -581,8 +581,16 @@ export class DuetClient {
       return { session: await Session.between(this.#identity, keys, { replay: this.#replay }), keys };
     });
     this.#sessions.set(peer, s);
-    s.catch(() => {
-      if (this.#sessions.get(peer) === s) this.#sessions.delete(peer);
+    s.catch((e) => {
+      if (this.#sessions.get(peer) !== s) return;
+      this.#sessions.delete(peer);
+      // A lookup that failed for a network or relay reason says nothing
+      // against the session held before it, which stays (if it was good);
+      // a changed key drops it.
+      if (!held || e?.name === 'ErrKeyChanged') return;
+      held.then(() => {
+        if (!this.#sessions.has(peer)) this.#sessions.set(peer, held);
+      }, () => {});
     });
     return s;
   }

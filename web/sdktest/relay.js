@@ -33,8 +33,10 @@ function waitFor(pred, ms, what) {
   });
 }
 
+let failKeyLookups = false;
 const countingFetch = (url, init) => {
   if (String(url).endsWith('/api/v1/calls/ice-config')) iceRequests++;
+  if (failKeyLookups && String(url).includes('/api/v1/keys/')) return Promise.reject(new TypeError('Failed to fetch'));
   return fetch(url, init);
 };
 
@@ -154,6 +156,23 @@ export async function replaceAgreementKey(mnemonic) {
   const id = await duet.deriveIdentity(mnemonic);
   const x = await duet.generateX25519();
   return (await duet.register(location.origin, { ...id, agreementKey: x })).alias;
+}
+
+/**
+ * A fresh key lookup of peer fails for a network reason: its error name,
+ * and whether the session held for peer before it is the one returned
+ * after it (key lookups still failing).
+ */
+export async function keyLookupFails(peer) {
+  const held = (await client.sessionWithKeys(peer)).session;
+  failKeyLookups = true;
+  try {
+    const error = await client.sessionWithKeys(peer, { fresh: true }).then(() => '', (e) => e.name);
+    const after = await client.sessionWithKeys(peer).then((r) => r.session, () => null);
+    return { error, kept: after === held };
+  } finally {
+    failKeyLookups = false;
+  }
 }
 
 /** peerKeys, reporting the error name instead of throwing. */
