@@ -405,8 +405,11 @@ export declare class DuetClient {
   acceptKey(peer: string): Promise<PublicKeys>;
   safetyNumber(peer: string): Promise<string | null>;
   iceConfig(): Promise<ICEConfig>;
-  /** The signaling session with peer and the pinned keys it was made from. */
-  /** With fresh, the keys are fetched and checked against the pin first (ErrKeyChanged when they changed). */
+  /**
+   * The signaling session with peer and the pinned keys it was made from.
+   * With fresh, the keys are fetched and checked against the pin first
+   * (ErrKeyChanged when they changed; a failed lookup keeps the held session).
+   */
   sessionWithKeys(peer: string, opts?: { fresh?: boolean }): Promise<{ session: Session; keys: PublicKeys }>;
   /** Starts the call module (the seed's client.initCalls); call_* envelopes then go to it. */
   initCalls(opts?: InitCallsOptions): CallModule;
