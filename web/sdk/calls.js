@@ -1265,8 +1265,13 @@ export class CallModule {
       this.#log.info?.(`🔵 [CallModule] media key of epoch ${epoch} nearly used up; no rekey: epoch ${s.epoch} is agreed and ${s.sendEpoch === s.epoch ? 'in use' : 'pending'}`);
       return false;
     }
-    this.#log.info?.(`🔵 [CallModule] media key of epoch ${epoch} nearly used up; rekeying`);
-    return this.#startRekey(s);
+    if (this.#startRekey(s)) {
+      this.#log.info?.(`🔵 [CallModule] media key of epoch ${epoch} nearly used up; rekeying`);
+      return true;
+    }
+    s.rekeys.ignored++;
+    this.#log.info?.(`🔵 [CallModule] media key of epoch ${epoch} nearly used up; no rekey now: ${s.rekey ? `the request for epoch ${s.rekey.epoch} awaits its reply` : 'the call is not connected, or is ending'}`);
+    return false;
   }
 
   /**
@@ -1377,12 +1382,10 @@ export class CallModule {
     return true;
   }
 
-  /** @private Test hook: starts a media rekey as rekey-needed would. */
+  /** @private Test hook: starts a media rekey as rekey-needed would; whether it sent a call_rekey. */
   _forceRekey() {
     const s = this.#cur;
-    if (!s) return false;
-    this.#startRekey(s);
-    return true;
+    return s ? this.#startRekey(s) : false;
   }
 
   /** @private Test hook: the worker's rekey-needed for its key of epoch; whether it sent a call_rekey. */
