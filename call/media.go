@@ -9,7 +9,6 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
-	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/media"
@@ -201,8 +200,8 @@ func (s *session) onTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	s.spawn(func() { s.recvLoop(track) })
 }
 
-// recvLoop reads a remote track's RTP, rebuilds whole frames with pion's
-// sample builder, decrypts them and hands them to the sink. The VP8
+// recvLoop reads a remote track's RTP, rebuilds whole frames with a
+// frameAssembler, decrypts them and hands them to the sink. The VP8
 // depacketizer sees encrypted frames, whose first 10 (key) or 3 (delta)
 // bytes are the clear VP8 header, so its partition-head logic still works.
 func (s *session) recvLoop(track *webrtc.TrackRemote) {
@@ -222,7 +221,7 @@ func (s *session) recvLoop(track *webrtc.TrackRemote) {
 	} else {
 		dep, kind, maxLate = &codecs.OpusPacket{}, e2ee.KindOpus, maxLateAudio
 	}
-	sb := samplebuilder.New(maxLate, dep, track.Codec().ClockRate)
+	fa := newFrameAssembler(maxLate, dep, track.Codec().ClockRate)
 
 	t := &Track{Kind: k, Codec: codecOf(k), ID: track.ID(), StreamID: track.StreamID(), SSRC: uint32(track.SSRC())}
 	m.mu.Lock()
@@ -247,17 +246,22 @@ func (s *session) recvLoop(track *webrtc.TrackRemote) {
 	for {
 		pkt, _, err := track.ReadRTP()
 		if err != nil {
+			c := fa.counters()
+			s.log.Debug("call: track ended", "kind", k, "frames", c.Frames, "dropped", c.Dropped,
+				"lost", c.Lost, "late", c.Late, "dup", c.Duplicates)
 			return
 		}
 		if tap != nil {
 			tap(k, pkt)
 		}
-		sb.Push(pkt)
-		for smp := sb.Pop(); smp != nil; smp = sb.Pop() {
+		fa.Push(pkt)
+		for smp, ok := fa.Pop(); ok; smp, ok = fa.Pop() {
 			if dec == nil {
 				s.st.decryptErrors.Add(1)
 				continue
 			}
+			// smp.Data is the assembler's buffer, valid until the next
+			// Pop: Decrypt copies the frame out of it.
 			ctr, _ := e2ee.FrameCounter(smp.Data, kind)
 			frame, err := dec.Decrypt(nil, smp.Data, kind)
 			if err != nil {
