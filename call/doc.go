@@ -33,7 +33,9 @@
 // ([Stats.SignalingDrops]). Media is VP8 and Opus only. Every outgoing frame
 // is encrypted with package e2ee (keys from the per-call ephemeral X25519
 // keys carried in the offer and answer) before it is handed to pion, and
-// every incoming frame is decrypted after pion's sample builder, so nothing
+// every incoming frame is decrypted once rebuilt from its RTP packets (a
+// frame assembler with a window of 512 video or 32 audio packets that drops
+// incomplete frames), so nothing
 // unencrypted leaves a peer, neither to a TURN server nor to anything else
 // on the path.
 //

@@ -17,7 +17,7 @@ import (
 // streamID is the media stream (msid) of the tracks a module sends.
 const streamID = "duet"
 
-// Sample builder bounds, in RTP packets: a 1280x720 VP8 key frame at
+// Frame assembler windows, in RTP packets: a 1280x720 VP8 key frame at
 // 1.5 Mbps is about 50 packets.
 const (
 	maxLateVideo = 512

@@ -6,7 +6,7 @@
 // [PacedSource] hands those frames out at real-time pace, looping at the end
 // of the file, which is what a WebRTC sender wants to feed
 // TrackLocalStaticSample.WriteSample with. Sinks ([IVFSink], [OggSink]) write
-// the whole frames a receiver gets after its sample builder (and, in duet,
+// the whole frames a receiver rebuilds from RTP packets (and, in duet,
 // after decryption) back into files that ffmpeg can decode.
 //
 // Two small fixtures made with ffmpeg by scripts/make-fixtures.sh are
