@@ -35,9 +35,8 @@
 // keys carried in the offer and answer) before it is handed to pion, and
 // every incoming frame is decrypted once rebuilt from its RTP packets (a
 // frame assembler with a window of 512 video or 32 audio packets that drops
-// incomplete frames), so nothing
-// unencrypted leaves a peer, neither to a TURN server nor to anything else
-// on the path.
+// incomplete frames), so nothing unencrypted leaves a peer, neither to a
+// TURN server nor to anything else on the path.
 //
 // The lifecycle follows the seed exactly, with the constants of
 // docs/PROTOCOL.md §6, which are deliberately not configurable: the caller
