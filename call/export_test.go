@@ -11,14 +11,14 @@ import (
 // timings are the package's timing constants, which tests shorten here (and
 // only here: they are not configurable through Options).
 type timings struct {
-	answer, ring, disconnected, media, mediaCheck, diag, restartWait, rekeyRetry time.Duration
+	answer, ring, disconnected, media, mediaCheck, diag, restartWait, rekeyRetry, rekeySwitch time.Duration
 }
 
 // setTimings replaces the timing constants for one test and restores them
 // when it ends. Tests that call it must not run in parallel.
 func setTimings(t testing.TB, tm timings) {
 	t.Helper()
-	old := timings{answerTimeout, ringTimeout, disconnectedTimeout, mediaTimeout, mediaCheckInterval, diagInterval, restartWait, rekeyRetry}
+	old := timings{answerTimeout, ringTimeout, disconnectedTimeout, mediaTimeout, mediaCheckInterval, diagInterval, restartWait, rekeyRetry, rekeySwitchWait}
 	set := func(dst *time.Duration, v time.Duration) {
 		if v != 0 {
 			*dst = v
@@ -32,10 +32,11 @@ func setTimings(t testing.TB, tm timings) {
 	set(&diagInterval, tm.diag)
 	set(&restartWait, tm.restartWait)
 	set(&rekeyRetry, tm.rekeyRetry)
+	set(&rekeySwitchWait, tm.rekeySwitch)
 	t.Cleanup(func() {
 		answerTimeout, ringTimeout, disconnectedTimeout = old.answer, old.ring, old.disconnected
 		mediaTimeout, mediaCheckInterval, diagInterval, restartWait = old.media, old.mediaCheck, old.diag, old.restartWait
-		rekeyRetry = old.rekeyRetry
+		rekeyRetry, rekeySwitchWait = old.rekeyRetry, old.rekeySwitch
 	})
 }
 

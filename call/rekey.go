@@ -17,9 +17,11 @@ import (
 // rekey grace). The initiator switches sending when the reply arrives: the
 // responder installed its receive key before replying. The responder
 // switches sending when the first frame of the new epoch arrives from the
-// initiator (proof that the initiator holds the new keys), or after
-// rekeySwitchWait, so that no frame is sent under a key the peer does not
-// have yet.
+// initiator (proof that the initiator holds the new keys), or once
+// rekeySwitchWait has passed without any frame of the old epoch from it, so
+// that no frame is sent under a key the peer does not have yet: an
+// initiator still sending under the old key has not had the reply (it was
+// lost; the initiator's retry gets it again).
 
 // rekeyState is a call_rekey we sent and whose reply we wait for.
 type rekeyState struct {
@@ -32,8 +34,8 @@ var (
 	// rekeyRetry is how long an unanswered call_rekey waits before it may
 	// be sent again.
 	rekeyRetry = 10 * time.Second
-	// rekeySwitchWait bounds how long the responder keeps sending under the
-	// old key when no frame of the new epoch arrives.
+	// rekeySwitchWait is how long the responder keeps sending under the
+	// old key when no frame of either epoch arrives from the peer.
 	rekeySwitchWait = 2 * time.Second
 )
 
@@ -158,8 +160,9 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 	s.lastReply = &reply
 	s.pendingSend = &send
 	s.pendingEpoch.Store(epoch)
+	s.oldFrameAt.Store(0)
 	stopTimer(&s.switchTimer)
-	s.switchTimer = time.AfterFunc(rekeySwitchWait, s.switchSend)
+	s.switchTimer = time.AfterFunc(rekeySwitchWait, s.switchWaitOver)
 	m.mu.Unlock()
 	if err := s.send(s.ctx, reply); err != nil {
 		s.log.Warn("call: replying to call_rekey failed", "epoch", epoch, "err", err)
@@ -167,11 +170,38 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 }
 
 // sawEpoch is called by the receive loops for every frame that decrypted:
-// a frame of the pending epoch switches our sending to it.
+// a frame of the pending epoch switches our sending to it; one of an older
+// epoch is noted (the peer has not switched).
 func (s *session) sawEpoch(epoch uint32) {
-	if p := s.pendingEpoch.Load(); p != 0 && epoch >= p {
+	switch p := s.pendingEpoch.Load(); {
+	case p == 0:
+	case epoch >= p:
 		s.switchSend()
+	default:
+		s.oldFrameAt.Store(time.Now().UnixNano())
 	}
+}
+
+// switchWaitOver is the responder's switch wait running out: it switches
+// sending to the pending key unless a frame of the old epoch arrived less
+// than rekeySwitchWait ago, in which case it waits that long again after
+// that frame.
+func (s *session) switchWaitOver() {
+	m := s.m
+	m.mu.Lock()
+	if s.pendingSend == nil || s.ending {
+		m.mu.Unlock()
+		return
+	}
+	if at := s.oldFrameAt.Load(); at != 0 {
+		if left := rekeySwitchWait - time.Since(time.Unix(0, at)); left > 0 {
+			s.switchTimer = time.AfterFunc(left, s.switchWaitOver)
+			m.mu.Unlock()
+			return
+		}
+	}
+	m.mu.Unlock()
+	s.switchSend()
 }
 
 // switchSend switches sending to the pending epoch's key, once.

@@ -156,3 +156,36 @@ func TestRekeyCrossedRequestLost(t *testing.T) {
 	}
 	b.waitEnd(5 * time.Second)
 }
+
+// TestRekeyReplyLost: b's reply to a's call_rekey is lost. b keeps sending
+// under the old key while a's frames still come under it (a has not had
+// the reply), past the switch wait, until a's retry gets the reply again
+// and a switches: a never receives a frame it cannot decrypt, and both end
+// on epoch 1.
+func TestRekeyReplyLost(t *testing.T) {
+	checkLeaks(t)
+	setTimings(t, timings{rekeyRetry: 1500 * time.Millisecond, rekeySwitch: 300 * time.Millisecond})
+	var dropped atomic.Bool
+	a := newPeer(t, "a", withFirstSeq(e2ee.RekeyFrames-rekeyAfter))
+	b := newPeer(t, "b", withDrop(func(e *wire.Envelope) bool {
+		return e.Type == wire.TypeCallRekey && dropped.CompareAndSwap(false, true)
+	}))
+	connect(t, a, b, Media{Audio: true})
+	waitEpoch(10*time.Second, 1, a, b)
+	if !dropped.Load() {
+		t.Fatal("b's reply was not sent (and dropped)")
+	}
+	for i, st := range waitMoreAudio(10*time.Second, "audio under epoch 1", rekeyAfter, a, b) {
+		p := []*peer{a, b}[i]
+		if st.DecryptErrors != 0 || st.KeyEpoch != 1 {
+			t.Errorf("%s: epoch %d, %d frames that did not decrypt; want epoch 1 and none (b switched before a had the key)", p.name, st.KeyEpoch, st.DecryptErrors)
+		}
+	}
+	if na, nb := len(a.sig.sentOf(wire.TypeCallRekey)), len(b.sig.sentOf(wire.TypeCallRekey)); na != 2 || nb != 2 {
+		t.Errorf("call_rekey sent: a %d, b %d; want 2 each (a's request and retry, b's lost reply and its resend)", na, nb)
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+}

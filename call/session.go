@@ -44,6 +44,9 @@ type session struct {
 	// pendingEpoch is pendingSend's epoch (0: none), read by the receive
 	// loops without the lock.
 	pendingEpoch atomic.Uint32
+	// oldFrameAt is when a frame of an epoch older than pendingEpoch last
+	// decrypted (Unix ns): the peer still sends under the old key.
+	oldFrameAt atomic.Int64
 
 	// guarded by m.mu
 	state       State
