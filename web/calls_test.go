@@ -902,6 +902,27 @@ func TestCallsRekeyBothKeysRunOut(t *testing.T) {
 	if n := checkRekeyed(t, tabs, 4); n-sent != 2 {
 		t.Errorf("%d call_rekey sent for epoch 4, want 2 (one exchange)", n-sent)
 	}
+
+	// bob's reply to alice's call_rekey for epoch 5 is lost: bob keeps
+	// sending under epoch 4 past his switch wait, while alice's frames still
+	// come under it, until her retry gets his reply again; alice never gets
+	// a frame she cannot decrypt.
+	for _, tb := range tabs {
+		drive[map[string]float64](tb, 5*time.Second, "setTimings({rekeyRetry: 3000, rekeySwitch: 500})")
+	}
+	drive[bool](bob, 5*time.Second, "dropSends('call_rekey', 1)")
+	before5 := []rekeySide{sampleRekey(alice), sampleRekey(bob)}
+	if !drive[bool](alice, 5*time.Second, "rekeyAfter(20)") {
+		t.Fatal("rekeyAfter: no call")
+	}
+	waitRekey(t, tabs, 15*time.Second, "switch to epoch 5 after the lost reply", func(_ int, s rekeySide) bool { return s.settledOn(5) })
+	after5 := []rekeySide{sampleRekey(alice), sampleRekey(bob)}
+	if n, was := after5[0].d.Frames.DecryptErrors, before5[0].d.Frames.DecryptErrors; n != was {
+		t.Errorf("alice: %d frames failed to decrypt while bob's reply was lost (last: %s): bob switched before she had the key", n-was, after5[0].d.Frames.LastError)
+	}
+	if a, b := after5[0].r.Requests-before5[0].r.Requests, after5[1].r.Replies-before5[1].r.Replies; a != 2 || b != 2 {
+		t.Errorf("epoch 5: alice sent %d call_rekey, bob replied %d times; want 2 each (the request and its retry, the lost reply and its resend)", a, b)
+	}
 	drive[jsResult](alice, 10*time.Second, "hangup()")
 	bob.waitState("hangup", 5*time.Second)
 }

@@ -138,6 +138,7 @@ function preferredCodecs(kind) {
 }
 
 let forcedMode = '';
+const dropSends = {}; // message type → how many of the next to lose (testHooks.dropSends)
 
 /** Whether this browser can encrypt media frames. */
 export function e2eeSupport() {
@@ -538,6 +539,11 @@ export class CallModule {
   }
 
   async #send(s, body, id) {
+    if (dropSends[body.type] > 0) { // tests only: a message lost on the way
+      dropSends[body.type]--;
+      this.#log.info?.(`🔵 [CallModule] test hook: ${body.type} not sent`);
+      return undefined;
+    }
     const message = { ...body, to: s.peer, call_id: s.id };
     return this.#sendTo(message, id);
   }
@@ -918,6 +924,10 @@ export class CallModule {
       case 'stream':
         this.#log.debug?.(`🔵 [CallModule] E2EE ${m.dir} ${m.kind} stream attached`);
         break;
+      case 'send-deferred':
+        this.#log.info?.(`🔵 [CallModule] rekey: the peer still sends under the old key (our reply may be lost); sending stays on epoch ${s.sendEpoch}`);
+        if (!s.ending) this.#armSwitch(s, m.wait);
+        break;
       case 'send-switched':
         this.#log.info?.(`🔵 [CallModule] media keys rotated: sending under epoch ${m.epoch}`);
         if (m.epoch > s.sendEpoch) s.sendEpoch = m.epoch;
@@ -1246,7 +1256,8 @@ export class CallModule {
   // nearly used up sends call_rekey{epoch+1, epk}; the peer replies with
   // its own epk for that epoch. Both install the receive key at once; the
   // initiator switches sending on the reply, the responder when the first
-  // frame of the new epoch arrives or after 2 s. When both keys run out
+  // frame of the new epoch arrives or once 2 s pass with no frame of the
+  // old one (a reply that was lost). When both keys run out
   // together, the requests may cross (each side uses the other's epk), or
   // one side answers the other's before its own key signals: the epoch is
   // agreed (s.epoch) as soon as a call_rekey is accepted, before anything is
@@ -1360,10 +1371,19 @@ export class CallModule {
     const reply = { type: 'call_rekey', epoch, epk: pair.publicKey };
     s.lastReply = { epoch, body: reply };
     s.worker.postMessage({ type: 'pending-send', key: keys.send });
-    s.setTimer('switch', T.rekeySwitch, () => s.worker?.postMessage({ type: 'commit-send' }));
+    this.#armSwitch(s, T.rekeySwitch);
     s.rekeys.replies++;
     this.#log.info?.(`🔵 [CallModule] answering call_rekey for epoch ${epoch}`);
     this.#queueSend(s, reply).catch(() => {});
+  }
+
+  /**
+   * The responder's switch wait: in ms, the worker switches sending to the
+   * pending key unless the peer's frames still come under the old one
+   * (then it answers send-deferred, and the wait is armed again).
+   */
+  #armSwitch(s, ms) {
+    s.setTimer('switch', ms, () => s.worker?.postMessage({ type: 'commit-send', quiet: T.rekeySwitch }));
   }
 
   /** @private Test hook: restarts ICE as a first ICE failure would (caller only). */
@@ -1421,5 +1441,9 @@ export const testHooks = Object.freeze({
   /** Forces the createEncodedStreams path ('encoded-streams'), or '' for the default. */
   setE2EEMode(mode) {
     forcedMode = mode;
+  },
+  /** The next n messages of type this page sends are lost (not sent). */
+  dropSends(type, n) {
+    dropSends[type] = n;
   },
 });

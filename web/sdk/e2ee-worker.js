@@ -15,12 +15,16 @@
 //   {type: 'set-send', key}         switch sending to a newer key (rekey initiator)
 //   {type: 'pending-send', key}     the responder's next send key: switch when
 //                                   the peer's first frame of its epoch decrypts
-//   {type: 'commit-send'}           switch to the pending send key now
+//   {type: 'commit-send', quiet}    the switch wait ran out: switch to the
+//                                   pending send key, unless a frame of the
+//                                   old epoch decrypted less than quiet ms ago
 //   {type: 'stream', readable, writable, dir, kind}  createEncodedStreams pipes
 //   {type: 'stats', id}             answered with {type: 'stats', id, counters}
 // Messages to calls.js:
 //   {type: 'rekey-needed', epoch}   the send key reached 80 % of its budget
 //   {type: 'send-switched', epoch}  sending moved to a new epoch
+//   {type: 'send-deferred', wait}   commit-send kept the old key (the peer still
+//                                   sends under it); commit again in wait ms
 //   {type: 'error', message}        a key could not be installed
 
 import { FrameDecryptor, FrameEncryptor, OVERHEAD, testHooks } from './frame.js';
@@ -28,6 +32,7 @@ import { FrameDecryptor, FrameEncryptor, OVERHEAD, testHooks } from './frame.js'
 let enc = null;
 let dec = null;
 let pendingSend = null;
+let oldFrameAt = 0; // when a frame older than pendingSend's epoch last decrypted
 let testRekey = false;
 let ready = Promise.resolve();
 
@@ -109,10 +114,19 @@ self.onmessage = (ev) => {
     case 'pending-send':
       serial(() => {
         pendingSend = m.key;
+        oldFrameAt = 0;
       });
       break;
     case 'commit-send':
-      serial(switchSend);
+      serial(() => {
+        // A peer still sending under the old key has not had our reply.
+        const left = oldFrameAt ? m.quiet - (performance.now() - oldFrameAt) : 0;
+        if (pendingSend && left > 0) {
+          post({ type: 'send-deferred', wait: Math.ceil(left) });
+          return undefined;
+        }
+        return switchSend();
+      });
       break;
     case 'stream':
       pipe(m.readable, m.writable, m.dir, m.kind);
@@ -187,7 +201,10 @@ function pipe(readable, writable, dir, kind) {
         counters.decrypted[kind]++;
         counters.bytesIn[kind] += out.length;
         ctl.enqueue(frame);
-        if (pendingSend && epoch >= pendingSend.epoch) serial(switchSend);
+        if (pendingSend) {
+          if (epoch >= pendingSend.epoch) serial(switchSend);
+          else oldFrameAt = performance.now();
+        }
       } catch (e) {
         if (e.name === 'ErrReplay' || e.name === 'ErrTooOld') {
           counters.replayed++;

@@ -80,6 +80,12 @@ export async function setup(opts = {}) {
   return alias;
 }
 
+/** The next n messages of type this page sends are lost. */
+export function dropSends(type, n) {
+  testHooks.dropSends(type, n);
+  return true;
+}
+
 export function setE2EEMode(mode) {
   testHooks.setE2EEMode(mode);
   return duet.e2eeSupport();
