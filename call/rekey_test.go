@@ -91,15 +91,8 @@ func TestRekeyNeededForSupersededKey(t *testing.T) {
 		t.Fatal("no call")
 	}
 	waitEpoch(5*time.Second, 2, a, b)
-	for i, st := range waitMoreAudio(5*time.Second, "audio after the rekeys", rekeyAfter, a, b) {
-		p := []*peer{a, b}[i]
-		if st.DecryptErrors != 0 || st.KeyEpoch != 2 {
-			t.Errorf("%s: epoch %d and %d decrypt errors after the rekeys, want epoch 2 and none", p.name, st.KeyEpoch, st.DecryptErrors)
-		}
-	}
-	if na, nb := len(a.sig.sentOf(wire.TypeCallRekey)), len(b.sig.sentOf(wire.TypeCallRekey)); na != 2 || nb != 2 {
-		t.Errorf("call_rekey sent: a %d, b %d; want 2 each (a request and a reply)", na, nb)
-	}
+	checkCleanOn(t, 5*time.Second, 2, "after the rekeys", a, b)
+	checkRekeysSent(t, a, b, 2, "a request and a reply")
 }
 
 // TestRekeyBothKeysRunOut: both sides' epoch-0 keys signal rekey-needed at
@@ -175,17 +168,30 @@ func TestRekeyReplyLost(t *testing.T) {
 	if !dropped.Load() {
 		t.Fatal("b's reply was not sent (and dropped)")
 	}
-	for i, st := range waitMoreAudio(10*time.Second, "audio under epoch 1", rekeyAfter, a, b) {
-		p := []*peer{a, b}[i]
-		if st.DecryptErrors != 0 || st.KeyEpoch != 1 {
-			t.Errorf("%s: epoch %d, %d frames that did not decrypt; want epoch 1 and none (b switched before a had the key)", p.name, st.KeyEpoch, st.DecryptErrors)
-		}
-	}
-	if na, nb := len(a.sig.sentOf(wire.TypeCallRekey)), len(b.sig.sentOf(wire.TypeCallRekey)); na != 2 || nb != 2 {
-		t.Errorf("call_rekey sent: a %d, b %d; want 2 each (a's request and retry, b's lost reply and its resend)", na, nb)
-	}
+	// None failed to decrypt: b did not switch before a had the key.
+	checkCleanOn(t, 10*time.Second, 1, "after the lost reply", a, b)
+	checkRekeysSent(t, a, b, 2, "a's request and retry, b's lost reply and its resend")
 	if err := a.mod.Hangup(); err != nil {
 		t.Fatal(err)
 	}
 	b.waitEnd(5 * time.Second)
+}
+
+// checkCleanOn waits for rekeyAfter more audio frames each way, then checks
+// that both sides send under epoch and that no frame failed to decrypt.
+func checkCleanOn(t *testing.T, timeout time.Duration, epoch uint32, when string, a, b *peer) {
+	t.Helper()
+	for i, st := range waitMoreAudio(timeout, "audio "+when, rekeyAfter, a, b) {
+		if st.DecryptErrors != 0 || st.KeyEpoch != epoch {
+			t.Errorf("%s %s: epoch %d, %d frames that did not decrypt; want epoch %d and none", []*peer{a, b}[i].name, when, st.KeyEpoch, st.DecryptErrors, epoch)
+		}
+	}
+}
+
+// checkRekeysSent checks that a and b each sent want call_rekey (why: which).
+func checkRekeysSent(t *testing.T, a, b *peer, want int, why string) {
+	t.Helper()
+	if na, nb := len(a.sig.sentOf(wire.TypeCallRekey)), len(b.sig.sentOf(wire.TypeCallRekey)); na != want || nb != want {
+		t.Errorf("call_rekey sent: a %d, b %d; want %d each (%s)", na, nb, want, why)
+	}
 }
