@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -207,8 +208,11 @@ func checkDiags(t *testing.T, who string, diags []logRecord) {
 		t.Errorf("%s: %q: recv_frames = %v, want audio frames and no video", who, last.Msg, last.Attrs["recv_frames"])
 	}
 	// Loopback: host candidates on both ends, nothing lost.
-	if last.Attrs["pair"] != "host/host" {
-		t.Errorf("%s: %q: pair = %v, want host/host", who, last.Msg, last.Attrs["pair"])
+	// A direct pair on loopback: host/host mostly, but a slow machine may
+	// nominate the server-reflexive candidate (the same address, through
+	// the STUN server) once its acceptance wait has passed.
+	if p, _ := last.Attrs["pair"].(string); !directPair.MatchString(p) {
+		t.Errorf("%s: %q: pair = %v, want a direct pair (host/host, or host or srflx either side)", who, last.Msg, last.Attrs["pair"])
 	}
 	if num(last, "lost") != 0 || last.Attrs["loss"] != "0.000" || num(last, "dec_err") != 0 {
 		t.Errorf("%s: %q: lost %v loss %v dec_err %v, want none", who, last.Msg, last.Attrs["lost"], last.Attrs["loss"], last.Attrs["dec_err"])
@@ -265,3 +269,6 @@ func TestDiagStopsWithTheCall(t *testing.T) {
 		}
 	}
 }
+
+// directPair matches the Diag pair of a path with no TURN relay.
+var directPair = regexp.MustCompile(`^(host|srflx|prflx)/(host|srflx|prflx)$`)

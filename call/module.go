@@ -161,6 +161,7 @@ func (m *Module) Call(ctx context.Context, peer identity.Alias, md Media) error 
 	}
 	s := m.newSession(newCallID(), peer, false, md.Video)
 	s.state = StateCalling
+	s.setupDone = make(chan struct{})
 	m.cur = s
 	m.publishLocked(s, ReasonNone)
 	m.mu.Unlock()

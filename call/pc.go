@@ -367,6 +367,16 @@ func (s *session) onAnswer(p wire.AnswerPayload) {
 // close releases everything the call holds; it runs once, in the teardown.
 func (s *session) close() {
 	m := s.m
+	// The peer connection is closed once the goroutine setting it up is
+	// done with it (the call's context is cancelled, so that is soon):
+	// pion v4.2.24 creates a connection's ICE agent on first use without
+	// checking that the connection was closed meanwhile, and that agent's
+	// goroutines would outlive the call.
+	for _, c := range []chan struct{}{s.prepared, s.setupDone} {
+		if c != nil {
+			<-c
+		}
+	}
 	m.mu.Lock()
 	s.closing = true
 	pc, sources, sinks := s.pc, s.sources, s.sinks

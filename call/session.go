@@ -58,6 +58,7 @@ type session struct {
 	offerID     string        // the envelope id of our offer (undeliverable notices)
 	offerSDP    string        // callee: the offer, kept while ringing
 	prepared    chan struct{} // callee: closed when prepareCallee is done
+	setupDone   chan struct{} // caller: closed when startCaller is done
 	prepErr     error         // callee: prepareCallee's failure
 	ephem       *ecdh.PrivateKey
 	peerEPK     []byte
@@ -181,6 +182,7 @@ func (s *session) ended(err error) error {
 // startCaller runs the caller's setup, STEP 1..8: it sends the offer and
 // arms the answer timeout.
 func (s *session) startCaller(ctx context.Context) error {
+	defer close(s.setupDone)
 	m := s.m
 	ctx, cancel := s.setupCtx(ctx)
 	defer cancel()
