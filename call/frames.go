@@ -67,8 +67,9 @@ type frameAssembler struct {
 	// fits.
 	pending *rtp.Packet
 
-	buf   []byte // Data of the last frame popped
-	stats assemblerStats
+	buf     []byte        // Data of the last frame popped
+	lastDur time.Duration // the last non-zero Duration emitted
+	stats   assemblerStats
 }
 
 // newFrameAssembler returns an assembler for a track whose payloads dep
@@ -243,7 +244,29 @@ func (a *frameAssembler) build(force bool) (f assembledFrame, emitted, progresse
 	}
 	a.release(end)
 	a.stats.Frames++
+	if dur > 0 {
+		a.lastDur = dur
+	}
 	return assembledFrame{Data: a.buf, Duration: dur}, true, true
+}
+
+// Flush returns, one per call, the frames still held once the track has
+// ended: the complete ones, the last of which (no packet after it gives its
+// duration) lasting as long as the frame before it; incomplete runs are
+// dropped. Call it until it returns nothing.
+func (a *frameAssembler) Flush() (assembledFrame, bool) {
+	if f, ok := a.Pop(); ok {
+		return f, true
+	}
+	for a.head != a.tail {
+		if f, ok, _ := a.build(true); ok {
+			if f.Duration == 0 {
+				f.Duration = a.lastDur
+			}
+			return f, true
+		}
+	}
+	return assembledFrame{}, false
 }
 
 // release forgets the packets from head up to end and moves head there.

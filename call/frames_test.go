@@ -194,6 +194,35 @@ func TestFrameAssemblerVP8InOrder(t *testing.T) {
 	wantFrames(t, got, frames[:len(frames)-1], vp8Dur, nil)
 }
 
+// Flush, when the track ends, hands out the last complete frame (timed like
+// the one before it: no packet follows it) and drops an incomplete one.
+func TestFrameAssemblerFlush(t *testing.T) {
+	flush := func(a *frameAssembler) []popped {
+		var out []popped
+		for f, ok := a.Flush(); ok; f, ok = a.Flush() {
+			out = append(out, popped{bytes.Clone(f.Data), f.Duration})
+		}
+		return out
+	}
+	frames := vp8Frames(7, 90000, 2, 3, 2)
+	a := newFrameAssembler(maxLateVideo, &codecs.VP8Packet{}, vp8Clock)
+	got := pushAll(t, a, packets(frames))
+	wantFrames(t, got, frames[:2], vp8Dur, nil)
+	wantFrames(t, append(got, flush(a)...), frames, vp8Dur, nil)
+	if c := a.counters(); c.Frames != 3 || c.Dropped != 0 {
+		t.Errorf("counters %+v, want 3 frames, none dropped", c)
+	}
+
+	// The last frame lacks its last packet.
+	pkts := packets(frames)
+	a = newFrameAssembler(maxLateVideo, &codecs.VP8Packet{}, vp8Clock)
+	got = pushAll(t, a, pkts[:len(pkts)-1])
+	wantFrames(t, append(got, flush(a)...), frames[:2], vp8Dur, nil)
+	if c := a.counters(); c.Frames != 2 || c.Dropped != 1 {
+		t.Errorf("counters %+v, want 2 frames and the incomplete one dropped", c)
+	}
+}
+
 // A VP8 frame without a marker ends at the packet with the next timestamp.
 func TestFrameAssemblerTimestampChangeEndsFrame(t *testing.T) {
 	frames := vp8Frames(100, 0, 3, 2, 2)
@@ -513,6 +542,12 @@ func FuzzFrameAssembler(f *testing.F) {
 			if emitted > pushed {
 				t.Fatalf("emitted %d bytes, pushed %d", emitted, pushed)
 			}
+		}
+		for fr, ok := a.Flush(); ok; fr, ok = a.Flush() {
+			emitted += len(fr.Data)
+		}
+		if emitted > pushed || a.head != a.tail {
+			t.Fatalf("after Flush: emitted %d bytes of %d pushed, window [%d, %d) not empty", emitted, pushed, a.head, a.tail)
 		}
 		if c := a.counters(); c.Frames+c.Dropped > uint64(npkts) {
 			t.Fatalf("%d frames and %d dropped runs from %d packets", c.Frames, c.Dropped, npkts)

@@ -243,9 +243,47 @@ func (s *session) recvLoop(track *webrtc.TrackRemote) {
 
 	tap := m.hooks.rtpTap
 	sinkFailed := false
+	// deliver decrypts a rebuilt frame and hands it to the sink. smp.Data is
+	// the assembler's buffer, valid until the next Pop: Decrypt copies the
+	// frame out of it.
+	deliver := func(smp assembledFrame) {
+		if dec == nil {
+			s.st.decryptErrors.Add(1)
+			return
+		}
+		ctr, _ := e2ee.FrameCounter(smp.Data, kind)
+		frame, err := dec.Decrypt(nil, smp.Data, kind)
+		if err != nil {
+			s.st.decryptErrors.Add(1)
+			s.log.Debug("call: frame does not decrypt; dropped", "kind", k, "err", err)
+			return
+		}
+		s.sawEpoch(ctr.Epoch())
+		if k == KindVideo {
+			s.st.videoFramesRecv.Add(1)
+			s.st.videoBytesRecv.Add(uint64(len(frame)))
+		} else {
+			s.st.audioFramesRecv.Add(1)
+			s.st.audioBytesRecv.Add(uint64(len(frame)))
+		}
+		if sink == nil || sinkFailed {
+			return
+		}
+		f := media.Frame{Data: frame, Duration: smp.Duration, Keyframe: k == KindVideo && frame[0]&1 == 0}
+		if err := sink.WriteFrame(f); err != nil && !errors.Is(err, media.ErrInvalidFrame) {
+			sinkFailed = true
+			s.st.sinkErrors.Add(1)
+			s.log.Warn("call: the "+string(k)+" sink failed; no more frames are written to it", "err", err)
+		}
+	}
 	for {
 		pkt, _, err := track.ReadRTP()
 		if err != nil {
+			// The track ended (the call is closing; the sinks close
+			// after this loop): the last complete frames go out too.
+			for smp, ok := fa.Flush(); ok; smp, ok = fa.Flush() {
+				deliver(smp)
+			}
 			c := fa.counters()
 			s.log.Debug("call: track ended", "kind", k, "frames", c.Frames, "dropped", c.Dropped,
 				"lost", c.Lost, "late", c.Late, "dup", c.Duplicates)
@@ -256,36 +294,7 @@ func (s *session) recvLoop(track *webrtc.TrackRemote) {
 		}
 		fa.Push(pkt)
 		for smp, ok := fa.Pop(); ok; smp, ok = fa.Pop() {
-			if dec == nil {
-				s.st.decryptErrors.Add(1)
-				continue
-			}
-			// smp.Data is the assembler's buffer, valid until the next
-			// Pop: Decrypt copies the frame out of it.
-			ctr, _ := e2ee.FrameCounter(smp.Data, kind)
-			frame, err := dec.Decrypt(nil, smp.Data, kind)
-			if err != nil {
-				s.st.decryptErrors.Add(1)
-				s.log.Debug("call: frame does not decrypt; dropped", "kind", k, "err", err)
-				continue
-			}
-			s.sawEpoch(ctr.Epoch())
-			if k == KindVideo {
-				s.st.videoFramesRecv.Add(1)
-				s.st.videoBytesRecv.Add(uint64(len(frame)))
-			} else {
-				s.st.audioFramesRecv.Add(1)
-				s.st.audioBytesRecv.Add(uint64(len(frame)))
-			}
-			if sink == nil || sinkFailed {
-				continue
-			}
-			f := media.Frame{Data: frame, Duration: smp.Duration, Keyframe: k == KindVideo && frame[0]&1 == 0}
-			if err := sink.WriteFrame(f); err != nil && !errors.Is(err, media.ErrInvalidFrame) {
-				sinkFailed = true
-				s.st.sinkErrors.Add(1)
-				s.log.Warn("call: the "+string(k)+" sink failed; no more frames are written to it", "err", err)
-			}
+			deliver(smp)
 		}
 	}
 }
