@@ -321,9 +321,12 @@ func TestTooOld(t *testing.T) {
 	}
 }
 
+// TestRekeyGrace: the previous epoch's key keeps decrypting until
+// RekeyGrace after the first frame under the new key authenticates (the
+// peer switched), however long that takes; then it is dropped.
 func TestRekeyGrace(t *testing.T) {
 	p := newPair(t, nil)
-	old := make([][]byte, 4)
+	old := make([][]byte, 5)
 	for i := range old {
 		old[i] = p.encrypt(t, testFrame(50, vp8Delta), KindVP8)
 	}
@@ -338,6 +341,12 @@ func TestRekeyGrace(t *testing.T) {
 	if p.dec.Epoch() != 1 {
 		t.Fatalf("Decryptor epoch = %d, want 1", p.dec.Epoch())
 	}
+	// No epoch-1 frame yet (the peer has not switched: the new key's
+	// exchange is slow): epoch 0 still decrypts, long after AddKey.
+	p.clock.Advance(3 * RekeyGrace)
+	if _, err := p.dec.Decrypt(nil, old[1], KindVP8); err != nil {
+		t.Fatalf("epoch 0 frame before any epoch 1 frame, 3 graces after AddKey: %v", err)
+	}
 	fresh := p.encrypt(t, testFrame(50, vp8Delta), KindVP8)
 	if c, _ := FrameCounter(fresh, KindVP8); c != MakeCounter(1, 0) {
 		t.Fatalf("first frame after rekey has counter %v, want 1:0", c)
@@ -348,14 +357,14 @@ func TestRekeyGrace(t *testing.T) {
 	}
 
 	p.clock.Advance(RekeyGrace - time.Nanosecond)
-	if _, err := p.dec.Decrypt(nil, old[1], KindVP8); err != nil {
+	if _, err := p.dec.Decrypt(nil, old[2], KindVP8); err != nil {
 		t.Fatalf("epoch 0 frame within the grace: %v", err)
 	}
-	if _, err := p.dec.Decrypt(nil, old[0], KindVP8); !errors.Is(err, ErrReplay) {
+	if _, err := p.dec.Decrypt(nil, old[1], KindVP8); !errors.Is(err, ErrReplay) {
 		t.Fatalf("epoch 0 replay within the grace: err = %v, want ErrReplay", err)
 	}
 	p.clock.Advance(time.Nanosecond)
-	for _, f := range old[2:] {
+	for _, f := range old[3:] {
 		if _, err := p.dec.Decrypt(nil, f, KindVP8); !errors.Is(err, ErrUnknownEpoch) {
 			t.Fatalf("epoch 0 frame after the grace: err = %v, want ErrUnknownEpoch", err)
 		}

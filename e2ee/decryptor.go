@@ -24,16 +24,19 @@ type recvKey struct {
 }
 
 // Decryptor decrypts the frames of one receiving direction
-// (docs/PROTOCOL.md §5.2–§5.4). It holds the current epoch's key and, for
-// RekeyGrace after AddKey, the previous one, each with its own replay window.
+// (docs/PROTOCOL.md §5.2–§5.4). It holds the current epoch's key and the
+// previous one, each with its own replay window; the previous one is
+// dropped RekeyGrace after the first frame under the current one
+// authenticates (the peer has switched; until then it may still be sending
+// under the previous key, its new key's exchange delayed or lost).
 //
 // It is safe for concurrent use (e.g. by the audio and video reader
 // goroutines); calls are serialized by a mutex.
 type Decryptor struct {
 	mu        sync.Mutex
 	cur       *recvKey
-	prev      *recvKey // nil when there is none or its grace ended
-	prevUntil time.Time
+	prev      *recvKey         // nil when there is none or its grace ended
+	prevUntil time.Time        // the end of prev's grace; zero until it started
 	iv        [BaseIVSize]byte // scratch; a local array would escape into the AEAD call
 	now       func() time.Time
 }
@@ -60,8 +63,8 @@ func newRecvKey(k *DirectionKey) (*recvKey, error) {
 }
 
 // AddKey installs k, whose epoch must be newer than the current one, as the
-// current key. The key it replaces keeps decrypting its epoch's frames for
-// RekeyGrace; any older key is dropped.
+// current key. The key it replaces keeps decrypting its epoch's frames until
+// RekeyGrace after the first frame under k; any older key is dropped.
 func (d *Decryptor) AddKey(k DirectionKey) error {
 	rk, err := newRecvKey(&k)
 	if err != nil {
@@ -76,7 +79,7 @@ func (d *Decryptor) AddKey(k DirectionKey) error {
 		return fmt.Errorf("%w: epoch %d, current %d", ErrEpochOrder, k.Epoch, d.cur.epoch)
 	}
 	d.prev, d.cur = d.cur, rk
-	d.prevUntil = d.now().Add(RekeyGrace)
+	d.prevUntil = time.Time{}
 	return nil
 }
 
@@ -127,6 +130,9 @@ func (d *Decryptor) Decrypt(dst, frame []byte, kind FrameKind) ([]byte, error) {
 		return nil, fmt.Errorf("%w: counter %v, %s frame of %d bytes", ErrAuth, ctr, kind, len(frame))
 	}
 	k.window.accept(seq)
+	if k == d.cur && d.prev != nil && d.prevUntil.IsZero() {
+		d.prevUntil = d.now().Add(RekeyGrace) // the peer switched: prev's grace starts
+	}
 	return out, nil
 }
 
@@ -139,7 +145,7 @@ func (d *Decryptor) key(epoch uint32) (*recvKey, error) {
 		return d.cur, nil
 	}
 	if d.prev != nil && epoch == d.prev.epoch {
-		if d.now().Before(d.prevUntil) {
+		if d.prevUntil.IsZero() || d.now().Before(d.prevUntil) {
 			return d.prev, nil
 		}
 		d.prev = nil // grace over: forget the key

@@ -20,8 +20,8 @@
 // is [Overhead] bytes per frame.
 //
 // The receiver keeps a [ReplayWindow]-counter sliding window per key and
-// accepts the previous epoch's key for [RekeyGrace] after a new one is
-// installed. The sender counts frames and body bytes per key, signals once
+// accepts the previous epoch's key until [RekeyGrace] after the first frame
+// under the new one authenticates. The sender counts frames and body bytes per key, signals once
 // when 80 % of the key's budget is used ([RekeyFrames], [RekeyBytes]) and
 // refuses to go past [MaxFramesPerKey] frames or [MaxBytesPerKey] bytes, so a
 // (key, IV) pair is never reused.

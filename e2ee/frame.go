@@ -40,7 +40,7 @@ const (
 	RekeyBytes  = MaxBytesPerKey * 8 / 10  // 13 743 895 347
 
 	// RekeyGrace is how long a Decryptor keeps accepting the previous
-	// epoch's key after a new one is installed.
+	// epoch's key after the first frame under the new one authenticates.
 	RekeyGrace = 10 * time.Second
 )
 

@@ -319,8 +319,9 @@ class ReplayWindow {
 
 /**
  * Decrypts the frames of one receiving direction (§5.2–§5.4). It holds the
- * current epoch's key and, for REKEY_GRACE_MS after addKey, the previous one,
- * each with its own replay window. Create it with FrameDecryptor.create.
+ * current epoch's key and the previous one, each with its own replay window;
+ * the previous one is dropped REKEY_GRACE_MS after the first frame under the
+ * current one authenticates. Create it with FrameDecryptor.create.
  */
 export class FrameDecryptor {
   #cur;
@@ -353,7 +354,9 @@ export class FrameDecryptor {
 
   /**
    * Installs key, whose epoch must be newer (ErrEpochOrder), as the current
-   * key. The replaced key keeps decrypting its epoch for REKEY_GRACE_MS.
+   * key. The replaced key keeps decrypting its epoch until REKEY_GRACE_MS
+   * after the first frame under key authenticates (the peer switched; until
+   * then it may still send under the replaced key).
    * @param {import('./duet').DirectionKey} key
    */
   async addKey(key) {
@@ -365,13 +368,13 @@ export class FrameDecryptor {
     k.window = new ReplayWindow();
     this.#prev = this.#cur;
     this.#cur = k;
-    this.#prevUntil = this.#now() + REKEY_GRACE_MS;
+    this.#prevUntil = 0; // the grace starts with the first frame under key
   }
 
   #key(epoch) {
     if (epoch === this.#cur.epoch) return this.#cur;
     if (this.#prev && epoch === this.#prev.epoch) {
-      if (this.#now() < this.#prevUntil) return this.#prev;
+      if (!this.#prevUntil || this.#now() < this.#prevUntil) return this.#prev;
       this.#prev = null; // grace over: forget the key
       throw fail('ErrUnknownEpoch', `unknown key epoch ${epoch}: its rekey grace ended (current epoch ${this.#cur.epoch})`);
     }
@@ -412,6 +415,7 @@ export class FrameDecryptor {
     bad = k.window.check(seq); // a concurrent decrypt of the same counter may have won
     if (bad) throw replay(bad);
     k.window.accept(seq);
+    if (k === this.#cur && this.#prev && !this.#prevUntil) this.#prevUntil = this.#now() + REKEY_GRACE_MS; // the peer switched
     return concat(f.subarray(0, h), new Uint8Array(plain));
   }
 }

@@ -507,19 +507,25 @@ async function frameBehaviour(f) {
     const a = await e0.encrypt(Uint8Array.of(0xfc, 1), 'opus');
     const b = await e0.encrypt(Uint8Array.of(0xfc, 2), 'opus');
     const c = await e0.encrypt(Uint8Array.of(0xfc, 3), 'opus');
+    const z = await e0.encrypt(Uint8Array.of(0xfc, 4), 'opus');
     await d.addKey(next.recv);
     eq(d.epoch, 1, 'epoch after addKey');
     await rejects(() => d.addKey(k.calleeKeys.recv), 'ErrEpochOrder', 'older key');
-    now += 9_999;
-    await d.decrypt(a, 'opus');
-    now += 1;
-    await rejects(() => d.decrypt(b, 'opus'), 'ErrUnknownEpoch', 'epoch 0 after the grace');
-    await rejects(() => d.decrypt(c, 'opus'), 'ErrUnknownEpoch', 'epoch 0 after the grace, again');
+    // No epoch-1 frame yet: epoch 0 still decrypts, long after addKey.
+    now += 30_000;
+    await d.decrypt(z, 'opus');
     const e1 = await duet.FrameEncryptor.create((await duet.deriveMediaKeys({
       ephemeralPrivate: k.ce.privateKey, peerEphemeral: k.ee.publicKey, callId: f.call_id,
       selfSigning: k.caller.signingKey.publicKey, peerSigning: k.callee.signingKey.publicKey, epoch: 1,
     })).send);
     eq(toHex(await d.decrypt(await e1.encrypt(Uint8Array.of(0xfc, 9), 'opus'), 'opus')), 'fc09', 'epoch 1 frame');
+    // The grace runs from that first epoch-1 frame.
+    now += 9_999;
+    await d.decrypt(a, 'opus');
+    now += 1;
+    await rejects(() => d.decrypt(b, 'opus'), 'ErrUnknownEpoch', 'epoch 0 after the grace');
+    await rejects(() => d.decrypt(c, 'opus'), 'ErrUnknownEpoch', 'epoch 0 after the grace, again');
+    eq(toHex(await d.decrypt(await e1.encrypt(Uint8Array.of(0xfc, 10), 'opus'), 'opus')), 'fc0a', 'epoch 1 frame after the grace');
   });
   await check(`${P}/deriveMediaKeys refuses bad input`, async () => {
     const base = {
