@@ -38,10 +38,11 @@
 // incomplete frames), so nothing unencrypted leaves a peer, neither to a
 // TURN server nor to anything else on the path.
 //
-// The lifecycle follows the seed exactly, with the constants of
-// docs/PROTOCOL.md §6, which are deliberately not configurable: the caller
-// gives up after 15 s without an answer (sending call_hangup with reason
-// no_answer first), a connection that stays disconnected for 8 s ends the
-// call, so does 15 s without inbound RTP growth, and ICE failure triggers one
-// ICE restart before the call ends with ice_failed.
+// The lifecycle follows the seed (with the differences docs/PROTOCOL.md §8
+// lists, such as the callee's ring timeout and ICE restart wait), with the
+// constants of docs/PROTOCOL.md §6, which are deliberately not configurable:
+// the caller gives up after 15 s without an answer (sending call_hangup with
+// reason no_answer first), a connection that stays disconnected for 8 s ends
+// the call, so does 15 s without inbound RTP growth, and ICE failure
+// triggers one ICE restart before the call ends with ice_failed.
 package call

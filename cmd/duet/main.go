@@ -1,5 +1,5 @@
 // Command duet is the single binary of duet: the relay server, the identity
-// tool and the call CLI. Subcommands are added as the packages land.
+// tool and the call CLI.
 package main
 
 import (
@@ -18,7 +18,7 @@ const usage = `duet: end-to-end-encrypted 1:1 audio/video calls
 
 Usage:
   duet relay          run the relay server (duet relay --help)
-  duet id             create, show or restore your identity (duet id help)
+  duet id             create, show, restore your identity, accept a peer's new key (duet id help)
   duet call ALIAS     call someone (duet call --help)
   duet answer         wait for calls and answer them (duet answer --help)
   duet version        print the version

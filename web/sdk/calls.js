@@ -849,7 +849,7 @@ export class CallModule {
 
   #newPC(s, cfg) {
     const mode = e2eeSupport();
-    if (!mode) throw callError('ErrUnsupported', 'this browser cannot encrypt media frames (no RTCRtpScriptTransform or createEncodedStreams); use Chromium 86 or newer');
+    if (!mode) throw callError('ErrUnsupported', 'this browser cannot encrypt media frames (no RTCRtpScriptTransform or createEncodedStreams); use a current Chromium (duet is tested on 137 and newer)');
     s.e2eeMode = mode;
     if (mode === 'encoded-streams') cfg.encodedInsertableStreams = true;
     const pc = new RTCPeerConnection(cfg);

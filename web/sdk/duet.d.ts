@@ -4,8 +4,11 @@
 // ------------------------------------------------------------------ errors
 
 /**
- * Names of the SDK's errors; each matches a Go SDK sentinel of the same name
- * (identity, wire, e2ee, client packages).
+ * Names of the SDK's errors. Most match a Go SDK sentinel of the same name
+ * (identity, wire, e2ee, client, call packages); ErrRelayURL, ErrNetwork,
+ * ErrTimeout, ErrE2EE, ErrStorage and ErrUnsupported are the browser's own,
+ * and ErrBusy here means connect() was already called (the Go call
+ * package's ErrBusy is a busy callee).
  */
 export type DuetErrorName =
   // identity / bip39
@@ -464,8 +467,10 @@ export interface CallStatus {
  * 'ErrAlreadyAnswering' ('answer() called while already answering'),
  * 'ErrNoAnswer', 'ErrOffline', 'ErrICEFailed', 'ErrMediaTimeout',
  * 'ErrDisconnected', 'ErrMediaSetup', 'ErrE2EE', 'ErrKeyChanged',
- * 'ErrUnsupported'. Rejections by the peer are not errors: the state
- * becomes 'rejected' with reason 'declined' or 'busy'.
+ * 'ErrUnsupported', 'NotSupportedError' (no secure context); and, from
+ * call() before any call starts (never given to onError), 'ErrInCall',
+ * 'ErrNoMedia', 'ErrInvalidAlias', 'ErrClosed'. Rejections by the peer are
+ * not errors: the state becomes 'rejected' with reason 'declined' or 'busy'.
  */
 export type CallError = DuetError | DOMException;
 
