@@ -83,20 +83,24 @@ func peerDenyReason(addr netip.Addr) string {
 // CreatePermission, ChannelBind and Connect request, before the server sends
 // anything to the peer. Peers inside cfg.AllowPeers are always admitted.
 func (s *Server) permit(clientAddr net.Addr, peerIP net.IP) bool {
-	addr, ok := netip.AddrFromSlice(peerIP)
-	if ok {
-		addr = addr.Unmap()
-		for _, p := range s.allowPeers {
-			if p.Contains(addr) {
-				return true
-			}
-		}
-	}
-	reason := peerDenyReason(addr)
+	addr, _ := netip.AddrFromSlice(peerIP)
+	reason := s.denyReason(addr)
 	if reason == "" {
 		return true
 	}
 	s.deniedPeers.WithLabelValues(reason).Inc()
 	s.log.Debug("turn: refused peer", "client", clientAddr, "peer", addr, "reason", reason)
 	return false
+}
+
+// denyReason is why the server refuses to relay to addr, "" when it does
+// not: a peer inside AllowPeers is always admitted.
+func (s *Server) denyReason(addr netip.Addr) string {
+	addr = addr.Unmap()
+	for _, p := range s.allowPeers {
+		if p.Contains(addr) {
+			return ""
+		}
+	}
+	return peerDenyReason(addr)
 }

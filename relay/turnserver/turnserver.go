@@ -234,6 +234,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		attrs = append(attrs, "allow_peers", fmt.Sprint(s.allowPeers))
 	}
 	s.log.Info("turn: embedded STUN/TURN server started", attrs...)
+	if ip, ok := netip.AddrFromSlice(relayIP); ok {
+		if reason := s.denyReason(ip); reason != "" {
+			// A server on a private network: its clients' own addresses
+			// are refused as peers too, so relayed calls between them fail.
+			s.log.Warn("turn: the relay address is "+reason+"; peers at such addresses (this machine, its network) are refused, so relayed calls between them fail unless AllowPeers admits them (duet relay --turn-allow-peers, e.g. "+ip.String()+"/32)",
+				"relay_ip", ip.String())
+		}
+	}
 	return s, nil
 }
 

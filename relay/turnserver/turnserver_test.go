@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
+
+	"github.com/duetcall/duet/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -340,6 +343,32 @@ func TestAllowPeers(t *testing.T) {
 	}
 	if s.permit(nil, net.IP{1, 2, 3}) {
 		t.Error("a 3-byte IP admitted")
+	}
+}
+
+// TestPrivateRelayIPWarning: a server whose relay address it would itself
+// refuse as a peer (a private network) says so at start, naming the
+// AllowPeers fix; one that admits it says nothing.
+func TestPrivateRelayIPWarning(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		allow []netip.Prefix
+		warn  bool
+	}{
+		{"loopback refused", nil, true},
+		{"loopback admitted", []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf syncbuf.Buffer
+			startServer(t, func(c *Config) {
+				c.AllowPeers = tc.allow
+				c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+			})
+			got := strings.Contains(buf.String(), "the relay address is loopback") && strings.Contains(buf.String(), "127.0.0.1/32")
+			if got != tc.warn {
+				t.Errorf("warning logged: %v, want %v; log:\n%s", got, tc.warn, buf.String())
+			}
+		})
 	}
 }
 
