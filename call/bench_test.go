@@ -2,12 +2,14 @@ package call
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor/pkg/stats"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -23,19 +25,32 @@ import (
 //
 //	go test -run '^$' -bench CallSetup -benchtime 50x ./call
 func BenchmarkCallSetup(b *testing.B) {
-	b.Run("relay", benchRelay)
-	b.Run("bare-pion", func(b *testing.B) {
-		benchBare(b, webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
-	})
-	b.Run("bare-pion-ice", func(b *testing.B) {
-		ca := newPeer(b, "a")
-		ice, err := ca.mod.sig.ICEConfig(context.Background())
-		if err != nil {
-			b.Fatal(err)
+	for _, d := range []time.Duration{0, benchDelay} {
+		name := func(s string) string {
+			if d > 0 {
+				s += fmt.Sprintf("-%dms", d.Milliseconds())
+			}
+			return s
 		}
-		benchBare(b, ca.mod.rtcConfig(ice))
-	})
+		b.Run(name("relay"), func(b *testing.B) { benchRelay(b, d) })
+		b.Run(name("bare-pion"), func(b *testing.B) {
+			benchBare(b, webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle}, d)
+		})
+		b.Run(name("bare-pion-ice"), func(b *testing.B) {
+			ca := newPeer(b, "a")
+			ice, err := ca.mod.sig.ICEConfig(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchBare(b, ca.mod.rtcConfig(ice), d)
+		})
+	}
 }
+
+// benchDelay is the one-way latency of every link in the -10ms variants
+// (withDelay): a packet between the peers or to TURN, an envelope from one
+// peer to the other, an HTTP request to the relay.
+const benchDelay = 10 * time.Millisecond
 
 // reportPercentiles reports p50 and p99 of the setup times d and the median
 // of the CPU times cpu (none where the platform cannot tell).
@@ -52,9 +67,9 @@ func reportPercentiles(b *testing.B, d, cpu []time.Duration) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func benchRelay(b *testing.B) {
-	ca := newPeer(b, "a")
-	cb := newPeer(b, "b")
+func benchRelay(b *testing.B, delay time.Duration) {
+	ca := newPeer(b, "a", withDelay(delay))
+	cb := newPeer(b, "b", withDelay(delay))
 	// b answers every call at once, as `duet answer --auto` does.
 	go func() {
 		for range cb.incoming {
@@ -121,10 +136,21 @@ func waitConnected(b *testing.B, sub stateSub) {
 // benchBare connects two pion peer connections with the module's media
 // engine, interceptors, loopback settings and an audio track each, trickling
 // candidates through memory.
-func benchBare(b *testing.B, cfg webrtc.Configuration) {
+func benchBare(b *testing.B, cfg webrtc.Configuration, delay time.Duration) {
 	m := New(Options{})
 	defer m.Close()
-	m.setHooks(testHooks{settingEngine: loopback})
+	se := loopback
+	if delay > 0 {
+		n, err := stdnet.NewNet()
+		if err != nil {
+			b.Fatal(err)
+		}
+		se = func(se *webrtc.SettingEngine) {
+			loopback(se)
+			se.SetNet(&delayedNet{Net: n, d: delay})
+		}
+	}
+	m.setHooks(testHooks{settingEngine: se})
 	durations := make([]time.Duration, 0, b.N)
 	var cpus []time.Duration
 	b.ResetTimer()

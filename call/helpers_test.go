@@ -204,6 +204,7 @@ type peerConfig struct {
 	relayURL  string                      // another relay than the shared one
 	logger    *slog.Logger                // the logger (default: testLogger)
 	firstSeq  uint32                      // the epoch-0 key's first frame seq (hooks.firstSeq)
+	delay     time.Duration               // latency of the peer's links (withDelay)
 }
 
 func withOptions(f func(*Options)) peerOpt { return func(c *peerConfig) { f(&c.opts) } }
@@ -218,6 +219,14 @@ func withRelay(url string) peerOpt                 { return func(c *peerConfig) 
 func withOnRestart(f func()) peerOpt               { return func(c *peerConfig) { c.onRestart = f } }
 func withLogger(l *slog.Logger) peerOpt            { return func(c *peerConfig) { c.logger = l } }
 func withFirstSeq(seq uint32) peerOpt              { return func(c *peerConfig) { c.firstSeq = seq } }
+
+// withDelay gives the peer's links a one-way latency of d: every packet its
+// pion sockets send (to the other peer, to STUN and TURN) arrives d later,
+// every envelope it receives is handed to its module d after the relay
+// delivered it, and every HTTP request to the relay (key lookups, the ICE
+// configuration) takes d more. With both peers so, an envelope from one to
+// the other takes d, as a packet does: the relay sits halfway.
+func withDelay(d time.Duration) peerOpt { return func(c *peerConfig) { c.delay = d } }
 
 // peer is one test user: an identity registered on the shared relay, a
 // connected client and a call module.
@@ -270,7 +279,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	defer cancel()
 	p := &peer{
 		t: t, name: name, id: cfg.id,
-		hc:       newPeerHTTPClient(t),
+		hc:       newPeerHTTPClient(t, cfg.delay),
 		incoming: make(chan incomingCall, 4),
 		errs:     make(chan error, 8),
 	}
@@ -288,6 +297,22 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		log = testLogger(t, name)
 	}
 	var modp atomic.Pointer[Module]
+	deliver := func(e *wire.Envelope) {
+		if m := modp.Load(); m != nil {
+			m.HandleEnvelope(e)
+		}
+	}
+	if cfg.delay > 0 {
+		line := newDelayLine(cfg.delay)
+		t.Cleanup(line.close)
+		deliver = func(e *wire.Envelope) {
+			line.put(func() {
+				if m := modp.Load(); m != nil {
+					m.HandleEnvelope(e)
+				}
+			})
+		}
+	}
 	p.cl, err = client.Connect(ctx, client.Options{
 		RelayURL:   url,
 		Identity:   cfg.id,
@@ -296,9 +321,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		Logger:     log,
 		OnEnvelope: func(e *wire.Envelope) {
 			log.Debug("test: envelope received", "type", e.Type)
-			if m := modp.Load(); m != nil {
-				m.HandleEnvelope(e)
-			}
+			deliver(e)
 		},
 		OnUndeliverable: func(u client.Undeliverable) {
 			if m := modp.Load(); m != nil {
@@ -333,13 +356,19 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	p.mod = New(o)
 	var h testHooks
 	var engineNet transport.Net
-	if cfg.gate {
-		p.gate = &gate{}
+	if cfg.gate || cfg.delay > 0 {
 		n, err := stdnet.NewNet()
 		if err != nil {
 			t.Fatal(err)
 		}
-		engineNet = &gatedNet{Net: n, g: p.gate}
+		engineNet = n
+		if cfg.delay > 0 {
+			engineNet = &delayedNet{Net: engineNet, d: cfg.delay}
+		}
+		if cfg.gate {
+			p.gate = &gate{}
+			engineNet = &gatedNet{Net: engineNet, g: p.gate}
+		}
 	}
 	h.settingEngine = func(se *webrtc.SettingEngine) {
 		loopback(se)
@@ -377,9 +406,10 @@ func (p *peer) close() {
 
 // newPeerHTTPClient returns an HTTP client of its own, whose idle
 // connections are closed when the test ends (so no goroutine outlives it),
-// and which counts the key lookups made through it.
-func newPeerHTTPClient(t testing.TB) *http.Client {
-	hc := &http.Client{Transport: &countingTransport{Transport: &http.Transport{}}}
+// which counts the key lookups made through it and whose requests take
+// delay more.
+func newPeerHTTPClient(t testing.TB, delay time.Duration) *http.Client {
+	hc := &http.Client{Transport: &countingTransport{Transport: &http.Transport{}, delay: delay}}
 	t.Cleanup(hc.CloseIdleConnections)
 	return hc
 }
@@ -389,13 +419,26 @@ func newPeerHTTPClient(t testing.TB) *http.Client {
 type countingTransport struct {
 	*http.Transport
 	keyLookups atomic.Int64
+	failKeys   atomic.Bool // key lookups fail as if the relay were unreachable
+	delay      time.Duration
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if strings.HasPrefix(r.URL.Path, "/api/v1/keys/") {
 		c.keyLookups.Add(1)
+		if c.failKeys.Load() {
+			return nil, errors.New("test: key lookups fail")
+		}
+	}
+	if c.delay > 0 {
+		time.Sleep(c.delay)
 	}
 	return c.Transport.RoundTrip(r)
+}
+
+// failKeyLookups makes p's key lookups fail (or work again).
+func (p *peer) failKeyLookups(fail bool) {
+	p.hc.Transport.(*countingTransport).failKeys.Store(fail)
 }
 
 // keyLookups returns how many times p's client asked the relay for keys.

@@ -206,7 +206,7 @@ func TestCalleeOffline(t *testing.T) {
 	checkLeaks(t)
 	a := newPeer(t, "a")
 	// Registered but never connected.
-	hc := newPeerHTTPClient(t)
+	hc := newPeerHTTPClient(t, 0)
 	off, _, err := client.Register(ctxT(t), hc, testEnv.relayURL, newIdentity(t))
 	if err != nil {
 		t.Fatal(err)

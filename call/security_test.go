@@ -239,3 +239,83 @@ func TestRekey(t *testing.T) {
 		t.Errorf("%d call_rekey sent, want 4 (two requests, two replies)", n)
 	}
 }
+
+// callAndHangUp places one connected call from a to b and hangs it up: a
+// then holds a signaling session with b.
+func callAndHangUp(t *testing.T, a, b *peer) {
+	t.Helper()
+	connect(t, a, b, Media{Audio: true})
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitState(StateHangup, 5*time.Second)
+}
+
+func TestKeyChangedAfterHeldSession(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	callAndHangUp(t, a, b)
+	// b's alias moves to a new X25519 key; the old device stays online.
+	agree, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := newPeer(t, "b2", withIdentity(&identity.Identity{SigningKey: b.id.SigningKey, AgreementKey: agree}))
+	if b2.alias != b.alias {
+		t.Fatalf("re-registration gave alias %s, want %s", b2.alias, b.alias)
+	}
+	sub := b.mod.State().Subscribe()
+	defer sub.Unsubscribe()
+	first := (<-sub.C()).CallID
+
+	// a's offer goes out with the session it holds (sealed to the pinned
+	// keys), then the fresh lookup finds the change: Call fails as it does
+	// without a held session, and a tells the peer.
+	err = a.mod.Call(ctxT(t), b.alias, Media{Audio: true})
+	if !errors.Is(err, client.ErrKeyChanged) {
+		t.Fatalf("Call: %v, want client.ErrKeyChanged", err)
+	}
+	if st := a.mod.State().Get(); st.State != StateEnded || st.Reason != ReasonError {
+		t.Errorf("a's state %+v, want ended (error)", st)
+	}
+	if n := len(a.sig.sentOf(wire.TypeCallHangup)); n != 2 {
+		t.Errorf("a sent %d call_hangup, want 2 (one per call)", n)
+	}
+	// The old device, which the offer was sealed to, rang and stops.
+	var rang string
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case st := <-sub.C():
+			if st.CallID == first {
+				continue
+			}
+			if st.State == StateRinging {
+				rang = st.CallID
+			}
+			if st.State.Terminal() {
+				if rang == "" || st.CallID != rang {
+					t.Fatalf("b's second call ended without ringing: %+v", st)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("b's second call did not end (ringing: %q, state %+v)", rang, b.mod.State().Get())
+		}
+	}
+}
+
+func TestHeldSessionKeyLookupFails(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	callAndHangUp(t, a, b)
+	// With a session held for b, a key lookup that fails for another
+	// reason than a changed key says nothing against the pinned keys the
+	// offer is sealed to: the call goes through.
+	a.failKeyLookups(true)
+	lookups := a.keyLookups()
+	connect(t, a, b, Media{Audio: true})
+	if a.keyLookups() == lookups {
+		t.Error("a did not check b's keys")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/media"
@@ -188,13 +190,12 @@ func (s *session) startCaller(ctx context.Context) error {
 	defer cancel()
 
 	// The peer's keys (an HTTP round trip to the relay) are fetched while
-	// the peer connection and the offer are prepared; the offer waits for
-	// them.
+	// the peer connection and the offer are prepared. The offer waits for
+	// them, unless a signaling session is held for the peer whose keys are
+	// still the pinned ones: then it goes out at once, sealed to the pinned
+	// keys, and the fresh keys are checked after it (a round trip less
+	// before the peer rings).
 	s.step("STEP", 1, "fetching the peer's keys and the ICE configuration")
-	type keysResult struct {
-		ps  *peerSig
-		err error
-	}
 	keysc := make(chan keysResult, 1)
 	go func() {
 		ps, err := m.peerSession(ctx, s.peer)
@@ -255,8 +256,15 @@ func (s *session) startCaller(ctx context.Context) error {
 		s.step("STEP", 6.5, "offer m-lines", "m", mLines(offer.SDP))
 	}
 
-	s.step("STEP", 7, "waiting for the peer's checked keys, then sending call_offer")
-	kr := waitKeys()
+	held := m.cachedSession(s.peer)
+	var kr keysResult
+	if held != nil {
+		s.step("STEP", 7, "sending call_offer with the session held for the peer (its keys are checked after)")
+		kr.ps = held
+	} else {
+		s.step("STEP", 7, "waiting for the peer's checked keys, then sending call_offer")
+		kr = waitKeys()
+	}
 	if kr.err != nil {
 		return s.ended(fmt.Errorf("call: keys of %s: %w", s.peer, kr.err))
 	}
@@ -276,10 +284,10 @@ func (s *session) startCaller(ctx context.Context) error {
 
 	s.step("STEP", 8, "offer sent; waiting for the answer", "timeout", answerTimeout)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if s.ending {
 		// The call is placed; it already ended (hung up, or the relay
 		// reported the callee offline), which State and OnError report.
+		m.mu.Unlock()
 		return nil
 	}
 	if s.state == StateCalling { // the answer may already be in
@@ -287,7 +295,37 @@ func (s *session) startCaller(ctx context.Context) error {
 	}
 	s.flushLocalLocked()
 	s.goLocked(s.iceSender)
+	m.mu.Unlock()
+	if held != nil {
+		return s.checkHeldKeys(waitKeys())
+	}
 	return nil
+}
+
+// keysResult is the outcome of a key lookup.
+type keysResult struct {
+	ps  *peerSig
+	err error
+}
+
+// checkHeldKeys checks the fresh key lookup of a call whose offer went out
+// with the session held for the peer. Keys that changed since they were
+// pinned fail the call like a lookup before the offer would (Call's caller
+// then ends it, telling the peer); a lookup that failed otherwise says
+// nothing against the pinned keys the offer was sealed to, and the call
+// goes on.
+func (s *session) checkHeldKeys(kr keysResult) error {
+	switch {
+	case kr.err == nil:
+		return nil
+	case errors.Is(kr.err, client.ErrKeyChanged):
+		return s.ended(fmt.Errorf("call: keys of %s: %w", s.peer, kr.err))
+	case s.ctx.Err() != nil:
+		return nil // the call ended, which cancelled the lookup
+	default:
+		s.log.Warn("call: checking the peer's keys failed; the call goes on with the pinned ones", "err", kr.err)
+		return nil
+	}
 }
 
 // onAnswerTimeout: the caller's answer timeout. The seed (1.0.30): send
