@@ -419,13 +419,15 @@ func newPeerHTTPClient(t testing.TB, delay time.Duration) *http.Client {
 type countingTransport struct {
 	*http.Transport
 	keyLookups atomic.Int64
-	failKeys   atomic.Bool // key lookups fail as if the relay were unreachable
+	failKeys   atomic.Bool  // key lookups fail as if the relay were unreachable
+	keysDelay  atomic.Int64 // key lookups take this long more (ns)
 	delay      time.Duration
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if strings.HasPrefix(r.URL.Path, "/api/v1/keys/") {
 		c.keyLookups.Add(1)
+		time.Sleep(time.Duration(c.keysDelay.Load()))
 		if c.failKeys.Load() {
 			return nil, errors.New("test: key lookups fail")
 		}
@@ -439,6 +441,11 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // failKeyLookups makes p's key lookups fail (or work again).
 func (p *peer) failKeyLookups(fail bool) {
 	p.hc.Transport.(*countingTransport).failKeys.Store(fail)
+}
+
+// slowKeyLookups makes p's key lookups take d more.
+func (p *peer) slowKeyLookups(d time.Duration) {
+	p.hc.Transport.(*countingTransport).keysDelay.Store(int64(d))
 }
 
 // keyLookups returns how many times p's client asked the relay for keys.

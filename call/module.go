@@ -134,7 +134,10 @@ func (m *Module) Close() error {
 // in State. It fails with ErrInCall during another call, with an error
 // wrapping client.ErrKeyChanged when peer's keys changed since they were
 // pinned, and with other setup errors; after a failure the state is ended
-// with ReasonError.
+// with ReasonError. The peer's keys are checked with the relay at every
+// call; with a signaling session held for the peer (keys still the pinned
+// ones) the offer goes out before that check returns, and Call returns
+// once both are done.
 func (m *Module) Call(ctx context.Context, peer identity.Alias, md Media) error {
 	if m.sig == nil {
 		return errNoSignaler

@@ -194,8 +194,10 @@ func (s *session) startCaller(ctx context.Context) error {
 	// them, unless a signaling session is held for the peer whose keys are
 	// still the pinned ones: then it goes out at once, sealed to the pinned
 	// keys, and the fresh keys are checked after it (a round trip less
-	// before the peer rings).
+	// before the peer rings). The held session is taken before the lookup
+	// starts, which drops it when the keys changed.
 	s.step("STEP", 1, "fetching the peer's keys and the ICE configuration")
+	held := m.cachedSession(s.peer)
 	keysc := make(chan keysResult, 1)
 	go func() {
 		ps, err := m.peerSession(ctx, s.peer)
@@ -256,8 +258,19 @@ func (s *session) startCaller(ctx context.Context) error {
 		s.step("STEP", 6.5, "offer m-lines", "m", mLines(offer.SDP))
 	}
 
-	held := m.cachedSession(s.peer)
 	var kr keysResult
+	if held != nil && keys == nil {
+		select {
+		case r := <-keysc:
+			// The lookup is in already: its session, or its key change,
+			// wins over the held session (not a failure to look up).
+			keys = &r
+			if r.err == nil || errors.Is(r.err, client.ErrKeyChanged) {
+				held = nil
+			}
+		default:
+		}
+	}
 	if held != nil {
 		s.step("STEP", 7, "sending call_offer with the session held for the peer (its keys are checked after)")
 		kr.ps = held

@@ -30,6 +30,14 @@ type peerSig struct {
 // client.ErrKeyChanged) and reuses the session while they stay the same.
 func (m *Module) peerSession(ctx context.Context, peer identity.Alias) (*peerSig, error) {
 	keys, err := m.sig.PeerKeys(ctx, peer)
+	if errors.Is(err, client.ErrKeyChanged) {
+		// A session held for the old keys seals no new offer: the next
+		// call waits for the lookup (and is refused before any offer
+		// while the change is not accepted).
+		m.mu.Lock()
+		delete(m.peers, peer)
+		m.mu.Unlock()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -346,6 +346,30 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		}
 	})
 
+	t.Run("held session, key lookup fails", func(t *testing.T) {
+		// The browser holds a session with the bot from a first call; a
+		// key lookup that then fails (not a changed key) does not stop its
+		// next call: the offer goes out sealed to the pinned keys.
+		alice := env.openTab(t, "alice", "")
+		alice.setup(false)
+		bot := env.newGoBot(t, "gobot", false)
+		ring := func() {
+			t.Helper()
+			if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias)); !r.OK {
+				t.Fatalf("call: %s: %s", r.Name, r.Message)
+			}
+			bot.waitRing(10 * time.Second)
+			if err := bot.mod.Reject(); err != nil {
+				t.Fatal(err)
+			}
+			alice.waitState("rejected", 5*time.Second)
+			drive[bool](alice, 5*time.Second, "reset()")
+		}
+		ring()
+		drive[bool](alice, 5*time.Second, "failKeyLookups(true)")
+		ring()
+	})
+
 	t.Run("browser rejects", func(t *testing.T) {
 		bob := env.openTab(t, "bob", "")
 		b := bob.setup(false)

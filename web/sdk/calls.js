@@ -636,7 +636,13 @@ export class CallModule {
     const c = this.#client;
     const step = (n, m) => this.#log.info?.(`🔴 [CallModule] STEP ${n}: ${m}`);
     step(1, `calling ${s.peer} (${s.video ? 'video' : 'audio'}), call_id=${s.id}; fetching keys and ICE config`);
-    const keysP = c.sessionWithKeys(s.peer, { fresh: true }); // a key change is refused at every call
+    // A key change is refused at every call. With a session held for the
+    // peer whose keys are still the pinned ones, the offer goes out at once,
+    // sealed to them, and the fresh keys are checked after it (a round trip
+    // less before the peer rings); else the offer waits for them.
+    const heldP = c.heldSession(s.peer); // before the fresh lookup replaces it
+    heldP.catch(() => {});
+    const keysP = c.sessionWithKeys(s.peer, { fresh: true });
     keysP.catch(() => {});
     const iceP = c.iceConfig();
     iceP.catch(() => {});
@@ -664,8 +670,11 @@ export class CallModule {
     await s.pc.setLocalDescription(offer);
     this.#checkLive(s);
     this.#log.info?.(`🔴 [CallModule] STEP 6.5: offer m-lines ${JSON.stringify(mLines(s.pc.localDescription.sdp))}`);
-    step(7, "waiting for the peer's checked keys, then sending call_offer");
-    const { session, keys } = await keysP;
+    const held = await heldP.catch(() => null);
+    this.#checkLive(s);
+    if (held) step(7, 'sending call_offer with the session held for the peer (its keys are checked after)');
+    else step(7, "waiting for the peer's checked keys, then sending call_offer");
+    const { session, keys } = held ?? (await keysP);
     this.#checkLive(s);
     s.session = session;
     s.peerKeys = keys;
@@ -676,6 +685,16 @@ export class CallModule {
     if (s.ending) return;
     if (s.state === 'calling') s.setTimer('answer', T.answer, () => this.#onAnswerTimeout(s));
     this.#flushLocal(s);
+    if (!held) return;
+    try {
+      await keysP;
+    } catch (e) {
+      // A changed key fails the call as it would before the offer (call()
+      // then ends it, telling the peer); another failure says nothing
+      // against the pinned keys the offer was sealed to.
+      if (e?.name === 'ErrKeyChanged' && !s.ending) throw e;
+      if (!s.ending) this.#log.warn(`[CallModule] checking the keys of ${s.peer} failed; the call goes on with the pinned ones: ${e?.message}`);
+    }
   }
 
   /** Throws once s is ending: the failure that ended it, else ErrCallEnded. */

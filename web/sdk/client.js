@@ -569,6 +569,22 @@ export class DuetClient {
     return fresh ? this.#freshSession(peer) : this.#peerSession(peer);
   }
 
+  /**
+   * The signaling session held for peer, with its keys, while those are
+   * still the pinned ones; else null. Asks the relay nothing: a caller
+   * seals its offer with it at once and checks the fresh keys after.
+   * @param {string} peer
+   * @returns {Promise<{session: Session, keys: import('./duet').PublicKeys} | null>}
+   */
+  async heldSession(peer) {
+    const held = this.#sessions.get(peer);
+    const h = held && (await held.catch(() => null));
+    if (!h) return null;
+    const pinned = await this.#pins.pinned(peer).catch(() => null);
+    if (!pinned || !equalBytes(pinned.signing, h.keys.signing) || !equalBytes(pinned.agreement, h.keys.agreement)) return null;
+    return h;
+  }
+
   #peerSession(peer) {
     return this.#sessions.get(peer) ?? this.#freshSession(peer);
   }

@@ -414,6 +414,12 @@ export declare class DuetClient {
    * (ErrKeyChanged when they changed; a failed lookup keeps the held session).
    */
   sessionWithKeys(peer: string, opts?: { fresh?: boolean }): Promise<{ session: Session; keys: PublicKeys }>;
+  /**
+   * The signaling session held for peer while its keys are still the pinned
+   * ones, else null; asks the relay nothing. call() seals its offer with it
+   * at once and checks the fresh keys after.
+   */
+  heldSession(peer: string): Promise<{ session: Session; keys: PublicKeys } | null>;
   /** Starts the call module (the seed's client.initCalls); call_* envelopes then go to it. */
   initCalls(opts?: InitCallsOptions): CallModule;
   /** The call module, after initCalls (else null). */

@@ -34,13 +34,25 @@ function waitFor(pred, ms, what) {
   });
 }
 
+let failKeys = false;
+const testFetch = (url, init) => {
+  if (failKeys && String(url).includes('/api/v1/keys/')) return Promise.reject(new TypeError('Failed to fetch'));
+  return fetch(url, init);
+};
+
+/** Makes the client's key lookups fail as if the relay were unreachable (or work again). */
+export function failKeyLookups(on) {
+  failKeys = on === true;
+  return failKeys;
+}
+
 /**
  * Creates and registers an identity, connects, starts the call module.
  * Returns the alias. opts.relayUrl: the relay (default: the page's origin).
  */
 export async function setup(opts = {}) {
   const identity = await duet.createIdentity();
-  client = new duet.DuetClient({ identity, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl });
+  client = new duet.DuetClient({ identity, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch });
   const { alias } = await client.register();
   await client.connect();
   calls = client.initCalls({
