@@ -21,7 +21,10 @@ import (
 // so gathering srflx and relay candidates too). It reports p50 and p99 over
 // b.N calls, and the median CPU time the process spent per setup (both
 // peers, and for relay the relay, NATS and TURN servers, all in this
-// process); run it with, for example,
+// process). Each runs twice: on bare loopback, where the setup is bound by
+// CPU, and with every link 10 ms one way (the -10ms variants, withDelay),
+// where it is bound by the round trips of signaling, ICE and DTLS. Run it
+// with, for example,
 //
 //	go test -run '^$' -bench CallSetup -benchtime 50x ./call
 func BenchmarkCallSetup(b *testing.B) {

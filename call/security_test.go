@@ -101,20 +101,11 @@ func TestKeyChangedRefused(t *testing.T) {
 	if _, err := a.cl.PeerKeys(ctxT(t), b.alias); err != nil {
 		t.Fatal(err)
 	}
-	// b's alias re-registers with a new X25519 key (same signing key, so
-	// the relay keeps the alias): to a, b's keys changed.
-	agree, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := &identity.Identity{SigningKey: b.id.SigningKey, AgreementKey: agree}
-	b2 := newPeer(t, "b2", withIdentity(changed))
-	if b2.alias != b.alias {
-		t.Fatalf("re-registration gave alias %s, want %s", b2.alias, b.alias)
-	}
+	// b's alias re-registers with a new X25519 key: to a, b's keys changed.
+	b2 := newKeyDevice(t, b, "b2")
 
 	// a refuses to call the changed key...
-	err = a.mod.Call(ctxT(t), b.alias, Media{Audio: true})
+	err := a.mod.Call(ctxT(t), b.alias, Media{Audio: true})
 	if !errors.Is(err, client.ErrKeyChanged) {
 		t.Fatalf("Call: %v, want client.ErrKeyChanged", err)
 	}
@@ -178,14 +169,7 @@ func TestAcceptedKeyRetiresCachedSession(t *testing.T) {
 	}
 
 	// b's alias moves to a new X25519 key, and a's user accepts it.
-	agree, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b2 := newPeer(t, "b2", withIdentity(&identity.Identity{SigningKey: b.id.SigningKey, AgreementKey: agree}))
-	if b2.alias != b.alias {
-		t.Fatalf("re-registration gave alias %s, want %s", b2.alias, b.alias)
-	}
+	b2 := newKeyDevice(t, b, "b2")
 	if _, err := a.cl.AcceptKey(ctxT(t), b.alias); err != nil {
 		t.Fatal(err)
 	}
@@ -240,6 +224,22 @@ func TestRekey(t *testing.T) {
 	}
 }
 
+// newKeyDevice registers a new device for p's alias: p's signing key with a
+// new X25519 key (the relay keeps the alias), so that to its peers p's keys
+// changed. p stays connected with the old keys.
+func newKeyDevice(t *testing.T, p *peer, name string) *peer {
+	t.Helper()
+	agree, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newPeer(t, name, withIdentity(&identity.Identity{SigningKey: p.id.SigningKey, AgreementKey: agree}))
+	if d.alias != p.alias {
+		t.Fatalf("re-registration gave alias %s, want %s", d.alias, p.alias)
+	}
+	return d
+}
+
 // callAndHangUp places one connected call from a to b and hangs it up: a
 // then holds a signaling session with b.
 func callAndHangUp(t *testing.T, a, b *peer) {
@@ -256,14 +256,7 @@ func TestKeyChangedAfterHeldSession(t *testing.T) {
 	a, b := newPair(t)
 	callAndHangUp(t, a, b)
 	// b's alias moves to a new X25519 key; the old device stays online.
-	agree, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b2 := newPeer(t, "b2", withIdentity(&identity.Identity{SigningKey: b.id.SigningKey, AgreementKey: agree}))
-	if b2.alias != b.alias {
-		t.Fatalf("re-registration gave alias %s, want %s", b2.alias, b.alias)
-	}
+	newKeyDevice(t, b, "b2")
 	sub := b.mod.State().Subscribe()
 	defer sub.Unsubscribe()
 	first := (<-sub.C()).CallID
@@ -273,7 +266,7 @@ func TestKeyChangedAfterHeldSession(t *testing.T) {
 	// the offer is ready) finds the change: Call fails as it does without
 	// a held session, and a tells the peer.
 	a.slowKeyLookups(300 * time.Millisecond)
-	err = a.mod.Call(ctxT(t), b.alias, Media{Audio: true})
+	err := a.mod.Call(ctxT(t), b.alias, Media{Audio: true})
 	if !errors.Is(err, client.ErrKeyChanged) {
 		t.Fatalf("Call: %v, want client.ErrKeyChanged", err)
 	}
