@@ -195,7 +195,7 @@ func (s *session) startCaller(ctx context.Context) error {
 	// still the pinned ones: then it goes out at once, sealed to the pinned
 	// keys, and the fresh keys are checked after it (a round trip less
 	// before the peer rings). The held session is taken before the lookup
-	// starts, which drops it when the keys changed.
+	// starts: a lookup that finds a key change drops it.
 	s.step("STEP", 1, "fetching the peer's keys and the ICE configuration")
 	held := m.cachedSession(s.peer)
 	keysc := make(chan keysResult, 1)

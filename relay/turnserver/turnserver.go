@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/pion/turn/v5"
@@ -32,6 +33,10 @@ const (
 	DefaultListenAddr = ":3478"
 	DefaultRealm      = "duet"
 )
+
+// tcpPortAttempts bounds the kernel-picked UDP ports tried for one that is
+// free for TCP too (Config.TCP with port 0).
+const tcpPortAttempts = 10
 
 var (
 	// ErrConfig is returned (wrapped) by [Start] for an unusable [Config].
@@ -162,20 +167,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	var lc net.ListenConfig
-	s.udp, err = lc.ListenPacket(ctx, udpNet, listenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("turnserver: listen %s %s: %w", udpNet, listenAddr, err)
-	}
-	if cfg.TCP {
-		// Same port number as UDP, also when the UDP port was picked by the
-		// kernel.
+	// TCP takes the same port number as UDP, also when the UDP port was
+	// picked by the kernel: then a number already taken for TCP (by any
+	// socket of the machine) is given back and another one picked.
+	for attempt := 1; ; attempt++ {
+		s.udp, err = lc.ListenPacket(ctx, udpNet, listenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("turnserver: listen %s %s: %w", udpNet, listenAddr, err)
+		}
+		if !cfg.TCP {
+			break
+		}
 		tcpAddr := net.JoinHostPort(host, strconv.Itoa(s.udp.LocalAddr().(*net.UDPAddr).Port))
 		if port != "0" {
 			tcpAddr = listenAddr
 		}
 		s.tcp, err = lc.Listen(ctx, tcpNet, tcpAddr)
-		if err != nil {
-			s.udp.Close()
+		if err == nil {
+			break
+		}
+		s.udp.Close()
+		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == tcpPortAttempts {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", tcpNet, tcpAddr, err)
 		}
 	}

@@ -643,7 +643,8 @@ export class CallModule {
     const heldP = c.heldSession(s.peer); // before the fresh lookup replaces it
     heldP.catch(() => {});
     const keysP = c.sessionWithKeys(s.peer, { fresh: true });
-    keysP.catch(() => {});
+    let lookedUp = null; // the lookup's outcome, once it is in
+    keysP.then(() => (lookedUp = { ok: true }), (e) => (lookedUp = { e }));
     const iceP = c.iceConfig();
     iceP.catch(() => {});
     step(2, 'getUserMedia');
@@ -670,8 +671,11 @@ export class CallModule {
     await s.pc.setLocalDescription(offer);
     this.#checkLive(s);
     this.#log.info?.(`🔴 [CallModule] STEP 6.5: offer m-lines ${JSON.stringify(mLines(s.pc.localDescription.sdp))}`);
-    const held = await heldP.catch(() => null);
+    let held = await heldP.catch(() => null);
     this.#checkLive(s);
+    // A lookup that is in already wins over the held session: its session,
+    // or its key change (not a failure to look up).
+    if (held && lookedUp && (lookedUp.ok || lookedUp.e?.name === 'ErrKeyChanged')) held = null;
     if (held) step(7, 'sending call_offer with the session held for the peer (its keys are checked after)');
     else step(7, "waiting for the peer's checked keys, then sending call_offer");
     const { session, keys } = held ?? (await keysP);
