@@ -150,7 +150,7 @@ func benchBare(b *testing.B, cfg webrtc.Configuration, delay time.Duration) {
 		}
 		se = func(se *webrtc.SettingEngine) {
 			loopback(se)
-			se.SetNet(&delayedNet{Net: n, d: delay})
+			se.SetNet(delayedNet(n, delay))
 		}
 	}
 	m.setHooks(testHooks{settingEngine: se})

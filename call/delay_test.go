@@ -61,84 +61,104 @@ func (l *delayLine) run() {
 
 func (l *delayLine) close() { l.once.Do(func() { close(l.done) }) }
 
-// delayedNet delays every packet written on the sockets made through it by
-// d: pion's host, server-reflexive and TURN sockets, so that peer-to-peer
-// and peer-to-TURN packets take d one way.
-type delayedNet struct {
+// linkNet passes every packet written on the sockets made through it to
+// a link of the socket's own (newLink), which writes it now, later or never:
+// pion's host, server-reflexive and TURN sockets.
+type linkNet struct {
 	transport.Net
-	d time.Duration
+	newLink func() link
 }
 
-func (n *delayedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+// link carries one socket's packets: send calls write for p.
+type link interface {
+	send(p []byte, write func())
+	close()
+}
+
+// delayedNet delays every packet written by d: peer-to-peer and
+// peer-to-TURN packets take d one way.
+func delayedNet(n transport.Net, d time.Duration) *linkNet {
+	return &linkNet{Net: n, newLink: func() link { return newDelayLine(d) }}
+}
+
+func (l *delayLine) send(_ []byte, write func()) { l.put(write) }
+
+// tapLink shows every packet to f before writing it at once.
+type tapLink func(p []byte)
+
+func (f tapLink) send(p []byte, write func()) { f(p); write() }
+func (tapLink) close()                        {}
+
+func (n *linkNet) ListenPacket(network, address string) (net.PacketConn, error) {
 	c, err := n.Net.ListenPacket(network, address)
 	if err != nil {
 		return nil, err
 	}
-	return &delayedPacketConn{PacketConn: c, l: newDelayLine(n.d)}, nil
+	return &linkPacketConn{PacketConn: c, l: n.newLink()}, nil
 }
 
-func (n *delayedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+func (n *linkNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, err
 	}
-	return &delayedUDPConn{UDPConn: c, l: newDelayLine(n.d)}, nil
+	return &linkUDPConn{UDPConn: c, l: n.newLink()}, nil
 }
 
-func (n *delayedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
+func (n *linkNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.DialUDP(network, laddr, raddr)
 	if err != nil {
 		return nil, err
 	}
-	return &delayedUDPConn{UDPConn: c, l: newDelayLine(n.d)}, nil
+	return &linkUDPConn{UDPConn: c, l: n.newLink()}, nil
 }
 
-type delayedPacketConn struct {
+type linkPacketConn struct {
 	net.PacketConn
-	l *delayLine
+	l link
 }
 
-func (c *delayedPacketConn) WriteTo(p []byte, a net.Addr) (int, error) {
+func (c *linkPacketConn) WriteTo(p []byte, a net.Addr) (int, error) {
 	b := append([]byte(nil), p...)
-	c.l.put(func() { _, _ = c.PacketConn.WriteTo(b, a) })
+	c.l.send(b, func() { _, _ = c.PacketConn.WriteTo(b, a) })
 	return len(p), nil
 }
 
-func (c *delayedPacketConn) Close() error {
+func (c *linkPacketConn) Close() error {
 	c.l.close()
 	return c.PacketConn.Close()
 }
 
-type delayedUDPConn struct {
+type linkUDPConn struct {
 	transport.UDPConn
-	l *delayLine
+	l link
 }
 
-func (c *delayedUDPConn) Write(p []byte) (int, error) {
+func (c *linkUDPConn) Write(p []byte) (int, error) {
 	b := append([]byte(nil), p...)
-	c.l.put(func() { _, _ = c.UDPConn.Write(b) })
+	c.l.send(b, func() { _, _ = c.UDPConn.Write(b) })
 	return len(p), nil
 }
 
-func (c *delayedUDPConn) WriteTo(p []byte, a net.Addr) (int, error) {
+func (c *linkUDPConn) WriteTo(p []byte, a net.Addr) (int, error) {
 	b := append([]byte(nil), p...)
-	c.l.put(func() { _, _ = c.UDPConn.WriteTo(b, a) })
+	c.l.send(b, func() { _, _ = c.UDPConn.WriteTo(b, a) })
 	return len(p), nil
 }
 
-func (c *delayedUDPConn) WriteToUDP(p []byte, a *net.UDPAddr) (int, error) {
+func (c *linkUDPConn) WriteToUDP(p []byte, a *net.UDPAddr) (int, error) {
 	b := append([]byte(nil), p...)
-	c.l.put(func() { _, _ = c.UDPConn.WriteToUDP(b, a) })
+	c.l.send(b, func() { _, _ = c.UDPConn.WriteToUDP(b, a) })
 	return len(p), nil
 }
 
-func (c *delayedUDPConn) WriteMsgUDP(p, oob []byte, a *net.UDPAddr) (int, int, error) {
+func (c *linkUDPConn) WriteMsgUDP(p, oob []byte, a *net.UDPAddr) (int, int, error) {
 	b, o := append([]byte(nil), p...), append([]byte(nil), oob...)
-	c.l.put(func() { _, _, _ = c.UDPConn.WriteMsgUDP(b, o, a) })
+	c.l.send(b, func() { _, _, _ = c.UDPConn.WriteMsgUDP(b, o, a) })
 	return len(p), len(oob), nil
 }
 
-func (c *delayedUDPConn) Close() error {
+func (c *linkUDPConn) Close() error {
 	c.l.close()
 	return c.UDPConn.Close()
 }

@@ -363,7 +363,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		}
 		engineNet = n
 		if cfg.delay > 0 {
-			engineNet = &delayedNet{Net: engineNet, d: cfg.delay}
+			engineNet = delayedNet(engineNet, cfg.delay)
 		}
 		if cfg.gate {
 			p.gate = &gate{}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/client"
@@ -414,5 +415,41 @@ func TestRelayRestartMidCall(t *testing.T) {
 	}
 	if st := b.waitState(StateHangup, 5*time.Second); st.Reason != ReasonUserHangup {
 		t.Errorf("b: %+v", st)
+	}
+}
+
+// TestDTLSNoHelloVerify: the caller is the DTLS server of the call (the
+// answer takes the active role) and answers the callee's first ClientHello
+// with its ServerHello, without the HelloVerifyRequest round trip: ICE has
+// checked the path already, and Chromium's DTLS server sends none either.
+func TestDTLSNoHelloVerify(t *testing.T) {
+	checkLeaks(t)
+	var helloVerify, serverHello atomic.Int64
+	n, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := tapLink(func(p []byte) {
+		// A DTLS handshake record (content type 22): a 13-byte record
+		// header, then the handshake message type.
+		if len(p) > 13 && p[0] == 22 {
+			switch p[13] {
+			case 2:
+				serverHello.Add(1)
+			case 3:
+				helloVerify.Add(1)
+			}
+		}
+	})
+	a := newPeer(t, "a", withEngine(func(se *webrtc.SettingEngine) {
+		se.SetNet(&linkNet{Net: n, newLink: func() link { return tap }})
+	}))
+	b := newPeer(t, "b")
+	connect(t, a, b, Media{Audio: true})
+	if serverHello.Load() == 0 {
+		t.Fatal("the caller sent no ServerHello: it was not the DTLS server")
+	}
+	if n := helloVerify.Load(); n != 0 {
+		t.Errorf("the caller sent %d HelloVerifyRequest", n)
 	}
 }
