@@ -225,6 +225,7 @@ func (s *session) recvLoop(track *webrtc.TrackRemote) {
 
 	t := &Track{Kind: k, Codec: codecOf(k), ID: track.ID(), StreamID: track.StreamID(), SSRC: uint32(track.SSRC())}
 	m.mu.Lock()
+	s.diag.remoteSSRCs = append(s.diag.remoteSSRCs, t.SSRC)
 	if k == KindVideo {
 		s.remTracks.Video = t
 	} else {

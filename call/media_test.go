@@ -289,3 +289,41 @@ func TestVideoCall(t *testing.T) {
 	}
 	t.Logf("recorded %d video frames (%dx%d), %d audio packets", iv.Frames, iv.Width, iv.Height, og.Packets)
 }
+
+// TestStatsWhileTracksStart reads Stats on both sides without pause while
+// a video call connects and its tracks start: the figures come from the
+// stats interceptor and ICE, not from pion's GetStats, which reads a remote
+// track's codec while the track's first packet sets it. The window is
+// short: with -race, the old code failed 1 run in 20 (-count=20), and
+// TestVideoCall hit it once under load.
+func TestStatsWhileTracksStart(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range []*peer{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					p.mod.Stats()
+				}
+			}
+		}()
+	}
+	connect(t, a, b, Media{Audio: true, Video: true})
+	for _, p := range []*peer{a, b} {
+		st := p.waitStats(10*time.Second, "video and audio", func(s Stats) bool {
+			return s.VideoFramesReceived >= 30 && s.AudioFramesReceived >= 50 && s.BytesReceived > 0 && s.RTT > 0
+		})
+		if st.LocalCandidate != "host" || st.RemoteCandidate != "host" {
+			t.Errorf("%s: pair %s/%s, want host/host", p.name, st.LocalCandidate, st.RemoteCandidate)
+		}
+	}
+	close(done)
+	wg.Wait()
+}

@@ -31,6 +31,7 @@ func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
 	pc.OnICEConnectionStateChange(s.onICEState)
 	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { s.onPCState(pc) })
 	pc.OnTrack(s.onTrack)
+	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(s.onPair)
 	pc.OnICEGatheringStateChange(func(g webrtc.ICEGatheringState) {
 		s.log.Debug("call: ICE gathering", "state", g.String())
 	})
@@ -385,7 +386,7 @@ func (s *session) close() {
 		_ = src.Close()
 	}
 	if pc != nil {
-		s.statsMu.Lock() // never while GetStats runs (see statsMu)
+		s.statsMu.Lock() // never while readPC runs (see statsMu)
 		if err := pc.GracefulClose(); err != nil {
 			s.log.Debug("call: closing the peer connection", "err", err)
 		}

@@ -63,9 +63,9 @@ var (
 
 // newAPI builds the pion API of one call: a MediaEngine with VP8 and Opus
 // only, the default interceptors (NACK, RTCP reports, stats, TWCC) and the
-// SettingEngine (which tests adjust through a hook). pion's GetStats reports
-// only inbound streams, so a second stats interceptor, whose Getter goes to
-// onGetter, provides the outbound figures.
+// SettingEngine (which tests adjust through a hook). A stats interceptor of
+// our own, whose Getter goes to onGetter, provides the RTP figures of both
+// directions (readPC; pion's GetStats is not used).
 func (m *Module) newAPI(onGetter func(stats.Getter)) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(vp8Codec, webrtc.RTPCodecTypeVideo); err != nil {
@@ -100,8 +100,8 @@ func (m *Module) newAPI(onGetter func(stats.Getter)) (*webrtc.API, error) {
 	se.SetDTLSInsecureSkipHelloVerify(true)
 	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
 	// pion closes the whole connection on the peer's DTLS close_notify, on
-	// a goroutine of its own, racing with GetStats (which reads what Close
-	// clears, unlocked). The module closes its connections itself: a peer
+	// a goroutine of its own, racing with the reads of its figures. The
+	// module closes its connections itself: a peer
 	// that closed without its call_hangup arriving is noticed the way a
 	// browser notices it, by ICE going disconnected (then the 8 s timer).
 	se.DisableCloseByDTLS(true)

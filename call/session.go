@@ -39,9 +39,9 @@ type session struct {
 	iceOut chan wire.ICEPayload // local candidates to send, in order
 
 	st counters
-	// statsMu serialises pion's GetStats with the connection's Close: in
-	// pion v4.2.24 GetStats reads the stats getter that Close clears,
-	// without a lock.
+	// statsMu serialises reading the connection's figures (readPC) with
+	// its Close, which tears down the ICE agent and the interceptors they
+	// come from.
 	statsMu sync.Mutex
 	// pendingEpoch is pendingSend's epoch (0: none), read by the receive
 	// loops without the lock.

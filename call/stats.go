@@ -3,6 +3,7 @@ package call
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -97,6 +98,8 @@ type diagState struct {
 	fps                 float64
 	final               *Stats    // frozen at the end of the call
 	fromPC              pcFigures // the last figures read from pion
+	remoteSSRCs         []uint32  // of the remote tracks, as they arrive
+	pair                [2]string // the selected pair's local and remote candidate types
 }
 
 // pcFigures are the figures read from pion's stats.
@@ -157,6 +160,7 @@ func (s *session) collect() Stats {
 	for _, sn := range s.senders {
 		ssrcs = append(ssrcs, sn.ssrc)
 	}
+	remote, pair := slices.Clone(s.diag.remoteSSRCs), s.diag.pair
 	m.mu.Unlock()
 
 	st.AudioFramesSent = s.st.audioFramesSent.Load()
@@ -174,7 +178,7 @@ func (s *session) collect() Stats {
 	s.statsMu.Lock()
 	closed := pc.ConnectionState() == webrtc.PeerConnectionStateClosed
 	if !closed {
-		f = readPC(pc, getter, ssrcs)
+		f = readPC(pc, getter, ssrcs, remote, pair)
 	}
 	s.statsMu.Unlock()
 	m.mu.Lock()
@@ -194,14 +198,15 @@ func (s *session) collect() Stats {
 	return st
 }
 
-// readPC reads the figures of pion's stats report (inbound), the outbound
-// stats of our senders' SSRCs and the selected candidate pair.
-func readPC(pc *webrtc.PeerConnection, g stats.Getter, ssrcs []uint32) pcFigures {
+// readPC reads the outbound figures of our senders' SSRCs and the inbound
+// ones of the remote tracks' from the stats interceptor, and the selected
+// candidate pair's round-trip time from ICE (pair: its candidate types,
+// empty before a pair is selected). Not from pion's GetStats: in pion
+// v4.2.24 it reads a remote track's codec unlocked while the track's first
+// packet sets it (a race a video call's Stats hit).
+func readPC(pc *webrtc.PeerConnection, g stats.Getter, ssrcs, remote []uint32, pair [2]string) pcFigures {
 	var f pcFigures
-	var pairRTT float64
 	var remoteRTT time.Duration
-	var localID, remoteID string
-	candTypes := make(map[string]string)
 	if g != nil {
 		for _, ssrc := range ssrcs {
 			r := g.Get(ssrc)
@@ -213,58 +218,64 @@ func readPC(pc *webrtc.PeerConnection, g stats.Getter, ssrcs []uint32) pcFigures
 			remoteRTT = max(remoteRTT, r.RemoteInboundRTPStreamStats.RoundTripTime)
 			f.fractionLost = max(f.fractionLost, r.RemoteInboundRTPStreamStats.FractionLost)
 		}
+		f.bytesRcv, f.pktsRcv, f.lost = inbound(g, remote)
 	}
-	for _, v := range pc.GetStats() {
-		switch r := v.(type) {
-		case webrtc.InboundRTPStreamStats:
-			f.bytesRcv += r.BytesReceived
-			f.pktsRcv += uint64(r.PacketsReceived)
-			f.lost += int64(r.PacketsLost)
-		case webrtc.ICECandidatePairStats:
-			if r.Nominated && r.State == webrtc.StatsICECandidatePairStateSucceeded {
-				pairRTT = r.CurrentRoundTripTime
-				localID, remoteID = r.LocalCandidateID, r.RemoteCandidateID
-			}
-		case webrtc.ICECandidateStats:
-			candTypes[r.ID] = r.CandidateType.String()
+	f.local, f.remote = pair[0], pair[1]
+	if pair[0] != "" {
+		// Only once a pair was selected: the ICE transport's gatherer is
+		// read unlocked, and written while the transport starts.
+		if ps, ok := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats(); ok {
+			f.rtt = time.Duration(ps.CurrentRoundTripTime * float64(time.Second))
 		}
 	}
-	// The selected pair's candidate types, from the same report: pion's
-	// ICETransport.GetSelectedCandidatePair reads the gatherer unlocked
-	// while the transport starts (a race a call ended during its setup hit).
-	if localID != "" {
-		f.local, f.remote = candTypes[localID], candTypes[remoteID]
-	}
-	f.rtt = time.Duration(pairRTT * float64(time.Second))
 	if f.rtt == 0 {
 		f.rtt = remoteRTT
 	}
 	return f
 }
 
-// inboundBytes returns the inbound RTP bytes received so far.
-func (s *session) inboundBytes(pc *webrtc.PeerConnection) uint64 {
-	s.statsMu.Lock()
-	defer s.statsMu.Unlock()
-	var n uint64
-	if pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
-		return 0
-	}
-	for _, v := range pc.GetStats() {
-		if r, ok := v.(webrtc.InboundRTPStreamStats); ok {
-			n += r.BytesReceived
+// inbound sums the inbound RTP figures of the remote SSRCs.
+func inbound(g stats.Getter, remote []uint32) (bytes, pkts uint64, lost int64) {
+	for _, ssrc := range remote {
+		if r := g.Get(ssrc); r != nil {
+			bytes += r.InboundRTPStreamStats.BytesReceived
+			pkts += uint64(r.InboundRTPStreamStats.PacketsReceived)
+			lost += r.InboundRTPStreamStats.PacketsLost
 		}
 	}
+	return bytes, pkts, lost
+}
+
+// inboundBytes returns the inbound RTP bytes received so far.
+func (s *session) inboundBytes() uint64 {
+	m := s.m
+	m.mu.Lock()
+	g, remote := s.stats, slices.Clone(s.diag.remoteSSRCs)
+	m.mu.Unlock()
+	if g == nil {
+		return 0
+	}
+	n, _, _ := inbound(g, remote)
 	return n
+}
+
+// onPair records the candidate types of the pair ICE selected (again after
+// an ICE restart).
+func (s *session) onPair(p *webrtc.ICECandidatePair) {
+	if p == nil || p.Local == nil || p.Remote == nil {
+		return
+	}
+	local, remote := p.Local.Typ.String(), p.Remote.Typ.String()
+	s.log.Debug("call: candidate pair selected", "local", local, "remote", remote)
+	s.m.mu.Lock()
+	s.diag.pair = [2]string{local, remote}
+	s.m.mu.Unlock()
 }
 
 // watchdog ends the call when inbound RTP bytes stop growing for
 // mediaTimeout (the seed's "no inbound RTP growth").
 func (s *session) watchdog() {
 	m := s.m
-	m.mu.Lock()
-	pc := s.pc
-	m.mu.Unlock()
 	t := time.NewTicker(mediaCheckInterval)
 	defer t.Stop()
 	var last uint64
@@ -275,7 +286,7 @@ func (s *session) watchdog() {
 			return
 		case <-t.C:
 		}
-		if n := s.inboundBytes(pc); n > last {
+		if n := s.inboundBytes(); n > last {
 			last, lastGrowth = n, time.Now()
 			continue
 		}
