@@ -101,9 +101,9 @@ func (m *Module) newAPI(onGetter func(stats.Getter)) (*webrtc.API, error) {
 	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
 	// pion closes the whole connection on the peer's DTLS close_notify, on
 	// a goroutine of its own, racing with the reads of its figures. The
-	// module closes its connections itself: a peer
-	// that closed without its call_hangup arriving is noticed the way a
-	// browser notices it, by ICE going disconnected (then the 8 s timer).
+	// module closes its connections itself: a peer that closed without its
+	// call_hangup arriving is noticed the way a browser notices it, by ICE
+	// going disconnected (then the 8 s timer).
 	se.DisableCloseByDTLS(true)
 	if m.hooks.settingEngine != nil {
 		m.hooks.settingEngine(&se)

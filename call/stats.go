@@ -97,12 +97,12 @@ type diagState struct {
 	sendBps, recvBps    float64
 	fps                 float64
 	final               *Stats    // frozen at the end of the call
-	fromPC              pcFigures // the last figures read from pion
+	fromPC              pcFigures // the last figures read from the connection
 	remoteSSRCs         []uint32  // of the remote tracks, as they arrive
 	pair                [2]string // the selected pair's local and remote candidate types
 }
 
-// pcFigures are the figures read from pion's stats.
+// pcFigures are the figures read from the connection (readPC).
 type pcFigures struct {
 	bytesSent, bytesRcv, pktsSent, pktsRcv uint64
 	lost                                   int64
