@@ -265,7 +265,7 @@ func TestKeyChangedAfterHeldSession(t *testing.T) {
 	// keys), then the fresh lookup (slow here, so that it is not in before
 	// the offer is ready) finds the change: Call fails as it does without
 	// a held session, and a tells the peer.
-	a.slowKeyLookups(300 * time.Millisecond)
+	a.slowKeyLookups(time.Second)
 	err := a.mod.Call(ctxT(t), b.alias, Media{Audio: true})
 	if !errors.Is(err, client.ErrKeyChanged) {
 		t.Fatalf("Call: %v, want client.ErrKeyChanged", err)
