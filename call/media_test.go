@@ -320,8 +320,10 @@ func TestStatsWhileTracksStart(t *testing.T) {
 		st := p.waitStats(10*time.Second, "video and audio", func(s Stats) bool {
 			return s.VideoFramesReceived >= 30 && s.AudioFramesReceived >= 50 && s.BytesReceived > 0 && s.RTT > 0
 		})
-		if st.LocalCandidate != "host" || st.RemoteCandidate != "host" {
-			t.Errorf("%s: pair %s/%s, want host/host", p.name, st.LocalCandidate, st.RemoteCandidate)
+		// A direct pair: host/host, or (a loaded machine) with srflx or
+		// prflx on loopback.
+		if st.LocalCandidate == "" || st.LocalCandidate == "relay" || st.RemoteCandidate == "" || st.RemoteCandidate == "relay" {
+			t.Errorf("%s: pair %q/%q, want a direct one", p.name, st.LocalCandidate, st.RemoteCandidate)
 		}
 	}
 	close(done)
