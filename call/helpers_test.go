@@ -297,21 +297,16 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		log = testLogger(t, name)
 	}
 	var modp atomic.Pointer[Module]
-	deliver := func(e *wire.Envelope) {
+	handle := func(e *wire.Envelope) {
 		if m := modp.Load(); m != nil {
 			m.HandleEnvelope(e)
 		}
 	}
+	deliver := handle
 	if cfg.delay > 0 {
 		line := newDelayLine(cfg.delay)
 		t.Cleanup(line.close)
-		deliver = func(e *wire.Envelope) {
-			line.put(func() {
-				if m := modp.Load(); m != nil {
-					m.HandleEnvelope(e)
-				}
-			})
-		}
+		deliver = func(e *wire.Envelope) { line.put(func() { handle(e) }) }
 	}
 	p.cl, err = client.Connect(ctx, client.Options{
 		RelayURL:   url,

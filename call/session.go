@@ -259,7 +259,7 @@ func (s *session) startCaller(ctx context.Context) error {
 	}
 
 	var kr keysResult
-	if held != nil && keys == nil {
+	if held != nil {
 		select {
 		case r := <-keysc:
 			// The lookup is in already: its session, or its key change,
