@@ -313,6 +313,7 @@ func seq(n int, start byte) []byte {
 func sealedMessages() []struct {
 	name     string
 	from, to identity.Alias
+	device   string
 	body     wire.Body
 } {
 	mid := "0"
@@ -321,11 +322,14 @@ func sealedMessages() []struct {
 	return []struct {
 		name     string
 		from, to identity.Alias
+		device   string
 		body     wire.Body
 	}{
-		{"call_offer", AliceAlias, BobAlias, wire.OfferPayload{SDP: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", EPK: ePub}},
-		{"call_ice", AliceAlias, BobAlias, wire.ICEPayload{Candidate: "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host", SDPMid: &mid, SDPMLine: &mline}},
-		{"call_hangup", BobAlias, AliceAlias, wire.HangupPayload{Reason: wire.ReasonUserHangup}},
+		{"call_offer", AliceAlias, BobAlias, "", wire.OfferPayload{SDP: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", EPK: ePub}},
+		{"call_ice", AliceAlias, BobAlias, "", wire.ICEPayload{Candidate: "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host", SDPMid: &mid, SDPMLine: &mline}},
+		{"call_hangup", BobAlias, AliceAlias, "", wire.HangupPayload{Reason: wire.ReasonUserHangup}},
+		{"call_answer", BobAlias, AliceAlias, "bob-phone", wire.AnswerPayload{SDP: "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", EPK: mustEphemeral(0x51).PublicKey().Bytes()}},
+		{"call_select", AliceAlias, BobAlias, "alice-laptop", wire.SelectPayload{Selected: "bob-phone", Outcome: wire.OutcomeAnswered}},
 	}
 }
 
@@ -352,7 +356,7 @@ func genEnvelopes() (any, error) {
 		copy(nonce[:], seq(wire.NonceSize, byte(0x20+16*i)))
 		var iv [wire.IVSize]byte
 		copy(iv[:], seq(wire.IVSize, byte(0xa0+16*i)))
-		env, err := s.SealWith(wire.Message{Type: m.body.MessageType(), From: m.from, To: m.to, CallID: CallID, Body: m.body}, ts, nonce, iv)
+		env, err := s.SealWith(wire.Message{Type: m.body.MessageType(), From: m.from, To: m.to, CallID: CallID, Device: m.device, Body: m.body}, ts, nonce, iv)
 		if err != nil {
 			return nil, err
 		}
