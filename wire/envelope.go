@@ -67,7 +67,9 @@ type Envelope struct {
 // unknown fields (keys match exactly, case-sensitively), wrong types
 // (including null), trailing data, missing or invalid route fields, oversized
 // fields and any crypto_v other than 2 are errors wrapping ErrEnvelope (and
-// ErrCryptoVersion for crypto_v). It never panics.
+// ErrCryptoVersion for crypto_v). A crypto_v other than 2 is reported before
+// the other field rules but after the JSON, the field names and the field
+// types (docs/PROTOCOL.md §4.4, step 0 and 1). It never panics.
 func DecodeEnvelope(data []byte) (*Envelope, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d-byte limit", ErrEnvelope, len(data), MaxEnvelopeSize)
@@ -100,10 +102,9 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 			if f.val.kind != kindNumber {
 				return nil, fmt.Errorf("%w: crypto_v is a JSON %s, want an integer", ErrEnvelope, f.val.kind)
 			}
-			if f.val.num != CryptoV2 {
-				return nil, fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, f.val.num)
-			}
-			e.CryptoV = CryptoV2
+			// Checked after every field's name and JSON type
+			// (docs/PROTOCOL.md §4.4, step 1), by Validate.
+			e.CryptoV = int(max(min(f.val.num, 1<<31-1), -1<<31))
 			continue
 		default:
 			return nil, fmt.Errorf("%w: unknown field %q", ErrEnvelope, truncate(f.key, 32))
@@ -125,6 +126,8 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 // Validate checks the envelope's fields as DecodeEnvelope does.
 func (e *Envelope) Validate() error {
 	switch {
+	case e.CryptoV != CryptoV2: // first: docs/PROTOCOL.md §4.4 step 1
+		return fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, e.CryptoV)
 	case e.Type == "":
 		return fmt.Errorf("%w: missing type", ErrEnvelope)
 	case len(e.Type) > MaxIDLen:
@@ -137,8 +140,6 @@ func (e *Envelope) Validate() error {
 		return fmt.Errorf("%w: call_id must be 1..%d characters of [A-Za-z0-9_-]", ErrEnvelope, MaxIDLen)
 	case e.ID != "" && !validID(e.ID):
 		return fmt.Errorf("%w: id must be 1..%d characters of [A-Za-z0-9_-]", ErrEnvelope, MaxIDLen)
-	case e.CryptoV != CryptoV2:
-		return fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, e.CryptoV)
 	case e.Payload == "":
 		return fmt.Errorf("%w: missing payload", ErrEnvelope)
 	case len(e.Payload) > MaxPayloadSize:
