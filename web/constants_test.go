@@ -18,6 +18,7 @@ import (
 	"time"
 
 	duetcall "github.com/duetcall/duet/call"
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/wire"
@@ -210,6 +211,13 @@ func TestConstantsMatchGo(t *testing.T) {
 	same("calls.js MAX_VIDEO_BITRATE", jsv("calls", "MAX_VIDEO_BITRATE"), doc.number(t, "max video send bitrate", `^([\d ]+) bps$`, 1), docRef)
 	same("calls.js DEGRADATION_PREFERENCE", jsv("calls", "DEGRADATION_PREFERENCE"), doc.match(t, "degradation preference", "^`([a-z-]+)`$")[1], docRef)
 	same("signal.js MAX_ENVELOPE_SIZE", jsv("signal", "MAX_ENVELOPE_SIZE"), doc.number(t, "relay frame limit", `^(\d+) KiB$`, 1024), docRef)
+	// The call state machine's timings (PROTOCOL §10) are the §6 rows.
+	fsmT := fsm.Defaults()
+	for row, d := range map[string]time.Duration{"answer timeout": fsmT.Answer, "ring timeout": fsmT.Ring,
+		"`disconnected` state": fsmT.Disconnected, "no inbound RTP growth": fsmT.Media,
+		"ICE restart delay": fsmT.RestartDelay, "ICE restart wait": fsmT.RestartWait} {
+		same("the Go call/fsm timing for "+row+" (ms)", ms(d), ms(doc.duration(t, row)), docRef)
+	}
 	if unused := doc.unchecked(); len(unused) > 0 {
 		t.Errorf("docs/PROTOCOL.md §6 rows this test does not compare with the SDKs: %q; add them to TestConstantsMatchGo", unused)
 	}

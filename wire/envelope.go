@@ -19,15 +19,16 @@ const (
 	TypeCallReject Type = "call_reject"
 	TypeCallHangup Type = "call_hangup"
 	TypeCallRekey  Type = "call_rekey"
+	TypeCallSelect Type = "call_select"
 )
 
 // CallTypes lists every call message type.
-var CallTypes = []Type{TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey}
+var CallTypes = []Type{TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey, TypeCallSelect}
 
 // IsCall reports whether t is one of the call message types.
 func (t Type) IsCall() bool {
 	switch t {
-	case TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey:
+	case TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey, TypeCallSelect:
 		return true
 	}
 	return false

@@ -358,6 +358,7 @@ func seq(n int, start byte) []byte {
 func sealedMessages() []struct {
 	name     string
 	from, to identity.Alias
+	device   string
 	body     wire.Body
 } {
 	mid := "0"
@@ -366,18 +367,20 @@ func sealedMessages() []struct {
 	return []struct {
 		name     string
 		from, to identity.Alias
+		device   string
 		body     wire.Body
 	}{
-		{"call_offer", AliceAlias, BobAlias, wire.OfferPayload{SDP: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", EPK: ePub}},
-		{"call_ice", AliceAlias, BobAlias, wire.ICEPayload{Candidate: "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host", SDPMid: &mid, SDPMLine: &mline}},
-		{"call_hangup", BobAlias, AliceAlias, wire.HangupPayload{Reason: wire.ReasonUserHangup}},
-		{"call_answer", BobAlias, AliceAlias, wire.AnswerPayload{SDP: "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", EPK: mustEphemeral(0x51).PublicKey().Bytes()}},
-		{"call_reject", BobAlias, AliceAlias, wire.RejectPayload{Reason: wire.ReasonBusy}},
-		{"call_rekey", AliceAlias, BobAlias, wire.RekeyPayload{Epoch: 1, EPK: mustEphemeral(0x21).PublicKey().Bytes()}},
-		{"call_rekey (reply)", BobAlias, AliceAlias, wire.RekeyPayload{Epoch: 1, EPK: mustEphemeral(0x61).PublicKey().Bytes()}},
-		{"call_offer (ice_restart)", AliceAlias, BobAlias, wire.OfferPayload{SDP: "v=0\r\no=- 1 3 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", EPK: ePub, ICERestart: true}},
-		{"call_ice (end of candidates)", AliceAlias, BobAlias, wire.ICEPayload{Candidate: ""}},
-		{"call_hangup (no_answer)", AliceAlias, BobAlias, wire.HangupPayload{Reason: wire.ReasonNoAnswer}},
+		{"call_offer", AliceAlias, BobAlias, "", wire.OfferPayload{SDP: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", EPK: ePub}},
+		{"call_ice", AliceAlias, BobAlias, "", wire.ICEPayload{Candidate: "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host", SDPMid: &mid, SDPMLine: &mline}},
+		{"call_hangup", BobAlias, AliceAlias, "", wire.HangupPayload{Reason: wire.ReasonUserHangup}},
+		{"call_answer", BobAlias, AliceAlias, "bob-phone", wire.AnswerPayload{SDP: "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", EPK: mustEphemeral(0x51).PublicKey().Bytes()}},
+		{"call_select", AliceAlias, BobAlias, "alice-laptop", wire.SelectPayload{Selected: "bob-phone", Outcome: wire.OutcomeAnswered}},
+		{"call_reject", BobAlias, AliceAlias, "", wire.RejectPayload{Reason: wire.ReasonBusy}},
+		{"call_rekey", AliceAlias, BobAlias, "", wire.RekeyPayload{Epoch: 1, EPK: mustEphemeral(0x21).PublicKey().Bytes()}},
+		{"call_rekey (reply)", BobAlias, AliceAlias, "", wire.RekeyPayload{Epoch: 1, EPK: mustEphemeral(0x61).PublicKey().Bytes()}},
+		{"call_offer (ice_restart)", AliceAlias, BobAlias, "", wire.OfferPayload{SDP: "v=0\r\no=- 1 3 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", EPK: ePub, ICERestart: true}},
+		{"call_ice (end of candidates)", AliceAlias, BobAlias, "", wire.ICEPayload{Candidate: ""}},
+		{"call_hangup (no_answer)", AliceAlias, BobAlias, "", wire.HangupPayload{Reason: wire.ReasonNoAnswer}},
 	}
 }
 
@@ -404,7 +407,7 @@ func genEnvelopes() (any, error) {
 		copy(nonce[:], seq(wire.NonceSize, byte(0x20+16*i)))
 		var iv [wire.IVSize]byte
 		copy(iv[:], seq(wire.IVSize, byte(0xa0+16*i)))
-		env, err := s.SealWith(wire.Message{Type: m.body.MessageType(), From: m.from, To: m.to, CallID: CallID, Body: m.body}, ts, nonce, iv)
+		env, err := s.SealWith(wire.Message{Type: m.body.MessageType(), From: m.from, To: m.to, CallID: CallID, Device: m.device, Body: m.body}, ts, nonce, iv)
 		if err != nil {
 			return nil, err
 		}
