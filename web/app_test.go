@@ -240,6 +240,11 @@ func TestDemoApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	appWait(t, tb, 5*time.Second, fmt.Sprintf(`window.duetApp.screen === 'home' && document.getElementById('message').textContent === 'Missed call from %s.'`, bot.alias))
+	// Shown as information, and no error with it (the seed's false
+	// "did not answer" for the callee).
+	if m := drive0[string](t, tb, `JSON.stringify(window.duetApp.messages.slice(-2))`); strings.Contains(m, `"error"`) || !strings.Contains(m, `"Missed call from`) {
+		t.Errorf("app messages after a missed call: %s; want the missed call as info and no error", m)
+	}
 
 	dial := func(a string, button string) {
 		appRun(t, tb, 10*time.Second, "dial "+a,

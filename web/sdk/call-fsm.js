@@ -137,11 +137,11 @@ export class CallMachine {
 
   /**
    * @param {string} device this machine's device id (its party id on the wire, PROTOCOL §10.4)
-   * @param {object} [timings] durations in ms by timer name (DEFAULT_TIMINGS)
+   * @param {object} [timings] durations in ms by timer name (DEFAULT_TIMINGS for any it lacks)
    */
   constructor(device, timings = DEFAULT_TIMINGS) {
     this.#device = String(device ?? '');
-    this.#t = { ...DEFAULT_TIMINGS, ...timings };
+    this.#t = timings ?? DEFAULT_TIMINGS; // read at each use: a driver's tests may shorten them
   }
 
   /** The machine's device id. */
@@ -219,7 +219,7 @@ export class CallMachine {
 
   #startTimer(c, t) {
     c.timers.add(t);
-    this.#emit({ kind: 'timer_start', call_id: c.id, timer: t, ms: this.#t[t] });
+    this.#emit({ kind: 'timer_start', call_id: c.id, timer: t, ms: this.#t[t] ?? DEFAULT_TIMINGS[t] });
   }
 
   #stopTimer(c, t) {
@@ -255,12 +255,12 @@ export class CallMachine {
     }
     const n = new Call(e.call_id, e.peer, false, e.video, CALLING);
     this.#cur = n;
-    this.#publish(n, '');
     this.#emit({ kind: 'setup_caller', call_id: n.id, peer: n.peer, video: n.video });
+    this.#publish(n, '');
   }
 
   #onAnswer(c, e) {
-    if (c && c.incoming && c.id === e.call_id && c.answering) {
+    if (c && c.incoming && (e.call_id === '' || c.id === e.call_id) && c.answering) {
       this.#emit({ kind: 'api_error', call_id: e.call_id, error: E.ALREADY_ANSWERING });
     } else if (!c || !c.incoming || c.state !== RINGING || (e.call_id !== '' && c.id !== e.call_id)) {
       this.#emit({ kind: 'api_error', call_id: e.call_id, error: E.NO_INCOMING_CALL });
@@ -418,7 +418,7 @@ export class CallMachine {
         this.#onConn(c, e.conn);
         return;
       case 'media':
-        if (c.state === CONNECTED) this.#startTimer(c, 'media');
+        if (c.state === CONNECTED && c.timers.has('media')) this.#startTimer(c, 'media');
         return;
       case 'network_changed':
         if (c.state === CONNECTING || c.state === CONNECTED) this.#restart(c);
@@ -514,9 +514,14 @@ export class CallMachine {
           this.#publish(c, '');
           this.#emit({ kind: 'start_media', call_id: c.id });
           this.#startTimer(c, 'media');
+        } else if (!c.timers.has('media')) {
+          this.#startTimer(c, 'media'); // back from an outage
         }
         break;
       case 'disconnected':
+        // Media stops with the connection: the recovery rules own the
+        // outage, the media watchdog only a connection that is up.
+        this.#stopTimer(c, 'media');
         if (!c.timers.has('disconnected')) this.#startTimer(c, 'disconnected');
         if (!c.incoming && !c.restarted && !c.timers.has('restart_delay')) this.#startTimer(c, 'restart_delay');
         break;

@@ -81,8 +81,8 @@ export async function setup(opts = {}) {
       legacy.remoteTracks = st.getTracks().length;
     }
   };
-  calls.onIncomingCall = (from, isVideo) => {
-    incoming.push({ from, isVideo });
+  calls.onIncomingCall = (from, isVideo, callId) => {
+    incoming.push({ from, isVideo, callId });
     wake();
   };
   calls.onError = (e) => {
@@ -129,8 +129,8 @@ export function call(peer, video) {
   return result(calls.call(peer, { audio: true, video }));
 }
 
-export function answer() {
-  return result(calls.answer());
+export function answer(callId) {
+  return result(calls.answer(callId));
 }
 
 /** answer() twice at once: the second must fail with the re-entrancy error. */
@@ -139,8 +139,8 @@ export async function answerTwice() {
   return { first: a, second: b };
 }
 
-export function reject() {
-  return result(Promise.resolve().then(() => calls.reject()));
+export function reject(callId) {
+  return result(Promise.resolve().then(() => calls.reject(callId)));
 }
 
 export function hangup() {
