@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/wire"
 )
 
 // Session limits (docs/PROTOCOL.md §9.2).
@@ -410,11 +410,9 @@ func (s *session) notice(e *frameError) {
 
 // frameID extracts a frame's id for a notice, if it has a valid one.
 func frameID(data []byte) string {
-	var f struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(data, &f) != nil || !validNoticeID(f.ID) {
+	h, ok := wire.EnvelopeHead(data)
+	if !ok || !validNoticeID(h.ID) {
 		return ""
 	}
-	return f.ID
+	return h.ID
 }
