@@ -111,15 +111,16 @@ export function validateEnvelope(e) {
   for (const k of ['type', 'to', 'from', 'call_id', 'payload']) {
     if (e[k] !== undefined && typeof e[k] !== 'string') throw envelopeErr(`${k} is a ${jsonKind(e[k])}, want a string`);
   }
+  // crypto_v before the other field rules (§4.4 steps 0 and 1).
+  if (e.crypto_v !== CRYPTO_V2) {
+    throw err('ErrCryptoVersion', `unsupported crypto_v ${truncate(JSON.stringify(e.crypto_v) ?? 'undefined', 16)} (only 2 is accepted)`);
+  }
   if (!e.type) throw envelopeErr('missing type');
   if (e.type.length > MAX_ID_LEN) throw envelopeErr(`type longer than ${MAX_ID_LEN} characters`);
   if (!validAlias(e.to)) throw envelopeErr(`to "${truncate(e.to ?? '', 32)}" is not an alias (u followed by 8 digits)`);
   if (!validAlias(e.from)) throw envelopeErr(`from "${truncate(e.from ?? '', 32)}" is not an alias (u followed by 8 digits)`);
   if (!validID(e.call_id)) throw envelopeErr(`call_id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
   if (e.id !== undefined && e.id !== '' && !validID(e.id)) throw envelopeErr(`id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
-  if (e.crypto_v !== CRYPTO_V2) {
-    throw err('ErrCryptoVersion', `unsupported crypto_v ${truncate(JSON.stringify(e.crypto_v) ?? 'undefined', 16)} (only 2 is accepted)`);
-  }
   if (!e.payload) throw envelopeErr('missing payload');
   if (e.payload.length > MAX_PAYLOAD_SIZE) throw envelopeErr(`payload of ${e.payload.length} characters exceeds the ${MAX_PAYLOAD_SIZE}-character limit`);
 }
