@@ -57,6 +57,13 @@ type Options struct {
 	// Now is the clock for tokens, challenges and rate limits; default
 	// time.Now.
 	Now func() time.Time
+	// PingInterval and PingTimeout are the liveness check of every
+	// authenticated session: a WebSocket ping after PingInterval without
+	// one, and a session that does not answer within PingTimeout is dropped
+	// (its callers get offline). Zero means DefaultPingInterval and
+	// DefaultPingTimeout; a negative PingInterval sends no pings.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
 }
 
 // tunables are the protocol limits; tests shorten some of them.
@@ -68,6 +75,8 @@ type tunables struct {
 	rateLimit    float64
 	rateBurst    int
 	floodLimit   int
+	pingInterval time.Duration
+	pingTimeout  time.Duration
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -81,6 +90,8 @@ var defaultTunables = tunables{
 	rateLimit:    RateLimit,
 	rateBurst:    RateBurst,
 	floodLimit:   FloodLimit,
+	pingInterval: DefaultPingInterval,
+	pingTimeout:  DefaultPingTimeout,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -131,6 +142,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		tun:      defaultTunables,
 		registry: opts.Registry,
 		conns:    make(map[*session]struct{}),
+	}
+	if opts.PingInterval != 0 {
+		s.tun.pingInterval = opts.PingInterval
+	}
+	if opts.PingTimeout > 0 {
+		s.tun.pingTimeout = opts.PingTimeout
 	}
 	m, err := newMetrics(opts.Registry)
 	if err != nil {

@@ -55,8 +55,8 @@ func (r Reason) validate() error {
 }
 
 // Body is the type-specific part of a call message. It is one of
-// OfferPayload, AnswerPayload, ICEPayload, RejectPayload, HangupPayload and
-// RekeyPayload; Open always returns these as values, not pointers.
+// OfferPayload, AnswerPayload, ICEPayload, RejectPayload, HangupPayload,
+// RekeyPayload and SelectPayload; Open always returns these as values, not pointers.
 type Body interface {
 	// MessageType is the message type that carries this body.
 	MessageType() Type
@@ -100,6 +100,25 @@ type HangupPayload struct {
 	Reason Reason `json:"reason"`
 }
 
+// Outcome says which response of a callee device the caller took
+// (call_select, PROTOCOL §10.4).
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeAnswered Outcome = "answered"
+	OutcomeDeclined Outcome = "declined"
+	OutcomeBusy     Outcome = "busy"
+)
+
+// SelectPayload is the body of call_select: the caller took device
+// Selected's response (its answer, its decline or its busy); every other
+// device of the callee stops.
+type SelectPayload struct {
+	Selected string  `json:"selected"` // a device id (ValidDevice)
+	Outcome  Outcome `json:"outcome"`
+}
+
 // RekeyPayload is the body of call_rekey.
 type RekeyPayload struct {
 	Epoch int    `json:"epoch"` // 1..MaxEpoch
@@ -112,6 +131,27 @@ func (ICEPayload) MessageType() Type    { return TypeCallICE }
 func (RejectPayload) MessageType() Type { return TypeCallReject }
 func (HangupPayload) MessageType() Type { return TypeCallHangup }
 func (RekeyPayload) MessageType() Type  { return TypeCallRekey }
+func (SelectPayload) MessageType() Type { return TypeCallSelect }
+
+// Validate checks the device id and the outcome.
+func (p SelectPayload) Validate() error {
+	if !ValidDevice(p.Selected) {
+		return malformedf("selected must be a device id: 1..%d characters of [A-Za-z0-9_-]", MaxIDLen)
+	}
+	switch p.Outcome {
+	case OutcomeAnswered, OutcomeDeclined, OutcomeBusy:
+		return nil
+	}
+	return malformedf("outcome %q is not answered, declined or busy", truncate(string(p.Outcome), 32))
+}
+
+func (p SelectPayload) appendMembers(dst []member) []member {
+	return append(dst, member{"selected", stringValue(p.Selected)}, member{"outcome", stringValue(string(p.Outcome))})
+}
+
+// ValidDevice reports whether d is a device id: 1..MaxIDLen characters of
+// [A-Za-z0-9_-], like a call_id (PROTOCOL §3).
+func ValidDevice(d string) bool { return validID(d) }
 
 // Validate checks that the SDP is non-empty UTF-8 and the EPK is EPKSize bytes.
 func (p OfferPayload) Validate() error {
@@ -219,6 +259,9 @@ type Message struct {
 	From   identity.Alias
 	To     identity.Alias
 	CallID string
+	// Device is the sender's device id (the optional inner field device,
+	// PROTOCOL §3 and §10.4); "" when absent.
+	Device string
 	Body   Body // its MessageType must equal Type
 }
 
@@ -233,6 +276,8 @@ func (m Message) Validate() error {
 		return malformedf("to %q is not an alias (u followed by 8 digits)", truncate(string(m.To), 32))
 	case !validID(m.CallID):
 		return malformedf("call_id must be 1..%d characters of [A-Za-z0-9_-]", MaxIDLen)
+	case m.Device != "" && !ValidDevice(m.Device):
+		return malformedf("device must be 1..%d characters of [A-Za-z0-9_-]", MaxIDLen)
 	case m.Body == nil || isNilPointer(m.Body):
 		return malformedf("%s message without a body", m.Type)
 	case m.Body.MessageType() != m.Type:
@@ -260,6 +305,8 @@ func isNilPointer(b Body) bool {
 		return b == nil
 	case *RekeyPayload:
 		return b == nil
+	case *SelectPayload:
+		return b == nil
 	}
 	return false
 }
@@ -276,6 +323,7 @@ const (
 	keyFrom   = "from"
 	keyTo     = "to"
 	keyCallID = "call_id"
+	keyDevice = "device"
 	keyTS     = "_ts"
 	keyNonce  = "_nonce"
 	keySig    = "_sig"
@@ -305,6 +353,8 @@ func decodeBody(t Type, fields []member) (Body, error) {
 		b = HangupPayload{Reason: r}
 	case TypeCallRekey:
 		b, err = decodeRekey(fields)
+	case TypeCallSelect:
+		b, err = decodeSelect(fields)
 	default:
 		return nil, malformedf("unknown message type %q", truncate(string(t), 32))
 	}
@@ -389,6 +439,33 @@ func decodeReason(fields []member) (Reason, error) {
 		return "", malformedf("missing field reason")
 	}
 	return r, nil
+}
+
+func decodeSelect(fields []member) (Body, error) {
+	var p SelectPayload
+	var haveSel, haveOutcome bool
+	for i := range fields {
+		f := &fields[i]
+		var err error
+		switch f.key {
+		case "selected":
+			p.Selected, err = fieldString(f)
+			haveSel = true
+		case "outcome":
+			var o string
+			o, err = fieldString(f)
+			p.Outcome, haveOutcome = Outcome(o), true
+		default:
+			err = unknownField(f.key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := missing(haveSel, "selected", haveOutcome, "outcome"); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func decodeRekey(fields []member) (Body, error) {
@@ -488,6 +565,9 @@ func decodeBase64(s string, size int) ([]byte, error) {
 	b, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("invalid base64: %w", err)
+	}
+	if size >= 0 && len(b) != size { // 65 bytes encode to as many characters as 64
+		return nil, fmt.Errorf("want base64 of %d bytes, got %d bytes", size, len(b))
 	}
 	return b, nil
 }

@@ -163,6 +163,9 @@ func (s *Session) SealWith(msg Message, ts time.Time, nonce [NonceSize]byte, iv 
 		member{keyTo, stringValue(string(msg.To))},
 		member{keyCallID, stringValue(msg.CallID)},
 	)
+	if msg.Device != "" {
+		m = append(m, member{keyDevice, stringValue(msg.Device)})
+	}
 	m = msg.Body.appendMembers(m)
 	m = append(m, member{keyTS, numberValue(tsMS)}, member{keyNonce, b64Value(nonce[:])})
 	return s.sealMembers(msg.Type, msg.From, msg.To, msg.CallID, m, iv)
@@ -333,6 +336,16 @@ func decodeMessage(env *Envelope, obj []member) (Message, error) {
 		f := &obj[i]
 		switch f.key {
 		case keyTS, keyNonce:
+			continue
+		case keyDevice:
+			d, err := fieldString(f)
+			if err == nil && !ValidDevice(d) {
+				err = malformedf("device must be 1..%d characters of [A-Za-z0-9_-]", MaxIDLen)
+			}
+			if err != nil {
+				return Message{}, fmt.Errorf("%s: %w", env.Type, err)
+			}
+			msg.Device = d
 			continue
 		}
 		route := false

@@ -393,6 +393,12 @@ export declare class DuetClient {
   readonly aliasId: string;
   readonly identity: Identity;
   readonly state: ConnState;
+  /**
+   * The relay's clock minus this machine's, in ms, measured at the last
+   * authentication (0 before). Envelopes more than 60 s off are refused:
+   * warn the user to set the clock well before that.
+   */
+  readonly clockSkewMs: number;
   onEnvelope: ((env: Envelope) => void | Promise<void>) | null;
   onUndeliverable: ((n: Undeliverable) => void) | null;
   onRelayError: ((e: RelayError) => void) | null;

@@ -41,11 +41,30 @@ export const MAX_EPOCH = 2 ** 32 - 1;
 export const MAX_SDP_MLINE = 65535;
 
 /** The call message types (§3). */
-export const CALL_TYPES = Object.freeze(['call_offer', 'call_answer', 'call_ice', 'call_reject', 'call_hangup', 'call_rekey']);
+export const CALL_TYPES = Object.freeze(['call_offer', 'call_answer', 'call_ice', 'call_reject', 'call_hangup', 'call_rekey', 'call_select']);
+/** The outcomes of call_select (§10.4). */
+export const OUTCOMES = Object.freeze(['answered', 'declined', 'busy']);
 /** The reason set of call_reject and call_hangup (§3). */
 export const REASONS = Object.freeze(['user_hangup', 'declined', 'busy', 'no_answer', 'ice_failed', 'media_timeout', 'disconnected', 'error']);
 
 const ROUTE_KEYS = ['type', 'from', 'to', 'call_id'];
+// The optional inner field every type may carry: the sender's device id (§3).
+const DEVICE_KEY = 'device';
+
+function checkDevice(v, name) {
+  if (typeof v !== 'string') throw malformed(`${name} is a JSON ${jsonKind(v)}, want a string`);
+  if (!validID(v)) throw malformed(`${name} must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
+  return v;
+}
+
+function selectBody(f) {
+  only(f, 'selected', 'outcome');
+  need(f, 'selected', 'outcome');
+  const selected = checkDevice(f.selected, 'selected');
+  if (typeof f.outcome !== 'string') throw malformed(`outcome is a JSON ${jsonKind(f.outcome)}, want a string`);
+  if (!OUTCOMES.includes(f.outcome)) throw malformed(`outcome "${truncate(f.outcome, 32)}" is not answered, declined or busy`);
+  return { selected, outcome: f.outcome };
+}
 
 function err(name, msg) {
   return new DuetError(name, msg);
@@ -92,15 +111,16 @@ export function validateEnvelope(e) {
   for (const k of ['type', 'to', 'from', 'call_id', 'payload']) {
     if (e[k] !== undefined && typeof e[k] !== 'string') throw envelopeErr(`${k} is a ${jsonKind(e[k])}, want a string`);
   }
+  // crypto_v before the other field rules (§4.4 steps 0 and 1).
+  if (e.crypto_v !== CRYPTO_V2) {
+    throw err('ErrCryptoVersion', `unsupported crypto_v ${truncate(JSON.stringify(e.crypto_v) ?? 'undefined', 16)} (only 2 is accepted)`);
+  }
   if (!e.type) throw envelopeErr('missing type');
   if (e.type.length > MAX_ID_LEN) throw envelopeErr(`type longer than ${MAX_ID_LEN} characters`);
   if (!validAlias(e.to)) throw envelopeErr(`to "${truncate(e.to ?? '', 32)}" is not an alias (u followed by 8 digits)`);
   if (!validAlias(e.from)) throw envelopeErr(`from "${truncate(e.from ?? '', 32)}" is not an alias (u followed by 8 digits)`);
   if (!validID(e.call_id)) throw envelopeErr(`call_id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
   if (e.id !== undefined && e.id !== '' && !validID(e.id)) throw envelopeErr(`id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
-  if (e.crypto_v !== CRYPTO_V2) {
-    throw err('ErrCryptoVersion', `unsupported crypto_v ${truncate(JSON.stringify(e.crypto_v) ?? 'undefined', 16)} (only 2 is accepted)`);
-  }
   if (!e.payload) throw envelopeErr('missing payload');
   if (e.payload.length > MAX_PAYLOAD_SIZE) throw envelopeErr(`payload of ${e.payload.length} characters exceeds the ${MAX_PAYLOAD_SIZE}-character limit`);
 }
@@ -421,6 +441,8 @@ function bodyFromApp(type, f) {
       only(f, 'epoch', 'epk');
       need(f, 'epoch', 'epk');
       return { epoch: checkEpoch(f.epoch), epk: toBase64(epkFromApp(f.epk)) };
+    case 'call_select':
+      return selectBody(f);
   }
   throw malformed(`unknown message type "${truncate(type, 32)}"`);
 }
@@ -454,6 +476,8 @@ function bodyFromWire(type, f) {
       const epoch = checkEpoch(f.epoch);
       return { epoch, epk: epkFromWire(f.epk) };
     }
+    case 'call_select':
+      return selectBody(f);
   }
   throw malformed(`unknown message type "${truncate(type, 32)}"`);
 }
@@ -472,9 +496,10 @@ export function messageToInner(m) {
   if (!validAlias(from)) throw malformed(`from "${truncate(from, 32)}" is not an alias (u followed by 8 digits)`);
   if (!validAlias(to)) throw malformed(`to "${truncate(to, 32)}" is not an alias (u followed by 8 digits)`);
   if (!validID(callID)) throw malformed(`call_id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
+  const device = m.device === undefined || m.device === '' ? undefined : checkDevice(m.device, 'device');
   const fields = {};
   for (const [k, v] of Object.entries(m)) {
-    if (!ROUTE_KEYS.includes(k) && v !== undefined) fields[k] = v;
+    if (!ROUTE_KEYS.includes(k) && k !== DEVICE_KEY && v !== undefined) fields[k] = v;
   }
   let body;
   try {
@@ -483,7 +508,9 @@ export function messageToInner(m) {
     if (e.name === 'ErrMalformed') e.message = e.message.replace('malformed message: ', `malformed message: ${type}: `);
     throw e;
   }
-  return { type, from, to, call_id: callID, ...body };
+  const inner = { type, from, to, call_id: callID, ...body };
+  if (device !== undefined) inner.device = device;
+  return inner;
 }
 
 // ------------------------------------------------------------------ session
@@ -534,18 +561,21 @@ function decodeMessage(env, obj) {
   }
   const fields = {};
   for (const [k, v] of Object.entries(obj)) {
-    if (!ROUTE_KEYS.includes(k) && k !== '_ts' && k !== '_nonce') {
+    if (!ROUTE_KEYS.includes(k) && k !== '_ts' && k !== '_nonce' && k !== DEVICE_KEY) {
       Object.defineProperty(fields, k, { value: v, enumerable: true, writable: true, configurable: true });
     }
   }
-  let body;
+  let body, device;
   try {
+    if (Object.hasOwn(obj, DEVICE_KEY)) device = checkDevice(obj[DEVICE_KEY], 'device');
     body = bodyFromWire(env.type, fields);
   } catch (e) {
     if (e.name === 'ErrMalformed') e.message = e.message.replace('malformed message: ', `malformed message: ${env.type}: `);
     throw e;
   }
-  return { type: env.type, from: env.from, to: env.to, call_id: env.call_id, ...body };
+  const msg = { type: env.type, from: env.from, to: env.to, call_id: env.call_id, ...body };
+  if (device !== undefined) msg.device = device;
+  return msg;
 }
 
 /**
