@@ -96,6 +96,7 @@ type metrics struct {
 	registrations *prometheus.CounterVec // result
 	disconnects   *prometheus.CounterVec // reason
 	drops         *dropCounter
+	http          *httpCounter
 
 	inBy, outBy map[wire.Type]prometheus.Counter // cached children of envelopesIn/Out
 }
@@ -155,6 +156,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	var err error
+	if m.http, err = newHTTPCounter(reg); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
