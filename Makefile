@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: test deps fmt-check vet bench fuzz vectors cluster-soak
+.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 ./...
@@ -18,6 +18,11 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# duet.d.ts against the browser SDK's JavaScript, and the TypeScript example
+# (also run by make test, as web's TestSDKTypes).
+typecheck: deps
+	node web/typecheck/check.mjs
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
