@@ -169,6 +169,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.close()
 		return nil, err
 	}
+	s.dir.m = m
 	key, err := s.dir.TokenKey(ctx)
 	if err != nil {
 		nb.close()
@@ -228,7 +229,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.dir.aliases.Status(ctx); err != nil {
+	if _, err := s.dir.aliases.kv.Status(ctx); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) does not answer")
 		return
 	}
