@@ -197,3 +197,76 @@ func tryConnect(r *testRelay, id *testID, alias identity.Alias) (string, error) 
 	conn.Close(websocket.StatusNormalClosure, "")
 	return tok, nil
 }
+
+// TestPublishFailsFast: while the node cannot reach NATS, every envelope
+// with an id gets undeliverable/unavailable at once (not buffered for the
+// reconnect, where it surfaced as a burst of false "offline"), each counted
+// as publish_error; once NATS is back, no notice about them follows and
+// envelopes flow again.
+func TestPublishFailsFast(t *testing.T) {
+	c := startCluster(t, 1)
+	r1 := startClusterRelay(t, c, 0, Options{})
+	r2 := startClusterRelay(t, c, 0, Options{})
+	a, b := r1.newUser(t), r2.newUser(t)
+	ca, cb := r1.connect(t, a.id, a.alias), r2.connect(t, b.id, b.alias)
+
+	c.kill(0)
+	eventually(t, 10*time.Second, "node 1 sees NATS down", func() bool { return !r1.srv.nats.nc.IsConnected() })
+	const n = 20
+	var slowest time.Duration
+	for i := range n {
+		start := time.Now()
+		ca.send(ca.env(b.alias, fmt.Sprint("lost-", i)))
+		m := ca.next(10 * time.Second)
+		if m["type"] != "undeliverable" || m["reason"] != "unavailable" || m["id"] != fmt.Sprint("lost-", i) {
+			t.Fatalf("envelope %d during the outage: got %v, want undeliverable/unavailable", i, m)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	t.Logf("%d unavailable notices, the slowest after %v", n, slowest)
+	if got := r1.metric(t, `duet_relay_drops_total{reason="publish_error"}`); got != n {
+		t.Errorf("publish_error drops = %v, want %d", got, n)
+	}
+
+	c.restart(0)
+	for _, r := range []*testRelay{r1, r2} {
+		eventually(t, 20*time.Second, "relays ready again", func() bool {
+			return r.do(t, "GET", "/readyz", "", nil, nil) == 200
+		})
+	}
+	// The recipient's subscription is back once an envelope gets through.
+	deadline := time.Now().Add(20 * time.Second)
+	for delivered := false; !delivered; {
+		if time.Now().After(deadline) {
+			t.Fatal("envelopes do not flow again after the outage")
+		}
+		ca.send(ca.env(b.alias, "again"))
+		select {
+		case m := <-cb.frames:
+			<-cb.raw
+			if m["id"] != "again" {
+				t.Fatalf("b got %v", m)
+			}
+			delivered = true
+		case m := <-ca.frames: // offline until b's node has resubscribed
+			<-ca.raw
+			if m["id"] != "again" {
+				t.Fatalf("after the outage: %v", m)
+			}
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// Nothing about the envelopes of the outage comes later.
+	for {
+		select {
+		case m := <-ca.frames:
+			<-ca.raw
+			if m["id"] != "again" {
+				t.Fatalf("after the outage: %v", m)
+			}
+			continue
+		case <-time.After(time.Second):
+		}
+		break
+	}
+}
