@@ -48,20 +48,18 @@ func decodeFrame(data []byte, self identity.Alias) (*wire.Envelope, *frameError)
 		}
 		return env, nil
 	}
-	// Classify the failure for the notice, on a lenient second look.
-	var head struct {
-		Type *string `json:"type"`
-		ID   any     `json:"id"`
-	}
-	if json.Unmarshal(data, &head) != nil || head.Type == nil {
+	// Classify the failure for the notice, on a lenient second look that
+	// builds nothing (wire.EnvelopeHead).
+	h, ok := wire.EnvelopeHead(data)
+	if !ok || !h.HasType {
 		return nil, &frameError{Code: codeMalformed, Message: "a frame must be a JSON object with a string type"}
 	}
-	id, _ := head.ID.(string)
+	id := h.ID
 	if !validNoticeID(id) {
 		id = ""
 	}
 	switch {
-	case !wire.Type(*head.Type).IsCall():
+	case !h.Type.IsCall():
 		return nil, &frameError{codeUnknownType, "unknown message type", id}
 	case errors.Is(err, wire.ErrCryptoVersion):
 		return nil, &frameError{codeCryptoVersion, "call frames need crypto_v 2", id}
@@ -134,6 +132,19 @@ type readyFrame struct {
 	Alias          identity.Alias `json:"alias"`
 	Token          string         `json:"token"`
 	TokenExpiresIn int            `json:"token_expires_in"`
+	Time           int64          `json:"time"` // the relay's clock, Unix ms: clients report their skew
+}
+
+// pongFrame answers a client's {"type":"ping"} (§9.2 liveness).
+var pongFrame = []byte(`{"type":"pong"}`)
+
+// isPingFrame reports whether data is the client liveness frame
+// {"type":"ping"} (other members ignored).
+func isPingFrame(data []byte) bool {
+	var head struct {
+		Type string `json:"type"`
+	}
+	return json.Unmarshal(data, &head) == nil && head.Type == "ping"
 }
 
 type errorFrame struct {

@@ -32,6 +32,10 @@ func connectNATS(ctx context.Context, url, dataDir string, log *slog.Logger) (*n
 		nats.Name("duet-relay"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
+		// No buffering while reconnecting: a publish then fails at once,
+		// so the sender learns "unavailable" now rather than its envelope
+		// going out (or meeting "no responders") whenever NATS is back.
+		nats.ReconnectBufSize(-1),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				// Counted per subscription; see router.backlogDrops.

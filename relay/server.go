@@ -57,6 +57,13 @@ type Options struct {
 	// Now is the clock for tokens, challenges and rate limits; default
 	// time.Now.
 	Now func() time.Time
+	// PingInterval and PingTimeout are the liveness check of every
+	// authenticated session: a WebSocket ping after PingInterval without
+	// one, and a session that does not answer within PingTimeout is dropped
+	// (its callers get offline). Zero means DefaultPingInterval and
+	// DefaultPingTimeout; a negative PingInterval sends no pings.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
 }
 
 // tunables are the protocol limits; tests shorten some of them.
@@ -68,6 +75,8 @@ type tunables struct {
 	rateLimit    float64
 	rateBurst    int
 	floodLimit   int
+	pingInterval time.Duration
+	pingTimeout  time.Duration
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -81,6 +90,8 @@ var defaultTunables = tunables{
 	rateLimit:    RateLimit,
 	rateBurst:    RateBurst,
 	floodLimit:   FloodLimit,
+	pingInterval: DefaultPingInterval,
+	pingTimeout:  DefaultPingTimeout,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -132,6 +143,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		registry: opts.Registry,
 		conns:    make(map[*session]struct{}),
 	}
+	if opts.PingInterval != 0 {
+		s.tun.pingInterval = opts.PingInterval
+	}
+	if opts.PingTimeout > 0 {
+		s.tun.pingTimeout = opts.PingTimeout
+	}
 	m, err := newMetrics(opts.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("relay: registering metrics: %w", err)
@@ -152,6 +169,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.close()
 		return nil, err
 	}
+	s.dir.m = m
 	key, err := s.dir.TokenKey(ctx)
 	if err != nil {
 		nb.close()
@@ -181,14 +199,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/challenge", s.handleChallenge)
-	mux.HandleFunc("POST /api/v1/register", s.handleRegister)
-	mux.HandleFunc("GET /api/v1/keys/{alias}", s.authed(s.handleKeys))
-	mux.HandleFunc("GET /api/v1/calls/ice-config", s.authed(s.handleICEConfig))
+	count := s.metrics.http.wrap
+	mux.Handle("POST /api/v1/challenge", count("challenge", http.HandlerFunc(s.handleChallenge)))
+	mux.Handle("POST /api/v1/register", count("register", http.HandlerFunc(s.handleRegister)))
+	mux.Handle("GET /api/v1/keys/{alias}", count("keys", s.authed(s.handleKeys)))
+	mux.Handle("GET /api/v1/calls/ice-config", count("ice_config", s.authed(s.handleICEConfig)))
 	mux.HandleFunc("GET /api/v1/ws", s.handleWS)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/", count("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
-	})
+	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -211,7 +230,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.dir.aliases.Status(ctx); err != nil {
+	if _, err := s.dir.aliases.kv.Status(ctx); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) does not answer")
 		return
 	}

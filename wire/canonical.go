@@ -64,6 +64,7 @@ const (
 	kindString
 	kindArray
 	kindObject
+	kindInvalid // not the start of a JSON value
 )
 
 func (k kind) String() string {

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,54 +69,23 @@ type Envelope struct {
 // unknown fields (keys match exactly, case-sensitively), wrong types
 // (including null), trailing data, missing or invalid route fields, oversized
 // fields and any crypto_v other than 2 are errors wrapping ErrEnvelope (and
-// ErrCryptoVersion for crypto_v). It never panics.
+// ErrCryptoVersion for crypto_v). A crypto_v other than 2 is reported after
+// the JSON, the field names and the field types, before the other field
+// rules (docs/PROTOCOL.md §4.4, steps 0 and 1). It never panics.
+//
+// It decodes in one pass and stops at the first fault: an unknown or
+// duplicate key, or a value of the wrong JSON type, is refused before the
+// rest of the input is read, and no value other than a string or an integer
+// is ever parsed (an object or array in a field is refused at its first
+// byte), so the members and nesting of a refused input cost nothing to
+// build. An envelope has at most len(envelopeFields) members.
 func DecodeEnvelope(data []byte) (*Envelope, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d-byte limit", ErrEnvelope, len(data), MaxEnvelopeSize)
 	}
-	v, err := parseJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrEnvelope, err)
-	}
-	if v.kind != kindObject {
-		return nil, fmt.Errorf("%w: a JSON %s, want an object", ErrEnvelope, v.kind)
-	}
 	var e Envelope
-	for i := range v.obj {
-		f := &v.obj[i]
-		var dst *string
-		switch f.key {
-		case "type":
-			dst = (*string)(&e.Type)
-		case "to":
-			dst = (*string)(&e.To)
-		case "from":
-			dst = (*string)(&e.From)
-		case "call_id":
-			dst = &e.CallID
-		case "payload":
-			dst = &e.Payload
-		case "id":
-			dst = &e.ID
-		case "crypto_v":
-			if f.val.kind != kindNumber {
-				return nil, fmt.Errorf("%w: crypto_v is a JSON %s, want an integer", ErrEnvelope, f.val.kind)
-			}
-			if f.val.num != CryptoV2 {
-				return nil, fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, f.val.num)
-			}
-			e.CryptoV = CryptoV2
-			continue
-		default:
-			return nil, fmt.Errorf("%w: unknown field %q", ErrEnvelope, truncate(f.key, 32))
-		}
-		if f.val.kind != kindString {
-			return nil, fmt.Errorf("%w: %s is a JSON %s, want a string", ErrEnvelope, f.key, f.val.kind)
-		}
-		if f.key == "id" && f.val.str == "" { // Validate reads "" as absent
-			return nil, fmt.Errorf("%w: id must be 1..%d characters of [A-Za-z0-9_-]; leave it out instead of empty", ErrEnvelope, MaxIDLen)
-		}
-		*dst = f.val.str
+	if err := decodeEnvelopeInto(data, &e); err != nil {
+		return nil, err
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err
@@ -123,9 +93,158 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 	return &e, nil
 }
 
+// envelopeFields are the keys of an envelope, in the bit order of the
+// duplicate check.
+var envelopeFields = [...]string{"type", "to", "from", "call_id", "crypto_v", "payload", "id"}
+
+// decodeEnvelopeInto is DecodeEnvelope's single pass over the JSON object.
+func decodeEnvelopeInto(data []byte, e *Envelope) error {
+	p := parser{data: data}
+	p.skipWS()
+	if !p.next('{') {
+		// Judged by the first byte: nothing else is parsed.
+		switch k := kindAt(p.data[p.pos:]); k {
+		case kindInvalid:
+			if p.pos >= len(p.data) {
+				return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("unexpected end of input"))
+			}
+			return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("unexpected character %q", p.data[p.pos]))
+		default:
+			return fmt.Errorf("%w: a JSON %s, want an object", ErrEnvelope, k)
+		}
+	}
+	p.pos++
+	p.skipWS()
+	var seen uint8
+	if p.next('}') {
+		p.pos++
+	} else {
+		for {
+			if !p.next('"') {
+				return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("expected a string object key"))
+			}
+			k, err := p.string()
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrEnvelope, err)
+			}
+			field := -1
+			for i, f := range envelopeFields {
+				if k == f {
+					field = i
+					break
+				}
+			}
+			if field < 0 {
+				return fmt.Errorf("%w: unknown field %q", ErrEnvelope, truncate(k, 32))
+			}
+			if seen&(1<<field) != 0 {
+				return fmt.Errorf("%w: %w", ErrEnvelope, fmt.Errorf("%w: duplicate object key %q at byte %d", ErrInvalidJSON, k, p.pos))
+			}
+			seen |= 1 << field
+			p.skipWS()
+			if !p.next(':') {
+				return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("expected ':' after object key"))
+			}
+			p.pos++
+			p.skipWS()
+			if err := p.envelopeField(k, e); err != nil {
+				return err
+			}
+			p.skipWS()
+			if p.next(',') {
+				p.pos++
+				p.skipWS()
+				continue
+			}
+			if p.next('}') {
+				p.pos++
+				break
+			}
+			return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("expected ',' or '}' in object"))
+		}
+	}
+	p.skipWS()
+	if p.pos != len(p.data) {
+		return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("trailing data after the JSON value"))
+	}
+	return nil
+}
+
+// envelopeField decodes the value of the envelope field k at p.pos.
+func (p *parser) envelopeField(k string, e *Envelope) error {
+	got := kindAt(p.data[p.pos:])
+	if k == "crypto_v" {
+		if got != kindNumber {
+			return fmt.Errorf("%w: crypto_v is a JSON %s, want an integer", ErrEnvelope, got)
+		}
+		v, err := p.number()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrEnvelope, err)
+		}
+		// A value other than 2 is refused by Validate, after every field's
+		// name and JSON type (docs/PROTOCOL.md §4.4, steps 0 and 1).
+		e.CryptoV = int(max(min(v.num, 1<<31-1), -1<<31))
+		return nil
+	}
+	if got != kindString {
+		if got == kindInvalid {
+			_, err := p.value()
+			return fmt.Errorf("%w: %w", ErrEnvelope, err)
+		}
+		return fmt.Errorf("%w: %s is a JSON %s, want a string", ErrEnvelope, k, got)
+	}
+	s, err := p.string()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrEnvelope, err)
+	}
+	switch k {
+	case "type":
+		e.Type = Type(s)
+	case "to":
+		e.To = identity.Alias(s)
+	case "from":
+		e.From = identity.Alias(s)
+	case "call_id":
+		e.CallID = s
+	case "payload":
+		e.Payload = s
+	case "id":
+		if s == "" { // Validate reads "" as absent
+			return fmt.Errorf("%w: id must be 1..%d characters of [A-Za-z0-9_-]; leave it out instead of empty", ErrEnvelope, MaxIDLen)
+		}
+		e.ID = s
+	}
+	return nil
+}
+
+// kindAt is the kind of the JSON value starting at data[0], judged by its
+// first byte only (kindInvalid when none fits).
+func kindAt(data []byte) kind {
+	if len(data) == 0 {
+		return kindInvalid
+	}
+	switch c := data[0]; {
+	case c == '{':
+		return kindObject
+	case c == '[':
+		return kindArray
+	case c == '"':
+		return kindString
+	case c == 't', c == 'f':
+		return kindTrue
+	case c == 'n':
+		return kindNull
+	case c == '-' || c >= '0' && c <= '9':
+		return kindNumber
+	}
+	return kindInvalid
+}
+
 // Validate checks the envelope's fields as DecodeEnvelope does.
 func (e *Envelope) Validate() error {
 	switch {
+	case e.CryptoV != CryptoV2: // first: docs/PROTOCOL.md §4.4 step 1
+		return fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, e.CryptoV)
 	case e.Type == "":
 		return fmt.Errorf("%w: missing type", ErrEnvelope)
 	case len(e.Type) > MaxIDLen:
@@ -138,8 +257,6 @@ func (e *Envelope) Validate() error {
 		return fmt.Errorf("%w: call_id must be 1..%d characters of [A-Za-z0-9_-]", ErrEnvelope, MaxIDLen)
 	case e.ID != "" && !validID(e.ID):
 		return fmt.Errorf("%w: id must be 1..%d characters of [A-Za-z0-9_-]", ErrEnvelope, MaxIDLen)
-	case e.CryptoV != CryptoV2:
-		return fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, e.CryptoV)
 	case e.Payload == "":
 		return fmt.Errorf("%w: missing payload", ErrEnvelope)
 	case len(e.Payload) > MaxPayloadSize:
@@ -173,4 +290,195 @@ func validID(s string) bool {
 		}
 	}
 	return true
+}
+
+// Head is what EnvelopeHead reads of a frame.
+type Head struct {
+	Type    Type   // "" when absent or not a string
+	HasType bool   // "type" is a string (possibly empty)
+	ID      string // "" when absent or not a string; unchecked
+}
+
+// EnvelopeHead reads the "type" and "id" of a top-level JSON object without
+// building it, for explaining why a frame was refused: members are skipped
+// over, not decoded, and nesting deeper than MaxJSONDepth, or anything that
+// is not JSON, stops it with ok false. It never panics and costs a scan of
+// the input.
+func EnvelopeHead(data []byte) (h Head, ok bool) {
+	if len(data) > MaxEnvelopeSize {
+		return Head{}, false
+	}
+	p := parser{data: data}
+	p.skipWS()
+	if !p.next('{') {
+		return Head{}, false
+	}
+	p.pos++
+	p.skipWS()
+	if p.next('}') {
+		p.pos++
+		p.skipWS()
+		return Head{}, p.pos == len(p.data)
+	}
+	for {
+		if !p.next('"') {
+			return Head{}, false
+		}
+		// Keys are compared raw (a key spelled with escapes is skipped).
+		k := ""
+		if rest := p.data[p.pos:]; bytes.HasPrefix(rest, []byte(`"type"`)) {
+			k = "type"
+		} else if bytes.HasPrefix(rest, []byte(`"id"`)) {
+			k = "id"
+		}
+		if !p.skipString() {
+			return Head{}, false
+		}
+		p.skipWS()
+		if !p.next(':') {
+			return Head{}, false
+		}
+		p.pos++
+		p.skipWS()
+		if k != "" && p.next('"') {
+			v, err := p.string()
+			if err != nil {
+				return Head{}, false
+			}
+			if k == "type" {
+				h.Type, h.HasType = Type(v), true
+			} else {
+				h.ID = v
+			}
+		} else if !p.skipValue() {
+			return Head{}, false
+		}
+		p.skipWS()
+		if p.next(',') {
+			p.pos++
+			p.skipWS()
+			continue
+		}
+		if p.next('}') {
+			p.pos++
+			break
+		}
+		return Head{}, false
+	}
+	p.skipWS()
+	return h, p.pos == len(p.data)
+}
+
+// skipValue moves past one JSON value without building it. It checks the
+// structure (brackets, separators, nesting up to MaxJSONDepth) and the
+// strings' quoting, not the §4.2 rules for numbers and escapes.
+func (p *parser) skipValue() bool {
+	depth := 0
+	for {
+		p.skipWS()
+		if p.pos >= len(p.data) {
+			return false
+		}
+		switch c := p.data[p.pos]; {
+		case c == '{' || c == '[':
+			depth++
+			if depth > MaxJSONDepth {
+				return false
+			}
+			p.pos++
+			p.skipWS()
+			if p.next('}') || p.next(']') {
+				p.pos++
+				depth--
+				break
+			}
+			if c == '{' {
+				if !p.skipKey() {
+					return false
+				}
+			}
+			continue
+		case c == '"':
+			if !p.skipString() {
+				return false
+			}
+		default:
+			start := p.pos
+			for p.pos < len(p.data) {
+				c := p.data[p.pos]
+				if c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+					break
+				}
+				p.pos++
+			}
+			if p.pos == start {
+				return false
+			}
+		}
+		// After a value: close containers or go on to the next element.
+		for {
+			p.skipWS()
+			if depth == 0 {
+				return true
+			}
+			if p.next(']') || p.next('}') {
+				p.pos++
+				depth--
+				continue
+			}
+			if !p.next(',') {
+				return false
+			}
+			p.pos++
+			p.skipWS()
+			if p.next('"') && p.inObjectKeyPosition() {
+				if !p.skipKey() {
+					return false
+				}
+			}
+			break
+		}
+	}
+}
+
+// inObjectKeyPosition reports whether the string at p.pos is an object key:
+// one followed by ':'.
+func (p *parser) inObjectKeyPosition() bool {
+	save := p.pos
+	defer func() { p.pos = save }()
+	if !p.skipString() {
+		return false
+	}
+	p.skipWS()
+	return p.next(':')
+}
+
+// skipKey moves past an object key and its ':'.
+func (p *parser) skipKey() bool {
+	if !p.next('"') || !p.skipString() {
+		return false
+	}
+	p.skipWS()
+	if !p.next(':') {
+		return false
+	}
+	p.pos++
+	return true
+}
+
+// skipString moves past a JSON string starting at its opening quote.
+func (p *parser) skipString() bool {
+	p.pos++
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case '"':
+			p.pos++
+			return true
+		case '\\':
+			p.pos += 2
+		default:
+			p.pos++
+		}
+	}
+	return false
 }

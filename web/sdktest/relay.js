@@ -198,3 +198,19 @@ export function close() {
   client.close();
   return client.state;
 }
+
+/** Shortens the liveness timings (testHooks.setLiveness). */
+export function setLiveness(t) {
+  testHooks.setLiveness(t);
+  return true;
+}
+
+/** Fires a window event (online, offline) as the browser would. */
+export function fireWindowEvent(name) {
+  globalThis.dispatchEvent(new Event(name));
+  return true;
+}
+
+export function clockSkew() {
+  return client.clockSkewMs;
+}
