@@ -302,6 +302,13 @@ func (s *session) watchdog() {
 func (s *session) diagLoop() {
 	t := time.NewTicker(diagInterval)
 	defer t.Stop()
+	// The first line's rates are over the time since now (the counters
+	// start from zero), not 0 for want of a previous line.
+	s.m.mu.Lock()
+	if s.diag.at.IsZero() {
+		s.diag.at = time.Now()
+	}
+	s.m.mu.Unlock()
 	for {
 		select {
 		case <-s.ctx.Done():

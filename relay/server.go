@@ -215,14 +215,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/challenge", s.handleChallenge)
-	mux.HandleFunc("POST /api/v1/register", s.handleRegister)
-	mux.HandleFunc("GET /api/v1/keys/{alias}", s.authed(s.handleKeys))
-	mux.HandleFunc("GET /api/v1/calls/ice-config", s.authed(s.handleICEConfig))
+	count := s.metrics.http.wrap
+	mux.Handle("POST /api/v1/challenge", count("challenge", http.HandlerFunc(s.handleChallenge)))
+	mux.Handle("POST /api/v1/register", count("register", http.HandlerFunc(s.handleRegister)))
+	mux.Handle("GET /api/v1/keys/{alias}", count("keys", s.authed(s.handleKeys)))
+	mux.Handle("GET /api/v1/calls/ice-config", count("ice_config", s.authed(s.handleICEConfig)))
 	mux.HandleFunc("GET /api/v1/ws", s.handleWS)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/", count("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
-	})
+	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

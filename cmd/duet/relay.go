@@ -49,7 +49,9 @@ Flags (environment variable in brackets):
                             (warns and keeps it) without --kv-replicas-lower
   --kv-replicas-lower       let --kv-replicas lower the buckets' replica count [DUET_KV_REPLICAS_LOWER]
   --turn-listen ADDR        embedded TURN address, UDP [DUET_TURN_LISTEN] (default :3478)
-  --turn-tcp                embedded TURN also on TCP, same port [DUET_TURN_TCP]
+  --no-turn-tcp             embedded TURN on UDP only; by default it listens on TCP too, same
+                            port, so that networks blocking UDP still get relayed calls
+                            [DUET_NO_TURN_TCP] (--turn-tcp=false does the same)
   --turn-public-host HOST   host clients reach the embedded TURN at [DUET_TURN_PUBLIC_HOST]
                             (default: the --turn-listen IP when it names one, else the
                             first non-loopback IPv4 address, else 127.0.0.1)
@@ -168,7 +170,13 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	fs.StringVar(&kvReplicas, "kv-replicas", str("DUET_KV_REPLICAS", ""), "")
 	fs.BoolVar(&c.kvReplicasLower, "kv-replicas-lower", boolean("DUET_KV_REPLICAS_LOWER"), "")
 	fs.StringVar(&c.turnListen, "turn-listen", str("DUET_TURN_LISTEN", ":3478"), "")
-	fs.BoolVar(&c.turnTCP, "turn-tcp", boolean("DUET_TURN_TCP"), "")
+	noTURNTCP := boolean("DUET_NO_TURN_TCP")
+	turnTCPEnv := !noTURNTCP
+	if v, ok := lookup("DUET_TURN_TCP"); ok && v != "" {
+		turnTCPEnv = boolean("DUET_TURN_TCP") && !noTURNTCP
+	}
+	fs.BoolVar(&c.turnTCP, "turn-tcp", turnTCPEnv, "")
+	fs.BoolVar(&noTURNTCP, "no-turn-tcp", noTURNTCP, "")
 	fs.StringVar(&c.turnPublicHost, "turn-public-host", str("DUET_TURN_PUBLIC_HOST", ""), "")
 	fs.BoolVar(&c.noTURN, "no-turn", boolean("DUET_NO_TURN"), "")
 	fs.StringVar(&allowPeers, "turn-allow-peers", str("DUET_TURN_ALLOW_PEERS", ""), "")
@@ -187,6 +195,9 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if noTURNTCP {
+		c.turnTCP = false
 	}
 	var err error
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
