@@ -95,7 +95,9 @@ type metrics struct {
 	authFailures  *prometheus.CounterVec // reason
 	registrations *prometheus.CounterVec // result
 	disconnects   *prometheus.CounterVec // reason
+	directory     *prometheus.CounterVec // op, result
 	drops         *dropCounter
+	http          *httpCounter
 
 	inBy, outBy map[wire.Type]prometheus.Counter // cached children of envelopesIn/Out
 }
@@ -138,6 +140,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "duet_relay_disconnects_total", Help: "Authenticated sessions closed, by reason.",
 		}, []string{"reason"}),
+		directory: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_directory_ops_total",
+			Help: "Directory (JetStream KV) operations of this node, by op (read: any replica; leader_read: the stream leader; write) and result (ok, not_found, conflict, timeout, disconnected, unavailable, error).",
+		}, []string{"op", "result"}),
 		drops: newDropCounter(),
 	}
 	m.inBy, m.outBy = make(map[wire.Type]prometheus.Counter), make(map[wire.Type]prometheus.Counter)
@@ -148,13 +154,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []errorCode{codeMalformed, codeUnknownType, codeSpoofedFrom, codeCryptoVersion, codeRateLimited} {
 		m.refused.WithLabelValues(string(c))
 	}
+	for _, op := range []string{"read", "leader_read", "write"} {
+		for _, r := range []string{"ok", "timeout", "disconnected", "unavailable", "error"} {
+			m.directory.WithLabelValues(op, r)
+		}
+	}
 	m.undeliverable.WithLabelValues("sent")
 	m.undeliverable.WithLabelValues("silent")
 	for _, c := range []prometheus.Collector{m.sessions, m.envelopesIn, m.envelopesOut, m.refused,
-		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.drops} {
+		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.directory, m.drops} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
+	var err error
+	if m.http, err = newHTTPCounter(reg); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// dirOp counts a directory operation; m may be nil.
+func (m *metrics) dirOp(op, result string) {
+	if m != nil {
+		m.directory.WithLabelValues(op, result).Inc()
+	}
 }

@@ -39,10 +39,14 @@ type Options struct {
 	// Required when NATSURL is empty.
 	DataDir string
 	// KVReplicas is the replica count of the directory buckets (external
-	// NATS clusters), applied when the node starts: buckets are created or
-	// updated to it. Zero keeps the buckets' current count (1 for new
-	// buckets), so only the node that changes it needs it set.
+	// NATS clusters), applied when the node starts: new buckets get it,
+	// existing ones are raised to it. Zero keeps the buckets' current count
+	// (1 for new buckets), so only the node that changes it needs it set.
+	// A count below the buckets' is ignored with a warning unless
+	// KVReplicasLower is set. Server.KVReplicas tells the effective count.
 	KVReplicas int
+	// KVReplicasLower lets KVReplicas lower the buckets' replica count.
+	KVReplicasLower bool
 	// ICE serves the ice-config endpoint; nil answers 503.
 	ICE ICEProvider
 	// OriginPatterns, if set, restricts the WebSocket's Origin header (see
@@ -164,12 +168,21 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.nats = nb
-	s.dir, err = openDirectory(ctx, nb.js, opts.KVReplicas, s.now)
+	err = waitJetStream(ctx, s.log, "opening the directory", func(ctx context.Context) error {
+		d, err := openDirectory(ctx, nb.js, opts.KVReplicas, opts.KVReplicasLower, s.now, s.log)
+		s.dir = d
+		return err
+	})
 	if err != nil {
 		nb.close()
 		return nil, err
 	}
-	key, err := s.dir.TokenKey(ctx)
+	s.dir.m = m
+	var key []byte
+	err = waitJetStream(ctx, s.log, "reading the token key", func(ctx context.Context) (err error) {
+		key, err = s.dir.TokenKey(ctx)
+		return err
+	})
 	if err != nil {
 		nb.close()
 		return nil, err
@@ -183,6 +196,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.handler = s.routes()
 	return s, nil
 }
+
+// KVReplicas is the directory buckets' replica count the node runs with
+// (Options.KVReplicas, or what the buckets had).
+func (s *Server) KVReplicas() int { return s.dir.replicas }
 
 // Registry returns the registry the relay's metrics are on.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
@@ -198,14 +215,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/challenge", s.handleChallenge)
-	mux.HandleFunc("POST /api/v1/register", s.handleRegister)
-	mux.HandleFunc("GET /api/v1/keys/{alias}", s.authed(s.handleKeys))
-	mux.HandleFunc("GET /api/v1/calls/ice-config", s.authed(s.handleICEConfig))
+	count := s.metrics.http.wrap
+	mux.Handle("POST /api/v1/challenge", count("challenge", http.HandlerFunc(s.handleChallenge)))
+	mux.Handle("POST /api/v1/register", count("register", http.HandlerFunc(s.handleRegister)))
+	mux.Handle("GET /api/v1/keys/{alias}", count("keys", s.authed(s.handleKeys)))
+	mux.Handle("GET /api/v1/calls/ice-config", count("ice_config", s.authed(s.handleICEConfig)))
 	mux.HandleFunc("GET /api/v1/ws", s.handleWS)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/", count("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
-	})
+	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -228,7 +246,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.dir.aliases.Status(ctx); err != nil {
+	if _, err := s.dir.aliases.kv.Status(ctx); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) does not answer")
 		return
 	}

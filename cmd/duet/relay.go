@@ -45,9 +45,13 @@ Flags (environment variable in brackets):
   --kv-replicas N           replicas of the directory's JetStream KV buckets, 1 to 5, applied
                             at start; above 1 needs --nats-url to a cluster of at least N
                             servers [DUET_KV_REPLICAS] (default: keep the buckets' count,
-                            1 for a new directory)
+                            1 for a new directory); never lowers the buckets' count
+                            (warns and keeps it) without --kv-replicas-lower
+  --kv-replicas-lower       let --kv-replicas lower the buckets' replica count [DUET_KV_REPLICAS_LOWER]
   --turn-listen ADDR        embedded TURN address, UDP [DUET_TURN_LISTEN] (default :3478)
-  --turn-tcp                embedded TURN also on TCP, same port [DUET_TURN_TCP]
+  --no-turn-tcp             embedded TURN on UDP only; by default it listens on TCP too, same
+                            port, so that networks blocking UDP still get relayed calls
+                            [DUET_NO_TURN_TCP] (--turn-tcp=false does the same)
   --turn-public-host HOST   host clients reach the embedded TURN at [DUET_TURN_PUBLIC_HOST]
                             (default: the --turn-listen IP when it names one, else the
                             first non-loopback IPv4 address, else 127.0.0.1)
@@ -88,6 +92,7 @@ Examples:
 type relayConfig struct {
 	addr, dataDir, natsURL      string
 	kvReplicas                  int
+	kvReplicasLower             bool
 	turnListen, turnPublicHost  string
 	turnTCP, noTURN, forceRelay bool
 	turnAllowPeers              []netip.Prefix
@@ -163,8 +168,15 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	fs.StringVar(&c.dataDir, "data-dir", str("DUET_DATA_DIR", "./duet-data"), "")
 	fs.StringVar(&c.natsURL, "nats-url", str("DUET_NATS_URL", ""), "")
 	fs.StringVar(&kvReplicas, "kv-replicas", str("DUET_KV_REPLICAS", ""), "")
+	fs.BoolVar(&c.kvReplicasLower, "kv-replicas-lower", boolean("DUET_KV_REPLICAS_LOWER"), "")
 	fs.StringVar(&c.turnListen, "turn-listen", str("DUET_TURN_LISTEN", ":3478"), "")
-	fs.BoolVar(&c.turnTCP, "turn-tcp", boolean("DUET_TURN_TCP"), "")
+	noTURNTCP := boolean("DUET_NO_TURN_TCP")
+	turnTCPEnv := !noTURNTCP
+	if v, ok := lookup("DUET_TURN_TCP"); ok && v != "" {
+		turnTCPEnv = boolean("DUET_TURN_TCP") && !noTURNTCP
+	}
+	fs.BoolVar(&c.turnTCP, "turn-tcp", turnTCPEnv, "")
+	fs.BoolVar(&noTURNTCP, "no-turn-tcp", noTURNTCP, "")
 	fs.StringVar(&c.turnPublicHost, "turn-public-host", str("DUET_TURN_PUBLIC_HOST", ""), "")
 	fs.BoolVar(&c.noTURN, "no-turn", boolean("DUET_NO_TURN"), "")
 	fs.StringVar(&allowPeers, "turn-allow-peers", str("DUET_TURN_ALLOW_PEERS", ""), "")
@@ -183,6 +195,9 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if noTURNTCP {
+		c.turnTCP = false
 	}
 	var err error
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
@@ -340,12 +355,13 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	srv, err := relay.New(startCtx, relay.Options{
-		NATSURL:    cfg.natsURL,
-		DataDir:    cfg.dataDir,
-		KVReplicas: cfg.kvReplicas,
-		ICE:        resolver,
-		Logger:     log,
-		Registry:   reg,
+		NATSURL:         cfg.natsURL,
+		DataDir:         cfg.dataDir,
+		KVReplicas:      cfg.kvReplicas,
+		KVReplicasLower: cfg.kvReplicasLower,
+		ICE:             resolver,
+		Logger:          log,
+		Registry:        reg,
 		PingInterval: func() time.Duration {
 			if cfg.pingInterval == 0 {
 				return -1 // no pings
@@ -361,7 +377,7 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	if srv.Embedded() {
 		log.Info("nats: embedded server with JetStream (no network port)", "store", filepath.Join(cfg.dataDir, "nats"))
 	} else {
-		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", cfg.kvReplicas)
+		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", srv.KVReplicas())
 	}
 
 	ln, err := net.Listen("tcp", cfg.addr)

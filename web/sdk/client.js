@@ -791,7 +791,7 @@ export class DuetClient {
   /**
    * Seals message (whose `from` is set to this alias) for message.to and
    * sends it, with an optional client id the relay echoes in notices.
-   * @param {import('./duet').Message} message
+   * @param {import('./duet').OutgoingMessage} message
    * @param {{id?: string}} [opts]
    * @returns {Promise<import('./duet').Envelope>} the envelope sent
    */

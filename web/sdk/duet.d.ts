@@ -161,7 +161,7 @@ export declare const DEFAULT_REPLAY_CAPACITY: 65536;
 export declare const MAX_ENVELOPE_SIZE: 65536;
 export declare const MAX_PAYLOAD_SIZE: 49152;
 
-export type CallType = 'call_offer' | 'call_answer' | 'call_ice' | 'call_reject' | 'call_hangup' | 'call_rekey';
+export type CallType = 'call_offer' | 'call_answer' | 'call_ice' | 'call_reject' | 'call_hangup' | 'call_rekey' | 'call_select';
 export type Reason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'ice_failed' | 'media_timeout' | 'disconnected' | 'error';
 export declare const CALL_TYPES: readonly CallType[];
 export declare const REASONS: readonly Reason[];
@@ -203,6 +203,9 @@ export type Message = Route & (
   /** The sender's device id (1..64 of [A-Za-z0-9_-], §3, §10.4); absent from senders that do not tell their devices apart. */
   device?: string;
 };
+/** A message to send (DuetClient.sendMessage): `from` may be left out, the client sets it to its alias. */
+export type OutgoingMessage = WithoutFrom<Message>;
+type WithoutFrom<M> = M extends unknown ? Omit<M, 'from'> & { from?: string } : never;
 
 export declare function validID(s: unknown): boolean;
 /** Throws ErrEnvelope or ErrCryptoVersion. */
@@ -412,7 +415,7 @@ export declare class DuetClient {
   connect(): Promise<void>;
   send(envelope: Envelope): void;
   session(peer: string): Promise<Session>;
-  sendMessage(message: Message, opts?: { id?: string }): Promise<Envelope>;
+  sendMessage(message: OutgoingMessage, opts?: { id?: string }): Promise<Envelope>;
   open(envelope: Envelope): Promise<Message>;
   peerKeys(peer: string): Promise<PublicKeys>;
   acceptKey(peer: string): Promise<PublicKeys>;
