@@ -682,12 +682,12 @@ export class CallModule {
 
   // ------------------------------------------------------------ public API
 
-  /** @returns {string} the current state */
+  /** @returns {import('./duet.js').CallState} the current state */
   get state() {
     return this.#d.state.value;
   }
 
-  /** @returns {object} the current status: {state, peer, callId, isVideo, incoming, reason} */
+  /** @returns {import('./duet.js').CallStatus} the current status: {state, peer, callId, isVideo, incoming, reason} */
   get status() {
     return this.#d.status.value;
   }

@@ -69,7 +69,10 @@ export function mLines(sdp) {
   return out;
 }
 
-/** Whether this browser can encrypt media frames. */
+/**
+ * How this browser encrypts media frames ('' when it cannot).
+ * @returns {'script-transform' | 'encoded-streams' | ''}
+ */
 export function e2eeSupport() {
   if (testState.forcedMode) return testState.forcedMode;
   if (typeof globalThis.RTCRtpScriptTransform === 'function') return 'script-transform';

@@ -17,12 +17,14 @@ export const VIDEO_CONSTRAINTS = Object.freeze({ width: { ideal: 1280 }, height:
 export const DEGRADATION_PREFERENCE = 'maintain-framerate';
 
 /** Call states, as the seed lists them. */
+/** @type {readonly import('./duet.js').CallState[]} */
 export const CALL_STATES = Object.freeze(['idle', 'calling', 'ringing', 'connecting', 'connected', 'hangup', 'rejected', 'ended']);
 
 /**
  * Endings (docs/PROTOCOL.md §10.3): status.reason in the end states says
  * why the call ended, as this app sees it.
  */
+/** @type {readonly import('./duet.js').CallEndReason[]} */
 export const CALL_ENDINGS = Object.freeze([
   'user_hangup', 'declined', 'busy', 'no_answer', 'offline', 'missed', 'answered_elsewhere', 'declined_elsewhere',
   'busy_elsewhere', 'ice_failed', 'disconnected', 'media_timeout', 'error',
