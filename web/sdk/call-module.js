@@ -409,7 +409,9 @@ class Driver {
   // ------------------------------------------------------------- the app
 
   async call(alias, video) {
-    const r = await this.feed({ kind: 'call', call_id: randomID(), peer: alias, video });
+    const id = testState.nextCallID || randomID();
+    testState.nextCallID = '';
+    const r = await this.feed({ kind: 'call', call_id: id, peer: alias, video });
     if (r.apiError) throw apiError(r.apiError);
     const s = r.session;
     try {
@@ -860,7 +862,11 @@ export const testHooks = Object.freeze({
   setE2EEMode(mode) {
     testState.forcedMode = mode;
   },
-  /** The next n messages of type this page sends are lost (not sent). */
+  /** The next call() of this page uses call id id (glare tests choose which call wins). */
+  nextCallID(id) {
+    testState.nextCallID = String(id);
+  },
+    /** The next n messages of type this page sends are lost (not sent). */
   dropSends(type, n) {
     testState.dropSends[type] = n;
   },

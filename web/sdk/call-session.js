@@ -56,7 +56,7 @@ export const FSM_TIMINGS = Object.freeze({
 });
 
 /** Test switches (testHooks): the forced E2EE mode, and sends to lose by type. */
-export const testState = { forcedMode: '', dropSends: {} };
+export const testState = { forcedMode: '', dropSends: {}, nextCallID: '' };
 
 export function callError(name, message, details) {
   return new DuetError(name, message, details);

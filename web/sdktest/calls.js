@@ -46,14 +46,19 @@ export function failKeyLookups(on) {
   return failKeys;
 }
 
+let mnemonic = '';
+
 /**
  * Creates and registers an identity, connects, starts the call module.
  * Returns the alias. opts.relayUrl: the relay (default: the page's origin).
+ * With opts.mnemonic and opts.alias: that identity, already registered (a
+ * second device of the same user; see identityMnemonic()).
  */
 export async function setup(opts = {}) {
-  const identity = await duet.createIdentity();
-  client = new duet.DuetClient({ identity, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch });
-  const { alias } = await client.register();
+  const identity = opts.mnemonic ? await duet.deriveIdentity(opts.mnemonic) : await duet.createIdentity();
+  mnemonic = identity.mnemonic;
+  client = new duet.DuetClient({ identity, aliasId: opts.alias, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch });
+  const alias = opts.alias ?? (await client.register()).alias;
   await client.connect();
   calls = client.initCalls({
     signingPrivKey: identity.signingKey.privateKey,
@@ -90,6 +95,22 @@ export async function setup(opts = {}) {
     wake();
   };
   return alias;
+}
+
+/** The mnemonic of the identity setup() made (for a second device of it). */
+export function identityMnemonic() {
+  return mnemonic;
+}
+
+/** The call module's device id. */
+export function deviceId() {
+  return calls.deviceId;
+}
+
+/** The next call() of this page uses call id id. */
+export function nextCallID(id) {
+  testHooks.nextCallID(id);
+  return true;
 }
 
 /** The next n messages of type this page sends are lost. */
