@@ -33,9 +33,17 @@ const (
 	// recipient session: the shutdown deadline ended with the frame still
 	// queued, or the session closed while it was being drained.
 	DropShutdown DropReason = "shutdown"
+	// DropRecipientBusy: the recipient was sent more than it takes (its
+	// send queue full while it still reads, or its inbound byte budget
+	// spent) and this sender was the heaviest; the sender is told
+	// (undeliverable, recipient_busy).
+	DropRecipientBusy DropReason = "recipient_busy"
+	// DropNodeBudget: the node's queued-bytes budget (Options.QueueBudget)
+	// was spent; the sender is told recipient_busy.
+	DropNodeBudget DropReason = "node_budget"
 )
 
-var dropReasons = [...]DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish, DropShutdown}
+var dropReasons = [...]DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish, DropShutdown, DropRecipientBusy, DropNodeBudget}
 
 // dropCounter counts drops by reason. It is a custom collector because the
 // route_backlog count is kept by nats.go per subscription and is read at
@@ -96,6 +104,12 @@ type metrics struct {
 	registrations *prometheus.CounterVec // result
 	disconnects   *prometheus.CounterVec // reason
 	drops         *dropCounter
+	// sessionsRefused: authenticated sessions refused because their alias
+	// had MaxSessionsPerAlias already.
+	sessionsRefused prometheus.Counter
+	// framesOverBudget: WebSocket frames (control frames and fragments
+	// included) past a session's frame budget.
+	framesOverBudget prometheus.Counter
 
 	inBy, outBy map[wire.Type]prometheus.Counter // cached children of envelopesIn/Out
 }
@@ -139,6 +153,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "duet_relay_disconnects_total", Help: "Authenticated sessions closed, by reason.",
 		}, []string{"reason"}),
 		drops: newDropCounter(),
+		sessionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "duet_relay_sessions_refused_total", Help: "Authenticated sessions refused because their alias had the maximum number of sessions on this node.",
+		}),
+		framesOverBudget: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "duet_relay_ws_frames_over_budget_total", Help: "WebSocket frames (pings, pongs and continuation fragments included) past a session's frame budget.",
+		}),
 	}
 	m.inBy, m.outBy = make(map[wire.Type]prometheus.Counter), make(map[wire.Type]prometheus.Counter)
 	for _, t := range append(wire.CallTypes[:len(wire.CallTypes):len(wire.CallTypes)], "other") {
@@ -151,7 +171,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.undeliverable.WithLabelValues("sent")
 	m.undeliverable.WithLabelValues("silent")
 	for _, c := range []prometheus.Collector{m.sessions, m.envelopesIn, m.envelopesOut, m.refused,
-		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.drops} {
+		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.drops, m.sessionsRefused, m.framesOverBudget} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
