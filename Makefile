@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: test deps fmt-check vet bench fuzz vectors
+.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 ./...
@@ -19,6 +19,11 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# duet.d.ts against the browser SDK's JavaScript, and the TypeScript example
+# (also run by make test, as web's TestSDKTypes).
+typecheck: deps
+	node web/typecheck/check.mjs
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
@@ -29,3 +34,10 @@ fuzz:
 # Regenerates testdata/vectors from the Go implementation.
 vectors:
 	$(GO) run ./cmd/duetvectors -out testdata/vectors
+
+# The cluster tests with their big counts: TestReadYourWrites registers
+# RYW_N fresh identities on one node of a 3-node NATS cluster and uses them
+# on another (make test runs 300).
+RYW_N ?= 5000
+cluster-soak:
+	@bash -o pipefail -c "DUET_RYW_N=$(RYW_N) $(GO) test -race -count=1 -timeout 30m -run 'TestReadYourWrites' -v ./relay/ 2>&1 | grep -E '^(---|ok|FAIL|PASS)|identities'"

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -100,6 +101,11 @@ type Client struct {
 	token string
 
 	sent sentLog // recent envelopes with an id, for recipient_busy
+	// Liveness (liveness.go).
+	wsHC      *http.Client     // hc, recording the WebSocket's local address
+	wsLocal   localAddrTracker // the local address of the WebSocket's connection
+	immediate atomic.Bool      // the next reconnect skips the backoff wait
+	skew      atomic.Int64     // ClockSkew, in nanoseconds
 
 	iceMu  sync.Mutex
 	ice    *ICEConfig
@@ -140,6 +146,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	if c.hc == nil {
 		c.hc = http.DefaultClient
 	}
+	c.wsHC = wsHTTPClient(c.hc, &c.wsLocal)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
 	conn, err := c.dial(ctx)
@@ -220,7 +227,15 @@ func (c *Client) run(conn *websocket.Conn) {
 	for {
 		if conn != nil {
 			attempt = 0
+			kctx, stopKeepAlive := context.WithCancel(c.ctx)
+			kdone := make(chan struct{})
+			go func() {
+				defer close(kdone)
+				c.keepAlive(kctx, conn)
+			}()
 			err := c.readLoop(conn)
+			stopKeepAlive()
+			<-kdone
 			c.setConn(nil, "")
 			if c.ctx.Err() != nil {
 				return
@@ -228,7 +243,9 @@ func (c *Client) run(conn *websocket.Conn) {
 			c.log.Info("relay connection lost; reconnecting", "err", err)
 		}
 		c.state.Set(StateDisconnected)
-		if !sleepCtx(c.ctx, backoff(attempt)) {
+		if c.immediate.Swap(false) {
+			// A dead connection found by keepAlive: dial at once.
+		} else if !sleepCtx(c.ctx, backoff(attempt)) {
 			return
 		}
 		attempt++
@@ -270,6 +287,7 @@ type frame struct {
 	Alias     string `json:"alias,omitempty"`
 	Signature string `json:"signature,omitempty"`
 	Token     string `json:"token,omitempty"`
+	Time      int64  `json:"time,omitempty"` // ready: the relay's clock, Unix ms
 }
 
 // authTimeout bounds the whole handshake.
@@ -281,7 +299,7 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
 	wsURL := "ws" + strings.TrimPrefix(c.base, "http") + "/api/v1/ws"
-	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.hc})
+	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.wsHC})
 	if err != nil {
 		return nil, fmt.Errorf("client: dialling %s: %w", wsURL, err)
 	}
@@ -300,6 +318,7 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 	}
 	sig := ed25519.Sign(c.opts.Identity.SigningKey, append([]byte(wsAuthContext), chal...))
 	auth, _ := json.Marshal(frame{Type: "auth", Alias: string(c.opts.Alias), Signature: base64.StdEncoding.EncodeToString(sig)})
+	sent := time.Now()
 	if err := conn.Write(ctx, websocket.MessageText, auth); err != nil {
 		return fail(fmt.Errorf("client: sending auth: %w", err))
 	}
@@ -317,6 +336,7 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 	if ready.Type != "ready" || ready.Token == "" {
 		return fail(fmt.Errorf("client: the relay sent %q instead of ready", ready.Type))
 	}
+	c.noteSkew(ready.Time, sent, time.Now())
 	c.setConn(conn, ready.Token)
 	c.state.Set(StateConnected)
 	c.log.Debug("connected to relay", "relay", c.base, "alias", c.opts.Alias)

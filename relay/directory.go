@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/duetcall/duet/identity"
@@ -65,18 +67,24 @@ type record struct {
 // directory is the alias directory in JetStream KV, shared by every relay
 // node on the same NATS and persistent across restarts.
 type directory struct {
-	aliases    jetstream.KeyValue
-	keys       jetstream.KeyValue
-	challenges jetstream.KeyValue
-	config     jetstream.KeyValue
+	aliases    kvBucket
+	keys       kvBucket
+	challenges kvBucket
+	config     kvBucket
+	nc         *nats.Conn
+	reads      readPolicy
+	m          *metrics // nil-safe
+	replicas   int      // the buckets' replica count after opening
 	now        func() time.Time
 	rand       io.Reader
 }
 
-func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, now func() time.Time) (*directory, error) {
-	d := &directory{now: now, rand: rand.Reader}
+// openDirectory creates or updates the buckets; replicas and lower are
+// Options.KVReplicas and Options.KVReplicasLower.
+func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, lower bool, now func() time.Time, log *slog.Logger) (*directory, error) {
+	d := &directory{now: now, rand: rand.Reader, nc: js.Conn()}
 	for _, b := range []struct {
-		kv  *jetstream.KeyValue
+		kv  *kvBucket
 		cfg jetstream.KeyValueConfig
 	}{
 		{&d.aliases, jetstream.KeyValueConfig{Bucket: bucketAliases, Description: "duet alias -> public keys", MaxValueSize: 4096}},
@@ -86,51 +94,68 @@ func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, no
 	} {
 		b.cfg.Storage = jetstream.FileStorage
 		b.cfg.History = 1
-		n, err := bucketReplicas(ctx, js, b.cfg.Bucket, replicas)
+		n, err := bucketReplicas(ctx, js, b.cfg.Bucket, replicas, lower, log)
 		if err != nil {
 			return nil, err
 		}
 		b.cfg.Replicas = n
+		d.replicas = max(d.replicas, n)
 		kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%w: creating bucket %s: %w", ErrDirectory, b.cfg.Bucket, err)
 		}
-		*b.kv = kv
+		*b.kv = kvBucket{name: b.cfg.Bucket, kv: kv}
 	}
 	return d, nil
 }
 
-// bucketReplicas is the replica count to give a bucket: want when it is set
-// (> 0), else the bucket's current count, or 1 for a new bucket, so that a
-// node started without a replica setting never scales a clustered directory
-// down.
-func bucketReplicas(ctx context.Context, js jetstream.JetStream, bucket string, want int) (int, error) {
-	if want > 0 {
-		return want, nil
-	}
+// bucketReplicas is the replica count to give a bucket: want (> 0) for a
+// new bucket or one with fewer replicas; the bucket's current count when
+// want is unset, or when want is lower and lower is false (a node started
+// with a smaller --kv-replicas never scales a clustered directory down
+// unless told to: it warns and keeps the count); 1 for a new bucket without
+// want.
+func bucketReplicas(ctx context.Context, js jetstream.JetStream, bucket string, want int, lower bool, log *slog.Logger) (int, error) {
 	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return 1, nil
+		return max(want, 1), nil
 	}
+	cur := 0
 	if err == nil {
 		var st jetstream.KeyValueStatus
 		if st, err = kv.Status(ctx); err == nil {
+			cur = 1
 			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.Config().Replicas > 0 {
-				return bs.Config().Replicas, nil
+				cur = bs.Config().Replicas
 			}
-			return 1, nil
 		}
 	}
-	return 0, fmt.Errorf("%w: reading bucket %s: %w", ErrDirectory, bucket, err)
+	if err != nil {
+		return 0, fmt.Errorf("%w: reading bucket %s: %w", ErrDirectory, bucket, err)
+	}
+	switch {
+	case want <= 0 || want == cur:
+		return cur, nil
+	case want > cur:
+		log.Info("relay: raising the directory's replicas", "bucket", bucket, "from", cur, "to", want)
+		return want, nil
+	case lower:
+		log.Warn("relay: lowering the directory's replicas (--kv-replicas-lower)", "bucket", bucket, "from", cur, "to", want)
+		return want, nil
+	default:
+		log.Warn("relay: --kv-replicas is below the directory's replica count; keeping it (pass --kv-replicas-lower to lower it)",
+			"bucket", bucket, "kv_replicas", want, "keeping", cur)
+		return cur, nil
+	}
 }
 
 // TokenKey returns the bearer-token HMAC key, creating it on first use. Every
 // node reads the same key: the first node's Create wins.
 func (d *directory) TokenKey(ctx context.Context) ([]byte, error) {
 	for range 3 {
-		e, err := d.config.Get(ctx, configTokenKey)
-		if err == nil && len(e.Value()) == tokenKeySize {
-			return e.Value(), nil
+		e, err := d.get(ctx, &d.config, configTokenKey, false)
+		if err == nil && len(e.value) == tokenKeySize {
+			return e.value, nil
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, fmt.Errorf("%w: reading the token key: %w", ErrDirectory, err)
@@ -139,7 +164,7 @@ func (d *directory) TokenKey(ctx context.Context) ([]byte, error) {
 		if _, err := io.ReadFull(d.rand, key); err != nil {
 			return nil, err
 		}
-		if _, err := d.config.Create(ctx, configTokenKey, key); err == nil {
+		if _, err := d.wrote(d.config.kv.Create(ctx, configTokenKey, key)); err == nil {
 			return key, nil
 		} else if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, fmt.Errorf("%w: storing the token key: %w", ErrDirectory, err)
@@ -155,7 +180,7 @@ func (d *directory) NewChallenge(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	exp := d.now().Add(ChallengeTTL).UnixMilli()
-	if _, err := d.challenges.Create(ctx, challengeKey(ch), strconv.AppendInt(nil, exp, 10)); err != nil {
+	if _, err := d.wrote(d.challenges.kv.Create(ctx, challengeKey(ch), strconv.AppendInt(nil, exp, 10))); err != nil {
 		return nil, fmt.Errorf("%w: storing a challenge: %w", ErrDirectory, err)
 	}
 	return ch, nil
@@ -169,20 +194,20 @@ func (d *directory) ConsumeChallenge(ctx context.Context, ch []byte) error {
 		return ErrBadChallenge
 	}
 	key := challengeKey(ch)
-	e, err := d.challenges.Get(ctx, key)
+	e, err := d.get(ctx, &d.challenges, key, false)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return ErrBadChallenge
 	}
 	if err != nil {
 		return fmt.Errorf("%w: reading a challenge: %w", ErrDirectory, err)
 	}
-	if err := d.challenges.Purge(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+	if _, err := d.wrote(0, d.challenges.kv.Purge(ctx, key, jetstream.LastRevision(e.rev))); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return ErrBadChallenge
 		}
 		return fmt.Errorf("%w: consuming a challenge: %w", ErrDirectory, err)
 	}
-	exp, err := strconv.ParseInt(string(e.Value()), 10, 64)
+	exp, err := strconv.ParseInt(string(e.value), 10, 64)
 	if err != nil || d.now().UnixMilli() >= exp {
 		return ErrBadChallenge
 	}
@@ -228,18 +253,19 @@ func (d *directory) Register(ctx context.Context, ed, x, challenge, sig []byte) 
 // the next registration of that key repairs.
 func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, bool, error) {
 	keyID := hex.EncodeToString(ed)
-	created := false
+	created, fresh := false, false
 	for range 16 {
 		var alias identity.Alias
 		var keyRev uint64
-		e, err := d.keys.Get(ctx, keyID)
+		e, err := d.get(ctx, &d.keys, keyID, fresh)
+		fresh = true // a retry follows a conflict: read what won
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			alias, err = d.randomAlias()
 			if err != nil {
 				return "", false, err
 			}
-			keyRev, err = d.keys.Create(ctx, keyID, []byte(alias))
+			keyRev, err = d.wrote(d.keys.kv.Create(ctx, keyID, []byte(alias)))
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue // a concurrent registration of the same key won
 			}
@@ -250,7 +276,7 @@ func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, b
 		case err != nil:
 			return "", false, fmt.Errorf("%w: %w", ErrDirectory, err)
 		default:
-			alias, keyRev = identity.Alias(e.Value()), e.Revision()
+			alias, keyRev = identity.Alias(e.value), e.rev
 			if !alias.Valid() {
 				return "", false, fmt.Errorf("%w: corrupt signing-key index entry", ErrDirectory)
 			}
@@ -269,7 +295,7 @@ func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, b
 		if err != nil {
 			return "", false, err
 		}
-		if _, err := d.keys.Update(ctx, keyID, []byte(next), keyRev); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if _, err := d.wrote(d.keys.kv.Update(ctx, keyID, []byte(next), keyRev)); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return "", false, fmt.Errorf("%w: %w", ErrDirectory, err)
 		}
 	}
@@ -279,11 +305,12 @@ func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, b
 // claimAlias makes sure alias's record holds ed (creating it if needed) and x.
 // It returns false if the alias belongs to a different signing key.
 func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x []byte) (bool, error) {
-	for range 16 {
-		e, err := d.aliases.Get(ctx, string(alias))
+	for i := range 16 {
+		// A retry follows a conflict: read what won, from the leader.
+		e, err := d.get(ctx, &d.aliases, string(alias), i > 0)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			rec, _ := json.Marshal(record{Ed25519: ed, X25519: x, CreatedAt: d.now().UTC()})
-			_, err := d.aliases.Create(ctx, string(alias), rec)
+			_, err := d.wrote(d.aliases.kv.Create(ctx, string(alias), rec))
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
@@ -296,7 +323,7 @@ func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x 
 			return false, fmt.Errorf("%w: %w", ErrDirectory, err)
 		}
 		var rec record
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		if err := json.Unmarshal(e.value, &rec); err != nil {
 			return false, fmt.Errorf("%w: corrupt record for %s: %w", ErrDirectory, alias, err)
 		}
 		if !bytes.Equal(rec.Ed25519, ed) {
@@ -307,7 +334,7 @@ func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x 
 		}
 		rec.X25519 = x
 		b, _ := json.Marshal(rec)
-		_, err = d.aliases.Update(ctx, string(alias), b, e.Revision())
+		_, err = d.wrote(d.aliases.kv.Update(ctx, string(alias), b, e.rev))
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}
@@ -324,7 +351,7 @@ func (d *directory) Lookup(ctx context.Context, alias identity.Alias) (record, e
 	if !alias.Valid() {
 		return record{}, ErrNotFound
 	}
-	e, err := d.aliases.Get(ctx, string(alias))
+	e, err := d.get(ctx, &d.aliases, string(alias), false)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return record{}, ErrNotFound
 	}
@@ -332,10 +359,23 @@ func (d *directory) Lookup(ctx context.Context, alias identity.Alias) (record, e
 		return record{}, fmt.Errorf("%w: %w", ErrDirectory, err)
 	}
 	var rec record
-	if err := json.Unmarshal(e.Value(), &rec); err != nil || len(rec.Ed25519) != ed25519.PublicKeySize {
+	if err := json.Unmarshal(e.value, &rec); err != nil || len(rec.Ed25519) != ed25519.PublicKeySize {
 		return record{}, fmt.Errorf("%w: corrupt record for %s", ErrDirectory, alias)
 	}
 	return rec, nil
+}
+
+// wrote counts a write's outcome and passes it on.
+func (d *directory) wrote(rev uint64, err error) (uint64, error) {
+	switch {
+	case err == nil:
+		d.m.dirOp("write", "ok")
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		d.m.dirOp("write", "conflict")
+	default:
+		d.m.dirOp("write", errorKind(err))
+	}
+	return rev, err
 }
 
 // randomAlias draws u + 8 uniformly random digits.

@@ -132,6 +132,19 @@ type readyFrame struct {
 	Alias          identity.Alias `json:"alias"`
 	Token          string         `json:"token"`
 	TokenExpiresIn int            `json:"token_expires_in"`
+	Time           int64          `json:"time"` // the relay's clock, Unix ms: clients report their skew
+}
+
+// pongFrame answers a client's {"type":"ping"} (§9.2 liveness).
+var pongFrame = []byte(`{"type":"pong"}`)
+
+// isPingFrame reports whether data is the client liveness frame
+// {"type":"ping"} (other members ignored).
+func isPingFrame(data []byte) bool {
+	var head struct {
+		Type string `json:"type"`
+	}
+	return json.Unmarshal(data, &head) == nil && head.Type == "ping"
 }
 
 type errorFrame struct {

@@ -17,7 +17,7 @@ import (
 // a light sender's get through.
 func TestReadingRecipientKeptFairDrop(t *testing.T) {
 	r, hold := startRelayHeld(t)
-	r.srv.tun.queueLen = 40 // and the senders' notices always fit theirs
+	r.srv.tun.queueLen = 40            // and the senders' notices always fit theirs
 	r.srv.tun.stallTimeout = time.Hour // the held writer counts as progressing
 	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
 	ca, cc := r.connect(t, a.id, a.alias), r.connect(t, c.id, c.alias)

@@ -103,6 +103,7 @@ type metrics struct {
 	authFailures  *prometheus.CounterVec // reason
 	registrations *prometheus.CounterVec // result
 	disconnects   *prometheus.CounterVec // reason
+	directory     *prometheus.CounterVec // op, result
 	drops         *dropCounter
 	// sessionsRefused: authenticated sessions refused because their alias
 	// had MaxSessionsPerAlias already.
@@ -110,6 +111,7 @@ type metrics struct {
 	// framesOverBudget: WebSocket frames (control frames and fragments
 	// included) past a session's frame budget.
 	framesOverBudget prometheus.Counter
+	http             *httpCounter
 
 	inBy, outBy map[wire.Type]prometheus.Counter // cached children of envelopesIn/Out
 }
@@ -152,6 +154,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "duet_relay_disconnects_total", Help: "Authenticated sessions closed, by reason.",
 		}, []string{"reason"}),
+		directory: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "duet_relay_directory_ops_total",
+			Help: "Directory (JetStream KV) operations of this node, by op (read: any replica; leader_read: the stream leader; write) and result (ok, not_found, conflict, timeout, disconnected, unavailable, error).",
+		}, []string{"op", "result"}),
 		drops: newDropCounter(),
 		sessionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "duet_relay_sessions_refused_total", Help: "Authenticated sessions refused because their alias had the maximum number of sessions on this node.",
@@ -168,13 +174,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []errorCode{codeMalformed, codeUnknownType, codeSpoofedFrom, codeCryptoVersion, codeRateLimited} {
 		m.refused.WithLabelValues(string(c))
 	}
+	for _, op := range []string{"read", "leader_read", "write"} {
+		for _, r := range []string{"ok", "timeout", "disconnected", "unavailable", "error"} {
+			m.directory.WithLabelValues(op, r)
+		}
+	}
 	m.undeliverable.WithLabelValues("sent")
 	m.undeliverable.WithLabelValues("silent")
 	for _, c := range []prometheus.Collector{m.sessions, m.envelopesIn, m.envelopesOut, m.refused,
-		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.drops, m.sessionsRefused, m.framesOverBudget} {
+		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.directory, m.drops, m.sessionsRefused, m.framesOverBudget} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
+	var err error
+	if m.http, err = newHTTPCounter(reg); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// dirOp counts a directory operation; m may be nil.
+func (m *metrics) dirOp(op, result string) {
+	if m != nil {
+		m.directory.WithLabelValues(op, result).Inc()
+	}
 }

@@ -32,6 +32,10 @@ func connectNATS(ctx context.Context, url, dataDir string, log *slog.Logger) (*n
 		nats.Name("duet-relay"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
+		// No buffering while reconnecting: a publish then fails at once,
+		// so the sender learns "unavailable" now rather than its envelope
+		// going out (or meeting "no responders") whenever NATS is back.
+		nats.ReconnectBufSize(-1),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				// Counted per subscription; see router.backlogDrops.
@@ -68,9 +72,13 @@ func connectNATS(ctx context.Context, url, dataDir string, log *slog.Logger) (*n
 		return nil, fmt.Errorf("%w: %w", ErrNATS, err)
 	}
 	b.js = js
-	if _, err := js.AccountInfo(ctx); err != nil {
+	err = waitJetStream(ctx, log, "account info on "+redactURL(url), func(ctx context.Context) error {
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
+	if err != nil {
 		b.close()
-		return nil, fmt.Errorf("%w: JetStream is not available on %s (enable it on the NATS server): %w", ErrNATS, redactURL(url), err)
+		return nil, err
 	}
 	return b, nil
 }

@@ -40,10 +40,14 @@ type Options struct {
 	// Required when NATSURL is empty.
 	DataDir string
 	// KVReplicas is the replica count of the directory buckets (external
-	// NATS clusters), applied when the node starts: buckets are created or
-	// updated to it. Zero keeps the buckets' current count (1 for new
-	// buckets), so only the node that changes it needs it set.
+	// NATS clusters), applied when the node starts: new buckets get it,
+	// existing ones are raised to it. Zero keeps the buckets' current count
+	// (1 for new buckets), so only the node that changes it needs it set.
+	// A count below the buckets' is ignored with a warning unless
+	// KVReplicasLower is set. Server.KVReplicas tells the effective count.
 	KVReplicas int
+	// KVReplicasLower lets KVReplicas lower the buckets' replica count.
+	KVReplicasLower bool
 	// ICE serves the ice-config endpoint; nil answers 503.
 	ICE ICEProvider
 	// OriginPatterns, if set, restricts the WebSocket's Origin header (see
@@ -66,6 +70,13 @@ type Options struct {
 	// past it, envelopes are dropped (node_budget) and their senders told
 	// recipient_busy. 0 means DefaultQueueBudget().
 	QueueBudget int64
+	// PingInterval and PingTimeout are the liveness check of every
+	// authenticated session: a WebSocket ping after PingInterval without
+	// one, and a session that does not answer within PingTimeout is dropped
+	// (its callers get offline). Zero means DefaultPingInterval and
+	// DefaultPingTimeout; a negative PingInterval sends no pings.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
 }
 
 // tunables are the protocol limits; tests shorten some of them.
@@ -83,6 +94,8 @@ type tunables struct {
 	// per recipient alias (inbound)
 	recipientRate  float64
 	recipientBurst int
+	pingInterval   time.Duration
+	pingTimeout    time.Duration
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -102,6 +115,8 @@ var defaultTunables = tunables{
 
 	recipientRate:  RecipientByteRate,
 	recipientBurst: RecipientByteBurst,
+	pingInterval:   DefaultPingInterval,
+	pingTimeout:    DefaultPingTimeout,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -155,6 +170,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		registry: opts.Registry,
 		conns:    make(map[*session]struct{}),
 	}
+	if opts.PingInterval != 0 {
+		s.tun.pingInterval = opts.PingInterval
+	}
+	if opts.PingTimeout > 0 {
+		s.tun.pingTimeout = opts.PingTimeout
+	}
 	m, err := newMetrics(opts.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("relay: registering metrics: %w", err)
@@ -177,12 +198,21 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.nats = nb
-	s.dir, err = openDirectory(ctx, nb.js, opts.KVReplicas, s.now)
+	err = waitJetStream(ctx, s.log, "opening the directory", func(ctx context.Context) error {
+		d, err := openDirectory(ctx, nb.js, opts.KVReplicas, opts.KVReplicasLower, s.now, s.log)
+		s.dir = d
+		return err
+	})
 	if err != nil {
 		nb.close()
 		return nil, err
 	}
-	key, err := s.dir.TokenKey(ctx)
+	s.dir.m = m
+	var key []byte
+	err = waitJetStream(ctx, s.log, "reading the token key", func(ctx context.Context) (err error) {
+		key, err = s.dir.TokenKey(ctx)
+		return err
+	})
 	if err != nil {
 		nb.close()
 		return nil, err
@@ -196,6 +226,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.handler = s.routes()
 	return s, nil
 }
+
+// KVReplicas is the directory buckets' replica count the node runs with
+// (Options.KVReplicas, or what the buckets had).
+func (s *Server) KVReplicas() int { return s.dir.replicas }
 
 // Registry returns the registry the relay's metrics are on.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
@@ -211,14 +245,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/challenge", s.handleChallenge)
-	mux.HandleFunc("POST /api/v1/register", s.handleRegister)
-	mux.HandleFunc("GET /api/v1/keys/{alias}", s.authed(s.handleKeys))
-	mux.HandleFunc("GET /api/v1/calls/ice-config", s.authed(s.handleICEConfig))
+	count := s.metrics.http.wrap
+	mux.Handle("POST /api/v1/challenge", count("challenge", http.HandlerFunc(s.handleChallenge)))
+	mux.Handle("POST /api/v1/register", count("register", http.HandlerFunc(s.handleRegister)))
+	mux.Handle("GET /api/v1/keys/{alias}", count("keys", s.authed(s.handleKeys)))
+	mux.Handle("GET /api/v1/calls/ice-config", count("ice_config", s.authed(s.handleICEConfig)))
 	mux.HandleFunc("GET /api/v1/ws", s.handleWS)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/", count("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
-	})
+	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -241,7 +276,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.dir.aliases.Status(ctx); err != nil {
+	if _, err := s.dir.aliases.kv.Status(ctx); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) does not answer")
 		return
 	}

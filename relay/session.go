@@ -44,6 +44,13 @@ const (
 	// CloseGrace bounds a close: the final frame and the close handshake;
 	// then the TCP connection is dropped.
 	CloseGrace = 2 * time.Second
+	// DefaultPingInterval and DefaultPingTimeout are the relay's liveness
+	// check of an authenticated session (Options.PingInterval/PingTimeout):
+	// a WebSocket ping after every interval, and a session whose pong does
+	// not come within the timeout is dropped, so a dead client is gone (its
+	// callers get offline) within interval+timeout, 25 s by default.
+	DefaultPingInterval = 15 * time.Second
+	DefaultPingTimeout  = 10 * time.Second
 )
 
 // WebSocket close codes used by the relay.
@@ -88,7 +95,8 @@ type session struct {
 	closing  bool
 	draining bool           // node shutdown: close once the queue is written (drain)
 	reason   string         // disconnect reason (metrics label), set by kill
-	wg       sync.WaitGroup // writer and closer goroutines
+	wg       sync.WaitGroup // writer, closer and pinger goroutines
+	pinger   *time.Timer    // the next liveness ping (see ping)
 }
 
 func (s *session) now() time.Time { return s.srv.now() }
@@ -396,7 +404,7 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.routed = true
 	s.srv.metrics.sessions.Inc()
-	ready := encodeFrame(readyFrame{Type: "ready", Alias: alias, Token: s.srv.tokens.Issue(alias), TokenExpiresIn: int(TokenTTL / time.Second)})
+	ready := encodeFrame(readyFrame{Type: "ready", Alias: alias, Token: s.srv.tokens.Issue(alias), TokenExpiresIn: int(TokenTTL / time.Second), Time: s.now().UnixMilli()})
 	if err := s.writeDirect(ready); err != nil {
 		return false
 	}
@@ -411,8 +419,57 @@ func (s *session) open(ctx context.Context) bool {
 		s.closeLocked(statusRestart, "shutdown", reconnectFrame)
 	}
 	s.mu.Unlock()
-	s.log.Debug("relay: session ready")
+	s.log.Info("relay: session ready")
+	s.mu.Lock()
+	s.schedulePingLocked()
+	s.mu.Unlock()
 	return true
+}
+
+// schedulePingLocked arms the next liveness ping. s.mu is held. An idle
+// session holds only a timer for it; the goroutine runs while a ping waits.
+func (s *session) schedulePingLocked() {
+	d := s.srv.tun.pingInterval
+	if s.closing || d <= 0 {
+		return
+	}
+	if s.pinger == nil {
+		s.pinger = time.AfterFunc(d, s.ping)
+	} else {
+		s.pinger.Reset(d)
+	}
+}
+
+// ping sends a WebSocket ping (answered by the client's WebSocket stack, a
+// browser's too, with a pong that the reader consumes: it never reaches
+// handleFrame) and drops the session when no pong comes within the
+// timeout: the client is gone without a close (its network changed, its
+// machine slept, a NAT forgot the connection). The TCP connection is
+// closed at once: a dead peer would never complete a close handshake.
+func (s *session) ping() {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.pingTimeout)
+	err := s.conn.Ping(ctx)
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.schedulePingLocked()
+		return
+	}
+	if s.closing {
+		return
+	}
+	s.log.Info("relay: dropping a session that did not answer a ping", "err", err)
+	s.closeLocked(websocket.StatusGoingAway, "ping_timeout", nil)
+	_ = s.netConn.Close()
 }
 
 // serve reads the client's frames until the connection closes.
@@ -431,6 +488,11 @@ func (s *session) serve(ctx context.Context) {
 // closer, and unregisters it.
 func (s *session) finish() {
 	s.kill(websocket.StatusNormalClosure, "closed", nil)
+	s.mu.Lock()
+	if s.pinger != nil {
+		s.pinger.Stop()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 	if s.counted {
 		s.srv.aliases.release(s.alias, s.now())
@@ -444,7 +506,7 @@ func (s *session) finish() {
 	reason := s.reason
 	s.mu.Unlock()
 	s.srv.metrics.disconnects.WithLabelValues(reason).Inc()
-	s.log.Debug("relay: session closed", "reason", reason)
+	s.log.Info("relay: session closed", "reason", reason)
 }
 
 // readClosed records why reading stopped.
@@ -539,11 +601,18 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		return
 	}
 	env, ferr := decodeFrame(data, s.alias)
+	if ferr != nil && ferr.Code == codeUnknownType && isPingFrame(data) {
+		// The client's liveness check (a browser cannot send WebSocket
+		// pings): answered at once, like a notice.
+		_ = s.writeDirect(pongFrame)
+		return
+	}
 	if ferr != nil {
 		s.srv.metrics.refused.WithLabelValues(string(ferr.Code)).Inc()
 		s.notice(ferr)
 		return
 	}
+	logCall(s.log, env)
 	s.srv.router.publish(s, env)
 }
 

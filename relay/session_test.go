@@ -559,3 +559,42 @@ func TestPayloadNeverLogged(t *testing.T) {
 		t.Errorf("the logs contain the payload:\n%s", out)
 	}
 }
+
+func TestDeadSessionDropped(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.pingInterval, tu.pingTimeout = 100*time.Millisecond, 300*time.Millisecond
+	})
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	// b never reads, so it never answers a ping: like a client whose
+	// network went away without closing the connection.
+	r.connectOpt(t, b.id, b.alias, true)
+	eventually(t, 10*time.Second, "b dropped", func() bool {
+		return r.metric(t, `duet_relay_disconnects_total{reason="ping_timeout"}`) == 1
+	})
+	ca.send(ca.env(b.alias, "offer-dead"))
+	if m := ca.next(5 * time.Second); m["type"] != "undeliverable" || m["id"] != "offer-dead" || m["reason"] != "offline" {
+		t.Fatalf("got %v, want undeliverable offline", m)
+	}
+	// a answers pings (its reader runs): still there after many rounds.
+	ca.send(map[string]string{"type": "ping"})
+	if m := ca.next(5 * time.Second); m["type"] != "pong" || len(m) != 1 {
+		t.Fatalf("got %v, want pong", m)
+	}
+	if got := r.metric(t, "duet_relay_sessions"); got != 1 {
+		t.Fatalf("sessions = %v, want 1 (a alive)", got)
+	}
+}
+
+func TestReadyCarriesTime(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	a := r.newUser(t)
+	conn := r.dial(t)
+	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
+	before := time.Now().UnixMilli()
+	ready := readJSON(t, conn)
+	ts, _ := ready["time"].(float64)
+	if d := int64(ts) - before; d < -5000 || d > 5000 {
+		t.Fatalf("ready time %v, local %d", ready["time"], before)
+	}
+}

@@ -193,11 +193,13 @@ func sdkMux() *http.ServeMux {
 	return mux
 }
 
-// pagesMux serves the test pages at /sdktest/ and the vectors at /vectors/.
+// pagesMux serves the test pages at /sdktest/, the vectors at /vectors/ and
+// the call state machine scenarios at /scenarios/.
 func pagesMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/sdktest/", http.StripPrefix("/sdktest", http.FileServer(http.Dir("sdktest"))))
 	mux.Handle("/vectors/", http.StripPrefix("/vectors", http.FileServer(http.Dir("../testdata/vectors"))))
+	mux.Handle("/scenarios/", http.StripPrefix("/scenarios", http.FileServer(http.Dir("../testdata/scenarios"))))
 	return mux
 }
 

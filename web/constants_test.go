@@ -28,10 +28,10 @@ import (
 // string, array or plain object) the SDK's modules export, and the call
 // module's internal timing table (testHooks.timings(), at its defaults in
 // a fresh page).
-const sdkConstants = `Promise.all(['duet', 'bip39', 'canonical', 'identity', 'signal', 'frame', 'client', 'calls']
+const sdkConstants = `Promise.all(['duet', 'bip39', 'canonical', 'identity', 'signal', 'frame', 'client', 'calls', 'call-fsm']
   .map((n) => import('/sdk/' + n + '.js'))).then((mods) => {
   const out = {};
-  ['duet', 'bip39', 'canonical', 'identity', 'signal', 'frame', 'client', 'calls'].forEach((n, i) => {
+  ['duet', 'bip39', 'canonical', 'identity', 'signal', 'frame', 'client', 'calls', 'call-fsm'].forEach((n, i) => {
     out[n] = Object.fromEntries(Object.entries(mods[i]).filter(([k, v]) => /^[A-Z][A-Z0-9_]*$/.test(k) &&
       (typeof v === 'number' || typeof v === 'string' || Array.isArray(v) || (v !== null && Object.getPrototypeOf(v) === Object.prototype))));
   });
@@ -218,6 +218,9 @@ func TestConstantsMatchGo(t *testing.T) {
 		"ICE restart delay": fsmT.RestartDelay, "ICE restart wait": fsmT.RestartWait} {
 		same("the Go call/fsm timing for "+row+" (ms)", ms(d), ms(doc.duration(t, row)), docRef)
 	}
+	same("call-fsm.js DEFAULT_TIMINGS", jsv("call-fsm", "DEFAULT_TIMINGS"), map[string]any{
+		"answer": ms(fsmT.Answer), "ring": ms(fsmT.Ring), "disconnected": ms(fsmT.Disconnected),
+		"restart_delay": ms(fsmT.RestartDelay), "restart_wait": ms(fsmT.RestartWait), "media": ms(fsmT.Media)}, "the Go call/fsm Defaults()")
 	if unused := doc.unchecked(); len(unused) > 0 {
 		t.Errorf("docs/PROTOCOL.md §6 rows this test does not compare with the SDKs: %q; add them to TestConstantsMatchGo", unused)
 	}

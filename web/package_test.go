@@ -233,12 +233,24 @@ func TestSDKPackage(t *testing.T) {
 	visit("duet.js", "exports")
 	visit("e2ee-worker.js", "exports")
 	for name := range files {
-		if strings.HasSuffix(name, ".js") && !reached[name] {
+		if strings.HasSuffix(name, ".js") && !reached[name] && unwiredModules[name] == "" {
 			t.Errorf("%s is in the package, but neither duet.js nor e2ee-worker.js imports it: a test-only module belongs in web/sdktest", name)
+		}
+	}
+	for name := range unwiredModules {
+		if reached[name] {
+			t.Errorf("%s is imported now: remove it from unwiredModules in web/package_test.go", name)
 		}
 	}
 
 	checkVersionTags(t, p.Version)
+}
+
+// unwiredModules are SDK modules no entry imports yet, on their way in
+// (module: why). An entry that an entry reaches fails the test until it is
+// removed here.
+var unwiredModules = map[string]string{
+	"call-fsm.js": "the transport-free call core; calls.js is being split to run on it",
 }
 
 // relRefRe finds a module's references to its siblings: static imports and

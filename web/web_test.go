@@ -132,6 +132,12 @@ func expectedChecks(t *testing.T) []string {
 	for i, m := range id.InvalidMnemonics {
 		add("identity.json/invalid_mnemonics[%d] (%s)", i, m.Why)
 	}
+	for _, c := range id.Normalisation {
+		add("identity.json/normalisation/%s", c.Name)
+	}
+	for _, k := range id.InvalidPublicKeys {
+		add("identity.json/invalid_public_keys/%s", k.Name)
+	}
 
 	var sk vectors.SessionKeyFile
 	readVector(t, "session_key.json", &sk)
@@ -163,6 +169,33 @@ func expectedChecks(t *testing.T) []string {
 			add("frames.json/%s/%s", f.Name, a)
 		}
 	}
+	for i, r := range fr.Rekeys {
+		add("frames.json/rekeys[%d] keys", i)
+		for _, f := range r.Frames {
+			add("frames.json/%s/decrypt", f.Name)
+			add("frames.json/%s/reencrypt", f.Name)
+		}
+	}
+
+	var ee vectors.EnvelopeErrorFile
+	readVector(t, "envelope_errors.json", &ee)
+	for _, c := range ee.Cases {
+		add("envelope_errors.json/%s", c.Name)
+	}
+
+	var fs vectors.FrameSequenceFile
+	readVector(t, "frame_sequences.json", &fs)
+	add("frame_sequences.json/limits")
+	for _, s := range fs.Sequences {
+		add("frame_sequences.json/%s", s.Name)
+	}
+	for _, c := range fs.EncryptLimits {
+		add("frame_sequences.json/encrypt_limits/%s", c.Name)
+	}
+
+	add("relay_auth.json/keys")
+	add("relay_auth.json/register")
+	add("relay_auth.json/ws_auth")
 
 	return append(want,
 		"envelopes/crypto_v 1 refused",

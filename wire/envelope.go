@@ -69,7 +69,9 @@ type Envelope struct {
 // unknown fields (keys match exactly, case-sensitively), wrong types
 // (including null), trailing data, missing or invalid route fields, oversized
 // fields and any crypto_v other than 2 are errors wrapping ErrEnvelope (and
-// ErrCryptoVersion for crypto_v). It never panics.
+// ErrCryptoVersion for crypto_v). A crypto_v other than 2 is reported after
+// the JSON, the field names and the field types, before the other field
+// rules (docs/PROTOCOL.md §4.4, steps 0 and 1). It never panics.
 //
 // It decodes in one pass and stops at the first fault: an unknown or
 // duplicate key, or a value of the wrong JSON type, is refused before the
@@ -179,10 +181,9 @@ func (p *parser) envelopeField(k string, e *Envelope) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrEnvelope, err)
 		}
-		if v.num != CryptoV2 {
-			return fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, v.num)
-		}
-		e.CryptoV = CryptoV2
+		// A value other than 2 is refused by Validate, after every field's
+		// name and JSON type (docs/PROTOCOL.md §4.4, steps 0 and 1).
+		e.CryptoV = int(max(min(v.num, 1<<31-1), -1<<31))
 		return nil
 	}
 	if got != kindString {
@@ -242,6 +243,8 @@ func kindAt(data []byte) kind {
 // Validate checks the envelope's fields as DecodeEnvelope does.
 func (e *Envelope) Validate() error {
 	switch {
+	case e.CryptoV != CryptoV2: // first: docs/PROTOCOL.md §4.4 step 1
+		return fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, e.CryptoV)
 	case e.Type == "":
 		return fmt.Errorf("%w: missing type", ErrEnvelope)
 	case len(e.Type) > MaxIDLen:
@@ -254,8 +257,6 @@ func (e *Envelope) Validate() error {
 		return fmt.Errorf("%w: call_id must be 1..%d characters of [A-Za-z0-9_-]", ErrEnvelope, MaxIDLen)
 	case e.ID != "" && !validID(e.ID):
 		return fmt.Errorf("%w: id must be 1..%d characters of [A-Za-z0-9_-]", ErrEnvelope, MaxIDLen)
-	case e.CryptoV != CryptoV2:
-		return fmt.Errorf("%w: %w: got %d", ErrEnvelope, ErrCryptoVersion, e.CryptoV)
 	case e.Payload == "":
 		return fmt.Errorf("%w: missing payload", ErrEnvelope)
 	case len(e.Payload) > MaxPayloadSize:

@@ -566,5 +566,8 @@ func decodeBase64(s string, size int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid base64: %w", err)
 	}
+	if size >= 0 && len(b) != size { // 65 bytes encode to as many characters as 64
+		return nil, fmt.Errorf("want base64 of %d bytes, got %d bytes", size, len(b))
+	}
 	return b, nil
 }

@@ -35,12 +35,18 @@ with the reason when the call fails (offline, busy, declined, no_answer, ...).
 
 Flags:
   --video              video call (default: audio only)
-  --relay-only         relay all media through TURN (hides both IP addresses)
-  --send-video F.ivf   VP8 IVF file to send (default: the built-in test pattern)
+  --relay-only         relay all media through TURN: the peer sees the TURN
+                       server's address, not yours (it hides YOUR address; the
+                       peer's own candidates still reach you unless it uses
+                       --relay-only too)
+  --send-video F.ivf   VP8 IVF file to send in a video call (needs --video;
+                       default: the built-in test pattern)
   --send-audio F.ogg   Opus Ogg file to send (default: the built-in tone)
-  --record DIR         record what you receive into DIR: <call_id>-audio.ogg,
-                       and <call_id>-video.ivf for a video call
-  --duration D         hang up after D connected, e.g. 30s (default: at Ctrl-C)
+  --record DIR         record what you receive into DIR (created if missing,
+                       checked before the call): <call_id>-audio.ogg, and
+                       <call_id>-video.ivf for a video call
+  --duration D         hang up after D connected, e.g. 30s; more than 0
+                       (default: at Ctrl-C)
 ` + clientFlagsHelp() + `
 Examples:
   duet call u12345678                          # audio call
@@ -67,7 +73,8 @@ Flags:
   --record DIR         record what you receive into DIR (default: not recorded)
   --send-video F.ivf   VP8 IVF file to send (default: the built-in test pattern)
   --send-audio F.ogg   Opus Ogg file to send (default: the built-in tone)
-  --relay-only         relay all media through TURN (hides both IP addresses)
+  --relay-only         relay all media through TURN: the caller sees the TURN
+                       server's address, not yours (it hides YOUR address only)
 ` + clientFlagsHelp() + `
 Examples:
   duet answer --auto --record ./rec
@@ -91,7 +98,7 @@ func parseCallFlags(name, usage string, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	f = &callFlags{}
 	f.clientFlags.register(fs)
-	fs.BoolVar(&f.relayOnly, "relay-only", false, "relay all media through TURN (hides IP addresses)")
+	fs.BoolVar(&f.relayOnly, "relay-only", false, "relay all media through TURN (hides your IP address from the peer)")
 	fs.StringVar(&f.sendVideo, "send-video", "", "VP8 IVF file to send (default: built-in test pattern)")
 	fs.StringVar(&f.sendAudio, "send-audio", "", "Opus Ogg file to send (default: built-in tone)")
 	fs.StringVar(&f.record, "record", "", "directory to record received media into")
@@ -103,7 +110,69 @@ func parseCallFlags(name, usage string, args []string, stdout, stderr io.Writer)
 		fs.BoolVar(&f.once, "once", false, "exit after the first call ends")
 	}
 	pos, code, done = parseFlags(fs, args, usage, stdout, stderr)
+	if done {
+		return f, pos, code, done
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if err := f.validate(name, set); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n(see %s --help)\n", name, err, name)
+		return f, nil, 2, true
+	}
 	return f, pos, code, done
+}
+
+// validate checks what the flag package cannot: values that would be
+// ignored or found wrong only after the peer was rung.
+func (f *callFlags) validate(name string, set map[string]bool) error {
+	if set["duration"] && f.duration <= 0 {
+		return fmt.Errorf("--duration %v: want more than 0, e.g. 30s (leave it out to hang up at Ctrl-C)", f.duration)
+	}
+	if name == "duet call" && f.sendVideo != "" && !f.video {
+		return fmt.Errorf("--send-video %s sends video only in a video call: add --video", f.sendVideo)
+	}
+	for _, p := range []struct{ flag, path string }{{"--send-video", f.sendVideo}, {"--send-audio", f.sendAudio}} {
+		if p.path == "" {
+			continue
+		}
+		if st, err := os.Stat(p.path); err != nil {
+			return fmt.Errorf("%s: %w", p.flag, err)
+		} else if st.IsDir() {
+			return fmt.Errorf("%s %s is a directory, want a file", p.flag, p.path)
+		}
+	}
+	if f.record != "" {
+		if err := checkRecordDir(f.record); err != nil {
+			return fmt.Errorf("--record %s: %w", f.record, err)
+		}
+	}
+	return nil
+}
+
+// checkRecordDir creates dir if missing and checks that a file can be
+// created in it.
+func checkRecordDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	probe, err := os.CreateTemp(dir, ".duet-record-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write recordings there: %w", err)
+	}
+	name := probe.Name()
+	probe.Close()
+	return os.Remove(name)
+}
+
+// argsError says what is wrong with a command's positional arguments.
+func argsError(name, want string, pos []string) string {
+	switch {
+	case len(pos) == 0:
+		return fmt.Sprintf("%s: missing %s", name, want)
+	case want == "":
+		return fmt.Sprintf("%s: unexpected argument %q (it takes none)", name, pos[0])
+	}
+	return fmt.Sprintf("%s: one %s, got %d arguments: %q", name, want, len(pos), pos)
 }
 
 // session is a connected client with a call module.
@@ -283,7 +352,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprint(stderr, callUsage())
+		fmt.Fprintf(stderr, "%s\n(see duet call --help)\n", argsError("duet call", "ALIAS", pos))
 		return 2
 	}
 	peer, err := identity.ParseAlias(pos[0])
@@ -319,7 +388,7 @@ func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return code
 	}
 	if len(pos) != 0 {
-		fmt.Fprint(stderr, answerUsage())
+		fmt.Fprintf(stderr, "%s\n(see duet answer --help)\n", argsError("duet answer", "", pos))
 		return 2
 	}
 	s, err := f.start(ctx, stdout, stderr)
@@ -377,7 +446,18 @@ func describe(st call.Status) string {
 }
 
 func printStats(w io.Writer, s call.Stats) {
-	fmt.Fprintf(w, "stats: connected %s, sent %d B (%d video / %d audio frames), received %d B (%d video / %d audio frames), candidates %s/%s\n",
+	pair := "none (no connection)"
+	if s.LocalCandidate != "" || s.RemoteCandidate != "" {
+		pair = orDash(s.LocalCandidate) + "/" + orDash(s.RemoteCandidate)
+	}
+	fmt.Fprintf(w, "stats: connected %s, sent %d B (%d video / %d audio frames), received %d B (%d video / %d audio frames), candidates %s\n",
 		s.Connected.Round(time.Millisecond), s.BytesSent, s.VideoFramesSent, s.AudioFramesSent,
-		s.BytesReceived, s.VideoFramesReceived, s.AudioFramesReceived, s.LocalCandidate, s.RemoteCandidate)
+		s.BytesReceived, s.VideoFramesReceived, s.AudioFramesReceived, pair)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -45,9 +45,13 @@ Flags (environment variable in brackets):
   --kv-replicas N           replicas of the directory's JetStream KV buckets, 1 to 5, applied
                             at start; above 1 needs --nats-url to a cluster of at least N
                             servers [DUET_KV_REPLICAS] (default: keep the buckets' count,
-                            1 for a new directory)
+                            1 for a new directory); never lowers the buckets' count
+                            (warns and keeps it) without --kv-replicas-lower
+  --kv-replicas-lower       let --kv-replicas lower the buckets' replica count [DUET_KV_REPLICAS_LOWER]
   --turn-listen ADDR        embedded TURN address, UDP [DUET_TURN_LISTEN] (default :3478)
-  --turn-tcp                embedded TURN also on TCP, same port [DUET_TURN_TCP]
+  --no-turn-tcp             embedded TURN on UDP only; by default it listens on TCP too, same
+                            port, so that networks blocking UDP still get relayed calls
+                            [DUET_NO_TURN_TCP] (--turn-tcp=false does the same)
   --turn-public-host HOST   host clients reach the embedded TURN at [DUET_TURN_PUBLIC_HOST]
                             (default: the --turn-listen IP when it names one, else the
                             first non-loopback IPv4 address, else 127.0.0.1)
@@ -55,6 +59,11 @@ Flags (environment variable in brackets):
   --turn-allow-peers CIDRS  comma-separated peers the embedded TURN may relay to although
                             private/loopback (e.g. 127.0.0.0/8 for local tests) [DUET_TURN_ALLOW_PEERS]
   --force-relay             answer ice_transport_policy "relay" (TURN only) [DUET_FORCE_RELAY]
+  --ws-ping-interval D      ping every WebSocket session after D without one; 0 sends none
+                            [DUET_WS_PING_INTERVAL] (default 15s)
+  --ws-ping-timeout D       drop a session whose pong does not come within D, so a client
+                            whose network died is offline within interval+timeout
+                            [DUET_WS_PING_TIMEOUT] (default 10s)
   --max-sessions-per-alias N  concurrent sessions of one alias on this node; the newest
                             past it is refused (1013 too_many_sessions)
                             [DUET_MAX_SESSIONS_PER_ALIAS] (default 8)
@@ -89,10 +98,12 @@ Examples:
 type relayConfig struct {
 	addr, dataDir, natsURL      string
 	kvReplicas                  int
+	kvReplicasLower             bool
 	turnListen, turnPublicHost  string
 	turnTCP, noTURN, forceRelay bool
 	turnAllowPeers              []netip.Prefix
 	logLevel                    slog.Level
+	pingInterval, pingTimeout   time.Duration
 	maxSessions                 int
 	queueBudget                 int64
 	cfKeyID, cfToken            string
@@ -158,20 +169,29 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 		return b
 	}
 	var c relayConfig
-	var allowPeers, logLevel, kvReplicas, maxSessions, queueBudget string
+	var allowPeers, logLevel, kvReplicas, pingInterval, pingTimeout, maxSessions, queueBudget string
 	fs := flag.NewFlagSet("duet relay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", str("DUET_ADDR", ":8080"), "")
 	fs.StringVar(&c.dataDir, "data-dir", str("DUET_DATA_DIR", "./duet-data"), "")
 	fs.StringVar(&c.natsURL, "nats-url", str("DUET_NATS_URL", ""), "")
 	fs.StringVar(&kvReplicas, "kv-replicas", str("DUET_KV_REPLICAS", ""), "")
+	fs.BoolVar(&c.kvReplicasLower, "kv-replicas-lower", boolean("DUET_KV_REPLICAS_LOWER"), "")
 	fs.StringVar(&c.turnListen, "turn-listen", str("DUET_TURN_LISTEN", ":3478"), "")
-	fs.BoolVar(&c.turnTCP, "turn-tcp", boolean("DUET_TURN_TCP"), "")
+	noTURNTCP := boolean("DUET_NO_TURN_TCP")
+	turnTCPEnv := !noTURNTCP
+	if v, ok := lookup("DUET_TURN_TCP"); ok && v != "" {
+		turnTCPEnv = boolean("DUET_TURN_TCP") && !noTURNTCP
+	}
+	fs.BoolVar(&c.turnTCP, "turn-tcp", turnTCPEnv, "")
+	fs.BoolVar(&noTURNTCP, "no-turn-tcp", noTURNTCP, "")
 	fs.StringVar(&c.turnPublicHost, "turn-public-host", str("DUET_TURN_PUBLIC_HOST", ""), "")
 	fs.BoolVar(&c.noTURN, "no-turn", boolean("DUET_NO_TURN"), "")
 	fs.StringVar(&allowPeers, "turn-allow-peers", str("DUET_TURN_ALLOW_PEERS", ""), "")
 	fs.BoolVar(&c.forceRelay, "force-relay", boolean("DUET_FORCE_RELAY"), "")
 	fs.StringVar(&logLevel, "log-level", str("DUET_LOG_LEVEL", "info"), "")
+	fs.StringVar(&pingInterval, "ws-ping-interval", str("DUET_WS_PING_INTERVAL", relay.DefaultPingInterval.String()), "")
+	fs.StringVar(&pingTimeout, "ws-ping-timeout", str("DUET_WS_PING_TIMEOUT", relay.DefaultPingTimeout.String()), "")
 	fs.StringVar(&maxSessions, "max-sessions-per-alias", str("DUET_MAX_SESSIONS_PER_ALIAS", ""), "")
 	fs.StringVar(&queueBudget, "queue-budget", str("DUET_QUEUE_BUDGET", ""), "")
 	if envErr != nil {
@@ -186,8 +206,18 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
+	if noTURNTCP {
+		c.turnTCP = false
+	}
+	var err error
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return c, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, logLevel)
+	}
+	if c.pingInterval, err = time.ParseDuration(pingInterval); err != nil || c.pingInterval < 0 {
+		return c, fmt.Errorf("%w: --ws-ping-interval %q: want a duration such as 15s (0 for no pings)", errUsage, pingInterval)
+	}
+	if c.pingTimeout, err = time.ParseDuration(pingTimeout); err != nil || c.pingTimeout <= 0 {
+		return c, fmt.Errorf("%w: --ws-ping-timeout %q: want a positive duration such as 10s", errUsage, pingTimeout)
 	}
 	if kvReplicas != "" {
 		n, err := strconv.Atoi(kvReplicas)
@@ -369,12 +399,20 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	srv, err := relay.New(startCtx, relay.Options{
-		NATSURL:    cfg.natsURL,
-		DataDir:    cfg.dataDir,
-		KVReplicas: cfg.kvReplicas,
-		ICE:        resolver,
-		Logger:     log,
-		Registry:   reg,
+		NATSURL:         cfg.natsURL,
+		DataDir:         cfg.dataDir,
+		KVReplicas:      cfg.kvReplicas,
+		KVReplicasLower: cfg.kvReplicasLower,
+		ICE:             resolver,
+		Logger:          log,
+		Registry:        reg,
+		PingInterval: func() time.Duration {
+			if cfg.pingInterval == 0 {
+				return -1 // no pings
+			}
+			return cfg.pingInterval
+		}(),
+		PingTimeout: cfg.pingTimeout,
 
 		MaxSessionsPerAlias: cfg.maxSessions,
 		QueueBudget:         cfg.queueBudget,
@@ -386,7 +424,7 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	if srv.Embedded() {
 		log.Info("nats: embedded server with JetStream (no network port)", "store", filepath.Join(cfg.dataDir, "nats"))
 	} else {
-		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", cfg.kvReplicas)
+		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", srv.KVReplicas())
 	}
 
 	ln, err := net.Listen("tcp", cfg.addr)

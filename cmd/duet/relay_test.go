@@ -38,7 +38,7 @@ func TestParseRelayConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.addr != ":8080" || c.dataDir != "./duet-data" || c.natsURL != "" || c.kvReplicas != 0 || c.turnListen != ":3478" ||
-		c.noTURN || c.forceRelay || c.turnTCP || c.turnPublicHost == "" || c.publicHostSource != publicHostMachine {
+		c.noTURN || c.forceRelay || !c.turnTCP || c.turnPublicHost == "" || c.publicHostSource != publicHostMachine {
 		t.Errorf("defaults: %+v", c)
 	}
 	if ip, err := netip.ParseAddr(c.turnPublicHost); err != nil || !ip.Is4() || (ip.IsLoopback() && c.turnPublicHost != "127.0.0.1") {
@@ -92,6 +92,32 @@ func TestParseRelayConfig(t *testing.T) {
 		if _, err := parseRelayConfig(tc.args, mapLookup(tc.env)); !errors.Is(err, errUsage) {
 			t.Errorf("parseRelayConfig(%q, %v) = %v, want a usage error", tc.args, tc.env, err)
 		}
+	}
+	// TURN over TCP is on by default; each of these turns it off.
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		tcp  bool
+	}{
+		{nil, nil, true},
+		{[]string{"--no-turn-tcp"}, nil, false},
+		{[]string{"--turn-tcp=false"}, nil, false},
+		{nil, map[string]string{"DUET_NO_TURN_TCP": "1"}, false},
+		{nil, map[string]string{"DUET_TURN_TCP": "false"}, false},
+		{[]string{"--turn-tcp"}, map[string]string{"DUET_TURN_TCP": "false"}, true},
+	} {
+		c, err := parseRelayConfig(tc.args, mapLookup(tc.env))
+		if err != nil || c.turnTCP != tc.tcp {
+			t.Errorf("parseRelayConfig(%q, %v): turnTCP %v, %v; want %v", tc.args, tc.env, c.turnTCP, err, tc.tcp)
+		}
+	}
+	for _, v := range []string{"--ws-ping-interval=-1s", "--ws-ping-timeout=0", "--ws-ping-interval=soon"} {
+		if _, err := parseRelayConfig([]string{v}, mapLookup(nil)); !errors.Is(err, errUsage) {
+			t.Errorf("%s: %v, want a usage error", v, err)
+		}
+	}
+	if c, err := parseRelayConfig([]string{"--ws-ping-interval=5s", "--ws-ping-timeout=2s"}, mapLookup(nil)); err != nil || c.pingInterval != 5*time.Second || c.pingTimeout != 2*time.Second {
+		t.Errorf("ping flags: %v %v %v", c.pingInterval, c.pingTimeout, err)
 	}
 	if _, err := parseRelayConfig([]string{"--help"}, mapLookup(nil)); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v", err)
@@ -151,6 +177,20 @@ func TestKVReplicas(t *testing.T) {
 		c, err := parseRelayConfig(tc.args, mapLookup(tc.env))
 		if err != nil || c.kvReplicas != tc.want {
 			t.Errorf("parseRelayConfig(%q, %v): replicas %d, %v; want %d", tc.args, tc.env, c.kvReplicas, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--kv-replicas-lower"}, nil, true},
+		{nil, map[string]string{"DUET_KV_REPLICAS_LOWER": "true"}, true},
+	} {
+		c, err := parseRelayConfig(tc.args, mapLookup(tc.env))
+		if err != nil || c.kvReplicasLower != tc.want {
+			t.Errorf("parseRelayConfig(%q, %v): lower %v, %v; want %v", tc.args, tc.env, c.kvReplicasLower, err, tc.want)
 		}
 	}
 	_, err := parseRelayConfig([]string{"--kv-replicas", "3"}, mapLookup(nil))

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -53,7 +54,9 @@ type IdentityFile struct {
 		B      string `json:"b_mnemonic"`
 		Number string `json:"safety_number"`
 	} `json:"safety_number"`
-	InvalidMnemonics []InvalidMnemonic `json:"invalid_mnemonics"`
+	InvalidMnemonics  []InvalidMnemonic   `json:"invalid_mnemonics"`
+	Normalisation     []NormalisationCase `json:"normalisation"`
+	InvalidPublicKeys []InvalidPublicKey  `json:"invalid_public_keys"`
 }
 
 // InvalidMnemonic is a mnemonic every implementation refuses.
@@ -89,6 +92,7 @@ type CanonicalFile struct {
 // SealedCase is one sealed envelope.
 type SealedCase struct {
 	Name     string          `json:"name"`
+	Type     string          `json:"type"`
 	Sender   string          `json:"sender_mnemonic"`
 	Receiver string          `json:"receiver_mnemonic"`
 	Nonce    string          `json:"nonce"`
@@ -133,6 +137,19 @@ type FrameFile struct {
 	CallerToCallee  DirectionKeys `json:"caller_to_callee"`
 	CalleeToCaller  DirectionKeys `json:"callee_to_caller"`
 	Frames          []Frame       `json:"frames"`
+	Rekeys          []Rekey       `json:"rekeys"`
+}
+
+// Rekey is one call_rekey exchange of frames.json: both sides' fresh
+// ephemeral keys for the epoch, the keys derived from them and frames
+// encrypted under them.
+type Rekey struct {
+	Epoch           uint32        `json:"epoch"`
+	CallerEphemeral string        `json:"caller_ephemeral_private"`
+	CalleeEphemeral string        `json:"callee_ephemeral_private"`
+	CallerToCallee  DirectionKeys `json:"caller_to_callee"`
+	CalleeToCaller  DirectionKeys `json:"callee_to_caller"`
+	Frames          []Frame       `json:"frames"`
 }
 
 // Generate returns every vector file by name, encoded as committed.
@@ -147,6 +164,9 @@ func Generate() (map[string][]byte, error) {
 		{"canonical_json.json", genCanonical},
 		{"envelopes.json", genEnvelopes},
 		{"frames.json", genFrames},
+		{"envelope_errors.json", genEnvelopeErrors},
+		{"frame_sequences.json", genFrameSequences},
+		{"relay_auth.json", genRelayAuth},
 	}
 	for _, g := range gens {
 		v, err := g.fn()
@@ -179,7 +199,7 @@ const (
 )
 
 func genIdentity() (any, error) {
-	f := IdentityFile{Description: "PROTOCOL.md §1: mnemonic → BIP39 seed → Ed25519/X25519 keys (HKDF-SHA256, empty salt); PKCS8 forms for WebCrypto import; safety number; mnemonics that must be refused. All bytes hex."}
+	f := IdentityFile{Description: "PROTOCOL.md §1: mnemonic → BIP39 seed → Ed25519/X25519 keys (HKDF-SHA256, empty salt); PKCS8 forms for WebCrypto import; safety number; mnemonics that must be refused (§1.1: only 12 and 24 words; errors checked in the order unknown_word, word_count, checksum); normalisation of typed input; peer public keys that must be refused (§1.2, ErrInvalidPublicKey). All bytes hex."}
 	for _, m := range []string{AliceMnemonic, BobMnemonic, Mnemonic24} {
 		id := mustIdentity(m)
 		seed, err := identity.Seed(m)
@@ -212,6 +232,31 @@ func genIdentity() (any, error) {
 		{"abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon", "word_count"},
 		{"abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandonx", "unknown_word"},
 		{"abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon", "checksum"},
+	}
+	f.InvalidMnemonics = append(f.InvalidMnemonics, moreInvalidMnemonics()...)
+	want := map[string]error{"word_count": identity.ErrWordCount, "unknown_word": identity.ErrUnknownWord, "checksum": identity.ErrChecksum}
+	for _, m := range f.InvalidMnemonics {
+		if err := identity.ValidateMnemonic(m.Mnemonic); !errors.Is(err, want[m.Why]) {
+			return nil, fmt.Errorf("invalid mnemonic %q: Go gives %v, want %s", m.Mnemonic, err, m.Why)
+		}
+	}
+	f.Normalisation = normalisationCases()
+	for _, c := range f.Normalisation {
+		if got := identity.NormalizeMnemonic(c.Input); got != c.Normalised {
+			return nil, fmt.Errorf("normalisation %q: Go gives %q, want %q", c.Name, got, c.Normalised)
+		}
+		err := identity.ValidateMnemonic(c.Input)
+		if c.Error == "" && err != nil || c.Error != "" && !errors.Is(err, want[c.Error]) {
+			return nil, fmt.Errorf("normalisation %q: Go gives %v, want %q", c.Name, err, c.Error)
+		}
+	}
+	f.InvalidPublicKeys = invalidPublicKeys()
+	for _, k := range f.InvalidPublicKeys {
+		ed, _ := hex.DecodeString(k.Ed25519)
+		x, _ := hex.DecodeString(k.X25519)
+		if _, err := identity.ParsePublicKeys(ed, x); !errors.Is(err, identity.ErrInvalidPublicKey) {
+			return nil, fmt.Errorf("public keys %q: Go gives %v, want ErrInvalidPublicKey", k.Name, err)
+		}
 	}
 	return f, nil
 }
@@ -330,13 +375,19 @@ func sealedMessages() []struct {
 		{"call_hangup", BobAlias, AliceAlias, "", wire.HangupPayload{Reason: wire.ReasonUserHangup}},
 		{"call_answer", BobAlias, AliceAlias, "bob-phone", wire.AnswerPayload{SDP: "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", EPK: mustEphemeral(0x51).PublicKey().Bytes()}},
 		{"call_select", AliceAlias, BobAlias, "alice-laptop", wire.SelectPayload{Selected: "bob-phone", Outcome: wire.OutcomeAnswered}},
+		{"call_reject", BobAlias, AliceAlias, "", wire.RejectPayload{Reason: wire.ReasonBusy}},
+		{"call_rekey", AliceAlias, BobAlias, "", wire.RekeyPayload{Epoch: 1, EPK: mustEphemeral(0x21).PublicKey().Bytes()}},
+		{"call_rekey (reply)", BobAlias, AliceAlias, "", wire.RekeyPayload{Epoch: 1, EPK: mustEphemeral(0x61).PublicKey().Bytes()}},
+		{"call_offer (ice_restart)", AliceAlias, BobAlias, "", wire.OfferPayload{SDP: "v=0\r\no=- 1 3 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", EPK: ePub, ICERestart: true}},
+		{"call_ice (end of candidates)", AliceAlias, BobAlias, "", wire.ICEPayload{Candidate: ""}},
+		{"call_hangup (no_answer)", AliceAlias, BobAlias, "", wire.HangupPayload{Reason: wire.ReasonNoAnswer}},
 	}
 }
 
 func genEnvelopes() (any, error) {
 	alice, bob := mustIdentity(AliceMnemonic), mustIdentity(BobMnemonic)
 	ts := time.UnixMilli(SealTimeMillis)
-	f := EnvelopeFile{Description: "PROTOCOL.md §4.3: sealed envelopes with fixed _ts, _nonce and IV. Receivers open each with open_at_ms as their clock. signed_blob is the plaintext inside the AES-GCM payload."}
+	f := EnvelopeFile{Description: "PROTOCOL.md §4.3: sealed envelopes with fixed _ts, _nonce and IV. Receivers open each with open_at_ms as their clock. signed_blob is the plaintext inside the AES-GCM payload. One case per message type (§3), plus an ICE restart offer, an end-of-candidates call_ice and a rekey reply. envelope_errors.json has the envelopes that must be refused."}
 	key, err := wire.SessionKey(alice.AgreementKey, alice.PublicKeys().Signing, bob.PublicKeys().Signing, bob.PublicKeys().Agreement)
 	if err != nil {
 		return nil, err
@@ -370,7 +421,7 @@ func genEnvelopes() (any, error) {
 			return nil, err
 		}
 		f.Cases = append(f.Cases, SealedCase{
-			Name: m.name, Sender: sm, Receiver: rm,
+			Name: m.name, Type: string(m.body.MessageType()), Sender: sm, Receiver: rm,
 			Nonce: hex.EncodeToString(nonce[:]), IV: hex.EncodeToString(iv[:]),
 			Blob: string(blob), Envelope: raw, OpenAtMs: SealTimeMillis + 1500,
 		})
@@ -421,15 +472,34 @@ func KindName(k e2ee.FrameKind) string {
 }
 
 // CallKeys derives the frames.json keys: caller's send key and callee's
-// send key, for epoch.
+// send key, for epoch, from the ephemeral keys of that epoch (ephemerals).
 func CallKeys(epoch uint32) (callerSend, calleeSend e2ee.DirectionKey, err error) {
 	caller, callee := mustIdentity(AliceMnemonic), mustIdentity(BobMnemonic)
-	callerSend, _, err = e2ee.DeriveKeys(mustEphemeral(0x11), mustEphemeral(0x51).PublicKey().Bytes(), CallID, caller.PublicKeys().Signing, callee.PublicKeys().Signing, epoch)
+	ce, ee := ephemerals(epoch)
+	callerSend, _, err = e2ee.DeriveKeys(ce, ee.PublicKey().Bytes(), CallID, caller.PublicKeys().Signing, callee.PublicKeys().Signing, epoch)
 	if err != nil {
 		return
 	}
-	calleeSend, _, err = e2ee.DeriveKeys(mustEphemeral(0x51), mustEphemeral(0x11).PublicKey().Bytes(), CallID, callee.PublicKeys().Signing, caller.PublicKeys().Signing, epoch)
+	calleeSend, _, err = e2ee.DeriveKeys(ee, ce.PublicKey().Bytes(), CallID, callee.PublicKeys().Signing, caller.PublicKeys().Signing, epoch)
 	return
+}
+
+// RekeyEpochs are the epochs of frames.json's rekeys: the first rekey, and
+// one whose four bytes differ, so that a byte-order mistake in u32be(n) or in
+// the counter shows.
+var RekeyEpochs = []uint32{1, 0x01020304}
+
+// ephemerals returns the caller's and the callee's fixed ephemeral keys of
+// an epoch: 0x11/0x51 for the offer and answer (epoch 0), 0x21/0x61 for the
+// first rekey (as in envelopes.json's call_rekey cases), 0x31/0x71 after.
+func ephemerals(epoch uint32) (caller, callee *ecdh.PrivateKey) {
+	switch epoch {
+	case 0:
+		return mustEphemeral(0x11), mustEphemeral(0x51)
+	case 1:
+		return mustEphemeral(0x21), mustEphemeral(0x61)
+	}
+	return mustEphemeral(0x31), mustEphemeral(0x71)
 }
 
 func genFrames() (any, error) {
@@ -438,7 +508,7 @@ func genFrames() (any, error) {
 		return nil, err
 	}
 	f := FrameFile{
-		Description:     "PROTOCOL.md §5: media keys from the ephemeral X25519 exchange (caller epk in the offer, callee epk in the answer), frames = clear header || counter u64be || AES-256-GCM(body) || tag. Epoch 0. Hex.",
+		Description:     "PROTOCOL.md §5: media keys from the ephemeral X25519 exchange (caller epk in the offer, callee epk in the answer), frames = clear header || counter u64be || AES-256-GCM(body) || tag. frames are epoch 0; each of rekeys is a call_rekey epoch with its own fresh ephemeral keys (§5.1, §5.4) and frames under it. Hex.",
 		CallID:          CallID,
 		CallerMnemonic:  AliceMnemonic,
 		CalleeMnemonic:  BobMnemonic,
@@ -462,6 +532,37 @@ func genFrames() (any, error) {
 			return nil, err
 		}
 		f.Frames = append(f.Frames, Frame{Name: name, Kind: KindName(p.kind), Direction: dir, Epoch: 0, Seq: seqNo, Plain: hex.EncodeToString(p.data), Encrypted: hex.EncodeToString(out)})
+	}
+	for _, epoch := range RekeyEpochs {
+		cs, es, err := CallKeys(epoch)
+		if err != nil {
+			return nil, err
+		}
+		ce, ee := ephemerals(epoch)
+		r := Rekey{
+			Epoch:           epoch,
+			CallerEphemeral: hex.EncodeToString(ce.Bytes()),
+			CalleeEphemeral: hex.EncodeToString(ee.Bytes()),
+			CallerToCallee:  DirectionKeys{hex.EncodeToString(cs.Key[:]), hex.EncodeToString(cs.BaseIV[:])},
+			CalleeToCaller:  DirectionKeys{hex.EncodeToString(es.Key[:]), hex.EncodeToString(es.BaseIV[:])},
+		}
+		for i, p := range framePlaintexts()[:3] {
+			dir, key := "caller_to_callee", cs
+			if i%2 == 1 {
+				dir, key = "callee_to_caller", es
+			}
+			seqNo := uint32(i * 70000) // 0, then past 16 bits
+			enc, err := e2ee.NewEncryptor(key, &e2ee.EncryptorOptions{FirstSeq: seqNo})
+			if err != nil {
+				return nil, err
+			}
+			out, err := enc.Encrypt(nil, p.data, p.kind)
+			if err != nil {
+				return nil, err
+			}
+			r.Frames = append(r.Frames, Frame{Name: fmt.Sprintf("epoch %d: %s", epoch, p.name), Kind: KindName(p.kind), Direction: dir, Epoch: epoch, Seq: seqNo, Plain: hex.EncodeToString(p.data), Encrypted: hex.EncodeToString(out)})
+		}
+		f.Rekeys = append(f.Rekeys, r)
 	}
 	return f, nil
 }

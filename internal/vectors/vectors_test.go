@@ -3,16 +3,20 @@ package vectors
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -168,7 +172,7 @@ func TestEnvelopeVectors(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: Open: %v", c.Name, err)
 		}
-		if string(msg.Type) != c.Name || msg.From != env.From || msg.To != env.To {
+		if string(msg.Type) != c.Type || msg.From != env.From || msg.To != env.To {
 			t.Errorf("%s: opened %+v", c.Name, msg)
 		}
 		// The same envelope a second time is a replay.
@@ -245,6 +249,289 @@ func TestFrameVectors(t *testing.T) {
 		enc[len(enc)-1] ^= 1
 		if _, err := d.Decrypt(nil, enc, kinds[fr.Kind]); err == nil {
 			t.Errorf("%s: a flipped tag bit decrypted", fr.Name)
+		}
+	}
+}
+
+// envelopeErrors maps envelope_errors.json's error names to the Go sentinels.
+var envelopeErrors = map[string]error{
+	"ErrEnvelope": wire.ErrEnvelope, "ErrCryptoVersion": wire.ErrCryptoVersion, "ErrMalformed": wire.ErrMalformed,
+	"ErrDecrypt": wire.ErrDecrypt, "ErrSignature": wire.ErrSignature, "ErrStale": wire.ErrStale, "ErrFuture": wire.ErrFuture,
+	"ErrReplay": wire.ErrReplay, "ErrReplayCacheFull": wire.ErrReplayCacheFull, "ErrRouteMismatch": wire.ErrRouteMismatch,
+}
+
+// openStep decodes and opens one envelope and checks the outcome: exactly
+// the named error (not another sentinel that errors.Is also matches).
+func openStep(t *testing.T, name string, s *wire.Session, now *time.Time, st OpenStep) {
+	t.Helper()
+	*now = time.UnixMilli(st.OpenAtMs)
+	env, err := wire.DecodeEnvelope([]byte(st.Envelope))
+	if err == nil {
+		_, err = s.Open(env)
+	}
+	if st.Error == "" {
+		if err != nil {
+			t.Errorf("%s: %v, want it opened", name, err)
+		}
+		return
+	}
+	want, ok := envelopeErrors[st.Error]
+	if !ok {
+		t.Fatalf("%s: unknown error name %q", name, st.Error)
+	}
+	if !errors.Is(err, want) {
+		t.Errorf("%s: %v, want %s", name, err, st.Error)
+		return
+	}
+	for other, e := range envelopeErrors {
+		if other == st.Error || other == "ErrEnvelope" && st.Error == "ErrCryptoVersion" || other == "ErrReplay" && st.Error == "ErrReplayCacheFull" {
+			continue // Go's decoder wraps both; a full cache is a kind of replay refusal
+		}
+		if errors.Is(err, e) {
+			t.Errorf("%s: %v is also %s, want only %s", name, err, other, st.Error)
+		}
+	}
+}
+
+func TestEnvelopeErrorVectors(t *testing.T) {
+	var f EnvelopeErrorFile
+	load(t, "envelope_errors.json", &f)
+	sender, err := identity.FromMnemonic(f.SenderMnemonic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiver, err := identity.FromMnemonic(f.ReceiverMnemonic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := map[int]bool{}
+	for _, c := range f.Cases {
+		steps[c.Step] = true
+		var now time.Time
+		ps := sender.PublicKeys()
+		key, err := wire.SessionKey(receiver.AgreementKey, receiver.PublicKeys().Signing, ps.Signing, ps.Agreement)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := wire.SessionConfig{SigningKey: receiver.SigningKey, PeerSigningKey: ps.Signing, Key: key, Now: func() time.Time { return now }}
+		if c.ReplayCapacity > 0 {
+			cfg.Replay = wire.NewReplayGuard(c.ReplayCapacity)
+		}
+		s, err := wire.NewSession(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, b := range c.Before {
+			openStep(t, fmt.Sprintf("%s: before[%d]", c.Name, i), s, &now, b)
+		}
+		openStep(t, c.Name, s, &now, c.OpenStep)
+	}
+	for step := 0; step <= 11; step++ {
+		if !steps[step] {
+			t.Errorf("no case is decided at step %d", step)
+		}
+	}
+}
+
+func TestFrameSequenceVectors(t *testing.T) {
+	var f FrameSequenceFile
+	load(t, "frame_sequences.json", &f)
+	keys := map[uint32]e2ee.DirectionKey{}
+	for _, k := range f.Keys {
+		var dk e2ee.DirectionKey
+		dk.Epoch = k.Epoch
+		copy(dk.Key[:], unhex(t, k.Key))
+		copy(dk.BaseIV[:], unhex(t, k.BaseIV))
+		keys[k.Epoch] = dk
+		cs, _, err := CallKeys(k.Epoch)
+		if err != nil || cs != dk {
+			t.Errorf("epoch %d key differs from frames.json's derivation", k.Epoch)
+		}
+	}
+	l := f.Limits
+	if l.Overhead != e2ee.Overhead || l.ReplayWindow != e2ee.ReplayWindow || l.MaxFramesPerKey != e2ee.MaxFramesPerKey ||
+		l.RekeyFrames != e2ee.RekeyFrames || l.MaxBytesPerKey != e2ee.MaxBytesPerKey || l.RekeyBytes != e2ee.RekeyBytes ||
+		l.RekeyGraceMs != e2ee.RekeyGrace.Milliseconds() {
+		t.Errorf("limits %+v differ from the e2ee constants", l)
+	}
+	for _, sq := range f.Sequences {
+		var now time.Time
+		d, err := e2ee.NewDecryptor(keys[0], &e2ee.DecryptorOptions{Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range sq.Steps {
+			now = time.UnixMilli(st.AtMs)
+			var got []byte
+			switch st.Op {
+			case "add_key":
+				err = d.AddKey(keys[st.Epoch])
+			case "decrypt":
+				got, err = d.Decrypt(nil, unhex(t, st.Frame), KindOf(st.Kind))
+			default:
+				t.Fatalf("%s step %d: unknown op %q", sq.Name, i, st.Op)
+			}
+			if st.Error == "" {
+				if err != nil || st.Op == "decrypt" && hex.EncodeToString(got) != st.Plain {
+					t.Errorf("%s step %d (%s): %x, %v; want %s", sq.Name, i, st.Note, got, err, st.Plain)
+				}
+			} else if !errors.Is(err, E2EEErrors[st.Error]) {
+				t.Errorf("%s step %d (%s): %v, want %s", sq.Name, i, st.Note, err, st.Error)
+			}
+		}
+	}
+	for _, c := range f.EncryptLimits {
+		e, err := e2ee.NewEncryptor(keys[0], &e2ee.EncryptorOptions{FirstSeq: c.FirstSeq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range c.Steps {
+			out, err := e.Encrypt(nil, unhex(t, st.Plain), KindOf(st.Kind))
+			switch {
+			case st.Error == "" && (err != nil || hex.EncodeToString(out) != st.Encrypted):
+				t.Errorf("%s step %d: %x, %v; want %s", c.Name, i, out, err, st.Encrypted)
+			case st.Error != "" && !errors.Is(err, E2EEErrors[st.Error]):
+				t.Errorf("%s step %d: %v, want %s", c.Name, i, err, st.Error)
+			}
+			if e.Usage().RekeyNeeded != st.RekeyNeeded {
+				t.Errorf("%s step %d: rekey needed %v, want %v", c.Name, i, e.Usage().RekeyNeeded, st.RekeyNeeded)
+			}
+		}
+	}
+}
+
+func TestRelayAuthVectors(t *testing.T) {
+	var f RelayAuthFile
+	load(t, "relay_auth.json", &f)
+	id, err := identity.FromMnemonic(f.Mnemonic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := id.PublicKeys()
+	if hex.EncodeToString(pub.Signing) != f.Ed25519Public || hex.EncodeToString(pub.Agreement) != f.X25519Public {
+		t.Fatal("public keys differ from the mnemonic's")
+	}
+	for _, c := range []struct {
+		name string
+		sc   SignedChallenge
+		msg  []byte
+	}{
+		{"register", f.Register, relay.RegisterMessage(unhex(t, f.Register.Challenge), pub.Agreement)},
+		{"ws_auth", f.WSAuth, relay.WSAuthMessage(unhex(t, f.WSAuth.Challenge))},
+	} {
+		if hex.EncodeToString(c.msg) != c.sc.Message {
+			t.Errorf("%s: the relay's message %x, want %s", c.name, c.msg, c.sc.Message)
+		}
+		if !bytes.HasPrefix(c.msg, []byte(c.sc.Domain)) {
+			t.Errorf("%s: message does not start with %q", c.name, c.sc.Domain)
+		}
+		if sig := ed25519.Sign(id.SigningKey, c.msg); hex.EncodeToString(sig) != c.sc.Signature {
+			t.Errorf("%s: signature %x, want %s", c.name, sig, c.sc.Signature)
+		}
+	}
+}
+
+func TestFrameRekeyVectors(t *testing.T) {
+	var f FrameFile
+	load(t, "frames.json", &f)
+	caller, _ := identity.FromMnemonic(f.CallerMnemonic)
+	callee, _ := identity.FromMnemonic(f.CalleeMnemonic)
+	cs, cr := caller.PublicKeys().Signing, callee.PublicKeys().Signing
+	if len(f.Rekeys) == 0 {
+		t.Fatal("frames.json has no rekey")
+	}
+	for _, r := range f.Rekeys {
+		ce, err := ecdh.X25519().NewPrivateKey(unhex(t, r.CallerEphemeral))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ee, err := ecdh.X25519().NewPrivateKey(unhex(t, r.CalleeEphemeral))
+		if err != nil {
+			t.Fatal(err)
+		}
+		callerSend, callerRecv, err := e2ee.DeriveKeys(ce, ee.PublicKey().Bytes(), f.CallID, cs, cr, r.Epoch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calleeSend, calleeRecv, err := e2ee.DeriveKeys(ee, ce.PublicKey().Bytes(), f.CallID, cr, cs, r.Epoch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if callerSend != calleeRecv || calleeSend != callerRecv {
+			t.Fatalf("epoch %d: the two sides derive different keys", r.Epoch)
+		}
+		if hex.EncodeToString(callerSend.Key[:]) != r.CallerToCallee.Key || hex.EncodeToString(callerSend.BaseIV[:]) != r.CallerToCallee.BaseIV ||
+			hex.EncodeToString(calleeSend.Key[:]) != r.CalleeToCaller.Key || hex.EncodeToString(calleeSend.BaseIV[:]) != r.CalleeToCaller.BaseIV {
+			t.Errorf("epoch %d: derived keys differ from the file", r.Epoch)
+		}
+		for _, fr := range r.Frames {
+			key := callerSend
+			if fr.Direction == "callee_to_caller" {
+				key = calleeSend
+			}
+			if fr.Epoch != r.Epoch {
+				t.Errorf("%s: epoch %d in rekey %d", fr.Name, fr.Epoch, r.Epoch)
+			}
+			d, err := e2ee.NewDecryptor(key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc := unhex(t, fr.Encrypted)
+			if got, err := d.Decrypt(nil, enc, KindOf(fr.Kind)); err != nil || hex.EncodeToString(got) != fr.Plain {
+				t.Errorf("%s: %x, %v", fr.Name, got, err)
+			}
+			if c, err := e2ee.FrameCounter(enc, KindOf(fr.Kind)); err != nil || c != e2ee.MakeCounter(fr.Epoch, fr.Seq) {
+				t.Errorf("%s: counter %v, %v", fr.Name, c, err)
+			}
+			e, err := e2ee.NewEncryptor(key, &e2ee.EncryptorOptions{FirstSeq: fr.Seq})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out, err := e.Encrypt(nil, unhex(t, fr.Plain), KindOf(fr.Kind)); err != nil || !bytes.Equal(out, enc) {
+				t.Errorf("%s: re-encryption differs", fr.Name)
+			}
+		}
+	}
+}
+
+func TestIdentityExtraVectors(t *testing.T) {
+	var f IdentityFile
+	load(t, "identity.json", &f)
+	want := map[string]error{"word_count": identity.ErrWordCount, "unknown_word": identity.ErrUnknownWord, "checksum": identity.ErrChecksum}
+	counts := map[int]bool{}
+	for _, m := range f.InvalidMnemonics {
+		counts[len(strings.Fields(m.Mnemonic))] = true
+	}
+	for _, n := range []int{15, 18, 21} {
+		if !counts[n] {
+			t.Errorf("no %d-word mnemonic among the refused ones", n)
+		}
+	}
+	for _, c := range f.Normalisation {
+		if got := identity.NormalizeMnemonic(c.Input); got != c.Normalised {
+			t.Errorf("%s: normalised %q, want %q", c.Name, got, c.Normalised)
+		}
+		err := identity.ValidateMnemonic(c.Input)
+		if c.Error == "" && err != nil || c.Error != "" && !errors.Is(err, want[c.Error]) {
+			t.Errorf("%s: %v, want %q", c.Name, err, c.Error)
+		}
+	}
+	self, _ := identity.FromMnemonic(AliceMnemonic)
+	for _, k := range f.InvalidPublicKeys {
+		ed, x := unhex(t, k.Ed25519), unhex(t, k.X25519)
+		if _, err := identity.ParsePublicKeys(ed, x); !errors.Is(err, identity.ErrInvalidPublicKey) {
+			t.Errorf("%s: ParsePublicKeys = %v, want ErrInvalidPublicKey", k.Name, err)
+		}
+	}
+	// A low-order X25519 key gives no session key and no media keys.
+	eph, _ := ecdh.X25519().NewPrivateKey(bytes.Repeat([]byte{7}, 32))
+	other, _ := identity.FromMnemonic(BobMnemonic)
+	for _, k := range LowOrderX25519 {
+		if _, err := wire.SessionKey(self.AgreementKey, self.PublicKeys().Signing, other.PublicKeys().Signing, unhex(t, k.Hex)); !errors.Is(err, wire.ErrKey) {
+			t.Errorf("%s: SessionKey = %v, want ErrKey", k.Name, err)
+		}
+		if _, _, err := e2ee.DeriveKeys(eph, unhex(t, k.Hex), CallID, self.PublicKeys().Signing, other.PublicKeys().Signing, 0); !errors.Is(err, e2ee.ErrPeerKey) {
+			t.Errorf("%s: DeriveKeys = %v, want ErrPeerKey", k.Name, err)
 		}
 	}
 }

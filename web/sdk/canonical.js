@@ -8,7 +8,7 @@
 import { DuetError, fromUTF8, utf8 } from './util.js';
 
 /** Largest JSON text the parser accepts, in UTF-8 bytes. */
-export const MAX_JSON_SIZE = 64 * 1024;
+export const MAX_JSON_SIZE = 65_536; // 64 KiB
 /** Deepest nesting of objects and arrays. */
 export const MAX_JSON_DEPTH = 32;
 

@@ -21,6 +21,25 @@ export const AUTH_TIMEOUT_MS = 10_000;
 /** Reconnect backoff: full jitter over an exponentially growing cap. */
 export const BACKOFF_MIN_MS = 250;
 export const BACKOFF_MAX_MS = 10_000;
+/**
+ * Liveness of the relay connection (docs/PROTOCOL.md §9.2): a
+ * {"type":"ping"} frame after PING_INTERVAL_MS without one, and no pong
+ * within PING_TIMEOUT_MS means the connection is dead (its network went
+ * away without a close): the client reconnects at once. It also reconnects
+ * at once on the browser's `online` event and after a wake from sleep, and
+ * checks the connection with a quick ping (NET_CHECK_TIMEOUT_MS) on
+ * `offline`, a network-type change and when the page becomes visible.
+ */
+export const PING_INTERVAL_MS = 15_000;
+export const PING_TIMEOUT_MS = 10_000;
+export const NET_CHECK_TIMEOUT_MS = 3_000;
+// How often the ping deadline and the clock are checked, and the clock gap
+// (timers stop while the machine sleeps) taken for a wake. Tests shorten
+// them through testHooks.
+let live = { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, netCheckMs: NET_CHECK_TIMEOUT_MS, watchMs: 1_000, wakeGapMs: 5_000 };
+/** Signaling refuses envelopes more than 60 s off: warn from half of it. */
+const SKEW_WARN_MS = 30_000;
+
 /** Responses larger than this are refused. */
 const MAX_RESPONSE = 1 << 20;
 /** Wait before an envelope refused with recipient_busy is sent again, and how many recent sends are kept for it. */
@@ -229,6 +248,10 @@ export class DuetClient {
   #closed = false;
   #reconnecting = false;
   #sleep = null; // {timer, resolve} of the reconnect wait
+  #immediate = false; // the next reconnect skips the backoff wait
+  #live = null; // the liveness check of the current connection
+  #netListeners = null; // [target, event, fn] installed by connect()
+  #skewMs = 0;
   #replay = new NonceCache();
   #sessions = new Map(); // alias → Promise<Session>
   #ice = null;
@@ -307,6 +330,7 @@ export class DuetClient {
     if (this.#closed) throw closedErr();
     if (!validAlias(this.#alias)) throw new DuetError('ErrInvalidAlias', 'no alias: register first (or pass aliasId)');
     if (this.#ws || this.#reconnecting) throw new DuetError('ErrBusy', 'connect() was already called');
+    this.#watchNetwork();
     try {
       await this.#dial();
     } catch (e) {
@@ -327,6 +351,7 @@ export class DuetClient {
         return;
       }
       let phase = 'challenge';
+      let authSent = 0;
       let settled = false;
       const timer = setTimeout(() => fail(new DuetError('ErrTimeout', `the relay handshake took longer than ${AUTH_TIMEOUT_MS} ms`)), AUTH_TIMEOUT_MS);
       const fail = (e) => {
@@ -363,6 +388,7 @@ export class DuetClient {
           phase = 'auth';
           try {
             const sig = await ed25519Sign(this.#identity.signingKey.privateKey, concat(utf8(WS_AUTH_CONTEXT), chal));
+            authSent = Date.now();
             ws.send(JSON.stringify({ type: 'auth', alias: this.#alias, signature: toBase64(sig) }));
           } catch (e) {
             fail(new DuetError('ErrNetwork', `sending auth: ${e.message}`));
@@ -380,6 +406,8 @@ export class DuetClient {
         this.#token = f.token;
         const ttl = Number.isFinite(f.token_expires_in) ? f.token_expires_in * 1000 : 3_600_000;
         this.#tokenExp = Date.now() + ttl;
+        this.#noteSkew(f.time, authSent, Date.now());
+        this.#startLiveness(ws);
         this.#state.set('connected');
         this.#log.debug?.(`duet: connected to ${this.#base} as ${this.#alias}`);
         resolve();
@@ -428,6 +456,9 @@ export class DuetClient {
         this.#callback('onRelayError', n);
         return;
       }
+      case 'pong':
+        if (this.#live?.ws === ws) this.#live.deadline = 0;
+        return;
       case 'reconnect':
         this.#log.info?.('duet: the relay is restarting; reconnecting');
         ws.close(1000, 'relay restarting');
@@ -463,6 +494,7 @@ export class DuetClient {
   }
 
   #lost(ev) {
+    this.#stopLiveness();
     this.#ws = null;
     this.#token = '';
     if (this.#closed) return;
@@ -476,8 +508,10 @@ export class DuetClient {
     this.#reconnecting = true;
     try {
       for (let attempt = 0; !this.#closed; attempt++) {
+        const wait = this.#immediate ? 0 : backoff(attempt);
+        this.#immediate = false;
         await new Promise((resolve) => {
-          this.#sleep = { timer: setTimeout(resolve, backoff(attempt)), resolve };
+          this.#sleep = { timer: setTimeout(resolve, wait), resolve };
         });
         this.#sleep = null;
         if (this.#closed) return;
@@ -494,6 +528,116 @@ export class DuetClient {
     } finally {
       this.#reconnecting = false;
     }
+  }
+
+  // The relay's clock minus this machine's, from the ready frame's time
+  // (taken halfway between auth and ready).
+  #noteSkew(relayMs, sent, received) {
+    if (!Number.isFinite(relayMs) || relayMs <= 0 || !sent) return;
+    this.#skewMs = Math.round(relayMs - (sent + received) / 2);
+    if (Math.abs(this.#skewMs) > SKEW_WARN_MS) {
+      this.#log.warn(`duet: this machine's clock is ${Math.round(this.#skewMs / 1000)} s off the relay's (relay minus local); signaling refuses envelopes more than 60 s off: set the clock`);
+    }
+  }
+
+  /**
+   * The relay's clock minus this machine's in milliseconds, measured when
+   * the connection was last authenticated (0 before). Signaling refuses
+   * envelopes more than 60 s off: show the user a warning well before.
+   * @returns {number}
+   */
+  get clockSkewMs() {
+    return this.#skewMs;
+  }
+
+  #startLiveness(ws) {
+    this.#stopLiveness();
+    const l = { ws, deadline: 0, lastPing: Date.now(), lastTick: Date.now(), timer: 0 };
+    l.timer = setInterval(() => this.#tick(l), live.watchMs);
+    this.#live = l;
+  }
+
+  #stopLiveness() {
+    if (this.#live) clearInterval(this.#live.timer);
+    this.#live = null;
+  }
+
+  #tick(l) {
+    if (this.#live !== l) return;
+    const now = Date.now();
+    // Timers do not run while the machine sleeps: a long gap is a wake
+    // (unless the page is hidden, where Chromium throttles timers to one a
+    // minute; there the ping deadline finds a dead connection).
+    const gap = now - l.lastTick - live.watchMs;
+    l.lastTick = now;
+    if (gap > live.wakeGapMs && globalThis.document?.visibilityState !== 'hidden') {
+      this.#reconnectNow(`woke from sleep (${Math.round(gap / 1000)} s)`);
+      return;
+    }
+    if (l.deadline && now >= l.deadline) {
+      this.#reconnectNow('the relay did not answer a ping');
+      return;
+    }
+    if (!l.deadline && now - l.lastPing >= live.pingIntervalMs) this.#ping(live.pingTimeoutMs);
+  }
+
+  // Sends a liveness ping that must be answered within timeoutMs (an
+  // earlier, later deadline is shortened).
+  #ping(timeoutMs) {
+    const l = this.#live;
+    if (!l) return;
+    const now = Date.now();
+    l.lastPing = now;
+    l.deadline = l.deadline ? Math.min(l.deadline, now + timeoutMs) : now + timeoutMs;
+    try {
+      l.ws.send('{"type":"ping"}');
+    } catch { /* the deadline finds it dead */ }
+    if (timeoutMs < live.watchMs) {
+      setTimeout(() => this.#tick(l), timeoutMs + 1);
+    }
+  }
+
+  // Drops the current connection (or the backoff wait) and dials again at
+  // once.
+  #reconnectNow(why) {
+    if (this.#closed) return;
+    this.#immediate = true;
+    const ws = this.#ws;
+    if (ws) {
+      this.#log.info?.(`duet: relay connection is dead: ${why}; reconnecting`);
+      ws.onclose = null;
+      ws.onmessage = null;
+      try {
+        ws.close(4000, 'dead connection');
+      } catch { /* already closing */ }
+      this.#lost({ code: 4000, reason: why });
+    } else if (this.#sleep) {
+      clearTimeout(this.#sleep.timer);
+      this.#sleep.resolve();
+    }
+  }
+
+  // Network and page events (browsers only): online → reconnect at once;
+  // offline, a network change, the page shown again → a quick ping.
+  #watchNetwork() {
+    if (this.#netListeners) return;
+    const quick = () => {
+      if (this.#live) this.#ping(live.netCheckMs);
+      else this.#reconnectNow('the network changed');
+    };
+    const ls = [];
+    const on = (target, ev, fn) => {
+      if (typeof target?.addEventListener !== 'function') return;
+      target.addEventListener(ev, fn);
+      ls.push([target, ev, fn]);
+    };
+    on(globalThis, 'online', () => this.#reconnectNow('the browser is online again'));
+    on(globalThis, 'offline', quick);
+    on(globalThis.navigator?.connection, 'change', quick);
+    on(globalThis.document, 'visibilitychange', () => {
+      if (globalThis.document.visibilityState === 'visible') quick();
+    });
+    this.#netListeners = ls;
   }
 
   #waitConnected(ms) {
@@ -681,7 +825,7 @@ export class DuetClient {
   /**
    * Seals message (whose `from` is set to this alias) for message.to and
    * sends it, with an optional client id the relay echoes in notices.
-   * @param {import('./duet').Message} message
+   * @param {import('./duet').OutgoingMessage} message
    * @param {{id?: string}} [opts]
    * @returns {Promise<import('./duet').Envelope>} the envelope sent
    */
@@ -796,6 +940,9 @@ export class DuetClient {
     if (this.#closed) return;
     this.#calls?.close();
     this.#closed = true;
+    this.#stopLiveness();
+    for (const [target, ev, fn] of this.#netListeners ?? []) target.removeEventListener(ev, fn);
+    this.#netListeners = null;
     if (this.#sleep) {
       clearTimeout(this.#sleep.timer);
       this.#sleep.resolve();
@@ -835,6 +982,10 @@ export function rtcConfiguration(cfg, opts = {}) {
  * @internal
  */
 export const testHooks = Object.freeze({
+  /** Overrides liveness timings ({pingIntervalMs, pingTimeoutMs, netCheckMs, watchMs, wakeGapMs}); {} restores them. */
+  setLiveness(t) {
+    live = { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, netCheckMs: NET_CHECK_TIMEOUT_MS, watchMs: 1_000, wakeGapMs: 5_000, ...t };
+  },
   setICEClockSkew(ms) {
     if (!Number.isFinite(ms) || ms < 0) throw new TypeError('setICEClockSkew: ms must be a non-negative number');
     iceClockSkew = ms;

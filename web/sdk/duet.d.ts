@@ -161,7 +161,7 @@ export declare const DEFAULT_REPLAY_CAPACITY: 65536;
 export declare const MAX_ENVELOPE_SIZE: 65536;
 export declare const MAX_PAYLOAD_SIZE: 49152;
 
-export type CallType = 'call_offer' | 'call_answer' | 'call_ice' | 'call_reject' | 'call_hangup' | 'call_rekey';
+export type CallType = 'call_offer' | 'call_answer' | 'call_ice' | 'call_reject' | 'call_hangup' | 'call_rekey' | 'call_select';
 export type Reason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'ice_failed' | 'media_timeout' | 'disconnected' | 'error';
 export declare const CALL_TYPES: readonly CallType[];
 export declare const REASONS: readonly Reason[];
@@ -199,6 +199,9 @@ export type Message = Route & (
   | { type: 'call_hangup'; reason: Reason }
   | { type: 'call_rekey'; epoch: number; epk: Uint8Array }
 );
+/** A message to send (DuetClient.sendMessage): `from` may be left out, the client sets it to its alias. */
+export type OutgoingMessage = WithoutFrom<Message>;
+type WithoutFrom<M> = M extends unknown ? Omit<M, 'from'> & { from?: string } : never;
 
 export declare function validID(s: unknown): boolean;
 /** Throws ErrEnvelope or ErrCryptoVersion. */
@@ -398,6 +401,12 @@ export declare class DuetClient {
   readonly aliasId: string;
   readonly identity: Identity;
   readonly state: ConnState;
+  /**
+   * The relay's clock minus this machine's, in ms, measured at the last
+   * authentication (0 before). Envelopes more than 60 s off are refused:
+   * warn the user to set the clock well before that.
+   */
+  readonly clockSkewMs: number;
   onEnvelope: ((env: Envelope) => void | Promise<void>) | null;
   onUndeliverable: ((n: Undeliverable) => void) | null;
   onRelayError: ((e: RelayError) => void) | null;
@@ -407,7 +416,7 @@ export declare class DuetClient {
   connect(): Promise<void>;
   send(envelope: Envelope): void;
   session(peer: string): Promise<Session>;
-  sendMessage(message: Message, opts?: { id?: string }): Promise<Envelope>;
+  sendMessage(message: OutgoingMessage, opts?: { id?: string }): Promise<Envelope>;
   open(envelope: Envelope): Promise<Message>;
   peerKeys(peer: string): Promise<PublicKeys>;
   acceptKey(peer: string): Promise<PublicKeys>;

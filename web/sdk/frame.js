@@ -17,7 +17,7 @@ export const BASE_IV_SIZE = 12;
 export const COUNTER_SIZE = 8;
 export const TAG_SIZE = 16;
 /** Bytes encryption adds to a frame (counter and tag). */
-export const OVERHEAD = COUNTER_SIZE + TAG_SIZE;
+export const OVERHEAD = 24; // COUNTER_SIZE + TAG_SIZE
 export const VP8_KEY_HEADER_LEN = 10;
 export const VP8_DELTA_HEADER_LEN = 3;
 export const OPUS_HEADER_LEN = 1;

@@ -112,7 +112,7 @@ export async function safetyNumber(a, b) {
 /**
  * Reports whether s is an alias: "u" followed by exactly 8 ASCII digits.
  * @param {unknown} s
- * @returns {boolean}
+ * @returns {s is string}
  */
 export function validAlias(s) {
   return typeof s === 'string' && /^u[0-9]{8}$/.test(s);
@@ -196,7 +196,7 @@ const IDENTITY_KEY = 'self';
  * Loads the stored identity record from IndexedDB: {mnemonic, aliasId}, or
  * null when none is stored. Derive the keys with deriveIdentity(mnemonic).
  * @param {{dbName?: string}} [opts]
- * @returns {Promise<import('./duet').StoredIdentity|null>}
+ * @returns {Promise<{mnemonic: string, aliasId: string}|null>}
  */
 export async function loadIdentity(opts = {}) {
   const rec = await idbGet(opts.dbName ?? DEFAULT_DB, STORE_IDENTITY, IDENTITY_KEY);

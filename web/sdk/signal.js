@@ -26,13 +26,13 @@ export const EPK_SIZE = 32;
 /** A message whose _ts is this far from the receiver's clock is refused. */
 export const TIMESTAMP_WINDOW_MS = 60_000;
 /** How long an accepted nonce is remembered. */
-export const NONCE_WINDOW_MS = 5 * 60_000;
+export const NONCE_WINDOW_MS = 300_000; // 5 min
 /** Default bound of a NonceCache. */
 export const DEFAULT_REPLAY_CAPACITY = 65536;
 /** An encoded envelope at most (the relay's frame limit). */
-export const MAX_ENVELOPE_SIZE = 64 * 1024;
+export const MAX_ENVELOPE_SIZE = 65_536; // 64 KiB
 /** The base64 payload text at most. */
-export const MAX_PAYLOAD_SIZE = 48 * 1024;
+export const MAX_PAYLOAD_SIZE = 49_152; // 48 KiB
 /** call_id and id at most. */
 export const MAX_ID_LEN = 64;
 /** Largest call_rekey epoch. */
@@ -41,11 +41,11 @@ export const MAX_EPOCH = 2 ** 32 - 1;
 export const MAX_SDP_MLINE = 65535;
 
 /** The call message types (§3). */
-export const CALL_TYPES = Object.freeze(['call_offer', 'call_answer', 'call_ice', 'call_reject', 'call_hangup', 'call_rekey', 'call_select']);
+export const CALL_TYPES = Object.freeze(/** @type {const} */ (['call_offer', 'call_answer', 'call_ice', 'call_reject', 'call_hangup', 'call_rekey', 'call_select']));
 /** The outcomes of call_select (§10.4). */
 export const OUTCOMES = Object.freeze(['answered', 'declined', 'busy']);
 /** The reason set of call_reject and call_hangup (§3). */
-export const REASONS = Object.freeze(['user_hangup', 'declined', 'busy', 'no_answer', 'ice_failed', 'media_timeout', 'disconnected', 'error']);
+export const REASONS = Object.freeze(/** @type {const} */ (['user_hangup', 'declined', 'busy', 'no_answer', 'ice_failed', 'media_timeout', 'disconnected', 'error']));
 
 const ROUTE_KEYS = ['type', 'from', 'to', 'call_id'];
 // The optional inner field every type may carry: the sender's device id (§3).
@@ -111,15 +111,16 @@ export function validateEnvelope(e) {
   for (const k of ['type', 'to', 'from', 'call_id', 'payload']) {
     if (e[k] !== undefined && typeof e[k] !== 'string') throw envelopeErr(`${k} is a ${jsonKind(e[k])}, want a string`);
   }
+  // crypto_v before the other field rules (§4.4 steps 0 and 1).
+  if (e.crypto_v !== CRYPTO_V2) {
+    throw err('ErrCryptoVersion', `unsupported crypto_v ${truncate(JSON.stringify(e.crypto_v) ?? 'undefined', 16)} (only 2 is accepted)`);
+  }
   if (!e.type) throw envelopeErr('missing type');
   if (e.type.length > MAX_ID_LEN) throw envelopeErr(`type longer than ${MAX_ID_LEN} characters`);
   if (!validAlias(e.to)) throw envelopeErr(`to "${truncate(e.to ?? '', 32)}" is not an alias (u followed by 8 digits)`);
   if (!validAlias(e.from)) throw envelopeErr(`from "${truncate(e.from ?? '', 32)}" is not an alias (u followed by 8 digits)`);
   if (!validID(e.call_id)) throw envelopeErr(`call_id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
   if (e.id !== undefined && e.id !== '' && !validID(e.id)) throw envelopeErr(`id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
-  if (e.crypto_v !== CRYPTO_V2) {
-    throw err('ErrCryptoVersion', `unsupported crypto_v ${truncate(JSON.stringify(e.crypto_v) ?? 'undefined', 16)} (only 2 is accepted)`);
-  }
   if (!e.payload) throw envelopeErr('missing payload');
   if (e.payload.length > MAX_PAYLOAD_SIZE) throw envelopeErr(`payload of ${e.payload.length} characters exceeds the ${MAX_PAYLOAD_SIZE}-character limit`);
 }

@@ -185,5 +185,7 @@ export function fromBase64(s, size = -1) {
     }
   }
   if ((acc & ((1 << bits) - 1)) !== 0) throw new TypeError('base64 has non-zero padding bits');
+  // 65 bytes encode to as many characters as 64.
+  if (size >= 0 && out.length !== size) throw new TypeError(`want base64 of ${size} bytes, got ${out.length} bytes`);
   return out;
 }

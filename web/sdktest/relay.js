@@ -199,6 +199,22 @@ export function close() {
   return client.state;
 }
 
+/** Shortens the liveness timings (testHooks.setLiveness). */
+export function setLiveness(t) {
+  testHooks.setLiveness(t);
+  return true;
+}
+
+/** Fires a window event (online, offline) as the browser would. */
+export function fireWindowEvent(name) {
+  globalThis.dispatchEvent(new Event(name));
+  return true;
+}
+
+export function clockSkew() {
+  return client.clockSkewMs;
+}
+
 /** How many relay notices arrived and were not taken yet. */
 export function noticeCount() {
   return notices.length;

@@ -108,13 +108,171 @@ async function identityVectors(f) {
       const e = await rejects(() => duet.validateMnemonic(v.mnemonic), names[v.why], 'validateMnemonic');
       await rejects(() => duet.deriveIdentity(v.mnemonic), names[v.why], 'deriveIdentity');
       if (v.why === 'unknown_word') {
-        const words = v.mnemonic.split(' ');
+        const words = duet.normalizeMnemonic(v.mnemonic).split(' ');
         eq(e.position, words.findIndex((w) => !english.includes(w)) + 1, 'position');
         eq(e.word, words[e.position - 1], 'word');
         if (!e.message.includes(e.word)) throw new Error(`message does not name the word: ${e.message}`);
       }
     });
   }
+}
+
+async function identityExtraVectors(f) {
+  const P = 'identity.json';
+  const names = { word_count: 'ErrWordCount', unknown_word: 'ErrUnknownWord', checksum: 'ErrChecksum' };
+  for (const c of f.normalisation) {
+    await check(`${P}/normalisation/${c.name}`, async () => {
+      eq(duet.normalizeMnemonic(c.input), c.normalised, 'normalised');
+      if (c.error) {
+        await rejects(() => duet.validateMnemonic(c.input), names[c.error], 'validateMnemonic');
+      } else {
+        await duet.validateMnemonic(c.input);
+        const id = await duet.deriveIdentity(c.input);
+        eq(id.mnemonic, c.normalised, 'deriveIdentity keeps the normal form');
+      }
+    });
+  }
+  const self = await identity(f.identities[0].mnemonic);
+  const eph = await duet.generateX25519();
+  for (const k of f.invalid_public_keys) {
+    await check(`${P}/invalid_public_keys/${k.name}`, async () => {
+      await rejects(() => duet.checkPublicKeys(fromHex(k.ed25519), fromHex(k.x25519)), 'ErrInvalidPublicKey', 'checkPublicKeys');
+      const x = fromHex(k.x25519);
+      if (x.length === 32 && k.name.startsWith('X25519')) {
+        // Low order: no session key and no media keys either.
+        await rejects(() => duet.sessionKey(self, { signing: fromHex(f.identities[1].ed25519_public), agreement: x }), 'ErrKey', 'sessionKey');
+        await rejects(() => duet.deriveMediaKeys({
+          ephemeralPrivate: eph.privateKey, peerEphemeral: x, callId: 'c1', epoch: 0,
+          selfSigning: fromHex(f.identities[0].ed25519_public), peerSigning: fromHex(f.identities[1].ed25519_public),
+        }), 'ErrPeerKey', 'deriveMediaKeys');
+      }
+    });
+  }
+}
+
+// ------------------------------------------------------ envelope_errors.json
+
+async function envelopeErrorVectors(f) {
+  const sender = await identity(f.sender_mnemonic);
+  const receiver = await identity(f.receiver_mnemonic);
+  const openStep = async (rx, clock, st, what) => {
+    clock.now = st.open_at_ms;
+    let got = '';
+    try {
+      await rx.open(duet.decodeEnvelope(st.envelope));
+    } catch (e) {
+      got = e?.name ?? String(e);
+      if (st.error !== got) throw new Error(`${what}: ${got}: ${e?.message}; want ${st.error || 'opened'}`);
+    }
+    if (st.error !== got) throw new Error(`${what}: opened; want ${st.error}`);
+  };
+  for (const c of f.cases) {
+    await check(`envelope_errors.json/${c.name}`, async () => {
+      const clock = { now: 0 };
+      const opts = { now: () => clock.now };
+      if (c.replay_capacity) opts.replay = new duet.NonceCache(c.replay_capacity);
+      const rx = await duet.Session.between(receiver, duet.publicKeys(sender), opts);
+      for (const [i, b] of (c.before ?? []).entries()) await openStep(rx, clock, b, `before[${i}]`);
+      await openStep(rx, clock, c, `step ${c.step}`);
+    });
+  }
+}
+
+// ------------------------------------------------------ frame_sequences.json
+
+function directionKey(k) {
+  return { epoch: k.epoch, key: fromHex(k.key), baseIV: fromHex(k.base_iv) };
+}
+
+async function frameSequenceVectors(f) {
+  const P = 'frame_sequences.json';
+  const keys = new Map(f.keys.map((k) => [k.epoch, directionKey(k)]));
+  await check(`${P}/limits`, async () => {
+    const l = f.limits;
+    eq(duet.OVERHEAD, l.overhead, 'overhead');
+    eq(duet.REPLAY_WINDOW, l.replay_window, 'replay window');
+    eq(duet.MAX_FRAMES_PER_KEY, l.max_frames_per_key, 'max frames');
+    eq(duet.REKEY_FRAMES, l.rekey_frames, 'rekey frames');
+    eq(duet.MAX_BYTES_PER_KEY, l.max_bytes_per_key, 'max bytes');
+    eq(duet.REKEY_BYTES, l.rekey_bytes, 'rekey bytes');
+    eq(duet.REKEY_GRACE_MS, l.rekey_grace_ms, 'rekey grace');
+  });
+  for (const sq of f.sequences) {
+    await check(`${P}/${sq.name}`, async () => {
+      let now = 0;
+      const d = await duet.FrameDecryptor.create(keys.get(0), { now: () => now });
+      for (const [i, st] of sq.steps.entries()) {
+        now = st.at_ms;
+        const what = `step ${i} (${st.note})`;
+        let got = '';
+        let out;
+        try {
+          if (st.op === 'add_key') await d.addKey(keys.get(st.epoch));
+          else if (st.op === 'decrypt') out = await d.decrypt(fromHex(st.frame), st.kind);
+          else throw new Error(`unknown op ${st.op}`);
+        } catch (e) {
+          got = e?.name;
+          if (got !== st.error) throw new Error(`${what}: ${got}: ${e?.message}; want ${st.error || 'success'}`);
+        }
+        if (got !== st.error) throw new Error(`${what}: succeeded; want ${st.error}`);
+        if (!st.error && st.op === 'decrypt') eq(toHex(out), st.plaintext, `${what} plaintext`);
+      }
+    });
+  }
+  for (const c of f.encrypt_limits) {
+    await check(`${P}/encrypt_limits/${c.name}`, async () => {
+      const e = await duet.FrameEncryptor.create(keys.get(0), { firstSeq: c.first_seq });
+      for (const [i, st] of c.steps.entries()) {
+        let got = '';
+        try {
+          eq(toHex(await e.encrypt(fromHex(st.plaintext), st.kind)), st.encrypted ?? '', `step ${i} encrypted`);
+        } catch (err) {
+          got = err?.name;
+          if (got !== st.error) throw err;
+        }
+        eq(got, st.error, `step ${i} error`);
+        eq(e.usage.rekeyNeeded, st.rekey_needed_after, `step ${i} rekeyNeeded`);
+      }
+    });
+  }
+}
+
+// ----------------------------------------------------------- relay_auth.json
+
+async function relayAuthVectors(f) {
+  const P = 'relay_auth.json';
+  const id = await identity(f.mnemonic);
+  await check(`${P}/keys`, async () => {
+    eq(toHex(id.signingKey.publicKey), f.ed25519_public, 'ed25519');
+    eq(toHex(id.agreementKey.publicKey), f.x25519_public, 'x25519');
+  });
+  await check(`${P}/register`, async () => {
+    eq(duet.REGISTER_CONTEXT, f.register.domain, 'domain');
+    // register() against a fetch that serves the vector's challenge and
+    // records the request it then sends.
+    let body;
+    const fetch = async (url, init) => {
+      const json = (v) => new Response(JSON.stringify(v), { status: 200, headers: { 'Content-Type': 'application/json' } });
+      if (url.endsWith('/api/v1/challenge')) return json({ challenge: duet.toBase64(fromHex(f.register.challenge)), expires_in: 60 });
+      if (url.endsWith('/api/v1/register')) {
+        body = JSON.parse(init.body);
+        return json({ alias: 'u10000001', created: true });
+      }
+      return new Response('{}', { status: 404 });
+    };
+    const r = await duet.register('http://relay.invalid', id, { fetch });
+    eq(r.alias, 'u10000001', 'alias');
+    eq(duet.canonicalJSON(body), duet.canonicalJSON(f.register_request), 'request body');
+    eq(toHex(duet.fromBase64(body.signature)), f.register.signature, 'signature');
+  });
+  await check(`${P}/ws_auth`, async () => {
+    eq(duet.WS_AUTH_CONTEXT, f.ws_auth.domain, 'domain');
+    const msg = new Uint8Array([...new TextEncoder().encode(duet.WS_AUTH_CONTEXT), ...fromHex(f.ws_auth.challenge)]);
+    eq(toHex(msg), f.ws_auth.message, 'message');
+    const sig = new Uint8Array(await crypto.subtle.sign('Ed25519', id.signingKey.privateKey, msg));
+    eq(toHex(sig), f.ws_auth.signature, 'signature');
+    eq(f.ws_auth_frame.signature, duet.toBase64(sig), 'auth frame');
+  });
 }
 
 // --------------------------------------------------------- session_key.json
@@ -186,7 +344,7 @@ async function envelopeVectors(f) {
     await check(`${p}/open`, async () => {
       const env = duet.decodeEnvelope(JSON.stringify(c.envelope));
       opened = await rx.open(env);
-      eq(opened.type, c.name, 'type');
+      eq(opened.type, c.type, 'type');
       eq(duet.canonicalJSON(duet.messageToInner(opened)), duet.canonicalJSON(withoutSeal(c.signed_blob)), 'opened message');
     });
     await check(`${p}/replay refused`, async () => {
@@ -407,6 +565,38 @@ async function frameVectors(f) {
       eq(toHex(await enc.encrypt(fromHex(fr.plaintext), fr.kind)), fr.encrypted, 'encrypted frame');
       eq(enc.usage.frames, fr.seq + 1, 'frames used');
     });
+  }
+  for (const [i, r] of f.rekeys.entries()) {
+    const ce = await duet.importX25519Private(fromHex(r.caller_ephemeral_private));
+    const ee = await duet.importX25519Private(fromHex(r.callee_ephemeral_private));
+    const common = { callId: f.call_id, epoch: r.epoch };
+    const callerKeys = await duet.deriveMediaKeys({ ...common, ephemeralPrivate: ce.privateKey, peerEphemeral: ee.publicKey, selfSigning: k.caller.signingKey.publicKey, peerSigning: k.callee.signingKey.publicKey });
+    const calleeKeys = await duet.deriveMediaKeys({ ...common, ephemeralPrivate: ee.privateKey, peerEphemeral: ce.publicKey, selfSigning: k.callee.signingKey.publicKey, peerSigning: k.caller.signingKey.publicKey });
+    await check(`${P}/rekeys[${i}] keys`, async () => {
+      sameKey(callerKeys.send, r.caller_to_callee, 'caller send');
+      sameKey(calleeKeys.recv, r.caller_to_callee, 'callee recv');
+      sameKey(calleeKeys.send, r.callee_to_caller, 'callee send');
+      sameKey(callerKeys.recv, r.callee_to_caller, 'caller recv');
+      eq(callerKeys.send.epoch, r.epoch, 'epoch');
+    });
+    const recv = { caller_to_callee: calleeKeys.recv, callee_to_caller: callerKeys.recv };
+    const snd = { caller_to_callee: callerKeys.send, callee_to_caller: calleeKeys.send };
+    for (const fr of r.frames) {
+      await check(`${P}/${fr.name}/decrypt`, async () => {
+        eq(fr.epoch, r.epoch, 'epoch of the vector');
+        const d = await duet.FrameDecryptor.create(recv[fr.direction]);
+        eq(toHex(await d.decrypt(fromHex(fr.encrypted), fr.kind)), fr.plaintext, 'plaintext');
+        const enc = fromHex(fr.encrypted);
+        const h = duet.clearHeaderLen(fromHex(fr.plaintext), fr.kind);
+        const ctr = new DataView(enc.buffer, enc.byteOffset + h, 8);
+        eq(ctr.getUint32(0), fr.epoch, 'counter epoch (big-endian)');
+        eq(ctr.getUint32(4), fr.seq, 'counter seq');
+      });
+      await check(`${P}/${fr.name}/reencrypt`, async () => {
+        const enc = await duet.FrameEncryptor.create(snd[fr.direction], { firstSeq: fr.seq });
+        eq(toHex(await enc.encrypt(fromHex(fr.plaintext), fr.kind)), fr.encrypted, 'encrypted frame');
+      });
+    }
   }
   let worker;
   try {
@@ -650,7 +840,8 @@ async function sdkBehaviour(idf) {
  */
 export async function run(base) {
   const file = {};
-  for (const n of ['identity.json', 'session_key.json', 'canonical_json.json', 'envelopes.json', 'frames.json']) {
+  for (const n of ['identity.json', 'session_key.json', 'canonical_json.json', 'envelopes.json', 'frames.json',
+    'envelope_errors.json', 'frame_sequences.json', 'relay_auth.json']) {
     try {
       file[n] = await load(base, n);
     } catch (e) {
@@ -666,6 +857,10 @@ export async function run(base) {
     }
   };
   await guard('identity.json', identityVectors);
+  await guard('identity.json', identityExtraVectors);
+  await guard('envelope_errors.json', envelopeErrorVectors);
+  await guard('frame_sequences.json', frameSequenceVectors);
+  await guard('relay_auth.json', relayAuthVectors);
   await guard('session_key.json', sessionKeyVectors);
   await guard('canonical_json.json', canonicalVectors);
   await guard('envelopes.json', envelopeVectors);

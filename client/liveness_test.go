@@ -1,0 +1,254 @@
+package client
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/duetcall/duet/relay"
+	"github.com/duetcall/duet/wire"
+)
+
+// shortLiveness shortens the liveness timers for one test.
+func shortLiveness(t *testing.T) {
+	pi, pt, wi, nt := pingInterval, pingTimeout, watchInterval, netCheckTimeout
+	pingInterval, pingTimeout, watchInterval, netCheckTimeout = 200*time.Millisecond, 400*time.Millisecond, 50*time.Millisecond, 400*time.Millisecond
+	t.Cleanup(func() { pingInterval, pingTimeout, watchInterval, netCheckTimeout = pi, pt, wi, nt })
+}
+
+// freezeProxy forwards TCP connections to target; freeze makes every
+// connection open at that moment silently swallow what either side sends,
+// like a path that died without a close (a NAT that forgot the mapping).
+// Later connections forward normally.
+type freezeProxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	frozen []*atomic.Bool
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newFreezeProxy(t *testing.T, target string) *freezeProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezeProxy{ln: ln}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			f := new(atomic.Bool)
+			p.mu.Lock()
+			p.frozen = append(p.frozen, f)
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go p.pipe(c, up, f)
+			go p.pipe(up, c, f)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *freezeProxy) pipe(dst, src net.Conn, frozen *atomic.Bool) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !frozen.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				return
+			}
+			return
+		}
+	}
+}
+
+func (p *freezeProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.frozen {
+		f.Store(true)
+	}
+}
+
+// connectVia connects id to the relay through url (a proxy of r).
+func connectVia(t *testing.T, r *testRelay, url string) *peer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id := newIdentity(t)
+	alias, _, err := Register(ctx, nil, r.url(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peer{id: id, envs: make(chan *wire.Envelope, 16), undeliv: make(chan Undeliverable, 16)}
+	p.c, err = Connect(ctx, Options{
+		RelayURL: url, Identity: id, Alias: alias,
+		OnEnvelope: func(e *wire.Envelope) { p.envs <- e },
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.c.Close() })
+	return p
+}
+
+// waitReconnect waits for c to leave connected and come back.
+func waitReconnect(t *testing.T, c *Client, within time.Duration) {
+	t.Helper()
+	sub := c.State().Subscribe()
+	defer sub.Unsubscribe()
+	deadline := time.After(within)
+	left := false
+	for {
+		select {
+		case s := <-sub.C():
+			if s != StateConnected {
+				left = true
+			} else if left {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no reconnect within %v (state %s)", within, c.State().Get())
+		}
+	}
+}
+
+func TestDeadConnectionFoundByPing(t *testing.T) {
+	shortLiveness(t)
+	r := startRelay(t)
+	proxy := newFreezeProxy(t, r.addr)
+	a := connectVia(t, r, "http://"+proxy.ln.Addr().String())
+	b := connect(t, r, newIdentity(t), nil)
+	proxy.freeze() // a's connection is now a black hole both ways
+	waitReconnect(t, a.c, 10*time.Second)
+	if err := b.c.Send(context.Background(), envelope(a.c.Alias(), "after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, a.envs, "envelope after the reconnect"); got.From != b.c.Alias() {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestNetworkChangeReconnectsAtOnce(t *testing.T) {
+	shortLiveness(t)
+	pingInterval = time.Hour // only the network change may trigger it
+	var mu sync.Mutex
+	addrs := []netip.Addr{netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("127.0.0.1")}
+	orig := interfaceAddrs
+	interfaceAddrs = func() ([]netip.Addr, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(addrs), nil
+	}
+	t.Cleanup(func() { interfaceAddrs = orig })
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	if got := a.c.wsLocal.get(); got != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("recorded local address %v", got)
+	}
+	// Another address changes: the connection's own is still there, a
+	// quick ping finds it alive, no reconnect.
+	mu.Lock()
+	addrs = addrs[1:]
+	mu.Unlock()
+	sub := a.c.State().Subscribe()
+	defer sub.Unsubscribe()
+	<-sub.C()
+	select {
+	case s := <-sub.C():
+		t.Fatalf("state %s after an unrelated address change", s)
+	case <-time.After(10 * watchInterval):
+	}
+	// The connection's own address goes away: reconnect at once.
+	mu.Lock()
+	addrs = []netip.Addr{netip.MustParseAddr("10.9.9.10")}
+	mu.Unlock()
+	waitReconnect(t, a.c, 10*time.Second)
+}
+
+func TestWakeReconnects(t *testing.T) {
+	shortLiveness(t)
+	pingInterval = time.Hour
+	var woke atomic.Bool
+	orig := sleptBetween
+	sleptBetween = func(last, now time.Time) time.Duration {
+		if woke.Swap(false) {
+			return time.Minute
+		}
+		return 0
+	}
+	t.Cleanup(func() { sleptBetween = orig })
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	woke.Store(true)
+	waitReconnect(t, a.c, 10*time.Second)
+}
+
+func TestClockSkew(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := relay.New(ctx, relay.Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return time.Now().Add(90 * time.Second) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go hs.Serve(ln)
+	defer func() {
+		srv.Shutdown(ctx)
+		hs.Shutdown(ctx)
+	}()
+	id := newIdentity(t)
+	url := "http://" + ln.Addr().String()
+	alias, _, err := Register(ctx, nil, url, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Connect(ctx, Options{RelayURL: url, Identity: id, Alias: alias, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if s := c.ClockSkew(); s < 85*time.Second || s > 95*time.Second {
+		t.Fatalf("ClockSkew = %v, want about 90s", s)
+	}
+}
