@@ -69,9 +69,9 @@ type Options struct {
 	// the next one at once.
 	RelayURL  string
 	RelayURLs []string
-	Identity *identity.Identity // this user's keys
-	Alias    identity.Alias     // this user's alias, from Register or the keystore
-	Pins     *PinStore          // pinned peer keys; nil keeps them in memory
+	Identity  *identity.Identity // this user's keys
+	Alias     identity.Alias     // this user's alias, from Register or the keystore
+	Pins      *PinStore          // pinned peer keys; nil keeps them in memory
 
 	// Handlers run on the client's read goroutine and must not block.
 	OnEnvelope      func(*wire.Envelope)
