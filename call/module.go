@@ -71,6 +71,9 @@ type hooks struct {
 	// callID, when set, makes the IDs of the calls this module places
 	// (tests of glare's ordering).
 	callID func() string
+	// localAddrs, when set, replaces the interface addresses the call
+	// watches for network changes.
+	localAddrs func() []string
 }
 
 // errNoSignaler is returned by every operation of a Module without one.
