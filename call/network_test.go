@@ -478,11 +478,29 @@ func TestNetworkChangeRestartsAtOnce(t *testing.T) {
 	b := newPeer(t, "b")
 	connect(t, a, b, Media{Audio: true})
 	a.waitStats(5*time.Second, "audio", func(s Stats) bool { return s.AudioFramesReceived >= 10 })
+	sub := a.mod.State().Subscribe()
+	defer sub.Unsubscribe()
 	changed.Store(true)
 	select {
 	case <-restarted:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no ICE restart after the network changed")
+	}
+	// The app saw the recovery, then its end, while the state stayed
+	// connected.
+	var saw []bool
+	for deadline := time.After(10 * time.Second); len(saw) < 2 || saw[len(saw)-1]; {
+		select {
+		case st := <-sub.C():
+			if st.State != StateConnected {
+				t.Fatalf("a: %+v during the recovery", st)
+			}
+			if len(saw) == 0 && st.Recovering || len(saw) > 0 && st.Recovering != saw[len(saw)-1] {
+				saw = append(saw, st.Recovering)
+			}
+		case <-deadline:
+			t.Fatalf("recovery seen by the app: %v, want [true false]", saw)
+		}
 	}
 	waitMoreAudio(10*time.Second, "audio after the restart", 50, a, b)
 	for _, p := range []*peer{a, b} {
