@@ -68,6 +68,12 @@ type hooks struct {
 	// e2ee.RekeyFrames, the Encryptor signals rekey-needed after a few
 	// frames.
 	firstSeq uint32
+	// callID, when set, makes the IDs of the calls this module places
+	// (tests of glare's ordering).
+	callID func() string
+	// localAddrs, when set, replaces the interface addresses the call
+	// watches for network changes.
+	localAddrs func() []string
 }
 
 // errNoSignaler is returned by every operation of a Module without one.
@@ -178,7 +184,13 @@ func (m *Module) Call(ctx context.Context, peer identity.Alias, md Media) error 
 	if closed {
 		return ErrClosed
 	}
-	fx := m.event(fsm.Event{Kind: fsm.EvCall, CallID: newCallID(), Peer: string(peer), Video: md.Video}, input{sync: true})
+	id := newCallID()
+	m.mu.Lock()
+	if m.hooks.callID != nil {
+		id = m.hooks.callID()
+	}
+	m.mu.Unlock()
+	fx := m.event(fsm.Event{Kind: fsm.EvCall, CallID: id, Peer: string(peer), Video: md.Video}, input{sync: true})
 	if fx.apiErr != "" || fx.setup == nil {
 		if fx.apiErr == "" {
 			return ErrClosed
@@ -304,7 +316,8 @@ func (m *Module) HandleUndeliverable(u client.Undeliverable) {
 
 // publishLocked publishes s's state; m.mu is held.
 func (m *Module) publishLocked(s *session, reason EndReason) {
-	st := Status{State: s.state, Peer: s.peer, CallID: s.id, Video: s.video, Incoming: s.incoming, Reason: reason}
+	st := Status{State: s.state, Peer: s.peer, CallID: s.id, Video: s.video, Incoming: s.incoming, Reason: reason,
+		Recovering: s.recovering && !s.state.Terminal()}
 	m.status.Set(st)
 	s.log.Info("call: state", "state", st.State, "reason", st.Reason)
 }
