@@ -78,7 +78,7 @@ const DROP_STALE_TIMER = 'stale_timer';
 // The order of an action's fields (that of the Go SDK's JSON encoding; the
 // comparison does not depend on it, a log line reads better for it).
 const ACTION_FIELDS = ['kind', 'call_id', 'peer', 'state', 'incoming', 'video', 'reason', 'type', 'device',
-  'selected', 'outcome', 'timer', 'ms', 'error'];
+  'selected', 'outcome', 'timer', 'ms', 'error', 'recovering'];
 
 /** a with its empty, false and zero fields left out. */
 function action(a) {
@@ -115,6 +115,7 @@ class Call {
     this.restarted = false; // an ICE restart was begun in this outage (one allowed)
     this.restarting = false; // that restart is in progress (not yet connected again)
     this.failed = false; // ICE failed in this outage
+    this.recovering = false; // an outage is in progress (told with a recovery action)
     this.timers = new Set();
   }
 
@@ -421,7 +422,10 @@ export class CallMachine {
         if (c.state === CONNECTED && c.timers.has('media')) this.#startTimer(c, 'media');
         return;
       case 'network_changed':
-        if (c.state === CONNECTING || c.state === CONNECTED) this.#restart(c);
+        if (c.state === CONNECTING || c.state === CONNECTED) {
+          if (!c.incoming && !c.restarted) this.#setRecovering(c, true);
+          this.#restart(c);
+        }
         return;
       case 'timer':
         this.#onTimer(c, e.timer);
@@ -508,6 +512,7 @@ export class CallMachine {
         c.restarted = false;
         c.restarting = false;
         c.failed = false;
+        this.#setRecovering(c, false);
         if (!c.connected) {
           c.connected = true;
           c.state = CONNECTED;
@@ -522,10 +527,13 @@ export class CallMachine {
         // Media stops with the connection: the recovery rules own the
         // outage, the media watchdog only a connection that is up.
         this.#stopTimer(c, 'media');
+        this.#setRecovering(c, true);
         if (!c.timers.has('disconnected')) this.#startTimer(c, 'disconnected');
         if (!c.incoming && !c.restarted && !c.timers.has('restart_delay')) this.#startTimer(c, 'restart_delay');
         break;
       case 'failed':
+        this.#stopTimer(c, 'media');
+        this.#setRecovering(c, true);
         if (c.restarting) {
           // The restart in progress is bounded by its own wait.
           c.failed = true;
@@ -543,6 +551,13 @@ export class CallMachine {
         }
         break;
     }
+  }
+
+  /** Tells the app when an outage begins or ends (a recovery action). */
+  #setRecovering(c, on) {
+    if (c.recovering === on || !c.connected) return;
+    c.recovering = on;
+    this.#emit({ kind: 'recovery', call_id: c.id, recovering: on });
   }
 
   /** Begins the caller's one ICE restart of an outage; the callee has nothing to do but wait for it. */

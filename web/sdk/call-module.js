@@ -97,7 +97,7 @@ class Driver {
     this.last = null; // the last session torn down
     this.closed = false;
     this.state = new HotValue('idle');
-    this.status = new HotValue({ state: 'idle', peer: '', callId: '', isVideo: false, incoming: false, reason: '' });
+    this.status = new HotValue({ state: 'idle', peer: '', callId: '', isVideo: false, incoming: false, reason: '', recovering: false });
     this.local = new HotValue(null);
     this.remote = new HotValue(null);
     this.diag = new HotValue(null);
@@ -265,6 +265,12 @@ class Driver {
       case 'teardown':
         if (s) this.#teardown(s);
         break;
+      case 'recovery':
+        // The connection is down and being recovered, or back: beside the
+        // state, which stays connected (PROTOCOL §10.6).
+        this.log.info?.(`🔵 [CallModule] ${a.recovering ? 'connection lost; recovering' : 'connection recovered'}`);
+        if (this.status.value.callId === a.call_id) this.status.set({ ...this.status.value, recovering: a.recovering === true });
+        break;
       default:
         this.log.warn(`[CallModule] unknown action ${a.kind}`);
     }
@@ -278,7 +284,7 @@ class Driver {
   #publish(a) {
     const st = {
       state: a.state, peer: a.peer ?? '', callId: a.call_id ?? '', isVideo: a.video === true,
-      incoming: a.incoming === true, reason: a.reason ?? '',
+      incoming: a.incoming === true, reason: a.reason ?? '', recovering: false,
     };
     if (a.reason) {
       const s = this.#byId(a.call_id);

@@ -503,6 +503,12 @@ export interface CallStatus {
    * call ended, e.g. 'missed' or 'answered_elsewhere' (CallEndReason).
    */
   reason: CallEndReason | '';
+  /**
+   * True while the connection of a call that was connected is down and
+   * being recovered (ICE restart, docs/PROTOCOL.md §10.6); the state stays
+   * 'connected' meanwhile.
+   */
+  recovering: boolean;
 }
 
 /**
