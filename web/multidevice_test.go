@@ -1,12 +1,14 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	duetcall "github.com/duetcall/duet/call"
 	"github.com/duetcall/duet/identity"
 )
 
@@ -250,4 +252,61 @@ func TestCallsMissedCall(t *testing.T) {
 		}
 		noErrors(t, bob)
 	})
+}
+
+// TestCallsGlareWithGo: a browser and a Go peer call each other at once
+// (PROTOCOL §10.5), their offers crossing (the browser holds what it
+// receives until its own offer is out), the browser's call id the least or
+// the greatest possible, so that each side's call wins once: the call with
+// the lesser id connects, on both sides, and the browser sees neither a
+// rejection nor an error.
+func TestCallsGlareWithGo(t *testing.T) {
+	env := startCallEnv(t)
+	ctx := context.Background()
+	for _, o := range []struct {
+		name, id    string
+		browserWins bool
+	}{
+		{"the browser's call id is the lesser", "----------------------", true},
+		{"the Go call id is the lesser", "zzzzzzzzzzzzzzzzzzzzzz", false},
+	} {
+		t.Run(o.name, func(t *testing.T) {
+			alice := env.openTab(t, "alice", "")
+			a := alice.setup(false)
+			bot := env.newGoBot(t, "gobot", false)
+			drive[bool](alice, 5*time.Second, fmt.Sprintf("nextCallID(%q)", o.id))
+			drive[bool](alice, 5*time.Second, "holdInbound(3000)")
+			var wg sync.WaitGroup
+			var r jsResult
+			var goErr error
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				r = drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias))
+			}()
+			go func() {
+				defer wg.Done()
+				goErr = bot.mod.Call(ctx, a, duetcall.Media{Audio: true})
+			}()
+			wg.Wait()
+			if !r.OK || goErr != nil {
+				t.Fatalf("browser call: %+v, Go call: %v; want both to start", r, goErr)
+			}
+			st := alice.waitState("connected", 15*time.Second)
+			gst := bot.waitState(15*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+			t.Logf("the call that connected: browser %s, Go %s (browser history %v)", st.CallID, gst.CallID, st.History)
+			if st.CallID != gst.CallID {
+				t.Errorf("the browser connected in call %q, the Go peer in %q; want one call", st.CallID, gst.CallID)
+			}
+			if won := st.CallID == o.id; won != o.browserWins {
+				t.Errorf("call %q connected; want the one with the lesser id (the browser's is %q)", st.CallID, o.id)
+			}
+			if s := drive[jsStatus](alice, 5*time.Second, "status()"); slices.Contains(s.History, "rejected") || slices.Contains(s.History, "ended") || len(s.Errors) != 0 {
+				t.Errorf("browser: history %v, errors %+v; want no rejection, ending or error", s.History, s.Errors)
+			}
+			waitInboundAudio(t, alice)
+			drive[jsResult](alice, 10*time.Second, "hangup()")
+			bot.waitState(10*time.Second, "hangup", func(s duetcall.Status) bool { return s.State.Terminal() })
+		})
+	}
 }

@@ -315,3 +315,19 @@ export function rekeyNeeded(epoch) {
 export function rekeyState() {
   return calls._rekeyState();
 }
+
+/**
+ * Holds the call envelopes this page receives for ms, then hands them to
+ * the call module in order (a slow network on the way in: glare tests make
+ * two offers cross with it).
+ */
+export function holdInbound(ms) {
+  const orig = calls.handleEnvelope;
+  const held = [];
+  calls.handleEnvelope = (env) => held.push(env);
+  setTimeout(() => {
+    calls.handleEnvelope = orig;
+    for (const env of held) calls.handleEnvelope(env);
+  }, ms);
+  return true;
+}
