@@ -90,9 +90,10 @@ type Client struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	conn  *websocket.Conn
-	token string
+	mu         sync.Mutex
+	conn       *websocket.Conn
+	token      string
+	tokenRenew time.Time // after it, bearer reconnects for a fresh token (token.go)
 
 	// Liveness (liveness.go).
 	wsHC      *http.Client     // hc, recording the WebSocket's local address
@@ -249,6 +250,8 @@ func (c *Client) run(conn *websocket.Conn) {
 			}
 			c.log.Warn("relay reconnect failed", "attempt", attempt, "err", err)
 			conn = nil
+		} else {
+			c.log.Info("relay reconnected", "relay", c.base, "attempt", attempt)
 		}
 	}
 }
@@ -279,7 +282,9 @@ type frame struct {
 	Alias     string `json:"alias,omitempty"`
 	Signature string `json:"signature,omitempty"`
 	Token     string `json:"token,omitempty"`
-	Time      int64  `json:"time,omitempty"` // ready: the relay's clock, Unix ms
+	// TokenExpiresIn is ready's token lifetime in seconds.
+	TokenExpiresIn int   `json:"token_expires_in,omitempty"`
+	Time           int64 `json:"time,omitempty"` // ready: the relay's clock, Unix ms
 }
 
 // authTimeout bounds the whole handshake.
@@ -325,7 +330,7 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 		return fail(fmt.Errorf("client: the relay sent %q instead of ready", ready.Type))
 	}
 	c.noteSkew(ready.Time, sent, time.Now())
-	c.setConn(conn, ready.Token)
+	c.setToken(conn, ready.Token, ready.TokenExpiresIn)
 	c.state.Set(StateConnected)
 	c.log.Debug("connected to relay", "relay", c.base, "alias", c.opts.Alias)
 	return conn, nil
@@ -394,19 +399,6 @@ func (c *Client) readLoop(conn *websocket.Conn) error {
 	}
 }
 
-// bearer returns the current HTTP token.
-func (c *Client) bearer() (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.token == "" {
-		if c.ctx.Err() != nil {
-			return "", ErrClosed
-		}
-		return "", ErrNotConnected
-	}
-	return c.token, nil
-}
-
 // PeerKeys returns peer's public keys, fetched from the relay and checked
 // against the pin store (pinned on first use). A key that differs from the
 // pinned one gives a *KeyChangedError (errors.Is ErrKeyChanged).
@@ -460,16 +452,12 @@ func (c *Client) fetchKeys(ctx context.Context, peer identity.Alias) (identity.P
 	if !peer.Valid() {
 		return identity.PublicKeys{}, fmt.Errorf("client: %q is not an alias", peer)
 	}
-	token, err := c.bearer()
-	if err != nil {
-		return identity.PublicKeys{}, err
-	}
 	var resp struct {
 		Alias     string `json:"alias"`
 		Signing   []byte `json:"ed25519"`
 		Agreement []byte `json:"x25519"`
 	}
-	if err := doJSON(ctx, c.hc, http.MethodGet, c.base+"/api/v1/keys/"+string(peer), token, nil, &resp); err != nil {
+	if err := c.authedGET(ctx, "/api/v1/keys/"+string(peer), &resp); err != nil {
 		return identity.PublicKeys{}, fmt.Errorf("client: fetching the keys of %s: %w", peer, err)
 	}
 	if resp.Alias != string(peer) {

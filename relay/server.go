@@ -77,6 +77,7 @@ type tunables struct {
 	floodLimit   int
 	pingInterval time.Duration
 	pingTimeout  time.Duration
+	tokenTTL     time.Duration // TokenTTL; tests shorten it (export_test.go)
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -92,6 +93,7 @@ var defaultTunables = tunables{
 	floodLimit:   FloodLimit,
 	pingInterval: DefaultPingInterval,
 	pingTimeout:  DefaultPingTimeout,
+	tokenTTL:     TokenTTL,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
