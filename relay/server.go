@@ -39,10 +39,14 @@ type Options struct {
 	// Required when NATSURL is empty.
 	DataDir string
 	// KVReplicas is the replica count of the directory buckets (external
-	// NATS clusters), applied when the node starts: buckets are created or
-	// updated to it. Zero keeps the buckets' current count (1 for new
-	// buckets), so only the node that changes it needs it set.
+	// NATS clusters), applied when the node starts: new buckets get it,
+	// existing ones are raised to it. Zero keeps the buckets' current count
+	// (1 for new buckets), so only the node that changes it needs it set.
+	// A count below the buckets' is ignored with a warning unless
+	// KVReplicasLower is set. Server.KVReplicas tells the effective count.
 	KVReplicas int
+	// KVReplicasLower lets KVReplicas lower the buckets' replica count.
+	KVReplicasLower bool
 	// ICE serves the ice-config endpoint; nil answers 503.
 	ICE ICEProvider
 	// OriginPatterns, if set, restricts the WebSocket's Origin header (see
@@ -166,13 +170,21 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.nats = nb
-	s.dir, err = openDirectory(ctx, nb.js, opts.KVReplicas, s.now)
+	err = waitJetStream(ctx, s.log, "opening the directory", func(ctx context.Context) error {
+		d, err := openDirectory(ctx, nb.js, opts.KVReplicas, opts.KVReplicasLower, s.now, s.log)
+		s.dir = d
+		return err
+	})
 	if err != nil {
 		nb.close()
 		return nil, err
 	}
 	s.dir.m = m
-	key, err := s.dir.TokenKey(ctx)
+	var key []byte
+	err = waitJetStream(ctx, s.log, "reading the token key", func(ctx context.Context) (err error) {
+		key, err = s.dir.TokenKey(ctx)
+		return err
+	})
 	if err != nil {
 		nb.close()
 		return nil, err
@@ -186,6 +198,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.handler = s.routes()
 	return s, nil
 }
+
+// KVReplicas is the directory buckets' replica count the node runs with
+// (Options.KVReplicas, or what the buckets had).
+func (s *Server) KVReplicas() int { return s.dir.replicas }
 
 // Registry returns the registry the relay's metrics are on.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
