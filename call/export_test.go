@@ -50,6 +50,7 @@ type testHooks struct {
 	rtpTap        func(Kind, *rtp.Packet)
 	onRestart     func(callID string)
 	firstSeq      uint32
+	callID        func() string
 }
 
 // setHooks installs hooks on m; call it before the first call.

@@ -68,6 +68,9 @@ type hooks struct {
 	// e2ee.RekeyFrames, the Encryptor signals rekey-needed after a few
 	// frames.
 	firstSeq uint32
+	// callID, when set, makes the IDs of the calls this module places
+	// (tests of glare's ordering).
+	callID func() string
 }
 
 // errNoSignaler is returned by every operation of a Module without one.
@@ -178,7 +181,13 @@ func (m *Module) Call(ctx context.Context, peer identity.Alias, md Media) error 
 	if closed {
 		return ErrClosed
 	}
-	fx := m.event(fsm.Event{Kind: fsm.EvCall, CallID: newCallID(), Peer: string(peer), Video: md.Video}, input{sync: true})
+	id := newCallID()
+	m.mu.Lock()
+	if m.hooks.callID != nil {
+		id = m.hooks.callID()
+	}
+	m.mu.Unlock()
+	fx := m.event(fsm.Event{Kind: fsm.EvCall, CallID: id, Peer: string(peer), Video: md.Video}, input{sync: true})
 	if fx.apiErr != "" || fx.setup == nil {
 		if fx.apiErr == "" {
 			return ErrClosed

@@ -361,3 +361,87 @@ func TestKVReplicasNeverLowered(t *testing.T) {
 		t.Errorf("with KVReplicasLower: %d replicas (effective %d), want 1", got, r4.srv.KVReplicas())
 	}
 }
+
+// leadersOnto moves the leadership of the directory's streams to node i.
+func (c *natsCluster) leadersOnto(t testing.TB, i int) {
+	t.Helper()
+	for _, b := range []string{bucketAliases, bucketKeys, bucketChallenges, bucketConfig} {
+		eventually(t, 60*time.Second, "leader of "+b+" on node "+fmt.Sprint(i), func() bool {
+			l := c.waitStreamLeader(kvStream(b))
+			if l == i {
+				return true
+			}
+			_ = c.nodes[l].srv.JetStreamStepdownStream(server.DEFAULT_GLOBAL_ACCOUNT, kvStream(b))
+			time.Sleep(200 * time.Millisecond)
+			return false
+		})
+	}
+}
+
+// TestReadyzOnPeerLoss: when the NATS node leading the directory dies,
+// the relays on the other NATS nodes stay ready (a load balancer must not
+// drain every node at once for an election) while the streams elect new
+// leaders, and registration works again on them.
+func TestReadyzOnPeerLoss(t *testing.T) {
+	c := startCluster(t, 3)
+	var rs []*testRelay
+	for i := range 3 {
+		rs = append(rs, startClusterRelay(t, c, i, Options{KVReplicas: 3}))
+	}
+	c.leadersOnto(t, 0)
+	c.kill(0)
+	survivors := rs[1:]
+	var notReady []string
+	deadline := time.Now().Add(60 * time.Second)
+	for registered := 0; registered < len(survivors); {
+		if time.Now().After(deadline) {
+			t.Fatal("registration does not work again after the leader's loss")
+		}
+		registered = 0
+		for i, r := range survivors {
+			var e apiError
+			if code, _ := tryDo(r, "GET", "/readyz", "", nil, &e); code != 200 {
+				notReady = append(notReady, fmt.Sprintf("relay %d: %d %s", i+1, code, e.Error))
+			}
+			var ch challengeResponse
+			if code, _ := tryDo(r, "POST", "/api/v1/challenge", "", nil, &ch); code == 200 {
+				registered++
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(notReady) > 0 {
+		t.Fatalf("relays on surviving NATS nodes answered not ready %d times during the election: %s", len(notReady), strings.Join(notReady[:min(5, len(notReady))], "; "))
+	}
+}
+
+// TestReadyzQuorumLost: with two of three NATS nodes gone no registration
+// can work, and the relay left says so on /readyz (after its grace); once a
+// node returns, it is ready again.
+func TestReadyzQuorumLost(t *testing.T) {
+	c := startCluster(t, 3)
+	r := startClusterRelay(t, c, 0, Options{KVReplicas: 3})
+	r.srv.tun.readyGrace = time.Second
+	c.kill(1)
+	c.kill(2)
+	eventually(t, 30*time.Second, "challenges fail without quorum", func() bool {
+		code, _ := tryDo(r, "POST", "/api/v1/challenge", "", nil, nil)
+		return code == 503
+	})
+	var e apiError
+	eventually(t, 30*time.Second, "readyz 503 without quorum", func() bool {
+		code, _ := tryDo(r, "GET", "/readyz", "", nil, &e)
+		return code == 503
+	})
+	if e.Error != "directory_unavailable" {
+		t.Errorf("readyz without quorum: %+v", e)
+	}
+	if got := r.metric(t, `duet_relay_directory_ops_total{op="write",result="ok"}`); got < 1 {
+		t.Errorf("directory write ok = %v", got)
+	}
+	c.restart(1)
+	eventually(t, 60*time.Second, "ready again with quorum", func() bool {
+		code, _ := tryDo(r, "GET", "/readyz", "", nil, nil)
+		return code == 200
+	})
+}

@@ -14,6 +14,8 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,8 +75,9 @@ type directory struct {
 	config     kvBucket
 	nc         *nats.Conn
 	reads      readPolicy
-	m          *metrics // nil-safe
-	replicas   int      // the buckets' replica count after opening
+	m          *metrics     // nil-safe
+	replicas   int          // the buckets' replica count after opening
+	lastOK     atomic.Int64 // Unix ns of the last successful write
 	now        func() time.Time
 	rand       io.Reader
 }
@@ -369,6 +372,7 @@ func (d *directory) Lookup(ctx context.Context, alias identity.Alias) (record, e
 func (d *directory) wrote(rev uint64, err error) (uint64, error) {
 	switch {
 	case err == nil:
+		d.lastOK.Store(time.Now().UnixNano())
 		d.m.dirOp("write", "ok")
 	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		d.m.dirOp("write", "conflict")
@@ -376,6 +380,21 @@ func (d *directory) wrote(rev uint64, err error) (uint64, error) {
 		d.m.dirOp("write", errorKind(err))
 	}
 	return rev, err
+}
+
+// lastWrite is when the directory last took a write (the zero time: never).
+func (d *directory) lastWrite() time.Time {
+	if ns := d.lastOK.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// probe writes this node's readiness key (node is a unique node id) to
+// the challenges bucket, where it expires like a challenge.
+func (d *directory) probe(ctx context.Context, node string) error {
+	_, err := d.wrote(d.challenges.kv.Put(ctx, "readyz."+strings.ReplaceAll(node, ".", "-"), nil))
+	return err
 }
 
 // randomAlias draws u + 8 uniformly random digits.

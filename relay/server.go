@@ -82,6 +82,7 @@ type tunables struct {
 	pingInterval time.Duration
 	pingTimeout  time.Duration
 	tokenTTL     time.Duration // TokenTTL; tests shorten it (export_test.go)
+	readyGrace   time.Duration // see ReadyGrace
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -98,6 +99,7 @@ var defaultTunables = tunables{
 	pingInterval: DefaultPingInterval,
 	pingTimeout:  DefaultPingTimeout,
 	tokenTTL:     TokenTTL,
+	readyGrace:   ReadyGrace,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -234,6 +236,21 @@ func (s *Server) routes() http.Handler {
 	return apiCORS(mux)
 }
 
+// ReadyGrace is how long /readyz stays 200 while the directory's writes
+// fail: a NATS cluster that lost the server leading the directory elects a
+// new leader within seconds, during which no node can write; answering 503
+// then would make a load balancer drain every node at once. Past the grace
+// (no quorum, say) /readyz answers 503 directory_unavailable.
+const ReadyGrace = 10 * time.Second
+
+// readyProbeEvery: a /readyz within this of a successful directory write
+// answers without writing again.
+const readyProbeEvery = time.Second
+
+// handleReady answers whether this node can serve a new user now: it is
+// not shutting down, its own NATS connection is up, and the directory
+// takes a write (the probe: a key in the challenges bucket, expiring with
+// them), or took one within ReadyGrace.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	shutting := s.shutting
@@ -246,13 +263,25 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "nats_unavailable", "not connected to NATS")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if _, err := s.dir.aliases.kv.Status(ctx); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) does not answer")
+	if time.Since(s.dir.lastWrite()) < readyProbeEvery {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	err := s.dir.probe(ctx, s.router.inbox)
+	if err == nil {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return
+	}
+	if since := time.Since(s.dir.lastWrite()); since < s.tun.readyGrace {
+		s.log.Info("relay: the directory takes no writes (a NATS leader election?); still ready within the grace",
+			"since_last_write", since.Round(time.Millisecond), "grace", s.tun.readyGrace, "err", err)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "directory": "retrying"})
+		return
+	}
+	s.log.Warn("relay: not ready: the directory takes no writes", "err", err)
+	writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) takes no writes: is a majority of the NATS cluster up?")
 }
 
 // handleWS upgrades to a WebSocket session (docs/PROTOCOL.md §9.2).

@@ -203,6 +203,7 @@ func (s *session) relayCallbacks() client.Options {
 }
 
 type incomingCall struct {
+	id    string // the call ID: an answer can only ever reach this call
 	from  identity.Alias
 	video bool
 }
@@ -228,9 +229,9 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 		Signaler:    s.client,
 		AlwaysRelay: f.relayOnly,
 		Logger:      logger,
-		OnIncomingCall: func(from identity.Alias, isVideo bool) {
+		OnIncoming: func(in call.Incoming) {
 			select {
-			case s.incoming <- incomingCall{from, isVideo}:
+			case s.incoming <- incomingCall{in.CallID, in.From, in.Video}:
 			default:
 			}
 		},
@@ -333,18 +334,9 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 	}
 }
 
-// failed reports whether a call that ended with st failed (as opposed to a
-// normal hangup by either side).
-func failed(st call.Status) bool {
-	if st.State == call.StateRejected {
-		return true
-	}
-	switch st.Reason {
-	case call.ReasonNone, call.EndReason(wire.ReasonUserHangup):
-		return false
-	}
-	return true
-}
+// failed reports whether a call that ended with st failed for this side
+// (docs/PROTOCOL.md §10.3), as opposed to a hangup by either side.
+func failed(st call.Status) bool { return st.Err() != nil }
 
 func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f, pos, code, done := parseCallFlags("duet call", callUsage(), args, stdout, stderr)
@@ -397,7 +389,10 @@ func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return 1
 	}
 	defer s.close()
-	in := bufio.NewReader(stdin)
+	var lines <-chan string
+	if !f.auto {
+		lines = readLines(stdin)
+	}
 	fmt.Fprintln(stdout, "waiting for calls (Ctrl-C to stop)")
 	for {
 		var c incomingCall
@@ -411,19 +406,14 @@ func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			kind = "video"
 		}
 		fmt.Fprintf(stdout, "incoming %s call from %s\n", kind, c.from)
-		if !f.auto && !ask(in, stdout, "Answer? [y/N] ") {
-			s.mod.Reject()
-			fmt.Fprintln(stdout, "rejected")
-			continue
+		st, answered := s.answerOrNot(ctx, c, f.auto, lines, stdout, stderr)
+		if answered {
+			st = s.watch(ctx, stdout, 0)
+			printStats(stdout, s.mod.Stats())
 		}
-		if err := s.mod.Answer(ctx); err != nil {
-			fmt.Fprintf(stderr, "duet answer: %v\n", err)
-		}
-		st := s.watch(ctx, stdout, 0)
-		printStats(stdout, s.mod.Stats())
 		fmt.Fprintf(stdout, "call ended: %s\n", describe(st))
 		if f.once || ctx.Err() != nil {
-			if failed(st) {
+			if st.Err() != nil {
 				return 1
 			}
 			return 0
@@ -431,11 +421,78 @@ func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 }
 
-func ask(in *bufio.Reader, stdout io.Writer, prompt string) bool {
-	fmt.Fprint(stdout, prompt)
-	line, _ := in.ReadString('\n')
-	line = strings.ToLower(strings.TrimSpace(line))
-	return line == "y" || line == "yes"
+// answerOrNot asks whether to answer c (unless auto) and answers or
+// rejects that call, by its ID: a call that ends while the prompt shows
+// cancels the prompt, and no answer typed for one call ever reaches
+// another. It returns whether c was answered, else how it ended.
+func (s *session) answerOrNot(ctx context.Context, c incomingCall, auto bool, lines <-chan string, stdout, stderr io.Writer) (call.Status, bool) {
+	sub := s.mod.State().Subscribe()
+	defer sub.Unsubscribe()
+	yes := auto
+	if !auto {
+		// Lines typed before this prompt belong to no call.
+		for drained := false; !drained; {
+			select {
+			case <-lines:
+			default:
+				drained = true
+			}
+		}
+		fmt.Fprint(stdout, "Answer? [y/N] ")
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				_ = s.mod.RejectCall(c.id)
+				return s.mod.State().Get(), false
+			case st, ok := <-sub.C():
+				if ok && st.CallID == c.id && !st.State.Terminal() {
+					continue
+				}
+				if !ok || st.CallID == c.id {
+					fmt.Fprintf(stdout, "\nthe call from %s ended before you answered (%s); prompt cancelled\n", c.from, describe(st))
+					return st, false
+				}
+			case line, ok := <-lines:
+				if !ok {
+					line = "" // stdin closed: no
+				}
+				line = strings.ToLower(strings.TrimSpace(line))
+				yes = line == "y" || line == "yes"
+				break wait
+			}
+		}
+	}
+	if !yes {
+		if err := s.mod.RejectCall(c.id); err != nil {
+			fmt.Fprintf(stdout, "the call from %s had already ended\n", c.from)
+		} else {
+			fmt.Fprintln(stdout, "rejected")
+		}
+		return s.mod.State().Get(), false
+	}
+	if err := s.mod.AnswerCall(ctx, c.id); err != nil {
+		if errors.Is(err, call.ErrNoIncomingCall) {
+			fmt.Fprintf(stdout, "the call from %s ended before the answer (%s)\n", c.from, describe(s.mod.State().Get()))
+			return s.mod.State().Get(), false
+		}
+		fmt.Fprintf(stderr, "duet answer: %v\n", err)
+	}
+	return call.Status{}, true
+}
+
+// readLines reads r line by line on a goroutine of its own; the channel
+// closes at the end of r.
+func readLines(r io.Reader) <-chan string {
+	ch := make(chan string)
+	go func() {
+		defer close(ch)
+		in := bufio.NewScanner(r)
+		for in.Scan() {
+			ch <- in.Text()
+		}
+	}()
+	return ch
 }
 
 func describe(st call.Status) string {
@@ -460,4 +517,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// ask prints prompt and reports whether the next line of in says yes.
+func ask(in *bufio.Reader, stdout io.Writer, prompt string) bool {
+	fmt.Fprint(stdout, prompt)
+	line, _ := in.ReadString('\n')
+	line = strings.ToLower(strings.TrimSpace(line))
+	return line == "y" || line == "yes"
 }
