@@ -38,10 +38,16 @@ var (
 	ErrNotConnected = errors.New("client: not connected to the relay (it reconnects by itself; try again shortly)")
 	ErrClosed       = errors.New("client: closed")
 	ErrUnauthorized = errors.New("client: the relay refused authentication")
+	// ErrTooManySessions: the alias has the relay's maximum of concurrent
+	// sessions (devices) already; the newest is refused (PROTOCOL §9.2).
+	// A reconnecting client keeps trying with backoff.
+	ErrTooManySessions = errors.New("client: the relay refused the session: too many sessions of this alias")
 )
 
 // Undeliverable is the relay's notice that an envelope with a client id could
-// not be delivered because no device of the recipient is connected.
+// not be delivered: Reason is ReasonOffline (no device of the recipient is
+// connected), ReasonUnavailable or ReasonRecipientBusy (the client already
+// sent it once more).
 type Undeliverable struct {
 	ID     string         `json:"id"`
 	To     identity.Alias `json:"to"`
@@ -95,6 +101,7 @@ type Client struct {
 	token      string
 	tokenRenew time.Time // after it, bearer reconnects for a fresh token (token.go)
 
+	sent sentLog // recent envelopes with an id, for recipient_busy
 	// Liveness (liveness.go).
 	wsHC      *http.Client     // hc, recording the WebSocket's local address
 	wsLocal   localAddrTracker // the local address of the WebSocket's connection
@@ -187,6 +194,7 @@ func (c *Client) Send(ctx context.Context, env *wire.Envelope) error {
 	// every other exchange on the shared connection.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
+	c.sent.add(env.ID, data)
 	if err := conn.Write(wctx, websocket.MessageText, data); err != nil {
 		return fmt.Errorf("client: sending %s to %s: %w", env.Type, env.To, err)
 	}
@@ -324,6 +332,10 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 		if websocket.CloseStatus(err) == 4001 {
 			return fail(fmt.Errorf("%w: %v (is %s registered on this relay?)", ErrUnauthorized, err, c.opts.Alias))
 		}
+		var ce websocket.CloseError
+		if errors.As(err, &ce) && ce.Code == websocket.StatusTryAgainLater && ce.Reason == "too_many_sessions" {
+			return fail(fmt.Errorf("%w (%s on this relay node); close another device's session or try again later", ErrTooManySessions, c.opts.Alias))
+		}
 		return fail(fmt.Errorf("client: waiting for ready: %w", err))
 	}
 	if ready.Type != "ready" || ready.Token == "" {
@@ -368,7 +380,10 @@ func (c *Client) readLoop(conn *websocket.Conn) error {
 		switch head.Type {
 		case "undeliverable":
 			var u Undeliverable
-			if json.Unmarshal(data, &u) == nil && c.opts.OnUndeliverable != nil {
+			if json.Unmarshal(data, &u) != nil || u.Reason == ReasonRecipientBusy && c.onBusy(u) {
+				continue
+			}
+			if c.opts.OnUndeliverable != nil {
 				c.opts.OnUndeliverable(u)
 			}
 		case "error":

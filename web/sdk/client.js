@@ -42,6 +42,9 @@ const SKEW_WARN_MS = 30_000;
 
 /** Responses larger than this are refused. */
 const MAX_RESPONSE = 1 << 20;
+/** Wait before an envelope refused with recipient_busy is sent again, and how many recent sends are kept for it. */
+export const BUSY_RETRY_MS = 1000;
+const BUSY_KEEP = 64;
 /** A token is refreshed (by reconnecting) this long before it expires. */
 const TOKEN_MARGIN_MS = 30_000;
 
@@ -255,6 +258,7 @@ export class DuetClient {
   #iceExp = 0;
   #iceInflight = null;
   #calls = null;
+  #sent = new Map(); // id → envelope text of the latest sends with an id (null once resent), for recipient_busy
 
   /** Called with every envelope addressed to this alias. */
   onEnvelope = null;
@@ -412,6 +416,8 @@ export class DuetClient {
         if (!settled) {
           if (ev.code === 4001) {
             fail(new DuetError('ErrUnauthorized', `the relay refused authentication: ${ev.reason || 'unauthorized'} (is ${this.#alias} registered on this relay?)`));
+          } else if (ev.code === 1013 && ev.reason === 'too_many_sessions') {
+            fail(new DuetError('ErrTooManySessions', `the relay refused the session: ${this.#alias} has the maximum number of sessions on this relay node; close another device's session or try again later`));
           } else {
             fail(new DuetError('ErrNetwork', `the relay connection closed during the handshake (code ${ev.code}${ev.reason ? ', ' + ev.reason : ''})`));
           }
@@ -438,6 +444,7 @@ export class DuetClient {
     switch (head?.type) {
       case 'undeliverable': {
         const n = { id: head.id, to: head.to, reason: head.reason };
+        if (n.reason === 'recipient_busy' && this.#resendBusy(n)) return;
         this.#calls?.handleUndeliverable(n);
         this.#callback('onUndeliverable', n);
         return;
@@ -685,7 +692,34 @@ export class DuetClient {
     const text = encodeEnvelope({ ...envelope, from: this.#alias });
     const n = utf8(text).length;
     if (n > MAX_ENVELOPE_SIZE) throw new DuetError('ErrEnvelope', `invalid envelope: ${n} bytes exceeds the relay's ${MAX_ENVELOPE_SIZE}-byte frame limit`);
+    if (envelope.id) {
+      this.#sent.delete(envelope.id);
+      this.#sent.set(envelope.id, text);
+      if (this.#sent.size > BUSY_KEEP) this.#sent.delete(this.#sent.keys().next().value);
+    }
     ws.send(text);
+  }
+
+  /**
+   * A recipient_busy notice (§9.2): the envelope is sent once more after
+   * BUSY_RETRY_MS; only a second refusal reaches onUndeliverable. Returns
+   * whether it will be resent.
+   */
+  #resendBusy(n) {
+    const text = this.#sent.get(n.id);
+    if (!text) return false;
+    this.#sent.set(n.id, null);
+    this.#log.debug?.(`duet: ${n.to} is busy; sending ${n.id} again`);
+    setTimeout(() => {
+      const ws = this.#ws;
+      if (!this.#closed && ws && ws.readyState === 1) {
+        ws.send(text);
+        return;
+      }
+      this.#calls?.handleUndeliverable(n);
+      this.#callback('onUndeliverable', n);
+    }, BUSY_RETRY_MS);
+    return true;
   }
 
   /**

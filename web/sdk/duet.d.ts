@@ -24,7 +24,7 @@ export type DuetErrorName =
   | 'ErrUnknownEpoch' | 'ErrAuth' | 'ErrTooOld'
   // relay client (§9)
   | 'ErrRelay' | 'ErrRelayURL' | 'ErrNetwork' | 'ErrTimeout' | 'ErrUnauthorized'
-  | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged'
+  | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged' | 'ErrTooManySessions'
   // calls
   | 'ErrInCall' | 'ErrNoIncomingCall' | 'ErrAlreadyAnswering' | 'ErrNoMedia' | 'ErrCallEnded'
   | 'ErrNoAnswer' | 'ErrOffline' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
@@ -357,7 +357,12 @@ export type ConnState = 'connecting' | 'connected' | 'disconnected' | 'closed';
 export interface Undeliverable {
   id: string;
   to: string;
-  reason: string;
+  /**
+   * 'offline' (no session of the recipient), 'unavailable' (the relay node
+   * cannot reach its message bus) or 'recipient_busy' (the recipient is sent
+   * more than it takes; the client already sent the envelope once more).
+   */
+  reason: 'offline' | 'unavailable' | 'recipient_busy' | string;
 }
 export interface RelayError {
   code: string;

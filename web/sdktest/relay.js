@@ -214,3 +214,24 @@ export function fireWindowEvent(name) {
 export function clockSkew() {
   return client.clockSkewMs;
 }
+
+/** How many relay notices arrived and were not taken yet. */
+export function noticeCount() {
+  return notices.length;
+}
+
+/**
+ * Connects a second client of this page's identity and alias; returns
+ * 'connected' or the error's name.
+ */
+export async function connectSecond() {
+  const c = new duet.DuetClient({ relayUrl: location.origin, identity: client.identity, aliasId: client.aliasId, fetch: countingFetch });
+  try {
+    await c.connect();
+    return 'connected';
+  } catch (e) {
+    return e.name;
+  } finally {
+    c.close();
+  }
+}
