@@ -43,7 +43,7 @@ func (c *Client) authedGET(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return err
 	}
-	err = doJSON(ctx, c.hc, http.MethodGet, c.base+path, token, nil, out)
+	err = doJSON(ctx, c.hc, http.MethodGet, c.relayBase()+path, token, nil, out)
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
 		return err
@@ -56,7 +56,7 @@ func (c *Client) authedGET(ctx context.Context, path string, out any) error {
 	if token, err = c.bearer(ctx); err != nil {
 		return err
 	}
-	return doJSON(ctx, c.hc, http.MethodGet, c.base+path, token, nil, out)
+	return doJSON(ctx, c.hc, http.MethodGet, c.relayBase()+path, token, nil, out)
 }
 
 // bearer returns a token for an HTTP request: the current one, or, when it
@@ -78,6 +78,7 @@ func (c *Client) bearer(ctx context.Context) (string, error) {
 	defer sub.Unsubscribe()
 	c.log.Info("relay token expires soon; reconnecting for a fresh one")
 	c.immediate.Store(true)
+	c.renewing.Store(true)
 	go conn.Close(websocket.StatusNormalClosure, "renewing the token")
 	ctx, cancel := context.WithTimeout(ctx, authTimeout+backoffMax)
 	defer cancel()
