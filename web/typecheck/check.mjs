@@ -12,6 +12,8 @@
 // value duet.d.ts declares, taken from the module that implements it, to
 // its declared type: a missing or renamed export, method or property, a
 // parameter more, or a different return or promise type is a type error.
+// JSDoc is trusted as written, except in modules that start with
+// `// @ts-check`, whose code tsc checks against it (checkJs per file).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
