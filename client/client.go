@@ -113,10 +113,11 @@ type Client struct {
 	immediate atomic.Bool      // the next reconnect skips the backoff wait
 	skew      atomic.Int64     // ClockSkew, in nanoseconds
 
-	iceMu  sync.Mutex
-	ice    *ICEConfig
-	iceExp time.Time
-	now    func() time.Time // the ICE cache's clock: time.Now, but in tests
+	iceMu   sync.Mutex
+	ice     *ICEConfig
+	iceExp  time.Time
+	iceBase string           // the relay node ice came from: each node may name its own TURN
+	now     func() time.Time // the ICE cache's clock: time.Now, but in tests
 }
 
 // Connect connects and authenticates to the relay and keeps the connection
