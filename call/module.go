@@ -45,7 +45,8 @@ type Module struct {
 	machine   *fsm.Machine        // the call state machine (PROTOCOL §10)
 	cur       *session            // the machine's call in progress
 	sessions  map[string]*session // calls not torn down yet, by call ID
-	last      *session            // the previous call, for Stats
+	last      *Stats              // the previous call's final figures (its keys are gone)
+	tearing   *session            // the call being torn down, for Stats meanwhile
 	peers     map[identity.Alias]*peerSig
 	drops     map[string]uint64     // signaling frames dropped, by reason
 	replay    *wire.ReplayGuard     // nonces of every peer's frames

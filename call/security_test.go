@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/wire"
 )
@@ -311,5 +312,35 @@ func TestHeldSessionKeyLookupFails(t *testing.T) {
 	connect(t, a, b, Media{Audio: true})
 	if a.keyLookups() == lookups {
 		t.Error("a did not check b's keys")
+	}
+}
+
+// TestKeysWipedAtEnd: an ended call keeps no key material (forward
+// secrecy): its media keys are closed, its ephemeral keys forgotten, and
+// Stats still has its figures.
+func TestKeysWipedAtEnd(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	connect(t, a, b, Media{Audio: true})
+	a.waitStats(5*time.Second, "audio", func(s Stats) bool { return s.AudioFramesReceived >= 5 })
+	sa, sb := a.mod.curSession(), b.mod.curSession()
+	sa.m.mu.Lock()
+	enc := sa.enc
+	sa.m.mu.Unlock()
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+	<-sb.done
+	for _, s := range []*session{sa, sb} {
+		if held := s.heldKeys(); len(held) > 0 {
+			t.Errorf("%s: the ended call still holds %v", s.m.sig.Alias(), held)
+		}
+	}
+	if _, err := enc.Encrypt(nil, []byte{0xfc, 1, 2}, e2ee.KindOpus); !errors.Is(err, e2ee.ErrClosed) {
+		t.Errorf("the ended call's Encryptor still encrypts: %v", err)
+	}
+	if st := a.mod.Stats(); st.CallID != sa.id || st.AudioFramesReceived < 5 {
+		t.Errorf("Stats after the end: %+v", st)
 	}
 }

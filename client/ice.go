@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 )
 
@@ -37,12 +36,8 @@ func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	if c.ice != nil && c.now().Before(c.iceExp) && c.iceBase == base {
 		return *c.ice, nil
 	}
-	token, err := c.bearer()
-	if err != nil {
-		return ICEConfig{}, err
-	}
 	var cfg ICEConfig
-	if err := doJSON(ctx, c.hc, http.MethodGet, base+"/api/v1/calls/ice-config", token, nil, &cfg); err != nil {
+	if err := c.authedGET(ctx, "/api/v1/calls/ice-config", &cfg); err != nil {
 		return ICEConfig{}, fmt.Errorf("client: fetching the ICE config: %w", err)
 	}
 	if cfg.ICETransportPolicy != "all" && cfg.ICETransportPolicy != "relay" {
@@ -50,6 +45,6 @@ func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	}
 	ttl := time.Duration(cfg.TTL) * time.Second
 	ttl -= min(ttl/10, time.Minute)
-	c.ice, c.iceExp, c.iceBase = &cfg, c.now().Add(ttl), base
+	c.ice, c.iceExp, c.iceBase = &cfg, c.now().Add(ttl), c.relayBase() // the node that answered
 	return cfg, nil
 }
