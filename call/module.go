@@ -17,8 +17,8 @@ import (
 
 	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/hot"
 	"github.com/duetcall/duet/identity"
-	"github.com/duetcall/duet/internal/hot"
 	"github.com/duetcall/duet/wire"
 )
 
