@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 )
 
@@ -33,12 +32,8 @@ func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	if c.ice != nil && c.now().Before(c.iceExp) {
 		return *c.ice, nil
 	}
-	token, err := c.bearer()
-	if err != nil {
-		return ICEConfig{}, err
-	}
 	var cfg ICEConfig
-	if err := doJSON(ctx, c.hc, http.MethodGet, c.relayBase()+"/api/v1/calls/ice-config", token, nil, &cfg); err != nil {
+	if err := c.authedGET(ctx, "/api/v1/calls/ice-config", &cfg); err != nil {
 		return ICEConfig{}, fmt.Errorf("client: fetching the ICE config: %w", err)
 	}
 	if cfg.ICETransportPolicy != "all" && cfg.ICETransportPolicy != "relay" {
