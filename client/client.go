@@ -17,8 +17,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/duetcall/duet/hot"
 	"github.com/duetcall/duet/identity"
-	"github.com/duetcall/duet/internal/hot"
 	"github.com/duetcall/duet/wire"
 )
 
