@@ -428,7 +428,11 @@ type countingTransport struct {
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if strings.HasPrefix(r.URL.Path, "/api/v1/keys/") {
 		c.keyLookups.Add(1)
-		time.Sleep(time.Duration(c.keysDelay.Load()))
+		select {
+		case <-time.After(time.Duration(c.keysDelay.Load())):
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
 		if c.failKeys.Load() {
 			return nil, errors.New("test: key lookups fail")
 		}
