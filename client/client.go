@@ -115,10 +115,11 @@ type Client struct {
 	renewing  atomic.Bool      // the connection was closed to renew the token
 	skew      atomic.Int64     // ClockSkew, in nanoseconds
 
-	iceMu  sync.Mutex
-	ice    *ICEConfig
-	iceExp time.Time
-	now    func() time.Time // the ICE cache's clock: time.Now, but in tests
+	iceMu   sync.Mutex
+	ice     *ICEConfig
+	iceExp  time.Time
+	iceBase string           // the relay node ice came from: each node may name its own TURN
+	now     func() time.Time // the ICE cache's clock: time.Now, but in tests
 }
 
 // Connect connects and authenticates to the relay and keeps the connection
@@ -235,9 +236,6 @@ func (c *Client) run(conn *websocket.Conn) {
 	var lost time.Time
 	for {
 		if conn != nil {
-			if !lost.IsZero() {
-				c.log.Info("reconnected to the relay", "relay", c.relayBase(), "after", time.Since(lost).Round(time.Millisecond), "attempts", attempt)
-			}
 			attempt = 0
 			kctx, stopKeepAlive := context.WithCancel(c.ctx)
 			kdone := make(chan struct{})
@@ -277,7 +275,7 @@ func (c *Client) run(conn *websocket.Conn) {
 			c.log.Warn("relay reconnect failed", "attempt", attempt, "err", err)
 			conn = nil
 		} else {
-			c.log.Info("relay reconnected", "relay", c.relayBase(), "attempt", attempt)
+			c.log.Info("relay reconnected", "relay", c.relayBase(), "attempt", attempt, "after", time.Since(lost).Round(time.Millisecond))
 		}
 	}
 }

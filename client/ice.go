@@ -25,11 +25,15 @@ type ICEConfig struct {
 func (c ICEConfig) ForceRelay() bool { return c.ICETransportPolicy == "relay" }
 
 // ICEConfig returns the relay's ICE configuration, cached for its ttl (less a
-// margin, so credentials handed to a new call are never about to expire).
+// margin, so credentials handed to a new call are never about to expire)
+// while the client stays on the same relay node: after a failover the
+// surviving node's configuration is fetched (a node's embedded TURN dies
+// with it; an ICE restart gathers with the new one).
 func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	c.iceMu.Lock()
 	defer c.iceMu.Unlock()
-	if c.ice != nil && c.now().Before(c.iceExp) {
+	base := c.relayBase()
+	if c.ice != nil && c.now().Before(c.iceExp) && c.iceBase == base {
 		return *c.ice, nil
 	}
 	var cfg ICEConfig
@@ -41,6 +45,6 @@ func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	}
 	ttl := time.Duration(cfg.TTL) * time.Second
 	ttl -= min(ttl/10, time.Minute)
-	c.ice, c.iceExp = &cfg, c.now().Add(ttl)
+	c.ice, c.iceExp, c.iceBase = &cfg, c.now().Add(ttl), c.relayBase() // the node that answered
 	return cfg, nil
 }

@@ -602,8 +602,37 @@ class Driver {
     return p;
   }
 
+  /**
+   * Resolves once the client is connected to the relay: a message of a call
+   * in progress waits out a reconnect (a network change reconnects the
+   * relay and restarts ICE at the same moment), up to RESTART_WAIT; then,
+   * or when the client closes, it rejects with ErrNotConnected.
+   */
+  #whenConnected() {
+    if (this.client.state === 'connected') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      let done = false;
+      let sub = null;
+      const finish = (err) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        queueMicrotask(() => sub?.unsubscribe());
+        if (err) reject(err);
+        else resolve();
+      };
+      const timer = setTimeout(() => finish(callError('ErrNotConnected', `not connected to the relay for ${T.restartWait / 1000} s`)), T.restartWait);
+      sub = this.client.observeState().subscribe((st) => {
+        if (st === 'connected') finish(null);
+        else if (st === 'closed') finish(callError('ErrNotConnected', 'the client is closed'));
+      });
+      if (done) sub.unsubscribe();
+    });
+  }
+
   async #sendTo(message, id) {
     if (this.#lose(message.type)) return undefined;
+    await this.#whenConnected();
     const env = await this.client.sendMessage({ ...message, device: this.device }, { id: id || `m${this.#idPrefix}-${++this.#idSeq}` });
     this.#keep(env);
     return env;

@@ -331,3 +331,9 @@ export function holdInbound(ms) {
   }, ms);
   return true;
 }
+
+/** The browser's online event, as after a network change (the client reconnects, the call restarts ICE). */
+export function online() {
+  window.dispatchEvent(new Event('online'));
+  return true;
+}

@@ -310,3 +310,49 @@ func TestCallsGlareWithGo(t *testing.T) {
 		})
 	}
 }
+
+// TestCallsNetworkChange: the caller's browser reports a network change
+// (the online event) mid-call: its relay connection reconnects and the call
+// restarts ICE at once (PROTOCOL §10.6) over it, and goes on connected with
+// media both ways, no error on either side.
+func TestCallsNetworkChange(t *testing.T) {
+	env := startCallEnv(t)
+	alice := env.openTab(t, "alice", "")
+	alice.setup(false)
+	bob := env.openTab(t, "bob", "")
+	b := bob.setup(false)
+	drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", b))
+	in := drive[jsIncoming](bob, 15*time.Second, "nextIncoming(10000)")
+	drive[jsResult](bob, 20*time.Second, fmt.Sprintf("answer(%q)", in.CallID))
+	alice.waitState("connected", 15*time.Second)
+	waitInboundAudio(t, alice)
+	waitInboundAudio(t, bob)
+
+	drive[bool](alice, 5*time.Second, "online()")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		d := alice.stats()
+		if d.Restarts == 1 && d.State == "connected" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice after the online event: %s; want one ICE restart and the call connected", d)
+		}
+	}
+	before := bob.stats()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		d := bob.stats()
+		if d.Restarts == 1 && d.InAudio != nil && before.InAudio != nil && d.InAudio.BytesReceived > before.InAudio.BytesReceived+1000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob after alice's restart: %s; want the restart answered and audio still arriving", d)
+		}
+	}
+	for _, tb := range []*tab{alice, bob} {
+		if st := drive[jsStatus](tb, 5*time.Second, "status()"); st.State != "connected" || len(st.Errors) != 0 {
+			t.Errorf("%s after the network change: %+v; want still connected, no error", tb.name, st)
+		}
+	}
+	drive[jsResult](alice, 10*time.Second, "hangup()")
+	bob.waitState("hangup", 10*time.Second)
+}
