@@ -109,16 +109,24 @@ func indexOf(s, sub string) int {
 func TestRateLimitSharedByAlias(t *testing.T) {
 	r := startRelay(t, Options{}, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 0.01, 4 })
 	a, b := r.newUser(t), r.newUser(t)
-	r.connect(t, b.id, b.alias)
-	c1 := r.connect(t, a.id, a.alias)
-	for i := range 2 {
-		c1.send(c1.env(b.alias, fmt.Sprint("x", i)))
+	cb := r.connect(t, b.id, b.alias)
+	// Each accepted envelope is awaited at b: frames on different
+	// connections are otherwise processed in any order.
+	sendOK := func(c *testClient, id string) {
+		t.Helper()
+		c.send(c.env(b.alias, id))
+		if m := cb.next(5 * time.Second); m["id"] != id {
+			t.Fatalf("b got %v, want %s", m, id)
+		}
 	}
+	c1 := r.connect(t, a.id, a.alias)
+	sendOK(c1, "x0")
+	sendOK(c1, "x1")
 	c1.conn.Close(websocket.StatusNormalClosure, "")
 	c2 := r.connect(t, a.id, a.alias)
 	c3 := r.connect(t, a.id, a.alias)
-	c2.send(c2.env(b.alias, "x2"))
-	c3.send(c3.env(b.alias, "x3"))
+	sendOK(c2, "x2")
+	sendOK(c3, "x3")
 	c2.send(c2.env(b.alias, "x4"))
 	c2.expectError("rate_limited", "x4")
 	c3.send(c3.env(b.alias, "x5"))

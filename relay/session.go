@@ -81,6 +81,7 @@ type session struct {
 	lastRefused time.Time
 
 	// The WebSocket frame budget (frameMeter), on the reading goroutine.
+	meter          *frameMeter // nil without a hijacked connection
 	frameLim       *rate.Limiter
 	frameRefused   int
 	lastFrameFlood time.Time
@@ -523,6 +524,11 @@ func (s *session) readClosed(err error) {
 	}
 }
 
+// authFailedReason is the close reason of every authentication failure
+// (with 4001): one reason, so that the close does not tell whether an alias
+// exists. The metrics and the log keep the cause.
+const authFailedReason = "unauthorized"
+
 // authenticate runs §9.2 steps 1 and 2 and returns the authenticated alias.
 func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	challenge := make([]byte, challengeSize)
@@ -532,7 +538,7 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	}
 	timer := time.AfterFunc(s.srv.tun.authTimeout, func() {
 		s.srv.authFailure("ws_timeout")
-		s.kill(StatusUnauthorized, "unauthorized: authentication timeout", nil)
+		s.kill(StatusUnauthorized, authFailedReason, nil)
 	})
 	defer timer.Stop()
 	if err := s.writeDirect(encodeFrame(challengeFrame{Type: "challenge", Challenge: challenge})); err != nil {
@@ -546,13 +552,13 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	alias, sig, err := decodeAuth(data)
 	if err != nil || typ != websocket.MessageText {
 		s.srv.authFailure("ws_unauthenticated_frame")
-		s.kill(StatusUnauthorized, "unauthorized: expected an auth frame", nil)
+		s.kill(StatusUnauthorized, authFailedReason, nil)
 		return "", false
 	}
 	rec, err := s.srv.dir.Lookup(ctx, alias)
 	if errors.Is(err, ErrNotFound) {
 		s.srv.authFailure("ws_unknown_alias")
-		s.kill(StatusUnauthorized, "unauthorized: unknown alias", nil)
+		s.kill(StatusUnauthorized, authFailedReason, nil)
 		return "", false
 	}
 	if err != nil {
@@ -562,7 +568,7 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	}
 	if !ed25519.Verify(rec.Ed25519, WSAuthMessage(challenge), sig) {
 		s.srv.authFailure("ws_bad_signature")
-		s.kill(StatusUnauthorized, "unauthorized: bad signature", nil)
+		s.kill(StatusUnauthorized, authFailedReason, nil)
 		return "", false
 	}
 	if !timer.Stop() {
@@ -589,7 +595,7 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		s.lastRefused = now
 		if s.refused >= s.srv.tun.floodLimit {
 			s.log.Info("relay: closing a flooding session")
-			s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
+			s.killFlooder()
 			return
 		}
 		s.notice(&frameError{codeRateLimited, "too many frames, slow down", frameID(data)})
@@ -634,7 +640,17 @@ func (s *session) onWireFrame(op byte) {
 	s.lastFrameFlood = now
 	if s.frameRefused == s.srv.tun.floodLimit {
 		s.log.Info("relay: closing a session flooding WebSocket frames", "opcode", op)
-		s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
+		s.killFlooder()
+	}
+}
+
+// killFlooder closes a flooding session with 1008 and stops reading it:
+// its frames would otherwise be read (and pings answered) until the close
+// handshake or the close grace ends.
+func (s *session) killFlooder() {
+	s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
+	if s.meter != nil {
+		s.meter.stop.Store(true)
 	}
 }
 

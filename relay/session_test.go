@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -122,6 +123,12 @@ func TestAuthFailures(t *testing.T) {
 			if err != nil {
 				if got := websocket.CloseStatus(err); got != want {
 					t.Errorf("%s: closed with %v (%v), want %v", name, got, err, want)
+				}
+				// One reason for every cause: the close must not tell
+				// whether the alias exists.
+				var ce websocket.CloseError
+				if errors.As(err, &ce) && ce.Reason != "unauthorized" {
+					t.Errorf("%s: close reason %q, want unauthorized", name, ce.Reason)
 				}
 				return
 			}
