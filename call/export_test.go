@@ -51,6 +51,7 @@ type testHooks struct {
 	onRestart     func(callID string)
 	firstSeq      uint32
 	callID        func() string
+	localAddrs    func() []string
 }
 
 // setHooks installs hooks on m; call it before the first call.
@@ -107,4 +108,31 @@ func (m *Module) disconnectTimerArmed() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.cur != nil && m.cur.timers[fsm.TimerDisconnected] != nil
+}
+
+// curSession returns the current call's session.
+func (m *Module) curSession() *session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur
+}
+
+// heldKeys reports what key material s still references.
+func (s *session) heldKeys() []string {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	var held []string
+	if s.enc != nil {
+		held = append(held, "media send key")
+	}
+	if s.dec != nil {
+		held = append(held, "media receive key")
+	}
+	if s.ephem != nil {
+		held = append(held, "ephemeral private key")
+	}
+	if s.rekey != nil || s.pendingSend != nil {
+		held = append(held, "rekey key")
+	}
+	return held
 }

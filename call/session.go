@@ -64,6 +64,7 @@ type session struct {
 	ending      bool // the teardown started
 	closing     bool // teardown is waiting for wg: no new goroutines
 	answering   bool // the answer is being made
+	recovering  bool // the connection is down and being recovered
 	ps          *peerSig
 	offerSent   bool
 	offerID     string        // the envelope id of our offer (undeliverable notices)
@@ -293,8 +294,18 @@ func (s *session) startCaller(ctx context.Context) error {
 		m.mu.Unlock()
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
-	s.ps = kr.ps
-	s.offerSent, s.offerID = true, id
+	s.ps, s.offerID = kr.ps, id
+	m.mu.Unlock()
+	// The machine learns that the offer goes out before it does: from now
+	// on the peer may know the call (a glare is decided by call ID, an
+	// end tells the peer). A call it ended meanwhile sends nothing.
+	m.event(fsm.Event{Kind: fsm.EvOfferOut, CallID: s.id}, input{})
+	m.mu.Lock()
+	if s.ending {
+		m.mu.Unlock()
+		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
+	}
+	s.offerSent = true
 	m.mu.Unlock()
 	body := wire.OfferPayload{SDP: offer.SDP, EPK: ephem.PublicKey().Bytes()}
 	if err := s.sendID(ctx, body, id); err != nil {
@@ -302,7 +313,6 @@ func (s *session) startCaller(ctx context.Context) error {
 	}
 
 	s.step("STEP", 8, "offer sent; waiting for the answer", "timeout", answerTimeout)
-	m.event(fsm.Event{Kind: fsm.EvOfferOut, CallID: s.id}, input{})
 	m.mu.Lock()
 	if s.ending {
 		// The call is placed; it already ended (hung up, or the relay

@@ -119,7 +119,11 @@ func (m *Module) Stats() Stats {
 	m.mu.Lock()
 	s := m.cur
 	if s == nil {
-		s = m.last
+		s = m.tearing
+	}
+	var st Stats
+	if s == nil && m.last != nil {
+		st = *m.last
 	}
 	drops, relayErrs := maps.Clone(m.drops), maps.Clone(m.relayErrs)
 	var final *Stats
@@ -127,7 +131,6 @@ func (m *Module) Stats() Stats {
 		final = s.diag.final
 	}
 	m.mu.Unlock()
-	var st Stats
 	switch {
 	case final != nil:
 		st = *final

@@ -17,8 +17,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/duetcall/duet/hot"
 	"github.com/duetcall/duet/identity"
-	"github.com/duetcall/duet/internal/hot"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -63,10 +63,15 @@ type RelayError struct {
 
 // Options configure a Client.
 type Options struct {
-	RelayURL string             // http://host:port of the relay
-	Identity *identity.Identity // this user's keys
-	Alias    identity.Alias     // this user's alias, from Register or the keystore
-	Pins     *PinStore          // pinned peer keys; nil keeps them in memory
+	// RelayURL is the relay, http(s)://host:port, or several nodes of one
+	// deployment separated by commas; RelayURLs adds more. The client
+	// connects to any that answers and, when it loses its relay, moves to
+	// the next one at once.
+	RelayURL  string
+	RelayURLs []string
+	Identity  *identity.Identity // this user's keys
+	Alias     identity.Alias     // this user's alias, from Register or the keystore
+	Pins      *PinStore          // pinned peer keys; nil keeps them in memory
 
 	// Handlers run on the client's read goroutine and must not block.
 	OnEnvelope      func(*wire.Envelope)
@@ -87,7 +92,7 @@ var (
 // Client is an authenticated, self-reconnecting connection to a relay.
 type Client struct {
 	opts  Options
-	base  string
+	bases []string // the relays, normalised (relayList)
 	log   *slog.Logger
 	hc    *http.Client
 	state *hot.Value[ConnState]
@@ -96,21 +101,25 @@ type Client struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	conn  *websocket.Conn
-	token string
+	mu         sync.Mutex
+	conn       *websocket.Conn
+	token      string
+	tokenRenew time.Time // after it, bearer reconnects for a fresh token (token.go)
+	baseIdx    int       // the relay of bases connected to, or last tried
 
 	sent sentLog // recent envelopes with an id, for recipient_busy
 	// Liveness (liveness.go).
 	wsHC      *http.Client     // hc, recording the WebSocket's local address
 	wsLocal   localAddrTracker // the local address of the WebSocket's connection
 	immediate atomic.Bool      // the next reconnect skips the backoff wait
+	renewing  atomic.Bool      // the connection was closed to renew the token
 	skew      atomic.Int64     // ClockSkew, in nanoseconds
 
-	iceMu  sync.Mutex
-	ice    *ICEConfig
-	iceExp time.Time
-	now    func() time.Time // the ICE cache's clock: time.Now, but in tests
+	iceMu   sync.Mutex
+	ice     *ICEConfig
+	iceExp  time.Time
+	iceBase string           // the relay node ice came from: each node may name its own TURN
+	now     func() time.Time // the ICE cache's clock: time.Now, but in tests
 }
 
 // Connect connects and authenticates to the relay and keeps the connection
@@ -124,7 +133,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	if !opts.Alias.Valid() {
 		return nil, fmt.Errorf("client: Options.Alias %q is not an alias; register first", opts.Alias)
 	}
-	base, err := baseURL(opts.RelayURL)
+	bases, err := relayList(opts.RelayURL, opts.RelayURLs)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +142,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	}
 	c := &Client{
 		opts:  opts,
-		base:  base,
+		bases: bases,
 		log:   opts.Logger,
 		hc:    opts.HTTPClient,
 		state: hot.New(StateConnecting),
@@ -149,7 +158,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	c.wsHC = wsHTTPClient(c.hc, &c.wsLocal)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
-	conn, err := c.dial(ctx)
+	conn, err := c.dialAny(ctx, c.firstRelay())
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -224,6 +233,7 @@ func (c *Client) Close() error {
 func (c *Client) run(conn *websocket.Conn) {
 	defer close(c.done)
 	attempt := 0
+	var lost time.Time
 	for {
 		if conn != nil {
 			attempt = 0
@@ -240,23 +250,32 @@ func (c *Client) run(conn *websocket.Conn) {
 			if c.ctx.Err() != nil {
 				return
 			}
-			c.log.Info("relay connection lost; reconnecting", "err", err)
+			lost = time.Now()
+			c.log.Info("relay connection lost; reconnecting", "relay", c.relayBase(), "relays", len(c.bases), "err", err)
 		}
 		c.state.Set(StateDisconnected)
 		if c.immediate.Swap(false) {
 			// A dead connection found by keepAlive: dial at once.
-		} else if !sleepCtx(c.ctx, backoff(attempt)) {
+		} else if !sleepCtx(c.ctx, c.reconnectWait(attempt)) {
 			return
 		}
 		attempt++
+		c.mu.Lock()
+		next := c.baseIdx + 1 // the relay just lost (or failed) goes last
+		c.mu.Unlock()
+		if c.renewing.Swap(false) {
+			next-- // closed to renew the token (token.go): the same relay first
+		}
 		var err error
-		conn, err = c.dial(c.ctx)
+		conn, err = c.dialAny(c.ctx, next)
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
 			}
 			c.log.Warn("relay reconnect failed", "attempt", attempt, "err", err)
 			conn = nil
+		} else {
+			c.log.Info("relay reconnected", "relay", c.relayBase(), "attempt", attempt, "after", time.Since(lost).Round(time.Millisecond))
 		}
 	}
 }
@@ -287,18 +306,22 @@ type frame struct {
 	Alias     string `json:"alias,omitempty"`
 	Signature string `json:"signature,omitempty"`
 	Token     string `json:"token,omitempty"`
-	Time      int64  `json:"time,omitempty"` // ready: the relay's clock, Unix ms
+	// TokenExpiresIn is ready's token lifetime in seconds.
+	TokenExpiresIn int   `json:"token_expires_in,omitempty"`
+	Time           int64 `json:"time,omitempty"` // ready: the relay's clock, Unix ms
 }
 
 // authTimeout bounds the whole handshake.
 const authTimeout = 10 * time.Second
 
-// dial connects and authenticates; on success the connection is installed.
-func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
+// dial connects and authenticates to relay idx of bases; on success the
+// connection is installed.
+func (c *Client) dial(ctx context.Context, idx int) (*websocket.Conn, error) {
 	c.state.Set(StateConnecting)
 	ctx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
-	wsURL := "ws" + strings.TrimPrefix(c.base, "http") + "/api/v1/ws"
+	base := c.bases[idx]
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/api/v1/ws"
 	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.wsHC})
 	if err != nil {
 		return nil, fmt.Errorf("client: dialling %s: %w", wsURL, err)
@@ -337,9 +360,12 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 		return fail(fmt.Errorf("client: the relay sent %q instead of ready", ready.Type))
 	}
 	c.noteSkew(ready.Time, sent, time.Now())
-	c.setConn(conn, ready.Token)
+	c.mu.Lock()
+	c.baseIdx = idx
+	c.mu.Unlock()
+	c.setToken(conn, ready.Token, ready.TokenExpiresIn)
 	c.state.Set(StateConnected)
-	c.log.Debug("connected to relay", "relay", c.base, "alias", c.opts.Alias)
+	c.log.Info("connected to the relay", "relay", base, "alias", c.opts.Alias)
 	return conn, nil
 }
 
@@ -409,19 +435,6 @@ func (c *Client) readLoop(conn *websocket.Conn) error {
 	}
 }
 
-// bearer returns the current HTTP token.
-func (c *Client) bearer() (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.token == "" {
-		if c.ctx.Err() != nil {
-			return "", ErrClosed
-		}
-		return "", ErrNotConnected
-	}
-	return c.token, nil
-}
-
 // PeerKeys returns peer's public keys, fetched from the relay and checked
 // against the pin store (pinned on first use). A key that differs from the
 // pinned one gives a *KeyChangedError (errors.Is ErrKeyChanged).
@@ -475,16 +488,12 @@ func (c *Client) fetchKeys(ctx context.Context, peer identity.Alias) (identity.P
 	if !peer.Valid() {
 		return identity.PublicKeys{}, fmt.Errorf("client: %q is not an alias", peer)
 	}
-	token, err := c.bearer()
-	if err != nil {
-		return identity.PublicKeys{}, err
-	}
 	var resp struct {
 		Alias     string `json:"alias"`
 		Signing   []byte `json:"ed25519"`
 		Agreement []byte `json:"x25519"`
 	}
-	if err := doJSON(ctx, c.hc, http.MethodGet, c.base+"/api/v1/keys/"+string(peer), token, nil, &resp); err != nil {
+	if err := c.authedGET(ctx, "/api/v1/keys/"+string(peer), &resp); err != nil {
 		return identity.PublicKeys{}, fmt.Errorf("client: fetching the keys of %s: %w", peer, err)
 	}
 	if resp.Alias != string(peer) {

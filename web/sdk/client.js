@@ -8,7 +8,7 @@ import { checkPublicKeys, safetyNumber, validAlias } from './identity.js';
 import { digest, ed25519Sign } from './primitives.js';
 import { HotValue } from './observable.js';
 import { CALL_TYPES, MAX_ENVELOPE_SIZE, NonceCache, Session, decodeEnvelope, encodeEnvelope } from './signal.js';
-import { CallModule } from './calls.js';
+import { CallModule } from './call-module.js';
 import { DEFAULT_DB, STORE_PINS, idbGet, idbPut } from './store.js';
 import { DuetError, concat, equalBytes, fromBase64, toBase64, utf8 } from './util.js';
 
@@ -45,6 +45,9 @@ const MAX_RESPONSE = 1 << 20;
 /** Wait before an envelope refused with recipient_busy is sent again, and how many recent sends are kept for it. */
 export const BUSY_RETRY_MS = 1000;
 const BUSY_KEEP = 64;
+/** With several relays, a lost node's clients go to the next within this. */
+const FAILOVER_JITTER_MS = 100;
+
 /** A token is refreshed (by reconnecting) this long before it expires. */
 const TOKEN_MARGIN_MS = 30_000;
 
@@ -122,17 +125,45 @@ function defaultFetch() {
 }
 
 /**
+ * The relays of a relayUrl option: one URL, several separated by commas, or
+ * an array of them; normalised (relayBaseURL), duplicates dropped.
+ * @param {string | string[]} relayUrl
+ * @returns {string[]}
+ */
+export function relayList(relayUrl) {
+  const list = (Array.isArray(relayUrl) ? relayUrl : String(relayUrl ?? '').split(','))
+    .map((u) => String(u).trim())
+    .filter((u) => u !== '')
+    .map(relayBaseURL);
+  if (list.length === 0) throw new DuetError('ErrRelayURL', 'no relay URL');
+  return [...new Set(list)];
+}
+
+/**
  * Registers identity with the relay (§9.1): proves possession of the signing
  * key over a fresh challenge and returns the alias the relay assigned.
  * Registering the same identity again returns the same alias (restore on a
- * new device), with `created: false`.
- * @param {string} relayUrl
+ * new device), with `created: false`. relayUrl may list several nodes of one
+ * deployment (relayList): a node that cannot be reached, or answers 5xx,
+ * passes the registration to the next.
+ * @param {string | string[]} relayUrl
  * @param {import('./duet').Identity} identity
  * @param {{fetch?: typeof fetch}} [opts]
  * @returns {Promise<{alias: string, created: boolean}>}
  */
 export async function register(relayUrl, identity, opts = {}) {
-  const base = relayBaseURL(relayUrl);
+  const bases = relayList(relayUrl);
+  for (let i = 0; ; i++) {
+    try {
+      return await registerAt(bases[i], identity, opts);
+    } catch (e) {
+      const next = i + 1 < bases.length && (e?.name === 'ErrNetwork' || (e?.status ?? 0) >= 500);
+      if (!next) throw e;
+    }
+  }
+}
+
+async function registerAt(base, identity, opts) {
   const f = opts.fetch ?? defaultFetch();
   const ch = await httpJSON(f, 'POST', `${base}/api/v1/challenge`);
   let chal;
@@ -275,7 +306,9 @@ export class PinStore {
  * duet.d.ts (DuetClientOptions) for the options.
  */
 export class DuetClient {
-  #base;
+  #bases; // the relays (relayList)
+  #baseIdx = 0; // the one connected to, or last tried
+  #lostAt = 0; // when the connection was lost (for the reconnect log)
   #identity;
   #alias;
   #pins;
@@ -314,7 +347,8 @@ export class DuetClient {
   constructor(opts) {
     const o = opts ?? {};
     if (!o.identity?.signingKey?.privateKey) throw new TypeError('DuetClient needs {identity} from deriveIdentity or createIdentity');
-    this.#base = relayBaseURL(o.relayUrl ?? globalThis.location?.origin);
+    this.#bases = relayList(o.relayUrl ?? globalThis.location?.origin);
+    this.#baseIdx = Math.floor(Math.random() * this.#bases.length);
     this.#identity = o.identity;
     this.#alias = o.aliasId ?? '';
     if (this.#alias && !validAlias(this.#alias)) throw new DuetError('ErrInvalidAlias', `aliasId "${String(this.#alias).slice(0, 32)}" is not an alias`);
@@ -323,6 +357,17 @@ export class DuetClient {
     this.#WS = o.WebSocket ?? globalThis.WebSocket;
     this.#log = o.logger ?? console;
     for (const k of ['onEnvelope', 'onUndeliverable', 'onRelayError', 'onError']) if (o[k]) this[k] = o[k];
+  }
+
+  // The relay connected to (or last tried): HTTP requests go there; a token
+  // of one node is valid on every node.
+  get #base() {
+    return this.#bases[this.#baseIdx];
+  }
+
+  /** @returns {string} the relay connected to, or last tried */
+  get relayUrl() {
+    return this.#base;
   }
 
   /** @returns {string} this user's alias ('' before register) */
@@ -355,7 +400,7 @@ export class DuetClient {
    * @returns {Promise<{alias: string, created: boolean}>}
    */
   async register() {
-    const r = await register(this.#base, this.#identity, { fetch: this.#fetch });
+    const r = await register(this.#bases.slice(this.#baseIdx).concat(this.#bases.slice(0, this.#baseIdx)), this.#identity, { fetch: this.#fetch });
     this.#alias = r.alias;
     return r;
   }
@@ -373,11 +418,30 @@ export class DuetClient {
     if (this.#ws || this.#reconnecting) throw new DuetError('ErrBusy', 'connect() was already called');
     this.#watchNetwork();
     try {
-      await this.#dial();
+      await this.#dialAny();
     } catch (e) {
       if (!this.#closed) this.#state.set('disconnected');
       throw e;
     }
+  }
+
+  // Tries each relay once, from the current one on (next: from the one
+  // after it); ErrUnauthorized stops (the nodes share the directory).
+  async #dialAny(next = false) {
+    const n = this.#bases.length;
+    const start = this.#baseIdx + (next ? 1 : 0);
+    let err;
+    for (let i = 0; i < n; i++) {
+      this.#baseIdx = (start + i) % n;
+      try {
+        await this.#dial();
+        return;
+      } catch (e) {
+        err = e;
+        if (this.#closed || e?.name === 'ErrUnauthorized') throw e;
+      }
+    }
+    throw err;
   }
 
   #dial() {
@@ -450,7 +514,9 @@ export class DuetClient {
         this.#noteSkew(f.time, authSent, Date.now());
         this.#startLiveness(ws);
         this.#state.set('connected');
-        this.#log.debug?.(`duet: connected to ${this.#base} as ${this.#alias}`);
+        if (this.#lostAt) this.#log.info?.(`duet: reconnected to the relay ${this.#base} as ${this.#alias} after ${Date.now() - this.#lostAt} ms`);
+        else this.#log.info?.(`duet: connected to the relay ${this.#base} as ${this.#alias}`);
+        this.#lostAt = 0;
         resolve();
       };
       ws.onclose = (ev) => {
@@ -540,7 +606,8 @@ export class DuetClient {
     this.#token = '';
     if (this.#closed) return;
     this.#state.set('disconnected');
-    this.#log.info?.(`duet: relay connection lost (code ${ev.code}${ev.reason ? ', ' + ev.reason : ''}); reconnecting`);
+    this.#lostAt ||= Date.now();
+    this.#log.info?.(`duet: relay connection lost (${this.#base}, code ${ev.code}${ev.reason ? ', ' + ev.reason : ''}); reconnecting${this.#bases.length > 1 ? ' to the next relay' : ''}`);
     this.#reconnectLoop();
   }
 
@@ -549,7 +616,9 @@ export class DuetClient {
     this.#reconnecting = true;
     try {
       for (let attempt = 0; !this.#closed; attempt++) {
-        const wait = this.#immediate ? 0 : backoff(attempt);
+        // With other relays to try, the first round goes at once (a jitter
+        // spreads a lost node's clients); then the backoff.
+        const wait = this.#immediate ? 0 : this.#bases.length > 1 && attempt === 0 ? Math.floor(Math.random() * FAILOVER_JITTER_MS) : backoff(attempt);
         this.#immediate = false;
         await new Promise((resolve) => {
           this.#sleep = { timer: setTimeout(resolve, wait), resolve };
@@ -557,7 +626,7 @@ export class DuetClient {
         this.#sleep = null;
         if (this.#closed) return;
         try {
-          await this.#dial();
+          await this.#dialAny(true);
           return;
         } catch (e) {
           if (this.#closed) return;
@@ -997,24 +1066,9 @@ export class DuetClient {
   }
 }
 
-/**
- * An RTCConfiguration from the relay's ICE config: its servers, and
- * iceTransportPolicy 'relay' when the relay forces it or alwaysRelay is set.
- * @param {import('./duet').ICEConfig} cfg
- * @param {{alwaysRelay?: boolean}} [opts]
- * @returns {RTCConfiguration}
- */
-export function rtcConfiguration(cfg, opts = {}) {
-  return {
-    iceServers: cfg.ice_servers.map((s) => {
-      const out = { urls: s.urls };
-      if (s.username !== undefined) out.username = s.username;
-      if (s.credential !== undefined) out.credential = s.credential;
-      return out;
-    }),
-    iceTransportPolicy: opts.alwaysRelay || cfg.ice_transport_policy === 'relay' ? 'relay' : 'all',
-  };
-}
+// rtcConfiguration lives with the peer connection (call-pc.js); exported
+// here as before.
+export { rtcConfiguration } from './call-pc.js';
 
 /**
  * Internal hooks for this package's tests; not part of the API (duet.js

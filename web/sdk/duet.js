@@ -36,10 +36,10 @@ export {
 } from './frame.js';
 export { HotValue } from './observable.js';
 export {
-  REGISTER_CONTEXT, WS_AUTH_CONTEXT, backoff, relayBaseURL, register, PinStore, DuetClient,
+  REGISTER_CONTEXT, WS_AUTH_CONTEXT, backoff, relayBaseURL, relayList, register, PinStore, DuetClient,
   rtcConfiguration,
 } from './client.js';
 export {
-  CallModule, CALL_STATES, ANSWER_TIMEOUT_MS, DISCONNECTED_TIMEOUT_MS, MEDIA_TIMEOUT_MS, GUM_TIMEOUT_MS,
+  CallModule, CALL_STATES, CALL_ENDINGS, ANSWER_TIMEOUT_MS, DISCONNECTED_TIMEOUT_MS, MEDIA_TIMEOUT_MS, GUM_TIMEOUT_MS,
   DIAG_INTERVAL_MS, MAX_VIDEO_BITRATE, VIDEO_CONSTRAINTS, DEGRADATION_PREFERENCE, mLines, e2eeSupport,
 } from './calls.js';
