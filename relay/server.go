@@ -104,6 +104,8 @@ type tunables struct {
 	rateBurst    int
 	floodLimit   int
 	queueBytes   int
+	byteRate     float64
+	byteBurst    int
 	bodyTimeout  time.Duration
 	stallTimeout time.Duration
 	maxSessions  int
@@ -128,6 +130,8 @@ var defaultTunables = tunables{
 	rateBurst:    RateBurst,
 	floodLimit:   FloodLimit,
 	queueBytes:   SendQueueBytes,
+	byteRate:     ByteRate,
+	byteBurst:    ByteBurst,
 	bodyTimeout:  BodyTimeout,
 	stallTimeout: stallTimeout,
 	maxSessions:  MaxSessionsPerAlias,
@@ -247,7 +251,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.tokens = &tokens{key: key, now: s.now}
-	s.router, err = newRouter(nb.nc, m, s.log, &s.tun, s.now)
+	s.router, err = newRouter(nb.nc, m, s.log, &s.tun, s.now, s.budget.limit)
 	if err != nil {
 		nb.close()
 		return nil, err

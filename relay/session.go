@@ -77,6 +77,7 @@ type session struct {
 	routed      bool          // registered with the router
 	counted     bool          // counted in the alias's sessions (aliasLimits)
 	limiter     *rate.Limiter // the alias's, shared by its sessions on this node
+	byteLim     *rate.Limiter // the alias's bytes, shared likewise
 	refused     int           // rate-limited frames in the current flood
 	lastRefused time.Time
 
@@ -382,14 +383,14 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.alias = alias
 	s.log = s.log.With("alias", alias)
-	lim, ok := s.srv.aliases.acquire(alias, s.now(), &s.srv.tun)
+	lim, byteLim, ok := s.srv.aliases.acquire(alias, s.now(), &s.srv.tun)
 	if !ok {
 		// The newest session is refused (see MaxSessionsPerAlias).
 		s.srv.metrics.sessionsRefused.Inc()
 		s.kill(statusTryLater, "too_many_sessions", nil)
 		return false
 	}
-	s.counted, s.limiter = true, lim
+	s.counted, s.limiter, s.byteLim = true, lim, byteLim
 	// Envelopes routed before "ready" is written wait in the queue: mark the
 	// writer busy until then.
 	s.mu.Lock()
@@ -586,7 +587,7 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		return // read only to complete the close handshake
 	}
 	now := s.now()
-	if !s.limiter.AllowN(now, 1) {
+	if !s.byteLim.AllowN(now, len(data)) || !s.limiter.AllowN(now, 1) {
 		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()
 		if now.Sub(s.lastRefused) > floodReset {
 			s.refused = 0

@@ -302,6 +302,7 @@ func TestFlood(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	r := startRelay(t, Options{}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1e6, 1e6
+		tu.byteRate, tu.byteBurst = 1e12, 1<<40
 		tu.stallTimeout = 200 * time.Millisecond // the writer is stuck from the start
 		tu.queueLen = 16                         // fewer frames to send
 		tu.writeTimeout = 60 * time.Second       // the queue fills before a write times out
@@ -480,7 +481,7 @@ func TestICEConfig(t *testing.T) {
 // TestReadyComesFirst connects devices of an alias while envelopes for it
 // stream in: every new session sees "ready" before any envelope.
 func TestReadyComesFirst(t *testing.T) {
-	r := startRelay(t, Options{}, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 1e6, 1e6 })
+	r := startRelay(t, Options{}, func(tu *tunables) { tu.rateLimit, tu.rateBurst, tu.byteRate, tu.byteBurst = 1e6, 1e6, 1e12, 1<<40 })
 	a, b := r.newUser(t), r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)
 	r.connect(t, b.id, b.alias) // keeps b's subscription up

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -433,6 +434,7 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	setMemoryLimit(cfg, log)
 
 	var turn *turnserver.Server
 	var embedded *ice.Embedded
@@ -534,6 +536,23 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	}
 	log.Info("relay: stopped")
 	return runErr
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit of the queue
+// budget plus 128 MiB (unless GOMEMLIMIT is set): the send queues and the
+// routing shards together hold at most about a budget, and near the limit
+// the garbage collector runs more often instead of letting the heap double.
+func setMemoryLimit(cfg relayConfig, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	budget := cfg.queueBudget
+	if budget <= 0 {
+		budget = relay.DefaultQueueBudget()
+	}
+	limit := budget + 128<<20
+	debug.SetMemoryLimit(limit)
+	log.Debug("relay: soft memory limit", "bytes", limit)
 }
 
 // newHTTPServer is an http.Server with timeouts on every phase: a request's
