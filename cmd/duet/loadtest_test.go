@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/goleak"
 
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/relay/ice"
@@ -49,6 +50,13 @@ func startMetricsRelay(t *testing.T) string {
 // connects and carries media, and the relay's RSS per session is read from
 // its /metrics. (Its figures are not checked: make targets measure.)
 func TestLoadtest(t *testing.T) {
+	leaks := goleak.IgnoreCurrent()
+	// Registered first, so it runs after the relay's shutdown.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			goleak.VerifyNone(t, leaks)
+		}
+	})
 	relayURL := startMetricsRelay(t)
 	code, out, errOut := runCLI(t, "", "loadtest", "--relay", relayURL, "--sessions", "20", "--rate", "100", "--duration", "1s", "--calls", "1")
 	if code != 0 {
