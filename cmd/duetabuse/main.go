@@ -574,6 +574,7 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 		}
 	}
 	var results []result
+	victimLost := false
 	for _, a := range attacks {
 		if only != "" && !slices.Contains(strings.Split(only, ","), a.name) {
 			continue
@@ -586,6 +587,9 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 		}
 		results = append(results, res)
 		printResult(os.Stderr, res)
+		if d := res.victimDisconnects; d != "" && d != "n/a" && !strings.HasPrefix(d, "0") {
+			victimLost = true
+		}
 	}
 	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during | victim disconnects | relay RSS idle → peak | relay CPU during | observed |")
 	fmt.Println("|---|---|---|---|---|---|---|")
@@ -593,6 +597,9 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 		fmt.Printf("| %s | %s → %s | %s → %s | %s | %d → %d MiB | %.0f %% | %s |\n", r.name,
 			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects,
 			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.notes)
+	}
+	if victimLost {
+		return errors.New("a reading victim was disconnected")
 	}
 	return nil
 }
