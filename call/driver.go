@@ -366,16 +366,3 @@ func (s *session) stopTimersLocked() {
 	stopTimer(&s.switchTimer)
 	stopTimer(&s.rekeyTimer)
 }
-
-// timings are the machine's timings from the package's (test-shortened)
-// timing variables.
-func machineTimings() fsm.Timings {
-	return fsm.Timings{
-		Answer:       answerTimeout,
-		Ring:         ringTimeout,
-		Disconnected: disconnectedTimeout,
-		RestartDelay: restartDelay,
-		RestartWait:  restartWait,
-		Media:        mediaTimeout,
-	}
-}

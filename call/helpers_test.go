@@ -388,6 +388,9 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	}
 	h.firstSeq = cfg.firstSeq
 	h.callID = cfg.callID
+	if tm, ok := timingsFor(t); ok {
+		h.timings = &tm
+	}
 	h.localAddrs = cfg.addrs
 	p.mod.setHooks(h)
 	modp.Store(p.mod)

@@ -40,6 +40,7 @@ type Module struct {
 	lookedUp chan lookupResult // key lookups done, for the worker
 	wg       sync.WaitGroup    // the signaling worker, sends and call teardowns
 	device   string            // this module's device id on the wire (PROTOCOL §10.4)
+	tm       timings           // the timings (PROTOCOL §6); set before the first call
 
 	mu           sync.Mutex
 	closed       bool
@@ -106,7 +107,8 @@ func New(opts Options) *Module {
 		idPrefix:     newCallID()[:8],
 		device:       newCallID()[:12],
 	}
-	m.machine = fsm.New(m.device, machineTimings())
+	m.tm = defaultTimings()
+	m.machine = fsm.New(m.device, m.tm.machine())
 	if m.log == nil {
 		m.log = slog.Default()
 	}

@@ -8,10 +8,6 @@ import (
 	"github.com/duetcall/duet/call/fsm"
 )
 
-// netCheckInterval is how often a call compares the machine's interface
-// addresses with the ones it started with.
-var netCheckInterval = time.Second
-
 // watchNetwork tells the state machine when the machine's interface
 // addresses change during the call (Wi-Fi to mobile, a DHCP renewal): the
 // caller then restarts ICE at once instead of waiting for the connection
@@ -22,7 +18,7 @@ func (s *session) watchNetwork() {
 		addrs = h
 	}
 	last := addrs()
-	t := time.NewTicker(netCheckInterval)
+	t := time.NewTicker(s.m.tm.netCheck)
 	defer t.Stop()
 	for {
 		select {

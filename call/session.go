@@ -312,7 +312,7 @@ func (s *session) startCaller(ctx context.Context) error {
 		return s.ended(err)
 	}
 
-	s.step("STEP", 8, "offer sent; waiting for the answer", "timeout", answerTimeout)
+	s.step("STEP", 8, "offer sent; waiting for the answer", "timeout", m.tm.answer)
 	m.mu.Lock()
 	if s.ending {
 		// The call is placed; it already ended (hung up, or the relay
