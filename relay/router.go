@@ -68,6 +68,7 @@ type router struct {
 	quit     chan struct{}
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
+	conf     *confirmer // accounts for published envelopes
 
 	mu          sync.RWMutex
 	routes      map[identity.Alias]*route
@@ -111,6 +112,7 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now f
 		go r.dispatch(r.shards[i])
 	}
 	m.drops.backlog = r.backlogDrops
+	r.conf = newConfirmer(nc, m.drops)
 	return r, nil
 }
 
@@ -155,6 +157,7 @@ func (r *router) closeRoutes(ctx context.Context) {
 func (r *router) stop() {
 	r.closeRoutes(context.Background())
 	_ = r.inboxSub.Unsubscribe()
+	r.conf.stop()
 }
 
 func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
@@ -267,7 +270,9 @@ func (r *router) publish(s *session, env *wire.Envelope) {
 	}
 	r.m.in(env.Type).Inc()
 	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: reply, Data: data}
-	if err := r.nc.PublishMsg(msg); err != nil {
+	if err := r.nc.PublishMsg(msg); err == nil {
+		r.conf.sent()
+	} else {
 		r.m.drops.Inc(DropPublish)
 		r.log.Warn("relay: publishing an envelope failed", "err", err)
 		if env.ID != "" {

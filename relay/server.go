@@ -256,6 +256,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.close()
 		return nil, err
 	}
+	lost := s.router.conf.lost
+	nb.onDisconnect.Store(&lost)
 	s.handler = s.routes()
 	return s, nil
 }
