@@ -353,6 +353,8 @@ func (m *Module) dispatch(ps *peerSig, msg wire.Message) {
 		e.Kind, e.Selected, e.Outcome = fsm.EvRecvSelect, b.Selected, string(b.Outcome)
 	case wire.RekeyPayload:
 		e.Kind = fsm.EvRecvRekey
+	case wire.MediaPayload:
+		e.Kind, e.AudioMuted, e.VideoOff, e.Screen = fsm.EvRecvMedia, b.AudioMuted, b.VideoOff, b.Screen
 	default:
 		m.countDrop("unexpected")
 		return
