@@ -15,15 +15,16 @@ import (
 
 // newPC creates the call's peer connection and installs its handlers.
 func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
+	cfg := s.m.rtcConfig(ice)
 	api, err := s.m.newAPI(func(g stats.Getter) {
 		s.m.mu.Lock()
 		s.stats = g
 		s.m.mu.Unlock()
-	})
+	}, cfg.ICETransportPolicy == webrtc.ICETransportPolicyRelay)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(s.m.rtcConfig(ice))
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: peer connection: %w", ErrMediaSetup, err)
 	}

@@ -65,8 +65,9 @@ var (
 // only, the default interceptors (NACK, RTCP reports, stats, TWCC) and the
 // SettingEngine (which tests adjust through a hook). A stats interceptor of
 // our own, whose Getter goes to onGetter, provides the RTP figures of both
-// directions (readPC; pion's GetStats is not used).
-func (m *Module) newAPI(onGetter func(stats.Getter)) (*webrtc.API, error) {
+// directions (readPC; pion's GetStats is not used). relayOnly says the
+// call's transport policy is relay.
+func (m *Module) newAPI(onGetter func(stats.Getter), relayOnly bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(vp8Codec, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("%w: registering VP8: %w", ErrMediaSetup, err)
@@ -99,6 +100,16 @@ func (m *Module) newAPI(onGetter func(stats.Getter)) (*webrtc.API, error) {
 	// less on every call where this side is the DTLS server (the caller).
 	se.SetDTLSInsecureSkipHelloVerify(true)
 	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
+	if relayOnly {
+		// pion's controlling agent waits 2 s before it nominates a relayed
+		// pair (1 s for a peer-reflexive one), in case a direct pair
+		// succeeds meanwhile. With policy relay every local candidate is
+		// relayed: there is nothing better to wait for (Chromium never
+		// waits). A remote candidate first seen as a check's source is
+		// peer-reflexive, here the peer's relayed address.
+		se.SetRelayAcceptanceMinWait(0)
+		se.SetPrflxAcceptanceMinWait(0)
+	}
 	// pion closes the whole connection on the peer's DTLS close_notify, on
 	// a goroutine of its own, racing with the reads of its figures. The
 	// module closes its connections itself: a peer that closed without its
