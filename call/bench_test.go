@@ -217,7 +217,7 @@ func benchBare(b *testing.B, cfg webrtc.Configuration, delay time.Duration) {
 }
 
 func barePC(b *testing.B, m *Module, cfg webrtc.Configuration) *webrtc.PeerConnection {
-	api, err := m.newAPI(func(stats.Getter) {}, cfg.ICETransportPolicy == webrtc.ICETransportPolicyRelay)
+	api, err := m.newAPI(nil, func(stats.Getter) {}, cfg.ICETransportPolicy == webrtc.ICETransportPolicyRelay)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,19 +6,21 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/duetcall/duet/call/fsm"
 )
 
 // timings are the package's timing constants, which tests shorten here (and
 // only here: they are not configurable through Options).
 type timings struct {
-	answer, ring, disconnected, media, mediaCheck, diag, restartWait, rekeyRetry, rekeySwitch time.Duration
+	answer, ring, disconnected, media, mediaCheck, diag, restartDelay, restartWait, rekeyRetry, rekeySwitch time.Duration
 }
 
 // setTimings replaces the timing constants for one test and restores them
 // when it ends. Tests that call it must not run in parallel.
 func setTimings(t testing.TB, tm timings) {
 	t.Helper()
-	old := timings{answerTimeout, ringTimeout, disconnectedTimeout, mediaTimeout, mediaCheckInterval, diagInterval, restartWait, rekeyRetry, rekeySwitchWait}
+	old := timings{answerTimeout, ringTimeout, disconnectedTimeout, mediaTimeout, mediaCheckInterval, diagInterval, restartDelay, restartWait, rekeyRetry, rekeySwitchWait}
 	set := func(dst *time.Duration, v time.Duration) {
 		if v != 0 {
 			*dst = v
@@ -30,12 +32,14 @@ func setTimings(t testing.TB, tm timings) {
 	set(&mediaTimeout, tm.media)
 	set(&mediaCheckInterval, tm.mediaCheck)
 	set(&diagInterval, tm.diag)
+	set(&restartDelay, tm.restartDelay)
 	set(&restartWait, tm.restartWait)
 	set(&rekeyRetry, tm.rekeyRetry)
 	set(&rekeySwitchWait, tm.rekeySwitch)
 	t.Cleanup(func() {
 		answerTimeout, ringTimeout, disconnectedTimeout = old.answer, old.ring, old.disconnected
 		mediaTimeout, mediaCheckInterval, diagInterval, restartWait = old.media, old.mediaCheck, old.diag, old.restartWait
+		restartDelay = old.restartDelay
 		rekeyRetry, rekeySwitchWait = old.rekeyRetry, old.rekeySwitch
 	})
 }
@@ -46,6 +50,7 @@ type testHooks struct {
 	rtpTap        func(Kind, *rtp.Packet)
 	onRestart     func(callID string)
 	firstSeq      uint32
+	callID        func() string
 }
 
 // setHooks installs hooks on m; call it before the first call.
@@ -101,5 +106,5 @@ func (m *Module) pcOf() *webrtc.PeerConnection {
 func (m *Module) disconnectTimerArmed() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.cur != nil && m.cur.discTimer != nil
+	return m.cur != nil && m.cur.timers[fsm.TimerDisconnected] != nil
 }

@@ -204,6 +204,7 @@ type peerConfig struct {
 	relayURL  string                      // another relay than the shared one
 	logger    *slog.Logger                // the logger (default: testLogger)
 	firstSeq  uint32                      // the epoch-0 key's first frame seq (hooks.firstSeq)
+	callID    func() string               // the IDs of the calls placed (hooks.callID)
 	delay     time.Duration               // latency of the peer's links (withDelay)
 }
 
@@ -219,6 +220,7 @@ func withRelay(url string) peerOpt                 { return func(c *peerConfig) 
 func withOnRestart(f func()) peerOpt               { return func(c *peerConfig) { c.onRestart = f } }
 func withLogger(l *slog.Logger) peerOpt            { return func(c *peerConfig) { c.logger = l } }
 func withFirstSeq(seq uint32) peerOpt              { return func(c *peerConfig) { c.firstSeq = seq } }
+func withCallIDs(f func() string) peerOpt          { return func(c *peerConfig) { c.callID = f } }
 
 // withDelay gives the peer's links a one-way latency of d: every packet its
 // pion sockets send (to the other peer, to STUN and TURN) arrives d later,
@@ -383,6 +385,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 		h.onRestart = func(string) { f() }
 	}
 	h.firstSeq = cfg.firstSeq
+	h.callID = cfg.callID
 	p.mod.setHooks(h)
 	modp.Store(p.mod)
 	t.Cleanup(p.close)

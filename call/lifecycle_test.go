@@ -101,11 +101,16 @@ func TestCalleeHangupWhileRinging(t *testing.T) {
 	if in := b.waitIncoming(5 * time.Second); !in.isVideo {
 		t.Errorf("video offer not seen as video")
 	}
+	// Hanging up a ringing call declines it (PROTOCOL §10.4): the
+	// caller is told so, and so are the callee's other devices.
 	if err := b.mod.Hangup(); err != nil {
 		t.Fatal(err)
 	}
-	if st := a.waitState(StateHangup, 5*time.Second); st.Reason != ReasonUserHangup {
+	if st := a.waitState(StateRejected, 5*time.Second); st.Reason != ReasonDeclined {
 		t.Errorf("a: %+v", st)
+	}
+	if st := b.mod.State().Get(); st.State != StateRejected || st.Reason != ReasonDeclined || st.Err() != nil {
+		t.Errorf("b: %+v (err %v)", st, st.Err())
 	}
 }
 
@@ -120,8 +125,9 @@ func TestCallerHangupWhileRinging(t *testing.T) {
 	if err := a.mod.Hangup(); err != nil {
 		t.Fatal(err)
 	}
-	// The seed: a call_hangup received while ringing ends the call at once.
-	if st := b.waitState(StateHangup, 2*time.Second); st.Reason != ReasonUserHangup {
+	// The seed: a call_hangup received while ringing ends the call at
+	// once; for the callee it is a missed call, not an error.
+	if st := b.waitState(StateHangup, 2*time.Second); st.Reason != ReasonMissed || st.Err() != nil {
 		t.Errorf("b: %+v", st)
 	}
 	t.Logf("callee stopped ringing %v after the caller's Hangup", time.Since(start).Round(time.Millisecond))
@@ -151,9 +157,15 @@ func TestCallerAnswerTimeout(t *testing.T) {
 		t.Error("OnError did not get ErrNoAnswer")
 	}
 	// The caller told the callee (call_hangup with no_answer) before
-	// cleaning up: the callee stops ringing with that reason.
-	if st := b.waitState(StateHangup, 2*time.Second); st.Reason != ReasonNoAnswer {
-		t.Errorf("b: %+v, want hangup no_answer", st)
+	// cleaning up: the callee stops ringing with a missed call, which is
+	// no error there (PROTOCOL §10.3).
+	if st := b.waitState(StateHangup, 2*time.Second); st.Reason != ReasonMissed || st.Err() != nil {
+		t.Errorf("b: %+v, want hangup missed", st)
+	}
+	select {
+	case err := <-b.errs:
+		t.Errorf("b's OnError got %v for a missed call", err)
+	case <-time.After(200 * time.Millisecond):
 	}
 	if n := len(a.sig.sentOf(wire.TypeCallHangup)); n != 1 {
 		t.Errorf("a sent %d call_hangup, want 1", n)

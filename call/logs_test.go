@@ -180,6 +180,9 @@ func checkDiags(t *testing.T, who string, diags []logRecord) {
 				t.Errorf("%s: %q: %s = %v, want a number", who, d.Msg, k, d.Attrs[k])
 			}
 		}
+		if i == 0 && num(d, "send_kbps") <= 0 {
+			t.Errorf("%s: %q: send_kbps = %v, want the rate since the call connected", who, d.Msg, d.Attrs["send_kbps"])
+		}
 		for _, k := range []string{"sent_frames", "recv_frames", "rtt", "loss", "peer_loss", "pair"} {
 			if _, ok := d.Attrs[k].(string); !ok {
 				t.Errorf("%s: %q: %s = %v, want a string", who, d.Msg, k, d.Attrs[k])

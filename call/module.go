@@ -15,6 +15,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/internal/hot"
@@ -36,12 +37,15 @@ type Module struct {
 	ctx     context.Context // the module's lifetime
 	cancel  context.CancelFunc
 	inbound chan *wire.Envelope
-	wg      sync.WaitGroup // the signaling worker and call teardowns
+	wg      sync.WaitGroup // the signaling worker, sends and call teardowns
+	device  string         // this module's device id on the wire (PROTOCOL §10.4)
 
 	mu        sync.Mutex
 	closed    bool
-	cur       *session // the call in progress, until its teardown finished
-	last      *session // the previous call, for Stats
+	machine   *fsm.Machine        // the call state machine (PROTOCOL §10)
+	cur       *session            // the machine's call in progress
+	sessions  map[string]*session // calls not torn down yet, by call ID
+	last      *session            // the previous call, for Stats
 	peers     map[identity.Alias]*peerSig
 	drops     map[string]uint64     // signaling frames dropped, by reason
 	replay    *wire.ReplayGuard     // nonces of every peer's frames
@@ -64,6 +68,9 @@ type hooks struct {
 	// e2ee.RekeyFrames, the Encryptor signals rekey-needed after a few
 	// frames.
 	firstSeq uint32
+	// callID, when set, makes the IDs of the calls this module places
+	// (tests of glare's ordering).
+	callID func() string
 }
 
 // errNoSignaler is returned by every operation of a Module without one.
@@ -80,13 +87,16 @@ func New(opts Options) *Module {
 		local:     hot.New(Tracks{}),
 		remote:    hot.New(Tracks{}),
 		inbound:   make(chan *wire.Envelope, inboundQueue),
+		sessions:  make(map[string]*session),
 		peers:     make(map[identity.Alias]*peerSig),
 		drops:     make(map[string]uint64),
 		replay:    wire.NewReplayGuard(wire.DefaultReplayCapacity),
 		sent:      make(map[string]*sentFrame),
 		relayErrs: make(map[string]uint64),
 		idPrefix:  newCallID()[:8],
+		device:    newCallID()[:12],
 	}
+	m.machine = fsm.New(m.device, machineTimings())
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -95,6 +105,10 @@ func New(opts Options) *Module {
 	go m.worker()
 	return m
 }
+
+// Device returns this module's device id: the other devices of a callee
+// learn from it which device answered (docs/PROTOCOL.md §10.4).
+func (m *Module) Device() string { return m.device }
 
 // State returns the module's status as a hot value: a subscriber gets the
 // current Status at once and every later one.
@@ -116,10 +130,17 @@ func (m *Module) Close() error {
 		return nil
 	}
 	m.closed = true
-	s := m.cur
 	m.mu.Unlock()
-	if s != nil {
-		<-m.end(s, StateHangup, ReasonUserHangup, notifyHangup, nil)
+	m.event(fsm.Event{Kind: fsm.EvHangup}, input{})
+	m.mu.Lock()
+	pending := make([]*session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		m.teardownLocked(s)
+		pending = append(pending, s)
+	}
+	m.mu.Unlock()
+	for _, s := range pending {
+		<-s.done
 	}
 	m.cancel()
 	m.wg.Wait()
@@ -137,7 +158,9 @@ func (m *Module) Close() error {
 // with ReasonError. The peer's keys are checked with the relay at every
 // call; with a signaling session held for the peer (keys still the pinned
 // ones) the offer goes out before that check returns, and Call returns
-// once both are done.
+// once both are done. When the peer calls us at the same moment (glare,
+// docs/PROTOCOL.md §10.5), one of the two calls is answered on both sides:
+// Call then returns nil and State shows the call that won.
 func (m *Module) Call(ctx context.Context, peer identity.Alias, md Media) error {
 	if m.sig == nil {
 		return errNoSignaler
@@ -152,94 +175,123 @@ func (m *Module) Call(ctx context.Context, peer identity.Alias, md Media) error 
 	if !md.Audio && !md.Video {
 		return ErrNoMedia
 	}
-	md.Audio = true // a video call carries audio too
 	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
 		return ErrClosed
 	}
-	if m.cur != nil {
-		m.mu.Unlock()
+	id := newCallID()
+	m.mu.Lock()
+	if m.hooks.callID != nil {
+		id = m.hooks.callID()
+	}
+	m.mu.Unlock()
+	fx := m.event(fsm.Event{Kind: fsm.EvCall, CallID: id, Peer: string(peer), Video: md.Video}, input{sync: true})
+	if fx.apiErr != "" || fx.setup == nil {
+		if fx.apiErr == "" {
+			return ErrClosed
+		}
 		return ErrInCall
 	}
-	s := m.newSession(newCallID(), peer, false, md.Video)
-	s.state = StateCalling
-	s.setupDone = make(chan struct{})
-	m.cur = s
-	m.publishLocked(s, ReasonNone)
-	m.mu.Unlock()
-
-	if err := s.startCaller(ctx); err != nil {
-		if errors.Is(err, ErrCallEnded) {
-			return err
+	s := fx.setup
+	err := s.startCaller(ctx)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrCallEnded) {
+		m.mu.Lock()
+		replaced := s.finalReason == EndReason(fsm.Replaced)
+		m.mu.Unlock()
+		if replaced {
+			return nil
 		}
-		// The offer may be out: tell the peer, so it does not ring on.
-		<-m.end(s, StateEnded, ReasonError, notifyHangup, nil)
 		return err
 	}
-	return nil
+	kind := fsm.EvFailed
+	if errors.Is(err, client.ErrKeyChanged) && s.offerWasSent() {
+		kind = fsm.EvKeyChg
+	}
+	m.event(fsm.Event{Kind: kind, CallID: s.id, Error: err.Error()}, input{err: err, sync: true})
+	<-s.done
+	return err
 }
 
-// Answer answers the ringing incoming call. It returns once the answer is
-// sent (the state is then connecting). A second Answer for the same call
-// returns ErrAlreadyAnswering (the seed's "answer() called while already
-// answering"); Answer without a ringing call returns ErrNoIncomingCall.
-func (m *Module) Answer(ctx context.Context) error {
+// Answer answers the ringing incoming call, whichever it is (the seed's
+// answer()); AnswerCall answers one call by ID.
+func (m *Module) Answer(ctx context.Context) error { return m.AnswerCall(ctx, "") }
+
+// AnswerCall answers the ringing incoming call callID ("" for whichever
+// rings). It returns once the answer is sent (the state is then
+// connecting). A second answer for the same call returns
+// ErrAlreadyAnswering (the seed's "answer() called while already
+// answering"); without that call ringing (it ended, or another one rings
+// now) it returns ErrNoIncomingCall, so an answer can never reach a call
+// the user did not see.
+func (m *Module) AnswerCall(ctx context.Context, callID string) error {
 	if m.sig == nil {
 		return errNoSignaler
 	}
-	m.mu.Lock()
-	s := m.cur
-	switch {
-	case s != nil && s.incoming && s.answering:
-		m.mu.Unlock()
+	fx := m.event(fsm.Event{Kind: fsm.EvAnswer, CallID: callID}, input{sync: true})
+	switch fx.apiErr {
+	case fsm.ErrAlreadyAnswering:
 		return ErrAlreadyAnswering
-	case s == nil || !s.incoming || s.state != StateRinging || s.ending:
-		m.mu.Unlock()
+	case "":
+	default:
 		return ErrNoIncomingCall
 	}
-	s.answering = true
-	stopTimer(&s.ringTimer)
-	s.state = StateConnecting
-	m.publishLocked(s, ReasonNone)
-	m.mu.Unlock()
-
-	if err := s.startCallee(ctx); err != nil {
-		if errors.Is(err, ErrCallEnded) {
-			return err
-		}
-		<-m.end(s, StateEnded, ReasonError, notifyHangup, nil)
+	s := fx.setup
+	if s == nil {
+		return ErrNoIncomingCall
+	}
+	err := s.startCallee(ctx)
+	if err == nil || errors.Is(err, ErrCallEnded) {
 		return err
 	}
+	m.event(fsm.Event{Kind: fsm.EvFailed, CallID: s.id, Error: err.Error()}, input{err: err, sync: true})
+	<-s.done
+	return err
+}
+
+// Reject declines the ringing incoming call, whichever it is: the caller
+// gets call_reject (declined), the callee's other devices stop ringing,
+// and the state becomes rejected. RejectCall declines one call by ID.
+func (m *Module) Reject() error { return m.RejectCall("") }
+
+// RejectCall declines the ringing incoming call callID ("" for whichever
+// rings); without that call ringing it returns ErrNoIncomingCall.
+func (m *Module) RejectCall(callID string) error {
+	s := m.ringing(callID)
+	fx := m.event(fsm.Event{Kind: fsm.EvReject, CallID: callID}, input{})
+	if fx.apiErr != "" || s == nil {
+		return ErrNoIncomingCall
+	}
+	<-s.done
 	return nil
 }
 
-// Reject declines the ringing incoming call: the caller gets call_reject
-// (declined) and the state becomes rejected.
-func (m *Module) Reject() error {
+// ringing returns the session of the ringing call callID ("" any).
+func (m *Module) ringing(callID string) *session {
 	m.mu.Lock()
-	s := m.cur
-	if s == nil || !s.incoming || s.state != StateRinging || s.answering || s.ending {
-		m.mu.Unlock()
-		return ErrNoIncomingCall
+	defer m.mu.Unlock()
+	if s := m.cur; s != nil && (callID == "" || s.id == callID) {
+		return s
 	}
-	m.mu.Unlock()
-	<-m.end(s, StateRejected, ReasonDeclined, notifyReject, nil)
 	return nil
 }
 
 // Hangup ends the call in progress, in any state: the peer gets call_hangup
-// (user_hangup) and the state becomes hangup. It returns when the call's
-// resources are released.
+// (user_hangup) and the state becomes hangup; a ringing call is declined
+// (Reject). It returns when the call's resources are released.
 func (m *Module) Hangup() error {
 	m.mu.Lock()
 	s := m.cur
-	if s == nil || s.ending {
-		m.mu.Unlock()
+	m.mu.Unlock()
+	fx := m.event(fsm.Event{Kind: fsm.EvHangup}, input{})
+	if fx.apiErr != "" || s == nil {
 		return ErrNoCall
 	}
-	m.mu.Unlock()
-	<-m.end(s, StateHangup, ReasonUserHangup, notifyHangup, nil)
+	<-s.done
 	return nil
 }
 
@@ -249,14 +301,14 @@ func (m *Module) Hangup() error {
 func (m *Module) HandleUndeliverable(u client.Undeliverable) {
 	m.mu.Lock()
 	s := m.cur
-	if s == nil || s.incoming || s.ending || u.ID == "" || u.ID != s.offerID || s.state != StateCalling {
-		m.mu.Unlock()
+	ok := s != nil && u.ID != "" && u.ID == s.offerID
+	m.mu.Unlock()
+	if !ok {
 		m.log.Debug("call: undeliverable notice for no current offer; ignored", "id", u.ID, "to", u.To, "reason", u.Reason)
 		return
 	}
-	m.mu.Unlock()
 	s.log.Info("call: the relay could not deliver the offer; the callee is offline", "reason", u.Reason)
-	m.end(s, StateEnded, ReasonOffline, notifyNone, ErrOffline)
+	m.event(fsm.Event{Kind: fsm.EvUndeliverable, CallID: s.id}, input{})
 }
 
 // publishLocked publishes s's state; m.mu is held.
@@ -266,80 +318,12 @@ func (m *Module) publishLocked(s *session, reason EndReason) {
 	s.log.Info("call: state", "state", st.State, "reason", st.Reason)
 }
 
-// notify says what end sends to the peer.
-type notify int
-
-const (
-	notifyNone notify = iota
-	notifyHangup
-	notifyReject
-)
-
-// end ends s: it stops s's timers and work at once and tears the call down
-// in the background: first it tells the peer (call_hangup or call_reject
-// with reason, when asked), then closes the peer connection and media, and
-// finally publishes the terminal state and frees the module for the next
-// call. failure, if not nil, goes to OnError. The returned channel closes
-// when the teardown is done. Ending a call twice is a no-op (the first end
-// wins).
-func (m *Module) end(s *session, st State, reason EndReason, n notify, failure error) <-chan struct{} {
-	m.mu.Lock()
-	if s.ending {
-		m.mu.Unlock()
-		return s.done
-	}
-	s.ending = true
-	s.stopTimersLocked()
-	m.mu.Unlock()
-	s.cancel()
-	s.log.Debug("call: ending", "state", st, "reason", reason)
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		m.teardown(s, st, reason, n, failure)
-	}()
-	return s.done
-}
-
-func (m *Module) teardown(s *session, st State, reason EndReason, n notify, failure error) {
-	defer close(s.done)
-	if n != notifyNone && s.signalingReady() {
-		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-		var body wire.Body = wire.HangupPayload{Reason: wire.Reason(reason)}
-		if n == notifyReject {
-			body = wire.RejectPayload{Reason: wire.Reason(reason)}
-		}
-		if err := s.send(ctx, body); err != nil {
-			s.log.Warn("call: could not tell the peer the call ended", "err", err)
-		}
-		cancel()
-	}
-	final := s.collect()
-	s.close()
-
-	m.mu.Lock()
-	s.state = st
-	final.State = st
-	s.diag.final = &final
-	if m.cur == s {
-		m.cur = nil
-	}
-	m.last = s
-	m.publishLocked(s, reason)
-	m.local.Set(Tracks{})
-	m.remote.Set(Tracks{})
-	m.mu.Unlock()
-
-	if failure != nil && m.opts.OnError != nil {
-		m.opts.OnError(fmt.Errorf("call %s with %s: %w", s.id, s.peer, failure))
-	}
-}
-
-// fail ends s because of a local error after setup (a failed renegotiation,
-// a sink error): the peer gets call_hangup with reason error.
-func (m *Module) fail(s *session, err error) {
+// failCall reports a failure of s's media or renegotiation work to the
+// state machine: the call ends with ReasonError, the peer is told, and
+// OnError gets err.
+func (m *Module) failCall(s *session, err error) {
 	s.log.Warn("call: failed", "err", err)
-	m.end(s, StateEnded, ReasonError, notifyHangup, err)
+	m.event(fsm.Event{Kind: fsm.EvFailed, CallID: s.id, Error: err.Error()}, input{err: err})
 }
 
 // newCallID returns a fresh random call ID (22 characters of base64url).

@@ -109,8 +109,9 @@ func TestMediaTimeout(t *testing.T) {
 func TestICERestart(t *testing.T) {
 	checkLeaks(t)
 	// The disconnected timeout is out of the way: this test is about ICE
-	// failing (1.5 s after the path dies, with fastICE).
-	setTimings(t, timings{disconnected: 30 * time.Second, media: 30 * time.Second})
+	// failing (1.5 s after the path dies, with fastICE). A restart that
+	// does not recover ends the call after restartWait.
+	setTimings(t, timings{disconnected: 30 * time.Second, media: 30 * time.Second, restartWait: 3 * time.Second})
 	var (
 		bGate    atomic.Pointer[gate]
 		restarts atomic.Int32
@@ -146,13 +147,14 @@ func TestICERestart(t *testing.T) {
 		t.Errorf("a's ICE is not connected after the restart")
 	}
 
-	// The path dies again: after a second failure the call ends with
-	// ice_failed (no second restart). Whichever side notices first ends
-	// with ended/ice_failed and tells the other, which ends with
-	// hangup/ice_failed.
+	// The path dies again, for good: the caller restarts once more (one
+	// restart per outage, PROTOCOL §10.6), which cannot recover, and the
+	// call ends with ice_failed when the restart's wait runs out.
+	// Whichever side notices first ends with ended/ice_failed and tells the
+	// other, which ends with hangup/ice_failed.
 	b.gate.block()
 	start := time.Now()
-	sa, sb := a.waitEnd(10*time.Second), b.waitEnd(10*time.Second)
+	sa, sb := a.waitEnd(15*time.Second), b.waitEnd(15*time.Second)
 	t.Logf("second ICE failure ended the call after %v: a %s, b %s", time.Since(start).Round(time.Millisecond), sa.State, sb.State)
 	if sa.Reason != ReasonICEFailed || sb.Reason != ReasonICEFailed {
 		t.Errorf("a %+v, b %+v; want both ended for ice_failed", sa, sb)
@@ -160,8 +162,8 @@ func TestICERestart(t *testing.T) {
 	if sa.State != StateEnded && sb.State != StateEnded {
 		t.Errorf("neither side detected the failure itself: a %s, b %s", sa.State, sb.State)
 	}
-	if n := restarts.Load(); n != 1 {
-		t.Errorf("%d ICE restarts, want 1", n)
+	if n := restarts.Load(); n != 2 {
+		t.Errorf("%d ICE restarts, want 2 (one per outage)", n)
 	}
 }
 

@@ -82,6 +82,13 @@ type Options struct {
 	// Reject from another goroutine.
 	OnIncomingCall func(from identity.Alias, isVideo bool)
 
+	// OnIncoming is OnIncomingCall with the call's ID: pass it to
+	// AnswerCall or RejectCall so that the answer can only ever reach the
+	// call the user was shown (a call that ended meanwhile is refused with
+	// ErrNoIncomingCall, never swapped for a later one). Called before
+	// OnIncomingCall when both are set; it must not block either.
+	OnIncoming func(Incoming)
+
 	// OnError is called when a call fails (no answer, callee offline, ICE
 	// failed, media timeout, disconnected, a setup error; the error wraps
 	// one of this package's sentinels), and when an incoming call is
@@ -118,8 +125,11 @@ var (
 	diagInterval = 2 * time.Second
 	// sendTimeout bounds one signaling send.
 	sendTimeout = 5 * time.Second
-	// restartWait bounds how long a callee whose ICE failed waits for the
-	// caller's ICE restart offer before ending with ice_failed.
+	// restartDelay: the caller restarts ICE this long after the connection
+	// went disconnected (PROTOCOL §10.6).
+	restartDelay = 2 * time.Second
+	// restartWait bounds an ICE restart, and how long a callee whose ICE
+	// failed waits for the caller's restart offer.
 	restartWait = 10 * time.Second
 )
 

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/pion/interceptor/pkg/stats"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/wire"
 )
@@ -16,7 +17,16 @@ import (
 // newPC creates the call's peer connection and installs its handlers.
 func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
 	cfg := s.m.rtcConfig(ice)
-	api, err := s.m.newAPI(func(g stats.Getter) {
+	// The call's own view of the network interfaces, re-read before an
+	// ICE restart gathers (a network change made the old ones stale).
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("%w: network interfaces: %w", ErrMediaSetup, err)
+	}
+	s.m.mu.Lock()
+	s.net = n
+	s.m.mu.Unlock()
+	api, err := s.m.newAPI(n, func(g stats.Getter) {
 		s.m.mu.Lock()
 		s.stats = g
 		s.m.mu.Unlock()
@@ -158,121 +168,75 @@ func (s *session) remoteReady() {
 }
 
 // onICEState runs synchronously on the ICE agent's goroutine: it must not
-// block. ICE failure starts the restart logic on a session goroutine.
+// block. ICE failure goes to the state machine from a session goroutine.
 func (s *session) onICEState(st webrtc.ICEConnectionState) {
 	s.log.Debug("call: ICE connection", "state", st.String())
 	if st == webrtc.ICEConnectionStateFailed {
-		s.spawn(s.onICEFailed)
+		s.spawn(func() { s.m.event(fsm.Event{Kind: fsm.EvConn, CallID: s.id, Conn: fsm.ConnFailed}, input{}) })
 	}
 }
 
 // onPCState follows the peer connection state. pion runs this handler on a
-// new goroutine per change, so changes can arrive out of order: it acts on
-// the connection's current state, not on the one it was called for.
+// new goroutine per change, so changes can arrive out of order: it reports
+// the connection's current state, not the one it was called for.
 func (s *session) onPCState(pc *webrtc.PeerConnection) {
 	st := pc.ConnectionState()
 	m := s.m
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s.ending || s.pc != pc {
+	stale := s.ending || s.pc != pc
+	m.mu.Unlock()
+	if stale {
 		return
 	}
+	var c fsm.Conn
 	switch st {
 	case webrtc.PeerConnectionStateConnected:
-		// The seed: the disconnected timer is cleared on connected and
-		// connecting so that it does not fight an ICE restart.
-		stopTimer(&s.discTimer)
-		stopTimer(&s.waitRestart)
-		if !s.connected {
-			s.connected = true
-			s.connectedAt = time.Now()
-			s.state = StateConnected
-			m.publishLocked(s, ReasonNone)
-			s.startMediaLocked()
-		}
-	case webrtc.PeerConnectionStateConnecting:
-		stopTimer(&s.discTimer)
+		c = fsm.ConnConnected
 	case webrtc.PeerConnectionStateDisconnected:
-		if s.discTimer == nil {
-			s.log.Info("call: connection disconnected", "ends_after", disconnectedTimeout)
-			s.discTimer = time.AfterFunc(disconnectedTimeout, s.onDisconnectedTimeout)
-		}
-	}
-}
-
-// onDisconnectedTimeout ends a call whose connection stayed disconnected
-// (or went on to fail) for disconnectedTimeout.
-func (s *session) onDisconnectedTimeout() {
-	m := s.m
-	m.mu.Lock()
-	if s.ending || s.discTimer == nil {
-		m.mu.Unlock()
+		s.log.Info("call: connection disconnected")
+		c = fsm.ConnDisconnected
+	case webrtc.PeerConnectionStateFailed:
+		c = fsm.ConnFailed
+	default:
 		return
 	}
-	pc := s.pc
-	m.mu.Unlock()
-	switch pc.ConnectionState() {
-	case webrtc.PeerConnectionStateConnected, webrtc.PeerConnectionStateConnecting:
-		return
-	}
-	s.log.Info("call: disconnected too long", "timeout", disconnectedTimeout)
-	m.end(s, StateEnded, ReasonDisconnected, notifyHangup, ErrDisconnected)
+	m.event(fsm.Event{Kind: fsm.EvConn, CallID: s.id, Conn: c}, input{})
 }
 
-// onICEFailed implements the seed's "ICE failed → restart once": the caller
-// restarts ICE with a new offer (ice_restart: true) at the first failure;
-// the callee waits for that offer. A second failure ends the call with
-// ice_failed.
-func (s *session) onICEFailed() {
+// restartICE is the caller's ICE restart (PROTOCOL §10.6): a new offer
+// with ice_restart, gathering on the interfaces the machine has now.
+func (s *session) restartICE() {
 	m := s.m
 	m.mu.Lock()
 	if s.ending {
 		m.mu.Unlock()
 		return
 	}
-	s.iceFailures++
-	if s.iceFailures >= 2 {
-		m.mu.Unlock()
-		s.log.Info("call: ICE failed again after the restart")
-		m.end(s, StateEnded, ReasonICEFailed, notifyHangup, ErrICEFailed)
-		return
-	}
-	if s.incoming {
-		s.log.Info("call: ICE failed; waiting for the caller's ICE restart", "wait", restartWait)
-		s.waitRestart = time.AfterFunc(restartWait, func() {
-			m.mu.Lock()
-			stale := s.ending || s.waitRestart == nil
-			m.mu.Unlock()
-			if !stale {
-				m.end(s, StateEnded, ReasonICEFailed, notifyHangup, ErrICEFailed)
-			}
-		})
-		m.mu.Unlock()
-		return
-	}
-	s.restarts++
 	s.localReady = false
-	pc, ephem := s.pc, s.ephem
+	pc, ephem, n := s.pc, s.ephem, s.net
 	m.mu.Unlock()
 
-	s.log.Info("call: ICE failed; restarting ICE")
+	s.log.Info("call: restarting ICE")
 	if h := m.hooks.onRestart; h != nil {
 		h(s.id)
 	}
+	updateInterfaces(s, n)
 	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
 	if err != nil {
-		m.fail(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
+		m.failCall(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
 		return
 	}
 	if err := pc.SetLocalDescription(offer); err != nil {
-		m.fail(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
+		m.failCall(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
 	defer cancel()
 	if err := s.send(ctx, wire.OfferPayload{SDP: offer.SDP, EPK: ephem.PublicKey().Bytes(), ICERestart: true}); err != nil {
-		m.fail(s, err)
-		return
+		if s.ctx.Err() == nil {
+			// The restart's wait ends the call if nothing recovers it.
+			s.log.Warn("call: sending the ICE restart offer failed", "err", err)
+		}
 	}
 	m.mu.Lock()
 	if !s.ending {
@@ -281,25 +245,34 @@ func (s *session) onICEFailed() {
 	m.mu.Unlock()
 }
 
-// onRestartOffer is the callee's side of an ICE restart: it applies the
-// caller's restart offer and answers it with its current ephemeral key.
-func (s *session) onRestartOffer(p wire.OfferPayload) {
-	m := s.m
-	m.mu.Lock()
-	if s.ending || !s.incoming || s.pc == nil || !s.remoteSet || !bytes.Equal(p.EPK, s.peerEPK) {
-		m.mu.Unlock()
-		m.countDrop("restart_mismatch")
+// updateInterfaces has the call's network re-read the machine's interfaces
+// before an ICE restart gathers (pion's stdnet lists them once, when made).
+func updateInterfaces(s *session, n interface{ UpdateInterfaces() error }) {
+	if n == nil {
 		return
 	}
-	stopTimer(&s.waitRestart)
-	s.restarts++
+	if err := n.UpdateInterfaces(); err != nil {
+		s.log.Debug("call: re-reading the network interfaces", "err", err)
+	}
+}
+
+// applyRestart is the callee's side of an ICE restart: it applies the
+// caller's restart offer and answers it with its current ephemeral key.
+func (s *session) applyRestart(p wire.OfferPayload) {
+	m := s.m
+	m.mu.Lock()
+	if s.ending || s.pc == nil {
+		m.mu.Unlock()
+		return
+	}
 	s.localReady = false
-	pc, ephem := s.pc, s.ephem
+	pc, ephem, n := s.pc, s.ephem, s.net
 	m.mu.Unlock()
 
 	s.log.Info("call: ICE restart requested by the caller")
+	updateInterfaces(s, n)
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: p.SDP}); err != nil {
-		m.fail(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
+		m.failCall(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
 		return
 	}
 	answer, err := pc.CreateAnswer(nil)
@@ -307,14 +280,13 @@ func (s *session) onRestartOffer(p wire.OfferPayload) {
 		err = pc.SetLocalDescription(answer)
 	}
 	if err != nil {
-		m.fail(s, fmt.Errorf("%w: ICE restart answer: %w", ErrMediaSetup, err))
+		m.failCall(s, fmt.Errorf("%w: ICE restart answer: %w", ErrMediaSetup, err))
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
 	defer cancel()
-	if err := s.send(ctx, wire.AnswerPayload{SDP: answer.SDP, EPK: ephem.PublicKey().Bytes()}); err != nil {
-		m.fail(s, err)
-		return
+	if err := s.send(ctx, wire.AnswerPayload{SDP: answer.SDP, EPK: ephem.PublicKey().Bytes()}); err != nil && s.ctx.Err() == nil {
+		s.log.Warn("call: sending the ICE restart answer failed", "err", err)
 	}
 	m.mu.Lock()
 	if !s.ending {
@@ -323,44 +295,43 @@ func (s *session) onRestartOffer(p wire.OfferPayload) {
 	m.mu.Unlock()
 }
 
-// onAnswer is the caller's handling of call_answer: the first answer
-// completes the setup; later ones answer an ICE restart offer.
-func (s *session) onAnswer(p wire.AnswerPayload) {
+// applyRestartAnswer is the caller's handling of the answer to its ICE
+// restart offer.
+func (s *session) applyRestartAnswer(p wire.AnswerPayload) {
 	m := s.m
 	m.mu.Lock()
-	if s.ending || s.incoming || s.pc == nil {
-		m.mu.Unlock()
-		m.countDrop("unexpected")
-		return
-	}
 	pc := s.pc
-	if s.state != StateCalling {
-		// An answer to our ICE restart offer.
-		if !bytes.Equal(p.EPK, s.peerEPK) || pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
-			m.mu.Unlock()
-			m.countDrop("restart_mismatch")
-			return
-		}
-		m.mu.Unlock()
-		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.SDP}); err != nil {
-			m.fail(s, fmt.Errorf("%w: ICE restart answer: %w", ErrMediaSetup, err))
-		}
+	ok := !s.ending && pc != nil && bytes.Equal(p.EPK, s.peerEPK)
+	m.mu.Unlock()
+	if !ok || pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
+		m.countDrop("restart_mismatch")
 		return
 	}
-	stopTimer(&s.answerTimer)
-	s.state = StateConnecting
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.SDP}); err != nil {
+		m.failCall(s, fmt.Errorf("%w: ICE restart answer: %w", ErrMediaSetup, err))
+	}
+}
+
+// applyAnswer is the caller's handling of the selected device's
+// call_answer: it derives the media keys and sets the answer.
+func (s *session) applyAnswer(p wire.AnswerPayload) {
+	m := s.m
+	m.mu.Lock()
+	if s.ending || s.pc == nil {
+		m.mu.Unlock()
+		return
+	}
+	pc, ephem := s.pc, s.ephem
 	s.peerEPK = bytes.Clone(p.EPK)
-	ephem := s.ephem
-	m.publishLocked(s, ReasonNone)
 	m.mu.Unlock()
 
 	s.step("STEP", 8.5, "answer received")
 	if err := s.installKeys(ephem, p.EPK); err != nil {
-		m.fail(s, err)
+		m.failCall(s, err)
 		return
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.SDP}); err != nil {
-		m.fail(s, fmt.Errorf("%w: the callee's answer: %w", ErrMediaSetup, err))
+		m.failCall(s, fmt.Errorf("%w: the callee's answer: %w", ErrMediaSetup, err))
 		return
 	}
 	s.remoteReady()

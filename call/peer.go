@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/stats"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/client"
@@ -67,7 +68,7 @@ var (
 // our own, whose Getter goes to onGetter, provides the RTP figures of both
 // directions (readPC; pion's GetStats is not used). relayOnly says the
 // call's transport policy is relay.
-func (m *Module) newAPI(onGetter func(stats.Getter), relayOnly bool) (*webrtc.API, error) {
+func (m *Module) newAPI(n transport.Net, onGetter func(stats.Getter), relayOnly bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(vp8Codec, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("%w: registering VP8: %w", ErrMediaSetup, err)
@@ -87,6 +88,9 @@ func (m *Module) newAPI(onGetter func(stats.Getter), relayOnly bool) (*webrtc.AP
 	ir.Add(sf)
 	var se webrtc.SettingEngine
 	se.LoggerFactory = pionLogs{m.log}
+	if n != nil {
+		se.SetNet(n)
+	}
 	// pion retransmits a lost DTLS flight after 1 s; the first flight is
 	// often lost when it arrives before the peer's ICE has selected the
 	// pair, which made 1 s setup outliers. Chromium starts at 50 ms.

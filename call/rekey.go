@@ -143,12 +143,12 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 		err = dec.AddKey(recv)
 	}
 	if err != nil {
-		m.fail(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err))
+		m.failCall(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err))
 		return
 	}
 	if initiator {
 		if err := enc.SetKey(send); err != nil {
-			m.fail(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err))
+			m.failCall(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, epoch, err))
 			return
 		}
 		s.log.Info("call: media keys rotated", "epoch", epoch)
@@ -218,7 +218,7 @@ func (s *session) switchSend() {
 		return
 	}
 	if err := enc.SetKey(*k); err != nil {
-		m.fail(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, k.Epoch, err))
+		m.failCall(s, fmt.Errorf("%w: rekey to epoch %d: %w", ErrMediaSetup, k.Epoch, err))
 		return
 	}
 	s.log.Info("call: media keys rotated", "epoch", k.Epoch)

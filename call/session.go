@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/pion/interceptor/pkg/stats"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/identity"
@@ -50,11 +52,18 @@ type session struct {
 	// decrypted (Unix ns): the peer still sends under the old key.
 	oldFrameAt atomic.Int64
 
+	sends sync.WaitGroup // messages the machine sent, waited for by the teardown
+
 	// guarded by m.mu
 	state       State
-	ending      bool // end was called
+	final       State     // the end state the machine chose, published after the teardown
+	finalReason EndReason // its ending
+	failure     error     // what OnError gets after the teardown
+	device      string    // the peer's device: the caller's (callee), the selected one (caller)
+	timers      map[fsm.Timer]*time.Timer
+	ending      bool // the teardown started
 	closing     bool // teardown is waiting for wg: no new goroutines
-	answering   bool // Answer was called
+	answering   bool // the answer is being made
 	ps          *peerSig
 	offerSent   bool
 	offerID     string        // the envelope id of our offer (undeliverable notices)
@@ -65,18 +74,14 @@ type session struct {
 	ephem       *ecdh.PrivateKey
 	peerEPK     []byte
 	pc          *webrtc.PeerConnection
+	net         *stdnet.Net // the interfaces pc gathers on
 	remoteSet   bool
 	pendRemote  []webrtc.ICECandidateInit
 	localReady  bool
 	pendLocal   []wire.ICEPayload
 	connected   bool // reached connected at least once
 	connectedAt time.Time
-	iceFailures int
-	restarts    int
-	answerTimer *time.Timer
-	ringTimer   *time.Timer
-	discTimer   *time.Timer
-	waitRestart *time.Timer
+	restarts    int // ICE restarts begun
 	enc         *e2ee.Encryptor
 	dec         *e2ee.Decryptor
 	epoch       uint32
@@ -103,6 +108,7 @@ func (m *Module) newSession(id string, peer identity.Alias, incoming, video bool
 		video:    video,
 		done:     make(chan struct{}),
 		iceOut:   make(chan wire.ICEPayload, iceQueue),
+		timers:   make(map[fsm.Timer]*time.Timer),
 	}
 	s.log = m.log.With("call_id", id, "peer", string(peer))
 	s.ctx, s.cancel = context.WithCancel(m.ctx)
@@ -145,15 +151,15 @@ func (s *session) signalingReady() bool {
 	return s.ps != nil && (s.incoming || s.offerSent)
 }
 
-// stopTimersLocked stops every timer of the session; m.mu is held.
-func (s *session) stopTimersLocked() {
-	stopTimer(&s.answerTimer)
-	stopTimer(&s.ringTimer)
-	stopTimer(&s.discTimer)
-	stopTimer(&s.waitRestart)
-	stopTimer(&s.switchTimer)
-	stopTimer(&s.rekeyTimer)
+// offerWasSent reports whether the caller's offer went out.
+func (s *session) offerWasSent() bool {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.offerSent
 }
+
+// peerAlias is the alias of a machine action's peer.
+func peerAlias(p string) identity.Alias { return identity.Alias(p) }
 
 // setupCtx returns a context that ends with ctx or with the call.
 func (s *session) setupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -296,15 +302,13 @@ func (s *session) startCaller(ctx context.Context) error {
 	}
 
 	s.step("STEP", 8, "offer sent; waiting for the answer", "timeout", answerTimeout)
+	m.event(fsm.Event{Kind: fsm.EvOfferOut, CallID: s.id}, input{})
 	m.mu.Lock()
 	if s.ending {
 		// The call is placed; it already ended (hung up, or the relay
 		// reported the callee offline), which State and OnError report.
 		m.mu.Unlock()
 		return nil
-	}
-	if s.state == StateCalling { // the answer may already be in
-		s.answerTimer = time.AfterFunc(answerTimeout, s.onAnswerTimeout)
 	}
 	s.flushLocalLocked()
 	s.goLocked(s.iceSender)
@@ -339,33 +343,6 @@ func (s *session) checkHeldKeys(kr keysResult) error {
 		s.log.Warn("call: checking the peer's keys failed; the call goes on with the pinned ones", "err", kr.err)
 		return nil
 	}
-}
-
-// onAnswerTimeout: the caller's answer timeout. The seed (1.0.30): send
-// call_hangup (no_answer) to the peer first, then clean up.
-func (s *session) onAnswerTimeout() {
-	m := s.m
-	m.mu.Lock()
-	if s.ending || s.state != StateCalling {
-		m.mu.Unlock()
-		return
-	}
-	m.mu.Unlock()
-	s.log.Info("call: no answer", "timeout", answerTimeout)
-	m.end(s, StateEnded, ReasonNoAnswer, notifyHangup, ErrNoAnswer)
-}
-
-// onRingTimeout: a ringing callee whose caller's hangup never came.
-func (s *session) onRingTimeout() {
-	m := s.m
-	m.mu.Lock()
-	if s.ending || s.state != StateRinging {
-		m.mu.Unlock()
-		return
-	}
-	m.mu.Unlock()
-	s.log.Info("call: stopped ringing; the caller gave up", "timeout", ringTimeout)
-	m.end(s, StateEnded, ReasonNoAnswer, notifyNone, nil)
 }
 
 // prepareCallee runs while the callee rings (RCVD STEP 2..3): it creates

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/wire"
@@ -232,98 +233,54 @@ func (m *Module) process(env *wire.Envelope) {
 	m.dispatch(ps, msg)
 }
 
-// dispatch acts on an authenticated message.
+// dispatch feeds an authenticated message to the state machine.
 func (m *Module) dispatch(ps *peerSig, msg wire.Message) {
-	m.mu.Lock()
-	s := m.cur
-	m.mu.Unlock()
-	mine := s != nil && s.id == msg.CallID && s.peer == msg.From
-	if offer, ok := msg.Body.(wire.OfferPayload); ok {
-		switch {
-		case mine && offer.ICERestart:
-			s.onRestartOffer(offer)
-		case mine:
-			m.countDrop("duplicate")
-		case offer.ICERestart:
-			m.countDrop("unknown_call")
-		default:
-			m.incomingOffer(ps, msg, offer)
-		}
-		return
-	}
-	if !mine {
-		m.countDrop("unknown_call")
-		return
-	}
+	e := fsm.Event{CallID: msg.CallID, Device: msg.Device}
 	switch b := msg.Body.(type) {
-	case wire.AnswerPayload:
-		s.onAnswer(b)
-	case wire.ICEPayload:
-		s.addRemote(b)
-	case wire.RejectPayload:
-		s.onReject(b)
-	case wire.HangupPayload:
-		s.onHangup(b)
-	case wire.RekeyPayload:
-		s.onRekey(b)
-	}
-}
-
-// incomingOffer starts ringing for a new call, or rejects it with busy when
-// a call is in progress (which it leaves untouched).
-func (m *Module) incomingOffer(ps *peerSig, msg wire.Message, offer wire.OfferPayload) {
-	m.mu.Lock()
-	if m.closed || m.cur != nil {
-		m.mu.Unlock()
-		m.log.Info("call: incoming call while in a call; rejecting it as busy", "from", msg.From, "call_id", msg.CallID)
-		ctx, cancel := context.WithTimeout(m.ctx, sendTimeout)
-		defer cancel()
-		if err := m.sendTo(ctx, ps, msg.CallID, wire.RejectPayload{Reason: wire.ReasonBusy}, ""); err != nil {
-			m.log.Warn("call: sending busy failed", "from", msg.From, "err", err)
+	case wire.OfferPayload:
+		e.Kind, e.Peer, e.Video, e.Restart = fsm.EvRecvOffer, string(msg.From), wire.IsVideoOffer(b.SDP), b.ICERestart
+		if b.ICERestart && !m.restartMatches(msg.CallID, b.EPK) {
+			m.countDrop("restart_mismatch")
+			return
 		}
-		return
-	}
-	s := m.newSession(msg.CallID, msg.From, true, wire.IsVideoOffer(offer.SDP))
-	s.ps = ps
-	s.offerSDP = offer.SDP
-	s.peerEPK = bytes.Clone(offer.EPK)
-	s.state = StateRinging
-	s.ringTimer = time.AfterFunc(ringTimeout, s.onRingTimeout)
-	m.cur = s
-	m.publishLocked(s, ReasonNone)
-	// The peer connection is made ready for the answer while ringing.
-	s.prepared = make(chan struct{})
-	if !s.goLocked(s.prepareCallee) {
-		close(s.prepared)
-	}
-	m.mu.Unlock()
-
-	if s.debug() {
-		s.step("RCVD STEP", 1, "call_offer received; ringing", "video", s.video, "m", mLines(offer.SDP))
-	}
-	if cb := m.opts.OnIncomingCall; cb != nil {
-		cb(msg.From, s.video)
-	}
-}
-
-// onReject: the callee rejected our call (declined or busy).
-func (s *session) onReject(p wire.RejectPayload) {
-	m := s.m
-	m.mu.Lock()
-	ok := !s.ending && !s.incoming && s.state == StateCalling
-	m.mu.Unlock()
-	if !ok {
+	case wire.AnswerPayload:
+		e.Kind = fsm.EvRecvAnswer
+	case wire.ICEPayload:
+		e.Kind = fsm.EvRecvICE
+	case wire.RejectPayload:
+		e.Kind, e.Reason = fsm.EvRecvReject, string(b.Reason)
+	case wire.HangupPayload:
+		e.Kind, e.Reason = fsm.EvRecvHangup, string(b.Reason)
+	case wire.SelectPayload:
+		e.Kind, e.Selected, e.Outcome = fsm.EvRecvSelect, b.Selected, string(b.Outcome)
+	case wire.RekeyPayload:
+		e.Kind = fsm.EvRecvRekey
+	default:
 		m.countDrop("unexpected")
 		return
 	}
-	s.log.Info("call: rejected by the callee", "reason", p.Reason)
-	m.end(s, StateRejected, EndReason(p.Reason), notifyNone, nil)
+	if e.Kind != fsm.EvRecvOffer {
+		// Messages of a call come from its peer only (the machine
+		// checks the call ID and, for the caller, the device).
+		m.mu.Lock()
+		s := m.cur
+		ok := s != nil && s.id == msg.CallID && s.peer == msg.From
+		m.mu.Unlock()
+		if !ok {
+			m.countDrop("unknown_call")
+			return
+		}
+	}
+	m.event(e, input{ps: ps, msg: &msg})
 }
 
-// onHangup: the peer hung up (in any state; a ringing callee stops at once).
-func (s *session) onHangup(p wire.HangupPayload) {
-	s.log.Info("call: the peer hung up", "reason", p.Reason)
-	s.m.end(s, StateHangup, EndReason(p.Reason), notifyNone, nil)
+// restartMatches reports whether an ICE restart offer for callID carries
+// the caller's ephemeral key of the call in progress.
+func (m *Module) restartMatches(callID string, epk []byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.cur
+	return s == nil || s.id != callID || (s.incoming && s.pc != nil && s.remoteSet && bytes.Equal(epk, s.peerEPK))
 }
 
 // send seals body for the call's peer and sends it.
@@ -346,7 +303,7 @@ func (s *session) sendID(ctx context.Context, body wire.Body, id string) error {
 // sendTo seals body for ps's peer under callID and sends it.
 func (m *Module) sendTo(ctx context.Context, ps *peerSig, callID string, body wire.Body, id string) error {
 	t := body.MessageType()
-	env, err := ps.sess.Seal(wire.Message{Type: t, From: m.sig.Alias(), To: ps.alias, CallID: callID, Body: body})
+	env, err := ps.sess.Seal(wire.Message{Type: t, From: m.sig.Alias(), To: ps.alias, CallID: callID, Device: m.device, Body: body})
 	if err != nil {
 		return fmt.Errorf("%w: sealing %s: %w", ErrSignaling, t, err)
 	}

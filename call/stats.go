@@ -10,6 +10,7 @@ import (
 	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/identity"
 )
 
@@ -272,14 +273,14 @@ func (s *session) onPair(p *webrtc.ICECandidatePair) {
 	s.m.mu.Unlock()
 }
 
-// watchdog ends the call when inbound RTP bytes stop growing for
-// mediaTimeout (the seed's "no inbound RTP growth").
+// watchdog reports growth of the inbound RTP bytes to the state machine,
+// sampled every mediaCheckInterval; the machine ends the call when none
+// comes for the media timeout (the seed's "no inbound RTP growth").
 func (s *session) watchdog() {
 	m := s.m
 	t := time.NewTicker(mediaCheckInterval)
 	defer t.Stop()
 	var last uint64
-	lastGrowth := time.Now()
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -287,13 +288,8 @@ func (s *session) watchdog() {
 		case <-t.C:
 		}
 		if n := s.inboundBytes(); n > last {
-			last, lastGrowth = n, time.Now()
-			continue
-		}
-		if idle := time.Since(lastGrowth); idle >= mediaTimeout {
-			s.log.Info("call: no inbound media", "for", idle.Round(time.Millisecond))
-			m.end(s, StateEnded, ReasonMediaTimeout, notifyHangup, ErrMediaTimeout)
-			return
+			last = n
+			m.event(fsm.Event{Kind: fsm.EvMedia, CallID: s.id}, input{})
 		}
 	}
 }
@@ -302,6 +298,13 @@ func (s *session) watchdog() {
 func (s *session) diagLoop() {
 	t := time.NewTicker(diagInterval)
 	defer t.Stop()
+	// The first line's rates are over the time since now (the counters
+	// start from zero), not 0 for want of a previous line.
+	s.m.mu.Lock()
+	if s.diag.at.IsZero() {
+		s.diag.at = time.Now()
+	}
+	s.m.mu.Unlock()
 	for {
 		select {
 		case <-s.ctx.Done():

@@ -3,6 +3,7 @@ package call
 import (
 	"errors"
 
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/wire"
 )
@@ -58,7 +59,23 @@ const (
 	// ReasonOffline: the relay reported the offer undeliverable because no
 	// device of the callee is connected. It is never sent on the wire.
 	ReasonOffline EndReason = "offline"
+	// ReasonMissed: a ringing call whose caller gave up (or whose ring ran
+	// out): a missed call, not an error.
+	ReasonMissed EndReason = EndReason(fsm.Missed)
+	// ReasonAnsweredElsewhere, ReasonDeclinedElsewhere and
+	// ReasonBusyElsewhere: another device of ours answered, declined or
+	// was busy (docs/PROTOCOL.md §10.4); this one stopped ringing.
+	ReasonAnsweredElsewhere EndReason = EndReason(fsm.AnsweredElsewhere)
+	ReasonDeclinedElsewhere EndReason = EndReason(fsm.DeclinedElsewhere)
+	ReasonBusyElsewhere     EndReason = EndReason(fsm.BusyElsewhere)
 )
+
+// Incoming describes a ringing incoming call (Options.OnIncoming).
+type Incoming struct {
+	CallID string
+	From   identity.Alias
+	Video  bool
+}
 
 // Status is the observable state of the module: the state, and for the
 // current (or last) call its peer, call ID, whether it is a video call and,
@@ -148,23 +165,32 @@ var (
 	ErrMediaSetup = errors.New("call: media setup failed")
 )
 
-// Err returns the error a terminal status stands for: nil for a call that
-// is not over or ended by a hangup, else ErrDeclined, ErrBusy, ErrNoAnswer,
-// ErrOffline, ErrICEFailed, ErrMediaTimeout, ErrDisconnected, or
-// ErrCallEnded for ReasonError (OnError received the cause).
+// Err returns the error a terminal status stands for, for this side
+// (docs/PROTOCOL.md §10.3): nil for a call that is not over, for every
+// hangup (whatever reason the peer gave), a missed call and a call that
+// ended on another device; for the caller ErrDeclined and ErrBusy; and
+// ErrNoAnswer, ErrOffline, ErrICEFailed, ErrMediaTimeout, ErrDisconnected,
+// or ErrCallEnded for ReasonError (OnError received the cause).
 func (s Status) Err() error {
-	if !s.State.Terminal() {
+	switch s.State {
+	case StateRejected:
+		if s.Incoming {
+			return nil
+		}
+		switch s.Reason {
+		case ReasonDeclined:
+			return ErrDeclined
+		case ReasonBusy:
+			return ErrBusy
+		}
 		return nil
+	case StateEnded:
+		if s.Reason == ReasonError {
+			return ErrCallEnded
+		}
+		return reasonErr(s.Reason)
 	}
-	switch s.Reason {
-	case ReasonDeclined:
-		return ErrDeclined
-	case ReasonBusy:
-		return ErrBusy
-	case ReasonError:
-		return ErrCallEnded
-	}
-	return reasonErr(s.Reason)
+	return nil
 }
 
 // reasonErr maps an end reason to the error OnError receives, nil for the

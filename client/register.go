@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/duetcall/duet/identity"
 )
@@ -104,6 +106,21 @@ func baseURL(relayURL string) (string, error) {
 // maxResponse bounds what the client reads from any relay response.
 const maxResponse = 1 << 20
 
+// notAPI describes a response body that is not the relay's JSON, without
+// pasting it: a web page or proxy error can be kilobytes of HTML.
+func notAPI(resp *http.Response, data []byte) string {
+	ct := resp.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && (mt == "text/plain" || mt == "application/json") && len(data) <= 200 {
+		if s := strings.TrimSpace(string(data)); s != "" && utf8.ValidString(s) && !strings.ContainsAny(s, "\r\n") {
+			return s
+		}
+	}
+	if ct == "" {
+		ct = "no Content-Type"
+	}
+	return fmt.Sprintf("a %d-byte %s body, not the duet API: is the relay URL right?", len(data), ct)
+}
+
 func doJSON(ctx context.Context, hc *http.Client, method, u, token string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -135,7 +152,7 @@ func doJSON(ctx context.Context, hc *http.Client, method, u, token string, body,
 	if resp.StatusCode/100 != 2 {
 		apiErr := &APIError{Status: resp.StatusCode}
 		if json.Unmarshal(data, apiErr) != nil || apiErr.Code == "" {
-			apiErr.Code, apiErr.Message = http.StatusText(resp.StatusCode), strings.TrimSpace(string(data))
+			apiErr.Code, apiErr.Message = http.StatusText(resp.StatusCode), notAPI(resp, data)
 		}
 		return apiErr
 	}
@@ -143,7 +160,7 @@ func doJSON(ctx context.Context, hc *http.Client, method, u, token string, body,
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("decoding the relay's answer from %s: %w", u, err)
+		return fmt.Errorf("%w: the answer from %s is not the duet API's JSON (%s): is the relay URL right?", ErrRelay, u, notAPI(resp, data))
 	}
 	return nil
 }

@@ -23,7 +23,10 @@ import (
 //	 14  2  height
 //	 16  4  time base denominator (rate; frames per second when scale is 1)
 //	 20  4  time base numerator (scale)
-//	 24  4  number of frames
+//	 24  4  length: libvpx writes the number of frames; ffmpeg reads and
+//	        writes the stream's duration in time base units (ffprobe shows
+//	        it as the duration). IVFSink writes the duration, which equals
+//	        the frame count when a frame is one tick (libvpx's files).
 //	 28  4  unused
 //	frame header, 12 bytes, then the frame:
 //	  0  4  frame size in bytes
@@ -221,7 +224,8 @@ func ivfReadErr(err error, what string) error {
 // them) and counted; the header's width and height come from that first key
 // frame. Timestamps are the running sum of frame durations in a 90 kHz time
 // base. When the writer is an io.WriteSeeker (a file), Close writes the
-// frame count into the header. Each frame goes out in one Write, unbuffered,
+// recording's duration into the header's length field (in time base units,
+// as ffmpeg reads it: ffprobe then reports the real duration). Each frame goes out in one Write, unbuffered,
 // so a recording cut short by a crash keeps every frame written before it.
 // IVFSink is safe for concurrent use.
 type IVFSink struct {
@@ -314,7 +318,6 @@ func (s *IVFSink) header() []byte {
 	binary.LittleEndian.PutUint16(h[14:16], uint16(s.stats.Height))
 	binary.LittleEndian.PutUint32(h[16:20], ivfSinkRate)
 	binary.LittleEndian.PutUint32(h[20:24], 1)
-	binary.LittleEndian.PutUint32(h[24:28], uint32(s.stats.Frames))
 	return h
 }
 
@@ -336,7 +339,7 @@ func (s *IVFSink) Stats() IVFSinkStats {
 }
 
 // Close writes the header if no key frame came (an empty but valid file),
-// fixes up the frame count when the writer can seek, and closes the file
+// fixes up the length (duration) when the writer can seek, and closes the file
 // the sink created. Calling it again returns nil.
 func (s *IVFSink) Close() error {
 	s.mu.Lock()
@@ -353,7 +356,7 @@ func (s *IVFSink) Close() error {
 		// A pipe behind an *os.File is a WriteSeeker that cannot seek:
 		// leave its count at 0, which players ignore anyway.
 		if _, serr := ws.Seek(0, io.SeekCurrent); serr == nil {
-			err = s.fixCount(ws)
+			err = s.fixLength(ws)
 		}
 	}
 	if s.c != nil {
@@ -364,17 +367,19 @@ func (s *IVFSink) Close() error {
 	return err
 }
 
-func (s *IVFSink) fixCount(ws io.WriteSeeker) error {
+// fixLength writes the duration of the frames written (the end of the
+// last one, in 90 kHz ticks; 13 hours fit) into the header's length field.
+func (s *IVFSink) fixLength(ws io.WriteSeeker) error {
 	if _, err := ws.Seek(24, io.SeekStart); err != nil {
-		return fmt.Errorf("media: IVF frame count: %w", err)
+		return fmt.Errorf("media: IVF header length: %w", err)
 	}
 	var n [4]byte
-	binary.LittleEndian.PutUint32(n[:], uint32(s.stats.Frames))
+	binary.LittleEndian.PutUint32(n[:], uint32(min(s.pts, 1<<32-1)))
 	if _, err := ws.Write(n[:]); err != nil {
-		return fmt.Errorf("media: IVF frame count: %w", err)
+		return fmt.Errorf("media: IVF header length: %w", err)
 	}
 	if _, err := ws.Seek(0, io.SeekEnd); err != nil {
-		return fmt.Errorf("media: IVF frame count: %w", err)
+		return fmt.Errorf("media: IVF header length: %w", err)
 	}
 	return nil
 }

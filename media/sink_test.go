@@ -45,8 +45,13 @@ func TestIVFSinkRoundTripFFprobe(t *testing.T) {
 	if st.Bytes != int64(len(data)) {
 		t.Errorf("Stats.Bytes %d, file has %d", st.Bytes, len(data))
 	}
-	if n := binary.LittleEndian.Uint32(data[24:]); n != uint32(len(written)) {
-		t.Errorf("header frame count %d, want %d", n, len(written))
+	var total time.Duration
+	for _, f := range written {
+		total += f.Duration
+	}
+	// Each frame's duration is rounded to a tick.
+	if n, want := int(binary.LittleEndian.Uint32(data[24:])), int(total*90000/time.Second); n < want-len(written) || n > want+len(written) {
+		t.Errorf("header length %d, want the duration %d (90 kHz ticks)", n, want)
 	}
 	// Our reader gets the same frames back.
 	r, err := OpenIVF(bytes.NewReader(data))
@@ -74,6 +79,16 @@ func TestIVFSinkRoundTripFFprobe(t *testing.T) {
 	want := "codec_name=vp8\nwidth=1280\nheight=720\nnb_read_frames=" + strconv.Itoa(len(written))
 	if out != want {
 		t.Fatalf("ffprobe:\n%s\nwant:\n%s", out, want)
+	}
+	// ffprobe reports the recording's real duration (it read 0.001 s when
+	// the header held the frame count in 90 kHz units).
+	out = ffprobe(t, "-v", "error", "-show_entries", "format=duration", "-of", "default=noprint_wrappers=1:nokey=1", path)
+	secs, err := strconv.ParseFloat(out, 64)
+	if err != nil {
+		t.Fatalf("ffprobe duration %q: %v", out, err)
+	}
+	if d := secs - total.Seconds(); d < -0.001 || d > 0.001 {
+		t.Errorf("ffprobe duration %.3f s, want %.3f s", secs, total.Seconds())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/duetcall/duet/identity"
 )
@@ -269,4 +272,176 @@ func TestPublishFailsFast(t *testing.T) {
 		}
 		break
 	}
+}
+
+// metaLeader returns the index of the JetStream meta leader, or -1.
+func (c *natsCluster) metaLeader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, nd := range c.nodes {
+		if nd.srv != nil && nd.srv.JetStreamIsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestStartDuringElection: a relay starting while JetStream elects leaders
+// (the node that led the meta group and the directory's streams was just
+// killed; quorum holds) waits for the election and starts.
+func TestStartDuringElection(t *testing.T) {
+	c := startCluster(t, 3)
+	r0 := startClusterRelay(t, c, 0, Options{KVReplicas: 3})
+	u := r0.newUser(t)
+	// Move every leader to one node, then kill it.
+	leader := c.metaLeader()
+	for _, b := range []string{bucketAliases, bucketKeys, bucketChallenges, bucketConfig} {
+		for c.waitStreamLeader(kvStream(b)) != leader {
+			if err := c.nodes[c.waitStreamLeader(kvStream(b))].srv.JetStreamStepdownStream(server.DEFAULT_GLOBAL_ACCOUNT, kvStream(b)); err != nil {
+				t.Logf("stepdown %s: %v", b, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	other := (leader + 1) % 3
+	c.kill(leader)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, err := New(ctx, Options{NATSURL: c.url(other), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("New during the election, after %v: %v", time.Since(start), err)
+	}
+	t.Logf("started after %v", time.Since(start))
+	r := &testRelay{srv: srv, ts: httptest.NewServer(srv.Handler())}
+	t.Cleanup(r.stop)
+	if got := r.register(t, u.id); got != u.alias {
+		t.Fatalf("registered as %s, want %s", got, u.alias)
+	}
+}
+
+// bucketReplicasNow reads a bucket's replica count from JetStream.
+func bucketReplicasNow(t testing.TB, r *testRelay, bucket string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := r.srv.nats.js.KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.(*jetstream.KeyValueBucketStatus).Config().Replicas
+}
+
+// TestKVReplicasNeverLowered: a node joining with a smaller --kv-replicas
+// keeps the cluster's replica count (and says which count it runs with);
+// only KVReplicasLower lowers it. A larger count raises it.
+func TestKVReplicasNeverLowered(t *testing.T) {
+	c := startCluster(t, 3)
+	r0 := startClusterRelay(t, c, 0, Options{KVReplicas: 2})
+	if got := r0.srv.KVReplicas(); got != 2 {
+		t.Fatalf("KVReplicas() = %d, want 2", got)
+	}
+	r1 := startClusterRelay(t, c, 1, Options{KVReplicas: 3})
+	r2 := startClusterRelay(t, c, 2, Options{KVReplicas: 1})
+	r3 := startClusterRelay(t, c, 0, Options{})
+	for _, b := range []string{bucketAliases, bucketKeys, bucketChallenges, bucketConfig} {
+		if got := bucketReplicasNow(t, r2, b); got != 3 {
+			t.Errorf("%s: %d replicas after a node joined with --kv-replicas 1, want 3", b, got)
+		}
+	}
+	if r1.srv.KVReplicas() != 3 || r2.srv.KVReplicas() != 3 || r3.srv.KVReplicas() != 3 {
+		t.Errorf("effective replicas %d %d %d, want 3 3 3", r1.srv.KVReplicas(), r2.srv.KVReplicas(), r3.srv.KVReplicas())
+	}
+	r4 := startClusterRelay(t, c, 1, Options{KVReplicas: 1, KVReplicasLower: true})
+	if got := bucketReplicasNow(t, r4, bucketAliases); got != 1 || r4.srv.KVReplicas() != 1 {
+		t.Errorf("with KVReplicasLower: %d replicas (effective %d), want 1", got, r4.srv.KVReplicas())
+	}
+}
+
+// leadersOnto moves the leadership of the directory's streams to node i.
+func (c *natsCluster) leadersOnto(t testing.TB, i int) {
+	t.Helper()
+	for _, b := range []string{bucketAliases, bucketKeys, bucketChallenges, bucketConfig} {
+		eventually(t, 60*time.Second, "leader of "+b+" on node "+fmt.Sprint(i), func() bool {
+			l := c.waitStreamLeader(kvStream(b))
+			if l == i {
+				return true
+			}
+			_ = c.nodes[l].srv.JetStreamStepdownStream(server.DEFAULT_GLOBAL_ACCOUNT, kvStream(b))
+			time.Sleep(200 * time.Millisecond)
+			return false
+		})
+	}
+}
+
+// TestReadyzOnPeerLoss: when the NATS node leading the directory dies,
+// the relays on the other NATS nodes stay ready (a load balancer must not
+// drain every node at once for an election) while the streams elect new
+// leaders, and registration works again on them.
+func TestReadyzOnPeerLoss(t *testing.T) {
+	c := startCluster(t, 3)
+	var rs []*testRelay
+	for i := range 3 {
+		rs = append(rs, startClusterRelay(t, c, i, Options{KVReplicas: 3}))
+	}
+	c.leadersOnto(t, 0)
+	c.kill(0)
+	survivors := rs[1:]
+	var notReady []string
+	deadline := time.Now().Add(60 * time.Second)
+	for registered := 0; registered < len(survivors); {
+		if time.Now().After(deadline) {
+			t.Fatal("registration does not work again after the leader's loss")
+		}
+		registered = 0
+		for i, r := range survivors {
+			var e apiError
+			if code, _ := tryDo(r, "GET", "/readyz", "", nil, &e); code != 200 {
+				notReady = append(notReady, fmt.Sprintf("relay %d: %d %s", i+1, code, e.Error))
+			}
+			var ch challengeResponse
+			if code, _ := tryDo(r, "POST", "/api/v1/challenge", "", nil, &ch); code == 200 {
+				registered++
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(notReady) > 0 {
+		t.Fatalf("relays on surviving NATS nodes answered not ready %d times during the election: %s", len(notReady), strings.Join(notReady[:min(5, len(notReady))], "; "))
+	}
+}
+
+// TestReadyzQuorumLost: with two of three NATS nodes gone no registration
+// can work, and the relay left says so on /readyz (after its grace); once a
+// node returns, it is ready again.
+func TestReadyzQuorumLost(t *testing.T) {
+	c := startCluster(t, 3)
+	r := startClusterRelay(t, c, 0, Options{KVReplicas: 3})
+	r.srv.tun.readyGrace = time.Second
+	c.kill(1)
+	c.kill(2)
+	eventually(t, 30*time.Second, "challenges fail without quorum", func() bool {
+		code, _ := tryDo(r, "POST", "/api/v1/challenge", "", nil, nil)
+		return code == 503
+	})
+	var e apiError
+	eventually(t, 30*time.Second, "readyz 503 without quorum", func() bool {
+		code, _ := tryDo(r, "GET", "/readyz", "", nil, &e)
+		return code == 503
+	})
+	if e.Error != "directory_unavailable" {
+		t.Errorf("readyz without quorum: %+v", e)
+	}
+	if got := r.metric(t, `duet_relay_directory_ops_total{op="write",result="ok"}`); got < 1 {
+		t.Errorf("directory write ok = %v", got)
+	}
+	c.restart(1)
+	eventually(t, 60*time.Second, "ready again with quorum", func() bool {
+		code, _ := tryDo(r, "GET", "/readyz", "", nil, nil)
+		return code == 200
+	})
 }

@@ -12,7 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,12 +75,16 @@ type directory struct {
 	config     kvBucket
 	nc         *nats.Conn
 	reads      readPolicy
-	m          *metrics // nil-safe
+	m          *metrics     // nil-safe
+	replicas   int          // the buckets' replica count after opening
+	lastOK     atomic.Int64 // Unix ns of the last successful write
 	now        func() time.Time
 	rand       io.Reader
 }
 
-func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, now func() time.Time) (*directory, error) {
+// openDirectory creates or updates the buckets; replicas and lower are
+// Options.KVReplicas and Options.KVReplicasLower.
+func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, lower bool, now func() time.Time, log *slog.Logger) (*directory, error) {
 	d := &directory{now: now, rand: rand.Reader, nc: js.Conn()}
 	for _, b := range []struct {
 		kv  *kvBucket
@@ -90,11 +97,12 @@ func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, no
 	} {
 		b.cfg.Storage = jetstream.FileStorage
 		b.cfg.History = 1
-		n, err := bucketReplicas(ctx, js, b.cfg.Bucket, replicas)
+		n, err := bucketReplicas(ctx, js, b.cfg.Bucket, replicas, lower, log)
 		if err != nil {
 			return nil, err
 		}
 		b.cfg.Replicas = n
+		d.replicas = max(d.replicas, n)
 		kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%w: creating bucket %s: %w", ErrDirectory, b.cfg.Bucket, err)
@@ -104,28 +112,44 @@ func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, no
 	return d, nil
 }
 
-// bucketReplicas is the replica count to give a bucket: want when it is set
-// (> 0), else the bucket's current count, or 1 for a new bucket, so that a
-// node started without a replica setting never scales a clustered directory
-// down.
-func bucketReplicas(ctx context.Context, js jetstream.JetStream, bucket string, want int) (int, error) {
-	if want > 0 {
-		return want, nil
-	}
+// bucketReplicas is the replica count to give a bucket: want (> 0) for a
+// new bucket or one with fewer replicas; the bucket's current count when
+// want is unset, or when want is lower and lower is false (a node started
+// with a smaller --kv-replicas never scales a clustered directory down
+// unless told to: it warns and keeps the count); 1 for a new bucket without
+// want.
+func bucketReplicas(ctx context.Context, js jetstream.JetStream, bucket string, want int, lower bool, log *slog.Logger) (int, error) {
 	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return 1, nil
+		return max(want, 1), nil
 	}
+	cur := 0
 	if err == nil {
 		var st jetstream.KeyValueStatus
 		if st, err = kv.Status(ctx); err == nil {
+			cur = 1
 			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.Config().Replicas > 0 {
-				return bs.Config().Replicas, nil
+				cur = bs.Config().Replicas
 			}
-			return 1, nil
 		}
 	}
-	return 0, fmt.Errorf("%w: reading bucket %s: %w", ErrDirectory, bucket, err)
+	if err != nil {
+		return 0, fmt.Errorf("%w: reading bucket %s: %w", ErrDirectory, bucket, err)
+	}
+	switch {
+	case want <= 0 || want == cur:
+		return cur, nil
+	case want > cur:
+		log.Info("relay: raising the directory's replicas", "bucket", bucket, "from", cur, "to", want)
+		return want, nil
+	case lower:
+		log.Warn("relay: lowering the directory's replicas (--kv-replicas-lower)", "bucket", bucket, "from", cur, "to", want)
+		return want, nil
+	default:
+		log.Warn("relay: --kv-replicas is below the directory's replica count; keeping it (pass --kv-replicas-lower to lower it)",
+			"bucket", bucket, "kv_replicas", want, "keeping", cur)
+		return cur, nil
+	}
 }
 
 // TokenKey returns the bearer-token HMAC key, creating it on first use. Every
@@ -348,6 +372,7 @@ func (d *directory) Lookup(ctx context.Context, alias identity.Alias) (record, e
 func (d *directory) wrote(rev uint64, err error) (uint64, error) {
 	switch {
 	case err == nil:
+		d.lastOK.Store(time.Now().UnixNano())
 		d.m.dirOp("write", "ok")
 	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		d.m.dirOp("write", "conflict")
@@ -355,6 +380,21 @@ func (d *directory) wrote(rev uint64, err error) (uint64, error) {
 		d.m.dirOp("write", errorKind(err))
 	}
 	return rev, err
+}
+
+// lastWrite is when the directory last took a write (the zero time: never).
+func (d *directory) lastWrite() time.Time {
+	if ns := d.lastOK.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// probe writes this node's readiness key (node is a unique node id) to
+// the challenges bucket, where it expires like a challenge.
+func (d *directory) probe(ctx context.Context, node string) error {
+	_, err := d.wrote(d.challenges.kv.Put(ctx, "readyz."+strings.ReplaceAll(node, ".", "-"), nil))
+	return err
 }
 
 // randomAlias draws u + 8 uniformly random digits.

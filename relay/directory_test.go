@@ -224,7 +224,7 @@ func TestBucketReplicas(t *testing.T) {
 		{bucketAliases, 0, 1},
 		{bucketAliases, 3, 3},
 	} {
-		n, err := bucketReplicas(ctx, js, tc.bucket, tc.want)
+		n, err := bucketReplicas(ctx, js, tc.bucket, tc.want, false, testLogger(t))
 		if err != nil || n != tc.got {
 			t.Errorf("bucketReplicas(%s, %d) = %d, %v; want %d", tc.bucket, tc.want, n, err, tc.got)
 		}

@@ -97,6 +97,7 @@ type metrics struct {
 	disconnects   *prometheus.CounterVec // reason
 	directory     *prometheus.CounterVec // op, result
 	drops         *dropCounter
+	http          *httpCounter
 
 	inBy, outBy map[wire.Type]prometheus.Counter // cached children of envelopesIn/Out
 }
@@ -165,6 +166,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	var err error
+	if m.http, err = newHTTPCounter(reg); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -72,9 +72,13 @@ func connectNATS(ctx context.Context, url, dataDir string, log *slog.Logger) (*n
 		return nil, fmt.Errorf("%w: %w", ErrNATS, err)
 	}
 	b.js = js
-	if _, err := js.AccountInfo(ctx); err != nil {
+	err = waitJetStream(ctx, log, "account info on "+redactURL(url), func(ctx context.Context) error {
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
+	if err != nil {
 		b.close()
-		return nil, fmt.Errorf("%w: JetStream is not available on %s (enable it on the NATS server): %w", ErrNATS, redactURL(url), err)
+		return nil, err
 	}
 	return b, nil
 }

@@ -39,10 +39,14 @@ type Options struct {
 	// Required when NATSURL is empty.
 	DataDir string
 	// KVReplicas is the replica count of the directory buckets (external
-	// NATS clusters), applied when the node starts: buckets are created or
-	// updated to it. Zero keeps the buckets' current count (1 for new
-	// buckets), so only the node that changes it needs it set.
+	// NATS clusters), applied when the node starts: new buckets get it,
+	// existing ones are raised to it. Zero keeps the buckets' current count
+	// (1 for new buckets), so only the node that changes it needs it set.
+	// A count below the buckets' is ignored with a warning unless
+	// KVReplicasLower is set. Server.KVReplicas tells the effective count.
 	KVReplicas int
+	// KVReplicasLower lets KVReplicas lower the buckets' replica count.
+	KVReplicasLower bool
 	// ICE serves the ice-config endpoint; nil answers 503.
 	ICE ICEProvider
 	// OriginPatterns, if set, restricts the WebSocket's Origin header (see
@@ -77,6 +81,7 @@ type tunables struct {
 	floodLimit   int
 	pingInterval time.Duration
 	pingTimeout  time.Duration
+	readyGrace   time.Duration // see ReadyGrace
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -92,6 +97,7 @@ var defaultTunables = tunables{
 	floodLimit:   FloodLimit,
 	pingInterval: DefaultPingInterval,
 	pingTimeout:  DefaultPingTimeout,
+	readyGrace:   ReadyGrace,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -164,13 +170,21 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.nats = nb
-	s.dir, err = openDirectory(ctx, nb.js, opts.KVReplicas, s.now)
+	err = waitJetStream(ctx, s.log, "opening the directory", func(ctx context.Context) error {
+		d, err := openDirectory(ctx, nb.js, opts.KVReplicas, opts.KVReplicasLower, s.now, s.log)
+		s.dir = d
+		return err
+	})
 	if err != nil {
 		nb.close()
 		return nil, err
 	}
 	s.dir.m = m
-	key, err := s.dir.TokenKey(ctx)
+	var key []byte
+	err = waitJetStream(ctx, s.log, "reading the token key", func(ctx context.Context) (err error) {
+		key, err = s.dir.TokenKey(ctx)
+		return err
+	})
 	if err != nil {
 		nb.close()
 		return nil, err
@@ -184,6 +198,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.handler = s.routes()
 	return s, nil
 }
+
+// KVReplicas is the directory buckets' replica count the node runs with
+// (Options.KVReplicas, or what the buckets had).
+func (s *Server) KVReplicas() int { return s.dir.replicas }
 
 // Registry returns the registry the relay's metrics are on.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
@@ -199,14 +217,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/challenge", s.handleChallenge)
-	mux.HandleFunc("POST /api/v1/register", s.handleRegister)
-	mux.HandleFunc("GET /api/v1/keys/{alias}", s.authed(s.handleKeys))
-	mux.HandleFunc("GET /api/v1/calls/ice-config", s.authed(s.handleICEConfig))
+	count := s.metrics.http.wrap
+	mux.Handle("POST /api/v1/challenge", count("challenge", http.HandlerFunc(s.handleChallenge)))
+	mux.Handle("POST /api/v1/register", count("register", http.HandlerFunc(s.handleRegister)))
+	mux.Handle("GET /api/v1/keys/{alias}", count("keys", s.authed(s.handleKeys)))
+	mux.Handle("GET /api/v1/calls/ice-config", count("ice_config", s.authed(s.handleICEConfig)))
 	mux.HandleFunc("GET /api/v1/ws", s.handleWS)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/", count("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
-	})
+	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -215,6 +234,21 @@ func (s *Server) routes() http.Handler {
 	return apiCORS(mux)
 }
 
+// ReadyGrace is how long /readyz stays 200 while the directory's writes
+// fail: a NATS cluster that lost the server leading the directory elects a
+// new leader within seconds, during which no node can write; answering 503
+// then would make a load balancer drain every node at once. Past the grace
+// (no quorum, say) /readyz answers 503 directory_unavailable.
+const ReadyGrace = 10 * time.Second
+
+// readyProbeEvery: a /readyz within this of a successful directory write
+// answers without writing again.
+const readyProbeEvery = time.Second
+
+// handleReady answers whether this node can serve a new user now: it is
+// not shutting down, its own NATS connection is up, and the directory
+// takes a write (the probe: a key in the challenges bucket, expiring with
+// them), or took one within ReadyGrace.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	shutting := s.shutting
@@ -227,13 +261,25 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "nats_unavailable", "not connected to NATS")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if _, err := s.dir.aliases.kv.Status(ctx); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) does not answer")
+	if time.Since(s.dir.lastWrite()) < readyProbeEvery {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	err := s.dir.probe(ctx, s.router.inbox)
+	if err == nil {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return
+	}
+	if since := time.Since(s.dir.lastWrite()); since < s.tun.readyGrace {
+		s.log.Info("relay: the directory takes no writes (a NATS leader election?); still ready within the grace",
+			"since_last_write", since.Round(time.Millisecond), "grace", s.tun.readyGrace, "err", err)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "directory": "retrying"})
+		return
+	}
+	s.log.Warn("relay: not ready: the directory takes no writes", "err", err)
+	writeError(w, http.StatusServiceUnavailable, "directory_unavailable", "the directory (JetStream KV) takes no writes: is a majority of the NATS cluster up?")
 }
 
 // handleWS upgrades to a WebSocket session (docs/PROTOCOL.md §9.2).

@@ -277,7 +277,7 @@ func (s *session) open(ctx context.Context) bool {
 		s.closeLocked(statusRestart, "shutdown", reconnectFrame)
 	}
 	s.mu.Unlock()
-	s.log.Debug("relay: session ready")
+	s.log.Info("relay: session ready")
 	s.limiter = rate.NewLimiter(rate.Limit(s.srv.tun.rateLimit), s.srv.tun.rateBurst)
 	s.mu.Lock()
 	s.schedulePingLocked()
@@ -362,7 +362,7 @@ func (s *session) finish() {
 	reason := s.reason
 	s.mu.Unlock()
 	s.srv.metrics.disconnects.WithLabelValues(reason).Inc()
-	s.log.Debug("relay: session closed", "reason", reason)
+	s.log.Info("relay: session closed", "reason", reason)
 }
 
 // readClosed records why reading stopped.
@@ -468,6 +468,7 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		s.notice(ferr)
 		return
 	}
+	logCall(s.log, env)
 	s.srv.router.publish(s, env)
 }
 

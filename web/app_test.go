@@ -266,8 +266,8 @@ func TestDemoApp(t *testing.T) {
 	dial(string(bot.alias), `#dial-audio`)
 	bot.waitRing(10 * time.Second)
 	appWait(t, tb, 10*time.Second, fmt.Sprintf(`window.duetApp.screen === 'home' && document.getElementById('message').textContent === '%s did not answer.'`, bot.alias))
-	if st := bot.waitState(5*time.Second, "no answer", func(s duetcall.Status) bool { return s.State.Terminal() }); st.Reason != duetcall.ReasonNoAnswer {
-		t.Errorf("Go callee after the app gave up: %+v; want no_answer", st)
+	if st := bot.waitState(5*time.Second, "no answer", func(s duetcall.Status) bool { return s.State.Terminal() }); st.Reason != duetcall.ReasonMissed {
+		t.Errorf("Go callee after the app gave up: %+v; want missed", st)
 	}
 
 	// An offline callee: a clear message.

@@ -438,9 +438,9 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		if e := drive[jsError](alice, 5*time.Second, "waitError(2000)"); st.Reason != "no_answer" || e.Name != "ErrNoAnswer" {
 			t.Errorf("browser after its answer timeout: %+v, error %+v", st, e)
 		}
-		// The Go callee stops ringing: the browser sent call_hangup (no_answer).
+		// The Go callee stops ringing: the browser sent call_hangup (no_answer); a missed call there.
 		gst := bot.waitState(5*time.Second, "hangup", func(s duetcall.Status) bool { return s.State.Terminal() })
-		if gst.State != duetcall.StateHangup || gst.Reason != duetcall.ReasonNoAnswer {
+		if gst.State != duetcall.StateHangup || gst.Reason != duetcall.ReasonMissed {
 			t.Errorf("Go callee after the caller's answer timeout: %+v", gst)
 		}
 		if err := bot.mod.Answer(ctx); err == nil {

@@ -2,7 +2,8 @@
 // entry point duet.js, TypeScript declarations duet.d.ts) is plain ES modules
 // over WebCrypto that interoperate byte for byte with the Go SDK
 // (docs/PROTOCOL.md), including the call module (calls.js, with its media
-// E2EE worker e2ee-worker.js). The demo app (web/app) is an installable PWA
+// E2EE worker e2ee-worker.js); web/sdk/package.json makes it the npm
+// package @duetcall/duet. The demo app (web/app) is an installable PWA
 // on that SDK. Both are embedded, and [Handler] serves them in front of the
 // relay as `duet relay` does: the SDK at /sdk/, the app at /.
 //
@@ -23,8 +24,8 @@ var sdkFiles embed.FS
 //go:embed app
 var appFiles embed.FS
 
-// SDK is the browser SDK's files (duet.js, duet.d.ts and the modules it
-// imports), rooted at the sdk directory: serve it with
+// SDK is the browser SDK's files (duet.js, duet.d.ts, package.json and the
+// modules it imports), rooted at the sdk directory: serve it with
 // http.FileServerFS(web.SDK) under /sdk/.
 var SDK fs.FS = mustSub(sdkFiles, "sdk")
 

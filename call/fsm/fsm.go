@@ -422,13 +422,13 @@ func (m *Machine) onCall(c *call, e Event) {
 	}
 	n := &call{id: e.CallID, peer: e.Peer, video: e.Video, state: Calling, timers: map[Timer]bool{}}
 	m.cur = n
-	m.publish(n, "")
 	m.emit(Action{Kind: ActSetupCaller, CallID: n.id, Peer: n.peer, Video: n.video})
+	m.publish(n, "")
 }
 
 func (m *Machine) onAnswer(c *call, e Event) {
 	switch {
-	case c != nil && c.incoming && c.id == e.CallID && c.answering:
+	case c != nil && c.incoming && (e.CallID == "" || c.id == e.CallID) && c.answering:
 		m.emit(Action{Kind: ActAPIError, CallID: e.CallID, Error: ErrAlreadyAnswering})
 	case c == nil || !c.incoming || c.state != Ringing || (e.CallID != "" && c.id != e.CallID):
 		m.emit(Action{Kind: ActAPIError, CallID: e.CallID, Error: ErrNoIncomingCall})
@@ -591,7 +591,7 @@ func (m *Machine) onCallEvent(c *call, e Event) {
 	case EvConn:
 		m.onConn(c, e.Conn)
 	case EvMedia:
-		if c.state == Connected {
+		if c.state == Connected && c.timers[TimerMedia] {
 			m.startTimer(c, TimerMedia)
 		}
 	case EvNetChange:
@@ -690,8 +690,13 @@ func (m *Machine) onConn(c *call, st Conn) {
 			m.publish(c, "")
 			m.emit(Action{Kind: ActStartMedia, CallID: c.id})
 			m.startTimer(c, TimerMedia)
+		} else if !c.timers[TimerMedia] {
+			m.startTimer(c, TimerMedia) // back from an outage
 		}
 	case ConnDisconnected:
+		// Media stops with the connection: the recovery rules own the
+		// outage, the media watchdog only a connection that is up.
+		m.stopTimer(c, TimerMedia)
 		if !c.timers[TimerDisconnected] {
 			m.startTimer(c, TimerDisconnected)
 		}

@@ -35,12 +35,18 @@ with the reason when the call fails (offline, busy, declined, no_answer, ...).
 
 Flags:
   --video              video call (default: audio only)
-  --relay-only         relay all media through TURN (hides both IP addresses)
-  --send-video F.ivf   VP8 IVF file to send (default: the built-in test pattern)
+  --relay-only         relay all media through TURN: the peer sees the TURN
+                       server's address, not yours (it hides YOUR address; the
+                       peer's own candidates still reach you unless it uses
+                       --relay-only too)
+  --send-video F.ivf   VP8 IVF file to send in a video call (needs --video;
+                       default: the built-in test pattern)
   --send-audio F.ogg   Opus Ogg file to send (default: the built-in tone)
-  --record DIR         record what you receive into DIR: <call_id>-audio.ogg,
-                       and <call_id>-video.ivf for a video call
-  --duration D         hang up after D connected, e.g. 30s (default: at Ctrl-C)
+  --record DIR         record what you receive into DIR (created if missing,
+                       checked before the call): <call_id>-audio.ogg, and
+                       <call_id>-video.ivf for a video call
+  --duration D         hang up after D connected, e.g. 30s; more than 0
+                       (default: at Ctrl-C)
 ` + clientFlagsHelp() + `
 Examples:
   duet call u12345678                          # audio call
@@ -67,7 +73,8 @@ Flags:
   --record DIR         record what you receive into DIR (default: not recorded)
   --send-video F.ivf   VP8 IVF file to send (default: the built-in test pattern)
   --send-audio F.ogg   Opus Ogg file to send (default: the built-in tone)
-  --relay-only         relay all media through TURN (hides both IP addresses)
+  --relay-only         relay all media through TURN: the caller sees the TURN
+                       server's address, not yours (it hides YOUR address only)
 ` + clientFlagsHelp() + `
 Examples:
   duet answer --auto --record ./rec
@@ -91,7 +98,7 @@ func parseCallFlags(name, usage string, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	f = &callFlags{}
 	f.clientFlags.register(fs)
-	fs.BoolVar(&f.relayOnly, "relay-only", false, "relay all media through TURN (hides IP addresses)")
+	fs.BoolVar(&f.relayOnly, "relay-only", false, "relay all media through TURN (hides your IP address from the peer)")
 	fs.StringVar(&f.sendVideo, "send-video", "", "VP8 IVF file to send (default: built-in test pattern)")
 	fs.StringVar(&f.sendAudio, "send-audio", "", "Opus Ogg file to send (default: built-in tone)")
 	fs.StringVar(&f.record, "record", "", "directory to record received media into")
@@ -103,7 +110,69 @@ func parseCallFlags(name, usage string, args []string, stdout, stderr io.Writer)
 		fs.BoolVar(&f.once, "once", false, "exit after the first call ends")
 	}
 	pos, code, done = parseFlags(fs, args, usage, stdout, stderr)
+	if done {
+		return f, pos, code, done
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if err := f.validate(name, set); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n(see %s --help)\n", name, err, name)
+		return f, nil, 2, true
+	}
 	return f, pos, code, done
+}
+
+// validate checks what the flag package cannot: values that would be
+// ignored or found wrong only after the peer was rung.
+func (f *callFlags) validate(name string, set map[string]bool) error {
+	if set["duration"] && f.duration <= 0 {
+		return fmt.Errorf("--duration %v: want more than 0, e.g. 30s (leave it out to hang up at Ctrl-C)", f.duration)
+	}
+	if name == "duet call" && f.sendVideo != "" && !f.video {
+		return fmt.Errorf("--send-video %s sends video only in a video call: add --video", f.sendVideo)
+	}
+	for _, p := range []struct{ flag, path string }{{"--send-video", f.sendVideo}, {"--send-audio", f.sendAudio}} {
+		if p.path == "" {
+			continue
+		}
+		if st, err := os.Stat(p.path); err != nil {
+			return fmt.Errorf("%s: %w", p.flag, err)
+		} else if st.IsDir() {
+			return fmt.Errorf("%s %s is a directory, want a file", p.flag, p.path)
+		}
+	}
+	if f.record != "" {
+		if err := checkRecordDir(f.record); err != nil {
+			return fmt.Errorf("--record %s: %w", f.record, err)
+		}
+	}
+	return nil
+}
+
+// checkRecordDir creates dir if missing and checks that a file can be
+// created in it.
+func checkRecordDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	probe, err := os.CreateTemp(dir, ".duet-record-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write recordings there: %w", err)
+	}
+	name := probe.Name()
+	probe.Close()
+	return os.Remove(name)
+}
+
+// argsError says what is wrong with a command's positional arguments.
+func argsError(name, want string, pos []string) string {
+	switch {
+	case len(pos) == 0:
+		return fmt.Sprintf("%s: missing %s", name, want)
+	case want == "":
+		return fmt.Sprintf("%s: unexpected argument %q (it takes none)", name, pos[0])
+	}
+	return fmt.Sprintf("%s: one %s, got %d arguments: %q", name, want, len(pos), pos)
 }
 
 // session is a connected client with a call module.
@@ -134,6 +203,7 @@ func (s *session) relayCallbacks() client.Options {
 }
 
 type incomingCall struct {
+	id    string // the call ID: an answer can only ever reach this call
 	from  identity.Alias
 	video bool
 }
@@ -159,9 +229,9 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 		Signaler:    s.client,
 		AlwaysRelay: f.relayOnly,
 		Logger:      logger,
-		OnIncomingCall: func(from identity.Alias, isVideo bool) {
+		OnIncoming: func(in call.Incoming) {
 			select {
-			case s.incoming <- incomingCall{from, isVideo}:
+			case s.incoming <- incomingCall{in.CallID, in.From, in.Video}:
 			default:
 			}
 		},
@@ -264,18 +334,9 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 	}
 }
 
-// failed reports whether a call that ended with st failed (as opposed to a
-// normal hangup by either side).
-func failed(st call.Status) bool {
-	if st.State == call.StateRejected {
-		return true
-	}
-	switch st.Reason {
-	case call.ReasonNone, call.EndReason(wire.ReasonUserHangup):
-		return false
-	}
-	return true
-}
+// failed reports whether a call that ended with st failed for this side
+// (docs/PROTOCOL.md §10.3), as opposed to a hangup by either side.
+func failed(st call.Status) bool { return st.Err() != nil }
 
 func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f, pos, code, done := parseCallFlags("duet call", callUsage(), args, stdout, stderr)
@@ -283,7 +344,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprint(stderr, callUsage())
+		fmt.Fprintf(stderr, "%s\n(see duet call --help)\n", argsError("duet call", "ALIAS", pos))
 		return 2
 	}
 	peer, err := identity.ParseAlias(pos[0])
@@ -319,7 +380,7 @@ func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return code
 	}
 	if len(pos) != 0 {
-		fmt.Fprint(stderr, answerUsage())
+		fmt.Fprintf(stderr, "%s\n(see duet answer --help)\n", argsError("duet answer", "", pos))
 		return 2
 	}
 	s, err := f.start(ctx, stdout, stderr)
@@ -328,7 +389,10 @@ func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return 1
 	}
 	defer s.close()
-	in := bufio.NewReader(stdin)
+	var lines <-chan string
+	if !f.auto {
+		lines = readLines(stdin)
+	}
 	fmt.Fprintln(stdout, "waiting for calls (Ctrl-C to stop)")
 	for {
 		var c incomingCall
@@ -342,19 +406,14 @@ func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			kind = "video"
 		}
 		fmt.Fprintf(stdout, "incoming %s call from %s\n", kind, c.from)
-		if !f.auto && !ask(in, stdout, "Answer? [y/N] ") {
-			s.mod.Reject()
-			fmt.Fprintln(stdout, "rejected")
-			continue
+		st, answered := s.answerOrNot(ctx, c, f.auto, lines, stdout, stderr)
+		if answered {
+			st = s.watch(ctx, stdout, 0)
+			printStats(stdout, s.mod.Stats())
 		}
-		if err := s.mod.Answer(ctx); err != nil {
-			fmt.Fprintf(stderr, "duet answer: %v\n", err)
-		}
-		st := s.watch(ctx, stdout, 0)
-		printStats(stdout, s.mod.Stats())
 		fmt.Fprintf(stdout, "call ended: %s\n", describe(st))
 		if f.once || ctx.Err() != nil {
-			if failed(st) {
+			if st.Err() != nil {
 				return 1
 			}
 			return 0
@@ -362,11 +421,78 @@ func runAnswer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 }
 
-func ask(in *bufio.Reader, stdout io.Writer, prompt string) bool {
-	fmt.Fprint(stdout, prompt)
-	line, _ := in.ReadString('\n')
-	line = strings.ToLower(strings.TrimSpace(line))
-	return line == "y" || line == "yes"
+// answerOrNot asks whether to answer c (unless auto) and answers or
+// rejects that call, by its ID: a call that ends while the prompt shows
+// cancels the prompt, and no answer typed for one call ever reaches
+// another. It returns whether c was answered, else how it ended.
+func (s *session) answerOrNot(ctx context.Context, c incomingCall, auto bool, lines <-chan string, stdout, stderr io.Writer) (call.Status, bool) {
+	sub := s.mod.State().Subscribe()
+	defer sub.Unsubscribe()
+	yes := auto
+	if !auto {
+		// Lines typed before this prompt belong to no call.
+		for drained := false; !drained; {
+			select {
+			case <-lines:
+			default:
+				drained = true
+			}
+		}
+		fmt.Fprint(stdout, "Answer? [y/N] ")
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				_ = s.mod.RejectCall(c.id)
+				return s.mod.State().Get(), false
+			case st, ok := <-sub.C():
+				if ok && st.CallID == c.id && !st.State.Terminal() {
+					continue
+				}
+				if !ok || st.CallID == c.id {
+					fmt.Fprintf(stdout, "\nthe call from %s ended before you answered (%s); prompt cancelled\n", c.from, describe(st))
+					return st, false
+				}
+			case line, ok := <-lines:
+				if !ok {
+					line = "" // stdin closed: no
+				}
+				line = strings.ToLower(strings.TrimSpace(line))
+				yes = line == "y" || line == "yes"
+				break wait
+			}
+		}
+	}
+	if !yes {
+		if err := s.mod.RejectCall(c.id); err != nil {
+			fmt.Fprintf(stdout, "the call from %s had already ended\n", c.from)
+		} else {
+			fmt.Fprintln(stdout, "rejected")
+		}
+		return s.mod.State().Get(), false
+	}
+	if err := s.mod.AnswerCall(ctx, c.id); err != nil {
+		if errors.Is(err, call.ErrNoIncomingCall) {
+			fmt.Fprintf(stdout, "the call from %s ended before the answer (%s)\n", c.from, describe(s.mod.State().Get()))
+			return s.mod.State().Get(), false
+		}
+		fmt.Fprintf(stderr, "duet answer: %v\n", err)
+	}
+	return call.Status{}, true
+}
+
+// readLines reads r line by line on a goroutine of its own; the channel
+// closes at the end of r.
+func readLines(r io.Reader) <-chan string {
+	ch := make(chan string)
+	go func() {
+		defer close(ch)
+		in := bufio.NewScanner(r)
+		for in.Scan() {
+			ch <- in.Text()
+		}
+	}()
+	return ch
 }
 
 func describe(st call.Status) string {
@@ -377,7 +503,26 @@ func describe(st call.Status) string {
 }
 
 func printStats(w io.Writer, s call.Stats) {
-	fmt.Fprintf(w, "stats: connected %s, sent %d B (%d video / %d audio frames), received %d B (%d video / %d audio frames), candidates %s/%s\n",
+	pair := "none (no connection)"
+	if s.LocalCandidate != "" || s.RemoteCandidate != "" {
+		pair = orDash(s.LocalCandidate) + "/" + orDash(s.RemoteCandidate)
+	}
+	fmt.Fprintf(w, "stats: connected %s, sent %d B (%d video / %d audio frames), received %d B (%d video / %d audio frames), candidates %s\n",
 		s.Connected.Round(time.Millisecond), s.BytesSent, s.VideoFramesSent, s.AudioFramesSent,
-		s.BytesReceived, s.VideoFramesReceived, s.AudioFramesReceived, s.LocalCandidate, s.RemoteCandidate)
+		s.BytesReceived, s.VideoFramesReceived, s.AudioFramesReceived, pair)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// ask prints prompt and reports whether the next line of in says yes.
+func ask(in *bufio.Reader, stdout io.Writer, prompt string) bool {
+	fmt.Fprint(stdout, prompt)
+	line, _ := in.ReadString('\n')
+	line = strings.ToLower(strings.TrimSpace(line))
+	return line == "y" || line == "yes"
 }

@@ -10,11 +10,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
+	"golang.org/x/term"
 )
 
 // idUsage is the help of duet id, with the flags' defaults here.
@@ -34,9 +34,11 @@ func idUsage() string {
       that calls with them go through again. Compare the new safety number
       with PEER out of band (in person, or over a channel you already trust)
       before you accept it.
-  duet id restore [--relay URL] [--home DIR] < mnemonic.txt
-      Restore an identity from its mnemonic (read from standard input) and
-      get its alias back from the relay.
+  duet id restore [--relay URL] [--home DIR] [< mnemonic.txt]
+      Restore an identity from its mnemonic and get its alias back from the
+      relay. On a terminal it asks for the mnemonic without echoing it;
+      otherwise it reads standard input (words separated by spaces or line
+      breaks, e.g. one word per line).
 
 Flags:
   --words N            duet id new: mnemonic length, 12 or 24 (default 12)
@@ -90,7 +92,7 @@ func runID(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	case "accept":
 		err = idAccept(ctx, &cf, pos, yes, stdin, stdout)
 	case "restore":
-		err = idRestore(ctx, &cf, stdin, stdout)
+		err = idRestore(ctx, &cf, stdin, stderr, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "duet id %s: %v\n", sub, err)
@@ -123,8 +125,7 @@ func idNew(ctx context.Context, cf *clientFlags, words int, stdout io.Writer) er
 	fmt.Fprintf(stdout, "Your mnemonic (shown once; write it down and keep it secret, it restores this identity):\n\n  %s\n\n", m)
 	alias, err := cf.registerAndSave(ctx, id)
 	if err != nil {
-		fmt.Fprintf(stdout, "Not registered yet (%v).\nThe identity is saved in %s; `duet id show` registers it once the relay is reachable.\n", err, cf.keystorePath())
-		return nil
+		return fmt.Errorf("%w\nThe identity is saved in %s (the mnemonic above restores it); `duet id show` registers it once the relay is reachable", err, cf.keystorePath())
 	}
 	fmt.Fprintf(stdout, "Your alias: %s\n", alias)
 	return nil
@@ -247,15 +248,42 @@ func (cf *clientFlags) relayKeys(ctx context.Context, id *identity.Identity, ali
 	return c.RelayKeys(ctx, peer)
 }
 
-func idRestore(ctx context.Context, cf *clientFlags, stdin io.Reader, stdout io.Writer) error {
+// maxMnemonicInput bounds what idRestore reads: 24 of the longest words
+// with generous white space.
+const maxMnemonicInput = 4096
+
+// readMnemonic reads a mnemonic: on a terminal, one line typed without echo
+// after a prompt on prompt; otherwise all of stdin (up to maxMnemonicInput
+// bytes), so a file with one word per line works.
+func readMnemonic(stdin io.Reader, prompt io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(prompt, "Mnemonic (12 or 24 words; not shown as you type): ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(prompt)
+		if err != nil {
+			return "", fmt.Errorf("reading the mnemonic from the terminal: %w", err)
+		}
+		return string(b), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(stdin, maxMnemonicInput+1))
+	if err != nil {
+		return "", fmt.Errorf("reading the mnemonic from standard input: %w", err)
+	}
+	if len(b) > maxMnemonicInput {
+		return "", fmt.Errorf("standard input holds more than %d bytes; want only the mnemonic", maxMnemonicInput)
+	}
+	return string(b), nil
+}
+
+func idRestore(ctx context.Context, cf *clientFlags, stdin io.Reader, prompt, stdout io.Writer) error {
 	if _, err := os.Stat(cf.keystorePath()); err == nil {
 		return fmt.Errorf("an identity already exists in %s; restore into another --home", cf.keystorePath())
 	}
-	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("reading the mnemonic from standard input: %w", err)
+	text, err := readMnemonic(stdin, prompt)
+	if err != nil {
+		return err
 	}
-	m := identity.NormalizeMnemonic(strings.TrimSpace(line))
+	m := identity.NormalizeMnemonic(text)
 	id, err := identity.FromMnemonic(m)
 	if err != nil {
 		return err

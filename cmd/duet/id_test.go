@@ -109,9 +109,10 @@ func TestIDWithoutIdentityOrRelay(t *testing.T) {
 	if code, _, errOut := runCLI(t, "", "id", "show", "--home", home); code != 1 || !strings.Contains(errOut, "duet id new") {
 		t.Fatalf("id show without identity = %d, %q", code, errOut)
 	}
-	// The relay is unreachable: the identity is still created and saved.
+	// The relay is unreachable: the identity is still created and saved,
+	// and id new fails (exit 1) saying how to register later.
 	code, out, errOut := runCLI(t, "", "id", "new", "--relay", "http://127.0.0.1:1", "--home", home)
-	if code != 0 || !strings.Contains(out, "Not registered yet") || mnemonicRE.FindString(out) == "" {
+	if code != 1 || !strings.Contains(errOut, "`duet id show` registers it") || mnemonicRE.FindString(out) == "" {
 		t.Fatalf("id new offline = %d: %s%s", code, out, errOut)
 	}
 	if _, err := identity.LoadKeystore(filepath.Join(home, "keystore.json")); err != nil {

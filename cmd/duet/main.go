@@ -22,11 +22,30 @@ Usage:
   duet call ALIAS     call someone (duet call --help)
   duet answer         wait for calls and answer them (duet answer --help)
   duet version        print the version
-  duet help           this text
+  duet help [COMMAND] this text, or the help of COMMAND (relay, id, call, answer)
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// commandHelp returns the help text of a command, as its --help prints it.
+func commandHelp(name string) (string, bool) {
+	switch name {
+	case "relay":
+		return relayUsage, true
+	case "id":
+		return idUsage(), true
+	case "call":
+		return callUsage(), true
+	case "answer":
+		return answerUsage(), true
+	case "version":
+		return "Usage: duet version\n\nPrints the version.\n", true
+	case "help":
+		return usage, true
+	}
+	return "", false
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -52,6 +71,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "duet %s\n", version)
 		return 0
 	case "help", "--help", "-h":
+		if len(args) > 2 {
+			fmt.Fprintf(stderr, "duet help: one COMMAND at most, got %q\n", args[1:])
+			return 2
+		}
+		if len(args) == 2 {
+			text, ok := commandHelp(args[1])
+			if !ok {
+				fmt.Fprintf(stderr, "duet help: unknown command %q\n\n%s", args[1], usage)
+				return 2
+			}
+			fmt.Fprint(stdout, text)
+			return 0
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:

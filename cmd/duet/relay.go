@@ -60,7 +60,9 @@ Flags (environment variable in brackets):
   --kv-replicas N           replicas of the directory's JetStream KV buckets, 1 to 5, applied
                             at start; above 1 needs --nats-url to a cluster of at least N
                             servers [DUET_KV_REPLICAS] (default: keep the buckets' count,
-                            1 for a new directory)
+                            1 for a new directory); never lowers the buckets' count
+                            (warns and keeps it) without --kv-replicas-lower
+  --kv-replicas-lower       let --kv-replicas lower the buckets' replica count [DUET_KV_REPLICAS_LOWER]
   --turn-listen ADDR        embedded TURN address, UDP [DUET_TURN_LISTEN] (default :3478)
   --no-turn-tcp             embedded TURN on UDP only; by default it listens on TCP too, same
                             port, so that networks blocking UDP still get relayed calls
@@ -105,6 +107,7 @@ Examples:
 type relayConfig struct {
 	addr, dataDir, natsURL      string
 	kvReplicas                  int
+	kvReplicasLower             bool
 	turnListen, turnPublicHost  string
 	turnTCP, noTURN, forceRelay bool
 	turnAllowPeers              []netip.Prefix
@@ -181,6 +184,7 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	fs.StringVar(&c.dataDir, "data-dir", str("DUET_DATA_DIR", "./duet-data"), "")
 	fs.StringVar(&c.natsURL, "nats-url", str("DUET_NATS_URL", ""), "")
 	fs.StringVar(&kvReplicas, "kv-replicas", str("DUET_KV_REPLICAS", ""), "")
+	fs.BoolVar(&c.kvReplicasLower, "kv-replicas-lower", boolean("DUET_KV_REPLICAS_LOWER"), "")
 	fs.StringVar(&c.turnListen, "turn-listen", str("DUET_TURN_LISTEN", ":3478"), "")
 	noTURNTCP := boolean("DUET_NO_TURN_TCP")
 	turnTCPEnv := !noTURNTCP
@@ -397,12 +401,13 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	srv, err := relay.New(startCtx, relay.Options{
-		NATSURL:    cfg.natsURL,
-		DataDir:    cfg.dataDir,
-		KVReplicas: cfg.kvReplicas,
-		ICE:        resolver,
-		Logger:     log,
-		Registry:   reg,
+		NATSURL:         cfg.natsURL,
+		DataDir:         cfg.dataDir,
+		KVReplicas:      cfg.kvReplicas,
+		KVReplicasLower: cfg.kvReplicasLower,
+		ICE:             resolver,
+		Logger:          log,
+		Registry:        reg,
 		PingInterval: func() time.Duration {
 			if cfg.pingInterval == 0 {
 				return -1 // no pings
@@ -418,7 +423,7 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	if srv.Embedded() {
 		log.Info("nats: embedded server with JetStream (no network port)", "store", filepath.Join(cfg.dataDir, "nats"))
 	} else {
-		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", cfg.kvReplicas)
+		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", srv.KVReplicas())
 	}
 
 	hs := &http.Server{Handler: web.Handler(srv.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

@@ -179,6 +179,20 @@ func TestKVReplicas(t *testing.T) {
 			t.Errorf("parseRelayConfig(%q, %v): replicas %d, %v; want %d", tc.args, tc.env, c.kvReplicas, err, tc.want)
 		}
 	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--kv-replicas-lower"}, nil, true},
+		{nil, map[string]string{"DUET_KV_REPLICAS_LOWER": "true"}, true},
+	} {
+		c, err := parseRelayConfig(tc.args, mapLookup(tc.env))
+		if err != nil || c.kvReplicasLower != tc.want {
+			t.Errorf("parseRelayConfig(%q, %v): lower %v, %v; want %v", tc.args, tc.env, c.kvReplicasLower, err, tc.want)
+		}
+	}
 	_, err := parseRelayConfig([]string{"--kv-replicas", "3"}, mapLookup(nil))
 	if err == nil || !strings.Contains(err.Error(), "--nats-url") {
 		t.Errorf("--kv-replicas 3 with the embedded NATS: %v, want an error naming --nats-url", err)

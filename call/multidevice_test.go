@@ -1,0 +1,254 @@
+package call
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/duetcall/duet/media"
+	"github.com/duetcall/duet/wire"
+)
+
+// countSink counts the frames written to it.
+type countSink struct{ n atomic.Int64 }
+
+func (c *countSink) WriteFrame(media.Frame) error { c.n.Add(1); return nil }
+
+// withCountingSinks records the frames each call receives into counters.
+func withCountingSinks(audio, video *countSink) peerOpt {
+	return withOptions(func(o *Options) {
+		o.Sinks = func(Status) (Sinks, error) { return Sinks{Audio: audio, Video: video}, nil }
+	})
+}
+
+// newDevice is another device of p's user: the same identity, a client and
+// module of its own (the relay rings both).
+func newDevice(t *testing.T, p *peer, name string, opts ...peerOpt) *peer {
+	t.Helper()
+	d := newPeer(t, name, append([]peerOpt{withIdentity(p.id)}, opts...)...)
+	if d.alias != p.alias {
+		t.Fatalf("%s registered as %s, want %s", name, d.alias, p.alias)
+	}
+	return d
+}
+
+// noError checks that p's OnError got nothing within a short while.
+func noError(t *testing.T, p *peer) {
+	t.Helper()
+	select {
+	case err := <-p.errs:
+		t.Errorf("%s: OnError got %v", p.name, err)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestMultiDeviceFirstAnswerWins(t *testing.T) {
+	checkLeaks(t)
+	var b1Audio, b1Video, b2Audio, b2Video countSink
+	a := newPeer(t, "a")
+	b1 := newPeer(t, "b1", withCountingSinks(&b1Audio, &b1Video))
+	b2 := newDevice(t, b1, "b2", withCountingSinks(&b2Audio, &b2Video))
+	if err := a.mod.Call(ctxT(t), b1.alias, Media{Video: true}); err != nil {
+		t.Fatal(err)
+	}
+	b1.waitIncoming(5 * time.Second)
+	b2.waitIncoming(5 * time.Second)
+
+	if err := b1.mod.Answer(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	answered := time.Now()
+	// b2 stops ringing: answered elsewhere, a plain ending, nothing sent.
+	st := b2.waitEnd(5 * time.Second)
+	took := time.Since(answered)
+	if st.State != StateHangup || st.Reason != ReasonAnsweredElsewhere || st.Err() != nil {
+		t.Errorf("b2: %+v, want hangup answered_elsewhere", st)
+	}
+	t.Logf("b2 stopped ringing %v after b1 answered", took.Round(time.Millisecond))
+	noError(t, b2)
+	b2.sig.mu.Lock()
+	n := len(b2.sig.sent)
+	b2.sig.mu.Unlock()
+	if n != 0 {
+		t.Errorf("b2 sent %d envelopes, want none", n)
+	}
+	a.waitState(StateConnected, 20*time.Second)
+	b1.waitState(StateConnected, 20*time.Second)
+	b1.waitStats(10*time.Second, "video from a", func(s Stats) bool { return s.VideoFramesReceived >= 10 && s.AudioFramesReceived >= 10 })
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b1.waitEnd(5 * time.Second)
+	if b1Audio.n.Load() == 0 || b1Video.n.Load() == 0 {
+		t.Errorf("b1 recorded %d audio and %d video frames", b1Audio.n.Load(), b1Video.n.Load())
+	}
+	if b2Audio.n.Load() != 0 || b2Video.n.Load() != 0 {
+		t.Errorf("b2 recorded %d audio and %d video frames, want none", b2Audio.n.Load(), b2Video.n.Load())
+	}
+}
+
+func TestMultiDeviceBothAnswer(t *testing.T) {
+	checkLeaks(t)
+	a := newPeer(t, "a")
+	b1 := newPeer(t, "b1")
+	b2 := newDevice(t, b1, "b2")
+	if err := a.mod.Call(ctxT(t), b1.alias, Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	b1.waitIncoming(5 * time.Second)
+	b2.waitIncoming(5 * time.Second)
+	// Both devices answer at once: the caller takes the first answer; the
+	// other device ends answered_elsewhere at once, never left connecting.
+	var wg sync.WaitGroup
+	for _, d := range []*peer{b1, b2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.mod.Answer(ctxT(t)); err != nil && !errors.Is(err, ErrCallEnded) {
+				t.Errorf("%s: Answer: %v", d.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	a.waitState(StateConnected, 20*time.Second)
+	s1, s2 := waitOneConnected(t, b1, b2)
+	if s1.State != StateConnected {
+		s1, s2 = s2, s1
+	}
+	if s1.State != StateConnected || s2.State != StateHangup || s2.Reason != ReasonAnsweredElsewhere {
+		t.Errorf("devices: %+v and %+v; want one connected, one answered elsewhere", s1, s2)
+	}
+	if n := len(a.sig.sentOf("call_select")); n < 1 {
+		t.Errorf("a sent %d call_select, want at least 1", n)
+	}
+}
+
+// waitOneConnected waits until one of x and y is connected and the other
+// ended, and returns their states.
+func waitOneConnected(t *testing.T, x, y *peer) (Status, Status) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sx, sy := x.mod.State().Get(), y.mod.State().Get()
+		if (sx.State == StateConnected && sy.State.Terminal()) || (sy.State == StateConnected && sx.State.Terminal()) {
+			return sx, sy
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not one connected and one ended: %s %+v, %s %+v", x.name, sx, y.name, sy)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMultiDeviceDeclineAndBusy(t *testing.T) {
+	checkLeaks(t)
+	a := newPeer(t, "a")
+	b1 := newPeer(t, "b1")
+	b2 := newDevice(t, b1, "b2")
+
+	// A decline on one device ends the call everywhere.
+	if err := a.mod.Call(ctxT(t), b1.alias, Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	b1.waitIncoming(5 * time.Second)
+	b2.waitIncoming(5 * time.Second)
+	if err := b1.mod.Reject(); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.waitEnd(5 * time.Second); st.State != StateRejected || st.Reason != ReasonDeclined {
+		t.Errorf("a: %+v, want rejected declined", st)
+	}
+	if err := waitErr(a.errs, ErrDeclined, 2*time.Second); err == nil {
+		t.Error("a's OnError did not get ErrDeclined")
+	}
+	if st := b2.waitEnd(5 * time.Second); st.State != StateRejected || st.Reason != ReasonDeclinedElsewhere || st.Err() != nil {
+		t.Errorf("b2: %+v, want rejected declined_elsewhere", st)
+	}
+	noError(t, b1)
+	noError(t, b2)
+
+	// b1 in a call with c: a's call gets busy from b1; b2 stops ringing.
+	c := newPeer(t, "c")
+	connect(t, c, b1, Media{Audio: true})
+	if err := a.mod.Call(ctxT(t), b1.alias, Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.waitEnd(5 * time.Second); st.State != StateRejected || st.Reason != ReasonBusy {
+		t.Errorf("a: %+v, want rejected busy", st)
+	}
+	if st := b2.waitEnd(5 * time.Second); st.Reason != ReasonBusyElsewhere {
+		t.Errorf("b2: %+v, want busy_elsewhere", st)
+	}
+	if st := b1.mod.State().Get(); st.State != StateConnected || st.Peer != c.alias {
+		t.Errorf("b1's call with c: %+v", st)
+	}
+}
+
+func TestGlare(t *testing.T) {
+	for _, order := range []struct {
+		name   string
+		aID    string
+		bID    string
+		winner string
+	}{
+		{"a's call wins", "AAAAglare-a-calls-b", "ZZZZglare-b-calls-a", "a"},
+		{"b's call wins", "ZZZZglare-a-calls-b", "AAAAglare-b-calls-a", "b"},
+	} {
+		t.Run(order.name, func(t *testing.T) {
+			checkLeaks(t)
+			// Each offer is held until the other one is being sent too:
+			// they cross on the relay, whatever the machine's load.
+			var arrived atomic.Int32
+			both := make(chan struct{})
+			hold := withDrop(func(env *wire.Envelope) bool {
+				if env.Type == wire.TypeCallOffer && (env.CallID == order.aID || env.CallID == order.bID) {
+					if arrived.Add(1) == 2 {
+						close(both)
+					}
+					select {
+					case <-both:
+					case <-time.After(10 * time.Second):
+					}
+				}
+				return false
+			})
+			a := newPeer(t, "a", hold, withCallIDs(func() string { return order.aID }))
+			b := newPeer(t, "b", hold, withCallIDs(func() string { return order.bID }))
+			var wg sync.WaitGroup
+			for _, p := range []struct{ from, to *peer }{{a, b}, {b, a}} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					if err := p.from.mod.Call(ctx, p.to.alias, Media{Audio: true}); err != nil && !errors.Is(err, ErrInCall) {
+						t.Errorf("%s: Call: %v", p.from.name, err)
+					}
+				}()
+			}
+			wg.Wait()
+			sa, sb := a.waitState(StateConnected, 20*time.Second), b.waitState(StateConnected, 20*time.Second)
+			want := order.aID
+			if order.winner == "b" {
+				want = order.bID
+			}
+			if sa.CallID != want || sb.CallID != want {
+				t.Errorf("connected calls %s and %s, want both %s", sa.CallID, sb.CallID, want)
+			}
+			for _, p := range []*peer{a, b} {
+				if n := len(p.sig.sentOf("call_reject")); n != 0 {
+					t.Errorf("%s sent %d call_reject (busy), want none", p.name, n)
+				}
+				noError(t, p)
+			}
+			waitMoreAudio(10*time.Second, "audio in the glare call", 20, a, b)
+			if err := a.mod.Hangup(); err != nil {
+				t.Fatal(err)
+			}
+			b.waitEnd(5 * time.Second)
+		})
+	}
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/duetcall/duet/call"
+	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/internal/syncbuf"
+	"golang.org/x/sys/unix"
+)
+
+// TestHelpCommand: `duet help CMD` prints what `duet CMD --help` prints.
+func TestHelpCommand(t *testing.T) {
+	for _, cmd := range []string{"relay", "id", "call", "answer"} {
+		code, got, errOut := runCLI(t, "", "help", cmd)
+		_, want, _ := runCLI(t, "", cmd, "--help")
+		if code != 0 || got != want || errOut != "" {
+			t.Errorf("help %s = %d, stderr %q, stdout:\n%s\nwant the output of %s --help:\n%s", cmd, code, errOut, got, cmd, want)
+		}
+	}
+	if code, _, errOut := runCLI(t, "", "help", "bogus"); code != 2 || !strings.Contains(errOut, `unknown command "bogus"`) {
+		t.Errorf("help bogus = %d, %q", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "", "help", "call", "id"); code != 2 {
+		t.Errorf("help with two commands = %d, want 2", code)
+	}
+}
+
+// TestCallArguments: every misuse is refused at once (exit 2), naming the
+// problem, before any connection (the relay here is unreachable: a check
+// made only after connecting would exit 1 with a connection error).
+func TestCallArguments(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--relay", "http://127.0.0.1:1", "--home", t.TempDir()}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"call"}, "missing ALIAS"},
+		{[]string{"call", "u12345678", "extra"}, `"extra"`},
+		{[]string{"call", "u12345678", "--duration", "-5s"}, "--duration -5s: want more than 0"},
+		{[]string{"call", "u12345678", "--duration", "0s"}, "--duration 0s: want more than 0"},
+		{[]string{"call", "u12345678", "--send-video", file}, "add --video"},
+		{[]string{"call", "u12345678", "--video", "--send-video", file + ".missing"}, "--send-video"},
+		{[]string{"call", "u12345678", "--send-audio", t.TempDir()}, "is a directory"},
+		{[]string{"call", "u12345678", "--record", filepath.Join(file, "rec")}, "--record " + filepath.Join(file, "rec")},
+		{[]string{"answer", "extra"}, `unexpected argument "extra"`},
+		{[]string{"answer", "--record", filepath.Join(file, "rec")}, "--record"},
+	} {
+		code, out, errOut := runCLI(t, "", append(c.args, common...)...)
+		if code != 2 || !strings.Contains(errOut, c.want) || out != "" {
+			t.Errorf("%q = %d, stdout %q, stderr %q; want 2 and %q", c.args, code, out, errOut, c.want)
+		}
+		if strings.Contains(errOut, "Usage:") {
+			t.Errorf("%q: the whole usage instead of the problem: %q", c.args, errOut)
+		}
+	}
+	// A missing --record directory is created at start.
+	rec := filepath.Join(t.TempDir(), "a", "b")
+	if code, _, errOut := runCLI(t, "", append([]string{"call", "u12345678", "--record", rec}, common...)...); code != 1 || strings.Contains(errOut, "--record") {
+		t.Errorf("call with a new --record dir = %d, %q; want the connection error (1)", code, errOut)
+	}
+	if st, err := os.Stat(rec); err != nil || !st.IsDir() {
+		t.Errorf("--record dir not created: %v", err)
+	}
+}
+
+func TestRelayOnlyHelp(t *testing.T) {
+	for _, u := range []string{callUsage(), answerUsage()} {
+		if strings.Contains(u, "hides both") || !strings.Contains(u, "hides YOUR address") {
+			t.Errorf("--relay-only help:\n%s", u)
+		}
+	}
+}
+
+func TestPrintStatsWithoutConnection(t *testing.T) {
+	var b bytes.Buffer
+	printStats(&b, call.Stats{})
+	if strings.Contains(b.String(), "candidates /") || !strings.Contains(b.String(), "candidates none (no connection)") {
+		t.Errorf("stats of a failed call: %q", b.String())
+	}
+	b.Reset()
+	printStats(&b, call.Stats{LocalCandidate: "host", RemoteCandidate: "relay"})
+	if !strings.Contains(b.String(), "candidates host/relay") {
+		t.Errorf("stats: %q", b.String())
+	}
+}
+
+// TestIDNewRegistrationFails: a relay URL that answers with a web page (a
+// wrong --relay) fails id new with a short message and exit 1; the
+// identity is saved and its mnemonic shown.
+func TestIDNewRegistrationFails(t *testing.T) {
+	page := "<!DOCTYPE html><html><head><title>Not Found</title></head><body>" + strings.Repeat("<p>lorem ipsum</p>", 200) + "</body></html>"
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, page)
+	}))
+	defer ts.Close()
+	home := t.TempDir()
+	code, out, errOut := runCLI(t, "", "id", "new", "--relay", ts.URL, "--home", home)
+	if code != 1 || strings.Contains(errOut, "<") || len(errOut) > 600 || !strings.Contains(errOut, "not the duet API") || !strings.Contains(errOut, "duet id show") {
+		t.Fatalf("id new against a web page = %d, stderr (%d bytes) %q", code, len(errOut), errOut)
+	}
+	if mnemonicRE.FindString(out) == "" {
+		t.Errorf("the mnemonic was not shown: %q", out)
+	}
+	if _, err := identity.LoadKeystore(filepath.Join(home, "keystore.json")); err != nil {
+		t.Errorf("keystore: %v", err)
+	}
+}
+
+// TestIDRestoreOneWordPerLine: a mnemonic file with one word per line
+// restores.
+func TestIDRestoreOneWordPerLine(t *testing.T) {
+	relayURL := startTestRelay(t)
+	m, err := identity.NewMnemonic(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := strings.Join(strings.Fields(m), "\n") + "\n"
+	code, out, errOut := runCLI(t, in, "id", "restore", "--relay", relayURL, "--home", t.TempDir())
+	if code != 0 || !aliasRE.MatchString(out) {
+		t.Fatalf("restore from one word per line = %d: %s%s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, strings.Repeat("abandon ", 600), "id", "restore", "--relay", relayURL, "--home", t.TempDir()); code != 1 || !strings.Contains(errOut, "more than") {
+		t.Fatalf("restore from a huge input = %d, %q", code, errOut)
+	}
+}
+
+// openPTY returns a pseudo-terminal's master and its terminal (slave).
+func openPTY(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("opening /dev/ptmx: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	rc, err := master.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		if ierr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ierr == nil {
+			n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
+		}
+	}); err != nil || ierr != nil {
+		t.Fatalf("unlocking the pty: %v %v", err, ierr)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return master, tty
+}
+
+// TestIDRestoreOnTerminal: on a terminal, id restore prompts and reads the
+// mnemonic without echoing it.
+func TestIDRestoreOnTerminal(t *testing.T) {
+	relayURL := startTestRelay(t)
+	master, tty := openPTY(t)
+	m, err := identity.NewMnemonic(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncbuf.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"id", "restore", "--relay", relayURL, "--home", t.TempDir()}, tty, &out, &errOut)
+	}()
+	// Type only once the prompt is out and echo is off (typing earlier
+	// would be echoed by the terminal whatever the program does next).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(errOut.String(), "Mnemonic") && tio.Lflag&unix.ECHO == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no prompt with echo off on the terminal; stderr %q, stdout %q", errOut.String(), out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := master.WriteString(m + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 || !aliasRE.MatchString(out.String()) {
+			t.Fatalf("id restore on a terminal = %d: %s%s", code, out.String(), errOut.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("id restore did not finish")
+	}
+	// Whatever the terminal echoed is in the master's buffer by now.
+	master.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	buf := make([]byte, 4096)
+	n, _ := master.Read(buf)
+	for _, w := range strings.Fields(m) {
+		if strings.Contains(string(buf[:n]), w) {
+			t.Fatalf("the terminal echoed the mnemonic: %q", buf[:n])
+		}
+	}
+	if tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS); err != nil || tio.Lflag&unix.ECHO == 0 {
+		t.Errorf("echo not restored after reading: %v", err)
+	}
+}
