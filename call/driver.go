@@ -166,6 +166,16 @@ func (m *Module) performLocked(acts []fsm.Action, in input) effects {
 		case fsm.ActRekey:
 			p, _ := in.msg.Body.(wire.RekeyPayload)
 			fx.after = append(fx.after, func() { s.onRekey(p) })
+		case fsm.ActRecovery:
+			if s != nil && !s.ending {
+				s.recovering = a.Recovering
+				if a.Recovering {
+					s.log.Info("call: connection lost; recovering")
+				} else {
+					s.log.Info("call: connection recovered")
+				}
+				m.publishLocked(s, ReasonNone)
+			}
 		case fsm.ActTeardown:
 			if s != nil {
 				m.teardownLocked(s)

@@ -51,6 +51,7 @@ type testHooks struct {
 	onRestart     func(callID string)
 	firstSeq      uint32
 	callID        func() string
+	localAddrs    func() []string
 }
 
 // setHooks installs hooks on m; call it before the first call.

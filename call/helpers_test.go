@@ -205,6 +205,7 @@ type peerConfig struct {
 	logger    *slog.Logger                // the logger (default: testLogger)
 	firstSeq  uint32                      // the epoch-0 key's first frame seq (hooks.firstSeq)
 	callID    func() string               // the IDs of the calls placed (hooks.callID)
+	addrs     func() []string             // the interface addresses watched (hooks.localAddrs)
 	delay     time.Duration               // latency of the peer's links (withDelay)
 }
 
@@ -221,6 +222,7 @@ func withOnRestart(f func()) peerOpt               { return func(c *peerConfig) 
 func withLogger(l *slog.Logger) peerOpt            { return func(c *peerConfig) { c.logger = l } }
 func withFirstSeq(seq uint32) peerOpt              { return func(c *peerConfig) { c.firstSeq = seq } }
 func withCallIDs(f func() string) peerOpt          { return func(c *peerConfig) { c.callID = f } }
+func withAddrs(f func() []string) peerOpt          { return func(c *peerConfig) { c.addrs = f } }
 
 // withDelay gives the peer's links a one-way latency of d: every packet its
 // pion sockets send (to the other peer, to STUN and TURN) arrives d later,
@@ -386,6 +388,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	}
 	h.firstSeq = cfg.firstSeq
 	h.callID = cfg.callID
+	h.localAddrs = cfg.addrs
 	p.mod.setHooks(h)
 	modp.Store(p.mod)
 	t.Cleanup(p.close)

@@ -140,6 +140,7 @@ func (s *session) startMediaLocked() {
 	}
 	s.goLocked(s.watchdog)
 	s.goLocked(s.diagLoop)
+	s.goLocked(s.watchNetwork)
 }
 
 // sendLoop encrypts every frame of a source and writes it to its track.

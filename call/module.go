@@ -71,6 +71,9 @@ type hooks struct {
 	// callID, when set, makes the IDs of the calls this module places
 	// (tests of glare's ordering).
 	callID func() string
+	// localAddrs, when set, replaces the interface addresses the call
+	// watches for network changes.
+	localAddrs func() []string
 }
 
 // errNoSignaler is returned by every operation of a Module without one.
@@ -313,7 +316,8 @@ func (m *Module) HandleUndeliverable(u client.Undeliverable) {
 
 // publishLocked publishes s's state; m.mu is held.
 func (m *Module) publishLocked(s *session, reason EndReason) {
-	st := Status{State: s.state, Peer: s.peer, CallID: s.id, Video: s.video, Incoming: s.incoming, Reason: reason}
+	st := Status{State: s.state, Peer: s.peer, CallID: s.id, Video: s.video, Incoming: s.incoming, Reason: reason,
+		Recovering: s.recovering && !s.state.Terminal()}
 	m.status.Set(st)
 	s.log.Info("call: state", "state", st.State, "reason", st.Reason)
 }

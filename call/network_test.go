@@ -455,3 +455,57 @@ func TestDTLSNoHelloVerify(t *testing.T) {
 		t.Errorf("the caller sent %d HelloVerifyRequest", n)
 	}
 }
+
+// TestNetworkChangeRestartsAtOnce: when the caller's interface addresses
+// change mid-call, it restarts ICE at once (PROTOCOL §10.6), before any
+// disconnected report, and media goes on.
+func TestNetworkChangeRestartsAtOnce(t *testing.T) {
+	checkLeaks(t)
+	var changed atomic.Bool
+	addrs := func() []string {
+		if changed.Load() {
+			return []string{"192.0.2.7/24"}
+		}
+		return []string{"192.0.2.6/24"}
+	}
+	restarted := make(chan struct{}, 1)
+	a := newPeer(t, "a", withAddrs(addrs), withOnRestart(func() {
+		select {
+		case restarted <- struct{}{}:
+		default:
+		}
+	}))
+	b := newPeer(t, "b")
+	connect(t, a, b, Media{Audio: true})
+	a.waitStats(5*time.Second, "audio", func(s Stats) bool { return s.AudioFramesReceived >= 10 })
+	sub := a.mod.State().Subscribe()
+	defer sub.Unsubscribe()
+	changed.Store(true)
+	select {
+	case <-restarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no ICE restart after the network changed")
+	}
+	// The app saw the recovery, then its end, while the state stayed
+	// connected.
+	var saw []bool
+	for deadline := time.After(10 * time.Second); len(saw) < 2 || saw[len(saw)-1]; {
+		select {
+		case st := <-sub.C():
+			if st.State != StateConnected {
+				t.Fatalf("a: %+v during the recovery", st)
+			}
+			if len(saw) == 0 && st.Recovering || len(saw) > 0 && st.Recovering != saw[len(saw)-1] {
+				saw = append(saw, st.Recovering)
+			}
+		case <-deadline:
+			t.Fatalf("recovery seen by the app: %v, want [true false]", saw)
+		}
+	}
+	waitMoreAudio(10*time.Second, "audio after the restart", 50, a, b)
+	for _, p := range []*peer{a, b} {
+		if st := p.mod.Stats(); st.ICERestarts != 1 || st.State != StateConnected {
+			t.Errorf("%s: %+v", p.name, st)
+		}
+	}
+}

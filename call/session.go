@@ -64,6 +64,7 @@ type session struct {
 	ending      bool // the teardown started
 	closing     bool // teardown is waiting for wg: no new goroutines
 	answering   bool // the answer is being made
+	recovering  bool // the connection is down and being recovered
 	ps          *peerSig
 	offerSent   bool
 	offerID     string        // the envelope id of our offer (undeliverable notices)

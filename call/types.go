@@ -89,6 +89,10 @@ type Status struct {
 	Incoming bool
 	// Reason is set in the terminal states.
 	Reason EndReason
+	// Recovering is true while a connected call's connection is down and
+	// being recovered (ICE restart, docs/PROTOCOL.md §10.6); the state
+	// stays connected meanwhile.
+	Recovering bool
 }
 
 // Media says what a call sends. Audio is always sent when Video is; a call

@@ -38,10 +38,16 @@ var (
 	ErrNotConnected = errors.New("client: not connected to the relay (it reconnects by itself; try again shortly)")
 	ErrClosed       = errors.New("client: closed")
 	ErrUnauthorized = errors.New("client: the relay refused authentication")
+	// ErrTooManySessions: the alias has the relay's maximum of concurrent
+	// sessions (devices) already; the newest is refused (PROTOCOL §9.2).
+	// A reconnecting client keeps trying with backoff.
+	ErrTooManySessions = errors.New("client: the relay refused the session: too many sessions of this alias")
 )
 
 // Undeliverable is the relay's notice that an envelope with a client id could
-// not be delivered because no device of the recipient is connected.
+// not be delivered: Reason is ReasonOffline (no device of the recipient is
+// connected), ReasonUnavailable or ReasonRecipientBusy (the client already
+// sent it once more).
 type Undeliverable struct {
 	ID     string         `json:"id"`
 	To     identity.Alias `json:"to"`
@@ -57,10 +63,15 @@ type RelayError struct {
 
 // Options configure a Client.
 type Options struct {
-	RelayURL string             // http://host:port of the relay
-	Identity *identity.Identity // this user's keys
-	Alias    identity.Alias     // this user's alias, from Register or the keystore
-	Pins     *PinStore          // pinned peer keys; nil keeps them in memory
+	// RelayURL is the relay, http(s)://host:port, or several nodes of one
+	// deployment separated by commas; RelayURLs adds more. The client
+	// connects to any that answers and, when it loses its relay, moves to
+	// the next one at once.
+	RelayURL  string
+	RelayURLs []string
+	Identity  *identity.Identity // this user's keys
+	Alias     identity.Alias     // this user's alias, from Register or the keystore
+	Pins      *PinStore          // pinned peer keys; nil keeps them in memory
 
 	// Handlers run on the client's read goroutine and must not block.
 	OnEnvelope      func(*wire.Envelope)
@@ -81,7 +92,7 @@ var (
 // Client is an authenticated, self-reconnecting connection to a relay.
 type Client struct {
 	opts  Options
-	base  string
+	bases []string // the relays, normalised (relayList)
 	log   *slog.Logger
 	hc    *http.Client
 	state *hot.Value[ConnState]
@@ -90,10 +101,12 @@ type Client struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	conn  *websocket.Conn
-	token string
+	mu      sync.Mutex
+	conn    *websocket.Conn
+	token   string
+	baseIdx int // the relay of bases connected to, or last tried
 
+	sent sentLog // recent envelopes with an id, for recipient_busy
 	// Liveness (liveness.go).
 	wsHC      *http.Client     // hc, recording the WebSocket's local address
 	wsLocal   localAddrTracker // the local address of the WebSocket's connection
@@ -117,7 +130,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	if !opts.Alias.Valid() {
 		return nil, fmt.Errorf("client: Options.Alias %q is not an alias; register first", opts.Alias)
 	}
-	base, err := baseURL(opts.RelayURL)
+	bases, err := relayList(opts.RelayURL, opts.RelayURLs)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +139,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	}
 	c := &Client{
 		opts:  opts,
-		base:  base,
+		bases: bases,
 		log:   opts.Logger,
 		hc:    opts.HTTPClient,
 		state: hot.New(StateConnecting),
@@ -142,7 +155,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	c.wsHC = wsHTTPClient(c.hc, &c.wsLocal)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
-	conn, err := c.dial(ctx)
+	conn, err := c.dialAny(ctx, c.firstRelay())
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -186,6 +199,7 @@ func (c *Client) Send(ctx context.Context, env *wire.Envelope) error {
 	// every other exchange on the shared connection.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
+	c.sent.add(env.ID, data)
 	if err := conn.Write(wctx, websocket.MessageText, data); err != nil {
 		return fmt.Errorf("client: sending %s to %s: %w", env.Type, env.To, err)
 	}
@@ -216,8 +230,12 @@ func (c *Client) Close() error {
 func (c *Client) run(conn *websocket.Conn) {
 	defer close(c.done)
 	attempt := 0
+	var lost time.Time
 	for {
 		if conn != nil {
+			if !lost.IsZero() {
+				c.log.Info("reconnected to the relay", "relay", c.relayBase(), "after", time.Since(lost).Round(time.Millisecond), "attempts", attempt)
+			}
 			attempt = 0
 			kctx, stopKeepAlive := context.WithCancel(c.ctx)
 			kdone := make(chan struct{})
@@ -232,17 +250,21 @@ func (c *Client) run(conn *websocket.Conn) {
 			if c.ctx.Err() != nil {
 				return
 			}
-			c.log.Info("relay connection lost; reconnecting", "err", err)
+			lost = time.Now()
+			c.log.Info("relay connection lost; reconnecting", "relay", c.relayBase(), "relays", len(c.bases), "err", err)
 		}
 		c.state.Set(StateDisconnected)
 		if c.immediate.Swap(false) {
 			// A dead connection found by keepAlive: dial at once.
-		} else if !sleepCtx(c.ctx, backoff(attempt)) {
+		} else if !sleepCtx(c.ctx, c.reconnectWait(attempt)) {
 			return
 		}
 		attempt++
+		c.mu.Lock()
+		next := c.baseIdx + 1 // the relay just lost (or failed) goes last
+		c.mu.Unlock()
 		var err error
-		conn, err = c.dial(c.ctx)
+		conn, err = c.dialAny(c.ctx, next)
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
@@ -285,12 +307,14 @@ type frame struct {
 // authTimeout bounds the whole handshake.
 const authTimeout = 10 * time.Second
 
-// dial connects and authenticates; on success the connection is installed.
-func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
+// dial connects and authenticates to relay idx of bases; on success the
+// connection is installed.
+func (c *Client) dial(ctx context.Context, idx int) (*websocket.Conn, error) {
 	c.state.Set(StateConnecting)
 	ctx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
-	wsURL := "ws" + strings.TrimPrefix(c.base, "http") + "/api/v1/ws"
+	base := c.bases[idx]
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/api/v1/ws"
 	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.wsHC})
 	if err != nil {
 		return nil, fmt.Errorf("client: dialling %s: %w", wsURL, err)
@@ -319,15 +343,22 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 		if websocket.CloseStatus(err) == 4001 {
 			return fail(fmt.Errorf("%w: %v (is %s registered on this relay?)", ErrUnauthorized, err, c.opts.Alias))
 		}
+		var ce websocket.CloseError
+		if errors.As(err, &ce) && ce.Code == websocket.StatusTryAgainLater && ce.Reason == "too_many_sessions" {
+			return fail(fmt.Errorf("%w (%s on this relay node); close another device's session or try again later", ErrTooManySessions, c.opts.Alias))
+		}
 		return fail(fmt.Errorf("client: waiting for ready: %w", err))
 	}
 	if ready.Type != "ready" || ready.Token == "" {
 		return fail(fmt.Errorf("client: the relay sent %q instead of ready", ready.Type))
 	}
 	c.noteSkew(ready.Time, sent, time.Now())
+	c.mu.Lock()
+	c.baseIdx = idx
+	c.mu.Unlock()
 	c.setConn(conn, ready.Token)
 	c.state.Set(StateConnected)
-	c.log.Debug("connected to relay", "relay", c.base, "alias", c.opts.Alias)
+	c.log.Info("connected to the relay", "relay", base, "alias", c.opts.Alias)
 	return conn, nil
 }
 
@@ -363,7 +394,10 @@ func (c *Client) readLoop(conn *websocket.Conn) error {
 		switch head.Type {
 		case "undeliverable":
 			var u Undeliverable
-			if json.Unmarshal(data, &u) == nil && c.opts.OnUndeliverable != nil {
+			if json.Unmarshal(data, &u) != nil || u.Reason == ReasonRecipientBusy && c.onBusy(u) {
+				continue
+			}
+			if c.opts.OnUndeliverable != nil {
 				c.opts.OnUndeliverable(u)
 			}
 		case "error":
@@ -469,7 +503,7 @@ func (c *Client) fetchKeys(ctx context.Context, peer identity.Alias) (identity.P
 		Signing   []byte `json:"ed25519"`
 		Agreement []byte `json:"x25519"`
 	}
-	if err := doJSON(ctx, c.hc, http.MethodGet, c.base+"/api/v1/keys/"+string(peer), token, nil, &resp); err != nil {
+	if err := doJSON(ctx, c.hc, http.MethodGet, c.relayBase()+"/api/v1/keys/"+string(peer), token, nil, &resp); err != nil {
 		return identity.PublicKeys{}, fmt.Errorf("client: fetching the keys of %s: %w", peer, err)
 	}
 	if resp.Alias != string(peer) {

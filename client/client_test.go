@@ -53,6 +53,7 @@ type testRelay struct {
 	ice  *countingICE
 	srv  *relay.Server
 	hs   *http.Server
+	opts relay.Options // the rest of the relay's options
 }
 
 func startRelay(t *testing.T) *testRelay {
@@ -71,7 +72,9 @@ func (r *testRelay) start() {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := relay.New(ctx, relay.Options{DataDir: r.dir, ICE: r.ice, Logger: slog.New(slog.DiscardHandler)})
+	o := r.opts
+	o.DataDir, o.ICE, o.Logger = r.dir, r.ice, slog.New(slog.DiscardHandler)
+	srv, err := relay.New(ctx, o)
 	if err != nil {
 		r.t.Fatal(err)
 	}

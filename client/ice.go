@@ -38,7 +38,7 @@ func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 		return ICEConfig{}, err
 	}
 	var cfg ICEConfig
-	if err := doJSON(ctx, c.hc, http.MethodGet, c.base+"/api/v1/calls/ice-config", token, nil, &cfg); err != nil {
+	if err := doJSON(ctx, c.hc, http.MethodGet, c.relayBase()+"/api/v1/calls/ice-config", token, nil, &cfg); err != nil {
 		return ICEConfig{}, fmt.Errorf("client: fetching the ICE config: %w", err)
 	}
 	if cfg.ICETransportPolicy != "all" && cfg.ICETransportPolicy != "relay" {

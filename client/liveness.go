@@ -201,6 +201,6 @@ func (c *Client) noteSkew(relayMs int64, sent, received time.Time) {
 	c.skew.Store(int64(skew))
 	if skew > skewWarn || skew < -skewWarn {
 		c.log.Warn("this machine's clock differs from the relay's: signaling refuses envelopes more than 60 s off; set the clock (NTP)",
-			"skew (relay minus local)", skew.Round(time.Second).String(), "relay", c.base)
+			"skew (relay minus local)", skew.Round(time.Second).String(), "relay", c.relayBase())
 	}
 }

@@ -44,15 +44,29 @@ func (e *APIError) Unwrap() error { return ErrRelay }
 // Register proves possession of id's signing key to the relay at relayURL and
 // returns the alias the relay assigned. Registering the same identity again
 // returns the same alias (restore on a new device); created reports whether
-// the alias is new.
+// the alias is new. relayURL may name several nodes of one deployment,
+// separated by commas: a node that cannot be reached, or answers 5xx, passes
+// the registration to the next.
 func Register(ctx context.Context, hc *http.Client, relayURL string, id *identity.Identity) (alias identity.Alias, created bool, err error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	base, err := baseURL(relayURL)
+	bases, err := relayList(relayURL, nil)
 	if err != nil {
 		return "", false, err
 	}
+	for _, base := range bases {
+		alias, created, err = registerAt(ctx, hc, base, id)
+		var apiErr *APIError
+		if err == nil || ctx.Err() != nil || errors.As(err, &apiErr) && apiErr.Status < 500 {
+			break
+		}
+	}
+	return alias, created, err
+}
+
+// registerAt is Register with one relay.
+func registerAt(ctx context.Context, hc *http.Client, base string, id *identity.Identity) (alias identity.Alias, created bool, err error) {
 	var ch struct {
 		Challenge string `json:"challenge"`
 	}

@@ -47,11 +47,20 @@ func (r *testRelay) sessionOf(t testing.TB, alias identity.Alias) *session {
 	return nil
 }
 
-// queued returns a copy of the frames waiting in s's send queue.
+// queued returns a copy of the frames waiting in s's send queue, behind
+// the one being written.
 func (s *session) queued() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([][]byte(nil), s.queue...)
+	var q [][]byte
+	first := 0
+	if s.inflight {
+		first = 1 // the writer has it
+	}
+	for _, f := range s.queue[min(first, len(s.queue)):] {
+		q = append(q, f.data)
+	}
+	return q
 }
 
 // bigEnvelope is an envelope from c to to with the largest payload.
@@ -117,6 +126,7 @@ func countEnvelopes(frames [][]byte) int {
 func TestSlowConsumerDropsCounted(t *testing.T) {
 	r := startRelay(t, Options{}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1e6, 1e6
+		tu.stallTimeout = 200 * time.Millisecond // the writer is stuck from the start
 		tu.queueLen = 16
 		tu.writeTimeout = 60 * time.Second
 		tu.closeGrace = 200 * time.Millisecond

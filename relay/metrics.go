@@ -33,9 +33,17 @@ const (
 	// recipient session: the shutdown deadline ended with the frame still
 	// queued, or the session closed while it was being drained.
 	DropShutdown DropReason = "shutdown"
+	// DropRecipientBusy: the recipient was sent more than it takes (its
+	// send queue full while it still reads, or its inbound byte budget
+	// spent) and this sender was the heaviest; the sender is told
+	// (undeliverable, recipient_busy).
+	DropRecipientBusy DropReason = "recipient_busy"
+	// DropNodeBudget: the node's queued-bytes budget (Options.QueueBudget)
+	// was spent; the sender is told recipient_busy.
+	DropNodeBudget DropReason = "node_budget"
 )
 
-var dropReasons = [...]DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish, DropShutdown}
+var dropReasons = [...]DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish, DropShutdown, DropRecipientBusy, DropNodeBudget}
 
 // dropCounter counts drops by reason. It is a custom collector because the
 // route_backlog count is kept by nats.go per subscription and is read at
@@ -97,7 +105,13 @@ type metrics struct {
 	disconnects   *prometheus.CounterVec // reason
 	directory     *prometheus.CounterVec // op, result
 	drops         *dropCounter
-	http          *httpCounter
+	// sessionsRefused: authenticated sessions refused because their alias
+	// had MaxSessionsPerAlias already.
+	sessionsRefused prometheus.Counter
+	// framesOverBudget: WebSocket frames (control frames and fragments
+	// included) past a session's frame budget.
+	framesOverBudget prometheus.Counter
+	http             *httpCounter
 
 	inBy, outBy map[wire.Type]prometheus.Counter // cached children of envelopesIn/Out
 }
@@ -145,6 +159,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Directory (JetStream KV) operations of this node, by op (read: any replica; leader_read: the stream leader; write) and result (ok, not_found, conflict, timeout, disconnected, unavailable, error).",
 		}, []string{"op", "result"}),
 		drops: newDropCounter(),
+		sessionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "duet_relay_sessions_refused_total", Help: "Authenticated sessions refused because their alias had the maximum number of sessions on this node.",
+		}),
+		framesOverBudget: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "duet_relay_ws_frames_over_budget_total", Help: "WebSocket frames (pings, pongs and continuation fragments included) past a session's frame budget.",
+		}),
 	}
 	m.inBy, m.outBy = make(map[wire.Type]prometheus.Counter), make(map[wire.Type]prometheus.Counter)
 	for _, t := range append(wire.CallTypes[:len(wire.CallTypes):len(wire.CallTypes)], "other") {
@@ -162,7 +182,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.undeliverable.WithLabelValues("sent")
 	m.undeliverable.WithLabelValues("silent")
 	for _, c := range []prometheus.Collector{m.sessions, m.envelopesIn, m.envelopesOut, m.refused,
-		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.directory, m.drops} {
+		m.undeliverable, m.authFailures, m.registrations, m.disconnects, m.directory, m.drops, m.sessionsRefused, m.framesOverBudget} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

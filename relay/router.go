@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,7 @@ const (
 type route struct {
 	sub      *nats.Subscription
 	sessions []*session
+	inbound  *inbound // the alias's inbound byte budget on this node
 }
 
 // router moves envelopes between local sessions and NATS.
@@ -55,6 +57,8 @@ type router struct {
 	inbox string
 	m     *metrics
 	log   *slog.Logger
+	tun   *tunables
+	now   func() time.Time
 
 	shards   []chan *nats.Msg // per-alias order is kept: an alias maps to one shard
 	quit     chan struct{}
@@ -71,8 +75,10 @@ type router struct {
 // errRouterClosed is returned by router.add once the node shuts down.
 var errRouterClosed = errors.New("relay: the node is shutting down")
 
-func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger) (*router, error) {
+func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now func() time.Time) (*router, error) {
 	r := &router{
+		tun:      tun,
+		now:      now,
 		nc:       nc,
 		inbox:    inboxPrefix + nuid.Next(),
 		m:        m,
@@ -162,7 +168,7 @@ func (r *router) add(s *session) error {
 			r.mu.Unlock()
 			return fmt.Errorf("%w: subscribing %s: %w", ErrNATS, s.alias, err)
 		}
-		rt = &route{sub: sub}
+		rt = &route{sub: sub, inbound: newInbound(r.tun)}
 		r.routes[s.alias] = rt
 	}
 	rt.sessions = append(rt.sessions, s)
@@ -262,13 +268,23 @@ func (r *router) publish(s *session, env *wire.Envelope) {
 // Reasons of undeliverable notices.
 const (
 	reasonOffline     = "offline"
-	reasonUnavailable = "unavailable" // this node cannot reach NATS
+	reasonUnavailable = "unavailable"    // this node cannot reach NATS
+	reasonBusy        = "recipient_busy" // the recipient is sent more than it takes
 )
 
+// hdrUndeliverable is the header of the notice a recipient's node sends to
+// an envelope's reply subject when it drops the envelope (recipient_busy).
+const hdrUndeliverable = "Duet-Undeliverable"
+
 // onInbox handles NATS's no-responders answers for envelopes sent by this
-// node's sessions.
+// node's sessions, and the recipient nodes' recipient_busy notices.
 func (r *router) onInbox(m *nats.Msg) {
-	if m.Header.Get("Status") != "503" {
+	reason := reasonOffline
+	switch {
+	case m.Header.Get("Status") == "503":
+	case m.Header.Get(hdrUndeliverable) == reasonBusy:
+		reason = reasonBusy
+	default:
 		return
 	}
 	rest, ok := strings.CutPrefix(m.Subject, r.inbox+".")
@@ -280,10 +296,14 @@ func (r *router) onInbox(m *nats.Msg) {
 		return
 	}
 	if len(parts) == 2 {
-		r.m.undeliverable.WithLabelValues("silent").Inc()
+		if reason == reasonOffline {
+			r.m.undeliverable.WithLabelValues("silent").Inc()
+		}
 		return
 	}
-	r.m.undeliverable.WithLabelValues("sent").Inc()
+	if reason == reasonOffline {
+		r.m.undeliverable.WithLabelValues("sent").Inc()
+	}
 	id, err := strconv.ParseUint(parts[0], 10, 64)
 	if err != nil {
 		return
@@ -292,8 +312,31 @@ func (r *router) onInbox(m *nats.Msg) {
 	s := r.sessions[id]
 	r.mu.RUnlock()
 	if s != nil {
-		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: parts[2], To: identity.Alias(parts[1]), Reason: reasonOffline}))
+		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: parts[2], To: identity.Alias(parts[1]), Reason: reason}))
 	}
+}
+
+// busy tells the senders of dropped envelopes (those with an id: their
+// reply subject has one more token) that the recipient is busy.
+func (r *router) busy(frames []outFrame) {
+	for _, f := range frames {
+		if f.reply == "" || strings.Count(f.reply, ".") != strings.Count(r.inbox, ".")+3 {
+			continue
+		}
+		msg := &nats.Msg{Subject: f.reply, Header: nats.Header{hdrUndeliverable: []string{reasonBusy}}}
+		_ = r.nc.PublishMsg(msg)
+	}
+}
+
+// senderOf reads the from alias of an envelope the relay encoded
+// (router.publish: type, to, from come first).
+func senderOf(data []byte) identity.Alias {
+	head := data[:min(len(data), 2*wire.MaxIDLen+64)]
+	i := bytes.Index(head, []byte(`"from":"`))
+	if i < 0 || len(data) < i+8+9 {
+		return ""
+	}
+	return identity.Alias(data[i+8 : i+8+9])
 }
 
 // dispatch delivers routed envelopes of one shard to the local sessions.
@@ -317,17 +360,37 @@ func (r *router) deliver(m *nats.Msg) {
 		return
 	}
 	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
+	f := outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}
 	n, found := 0, false
+	var dropped []outFrame
 	r.mu.RLock()
 	if rt := r.routes[alias]; rt != nil && len(rt.sessions) > 0 {
 		found = true
-		for _, s := range rt.sessions {
-			if s.enqueue(m.Data) {
-				n++
+		if !rt.inbound.allow(f.from, len(f.data), r.now(), r.tun) {
+			r.m.drops.Inc(DropRecipientBusy)
+			dropped = append(dropped, f)
+		} else {
+			refused := false
+			for _, s := range rt.sessions {
+				ok, d := s.enqueueFrame(f)
+				if ok {
+					n++
+				}
+				for _, x := range d {
+					if x.reply == f.reply {
+						refused = true // told below, once
+					} else {
+						dropped = append(dropped, x)
+					}
+				}
+			}
+			if refused && n == 0 {
+				dropped = append(dropped, f)
 			}
 		}
 	}
 	r.mu.RUnlock()
+	r.busy(dropped)
 	if !found {
 		r.m.drops.Inc(DropNoSession)
 	}

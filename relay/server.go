@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/relay/ice"
@@ -61,6 +62,14 @@ type Options struct {
 	// Now is the clock for tokens, challenges and rate limits; default
 	// time.Now.
 	Now func() time.Time
+	// MaxSessionsPerAlias caps one alias's concurrent sessions on this
+	// node; 0 means MaxSessionsPerAlias. The newest session past it is
+	// refused (docs/PROTOCOL.md §9.2).
+	MaxSessionsPerAlias int
+	// QueueBudget bounds the bytes queued for all sessions of this node;
+	// past it, envelopes are dropped (node_budget) and their senders told
+	// recipient_busy. 0 means DefaultQueueBudget().
+	QueueBudget int64
 	// PingInterval and PingTimeout are the liveness check of every
 	// authenticated session: a WebSocket ping after PingInterval without
 	// one, and a session that does not answer within PingTimeout is dropped
@@ -79,9 +88,15 @@ type tunables struct {
 	rateLimit    float64
 	rateBurst    int
 	floodLimit   int
-	pingInterval time.Duration
-	pingTimeout  time.Duration
-	readyGrace   time.Duration // see ReadyGrace
+	queueBytes   int
+	stallTimeout time.Duration
+	maxSessions  int
+	// per recipient alias (inbound)
+	recipientRate  float64
+	recipientBurst int
+	pingInterval   time.Duration
+	pingTimeout    time.Duration
+	readyGrace     time.Duration // see ReadyGrace
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -95,9 +110,15 @@ var defaultTunables = tunables{
 	rateLimit:    RateLimit,
 	rateBurst:    RateBurst,
 	floodLimit:   FloodLimit,
-	pingInterval: DefaultPingInterval,
-	pingTimeout:  DefaultPingTimeout,
-	readyGrace:   ReadyGrace,
+	queueBytes:   SendQueueBytes,
+	stallTimeout: stallTimeout,
+	maxSessions:  MaxSessionsPerAlias,
+
+	recipientRate:  RecipientByteRate,
+	recipientBurst: RecipientByteBurst,
+	pingInterval:   DefaultPingInterval,
+	pingTimeout:    DefaultPingTimeout,
+	readyGrace:     ReadyGrace,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -116,6 +137,8 @@ type Server struct {
 	tokens   *tokens
 	router   *router
 	handler  http.Handler
+	aliases  aliasLimits
+	budget   nodeBudget
 
 	nextID atomic.Uint64
 
@@ -160,6 +183,13 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("relay: registering metrics: %w", err)
 	}
 	s.metrics = m
+	if opts.MaxSessionsPerAlias > 0 {
+		s.tun.maxSessions = opts.MaxSessionsPerAlias
+	}
+	s.budget.limit = opts.QueueBudget
+	if s.budget.limit <= 0 {
+		s.budget.limit = DefaultQueueBudget()
+	}
 	if opts.DataDir != "" {
 		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("relay: data dir: %w", err)
@@ -190,7 +220,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.tokens = &tokens{key: key, now: s.now}
-	s.router, err = newRouter(nb.nc, m, s.log)
+	s.router, err = newRouter(nb.nc, m, s.log, &s.tun, s.now)
 	if err != nil {
 		nb.close()
 		return nil, err
@@ -314,7 +344,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered
 	}
 	conn.SetReadLimit(maxFrameSize)
-	sess := &session{srv: s, conn: conn, netConn: hj.conn, id: s.nextID.Add(1), log: s.log}
+	sess := &session{srv: s, conn: conn, netConn: hj.conn, id: s.nextID.Add(1), log: s.log,
+		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
+	if hj.meter != nil {
+		hj.meter.onFrame = sess.onWireFrame
+	}
 	s.mu.Lock()
 	if s.shutting {
 		s.mu.Unlock()
@@ -404,7 +438,8 @@ func (s *Server) authFailure(reason string) {
 // session can be dropped without waiting for a close handshake.
 type hijackRecorder struct {
 	http.ResponseWriter
-	conn net.Conn
+	conn  net.Conn
+	meter *frameMeter // counts the client's frames
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -412,20 +447,37 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return c, brw, err
 	}
-	h.conn = c
 	_ = c.SetDeadline(time.Time{}) // sessions bound their own writes
+	// Every byte read from here on passes the frame meter: coder/websocket
+	// reads the returned net.Conn (it resets the returned reader onto it).
+	h.meter = &frameMeter{}
+	mc := &meteredConn{Conn: c, m: h.meter}
+	h.conn = mc
 	// Swap net/http's 4 KiB buffers for small ones, keeping any bytes the
 	// client already sent: an idle session then holds 2 KiB of buffers
 	// instead of 8. Larger frames bypass bufio buffers anyway.
 	if err := brw.Writer.Flush(); err != nil {
-		return c, brw, err
+		return mc, brw, err
 	}
-	var r io.Reader = c
+	var r io.Reader = mc
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+		h.meter.scan(b)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), mc)
 	}
-	return c, bufio.NewReadWriter(bufio.NewReaderSize(r, sessionBufSize), bufio.NewWriterSize(c, sessionBufSize)), nil
+	return mc, bufio.NewReadWriter(bufio.NewReaderSize(r, sessionBufSize), bufio.NewWriterSize(mc, sessionBufSize)), nil
+}
+
+// meteredConn passes what it reads to a frameMeter.
+type meteredConn struct {
+	net.Conn
+	m *frameMeter
+}
+
+func (c *meteredConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.m.scan(p[:n])
+	return n, err
 }
 
 // sessionBufSize is the size of a session's read and write buffers.

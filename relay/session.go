@@ -22,9 +22,13 @@ import (
 const (
 	// AuthTimeout is how long a client has to authenticate after connecting.
 	AuthTimeout = 10 * time.Second
-	// SendQueueLen bounds a session's queue of frames waiting to be written.
-	// Overload policy: an envelope that finds the queue full is dropped
-	// (counted as slow_consumer) and the session is closed with 1013.
+	// SendQueueLen bounds a session's queue of frames waiting to be written
+	// (SendQueueBytes its bytes). Overload policy: when a routed envelope
+	// finds the queue full, a session whose writer has written nothing for
+	// stallTimeout is a slow consumer (the envelope is dropped, counted as
+	// slow_consumer, and the session closed with 1013); a session that is
+	// draining keeps its connection and the heaviest sender's frames are
+	// dropped instead (recipient_busy, the sender is told).
 	SendQueueLen = 256
 	// RateLimit and RateBurst limit the frames a session may send.
 	RateLimit = 50
@@ -70,14 +74,24 @@ type session struct {
 	alias   identity.Alias // set once authenticated
 	log     *slog.Logger
 
-	routed      bool // registered with the router
-	limiter     *rate.Limiter
-	refused     int // rate-limited frames in the current flood
+	routed      bool          // registered with the router
+	counted     bool          // counted in the alias's sessions (aliasLimits)
+	limiter     *rate.Limiter // the alias's, shared by its sessions on this node
+	refused     int           // rate-limited frames in the current flood
 	lastRefused time.Time
 
+	// The WebSocket frame budget (frameMeter), on the reading goroutine.
+	frameLim       *rate.Limiter
+	frameRefused   int
+	lastFrameFlood time.Time
+
 	mu       sync.Mutex
-	queue    [][]byte
-	writing  bool // a writer goroutine is running (or open holds the queue)
+	queue    []outFrame
+	qBytes   int                    // bytes in queue
+	bySender map[identity.Alias]int // bytes in queue per sender
+	progress time.Time              // last write finished, or the writer started
+	inflight bool                   // the writer is writing queue[0]
+	writing  bool                   // a writer goroutine is running (or open holds the queue)
 	closing  bool
 	draining bool           // node shutdown: close once the queue is written (drain)
 	reason   string         // disconnect reason (metrics label), set by kill
@@ -87,30 +101,127 @@ type session struct {
 
 func (s *session) now() time.Time { return s.srv.now() }
 
-// enqueue queues msg for the client without blocking. On a full queue the
-// frame is dropped and the session closed (slow consumer).
+// outFrame is a frame queued for the client: a routed envelope (from and
+// reply set) or a notice of the relay's (from empty).
+type outFrame struct {
+	data  []byte
+	from  identity.Alias // the envelope's sender, for fairness
+	reply string         // the sender's reply subject, for recipient_busy
+}
+
+// enqueue queues a notice for the client without blocking (see enqueueFrame).
 func (s *session) enqueue(msg []byte) bool {
+	ok, _ := s.enqueueFrame(outFrame{data: msg})
+	return ok
+}
+
+// enqueueFrame queues f without blocking. It returns whether f was queued,
+// and the frames dropped to make room or refused (f itself when not queued
+// for lack of room): the caller tells their senders (recipient_busy). A
+// session that has not written for stallTimeout with a full queue is closed
+// instead (slow_consumer).
+func (s *session) enqueueFrame(f outFrame) (bool, []outFrame) {
+	n := len(f.data)
 	s.mu.Lock()
 	if s.closing {
 		reason := s.dropReasonLocked()
 		s.mu.Unlock()
 		s.srv.metrics.drops.Inc(reason)
-		return false
+		return false, nil
 	}
-	if len(s.queue) >= s.srv.tun.queueLen {
+	tun := &s.srv.tun
+	full := func() bool { return len(s.queue) >= tun.queueLen || s.qBytes+n > tun.queueBytes }
+	var dropped []outFrame
+	if full() {
+		if s.writing && s.now().Sub(s.progress) > tun.stallTimeout {
+			s.mu.Unlock()
+			s.srv.metrics.drops.Inc(DropSlowConsumer)
+			s.kill(statusTryLater, "slow_consumer", nil)
+			return false, nil
+		}
+		// Fair drop: the heaviest sender's frames go first, f included.
+		for full() {
+			heavy, hb := s.heaviestLocked()
+			var ev outFrame
+			ok := heavy != f.from && s.bySender[f.from]+n < hb
+			if ok {
+				ev, ok = s.evictLocked(heavy)
+			}
+			if !ok {
+				s.mu.Unlock()
+				s.srv.metrics.drops.Add(DropRecipientBusy, uint64(1+len(dropped)))
+				return false, append(dropped, f)
+			}
+			dropped = append(dropped, ev)
+		}
+	}
+	if f.reply == "" {
+		s.srv.budget.force(n) // the relay's own notices: small, bounded by their cause
+	} else if !s.srv.budget.take(n) {
 		s.mu.Unlock()
-		s.srv.metrics.drops.Inc(DropSlowConsumer)
-		s.kill(statusTryLater, "slow_consumer", nil)
-		return false
+		s.srv.metrics.drops.Add(DropRecipientBusy, uint64(len(dropped)))
+		s.srv.metrics.drops.Inc(DropNodeBudget)
+		return false, append(dropped, f)
 	}
-	s.queue = append(s.queue, msg)
+	s.queue = append(s.queue, f)
+	s.qBytes += n
+	if s.bySender == nil {
+		s.bySender = make(map[identity.Alias]int)
+	}
+	s.bySender[f.from] += n
 	if !s.writing {
 		s.writing = true
+		s.progress = s.now()
 		s.wg.Add(1)
 		go s.writeLoop()
 	}
 	s.mu.Unlock()
-	return true
+	if len(dropped) > 0 {
+		s.srv.metrics.drops.Add(DropRecipientBusy, uint64(len(dropped)))
+	}
+	return true, dropped
+}
+
+// heaviestLocked is the sender with the most bytes queued. s.mu is held.
+func (s *session) heaviestLocked() (identity.Alias, int) {
+	var heavy identity.Alias
+	hb := -1
+	for a, b := range s.bySender {
+		if b > hb {
+			heavy, hb = a, b
+		}
+	}
+	return heavy, hb
+}
+
+// evictLocked removes the last queued frame of sender from the queue and
+// returns it; false when sender has none but the one being written. s.mu is
+// held.
+func (s *session) evictLocked(sender identity.Alias) (outFrame, bool) {
+	first := 0
+	if s.inflight {
+		first = 1
+	}
+	for i := len(s.queue) - 1; i >= first; i-- {
+		if f := s.queue[i]; f.from == sender {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			s.unqueuedLocked(f)
+			return f, true
+		}
+	}
+	return outFrame{}, false
+}
+
+// unqueuedLocked accounts for f leaving the queue. s.mu is held.
+func (s *session) unqueuedLocked(f outFrame) {
+	n := len(f.data)
+	s.qBytes -= n
+	s.srv.budget.give(n)
+	if b := s.bySender[f.from] - n; b > 0 {
+		s.bySender[f.from] = b
+	} else {
+		delete(s.bySender, f.from)
+	}
 }
 
 // dropReasonLocked is the reason frames a closing session discards are
@@ -126,7 +237,7 @@ func (s *session) dropReasonLocked() DropReason {
 // closes; a draining session closes once its queue is empty.
 func (s *session) writeLoop() {
 	defer s.wg.Done()
-	var batch [][]byte
+	held := false
 	for {
 		s.mu.Lock()
 		if s.closing || len(s.queue) == 0 {
@@ -140,26 +251,43 @@ func (s *session) writeLoop() {
 			s.mu.Unlock()
 			return
 		}
-		batch, s.queue = s.queue, batch[:0]
+		// The frame stays queued (and counted) until it is written, so that
+		// the queue's bytes and senders are what the client has not got.
+		f := s.queue[0]
+		s.inflight = true
 		s.mu.Unlock()
-		if h := s.srv.tun.beforeBatch; h != nil {
+		if h := s.srv.tun.beforeBatch; h != nil && !held {
 			h(s)
 		}
-		// One write timeout bounds the whole batch.
+		held = true
+		// Each frame has the write timeout: a client that reads slowly but
+		// steadily is not cut off by a long queue.
 		ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.writeTimeout)
-		for i, m := range batch {
-			if err := s.conn.Write(ctx, websocket.MessageText, m); err != nil {
-				cancel()
-				// The rest of the batch, this frame included, is lost.
-				s.mu.Lock()
-				s.srv.metrics.drops.Add(s.dropReasonLocked(), uint64(len(batch)-i))
-				s.closeLocked(websocket.StatusInternalError, "write_error", nil)
-				s.mu.Unlock()
-				return
-			}
-			batch[i] = nil
-		}
+		err := s.conn.Write(ctx, websocket.MessageText, f.data)
 		cancel()
+		s.mu.Lock()
+		s.inflight = false
+		if s.closing {
+			// kill dropped and counted the rest of the queue; f is ours.
+			if err != nil {
+				s.srv.metrics.drops.Inc(s.dropReasonLocked())
+			}
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		s.queue[0] = outFrame{}
+		s.queue = s.queue[1:]
+		s.unqueuedLocked(f)
+		if err != nil {
+			// This frame is lost, and the rest with the session.
+			s.srv.metrics.drops.Inc(s.dropReasonLocked())
+			s.closeLocked(websocket.StatusInternalError, "write_error", nil)
+			s.mu.Unlock()
+			return
+		}
+		s.progress = s.now()
+		s.mu.Unlock()
 	}
 }
 
@@ -218,10 +346,15 @@ func (s *session) closeLocked(code websocket.StatusCode, reason string, final []
 	}
 	s.closing = true
 	s.reason = reason
-	if n := len(s.queue); n > 0 {
+	n := len(s.queue)
+	if s.inflight {
+		n-- // the writer counts the frame it is writing, if it is lost
+	}
+	if n > 0 {
 		s.srv.metrics.drops.Add(s.dropReasonLocked(), uint64(n))
 	}
-	s.queue = nil
+	s.srv.budget.give(s.qBytes)
+	s.queue, s.qBytes, s.bySender = nil, 0, nil
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -248,6 +381,14 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.alias = alias
 	s.log = s.log.With("alias", alias)
+	lim, ok := s.srv.aliases.acquire(alias, s.now(), &s.srv.tun)
+	if !ok {
+		// The newest session is refused (see MaxSessionsPerAlias).
+		s.srv.metrics.sessionsRefused.Inc()
+		s.kill(statusTryLater, "too_many_sessions", nil)
+		return false
+	}
+	s.counted, s.limiter = true, lim
 	// Envelopes routed before "ready" is written wait in the queue: mark the
 	// writer busy until then.
 	s.mu.Lock()
@@ -271,6 +412,7 @@ func (s *session) open(ctx context.Context) bool {
 	s.writing = false
 	if !s.closing && len(s.queue) > 0 {
 		s.writing = true
+		s.progress = s.now()
 		s.wg.Add(1)
 		go s.writeLoop()
 	} else if s.draining {
@@ -278,7 +420,6 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.mu.Unlock()
 	s.log.Info("relay: session ready")
-	s.limiter = rate.NewLimiter(rate.Limit(s.srv.tun.rateLimit), s.srv.tun.rateBurst)
 	s.mu.Lock()
 	s.schedulePingLocked()
 	s.mu.Unlock()
@@ -353,6 +494,9 @@ func (s *session) finish() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.counted {
+		s.srv.aliases.release(s.alias, s.now())
+	}
 	if !s.routed {
 		return
 	}
@@ -470,6 +614,28 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 	}
 	logCall(s.log, env)
 	s.srv.router.publish(s, env)
+}
+
+// onWireFrame charges one WebSocket frame the client sent (any opcode,
+// fragments and control frames included; see frameMeter) to the session's
+// frame budget, twice its message rate limit. A session over the budget by
+// floodLimit frames, with no pause of floodReset between them, is closed
+// with 1008 (rate_limited). It runs on the reading goroutine.
+func (s *session) onWireFrame(op byte) {
+	now := s.now()
+	if s.frameLim.AllowN(now, 1) {
+		return
+	}
+	s.srv.metrics.framesOverBudget.Inc()
+	if now.Sub(s.lastFrameFlood) > floodReset {
+		s.frameRefused = 0
+	}
+	s.frameRefused++
+	s.lastFrameFlood = now
+	if s.frameRefused == s.srv.tun.floodLimit {
+		s.log.Info("relay: closing a session flooding WebSocket frames", "opcode", op)
+		s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
+	}
 }
 
 // notice writes an error notice for a refused frame.

@@ -295,8 +295,9 @@ func TestFlood(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	r := startRelay(t, Options{}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1e6, 1e6
-		tu.queueLen = 16                   // fewer frames to send
-		tu.writeTimeout = 60 * time.Second // the queue fills before a write times out
+		tu.stallTimeout = 200 * time.Millisecond // the writer is stuck from the start
+		tu.queueLen = 16                         // fewer frames to send
+		tu.writeTimeout = 60 * time.Second       // the queue fills before a write times out
 	})
 	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)

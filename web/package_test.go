@@ -132,10 +132,10 @@ func tarballFiles(t testing.TB, path string) map[string][]byte {
 // package.json (an ES module package with the entry and the E2EE worker as
 // its exports, the declarations as its types, no dependencies of any kind,
 // no install scripts), that `npm pack` packs exactly the SDK's modules,
-// duet.d.ts and package.json, that every packed module is reached from
-// duet.js or e2ee-worker.js (a module neither imports, such as a test-only
-// one, does not belong in the package), and that the version keeps step
-// with the Go module's release tags.
+// duet.d.ts, package.json and README.md, that every packed module is
+// reached from duet.js or e2ee-worker.js (a module neither imports, such as
+// a test-only one, does not belong in the package), and that the version
+// keeps step with the Go module's release tags.
 func TestSDKPackage(t *testing.T) {
 	raw, err := fs.ReadFile(web.SDK, "package.json")
 	if err != nil {
@@ -185,10 +185,10 @@ func TestSDKPackage(t *testing.T) {
 		}
 	}
 
-	// What npm packs: every module of web/sdk, the declarations and
-	// package.json; nothing else.
+	// What npm packs: every module of web/sdk, the declarations,
+	// package.json and README.md; nothing else.
 	files := tarballFiles(t, packSDK(t))
-	want := []string{"duet.d.ts", "package.json"}
+	want := []string{"README.md", "duet.d.ts", "package.json"}
 	entries, err := fs.ReadDir(web.SDK, ".")
 	if err != nil {
 		t.Fatal(err)

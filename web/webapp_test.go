@@ -20,6 +20,7 @@ import (
 
 // TestExampleWebApp runs examples/web-app as an app developer would: the
 // SDK packed with `npm pack` and installed from the tarball with npm, the
+// app's JavaScript checked against the installed package's types (tsc), the
 // app on its own site (its own node static server, under its content
 // security policy) and a relay on another origin, calling a `duet answer
 // --auto` bot (the CLI, built from cmd/duet). Both pages of the example
@@ -35,8 +36,10 @@ func TestExampleWebApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(src, "node_modules", "esbuild")); err != nil {
-		t.Fatalf("esbuild is not installed in examples/web-app (%v): run `make deps` (npm ci there)", err)
+	for _, tool := range []string{"esbuild", "typescript"} {
+		if _, err := os.Stat(filepath.Join(src, "node_modules", tool)); err != nil {
+			t.Fatalf("%s is not installed in examples/web-app (%v): run `make deps` (npm ci there)", tool, err)
+		}
 	}
 
 	// The app, as a developer's checkout: its files, its installed dev
@@ -50,6 +53,10 @@ func TestExampleWebApp(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(app, "node_modules", "@duetcall", "duet", "duet.js")); err != nil {
 		t.Fatalf("npm install %s: %v", tarball, err)
 	}
+	// The app's JavaScript against the installed package's types (tsc
+	// with checkJs: tsconfig.json, the types found through the package's
+	// exports), as an editor sees them.
+	runCmd(t, npmCommand(t, app, "run", "check"))
 	runCmd(t, npmCommand(t, app, "run", "build"))
 	for _, f := range []string{"app.js", "e2ee-worker.js"} {
 		if _, err := os.Stat(filepath.Join(app, "dist", f)); err != nil {

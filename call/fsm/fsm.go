@@ -221,6 +221,10 @@ const (
 	ActRekey ActionKind = "rekey"
 	// Teardown: release CallID's peer connection and media.
 	ActTeardown ActionKind = "teardown"
+	// Recovery: the connection is down and being recovered (Recovering),
+	// or is back: apps show it beside the seed's state, which stays
+	// connected (PROTOCOL §10.6).
+	ActRecovery ActionKind = "recovery"
 )
 
 // Action is one output.
@@ -239,6 +243,8 @@ type Action struct {
 	Timer    Timer      `json:"timer,omitempty"`
 	Ms       int64      `json:"ms,omitempty"`
 	Error    string     `json:"error,omitempty"`
+	// Recovering is the Recovery action's flag.
+	Recovering bool `json:"recovering,omitempty"`
 }
 
 // Message types the machine sends itself (the rest are the driver's).
@@ -297,6 +303,7 @@ type call struct {
 	restarted  bool // an ICE restart was begun in this outage (one allowed)
 	restarting bool // that restart is in progress (not yet connected again)
 	failed     bool // ICE failed in this outage
+	recovering bool // an outage is in progress (told with ActRecovery)
 	timers     map[Timer]bool
 }
 
@@ -596,6 +603,9 @@ func (m *Machine) onCallEvent(c *call, e Event) {
 		}
 	case EvNetChange:
 		if c.state == Connecting || c.state == Connected {
+			if !c.incoming && !c.restarted {
+				m.setRecovering(c, true)
+			}
 			m.restart(c)
 		}
 	case EvTimer:
@@ -684,6 +694,7 @@ func (m *Machine) onConn(c *call, st Conn) {
 		m.stopTimer(c, TimerRestartDelay)
 		m.stopTimer(c, TimerRestartWait)
 		c.restarted, c.restarting, c.failed = false, false, false
+		m.setRecovering(c, false)
 		if !c.connected {
 			c.connected = true
 			c.state = Connected
@@ -697,6 +708,7 @@ func (m *Machine) onConn(c *call, st Conn) {
 		// Media stops with the connection: the recovery rules own the
 		// outage, the media watchdog only a connection that is up.
 		m.stopTimer(c, TimerMedia)
+		m.setRecovering(c, true)
 		if !c.timers[TimerDisconnected] {
 			m.startTimer(c, TimerDisconnected)
 		}
@@ -704,6 +716,8 @@ func (m *Machine) onConn(c *call, st Conn) {
 			m.startTimer(c, TimerRestartDelay)
 		}
 	case ConnFailed:
+		m.stopTimer(c, TimerMedia)
+		m.setRecovering(c, true)
 		switch {
 		case c.restarting:
 			// The restart in progress is bounded by its own wait.
@@ -721,6 +735,15 @@ func (m *Machine) onConn(c *call, st Conn) {
 			m.end(c, Ended, ICEFailed, msgHangup, ICEFailed, ErrICEFailed)
 		}
 	}
+}
+
+// setRecovering tells the app when an outage begins or ends.
+func (m *Machine) setRecovering(c *call, on bool) {
+	if c.recovering == on || !c.connected {
+		return
+	}
+	c.recovering = on
+	m.emit(Action{Kind: ActRecovery, CallID: c.id, Recovering: on})
 }
 
 // restart begins the caller's one ICE restart of an outage; the callee has

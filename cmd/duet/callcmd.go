@@ -304,6 +304,7 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 	defer sub.Unsubscribe()
 	var timer <-chan time.Time
 	var last call.State
+	var recovering bool
 	for {
 		select {
 		case st, ok := <-sub.C():
@@ -317,6 +318,14 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 					line += fmt.Sprintf(" (%s)", st.Reason)
 				}
 				fmt.Fprintln(stdout, line)
+			}
+			if st.Recovering != recovering {
+				recovering = st.Recovering
+				if recovering {
+					fmt.Fprintln(stdout, "connection lost: recovering (ICE restart)")
+				} else if !st.State.Terminal() {
+					fmt.Fprintln(stdout, "connection recovered")
+				}
 			}
 			if st.State == call.StateConnected && hangupAfter > 0 && timer == nil {
 				timer = time.After(hangupAfter)

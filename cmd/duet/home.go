@@ -24,7 +24,7 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.relay, "relay", relayDefault(), "relay URL (default from $DUET_RELAY)")
+	fs.StringVar(&f.relay, "relay", relayDefault(), "relay URL, or several nodes separated by commas (default from $DUET_RELAY)")
 	fs.StringVar(&f.home, "home", defaultHome(), "directory of the keystore and pinned peer keys")
 }
 
@@ -39,7 +39,9 @@ func relayDefault() string {
 // clientFlagsHelp describes --relay and --home with their defaults here
 // (which depend on the environment), for the usage texts.
 func clientFlagsHelp() string {
-	return fmt.Sprintf(`  --relay URL          relay URL [DUET_RELAY] (default %s)
+	return fmt.Sprintf(`  --relay URL[,URL]    relay URL, or several nodes of one deployment separated by
+                       commas: any that answers, the next at once on its loss
+                       [DUET_RELAY] (default %s)
   --home DIR           directory of the keystore and pinned peer keys
                        (default $XDG_CONFIG_HOME/duet, else ~/.config/duet: %s)
 `, relayDefault(), defaultHome())

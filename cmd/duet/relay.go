@@ -79,6 +79,12 @@ Flags (environment variable in brackets):
   --ws-ping-timeout D       drop a session whose pong does not come within D, so a client
                             whose network died is offline within interval+timeout
                             [DUET_WS_PING_TIMEOUT] (default 10s)
+  --max-sessions-per-alias N  concurrent sessions of one alias on this node; the newest
+                            past it is refused (1013 too_many_sessions)
+                            [DUET_MAX_SESSIONS_PER_ALIAS] (default 8)
+  --queue-budget SIZE       bytes queued for all sessions of this node, e.g. 256MiB; past it
+                            envelopes are dropped and senders told recipient_busy
+                            [DUET_QUEUE_BUDGET] (default: an eighth of the memory, 32 MiB-512 MiB)
   --log-level LEVEL         debug, info, warn or error [DUET_LOG_LEVEL] (default info)
 
 TURN providers (environment or .env only), first configured wins:
@@ -114,6 +120,8 @@ type relayConfig struct {
 	logLevel                    slog.Level
 	pingInterval, pingTimeout   time.Duration
 	tls                         tlsConfig
+	maxSessions                 int
+	queueBudget                 int64
 	cfKeyID, cfToken            string
 	turnHost, turnSecret        string
 	twilioSID, twilioToken      string
@@ -177,7 +185,7 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 		return b
 	}
 	var c relayConfig
-	var allowPeers, logLevel, kvReplicas, pingInterval, pingTimeout string
+	var allowPeers, logLevel, kvReplicas, pingInterval, pingTimeout, maxSessions, queueBudget string
 	fs := flag.NewFlagSet("duet relay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", str("DUET_ADDR", ":8080"), "")
@@ -209,6 +217,8 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	fs.StringVar(&c.tls.turnHost, "turn-tls-host", str("DUET_TURN_TLS_HOST", ""), "")
 	fs.StringVar(&pingInterval, "ws-ping-interval", str("DUET_WS_PING_INTERVAL", relay.DefaultPingInterval.String()), "")
 	fs.StringVar(&pingTimeout, "ws-ping-timeout", str("DUET_WS_PING_TIMEOUT", relay.DefaultPingTimeout.String()), "")
+	fs.StringVar(&maxSessions, "max-sessions-per-alias", str("DUET_MAX_SESSIONS_PER_ALIAS", ""), "")
+	fs.StringVar(&queueBudget, "queue-budget", str("DUET_QUEUE_BUDGET", ""), "")
 	if envErr != nil {
 		return c, envErr
 	}
@@ -252,6 +262,20 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 		}
 		c.kvReplicas = n
 	}
+	if maxSessions != "" {
+		n, err := strconv.Atoi(maxSessions)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("%w: --max-sessions-per-alias %q: want a number of at least 1", errUsage, maxSessions)
+		}
+		c.maxSessions = n
+	}
+	if queueBudget != "" {
+		n, err := parseSize(queueBudget)
+		if err != nil || n < 1<<20 {
+			return c, fmt.Errorf("%w: --queue-budget %q: want a size of at least 1MiB, e.g. 256MiB", errUsage, queueBudget)
+		}
+		c.queueBudget = n
+	}
 	for _, p := range strings.Split(allowPeers, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
@@ -285,6 +309,26 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	c.twilioSID, c.twilioToken = str("TWILIO_ACCOUNT_SID", ""), str("TWILIO_AUTH_TOKEN", "")
 	c.meteredApp, c.meteredKey = str("METERED_APP", ""), str("METERED_API_KEY", "")
 	return c, nil
+}
+
+// parseSize reads a byte count: digits with an optional KiB, MiB or GiB
+// (or K, M, G) suffix.
+func parseSize(v string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
+		if rest, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("not a size: %q", v)
+	}
+	return n * mult, nil
 }
 
 // parseTURNListen checks --turn-listen (an IP literal or no host, and a
@@ -415,6 +459,9 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 			return cfg.pingInterval
 		}(),
 		PingTimeout: cfg.pingTimeout,
+
+		MaxSessionsPerAlias: cfg.maxSessions,
+		QueueBudget:         cfg.queueBudget,
 	})
 	cancel()
 	if err != nil {

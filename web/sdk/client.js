@@ -42,6 +42,12 @@ const SKEW_WARN_MS = 30_000;
 
 /** Responses larger than this are refused. */
 const MAX_RESPONSE = 1 << 20;
+/** Wait before an envelope refused with recipient_busy is sent again, and how many recent sends are kept for it. */
+export const BUSY_RETRY_MS = 1000;
+const BUSY_KEEP = 64;
+/** With several relays, a lost node's clients go to the next within this. */
+const FAILOVER_JITTER_MS = 100;
+
 /** A token is refreshed (by reconnecting) this long before it expires. */
 const TOKEN_MARGIN_MS = 30_000;
 
@@ -119,17 +125,45 @@ function defaultFetch() {
 }
 
 /**
+ * The relays of a relayUrl option: one URL, several separated by commas, or
+ * an array of them; normalised (relayBaseURL), duplicates dropped.
+ * @param {string | string[]} relayUrl
+ * @returns {string[]}
+ */
+export function relayList(relayUrl) {
+  const list = (Array.isArray(relayUrl) ? relayUrl : String(relayUrl ?? '').split(','))
+    .map((u) => String(u).trim())
+    .filter((u) => u !== '')
+    .map(relayBaseURL);
+  if (list.length === 0) throw new DuetError('ErrRelayURL', 'no relay URL');
+  return [...new Set(list)];
+}
+
+/**
  * Registers identity with the relay (§9.1): proves possession of the signing
  * key over a fresh challenge and returns the alias the relay assigned.
  * Registering the same identity again returns the same alias (restore on a
- * new device), with `created: false`.
- * @param {string} relayUrl
+ * new device), with `created: false`. relayUrl may list several nodes of one
+ * deployment (relayList): a node that cannot be reached, or answers 5xx,
+ * passes the registration to the next.
+ * @param {string | string[]} relayUrl
  * @param {import('./duet').Identity} identity
  * @param {{fetch?: typeof fetch}} [opts]
  * @returns {Promise<{alias: string, created: boolean}>}
  */
 export async function register(relayUrl, identity, opts = {}) {
-  const base = relayBaseURL(relayUrl);
+  const bases = relayList(relayUrl);
+  for (let i = 0; ; i++) {
+    try {
+      return await registerAt(bases[i], identity, opts);
+    } catch (e) {
+      const next = i + 1 < bases.length && (e?.name === 'ErrNetwork' || (e?.status ?? 0) >= 500);
+      if (!next) throw e;
+    }
+  }
+}
+
+async function registerAt(base, identity, opts) {
   const f = opts.fetch ?? defaultFetch();
   const ch = await httpJSON(f, 'POST', `${base}/api/v1/challenge`);
   let chal;
@@ -231,7 +265,9 @@ export class PinStore {
  * duet.d.ts (DuetClientOptions) for the options.
  */
 export class DuetClient {
-  #base;
+  #bases; // the relays (relayList)
+  #baseIdx = 0; // the one connected to, or last tried
+  #lostAt = 0; // when the connection was lost (for the reconnect log)
   #identity;
   #alias;
   #pins;
@@ -255,6 +291,7 @@ export class DuetClient {
   #iceExp = 0;
   #iceInflight = null;
   #calls = null;
+  #sent = new Map(); // id → envelope text of the latest sends with an id (null once resent), for recipient_busy
 
   /** Called with every envelope addressed to this alias. */
   onEnvelope = null;
@@ -269,7 +306,8 @@ export class DuetClient {
   constructor(opts) {
     const o = opts ?? {};
     if (!o.identity?.signingKey?.privateKey) throw new TypeError('DuetClient needs {identity} from deriveIdentity or createIdentity');
-    this.#base = relayBaseURL(o.relayUrl ?? globalThis.location?.origin);
+    this.#bases = relayList(o.relayUrl ?? globalThis.location?.origin);
+    this.#baseIdx = Math.floor(Math.random() * this.#bases.length);
     this.#identity = o.identity;
     this.#alias = o.aliasId ?? '';
     if (this.#alias && !validAlias(this.#alias)) throw new DuetError('ErrInvalidAlias', `aliasId "${String(this.#alias).slice(0, 32)}" is not an alias`);
@@ -278,6 +316,17 @@ export class DuetClient {
     this.#WS = o.WebSocket ?? globalThis.WebSocket;
     this.#log = o.logger ?? console;
     for (const k of ['onEnvelope', 'onUndeliverable', 'onRelayError', 'onError']) if (o[k]) this[k] = o[k];
+  }
+
+  // The relay connected to (or last tried): HTTP requests go there; a token
+  // of one node is valid on every node.
+  get #base() {
+    return this.#bases[this.#baseIdx];
+  }
+
+  /** @returns {string} the relay connected to, or last tried */
+  get relayUrl() {
+    return this.#base;
   }
 
   /** @returns {string} this user's alias ('' before register) */
@@ -310,7 +359,7 @@ export class DuetClient {
    * @returns {Promise<{alias: string, created: boolean}>}
    */
   async register() {
-    const r = await register(this.#base, this.#identity, { fetch: this.#fetch });
+    const r = await register(this.#bases.slice(this.#baseIdx).concat(this.#bases.slice(0, this.#baseIdx)), this.#identity, { fetch: this.#fetch });
     this.#alias = r.alias;
     return r;
   }
@@ -328,11 +377,30 @@ export class DuetClient {
     if (this.#ws || this.#reconnecting) throw new DuetError('ErrBusy', 'connect() was already called');
     this.#watchNetwork();
     try {
-      await this.#dial();
+      await this.#dialAny();
     } catch (e) {
       if (!this.#closed) this.#state.set('disconnected');
       throw e;
     }
+  }
+
+  // Tries each relay once, from the current one on (next: from the one
+  // after it); ErrUnauthorized stops (the nodes share the directory).
+  async #dialAny(next = false) {
+    const n = this.#bases.length;
+    const start = this.#baseIdx + (next ? 1 : 0);
+    let err;
+    for (let i = 0; i < n; i++) {
+      this.#baseIdx = (start + i) % n;
+      try {
+        await this.#dial();
+        return;
+      } catch (e) {
+        err = e;
+        if (this.#closed || e?.name === 'ErrUnauthorized') throw e;
+      }
+    }
+    throw err;
   }
 
   #dial() {
@@ -405,13 +473,17 @@ export class DuetClient {
         this.#noteSkew(f.time, authSent, Date.now());
         this.#startLiveness(ws);
         this.#state.set('connected');
-        this.#log.debug?.(`duet: connected to ${this.#base} as ${this.#alias}`);
+        if (this.#lostAt) this.#log.info?.(`duet: reconnected to the relay ${this.#base} as ${this.#alias} after ${Date.now() - this.#lostAt} ms`);
+        else this.#log.info?.(`duet: connected to the relay ${this.#base} as ${this.#alias}`);
+        this.#lostAt = 0;
         resolve();
       };
       ws.onclose = (ev) => {
         if (!settled) {
           if (ev.code === 4001) {
             fail(new DuetError('ErrUnauthorized', `the relay refused authentication: ${ev.reason || 'unauthorized'} (is ${this.#alias} registered on this relay?)`));
+          } else if (ev.code === 1013 && ev.reason === 'too_many_sessions') {
+            fail(new DuetError('ErrTooManySessions', `the relay refused the session: ${this.#alias} has the maximum number of sessions on this relay node; close another device's session or try again later`));
           } else {
             fail(new DuetError('ErrNetwork', `the relay connection closed during the handshake (code ${ev.code}${ev.reason ? ', ' + ev.reason : ''})`));
           }
@@ -438,6 +510,7 @@ export class DuetClient {
     switch (head?.type) {
       case 'undeliverable': {
         const n = { id: head.id, to: head.to, reason: head.reason };
+        if (n.reason === 'recipient_busy' && this.#resendBusy(n)) return;
         this.#calls?.handleUndeliverable(n);
         this.#callback('onUndeliverable', n);
         return;
@@ -492,7 +565,8 @@ export class DuetClient {
     this.#token = '';
     if (this.#closed) return;
     this.#state.set('disconnected');
-    this.#log.info?.(`duet: relay connection lost (code ${ev.code}${ev.reason ? ', ' + ev.reason : ''}); reconnecting`);
+    this.#lostAt ||= Date.now();
+    this.#log.info?.(`duet: relay connection lost (${this.#base}, code ${ev.code}${ev.reason ? ', ' + ev.reason : ''}); reconnecting${this.#bases.length > 1 ? ' to the next relay' : ''}`);
     this.#reconnectLoop();
   }
 
@@ -501,7 +575,9 @@ export class DuetClient {
     this.#reconnecting = true;
     try {
       for (let attempt = 0; !this.#closed; attempt++) {
-        const wait = this.#immediate ? 0 : backoff(attempt);
+        // With other relays to try, the first round goes at once (a jitter
+        // spreads a lost node's clients); then the backoff.
+        const wait = this.#immediate ? 0 : this.#bases.length > 1 && attempt === 0 ? Math.floor(Math.random() * FAILOVER_JITTER_MS) : backoff(attempt);
         this.#immediate = false;
         await new Promise((resolve) => {
           this.#sleep = { timer: setTimeout(resolve, wait), resolve };
@@ -509,7 +585,7 @@ export class DuetClient {
         this.#sleep = null;
         if (this.#closed) return;
         try {
-          await this.#dial();
+          await this.#dialAny(true);
           return;
         } catch (e) {
           if (this.#closed) return;
@@ -685,7 +761,34 @@ export class DuetClient {
     const text = encodeEnvelope({ ...envelope, from: this.#alias });
     const n = utf8(text).length;
     if (n > MAX_ENVELOPE_SIZE) throw new DuetError('ErrEnvelope', `invalid envelope: ${n} bytes exceeds the relay's ${MAX_ENVELOPE_SIZE}-byte frame limit`);
+    if (envelope.id) {
+      this.#sent.delete(envelope.id);
+      this.#sent.set(envelope.id, text);
+      if (this.#sent.size > BUSY_KEEP) this.#sent.delete(this.#sent.keys().next().value);
+    }
     ws.send(text);
+  }
+
+  /**
+   * A recipient_busy notice (§9.2): the envelope is sent once more after
+   * BUSY_RETRY_MS; only a second refusal reaches onUndeliverable. Returns
+   * whether it will be resent.
+   */
+  #resendBusy(n) {
+    const text = this.#sent.get(n.id);
+    if (!text) return false;
+    this.#sent.set(n.id, null);
+    this.#log.debug?.(`duet: ${n.to} is busy; sending ${n.id} again`);
+    setTimeout(() => {
+      const ws = this.#ws;
+      if (!this.#closed && ws && ws.readyState === 1) {
+        ws.send(text);
+        return;
+      }
+      this.#calls?.handleUndeliverable(n);
+      this.#callback('onUndeliverable', n);
+    }, BUSY_RETRY_MS);
+    return true;
   }
 
   /**

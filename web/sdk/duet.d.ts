@@ -24,7 +24,7 @@ export type DuetErrorName =
   | 'ErrUnknownEpoch' | 'ErrAuth' | 'ErrTooOld'
   // relay client (§9)
   | 'ErrRelay' | 'ErrRelayURL' | 'ErrNetwork' | 'ErrTimeout' | 'ErrUnauthorized'
-  | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged'
+  | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged' | 'ErrTooManySessions'
   // calls
   | 'ErrInCall' | 'ErrNoIncomingCall' | 'ErrAlreadyAnswering' | 'ErrNoMedia' | 'ErrCallEnded'
   | 'ErrNoAnswer' | 'ErrOffline' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
@@ -341,7 +341,10 @@ export declare const WS_AUTH_CONTEXT: 'duet/v1/ws-auth';
 /** Reconnect delay of attempt n, ms. */
 export declare function backoff(attempt: number): number;
 export declare function relayBaseURL(relayUrl: string): string;
-export declare function register(relayUrl: string, identity: Identity, opts?: { fetch?: typeof fetch }): Promise<{ alias: string; created: boolean }>;
+/** The relays of a relayUrl option (one URL, several separated by commas, or an array), normalised. */
+export declare function relayList(relayUrl: string | string[]): string[];
+/** relayUrl may list several nodes: one not reached, or answering 5xx, passes to the next. */
+export declare function register(relayUrl: string | string[], identity: Identity, opts?: { fetch?: typeof fetch }): Promise<{ alias: string; created: boolean }>;
 
 export declare class PinStore {
   private constructor();
@@ -357,7 +360,12 @@ export type ConnState = 'connecting' | 'connected' | 'disconnected' | 'closed';
 export interface Undeliverable {
   id: string;
   to: string;
-  reason: string;
+  /**
+   * 'offline' (no session of the recipient), 'unavailable' (the relay node
+   * cannot reach its message bus) or 'recipient_busy' (the recipient is sent
+   * more than it takes; the client already sent the envelope once more).
+   */
+  reason: 'offline' | 'unavailable' | 'recipient_busy' | string;
 }
 export interface RelayError {
   code: string;
@@ -377,8 +385,12 @@ export interface ICEConfig {
 }
 export interface DuetClientOptions {
   identity: Identity;
-  /** Default: the page's origin. */
-  relayUrl?: string;
+  /**
+   * Default: the page's origin. Several nodes of one deployment (an array,
+   * or separated by commas): the client connects to any that answers and,
+   * when it loses its node, to the next at once.
+   */
+  relayUrl?: string | string[];
   /** From register() or loadIdentity(). */
   aliasId?: string;
   /** Default PinStore.indexedDB(). */
@@ -396,6 +408,8 @@ export declare class DuetClient {
   readonly aliasId: string;
   readonly identity: Identity;
   readonly state: ConnState;
+  /** The relay connected to, or last tried (normalised). */
+  readonly relayUrl: string;
   /**
    * The relay's clock minus this machine's, in ms, measured at the last
    * authentication (0 before). Envelopes more than 60 s off are refused:

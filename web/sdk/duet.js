@@ -36,7 +36,7 @@ export {
 } from './frame.js';
 export { HotValue } from './observable.js';
 export {
-  REGISTER_CONTEXT, WS_AUTH_CONTEXT, backoff, relayBaseURL, register, PinStore, DuetClient,
+  REGISTER_CONTEXT, WS_AUTH_CONTEXT, backoff, relayBaseURL, relayList, register, PinStore, DuetClient,
   rtcConfiguration,
 } from './client.js';
 export {

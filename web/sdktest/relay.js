@@ -214,3 +214,70 @@ export function fireWindowEvent(name) {
 export function clockSkew() {
   return client.clockSkewMs;
 }
+
+/** How many relay notices arrived and were not taken yet. */
+export function noticeCount() {
+  return notices.length;
+}
+
+/**
+ * Connects a second client of this page's identity and alias; returns
+ * 'connected' or the error's name.
+ */
+export async function connectSecond() {
+  const c = new duet.DuetClient({ relayUrl: location.origin, identity: client.identity, aliasId: client.aliasId, fetch: countingFetch });
+  try {
+    await c.connect();
+    return 'connected';
+  } catch (e) {
+    return e.name;
+  } finally {
+    c.close();
+  }
+}
+
+const stateTimes = []; // [state, ms] of setupNodes's client
+
+/**
+ * Registers with registerUrls (the first may be down) and connects with
+ * relayUrl = urls (several relay nodes). Returns the alias.
+ */
+export async function setupNodes(mnemonic, registerUrls, urls) {
+  const identity = await duet.deriveIdentity(mnemonic);
+  const { alias } = await duet.register(registerUrls, identity);
+  client = new duet.DuetClient({ relayUrl: urls, identity, aliasId: alias, pins: duet.PinStore.memory() });
+  client.observeState().subscribe((s) => {
+    states.push(s);
+    stateTimes.push([s, performance.now()]);
+    wake();
+  });
+  client.onEnvelope = async (env) => {
+    try {
+      inbox.push({ message: jsonable(await client.open(env)), id: env.id ?? '' });
+    } catch (e) {
+      inbox.push({ error: `${e.name}: ${e.message}` });
+    }
+    wake();
+  };
+  await client.connect();
+  return alias;
+}
+
+/** The relay the client is connected to. */
+export function relayUrl() {
+  return client.relayUrl;
+}
+
+/** Milliseconds from the last connection's loss to the next connected. */
+export function failoverMs() {
+  let lost = -1;
+  let ms = -1;
+  for (const [s, t] of stateTimes) {
+    if (s !== 'connected' && lost < 0) lost = t;
+    if (s === 'connected' && lost >= 0) {
+      ms = t - lost;
+      lost = -1;
+    }
+  }
+  return ms;
+}

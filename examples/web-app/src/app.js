@@ -21,12 +21,15 @@ root.innerHTML = `
   <p id="stats"></p>
   <p id="error" role="alert"></p>
   <audio id="remote" autoplay></audio>`;
+/** @type {(id: string) => any} the page's elements (inputs, buttons, audio) */
 const $ = (id) => document.getElementById(id);
 $('support').textContent = e2eeSupport() || 'no frame encryption: calls will fail';
 $('relay').value = params.get('relay') ?? 'http://localhost:8080';
 $('callee').value = params.get('callee') ?? '';
 
+/** @type {import('@duetcall/duet').DuetClient | null} */
 let client = null;
+/** @type {import('@duetcall/duet').CallModule | null} */
 let calls = null;
 
 // connect registers a fresh identity with the relay and connects, once.

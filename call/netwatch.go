@@ -1,0 +1,56 @@
+package call
+
+import (
+	"net"
+	"slices"
+	"time"
+
+	"github.com/duetcall/duet/call/fsm"
+)
+
+// netCheckInterval is how often a call compares the machine's interface
+// addresses with the ones it started with.
+var netCheckInterval = time.Second
+
+// watchNetwork tells the state machine when the machine's interface
+// addresses change during the call (Wi-Fi to mobile, a DHCP renewal): the
+// caller then restarts ICE at once instead of waiting for the connection
+// to be declared disconnected (PROTOCOL §10.6).
+func (s *session) watchNetwork() {
+	addrs := localAddrs
+	if h := s.m.hooks.localAddrs; h != nil {
+		addrs = h
+	}
+	last := addrs()
+	t := time.NewTicker(netCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := addrs()
+		if now == nil || slices.Equal(now, last) {
+			continue
+		}
+		s.log.Info("call: the local network changed", "was", last, "now", now)
+		last = now
+		s.m.event(fsm.Event{Kind: fsm.EvNetChange, CallID: s.id}, input{})
+	}
+}
+
+// localAddrs returns the machine's interface addresses, sorted; nil when
+// they cannot be read.
+func localAddrs() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, a.String())
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,190 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/duetcall/duet/relay"
+	"github.com/duetcall/duet/wire"
+)
+
+// startNodes runs n relay nodes on one real nats-server (JetStream) and
+// returns their URLs.
+func startNodes(t *testing.T, n int) []string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	var urls []string
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		srv, err := relay.New(ctx, relay.Options{NATSURL: ns.ClientURL(), Logger: slog.New(slog.DiscardHandler)})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{Handler: srv.Handler()}
+		go hs.Serve(ln)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+			hs.Shutdown(ctx)
+		})
+		urls = append(urls, "http://"+ln.Addr().String())
+	}
+	return urls
+}
+
+// kill ends the proxy like a relay process killed: the listener and every
+// connection close at once.
+func (p *freezeProxy) kill() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// syncBuffer is a log sink for several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestFailover: a client given two relay nodes connects to one; when that
+// node dies (its TCP connections reset, like a killed process), the client
+// is on the other node within moments (logged at info), and envelopes flow
+// both ways again.
+func TestFailover(t *testing.T) {
+	nodes := startNodes(t, 2)
+	proxies := []*freezeProxy{newFreezeProxy(t, strings.TrimPrefix(nodes[0], "http://")), newFreezeProxy(t, strings.TrimPrefix(nodes[1], "http://"))}
+	urls := []string{"http://" + proxies[0].ln.Addr().String(), "http://" + proxies[1].ln.Addr().String()}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Registration skips a node that does not answer.
+	id := newIdentity(t)
+	alias, _, err := Register(ctx, nil, "http://127.0.0.1:1,"+urls[0], id)
+	if err != nil {
+		t.Fatalf("Register with the first node down: %v", err)
+	}
+	var logs syncBuffer
+	a := &peer{id: id, envs: make(chan *wire.Envelope, 16), undeliv: make(chan Undeliverable, 16)}
+	a.c, err = Connect(ctx, Options{
+		RelayURL: urls[0], RelayURLs: urls[1:], Identity: id, Alias: alias,
+		OnEnvelope:      func(e *wire.Envelope) { a.envs <- e },
+		OnUndeliverable: func(u Undeliverable) { a.undeliv <- u },
+		Logger:          slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.c.Close()
+	b := connectVia(t, &testRelay{addr: strings.TrimPrefix(nodes[1], "http://")}, nodes[1])
+
+	first := a.c.relayBase()
+	dead := 0
+	if first == urls[1] {
+		dead = 1
+	}
+	sub := a.c.State().Subscribe()
+	defer sub.Unsubscribe()
+	<-sub.C() // the current state
+	start := time.Now()
+	proxies[dead].kill()
+	waitReconnectSub(t, sub, 10*time.Second)
+	t.Logf("failed over from %s to %s in %v", first, a.c.relayBase(), time.Since(start))
+	if a.c.relayBase() == first {
+		t.Fatalf("reconnected to the dead node %s", first)
+	}
+	if err := a.c.Send(ctx, envelope(b.c.Alias(), "after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, b.envs, "envelope after failover"); got.From != alias {
+		t.Fatalf("got %+v", got)
+	}
+	if err := b.c.Send(ctx, envelope(alias, "back")); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, a.envs, "envelope to the failed-over client"); got.From != b.c.Alias() {
+		t.Fatalf("got %+v", got)
+	}
+	if _, err := a.c.PeerKeys(ctx, b.c.Alias()); err != nil {
+		t.Fatalf("key lookup after failover: %v", err)
+	}
+	out := logs.String()
+	for _, want := range []string{"level=INFO msg=\"connected to the relay\"", "level=INFO msg=\"relay connection lost; reconnecting\"", "level=INFO msg=\"reconnected to the relay\""} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// waitReconnectSub waits on sub for a state other than connected, then
+// connected.
+func waitReconnectSub(t *testing.T, sub interface{ C() <-chan ConnState }, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	left := false
+	for {
+		select {
+		case s := <-sub.C():
+			if s != StateConnected {
+				left = true
+			} else if left {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no reconnect within %v", within)
+		}
+	}
+}
+
+func TestRelayList(t *testing.T) {
+	got, err := relayList(" http://a:1/, ws://b:2,http://a:1", []string{"https://c"})
+	if err != nil || strings.Join(got, " ") != "http://a:1 http://b:2 https://c" {
+		t.Errorf("relayList = %q, %v", got, err)
+	}
+	for _, bad := range []string{"", " , ", "http://a:1,ftp://b"} {
+		if _, err := relayList(bad, nil); err == nil {
+			t.Errorf("relayList(%q) succeeded", bad)
+		}
+	}
+}

@@ -1,0 +1,526 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// The attacks of issue 12, each bounded in time and count.
+var attacks = []attack{
+	{"burst5", "5 sessions each send a 100-frame burst at once to a reading victim, 8 trials", attackBurst5},
+	{"reconnect-loop", "one alias reconnects in a loop (new session, 100-frame burst, close) at a reading victim for 5 s", attackReconnect},
+	{"slow-link", "one session at 48/s with 48 KiB payloads to a victim reading at 10 Mbit/s, 25 s", attackSlowLink},
+	{"memory", "30 non-reading recipients (a new session each second), 90 senders at 45/s with 40 KiB payloads, 10 s", attackMemory},
+	{"sessions-per-alias", "1000 sessions of one alias, one sender at 50/s to it, 8 s", attackSessions},
+	{"ping-flood", "4 sessions send WebSocket pings as fast as they can, 8 s", attackPingFlood},
+	{"continuation-flood", "4 sessions send empty continuation fragments as fast as they can, 8 s", attackContinuation},
+	{"big-object", "one session at 50/s sends 64 KiB objects with ~10k keys, 8 s", attackBigObject},
+	{"http-slow-body", "600 connections send a partial body to /register and /challenge and hold, 20 s", attackSlowBody},
+	{"http-flood", "8 workers on one address: challenge+register for 3 s, then GET /keys on one token for 3 s", attackHTTPFlood},
+}
+
+// drainNotices reads and discards a session's frames, counting undeliverable
+// notices by reason.
+func drainNotices(ctx context.Context, c *websocket.Conn, busy, other *atomic.Int64) {
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if bytes.Contains(data, []byte(`"undeliverable"`)) {
+			if bytes.Contains(data, []byte(`recipient_busy`)) {
+				busy.Add(1)
+			} else {
+				other.Add(1)
+			}
+		}
+	}
+}
+
+func attackBurst5(ctx context.Context, e *env) (string, string, error) {
+	us, err := registerN(ctx, e.r, 6)
+	if err != nil {
+		return "", "", err
+	}
+	disc := 0
+	var busy, other atomic.Int64
+	var reasons []string
+	for trial := 0; trial < 8; trial++ {
+		v, err := startVictim(ctx, e.r, us[0], 0)
+		if err != nil {
+			return "", "", err
+		}
+		var conns []*websocket.Conn
+		for _, u := range us[1:] {
+			c, err := connect(ctx, e.r, u)
+			if err != nil {
+				return "", "", err
+			}
+			go drainNotices(ctx, c, &busy, &other)
+			conns = append(conns, c)
+		}
+		var wg sync.WaitGroup
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 100 {
+					if c.Write(ctx, websocket.MessageText, envelope(us[i+1].alias, us[0].alias, 200)) != nil {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		time.Sleep(1500 * time.Millisecond)
+		if d := v.disconnected(); d != "" {
+			disc++
+			reasons = append(reasons, d)
+		}
+		for _, c := range conns {
+			c.CloseNow()
+		}
+		v.conn.CloseNow()
+	}
+	return fmt.Sprintf("%d of 8 trials", disc), fmt.Sprintf("recipient_busy notices %d%s", busy.Load(), why(reasons)), nil
+}
+
+func why(reasons []string) string {
+	if len(reasons) == 0 {
+		return ""
+	}
+	return " (" + trim(reasons[0]) + ")"
+}
+
+func trim(s string) string {
+	if len(s) > 90 {
+		return s[:90] + "..."
+	}
+	return s
+}
+
+func attackReconnect(ctx context.Context, e *env) (string, string, error) {
+	us, err := registerN(ctx, e.r, 2)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := startVictim(ctx, e.r, us[0], 0)
+	if err != nil {
+		return "", "", err
+	}
+	defer v.conn.CloseNow()
+	start := time.Now()
+	end := start.Add(e.dur(5 * time.Second))
+	sent, sessions, refused := 0, 0, 0
+	var discAt time.Duration
+	var busy, other atomic.Int64
+	for time.Now().Before(end) {
+		c, err := connect(ctx, e.r, us[1])
+		if err != nil {
+			refused++
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		sessions++
+		go drainNotices(ctx, c, &busy, &other)
+		for range 100 {
+			if c.Write(ctx, websocket.MessageText, envelope(us[1].alias, us[0].alias, 200)) != nil {
+				break
+			}
+			sent++
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+		if discAt == 0 && v.disconnected() != "" {
+			discAt = time.Since(start)
+		}
+	}
+	el := time.Since(start).Seconds()
+	time.Sleep(time.Second)
+	if discAt == 0 && v.disconnected() != "" {
+		discAt = time.Since(start)
+	}
+	d := "0"
+	if discAt > 0 {
+		d = fmt.Sprintf("1 (after %.1f s)", discAt.Seconds())
+	}
+	return d, fmt.Sprintf("%d sessions, %.0f env/s written by the attacker, victim got %d; refused sessions %d; recipient_busy %d",
+		sessions, float64(sent)/el, v.got.Load(), refused, busy.Load()), nil
+}
+
+func attackSlowLink(ctx context.Context, e *env) (string, string, error) {
+	us, err := registerN(ctx, e.r, 2)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := startVictim(ctx, e.r, us[0], 10_000_000/8)
+	if err != nil {
+		return "", "", err
+	}
+	defer v.conn.CloseNow()
+	c, err := connect(ctx, e.r, us[1])
+	if err != nil {
+		return "", "", err
+	}
+	defer c.CloseNow()
+	var busy, other atomic.Int64
+	go drainNotices(ctx, c, &busy, &other)
+	start := time.Now()
+	var discAt time.Duration
+	t := time.NewTicker(time.Second / 48)
+	defer t.Stop()
+	for time.Since(start) < e.dur(25*time.Second) {
+		<-t.C
+		if err := c.Write(ctx, websocket.MessageText, envelope(us[1].alias, us[0].alias, 48<<10)); err != nil {
+			break
+		}
+		if discAt == 0 && v.disconnected() != "" {
+			discAt = time.Since(start)
+		}
+	}
+	d := "0"
+	if discAt > 0 {
+		d = fmt.Sprintf("1 (after %.0f s: %s)", discAt.Seconds(), trim(v.disconnected()))
+	}
+	return d, fmt.Sprintf("victim got %d frames (%.1f MB/s); recipient_busy %d, other undeliverable %d", v.got.Load(),
+		float64(v.bytes.Load())/1e6/time.Since(start).Seconds(), busy.Load(), other.Load()), nil
+}
+
+func attackMemory(ctx context.Context, e *env) (string, string, error) {
+	us, err := registerN(ctx, e.r, 120)
+	if err != nil {
+		return "", "", err
+	}
+	recips, senders := us[:30], us[30:]
+	var mu sync.Mutex
+	var conns []*websocket.Conn
+	defer func() {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+	}()
+	keep := func(c *websocket.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	actx, cancel := context.WithTimeout(ctx, e.dur(10*time.Second))
+	defer cancel()
+	var wg sync.WaitGroup
+	opened := atomic.Int64{}
+	for _, u := range recips { // non-reading recipients, a new session each second
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				if c, err := connect(actx, e.r, u); err == nil {
+					keep(c)
+					opened.Add(1)
+				}
+				select {
+				case <-actx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
+	var busy, other atomic.Int64
+	var sent atomic.Int64
+	for i, u := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := connect(ctx, e.r, u)
+			if err != nil {
+				return
+			}
+			keep(c)
+			go drainNotices(ctx, c, &busy, &other)
+			to := recips[i%len(recips)].alias
+			t := time.NewTicker(time.Second / 45)
+			defer t.Stop()
+			for {
+				select {
+				case <-actx.Done():
+					return
+				case <-t.C:
+				}
+				if c.Write(actx, websocket.MessageText, envelope(u.alias, to, 40<<10)) != nil {
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return "n/a (recipients do not read)", fmt.Sprintf("%d recipient sessions opened, %d envelopes sent; recipient_busy %d, other undeliverable %d",
+		opened.Load(), sent.Load(), busy.Load(), other.Load()), nil
+}
+
+func attackSessions(ctx context.Context, e *env) (string, string, error) {
+	us, err := registerN(ctx, e.r, 2)
+	if err != nil {
+		return "", "", err
+	}
+	var mu sync.Mutex
+	var conns []*websocket.Conn
+	refused := atomic.Int64{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	var got atomic.Int64
+	for range 1000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c, err := connect(ctx, e.r, us[0])
+			if err != nil {
+				refused.Add(1)
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				for {
+					if _, _, err := c.Read(ctx); err != nil {
+						return
+					}
+					got.Add(1)
+				}
+			}()
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+	}()
+	s, err := connect(ctx, e.r, us[1])
+	if err != nil {
+		return "", "", err
+	}
+	defer s.CloseNow()
+	var busy, other atomic.Int64
+	go drainNotices(ctx, s, &busy, &other)
+	t := time.NewTicker(time.Second / 50)
+	defer t.Stop()
+	start := time.Now()
+	for time.Since(start) < e.dur(8*time.Second) {
+		<-t.C
+		if s.Write(ctx, websocket.MessageText, envelope(us[1].alias, us[0].alias, 200)) != nil {
+			break
+		}
+	}
+	return "n/a", fmt.Sprintf("%d sessions accepted, %d refused; %.0f writes/s to them", len(conns), refused.Load(),
+		float64(got.Load())/time.Since(start).Seconds()), nil
+}
+
+// floodRaw runs 4 raw sessions writing chunk over and over for 8 s.
+func floodRaw(ctx context.Context, e *env, first, chunk []byte, per int) (string, string, error) {
+	us, err := registerN(ctx, e.r, 4)
+	if err != nil {
+		return "", "", err
+	}
+	var frames atomic.Int64
+	var closed atomic.Int64
+	var wg sync.WaitGroup
+	end := time.Now().Add(e.dur(8 * time.Second))
+	for _, u := range us {
+		w, err := dialRaw(ctx, e.r, u)
+		if err != nil {
+			return "", "", err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.c.Close()
+			go func() { _, _ = io.Copy(io.Discard, w.br) }()
+			if first != nil {
+				_, _ = w.c.Write(first)
+			}
+			for time.Now().Before(end) {
+				_ = w.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				if _, err := w.c.Write(chunk); err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						continue // the relay stopped reading (backpressure)
+					}
+					closed.Add(1)
+					return
+				}
+				frames.Add(int64(per))
+			}
+		}()
+	}
+	wg.Wait()
+	return "n/a", fmt.Sprintf("%.0f frames/s written by 4 sessions; %d sessions closed by the relay", float64(frames.Load())/e.dur(8*time.Second).Seconds(), closed.Load()), nil
+}
+
+func attackPingFlood(ctx context.Context, e *env) (string, string, error) {
+	ping := frame(0x89, nil)
+	chunk := bytes.Repeat(ping, 4096)
+	return floodRaw(ctx, e, nil, chunk, 4096)
+}
+
+func attackContinuation(ctx context.Context, e *env) (string, string, error) {
+	cont := frame(0x00, nil)
+	chunk := bytes.Repeat(cont, 4096)
+	return floodRaw(ctx, e, frame(0x01, []byte(`{"type":`)), chunk, 4096)
+}
+
+func attackBigObject(ctx context.Context, e *env) (string, string, error) {
+	us, err := registerN(ctx, e.r, 1)
+	if err != nil {
+		return "", "", err
+	}
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i := 0; sb.Len() < 64<<10-32; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `"k%d":0`, i)
+	}
+	sb.WriteByte('}')
+	obj := []byte(sb.String())
+	c, err := connect(ctx, e.r, us[0])
+	if err != nil {
+		return "", "", err
+	}
+	defer c.CloseNow()
+	var busy, other atomic.Int64
+	go drainNotices(ctx, c, &busy, &other)
+	t := time.NewTicker(time.Second / 50)
+	defer t.Stop()
+	start := time.Now()
+	n := 0
+	for time.Since(start) < e.dur(8*time.Second) {
+		<-t.C
+		if c.Write(ctx, websocket.MessageText, obj) != nil {
+			break
+		}
+		n++
+	}
+	return "n/a", fmt.Sprintf("%d objects of %d bytes sent", n, len(obj)), nil
+}
+
+func attackSlowBody(ctx context.Context, e *env) (string, string, error) {
+	host := strings.TrimPrefix(e.r.base, "http://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 600 {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			break
+		}
+		path := "/api/v1/register"
+		if i%2 == 1 {
+			path = "/api/v1/challenge"
+		}
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"ed", path, host)
+		conns = append(conns, c)
+	}
+	time.Sleep(e.dur(20 * time.Second))
+	open := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		var b [512]byte
+		n, err := c.Read(b[:])
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && n == 0 {
+			open++ // nothing answered, still open
+		}
+	}
+	return "n/a", fmt.Sprintf("%d of %d slow-body connections still open after %.0f s", open, len(conns), e.dur(20*time.Second).Seconds()), nil
+}
+
+func attackHTTPFlood(ctx context.Context, e *env) (string, string, error) {
+	us, err := registerN(ctx, e.r, 2)
+	if err != nil {
+		return "", "", err
+	}
+	// A token for the keys lookups.
+	token, err := connectToken(ctx, e.r, us[0])
+	if err != nil {
+		return "", "", err
+	}
+	var ok, limited, failed atomic.Int64
+	run := func(d time.Duration, f func() (int, error)) float64 {
+		ok.Store(0)
+		limited.Store(0)
+		end := time.Now().Add(d)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(end) {
+					st, err := f()
+					switch {
+					case err != nil:
+						failed.Add(1)
+					case st == 200:
+						ok.Add(1)
+					case st == 429:
+						limited.Add(1)
+					default:
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return d.Seconds()
+	}
+	sec := run(e.dur(3*time.Second), func() (int, error) {
+		_, err := registerFrom(ctx, e, "")
+		if err != nil {
+			if strings.Contains(err.Error(), " 429 ") {
+				return 429, nil
+			}
+			return 0, err
+		}
+		return 200, nil
+	})
+	regOK, regLim := float64(ok.Load())/sec, limited.Load()
+	sec = run(e.dur(3*time.Second), func() (int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.r.base+"/api/v1/keys/"+us[1].alias, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	})
+	return "n/a", fmt.Sprintf("registrations %.0f/s (%d answered 429); keys lookups %.0f/s (%d answered 429); %d other failures",
+		regOK, regLim, float64(ok.Load())/sec, limited.Load(), failed.Load()), nil
+}
+
+// registerFrom registers a new identity with no X-Forwarded-For (all from
+// 127.0.0.1).
+func registerFrom(ctx context.Context, e *env, _ string) (*user, error) {
+	saved := xffOff.Swap(true)
+	defer xffOff.Store(saved)
+	return register(ctx, e.r)
+}
+
+var xffOff atomic.Bool

@@ -1,0 +1,188 @@
+package relay
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// Limits beyond one session (docs/PROTOCOL.md §9.2). Sessions and
+// registrations are free, so every limit that matters is per alias, per
+// recipient or per node.
+const (
+	// MaxSessionsPerAlias is the default cap on concurrent sessions of one
+	// alias on one node (Options.MaxSessionsPerAlias). A session past it is
+	// refused after authentication, before "ready", with 1013
+	// "too_many_sessions": the newest is refused, not the oldest closed, so
+	// that devices already connected (maybe in a call) keep working and
+	// devices cannot evict each other in a reconnect loop.
+	MaxSessionsPerAlias = 8
+	// SendQueueBytes bounds the bytes queued for one session, beside
+	// SendQueueLen frames.
+	SendQueueBytes = 2 << 20
+	// RecipientByteRate and RecipientByteBurst bound what one recipient
+	// alias is sent through one node, in bytes (a frame costs at least
+	// recipientMinCost): past the budget, the heaviest senders' frames are
+	// dropped (recipient_busy).
+	RecipientByteRate  = 1 << 20
+	RecipientByteBurst = 2 << 20
+	recipientMinCost   = 2 << 10
+	// stallTimeout: a session whose full queue has seen no frame written
+	// for this long is a slow consumer and is disconnected; a full queue
+	// that is moving only drops (recipient_busy).
+	stallTimeout = 5 * time.Second
+)
+
+// aliasLimits holds the per-alias state of one node: the rate limiter shared
+// by all of an alias's sessions (reconnecting does not refill it) and the
+// count of its sessions.
+type aliasLimits struct {
+	mu        sync.Mutex
+	byAlias   map[identity.Alias]*aliasState
+	lastSweep time.Time
+}
+
+type aliasState struct {
+	lim      *rate.Limiter
+	sessions int
+	idle     time.Time // when the last session went
+}
+
+// acquire counts a new session of a and returns the alias's limiter, or
+// false when a has max sessions already.
+func (l *aliasLimits) acquire(a identity.Alias, now time.Time, tun *tunables) (*rate.Limiter, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byAlias == nil {
+		l.byAlias = make(map[identity.Alias]*aliasState)
+	}
+	refill := time.Duration(float64(tun.rateBurst) / tun.rateLimit * float64(time.Second))
+	if now.Sub(l.lastSweep) > refill+time.Second {
+		l.lastSweep = now
+		for k, st := range l.byAlias {
+			// An idle alias's bucket would be full again: forget it.
+			if st.sessions == 0 && now.Sub(st.idle) > refill {
+				delete(l.byAlias, k)
+			}
+		}
+	}
+	st := l.byAlias[a]
+	if st == nil {
+		st = &aliasState{lim: rate.NewLimiter(rate.Limit(tun.rateLimit), tun.rateBurst)}
+		l.byAlias[a] = st
+	}
+	if st.sessions >= tun.maxSessions {
+		return nil, false
+	}
+	st.sessions++
+	return st.lim, true
+}
+
+// release uncounts a session of a.
+func (l *aliasLimits) release(a identity.Alias, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.byAlias[a]; st != nil && st.sessions > 0 {
+		st.sessions--
+		if st.sessions == 0 {
+			st.idle = now
+		}
+	}
+}
+
+// inbound is one recipient alias's byte budget on this node. While the
+// budget lasts every frame passes; past it, a frame passes only when its
+// sender has had less than an equal share of the budget in the current
+// second, so the heaviest senders are the ones dropped.
+type inbound struct {
+	mu     sync.Mutex
+	bucket *rate.Limiter
+	window time.Time
+	used   map[identity.Alias]int // bytes per sender in the current second
+}
+
+func newInbound(tun *tunables) *inbound {
+	return &inbound{bucket: rate.NewLimiter(rate.Limit(tun.recipientRate), tun.recipientBurst)}
+}
+
+// allow charges a frame of n bytes from sender against the budget.
+func (in *inbound) allow(from identity.Alias, n int, now time.Time, tun *tunables) bool {
+	cost := max(n, recipientMinCost)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if now.Sub(in.window) >= time.Second || in.used == nil {
+		in.window = now
+		clear(in.used)
+		if in.used == nil {
+			in.used = make(map[identity.Alias]int)
+		}
+	}
+	in.used[from] += cost
+	if in.bucket.AllowN(now, cost) {
+		return true
+	}
+	if in.used[from] <= int(tun.recipientRate)/len(in.used) {
+		return true // under its fair share: the heavy senders pay
+	}
+	in.used[from] -= cost
+	return false
+}
+
+// nodeBudget bounds the bytes queued for all sessions of the node.
+type nodeBudget struct {
+	limit  int64
+	queued atomic.Int64
+}
+
+// take reserves n bytes, or reports false when the budget is spent.
+func (b *nodeBudget) take(n int) bool {
+	if b.queued.Add(int64(n)) > b.limit {
+		b.queued.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// force reserves n bytes even past the budget.
+func (b *nodeBudget) force(n int) { b.queued.Add(int64(n)) }
+
+func (b *nodeBudget) give(n int) { b.queued.Add(-int64(n)) }
+
+// DefaultQueueBudget is the node's queued-bytes budget when
+// Options.QueueBudget is zero: an eighth of the memory available to the
+// process (the cgroup limit when there is one, else the machine's RAM),
+// within 32 MiB..512 MiB.
+func DefaultQueueBudget() int64 {
+	mem := memoryLimit()
+	if mem <= 0 {
+		return 256 << 20
+	}
+	return min(max(mem/8, 32<<20), 512<<20)
+}
+
+// memoryLimit is the cgroup v2 memory limit, else MemTotal, else 0.
+func memoryLimit() int64 {
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+			return n
+		}
+	}
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,228 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/duetcall/duet/identity"
+)
+
+// TestReadingRecipientKeptFairDrop: senders overfilling a recipient whose
+// writer still makes progress never get it disconnected; the heaviest
+// sender's frames are dropped (recipient_busy, told to it and counted),
+// a light sender's get through.
+func TestReadingRecipientKeptFairDrop(t *testing.T) {
+	r, hold := startRelayHeld(t)
+	r.srv.tun.queueLen = 40            // and the senders' notices always fit theirs
+	r.srv.tun.stallTimeout = time.Hour // the held writer counts as progressing
+	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
+	ca, cc := r.connect(t, a.id, a.alias), r.connect(t, c.id, c.alias)
+	cb := r.connect(t, b.id, b.alias)
+	h := hold(r.sessionOf(t, b.alias))
+	ca.send(ca.env(b.alias, "a0"))
+	<-h.entered
+	for i := 1; i < 60; i++ { // a, the heavy sender, fills b's queue
+		ca.send(ca.env(b.alias, fmt.Sprint("a", i)))
+	}
+	busy := 0
+	for busy < 60-40 {
+		m := ca.next(5 * time.Second)
+		if m["type"] != "undeliverable" || m["reason"] != "recipient_busy" || m["to"] != string(b.alias) {
+			t.Fatalf("a got %v, want undeliverable recipient_busy", m)
+		}
+		busy++
+	}
+	// c's frames take the place of a's.
+	cc.send(cc.env(b.alias, "c1"))
+	cc.send(cc.env(b.alias, "c2"))
+	for range 2 {
+		if m := ca.next(5 * time.Second); m["reason"] != "recipient_busy" {
+			t.Fatalf("a got %v, want recipient_busy for an evicted frame", m)
+		}
+	}
+	cc.none(200 * time.Millisecond)
+	h.letGo()
+	got := map[string]bool{}
+	for range 40 {
+		m := cb.next(5 * time.Second)
+		got[m["id"].(string)] = true
+	}
+	if !got["c1"] || !got["c2"] || !got["a0"] {
+		t.Errorf("b got %v, want a0, c1 and c2 among them", got)
+	}
+	if v := r.metric(t, `duet_relay_drops_total{reason="recipient_busy"}`); v != 22 {
+		t.Errorf("recipient_busy drops %v, want 22", v)
+	}
+	if v := r.metric(t, `duet_relay_disconnects_total{reason="slow_consumer"}`); v > 0 {
+		t.Errorf("slow_consumer disconnects %v", v)
+	}
+	cb.send(cb.env(a.alias, "still-open"))
+	for {
+		if m := ca.next(5 * time.Second); m["id"] == "still-open" {
+			break
+		}
+	}
+}
+
+// TestSessionsPerAliasCap: past the cap the newest session is refused with
+// 1013 too_many_sessions; a slot freed is taken again.
+func TestSessionsPerAliasCap(t *testing.T) {
+	r := startRelay(t, Options{MaxSessionsPerAlias: 2}, nil)
+	a := r.newUser(t)
+	c1 := r.connect(t, a.id, a.alias)
+	r.connect(t, a.id, a.alias)
+	conn := r.dial(t)
+	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
+	_, _, err := conn.Read(context.Background())
+	if websocket.CloseStatus(err) != websocket.StatusTryAgainLater || !containsStr(err.Error(), "too_many_sessions") {
+		t.Fatalf("third session: %v, want close 1013 too_many_sessions", err)
+	}
+	if v := r.metric(t, `duet_relay_sessions_refused_total`); v != 1 {
+		t.Errorf("sessions refused %v, want 1", v)
+	}
+	c1.conn.Close(websocket.StatusNormalClosure, "")
+	eventually(t, 10*time.Second, "a slot free again", func() bool {
+		return r.metric(t, `duet_relay_sessions`) == 1
+	})
+	r.connect(t, a.id, a.alias)
+}
+
+func containsStr(s, sub string) bool {
+	return len(sub) == 0 || len(s) >= len(sub) && indexOf(s, sub) >= 0
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestRateLimitSharedByAlias: an alias's sessions share one rate limit, and
+// a new session does not refill it.
+func TestRateLimitSharedByAlias(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 0.01, 4 })
+	a, b := r.newUser(t), r.newUser(t)
+	r.connect(t, b.id, b.alias)
+	c1 := r.connect(t, a.id, a.alias)
+	for i := range 2 {
+		c1.send(c1.env(b.alias, fmt.Sprint("x", i)))
+	}
+	c1.conn.Close(websocket.StatusNormalClosure, "")
+	c2 := r.connect(t, a.id, a.alias)
+	c3 := r.connect(t, a.id, a.alias)
+	c2.send(c2.env(b.alias, "x2"))
+	c3.send(c3.env(b.alias, "x3"))
+	c2.send(c2.env(b.alias, "x4"))
+	c2.expectError("rate_limited", "x4")
+	c3.send(c3.env(b.alias, "x5"))
+	c3.expectError("rate_limited", "x5")
+}
+
+// TestPingFloodClosed: WebSocket pings count against the session's frame
+// budget; a session flooding them is closed with 1008.
+func TestPingFloodClosed(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.rateLimit, tu.rateBurst = 1, 5 // frame budget: 2/s, burst 10
+		tu.floodLimit = 20
+	})
+	a := r.newUser(t)
+	c := r.connect(t, a.id, a.alias)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := 0
+	for ; n < 100; n++ {
+		if err := c.conn.Ping(ctx); err != nil {
+			break
+		}
+	}
+	if code := c.closed(10 * time.Second); code != websocket.StatusPolicyViolation {
+		t.Fatalf("after %d pings: close %v, want 1008", n, code)
+	}
+	if n < 28 || n > 31 {
+		t.Errorf("closed after %d pings, want about 29 (burst 10 less the auth frame, + 20 over)", n)
+	}
+	if v := r.metric(t, `duet_relay_ws_frames_over_budget_total`); v < 20 {
+		t.Errorf("frames over budget %v, want at least 20", v)
+	}
+}
+
+// TestNodeBudget: past the node's queued-bytes budget envelopes are dropped
+// (node_budget) and their senders told recipient_busy.
+func TestNodeBudget(t *testing.T) {
+	r, hold := startRelayHeld(t)
+	r.srv.budget.limit = 2000
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	r.connect(t, b.id, b.alias)
+	h := hold(r.sessionOf(t, b.alias))
+	ca.send(ca.env(b.alias, "e0"))
+	<-h.entered
+	for i := 1; i < 20; i++ {
+		ca.send(ca.env(b.alias, fmt.Sprint("e", i)))
+	}
+	m := ca.next(5 * time.Second)
+	if m["type"] != "undeliverable" || m["reason"] != "recipient_busy" {
+		t.Fatalf("a got %v, want recipient_busy", m)
+	}
+	if v := r.metric(t, `duet_relay_drops_total{reason="node_budget"}`); v < 1 {
+		t.Errorf("node_budget drops %v", v)
+	}
+	if q := r.srv.budget.queued.Load(); q > 2000 {
+		t.Errorf("queued %d bytes, over the budget", q)
+	}
+	h.letGo()
+	eventually(t, 10*time.Second, "the budget given back", func() bool { return r.srv.budget.queued.Load() == 0 })
+}
+
+// TestInboundFairShare: past a recipient's byte budget, a sender under its
+// share of the second still passes; the heavy one does not.
+func TestInboundFairShare(t *testing.T) {
+	tun := defaultTunables
+	tun.recipientRate, tun.recipientBurst = 100<<10, 100<<10
+	in := newInbound(&tun)
+	now := time.Unix(1000, 0)
+	heavy, light := identity.Alias("u11111111"), identity.Alias("u22222222")
+	passed := 0
+	for range 100 {
+		if in.allow(heavy, 4<<10, now, &tun) {
+			passed++
+		}
+	}
+	if passed != 25 {
+		t.Errorf("heavy passed %d frames of 4 KiB, want the burst's 25", passed)
+	}
+	if !in.allow(light, 4<<10, now, &tun) {
+		t.Error("a light sender was refused")
+	}
+	if in.allow(heavy, 4<<10, now, &tun) {
+		t.Error("the heavy sender passed past the budget")
+	}
+	if !in.allow(heavy, 4<<10, now.Add(time.Second), &tun) {
+		t.Error("the budget did not refill")
+	}
+}
+
+func TestFrameMeter(t *testing.T) {
+	var ops []byte
+	m := &frameMeter{onFrame: func(op byte) { ops = append(ops, op) }}
+	stream := [][]byte{
+		{0x89, 0x80, 1, 2, 3, 4},              // ping, empty
+		{0x01, 0x83, 0, 0, 0, 0, 'a', 'b'},    // text, not final, 3 bytes (1 still to come)
+		{'c', 0x80, 0xfe, 0, 200, 0, 0, 0, 0}, // ... continuation, final, 200 bytes
+	}
+	for _, b := range stream {
+		m.scan(b)
+	}
+	m.scan(make([]byte, 200))
+	m.scan([]byte{0x8a, 0x80, 0, 0, 0, 0}) // pong
+	if string(ops) != string([]byte{0x9, 0x1, 0x0, 0xa}) {
+		t.Fatalf("opcodes %x", ops)
+	}
+}

@@ -1,0 +1,117 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/duetcall/duet/internal/vectors"
+	"github.com/duetcall/duet/relay"
+)
+
+// kill ends the proxy like a killed relay process: the listener and every
+// connection close at once.
+func (p *freezeProxy) kill() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// startNodes runs n relay nodes on one real nats-server, each behind its
+// own HTTP server (SDK and API), and returns their URLs.
+func startNodes(t *testing.T, n int) []string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	var urls []string
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		srv, err := relay.New(ctx, relay.Options{NATSURL: ns.ClientURL(), Logger: slog.New(slog.DiscardHandler)})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { shutdownRelay(t, srv) })
+		mux := sdkMux()
+		mux.Handle("/api/", srv.Handler())
+		urls = append(urls, startServer(t, mux).URL)
+	}
+	return urls
+}
+
+// TestClientFailover: a browser client given two relay nodes (relayUrl as
+// a list) moves to the other node when its node dies, and envelopes flow
+// both ways again; register() skips a node that is down.
+func TestClientFailover(t *testing.T) {
+	nodes := startNodes(t, 2)
+	proxies := []*freezeProxy{newFreezeProxy(t, strings.TrimPrefix(nodes[0], "http://")), newFreezeProxy(t, strings.TrimPrefix(nodes[1], "http://"))}
+	urls := []string{"http://" + proxies[0].ln.Addr().String(), "http://" + proxies[1].ln.Addr().String()}
+
+	browser := newBrowser(t)
+	var pages []*page
+	for i, name := range []string{"alice", "bob"} {
+		ctx := browser
+		if i > 0 {
+			ctx = newTab(t, browser)
+		}
+		l, stop := captureConsole(ctx, name+": ")
+		t.Cleanup(stop)
+		pages = append(pages, &page{t: t, name: name, ctx: ctx, log: l})
+		navigate(t, ctx, nodes[1]+"/sdktest/index.html")
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range pages {
+				for _, line := range p.log.Lines() {
+					t.Log(line)
+				}
+			}
+		}
+	})
+	alice, bob := pages[0], pages[1]
+	a := call[string](alice, fmt.Sprintf("setupNodes(%s, ['http://127.0.0.1:1', %q], [%q, %q])", jsString(vectors.AliceMnemonic), urls[0], urls[0], urls[1]))
+	b := call[string](bob, fmt.Sprintf("setupNodes(%s, [%q], [%q])", jsString(vectors.BobMnemonic), nodes[1], nodes[1]))
+
+	first := call[string](alice, "relayUrl()")
+	dead := 0
+	if first == urls[1] {
+		dead = 1
+	}
+	proxies[dead].kill()
+	states := call[string](alice, "connectedCount(2, 15000)")
+	now := call[string](alice, "relayUrl()")
+	t.Logf("alice failed over from %s to %s in %.0f ms (%s)", first, now, call[float64](alice, "failoverMs()"), states)
+	if now == first {
+		t.Fatalf("alice reconnected to the dead node %s", first)
+	}
+	if _, ok := alice.log.waitFor("reconnected to the relay", 5*time.Second); !ok {
+		t.Error("alice's console does not say that she reconnected")
+	}
+	call[bool](alice, fmt.Sprintf("send({type: 'call_hangup', to: %q, call_id: 'c1', reason: 'user_hangup'}, 'h1')", b))
+	if got := call[opened](bob, "next(10000)"); got.Error != "" || got.Message["from"] != a {
+		t.Fatalf("bob got %+v after alice's failover", got)
+	}
+	call[bool](bob, fmt.Sprintf("send({type: 'call_hangup', to: %q, call_id: 'c2', reason: 'user_hangup'}, 'h2')", a))
+	if got := call[opened](alice, "next(10000)"); got.Error != "" || got.Message["from"] != b {
+		t.Fatalf("alice got %+v after her failover", got)
+	}
+}
