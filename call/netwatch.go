@@ -1,6 +1,7 @@
 package call
 
 import (
+	"context"
 	"net"
 	"slices"
 	"time"
@@ -11,6 +12,10 @@ import (
 // netCheckInterval is how often a call compares the machine's interface
 // addresses with the ones it started with.
 var netCheckInterval = time.Second
+
+// netSignalWait bounds the wait for the relay connection after a network
+// change, before the restart goes ahead anyway.
+const netSignalWait = 3 * time.Second
 
 // watchNetwork tells the state machine when the machine's interface
 // addresses change during the call (Wi-Fi to mobile, a DHCP renewal): the
@@ -36,6 +41,15 @@ func (s *session) watchNetwork() {
 		}
 		s.log.Info("call: the local network changed", "was", last, "now", now)
 		last = now
+		// The relay connection may have died with the old address: have
+		// it checked (and redone) before the restart offer goes out.
+		if nc, ok := s.m.sig.(interface{ NetworkChanged(context.Context) error }); ok {
+			ctx, cancel := context.WithTimeout(s.ctx, netSignalWait)
+			if err := nc.NetworkChanged(ctx); err != nil {
+				s.log.Info("call: the relay connection is not back after the network change", "err", err)
+			}
+			cancel()
+		}
 		s.m.event(fsm.Event{Kind: fsm.EvNetChange, CallID: s.id}, input{})
 	}
 }

@@ -38,6 +38,7 @@ func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: peer connection: %w", ErrMediaSetup, err)
 	}
+	s.facts.config(ice, cfg.ICETransportPolicy == webrtc.ICETransportPolicyRelay)
 	pc.OnICECandidate(s.onLocalCandidate)
 	pc.OnICEConnectionStateChange(s.onICEState)
 	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { s.onPCState(pc) })
@@ -63,6 +64,7 @@ func (s *session) onLocalCandidate(c *webrtc.ICECandidate) {
 			p.SDPMLine = &n
 		}
 		s.log.Debug("call: local candidate", "type", c.Typ.String(), "address", c.Address, "port", c.Port, "protocol", c.Protocol.String())
+		s.facts.addLocal(c.Typ.String())
 	}
 	m := s.m
 	m.mu.Lock()
@@ -122,6 +124,7 @@ func (s *session) addRemote(p wire.ICEPayload) {
 	if p.Candidate == "" { // end of candidates
 		return
 	}
+	s.facts.addRemote(p.Candidate)
 	init := webrtc.ICECandidateInit{Candidate: p.Candidate, SDPMid: p.SDPMid}
 	if p.SDPMLine != nil {
 		n := uint16(*p.SDPMLine) // Validate bounds it to 0..65535
