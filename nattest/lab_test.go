@@ -438,4 +438,3 @@ func (l *lab) answer(home string, r relayOpts) *proc {
 	p.waitFor(l.t, "waiting for calls", 60*time.Second)
 	return p
 }
-
