@@ -277,6 +277,7 @@ func (m *Module) teardownLocked(s *session) {
 	if m.cur == s {
 		m.cur = nil
 	}
+	m.tearing = s
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -289,6 +290,7 @@ func (m *Module) teardown(s *session) {
 	s.sends.Wait() // each bounded by sendTimeout
 	final := s.collect()
 	s.close()
+	s.wipeKeys()
 
 	m.mu.Lock()
 	delete(m.sessions, s.id)
@@ -299,7 +301,10 @@ func (m *Module) teardown(s *session) {
 	s.state = st
 	final.State = st
 	s.diag.final = &final
-	m.last = s
+	m.last = &final
+	if m.tearing == s {
+		m.tearing = nil
+	}
 	failure := s.failure
 	if reason != EndReason(fsm.Replaced) && (m.cur == nil || m.cur == s) {
 		// A newer call already published its state: this one's end is
@@ -313,6 +318,26 @@ func (m *Module) teardown(s *session) {
 	if failure != nil && m.opts.OnError != nil {
 		m.opts.OnError(failure)
 	}
+}
+
+// wipeKeys drops every key of the ended call (forward secrecy): the media
+// keys are closed and zeroed, the ephemeral and rekey private keys and the
+// peer's ephemeral key forgotten; only figures remain (Stats).
+func (s *session) wipeKeys() {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if s.enc != nil {
+		s.enc.Close()
+	}
+	if s.dec != nil {
+		s.dec.Close()
+	}
+	if s.pendingSend != nil {
+		clear(s.pendingSend.Key[:])
+		clear(s.pendingSend.BaseIV[:])
+	}
+	s.enc, s.dec, s.pendingSend = nil, nil, nil
+	s.ephem, s.peerEPK, s.rekey, s.lastReply = nil, nil, nil, nil
 }
 
 // startTimerLocked (re)starts the machine's timer t for s; m.mu is held.
@@ -340,17 +365,4 @@ func (s *session) stopTimersLocked() {
 	}
 	stopTimer(&s.switchTimer)
 	stopTimer(&s.rekeyTimer)
-}
-
-// timings are the machine's timings from the package's (test-shortened)
-// timing variables.
-func machineTimings() fsm.Timings {
-	return fsm.Timings{
-		Answer:       answerTimeout,
-		Ring:         ringTimeout,
-		Disconnected: disconnectedTimeout,
-		RestartDelay: restartDelay,
-		RestartWait:  restartWait,
-		Media:        mediaTimeout,
-	}
 }

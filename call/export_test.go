@@ -1,6 +1,7 @@
 package call
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -10,38 +11,25 @@ import (
 	"github.com/duetcall/duet/call/fsm"
 )
 
-// timings are the package's timing constants, which tests shorten here (and
-// only here: they are not configurable through Options).
-type timings struct {
-	answer, ring, disconnected, media, mediaCheck, diag, restartDelay, restartWait, rekeyRetry, rekeySwitch time.Duration
-}
+// testTimings holds the timings setTimings gave each test, for the
+// modules newPeer makes in it: per test, never the package's constants.
+var testTimings sync.Map // testing.TB → timings
 
-// setTimings replaces the timing constants for one test and restores them
-// when it ends. Tests that call it must not run in parallel.
+// setTimings shortens the timings of the modules the test t makes from now
+// on (zero fields keep the constants).
 func setTimings(t testing.TB, tm timings) {
 	t.Helper()
-	old := timings{answerTimeout, ringTimeout, disconnectedTimeout, mediaTimeout, mediaCheckInterval, diagInterval, restartDelay, restartWait, rekeyRetry, rekeySwitchWait}
-	set := func(dst *time.Duration, v time.Duration) {
-		if v != 0 {
-			*dst = v
-		}
+	testTimings.Store(t, tm)
+	t.Cleanup(func() { testTimings.Delete(t) })
+}
+
+// timingsFor returns the timings setTimings gave t, if any.
+func timingsFor(t testing.TB) (timings, bool) {
+	v, ok := testTimings.Load(t)
+	if !ok {
+		return timings{}, false
 	}
-	set(&answerTimeout, tm.answer)
-	set(&ringTimeout, tm.ring)
-	set(&disconnectedTimeout, tm.disconnected)
-	set(&mediaTimeout, tm.media)
-	set(&mediaCheckInterval, tm.mediaCheck)
-	set(&diagInterval, tm.diag)
-	set(&restartDelay, tm.restartDelay)
-	set(&restartWait, tm.restartWait)
-	set(&rekeyRetry, tm.rekeyRetry)
-	set(&rekeySwitchWait, tm.rekeySwitch)
-	t.Cleanup(func() {
-		answerTimeout, ringTimeout, disconnectedTimeout = old.answer, old.ring, old.disconnected
-		mediaTimeout, mediaCheckInterval, diagInterval, restartWait = old.media, old.mediaCheck, old.diag, old.restartWait
-		restartDelay = old.restartDelay
-		rekeyRetry, rekeySwitchWait = old.rekeyRetry, old.rekeySwitch
-	})
+	return v.(timings), true
 }
 
 // testHooks are the module's test hooks.
@@ -52,13 +40,35 @@ type testHooks struct {
 	firstSeq      uint32
 	callID        func() string
 	localAddrs    func() []string
+	timings       *timings // non-zero fields replace the module's
 }
 
 // setHooks installs hooks on m; call it before the first call.
 func (m *Module) setHooks(h testHooks) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.hooks = hooks(h)
+	if tm := h.timings; tm != nil {
+		set := func(dst *time.Duration, v time.Duration) {
+			if v != 0 {
+				*dst = v
+			}
+		}
+		set(&m.tm.answer, tm.answer)
+		set(&m.tm.ring, tm.ring)
+		set(&m.tm.disconnected, tm.disconnected)
+		set(&m.tm.media, tm.media)
+		set(&m.tm.mediaCheck, tm.mediaCheck)
+		set(&m.tm.diag, tm.diag)
+		set(&m.tm.restartDelay, tm.restartDelay)
+		set(&m.tm.restartWait, tm.restartWait)
+		set(&m.tm.rekeyRetry, tm.rekeyRetry)
+		set(&m.tm.rekeySwitch, tm.rekeySwitch)
+		set(&m.tm.netCheck, tm.netCheck)
+		m.machine = fsm.New(m.device, m.tm.machine())
+	}
+	h.timings = nil
+	m.hooks = hooks{settingEngine: h.settingEngine, rtpTap: h.rtpTap, onRestart: h.onRestart,
+		firstSeq: h.firstSeq, callID: h.callID, localAddrs: h.localAddrs}
 }
 
 // forceRekey starts a media rekey of the current call, as the Encryptor's
@@ -108,4 +118,31 @@ func (m *Module) disconnectTimerArmed() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.cur != nil && m.cur.timers[fsm.TimerDisconnected] != nil
+}
+
+// curSession returns the current call's session.
+func (m *Module) curSession() *session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur
+}
+
+// heldKeys reports what key material s still references.
+func (s *session) heldKeys() []string {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	var held []string
+	if s.enc != nil {
+		held = append(held, "media send key")
+	}
+	if s.dec != nil {
+		held = append(held, "media receive key")
+	}
+	if s.ephem != nil {
+		held = append(held, "ephemeral private key")
+	}
+	if s.rekey != nil || s.pendingSend != nil {
+		held = append(held, "rekey key")
+	}
+	return held
 }

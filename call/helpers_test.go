@@ -388,6 +388,9 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	}
 	h.firstSeq = cfg.firstSeq
 	h.callID = cfg.callID
+	if tm, ok := timingsFor(t); ok {
+		h.timings = &tm
+	}
 	h.localAddrs = cfg.addrs
 	p.mod.setHooks(h)
 	modp.Store(p.mod)
@@ -428,7 +431,11 @@ type countingTransport struct {
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if strings.HasPrefix(r.URL.Path, "/api/v1/keys/") {
 		c.keyLookups.Add(1)
-		time.Sleep(time.Duration(c.keysDelay.Load()))
+		select {
+		case <-time.After(time.Duration(c.keysDelay.Load())):
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
 		if c.failKeys.Load() {
 			return nil, errors.New("test: key lookups fail")
 		}

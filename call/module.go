@@ -17,8 +17,8 @@ import (
 
 	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/hot"
 	"github.com/duetcall/duet/identity"
-	"github.com/duetcall/duet/internal/hot"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -34,25 +34,30 @@ type Module struct {
 	local  *hot.Value[Tracks]
 	remote *hot.Value[Tracks]
 
-	ctx     context.Context // the module's lifetime
-	cancel  context.CancelFunc
-	inbound chan *wire.Envelope
-	wg      sync.WaitGroup // the signaling worker, sends and call teardowns
-	device  string         // this module's device id on the wire (PROTOCOL §10.4)
+	ctx      context.Context // the module's lifetime
+	cancel   context.CancelFunc
+	inbound  chan *wire.Envelope
+	lookedUp chan lookupResult // key lookups done, for the worker
+	wg       sync.WaitGroup    // the signaling worker, sends and call teardowns
+	device   string            // this module's device id on the wire (PROTOCOL §10.4)
+	tm       timings           // the timings (PROTOCOL §6); set before the first call
 
-	mu        sync.Mutex
-	closed    bool
-	machine   *fsm.Machine        // the call state machine (PROTOCOL §10)
-	cur       *session            // the machine's call in progress
-	sessions  map[string]*session // calls not torn down yet, by call ID
-	last      *session            // the previous call, for Stats
-	peers     map[identity.Alias]*peerSig
-	drops     map[string]uint64     // signaling frames dropped, by reason
-	replay    *wire.ReplayGuard     // nonces of every peer's frames
-	sent      map[string]*sentFrame // recently sent envelopes, by id
-	relayErrs map[string]uint64     // frames the relay refused, by code
-	idPrefix  string
-	idSeq     atomic.Uint64
+	mu           sync.Mutex
+	closed       bool
+	machine      *fsm.Machine        // the call state machine (PROTOCOL §10)
+	cur          *session            // the machine's call in progress
+	sessions     map[string]*session // calls not torn down yet, by call ID
+	last         *Stats              // the previous call's final figures (its keys are gone)
+	tearing      *session            // the call being torn down, for Stats meanwhile
+	peers        map[identity.Alias]*peerSig
+	lookups      map[identity.Alias]*keyLookup // key lookups in flight
+	lookupFailed map[identity.Alias]time.Time  // peers whose lookup failed, until
+	drops        map[string]uint64             // signaling frames dropped, by reason
+	replay       *wire.ReplayGuard             // nonces of every peer's frames
+	sent         map[string]*sentFrame         // recently sent envelopes, by id
+	relayErrs    map[string]uint64             // frames the relay refused, by code
+	idPrefix     string
+	idSeq        atomic.Uint64
 
 	hooks hooks // test hooks, set before the first call
 }
@@ -83,23 +88,27 @@ var errNoSignaler = errors.New("call: Options.Signaler is nil; pass a connected 
 // received signaling; Close stops it.
 func New(opts Options) *Module {
 	m := &Module{
-		opts:      opts,
-		sig:       opts.Signaler,
-		log:       opts.Logger,
-		status:    hot.New(Status{State: StateIdle}),
-		local:     hot.New(Tracks{}),
-		remote:    hot.New(Tracks{}),
-		inbound:   make(chan *wire.Envelope, inboundQueue),
-		sessions:  make(map[string]*session),
-		peers:     make(map[identity.Alias]*peerSig),
-		drops:     make(map[string]uint64),
-		replay:    wire.NewReplayGuard(wire.DefaultReplayCapacity),
-		sent:      make(map[string]*sentFrame),
-		relayErrs: make(map[string]uint64),
-		idPrefix:  newCallID()[:8],
-		device:    newCallID()[:12],
+		opts:         opts,
+		sig:          opts.Signaler,
+		log:          opts.Logger,
+		status:       hot.New(Status{State: StateIdle}),
+		local:        hot.New(Tracks{}),
+		remote:       hot.New(Tracks{}),
+		inbound:      make(chan *wire.Envelope, inboundQueue),
+		sessions:     make(map[string]*session),
+		lookedUp:     make(chan lookupResult),
+		peers:        make(map[identity.Alias]*peerSig),
+		lookups:      make(map[identity.Alias]*keyLookup),
+		lookupFailed: make(map[identity.Alias]time.Time),
+		drops:        make(map[string]uint64),
+		replay:       wire.NewReplayGuard(wire.DefaultReplayCapacity),
+		sent:         make(map[string]*sentFrame),
+		relayErrs:    make(map[string]uint64),
+		idPrefix:     newCallID()[:8],
+		device:       newCallID()[:12],
 	}
-	m.machine = fsm.New(m.device, machineTimings())
+	m.tm = defaultTimings()
+	m.machine = fsm.New(m.device, m.tm.machine())
 	if m.log == nil {
 		m.log = slog.Default()
 	}

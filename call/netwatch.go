@@ -9,10 +9,6 @@ import (
 	"github.com/duetcall/duet/call/fsm"
 )
 
-// netCheckInterval is how often a call compares the machine's interface
-// addresses with the ones it started with.
-var netCheckInterval = time.Second
-
 // netSignalWait bounds the wait for the relay connection after a network
 // change, before the restart goes ahead anyway.
 const netSignalWait = 3 * time.Second
@@ -27,7 +23,7 @@ func (s *session) watchNetwork() {
 		addrs = h
 	}
 	last := addrs()
-	t := time.NewTicker(netCheckInterval)
+	t := time.NewTicker(s.m.tm.netCheck)
 	defer t.Stop()
 	for {
 		select {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/media"
@@ -102,10 +103,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Timing constants of docs/PROTOCOL.md §6 and the seed. They are variables
-// only so that this package's tests can shorten them (export_test.go); they
-// are deliberately not configurable.
-var (
+// Timing constants of docs/PROTOCOL.md §6 and the seed. They are
+// deliberately not configurable; a module copies them into its timings,
+// which only this package's tests shorten, per module (export_test.go).
+const (
 	// answerTimeout: the caller gives up without an answer, sends
 	// call_hangup (no_answer) and ends.
 	answerTimeout = 15 * time.Second
@@ -131,7 +132,33 @@ var (
 	// restartWait bounds an ICE restart, and how long a callee whose ICE
 	// failed waits for the caller's restart offer.
 	restartWait = 10 * time.Second
+	// netCheckInterval is how often a call compares the machine's
+	// interface addresses with the ones it started with.
+	netCheckInterval = time.Second
 )
+
+// timings are one module's timings: the constants above, unless a test of
+// this package shortened them for its modules.
+type timings struct {
+	answer, ring, disconnected, media, mediaCheck, diag, restartDelay, restartWait, rekeyRetry, rekeySwitch, netCheck time.Duration
+}
+
+// defaultTimings returns the constants.
+func defaultTimings() timings {
+	return timings{
+		answer: answerTimeout, ring: ringTimeout, disconnected: disconnectedTimeout, media: mediaTimeout,
+		mediaCheck: mediaCheckInterval, diag: diagInterval, restartDelay: restartDelay, restartWait: restartWait,
+		rekeyRetry: rekeyRetry, rekeySwitch: rekeySwitchWait, netCheck: netCheckInterval,
+	}
+}
+
+// machine returns the state machine's share of the timings.
+func (t timings) machine() fsm.Timings {
+	return fsm.Timings{
+		Answer: t.answer, Ring: t.ring, Disconnected: t.disconnected,
+		RestartDelay: t.restartDelay, RestartWait: t.restartWait, Media: t.media,
+	}
+}
 
 // Bounds of the module's queues.
 const (

@@ -224,6 +224,7 @@ func (s *session) restartICE() {
 		h(s.id)
 	}
 	updateInterfaces(s, n)
+	s.refreshICEServers(pc)
 	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
 	if err != nil {
 		m.failCall(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
@@ -246,6 +247,25 @@ func (s *session) restartICE() {
 		s.flushLocalLocked()
 	}
 	m.mu.Unlock()
+}
+
+// refreshICEServers gives pc the ICE servers the relay answers now, which
+// an ICE restart gathers with: after a relay failover the client's node may
+// name another TURN server (a dead node's embedded TURN died with it). On
+// failure the restart gathers with the servers it had.
+func (s *session) refreshICEServers(pc *webrtc.PeerConnection) {
+	ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
+	defer cancel()
+	ice, err := s.m.sig.ICEConfig(ctx)
+	if err != nil {
+		s.log.Debug("call: ICE restart with the ICE servers the call had", "err", err)
+		return
+	}
+	cfg := pc.GetConfiguration()
+	cfg.ICEServers = s.m.rtcConfig(ice).ICEServers
+	if err := pc.SetConfiguration(cfg); err != nil {
+		s.log.Warn("call: ICE restart with the ICE servers the call had", "err", err)
+	}
 }
 
 // updateInterfaces has the call's network re-read the machine's interfaces
@@ -274,6 +294,7 @@ func (s *session) applyRestart(p wire.OfferPayload) {
 
 	s.log.Info("call: ICE restart requested by the caller")
 	updateInterfaces(s, n)
+	s.refreshICEServers(pc)
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: p.SDP}); err != nil {
 		m.failCall(s, fmt.Errorf("%w: ICE restart offer: %w", ErrMediaSetup, err))
 		return

@@ -30,7 +30,7 @@ type rekeyState struct {
 	sent  time.Time
 }
 
-var (
+const (
 	// rekeyRetry is how long an unanswered call_rekey waits before it may
 	// be sent again.
 	rekeyRetry = 10 * time.Second
@@ -57,7 +57,7 @@ func (s *session) startRekey(from uint32) {
 	m := s.m
 	m.mu.Lock()
 	if s.ending || s.enc == nil || s.epoch != from || s.pendingSend != nil ||
-		s.rekey != nil && time.Since(s.rekey.sent) < rekeyRetry {
+		s.rekey != nil && time.Since(s.rekey.sent) < s.m.tm.rekeyRetry {
 		m.mu.Unlock()
 		return
 	}
@@ -73,7 +73,7 @@ func (s *session) startRekey(from uint32) {
 	s.rekey.sent = time.Now()
 	r := *s.rekey
 	stopTimer(&s.rekeyTimer)
-	s.rekeyTimer = time.AfterFunc(rekeyRetry, func() { s.spawn(func() { s.startRekey(from) }) })
+	s.rekeyTimer = time.AfterFunc(s.m.tm.rekeyRetry, func() { s.spawn(func() { s.startRekey(from) }) })
 	m.mu.Unlock()
 
 	if err := s.send(s.ctx, wire.RekeyPayload{Epoch: int(r.epoch), EPK: r.priv.PublicKey().Bytes()}); err != nil {
@@ -162,7 +162,7 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 	s.pendingEpoch.Store(epoch)
 	s.oldFrameAt.Store(0)
 	stopTimer(&s.switchTimer)
-	s.switchTimer = time.AfterFunc(rekeySwitchWait, s.switchWaitOver)
+	s.switchTimer = time.AfterFunc(s.m.tm.rekeySwitch, s.switchWaitOver)
 	m.mu.Unlock()
 	if err := s.send(s.ctx, reply); err != nil {
 		s.log.Warn("call: replying to call_rekey failed", "epoch", epoch, "err", err)
@@ -194,7 +194,7 @@ func (s *session) switchWaitOver() {
 		return
 	}
 	if at := s.oldFrameAt.Load(); at != 0 {
-		if left := rekeySwitchWait - time.Since(time.Unix(0, at)); left > 0 {
+		if left := s.m.tm.rekeySwitch - time.Since(time.Unix(0, at)); left > 0 {
 			s.switchTimer = time.AfterFunc(left, s.switchWaitOver)
 			m.mu.Unlock()
 			return

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/duetcall/duet/client"
+	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/wire"
 )
@@ -311,5 +312,87 @@ func TestHeldSessionKeyLookupFails(t *testing.T) {
 	connect(t, a, b, Media{Audio: true})
 	if a.keyLookups() == lookups {
 		t.Error("a did not check b's keys")
+	}
+}
+
+// TestKeysWipedAtEnd: an ended call keeps no key material (forward
+// secrecy): its media keys are closed, its ephemeral keys forgotten, and
+// Stats still has its figures.
+func TestKeysWipedAtEnd(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	connect(t, a, b, Media{Audio: true})
+	a.waitStats(5*time.Second, "audio", func(s Stats) bool { return s.AudioFramesReceived >= 5 })
+	sa, sb := a.mod.curSession(), b.mod.curSession()
+	sa.m.mu.Lock()
+	enc := sa.enc
+	sa.m.mu.Unlock()
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+	<-sb.done
+	for _, s := range []*session{sa, sb} {
+		if held := s.heldKeys(); len(held) > 0 {
+			t.Errorf("%s: the ended call still holds %v", s.m.sig.Alias(), held)
+		}
+	}
+	if _, err := enc.Encrypt(nil, []byte{0xfc, 1, 2}, e2ee.KindOpus); !errors.Is(err, e2ee.ErrClosed) {
+		t.Errorf("the ended call's Encryptor still encrypts: %v", err)
+	}
+	if st := a.mod.Stats(); st.CallID != sa.id || st.AudioFramesReceived < 5 {
+		t.Errorf("Stats after the end: %+v", st)
+	}
+}
+
+// TestKeyLookupOffTheWorker: a slow key lookup for one caller's offer does
+// not hold up the signaling of the call in progress: its hangup still
+// arrives at once.
+func TestKeyLookupOffTheWorker(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	c := newPeer(t, "c")
+	connect(t, a, b, Media{Audio: true})
+	b.slowKeyLookups(20 * time.Second) // b looks up c's keys for 20 s
+	lookups := b.keyLookups()
+	if err := c.mod.Call(ctxT(t), b.alias, Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); b.keyLookups() == lookups; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b never looked up c's keys")
+		}
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	// Well inside the lookup's 20 s: the hangup did not wait for it.
+	if st := b.waitEnd(10 * time.Second); st.State != StateHangup {
+		t.Errorf("b: %+v", st)
+	}
+	if err := c.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedLookupCached: after the keys of an offer's sender could not be
+// looked up, that sender's next offers are dropped without a lookup for a
+// while (a junk offer costs no round trip each).
+func TestFailedLookupCached(t *testing.T) {
+	checkLeaks(t)
+	b, c := newPeer(t, "b"), newPeer(t, "c")
+	b.failKeyLookups(true)
+	for i := range 3 {
+		if err := c.mod.Call(ctxT(t), b.alias, Media{Audio: true}); err != nil {
+			t.Fatal(err)
+		}
+		want := uint64(i + 1)
+		b.waitStats(5*time.Second, "dropped offers", func(s Stats) bool { return s.SignalingDrops["peer_keys"] >= want })
+		if err := c.mod.Hangup(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.keyLookups(); n != 1 {
+		t.Errorf("b looked up c's keys %d times for 3 offers, want 1", n)
 	}
 }

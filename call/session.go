@@ -295,16 +295,25 @@ func (s *session) startCaller(ctx context.Context) error {
 		m.mu.Unlock()
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
-	s.ps = kr.ps
-	s.offerSent, s.offerID = true, id
+	s.ps, s.offerID = kr.ps, id
+	m.mu.Unlock()
+	// The machine learns that the offer goes out before it does: from now
+	// on the peer may know the call (a glare is decided by call ID, an
+	// end tells the peer). A call it ended meanwhile sends nothing.
+	m.event(fsm.Event{Kind: fsm.EvOfferOut, CallID: s.id}, input{})
+	m.mu.Lock()
+	if s.ending {
+		m.mu.Unlock()
+		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
+	}
+	s.offerSent = true
 	m.mu.Unlock()
 	body := wire.OfferPayload{SDP: offer.SDP, EPK: ephem.PublicKey().Bytes()}
 	if err := s.sendID(ctx, body, id); err != nil {
 		return s.ended(err)
 	}
 
-	s.step("STEP", 8, "offer sent; waiting for the answer", "timeout", answerTimeout)
-	m.event(fsm.Event{Kind: fsm.EvOfferOut, CallID: s.id}, input{})
+	s.step("STEP", 8, "offer sent; waiting for the answer", "timeout", m.tm.answer)
 	m.mu.Lock()
 	if s.ending {
 		// The call is placed; it already ended (hung up, or the relay

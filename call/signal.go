@@ -145,7 +145,10 @@ func (m *Module) countDrop(reason string) {
 	m.mu.Unlock()
 }
 
-// worker processes received envelopes in order.
+// worker processes received envelopes in order, and the key lookups'
+// outcomes. A lookup (an HTTP round trip to the relay) never runs on the
+// worker: the envelopes of a peer whose keys are being looked up wait for
+// it in order, while everyone else's are processed.
 func (m *Module) worker() {
 	defer m.wg.Done()
 	for {
@@ -154,7 +157,109 @@ func (m *Module) worker() {
 			return
 		case env := <-m.inbound:
 			m.process(env)
+		case r := <-m.lookedUp:
+			m.lookupDone(r)
 		}
+	}
+}
+
+// Key lookups for incoming offers.
+const (
+	// maxLookupWaiting bounds the envelopes of one peer waiting for its
+	// key lookup; more are dropped (counted as "queue_full").
+	maxLookupWaiting = 64
+	// lookupFailFor: after a lookup failed for a reason other than a key
+	// change (the relay unreachable, an unknown alias), that peer's offers
+	// are dropped for this long without another lookup, so that junk
+	// offers cost no round trip each.
+	lookupFailFor = 10 * time.Second
+)
+
+// keyLookup is a lookup in flight for one peer and the envelopes waiting
+// for it.
+type keyLookup struct {
+	waiting []*wire.Envelope
+}
+
+// lookupResult is a finished lookup.
+type lookupResult struct {
+	peer identity.Alias
+	ps   *peerSig
+	err  error
+}
+
+// waitForLookup queues env behind the key lookup in flight for its sender,
+// or starts one, or drops env (counted): not an offer, too many waiting,
+// or a peer whose lookup failed a moment ago.
+func (m *Module) waitForLookup(env *wire.Envelope) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l := m.lookups[env.From]; l != nil {
+		if len(l.waiting) >= maxLookupWaiting {
+			m.drops["queue_full"]++
+			return
+		}
+		l.waiting = append(l.waiting, env)
+		return
+	}
+	if env.Type != wire.TypeCallOffer {
+		m.drops["unknown_call"]++
+		return
+	}
+	if until, ok := m.lookupFailed[env.From]; ok && time.Now().Before(until) {
+		m.drops["peer_keys"]++
+		return
+	}
+	m.lookups[env.From] = &keyLookup{waiting: []*wire.Envelope{env}}
+	peer := env.From
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, keysTimeout)
+		ps, err := m.peerSession(ctx, peer)
+		cancel()
+		select {
+		case m.lookedUp <- lookupResult{peer, ps, err}:
+		case <-m.ctx.Done():
+		}
+	}()
+}
+
+// lookupDone processes the envelopes that waited for a peer's keys, in
+// order, or drops them when the keys could not be had.
+func (m *Module) lookupDone(r lookupResult) {
+	m.mu.Lock()
+	l := m.lookups[r.peer]
+	delete(m.lookups, r.peer)
+	if r.err != nil && !errors.Is(r.err, client.ErrKeyChanged) {
+		m.lookupFailed[r.peer] = time.Now().Add(lookupFailFor)
+		for p, until := range m.lookupFailed {
+			if time.Now().After(until) {
+				delete(m.lookupFailed, p)
+			}
+		}
+	}
+	m.mu.Unlock()
+	if l == nil {
+		return
+	}
+	if r.err != nil {
+		reason := "peer_keys"
+		if errors.Is(r.err, client.ErrKeyChanged) {
+			reason = "key_changed"
+		}
+		m.mu.Lock()
+		m.drops[reason] += uint64(len(l.waiting))
+		m.mu.Unlock()
+		m.log.Warn("call: offer refused: cannot authenticate the caller", "from", r.peer, "err", r.err)
+		if reason == "key_changed" && m.opts.OnError != nil {
+			// The callee's app should say so: nothing rings.
+			m.opts.OnError(fmt.Errorf("call: an incoming call from %s was refused: %w", r.peer, r.err))
+		}
+		return
+	}
+	for _, env := range l.waiting {
+		m.openAndDispatch(r.ps, env)
 	}
 }
 
@@ -176,8 +281,11 @@ func (m *Module) process(env *wire.Envelope) {
 	}
 	m.mu.Unlock()
 	if ps == nil {
-		if env.Type != wire.TypeCallOffer {
-			m.countDrop("unknown_call")
+		m.mu.Lock()
+		waiting := m.lookups[env.From] != nil
+		m.mu.Unlock()
+		if waiting || env.Type != wire.TypeCallOffer {
+			m.waitForLookup(env) // in order behind the lookup, or dropped
 			return
 		}
 		// A peer we already hold a session with, whose keys are still the
@@ -205,24 +313,14 @@ func (m *Module) process(env *wire.Envelope) {
 				return
 			}
 		}
-		ctx, cancel := context.WithTimeout(m.ctx, keysTimeout)
-		var err error
-		ps, err = m.peerSession(ctx, env.From)
-		cancel()
-		if err != nil {
-			reason := "peer_keys"
-			if errors.Is(err, client.ErrKeyChanged) {
-				reason = "key_changed"
-			}
-			m.countDrop(reason)
-			m.log.Warn("call: offer refused: cannot authenticate the caller", "from", env.From, "err", err)
-			if reason == "key_changed" && m.opts.OnError != nil {
-				// The callee's app should say so: nothing rings.
-				m.opts.OnError(fmt.Errorf("call: an incoming call from %s was refused: %w", env.From, err))
-			}
-			return
-		}
+		m.waitForLookup(env)
+		return
 	}
+	m.openAndDispatch(ps, env)
+}
+
+// openAndDispatch opens env with ps and dispatches it, or drops it.
+func (m *Module) openAndDispatch(ps *peerSig, env *wire.Envelope) {
 	msg, err := ps.sess.Open(env)
 	if err != nil {
 		reason := wire.DropReason(err)

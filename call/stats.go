@@ -119,7 +119,11 @@ func (m *Module) Stats() Stats {
 	m.mu.Lock()
 	s := m.cur
 	if s == nil {
-		s = m.last
+		s = m.tearing
+	}
+	var st Stats
+	if s == nil && m.last != nil {
+		st = *m.last
 	}
 	drops, relayErrs := maps.Clone(m.drops), maps.Clone(m.relayErrs)
 	var final *Stats
@@ -127,7 +131,6 @@ func (m *Module) Stats() Stats {
 		final = s.diag.final
 	}
 	m.mu.Unlock()
-	var st Stats
 	switch {
 	case final != nil:
 		st = *final
@@ -274,11 +277,11 @@ func (s *session) onPair(p *webrtc.ICECandidatePair) {
 }
 
 // watchdog reports growth of the inbound RTP bytes to the state machine,
-// sampled every mediaCheckInterval; the machine ends the call when none
+// sampled every mediaCheckInterval (the module's timings); the machine ends the call when none
 // comes for the media timeout (the seed's "no inbound RTP growth").
 func (s *session) watchdog() {
 	m := s.m
-	t := time.NewTicker(mediaCheckInterval)
+	t := time.NewTicker(s.m.tm.mediaCheck)
 	defer t.Stop()
 	var last uint64
 	for {
@@ -294,9 +297,10 @@ func (s *session) watchdog() {
 	}
 }
 
-// diagLoop logs the seed's Diag line every diagInterval while the call is up.
+// diagLoop logs the seed's Diag line every diagInterval (the module's
+// timings) while the call is up.
 func (s *session) diagLoop() {
-	t := time.NewTicker(diagInterval)
+	t := time.NewTicker(s.m.tm.diag)
 	defer t.Stop()
 	// The first line's rates are over the time since now (the counters
 	// start from zero), not 0 for want of a previous line.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/duetcall/duet/hot"
 	"github.com/duetcall/duet/identity"
-	"github.com/duetcall/duet/internal/hot"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -101,22 +101,25 @@ type Client struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu      sync.Mutex
-	conn    *websocket.Conn
-	token   string
-	baseIdx int // the relay of bases connected to, or last tried
+	mu         sync.Mutex
+	conn       *websocket.Conn
+	token      string
+	tokenRenew time.Time // after it, bearer reconnects for a fresh token (token.go)
+	baseIdx    int       // the relay of bases connected to, or last tried
 
 	sent sentLog // recent envelopes with an id, for recipient_busy
 	// Liveness (liveness.go).
 	wsHC      *http.Client     // hc, recording the WebSocket's local address
 	wsLocal   localAddrTracker // the local address of the WebSocket's connection
 	immediate atomic.Bool      // the next reconnect skips the backoff wait
+	renewing  atomic.Bool      // the connection was closed to renew the token
 	skew      atomic.Int64     // ClockSkew, in nanoseconds
 
-	iceMu  sync.Mutex
-	ice    *ICEConfig
-	iceExp time.Time
-	now    func() time.Time // the ICE cache's clock: time.Now, but in tests
+	iceMu   sync.Mutex
+	ice     *ICEConfig
+	iceExp  time.Time
+	iceBase string           // the relay node ice came from: each node may name its own TURN
+	now     func() time.Time // the ICE cache's clock: time.Now, but in tests
 }
 
 // Connect connects and authenticates to the relay and keeps the connection
@@ -233,9 +236,6 @@ func (c *Client) run(conn *websocket.Conn) {
 	var lost time.Time
 	for {
 		if conn != nil {
-			if !lost.IsZero() {
-				c.log.Info("reconnected to the relay", "relay", c.relayBase(), "after", time.Since(lost).Round(time.Millisecond), "attempts", attempt)
-			}
 			attempt = 0
 			kctx, stopKeepAlive := context.WithCancel(c.ctx)
 			kdone := make(chan struct{})
@@ -263,6 +263,9 @@ func (c *Client) run(conn *websocket.Conn) {
 		c.mu.Lock()
 		next := c.baseIdx + 1 // the relay just lost (or failed) goes last
 		c.mu.Unlock()
+		if c.renewing.Swap(false) {
+			next-- // closed to renew the token (token.go): the same relay first
+		}
 		var err error
 		conn, err = c.dialAny(c.ctx, next)
 		if err != nil {
@@ -271,6 +274,8 @@ func (c *Client) run(conn *websocket.Conn) {
 			}
 			c.log.Warn("relay reconnect failed", "attempt", attempt, "err", err)
 			conn = nil
+		} else {
+			c.log.Info("relay reconnected", "relay", c.relayBase(), "attempt", attempt, "after", time.Since(lost).Round(time.Millisecond))
 		}
 	}
 }
@@ -301,7 +306,9 @@ type frame struct {
 	Alias     string `json:"alias,omitempty"`
 	Signature string `json:"signature,omitempty"`
 	Token     string `json:"token,omitempty"`
-	Time      int64  `json:"time,omitempty"` // ready: the relay's clock, Unix ms
+	// TokenExpiresIn is ready's token lifetime in seconds.
+	TokenExpiresIn int   `json:"token_expires_in,omitempty"`
+	Time           int64 `json:"time,omitempty"` // ready: the relay's clock, Unix ms
 }
 
 // authTimeout bounds the whole handshake.
@@ -356,7 +363,7 @@ func (c *Client) dial(ctx context.Context, idx int) (*websocket.Conn, error) {
 	c.mu.Lock()
 	c.baseIdx = idx
 	c.mu.Unlock()
-	c.setConn(conn, ready.Token)
+	c.setToken(conn, ready.Token, ready.TokenExpiresIn)
 	c.state.Set(StateConnected)
 	c.log.Info("connected to the relay", "relay", base, "alias", c.opts.Alias)
 	return conn, nil
@@ -428,19 +435,6 @@ func (c *Client) readLoop(conn *websocket.Conn) error {
 	}
 }
 
-// bearer returns the current HTTP token.
-func (c *Client) bearer() (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.token == "" {
-		if c.ctx.Err() != nil {
-			return "", ErrClosed
-		}
-		return "", ErrNotConnected
-	}
-	return c.token, nil
-}
-
 // PeerKeys returns peer's public keys, fetched from the relay and checked
 // against the pin store (pinned on first use). A key that differs from the
 // pinned one gives a *KeyChangedError (errors.Is ErrKeyChanged).
@@ -494,16 +488,12 @@ func (c *Client) fetchKeys(ctx context.Context, peer identity.Alias) (identity.P
 	if !peer.Valid() {
 		return identity.PublicKeys{}, fmt.Errorf("client: %q is not an alias", peer)
 	}
-	token, err := c.bearer()
-	if err != nil {
-		return identity.PublicKeys{}, err
-	}
 	var resp struct {
 		Alias     string `json:"alias"`
 		Signing   []byte `json:"ed25519"`
 		Agreement []byte `json:"x25519"`
 	}
-	if err := doJSON(ctx, c.hc, http.MethodGet, c.relayBase()+"/api/v1/keys/"+string(peer), token, nil, &resp); err != nil {
+	if err := c.authedGET(ctx, "/api/v1/keys/"+string(peer), &resp); err != nil {
 		return identity.PublicKeys{}, fmt.Errorf("client: fetching the keys of %s: %w", peer, err)
 	}
 	if resp.Alias != string(peer) {

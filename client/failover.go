@@ -82,3 +82,7 @@ func (c *Client) reconnectWait(attempt int) time.Duration {
 	}
 	return backoff(attempt)
 }
+
+// RelayURL is the relay node the client is connected to (or last tried),
+// normalised.
+func (c *Client) RelayURL() string { return c.relayBase() }

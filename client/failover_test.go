@@ -150,7 +150,7 @@ func TestFailover(t *testing.T) {
 		t.Fatalf("key lookup after failover: %v", err)
 	}
 	out := logs.String()
-	for _, want := range []string{"level=INFO msg=\"connected to the relay\"", "level=INFO msg=\"relay connection lost; reconnecting\"", "level=INFO msg=\"reconnected to the relay\""} {
+	for _, want := range []string{"level=INFO msg=\"connected to the relay\"", "level=INFO msg=\"relay connection lost; reconnecting\"", "level=INFO msg=\"relay reconnected\""} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}

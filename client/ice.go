@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 )
 
@@ -26,19 +25,19 @@ type ICEConfig struct {
 func (c ICEConfig) ForceRelay() bool { return c.ICETransportPolicy == "relay" }
 
 // ICEConfig returns the relay's ICE configuration, cached for its ttl (less a
-// margin, so credentials handed to a new call are never about to expire).
+// margin, so credentials handed to a new call are never about to expire)
+// while the client stays on the same relay node: after a failover the
+// surviving node's configuration is fetched (a node's embedded TURN dies
+// with it; an ICE restart gathers with the new one).
 func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	c.iceMu.Lock()
 	defer c.iceMu.Unlock()
-	if c.ice != nil && c.now().Before(c.iceExp) {
+	base := c.relayBase()
+	if c.ice != nil && c.now().Before(c.iceExp) && c.iceBase == base {
 		return *c.ice, nil
 	}
-	token, err := c.bearer()
-	if err != nil {
-		return ICEConfig{}, err
-	}
 	var cfg ICEConfig
-	if err := doJSON(ctx, c.hc, http.MethodGet, c.relayBase()+"/api/v1/calls/ice-config", token, nil, &cfg); err != nil {
+	if err := c.authedGET(ctx, "/api/v1/calls/ice-config", &cfg); err != nil {
 		return ICEConfig{}, fmt.Errorf("client: fetching the ICE config: %w", err)
 	}
 	if cfg.ICETransportPolicy != "all" && cfg.ICETransportPolicy != "relay" {
@@ -46,6 +45,6 @@ func (c *Client) ICEConfig(ctx context.Context) (ICEConfig, error) {
 	}
 	ttl := time.Duration(cfg.TTL) * time.Second
 	ttl -= min(ttl/10, time.Minute)
-	c.ice, c.iceExp = &cfg, c.now().Add(ttl)
+	c.ice, c.iceExp, c.iceBase = &cfg, c.now().Add(ttl), c.relayBase() // the node that answered
 	return cfg, nil
 }

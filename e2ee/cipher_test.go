@@ -641,3 +641,42 @@ func TestSteadyStateAllocs(t *testing.T) {
 		t.Errorf("Encrypt+Decrypt allocate %v times per frame, want 0", allocs)
 	}
 }
+
+// TestClose: a closed Encryptor or Decryptor has dropped its keys: nothing
+// encrypts or decrypts any more, and no key can be installed again.
+func TestClose(t *testing.T) {
+	a, b := newParty(t, 1), newParty(t, 2)
+	send, _ := keysFor(t, a, b, 0)
+	enc, err := NewEncryptor(send, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := NewDecryptor(send, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := []byte{0xfc, 1, 2, 3, 4}
+	ct, err := enc.Encrypt(nil, frame, KindOpus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc.Close()
+	dec.Close()
+	if _, err := enc.Encrypt(nil, frame, KindOpus); !errors.Is(err, ErrClosed) {
+		t.Errorf("Encrypt after Close: %v", err)
+	}
+	if _, err := dec.Decrypt(nil, ct, KindOpus); !errors.Is(err, ErrClosed) {
+		t.Errorf("Decrypt after Close: %v", err)
+	}
+	next := send
+	next.Epoch = 1
+	if err := enc.SetKey(next); !errors.Is(err, ErrClosed) {
+		t.Errorf("SetKey after Close: %v", err)
+	}
+	if err := dec.AddKey(next); !errors.Is(err, ErrClosed) {
+		t.Errorf("AddKey after Close: %v", err)
+	}
+	if enc.baseIV != [BaseIVSize]byte{} {
+		t.Error("the Encryptor's base IV was not zeroed")
+	}
+}

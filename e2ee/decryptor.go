@@ -39,6 +39,22 @@ type Decryptor struct {
 	prevUntil time.Time        // the end of prev's grace; zero until it started
 	iv        [BaseIVSize]byte // scratch; a local array would escape into the AEAD call
 	now       func() time.Time
+	closed    bool
+}
+
+// Close drops the Decryptor's keys (forward secrecy, like
+// Encryptor.Close): Decrypt and AddKey fail with ErrClosed afterwards.
+func (d *Decryptor) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, k := range []*recvKey{d.cur, d.prev} {
+		if k != nil {
+			k.aead = nil
+			clear(k.baseIV[:])
+		}
+	}
+	d.cur, d.prev, d.closed = nil, nil, true
+	clear(d.iv[:])
 }
 
 // NewDecryptor returns a Decryptor receiving under k. opts may be nil.
@@ -72,6 +88,9 @@ func (d *Decryptor) AddKey(k DirectionKey) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
 	if d.cur == nil {
 		return errNotInitialised
 	}
@@ -138,6 +157,9 @@ func (d *Decryptor) Decrypt(dst, frame []byte, kind FrameKind) ([]byte, error) {
 
 // key returns the key for epoch; d.mu is held.
 func (d *Decryptor) key(epoch uint32) (*recvKey, error) {
+	if d.closed {
+		return nil, ErrClosed
+	}
 	if d.cur == nil {
 		return nil, errNotInitialised
 	}

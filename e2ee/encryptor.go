@@ -69,8 +69,21 @@ type Encryptor struct {
 	frames    uint64 // also the next seq
 	bytes     uint64
 	signalled bool
+	closed    bool
 	onRekey   func(epoch uint32)
 	lim       limits
+}
+
+// Close drops the Encryptor's key and zeroes its IV material: the call is
+// over, and what it encrypted must not be decryptable with anything this
+// process still holds (forward secrecy). Encrypt and SetKey fail with
+// ErrClosed afterwards; Usage keeps its figures.
+func (e *Encryptor) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.aead, e.closed = nil, true
+	clear(e.baseIV[:])
+	clear(e.iv[:])
 }
 
 // NewEncryptor returns an Encryptor sending under k. opts may be nil.
@@ -126,6 +139,9 @@ func (e *Encryptor) SetKey(k DirectionKey) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
 	if k.Epoch <= e.epoch { // a concurrent SetKey won
 		return fmt.Errorf("%w: epoch %d, current %d", ErrEpochOrder, k.Epoch, e.epoch)
 	}
@@ -163,6 +179,9 @@ func (e *Encryptor) Encrypt(dst, frame []byte, kind FrameKind) ([]byte, error) {
 	e.mu.Lock()
 	if e.aead == nil {
 		e.mu.Unlock()
+		if e.closed {
+			return nil, ErrClosed
+		}
 		return nil, errNotInitialised
 	}
 	if e.frames+1 > e.lim.maxFrames || e.bytes+body > e.lim.maxBytes {

@@ -21,6 +21,10 @@ var (
 	// ErrInvalidKind: the FrameKind is not one of the defined kinds.
 	ErrInvalidKind = errors.New("e2ee: invalid frame kind")
 
+	// ErrClosed: the Encryptor or Decryptor was closed (its call ended and
+	// its keys were dropped).
+	ErrClosed = errors.New("e2ee: closed; its keys were wiped")
+
 	// ErrEmptyFrame: Encrypt was given a zero-length frame.
 	ErrEmptyFrame = errors.New("e2ee: empty frame")
 	// ErrKeyExhausted: the frame would take the key past its usage limit;

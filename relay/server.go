@@ -97,6 +97,7 @@ type tunables struct {
 	pingInterval   time.Duration
 	pingTimeout    time.Duration
 	readyGrace     time.Duration // see ReadyGrace
+	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -119,6 +120,7 @@ var defaultTunables = tunables{
 	pingInterval:   DefaultPingInterval,
 	pingTimeout:    DefaultPingTimeout,
 	readyGrace:     ReadyGrace,
+	tokenTTL:       TokenTTL,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.

@@ -404,7 +404,7 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.routed = true
 	s.srv.metrics.sessions.Inc()
-	ready := encodeFrame(readyFrame{Type: "ready", Alias: alias, Token: s.srv.tokens.Issue(alias), TokenExpiresIn: int(TokenTTL / time.Second), Time: s.now().UnixMilli()})
+	ready := encodeFrame(readyFrame{Type: "ready", Alias: alias, Token: s.srv.tokens.Issue(alias, s.srv.tun.tokenTTL), TokenExpiresIn: int(s.srv.tun.tokenTTL / time.Second), Time: s.now().UnixMilli()})
 	if err := s.writeDirect(ready); err != nil {
 		return false
 	}

@@ -48,9 +48,9 @@ func (t *tokens) mac(alias identity.Alias, exp int64) []byte {
 	return m.Sum(nil)
 }
 
-// Issue returns a token for alias valid for TokenTTL.
-func (t *tokens) Issue(alias identity.Alias) string {
-	exp := t.now().Add(TokenTTL).Unix()
+// Issue returns a token for alias valid for ttl (TokenTTL but in tests).
+func (t *tokens) Issue(alias identity.Alias, ttl time.Duration) string {
+	exp := t.now().Add(ttl).Unix()
 	return "v1." + string(alias) + "." + strconv.FormatInt(exp, 10) + "." +
 		base64.RawURLEncoding.EncodeToString(t.mac(alias, exp))
 }

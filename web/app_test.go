@@ -240,6 +240,39 @@ func TestDemoApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	appWait(t, tb, 5*time.Second, fmt.Sprintf(`window.duetApp.screen === 'home' && document.getElementById('message').textContent === 'Missed call from %s.'`, bot.alias))
+	// Shown as information, and no error with it (the seed's false
+	// "did not answer" for the callee).
+	if m := drive0[string](t, tb, `JSON.stringify(window.duetApp.messages.slice(-2))`); strings.Contains(m, `"error"`) || !strings.Contains(m, `"Missed call from`) {
+		t.Errorf("app messages after a missed call: %s; want the missed call as info and no error", m)
+	}
+
+	// A second device of the same user (another tab of the app: the same
+	// stored identity, its own call module): both ring; one answers or
+	// declines, the other goes home saying so, never with an error.
+	tb2 := env.openTab(t, "app2", "/")
+	appRun(t, tb2, 10*time.Second, "phone viewport", chromedp.EmulateViewport(390, 844))
+	appWait(t, tb2, 15*time.Second, fmt.Sprintf(`window.duetApp.state === 'ready' && window.duetApp.alias === %q`, alias))
+	for _, c := range []struct{ button, text string }{{"#accept", "Answered on another device."}, {"#reject", "Declined on another device."}} {
+		if err := bot.mod.Call(ctx, identityAlias(alias), duetcall.Media{Audio: true}); err != nil {
+			t.Fatal(err)
+		}
+		appWait(t, tb, 15*time.Second, `window.duetApp.screen === 'incoming'`)
+		appWait(t, tb2, 15*time.Second, `window.duetApp.screen === 'incoming'`)
+		appRun(t, tb2, 10*time.Second, c.button+" on the second device", chromedp.Click(chromedp.CSS(c.button)))
+		appWait(t, tb, 10*time.Second, fmt.Sprintf(`window.duetApp.screen === 'home' && document.getElementById('message').textContent === %q && document.getElementById('message').dataset.kind === 'info'`, c.text))
+		if c.button == "#accept" {
+			appWait(t, tb2, 20*time.Second, `window.duetApp.state === 'connected'`)
+			if err := bot.mod.Hangup(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		appWait(t, tb2, 10*time.Second, `window.duetApp.screen === 'home'`)
+		bot.waitState(10*time.Second, "the end of the call", func(s duetcall.Status) bool { return s.State.Terminal() })
+	}
+	if m := drive0[string](t, tb, `JSON.stringify(window.duetApp.messages.filter((m) => m.kind === 'error'))`); m != "[]" {
+		t.Errorf("the first device showed errors while the second answered or declined: %s", m)
+	}
+	tb2.close()
 
 	dial := func(a string, button string) {
 		appRun(t, tb, 10*time.Second, "dial "+a,

@@ -210,6 +210,7 @@ type jsError struct {
 type jsIncoming struct {
 	From    string `json:"from"`
 	IsVideo bool   `json:"isVideo"`
+	CallID  string `json:"callId"`
 }
 
 // jsDiag is the call module's Diag sample (CallModule.stats).

@@ -341,8 +341,9 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := alice.waitState("rejected", 5*time.Second)
-		if st.Reason != "declined" || len(st.Errors) != 0 {
-			t.Errorf("browser after the Go side rejected: %+v", st)
+		// The callee's refusal is an error for the caller (PROTOCOL §10.3).
+		if e := drive[jsError](alice, 5*time.Second, "waitError(2000)"); st.Reason != "declined" || e.Name != "ErrDeclined" {
+			t.Errorf("browser after the Go side rejected: %+v, error %+v; want declined and ErrDeclined", st, e)
 		}
 	})
 
@@ -463,8 +464,9 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		}
 		st := bob.waitState("hangup", 5*time.Second)
 		t.Logf("ringing dismissed %v after the caller hung up", time.Since(start).Round(time.Millisecond))
-		if st.Reason != "user_hangup" {
-			t.Errorf("browser after the caller hung up while ringing: %+v", st)
+		// A missed call, not an error (PROTOCOL §10.3).
+		if st.Reason != "missed" || len(st.Errors) != 0 {
+			t.Errorf("browser after the caller hung up while ringing: %+v; want missed, no error", st)
 		}
 		if r := drive[jsResult](bob, 5*time.Second, "answer()"); r.OK || r.Name != "ErrNoIncomingCall" {
 			t.Errorf("answer after the caller hung up: %+v, want ErrNoIncomingCall", r)

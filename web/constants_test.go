@@ -157,6 +157,7 @@ func TestConstantsMatchGo(t *testing.T) {
 		{"mediaCheck", "mediaCheckInterval", ""},
 		{"diag", "diagInterval", "Diag log interval"},
 		{"restartWait", "restartWait", "ICE restart wait"},
+		{"restartDelay", "", "ICE restart delay"},
 		{"rekeyRetry", "rekeyRetry", "rekey retry"},
 		{"rekeySwitch", "rekeySwitchWait", "rekey switch wait"},
 		{"gum", "", "getUserMedia timeout"}, // browser only
@@ -179,7 +180,7 @@ func TestConstantsMatchGo(t *testing.T) {
 		same("calls.js "+name, jsv("calls", name), timings[timing], "its timing table ("+timing+")")
 	}
 	// Every internal timing is compared above: a new one must be added here.
-	known := []string{"answer", "ring", "disconnected", "media", "mediaCheck", "diag", "restartWait", "rekeyRetry", "rekeySwitch", "gum"}
+	known := []string{"answer", "ring", "disconnected", "media", "mediaCheck", "diag", "restartWait", "restartDelay", "rekeyRetry", "rekeySwitch", "gum"}
 	for k := range timings {
 		if !slices.Contains(known, k) {
 			t.Errorf("calls.js has a timing %q this test does not compare with the Go SDK and docs/PROTOCOL.md §6: add it to TestConstantsMatchGo", k)

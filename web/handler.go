@@ -18,7 +18,7 @@ func Handler(relay http.Handler) http.Handler {
 	for _, p := range []string{"/api/", "/healthz", "/readyz", "/metrics"} {
 		mux.Handle(p, relay)
 	}
-	mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", anyOrigin(noCache(http.FileServerFS(SDK)))))
+	mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", anyOrigin(noCache(typeScript(http.FileServerFS(SDK))))))
 	mux.Handle("/", appHandler(relay))
 	return mux
 }
@@ -69,6 +69,18 @@ func appHandler(next http.Handler) http.Handler {
 func noCache(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// typeScript serves .ts files (duet.d.ts) as TypeScript: the file server
+// would take the type from the system's MIME table, where .ts is often an
+// MPEG transport stream or Qt Linguist (text/vnd.trolltech.linguist).
+func typeScript(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".ts") {
+			w.Header().Set("Content-Type", "application/typescript; charset=utf-8")
+		}
 		h.ServeHTTP(w, r)
 	})
 }

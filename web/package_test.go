@@ -249,9 +249,7 @@ func TestSDKPackage(t *testing.T) {
 // unwiredModules are SDK modules no entry imports yet, on their way in
 // (module: why). An entry that an entry reaches fails the test until it is
 // removed here.
-var unwiredModules = map[string]string{
-	"call-fsm.js": "the transport-free call core; calls.js is being split to run on it",
-}
+var unwiredModules = map[string]string{}
 
 // relRefRe finds a module's references to its siblings: static imports and
 // re-exports, dynamic imports and new URL('./x.js', import.meta.url).

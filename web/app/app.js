@@ -12,6 +12,7 @@ let client = null;
 let calls = null;
 let messageTimer = null;
 let lastStatus = null;
+let ringingCall; // the call id the incoming screen shows
 let statsOn = false;
 
 /** The app's state, for people and for tests: window.duetApp. */
@@ -53,6 +54,9 @@ function errorText(e, peer) {
       return 'Already answering this call…';
     case 'ErrNoAnswer':
       return `${who} did not answer.`;
+    case 'ErrDeclined':
+    case 'ErrBusy':
+      return ''; // the call's ending says it (endText)
     case 'ErrOffline':
       return `${who} is offline: none of their devices is connected.`;
     case 'ErrICEFailed':
@@ -81,7 +85,7 @@ function errorText(e, peer) {
   return `Call failed: ${e?.message ?? e}`;
 }
 
-/** The message for how a call ended (rejections are no errors). */
+/** The message for how a call ended (st.reason: the SDK's ending). */
 function endText(st) {
   const who = st.peer;
   switch (st.reason) {
@@ -90,13 +94,22 @@ function endText(st) {
     case 'busy':
       return `${who} is busy in another call.`;
     case 'user_hangup':
-      return st.state === 'hangup' && lastStatus?.state === 'ringing' ? `Missed call from ${who}.` : 'Call ended.';
-    case 'no_answer':
-      return st.incoming ? `Missed call from ${who}.` : '';
+      return 'Call ended.';
+    case 'missed':
+      return `Missed call from ${who}.`;
+    case 'answered_elsewhere':
+      return 'Answered on another device.';
+    case 'declined_elsewhere':
+      return 'Declined on another device.';
+    case 'busy_elsewhere':
+      return `Missed call from ${who} (busy on another device).`;
     default:
-      return '';
+      return ''; // a failure: onError says what happened
   }
 }
+
+/** Endings that are no failure: shown as information, never as an error. */
+const PLAIN_ENDINGS = ['user_hangup', 'missed', 'answered_elsewhere', 'declined_elsewhere', 'busy_elsewhere'];
 
 // ------------------------------------------------------------- identity
 
@@ -204,8 +217,9 @@ function fatal(e) {
 // ---------------------------------------------------------------- calls
 
 function wireCalls() {
-  calls.onIncomingCall = (from, isVideo) => {
+  calls.onIncomingCall = (from, isVideo, callId) => {
     console.log(`🔥 [App] incoming ${isVideo ? 'video' : 'audio'} call from ${from}`);
+    ringingCall = callId; // accept and reject act on this call only
     $('incoming-from').textContent = from;
     $('incoming-kind').textContent = isVideo ? 'Video call' : 'Audio call';
     $('accept').disabled = false;
@@ -258,7 +272,7 @@ function onStatus(st) {
     case 'rejected':
     case 'ended': {
       const t = endText(st);
-      if (t) message(t, st.reason === 'user_hangup' ? 'info' : 'error');
+      if (t) message(t, PLAIN_ENDINGS.includes(st.reason) ? 'info' : 'error');
       show('home');
       $('stats').textContent = '';
       break;
@@ -295,7 +309,7 @@ $('accept').addEventListener('click', async () => {
   $('accept').disabled = true; // the seed: no double answer
   $('reject').disabled = true;
   try {
-    await calls.answer();
+    await calls.answer(ringingCall);
   } catch { /* onError shows it */ }
 });
 
@@ -305,7 +319,7 @@ $('reject').addEventListener('click', () => {
   $('reject').disabled = true;
   // Rejects (never throws) when the call stopped ringing meanwhile; the
   // state observer already shows how it ended.
-  calls.reject().catch((e) => console.warn(`[App] reject: ${e.name}: ${e.message}`));
+  calls.reject(ringingCall).catch((e) => console.warn(`[App] reject: ${e.name}: ${e.message}`));
 });
 
 $('hangup').addEventListener('click', () => {

@@ -78,7 +78,7 @@ const DROP_STALE_TIMER = 'stale_timer';
 // The order of an action's fields (that of the Go SDK's JSON encoding; the
 // comparison does not depend on it, a log line reads better for it).
 const ACTION_FIELDS = ['kind', 'call_id', 'peer', 'state', 'incoming', 'video', 'reason', 'type', 'device',
-  'selected', 'outcome', 'timer', 'ms', 'error'];
+  'selected', 'outcome', 'timer', 'ms', 'error', 'recovering'];
 
 /** a with its empty, false and zero fields left out. */
 function action(a) {
@@ -115,6 +115,7 @@ class Call {
     this.restarted = false; // an ICE restart was begun in this outage (one allowed)
     this.restarting = false; // that restart is in progress (not yet connected again)
     this.failed = false; // ICE failed in this outage
+    this.recovering = false; // an outage is in progress (told with a recovery action)
     this.timers = new Set();
   }
 
@@ -137,11 +138,11 @@ export class CallMachine {
 
   /**
    * @param {string} device this machine's device id (its party id on the wire, PROTOCOL §10.4)
-   * @param {object} [timings] durations in ms by timer name (DEFAULT_TIMINGS)
+   * @param {object} [timings] durations in ms by timer name (DEFAULT_TIMINGS for any it lacks)
    */
   constructor(device, timings = DEFAULT_TIMINGS) {
     this.#device = String(device ?? '');
-    this.#t = { ...DEFAULT_TIMINGS, ...timings };
+    this.#t = timings ?? DEFAULT_TIMINGS; // read at each use: a driver's tests may shorten them
   }
 
   /** The machine's device id. */
@@ -219,7 +220,7 @@ export class CallMachine {
 
   #startTimer(c, t) {
     c.timers.add(t);
-    this.#emit({ kind: 'timer_start', call_id: c.id, timer: t, ms: this.#t[t] });
+    this.#emit({ kind: 'timer_start', call_id: c.id, timer: t, ms: this.#t[t] ?? DEFAULT_TIMINGS[t] });
   }
 
   #stopTimer(c, t) {
@@ -255,12 +256,12 @@ export class CallMachine {
     }
     const n = new Call(e.call_id, e.peer, false, e.video, CALLING);
     this.#cur = n;
-    this.#publish(n, '');
     this.#emit({ kind: 'setup_caller', call_id: n.id, peer: n.peer, video: n.video });
+    this.#publish(n, '');
   }
 
   #onAnswer(c, e) {
-    if (c && c.incoming && c.id === e.call_id && c.answering) {
+    if (c && c.incoming && (e.call_id === '' || c.id === e.call_id) && c.answering) {
       this.#emit({ kind: 'api_error', call_id: e.call_id, error: E.ALREADY_ANSWERING });
     } else if (!c || !c.incoming || c.state !== RINGING || (e.call_id !== '' && c.id !== e.call_id)) {
       this.#emit({ kind: 'api_error', call_id: e.call_id, error: E.NO_INCOMING_CALL });
@@ -418,10 +419,13 @@ export class CallMachine {
         this.#onConn(c, e.conn);
         return;
       case 'media':
-        if (c.state === CONNECTED) this.#startTimer(c, 'media');
+        if (c.state === CONNECTED && c.timers.has('media')) this.#startTimer(c, 'media');
         return;
       case 'network_changed':
-        if (c.state === CONNECTING || c.state === CONNECTED) this.#restart(c);
+        if (c.state === CONNECTING || c.state === CONNECTED) {
+          if (!c.incoming && !c.restarted) this.#setRecovering(c, true);
+          this.#restart(c);
+        }
         return;
       case 'timer':
         this.#onTimer(c, e.timer);
@@ -508,19 +512,28 @@ export class CallMachine {
         c.restarted = false;
         c.restarting = false;
         c.failed = false;
+        this.#setRecovering(c, false);
         if (!c.connected) {
           c.connected = true;
           c.state = CONNECTED;
           this.#publish(c, '');
           this.#emit({ kind: 'start_media', call_id: c.id });
           this.#startTimer(c, 'media');
+        } else if (!c.timers.has('media')) {
+          this.#startTimer(c, 'media'); // back from an outage
         }
         break;
       case 'disconnected':
+        // Media stops with the connection: the recovery rules own the
+        // outage, the media watchdog only a connection that is up.
+        this.#stopTimer(c, 'media');
+        this.#setRecovering(c, true);
         if (!c.timers.has('disconnected')) this.#startTimer(c, 'disconnected');
         if (!c.incoming && !c.restarted && !c.timers.has('restart_delay')) this.#startTimer(c, 'restart_delay');
         break;
       case 'failed':
+        this.#stopTimer(c, 'media');
+        this.#setRecovering(c, true);
         if (c.restarting) {
           // The restart in progress is bounded by its own wait.
           c.failed = true;
@@ -538,6 +551,13 @@ export class CallMachine {
         }
         break;
     }
+  }
+
+  /** Tells the app when an outage begins or ends (a recovery action). */
+  #setRecovering(c, on) {
+    if (c.recovering === on || !c.connected) return;
+    c.recovering = on;
+    this.#emit({ kind: 'recovery', call_id: c.id, recovering: on });
   }
 
   /** Begins the caller's one ICE restart of an outage; the callee has nothing to do but wait for it. */

@@ -8,7 +8,7 @@ import { checkPublicKeys, safetyNumber, validAlias } from './identity.js';
 import { ed25519Sign } from './primitives.js';
 import { HotValue } from './observable.js';
 import { CALL_TYPES, MAX_ENVELOPE_SIZE, NonceCache, Session, decodeEnvelope, encodeEnvelope } from './signal.js';
-import { CallModule } from './calls.js';
+import { CallModule } from './call-module.js';
 import { DEFAULT_DB, STORE_PINS, idbGet, idbPut } from './store.js';
 import { DuetError, concat, equalBytes, fromBase64, toBase64, utf8 } from './util.js';
 
@@ -1025,24 +1025,9 @@ export class DuetClient {
   }
 }
 
-/**
- * An RTCConfiguration from the relay's ICE config: its servers, and
- * iceTransportPolicy 'relay' when the relay forces it or alwaysRelay is set.
- * @param {import('./duet').ICEConfig} cfg
- * @param {{alwaysRelay?: boolean}} [opts]
- * @returns {RTCConfiguration}
- */
-export function rtcConfiguration(cfg, opts = {}) {
-  return {
-    iceServers: cfg.ice_servers.map((s) => {
-      const out = { urls: s.urls };
-      if (s.username !== undefined) out.username = s.username;
-      if (s.credential !== undefined) out.credential = s.credential;
-      return out;
-    }),
-    iceTransportPolicy: opts.alwaysRelay || cfg.ice_transport_policy === 'relay' ? 'relay' : 'all',
-  };
-}
+// rtcConfiguration lives with the peer connection (call-pc.js); exported
+// here as before.
+export { rtcConfiguration } from './call-pc.js';
 
 /**
  * Internal hooks for this package's tests; not part of the API (duet.js

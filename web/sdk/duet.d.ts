@@ -198,7 +198,11 @@ export type Message = Route & (
   | { type: 'call_reject'; reason: Reason }
   | { type: 'call_hangup'; reason: Reason }
   | { type: 'call_rekey'; epoch: number; epk: Uint8Array }
-);
+  | { type: 'call_select'; selected: string; outcome: 'answered' | 'declined' | 'busy' }
+) & {
+  /** The sender's device id (1..64 of [A-Za-z0-9_-], §3, §10.4); absent from senders that do not tell their devices apart. */
+  device?: string;
+};
 /** A message to send (DuetClient.sendMessage): `from` may be left out, the client sets it to its alias. */
 export type OutgoingMessage = WithoutFrom<Message>;
 type WithoutFrom<M> = M extends unknown ? Omit<M, 'from'> & { from?: string } : never;
@@ -470,10 +474,20 @@ export type CallState = 'idle' | 'calling' | 'ringing' | 'connecting' | 'connect
 export declare const CALL_STATES: readonly CallState[];
 
 /**
- * Why a call ended (CallStatus.reason in the terminal states): the wire
- * reasons, or 'offline' (the relay could not deliver the offer; local only).
+ * Why a call ended, as this app sees it (CallStatus.reason in the end
+ * states; docs/PROTOCOL.md §10.3, the Go SDK's Status.Reason):
+ * 'user_hangup' (either side hung up), 'declined' / 'busy' (the callee
+ * refused; an error for the caller), 'no_answer', 'offline' (the relay could
+ * not deliver the offer), 'missed' (a ringing callee whose caller gave up,
+ * or whose ring ran out: not an error), 'answered_elsewhere' /
+ * 'declined_elsewhere' / 'busy_elsewhere' (another device of this user
+ * answered, declined, was busy: not errors), 'ice_failed', 'disconnected',
+ * 'media_timeout', 'error' (a local failure).
  */
-export type CallEndReason = Reason | 'offline';
+export type CallEndReason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'offline' | 'missed'
+  | 'answered_elsewhere' | 'declined_elsewhere' | 'busy_elsewhere' | 'ice_failed' | 'disconnected' | 'media_timeout' | 'error';
+/** Every CallEndReason. */
+export declare const CALL_ENDINGS: readonly CallEndReason[];
 
 export interface CallStatus {
   state: CallState;
@@ -484,8 +498,17 @@ export interface CallStatus {
   isVideo: boolean;
   /** True when the peer called us. */
   incoming: boolean;
-  /** Set in the terminal states: declined and busy for rejected, no_answer, offline, ... */
+  /**
+   * The ending, set in the end states (hangup, rejected, ended): why the
+   * call ended, e.g. 'missed' or 'answered_elsewhere' (CallEndReason).
+   */
   reason: CallEndReason | '';
+  /**
+   * True while the connection of a call that was connected is down and
+   * being recovered (ICE restart, docs/PROTOCOL.md §10.6); the state stays
+   * 'connected' meanwhile.
+   */
+  recovering: boolean;
 }
 
 /**
@@ -494,12 +517,15 @@ export interface CallStatus {
  * getUserMedia), 'NotFoundError' / 'NotReadableError' (no usable device),
  * 'TimeoutError' ('getUserMedia timeout after 6000ms'),
  * 'ErrAlreadyAnswering' ('answer() called while already answering'),
- * 'ErrNoAnswer', 'ErrOffline', 'ErrICEFailed', 'ErrMediaTimeout',
- * 'ErrDisconnected', 'ErrMediaSetup', 'ErrE2EE', 'ErrKeyChanged',
- * 'ErrUnsupported', 'NotSupportedError' (no secure context); and, from
- * call() before any call starts (never given to onError), 'ErrInCall',
- * 'ErrNoMedia', 'ErrInvalidAlias', 'ErrClosed'. Rejections by the peer are
- * not errors: the state becomes 'rejected' with reason 'declined' or 'busy'.
+ * the caller's 'ErrDeclined', 'ErrBusy', 'ErrNoAnswer', 'ErrOffline' (the
+ * callee refused, did not answer, is not connected), 'ErrICEFailed',
+ * 'ErrMediaTimeout', 'ErrDisconnected', 'ErrMediaSetup', 'ErrE2EE',
+ * 'ErrKeyChanged', 'ErrUnsupported', 'NotSupportedError' (no secure
+ * context); and, from call() before any call starts (never given to
+ * onError), 'ErrInCall', 'ErrNoMedia', 'ErrInvalidAlias', 'ErrClosed';
+ * from answer() / reject() 'ErrNoIncomingCall'. Endings the peer or another
+ * device decided for a callee (missed, answered elsewhere, the peer hung
+ * up) are not errors: see CallStatus.reason.
  */
 export type CallError = DuetError | DOMException;
 
@@ -566,10 +592,16 @@ export declare class CallModule {
   readonly state: CallState;
   readonly status: CallStatus;
   readonly alwaysRelay: boolean;
-  /** Signaling frames dropped, by reason. */
+  /** This module's random device id, sent in every call message (docs/PROTOCOL.md §10.4). */
+  readonly deviceId: string;
+  /** Signaling frames and state machine events dropped, by reason. */
   readonly drops: Record<string, number>;
-  /** (fromAlias, isVideo) when an offer arrives; isVideo from the offer SDP's m=video. */
-  onIncomingCall: ((fromAlias: string, isVideo: boolean) => void) | null;
+  /**
+   * (fromAlias, isVideo, callId) when an offer arrives; isVideo from the
+   * offer SDP's m=video. Pass callId to answer() / reject() so that they
+   * act on this call only.
+   */
+  onIncomingCall: ((fromAlias: string, isVideo: boolean, callId: string) => void) | null;
   onError: ((err: CallError) => void) | null;
   /** Legacy callbacks; prefer the observables. */
   onLocalStream: ((stream: MediaStream | null) => void) | null;
@@ -577,10 +609,15 @@ export declare class CallModule {
   onStateChange: ((state: CallState) => void) | null;
   /** Resolves when the offer is sent (state 'calling'). */
   call(alias: string, media?: { audio?: boolean; video?: boolean }): Promise<void>;
-  /** Resolves when the answer is sent (state 'connecting'). */
-  answer(): Promise<void>;
-  /** Rejects the ringing call (call_reject, declined); rejects with ErrNoIncomingCall when nothing rings. */
-  reject(): Promise<void>;
+  /**
+   * Answers the ringing call; resolves when the answer is sent (state
+   * 'connecting'). With callId, only that call: another one ringing (or
+   * none) rejects with ErrNoIncomingCall.
+   */
+  answer(callId?: string): Promise<void>;
+  /** Rejects the ringing call (call_reject, declined; with callId only that call); rejects with ErrNoIncomingCall when nothing (or another call) rings. */
+  reject(callId?: string): Promise<void>;
+  /** Ends the call in progress (a ringing one is declined); resolves when nothing is in progress too. */
   hangup(): Promise<void>;
   setMicrophoneEnabled(on: boolean): void;
   setCameraEnabled(on: boolean): void;

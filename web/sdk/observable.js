@@ -1,3 +1,4 @@
+// @ts-check
 // A hot value with latest-value subscriptions, like the Go SDK's
 // internal/hot: a late subscriber gets the current value at once.
 
@@ -50,6 +51,11 @@ export class HotValue {
   }
 }
 
+/**
+ * @template T
+ * @param {(v: T) => void} fn
+ * @param {T} v
+ */
 function call(fn, v) {
   try {
     fn(v);

@@ -1,3 +1,4 @@
+// @ts-check
 // Byte helpers and the SDK's error type. No DOM: this module also runs in
 // workers.
 

@@ -1,3 +1,4 @@
+// @ts-check
 // The BIP39 English word list (2048 words, sorted), the same list as the Go
 // SDK's identity/english.txt:
 // https://github.com/bitcoin/bips/blob/master/bip-0039/english.txt

@@ -46,14 +46,19 @@ export function failKeyLookups(on) {
   return failKeys;
 }
 
+let mnemonic = '';
+
 /**
  * Creates and registers an identity, connects, starts the call module.
  * Returns the alias. opts.relayUrl: the relay (default: the page's origin).
+ * With opts.mnemonic and opts.alias: that identity, already registered (a
+ * second device of the same user; see identityMnemonic()).
  */
 export async function setup(opts = {}) {
-  const identity = await duet.createIdentity();
-  client = new duet.DuetClient({ identity, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch });
-  const { alias } = await client.register();
+  const identity = opts.mnemonic ? await duet.deriveIdentity(opts.mnemonic) : await duet.createIdentity();
+  mnemonic = identity.mnemonic;
+  client = new duet.DuetClient({ identity, aliasId: opts.alias, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch });
+  const alias = opts.alias ?? (await client.register()).alias;
   await client.connect();
   calls = client.initCalls({
     signingPrivKey: identity.signingKey.privateKey,
@@ -81,8 +86,8 @@ export async function setup(opts = {}) {
       legacy.remoteTracks = st.getTracks().length;
     }
   };
-  calls.onIncomingCall = (from, isVideo) => {
-    incoming.push({ from, isVideo });
+  calls.onIncomingCall = (from, isVideo, callId) => {
+    incoming.push({ from, isVideo, callId });
     wake();
   };
   calls.onError = (e) => {
@@ -90,6 +95,22 @@ export async function setup(opts = {}) {
     wake();
   };
   return alias;
+}
+
+/** The mnemonic of the identity setup() made (for a second device of it). */
+export function identityMnemonic() {
+  return mnemonic;
+}
+
+/** The call module's device id. */
+export function deviceId() {
+  return calls.deviceId;
+}
+
+/** The next call() of this page uses call id id. */
+export function nextCallID(id) {
+  testHooks.nextCallID(id);
+  return true;
 }
 
 /** The next n messages of type this page sends are lost. */
@@ -129,8 +150,8 @@ export function call(peer, video) {
   return result(calls.call(peer, { audio: true, video }));
 }
 
-export function answer() {
-  return result(calls.answer());
+export function answer(callId) {
+  return result(calls.answer(callId));
 }
 
 /** answer() twice at once: the second must fail with the re-entrancy error. */
@@ -139,8 +160,8 @@ export async function answerTwice() {
   return { first: a, second: b };
 }
 
-export function reject() {
-  return result(Promise.resolve().then(() => calls.reject()));
+export function reject(callId) {
+  return result(Promise.resolve().then(() => calls.reject(callId)));
 }
 
 export function hangup() {
@@ -293,4 +314,26 @@ export function rekeyNeeded(epoch) {
  */
 export function rekeyState() {
   return calls._rekeyState();
+}
+
+/**
+ * Holds the call envelopes this page receives for ms, then hands them to
+ * the call module in order (a slow network on the way in: glare tests make
+ * two offers cross with it).
+ */
+export function holdInbound(ms) {
+  const orig = calls.handleEnvelope;
+  const held = [];
+  calls.handleEnvelope = (env) => held.push(env);
+  setTimeout(() => {
+    calls.handleEnvelope = orig;
+    for (const env of held) calls.handleEnvelope(env);
+  }, ms);
+  return true;
+}
+
+/** The browser's online event, as after a network change (the client reconnects, the call restarts ICE). */
+export function online() {
+  window.dispatchEvent(new Event('online'));
+  return true;
 }

@@ -1,0 +1,145 @@
+// What the call module's files share (the Go SDK's call/session.go and
+// types.go): the lifecycle constants and the timing table the tests shorten,
+// the error constructor, and CallSession, the driver's record of one call
+// (its peer connection, worker, keys and media) beside the state machine's
+// own view of it (call-fsm.js).
+
+import { DuetError } from './util.js';
+
+/** Lifecycle constants (docs/PROTOCOL.md §6); not configurable. */
+export const ANSWER_TIMEOUT_MS = 15_000;
+export const DISCONNECTED_TIMEOUT_MS = 8_000;
+export const MEDIA_TIMEOUT_MS = 15_000;
+export const GUM_TIMEOUT_MS = 6_000;
+export const DIAG_INTERVAL_MS = 2_000;
+export const MAX_VIDEO_BITRATE = 1_500_000;
+export const VIDEO_CONSTRAINTS = Object.freeze({ width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } });
+export const DEGRADATION_PREFERENCE = 'maintain-framerate';
+
+/** Call states, as the seed lists them. */
+/** @type {readonly import('./duet.js').CallState[]} */
+export const CALL_STATES = Object.freeze(['idle', 'calling', 'ringing', 'connecting', 'connected', 'hangup', 'rejected', 'ended']);
+
+/**
+ * Endings (docs/PROTOCOL.md §10.3): status.reason in the end states says
+ * why the call ended, as this app sees it.
+ */
+/** @type {readonly import('./duet.js').CallEndReason[]} */
+export const CALL_ENDINGS = Object.freeze([
+  'user_hangup', 'declined', 'busy', 'no_answer', 'offline', 'missed', 'answered_elsewhere', 'declined_elsewhere',
+  'busy_elsewhere', 'ice_failed', 'disconnected', 'media_timeout', 'error',
+]);
+
+// Timings the package's tests shorten through testHooks (never public).
+export const T = {
+  answer: ANSWER_TIMEOUT_MS,
+  ring: ANSWER_TIMEOUT_MS + 5_000, // a callee whose caller's hangup was lost stops ringing
+  disconnected: DISCONNECTED_TIMEOUT_MS,
+  media: MEDIA_TIMEOUT_MS,
+  mediaCheck: 1_000,
+  diag: DIAG_INTERVAL_MS,
+  gum: GUM_TIMEOUT_MS,
+  restartDelay: 2_000, // caller: ICE restart this long after disconnected
+  restartWait: 10_000, // the bound of an ICE restart
+  rekeyRetry: 10_000,
+  rekeySwitch: 2_000,
+};
+
+/** The state machine's timings (call-fsm.js names), read from T at each use. */
+export const FSM_TIMINGS = Object.freeze({
+  get answer() { return T.answer; },
+  get ring() { return T.ring; },
+  get disconnected() { return T.disconnected; },
+  get restart_delay() { return T.restartDelay; },
+  get restart_wait() { return T.restartWait; },
+  get media() { return T.media; },
+});
+
+/** Test switches (testHooks): the forced E2EE mode, and sends to lose by type. */
+export const testState = { forcedMode: '', dropSends: {}, nextCallID: '' };
+
+export function callError(name, message, details) {
+  return new DuetError(name, message, details);
+}
+
+/** A random id: 16 bytes, base64url (call ids, the device id). */
+export function randomID(n = 16) {
+  const b = crypto.getRandomValues(new Uint8Array(n));
+  return btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/**
+ * One call's WebRTC side: from call() or an incoming offer to its
+ * teardown. The state machine decides; this holds what the driver made.
+ * @private
+ */
+export class CallSession {
+  constructor(id, peer, incoming, video) {
+    this.id = id;
+    this.peer = peer;
+    this.incoming = incoming;
+    this.video = video;
+    this.state = incoming ? 'ringing' : 'calling';
+    this.torn = false; // torn down: every async step stops
+    this.failure = null; // the error that ended the call, if one did
+    this.timers = new Map(); // the driver's own timers (rekey)
+    this.intervals = new Set();
+    this.session = null; // signaling Session with peer
+    this.peerKeys = null;
+    this.offerSent = false;
+    this.offerID = '';
+    this.offerSDP = '';
+    this.ephem = null;
+    this.peerEPK = null;
+    this.device = ''; // caller: the callee device whose answer was taken
+    this.pc = null;
+    this.worker = null;
+    this.e2eeMode = '';
+    this.remoteSet = false;
+    this.pendRemote = [];
+    this.localReady = false;
+    this.pendLocal = [];
+    this.connected = false;
+    this.connectedAt = 0;
+    this.restarts = 0;
+    this.localStream = null;
+    this.remoteStream = null;
+    this.epoch = 0; // the media key epoch agreed (the last call_rekey accepted)
+    this.sendEpoch = 0; // the epoch the worker sends under (send-switched)
+    this.rekey = null; // our call_rekey awaiting its reply: {epoch, key: Promise of the X25519 pair}
+    this.lastReply = null; // our last reply: {epoch, body}, sent again when the request comes again
+    this.rekeys = { requests: 0, replies: 0, ignored: 0 };
+    this.sendChain = Promise.resolve();
+    this.diagN = 0;
+    this.lastDiag = null;
+    this.workerReqs = new Map();
+    this.workerSeq = 0;
+    this.work = Promise.resolve(); // the driver's WebRTC steps, one after the other
+  }
+
+  setTimer(name, ms, f) {
+    this.clearTimer(name);
+    this.timers.set(name, setTimeout(() => {
+      this.timers.delete(name);
+      f();
+    }, ms));
+  }
+
+  clearTimer(name) {
+    const t = this.timers.get(name);
+    if (t !== undefined) clearTimeout(t);
+    this.timers.delete(name);
+  }
+
+  stopTimers() {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    for (const i of this.intervals) clearInterval(i);
+    this.intervals.clear();
+  }
+
+  /** Throws once the call is torn down: the failure that ended it, else ErrCallEnded. */
+  checkLive() {
+    if (this.torn) throw this.failure ?? callError('ErrCallEnded', 'the call ended during setup');
+  }
+}
