@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/duetcall/duet/client"
 )
@@ -18,6 +19,47 @@ type iceFacts struct {
 	local, remote             map[string]int // candidate type → count
 	localTotal, remoteTotal   int
 	remoteEnd, configRecorded bool
+
+	// The deadline of the call's first connectivity checks.
+	deadline      *time.Timer
+	everConnected bool
+}
+
+// iceCheckDeadline bounds a call's first connectivity checks: with no
+// working candidate pair by then, the call reports ICE failed (the caller
+// then restarts ICE once, bounded by its own 10 s wait). pion's own deadline
+// is its disconnected plus failed timeouts, 30 s, which made a call with no
+// path end ice_failed after 40 s; now about 14 s (nattest
+// TestNoTURNSymmetricFailsFast). Only the first checks: an outage of a
+// connected call keeps the disconnected rules (PROTOCOL §10.6).
+var iceCheckDeadline = 4 * time.Second
+
+// checking arms the deadline when the first checks start; fail runs (on
+// the timer's goroutine) when it passes without a connection.
+func (f *iceFacts) checking(fail func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.everConnected || f.deadline != nil {
+		return
+	}
+	f.deadline = time.AfterFunc(iceCheckDeadline, func() {
+		f.mu.Lock()
+		connected := f.everConnected
+		f.mu.Unlock()
+		if !connected {
+			fail()
+		}
+	})
+}
+
+// connected stops the deadline for good.
+func (f *iceFacts) connected() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.everConnected = true
+	if f.deadline != nil {
+		f.deadline.Stop()
+	}
 }
 
 // config records the ICE servers offered for the call.

@@ -174,6 +174,17 @@ func (s *session) remoteReady() {
 // block. ICE failure goes to the state machine from a session goroutine.
 func (s *session) onICEState(st webrtc.ICEConnectionState) {
 	s.log.Debug("call: ICE connection", "state", st.String())
+	switch st {
+	case webrtc.ICEConnectionStateChecking:
+		s.facts.checking(func() {
+			s.log.Info("call: no candidate pair worked", "within", iceCheckDeadline)
+			s.m.event(fsm.Event{Kind: fsm.EvConn, CallID: s.id, Conn: fsm.ConnFailed}, input{})
+		})
+	case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+		s.facts.connected()
+	case webrtc.ICEConnectionStateClosed:
+		s.facts.connected() // no deadline after the end
+	}
 	if st == webrtc.ICEConnectionStateFailed {
 		s.spawn(func() { s.m.event(fsm.Event{Kind: fsm.EvConn, CallID: s.id, Conn: fsm.ConnFailed}, input{}) })
 	}

@@ -26,20 +26,17 @@ const (
 // dtlsRetransmit is the initial DTLS retransmission interval.
 const dtlsRetransmit = 100 * time.Millisecond
 
-// ICE timeouts of pion's agent. The connection goes disconnected after
-// iceDisconnected without a packet from the peer (media, or the consent
-// checks sent every iceKeepalive), failed iceFailed later. pion's deadline
-// for the first connectivity checks is their sum: with pion's defaults (5 s
-// and 25 s) a call with no working pair reported ice_failed after 30 s,
-// then the restart's wait, 40 s in all. Now checks with no working pair fail
-// after 4 s, and with the restart's 10 s wait the call ends within about
-// 15 s (nattest TestNoTURNSymmetricFailsFast), saying why (icediag.go). The
-// agent checks the selected pair once per keepalive interval, so a dead
-// peer is noticed 3 to 4 s after its last packet, well clear of the 15 s
-// media timeout.
+// ICE timeouts of pion's agent: the first two are pion's defaults (the
+// connection goes disconnected after 5 s without a packet from the peer,
+// failed 25 s later). The agent checks the selected pair once per keepalive
+// interval, 2 s by default, so a dead peer was noticed 5 to 7 s after its
+// last packet; every second, 5 to 6 s, which keeps the disconnected path
+// (then the 8 s timer) clear of the 15 s media timeout for a peer that
+// vanished. pion's deadline for a call's first connectivity checks is their
+// sum, 30 s: the call module uses its own, iceCheckDeadline (icediag.go).
 const (
-	iceDisconnected = 3 * time.Second
-	iceFailed       = time.Second
+	iceDisconnected = 5 * time.Second
+	iceFailed       = 25 * time.Second
 	iceKeepalive    = time.Second
 )
 

@@ -21,8 +21,9 @@ Usage:
   duet id             create, show, restore your identity, accept a peer's new key (duet id help)
   duet call ALIAS     call someone (duet call --help)
   duet answer         wait for calls and answer them (duet answer --help)
+  duet doctor         check the relay, this network, STUN and TURN, with a fix per problem (duet doctor --help)
   duet version        print the version
-  duet help [COMMAND] this text, or the help of COMMAND (relay, id, call, answer)
+  duet help [COMMAND] this text, or the help of COMMAND (relay, id, call, answer, doctor)
 `
 
 func main() {
@@ -40,6 +41,8 @@ func commandHelp(name string) (string, bool) {
 		return callUsage(), true
 	case "answer":
 		return answerUsage(), true
+	case "doctor":
+		return doctorUsage(), true
 	case "version":
 		return "Usage: duet version\n\nPrints the version.\n", true
 	case "help":
@@ -56,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "relay":
 		return cmdRelay(args[1:], stdout, stderr)
-	case "id", "call", "answer":
+	case "id", "call", "answer", "doctor":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch args[0] {
@@ -64,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return runID(ctx, args[1:], stdin, stdout, stderr)
 		case "call":
 			return runCall(ctx, args[1:], stdout, stderr)
+		case "doctor":
+			return runDoctor(ctx, args[1:], stdout, stderr)
 		default:
 			return runAnswer(ctx, args[1:], stdin, stdout, stderr)
 		}
