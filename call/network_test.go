@@ -27,7 +27,7 @@ func fastICE(se *webrtc.SettingEngine) {
 
 func TestPeerKilled(t *testing.T) {
 	checkLeaks(t)
-	setTimings(t, timings{disconnected: time.Second, media: 3 * time.Second, mediaCheck: 250 * time.Millisecond})
+	setTimings(t, timings{disconnected: time.Second, media: 3 * time.Second, mediaCheck: 250 * time.Millisecond, restartWait: 2 * time.Second})
 	a := newPeer(t, "a", withEngine(fastICE))
 	b := newPeer(t, "b", withGate())
 	connect(t, a, b, Media{Audio: true})
@@ -39,18 +39,26 @@ func TestPeerKilled(t *testing.T) {
 	b.gate.block()
 	_ = b.cl.Close()
 
-	st := a.waitState(StateEnded, 5*time.Second)
+	st := a.waitState(StateEnded, 10*time.Second)
 	took := time.Since(start)
-	if st.Reason != ReasonDisconnected {
-		t.Errorf("a: %+v, want ended disconnected", st)
-	}
 	// ICE notices within ~0.5-1 s here, then the (shortened) 1 s
 	// disconnected timeout runs: the call cannot end before that timeout.
+	// When ICE reports failed first (a loaded machine), the caller's
+	// restart runs instead and its wait (2 s here) ends the call as
+	// ice_failed (PROTOCOL §10.6).
+	want := ErrDisconnected
+	switch st.Reason {
+	case ReasonDisconnected:
+	case ReasonICEFailed:
+		want = ErrICEFailed
+	default:
+		t.Errorf("a: %+v, want ended disconnected (or ice_failed)", st)
+	}
 	if took < time.Second {
 		t.Errorf("a ended %v after the peer died, before the disconnected timeout (1 s here)", took)
 	}
-	if err := waitErr(a.errs, ErrDisconnected, time.Second); err == nil {
-		t.Error("OnError did not get ErrDisconnected")
+	if err := waitErr(a.errs, want, time.Second); err == nil {
+		t.Errorf("OnError did not get %v", want)
 	}
 	t.Logf("a ended %v after the peer died: %+v", took.Round(time.Millisecond), st)
 }

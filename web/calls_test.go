@@ -19,8 +19,14 @@ import (
 	"github.com/duetcall/duet/relay/turnserver"
 )
 
-// mediaWindow is how long the call tests watch media flow.
-const mediaWindow = 3 * time.Second
+// mediaWait bounds how long the call tests wait for media to flow: a
+// bound for a loaded machine, not a figure (the checks wait for frames to
+// arrive, they do not count what arrives in a fixed window).
+const mediaWait = 30 * time.Second
+
+// mediaFrames is how many more video frames a check waits to see decoded
+// (and audio to grow) before it passes.
+const mediaFrames = 30
 
 // checkVideoSendrecv checks the seed's checklist item: both sides' m=video
 // is a=sendrecv (STEP 6.5 / ANSWER STEP 3.5), as the browser negotiated it.
@@ -42,27 +48,40 @@ func checkVideoSendrecv(t *testing.T, who string, d jsDiag) {
 	}
 }
 
-// checkBrowserMedia samples the browser's stats twice, mediaWindow apart, and
-// checks that video frames decode and audio arrives (growing), with no
-// decryption failures beyond a handful, and that it sends encrypted video
-// and audio.
+// checkBrowserMedia waits until the browser's inbound media grows (audio
+// bytes, and mediaFrames more decoded video frames) and checks that it
+// decrypts with no more than a handful of failures, decodes most of what
+// arrives (a scrambled clear header would make the decoder drop frames
+// and ask for key frames), and sends encrypted VP8 and Opus with the
+// seed's sender parameters. It waits for media instead of sampling a
+// window, so a busy machine only makes it slower.
 func checkBrowserMedia(t *testing.T, tb *tab, video bool) (first, last jsDiag) {
 	t.Helper()
 	// The first sample once media flows: a second of decoded video. (A
 	// Go peer sends from a file and cannot make a key frame on request: when
 	// its first key frame is lost at the start, the frames until the next
 	// one are dropped; those are not counted.)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(mediaWait); ; time.Sleep(200 * time.Millisecond) {
 		first = tb.stats()
 		if first.InAudio != nil && (!video || first.InVideo != nil && first.InVideo.FramesDecoded >= 30) || time.Now().After(deadline) {
 			break
 		}
 	}
-	time.Sleep(mediaWindow)
-	last = tb.stats()
+	grown := func(d jsDiag) bool {
+		if d.InAudio == nil || first.InAudio == nil || d.InAudio.BytesReceived <= first.InAudio.BytesReceived {
+			return false
+		}
+		return !video || d.InVideo != nil && first.InVideo != nil && d.InVideo.FramesDecoded >= first.InVideo.FramesDecoded+mediaFrames
+	}
+	for deadline := time.Now().Add(mediaWait); ; time.Sleep(200 * time.Millisecond) {
+		last = tb.stats()
+		if grown(last) || time.Now().After(deadline) {
+			break
+		}
+	}
 	t.Logf("%s: %s", tb.name, last)
 	if last.InAudio == nil || first.InAudio == nil || last.InAudio.BytesReceived <= first.InAudio.BytesReceived {
-		t.Errorf("%s: inbound audio does not grow: %v → %v", tb.name, first.InAudio, last.InAudio)
+		t.Errorf("%s: inbound audio does not grow within %v: %v → %v", tb.name, mediaWait, first.InAudio, last.InAudio)
 	}
 	if last.Frames == nil || last.Frames.Encrypted.Audio == 0 || last.Frames.Decrypted.Audio == 0 {
 		t.Errorf("%s: E2EE worker counters %+v: want audio frames encrypted and decrypted", tb.name, last.Frames)
@@ -75,12 +94,14 @@ func checkBrowserMedia(t *testing.T, tb *tab, video bool) (first, last jsDiag) {
 	if last.InVideo == nil || first.InVideo == nil {
 		t.Fatalf("%s: no inbound video stats: %s", tb.name, last)
 	}
-	grew := last.InVideo.FramesDecoded - first.InVideo.FramesDecoded
-	if last.InVideo.FramesDecoded < first.InVideo.FramesDecoded || grew < uint64(mediaWindow.Seconds()*5) {
-		t.Errorf("%s: inbound video framesDecoded %d → %d in %v; want it to keep growing", tb.name, first.InVideo.FramesDecoded, last.InVideo.FramesDecoded, mediaWindow)
+	decoded := last.InVideo.FramesDecoded - first.InVideo.FramesDecoded
+	if last.InVideo.FramesDecoded < first.InVideo.FramesDecoded+mediaFrames {
+		t.Errorf("%s: inbound video framesDecoded %d → %d within %v; want %d more", tb.name, first.InVideo.FramesDecoded, last.InVideo.FramesDecoded, mediaWait, mediaFrames)
 	}
-	if d := last.InVideo.FramesDropped - first.InVideo.FramesDropped; d > 3 {
-		t.Errorf("%s: %d inbound video frames dropped in %v", tb.name, d, mediaWindow)
+	// Frames the decoder drops: a loaded machine drops some, a frame
+	// mangled by the encryption (its clear header) makes it drop most.
+	if d := last.InVideo.FramesDropped - first.InVideo.FramesDropped; d > decoded {
+		t.Errorf("%s: %d inbound video frames dropped while %d decoded", tb.name, d, decoded)
 	}
 	if last.OutVideo == nil || last.OutVideo.FramesEncoded == 0 || last.Frames.Encrypted.Video == 0 {
 		t.Fatalf("%s: the browser sends no encrypted video: %s", tb.name, last)
@@ -96,20 +117,26 @@ func checkBrowserMedia(t *testing.T, tb *tab, video bool) (first, last jsDiag) {
 	return first, last
 }
 
-// checkGoMedia checks the Go side decrypts growing video and audio.
+// checkGoMedia waits until the Go side decrypts growing audio (and
+// mediaFrames more video frames).
 func checkGoMedia(t *testing.T, b *goBot, video bool) {
 	t.Helper()
 	s1 := b.mod.Stats()
-	time.Sleep(mediaWindow)
-	s2 := b.mod.Stats()
+	s2 := s1
+	for deadline := time.Now().Add(mediaWait); ; time.Sleep(100 * time.Millisecond) {
+		s2 = b.mod.Stats()
+		if s2.AudioFramesReceived > s1.AudioFramesReceived && (!video || s2.VideoFramesReceived >= s1.VideoFramesReceived+mediaFrames) || time.Now().After(deadline) {
+			break
+		}
+	}
 	t.Logf("%s: received frames a%d/v%d (decrypt errors %d), bytes %d, sent a%d/v%d, pair %s/%s",
 		b.name, s2.AudioFramesReceived, s2.VideoFramesReceived, s2.DecryptErrors, s2.BytesReceived,
 		s2.AudioFramesSent, s2.VideoFramesSent, s2.LocalCandidate, s2.RemoteCandidate)
 	if s2.AudioFramesReceived <= s1.AudioFramesReceived {
-		t.Errorf("%s: audio frames received %d → %d: not growing", b.name, s1.AudioFramesReceived, s2.AudioFramesReceived)
+		t.Errorf("%s: audio frames received %d → %d within %v: not growing", b.name, s1.AudioFramesReceived, s2.AudioFramesReceived, mediaWait)
 	}
-	if video && s2.VideoFramesReceived < s1.VideoFramesReceived+uint64(mediaWindow.Seconds()*5) {
-		t.Errorf("%s: video frames received %d → %d in %v: not growing", b.name, s1.VideoFramesReceived, s2.VideoFramesReceived, mediaWindow)
+	if video && s2.VideoFramesReceived < s1.VideoFramesReceived+mediaFrames {
+		t.Errorf("%s: video frames received %d → %d within %v: want %d more", b.name, s1.VideoFramesReceived, s2.VideoFramesReceived, mediaWait, mediaFrames)
 	}
 	if s2.DecryptErrors > 5 {
 		t.Errorf("%s: %d frames failed to decrypt", b.name, s2.DecryptErrors)
@@ -201,7 +228,7 @@ func TestCallsWithGo(t *testing.T) {
 		if !drive[bool](alice, 5*time.Second, "forceICERestart()") {
 			t.Fatal("forceICERestart: no call")
 		}
-		time.Sleep(1500 * time.Millisecond)
+		waitDiag(t, alice, "the ICE restart", func(d jsDiag) bool { return d.Restarts == 1 && d.State == "connected" })
 		if _, d := checkBrowserMedia(t, alice, true); d.Restarts != 1 || d.State != "connected" {
 			t.Errorf("browser after an ICE restart: %d restarts, state %s", d.Restarts, d.State)
 		}
@@ -254,7 +281,9 @@ func TestCallsWithGo(t *testing.T) {
 		if !drive[bool](bob, 5*time.Second, "forceRekey()") {
 			t.Fatal("forceRekey: no call")
 		}
-		time.Sleep(2500 * time.Millisecond)
+		waitDiag(t, bob, "epoch 1 both ways", func(d jsDiag) bool {
+			return d.Frames != nil && d.Frames.SendEpoch == 1 && d.Frames.RecvEpoch == 1 && bot.mod.Stats().KeyEpoch == 1
+		})
 		_, d := checkBrowserMedia(t, bob, true)
 		checkGoMedia(t, bot, true)
 		if gs := bot.mod.Stats(); gs.KeyEpoch != 1 || d.Frames == nil || d.Frames.SendEpoch != 1 || d.Frames.RecvEpoch != 1 {
@@ -661,7 +690,11 @@ func TestCallsBrowserToBrowser(t *testing.T) {
 		if !drive[bool](alice, 5*time.Second, "rekeyAfter(20)") {
 			t.Fatal("rekeyAfter: no call")
 		}
-		time.Sleep(2500 * time.Millisecond)
+		for _, tb := range []*tab{alice, bob} {
+			waitDiag(t, tb, "epoch 1 both ways", func(d jsDiag) bool {
+				return d.Frames != nil && d.Frames.SendEpoch == 1 && d.Frames.RecvEpoch == 1
+			})
+		}
 		for _, tb := range []*tab{alice, bob} {
 			_, d := checkBrowserMedia(t, tb, true)
 			if d.Frames == nil || d.Frames.SendEpoch != 1 || d.Frames.RecvEpoch != 1 {
@@ -951,4 +984,19 @@ func TestCallsRekeyBothKeysRunOut(t *testing.T) {
 	}
 	drive[jsResult](alice, 10*time.Second, "hangup()")
 	bob.waitState("hangup", 5*time.Second)
+}
+
+// waitDiag waits until the tab's Diag sample satisfies ok (within
+// mediaWait) and fails the test otherwise.
+func waitDiag(t *testing.T, tb *tab, what string, ok func(jsDiag) bool) jsDiag {
+	t.Helper()
+	for deadline := time.Now().Add(mediaWait); ; time.Sleep(100 * time.Millisecond) {
+		d := tb.stats()
+		if ok(d) {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s not reached within %v: %s", tb.name, what, mediaWait, d)
+		}
+	}
 }

@@ -356,3 +356,66 @@ func TestCallsNetworkChange(t *testing.T) {
 	drive[jsResult](alice, 10*time.Second, "hangup()")
 	bob.waitState("hangup", 10*time.Second)
 }
+
+// TestCallsThreeDevices: one user with three devices, two Go (the same
+// identity, re-registered: the same alias) and one browser, is called by a
+// browser (PROTOCOL §10.4). All three ring; one Go device answers; the
+// other Go device and the browser stop ringing with answered_elsewhere
+// (how long after the answer is logged), neither with an error; the
+// answering device's recording decodes, the other Go device records
+// nothing.
+func TestCallsThreeDevices(t *testing.T) {
+	env := startCallEnv(t)
+	ctx := context.Background()
+	alice := env.openTab(t, "alice", "")
+	alice.setup(false)
+	web := env.openTab(t, "bob-web", "")
+	bob := web.setup(false)
+	id, err := identity.FromMnemonic(drive[string](web, 5*time.Second, "identityMnemonic()"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bots := []*goBot{env.newGoBotWith(t, "bob-go1", botOptions{identity: id}), env.newGoBotWith(t, "bob-go2", botOptions{identity: id})}
+	for _, b := range bots {
+		if b.alias != bob {
+			t.Fatalf("%s registered as %s, want the browser's alias %s", b.name, b.alias, bob)
+		}
+	}
+
+	if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", bob)); !r.OK {
+		t.Fatalf("call: %+v", r)
+	}
+	in := drive[jsIncoming](web, 15*time.Second, "nextIncoming(10000)")
+	for _, b := range bots {
+		b.waitRing(10 * time.Second)
+	}
+	if err := bots[0].mod.Answer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	answered := time.Now()
+	wst := web.waitState("hangup", 10*time.Second)
+	t.Logf("the browser device stopped ringing %v after the Go device answered", time.Since(answered).Round(time.Millisecond))
+	if wst.Reason != "answered_elsewhere" || wst.CallID != in.CallID || len(wst.Errors) != 0 || slices.Contains(wst.History, "connecting") {
+		t.Errorf("the browser device after a Go device answered: %+v; want hangup (answered_elsewhere), no error", wst)
+	}
+	gst := bots[1].waitState(10*time.Second, "answered elsewhere", func(s duetcall.Status) bool { return s.State.Terminal() })
+	t.Logf("the other Go device stopped ringing %v after the answer: %+v", time.Since(answered).Round(time.Millisecond), gst)
+	if gst.Reason != duetcall.ReasonAnsweredElsewhere {
+		t.Errorf("the other Go device: %+v; want answered_elsewhere", gst)
+	}
+	select {
+	case err := <-bots[1].errs:
+		t.Errorf("the other Go device got an error: %v", err)
+	default:
+	}
+
+	st := alice.waitState("connected", 15*time.Second)
+	bots[0].waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+	checkGoMedia(t, bots[0], true)
+	drive[jsResult](alice, 10*time.Second, "hangup()")
+	bots[0].waitState(10*time.Second, "hangup", func(s duetcall.Status) bool { return s.State.Terminal() })
+	checkRecording(t, bots[0], st.CallID, 20)
+	if p := bots[1].recording(st.CallID); p != "" {
+		t.Errorf("the Go device that did not answer recorded the call: %s", p)
+	}
+}

@@ -22,8 +22,9 @@ Usage:
   duet call ALIAS     call someone (duet call --help)
   duet answer         wait for calls and answer them (duet answer --help)
   duet doctor         check the relay, this network, STUN and TURN, with a fix per problem (duet doctor --help)
+  duet loadtest       load-test a relay: sessions, envelopes, calls (duet loadtest --help)
   duet version        print the version
-  duet help [COMMAND] this text, or the help of COMMAND (relay, id, call, answer, doctor)
+  duet help [COMMAND] this text, or the help of COMMAND (relay, id, call, answer, doctor, loadtest)
 `
 
 func main() {
@@ -43,6 +44,8 @@ func commandHelp(name string) (string, bool) {
 		return answerUsage(), true
 	case "doctor":
 		return doctorUsage(), true
+	case "loadtest":
+		return loadtestUsage(), true
 	case "version":
 		return "Usage: duet version\n\nPrints the version.\n", true
 	case "help":
@@ -59,7 +62,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "relay":
 		return cmdRelay(args[1:], stdout, stderr)
-	case "id", "call", "answer", "doctor":
+	case "id", "call", "answer", "doctor", "loadtest":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch args[0] {
@@ -69,6 +72,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return runCall(ctx, args[1:], stdout, stderr)
 		case "doctor":
 			return runDoctor(ctx, args[1:], stdout, stderr)
+		case "loadtest":
+			return runLoadtest(ctx, args[1:], stdout, stderr)
 		default:
 			return runAnswer(ctx, args[1:], stdin, stdout, stderr)
 		}

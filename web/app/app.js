@@ -254,7 +254,9 @@ function wireCalls() {
 function onStatus(st) {
   app.state = st.state;
   app.status = st;
-  $('call-state').textContent = st.state === 'calling' ? 'calling…' : st.state;
+  // recovering: the connection is down and being restored (ICE restart);
+  // the state stays connected meanwhile.
+  $('call-state').textContent = st.state === 'calling' ? 'calling…' : st.recovering ? 'reconnecting…' : st.state;
   $('call-state').dataset.state = st.state;
   $('call-peer').textContent = st.peer;
   $('audio-only').hidden = st.isVideo;
