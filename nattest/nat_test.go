@@ -108,7 +108,8 @@ func TestAddressChangeWhileIdle(t *testing.T) {
 	ans := l.answer(homeB, r)
 	l.changeAddress(&l.b, "10.0.3.3")
 	ans.waitFor(t, `relay connection is dead`, 30*time.Second)
-	ans.waitFor(t, `reconnected to the relay`, 30*time.Second)
+	// Connected a second time (the client logs each connection).
+	ans.waitFor(t, `(?s)msg="connected to the relay".*msg="connected to the relay"`, 30*time.Second)
 	res := l.placeCall(homeA, aliasB, r, 2*time.Second, 60*time.Second)
 	if res.code != 0 || !strings.Contains(res.out, "state: connected") {
 		t.Fatalf("call after the callee's address change failed (exit %d):\n%s", res.code, res.out)
