@@ -27,6 +27,13 @@ typecheck: deps
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
+# The abuse suite (docs: README "The relay under attack"): each attack of
+# issue 12 against a live relay on loopback, with a bystander pair; prints
+# a Markdown table. Bounded: about 4 minutes. Fails if a reading victim was
+# disconnected.
+abuse:
+	$(GO) run ./cmd/duetabuse -- --queue-budget 64MiB --trusted-proxies 127.0.0.0/8
+
 # A short, bounded run of every fuzz target (FUZZTIME each).
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)

@@ -92,6 +92,11 @@ type Config struct {
 	// Now is the clock credential expiry is checked against; nil means
 	// time.Now.
 	Now func() time.Time
+	// MaxAllocationsPerUser caps the live allocations of one user (the
+	// alias in the credential); MaxAllocations caps them in all. Past
+	// either, Allocate is answered 486 (Allocation Quota Reached). Zero
+	// means DefaultMaxAllocationsPerUser and DefaultMaxAllocations.
+	MaxAllocationsPerUser, MaxAllocations int
 }
 
 // Server is a running embedded TURN server.
@@ -111,6 +116,7 @@ type Server struct {
 	active       prometheus.GaugeFunc
 	authFailures *prometheus.CounterVec
 	deniedPeers  *prometheus.CounterVec
+	quota        *quota
 }
 
 // Start listens on cfg.ListenAddr and serves until Close. ctx bounds only
@@ -167,6 +173,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.allowPeers = append(s.allowPeers, p.Masked())
 	}
 	s.initMetrics()
+	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocations)
 
 	// One address family throughout: a dual-stack socket would let IPv6
 	// clients ask for allocations the relay address cannot serve.
@@ -233,6 +240,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Realm:         s.realm,
 		AuthHandler:   s.authHandler,
 		LoggerFactory: pionLogs{s.log},
+		QuotaHandler:  s.quota.allow,
 		EventHandler: turn.EventHandler{
 			OnAuth: func(src, _ net.Addr, _, username, _, method string, verdict bool) {
 				if !verdict {
@@ -240,7 +248,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 					s.log.Debug("turn: refused wrong password", "src", src, "method", method)
 				}
 			},
+			OnAllocationDeleted: func(_, _ net.Addr, _, userID, _ string) {
+				s.quota.deleted(userID)
+			},
 			OnAllocationCreated: func(src, _ net.Addr, protocol, userID, _ string, relayAddr net.Addr, _ int) {
+				s.quota.created(userID)
 				s.allocations.Inc()
 				s.log.Debug("turn: allocation", "src", src, "protocol", protocol, "user", userID, "relay", relayAddr)
 			},
@@ -401,5 +413,5 @@ func (s *Server) initMetrics() {
 // register: duet_turn_allocations_total, duet_turn_allocations_active,
 // duet_turn_auth_failures_total{reason} and duet_turn_denied_peers_total{reason}.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers}
+	return []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers, s.quota.refused}
 }

@@ -341,6 +341,9 @@ export declare class HotValue<T> implements Observable<T> {
 // ------------------------------------------------------------ relay client
 
 export declare const REGISTER_CONTEXT: 'duet/v1/register';
+/** The prefix of the registration proof of work's hash (§9.1), and the most bits register() solves. */
+export declare const REGISTER_POW_CONTEXT: 'duet/v1/register-pow';
+export declare const MAX_REGISTER_POW_BITS: 28;
 export declare const WS_AUTH_CONTEXT: 'duet/v1/ws-auth';
 /** Reconnect delay of attempt n, ms. */
 export declare function backoff(attempt: number): number;
