@@ -176,6 +176,8 @@ func (m *Module) performLocked(acts []fsm.Action, in input) effects {
 				}
 				m.publishLocked(s, ReasonNone)
 			}
+		case fsm.ActPeerMedia:
+			m.peerMediaLocked(s, a)
 		case fsm.ActTeardown:
 			if s != nil {
 				m.teardownLocked(s)
@@ -312,6 +314,7 @@ func (m *Module) teardown(s *session) {
 		m.publishLocked(s, reason)
 		m.local.Set(Tracks{})
 		m.remote.Set(Tracks{})
+		m.peerMedia.Set(MediaState{})
 	}
 	m.mu.Unlock()
 

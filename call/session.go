@@ -98,18 +98,24 @@ type session struct {
 	localTracks Tracks
 	remTracks   Tracks
 	diag        diagState
+	media       MediaState // what this side sends (SetMicrophoneEnabled, SetCameraEnabled)
+
+	audioMuted atomic.Bool   // media.AudioMuted, for the send loop
+	videoOff   atomic.Bool   // media.VideoOff, for the send loop
+	mediaKick  chan struct{} // the media state changed: mediaLoop sends it
 }
 
 func (m *Module) newSession(id string, peer identity.Alias, incoming, video bool) *session {
 	s := &session{
-		m:        m,
-		id:       id,
-		peer:     peer,
-		incoming: incoming,
-		video:    video,
-		done:     make(chan struct{}),
-		iceOut:   make(chan wire.ICEPayload, iceQueue),
-		timers:   make(map[fsm.Timer]*time.Timer),
+		m:         m,
+		id:        id,
+		peer:      peer,
+		incoming:  incoming,
+		video:     video,
+		done:      make(chan struct{}),
+		iceOut:    make(chan wire.ICEPayload, iceQueue),
+		timers:    make(map[fsm.Timer]*time.Timer),
+		mediaKick: make(chan struct{}, 1),
 	}
 	s.log = m.log.With("call_id", id, "peer", string(peer))
 	s.ctx, s.cancel = context.WithCancel(m.ctx)

@@ -258,6 +258,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	lost := s.router.conf.lost
 	nb.onDisconnect.Store(&lost)
+	// The directory took its buckets' writes: ready from here (see
+	// handleReady's grace).
+	s.dir.lastOK.Store(time.Now().UnixNano())
 	s.handler = s.routes()
 	return s, nil
 }
