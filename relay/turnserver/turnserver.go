@@ -86,7 +86,8 @@ type Config struct {
 // Server is a running embedded TURN server.
 type Server struct {
 	turn       *turn.Server
-	udp        net.PacketConn
+	udp        net.PacketConn // the first of the UDP sockets
+	udpSockets int            // sockets sharing the UDP port (udpSocketCount)
 	tcp        net.Listener
 	relayIP    net.IP
 	realm      string
@@ -170,11 +171,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// TCP takes the same port number as UDP, also when the UDP port was
 	// picked by the kernel: then a number already taken for TCP (by any
 	// socket of the machine) is given back and another one picked.
+	var udps []net.PacketConn
+	closeUDP := func() {
+		for _, c := range udps {
+			c.Close()
+		}
+	}
 	for attempt := 1; ; attempt++ {
-		s.udp, err = lc.ListenPacket(ctx, udpNet, listenAddr)
+		udps, err = listenUDP(ctx, udpNet, listenAddr, udpSocketCount(port))
 		if err != nil {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", udpNet, listenAddr, err)
 		}
+		s.udp, s.udpSockets = udps[0], len(udps)
 		if !cfg.TCP {
 			break
 		}
@@ -186,7 +194,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err == nil {
 			break
 		}
-		s.udp.Close()
+		closeUDP()
 		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == tcpPortAttempts {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", tcpNet, tcpAddr, err)
 		}
@@ -201,6 +209,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		return &turn.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: bindHost}
 	}
+	udpGen := func() turn.RelayAddressGenerator { return bufferedRelays{newGen()} }
 	sc := turn.ServerConfig{
 		Realm:         s.realm,
 		AuthHandler:   s.authHandler,
@@ -217,11 +226,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				s.log.Debug("turn: allocation", "src", src, "protocol", protocol, "user", userID, "relay", relayAddr)
 			},
 		},
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn:            s.udp,
-			RelayAddressGenerator: newGen(),
+	}
+	// One config per socket: pion/turn reads each on a goroutine of its
+	// own, with its own allocations (a client's packets always reach the
+	// same socket of a SO_REUSEPORT group).
+	for _, c := range udps {
+		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
+			PacketConn:            c,
+			RelayAddressGenerator: udpGen(),
 			PermissionHandler:     s.permit,
-		}},
+		})
 	}
 	if s.tcp != nil {
 		sc.ListenerConfigs = []turn.ListenerConfig{{
@@ -232,13 +246,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.turn, err = turn.NewServer(sc)
 	if err != nil {
-		s.udp.Close()
+		closeUDP()
 		if s.tcp != nil {
 			s.tcp.Close()
 		}
 		return nil, fmt.Errorf("turnserver: start: %w", err)
 	}
-	attrs := []any{"udp", s.udp.LocalAddr().String(), "relay_ip", relayIP.String(), "realm", s.realm}
+	attrs := []any{"udp", s.udp.LocalAddr().String(), "udp_sockets", len(udps), "relay_ip", relayIP.String(), "realm", s.realm}
 	if s.tcp != nil {
 		attrs = append(attrs, "tcp", s.tcp.Addr().String())
 	}
