@@ -90,16 +90,23 @@ func TestMultiDeviceFirstAnswerWins(t *testing.T) {
 	}
 }
 
-func TestMultiDeviceBothAnswer(t *testing.T) {
-	checkLeaks(t)
-	a := newPeer(t, "a")
-	b1 := newPeer(t, "b1")
-	b2 := newDevice(t, b1, "b2")
+// ringTwoDevices has a call b, a user on two devices b1 and b2, and waits
+// until both ring.
+func ringTwoDevices(t *testing.T, a, b1, b2 *peer) {
+	t.Helper()
 	if err := a.mod.Call(ctxT(t), b1.alias, Media{Audio: true}); err != nil {
 		t.Fatal(err)
 	}
 	b1.waitIncoming(5 * time.Second)
 	b2.waitIncoming(5 * time.Second)
+}
+
+func TestMultiDeviceBothAnswer(t *testing.T) {
+	checkLeaks(t)
+	a := newPeer(t, "a")
+	b1 := newPeer(t, "b1")
+	b2 := newDevice(t, b1, "b2")
+	ringTwoDevices(t, a, b1, b2)
 	// Both devices answer at once: the caller takes the first answer; the
 	// other device ends answered_elsewhere at once, never left connecting.
 	var wg sync.WaitGroup
@@ -150,11 +157,7 @@ func TestMultiDeviceDeclineAndBusy(t *testing.T) {
 	b2 := newDevice(t, b1, "b2")
 
 	// A decline on one device ends the call everywhere.
-	if err := a.mod.Call(ctxT(t), b1.alias, Media{Audio: true}); err != nil {
-		t.Fatal(err)
-	}
-	b1.waitIncoming(5 * time.Second)
-	b2.waitIncoming(5 * time.Second)
+	ringTwoDevices(t, a, b1, b2)
 	if err := b1.mod.Reject(); err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,9 @@ freeport() {
   python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The REST secret, as both servers take it: coturn's static-auth-secret is
+# Every uclient client is the same user (-u bench): duet's per-user
+# allocation quota is raised past the largest load (coturn has none by
+# default). The REST secret, as both servers take it: coturn's static-auth-secret is
 # the string, duet's turn-secret file holds its bytes in hex.
 secret=duet-turnbench-secret-0123456789
 mkdir -p "$work/duet-data"
@@ -63,7 +65,7 @@ coturn_pid=$!
 
 duet_port=$(freeport)
 "$work/duet" relay --addr 127.0.0.1:0 --data-dir "$work/duet-data" --turn-listen "127.0.0.1:$duet_port" \
-  --turn-allow-peers 127.0.0.0/8 --no-turn-tcp --log-level warn >"$work/duet.log" 2>&1 &
+  --turn-allow-peers 127.0.0.0/8 --no-turn-tcp --turn-user-allocations 1000 --log-level warn >"$work/duet.log" 2>&1 &
 pids+=($!)
 duet_pid=$!
 

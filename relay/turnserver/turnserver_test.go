@@ -483,8 +483,8 @@ func TestSeveralSockets(t *testing.T) {
 	port := probe.LocalAddr().(*net.UDPAddr).Port
 	probe.Close()
 	s := startServer(t, func(c *Config) { c.ListenAddr = fmt.Sprintf("127.0.0.1:%d", port) })
-	if want := udpSocketCount(strconv.Itoa(port)); s.udpSockets != want || (runtime.GOMAXPROCS(0) > 1 && want < 2) {
-		t.Fatalf("%d UDP sockets, want %d (one per CPU)", s.udpSockets, want)
+	if want := udpSocketCount(strconv.Itoa(port)); len(s.udps) != want || (runtime.GOMAXPROCS(0) > 1 && want < 2) {
+		t.Fatalf("%d UDP sockets, want %d (one per CPU)", len(s.udps), want)
 	}
 	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
