@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak
+.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak nattest turnbench
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 ./...
@@ -48,3 +48,15 @@ vectors:
 RYW_N ?= 5000
 cluster-soak:
 	@bash -o pipefail -c "DUET_RYW_N=$(RYW_N) $(GO) test -race -count=1 -timeout 30m -run 'TestReadYourWrites' -v ./relay/ 2>&1 | grep -E '^(---|ok|FAIL|PASS)|identities'"
+
+# The NAT suite alone (root: network namespaces and nftables). It is part
+# of `make test` too.
+nattest: deps
+	$(GO) test -count=1 -v ./nattest/
+
+# The embedded TURN server against coturn (Debian's coturn package: its
+# turnserver, turnutils_uclient and turnutils_peer), alternating in one run:
+# loss and server CPU per relayed packet (scripts/turnbench.sh;
+# TURNBENCH_LOADS, TURNBENCH_SECONDS, TURNBENCH_SIZE, TURNBENCH_ROUNDS).
+turnbench: deps
+	@bash scripts/turnbench.sh

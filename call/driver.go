@@ -200,7 +200,7 @@ func (m *Module) failureOf(s *session, name string, cause error) error {
 	case fsm.ErrOffline:
 		err = ErrOffline
 	case fsm.ErrICEFailed:
-		err = ErrICEFailed
+		err = fmt.Errorf("%w: %s", ErrICEFailed, s.facts.reason())
 	case fsm.ErrMediaTimeout:
 		err = ErrMediaTimeout
 	case fsm.ErrDisconnected:

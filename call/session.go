@@ -39,6 +39,7 @@ type session struct {
 	done   chan struct{} // closed when the teardown finished
 	wg     sync.WaitGroup
 	iceOut chan wire.ICEPayload // local candidates to send, in order
+	facts  iceFacts             // for the reason of an ICE failure (icediag.go)
 
 	st counters
 	// statsMu serialises reading the connection's figures (readPC) with

@@ -243,6 +243,9 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 				fmt.Fprintf(stderr, "%v\n", err)
 				keyChangedHint(stderr, kc.Peer)
 			}
+			if errors.Is(err, call.ErrICEFailed) {
+				fmt.Fprintf(stderr, "%v\n", err) // says why no path worked
+			}
 		},
 	}
 	if f.sendVideo != "" {

@@ -40,7 +40,22 @@ Configuration: flags win over environment variables, which win over a .env
 file in the working directory, which wins over the defaults.
 
 Flags (environment variable in brackets):
-  --addr ADDR               HTTP and WebSocket address [DUET_ADDR] (default :8080)
+  --addr ADDR               HTTP and WebSocket address [DUET_ADDR] (default :8080, :443 with TLS)
+  --tls-cert FILE           serve HTTPS and WSS with this certificate (PEM, chain after the leaf)
+                            [DUET_TLS_CERT]; with --tls-key [DUET_TLS_KEY]
+  --acme-domain NAMES       get and renew certificates for these comma-separated names by ACME
+                            (Let's Encrypt) [DUET_ACME_DOMAIN]; needs :80 for HTTP-01 challenges
+                            (--http-addr) and caches certificates under DATA-DIR/acme
+  --acme-email EMAIL        contact address for the ACME account [DUET_ACME_EMAIL]
+  --acme-directory URL      ACME directory [DUET_ACME_DIRECTORY] (default Let's Encrypt)
+  --http-addr ADDR          plain HTTP: ACME challenges, everything else redirected to https
+                            [DUET_HTTP_ADDR] (default :80 with --acme-domain, else off)
+  --turn-tls-listen ADDRS   TURN over TLS (turns:) with the relay's certificate, comma-separated
+                            [DUET_TURN_TLS_LISTEN] (default :5349 with TLS; off: none). When
+                            --addr is port 443, TURN over TLS shares it too (turns:HOST:443)
+  --turn-tls-host HOST      the name in turns: URLs, which the certificate must cover
+                            [DUET_TURN_TLS_HOST] (default the ACME domain or the certificate's
+                            first DNS name, else --turn-public-host)
   --data-dir DIR            data directory: JetStream store, TURN secret [DUET_DATA_DIR] (default ./duet-data)
   --nats-url URL            join this NATS (JetStream enabled) instead of the embedded one [DUET_NATS_URL]
   --kv-replicas N           replicas of the directory's JetStream KV buckets, 1 to 5, applied
@@ -115,6 +130,7 @@ type relayConfig struct {
 	turnAllowPeers              []netip.Prefix
 	logLevel                    slog.Level
 	pingInterval, pingTimeout   time.Duration
+	tls                         tlsConfig
 	maxSessions                 int
 	queueBudget                 int64
 	trustedProxies              []netip.Prefix
@@ -205,6 +221,15 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	fs.StringVar(&allowPeers, "turn-allow-peers", str("DUET_TURN_ALLOW_PEERS", ""), "")
 	fs.BoolVar(&c.forceRelay, "force-relay", boolean("DUET_FORCE_RELAY"), "")
 	fs.StringVar(&logLevel, "log-level", str("DUET_LOG_LEVEL", "info"), "")
+	var acmeDomains, turnTLSListen string
+	fs.StringVar(&c.tls.certFile, "tls-cert", str("DUET_TLS_CERT", ""), "")
+	fs.StringVar(&c.tls.keyFile, "tls-key", str("DUET_TLS_KEY", ""), "")
+	fs.StringVar(&acmeDomains, "acme-domain", str("DUET_ACME_DOMAIN", ""), "")
+	fs.StringVar(&c.tls.acmeEmail, "acme-email", str("DUET_ACME_EMAIL", ""), "")
+	fs.StringVar(&c.tls.acmeDirectory, "acme-directory", str("DUET_ACME_DIRECTORY", ""), "")
+	fs.StringVar(&c.tls.httpAddr, "http-addr", str("DUET_HTTP_ADDR", ""), "")
+	fs.StringVar(&turnTLSListen, "turn-tls-listen", str("DUET_TURN_TLS_LISTEN", ""), "")
+	fs.StringVar(&c.tls.turnHost, "turn-tls-host", str("DUET_TURN_TLS_HOST", ""), "")
 	fs.StringVar(&pingInterval, "ws-ping-interval", str("DUET_WS_PING_INTERVAL", relay.DefaultPingInterval.String()), "")
 	fs.StringVar(&pingTimeout, "ws-ping-timeout", str("DUET_WS_PING_TIMEOUT", relay.DefaultPingTimeout.String()), "")
 	fs.StringVar(&maxSessions, "max-sessions-per-alias", str("DUET_MAX_SESSIONS_PER_ALIAS", ""), "")
@@ -228,6 +253,14 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	}
 	if noTURNTCP {
 		c.turnTCP = false
+	}
+	addrSet := false
+	fs.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == "addr" })
+	if v, ok := lookup("DUET_ADDR"); ok && v != "" {
+		addrSet = true
+	}
+	if err := parseTLSFlags(&c, addrSet, acmeDomains, turnTLSListen); err != nil {
+		return c, err
 	}
 	var err error
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
@@ -436,10 +469,23 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	setMemoryLimit(cfg, log)
 
+	var rtls *relayTLS
+	if cfg.tls.enabled() {
+		var err error
+		if rtls, err = buildTLS(cfg, log); err != nil {
+			return err
+		}
+	}
+	ln, turnShared, err := rtls.listen(cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+
 	var turn *turnserver.Server
 	var embedded *ice.Embedded
 	if !cfg.noTURN {
-		t, e, err := startTURN(ctx, cfg, log)
+		t, e, err := startTURN(ctx, cfg, rtls, turnShared, log)
 		if err != nil {
 			return err
 		}
@@ -494,11 +540,6 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", srv.KVReplicas())
 	}
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		_ = srv.Shutdown(context.Background())
-		return fmt.Errorf("listen: %w", err)
-	}
 	hs := newHTTPServer(web.Handler(srv.Handler()), log)
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- hs.Serve(ln) }()
@@ -517,7 +558,27 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 		go func() { serveErr <- ms.Serve(mln) }()
 		metrics = "http://" + mln.Addr().String() + "/metrics"
 	}
-	log.Info("relay: listening", "addr", ln.Addr().String(), "app", "/", "websocket", "/api/v1/ws", "browser_sdk", "/sdk/duet.js", "metrics", metrics, "data_dir", cfg.dataDir)
+	scheme := "http"
+	if rtls != nil {
+		scheme = "https"
+		if cfg.tls.httpAddr != "" {
+			rs, rln, err := rtls.redirectServer(cfg.tls.httpAddr, ln.Addr().String(), log)
+			if err != nil {
+				_ = hs.Close()
+				_ = srv.Shutdown(context.Background())
+				return err
+			}
+			rctx, rcancel := context.WithCancel(ctx)
+			defer rcancel()
+			go func() {
+				if err := serveHTTP(rctx, rs, rln); err != nil {
+					log.Warn("http: redirect server", "err", err)
+				}
+			}()
+			log.Info("relay: plain HTTP for ACME challenges and the redirect to https", "addr", rln.Addr().String())
+		}
+	}
+	log.Info("relay: listening", "addr", ln.Addr().String(), "scheme", scheme, "app", "/", "websocket", "/api/v1/ws", "browser_sdk", "/sdk/duet.js", "metrics", metrics, "data_dir", cfg.dataDir)
 
 	var runErr error
 	select {
@@ -572,7 +633,7 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 }
 
 // startTURN starts the embedded TURN server and describes it for ice.
-func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnserver.Server, *ice.Embedded, error) {
+func startTURN(ctx context.Context, cfg relayConfig, rtls *relayTLS, shared net.Listener, log *slog.Logger) (*turnserver.Server, *ice.Embedded, error) {
 	secretPath := filepath.Join(cfg.dataDir, "turn-secret")
 	secret, err := turnserver.LoadOrCreateSecret(secretPath)
 	if err != nil {
@@ -586,17 +647,23 @@ func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnser
 	} else {
 		log.Warn("turn: cannot resolve the public host; relayed addresses use the default", "host", cfg.turnPublicHost)
 	}
-	t, err := turnserver.Start(ctx, turnserver.Config{
-		ListenAddr: cfg.turnListen,
-		TCP:        cfg.turnTCP,
-		RelayIP:    relayIP,
-		Secret:     secret,
-		AllowPeers: cfg.turnAllowPeers,
-
+	tc := turnserver.Config{
+		ListenAddr:            cfg.turnListen,
+		TCP:                   cfg.turnTCP,
+		RelayIP:               relayIP,
+		Secret:                secret,
+		AllowPeers:            cfg.turnAllowPeers,
 		MaxAllocationsPerUser: cfg.turnUserAllocs,
 		MaxAllocations:        cfg.turnAllocs,
 		Logger:                log.With("component", "turn"),
-	})
+	}
+	if rtls != nil && len(cfg.tls.turnListen) > 0 {
+		tc.TLS, tc.TLSListenAddrs = rtls.cfg, cfg.tls.turnListen
+	}
+	if shared != nil {
+		tc.Listeners = []net.Listener{shared}
+	}
+	t, err := turnserver.Start(ctx, tc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded TURN: %w", err)
 	}
@@ -607,7 +674,12 @@ func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnser
 	log.Info("turn: embedded STUN/TURN server", "listen", t.Addr().String(), "tcp", cfg.turnTCP,
 		"public_host", cfg.turnPublicHost, "public_host_from", cfg.publicHostSource,
 		"relay_ip", t.RelayIP().String(), "allow_peers", fmt.Sprint(cfg.turnAllowPeers), "secret_file", secretPath)
-	return t, &ice.Embedded{Host: cfg.turnPublicHost, Port: port, TCP: cfg.turnTCP, Secret: secret}, nil
+	e := &ice.Embedded{Host: cfg.turnPublicHost, Port: port, TCP: cfg.turnTCP, Secret: secret}
+	if rtls != nil {
+		e.TLSHost, e.TLSPorts = rtls.turnHost, tlsPorts(t.TLSAddrs())
+		log.Info("turn: TURN over TLS", "host", e.TLSHost, "ports", fmt.Sprint(e.TLSPorts))
+	}
+	return t, e, nil
 }
 
 // redactURL hides credentials in a URL for logs.

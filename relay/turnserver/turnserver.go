@@ -15,6 +15,7 @@ package turnserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,9 @@ import (
 // Defaults for [Config].
 const (
 	DefaultListenAddr = ":3478"
-	DefaultRealm      = "duet"
+	// DefaultTLSListenAddr is where TURN over TLS listens (Config.TLS).
+	DefaultTLSListenAddr = ":5349"
+	DefaultRealm         = "duet"
 )
 
 // tcpPortAttempts bounds the kernel-picked UDP ports tried for one that is
@@ -55,6 +58,14 @@ type Config struct {
 	ListenAddr string
 	// TCP also serves TURN over TCP on the same port number.
 	TCP bool
+	// TLS, when set, serves TURN over TLS (turns:) on every address of
+	// TLSListenAddrs (default ":5349").
+	TLS            *tls.Config
+	TLSListenAddrs []string
+	// Listeners are more TURN listeners yielding connections whose TLS the
+	// caller already terminated (tlsmux: TURN sharing the relay's HTTPS
+	// port). Start serves them and Close closes them.
+	Listeners []net.Listener
 	// RelayIP is the address relayed allocations are reported at
 	// (XOR-RELAYED-ADDRESS), i.e. what peers send to. Behind 1:1 NAT (cloud
 	// VMs) set it to the public address: relay sockets are still bound to
@@ -91,8 +102,10 @@ type Config struct {
 // Server is a running embedded TURN server.
 type Server struct {
 	turn       *turn.Server
-	udp        net.PacketConn
+	udp        net.PacketConn   // the first of the UDP sockets
+	udps       []net.PacketConn // every socket sharing the UDP port (udpSocketCount)
 	tcp        net.Listener
+	tls        []net.Listener // TURN over TLS, then Config.Listeners
 	relayIP    net.IP
 	realm      string
 	secret     []byte
@@ -177,11 +190,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// TCP takes the same port number as UDP, also when the UDP port was
 	// picked by the kernel: then a number already taken for TCP (by any
 	// socket of the machine) is given back and another one picked.
+	closeUDP := func() {
+		for _, c := range s.udps {
+			c.Close()
+		}
+		s.udp, s.udps = nil, nil
+	}
 	for attempt := 1; ; attempt++ {
-		s.udp, err = lc.ListenPacket(ctx, udpNet, listenAddr)
+		s.udps, err = listenUDP(ctx, udpNet, listenAddr, udpSocketCount(port))
 		if err != nil {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", udpNet, listenAddr, err)
 		}
+		s.udp = s.udps[0]
 		if !cfg.TCP {
 			break
 		}
@@ -193,11 +213,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err == nil {
 			break
 		}
-		s.udp.Close()
+		closeUDP()
 		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == tcpPortAttempts {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", tcpNet, tcpAddr, err)
 		}
 	}
+
+	if cfg.TLS != nil {
+		addrs := cfg.TLSListenAddrs
+		if len(addrs) == 0 {
+			addrs = []string{DefaultTLSListenAddr}
+		}
+		for _, a := range addrs {
+			ln, err := lc.Listen(ctx, tcpNet, a)
+			if err != nil {
+				s.closeListeners()
+				return nil, fmt.Errorf("turnserver: listen TLS %s %s: %w", tcpNet, a, err)
+			}
+			s.tls = append(s.tls, tls.NewListener(ln, cfg.TLS))
+		}
+	}
+	s.tls = append(s.tls, cfg.Listeners...)
 
 	newGen := func() turn.RelayAddressGenerator {
 		if cfg.RelayPortMin != 0 {
@@ -208,6 +244,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		return &turn.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: bindHost}
 	}
+	udpGen := func() turn.RelayAddressGenerator { return bufferedRelays{newGen()} }
 	sc := turn.ServerConfig{
 		Realm:         s.realm,
 		AuthHandler:   s.authHandler,
@@ -229,30 +266,38 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				s.log.Debug("turn: allocation", "src", src, "protocol", protocol, "user", userID, "relay", relayAddr)
 			},
 		},
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn:            s.udp,
-			RelayAddressGenerator: newGen(),
-			PermissionHandler:     s.permit,
-		}},
 	}
-	if s.tcp != nil {
-		sc.ListenerConfigs = []turn.ListenerConfig{{
-			Listener:              s.tcp,
+	// One config per socket: pion/turn reads each on a goroutine of its
+	// own, with its own allocations (a client's packets always reach the
+	// same socket of a SO_REUSEPORT group).
+	for _, c := range s.udps {
+		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
+			PacketConn:            c,
+			RelayAddressGenerator: udpGen(),
+			PermissionHandler:     s.permit,
+		})
+	}
+	for _, ln := range append([]net.Listener{s.tcp}, s.tls...) {
+		if ln == nil {
+			continue
+		}
+		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
+			Listener:              ln,
 			RelayAddressGenerator: newGen(),
 			PermissionHandler:     s.permit,
-		}}
+		})
 	}
 	s.turn, err = turn.NewServer(sc)
 	if err != nil {
-		s.udp.Close()
-		if s.tcp != nil {
-			s.tcp.Close()
-		}
+		s.closeListeners()
 		return nil, fmt.Errorf("turnserver: start: %w", err)
 	}
-	attrs := []any{"udp", s.udp.LocalAddr().String(), "relay_ip", relayIP.String(), "realm", s.realm}
+	attrs := []any{"udp", s.udp.LocalAddr().String(), "udp_sockets", len(s.udps), "relay_ip", relayIP.String(), "realm", s.realm}
 	if s.tcp != nil {
 		attrs = append(attrs, "tcp", s.tcp.Addr().String())
+	}
+	for _, ln := range s.tls {
+		attrs = append(attrs, "tls", ln.Addr().String())
 	}
 	if len(s.allowPeers) > 0 {
 		attrs = append(attrs, "allow_peers", fmt.Sprint(s.allowPeers))
@@ -302,6 +347,29 @@ func chooseRelayIP(configured net.IP, listenIP netip.Addr) (net.IP, error) {
 
 // Addr is the UDP address the server listens on.
 func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
+
+// closeListeners closes what Start opened before it failed.
+func (s *Server) closeListeners() {
+	for _, c := range s.udps {
+		c.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	for _, ln := range s.tls {
+		ln.Close()
+	}
+}
+
+// TLSAddrs are the addresses TURN over TLS is served on (Config.TLS, then
+// Config.Listeners).
+func (s *Server) TLSAddrs() []net.Addr {
+	out := make([]net.Addr, 0, len(s.tls))
+	for _, ln := range s.tls {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
 
 // TCPAddr is the TCP address the server listens on, nil without Config.TCP.
 func (s *Server) TCPAddr() net.Addr {
