@@ -341,6 +341,7 @@ func (m *Module) dispatch(ps *peerSig, msg wire.Message) {
 			m.countDrop("restart_mismatch")
 			return
 		}
+		e.Renegotiate = b.Renegotiate
 	case wire.AnswerPayload:
 		e.Kind = fsm.EvRecvAnswer
 	case wire.ICEPayload:

@@ -72,6 +72,10 @@ type OfferPayload struct {
 	SDP        string `json:"sdp"`
 	EPK        []byte `json:"epk"` // the caller's ephemeral X25519 public key, EPKSize bytes
 	ICERestart bool   `json:"ice_restart,omitempty"`
+	// Renegotiate: a change of the call's media (audio to video and back,
+	// PROTOCOL §10.10) within the call: the current call_id and the
+	// sender's current EPK; either side may send it. Not with ICERestart.
+	Renegotiate bool `json:"renegotiate,omitempty"`
 }
 
 // AnswerPayload is the body of call_answer.
@@ -175,10 +179,14 @@ func (p SelectPayload) appendMembers(dst []member) []member {
 // [A-Za-z0-9_-], like a call_id (PROTOCOL §3).
 func ValidDevice(d string) bool { return validID(d) }
 
-// Validate checks that the SDP is non-empty UTF-8 and the EPK is EPKSize bytes.
+// Validate checks that the SDP is non-empty UTF-8, the EPK is EPKSize
+// bytes, and the offer is not both an ICE restart and a renegotiation.
 func (p OfferPayload) Validate() error {
 	if err := validateSDP(p.SDP); err != nil {
 		return err
+	}
+	if p.ICERestart && p.Renegotiate {
+		return malformedf("an offer is an ICE restart or a renegotiation, not both")
 	}
 	return validateEPK(p.EPK)
 }
@@ -242,6 +250,9 @@ func (p OfferPayload) appendMembers(dst []member) []member {
 	dst = append(dst, member{"sdp", stringValue(p.SDP)}, member{"epk", b64Value(p.EPK)})
 	if p.ICERestart { // optional, default false: senders omit it when false
 		dst = append(dst, member{"ice_restart", boolValue(true)})
+	}
+	if p.Renegotiate { // likewise
+		dst = append(dst, member{"renegotiate", boolValue(true)})
 	}
 	return dst
 }
@@ -408,6 +419,8 @@ func decodeOffer(fields []member) (Body, error) {
 			haveEPK = true
 		case "ice_restart":
 			p.ICERestart, err = fieldBool(f)
+		case "renegotiate":
+			p.Renegotiate, err = fieldBool(f)
 		default:
 			err = unknownField(f.key)
 		}

@@ -55,6 +55,7 @@ export const FSM_TIMINGS = Object.freeze({
   get restart_delay() { return T.restartDelay; },
   get restart_wait() { return T.restartWait; },
   get media() { return T.media; },
+  get renegotiate() { return T.restartWait; },
 });
 
 /** Test switches (testHooks): the forced E2EE mode, and sends to lose by type. */

@@ -430,10 +430,12 @@ export function isVideoOffer(sdp) {
 function bodyFromApp(type, f) {
   switch (type) {
     case 'call_offer': {
-      only(f, 'sdp', 'epk', 'ice_restart');
+      only(f, 'sdp', 'epk', 'ice_restart', 'renegotiate');
       need(f, 'sdp', 'epk');
       const out = { sdp: checkSDP(f.sdp, 'sdp'), epk: toBase64(epkFromApp(f.epk)) };
       if (Object.hasOwn(f, 'ice_restart') && checkBool(f.ice_restart, 'ice_restart')) out.ice_restart = true;
+      if (Object.hasOwn(f, 'renegotiate') && checkBool(f.renegotiate, 'renegotiate')) out.renegotiate = true;
+      if (out.ice_restart && out.renegotiate) throw malformed('an offer is an ICE restart or a renegotiation, not both');
       return out;
     }
     case 'call_answer':
@@ -463,11 +465,16 @@ function bodyFromApp(type, f) {
 function bodyFromWire(type, f) {
   switch (type) {
     case 'call_offer': {
-      only(f, 'sdp', 'epk', 'ice_restart');
+      only(f, 'sdp', 'epk', 'ice_restart', 'renegotiate');
       need(f, 'sdp', 'epk');
       const sdp = checkSDP(f.sdp, 'sdp');
+      const restart = Object.hasOwn(f, 'ice_restart') ? checkBool(f.ice_restart, 'ice_restart') : false;
+      const renegotiate = Object.hasOwn(f, 'renegotiate') ? checkBool(f.renegotiate, 'renegotiate') : false;
+      if (restart && renegotiate) throw malformed('an offer is an ICE restart or a renegotiation, not both');
       const epk = epkFromWire(f.epk);
-      return { sdp, epk, ice_restart: Object.hasOwn(f, 'ice_restart') ? checkBool(f.ice_restart, 'ice_restart') : false };
+      const out = { sdp, epk, ice_restart: restart };
+      if (renegotiate) out.renegotiate = true;
+      return out;
     }
     case 'call_answer': {
       only(f, 'sdp', 'epk');
