@@ -346,6 +346,36 @@ func isNilPointer(b Body) bool {
 	return false
 }
 
+// OfferSendsVideo reports whether the sender of an SDP offer sends video
+// in it: an m=video section with a port other than 0 whose direction is
+// sendrecv or sendonly (sendrecv when absent). A renegotiation's video
+// (docs/PROTOCOL.md §10.10) is read this way.
+func OfferSendsVideo(sdp string) bool {
+	in, sends := false, false
+	flush := func() bool { return in && sends }
+	for _, line := range strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n") {
+		if strings.HasPrefix(line, "m=") {
+			if flush() {
+				return true
+			}
+			f := strings.Fields(line)
+			in = len(f) > 1 && f[0] == "m=video" && f[1] != "0"
+			sends = true
+			continue
+		}
+		if !in {
+			continue
+		}
+		switch line {
+		case "a=recvonly", "a=inactive":
+			sends = false
+		case "a=sendrecv", "a=sendonly":
+			sends = true
+		}
+	}
+	return flush()
+}
+
 // IsVideoOffer reports whether an SDP offers video: it has a line starting
 // with "m=video " (docs/PROTOCOL.md §3).
 func IsVideoOffer(sdp string) bool {

@@ -346,7 +346,10 @@ type call struct {
 	// negotiating: our renegotiation offer awaits its answer (§10.10).
 	negotiating bool
 	wantVideo   bool // the media our renegotiation asks for
-	timers      map[Timer]bool
+	// sendVideo, recvVideo: whether this side and the peer send video, as
+	// the last renegotiation of each left it; video is their or.
+	sendVideo, recvVideo bool
+	timers               map[Timer]bool
 }
 
 // Machine is one module's call state machine: at most one call at a time.
@@ -469,7 +472,7 @@ func (m *Machine) onCall(c *call, e Event) {
 		m.emit(Action{Kind: ActAPIError, Error: ErrInCall})
 		return
 	}
-	n := &call{id: e.CallID, peer: e.Peer, video: e.Video, state: Calling, timers: map[Timer]bool{}}
+	n := &call{id: e.CallID, peer: e.Peer, video: e.Video, sendVideo: e.Video, recvVideo: e.Video, state: Calling, timers: map[Timer]bool{}}
 	m.cur = n
 	m.emit(Action{Kind: ActSetupCaller, CallID: n.id, Peer: n.peer, Video: n.video})
 	m.publish(n, "")
@@ -560,7 +563,7 @@ func (m *Machine) onOffer(c *call, e Event) {
 // incoming makes e's call the current one, ringing (not yet published),
 // with its peer connection being prepared.
 func (m *Machine) incoming(e Event) *call {
-	n := &call{id: e.CallID, peer: e.Peer, incoming: true, video: e.Video, state: Ringing, timers: map[Timer]bool{}}
+	n := &call{id: e.CallID, peer: e.Peer, incoming: true, video: e.Video, sendVideo: e.Video, recvVideo: e.Video, state: Ringing, timers: map[Timer]bool{}}
 	m.cur = n
 	m.emit(Action{Kind: ActPrepareCallee, CallID: n.id, Peer: n.peer, Video: n.video})
 	return n
@@ -704,8 +707,15 @@ func (m *Machine) onRenegotiation(c *call, e Event) {
 		m.emit(Action{Kind: ActRenegotiationEnd, CallID: c.id, Error: ErrGlare})
 	}
 	m.emit(Action{Kind: ActApplyRenegotiation, CallID: c.id, Video: e.Video})
-	if c.video != e.Video {
-		c.video = e.Video
+	c.recvVideo = e.Video
+	m.setVideo(c)
+}
+
+// setVideo publishes the call's video flag when a renegotiation changed
+// it: a video call while either side sends video.
+func (m *Machine) setVideo(c *call) {
+	if v := c.sendVideo || c.recvVideo; v != c.video {
+		c.video = v
 		m.publish(c, "")
 	}
 }
@@ -726,10 +736,8 @@ func (m *Machine) onRecvAnswer(c *call, e Event) {
 		c.negotiating = false
 		m.stopTimer(c, TimerRenegotiate)
 		m.emit(Action{Kind: ActApplyRenegotiationAnswer, CallID: c.id, Video: c.wantVideo})
-		if c.video != c.wantVideo {
-			c.video = c.wantVideo
-			m.publish(c, "")
-		}
+		c.sendVideo = c.wantVideo
+		m.setVideo(c)
 		return
 	}
 	if c.incoming {

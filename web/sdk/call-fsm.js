@@ -121,6 +121,10 @@ class Call {
     this.recovering = false; // an outage is in progress (told with a recovery action)
     this.negotiating = false; // our renegotiation offer awaits its answer (§10.10)
     this.wantVideo = false; // the media it asks for
+    // Whether this side and the peer send video, as the last renegotiation
+    // of each left it; video is their or.
+    this.sendVideo = video;
+    this.recvVideo = video;
     this.timers = new Set();
   }
 
@@ -489,8 +493,15 @@ export class CallMachine {
     }
     const video = e.video === true;
     this.#emit({ kind: 'apply_renegotiation', call_id: c.id, video });
-    if (c.video !== video) {
-      c.video = video;
+    c.recvVideo = video;
+    this.#setVideo(c);
+  }
+
+  /** Publishes the call's video flag when a renegotiation changed it: a video call while either side sends video. */
+  #setVideo(c) {
+    const v = c.sendVideo || c.recvVideo;
+    if (v !== c.video) {
+      c.video = v;
       this.#publish(c, '');
     }
   }
@@ -509,10 +520,8 @@ export class CallMachine {
       c.negotiating = false;
       this.#stopTimer(c, 'renegotiate');
       this.#emit({ kind: 'apply_renegotiation_answer', call_id: c.id, video: c.wantVideo });
-      if (c.video !== c.wantVideo) {
-        c.video = c.wantVideo;
-        this.#publish(c, '');
-      }
+      c.sendVideo = c.wantVideo;
+      this.#setVideo(c);
       return;
     }
     if (c.incoming) {

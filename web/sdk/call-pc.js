@@ -187,7 +187,13 @@ export function newPC(d, s, cfg) {
   pc.ontrack = (ev) => {
     if (s.torn) return;
     d.log.info?.(`🔵 [CallModule] remote ${ev.track.kind} track`);
-    s.remoteStream.addTrack(ev.track);
+    if (s.connected) {
+      // A track the call gained (an upgrade, §10.10): a new stream object,
+      // so that observers of the remote stream hear of it.
+      s.remoteStream = new MediaStream([...s.remoteStream.getTracks(), ev.track]);
+    } else {
+      s.remoteStream.addTrack(ev.track);
+    }
     d.setRemote(s, s.remoteStream);
   };
   s.remoteStream = new MediaStream();

@@ -80,6 +80,7 @@ export class CallSession {
   constructor(id, peer, incoming, video) {
     // What this side sends (PROTOCOL §10.9): every call starts all on.
     this.media = { audioMuted: false, videoOff: false, screen: false };
+    this.renegotiation = null; // setVideo's {resolve, reject} while its renegotiation runs
     this.screenTrack = null; // the shared screen's track, sent in place of cameraTrack
     this.cameraTrack = null;
     this.id = id;

@@ -418,6 +418,30 @@ export function normalizeICE(c) {
 }
 
 /**
+ * Whether the sender of an SDP offer sends video in it: an m=video section
+ * with a port other than 0 whose direction is sendrecv or sendonly
+ * (sendrecv when absent). A renegotiation's video is read this way (§10.10).
+ * @param {string} sdp
+ * @returns {boolean}
+ */
+export function offerSendsVideo(sdp) {
+  let inVideo = false;
+  let sends = false;
+  for (const line of String(sdp).split(/\r?\n/)) {
+    if (line.startsWith('m=')) {
+      if (inVideo && sends) return true;
+      const f = line.split(' ');
+      inVideo = f[0] === 'm=video' && f.length > 1 && f[1] !== '0';
+      sends = true;
+    } else if (inVideo) {
+      if (line === 'a=recvonly' || line === 'a=inactive') sends = false;
+      else if (line === 'a=sendrecv' || line === 'a=sendonly') sends = true;
+    }
+  }
+  return inVideo && sends;
+}
+
+/**
  * Reports whether an SDP offers video: a line starting with "m=video " (§3).
  * @param {string} sdp
  * @returns {boolean}

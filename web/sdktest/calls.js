@@ -420,3 +420,18 @@ export async function shareScreen() {
 export async function stopScreenShare() {
   return calls.stopScreenShare();
 }
+
+/** setVideo(on): the renegotiation's result. */
+export async function setVideo(on) {
+  try {
+    await calls.setVideo(on);
+    return { ok: true, name: '', message: '' };
+  } catch (e) {
+    return { ok: false, name: e.name, message: e.message };
+  }
+}
+
+/** How many remote streams onRemoteStream got, and the last one's tracks. */
+export function remoteEmissions() {
+  return { ...legacy };
+}
