@@ -193,35 +193,40 @@ func describe(st call.Status) string {
 	return fmt.Sprintf("%s (%s)", st.State, st.Reason)
 }
 
-// readRSS reads process_resident_memory_bytes from a Prometheus endpoint.
-func readRSS(ctx context.Context, hc *http.Client, url string) (uint64, error) {
+// readMetrics reads the relay's process_resident_memory_bytes and
+// process_cpu_seconds_total from a Prometheus endpoint (0 for one it does
+// not show).
+func readMetrics(ctx context.Context, hc *http.Client, url string) (rss uint64, cpu float64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("loadtest: %s answered %s", url, resp.Status)
+		return 0, 0, fmt.Errorf("loadtest: %s answered %s", url, resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, fmt.Errorf("loadtest: process_resident_memory_bytes %q: %w", v, err)
-			}
-			return uint64(f), nil
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || (name != "process_resident_memory_bytes" && name != "process_cpu_seconds_total") {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("loadtest: %s %q: %w", name, v, err)
+		}
+		if name == "process_cpu_seconds_total" {
+			cpu = f
+		} else {
+			rss = uint64(f)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("loadtest: no process_resident_memory_bytes at %s", url)
+	return rss, cpu, sc.Err()
 }

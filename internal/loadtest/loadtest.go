@@ -74,6 +74,9 @@ type Result struct {
 	Duration           time.Duration
 	SendTime           time.Duration // from the first envelope due to the last sent
 	P50, P90, P99, Max time.Duration
+	// RelayCPU is the relay process's CPU time (user+system) while the
+	// envelopes were sent and delivered; 0 when unknown.
+	RelayCPU time.Duration
 	// Failures counts what did not go as it should, by reason:
 	// "register: ...", "connect: ...", "send: ...", "undeliverable: REASON",
 	// "relay_error: CODE", "lost" (neither delivered nor refused).
@@ -114,6 +117,10 @@ func (r *Result) Print(w io.Writer) {
 		fmt.Fprintf(w, "envelopes     %d sent at %g/s for %s, %d delivered (%.0f/s)\n",
 			r.Sent, r.Rate, r.Duration, r.Delivered, r.DeliveredRate())
 		fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s\n", ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max))
+		if r.RelayCPU > 0 && r.Delivered > 0 {
+			fmt.Fprintf(w, "relay CPU     %.2f s while sending: %.1f µs per envelope delivered\n",
+				r.RelayCPU.Seconds(), float64(r.RelayCPU.Microseconds())/float64(r.Delivered))
+		}
 	}
 	if r.Calls != nil {
 		r.Calls.print(w)
@@ -364,14 +371,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res := &Result{Relay: cfg.RelayURL, SessionsWanted: cfg.Sessions, Rate: cfg.Rate, Duration: cfg.Duration}
 	fails := &failures{}
-	rss := func() uint64 {
+	metrics := func() (uint64, float64) {
 		if metricsURL == "-" {
-			return 0
+			return 0, 0
 		}
-		v, _ := readRSS(ctx, cfg.HTTPClient, metricsURL)
-		return v
+		rss, cpu, _ := readMetrics(ctx, cfg.HTTPClient, metricsURL)
+		return rss, cpu
 	}
-	res.RSSBefore = rss()
+	res.RSSBefore, _ = metrics()
 
 	t0 := time.Now()
 	progress("registering %d identities", cfg.Sessions)
@@ -414,7 +421,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// Let the relay's writers and the Go runtime settle before reading
 		// the idle figure.
 		time.Sleep(2 * time.Second)
-		res.RSSIdle = rss()
+		res.RSSIdle, _ = metrics()
 	}
 
 	var pool []*wire.Envelope
@@ -434,7 +441,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if len(pool) > 0 {
 		progress("sending %g envelopes/s for %s", cfg.Rate, cfg.Duration)
+		_, cpu0 := metrics()
 		sendRun(ctx, &cfg, members, pool, cur, fails, res)
+		if _, cpu1 := metrics(); cpu0 > 0 && cpu1 > cpu0 {
+			res.RelayCPU = time.Duration((cpu1 - cpu0) * float64(time.Second))
+		}
 	}
 	if callsDone != nil {
 		res.Calls = <-callsDone
