@@ -79,7 +79,9 @@ type Result struct {
 	RelayCPU time.Duration
 	// Failures counts what did not go as it should, by reason:
 	// "register: ...", "connect: ...", "send: ...", "undeliverable: REASON",
-	// "relay_error: CODE", "lost" (neither delivered nor refused).
+	// "relay_error: CODE", "lost" (neither delivered nor refused), "call: ...",
+	// and "relay dropped: REASON" (the relay's duet_relay_drops_total, all
+	// its sessions, also those of other users).
 	Failures map[string]int64
 	Calls    *CallResult // nil without calls
 }
@@ -371,14 +373,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res := &Result{Relay: cfg.RelayURL, SessionsWanted: cfg.Sessions, Rate: cfg.Rate, Duration: cfg.Duration}
 	fails := &failures{}
-	metrics := func() (uint64, float64) {
+	metrics := func() relayMetrics {
 		if metricsURL == "-" {
-			return 0, 0
+			return relayMetrics{}
 		}
-		rss, cpu, _ := readMetrics(ctx, cfg.HTTPClient, metricsURL)
-		return rss, cpu
+		m, _ := readMetrics(ctx, cfg.HTTPClient, metricsURL)
+		return m
 	}
-	res.RSSBefore, _ = metrics()
+	m0 := metrics()
+	res.RSSBefore = m0.rss
 
 	t0 := time.Now()
 	progress("registering %d identities", cfg.Sessions)
@@ -421,7 +424,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// Let the relay's writers and the Go runtime settle before reading
 		// the idle figure.
 		time.Sleep(2 * time.Second)
-		res.RSSIdle, _ = metrics()
+		res.RSSIdle = metrics().rss
 	}
 
 	var pool []*wire.Envelope
@@ -441,9 +444,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if len(pool) > 0 {
 		progress("sending %g envelopes/s for %s", cfg.Rate, cfg.Duration)
-		_, cpu0 := metrics()
+		cpu0 := metrics().cpu
 		sendRun(ctx, &cfg, members, pool, cur, fails, res)
-		if _, cpu1 := metrics(); cpu0 > 0 && cpu1 > cpu0 {
+		if cpu1 := metrics().cpu; cpu0 > 0 && cpu1 > cpu0 {
 			res.RelayCPU = time.Duration((cpu1 - cpu0) * float64(time.Second))
 		}
 	}
@@ -451,6 +454,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Calls = <-callsDone
 		for k, v := range res.Calls.failures {
 			fails.add(k, v)
+		}
+	}
+	// What the relay itself dropped meanwhile, by its reasons (PROTOCOL
+	// §9.2): the cause of envelopes counted as lost here.
+	for reason, v := range metrics().drops {
+		if d := v - m0.drops[reason]; d > 0 {
+			fails.add("relay dropped: "+reason, int64(d))
 		}
 	}
 	res.Failures = fails.snapshot()
