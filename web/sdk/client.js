@@ -330,6 +330,7 @@ export class DuetClient {
   #sessions = new Map(); // alias → Promise<Session>
   #ice = null;
   #iceExp = 0;
+  #iceBase = ''; // the relay node #ice came from: each node may name its own TURN
   #iceInflight = null;
   #calls = null;
   #sent = new Map(); // id → envelope text of the latest sends with an id (null once resent), for recipient_busy
@@ -1020,11 +1021,13 @@ export class DuetClient {
   /**
    * The relay's ICE configuration (§9.4), cached for its ttl less a margin
    * (a tenth, at most a minute) so that a new call never gets credentials
-   * about to expire. Concurrent calls share one request.
+   * about to expire. Concurrent calls share one request. The cache holds
+   * while the client stays on one relay node: after a failover the
+   * surviving node's configuration (its TURN) is fetched.
    * @returns {Promise<import('./duet').ICEConfig>}
    */
   iceConfig() {
-    if (this.#ice && iceNow() < this.#iceExp) return Promise.resolve(this.#ice);
+    if (this.#ice && iceNow() < this.#iceExp && this.#iceBase === this.#base) return Promise.resolve(this.#ice);
     this.#iceInflight ??= (async () => {
       try {
         const cfg = await this.#authed('/api/v1/calls/ice-config');
@@ -1037,6 +1040,7 @@ export class DuetClient {
         const ttl = cfg.ttl * 1000;
         this.#ice = cfg;
         this.#iceExp = iceNow() + ttl - Math.min(ttl / 10, 60_000);
+        this.#iceBase = this.#base;
         return cfg;
       } finally {
         this.#iceInflight = null;
