@@ -420,3 +420,22 @@ export async function shareScreen() {
 export async function stopScreenShare() {
   return calls.stopScreenShare();
 }
+
+// refreshICECheck: a peer connection made with one ICE configuration takes
+// the client's current one through call-pc.js's refreshICEServers (what an
+// ICE restart does first) and reports the TURN URLs it has after.
+export async function refreshICECheck() {
+  const { refreshICEServers } = await import('/sdk/call-pc.js');
+  const pc = new RTCPeerConnection({ iceServers: [{ urls: 'turn:127.0.0.1:40100?transport=udp', username: 'u', credential: 'c' }] });
+  try {
+    const d = {
+      alwaysRelay: false,
+      log: console,
+      client: { iceConfig: async () => ({ ice_transport_policy: 'all', ice_servers: [{ urls: ['turn:127.0.0.1:40101?transport=udp'], username: 'u2', credential: 'c2' }] }) },
+    };
+    await refreshICEServers(d, { pc });
+    return pc.getConfiguration().iceServers.flatMap((s) => [].concat(s.urls));
+  } finally {
+    pc.close();
+  }
+}
