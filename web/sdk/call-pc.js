@@ -187,7 +187,9 @@ export function newPC(d, s, cfg) {
   pc.ontrack = (ev) => {
     if (s.torn) return;
     d.log.info?.(`🔵 [CallModule] remote ${ev.track.kind} track`);
-    s.remoteStream.addTrack(ev.track);
+    // A new stream object per track: the app gets the stream again when
+    // video joins the audio (observeRemoteStream emits only changes).
+    s.remoteStream = new MediaStream([...s.remoteStream.getTracks(), ev.track]);
     d.setRemote(s, s.remoteStream);
   };
   s.remoteStream = new MediaStream();

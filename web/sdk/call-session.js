@@ -110,6 +110,7 @@ export class CallSession {
     this.lastReply = null; // our last reply: {epoch, body}, sent again when the request comes again
     this.rekeys = { requests: 0, replies: 0, ignored: 0 };
     this.sendChain = Promise.resolve();
+    this.endSend = null; // the send of the call's ending (call_hangup, call_reject, call_select)
     this.diagN = 0;
     this.lastDiag = null;
     this.workerReqs = new Map();

@@ -71,6 +71,9 @@ export async function setup(opts = {}) {
     stateAt[s] ??= Date.now();
     wake();
   });
+  calls.observeRemoteStream().subscribe((st) => {
+    remoteEmits.push(st ? st.getTracks().map((t) => t.kind).sort().join('+') : null);
+  });
   calls.observeDiag().subscribe((d) => {
     if (d) diags.push(d);
   });
@@ -137,6 +140,15 @@ export function media() {
 }
 
 const legacy = { local: 0, remote: 0, localTracks: 0, remoteTracks: 0 };
+
+// The remote streams observeRemoteStream emitted: their track kinds
+// ('audio+video'), null for none.
+const remoteEmits = [];
+
+/** The track kinds of every remote stream emitted so far. */
+export function remoteEmissions() {
+  return remoteEmits;
+}
 
 export function setTimings(t) {
   return testHooks.setTimings(t);
