@@ -9,8 +9,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
 
 	duetcall "github.com/duetcall/duet/call"
 )
@@ -165,4 +169,135 @@ func TestCallsHungRelay(t *testing.T) {
 		t.Errorf("alice after the lookup's deadline: %+v; want ended", st)
 	}
 	t.Logf("call() failed after %v: %s", took.Round(time.Millisecond), r.Message)
+}
+
+// keyLike walks, through the DevTools protocol, every object reachable from
+// the value of expr (own and private fields, Map and Set entries, promise
+// results; not functions, whose closures it cannot see, and not the
+// DuetClient, whose identity and per-peer sessions outlive calls), and
+// returns the paths of the key-like values it finds: CryptoKeys, typed
+// arrays and ArrayBuffers.
+func keyLike(t *testing.T, tb *tab, expr string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 60*time.Second)
+	defer cancel()
+	root, err := chromedp.Run(ctx, chromedp.Evaluate[*runtime.RemoteObject](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("%s: %s: %v", tb.name, expr, err)
+	}
+	// A WeakSet in the page tells which objects were walked already (object
+	// ids differ for one object reached twice).
+	if _, err := evalJS[bool](tb.ctx, 5*time.Second, `(globalThis.__walked = new WeakSet(), true)`); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(o *runtime.RemoteObject) bool {
+		r, err := chromedp.Call(ctx, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
+			FunctionDeclaration: `function() { if (globalThis.__walked.has(this)) return true; globalThis.__walked.add(this); return false; }`,
+			ObjectID:            o.ObjectID, ReturnByValue: ptrTo(true),
+		})
+		if err != nil || r.Result == nil {
+			return true
+		}
+		return string(r.Result.Value) == "true"
+	}
+	type item struct {
+		path string
+		o    *runtime.RemoteObject
+	}
+	var found []string
+	queue := []item{{"calls", root}}
+	for n := 0; len(queue) > 0; n++ {
+		if n > 5000 {
+			t.Fatalf("%s: more than 5000 objects reachable from the call module", tb.name)
+		}
+		it := queue[0]
+		queue = queue[1:]
+		o := it.o
+		if o == nil || o.Type != "object" || o.ObjectID == "" || o.ClassName == "DuetClient" {
+			continue
+		}
+		if o.ClassName == "CryptoKey" || o.Subtype == "typedarray" || o.Subtype == "arraybuffer" {
+			found = append(found, fmt.Sprintf("%s (%s)", it.path, o.Description))
+			continue
+		}
+		if seen(o) {
+			continue
+		}
+		props, err := chromedp.Call(ctx, runtime.GetProperties, runtime.GetPropertiesParams{ObjectID: o.ObjectID, OwnProperties: ptrTo(true)})
+		if err != nil {
+			t.Fatalf("%s: properties of %s: %v", tb.name, it.path, err)
+		}
+		for _, p := range props.Result {
+			if p.Value != nil && p.Name != "__proto__" {
+				queue = append(queue, item{it.path + "." + p.Name, p.Value})
+			}
+		}
+		for _, p := range props.PrivateProperties {
+			if p.Value != nil {
+				queue = append(queue, item{it.path + "." + p.Name, p.Value})
+			}
+		}
+		for _, p := range props.InternalProperties {
+			switch p.Name {
+			case "[[Entries]]", "[[PromiseResult]]", "[[Target]]", "[[BoundThis]]", "[[BoundArgs]]":
+				queue = append(queue, item{it.path + "." + p.Name, p.Value})
+			}
+		}
+	}
+	return found
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// TestCallsForwardSecrecy: an ended call keeps no key. During a call the
+// walk from the call module finds its keys (so the walk sees them); once
+// the call ended, nothing key-like is reachable from the module (its
+// ephemeral keys, the peer's keys, the signaling session, rekey state:
+// only figures stay, and stats() still answers), and the E2EE worker
+// answered 'end' with 'ended' (its keys dropped) before it was terminated.
+func TestCallsForwardSecrecy(t *testing.T) {
+	env := startCallEnv(t)
+	alice := env.openTab(t, "alice", "")
+	alice.setup(false)
+	bot := env.newGoBot(t, "gobot", false)
+	if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", bot.alias)); !r.OK {
+		t.Fatalf("call: %+v", r)
+	}
+	bot.waitRing(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bot.mod.Answer(ctx); err != nil {
+		t.Fatalf("Answer: %v", err)
+	}
+	alice.waitState("connected", 15*time.Second)
+	waitDiag(t, alice, "video decoding", func(d jsDiag) bool { return d.InVideo != nil && d.InVideo.FramesDecoded > 0 })
+	during := keyLike(t, alice, `import('/sdktest/calls.js').then(m => m.module())`)
+	if len(during) == 0 {
+		t.Fatal("no key found from the call module during the call: the walk does not reach the call's keys")
+	}
+	t.Logf("during the call: %d key-like values reachable, e.g. %s", len(during), during[0])
+
+	drive[jsResult](alice, 10*time.Second, "hangup()")
+	bot.waitState(10*time.Second, "the end", func(s duetcall.Status) bool { return s.State.Terminal() })
+	type workerRec struct {
+		Name   string   `json:"name"`
+		Posted []string `json:"posted"`
+	}
+	var log []workerRec
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		log = drive[[]workerRec](alice, 5*time.Second, "workerLog()")
+		if len(log) == 1 && slices.Contains(log[0].Posted, "ended") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the E2EE worker never answered 'end' with 'ended' (its keys dropped): %+v", log)
+			break
+		}
+	}
+	if after := keyLike(t, alice, `import('/sdktest/calls.js').then(m => m.module())`); len(after) != 0 {
+		t.Errorf("after the call ended, key material is still reachable from the call module:\n%s", strings.Join(after, "\n"))
+	}
+	if d := alice.stats(); d.N == 0 && d.OutVideo == nil {
+		t.Errorf("stats() after the call: %+v; want the last figures", d)
+	}
 }

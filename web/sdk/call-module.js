@@ -30,6 +30,7 @@ import { isVideoOffer } from './signal.js';
 
 const INBOUND_QUEUE = 256;
 const SENT_KEPT = 128;
+const WORKER_END_MS = 1000; // an ended call's worker is terminated after this at the latest
 
 /** The app's error for an error action of the machine (PROTOCOL §10.3). */
 function endingError(name, s) {
@@ -67,6 +68,31 @@ function apiError(name) {
       return callError('ErrNoCall', 'no call in progress');
     default:
       return callError('ErrNoIncomingCall', 'no incoming call to answer or reject (it may have ended, or be another call)');
+  }
+}
+
+/**
+ * Ends s's E2EE worker: it drops its keys ('end', answered 'ended'), then
+ * it is terminated (at once on the answer; after WORKER_END_MS without).
+ */
+function endWorker(s) {
+  const w = s.worker;
+  if (!w) return;
+  let done = false;
+  const stop = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    w.terminate();
+  };
+  const timer = setTimeout(stop, WORKER_END_MS);
+  w.onmessage = (ev) => {
+    if (ev.data?.type === 'ended') stop();
+  };
+  try {
+    w.postMessage({ type: 'end' });
+  } catch {
+    stop();
   }
 }
 
@@ -360,12 +386,13 @@ class Driver {
       this.local.set(null);
       this.remote.set(null);
     }
+    s.wipe();
     const pc = s.pc;
     const close = () => {
       try {
         pc?.close();
       } catch { /* already closed */ }
-      s.worker?.terminate();
+      endWorker(s);
     };
     if (pc && pc.connectionState !== 'closed') {
       // The last figures, for stats() after the call (local: no network).

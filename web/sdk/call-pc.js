@@ -227,7 +227,24 @@ export async function installKeys(d, s, peerEPK) {
     peerSigning: s.peerKeys.signing,
     epoch: 0,
   });
+  if (s.torn) {
+    wipeKeys(send, recv);
+    s.checkLive();
+  }
   s.worker.postMessage({ type: 'keys', send, recv });
+  // The worker has its copies: this side keeps no media key, nor the
+  // ephemeral private key, which derived all it ever will (a rekey uses a
+  // fresh pair; an ICE restart resends only the public key).
+  wipeKeys(send, recv);
+  s.ephem = { privateKey: null, publicKey: s.ephem.publicKey };
+}
+
+/** Zeroes the bytes of direction keys (deriveMediaKeys' output) handed to the worker. */
+export function wipeKeys(...keys) {
+  for (const k of keys) {
+    k?.key?.fill(0);
+    k?.baseIV?.fill(0);
+  }
 }
 
 // ------------------------------------------------------------------ ICE

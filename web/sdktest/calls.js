@@ -14,6 +14,30 @@ const errors = [];
 const waiters = [];
 const diags = [];
 
+// The page's workers: the call module starts its E2EE worker with the
+// global Worker, which records every worker started here and the messages
+// it posts (the page's own view, no hook in the SDK).
+const workers = [];
+const RealWorker = globalThis.Worker;
+globalThis.Worker = class extends RealWorker {
+  constructor(url, opts) {
+    super(url, opts);
+    const rec = { name: opts?.name ?? '', worker: this, posted: [] };
+    workers.push(rec);
+    this.addEventListener('message', (ev) => rec.posted.push(ev.data?.type ?? ''));
+  }
+};
+
+/** The E2EE workers the page started: their names and the types of the messages they posted (stats left out). */
+export function workerLog() {
+  return workers.map((w) => ({ name: w.name, posted: w.posted.filter((t) => t !== 'stats') }));
+}
+
+/** The call module itself (for the test's inspection through the DevTools protocol). */
+export function module() {
+  return calls;
+}
+
 function wake() {
   for (const w of waiters.splice(0)) w();
 }
