@@ -187,8 +187,14 @@ export function newPC(d, s, cfg) {
   pc.ontrack = (ev) => {
     if (s.torn) return;
     d.log.info?.(`🔵 [CallModule] remote ${ev.track.kind} track`);
-    // A new stream object per track: the app gets the stream again when
-    // video joins the audio (observeRemoteStream emits only changes).
+    // The remote stream goes to the app once complete: when the remote
+    // description that brought its tracks is set (remoteReady), with audio
+    // and video both. A track that comes later makes a new stream object,
+    // emitted again (observeRemoteStream emits only changes).
+    if (!s.remotePublished) {
+      s.remoteStream.addTrack(ev.track);
+      return;
+    }
     s.remoteStream = new MediaStream([...s.remoteStream.getTracks(), ev.track]);
     d.setRemote(s, s.remoteStream);
   };
@@ -296,6 +302,10 @@ export async function addRemote(d, s, msg) {
 /** The remote description is set: the candidates kept meanwhile are added. */
 export function remoteReady(d, s) {
   s.remoteSet = true;
+  if (!s.remotePublished) {
+    s.remotePublished = true;
+    if (s.remoteStream.getTracks().length) d.setRemote(s, s.remoteStream);
+  }
   const pend = s.pendRemote;
   s.pendRemote = [];
   for (const c of pend) {

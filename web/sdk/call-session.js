@@ -96,6 +96,7 @@ export class CallSession {
     this.worker = null;
     this.e2eeMode = '';
     this.remoteSet = false;
+    this.remotePublished = false; // the remote stream went to the app (complete)
     this.pendRemote = [];
     this.localReady = false;
     this.pendLocal = [];

@@ -642,7 +642,7 @@ export declare class CallModule {
   observeState(): Observable<CallState>;
   observeStatus(): Observable<CallStatus>;
   observeLocalStream(): Observable<MediaStream | null>;
-  /** The remote stream: a new MediaStream each time a remote track joins (audio, then audio and video); null between calls. */
+  /** The remote stream, emitted once complete (audio and video both, once the peer's description is set), and as a new MediaStream when a track joins later; null between calls. */
   observeRemoteStream(): Observable<MediaStream | null>;
   observeDiag(): Observable<CallDiag | null>;
   stats(): Promise<CallDiag | null>;
