@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak
+.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak nattest
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 ./...
@@ -27,6 +27,13 @@ typecheck: deps
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
+# The abuse suite (docs: README "The relay under attack"): each attack of
+# issue 12 against a live relay on loopback, with a bystander pair; prints
+# a Markdown table. Bounded: about 4 minutes. Fails if a reading victim was
+# disconnected.
+abuse:
+	$(GO) run ./cmd/duetabuse -- --queue-budget 64MiB --trusted-proxies 127.0.0.0/8
+
 # A short, bounded run of every fuzz target (FUZZTIME each).
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)
@@ -41,3 +48,8 @@ vectors:
 RYW_N ?= 5000
 cluster-soak:
 	@bash -o pipefail -c "DUET_RYW_N=$(RYW_N) $(GO) test -race -count=1 -timeout 30m -run 'TestReadYourWrites' -v ./relay/ 2>&1 | grep -E '^(---|ok|FAIL|PASS)|identities'"
+
+# The NAT suite alone (root: network namespaces and nftables). It is part
+# of `make test` too.
+nattest: deps
+	$(GO) test -count=1 -v ./nattest/

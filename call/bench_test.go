@@ -35,7 +35,13 @@ func BenchmarkCallSetup(b *testing.B) {
 			}
 			return s
 		}
-		b.Run(name("relay"), func(b *testing.B) { benchRelay(b, d) })
+		b.Run(name("relay"), func(b *testing.B) { benchRelay(b, d, nil, nil) })
+		// Media through TURN: both sides with policy relay, and only the
+		// caller (the callee still offers host and srflx candidates).
+		relayOnly := withOptions(func(o *Options) { o.AlwaysRelay = true })
+		b.Run(name("relay-only"), func(b *testing.B) { benchRelay(b, d, relayOnly, relayOnly) })
+		b.Run(name("relay-only-caller"), func(b *testing.B) { benchRelay(b, d, relayOnly, nil) })
+		b.Run(name("relay-only-callee"), func(b *testing.B) { benchRelay(b, d, nil, relayOnly) })
 		b.Run(name("bare-pion"), func(b *testing.B) {
 			benchBare(b, webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle}, d)
 		})
@@ -70,9 +76,15 @@ func reportPercentiles(b *testing.B, d, cpu []time.Duration) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func benchRelay(b *testing.B, delay time.Duration) {
-	ca := newPeer(b, "a", withDelay(delay))
-	cb := newPeer(b, "b", withDelay(delay))
+func benchRelay(b *testing.B, delay time.Duration, optA, optB peerOpt) {
+	opts := func(o peerOpt) []peerOpt {
+		if o == nil {
+			return []peerOpt{withDelay(delay)}
+		}
+		return []peerOpt{withDelay(delay), o}
+	}
+	ca := newPeer(b, "a", opts(optA)...)
+	cb := newPeer(b, "b", opts(optB)...)
 	// b answers every call at once, as `duet answer --auto` does.
 	go func() {
 		for range cb.incoming {
@@ -205,7 +217,7 @@ func benchBare(b *testing.B, cfg webrtc.Configuration, delay time.Duration) {
 }
 
 func barePC(b *testing.B, m *Module, cfg webrtc.Configuration) *webrtc.PeerConnection {
-	api, err := m.newAPI(nil, func(stats.Getter) {})
+	api, err := m.newAPI(nil, func(stats.Getter) {}, cfg.ICETransportPolicy == webrtc.ICETransportPolicyRelay)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -176,6 +176,8 @@ func (m *Module) performLocked(acts []fsm.Action, in input) effects {
 				}
 				m.publishLocked(s, ReasonNone)
 			}
+		case fsm.ActPeerMedia:
+			m.peerMediaLocked(s, a)
 		case fsm.ActTeardown:
 			if s != nil {
 				m.teardownLocked(s)
@@ -198,7 +200,7 @@ func (m *Module) failureOf(s *session, name string, cause error) error {
 	case fsm.ErrOffline:
 		err = ErrOffline
 	case fsm.ErrICEFailed:
-		err = ErrICEFailed
+		err = fmt.Errorf("%w: %s", ErrICEFailed, s.facts.reason())
 	case fsm.ErrMediaTimeout:
 		err = ErrMediaTimeout
 	case fsm.ErrDisconnected:
@@ -312,6 +314,7 @@ func (m *Module) teardown(s *session) {
 		m.publishLocked(s, reason)
 		m.local.Set(Tracks{})
 		m.remote.Set(Tracks{})
+		m.peerMedia.Set(MediaState{})
 	}
 	m.mu.Unlock()
 

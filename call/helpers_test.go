@@ -568,12 +568,19 @@ func connect(t *testing.T, a, b *peer, md Media) {
 type tapSignaler struct {
 	*client.Client
 	drop func(*wire.Envelope) bool
-	log  *slog.Logger
-	mu   sync.Mutex
-	sent []wire.Envelope
+	// notConnected: while above zero, Send fails as a client whose relay
+	// connection is down does (and counts down).
+	notConnected atomic.Int32
+	log          *slog.Logger
+	mu           sync.Mutex
+	sent         []wire.Envelope
 }
 
 func (s *tapSignaler) Send(ctx context.Context, env *wire.Envelope) error {
+	if s.notConnected.Add(-1) >= 0 {
+		return client.ErrNotConnected
+	}
+	s.notConnected.Store(0)
 	env.From = s.Client.Alias()
 	s.mu.Lock()
 	s.sent = append(s.sent, *env)

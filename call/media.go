@@ -139,6 +139,7 @@ func (s *session) startMediaLocked() {
 		s.goLocked(func() { s.sendLoop(sn) })
 	}
 	s.goLocked(s.watchdog)
+	s.goLocked(s.mediaLoop)
 	s.goLocked(s.diagLoop)
 	s.goLocked(s.watchNetwork)
 }
@@ -158,6 +159,7 @@ func (s *session) sendLoop(sn sender) {
 		kind = e2ee.KindVP8
 	}
 	var buf []byte
+	waitKey := false // the camera was off: video resumes at a key frame
 	for {
 		f, err := sn.src.Next(s.ctx)
 		if err != nil {
@@ -165,6 +167,23 @@ func (s *session) sendLoop(sn sender) {
 				s.log.Warn("call: media source failed; no more "+string(sn.kind)+" is sent", "err", err)
 			}
 			return
+		}
+		// Muted and camera-off (PROTOCOL §10.9): the source keeps its pace;
+		// a muted microphone sends Opus silence in its place, a camera that
+		// is off sends nothing until on again and at a key frame.
+		if sn.kind == KindVideo {
+			if s.videoOff.Load() {
+				waitKey = true
+				continue
+			}
+			if waitKey {
+				if key, _, _, ok := media.VP8FrameInfo(f.Data); !key || !ok {
+					continue
+				}
+				waitKey = false
+			}
+		} else if s.audioMuted.Load() {
+			f.Data = opusSilence
 		}
 		out, err := enc.Encrypt(buf[:0], f.Data, kind)
 		if err != nil {

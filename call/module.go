@@ -33,6 +33,8 @@ type Module struct {
 	status *hot.Value[Status]
 	local  *hot.Value[Tracks]
 	remote *hot.Value[Tracks]
+	// peerMedia is the peer's announced media state (PeerMedia).
+	peerMedia *hot.Value[MediaState]
 
 	ctx      context.Context // the module's lifetime
 	cancel   context.CancelFunc
@@ -94,6 +96,7 @@ func New(opts Options) *Module {
 		status:       hot.New(Status{State: StateIdle}),
 		local:        hot.New(Tracks{}),
 		remote:       hot.New(Tracks{}),
+		peerMedia:    hot.New(MediaState{}),
 		inbound:      make(chan *wire.Envelope, inboundQueue),
 		sessions:     make(map[string]*session),
 		lookedUp:     make(chan lookupResult),
@@ -159,6 +162,7 @@ func (m *Module) Close() error {
 	m.status.Close()
 	m.local.Close()
 	m.remote.Close()
+	m.peerMedia.Close()
 	return nil
 }
 

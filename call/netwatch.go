@@ -1,12 +1,17 @@
 package call
 
 import (
+	"context"
 	"net"
 	"slices"
 	"time"
 
 	"github.com/duetcall/duet/call/fsm"
 )
+
+// netSignalWait bounds the wait for the relay connection after a network
+// change, before the restart goes ahead anyway.
+const netSignalWait = 3 * time.Second
 
 // watchNetwork tells the state machine when the machine's interface
 // addresses change during the call (Wi-Fi to mobile, a DHCP renewal): the
@@ -32,6 +37,15 @@ func (s *session) watchNetwork() {
 		}
 		s.log.Info("call: the local network changed", "was", last, "now", now)
 		last = now
+		// The relay connection may have died with the old address: have
+		// it checked (and redone) before the restart offer goes out.
+		if nc, ok := s.m.sig.(interface{ NetworkChanged(context.Context) error }); ok {
+			ctx, cancel := context.WithTimeout(s.ctx, netSignalWait)
+			if err := nc.NetworkChanged(ctx); err != nil {
+				s.log.Info("call: the relay connection is not back after the network change", "err", err)
+			}
+			cancel()
+		}
 		s.m.event(fsm.Event{Kind: fsm.EvNetChange, CallID: s.id}, input{})
 	}
 }

@@ -517,3 +517,15 @@ func TestNetworkChangeRestartsAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestSendWaitsForRelay: a call's messages wait for the relay connection
+// (the client reconnecting after a network change) instead of failing.
+func TestSendWaitsForRelay(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	a.sig.notConnected.Store(3) // the offer's first three tries
+	connect(t, a, b, Media{Audio: true})
+	if n := a.sig.notConnected.Load(); n != 0 {
+		t.Errorf("%d tries left unused", n)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 // newPC creates the call's peer connection and installs its handlers.
 func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
+	cfg := s.m.rtcConfig(ice)
 	// The call's own view of the network interfaces, re-read before an
 	// ICE restart gathers (a network change made the old ones stale).
 	n, err := stdnet.NewNet()
@@ -29,14 +30,15 @@ func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
 		s.m.mu.Lock()
 		s.stats = g
 		s.m.mu.Unlock()
-	})
+	}, cfg.ICETransportPolicy == webrtc.ICETransportPolicyRelay)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(s.m.rtcConfig(ice))
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: peer connection: %w", ErrMediaSetup, err)
 	}
+	s.facts.config(ice, cfg.ICETransportPolicy == webrtc.ICETransportPolicyRelay)
 	pc.OnICECandidate(s.onLocalCandidate)
 	pc.OnICEConnectionStateChange(s.onICEState)
 	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { s.onPCState(pc) })
@@ -62,6 +64,7 @@ func (s *session) onLocalCandidate(c *webrtc.ICECandidate) {
 			p.SDPMLine = &n
 		}
 		s.log.Debug("call: local candidate", "type", c.Typ.String(), "address", c.Address, "port", c.Port, "protocol", c.Protocol.String())
+		s.facts.addLocal(c.Typ.String())
 	}
 	m := s.m
 	m.mu.Lock()
@@ -121,6 +124,7 @@ func (s *session) addRemote(p wire.ICEPayload) {
 	if p.Candidate == "" { // end of candidates
 		return
 	}
+	s.facts.addRemote(p.Candidate)
 	init := webrtc.ICECandidateInit{Candidate: p.Candidate, SDPMid: p.SDPMid}
 	if p.SDPMLine != nil {
 		n := uint16(*p.SDPMLine) // Validate bounds it to 0..65535
@@ -170,6 +174,17 @@ func (s *session) remoteReady() {
 // block. ICE failure goes to the state machine from a session goroutine.
 func (s *session) onICEState(st webrtc.ICEConnectionState) {
 	s.log.Debug("call: ICE connection", "state", st.String())
+	switch st {
+	case webrtc.ICEConnectionStateChecking:
+		s.facts.checking(func() {
+			s.log.Info("call: no candidate pair worked", "within", iceCheckDeadline)
+			s.m.event(fsm.Event{Kind: fsm.EvConn, CallID: s.id, Conn: fsm.ConnFailed}, input{})
+		})
+	case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+		s.facts.connected()
+	case webrtc.ICEConnectionStateClosed:
+		s.facts.connected() // no deadline after the end
+	}
 	if st == webrtc.ICEConnectionStateFailed {
 		s.spawn(func() { s.m.event(fsm.Event{Kind: fsm.EvConn, CallID: s.id, Conn: fsm.ConnFailed}, input{}) })
 	}

@@ -32,7 +32,8 @@ const dtlsRetransmit = 100 * time.Millisecond
 // interval, 2 s by default, so a dead peer was noticed 5 to 7 s after its
 // last packet; every second, 5 to 6 s, which keeps the disconnected path
 // (then the 8 s timer) clear of the 15 s media timeout for a peer that
-// vanished.
+// vanished. pion's deadline for a call's first connectivity checks is their
+// sum, 30 s: the call module uses its own, iceCheckDeadline (icediag.go).
 const (
 	iceDisconnected = 5 * time.Second
 	iceFailed       = 25 * time.Second
@@ -66,8 +67,9 @@ var (
 // only, the default interceptors (NACK, RTCP reports, stats, TWCC) and the
 // SettingEngine (which tests adjust through a hook). A stats interceptor of
 // our own, whose Getter goes to onGetter, provides the RTP figures of both
-// directions (readPC; pion's GetStats is not used).
-func (m *Module) newAPI(n transport.Net, onGetter func(stats.Getter)) (*webrtc.API, error) {
+// directions (readPC; pion's GetStats is not used). relayOnly says the
+// call's transport policy is relay.
+func (m *Module) newAPI(n transport.Net, onGetter func(stats.Getter), relayOnly bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(vp8Codec, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("%w: registering VP8: %w", ErrMediaSetup, err)
@@ -88,7 +90,7 @@ func (m *Module) newAPI(n transport.Net, onGetter func(stats.Getter)) (*webrtc.A
 	var se webrtc.SettingEngine
 	se.LoggerFactory = pionLogs{m.log}
 	if n != nil {
-		se.SetNet(n)
+		se.SetNet(dialTimeoutNet{n}) // TCP dials to TURN bounded (tcpdial.go)
 	}
 	// pion retransmits a lost DTLS flight after 1 s; the first flight is
 	// often lost when it arrives before the peer's ICE has selected the
@@ -103,6 +105,16 @@ func (m *Module) newAPI(n transport.Net, onGetter func(stats.Getter)) (*webrtc.A
 	// less on every call where this side is the DTLS server (the caller).
 	se.SetDTLSInsecureSkipHelloVerify(true)
 	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
+	if relayOnly {
+		// pion's controlling agent waits 2 s before it nominates a relayed
+		// pair (1 s for a peer-reflexive one), in case a direct pair
+		// succeeds meanwhile. With policy relay every local candidate is
+		// relayed: there is nothing better to wait for (Chromium never
+		// waits). A remote candidate first seen as a check's source is
+		// peer-reflexive, here the peer's relayed address.
+		se.SetRelayAcceptanceMinWait(0)
+		se.SetPrflxAcceptanceMinWait(0)
+	}
 	// pion closes the whole connection on the peer's DTLS close_notify, on
 	// a goroutine of its own, racing with the reads of its figures. The
 	// module closes its connections itself: a peer that closed without its

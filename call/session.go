@@ -39,6 +39,7 @@ type session struct {
 	done   chan struct{} // closed when the teardown finished
 	wg     sync.WaitGroup
 	iceOut chan wire.ICEPayload // local candidates to send, in order
+	facts  iceFacts             // for the reason of an ICE failure (icediag.go)
 
 	st counters
 	// statsMu serialises reading the connection's figures (readPC) with
@@ -98,18 +99,24 @@ type session struct {
 	localTracks Tracks
 	remTracks   Tracks
 	diag        diagState
+	media       MediaState // what this side sends (SetMicrophoneEnabled, SetCameraEnabled)
+
+	audioMuted atomic.Bool   // media.AudioMuted, for the send loop
+	videoOff   atomic.Bool   // media.VideoOff, for the send loop
+	mediaKick  chan struct{} // the media state changed: mediaLoop sends it
 }
 
 func (m *Module) newSession(id string, peer identity.Alias, incoming, video bool) *session {
 	s := &session{
-		m:        m,
-		id:       id,
-		peer:     peer,
-		incoming: incoming,
-		video:    video,
-		done:     make(chan struct{}),
-		iceOut:   make(chan wire.ICEPayload, iceQueue),
-		timers:   make(map[fsm.Timer]*time.Timer),
+		m:         m,
+		id:        id,
+		peer:      peer,
+		incoming:  incoming,
+		video:     video,
+		done:      make(chan struct{}),
+		iceOut:    make(chan wire.ICEPayload, iceQueue),
+		timers:    make(map[fsm.Timer]*time.Timer),
+		mediaKick: make(chan struct{}, 1),
 	}
 	s.log = m.log.With("call_id", id, "peer", string(peer))
 	s.ctx, s.cancel = context.WithCancel(m.ctx)

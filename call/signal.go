@@ -353,6 +353,8 @@ func (m *Module) dispatch(ps *peerSig, msg wire.Message) {
 		e.Kind, e.Selected, e.Outcome = fsm.EvRecvSelect, b.Selected, string(b.Outcome)
 	case wire.RekeyPayload:
 		e.Kind = fsm.EvRecvRekey
+	case wire.MediaPayload:
+		e.Kind, e.AudioMuted, e.VideoOff, e.Screen = fsm.EvRecvMedia, b.AudioMuted, b.VideoOff, b.Screen
 	default:
 		m.countDrop("unexpected")
 		return
@@ -395,7 +397,22 @@ func (s *session) sendID(ctx context.Context, body wire.Body, id string) error {
 	if ps == nil {
 		return fmt.Errorf("%w: no session with %s yet", ErrSignaling, s.peer)
 	}
-	return s.m.sendTo(ctx, ps, s.id, body, id)
+	// While the relay connection is down (a network change: the client
+	// reconnects at once), the call's messages wait for it, up to the
+	// restart wait, instead of failing (PROTOCOL §10.6). The end's own
+	// messages do not (the machine sends them; ending never waits).
+	deadline := time.Now().Add(s.m.tm.restartWait)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		err := s.m.sendTo(ctx, ps, s.id, body, id)
+		if !errors.Is(err, client.ErrNotConnected) || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // sendTo seals body for ps's peer under callID and sends it.

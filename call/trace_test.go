@@ -250,7 +250,7 @@ func TestTraceBare(t *testing.T) {
 }
 
 func barePCT(t *testing.T, m *Module, cfg webrtc.Configuration) *webrtc.PeerConnection {
-	api, err := m.newAPI(nil, func(stats.Getter) {})
+	api, err := m.newAPI(nil, func(stats.Getter) {}, cfg.ICETransportPolicy == webrtc.ICETransportPolicyRelay)
 	if err != nil {
 		t.Fatal(err)
 	}

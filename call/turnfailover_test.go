@@ -87,7 +87,7 @@ func (n *clusterNode) stop() {
 // configuration (its TURN), so media flows again over TURN.
 func TestRelayedCallMovesToSurvivingTURN(t *testing.T) {
 	checkLeaks(t)
-	setTimings(t, timings{disconnected: 30 * time.Second, media: 30 * time.Second, restartWait: 10 * time.Second})
+	setTimings(t, timings{disconnected: 30 * time.Second, media: 30 * time.Second, restartWait: 20 * time.Second})
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
 		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {

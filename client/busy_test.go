@@ -59,3 +59,14 @@ func TestTooManySessions(t *testing.T) {
 		t.Fatalf("second session: %v, want ErrTooManySessions", err)
 	}
 }
+
+// TestRegisterPoW: against a relay that asks for a proof of work, Register
+// solves it.
+func TestRegisterPoW(t *testing.T) {
+	r := startRelayWith(t, relay.Options{RegisterPoWBits: 12})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, created, err := Register(ctx, nil, r.url(), newIdentity(t)); err != nil || !created {
+		t.Fatalf("Register = %v, %v", created, err)
+	}
+}

@@ -204,3 +204,51 @@ func (c *Client) noteSkew(relayMs int64, sent, received time.Time) {
 			"skew (relay minus local)", skew.Round(time.Second).String(), "relay", c.relayBase())
 	}
 }
+
+// NetworkChanged tells the client that the machine's network changed (an
+// address came or went). It checks the relay connection at once instead of
+// at the next watch tick: when the connection's own local address is gone
+// it reconnects, otherwise it pings the relay (3 s) and reconnects if the
+// ping fails. It returns nil once the connection is known to work (the old
+// one, or a new one), or ctx's error. The call module calls it before an
+// ICE restart's offer goes out, which a dead connection would swallow.
+func (c *Client) NetworkChanged(ctx context.Context) error {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		addrs, err := interfaceAddrs()
+		if local := c.wsLocal.get(); err == nil && local.IsValid() && !slices.Contains(addrs, local) {
+			c.reconnectNow(conn, "the network changed: the connection's address is gone", "addr", local)
+		} else {
+			pctx, cancel := context.WithTimeout(ctx, netCheckTimeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.reconnectNow(conn, "the relay did not answer a ping after a network change", "err", err)
+		}
+	}
+	sub := c.state.Subscribe()
+	defer sub.Unsubscribe()
+	for {
+		c.mu.Lock()
+		cur := c.conn
+		c.mu.Unlock()
+		if cur != nil && cur != conn {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-sub.C():
+			if !ok {
+				return ErrClosed
+			}
+		}
+	}
+}

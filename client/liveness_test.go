@@ -252,3 +252,47 @@ func TestClockSkew(t *testing.T) {
 		t.Fatalf("ClockSkew = %v, want about 90s", s)
 	}
 }
+
+func TestNetworkChanged(t *testing.T) {
+	shortLiveness(t)
+	pingInterval, watchInterval = time.Hour, time.Hour // only NetworkChanged acts
+	var mu sync.Mutex
+	addrs := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	orig := interfaceAddrs
+	interfaceAddrs = func() ([]netip.Addr, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(addrs), nil
+	}
+	t.Cleanup(func() { interfaceAddrs = orig })
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a.c.mu.Lock()
+	first := a.c.conn
+	a.c.mu.Unlock()
+	// Nothing changed for the connection: a ping, the same connection.
+	if err := a.c.NetworkChanged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.c.mu.Lock()
+	same := a.c.conn == first
+	a.c.mu.Unlock()
+	if !same {
+		t.Fatal("NetworkChanged replaced a working connection")
+	}
+	// The connection's address is gone: it returns with a new connection.
+	mu.Lock()
+	addrs = []netip.Addr{netip.MustParseAddr("10.9.9.9")}
+	mu.Unlock()
+	if err := a.c.NetworkChanged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.c.mu.Lock()
+	cur := a.c.conn
+	a.c.mu.Unlock()
+	if cur == nil || cur == first {
+		t.Fatal("NetworkChanged returned without a new connection")
+	}
+}

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"mime"
 	"net/http"
 	"net/url"
@@ -69,6 +72,7 @@ func Register(ctx context.Context, hc *http.Client, relayURL string, id *identit
 func registerAt(ctx context.Context, hc *http.Client, base string, id *identity.Identity) (alias identity.Alias, created bool, err error) {
 	var ch struct {
 		Challenge string `json:"challenge"`
+		PoWBits   int    `json:"pow_bits"`
 	}
 	if err := doJSON(ctx, hc, http.MethodPost, base+"/api/v1/challenge", "", nil, &ch); err != nil {
 		return "", false, fmt.Errorf("client: register: get challenge: %w", err)
@@ -84,6 +88,16 @@ func registerAt(ctx context.Context, hc *http.Client, base string, id *identity.
 		"x25519":    base64.StdEncoding.EncodeToString(pub.Agreement),
 		"challenge": ch.Challenge,
 		"signature": base64.StdEncoding.EncodeToString(ed25519.Sign(id.SigningKey, msg)),
+	}
+	if ch.PoWBits > 0 {
+		if ch.PoWBits > MaxRegisterPoWBits {
+			return "", false, fmt.Errorf("client: register: the relay asks for a proof of work of %d bits, more than the %d this client does", ch.PoWBits, MaxRegisterPoWBits)
+		}
+		nonce, err := solvePoW(ctx, chal, ch.PoWBits)
+		if err != nil {
+			return "", false, fmt.Errorf("client: register: %w", err)
+		}
+		req["pow"] = base64.StdEncoding.EncodeToString(nonce)
 	}
 	var resp struct {
 		Alias   string `json:"alias"`
@@ -177,4 +191,42 @@ func doJSON(ctx context.Context, hc *http.Client, method, u, token string, body,
 		return fmt.Errorf("%w: the answer from %s is not the duet API's JSON (%s): is the relay URL right?", ErrRelay, u, notAPI(resp, data))
 	}
 	return nil
+}
+
+// The registration proof of work (docs/PROTOCOL.md §9.1).
+const (
+	registerPoWContext = "duet/v1/register-pow"
+	// MaxRegisterPoWBits is the most work Register does: a relay asking
+	// for more is refused.
+	MaxRegisterPoWBits = 28
+)
+
+// solvePoW finds a nonce (an 8-byte big-endian counter) such that
+// SHA-256(registerPoWContext || challenge || nonce) starts with bits zero
+// bits.
+func solvePoW(ctx context.Context, challenge []byte, bits int) ([]byte, error) {
+	prefix := append([]byte(registerPoWContext), challenge...)
+	buf := make([]byte, len(prefix)+8)
+	copy(buf, prefix)
+	for n := uint64(0); ; n++ {
+		if n&0xffff == 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("proof of work: %w", ctx.Err())
+		}
+		binary.BigEndian.PutUint64(buf[len(prefix):], n)
+		h := sha256.Sum256(buf)
+		if zeroBits(h[:]) >= bits {
+			return bytes.Clone(buf[len(prefix):]), nil
+		}
+	}
+}
+
+func zeroBits(h []byte) int {
+	n := 0
+	for _, b := range h {
+		if b != 0 {
+			return n + bits.LeadingZeros8(b)
+		}
+		n += 8
+	}
+	return n
 }

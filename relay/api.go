@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -73,6 +74,7 @@ func apiCORS(next http.Handler) http.Handler {
 type challengeResponse struct {
 	Challenge []byte `json:"challenge"`
 	ExpiresIn int    `json:"expires_in"`
+	PoWBits   int    `json:"pow_bits,omitempty"`
 }
 
 // handleChallenge: POST /api/v1/challenge (§9.1 step 1).
@@ -83,7 +85,7 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the directory is unavailable, retry later")
 		return
 	}
-	writeJSON(w, http.StatusOK, challengeResponse{Challenge: ch, ExpiresIn: int(ChallengeTTL.Seconds())})
+	writeJSON(w, http.StatusOK, challengeResponse{Challenge: ch, ExpiresIn: int(ChallengeTTL.Seconds()), PoWBits: s.opts.RegisterPoWBits})
 }
 
 type registerRequest struct {
@@ -91,6 +93,7 @@ type registerRequest struct {
 	X25519    string `json:"x25519"`
 	Challenge string `json:"challenge"`
 	Signature string `json:"signature"`
+	PoW       string `json:"pow,omitempty"`
 }
 
 type registerResponse struct {
@@ -117,6 +120,21 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fields[i] = b
+	}
+	// The keys the SDKs refuse in a peer (§1.2) are refused here too: a
+	// small-order Ed25519 key verifies one signature for many messages,
+	// a low-order X25519 key gives a shared secret anyone knows.
+	if len(fields[0]) == identity.PublicKeySize && len(fields[1]) == identity.PublicKeySize {
+		if _, err := identity.ParsePublicKeys(fields[0], fields[1]); err != nil {
+			s.authFailure("register_bad_key")
+			writeError(w, http.StatusBadRequest, "bad_request", strings.TrimPrefix(strings.ReplaceAll(err.Error(), "the peer's key is broken or forged", "use keys derived as in PROTOCOL §1.2"), "identity: "))
+			return
+		}
+	}
+	if !checkPoW(fields[2], req.PoW, s.opts.RegisterPoWBits) {
+		s.authFailure("register_bad_pow")
+		writeError(w, http.StatusUnauthorized, "bad_pow", fmt.Sprintf("this relay wants a proof of work: pow = base64 of a nonce such that SHA-256(%q || challenge || nonce) starts with %d zero bits", PoWContext, s.opts.RegisterPoWBits))
+		return
 	}
 	alias, created, err := s.dir.Register(r.Context(), fields[0], fields[1], fields[2], fields[3])
 	switch {
@@ -201,6 +219,9 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, identity.Alia
 		if err != nil {
 			s.authFailure("token_invalid")
 			writeError(w, http.StatusUnauthorized, "unauthorized", "invalid or expired token; authenticate again over the WebSocket")
+			return
+		}
+		if !s.allowLookup(w, r, alias) {
 			return
 		}
 		h(w, r, alias)

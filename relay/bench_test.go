@@ -81,7 +81,7 @@ func quietRelay(b testing.TB, tune func(*tunables)) *testRelay {
 // DUET_BENCH_RATES (default 10000,20000).
 func BenchmarkRelayForward(b *testing.B) {
 	n := envInt("DUET_BENCH_SESSIONS", 1000)
-	r := quietRelay(b, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 1e9, 1e9 })
+	r := quietRelay(b, func(tu *tunables) { tu.rateLimit, tu.rateBurst, tu.byteRate, tu.byteBurst = 1e9, 1e9, 1e12, 1<<40 })
 	usersFile := writeBenchUsers(b, benchUsers(b, r, n))
 	b.Run("max", func(b *testing.B) { forwardInChild(b, r, usersFile, 256, 0) })
 	rates := os.Getenv("DUET_BENCH_RATES")

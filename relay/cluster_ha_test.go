@@ -386,7 +386,13 @@ func TestReadyzOnPeerLoss(t *testing.T) {
 	c := startCluster(t, 3)
 	var rs []*testRelay
 	for i := range 3 {
-		rs = append(rs, startClusterRelay(t, c, i, Options{KVReplicas: 3}))
+		// The grace is what keeps them ready; a loaded machine may take
+		// longer than the default 10 s to elect.
+		r := startClusterRelayTuned(t, c, i, Options{KVReplicas: 3}, func(tu *tunables) { tu.readyGrace = 30 * time.Second })
+		if code, _ := tryDo(r, "GET", "/readyz", "", nil, nil); code != 200 {
+			t.Fatalf("relay %d not ready before the loss: %d", i, code)
+		}
+		rs = append(rs, r)
 	}
 	c.leadersOnto(t, 0)
 	c.kill(0)
@@ -420,8 +426,7 @@ func TestReadyzOnPeerLoss(t *testing.T) {
 // node returns, it is ready again.
 func TestReadyzQuorumLost(t *testing.T) {
 	c := startCluster(t, 3)
-	r := startClusterRelay(t, c, 0, Options{KVReplicas: 3})
-	r.srv.tun.readyGrace = time.Second
+	r := startClusterRelayTuned(t, c, 0, Options{KVReplicas: 3}, func(tu *tunables) { tu.readyGrace = time.Second })
 	c.kill(1)
 	c.kill(2)
 	eventually(t, 30*time.Second, "challenges fail without quorum", func() bool {

@@ -126,6 +126,7 @@ func countEnvelopes(frames [][]byte) int {
 func TestSlowConsumerDropsCounted(t *testing.T) {
 	r := startRelay(t, Options{}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1e6, 1e6
+		tu.byteRate, tu.byteBurst = 1e12, 1<<40
 		tu.stallTimeout = 200 * time.Millisecond // the writer is stuck from the start
 		tu.queueLen = 16
 		tu.writeTimeout = 60 * time.Second
@@ -174,6 +175,7 @@ func startRelayHeld(t testing.TB) (*testRelay, func(*session) *writerHold) {
 	var cur atomic.Pointer[writerHold]
 	r := startRelay(t, Options{}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1e6, 1e6
+		tu.byteRate, tu.byteBurst = 1e12, 1<<40
 		tu.beforeBatch = func(s *session) {
 			if h := cur.Load(); h != nil && h.s == s {
 				select {

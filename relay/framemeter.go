@@ -2,6 +2,7 @@ package relay
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 )
 
 // frameMeter counts the WebSocket frames a client sends as they stream
@@ -12,6 +13,7 @@ import (
 // 14 bytes each) and skips payloads in bulk.
 type frameMeter struct {
 	onFrame func(opcode byte) // set before the first read; called on the reading goroutine
+	stop    atomic.Bool       // reading fails from now on (meteredConn)
 
 	hdr  [14]byte
 	hn   int    // header bytes collected

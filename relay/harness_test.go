@@ -214,6 +214,12 @@ func kvStream(bucket string) string { return "KV_" + bucket }
 // startClusterRelay starts a relay connected to node i of c.
 func startClusterRelay(t testing.TB, c *natsCluster, i int, opts Options) *testRelay {
 	t.Helper()
+	return startClusterRelayTuned(t, c, i, opts, nil)
+}
+
+// startClusterRelayTuned is startClusterRelay with startRelay's tune.
+func startClusterRelayTuned(t testing.TB, c *natsCluster, i int, opts Options, tune func(*tunables)) *testRelay {
+	t.Helper()
 	opts.NATSURL = c.url(i)
-	return startRelay(t, opts, nil)
+	return startRelay(t, opts, tune)
 }

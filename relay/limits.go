@@ -24,6 +24,12 @@ const (
 	// that devices already connected (maybe in a call) keep working and
 	// devices cannot evict each other in a reconnect loop.
 	MaxSessionsPerAlias = 8
+	// ByteRate and ByteBurst bound the bytes an alias sends (its frames'
+	// sizes), shared by its sessions on a node like RateLimit: signaling
+	// needs a few KiB per call, an attacker's large envelopes at the full
+	// frame rate would be megabytes per second.
+	ByteRate  = 256 << 10
+	ByteBurst = 1 << 20
 	// SendQueueBytes bounds the bytes queued for one session, beside
 	// SendQueueLen frames.
 	SendQueueBytes = 2 << 20
@@ -50,14 +56,15 @@ type aliasLimits struct {
 }
 
 type aliasState struct {
-	lim      *rate.Limiter
+	lim      *rate.Limiter // frames
+	bytes    *rate.Limiter
 	sessions int
 	idle     time.Time // when the last session went
 }
 
-// acquire counts a new session of a and returns the alias's limiter, or
-// false when a has max sessions already.
-func (l *aliasLimits) acquire(a identity.Alias, now time.Time, tun *tunables) (*rate.Limiter, bool) {
+// acquire counts a new session of a and returns the alias's frame and byte
+// limiters, or false when a has max sessions already.
+func (l *aliasLimits) acquire(a identity.Alias, now time.Time, tun *tunables) (frames, bytes *rate.Limiter, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.byAlias == nil {
@@ -75,14 +82,15 @@ func (l *aliasLimits) acquire(a identity.Alias, now time.Time, tun *tunables) (*
 	}
 	st := l.byAlias[a]
 	if st == nil {
-		st = &aliasState{lim: rate.NewLimiter(rate.Limit(tun.rateLimit), tun.rateBurst)}
+		st = &aliasState{lim: rate.NewLimiter(rate.Limit(tun.rateLimit), tun.rateBurst),
+			bytes: rate.NewLimiter(rate.Limit(tun.byteRate), tun.byteBurst)}
 		l.byAlias[a] = st
 	}
 	if st.sessions >= tun.maxSessions {
-		return nil, false
+		return nil, nil, false
 	}
 	st.sessions++
-	return st.lim, true
+	return st.lim, st.bytes, true
 }
 
 // release uncounts a session of a.

@@ -37,9 +37,13 @@ import (
 const (
 	subjectPrefix = "duet.a."
 	inboxPrefix   = "duet.n."
-	// routeQueueLen bounds each inbound routing shard (NATS -> sessions).
-	// Overload policy: NATS drops the message (counted as route_backlog).
+	// routeQueueLen bounds each inbound routing shard (NATS -> sessions),
+	// in envelopes: routeQueueFor sizes it so that all shards full of the
+	// largest envelopes hold at most half the node's queue budget, within
+	// minRouteQueue..routeQueueLen. Overload policy: NATS drops the message
+	// (counted as route_backlog).
 	routeQueueLen = 16384
+	minRouteQueue = 256
 	subscribeWait = 5 * time.Second
 )
 
@@ -64,6 +68,7 @@ type router struct {
 	quit     chan struct{}
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
+	conf     *confirmer // accounts for published envelopes
 
 	mu          sync.RWMutex
 	routes      map[identity.Alias]*route
@@ -75,7 +80,14 @@ type router struct {
 // errRouterClosed is returned by router.add once the node shuts down.
 var errRouterClosed = errors.New("relay: the node is shutting down")
 
-func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now func() time.Time) (*router, error) {
+// routeQueueFor is the capacity of each of n shards for a node whose queue
+// budget is budget bytes: all shards full of the largest envelopes hold
+// half the budget.
+func routeQueueFor(budget int64, n int) int {
+	return int(min(max(budget/2/int64(wire.MaxEnvelopeSize)/int64(n), minRouteQueue), routeQueueLen))
+}
+
+func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now func() time.Time, budget int64) (*router, error) {
 	r := &router{
 		tun:      tun,
 		now:      now,
@@ -95,11 +107,12 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now f
 	n := max(2, runtime.GOMAXPROCS(0))
 	r.shards = make([]chan *nats.Msg, n)
 	for i := range r.shards {
-		r.shards[i] = make(chan *nats.Msg, routeQueueLen)
+		r.shards[i] = make(chan *nats.Msg, routeQueueFor(budget, n))
 		r.wg.Add(1)
 		go r.dispatch(r.shards[i])
 	}
 	m.drops.backlog = r.backlogDrops
+	r.conf = newConfirmer(nc, m.drops)
 	return r, nil
 }
 
@@ -144,6 +157,7 @@ func (r *router) closeRoutes(ctx context.Context) {
 func (r *router) stop() {
 	r.closeRoutes(context.Background())
 	_ = r.inboxSub.Unsubscribe()
+	r.conf.stop()
 }
 
 func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
@@ -256,7 +270,9 @@ func (r *router) publish(s *session, env *wire.Envelope) {
 	}
 	r.m.in(env.Type).Inc()
 	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: reply, Data: data}
-	if err := r.nc.PublishMsg(msg); err != nil {
+	if err := r.nc.PublishMsg(msg); err == nil {
+		r.conf.sent()
+	} else {
 		r.m.drops.Inc(DropPublish)
 		r.log.Warn("relay: publishing an envelope failed", "err", err)
 		if env.ID != "" {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,20 @@ type Options struct {
 	// node; 0 means MaxSessionsPerAlias. The newest session past it is
 	// refused (docs/PROTOCOL.md §9.2).
 	MaxSessionsPerAlias int
+	// TrustedProxies are the addresses of reverse proxies in front of the
+	// relay: for a request from one of them, the client address the HTTP
+	// rate limits are keyed on is taken from X-Forwarded-For (the rightmost
+	// address not itself a trusted proxy). Empty: X-Forwarded-For is
+	// ignored.
+	TrustedProxies []netip.Prefix
+	// RegisterPoWBits, when above zero, makes registration cost a proof of
+	// work of that many bits (docs/PROTOCOL.md §9.1), at most
+	// MaxRegisterPoWBits. Each bit doubles the client's work: 16 takes
+	// about 65 000 SHA-256 hashes.
+	RegisterPoWBits int
+	// SeparateMetrics leaves /metrics out of Handler: serve MetricsHandler
+	// on another address (duet relay --metrics-addr).
+	SeparateMetrics bool
 	// QueueBudget bounds the bytes queued for all sessions of this node;
 	// past it, envelopes are dropped (node_budget) and their senders told
 	// recipient_busy. 0 means DefaultQueueBudget().
@@ -89,6 +104,9 @@ type tunables struct {
 	rateBurst    int
 	floodLimit   int
 	queueBytes   int
+	byteRate     float64
+	byteBurst    int
+	bodyTimeout  time.Duration
 	stallTimeout time.Duration
 	maxSessions  int
 	// per recipient alias (inbound)
@@ -112,6 +130,9 @@ var defaultTunables = tunables{
 	rateBurst:    RateBurst,
 	floodLimit:   FloodLimit,
 	queueBytes:   SendQueueBytes,
+	byteRate:     ByteRate,
+	byteBurst:    ByteBurst,
+	bodyTimeout:  BodyTimeout,
 	stallTimeout: stallTimeout,
 	maxSessions:  MaxSessionsPerAlias,
 
@@ -141,6 +162,8 @@ type Server struct {
 	handler  http.Handler
 	aliases  aliasLimits
 	budget   nodeBudget
+
+	regLimits, lookupAlias, lookupAddr *limiterTable
 
 	nextID atomic.Uint64
 
@@ -188,6 +211,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.MaxSessionsPerAlias > 0 {
 		s.tun.maxSessions = opts.MaxSessionsPerAlias
 	}
+	if opts.RegisterPoWBits < 0 || opts.RegisterPoWBits > MaxRegisterPoWBits {
+		return nil, fmt.Errorf("relay: Options.RegisterPoWBits %d: want 0 to %d", opts.RegisterPoWBits, MaxRegisterPoWBits)
+	}
+	s.regLimits = newLimiterTable(RegisterRate, RegisterBurst)
+	s.lookupAlias = newLimiterTable(LookupRate, LookupBurst)
+	s.lookupAddr = newLimiterTable(2*LookupRate, 2*LookupBurst)
 	s.budget.limit = opts.QueueBudget
 	if s.budget.limit <= 0 {
 		s.budget.limit = DefaultQueueBudget()
@@ -222,11 +251,16 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.tokens = &tokens{key: key, now: s.now}
-	s.router, err = newRouter(nb.nc, m, s.log, &s.tun, s.now)
+	s.router, err = newRouter(nb.nc, m, s.log, &s.tun, s.now, s.budget.limit)
 	if err != nil {
 		nb.close()
 		return nil, err
 	}
+	lost := s.router.conf.lost
+	nb.onDisconnect.Store(&lost)
+	// The directory took its buckets' writes: ready from here (see
+	// handleReady's grace).
+	s.dir.lastOK.Store(time.Now().UnixNano())
 	s.handler = s.routes()
 	return s, nil
 }
@@ -250,8 +284,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	count := s.metrics.http.wrap
-	mux.Handle("POST /api/v1/challenge", count("challenge", http.HandlerFunc(s.handleChallenge)))
-	mux.Handle("POST /api/v1/register", count("register", http.HandlerFunc(s.handleRegister)))
+	mux.Handle("POST /api/v1/challenge", count("challenge", s.limitRegistration(s.handleChallenge)))
+	mux.Handle("POST /api/v1/register", count("register", s.limitRegistration(s.handleRegister)))
 	mux.Handle("GET /api/v1/keys/{alias}", count("keys", s.authed(s.handleKeys)))
 	mux.Handle("GET /api/v1/calls/ice-config", count("ice_config", s.authed(s.handleICEConfig)))
 	mux.HandleFunc("GET /api/v1/ws", s.handleWS)
@@ -262,8 +296,15 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	if !s.opts.SeparateMetrics {
+		mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 	return apiCORS(mux)
+}
+
+// MetricsHandler serves the relay's metrics (Prometheus text format).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})
 }
 
 // ReadyGrace is how long /readyz stays 200 while the directory's writes
@@ -350,6 +391,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
 	if hj.meter != nil {
 		hj.meter.onFrame = sess.onWireFrame
+		sess.meter = hj.meter
 	}
 	s.mu.Lock()
 	if s.shutting {
@@ -453,7 +495,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// Every byte read from here on passes the frame meter: coder/websocket
 	// reads the returned net.Conn (it resets the returned reader onto it).
 	h.meter = &frameMeter{}
-	mc := &meteredConn{Conn: c, m: h.meter}
+	mc := &meteredConn{Conn: c, m: h.meter, closed: make(chan struct{})}
 	h.conn = mc
 	// Swap net/http's 4 KiB buffers for small ones, keeping any bytes the
 	// client already sent: an idle session then holds 2 KiB of buffers
@@ -470,13 +512,29 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return mc, bufio.NewReadWriter(bufio.NewReaderSize(r, sessionBufSize), bufio.NewWriterSize(mc, sessionBufSize)), nil
 }
 
+// errStopRead ends reading a session closed for flooding.
+var errStopRead = errors.New("relay: the session was closed for flooding; its frames are no longer read")
+
 // meteredConn passes what it reads to a frameMeter.
 type meteredConn struct {
 	net.Conn
-	m *frameMeter
+	m      *frameMeter
+	closed chan struct{} // closed by Close
+	once   sync.Once
+}
+
+func (c *meteredConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
 }
 
 func (c *meteredConn) Read(p []byte) (int, error) {
+	if c.m.stop.Load() {
+		// Stop reading, but keep the connection until it is closed (the
+		// close frame still goes out; the close grace ends it).
+		<-c.closed
+		return 0, errStopRead
+	}
 	n, err := c.Conn.Read(p)
 	c.m.scan(p[:n])
 	return n, err

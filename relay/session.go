@@ -77,10 +77,12 @@ type session struct {
 	routed      bool          // registered with the router
 	counted     bool          // counted in the alias's sessions (aliasLimits)
 	limiter     *rate.Limiter // the alias's, shared by its sessions on this node
+	byteLim     *rate.Limiter // the alias's bytes, shared likewise
 	refused     int           // rate-limited frames in the current flood
 	lastRefused time.Time
 
 	// The WebSocket frame budget (frameMeter), on the reading goroutine.
+	meter          *frameMeter // nil without a hijacked connection
 	frameLim       *rate.Limiter
 	frameRefused   int
 	lastFrameFlood time.Time
@@ -381,14 +383,14 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.alias = alias
 	s.log = s.log.With("alias", alias)
-	lim, ok := s.srv.aliases.acquire(alias, s.now(), &s.srv.tun)
+	lim, byteLim, ok := s.srv.aliases.acquire(alias, s.now(), &s.srv.tun)
 	if !ok {
 		// The newest session is refused (see MaxSessionsPerAlias).
 		s.srv.metrics.sessionsRefused.Inc()
 		s.kill(statusTryLater, "too_many_sessions", nil)
 		return false
 	}
-	s.counted, s.limiter = true, lim
+	s.counted, s.limiter, s.byteLim = true, lim, byteLim
 	// Envelopes routed before "ready" is written wait in the queue: mark the
 	// writer busy until then.
 	s.mu.Lock()
@@ -523,6 +525,11 @@ func (s *session) readClosed(err error) {
 	}
 }
 
+// authFailedReason is the close reason of every authentication failure
+// (with 4001): one reason, so that the close does not tell whether an alias
+// exists. The metrics and the log keep the cause.
+const authFailedReason = "unauthorized"
+
 // authenticate runs §9.2 steps 1 and 2 and returns the authenticated alias.
 func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	challenge := make([]byte, challengeSize)
@@ -532,7 +539,7 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	}
 	timer := time.AfterFunc(s.srv.tun.authTimeout, func() {
 		s.srv.authFailure("ws_timeout")
-		s.kill(StatusUnauthorized, "unauthorized: authentication timeout", nil)
+		s.kill(StatusUnauthorized, authFailedReason, nil)
 	})
 	defer timer.Stop()
 	if err := s.writeDirect(encodeFrame(challengeFrame{Type: "challenge", Challenge: challenge})); err != nil {
@@ -546,13 +553,13 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	alias, sig, err := decodeAuth(data)
 	if err != nil || typ != websocket.MessageText {
 		s.srv.authFailure("ws_unauthenticated_frame")
-		s.kill(StatusUnauthorized, "unauthorized: expected an auth frame", nil)
+		s.kill(StatusUnauthorized, authFailedReason, nil)
 		return "", false
 	}
 	rec, err := s.srv.dir.Lookup(ctx, alias)
 	if errors.Is(err, ErrNotFound) {
 		s.srv.authFailure("ws_unknown_alias")
-		s.kill(StatusUnauthorized, "unauthorized: unknown alias", nil)
+		s.kill(StatusUnauthorized, authFailedReason, nil)
 		return "", false
 	}
 	if err != nil {
@@ -562,7 +569,7 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	}
 	if !ed25519.Verify(rec.Ed25519, WSAuthMessage(challenge), sig) {
 		s.srv.authFailure("ws_bad_signature")
-		s.kill(StatusUnauthorized, "unauthorized: bad signature", nil)
+		s.kill(StatusUnauthorized, authFailedReason, nil)
 		return "", false
 	}
 	if !timer.Stop() {
@@ -580,7 +587,7 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		return // read only to complete the close handshake
 	}
 	now := s.now()
-	if !s.limiter.AllowN(now, 1) {
+	if !s.byteLim.AllowN(now, len(data)) || !s.limiter.AllowN(now, 1) {
 		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()
 		if now.Sub(s.lastRefused) > floodReset {
 			s.refused = 0
@@ -589,7 +596,7 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		s.lastRefused = now
 		if s.refused >= s.srv.tun.floodLimit {
 			s.log.Info("relay: closing a flooding session")
-			s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
+			s.killFlooder()
 			return
 		}
 		s.notice(&frameError{codeRateLimited, "too many frames, slow down", frameID(data)})
@@ -634,7 +641,17 @@ func (s *session) onWireFrame(op byte) {
 	s.lastFrameFlood = now
 	if s.frameRefused == s.srv.tun.floodLimit {
 		s.log.Info("relay: closing a session flooding WebSocket frames", "opcode", op)
-		s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
+		s.killFlooder()
+	}
+}
+
+// killFlooder closes a flooding session with 1008 and stops reading it:
+// its frames would otherwise be read (and pings answered) until the close
+// handshake or the close grace ends.
+func (s *session) killFlooder() {
+	s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
+	if s.meter != nil {
+		s.meter.stop.Store(true)
 	}
 }
 

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -122,6 +123,12 @@ func TestAuthFailures(t *testing.T) {
 			if err != nil {
 				if got := websocket.CloseStatus(err); got != want {
 					t.Errorf("%s: closed with %v (%v), want %v", name, got, err, want)
+				}
+				// One reason for every cause: the close must not tell
+				// whether the alias exists.
+				var ce websocket.CloseError
+				if errors.As(err, &ce) && ce.Reason != "unauthorized" {
+					t.Errorf("%s: close reason %q, want unauthorized", name, ce.Reason)
 				}
 				return
 			}
@@ -295,6 +302,7 @@ func TestFlood(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	r := startRelay(t, Options{}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1e6, 1e6
+		tu.byteRate, tu.byteBurst = 1e12, 1<<40
 		tu.stallTimeout = 200 * time.Millisecond // the writer is stuck from the start
 		tu.queueLen = 16                         // fewer frames to send
 		tu.writeTimeout = 60 * time.Second       // the queue fills before a write times out
@@ -473,7 +481,7 @@ func TestICEConfig(t *testing.T) {
 // TestReadyComesFirst connects devices of an alias while envelopes for it
 // stream in: every new session sees "ready" before any envelope.
 func TestReadyComesFirst(t *testing.T) {
-	r := startRelay(t, Options{}, func(tu *tunables) { tu.rateLimit, tu.rateBurst = 1e6, 1e6 })
+	r := startRelay(t, Options{}, func(tu *tunables) { tu.rateLimit, tu.rateBurst, tu.byteRate, tu.byteBurst = 1e6, 1e6, 1e12, 1<<40 })
 	a, b := r.newUser(t), r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)
 	r.connect(t, b.id, b.alias) // keeps b's subscription up

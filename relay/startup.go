@@ -59,14 +59,16 @@ func waitJetStream(ctx context.Context, log *slog.Logger, what string, step func
 	}
 }
 
-// permanent reports errors that waiting does not cure: a bad bucket
-// configuration, replicas a single server cannot have, a closed connection.
+// permanent reports errors that waiting does not cure: replicas a single
+// server cannot have, an invalid bucket configuration, a closed connection.
+// Anything else may be a cluster still electing or placing (JetStream even
+// answers "no suitable peers for placement, peer offline" with a 400 while
+// a restarted peer rejoins), so it is retried until New's context ends.
 func permanent(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		switch {
-		case apiErr.Code == 400, apiErr.ErrorCode == jetstream.JSErrCodeBadRequest,
-			apiErr.ErrorCode == errCodeReplicasNotSupported:
+		switch apiErr.ErrorCode {
+		case errCodeReplicasNotSupported, errCodeStreamInvalidConfig:
 			return true
 		}
 	}
@@ -76,3 +78,6 @@ func permanent(err error) bool {
 // errCodeReplicasNotSupported: "replicas > 1 not supported in non-clustered
 // mode" (JSStreamReplicasNotSupportedErr).
 const errCodeReplicasNotSupported = 10074
+
+// errCodeStreamInvalidConfig: JSStreamInvalidConfigF.
+const errCodeStreamInvalidConfig = 10052

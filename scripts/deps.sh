@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs when it is missing, on a fresh Debian
 # machine as root: gcc (for -race), ffmpeg (ffprobe checks recordings),
-# chromium (browser tests), nodejs and npm (the browser SDK's npm package,
+# chromium (browser tests), nftables and iproute2 (the NAT suite, nattest:
+# network namespaces), nodejs and npm (the browser SDK's npm package,
 # its TypeScript check and the example web app); then, with npm ci, the
 # pinned dev tools of web/typecheck (tsc) and examples/web-app (esbuild)
 # from their package-lock.json files, where they are missing or their lock
@@ -15,6 +16,8 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v nft >/dev/null || need+=(nftables)   # the NAT suite (nattest)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]}; install them: sudo apt-get install -y ${need[*]}" >&2

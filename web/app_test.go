@@ -222,6 +222,30 @@ func TestDemoApp(t *testing.T) {
 		t.Errorf("the remote video looks blank in the screenshot (mean %.1f, stddev %.1f over %d pixels): %s", mean, sd, n, path)
 	}
 
+	// The Go peer mutes and turns its camera off (call_media): the app
+	// shows a muted badge and the peer's alias in place of the video; and
+	// back.
+	if err := bot.mod.SetMicrophoneEnabled(false); err != nil {
+		t.Fatal(err)
+	}
+	appWait(t, tb, 10*time.Second, `!document.getElementById('peer-muted').hidden && document.getElementById('audio-only').hidden`)
+	if err := bot.mod.SetCameraEnabled(false); err != nil {
+		t.Fatal(err)
+	}
+	appWait(t, tb, 10*time.Second, fmt.Sprintf(`!document.getElementById('audio-only').hidden && document.getElementById('remote-video').hidden && !document.getElementById('peer-camera-off').hidden && document.getElementById('audio-peer').textContent === %q`, bot.alias))
+	noOverflow(t, tb, "call, peer muted with the camera off")
+	if err := bot.mod.SetMicrophoneEnabled(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := bot.mod.SetCameraEnabled(true); err != nil {
+		t.Fatal(err)
+	}
+	appWait(t, tb, 10*time.Second, `document.getElementById('peer-muted').hidden && document.getElementById('audio-only').hidden && !document.getElementById('remote-video').hidden`)
+	// The app's own mute reached the Go peer.
+	if pm := bot.mod.PeerMedia().Get(); !pm.AudioMuted {
+		t.Errorf("the Go peer's view of the app's media after its mute button: %+v; want audio muted", pm)
+	}
+
 	// Hang up from the app.
 	appRun(t, tb, 10*time.Second, "hang up", chromedp.Click(chromedp.CSS(`#hangup`)))
 	st := bot.waitState(5*time.Second, "hangup", func(s duetcall.Status) bool { return s.State.Terminal() })

@@ -12,6 +12,7 @@ import (
 
 	"github.com/duetcall/duet/internal/vectors"
 	"github.com/duetcall/duet/relay"
+	"github.com/duetcall/duet/relay/ice"
 )
 
 // kill ends the proxy like a killed relay process: the listener and every
@@ -24,6 +25,10 @@ func (p *freezeProxy) kill() {
 		c.Close()
 	}
 }
+
+// turnPortBase is the TURN port node i of startNodes names (+i); no TURN
+// server runs there.
+const turnPortBase = 40100
 
 // startNodes runs n relay nodes on one real nats-server, each behind its
 // own HTTP server (SDK and API), and returns their URLs.
@@ -43,9 +48,15 @@ func startNodes(t *testing.T, n int) []string {
 		ns.WaitForShutdown()
 	})
 	var urls []string
-	for range n {
+	for i := range n {
+		// Each node names its own TURN server (port turnPortBase+i).
+		res, err := ice.New(ice.Options{Embedded: &ice.Embedded{Host: "127.0.0.1", Port: turnPortBase + i, Secret: make([]byte, 32)},
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		srv, err := relay.New(ctx, relay.Options{NATSURL: ns.ClientURL(), Logger: slog.New(slog.DiscardHandler)})
+		srv, err := relay.New(ctx, relay.Options{NATSURL: ns.ClientURL(), ICE: res, Logger: slog.New(slog.DiscardHandler)})
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -96,12 +107,28 @@ func TestClientFailover(t *testing.T) {
 	if first == urls[1] {
 		dead = 1
 	}
+	iceHas := func(port int) bool {
+		res := call[iceResult](alice, "ice()")
+		for _, srv := range res.Cfg.Servers {
+			if strings.Contains(strings.Join(srv.URLs, " "), fmt.Sprintf(":%d", port)) {
+				return true
+			}
+		}
+		return false
+	}
+	if !iceHas(turnPortBase + dead) {
+		t.Fatalf("the ICE config before the failover does not name node %d's TURN", dead+1)
+	}
 	proxies[dead].kill()
 	states := call[string](alice, "connectedCount(2, 15000)")
 	now := call[string](alice, "relayUrl()")
 	t.Logf("alice failed over from %s to %s in %.0f ms (%s)", first, now, call[float64](alice, "failoverMs()"), states)
 	if now == first {
 		t.Fatalf("alice reconnected to the dead node %s", first)
+	}
+	// The ICE config cache is per node: the surviving node's TURN now.
+	if !iceHas(turnPortBase + 1 - dead) {
+		t.Errorf("the ICE config after the failover does not name the surviving node's TURN")
 	}
 	if _, ok := alice.log.waitFor("reconnected to the relay", 5*time.Second); !ok {
 		t.Error("alice's console does not say that she reconnected")

@@ -14,7 +14,8 @@ import (
 
 // TestClientRelayLimits: the browser SDK against a relay that refuses every
 // envelope for lack of queue budget (one byte) and allows one session per
-// alias: an envelope refused with recipient_busy is sent once more and only
+// alias, and asks for a 12-bit proof of work at registration (setup
+// registers): an envelope refused with recipient_busy is sent once more and only
 // the second refusal reaches onUndeliverable; a second session of an alias
 // fails with ErrTooManySessions.
 func TestClientRelayLimits(t *testing.T) {
@@ -25,7 +26,7 @@ func TestClientRelayLimits(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	node, err := relay.New(ctx, relay.Options{DataDir: t.TempDir(), ICE: resolver, Logger: logger, QueueBudget: 1, MaxSessionsPerAlias: 1})
+	node, err := relay.New(ctx, relay.Options{DataDir: t.TempDir(), ICE: resolver, Logger: logger, QueueBudget: 1, MaxSessionsPerAlias: 1, RegisterPoWBits: 12})
 	if err != nil {
 		t.Fatal(err)
 	}

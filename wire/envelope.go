@@ -21,15 +21,16 @@ const (
 	TypeCallHangup Type = "call_hangup"
 	TypeCallRekey  Type = "call_rekey"
 	TypeCallSelect Type = "call_select"
+	TypeCallMedia  Type = "call_media"
 )
 
 // CallTypes lists every call message type.
-var CallTypes = []Type{TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey, TypeCallSelect}
+var CallTypes = []Type{TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey, TypeCallSelect, TypeCallMedia}
 
 // IsCall reports whether t is one of the call message types.
 func (t Type) IsCall() bool {
 	switch t {
-	case TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey, TypeCallSelect:
+	case TypeCallOffer, TypeCallAnswer, TypeCallICE, TypeCallReject, TypeCallHangup, TypeCallRekey, TypeCallSelect, TypeCallMedia:
 		return true
 	}
 	return false

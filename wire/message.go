@@ -56,7 +56,7 @@ func (r Reason) validate() error {
 
 // Body is the type-specific part of a call message. It is one of
 // OfferPayload, AnswerPayload, ICEPayload, RejectPayload, HangupPayload,
-// RekeyPayload and SelectPayload; Open always returns these as values, not pointers.
+// RekeyPayload, SelectPayload and MediaPayload; Open always returns these as values, not pointers.
 type Body interface {
 	// MessageType is the message type that carries this body.
 	MessageType() Type
@@ -119,6 +119,27 @@ type SelectPayload struct {
 	Outcome  Outcome `json:"outcome"`
 }
 
+// MediaPayload is the body of call_media: the sender's media state
+// (PROTOCOL §3), sent once when the call connects and on every change.
+// AudioMuted and VideoOff are required; Screen is optional (senders omit
+// it when false).
+type MediaPayload struct {
+	AudioMuted bool `json:"audio_muted"` // the microphone is muted (silence is sent)
+	VideoOff   bool `json:"video_off"`   // the camera is off (no picture is sent)
+	Screen     bool `json:"screen,omitempty"`
+}
+
+// Validate has nothing to check: every combination is a media state.
+func (MediaPayload) Validate() error { return nil }
+
+func (p MediaPayload) appendMembers(dst []member) []member {
+	dst = append(dst, member{"audio_muted", boolValue(p.AudioMuted)}, member{"video_off", boolValue(p.VideoOff)})
+	if p.Screen {
+		dst = append(dst, member{"screen", boolValue(true)})
+	}
+	return dst
+}
+
 // RekeyPayload is the body of call_rekey.
 type RekeyPayload struct {
 	Epoch int    `json:"epoch"` // 1..MaxEpoch
@@ -132,6 +153,7 @@ func (RejectPayload) MessageType() Type { return TypeCallReject }
 func (HangupPayload) MessageType() Type { return TypeCallHangup }
 func (RekeyPayload) MessageType() Type  { return TypeCallRekey }
 func (SelectPayload) MessageType() Type { return TypeCallSelect }
+func (MediaPayload) MessageType() Type  { return TypeCallMedia }
 
 // Validate checks the device id and the outcome.
 func (p SelectPayload) Validate() error {
@@ -307,6 +329,8 @@ func isNilPointer(b Body) bool {
 		return b == nil
 	case *SelectPayload:
 		return b == nil
+	case *MediaPayload:
+		return b == nil
 	}
 	return false
 }
@@ -355,6 +379,8 @@ func decodeBody(t Type, fields []member) (Body, error) {
 		b, err = decodeRekey(fields)
 	case TypeCallSelect:
 		b, err = decodeSelect(fields)
+	case TypeCallMedia:
+		b, err = decodeMedia(fields)
 	default:
 		return nil, malformedf("unknown message type %q", truncate(string(t), 32))
 	}
@@ -463,6 +489,34 @@ func decodeSelect(fields []member) (Body, error) {
 		}
 	}
 	if err := missing(haveSel, "selected", haveOutcome, "outcome"); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func decodeMedia(fields []member) (Body, error) {
+	var p MediaPayload
+	var haveAudio, haveVideo bool
+	for i := range fields {
+		f := &fields[i]
+		var err error
+		switch f.key {
+		case "audio_muted":
+			p.AudioMuted, err = fieldBool(f)
+			haveAudio = true
+		case "video_off":
+			p.VideoOff, err = fieldBool(f)
+			haveVideo = true
+		case "screen":
+			p.Screen, err = fieldBool(f)
+		default:
+			err = unknownField(f.key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := missing(haveAudio, "audio_muted", haveVideo, "video_off"); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -137,6 +137,7 @@ const (
 	EvRecvHangup EventKind = "recv_hangup" // CallID, Device, Reason
 	EvRecvSelect EventKind = "recv_select" // CallID, Selected, Outcome
 	EvRecvRekey  EventKind = "recv_rekey"  // CallID, Device
+	EvRecvMedia  EventKind = "recv_media"  // CallID, Device, AudioMuted, VideoOff, Screen
 
 	EvUndeliverable EventKind = "undeliverable" // the relay could not deliver CallID's offer
 	EvConn          EventKind = "conn"          // connection state: Conn
@@ -170,6 +171,10 @@ type Event struct {
 	Conn     Conn      `json:"conn,omitempty"`
 	Timer    Timer     `json:"timer,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	// AudioMuted, VideoOff, Screen: the peer's media state (recv_media).
+	AudioMuted bool `json:"audio_muted,omitempty"`
+	VideoOff   bool `json:"video_off,omitempty"`
+	Screen     bool `json:"screen,omitempty"`
 }
 
 // ActionKind names an action.
@@ -225,6 +230,9 @@ const (
 	// or is back: apps show it beside the seed's state, which stays
 	// connected (PROTOCOL §10.6).
 	ActRecovery ActionKind = "recovery"
+	// PeerMedia: the peer's media state changed (AudioMuted, VideoOff,
+	// Screen): apps show it (PROTOCOL §10.9).
+	ActPeerMedia ActionKind = "peer_media"
 )
 
 // Action is one output.
@@ -245,6 +253,10 @@ type Action struct {
 	Error    string     `json:"error,omitempty"`
 	// Recovering is the Recovery action's flag.
 	Recovering bool `json:"recovering,omitempty"`
+	// AudioMuted, VideoOff, Screen are the PeerMedia action's state.
+	AudioMuted bool `json:"audio_muted,omitempty"`
+	VideoOff   bool `json:"video_off,omitempty"`
+	Screen     bool `json:"screen,omitempty"`
 }
 
 // Message types the machine sends itself (the rest are the driver's).
@@ -595,6 +607,15 @@ func (m *Machine) onCallEvent(c *call, e Event) {
 			return
 		}
 		m.emit(Action{Kind: ActRekey, CallID: c.id})
+	case EvRecvMedia:
+		switch {
+		case c.state != Connecting && c.state != Connected:
+			m.drop(dropUnexpected)
+		case !c.incoming && e.Device != c.selected:
+			m.drop(dropOtherDevice)
+		default:
+			m.emit(Action{Kind: ActPeerMedia, CallID: c.id, AudioMuted: e.AudioMuted, VideoOff: e.VideoOff, Screen: e.Screen})
+		}
 	case EvConn:
 		m.onConn(c, e.Conn)
 	case EvMedia:

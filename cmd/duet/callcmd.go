@@ -243,6 +243,9 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 				fmt.Fprintf(stderr, "%v\n", err)
 				keyChangedHint(stderr, kc.Peer)
 			}
+			if errors.Is(err, call.ErrICEFailed) {
+				fmt.Fprintf(stderr, "%v\n", err) // says why no path worked
+			}
 		},
 	}
 	if f.sendVideo != "" {
@@ -302,11 +305,24 @@ func recorder(dir string) func(call.Status) (call.Sinks, error) {
 func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.Duration) call.Status {
 	sub := s.mod.State().Subscribe()
 	defer sub.Unsubscribe()
+	media := s.mod.PeerMedia().Subscribe()
+	defer media.Unsubscribe()
 	var timer <-chan time.Time
 	var last call.State
 	var recovering bool
+	var peerMedia call.MediaState
+	mediaC := media.C()
 	for {
 		select {
+		case ms, ok := <-mediaC:
+			if !ok {
+				mediaC = nil // closed with the module: the state's channel ends the loop
+				continue
+			}
+			if ms != peerMedia {
+				peerMedia = ms
+				fmt.Fprintln(stdout, "peer media: "+describeMedia(ms))
+			}
 		case st, ok := <-sub.C():
 			if !ok {
 				return s.mod.State().Get()
@@ -341,6 +357,21 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 			ctx = context.Background() // keep watching until the call has ended
 		}
 	}
+}
+
+// describeMedia says what a media state means, for the peer media line.
+func describeMedia(ms call.MediaState) string {
+	mic, cam := "microphone on", "camera on"
+	if ms.AudioMuted {
+		mic = "microphone muted"
+	}
+	if ms.VideoOff {
+		cam = "camera off"
+	}
+	if ms.Screen {
+		cam = "sharing the screen"
+	}
+	return mic + ", " + cam
 }
 
 // failed reports whether a call that ended with st failed for this side

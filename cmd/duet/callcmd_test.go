@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duetcall/duet/call"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/internal/syncbuf"
 	"github.com/duetcall/duet/relay"
@@ -130,5 +131,58 @@ func TestRelayNoticesReachTheModule(t *testing.T) {
 			t.Fatalf("the module counted no rate_limited notice; relay errors %v", s.mod.Stats().RelayErrors)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAnswerPrintsPeerMedia: `duet answer` prints the caller's media state
+// changes (call_media, PROTOCOL §10.9) as they arrive.
+func TestAnswerPrintsPeerMedia(t *testing.T) {
+	relayURL := startTestRelay(t)
+	callerHome, _ := newCLIIdentity(t, relayURL)
+	calleeHome, callee := newCLIIdentity(t, relayURL)
+
+	var ansOut, ansErr syncbuf.Buffer
+	answered := make(chan int, 1)
+	go func() {
+		answered <- run([]string{"answer", "--auto", "--once", "--relay", relayURL, "--home", calleeHome}, strings.NewReader(""), &ansOut, &ansErr)
+	}()
+	waitOutput := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !strings.Contains(ansOut.String(), want); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("duet answer did not print %q: %s%s", want, ansOut.String(), ansErr.String())
+			}
+		}
+	}
+	waitOutput("waiting for calls")
+
+	f := &callFlags{clientFlags: clientFlags{relay: relayURL, home: callerHome}}
+	s, err := f.start(ctxT(t), io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if err := s.mod.Call(ctxT(t), identity.Alias(callee), call.Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput("state: connected")
+	if err := s.mod.SetMicrophoneEnabled(false); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput("peer media: microphone muted, camera on")
+	if err := s.mod.SetMicrophoneEnabled(true); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput("peer media: microphone on, camera on")
+	if err := s.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-answered:
+		if code != 0 {
+			t.Fatalf("duet answer = %d:\n%s\n%s", code, ansOut.String(), ansErr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("duet answer --once did not exit after the call")
 	}
 }

@@ -1,8 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/duetcall/duet/internal/syncbuf"
 )
 
 func TestRelayLimitFlags(t *testing.T) {
@@ -17,9 +27,58 @@ func TestRelayLimitFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--max-sessions-per-alias", "0"}, {"--max-sessions-per-alias", "x"},
 		{"--queue-budget", "100"}, {"--queue-budget", "1TiB"}, {"--queue-budget", "-5MiB"},
+		{"--turn-allocations", "0"}, {"--register-pow", "29"}, {"--register-pow", "-1"}, {"--trusted-proxies", "10.0.0.0/8,proxy.example"},
 	} {
 		if _, err := parseRelayConfig(args, mapLookup(nil)); !errors.Is(err, errUsage) {
 			t.Errorf("%v: err %v, want a usage error", args, err)
 		}
+	}
+}
+
+func TestRelayHTTPFlags(t *testing.T) {
+	c, err := parseRelayConfig([]string{"--trusted-proxies", "10.0.0.0/8, 192.0.2.7", "--register-pow", "16", "--metrics-addr", "127.0.0.1:9100",
+		"--turn-user-allocations", "4", "--turn-allocations", "100"}, mapLookup(nil))
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")}
+	if err != nil || !slices.Equal(c.trustedProxies, want) || c.registerPoW != 16 || c.metricsAddr != "127.0.0.1:9100" ||
+		c.turnUserAllocs != 4 || c.turnAllocs != 100 {
+		t.Fatalf("got %v %d %q %v", c.trustedProxies, c.registerPoW, c.metricsAddr, err)
+	}
+}
+
+// TestRelayMetricsAddr: with --metrics-addr, /metrics is served there and
+// not on --addr.
+func TestRelayMetricsAddr(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncbuf.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runRelay(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--no-turn", "--metrics-addr", "127.0.0.1:0"}, io.Discard, &stderr, mapLookup(nil))
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	re := regexp.MustCompile(`msg="relay: listening" addr=(\S+) .*metrics=(\S+)`)
+	var m []string
+	for deadline := time.Now().Add(30 * time.Second); m == nil; time.Sleep(20 * time.Millisecond) {
+		m = re.FindStringSubmatch(stderr.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("relay not listening: %s", stderr.String())
+		}
+	}
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(m[2]); code != 200 || !strings.Contains(body, "duet_relay_sessions") {
+		t.Errorf("%s: %d", m[2], code)
+	}
+	if code, body := get("http://" + m[1] + "/metrics"); strings.Contains(body, "duet_relay_sessions") {
+		t.Errorf("/metrics on --addr: %d, still the metrics", code)
 	}
 }

@@ -21,9 +21,10 @@ Usage:
   duet id             create, show, restore your identity, accept a peer's new key (duet id help)
   duet call ALIAS     call someone (duet call --help)
   duet answer         wait for calls and answer them (duet answer --help)
+  duet doctor         check the relay, this network, STUN and TURN, with a fix per problem (duet doctor --help)
   duet loadtest       load-test a relay: sessions, envelopes, calls (duet loadtest --help)
   duet version        print the version
-  duet help [COMMAND] this text, or the help of COMMAND (relay, id, call, answer, loadtest)
+  duet help [COMMAND] this text, or the help of COMMAND (relay, id, call, answer, doctor, loadtest)
 `
 
 func main() {
@@ -41,6 +42,8 @@ func commandHelp(name string) (string, bool) {
 		return callUsage(), true
 	case "answer":
 		return answerUsage(), true
+	case "doctor":
+		return doctorUsage(), true
 	case "loadtest":
 		return loadtestUsage(), true
 	case "version":
@@ -59,7 +62,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "relay":
 		return cmdRelay(args[1:], stdout, stderr)
-	case "id", "call", "answer", "loadtest":
+	case "id", "call", "answer", "doctor", "loadtest":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		switch args[0] {
@@ -67,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return runID(ctx, args[1:], stdin, stdout, stderr)
 		case "call":
 			return runCall(ctx, args[1:], stdout, stderr)
+		case "doctor":
+			return runDoctor(ctx, args[1:], stdout, stderr)
 		case "loadtest":
 			return runLoadtest(ctx, args[1:], stdout, stderr)
 		default:

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,7 +40,22 @@ Configuration: flags win over environment variables, which win over a .env
 file in the working directory, which wins over the defaults.
 
 Flags (environment variable in brackets):
-  --addr ADDR               HTTP and WebSocket address [DUET_ADDR] (default :8080)
+  --addr ADDR               HTTP and WebSocket address [DUET_ADDR] (default :8080, :443 with TLS)
+  --tls-cert FILE           serve HTTPS and WSS with this certificate (PEM, chain after the leaf)
+                            [DUET_TLS_CERT]; with --tls-key [DUET_TLS_KEY]
+  --acme-domain NAMES       get and renew certificates for these comma-separated names by ACME
+                            (Let's Encrypt) [DUET_ACME_DOMAIN]; needs :80 for HTTP-01 challenges
+                            (--http-addr) and caches certificates under DATA-DIR/acme
+  --acme-email EMAIL        contact address for the ACME account [DUET_ACME_EMAIL]
+  --acme-directory URL      ACME directory [DUET_ACME_DIRECTORY] (default Let's Encrypt)
+  --http-addr ADDR          plain HTTP: ACME challenges, everything else redirected to https
+                            [DUET_HTTP_ADDR] (default :80 with --acme-domain, else off)
+  --turn-tls-listen ADDRS   TURN over TLS (turns:) with the relay's certificate, comma-separated
+                            [DUET_TURN_TLS_LISTEN] (default :5349 with TLS; off: none). When
+                            --addr is port 443, TURN over TLS shares it too (turns:HOST:443)
+  --turn-tls-host HOST      the name in turns: URLs, which the certificate must cover
+                            [DUET_TURN_TLS_HOST] (default the ACME domain or the certificate's
+                            first DNS name, else --turn-public-host)
   --data-dir DIR            data directory: JetStream store, TURN secret [DUET_DATA_DIR] (default ./duet-data)
   --nats-url URL            join this NATS (JetStream enabled) instead of the embedded one [DUET_NATS_URL]
   --kv-replicas N           replicas of the directory's JetStream KV buckets, 1 to 5, applied
@@ -58,6 +74,9 @@ Flags (environment variable in brackets):
   --no-turn                 do not run the embedded TURN server [DUET_NO_TURN]
   --turn-allow-peers CIDRS  comma-separated peers the embedded TURN may relay to although
                             private/loopback (e.g. 127.0.0.0/8 for local tests) [DUET_TURN_ALLOW_PEERS]
+  --turn-user-allocations N  live TURN allocations per user (alias) [DUET_TURN_USER_ALLOCATIONS]
+                            (default 16)
+  --turn-allocations N      live TURN allocations in all [DUET_TURN_ALLOCATIONS] (default 4096)
   --force-relay             answer ice_transport_policy "relay" (TURN only) [DUET_FORCE_RELAY]
   --ws-ping-interval D      ping every WebSocket session after D without one; 0 sends none
                             [DUET_WS_PING_INTERVAL] (default 15s)
@@ -70,6 +89,13 @@ Flags (environment variable in brackets):
   --queue-budget SIZE       bytes queued for all sessions of this node, e.g. 256MiB; past it
                             envelopes are dropped and senders told recipient_busy
                             [DUET_QUEUE_BUDGET] (default: an eighth of the memory, 32 MiB-512 MiB)
+  --trusted-proxies CIDRS   comma-separated reverse proxies whose X-Forwarded-For names the
+                            client for the HTTP rate limits [DUET_TRUSTED_PROXIES] (default
+                            none: X-Forwarded-For is ignored; loopback clients are not limited)
+  --register-pow BITS       registration costs a proof of work of BITS (1-28; 16 is about
+                            0.5 s in a browser) [DUET_REGISTER_POW] (default 0: off)
+  --metrics-addr ADDR       serve /metrics on ADDR only, not on --addr [DUET_METRICS_ADDR]
+                            (default: /metrics on --addr)
   --log-level LEVEL         debug, info, warn or error [DUET_LOG_LEVEL] (default info)
 
 TURN providers (environment or .env only), first configured wins:
@@ -104,8 +130,13 @@ type relayConfig struct {
 	turnAllowPeers              []netip.Prefix
 	logLevel                    slog.Level
 	pingInterval, pingTimeout   time.Duration
+	tls                         tlsConfig
 	maxSessions                 int
 	queueBudget                 int64
+	trustedProxies              []netip.Prefix
+	turnUserAllocs, turnAllocs  int
+	registerPoW                 int
+	metricsAddr                 string
 	cfKeyID, cfToken            string
 	turnHost, turnSecret        string
 	twilioSID, twilioToken      string
@@ -169,7 +200,7 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 		return b
 	}
 	var c relayConfig
-	var allowPeers, logLevel, kvReplicas, pingInterval, pingTimeout, maxSessions, queueBudget string
+	var allowPeers, logLevel, kvReplicas, pingInterval, pingTimeout, maxSessions, queueBudget, trusted, pow, turnUser, turnAll string
 	fs := flag.NewFlagSet("duet relay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", str("DUET_ADDR", ":8080"), "")
@@ -190,10 +221,24 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	fs.StringVar(&allowPeers, "turn-allow-peers", str("DUET_TURN_ALLOW_PEERS", ""), "")
 	fs.BoolVar(&c.forceRelay, "force-relay", boolean("DUET_FORCE_RELAY"), "")
 	fs.StringVar(&logLevel, "log-level", str("DUET_LOG_LEVEL", "info"), "")
+	var acmeDomains, turnTLSListen string
+	fs.StringVar(&c.tls.certFile, "tls-cert", str("DUET_TLS_CERT", ""), "")
+	fs.StringVar(&c.tls.keyFile, "tls-key", str("DUET_TLS_KEY", ""), "")
+	fs.StringVar(&acmeDomains, "acme-domain", str("DUET_ACME_DOMAIN", ""), "")
+	fs.StringVar(&c.tls.acmeEmail, "acme-email", str("DUET_ACME_EMAIL", ""), "")
+	fs.StringVar(&c.tls.acmeDirectory, "acme-directory", str("DUET_ACME_DIRECTORY", ""), "")
+	fs.StringVar(&c.tls.httpAddr, "http-addr", str("DUET_HTTP_ADDR", ""), "")
+	fs.StringVar(&turnTLSListen, "turn-tls-listen", str("DUET_TURN_TLS_LISTEN", ""), "")
+	fs.StringVar(&c.tls.turnHost, "turn-tls-host", str("DUET_TURN_TLS_HOST", ""), "")
 	fs.StringVar(&pingInterval, "ws-ping-interval", str("DUET_WS_PING_INTERVAL", relay.DefaultPingInterval.String()), "")
 	fs.StringVar(&pingTimeout, "ws-ping-timeout", str("DUET_WS_PING_TIMEOUT", relay.DefaultPingTimeout.String()), "")
 	fs.StringVar(&maxSessions, "max-sessions-per-alias", str("DUET_MAX_SESSIONS_PER_ALIAS", ""), "")
 	fs.StringVar(&queueBudget, "queue-budget", str("DUET_QUEUE_BUDGET", ""), "")
+	fs.StringVar(&trusted, "trusted-proxies", str("DUET_TRUSTED_PROXIES", ""), "")
+	fs.StringVar(&turnUser, "turn-user-allocations", str("DUET_TURN_USER_ALLOCATIONS", ""), "")
+	fs.StringVar(&turnAll, "turn-allocations", str("DUET_TURN_ALLOCATIONS", ""), "")
+	fs.StringVar(&pow, "register-pow", str("DUET_REGISTER_POW", ""), "")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", str("DUET_METRICS_ADDR", ""), "")
 	if envErr != nil {
 		return c, envErr
 	}
@@ -208,6 +253,14 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	}
 	if noTURNTCP {
 		c.turnTCP = false
+	}
+	addrSet := false
+	fs.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == "addr" })
+	if v, ok := lookup("DUET_ADDR"); ok && v != "" {
+		addrSet = true
+	}
+	if err := parseTLSFlags(&c, addrSet, acmeDomains, turnTLSListen); err != nil {
+		return c, err
 	}
 	var err error
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
@@ -243,6 +296,29 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 		}
 		c.queueBudget = n
 	}
+	if pow != "" {
+		n, err := strconv.Atoi(pow)
+		if err != nil || n < 0 || n > relay.MaxRegisterPoWBits {
+			return c, fmt.Errorf("%w: --register-pow %q: want a number of bits from 0 (off) to %d", errUsage, pow, relay.MaxRegisterPoWBits)
+		}
+		c.registerPoW = n
+	}
+	for _, f := range []struct {
+		name, v string
+		dst     *int
+	}{{"--turn-user-allocations", turnUser, &c.turnUserAllocs}, {"--turn-allocations", turnAll, &c.turnAllocs}} {
+		if f.v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f.v)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("%w: %s %q: want a number of at least 1", errUsage, f.name, f.v)
+		}
+		*f.dst = n
+	}
+	if c.trustedProxies, err = parsePrefixes("--trusted-proxies", trusted); err != nil {
+		return c, err
+	}
 	for _, p := range strings.Split(allowPeers, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
@@ -276,6 +352,26 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	c.twilioSID, c.twilioToken = str("TWILIO_ACCOUNT_SID", ""), str("TWILIO_AUTH_TOKEN", "")
 	c.meteredApp, c.meteredKey = str("METERED_APP", ""), str("METERED_API_KEY", "")
 	return c, nil
+}
+
+// parsePrefixes reads comma-separated CIDR prefixes or IPs.
+func parsePrefixes(flag, v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, err2 := netip.ParseAddr(p)
+			if err2 != nil {
+				return nil, fmt.Errorf("%w: %s: %q is not a CIDR prefix or an IP", errUsage, flag, p)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, prefix.Masked())
+	}
+	return out, nil
 }
 
 // parseSize reads a byte count: digits with an optional KiB, MiB or GiB
@@ -371,11 +467,25 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	setMemoryLimit(cfg, log)
+
+	var rtls *relayTLS
+	if cfg.tls.enabled() {
+		var err error
+		if rtls, err = buildTLS(cfg, log); err != nil {
+			return err
+		}
+	}
+	ln, turnShared, err := rtls.listen(cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
 
 	var turn *turnserver.Server
 	var embedded *ice.Embedded
 	if !cfg.noTURN {
-		t, e, err := startTURN(ctx, cfg, log)
+		t, e, err := startTURN(ctx, cfg, rtls, turnShared, log)
 		if err != nil {
 			return err
 		}
@@ -416,6 +526,9 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 
 		MaxSessionsPerAlias: cfg.maxSessions,
 		QueueBudget:         cfg.queueBudget,
+		TrustedProxies:      cfg.trustedProxies,
+		RegisterPoWBits:     cfg.registerPoW,
+		SeparateMetrics:     cfg.metricsAddr != "",
 	})
 	cancel()
 	if err != nil {
@@ -427,15 +540,45 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 		log.Info("nats: joined external server", "url", redactURL(cfg.natsURL), "kv_replicas", srv.KVReplicas())
 	}
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		_ = srv.Shutdown(context.Background())
-		return fmt.Errorf("listen: %w", err)
-	}
-	hs := &http.Server{Handler: web.Handler(srv.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	serveErr := make(chan error, 1)
+	hs := newHTTPServer(web.Handler(srv.Handler()), log)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- hs.Serve(ln) }()
-	log.Info("relay: listening", "addr", ln.Addr().String(), "app", "/", "websocket", "/api/v1/ws", "browser_sdk", "/sdk/duet.js", "metrics", "/metrics", "data_dir", cfg.dataDir)
+	metrics := "/metrics"
+	if cfg.metricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.metricsAddr)
+		if err != nil {
+			_ = hs.Close()
+			_ = srv.Shutdown(context.Background())
+			return fmt.Errorf("listen --metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		ms := newHTTPServer(mux, log)
+		defer ms.Close()
+		go func() { serveErr <- ms.Serve(mln) }()
+		metrics = "http://" + mln.Addr().String() + "/metrics"
+	}
+	scheme := "http"
+	if rtls != nil {
+		scheme = "https"
+		if cfg.tls.httpAddr != "" {
+			rs, rln, err := rtls.redirectServer(cfg.tls.httpAddr, ln.Addr().String(), log)
+			if err != nil {
+				_ = hs.Close()
+				_ = srv.Shutdown(context.Background())
+				return err
+			}
+			rctx, rcancel := context.WithCancel(ctx)
+			defer rcancel()
+			go func() {
+				if err := serveHTTP(rctx, rs, rln); err != nil {
+					log.Warn("http: redirect server", "err", err)
+				}
+			}()
+			log.Info("relay: plain HTTP for ACME challenges and the redirect to https", "addr", rln.Addr().String())
+		}
+	}
+	log.Info("relay: listening", "addr", ln.Addr().String(), "scheme", scheme, "app", "/", "websocket", "/api/v1/ws", "browser_sdk", "/sdk/duet.js", "metrics", metrics, "data_dir", cfg.dataDir)
 
 	var runErr error
 	select {
@@ -456,8 +599,41 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	return runErr
 }
 
+// setMemoryLimit gives the Go runtime a soft memory limit of the queue
+// budget plus 128 MiB (unless GOMEMLIMIT is set): the send queues and the
+// routing shards together hold at most about a budget, and near the limit
+// the garbage collector runs more often instead of letting the heap double.
+func setMemoryLimit(cfg relayConfig, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	budget := cfg.queueBudget
+	if budget <= 0 {
+		budget = relay.DefaultQueueBudget()
+	}
+	limit := budget + 128<<20
+	debug.SetMemoryLimit(limit)
+	log.Debug("relay: soft memory limit", "bytes", limit)
+}
+
+// newHTTPServer is an http.Server with timeouts on every phase: a request's
+// header within 10 s, the whole request (body included) within 30 s, the
+// answer within 60 s, an idle keep-alive connection closed after 2 min.
+// WebSockets are not affected: the relay clears the deadlines of a
+// connection it takes over.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
 // startTURN starts the embedded TURN server and describes it for ice.
-func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnserver.Server, *ice.Embedded, error) {
+func startTURN(ctx context.Context, cfg relayConfig, rtls *relayTLS, shared net.Listener, log *slog.Logger) (*turnserver.Server, *ice.Embedded, error) {
 	secretPath := filepath.Join(cfg.dataDir, "turn-secret")
 	secret, err := turnserver.LoadOrCreateSecret(secretPath)
 	if err != nil {
@@ -471,14 +647,23 @@ func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnser
 	} else {
 		log.Warn("turn: cannot resolve the public host; relayed addresses use the default", "host", cfg.turnPublicHost)
 	}
-	t, err := turnserver.Start(ctx, turnserver.Config{
-		ListenAddr: cfg.turnListen,
-		TCP:        cfg.turnTCP,
-		RelayIP:    relayIP,
-		Secret:     secret,
-		AllowPeers: cfg.turnAllowPeers,
-		Logger:     log.With("component", "turn"),
-	})
+	tc := turnserver.Config{
+		ListenAddr:            cfg.turnListen,
+		TCP:                   cfg.turnTCP,
+		RelayIP:               relayIP,
+		Secret:                secret,
+		AllowPeers:            cfg.turnAllowPeers,
+		MaxAllocationsPerUser: cfg.turnUserAllocs,
+		MaxAllocations:        cfg.turnAllocs,
+		Logger:                log.With("component", "turn"),
+	}
+	if rtls != nil && len(cfg.tls.turnListen) > 0 {
+		tc.TLS, tc.TLSListenAddrs = rtls.cfg, cfg.tls.turnListen
+	}
+	if shared != nil {
+		tc.Listeners = []net.Listener{shared}
+	}
+	t, err := turnserver.Start(ctx, tc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded TURN: %w", err)
 	}
@@ -489,7 +674,12 @@ func startTURN(ctx context.Context, cfg relayConfig, log *slog.Logger) (*turnser
 	log.Info("turn: embedded STUN/TURN server", "listen", t.Addr().String(), "tcp", cfg.turnTCP,
 		"public_host", cfg.turnPublicHost, "public_host_from", cfg.publicHostSource,
 		"relay_ip", t.RelayIP().String(), "allow_peers", fmt.Sprint(cfg.turnAllowPeers), "secret_file", secretPath)
-	return t, &ice.Embedded{Host: cfg.turnPublicHost, Port: port, TCP: cfg.turnTCP, Secret: secret}, nil
+	e := &ice.Embedded{Host: cfg.turnPublicHost, Port: port, TCP: cfg.turnTCP, Secret: secret}
+	if rtls != nil {
+		e.TLSHost, e.TLSPorts = rtls.turnHost, tlsPorts(t.TLSAddrs())
+		log.Info("turn: TURN over TLS", "host", e.TLSHost, "ports", fmt.Sprint(e.TLSPorts))
+	}
+	return t, e, nil
 }
 
 // redactURL hides credentials in a URL for logs.

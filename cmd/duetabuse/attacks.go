@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pion/logging"
+	"github.com/pion/turn/v5"
 )
 
 // The attacks of issue 12, each bounded in time and count.
@@ -27,6 +30,7 @@ var attacks = []attack{
 	{"big-object", "one session at 50/s sends 64 KiB objects with ~10k keys, 8 s", attackBigObject},
 	{"http-slow-body", "600 connections send a partial body to /register and /challenge and hold, 20 s", attackSlowBody},
 	{"http-flood", "8 workers on one address: challenge+register for 3 s, then GET /keys on one token for 3 s", attackHTTPFlood},
+	{"turn-allocations", "1000 TURN allocations on one credential (16 at a time)", attackTURN},
 }
 
 // drainNotices reads and discards a session's frames, counting undeliverable
@@ -489,8 +493,9 @@ func attackHTTPFlood(ctx context.Context, e *env) (string, string, error) {
 		wg.Wait()
 		return d.Seconds()
 	}
+	const attacker = "198.19.0.1" // every request from one address (X-Forwarded-For)
 	sec := run(e.dur(3*time.Second), func() (int, error) {
-		_, err := registerFrom(ctx, e, "")
+		_, err := registerXFF(ctx, e.r, attacker)
 		if err != nil {
 			if strings.Contains(err.Error(), " 429 ") {
 				return 429, nil
@@ -503,6 +508,7 @@ func attackHTTPFlood(ctx context.Context, e *env) (string, string, error) {
 	sec = run(e.dur(3*time.Second), func() (int, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.r.base+"/api/v1/keys/"+us[1].alias, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Forwarded-For", attacker)
 		resp, err := httpClient.Do(req)
 		if err != nil {
 			return 0, err
@@ -515,12 +521,106 @@ func attackHTTPFlood(ctx context.Context, e *env) (string, string, error) {
 		regOK, regLim, float64(ok.Load())/sec, limited.Load(), failed.Load()), nil
 }
 
-// registerFrom registers a new identity with no X-Forwarded-For (all from
-// 127.0.0.1).
-func registerFrom(ctx context.Context, e *env, _ string) (*user, error) {
-	saved := xffOff.Swap(true)
-	defer xffOff.Store(saved)
-	return register(ctx, e.r)
+func attackTURN(ctx context.Context, e *env) (string, string, error) {
+	us, err := registerN(ctx, e.r, 1)
+	if err != nil {
+		return "", "", err
+	}
+	token, err := connectToken(ctx, e.r, us[0])
+	if err != nil {
+		return "", "", err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.r.base+"/api/v1/calls/ice-config", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	var cfg struct {
+		Servers []struct {
+			URLs       []string `json:"urls"`
+			Username   string   `json:"username"`
+			Credential string   `json:"credential"`
+		} `json:"ice_servers"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&cfg)
+	resp.Body.Close()
+	if err != nil {
+		return "", "", err
+	}
+	var addr, username, password string
+	for _, srv := range cfg.Servers {
+		for _, u := range srv.URLs {
+			if strings.HasPrefix(u, "turn:") && strings.Contains(u, "transport=udp") {
+				addr = strings.SplitN(strings.TrimPrefix(u, "turn:"), "?", 2)[0]
+				username, password = srv.Username, srv.Credential
+			}
+		}
+	}
+	if addr == "" {
+		return "", "", fmt.Errorf("no TURN server in the ICE config %+v", cfg)
+	}
+	fds0 := e.r.fds()
+	var ok, quota, other atomic.Int64
+	var mu sync.Mutex
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	keep := func(c io.Closer) {
+		mu.Lock()
+		closers = append(closers, c)
+		mu.Unlock()
+	}
+	start := time.Now()
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for range 1000 {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				other.Add(1)
+				return
+			}
+			keep(conn)
+			lf := logging.NewDefaultLoggerFactory()
+			lf.DefaultLogLevel = logging.LogLevelDisabled
+			c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
+				Username: username, Password: password, LoggerFactory: lf})
+			if err != nil {
+				other.Add(1)
+				return
+			}
+			keep(closerFunc(func() error { c.Close(); return nil }))
+			if err := c.Listen(); err != nil {
+				other.Add(1)
+				return
+			}
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			relayConn, err := c.AllocateWithContext(actx)
+			switch {
+			case err == nil:
+				ok.Add(1)
+				keep(relayConn)
+			case strings.Contains(err.Error(), "486"):
+				quota.Add(1)
+			default:
+				other.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return "n/a", fmt.Sprintf("%d allocations in %.1f s, %d refused 486 (quota), %d other failures; relay fds %d -> %d",
+		ok.Load(), time.Since(start).Seconds(), quota.Load(), other.Load(), fds0, e.r.fds()), nil
 }
 
-var xffOff atomic.Bool
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

@@ -44,7 +44,12 @@ func main() {
 	relayBin := flag.String("relay-bin", "", "duet binary to run the relay with (default: go build ./cmd/duet)")
 	only := flag.String("only", "", "comma-separated attacks to run (default: all)")
 	scale := flag.Float64("scale", 1, "multiplies attack durations")
+	bystanderFor := flag.String("bystander-for", "", "internal: run the bystander pair against this relay URL, printing latencies")
 	flag.Parse()
+	if *bystanderFor != "" {
+		runBystanderChild(*bystanderFor)
+		return
+	}
 	if err := run(*relayBin, *only, *scale, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "duetabuse:", err)
 		os.Exit(1)
@@ -66,7 +71,8 @@ func startRelay(bin string, extra []string) (*relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"relay", "--addr", "127.0.0.1:0", "--no-turn", "--data-dir", filepath.Join(dir, "data")}, extra...)
+	args := append([]string{"relay", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
+		"--turn-listen", "127.0.0.1:0", "--turn-allow-peers", "127.0.0.0/8"}, extra...)
 	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -111,6 +117,12 @@ func (r *relay) stop() {
 	}
 }
 
+// fds is the number of the relay's open file descriptors.
+func (r *relay) fds() int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", r.pid))
+	return len(ents)
+}
+
 // rssKiB is the relay's resident set size.
 func (r *relay) rssKiB() int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", r.pid))
@@ -151,13 +163,15 @@ var userSeq atomic.Uint64
 // own X-Forwarded-For address (documentation range 198.18.0.0/15 text only,
 // nothing is sent there), which a relay trusting 127.0.0.1 as a proxy
 // (--trusted-proxies) counts as that client's address.
-func register(ctx context.Context, r *relay) (*user, error) {
+func register(ctx context.Context, r *relay) (*user, error) { return registerXFF(ctx, r, "") }
+
+// registerXFF registers from the address xff ("": one of its own).
+func registerXFF(ctx context.Context, r *relay, xff string) (*user, error) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	xk, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	n := userSeq.Add(1)
-	xff := fmt.Sprintf("198.18.%d.%d", n/250%250, n%250+1)
-	if xffOff.Load() {
-		xff = ""
+	if xff == "" {
+		xff = fmt.Sprintf("198.18.%d.%d", n/250%250, n%250+1)
 	}
 	var ch struct {
 		Challenge string `json:"challenge"`
@@ -309,11 +323,92 @@ func payload(size int) string {
 }
 
 // bystander is a pair exchanging envelopes at 40/s; the receiver records
-// each envelope's latency.
+// each envelope's latency. It runs in a child process of its own, so that
+// the attack's CPU in this process does not count as the relay's delay.
 type bystander struct {
 	mu   sync.Mutex
 	lat  []time.Duration
 	lost atomic.Int64 // disconnects
+	cmd  *exec.Cmd
+	emit func(string) // in the child: where latencies go
+}
+
+// start runs the child and reads its latencies until it exits.
+func (b *bystander) start(r *relay) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	b.cmd = exec.Command(self, "-bystander-for", r.base)
+	b.cmd.Stderr = os.Stderr
+	out, err := b.cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := b.cmd.Start(); err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		once := sync.Once{}
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 1 && f[0] == "R":
+				once.Do(func() { close(ready) })
+			case len(f) == 1 && f[0] == "D":
+				b.lost.Add(1)
+			case len(f) == 2 && f[0] == "L":
+				ns, _ := strconv.ParseInt(f[1], 10, 64)
+				b.mu.Lock()
+				b.lat = append(b.lat, time.Duration(ns))
+				b.mu.Unlock()
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-time.After(60 * time.Second):
+		_ = b.cmd.Process.Kill()
+		return errors.New("the bystander did not start within 60 s")
+	}
+}
+
+func (b *bystander) stop() {
+	_ = b.cmd.Process.Kill()
+	_ = b.cmd.Wait()
+}
+
+// runBystanderChild is the bystander process: it prints R once running,
+// L <latency ns> per envelope received and D per disconnect.
+func runBystanderChild(base string) {
+	u := strings.TrimPrefix(base, "http://")
+	r := &relay{base: base, ws: "ws://" + u + "/api/v1/ws"}
+	userSeq.Store(50_000) // addresses apart from the attack's
+	ctx := context.Background()
+	pair, err := registerN(ctx, r, 2)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bystander:", err)
+		os.Exit(1)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	var mu sync.Mutex
+	emit := func(s string) {
+		mu.Lock()
+		out.WriteString(s + "\n")
+		out.Flush()
+		mu.Unlock()
+	}
+	var b bystander
+	b.emit = emit
+	if err := b.run(ctx, r, pair[0], pair[1]); err != nil {
+		fmt.Fprintln(os.Stderr, "bystander:", err)
+		os.Exit(1)
+	}
+	emit("R")
+	select {}
 }
 
 func (b *bystander) run(ctx context.Context, r *relay, a, c *user) error {
@@ -330,7 +425,7 @@ func (b *bystander) run(ctx context.Context, r *relay, a, c *user) error {
 			_, data, err := cc.Read(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
-					b.lost.Add(1)
+					b.emit("D")
 				}
 				return
 			}
@@ -342,9 +437,7 @@ func (b *bystander) run(ctx context.Context, r *relay, a, c *user) error {
 			}
 			ns, err := strconv.ParseInt(strings.SplitN(strings.TrimPrefix(e.ID, "t"), "-", 2)[0], 10, 64)
 			if err == nil {
-				b.mu.Lock()
-				b.lat = append(b.lat, time.Since(time.Unix(0, ns)))
-				b.mu.Unlock()
+				b.emit("L " + strconv.FormatInt(int64(time.Since(time.Unix(0, ns))), 10))
 			}
 		}
 	}()
@@ -367,7 +460,7 @@ func (b *bystander) run(ctx context.Context, r *relay, a, c *user) error {
 			case <-t.C:
 				if err := ca.Write(ctx, websocket.MessageText, envelope(a.alias, c.alias, 400)); err != nil {
 					if ctx.Err() == nil {
-						b.lost.Add(1)
+						b.emit("D")
 					}
 					return
 				}
@@ -481,6 +574,7 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 		}
 	}
 	var results []result
+	victimLost := false
 	for _, a := range attacks {
 		if only != "" && !slices.Contains(strings.Split(only, ","), a.name) {
 			continue
@@ -493,6 +587,9 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 		}
 		results = append(results, res)
 		printResult(os.Stderr, res)
+		if d := res.victimDisconnects; d != "" && d != "n/a" && !strings.HasPrefix(d, "0") {
+			victimLost = true
+		}
 	}
 	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during | victim disconnects | relay RSS idle → peak | relay CPU during | observed |")
 	fmt.Println("|---|---|---|---|---|---|---|")
@@ -500,6 +597,9 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 		fmt.Printf("| %s | %s → %s | %s → %s | %s | %d → %d MiB | %.0f %% | %s |\n", r.name,
 			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects,
 			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.notes)
+	}
+	if victimLost {
+		return errors.New("a reading victim was disconnected")
 	}
 	return nil
 }
@@ -521,16 +621,11 @@ func runOne(bin string, relayArgs []string, a attack, scale float64) (result, er
 	defer r.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	pair, err := registerN(ctx, r, 2)
-	if err != nil {
-		return res, fmt.Errorf("registering the bystanders: %w", err)
-	}
 	var by bystander
-	bctx, bcancel := context.WithCancel(ctx)
-	defer bcancel()
-	if err := by.run(bctx, r, pair[0], pair[1]); err != nil {
+	if err := by.start(r); err != nil {
 		return res, err
 	}
+	defer by.stop()
 	time.Sleep(5 * time.Second)
 	quiet := by.take()
 	res.quietP50, res.quietP99 = pct(quiet, 0.5), pct(quiet, 0.99)

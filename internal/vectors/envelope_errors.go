@@ -446,6 +446,14 @@ func genEnvelopeErrors() (any, error) {
 	ten("call_ice with both shapes agreeing is accepted", "call_ice", map[string]any{"candidate": "candidate:1 1 udp 1 192.0.2.1 9 typ host", "sdp_mid": "0", "sdpMid": "0", "sdp_mline": 0, "sdpMLineIndex": 0}, "")
 	ten("call_ice end of candidates is accepted", "call_ice", map[string]any{"candidate": "", "sdp_mid": nil, "sdp_mline": nil}, "")
 	ten("call_ice end of candidates without sdp_mid and sdp_mline is accepted", "call_ice", map[string]any{"candidate": ""}, "")
+	ten("call_media audio_muted missing", "call_media", map[string]any{"video_off": false}, "ErrMalformed")
+	ten("call_media video_off missing", "call_media", map[string]any{"audio_muted": true}, "ErrMalformed")
+	ten("call_media video_off is a string", "call_media", map[string]any{"audio_muted": false, "video_off": "true"}, "ErrMalformed")
+	ten("call_media audio_muted is 1", "call_media", map[string]any{"audio_muted": 1, "video_off": false}, "ErrMalformed")
+	ten("call_media screen is null", "call_media", map[string]any{"audio_muted": false, "video_off": false, "screen": nil}, "ErrMalformed")
+	ten("call_media unknown field", "call_media", map[string]any{"audio_muted": false, "video_off": false, "camera": true}, "ErrMalformed")
+	ten("call_media explicit screen false is accepted", "call_media", map[string]any{"audio_muted": false, "video_off": true, "screen": false}, "")
+	ten("call_media with screen is accepted", "call_media", map[string]any{"audio_muted": true, "video_off": true, "screen": true}, "")
 	ten("type that is not a call type", "call_chat", map[string]any{"reason": "busy"}, "ErrMalformed")
 	return f, nil
 }

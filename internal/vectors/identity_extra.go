@@ -4,8 +4,10 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	mbits "math/bits"
 	"strings"
 
 	"github.com/duetcall/duet/identity"
@@ -146,6 +148,38 @@ type RelayAuthFile struct {
 	RegisterBody  map[string]string `json:"register_request"`
 	WSAuth        SignedChallenge   `json:"ws_auth"`
 	WSAuthFrame   map[string]string `json:"ws_auth_frame"`
+	RegisterPoW   RegisterPoW       `json:"register_pow"`
+}
+
+// RegisterPoW is the registration proof of work of §9.1 for the register
+// challenge: the first 8-byte big-endian counter whose hash starts with
+// Bits zero bits (what the SDKs send), and the request body with it.
+type RegisterPoW struct {
+	Domain string            `json:"domain"`
+	Bits   int               `json:"bits"`
+	Nonce  string            `json:"nonce"`
+	Hash   string            `json:"hash"`
+	Body   map[string]string `json:"register_request"`
+}
+
+// FirstPoW is the first 8-byte big-endian counter n such that
+// SHA-256(domain || challenge || n) starts with bits zero bits, and the hash.
+func FirstPoW(domain string, challenge []byte, bits int) (nonce, hash []byte) {
+	for n := uint64(0); ; n++ {
+		nonce = binary.BigEndian.AppendUint64(nil, n)
+		h := sha256.Sum256(append(append([]byte(domain), challenge...), nonce...))
+		z := 0
+		for _, b := range h {
+			if b != 0 {
+				z += mbits.LeadingZeros8(b)
+				break
+			}
+			z += 8
+		}
+		if z >= bits {
+			return nonce, h[:]
+		}
+	}
 }
 
 // SignedChallenge is a challenge, the message signed over it and the
@@ -175,6 +209,10 @@ func genRelayAuth() (any, error) {
 		WSAuth:        SignedChallenge{"duet/v1/ws-auth", hex.EncodeToString(wsChal), hex.EncodeToString(wsMsg), hex.EncodeToString(wsSig)},
 		WSAuthFrame:   map[string]string{"type": "auth", "alias": string(AliceAlias), "signature": b64(wsSig)},
 	}
+	nonce, hash := FirstPoW("duet/v1/register-pow", regChal, 12)
+	f.RegisterPoW = RegisterPoW{Domain: "duet/v1/register-pow", Bits: 12, Nonce: hex.EncodeToString(nonce), Hash: hex.EncodeToString(hash),
+		Body: map[string]string{"ed25519": b64(pub.Signing), "x25519": b64(pub.Agreement), "challenge": b64(regChal), "signature": b64(regSig), "pow": b64(nonce)}}
+	f.Description += " register_pow: the proof of work for the register challenge when the relay answers pow_bits 12: the first 8-byte big-endian counter nonce with SHA-256(\"duet/v1/register-pow\" || challenge || nonce) starting with 12 zero bits, and the request then sent."
 	if !ed25519.Verify(pub.Signing, regMsg, regSig) {
 		return nil, fmt.Errorf("register signature does not verify")
 	}

@@ -381,6 +381,8 @@ func sealedMessages() []struct {
 		{"call_offer (ice_restart)", AliceAlias, BobAlias, "", wire.OfferPayload{SDP: "v=0\r\no=- 1 3 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", EPK: ePub, ICERestart: true}},
 		{"call_ice (end of candidates)", AliceAlias, BobAlias, "", wire.ICEPayload{Candidate: ""}},
 		{"call_hangup (no_answer)", AliceAlias, BobAlias, "", wire.HangupPayload{Reason: wire.ReasonNoAnswer}},
+		{"call_media", BobAlias, AliceAlias, "bob-phone", wire.MediaPayload{AudioMuted: true, VideoOff: true}},
+		{"call_media (screen)", AliceAlias, BobAlias, "alice-laptop", wire.MediaPayload{Screen: true}},
 	}
 }
 

@@ -2,18 +2,23 @@ package vectors
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/e2ee"
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/relay"
@@ -428,6 +433,33 @@ func TestRelayAuthVectors(t *testing.T) {
 		if sig := ed25519.Sign(id.SigningKey, c.msg); hex.EncodeToString(sig) != c.sc.Signature {
 			t.Errorf("%s: signature %x, want %s", c.name, sig, c.sc.Signature)
 		}
+	}
+
+	// The proof of work: the vector's nonce is the first counter that
+	// solves it, and client.Register sends exactly the vector's request to
+	// a relay answering pow_bits (a fake: it records the body).
+	pw := f.RegisterPoW
+	chal := unhex(t, f.Register.Challenge)
+	if nonce, hash := FirstPoW(pw.Domain, chal, pw.Bits); hex.EncodeToString(nonce) != pw.Nonce || hex.EncodeToString(hash) != pw.Hash {
+		t.Errorf("register_pow: first nonce %x (hash %x), want %s (%s)", nonce, hash, pw.Nonce, pw.Hash)
+	}
+	var body map[string]string
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/v1/challenge":
+			json.NewEncoder(w).Encode(map[string]any{"challenge": chal, "expires_in": 60, "pow_bits": pw.Bits})
+		case "/api/v1/register":
+			json.NewDecoder(r.Body).Decode(&body)
+			json.NewEncoder(w).Encode(map[string]any{"alias": "u10000001", "created": true})
+		}
+	}))
+	defer fake.Close()
+	if _, _, err := client.Register(context.Background(), fake.Client(), fake.URL, id); err != nil {
+		t.Fatalf("register_pow: client.Register: %v", err)
+	}
+	if !maps.Equal(body, pw.Body) {
+		t.Errorf("register_pow: client.Register sent %v, want %v", body, pw.Body)
 	}
 }
 

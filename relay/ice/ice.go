@@ -132,6 +132,11 @@ type Embedded struct {
 	Port   int    // UDP (and TCP) port; default 3478
 	TCP    bool   // also advertise turn:...?transport=tcp
 	Secret []byte // the server's REST secret (turnserver.Config.Secret)
+	// TLSHost and TLSPorts advertise TURN over TLS, turns:TLSHost:port
+	// for each port, after the udp and tcp URLs. TLSHost must be a name
+	// the server's certificate covers; default Host.
+	TLSHost  string
+	TLSPorts []int
 }
 
 // provider is one source of ICE servers.
@@ -267,6 +272,18 @@ func New(opts Options) (*Resolver, error) {
 		}
 		if e.TCP {
 			p.turn = append(p.turn, "turn:"+hp+"?transport=tcp")
+		}
+		tlsHost := host
+		if e.TLSHost != "" {
+			if tlsHost, err = checkHost(e.TLSHost); err != nil {
+				return nil, fmt.Errorf("%w: embedded TURN TLS host: %w", ErrOptions, err)
+			}
+		}
+		for _, tp := range e.TLSPorts {
+			if tp < 1 || tp > 65535 {
+				return nil, fmt.Errorf("%w: embedded TURN TLS port %d", ErrOptions, tp)
+			}
+			p.turn = append(p.turn, fmt.Sprintf("turns:%s:%d?transport=tcp", hostForURL(tlsHost), tp))
 		}
 		r.providers = append(r.providers, p)
 	}

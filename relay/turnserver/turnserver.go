@@ -15,6 +15,7 @@ package turnserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,9 @@ import (
 // Defaults for [Config].
 const (
 	DefaultListenAddr = ":3478"
-	DefaultRealm      = "duet"
+	// DefaultTLSListenAddr is where TURN over TLS listens (Config.TLS).
+	DefaultTLSListenAddr = ":5349"
+	DefaultRealm         = "duet"
 )
 
 // tcpPortAttempts bounds the kernel-picked UDP ports tried for one that is
@@ -55,6 +58,14 @@ type Config struct {
 	ListenAddr string
 	// TCP also serves TURN over TCP on the same port number.
 	TCP bool
+	// TLS, when set, serves TURN over TLS (turns:) on every address of
+	// TLSListenAddrs (default ":5349").
+	TLS            *tls.Config
+	TLSListenAddrs []string
+	// Listeners are more TURN listeners yielding connections whose TLS the
+	// caller already terminated (tlsmux: TURN sharing the relay's HTTPS
+	// port). Start serves them and Close closes them.
+	Listeners []net.Listener
 	// RelayIP is the address relayed allocations are reported at
 	// (XOR-RELAYED-ADDRESS), i.e. what peers send to. Behind 1:1 NAT (cloud
 	// VMs) set it to the public address: relay sockets are still bound to
@@ -81,6 +92,11 @@ type Config struct {
 	// Now is the clock credential expiry is checked against; nil means
 	// time.Now.
 	Now func() time.Time
+	// MaxAllocationsPerUser caps the live allocations of one user (the
+	// alias in the credential); MaxAllocations caps them in all. Past
+	// either, Allocate is answered 486 (Allocation Quota Reached). Zero
+	// means DefaultMaxAllocationsPerUser and DefaultMaxAllocations.
+	MaxAllocationsPerUser, MaxAllocations int
 }
 
 // Server is a running embedded TURN server.
@@ -88,6 +104,7 @@ type Server struct {
 	turn       *turn.Server
 	udp        net.PacketConn
 	tcp        net.Listener
+	tls        []net.Listener // TURN over TLS, then Config.Listeners
 	relayIP    net.IP
 	realm      string
 	secret     []byte
@@ -99,6 +116,7 @@ type Server struct {
 	active       prometheus.GaugeFunc
 	authFailures *prometheus.CounterVec
 	deniedPeers  *prometheus.CounterVec
+	quota        *quota
 }
 
 // Start listens on cfg.ListenAddr and serves until Close. ctx bounds only
@@ -155,6 +173,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.allowPeers = append(s.allowPeers, p.Masked())
 	}
 	s.initMetrics()
+	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocations)
 
 	// One address family throughout: a dual-stack socket would let IPv6
 	// clients ask for allocations the relay address cannot serve.
@@ -192,6 +211,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 
+	if cfg.TLS != nil {
+		addrs := cfg.TLSListenAddrs
+		if len(addrs) == 0 {
+			addrs = []string{DefaultTLSListenAddr}
+		}
+		for _, a := range addrs {
+			ln, err := lc.Listen(ctx, tcpNet, a)
+			if err != nil {
+				s.closeListeners()
+				return nil, fmt.Errorf("turnserver: listen TLS %s %s: %w", tcpNet, a, err)
+			}
+			s.tls = append(s.tls, tls.NewListener(ln, cfg.TLS))
+		}
+	}
+	s.tls = append(s.tls, cfg.Listeners...)
+
 	newGen := func() turn.RelayAddressGenerator {
 		if cfg.RelayPortMin != 0 {
 			return &turn.RelayAddressGeneratorPortRange{
@@ -205,6 +240,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Realm:         s.realm,
 		AuthHandler:   s.authHandler,
 		LoggerFactory: pionLogs{s.log},
+		QuotaHandler:  s.quota.allow,
 		EventHandler: turn.EventHandler{
 			OnAuth: func(src, _ net.Addr, _, username, _, method string, verdict bool) {
 				if !verdict {
@@ -212,7 +248,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 					s.log.Debug("turn: refused wrong password", "src", src, "method", method)
 				}
 			},
+			OnAllocationDeleted: func(_, _ net.Addr, _, userID, _ string) {
+				s.quota.deleted(userID)
+			},
 			OnAllocationCreated: func(src, _ net.Addr, protocol, userID, _ string, relayAddr net.Addr, _ int) {
+				s.quota.created(userID)
 				s.allocations.Inc()
 				s.log.Debug("turn: allocation", "src", src, "protocol", protocol, "user", userID, "relay", relayAddr)
 			},
@@ -223,24 +263,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			PermissionHandler:     s.permit,
 		}},
 	}
-	if s.tcp != nil {
-		sc.ListenerConfigs = []turn.ListenerConfig{{
-			Listener:              s.tcp,
+	for _, ln := range append([]net.Listener{s.tcp}, s.tls...) {
+		if ln == nil {
+			continue
+		}
+		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
+			Listener:              ln,
 			RelayAddressGenerator: newGen(),
 			PermissionHandler:     s.permit,
-		}}
+		})
 	}
 	s.turn, err = turn.NewServer(sc)
 	if err != nil {
-		s.udp.Close()
-		if s.tcp != nil {
-			s.tcp.Close()
-		}
+		s.closeListeners()
 		return nil, fmt.Errorf("turnserver: start: %w", err)
 	}
 	attrs := []any{"udp", s.udp.LocalAddr().String(), "relay_ip", relayIP.String(), "realm", s.realm}
 	if s.tcp != nil {
 		attrs = append(attrs, "tcp", s.tcp.Addr().String())
+	}
+	for _, ln := range s.tls {
+		attrs = append(attrs, "tls", ln.Addr().String())
 	}
 	if len(s.allowPeers) > 0 {
 		attrs = append(attrs, "allow_peers", fmt.Sprint(s.allowPeers))
@@ -290,6 +333,29 @@ func chooseRelayIP(configured net.IP, listenIP netip.Addr) (net.IP, error) {
 
 // Addr is the UDP address the server listens on.
 func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
+
+// closeListeners closes what Start opened before it failed.
+func (s *Server) closeListeners() {
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	for _, ln := range s.tls {
+		ln.Close()
+	}
+}
+
+// TLSAddrs are the addresses TURN over TLS is served on (Config.TLS, then
+// Config.Listeners).
+func (s *Server) TLSAddrs() []net.Addr {
+	out := make([]net.Addr, 0, len(s.tls))
+	for _, ln := range s.tls {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
 
 // TCPAddr is the TCP address the server listens on, nil without Config.TCP.
 func (s *Server) TCPAddr() net.Addr {
@@ -347,5 +413,5 @@ func (s *Server) initMetrics() {
 // register: duet_turn_allocations_total, duet_turn_allocations_active,
 // duet_turn_auth_failures_total{reason} and duet_turn_denied_peers_total{reason}.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers}
+	return []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers, s.quota.refused}
 }

@@ -249,6 +249,23 @@ function wireCalls() {
     app.diag = d;
     if (d) renderStats(d);
   });
+  // The peer's announced media state (PROTOCOL §10.9): a muted badge, and
+  // their alias in place of a black picture while their camera is off.
+  calls.observePeerMedia().subscribe((m) => {
+    app.peerMedia = m;
+    renderPeer();
+  });
+}
+
+function renderPeer() {
+  const st = app.status;
+  const m = app.peerMedia ?? { audioMuted: false, videoOff: false, screen: false };
+  const videoOff = !!st?.isVideo && m.videoOff;
+  $('peer-muted').hidden = !m.audioMuted;
+  $('audio-only').hidden = !!st?.isVideo && !videoOff;
+  $('audio-avatar').textContent = videoOff ? '👤' : '🔊';
+  $('peer-camera-off').hidden = !videoOff;
+  $('remote-video').hidden = videoOff;
 }
 
 function onStatus(st) {
@@ -259,8 +276,8 @@ function onStatus(st) {
   $('call-state').textContent = st.state === 'calling' ? 'calling…' : st.recovering ? 'reconnecting…' : st.state;
   $('call-state').dataset.state = st.state;
   $('call-peer').textContent = st.peer;
-  $('audio-only').hidden = st.isVideo;
   $('audio-peer').textContent = st.peer;
+  renderPeer();
   switch (st.state) {
     case 'ringing':
       if (st.incoming) show('incoming');

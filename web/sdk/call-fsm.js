@@ -10,8 +10,9 @@
 // Events and actions are plain objects with the field names of the scenario
 // vectors (testdata/scenarios, PROTOCOL §10.7): an event {kind, call_id,
 // peer, device, video, restart, reason, selected, outcome, conn, timer,
-// error}; an action {kind, call_id, peer, state, incoming, video, reason,
-// type, device, selected, outcome, timer, ms, error}, with empty, false and
+// error, audio_muted, video_off, screen}; an action {kind, call_id, peer,
+// state, incoming, video, reason, type, device, selected, outcome, timer, ms,
+// error, recovering, audio_muted, video_off, screen}, with empty, false and
 // zero fields omitted. Both SDKs run every scenario and must return exactly
 // the listed actions, in order.
 
@@ -78,7 +79,7 @@ const DROP_STALE_TIMER = 'stale_timer';
 // The order of an action's fields (that of the Go SDK's JSON encoding; the
 // comparison does not depend on it, a log line reads better for it).
 const ACTION_FIELDS = ['kind', 'call_id', 'peer', 'state', 'incoming', 'video', 'reason', 'type', 'device',
-  'selected', 'outcome', 'timer', 'ms', 'error', 'recovering'];
+  'selected', 'outcome', 'timer', 'ms', 'error', 'recovering', 'audio_muted', 'video_off', 'screen'];
 
 /** a with its empty, false and zero fields left out. */
 function action(a) {
@@ -414,6 +415,12 @@ export class CallMachine {
           return;
         }
         this.#emit({ kind: 'rekey', call_id: c.id });
+        return;
+      case 'recv_media':
+        // The peer's media state (PROTOCOL §10.9).
+        if (c.state !== CONNECTING && c.state !== CONNECTED) this.#drop(DROP_UNEXPECTED);
+        else if (!c.incoming && e.device !== c.selected) this.#drop(DROP_OTHER_DEVICE);
+        else this.#emit({ kind: 'peer_media', call_id: c.id, audio_muted: e.audio_muted === true, video_off: e.video_off === true, screen: e.screen === true });
         return;
       case 'conn':
         this.#onConn(c, e.conn);

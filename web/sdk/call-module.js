@@ -29,6 +29,8 @@ import { HotValue } from './observable.js';
 import { isVideoOffer } from './signal.js';
 
 const INBOUND_QUEUE = 256;
+/** The peer's media state before it announces one, and without a call (PROTOCOL §10.9). */
+const NO_PEER_MEDIA = Object.freeze({ audioMuted: false, videoOff: false, screen: false });
 const SENT_KEPT = 128;
 const WORKER_END_MS = 1000; // an ended call's worker is terminated after this at the latest
 
@@ -127,6 +129,7 @@ class Driver {
     this.local = new HotValue(null);
     this.remote = new HotValue(null);
     this.diag = new HotValue(null);
+    this.peerMedia = new HotValue(NO_PEER_MEDIA);
     // A network change (PROTOCOL §10.6): the caller restarts ICE at once.
     this.#netListener = () => {
       const s = this.live();
@@ -281,6 +284,14 @@ class Driver {
         s.connected = true;
         s.connectedAt = Date.now();
         startMedia(this, s, (x, log) => sample(this, x, log)).catch((e) => this.log.warn(`[CallModule] starting media: ${e.message}`));
+        this.#sendMedia(s); // once when connected, then on every change (PROTOCOL §10.9)
+        break;
+      case 'peer_media':
+        if (s && !s.torn && this.cur === s) {
+          const m = Object.freeze({ audioMuted: a.audio_muted === true, videoOff: a.video_off === true, screen: a.screen === true });
+          this.log.info?.(`🔵 [CallModule] peer media: ${m.audioMuted ? 'microphone muted' : 'microphone on'}, ${m.screen ? 'sharing the screen' : m.videoOff ? 'camera off' : 'camera on'}`);
+          this.peerMedia.set(m);
+        }
         break;
       case 'rekey':
         if (s && ctx?.msg) {
@@ -385,6 +396,7 @@ class Driver {
     if (this.cur === s) {
       this.local.set(null);
       this.remote.set(null);
+      this.peerMedia.set(NO_PEER_MEDIA);
     }
     s.wipe();
     const pc = s.pc;
@@ -403,7 +415,40 @@ class Driver {
   }
 
   setLocal(s, stream) {
-    if (this.cur === s && !s.torn) this.local.set(stream);
+    if (this.cur === s && !s.torn) {
+      this.#applyMedia(s, stream);
+      this.local.set(stream);
+    }
+  }
+
+  // ------------------------------------------------ media state (§10.9)
+
+  /**
+   * Changes what the call in progress sends (patch of {audioMuted,
+   * videoOff}) and tells the peer once connected. False without a call.
+   */
+  setMedia(patch) {
+    const s = this.live();
+    if (!s) return false;
+    const m = { ...s.media, ...patch };
+    if (m.audioMuted === s.media.audioMuted && m.videoOff === s.media.videoOff && m.screen === s.media.screen) return true;
+    s.media = m;
+    this.#applyMedia(s, this.local.value);
+    this.log.info?.(`🔵 [CallModule] local media: ${m.audioMuted ? 'microphone muted' : 'microphone on'}, ${m.videoOff ? 'camera off' : 'camera on'}`);
+    if (s.connected) this.#sendMedia(s);
+    return true;
+  }
+
+  /** A disabled track keeps sending (silence, black frames): the peer's media watchdog still sees media. */
+  #applyMedia(s, stream) {
+    for (const t of stream?.getAudioTracks?.() ?? []) t.enabled = !s.media.audioMuted;
+    for (const t of stream?.getVideoTracks?.() ?? []) t.enabled = !s.media.videoOff;
+  }
+
+  #sendMedia(s) {
+    const body = { type: 'call_media', audio_muted: s.media.audioMuted, video_off: s.media.videoOff };
+    if (s.media.screen) body.screen = true;
+    this.queueSend(s, body).catch(() => {});
   }
 
   setRemote(s, stream) {
@@ -618,6 +663,9 @@ class Driver {
         break;
       case 'call_rekey':
         ev = { kind: 'recv_rekey', ...base };
+        break;
+      case 'call_media':
+        ev = { kind: 'recv_media', ...base, audio_muted: msg.audio_muted === true, video_off: msg.video_off === true, screen: msg.screen === true };
         break;
       default:
         this.drop('unexpected');
@@ -873,14 +921,39 @@ export class CallModule {
     return this.#d.hangup();
   }
 
-  /** Mutes or unmutes the microphone (the track sends silence when off). */
+  /**
+   * Mutes (false) or unmutes (true) the microphone of the call in progress:
+   * the track sends silence, and the peer is told (call_media, PROTOCOL
+   * §10.9; it sees observePeerMedia() change). Returns false without a
+   * call; every call starts unmuted.
+   * @param {boolean} on
+   */
   setMicrophoneEnabled(on) {
-    for (const t of this.#d.local.value?.getAudioTracks() ?? []) t.enabled = !!on;
+    return this.#d.setMedia({ audioMuted: !on });
   }
 
-  /** Turns the camera on or off (black frames when off). */
+  /**
+   * Turns the camera of the call in progress off (false) or on (true): the
+   * track sends black frames, and the peer is told (call_media). Returns
+   * false without a call.
+   * @param {boolean} on
+   */
   setCameraEnabled(on) {
-    for (const t of this.#d.local.value?.getVideoTracks() ?? []) t.enabled = !!on;
+    return this.#d.setMedia({ videoOff: !on });
+  }
+
+  /** @returns {import('./duet.js').MediaState} what the call in progress sends (all on without a call) */
+  get localMedia() {
+    const s = this.#d.live();
+    return Object.freeze({ ...(s?.media ?? NO_PEER_MEDIA) });
+  }
+
+  /**
+   * The peer's media state, hot: {audioMuted, videoOff, screen}, all false
+   * without a call or before the peer announced one (PROTOCOL §10.9).
+   */
+  observePeerMedia() {
+    return { subscribe: (fn) => this.#d.peerMedia.subscribe(fn) };
   }
 
   /** A fresh Diag sample of the current call (null without one). */

@@ -75,6 +75,8 @@ export function randomID(n = 16) {
  */
 export class CallSession {
   constructor(id, peer, incoming, video) {
+    // What this side sends (PROTOCOL §10.9): every call starts all on.
+    this.media = { audioMuted: false, videoOff: false, screen: false };
     this.id = id;
     this.peer = peer;
     this.incoming = incoming;

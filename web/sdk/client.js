@@ -5,7 +5,7 @@
 // its ttl. Mirrors the Go SDK's client package.
 
 import { checkPublicKeys, safetyNumber, validAlias } from './identity.js';
-import { ed25519Sign, publicKeyOf } from './primitives.js';
+import { digest, ed25519Sign, publicKeyOf } from './primitives.js';
 import { HotValue } from './observable.js';
 import { CALL_TYPES, MAX_ENVELOPE_SIZE, NonceCache, Session, decodeEnvelope, encodeEnvelope } from './signal.js';
 import { CallModule } from './call-module.js';
@@ -208,16 +208,57 @@ async function registerAt(base, identity, opts) {
   if (chal.length === 0) throw new DuetError('ErrRelay', 'register: the relay sent an empty challenge');
   const x = identity.agreementKey.publicKey;
   const sig = await ed25519Sign(identity.signingKey.privateKey, concat(utf8(REGISTER_CONTEXT), chal, x));
-  const resp = await httpJSON(f, 'POST', `${base}/api/v1/register`, {
-    body: {
-      ed25519: toBase64(identity.signingKey.publicKey),
-      x25519: toBase64(x),
-      challenge: ch.challenge,
-      signature: toBase64(sig),
-    },
-  });
+  const body = {
+    ed25519: toBase64(identity.signingKey.publicKey),
+    x25519: toBase64(x),
+    challenge: ch.challenge,
+    signature: toBase64(sig),
+  };
+  const bits = ch?.pow_bits ?? 0;
+  if (bits > 0) {
+    if (!Number.isInteger(bits) || bits > MAX_REGISTER_POW_BITS) throw new DuetError('ErrRelay', `register: the relay asks for a proof of work of ${String(bits).slice(0, 16)} bits, more than the ${MAX_REGISTER_POW_BITS} this SDK does`);
+    body.pow = toBase64(await solvePoW(chal, bits));
+  }
+  const resp = await httpJSON(f, 'POST', `${base}/api/v1/register`, { body });
   if (!validAlias(resp?.alias)) throw new DuetError('ErrRelay', `register: the relay assigned "${String(resp?.alias).slice(0, 32)}", which is not an alias`);
   return { alias: resp.alias, created: resp.created === true };
+}
+
+/** The registration proof of work (§9.1): its hash prefix and the most bits this SDK solves. */
+export const REGISTER_POW_CONTEXT = 'duet/v1/register-pow';
+export const MAX_REGISTER_POW_BITS = 28;
+
+/**
+ * A nonce (8 bytes, a big-endian counter) such that
+ * SHA-256(REGISTER_POW_CONTEXT || challenge || nonce) starts with bits zero
+ * bits; hashes run in batches, WebCrypto's digest being asynchronous.
+ * @param {Uint8Array} chal @param {number} bits @returns {Promise<Uint8Array>}
+ */
+export async function solvePoW(chal, bits) {
+  const prefix = concat(utf8(REGISTER_POW_CONTEXT), chal);
+  const batch = 512;
+  for (let base = 0; ; base += batch) {
+    const inputs = [];
+    for (let i = 0; i < batch; i++) {
+      const buf = new Uint8Array(prefix.length + 8);
+      buf.set(prefix);
+      new DataView(buf.buffer).setBigUint64(prefix.length, BigInt(base + i));
+      inputs.push(buf);
+    }
+    const hashes = await Promise.all(inputs.map((b) => digest('SHA-256', b)));
+    for (let i = 0; i < batch; i++) {
+      if (leadingZeroBits(hashes[i]) >= bits) return inputs[i].slice(prefix.length);
+    }
+  }
+}
+
+function leadingZeroBits(h) {
+  let n = 0;
+  for (const b of h) {
+    if (b !== 0) return n + Math.clz32(b) - 24;
+    n += 8;
+  }
+  return n;
 }
 
 /**
@@ -322,6 +363,7 @@ export class DuetClient {
   #sessions = new Map(); // alias → Promise<Session>
   #ice = null;
   #iceExp = 0;
+  #iceBase = ''; // the relay node #ice came from: each node may name its own TURN
   #iceInflight = null;
   #calls = null;
   #callsLogger = null; // the logger the call module was started with
@@ -1034,11 +1076,13 @@ export class DuetClient {
   /**
    * The relay's ICE configuration (§9.4), cached for its ttl less a margin
    * (a tenth, at most a minute) so that a new call never gets credentials
-   * about to expire. Concurrent calls share one request.
+   * about to expire. Concurrent calls share one request. The cache holds
+   * while the client stays on one relay node: after a failover the
+   * surviving node's configuration (its TURN) is fetched.
    * @returns {Promise<import('./duet').ICEConfig>}
    */
   iceConfig() {
-    if (this.#ice && iceNow() < this.#iceExp) return Promise.resolve(this.#ice);
+    if (this.#ice && iceNow() < this.#iceExp && this.#iceBase === this.#base) return Promise.resolve(this.#ice);
     this.#iceInflight ??= (async () => {
       try {
         const cfg = await this.#authed('/api/v1/calls/ice-config');
@@ -1051,6 +1095,7 @@ export class DuetClient {
         const ttl = cfg.ttl * 1000;
         this.#ice = cfg;
         this.#iceExp = iceNow() + ttl - Math.min(ttl / 10, 60_000);
+        this.#iceBase = this.#base;
         return cfg;
       } finally {
         this.#iceInflight = null;

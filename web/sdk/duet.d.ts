@@ -162,7 +162,7 @@ export declare const DEFAULT_REPLAY_CAPACITY: 65536;
 export declare const MAX_ENVELOPE_SIZE: 65536;
 export declare const MAX_PAYLOAD_SIZE: 49152;
 
-export type CallType = 'call_offer' | 'call_answer' | 'call_ice' | 'call_reject' | 'call_hangup' | 'call_rekey' | 'call_select';
+export type CallType = 'call_offer' | 'call_answer' | 'call_ice' | 'call_reject' | 'call_hangup' | 'call_rekey' | 'call_select' | 'call_media';
 export type Reason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'ice_failed' | 'media_timeout' | 'disconnected' | 'error';
 export declare const CALL_TYPES: readonly CallType[];
 export declare const REASONS: readonly Reason[];
@@ -200,6 +200,8 @@ export type Message = Route & (
   | { type: 'call_hangup'; reason: Reason }
   | { type: 'call_rekey'; epoch: number; epk: Uint8Array }
   | { type: 'call_select'; selected: string; outcome: 'answered' | 'declined' | 'busy' }
+  /** The sender's media state (§10.9); screen is omitted when false. */
+  | { type: 'call_media'; audio_muted: boolean; video_off: boolean; screen?: boolean }
 ) & {
   /** The sender's device id (1..64 of [A-Za-z0-9_-], §3, §10.4); absent from senders that do not tell their devices apart. */
   device?: string;
@@ -342,6 +344,9 @@ export declare class HotValue<T> implements Observable<T> {
 // ------------------------------------------------------------ relay client
 
 export declare const REGISTER_CONTEXT: 'duet/v1/register';
+/** The prefix of the registration proof of work's hash (§9.1), and the most bits register() solves. */
+export declare const REGISTER_POW_CONTEXT: 'duet/v1/register-pow';
+export declare const MAX_REGISTER_POW_BITS: 28;
 export declare const WS_AUTH_CONTEXT: 'duet/v1/ws-auth';
 /** Reconnect delay of attempt n, ms. */
 export declare function backoff(attempt: number): number;
@@ -520,6 +525,20 @@ export interface CallStatus {
 }
 
 /**
+ * One side's media state in a call (docs/PROTOCOL.md §10.9): what the peer
+ * announced (observePeerMedia) or what this side sends (localMedia). All
+ * false: microphone and camera on, no screen shared.
+ */
+export interface MediaState {
+  /** The microphone is muted (silence is sent). */
+  readonly audioMuted: boolean;
+  /** The camera is off: show the peer's avatar or alias instead of its video. */
+  readonly videoOff: boolean;
+  /** The video is a shared screen. */
+  readonly screen: boolean;
+}
+
+/**
  * Errors onError receives (and call() / answer() reject with). `name` is
  * one of: 'NotAllowedError' (camera or microphone permission denied, from
  * getUserMedia), 'NotFoundError' / 'NotReadableError' (no usable device),
@@ -637,8 +656,25 @@ export declare class CallModule {
    * once, ahead of any send still queued).
    */
   hangup(): Promise<void>;
-  setMicrophoneEnabled(on: boolean): void;
-  setCameraEnabled(on: boolean): void;
+  /**
+   * Mutes (false) or unmutes (true) the microphone of the call in progress
+   * and tells the peer (call_media). False without a call; every call
+   * starts unmuted.
+   * @example
+   * muteButton.onclick = () => calls.setMicrophoneEnabled(calls.localMedia.audioMuted);
+   */
+  setMicrophoneEnabled(on: boolean): boolean;
+  /** Turns the camera of the call in progress off (false) or on (true) and tells the peer. False without a call. */
+  setCameraEnabled(on: boolean): boolean;
+  /** What the call in progress sends (all false without a call). */
+  readonly localMedia: MediaState;
+  /**
+   * The peer's media state, hot: the current value at once, then each
+   * change the peer announces; all false without a call.
+   * @example
+   * calls.observePeerMedia().subscribe((m) => { badge.hidden = !m.audioMuted; avatar.hidden = !m.videoOff; });
+   */
+  observePeerMedia(): Observable<MediaState>;
   observeState(): Observable<CallState>;
   observeStatus(): Observable<CallStatus>;
   observeLocalStream(): Observable<MediaStream | null>;

@@ -36,7 +36,7 @@ export {
 } from './frame.js';
 export { HotValue } from './observable.js';
 export {
-  REGISTER_CONTEXT, WS_AUTH_CONTEXT, backoff, relayBaseURL, relayList, register, PinStore, DuetClient,
+  REGISTER_CONTEXT, REGISTER_POW_CONTEXT, MAX_REGISTER_POW_BITS, WS_AUTH_CONTEXT, backoff, relayBaseURL, relayList, register, PinStore, DuetClient,
   rtcConfiguration,
 } from './client.js';
 export {

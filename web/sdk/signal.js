@@ -41,7 +41,7 @@ export const MAX_EPOCH = 2 ** 32 - 1;
 export const MAX_SDP_MLINE = 65535;
 
 /** The call message types (§3). */
-export const CALL_TYPES = Object.freeze(/** @type {const} */ (['call_offer', 'call_answer', 'call_ice', 'call_reject', 'call_hangup', 'call_rekey', 'call_select']));
+export const CALL_TYPES = Object.freeze(/** @type {const} */ (['call_offer', 'call_answer', 'call_ice', 'call_reject', 'call_hangup', 'call_rekey', 'call_select', 'call_media']));
 /** The outcomes of call_select (§10.4). */
 export const OUTCOMES = Object.freeze(['answered', 'declined', 'busy']);
 /** The reason set of call_reject and call_hangup (§3). */
@@ -64,6 +64,16 @@ function selectBody(f) {
   if (typeof f.outcome !== 'string') throw malformed(`outcome is a JSON ${jsonKind(f.outcome)}, want a string`);
   if (!OUTCOMES.includes(f.outcome)) throw malformed(`outcome "${truncate(f.outcome, 32)}" is not answered, declined or busy`);
   return { selected, outcome: f.outcome };
+}
+
+// call_media (§3): audio_muted and video_off required, screen optional
+// (omitted when false).
+function mediaBody(f) {
+  only(f, 'audio_muted', 'video_off', 'screen');
+  need(f, 'audio_muted', 'video_off');
+  const out = { audio_muted: checkBool(f.audio_muted, 'audio_muted'), video_off: checkBool(f.video_off, 'video_off') };
+  if (Object.hasOwn(f, 'screen') && checkBool(f.screen, 'screen')) out.screen = true;
+  return out;
 }
 
 function err(name, msg) {
@@ -443,6 +453,8 @@ function bodyFromApp(type, f) {
       return { epoch: checkEpoch(f.epoch), epk: toBase64(epkFromApp(f.epk)) };
     case 'call_select':
       return selectBody(f);
+    case 'call_media':
+      return mediaBody(f);
   }
   throw malformed(`unknown message type "${truncate(type, 32)}"`);
 }
@@ -478,6 +490,8 @@ function bodyFromWire(type, f) {
     }
     case 'call_select':
       return selectBody(f);
+    case 'call_media':
+      return mediaBody(f);
   }
   throw malformed(`unknown message type "${truncate(type, 32)}"`);
 }

@@ -373,3 +373,63 @@ export function online() {
   window.dispatchEvent(new Event('online'));
   return true;
 }
+
+// ------------------------------------------------ media state (§10.9)
+
+let peerMediaSeen = [];
+
+/** Mutes (false) / unmutes (true) the microphone; what setMicrophoneEnabled returned. */
+export function setMicrophone(on) {
+  return calls.setMicrophoneEnabled(on);
+}
+
+/** Turns the camera off (false) / on (true); what setCameraEnabled returned. */
+export function setCamera(on) {
+  return calls.setCameraEnabled(on);
+}
+
+/** The local media state and the peer's (observePeerMedia's current value). */
+export function mediaState() {
+  let peer = null;
+  calls.observePeerMedia().subscribe((m) => { peer = m; }).unsubscribe();
+  return { local: calls.localMedia, peer };
+}
+
+/**
+ * Waits until observePeerMedia emits want ({audioMuted, videoOff, screen});
+ * resolves with the ms from the call to it (0 when it already held).
+ */
+export function waitPeerMedia(want, ms) {
+  const t0 = performance.now();
+  peerMediaSeen = [];
+  const same = (m) => m && m.audioMuted === !!want.audioMuted && m.videoOff === !!want.videoOff && m.screen === !!want.screen;
+  const sub = calls.observePeerMedia().subscribe((m) => {
+    peerMediaSeen.push({ ...m, at: performance.now() });
+    wake();
+  });
+  return waitFor(() => {
+    const last = peerMediaSeen[peerMediaSeen.length - 1];
+    return same(last) ? Math.round(last.at - t0 < 0 ? 0 : last.at - t0) : undefined;
+  }, ms, `peer media ${JSON.stringify(want)}; seen ${JSON.stringify(peerMediaSeen)}`).finally(() => sub.unsubscribe());
+}
+
+/**
+ * What the page's senders put on the wire over ms: outbound RTP packets and
+ * bytes per second for audio and video, and video frames encoded per second
+ * (PROTOCOL §10.9's measurement of disabled tracks).
+ */
+export async function sendRates(ms) {
+  const a = await calls.stats();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = await calls.stats();
+  const per = (x, y) => Math.round(((y ?? 0) - (x ?? 0)) * 1000 / ms);
+  return {
+    audioPackets: per(a?.outAudio?.packetsSent, b?.outAudio?.packetsSent),
+    audioBytes: per(a?.outAudio?.bytesSent, b?.outAudio?.bytesSent),
+    videoPackets: per(a?.outVideo?.packetsSent, b?.outVideo?.packetsSent),
+    videoBytes: per(a?.outVideo?.bytesSent, b?.outVideo?.bytesSent),
+    videoFrames: per(a?.outVideo?.framesEncoded, b?.outVideo?.framesEncoded),
+    encryptedAudio: per(a?.frames?.encrypted?.audio, b?.frames?.encrypted?.audio),
+    encryptedVideo: per(a?.frames?.encrypted?.video, b?.frames?.encrypted?.video),
+  };
+}

@@ -245,7 +245,7 @@ const stateTimes = []; // [state, ms] of setupNodes's client
 export async function setupNodes(mnemonic, registerUrls, urls) {
   const identity = await duet.deriveIdentity(mnemonic);
   const { alias } = await duet.register(registerUrls, identity);
-  client = new duet.DuetClient({ relayUrl: urls, identity, aliasId: alias, pins: duet.PinStore.memory() });
+  client = new duet.DuetClient({ relayUrl: urls, identity, aliasId: alias, pins: duet.PinStore.memory(), fetch: countingFetch });
   client.observeState().subscribe((s) => {
     states.push(s);
     stateTimes.push([s, performance.now()]);

@@ -265,6 +265,25 @@ async function relayAuthVectors(f) {
     eq(duet.canonicalJSON(body), duet.canonicalJSON(f.register_request), 'request body');
     eq(toHex(duet.fromBase64(body.signature)), f.register.signature, 'signature');
   });
+  await check(`${P}/register_pow`, async () => {
+    const pw = f.register_pow;
+    eq(duet.REGISTER_POW_CONTEXT, pw.domain, 'domain');
+    // register() against a relay that answers pow_bits: the request it
+    // sends carries the first counter that solves it.
+    let body;
+    const fetch = async (url, init) => {
+      const json = (v) => new Response(JSON.stringify(v), { status: 200, headers: { 'Content-Type': 'application/json' } });
+      if (url.endsWith('/api/v1/challenge')) return json({ challenge: duet.toBase64(fromHex(f.register.challenge)), expires_in: 60, pow_bits: pw.bits });
+      if (url.endsWith('/api/v1/register')) {
+        body = JSON.parse(init.body);
+        return json({ alias: 'u10000001', created: true });
+      }
+      return new Response('{}', { status: 404 });
+    };
+    await duet.register('http://relay.invalid', id, { fetch });
+    eq(duet.canonicalJSON(body), duet.canonicalJSON(pw.register_request), 'request body');
+    eq(toHex(duet.fromBase64(body.pow)), pw.nonce, 'nonce');
+  });
   await check(`${P}/ws_auth`, async () => {
     eq(duet.WS_AUTH_CONTEXT, f.ws_auth.domain, 'domain');
     const msg = new Uint8Array([...new TextEncoder().encode(duet.WS_AUTH_CONTEXT), ...fromHex(f.ws_auth.challenge)]);

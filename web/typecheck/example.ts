@@ -7,7 +7,7 @@ import {
   createIdentity, deriveIdentity, loadIdentity, saveIdentity, safetyNumber,
   DuetClient, DuetError, PinStore, e2eeSupport,
   type CallDiag, type CallError, type CallModule, type CallState, type CallStatus,
-  type ConnState, type Envelope, type Identity, type OutgoingMessage, type PublicKeys,
+  type ConnState, type Envelope, type MediaState, type Identity, type OutgoingMessage, type PublicKeys,
   type StoredIdentity, type Subscription,
 } from '@duetcall/duet';
 
@@ -47,8 +47,10 @@ export async function quickStart(): Promise<void> {
   const call: Promise<void> = calls.call('u87654321', { audio: true, video: true });
   await call;
   const diag: CallDiag | null = await calls.stats();
-  calls.setMicrophoneEnabled(false);
+  const muted: boolean = calls.setMicrophoneEnabled(false);
   calls.setCameraEnabled(false);
+  const mine: MediaState = calls.localMedia;
+  calls.observePeerMedia().subscribe((m: MediaState) => console.log(m.audioMuted, m.videoOff, m.screen, muted, mine.audioMuted));
   const ended: Promise<void> = calls.hangup();
   await ended;
   const answered: Promise<void> = calls.answer();

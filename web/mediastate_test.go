@@ -1,0 +1,198 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	duetcall "github.com/duetcall/duet/call"
+)
+
+// jsMediaState is a MediaState in the page.
+type jsMediaState struct {
+	AudioMuted bool `json:"audioMuted"`
+	VideoOff   bool `json:"videoOff"`
+	Screen     bool `json:"screen"`
+}
+
+// jsRates is sendRates(): what the page's senders put on the wire, per second.
+type jsRates struct {
+	AudioPackets   int `json:"audioPackets"`
+	AudioBytes     int `json:"audioBytes"`
+	VideoPackets   int `json:"videoPackets"`
+	VideoBytes     int `json:"videoBytes"`
+	VideoFrames    int `json:"videoFrames"`
+	EncryptedAudio int `json:"encryptedAudio"`
+	EncryptedVideo int `json:"encryptedVideo"`
+}
+
+func (tb *tab) waitPeerMedia(want jsMediaState, timeout time.Duration) int {
+	tb.t.Helper()
+	return drive[int](tb, timeout+5*time.Second, fmt.Sprintf("waitPeerMedia({audioMuted: %v, videoOff: %v, screen: %v}, %d)",
+		want.AudioMuted, want.VideoOff, want.Screen, timeout.Milliseconds()))
+}
+
+// waitInboundAudioGrowth waits until tb has decrypted n more audio frames
+// (20 ms each) than now (the peer keeps sending), and returns the stats
+// then.
+func waitInboundAudioGrowth(t *testing.T, tb *tab, n uint64, timeout time.Duration) jsDiag {
+	t.Helper()
+	before := tb.stats()
+	if before.Frames == nil {
+		t.Fatalf("%s: no frame counts: %s", tb.name, before)
+	}
+	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
+		d := tb.stats()
+		if d.Frames != nil && d.Frames.Decrypted.Audio >= before.Frames.Decrypted.Audio+n {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d more audio frames not received within %v: %s", tb.name, n, timeout, d)
+		}
+	}
+}
+
+// TestCallsMediaState: mute and camera-off are signalled (call_media,
+// PROTOCOL §10.9) between two browsers and between a browser and a Go
+// peer, each way; the peer sees the change; muted peers keep sending
+// (Chromium's disabled tracks are measured and logged), so a call whose
+// both sides are muted with the camera off outlives the media timeout
+// (shortened to 2 s in the pages).
+func TestCallsMediaState(t *testing.T) {
+	env := startCallEnv(t)
+
+	t.Run("browser to browser", func(t *testing.T) {
+		alice := env.openTab(t, "alice", "")
+		alice.setup(false)
+		bob := env.openTab(t, "bob", "")
+		b := bob.setup(false)
+		for _, tb := range []*tab{alice, bob} {
+			drive[map[string]any](tb, 5*time.Second, "setTimings({media: 2000, mediaCheck: 250})")
+		}
+		if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", b)); !r.OK {
+			t.Fatalf("call: %+v", r)
+		}
+		in := drive[jsIncoming](bob, 15*time.Second, "nextIncoming(10000)")
+		drive[jsResult](bob, 20*time.Second, fmt.Sprintf("answer(%q)", in.CallID))
+		alice.waitState("connected", 15*time.Second)
+		bob.waitState("connected", 15*time.Second)
+		waitInboundAudio(t, alice)
+		waitInboundAudio(t, bob)
+		bob.waitPeerMedia(jsMediaState{}, 5*time.Second)
+
+		on := drive[jsRates](alice, 10*time.Second, "sendRates(3000)")
+		if !drive[bool](alice, 5*time.Second, "setMicrophone(false)") || !drive[bool](alice, 5*time.Second, "setCamera(false)") {
+			t.Fatal("setMicrophoneEnabled / setCameraEnabled returned false during a call")
+		}
+		ms := bob.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
+		t.Logf("bob saw alice's mute and camera off %d ms after the call to waitPeerMedia", ms)
+		off := drive[jsRates](alice, 10*time.Second, "sendRates(3000)")
+		// The measurement PROTOCOL §10.9's rule rests on.
+		t.Logf("Chromium sender, tracks enabled:  audio %d pkt/s %d B/s, video %d pkt/s %d B/s %d frames/s (encrypted a%d v%d /s)",
+			on.AudioPackets, on.AudioBytes, on.VideoPackets, on.VideoBytes, on.VideoFrames, on.EncryptedAudio, on.EncryptedVideo)
+		t.Logf("Chromium sender, tracks disabled: audio %d pkt/s %d B/s, video %d pkt/s %d B/s %d frames/s (encrypted a%d v%d /s)",
+			off.AudioPackets, off.AudioBytes, off.VideoPackets, off.VideoBytes, off.VideoFrames, off.EncryptedAudio, off.EncryptedVideo)
+		if off.AudioPackets < 10 {
+			t.Errorf("a muted Chromium audio track sends %d packets/s; PROTOCOL §10.9 relies on it sending silence", off.AudioPackets)
+		}
+
+		// bob mutes too: with both muted and cameras off, the call outlives
+		// the 2 s media timeout three times over (6 s of silence packets).
+		drive[bool](bob, 5*time.Second, "setMicrophone(false)")
+		drive[bool](bob, 5*time.Second, "setCamera(false)")
+		alice.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
+		waitInboundAudioGrowth(t, alice, 300, 30*time.Second)
+		waitInboundAudioGrowth(t, bob, 50, 30*time.Second)
+		for _, tb := range []*tab{alice, bob} {
+			if st := drive[jsStatus](tb, 5*time.Second, "status()"); st.State != "connected" || len(st.Errors) != 0 {
+				t.Fatalf("%s muted: %+v; want still connected, no error", tb.name, st)
+			}
+		}
+		drive[bool](alice, 5*time.Second, "setMicrophone(true)")
+		drive[bool](alice, 5*time.Second, "setCamera(true)")
+		bob.waitPeerMedia(jsMediaState{}, 10*time.Second)
+		drive[jsResult](alice, 10*time.Second, "hangup()")
+		bob.waitState("hangup", 10*time.Second)
+		if m := drive[struct{ Peer jsMediaState }](bob, 5*time.Second, "mediaState()"); m.Peer != (jsMediaState{}) {
+			t.Errorf("bob's peer media after the call: %+v", m.Peer)
+		}
+	})
+
+	t.Run("browser and Go", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		tb := env.openTab(t, "carol", "")
+		tb.setup(false)
+		drive[map[string]any](tb, 5*time.Second, "setTimings({media: 2000, mediaCheck: 250})")
+		bot := env.newGoBot(t, "gobot", false)
+		if r := drive[jsResult](tb, 20*time.Second, fmt.Sprintf("call(%q, true)", bot.alias)); !r.OK {
+			t.Fatalf("call: %+v", r)
+		}
+		bot.waitRing(10 * time.Second)
+		if err := bot.mod.Answer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tb.waitState("connected", 15*time.Second)
+		waitInboundAudio(t, tb)
+
+		// Go → browser.
+		if err := bot.mod.SetMicrophoneEnabled(false); err != nil {
+			t.Fatal(err)
+		}
+		if err := bot.mod.SetCameraEnabled(false); err != nil {
+			t.Fatal(err)
+		}
+		ms := tb.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
+		t.Logf("the browser saw the Go peer's mute and camera off %d ms after the call to waitPeerMedia", ms)
+		// The Go peer's Opus silence is media to Chromium: 6 s of it with
+		// a 2 s media timeout.
+		d := waitInboundAudioGrowth(t, tb, 300, 30*time.Second)
+		if st := drive[jsStatus](tb, 5*time.Second, "status()"); st.State != "connected" || len(st.Errors) != 0 {
+			t.Fatalf("the browser with a muted Go peer: %+v; want still connected", st)
+		}
+		if d.Frames == nil || d.Frames.DecryptErrors > 5 {
+			t.Errorf("the browser's frames with a muted Go peer: %s", d)
+		}
+
+		// Browser → Go.
+		drive[bool](tb, 5*time.Second, "setMicrophone(false)")
+		start := time.Now()
+		bot.waitPeerMedia(duetcall.MediaState{AudioMuted: true}, 10*time.Second)
+		t.Logf("the Go peer saw the browser's mute %v after setMicrophoneEnabled(false) returned", time.Since(start))
+		// Chromium's muted track still arrives as audio frames that decrypt.
+		n := bot.mod.Stats().AudioFramesReceived
+		for deadline := time.Now().Add(15 * time.Second); bot.mod.Stats().AudioFramesReceived < n+100; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the Go peer received %d audio frames while the browser was muted", bot.mod.Stats().AudioFramesReceived-n)
+			}
+		}
+		drive[bool](tb, 5*time.Second, "setMicrophone(true)")
+		bot.waitPeerMedia(duetcall.MediaState{}, 10*time.Second)
+		if err := bot.mod.Hangup(); err != nil {
+			t.Fatal(err)
+		}
+		tb.waitState("hangup", 10*time.Second)
+	})
+}
+
+// waitPeerMedia waits until the bot's PeerMedia is want.
+func (b *goBot) waitPeerMedia(want duetcall.MediaState, timeout time.Duration) {
+	b.t.Helper()
+	sub := b.mod.PeerMedia().Subscribe()
+	defer sub.Unsubscribe()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var last duetcall.MediaState
+	for {
+		select {
+		case ms := <-sub.C():
+			last = ms
+			if ms == want {
+				return
+			}
+		case <-deadline.C:
+			b.t.Fatalf("%s: PeerMedia %+v not reached within %v; last %+v", b.name, want, timeout, last)
+		}
+	}
+}
