@@ -587,7 +587,8 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		return // read only to complete the close handshake
 	}
 	now := s.now()
-	if !s.byteLim.AllowN(now, len(data)) || !s.limiter.AllowN(now, 1) {
+	s.throttleBytes(now, len(data))
+	if !s.limiter.AllowN(now, 1) {
 		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()
 		if now.Sub(s.lastRefused) > floodReset {
 			s.refused = 0
@@ -652,6 +653,20 @@ func (s *session) killFlooder() {
 	s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
 	if s.meter != nil {
 		s.meter.stop.Store(true)
+	}
+}
+
+// throttleBytes charges n bytes to the alias's byte budget and, past it,
+// holds the reader until the budget covers them: the relay then reads the
+// alias's sessions at the budget's rate (TCP pushes back on the sender),
+// so bulk traffic is slowed rather than read at full speed and refused.
+func (s *session) throttleBytes(now time.Time, n int) {
+	r := s.byteLim.ReserveN(now, n)
+	if !r.OK() {
+		return // larger than the burst: cannot happen below the frame limit
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		time.Sleep(min(d, maxThrottle))
 	}
 }
 

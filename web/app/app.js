@@ -240,6 +240,9 @@ function wireCalls() {
     $('mute').setAttribute('aria-pressed', 'false');
     $('camera').setAttribute('aria-pressed', 'false');
     $('camera').disabled = !s || s.getVideoTracks().length === 0;
+    $('share').disabled = !s || s.getVideoTracks().length === 0;
+    $('share').setAttribute('aria-pressed', 'false');
+    $('share').textContent = 'Share';
   });
   calls.observeRemoteStream().subscribe((s) => {
     $('remote-video').srcObject = s;
@@ -266,6 +269,8 @@ function renderPeer() {
   $('audio-avatar').textContent = videoOff ? '👤' : '🔊';
   $('peer-camera-off').hidden = !videoOff;
   $('remote-video').hidden = videoOff;
+  // A shared screen is shown whole, full size (no crop, no local preview over it).
+  $('call').classList.toggle('peer-screen', !!st?.isVideo && m.screen && !videoOff);
 }
 
 function onStatus(st) {
@@ -358,6 +363,22 @@ $('camera').addEventListener('click', () => {
   calls.setCameraEnabled(!off);
   $('camera').setAttribute('aria-pressed', String(off));
   $('camera').textContent = off ? 'Camera on' : 'Camera';
+});
+
+$('share').addEventListener('click', async () => {
+  const sharing = $('share').getAttribute('aria-pressed') === 'true';
+  $('share').disabled = true;
+  try {
+    if (sharing) await calls.stopScreenShare();
+    else await calls.shareScreen();
+  } catch (e) {
+    if (e.name !== 'NotAllowedError') message(`Screen sharing failed: ${e.message}`, 'error');
+  } finally {
+    $('share').disabled = false;
+  }
+  const now = calls.localMedia.screen;
+  $('share').setAttribute('aria-pressed', String(now));
+  $('share').textContent = now ? 'Stop sharing' : 'Share';
 });
 
 $('stats-toggle').addEventListener('click', () => {

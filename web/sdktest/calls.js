@@ -433,3 +433,17 @@ export async function sendRates(ms) {
     encryptedVideo: per(a?.frames?.encrypted?.video, b?.frames?.encrypted?.video),
   };
 }
+
+/** shareScreen(): the result and, on success, the shared track's settings. */
+export async function shareScreen() {
+  try {
+    await calls.shareScreen();
+    return { ok: true, name: '', message: '' };
+  } catch (e) {
+    return { ok: false, name: e.name, message: e.message };
+  }
+}
+
+export async function stopScreenShare() {
+  return calls.stopScreenShare();
+}
