@@ -35,6 +35,7 @@ const INBOUND_QUEUE = 256;
 /** The peer's media state before it announces one, and without a call (PROTOCOL §10.9). */
 const NO_PEER_MEDIA = Object.freeze({ audioMuted: false, videoOff: false, screen: false });
 const SENT_KEPT = 128;
+const WORKER_END_MS = 1000; // an ended call's worker is terminated after this at the latest
 
 /** The app's error for an error action of the machine (PROTOCOL §10.3). */
 function endingError(name, s) {
@@ -72,6 +73,31 @@ function apiError(name) {
       return callError('ErrNoCall', 'no call in progress');
     default:
       return callError('ErrNoIncomingCall', 'no incoming call to answer or reject (it may have ended, or be another call)');
+  }
+}
+
+/**
+ * Ends s's E2EE worker: it drops its keys ('end', answered 'ended'), then
+ * it is terminated (at once on the answer; after WORKER_END_MS without).
+ */
+function endWorker(s) {
+  const w = s.worker;
+  if (!w) return;
+  let done = false;
+  const stop = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    w.terminate();
+  };
+  const timer = setTimeout(stop, WORKER_END_MS);
+  w.onmessage = (ev) => {
+    if (ev.data?.type === 'ended') stop();
+  };
+  try {
+    w.postMessage({ type: 'end' });
+  } catch {
+    stop();
   }
 }
 
@@ -198,7 +224,7 @@ class Driver {
         res.apiError = a.error;
         break;
       case 'send':
-        this.#sendAction(a, s);
+        this.#sendAction(a, s, ctx);
         break;
       case 'drop':
         this.drop(a.reason);
@@ -346,16 +372,21 @@ class Driver {
     }, a.ms));
   }
 
-  #sendAction(a, s) {
+  #sendAction(a, s, ctx) {
     const body = a.type === 'call_select'
       ? { type: a.type, selected: a.selected ?? '', outcome: a.outcome }
       : { type: a.type, reason: a.reason };
     this.log.info?.(`🔵 [CallModule] sending ${a.type} (${a.reason ?? `${a.outcome} by ${a.selected}`}) for call ${a.call_id}`);
     if (s) {
-      this.queueSend(s, body).catch(() => {});
+      // An ending (call_hangup, call_reject, call_select) goes out at once,
+      // not behind the call's earlier sends: ending a call never waits on
+      // them (PROTOCOL §10.3).
+      s.endSend = this.#send(s, body);
+      s.endSend.catch((e) => this.log.warn(`[CallModule] sending ${a.type} failed: ${e.name}: ${e.message}`));
       return;
     }
-    this.#sendTo({ ...body, to: a.peer, call_id: a.call_id })
+    const sess = ctx?.msg?.from === a.peer ? ctx.session : null; // the offer's sender: its session is at hand
+    this.#sendTo({ ...body, to: a.peer, call_id: a.call_id }, undefined, sess)
       .catch((e) => this.log.warn(`[CallModule] sending ${a.type} failed: ${e.message}`));
   }
 
@@ -387,12 +418,13 @@ class Driver {
       this.remote.set(null);
       this.peerMedia.set(NO_PEER_MEDIA);
     }
+    s.wipe();
     const pc = s.pc;
     const close = () => {
       try {
         pc?.close();
       } catch { /* already closed */ }
-      s.worker?.terminate();
+      endWorker(s);
     };
     if (pc && pc.connectionState !== 'closed') {
       // The last figures, for stats() after the call (local: no network).
@@ -599,14 +631,26 @@ class Driver {
 
   async reject(callId) {
     const r = await this.feed({ kind: 'reject', call_id: callId ?? '' });
-    if (r.apiError) throw apiError(r.apiError);
-    await this.last?.sendChain;
+    // Nothing (or another call) rings: nothing to decline, as hangup()
+    // with nothing in progress (a stale prompt's reject is harmless).
+    if (r.apiError) this.log.debug?.(`[CallModule] reject(${callId ?? ''}): ${apiError(r.apiError).message}`);
+    else await this.#ended();
   }
 
   async hangup() {
     const r = await this.feed({ kind: 'hangup' });
-    if (r.apiError) return;
-    await this.last?.sendChain;
+    if (!r.apiError) await this.#ended();
+  }
+
+  /**
+   * After hangup() or reject(): the call is over already; this waits only
+   * for its ending message to be handed to the relay connection when that
+   * is up (sealing it is local work), never for the network: a relay that
+   * is down, or an earlier send stuck on it, does not hold the caller.
+   */
+  async #ended() {
+    const p = this.last?.endSend;
+    if (p && this.client.state === 'connected') await p.catch(() => {});
   }
 
   close() {
@@ -746,9 +790,14 @@ class Driver {
 
   // --------------------------------------------------------------- sending
 
+  /**
+   * Sends body in s, sealed with the call's own signaling session (never
+   * the client's map, where a pending fresh key lookup may sit: the held
+   * session's fast path must not wait for it).
+   */
   async #send(s, body, id) {
     const message = { ...body, to: s.peer, call_id: s.id };
-    return this.#sendTo(message, id);
+    return this.#sendTo(message, id, s.session);
   }
 
   /**
@@ -792,10 +841,19 @@ class Driver {
     });
   }
 
-  async #sendTo(message, id) {
+  async #sendTo(message, id, session = null) {
     if (this.#lose(message.type)) return undefined;
     await this.#whenConnected();
-    const env = await this.client.sendMessage({ ...message, device: this.device }, { id: id || `m${this.#idPrefix}-${++this.#idSeq}` });
+    const full = { ...message, device: this.device };
+    const opts = { id: id || `m${this.#idPrefix}-${++this.#idSeq}` };
+    let env;
+    if (session) {
+      env = await session.seal({ ...full, from: this.client.aliasId });
+      env.id = opts.id;
+      this.client.send(env);
+    } else {
+      env = await this.client.sendMessage(full, opts);
+    }
     this.#keep(env);
     return env;
   }
@@ -958,15 +1016,21 @@ export class CallModule {
 
   /**
    * Rejects the ringing call (callId, when given, must be the one ringing):
-   * the caller gets call_reject (declined). Rejects with ErrNoIncomingCall
-   * when nothing (or another call) rings (never throws).
+   * the caller gets call_reject (declined). When nothing (or another call)
+   * rings it does nothing, as hangup() with no call: it never rejects, so
+   * the seed's fire-and-forget reject() cannot leave an unhandled rejection.
+   * Resolves at once: the call_reject is sent in the background.
    * @param {string} [callId]
    */
   async reject(callId) {
     return this.#d.reject(callId);
   }
 
-  /** Ends the call in progress, in any state (a ringing one is declined). */
+  /**
+   * Ends the call in progress, in any state (a ringing one is declined).
+   * Resolves at once, never waiting on the network: the call_hangup is sent
+   * in the background.
+   */
   hangup() {
     return this.#d.hangup();
   }

@@ -141,6 +141,24 @@ export function callRTCConfig(ice, alwaysRelay) {
   return cfg;
 }
 
+/**
+ * Before an ICE restart: the peer connection takes the ICE servers the
+ * client has now. After a failover to another relay node they are that
+ * node's (its TURN), so a call relayed through a dead node's TURN can move
+ * (PROTOCOL §10.6). A failure keeps the servers the call has.
+ * @param {{client: {iceConfig(): Promise<any>}, alwaysRelay: boolean, log: any}} d
+ * @param {{pc: RTCPeerConnection | null}} s
+ */
+export async function refreshICEServers(d, s) {
+  try {
+    const ice = await d.client.iceConfig();
+    if (!s.pc) return;
+    s.pc.setConfiguration({ ...s.pc.getConfiguration(), iceServers: callRTCConfig(ice, d.alwaysRelay).iceServers });
+  } catch (e) {
+    d.log.warn?.(`🟡 [CallModule] ICE restart: keeping the call's ICE servers (${e.message})`);
+  }
+}
+
 /** Creates s's peer connection and E2EE worker, wired to the driver. */
 export function newPC(d, s, cfg) {
   const mode = e2eeSupport();
@@ -187,13 +205,15 @@ export function newPC(d, s, cfg) {
   pc.ontrack = (ev) => {
     if (s.torn) return;
     d.log.info?.(`🔵 [CallModule] remote ${ev.track.kind} track`);
-    if (s.connected) {
-      // A track the call gained (an upgrade, §10.10): a new stream object,
-      // so that observers of the remote stream hear of it.
-      s.remoteStream = new MediaStream([...s.remoteStream.getTracks(), ev.track]);
-    } else {
+    // The remote stream goes to the app once complete: when the remote
+    // description that brought its tracks is set (remoteReady), with audio
+    // and video both. A track that comes later makes a new stream object,
+    // emitted again (observeRemoteStream emits only changes).
+    if (!s.remotePublished) {
       s.remoteStream.addTrack(ev.track);
+      return;
     }
+    s.remoteStream = new MediaStream([...s.remoteStream.getTracks(), ev.track]);
     d.setRemote(s, s.remoteStream);
   };
   s.remoteStream = new MediaStream();
@@ -231,7 +251,24 @@ export async function installKeys(d, s, peerEPK) {
     peerSigning: s.peerKeys.signing,
     epoch: 0,
   });
+  if (s.torn) {
+    wipeKeys(send, recv);
+    s.checkLive();
+  }
   s.worker.postMessage({ type: 'keys', send, recv });
+  // The worker has its copies: this side keeps no media key, nor the
+  // ephemeral private key, which derived all it ever will (a rekey uses a
+  // fresh pair; an ICE restart resends only the public key).
+  wipeKeys(send, recv);
+  s.ephem = { privateKey: null, publicKey: s.ephem.publicKey };
+}
+
+/** Zeroes the bytes of direction keys (deriveMediaKeys' output) handed to the worker. */
+export function wipeKeys(...keys) {
+  for (const k of keys) {
+    k?.key?.fill(0);
+    k?.baseIV?.fill(0);
+  }
 }
 
 // ------------------------------------------------------------------ ICE
@@ -283,6 +320,10 @@ export async function addRemote(d, s, msg) {
 /** The remote description is set: the candidates kept meanwhile are added. */
 export function remoteReady(d, s) {
   s.remoteSet = true;
+  if (!s.remotePublished) {
+    s.remotePublished = true;
+    if (s.remoteStream.getTracks().length) d.setRemote(s, s.remoteStream);
+  }
   const pend = s.pendRemote;
   s.pendRemote = [];
   for (const c of pend) {

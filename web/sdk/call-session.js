@@ -104,6 +104,7 @@ export class CallSession {
     this.worker = null;
     this.e2eeMode = '';
     this.remoteSet = false;
+    this.remotePublished = false; // the remote stream went to the app (complete)
     this.pendRemote = [];
     this.localReady = false;
     this.pendLocal = [];
@@ -118,6 +119,7 @@ export class CallSession {
     this.lastReply = null; // our last reply: {epoch, body}, sent again when the request comes again
     this.rekeys = { requests: 0, replies: 0, ignored: 0 };
     this.sendChain = Promise.resolve();
+    this.endSend = null; // the send of the call's ending (call_hangup, call_reject, call_select)
     this.diagN = 0;
     this.lastDiag = null;
     this.workerReqs = new Map();
@@ -146,8 +148,31 @@ export class CallSession {
     this.intervals.clear();
   }
 
+  /**
+   * Forward secrecy: drops every key the call held (its ephemeral key
+   * pairs, the peer's ephemeral and long-term keys, its signaling session,
+   * the rekey in progress and the last reply) once it is torn down; what
+   * stays are figures (state, counters, lastDiag) for stats(). Async steps
+   * still running call it again through checkLive, so a key they make
+   * after the teardown is dropped too.
+   */
+  wipe() {
+    this.ephem = null;
+    this.peerEPK = null;
+    this.peerKeys = null;
+    this.session = null;
+    this.rekey = null;
+    this.lastReply = null;
+    this.offerSDP = '';
+    this.pendRemote = [];
+    this.pendLocal = [];
+  }
+
   /** Throws once the call is torn down: the failure that ended it, else ErrCallEnded. */
   checkLive() {
-    if (this.torn) throw this.failure ?? callError('ErrCallEnded', 'the call ended during setup');
+    if (this.torn) {
+      this.wipe();
+      throw this.failure ?? callError('ErrCallEnded', 'the call ended during setup');
+    }
   }
 }

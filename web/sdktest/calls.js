@@ -14,6 +14,30 @@ const errors = [];
 const waiters = [];
 const diags = [];
 
+// The page's workers: the call module starts its E2EE worker with the
+// global Worker, which records every worker started here and the messages
+// it posts (the page's own view, no hook in the SDK).
+const workers = [];
+const RealWorker = globalThis.Worker;
+globalThis.Worker = class extends RealWorker {
+  constructor(url, opts) {
+    super(url, opts);
+    const rec = { name: opts?.name ?? '', worker: this, posted: [] };
+    workers.push(rec);
+    this.addEventListener('message', (ev) => rec.posted.push(ev.data?.type ?? ''));
+  }
+};
+
+/** The E2EE workers the page started: their names and the types of the messages they posted (stats left out). */
+export function workerLog() {
+  return workers.map((w) => ({ name: w.name, posted: w.posted.filter((t) => t !== 'stats') }));
+}
+
+/** The call module itself (for the test's inspection through the DevTools protocol). */
+export function module() {
+  return calls;
+}
+
 function wake() {
   for (const w of waiters.splice(0)) w();
 }
@@ -70,6 +94,9 @@ export async function setup(opts = {}) {
     history.push(s);
     stateAt[s] ??= Date.now();
     wake();
+  });
+  calls.observeRemoteStream().subscribe((st) => {
+    remoteEmits.push(st ? st.getTracks().map((t) => t.kind).sort().join('+') : null);
   });
   calls.observeDiag().subscribe((d) => {
     if (d) diags.push(d);
@@ -137,6 +164,15 @@ export function media() {
 }
 
 const legacy = { local: 0, remote: 0, localTracks: 0, remoteTracks: 0 };
+
+// The remote streams observeRemoteStream emitted: their track kinds
+// ('audio+video'), null for none.
+const remoteEmits = [];
+
+/** The track kinds of every remote stream emitted so far. */
+export function remoteEmissions() {
+  return remoteEmits;
+}
 
 export function setTimings(t) {
   return testHooks.setTimings(t);
@@ -434,4 +470,23 @@ export async function setVideo(on) {
 /** How many remote streams onRemoteStream got, and the last one's tracks. */
 export function remoteEmissions() {
   return { ...legacy };
+}
+
+// refreshICECheck: a peer connection made with one ICE configuration takes
+// the client's current one through call-pc.js's refreshICEServers (what an
+// ICE restart does first) and reports the TURN URLs it has after.
+export async function refreshICECheck() {
+  const { refreshICEServers } = await import('/sdk/call-pc.js');
+  const pc = new RTCPeerConnection({ iceServers: [{ urls: 'turn:127.0.0.1:40100?transport=udp', username: 'u', credential: 'c' }] });
+  try {
+    const d = {
+      alwaysRelay: false,
+      log: console,
+      client: { iceConfig: async () => ({ ice_transport_policy: 'all', ice_servers: [{ urls: ['turn:127.0.0.1:40101?transport=udp'], username: 'u2', credential: 'c2' }] }) },
+    };
+    await refreshICEServers(d, { pc });
+    return pc.getConfiguration().iceServers.flatMap((s) => [].concat(s.urls));
+  } finally {
+    pc.close();
+  }
 }
