@@ -58,13 +58,13 @@ func TestCallsUpgrade(t *testing.T) {
 		drive[jsResult](tb, 20*time.Second, fmt.Sprintf("answer(%q)", in.CallID))
 		tb.waitState("connected", 15*time.Second)
 		waitInboundAudio(t, tb)
-		before := drive[jsEmissions](tb, 5*time.Second, "remoteEmissions()")
+		before := drive[jsEmissions](tb, 5*time.Second, "remoteStreamCount()")
 
 		if err := bot.mod.SetVideo(ctx, true); err != nil {
 			t.Fatalf("Go SetVideo(true): %v", err)
 		}
 		d := waitVideoDecoded(t, tb, 0, 30, 20*time.Second)
-		em := drive[jsEmissions](tb, 5*time.Second, "remoteEmissions()")
+		em := drive[jsEmissions](tb, 5*time.Second, "remoteStreamCount()")
 		st := drive[jsStreams](tb, 5*time.Second, "streams()")
 		t.Logf("browser after the Go upgrade: remote stream emitted %d -> %d times, tracks %v; video %dx%d, %d decoded, decrypted %d, decrypt errors %d",
 			before.Remote, em.Remote, st.Remote, d.InVideo.FrameWidth, d.InVideo.FrameHeight, d.InVideo.FramesDecoded, d.Frames.Decrypted.Video, d.Frames.DecryptErrors)

@@ -467,8 +467,8 @@ export async function setVideo(on) {
   }
 }
 
-/** How many remote streams onRemoteStream got, and the last one's tracks. */
-export function remoteEmissions() {
+/** How many remote streams onRemoteStream got, and the last one's track count. */
+export function remoteStreamCount() {
   return { ...legacy };
 }
 
