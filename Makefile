@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak nattest
+.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak nattest turnbench
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 ./...
@@ -53,3 +53,10 @@ cluster-soak:
 # of `make test` too.
 nattest: deps
 	$(GO) test -count=1 -v ./nattest/
+
+# The embedded TURN server against coturn (Debian's coturn package: its
+# turnserver, turnutils_uclient and turnutils_peer), alternating in one run:
+# loss and server CPU per relayed packet (scripts/turnbench.sh;
+# TURNBENCH_LOADS, TURNBENCH_SECONDS, TURNBENCH_SIZE, TURNBENCH_ROUNDS).
+turnbench: deps
+	@bash scripts/turnbench.sh

@@ -27,9 +27,12 @@ const (
 	// ByteRate and ByteBurst bound the bytes an alias sends (its frames'
 	// sizes), shared by its sessions on a node like RateLimit: signaling
 	// needs a few KiB per call, an attacker's large envelopes at the full
-	// frame rate would be megabytes per second.
-	ByteRate  = 256 << 10
-	ByteBurst = 1 << 20
+	// frame rate would be megabytes per second. Past the budget the relay
+	// reads the alias's frames more slowly (they are delayed, not refused),
+	// at most maxThrottle per frame.
+	ByteRate    = 64 << 10
+	ByteBurst   = 512 << 10
+	maxThrottle = 10 * time.Second
 	// SendQueueBytes bounds the bytes queued for one session, beside
 	// SendQueueLen frames.
 	SendQueueBytes = 2 << 20

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,5 +238,30 @@ func TestFrameMeter(t *testing.T) {
 	m.scan([]byte{0x8a, 0x80, 0, 0, 0, 0}) // pong
 	if string(ops) != string([]byte{0x9, 0x1, 0x0, 0xa}) {
 		t.Fatalf("opcodes %x", ops)
+	}
+}
+
+// TestByteBudgetDelaysNotRefuses: past its byte budget an alias's frames
+// are read more slowly, not refused: every envelope arrives, no notice.
+func TestByteBudgetDelaysNotRefuses(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) { tu.byteRate, tu.byteBurst = 64<<10, 4<<10 })
+	a, b := r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+	var want []string
+	for i := range 20 { // ~20 KiB: five times the burst
+		e := ca.env(b.alias, fmt.Sprint("big", i))
+		e.Payload = strings.Repeat("A", 1000)
+		ca.send(e)
+		want = append(want, e.ID)
+	}
+	for _, id := range want {
+		if m := cb.next(10 * time.Second); m["id"] != id {
+			t.Fatalf("b got %v, want %s", m, id)
+		}
+	}
+	// A refusal notice would have been written before the envelope was
+	// routed: none is there.
+	if n := len(ca.frames); n != 0 {
+		t.Errorf("a got %d notices: %v", n, <-ca.frames)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -99,6 +100,7 @@ type session struct {
 	reason   string         // disconnect reason (metrics label), set by kill
 	wg       sync.WaitGroup // writer, closer and pinger goroutines
 	pinger   *time.Timer    // the next liveness ping (see ping)
+	pingsOut atomic.Int32   // relay pings whose pong is not charged yet
 }
 
 func (s *session) now() time.Time { return s.srv.now() }
@@ -458,6 +460,7 @@ func (s *session) ping() {
 	s.mu.Unlock()
 	defer s.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.pingTimeout)
+	s.pingsOut.Add(1)
 	err := s.conn.Ping(ctx)
 	cancel()
 	s.mu.Lock()
@@ -587,7 +590,8 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		return // read only to complete the close handshake
 	}
 	now := s.now()
-	if !s.byteLim.AllowN(now, len(data)) || !s.limiter.AllowN(now, 1) {
+	s.throttleBytes(now, len(data))
+	if !s.limiter.AllowN(now, 1) {
 		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()
 		if now.Sub(s.lastRefused) > floodReset {
 			s.refused = 0
@@ -629,6 +633,15 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 // floodLimit frames, with no pause of floodReset between them, is closed
 // with 1008 (rate_limited). It runs on the reading goroutine.
 func (s *session) onWireFrame(op byte) {
+	// The pong answering the relay's own liveness ping is not the
+	// client's traffic: it is not charged (one per ping at most).
+	if op == opPong {
+		for n := s.pingsOut.Load(); n > 0; n = s.pingsOut.Load() {
+			if s.pingsOut.CompareAndSwap(n, n-1) {
+				return
+			}
+		}
+	}
 	now := s.now()
 	if s.frameLim.AllowN(now, 1) {
 		return
@@ -645,6 +658,9 @@ func (s *session) onWireFrame(op byte) {
 	}
 }
 
+// opPong is the WebSocket pong frame's opcode (RFC 6455 section 5.5.3).
+const opPong = 0xA
+
 // killFlooder closes a flooding session with 1008 and stops reading it:
 // its frames would otherwise be read (and pings answered) until the close
 // handshake or the close grace ends.
@@ -652,6 +668,20 @@ func (s *session) killFlooder() {
 	s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
 	if s.meter != nil {
 		s.meter.stop.Store(true)
+	}
+}
+
+// throttleBytes charges n bytes to the alias's byte budget and, past it,
+// holds the reader until the budget covers them: the relay then reads the
+// alias's sessions at the budget's rate (TCP pushes back on the sender),
+// so bulk traffic is slowed rather than read at full speed and refused.
+func (s *session) throttleBytes(now time.Time, n int) {
+	r := s.byteLim.ReserveN(now, n)
+	if !r.OK() {
+		return // larger than the burst: cannot happen below the frame limit
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		time.Sleep(min(d, maxThrottle))
 	}
 }
 

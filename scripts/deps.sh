@@ -3,7 +3,8 @@
 # machine as root: gcc (for -race), ffmpeg (ffprobe checks recordings),
 # chromium (browser tests), nftables and iproute2 (the NAT suite, nattest:
 # network namespaces), nodejs and npm (the browser SDK's npm package,
-# its TypeScript check and the example web app); then, with npm ci, the
+# its TypeScript check and the example web app), coturn (make turnbench:
+# turnserver, turnutils_uclient, turnutils_peer); then, with npm ci, the
 # pinned dev tools of web/typecheck (tsc) and examples/web-app (esbuild)
 # from their package-lock.json files, where they are missing or their lock
 # file changed. Tests that need these tools fail, never skip, without them.
@@ -18,6 +19,7 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v nft >/dev/null || need+=(nftables)   # the NAT suite (nattest)
 command -v ip >/dev/null || need+=(iproute2)
+command -v turnutils_uclient >/dev/null || need+=(coturn)  # make turnbench
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]}; install them: sudo apt-get install -y ${need[*]}" >&2

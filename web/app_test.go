@@ -103,7 +103,9 @@ func noOverflow(t *testing.T, tb *tab, screen string) {
 // (the recovery phrase is shown once), take a video call from a Go SDK
 // peer on the incoming-call screen, look at the call (a screenshot whose
 // remote video must not be blank, kept as a test artifact), open the
-// stats, mute, turn the camera off and on, hang up; then read the
+// stats, mute, turn the camera off and on, see the peer's mute and camera
+// off, share the screen and stop, hang up; see a browser peer's screen
+// share shown whole; then read the
 // messages for a call the caller hung up while it rang, a busy callee, a
 // callee that does not answer, an offline callee and a denied camera; no
 // screen scrolls sideways. In another origin (so another storage), restore
@@ -241,6 +243,15 @@ func TestDemoApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	appWait(t, tb, 10*time.Second, `document.getElementById('peer-muted').hidden && document.getElementById('audio-only').hidden && !document.getElementById('remote-video').hidden`)
+	// The share button: the app shares its screen in place of the camera
+	// (the Go peer sees screen in call_media), and stops.
+	appRun(t, tb, 10*time.Second, "share", chromedp.Click(chromedp.CSS(`#share`)))
+	appWait(t, tb, 10*time.Second, `document.getElementById('share').getAttribute('aria-pressed') === 'true' && document.getElementById('share').textContent === 'Stop sharing'`)
+	bot.waitPeerMedia(duetcall.MediaState{AudioMuted: true, Screen: true}, 10*time.Second)
+	noOverflow(t, tb, "call, sharing the screen")
+	appRun(t, tb, 10*time.Second, "stop sharing", chromedp.Click(chromedp.CSS(`#share`)))
+	appWait(t, tb, 10*time.Second, `document.getElementById('share').getAttribute('aria-pressed') === 'false'`)
+	bot.waitPeerMedia(duetcall.MediaState{AudioMuted: true}, 10*time.Second)
 	// The app's own mute reached the Go peer.
 	if pm := bot.mod.PeerMedia().Get(); !pm.AudioMuted {
 		t.Errorf("the Go peer's view of the app's media after its mute button: %+v; want audio muted", pm)
@@ -253,6 +264,28 @@ func TestDemoApp(t *testing.T) {
 		t.Errorf("Go peer after the app hung up: %+v", st)
 	}
 	appWait(t, tb, 5*time.Second, `window.duetApp.screen === 'home'`)
+
+	// A browser peer (the SDK test page) calls with video and shares its
+	// screen: the app shows the share whole, without the local preview
+	// over it, and goes back when the share stops.
+	sharer := env.openTab(t, "sharer", "")
+	sharer.setup(false)
+	if r := drive[jsResult](sharer, 20*time.Second, fmt.Sprintf("call(%q, true)", alias)); !r.OK {
+		t.Fatalf("sharer call: %+v", r)
+	}
+	appWait(t, tb, 15*time.Second, `window.duetApp.screen === 'incoming'`)
+	appRun(t, tb, 10*time.Second, "accept the sharer", chromedp.Click(chromedp.CSS(`#accept`)))
+	appWait(t, tb, 20*time.Second, `window.duetApp.state === 'connected'`)
+	if r := drive[jsResult](sharer, 15*time.Second, "shareScreen()"); !r.OK {
+		t.Fatalf("shareScreen: %+v", r)
+	}
+	appWait(t, tb, 20*time.Second, `document.getElementById('call').classList.contains('peer-screen') && document.getElementById('remote-video').videoWidth === 800 && getComputedStyle(document.getElementById('local-video')).display === 'none'`)
+	noOverflow(t, tb, "call, the peer shares its screen")
+	drive[bool](sharer, 10*time.Second, "stopScreenShare()")
+	appWait(t, tb, 20*time.Second, `!document.getElementById('call').classList.contains('peer-screen')`)
+	drive[jsResult](sharer, 10*time.Second, "hangup()")
+	appWait(t, tb, 10*time.Second, `window.duetApp.screen === 'home'`)
+	sharer.close()
 
 	// The caller hangs up while the app rings: the incoming screen goes
 	// away, with a missed-call message.

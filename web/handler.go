@@ -30,9 +30,9 @@ const AppCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src
 	"media-src 'self' blob: mediastream:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; " +
 	"object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
-// AppPermissionsPolicy allows the camera and microphone for the app's
-// origin only.
-const AppPermissionsPolicy = "camera=(self), microphone=(self)"
+// AppPermissionsPolicy allows the camera, the microphone and screen
+// capture (the share button) for the app's origin only.
+const AppPermissionsPolicy = "camera=(self), microphone=(self), display-capture=(self)"
 
 // appHandler serves the demo app's embedded files for GET and HEAD (/ is
 // index.html); other requests, and paths that are no file of the app, go

@@ -3,6 +3,8 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,9 +29,11 @@ type jsRates struct {
 	EncryptedVideo int `json:"encryptedVideo"`
 }
 
-func (tb *tab) waitPeerMedia(want jsMediaState, timeout time.Duration) int {
+// waitPeerMedia waits until tb's peer media state is want and returns
+// when the page got it (Unix ms; the pages share the machine's clock).
+func (tb *tab) waitPeerMedia(want jsMediaState, timeout time.Duration) float64 {
 	tb.t.Helper()
-	return drive[int](tb, timeout+5*time.Second, fmt.Sprintf("waitPeerMedia({audioMuted: %v, videoOff: %v, screen: %v}, %d)",
+	return drive[float64](tb, timeout+5*time.Second, fmt.Sprintf("waitPeerMedia({audioMuted: %v, videoOff: %v, screen: %v}, %d)",
 		want.AudioMuted, want.VideoOff, want.Screen, timeout.Milliseconds()))
 }
 
@@ -85,8 +89,8 @@ func TestCallsMediaState(t *testing.T) {
 		if !drive[bool](alice, 5*time.Second, "setMicrophone(false)") || !drive[bool](alice, 5*time.Second, "setCamera(false)") {
 			t.Fatal("setMicrophoneEnabled / setCameraEnabled returned false during a call")
 		}
-		ms := bob.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
-		t.Logf("bob saw alice's mute and camera off %d ms after the call to waitPeerMedia", ms)
+		at := bob.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
+		t.Logf("bob saw alice's camera off %.0f ms after alice's setCameraEnabled(false)", at-drive[float64](alice, 5*time.Second, "lastMediaSetAt()"))
 		off := drive[jsRates](alice, 10*time.Second, "sendRates(3000)")
 		// The measurement PROTOCOL §10.9's rule rests on.
 		t.Logf("Chromium sender, tracks enabled:  audio %d pkt/s %d B/s, video %d pkt/s %d B/s %d frames/s (encrypted a%d v%d /s)",
@@ -143,8 +147,16 @@ func TestCallsMediaState(t *testing.T) {
 		if err := bot.mod.SetCameraEnabled(false); err != nil {
 			t.Fatal(err)
 		}
-		ms := tb.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
-		t.Logf("the browser saw the Go peer's mute and camera off %d ms after the call to waitPeerMedia", ms)
+		set := time.Now()
+		if err := bot.mod.SetCameraEnabled(true); err != nil {
+			t.Fatal(err)
+		}
+		at := tb.waitPeerMedia(jsMediaState{AudioMuted: true}, 10*time.Second)
+		t.Logf("the browser saw the Go peer's camera on %.0f ms after SetCameraEnabled(true)", at-float64(set.UnixMilli()))
+		if err := bot.mod.SetCameraEnabled(false); err != nil {
+			t.Fatal(err)
+		}
+		tb.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
 		// The Go peer's Opus silence is media to Chromium: 6 s of it with
 		// a 2 s media timeout.
 		d := waitInboundAudioGrowth(t, tb, 300, 30*time.Second)
@@ -195,4 +207,158 @@ func (b *goBot) waitPeerMedia(want duetcall.MediaState, timeout time.Duration) {
 			b.t.Fatalf("%s: PeerMedia %+v not reached within %v; last %+v", b.name, want, timeout, last)
 		}
 	}
+}
+
+// probeFrameSizes decodes an IVF recording with ffprobe and counts its
+// decoded frames by size ("800x600").
+func probeFrameSizes(t *testing.T, path string) map[string]int {
+	t.Helper()
+	out, err := exec.Command(ffprobePath(t), "-v", "error", "-select_streams", "v:0",
+		"-show_entries", "frame=width,height", "-of", "csv=p=0", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v: %s", path, err, out)
+	}
+	sizes := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if w, h, ok := strings.Cut(strings.TrimSpace(line), ","); ok {
+			sizes[w+"x"+h]++
+		}
+	}
+	return sizes
+}
+
+// waitInboundVideo waits until tb decodes video whose size ok accepts.
+func waitInboundVideo(t *testing.T, tb *tab, what string, ok func(w, h int) bool, timeout time.Duration) jsDiag {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
+		d := tb.stats()
+		if d.InVideo != nil && d.InVideo.FramesDecoded > 0 && ok(d.InVideo.FrameWidth, d.InVideo.FrameHeight) {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %s video decoded within %v: %s", tb.name, what, timeout, d)
+		}
+	}
+}
+
+// camera and screen tell Chromium's fake camera (16:9, up to 1280x720,
+// scaled down under bandwidth limits) from its fake screen (800 wide, at
+// most 600 high; Chromium 156 sends it 800x450).
+func camera(w, h int) bool { return w*9 == h*16 && w > 800 || w < 800 }
+func screen(w, h int) bool { return w == 800 && h <= 600 }
+
+// TestCallsScreenShare: a browser shares its screen (getDisplayMedia, the
+// fake 800x600 screen of Chromium's fake capture UI) in a video call: the
+// captured track replaces the camera's in the encrypted video sender with
+// degradationPreference maintain-resolution; the peer is told
+// (call_media screen) and decodes the 800x600 picture (a browser), or
+// records it (a Go peer: its recording decodes at 800x600); stopping the
+// share sends the camera (1280x720) again.
+func TestCallsScreenShare(t *testing.T) {
+	env := startCallEnv(t)
+
+	t.Run("browser to browser", func(t *testing.T) {
+		alice := env.openTab(t, "alice", "")
+		alice.setup(false)
+		bob := env.openTab(t, "bob", "")
+		b := bob.setup(false)
+		if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", b)); !r.OK {
+			t.Fatalf("call: %+v", r)
+		}
+		in := drive[jsIncoming](bob, 15*time.Second, "nextIncoming(10000)")
+		drive[jsResult](bob, 20*time.Second, fmt.Sprintf("answer(%q)", in.CallID))
+		alice.waitState("connected", 15*time.Second)
+		waitInboundVideo(t, bob, "camera", camera, 20*time.Second)
+
+		if r := drive[jsResult](alice, 15*time.Second, "shareScreen()"); !r.OK {
+			t.Fatalf("shareScreen: %+v", r)
+		}
+		bob.waitPeerMedia(jsMediaState{Screen: true}, 10*time.Second)
+		d := waitInboundVideo(t, bob, "800-wide screen", screen, 20*time.Second)
+		a := alice.stats()
+		t.Logf("alice shares: sender %+v, encrypted video frames %d of %d encoded; bob decodes %dx%d, %d frames, decrypt errors %d",
+			a.VideoSender, a.Frames.Encrypted.Video, a.OutVideo.FramesEncoded, d.InVideo.FrameWidth, d.InVideo.FrameHeight, d.InVideo.FramesDecoded, d.Frames.DecryptErrors)
+		if a.VideoSender == nil || a.VideoSender.Degradation != "maintain-resolution" {
+			t.Errorf("alice's video sender while sharing: %+v; want degradationPreference maintain-resolution", a.VideoSender)
+		}
+		// Every encoded frame went through the E2EE transform.
+		if a.Frames.Encrypted.Video+5 < a.OutVideo.FramesEncoded {
+			t.Errorf("alice encoded %d video frames but encrypted %d", a.OutVideo.FramesEncoded, a.Frames.Encrypted.Video)
+		}
+		if st := drive[jsStatus](bob, 5*time.Second, "status()"); st.State != "connected" || len(st.Errors) != 0 {
+			t.Errorf("bob while alice shares: %+v", st)
+		}
+		if !drive[bool](alice, 10*time.Second, "stopScreenShare()") {
+			t.Error("stopScreenShare returned false while sharing")
+		}
+		bob.waitPeerMedia(jsMediaState{}, 10*time.Second)
+		waitInboundVideo(t, bob, "camera", camera, 20*time.Second)
+		if a := alice.stats(); a.VideoSender == nil || a.VideoSender.Degradation != "maintain-framerate" {
+			t.Errorf("alice's video sender after the share: %+v; want maintain-framerate again", a.VideoSender)
+		}
+		drive[jsResult](alice, 10*time.Second, "hangup()")
+		bob.waitState("hangup", 10*time.Second)
+	})
+
+	t.Run("browser to Go", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		tb := env.openTab(t, "carol", "")
+		tb.setup(false)
+		bot := env.newGoBot(t, "gobot", false)
+		if r := drive[jsResult](tb, 20*time.Second, fmt.Sprintf("call(%q, true)", bot.alias)); !r.OK {
+			t.Fatalf("call: %+v", r)
+		}
+		bot.waitRing(10 * time.Second)
+		if err := bot.mod.Answer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := bot.waitState(15*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+		// The camera first: 30 frames of it.
+		for deadline := time.Now().Add(20 * time.Second); bot.mod.Stats().VideoFramesReceived < 30; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the Go peer received %d camera frames in 20 s", bot.mod.Stats().VideoFramesReceived)
+			}
+		}
+		if r := drive[jsResult](tb, 15*time.Second, "shareScreen()"); !r.OK {
+			t.Fatalf("shareScreen: %+v", r)
+		}
+		bot.waitPeerMedia(duetcall.MediaState{Screen: true}, 10*time.Second)
+		// Two seconds of screen at least (the share's frames are counted
+		// from the recording below).
+		n := bot.mod.Stats().VideoFramesReceived
+		for deadline := time.Now().Add(20 * time.Second); bot.mod.Stats().VideoFramesReceived < n+40; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the Go peer received %d video frames in 20 s of screen share", bot.mod.Stats().VideoFramesReceived-n)
+			}
+		}
+		shared := tb.stats()
+		if err := bot.mod.Hangup(); err != nil {
+			t.Fatal(err)
+		}
+		tb.waitState("hangup", 10*time.Second)
+		if shared.OutVideo == nil || !screen(shared.OutVideo.FrameWidth, shared.OutVideo.FrameHeight) {
+			t.Fatalf("the browser's video sender while sharing: %s", shared)
+		}
+		if s := bot.mod.Stats(); s.DecryptErrors > 5 {
+			t.Errorf("the Go peer: %d video frames did not decrypt", s.DecryptErrors)
+		}
+		sizes := probeFrameSizes(t, bot.recording(st.CallID))
+		t.Logf("the Go peer's recording decodes to frames of sizes %v", sizes)
+		size := fmt.Sprintf("%dx%d", shared.OutVideo.FrameWidth, shared.OutVideo.FrameHeight)
+		if sizes[size] < 20 {
+			t.Errorf("the Go recording has %d frames at the shared screen's %s (sizes %v)", sizes[size], size, sizes)
+		}
+		cam := 0
+		for sz, n := range sizes {
+			var w, h int
+			fmt.Sscanf(sz, "%dx%d", &w, &h)
+			if camera(w, h) {
+				cam += n
+			}
+		}
+		if cam < 20 {
+			t.Errorf("the Go recording has %d camera frames before the share (sizes %v)", cam, sizes)
+		}
+	})
 }

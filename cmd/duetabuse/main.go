@@ -587,7 +587,7 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 		}
 		results = append(results, res)
 		printResult(os.Stderr, res)
-		if d := res.victimDisconnects; d != "" && d != "n/a" && !strings.HasPrefix(d, "0") {
+		if d := res.victimDisconnects; d != "" && !strings.HasPrefix(d, "n/a") && !strings.HasPrefix(d, "0") {
 			victimLost = true
 		}
 	}

@@ -102,7 +102,8 @@ type Config struct {
 // Server is a running embedded TURN server.
 type Server struct {
 	turn       *turn.Server
-	udp        net.PacketConn
+	udp        net.PacketConn   // the first of the UDP sockets
+	udps       []net.PacketConn // every socket sharing the UDP port (udpSocketCount)
 	tcp        net.Listener
 	tls        []net.Listener // TURN over TLS, then Config.Listeners
 	relayIP    net.IP
@@ -189,11 +190,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// TCP takes the same port number as UDP, also when the UDP port was
 	// picked by the kernel: then a number already taken for TCP (by any
 	// socket of the machine) is given back and another one picked.
+	closeUDP := func() {
+		for _, c := range s.udps {
+			c.Close()
+		}
+		s.udp, s.udps = nil, nil
+	}
 	for attempt := 1; ; attempt++ {
-		s.udp, err = lc.ListenPacket(ctx, udpNet, listenAddr)
+		s.udps, err = listenUDP(ctx, udpNet, listenAddr, udpSocketCount(port))
 		if err != nil {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", udpNet, listenAddr, err)
 		}
+		s.udp = s.udps[0]
 		if !cfg.TCP {
 			break
 		}
@@ -205,7 +213,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err == nil {
 			break
 		}
-		s.udp.Close()
+		closeUDP()
 		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == tcpPortAttempts {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", tcpNet, tcpAddr, err)
 		}
@@ -236,6 +244,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		return &turn.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: bindHost}
 	}
+	udpGen := func() turn.RelayAddressGenerator { return bufferedRelays{newGen()} }
 	sc := turn.ServerConfig{
 		Realm:         s.realm,
 		AuthHandler:   s.authHandler,
@@ -257,11 +266,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				s.log.Debug("turn: allocation", "src", src, "protocol", protocol, "user", userID, "relay", relayAddr)
 			},
 		},
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn:            s.udp,
-			RelayAddressGenerator: newGen(),
+	}
+	// One config per socket: pion/turn reads each on a goroutine of its
+	// own, with its own allocations (a client's packets always reach the
+	// same socket of a SO_REUSEPORT group).
+	for _, c := range s.udps {
+		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
+			PacketConn:            c,
+			RelayAddressGenerator: udpGen(),
 			PermissionHandler:     s.permit,
-		}},
+		})
 	}
 	for _, ln := range append([]net.Listener{s.tcp}, s.tls...) {
 		if ln == nil {
@@ -278,7 +292,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.closeListeners()
 		return nil, fmt.Errorf("turnserver: start: %w", err)
 	}
-	attrs := []any{"udp", s.udp.LocalAddr().String(), "relay_ip", relayIP.String(), "realm", s.realm}
+	attrs := []any{"udp", s.udp.LocalAddr().String(), "udp_sockets", len(s.udps), "relay_ip", relayIP.String(), "realm", s.realm}
 	if s.tcp != nil {
 		attrs = append(attrs, "tcp", s.tcp.Addr().String())
 	}
@@ -336,8 +350,8 @@ func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
 
 // closeListeners closes what Start opened before it failed.
 func (s *Server) closeListeners() {
-	if s.udp != nil {
-		s.udp.Close()
+	for _, c := range s.udps {
+		c.Close()
 	}
 	if s.tcp != nil {
 		s.tcp.Close()

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -466,5 +469,51 @@ func TestExpiryOnlyGatesNewAllocations(t *testing.T) {
 	}
 	if got := counterValue(t, s.authFailures, authExpired); got != 1 {
 		t.Errorf("expired refusals = %v, want 1", got)
+	}
+}
+
+// TestSeveralSockets: on a fixed port the server listens with one socket
+// per CPU (SO_REUSEPORT, reads in batches), and clients spread over them by
+// address all get relayed, both ways.
+func TestSeveralSockets(t *testing.T) {
+	probe, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.LocalAddr().(*net.UDPAddr).Port
+	probe.Close()
+	s := startServer(t, func(c *Config) { c.ListenAddr = fmt.Sprintf("127.0.0.1:%d", port) })
+	if want := udpSocketCount(strconv.Itoa(port)); len(s.udps) != want || (runtime.GOMAXPROCS(0) > 1 && want < 2) {
+		t.Fatalf("%d UDP sockets, want %d (one per CPU)", len(s.udps), want)
+	}
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	peer.SetDeadline(deadline)
+	user, pass := Credentials(testSecret, "u12345678", time.Now().Add(time.Hour))
+	buf := make([]byte, 1500)
+	for i := range 8 {
+		relayConn := allocate(t, newClient(t, s, user, pass))
+		relayConn.SetDeadline(deadline)
+		msg := fmt.Sprintf("ping %d", i)
+		if _, err := relayConn.WriteTo([]byte(msg), peer.LocalAddr()); err != nil {
+			t.Fatalf("client %d: relay WriteTo: %v", i, err)
+		}
+		n, from, err := peer.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != msg {
+			t.Fatalf("client %d: peer got %q, %v; want %q", i, buf[:n], err, msg)
+		}
+		if _, err := peer.WriteTo([]byte("pong"), from); err != nil {
+			t.Fatal(err)
+		}
+		if n, _, err := relayConn.ReadFrom(buf); err != nil || string(buf[:n]) != "pong" {
+			t.Fatalf("client %d: got %q, %v; want pong", i, buf[:n], err)
+		}
+	}
+	if got := metricValue(t, s.active); got != 8 {
+		t.Errorf("duet_turn_allocations_active = %v, want 8", got)
 	}
 }

@@ -9,7 +9,7 @@ import { generateX25519 } from './primitives.js';
 import { equalBytes } from './util.js';
 import { callError } from './call-session.js';
 import {
-  callRTCConfig, flushLocal, getUserMedia, installKeys, mLines, newPC, remoteReady, setupTransceiver,
+  callRTCConfig, flushLocal, getUserMedia, installKeys, mLines, newPC, refreshICEServers, remoteReady, setupTransceiver,
 } from './call-pc.js';
 
 /** send_answer: media, peer connection, the offer set, the answer sent. */
@@ -82,6 +82,8 @@ export async function applyRestart(d, s, msg) {
   s.localReady = false;
   d.log.info?.('🟢 [CallModule] ICE restart requested by the caller');
   try {
+    await refreshICEServers(d, s);
+    s.checkLive();
     await s.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
     const answer = await s.pc.createAnswer();
     await s.pc.setLocalDescription(answer);

@@ -10,7 +10,7 @@ import { generateX25519 } from './primitives.js';
 import { equalBytes } from './util.js';
 import { T, callError } from './call-session.js';
 import {
-  callRTCConfig, flushLocal, getUserMedia, installKeys, mLines, newPC, remoteReady, setupTransceiver,
+  callRTCConfig, flushLocal, getUserMedia, installKeys, mLines, newPC, refreshICEServers, remoteReady, setupTransceiver,
 } from './call-pc.js';
 
 /**
@@ -124,6 +124,8 @@ export async function restartICE(d, s) {
   s.localReady = false;
   d.log.info?.('🔵 [CallModule] ICE restart: restartIce() and a new offer');
   try {
+    await refreshICEServers(d, s);
+    s.checkLive();
     s.pc.restartIce();
     const offer = await s.pc.createOffer({ iceRestart: true });
     s.checkLive();

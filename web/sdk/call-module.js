@@ -22,7 +22,9 @@ import { applyAnswer, applyRestartAnswer, restartICE, startCaller } from './call
 import { applyRestart, startCallee } from './call-callee.js';
 import { addRemote, startMedia } from './call-pc.js';
 import { armSwitch, onRekey, onRekeyNeeded } from './call-rekey.js';
-import { CallSession, FSM_TIMINGS, T, callError, randomID } from './call-session.js';
+import {
+  CallSession, DEGRADATION_PREFERENCE, FSM_TIMINGS, SCREEN_DEGRADATION_PREFERENCE, T, callError, randomID,
+} from './call-session.js';
 import { newCallID } from './call-config.js';
 import { sample } from './call-stats.js';
 import { validAlias } from './identity.js';
@@ -394,6 +396,7 @@ class Driver {
     s.markTorn();
     s.stopTimers();
     for (const t of s.localStream?.getTracks() ?? []) t.stop();
+    s.screenTrack?.stop();
     this.last = s;
     if (this.cur === s) {
       this.local.set(null);
@@ -445,6 +448,68 @@ class Driver {
   #applyMedia(s, stream) {
     for (const t of stream?.getAudioTracks?.() ?? []) t.enabled = !s.media.audioMuted;
     for (const t of stream?.getVideoTracks?.() ?? []) t.enabled = !s.media.videoOff;
+  }
+
+  /**
+   * Shares the screen in the call in progress: the captured track replaces
+   * the camera's in the video sender, whose E2EE transform stays (no frame
+   * leaves unencrypted, no renegotiation), with contentHint 'detail' and
+   * degradationPreference 'maintain-resolution'; the peer is told
+   * (call_media screen). Needs a video call.
+   */
+  async shareScreen() {
+    const s = this.live();
+    if (!s) throw callError('ErrNoCall', 'no call in progress');
+    if (!s.video) throw callError('ErrNoVideo', 'screen sharing needs a video call: this call has no video sender');
+    if (s.screenTrack) return;
+    const md = globalThis.navigator?.mediaDevices;
+    if (!md?.getDisplayMedia) throw callError('NotSupportedError', 'getDisplayMedia is not available in this browser');
+    const stream = await md.getDisplayMedia({ video: true, audio: false });
+    const track = stream.getVideoTracks()[0];
+    const snd = s.pc?.getTransceivers().find((t) => t.sender.track?.kind === 'video' || t.receiver.track?.kind === 'video')?.sender;
+    if (!track || !snd || s.torn || this.live() !== s || s.screenTrack) {
+      for (const t of stream.getTracks()) t.stop();
+      if (s.screenTrack) return;
+      throw callError(s.torn ? 'ErrCallEnded' : 'ErrNoVideo', s.torn ? 'the call ended' : 'no video sender to share the screen with');
+    }
+    track.contentHint = 'detail';
+    s.cameraTrack = snd.track;
+    s.screenTrack = track;
+    await snd.replaceTrack(track);
+    await this.#degradation(snd, SCREEN_DEGRADATION_PREFERENCE);
+    // The browser's own "Stop sharing" ends the track.
+    track.addEventListener('ended', () => { this.stopScreenShare().catch(() => {}); });
+    const set = track.getSettings?.() ?? {};
+    this.log.info?.(`🔵 [CallModule] sharing the screen (${set.width ?? '?'}x${set.height ?? '?'}) in place of the camera`);
+    this.setMedia({ screen: true });
+  }
+
+  /** Stops sharing the screen: the camera's track is sent again. False when nothing was shared. */
+  async stopScreenShare() {
+    const s = this.live();
+    const track = s?.screenTrack;
+    if (!track) return false;
+    s.screenTrack = null;
+    const snd = s.pc?.getSenders().find((x) => x.track === track);
+    if (snd) {
+      await snd.replaceTrack(s.cameraTrack ?? null);
+      await this.#degradation(snd, DEGRADATION_PREFERENCE);
+    }
+    track.stop();
+    this.log.info?.('🔵 [CallModule] screen share stopped; the camera is sent again');
+    this.setMedia({ screen: false });
+    return true;
+  }
+
+  async #degradation(snd, pref) {
+    try {
+      const p = snd.getParameters();
+      if (!p.encodings?.length) return;
+      p.degradationPreference = pref;
+      await snd.setParameters(p);
+    } catch (e) {
+      this.log.warn(`[CallModule] setting degradationPreference ${pref} failed: ${e.message}`);
+    }
   }
 
   #sendMedia(s) {
@@ -927,6 +992,21 @@ export class CallModule {
    */
   observePeerMedia() {
     return { subscribe: (fn) => this.#d.peerMedia.subscribe(fn) };
+  }
+
+  /**
+   * Shares the screen (getDisplayMedia) in place of the camera in the
+   * video call in progress, E2EE like the camera; the peer sees
+   * observePeerMedia().screen. Rejects with ErrNoCall, ErrNoVideo (an
+   * audio call), NotAllowedError (the user refused), NotSupportedError.
+   */
+  shareScreen() {
+    return this.#d.shareScreen();
+  }
+
+  /** Stops sharing the screen: the camera is sent again. Resolves false when nothing was shared. */
+  stopScreenShare() {
+    return this.#d.stopScreenShare();
   }
 
   /** A fresh Diag sample of the current call (null without one). */

@@ -140,6 +140,24 @@ export function callRTCConfig(ice, alwaysRelay) {
   return cfg;
 }
 
+/**
+ * Before an ICE restart: the peer connection takes the ICE servers the
+ * client has now. After a failover to another relay node they are that
+ * node's (its TURN), so a call relayed through a dead node's TURN can move
+ * (PROTOCOL §10.6). A failure keeps the servers the call has.
+ * @param {{client: {iceConfig(): Promise<any>}, alwaysRelay: boolean, log: any}} d
+ * @param {{pc: RTCPeerConnection | null}} s
+ */
+export async function refreshICEServers(d, s) {
+  try {
+    const ice = await d.client.iceConfig();
+    if (!s.pc) return;
+    s.pc.setConfiguration({ ...s.pc.getConfiguration(), iceServers: callRTCConfig(ice, d.alwaysRelay).iceServers });
+  } catch (e) {
+    d.log.warn?.(`🟡 [CallModule] ICE restart: keeping the call's ICE servers (${e.message})`);
+  }
+}
+
 /** Creates s's peer connection and E2EE worker, wired to the driver. */
 export function newPC(d, s, cfg) {
   const mode = e2eeSupport();

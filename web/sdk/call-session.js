@@ -12,6 +12,8 @@ export { ANSWER_TIMEOUT_MS, DISCONNECTED_TIMEOUT_MS, MEDIA_TIMEOUT_MS, GUM_TIMEO
 export const MAX_VIDEO_BITRATE = 1_500_000;
 export const VIDEO_CONSTRAINTS = Object.freeze({ width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } });
 export const DEGRADATION_PREFERENCE = 'maintain-framerate';
+/** A shared screen keeps its resolution (text stays legible) and drops frames instead (PROTOCOL §10.9). */
+export const SCREEN_DEGRADATION_PREFERENCE = 'maintain-resolution';
 
 /** Call states, as the seed lists them. */
 /** @type {readonly import('./duet.js').CallState[]} */
@@ -56,6 +58,8 @@ export class CallSession {
   constructor(id, peer, incoming, video) {
     // What this side sends (PROTOCOL §10.9): every call starts all on.
     this.media = { audioMuted: false, videoOff: false, screen: false };
+    this.screenTrack = null; // the shared screen's track, sent in place of cameraTrack
+    this.cameraTrack = null;
     this.id = id;
     this.peer = peer;
     this.incoming = incoming;

@@ -682,6 +682,18 @@ export declare class CallModule {
    * calls.observePeerMedia().subscribe((m) => { badge.hidden = !m.audioMuted; avatar.hidden = !m.videoOff; });
    */
   observePeerMedia(): Observable<MediaState>;
+  /**
+   * Shares the screen (getDisplayMedia, contentHint 'detail',
+   * degradationPreference 'maintain-resolution') in place of the camera in
+   * the video call in progress, E2EE like the camera; the peer's
+   * observePeerMedia() shows screen: true. Rejects with ErrNoCall,
+   * ErrNoVideo (an audio call), NotAllowedError (the user refused).
+   * @example
+   * shareButton.onclick = () => (calls.localMedia.screen ? calls.stopScreenShare() : calls.shareScreen());
+   */
+  shareScreen(): Promise<void>;
+  /** Stops sharing: the camera is sent again. Resolves false when nothing was shared. */
+  stopScreenShare(): Promise<boolean>;
   observeState(): Observable<CallState>;
   observeStatus(): Observable<CallStatus>;
   observeLocalStream(): Observable<MediaStream | null>;

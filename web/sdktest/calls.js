@@ -455,16 +455,25 @@ export function online() {
 
 // ------------------------------------------------ media state (§10.9)
 
-let peerMediaSeen = [];
+let peerMediaLog = []; // every observePeerMedia value, with Date.now()
+let peerMediaSub = null;
+let mediaSetAt = 0;
 
 /** Mutes (false) / unmutes (true) the microphone; what setMicrophoneEnabled returned. */
 export function setMicrophone(on) {
+  mediaSetAt = Date.now();
   return calls.setMicrophoneEnabled(on);
 }
 
 /** Turns the camera off (false) / on (true); what setCameraEnabled returned. */
 export function setCamera(on) {
+  mediaSetAt = Date.now();
   return calls.setCameraEnabled(on);
+}
+
+/** Date.now() of the last setMicrophone / setCamera. */
+export function lastMediaSetAt() {
+  return mediaSetAt;
 }
 
 /** The local media state and the peer's (observePeerMedia's current value). */
@@ -475,21 +484,21 @@ export function mediaState() {
 }
 
 /**
- * Waits until observePeerMedia emits want ({audioMuted, videoOff, screen});
- * resolves with the ms from the call to it (0 when it already held).
+ * Waits until observePeerMedia's latest value is want ({audioMuted,
+ * videoOff, screen}); resolves with Date.now() when the page got it.
  */
 export function waitPeerMedia(want, ms) {
-  const t0 = performance.now();
-  peerMediaSeen = [];
+  if (!peerMediaSub) {
+    peerMediaSub = calls.observePeerMedia().subscribe((m) => {
+      peerMediaLog.push({ ...m, at: Date.now() });
+      wake();
+    });
+  }
   const same = (m) => m && m.audioMuted === !!want.audioMuted && m.videoOff === !!want.videoOff && m.screen === !!want.screen;
-  const sub = calls.observePeerMedia().subscribe((m) => {
-    peerMediaSeen.push({ ...m, at: performance.now() });
-    wake();
-  });
   return waitFor(() => {
-    const last = peerMediaSeen[peerMediaSeen.length - 1];
-    return same(last) ? Math.round(last.at - t0 < 0 ? 0 : last.at - t0) : undefined;
-  }, ms, `peer media ${JSON.stringify(want)}; seen ${JSON.stringify(peerMediaSeen)}`).finally(() => sub.unsubscribe());
+    const last = peerMediaLog[peerMediaLog.length - 1];
+    return same(last) ? last.at : undefined;
+  }, ms, `peer media ${JSON.stringify(want)}; seen ${JSON.stringify(peerMediaLog.slice(-5))}`);
 }
 
 /**
@@ -511,4 +520,37 @@ export async function sendRates(ms) {
     encryptedAudio: per(a?.frames?.encrypted?.audio, b?.frames?.encrypted?.audio),
     encryptedVideo: per(a?.frames?.encrypted?.video, b?.frames?.encrypted?.video),
   };
+}
+
+/** shareScreen(): the result and, on success, the shared track's settings. */
+export async function shareScreen() {
+  try {
+    await calls.shareScreen();
+    return { ok: true, name: '', message: '' };
+  } catch (e) {
+    return { ok: false, name: e.name, message: e.message };
+  }
+}
+
+export async function stopScreenShare() {
+  return calls.stopScreenShare();
+}
+
+// refreshICECheck: a peer connection made with one ICE configuration takes
+// the client's current one through call-pc.js's refreshICEServers (what an
+// ICE restart does first) and reports the TURN URLs it has after.
+export async function refreshICECheck() {
+  const { refreshICEServers } = await import('/sdk/call-pc.js');
+  const pc = new RTCPeerConnection({ iceServers: [{ urls: 'turn:127.0.0.1:40100?transport=udp', username: 'u', credential: 'c' }] });
+  try {
+    const d = {
+      alwaysRelay: false,
+      log: console,
+      client: { iceConfig: async () => ({ ice_transport_policy: 'all', ice_servers: [{ urls: ['turn:127.0.0.1:40101?transport=udp'], username: 'u2', credential: 'c2' }] }) },
+    };
+    await refreshICEServers(d, { pc });
+    return pc.getConfiguration().iceServers.flatMap((s) => [].concat(s.urls));
+  } finally {
+    pc.close();
+  }
 }

@@ -50,7 +50,10 @@ export async function quickStart(): Promise<void> {
   const muted: boolean = calls.setMicrophoneEnabled(false);
   calls.setCameraEnabled(false);
   const mine: MediaState = calls.localMedia;
-  calls.observePeerMedia().subscribe((m: MediaState) => console.log(m.audioMuted, m.videoOff, m.screen, muted, mine.audioMuted));
+  const sharing: Promise<void> = calls.shareScreen();
+  await sharing;
+  const stopped: boolean = await calls.stopScreenShare();
+  calls.observePeerMedia().subscribe((m: MediaState) => console.log(m.audioMuted, m.videoOff, m.screen, muted, mine.audioMuted, stopped));
   const ended: Promise<void> = calls.hangup();
   await ended;
   const answered: Promise<void> = calls.answer();

@@ -1,0 +1,85 @@
+package turnserver
+
+import (
+	"context"
+	"net"
+	"runtime"
+
+	"github.com/pion/turn/v5"
+)
+
+// Socket buffer sizes asked for (the kernel caps them at
+// net.core.rmem_max / wmem_max). A burst of relayed packets waits in the
+// kernel while the reading goroutine is off the CPU; at the default of
+// about 200 KiB a 2-core machine under load drops packets that coturn,
+// which sizes its buffers up, does not.
+const (
+	listenSocketBuffer = 4 << 20
+	relaySocketBuffer  = 1 << 20
+)
+
+// maxUDPSockets bounds the listening sockets of one port.
+const maxUDPSockets = 8
+
+// udpSocketCount is how many UDP sockets share the listening port: one per
+// CPU where the platform has SO_REUSEPORT (the kernel spreads clients over
+// them by address, and pion/turn reads each on a goroutine of its own, as
+// coturn runs a thread per listener), only when the port is a fixed one.
+// A kernel-picked port (0) gets one socket: binding port 0 with
+// SO_REUSEPORT may pick a port that another socket of the same user holds
+// with SO_REUSEPORT, and then the two servers would share it.
+func udpSocketCount(port string) int {
+	if port == "0" || !haveReusePort {
+		return 1
+	}
+	return min(runtime.GOMAXPROCS(0), maxUDPSockets)
+}
+
+// listenUDP opens n UDP sockets on addr (SO_REUSEPORT when n > 1) with
+// large buffers.
+func listenUDP(ctx context.Context, network, addr string, n int) ([]net.PacketConn, error) {
+	var lc net.ListenConfig
+	if n > 1 {
+		lc.Control = reusePort
+	}
+	conns := make([]net.PacketConn, 0, n)
+	for range n {
+		c, err := lc.ListenPacket(ctx, network, addr)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+		setBuffers(c, listenSocketBuffer)
+		conns = append(conns, withBatchReads(c, listenBatch))
+		addr = c.LocalAddr().String() // the same port for the next ones
+	}
+	return conns, nil
+}
+
+// setBuffers asks for size-byte send and receive buffers; a refusal keeps
+// the defaults (the server works, it only drops sooner under load).
+func setBuffers(c net.PacketConn, size int) {
+	if b, ok := c.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
+		_ = b.SetReadBuffer(size)
+		_ = b.SetWriteBuffer(size)
+	}
+}
+
+// bufferedRelays sizes the buffers of every relay socket it allocates.
+type bufferedRelays struct {
+	turn.RelayAddressGenerator
+}
+
+func (g bufferedRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	c, a, err := g.RelayAddressGenerator.AllocatePacketConn(conf)
+	if err != nil {
+		return c, a, err
+	}
+	setBuffers(c, relaySocketBuffer)
+	return withBatchReads(c, relayBatch), a, nil
+}
