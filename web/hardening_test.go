@@ -262,7 +262,8 @@ func keyLike(t *testing.T, tb *tab, expr string) []string {
 
 func ptrTo[T any](v T) *T { return &v }
 
-// TestCallsForwardSecrecy: an ended call keeps no key. During a call the
+// TestCallsForwardSecrecy: an ended call keeps no key. During a call (with
+// a rekey of its own awaiting the reply its lost call_rekey never got) the
 // walk from the call module finds its keys (so the walk sees them); once
 // the call ended, nothing key-like is reachable from the module (its
 // ephemeral keys, the peer's keys, the signaling session, rekey state:
@@ -284,11 +285,20 @@ func TestCallsForwardSecrecy(t *testing.T) {
 	}
 	alice.waitState("connected", 15*time.Second)
 	waitDiag(t, alice, "video decoding", func(d jsDiag) bool { return d.InVideo != nil && d.InVideo.FramesDecoded > 0 })
+	// A rekey of alice's whose call_rekey is lost: its ephemeral key pair
+	// waits for the reply (the retry) when the call ends.
+	drive[bool](alice, 5*time.Second, "dropSends('call_rekey', 1)")
+	if !drive[bool](alice, 5*time.Second, "forceRekey()") {
+		t.Fatal("forceRekey: no call_rekey started")
+	}
 	during := keyLike(t, alice, `import('/sdktest/calls.js').then(m => m.module())`)
 	if len(during) == 0 {
 		t.Fatal("no key found from the call module during the call: the walk does not reach the call's keys")
 	}
-	t.Logf("during the call: %d key-like values reachable, e.g. %s", len(during), during[0])
+	if !slices.ContainsFunc(during, func(p string) bool { return strings.Contains(p, ".rekey.") }) {
+		t.Errorf("the pending rekey's key is not among the keys found during the call: %v", during)
+	}
+	t.Logf("during the call: %d key-like values reachable: %s", len(during), strings.Join(during, ", "))
 
 	drive[jsResult](alice, 10*time.Second, "hangup()")
 	bot.waitState(10*time.Second, "the end", func(s duetcall.Status) bool { return s.State.Terminal() })
