@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/duetcall/duet/call/fsm"
+	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -245,24 +246,43 @@ func (m *Module) sendLocked(s *session, a fsm.Action, in input) {
 		return
 	}
 	callID := a.CallID
-	send := func() {
-		ctx, cancel := context.WithTimeout(m.ctx, sendTimeout)
-		defer cancel()
-		if err := m.sendTo(context.WithoutCancel(ctx), ps, callID, body, ""); err != nil {
-			m.log.Warn("call: sending failed", "type", a.Type, "call_id", callID, "peer", ps.alias, "err", err)
-		}
-	}
+	wait := m.tm.restartWait
 	m.wg.Add(1)
 	if s != nil {
 		s.sends.Add(1)
 	}
 	go func() {
 		defer m.wg.Done()
+		// The first try is waited for by the call's teardown (the message
+		// leaves before the connection closes). While the relay connection
+		// is down (a failover, a network change) the message is tried
+		// again in the background, up to the restart wait: the teardown
+		// does not wait for that (PROTOCOL §10.6).
+		err := m.sendOnce(ps, callID, body)
 		if s != nil {
-			defer s.sends.Done()
+			s.sends.Done()
 		}
-		send()
+		deadline := time.Now().Add(wait)
+		for backoff := 50 * time.Millisecond; errors.Is(err, client.ErrNotConnected) && time.Now().Add(backoff).Before(deadline); backoff = min(2*backoff, time.Second) {
+			select {
+			case <-m.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			err = m.sendOnce(ps, callID, body)
+		}
+		if err != nil {
+			m.log.Warn("call: sending failed", "type", a.Type, "call_id", callID, "peer", ps.alias, "err", err)
+		}
 	}()
+}
+
+// sendOnce seals and sends one message of the machine's, bounded by
+// sendTimeout.
+func (m *Module) sendOnce(ps *peerSig, callID string, body wire.Body) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), sendTimeout)
+	defer cancel()
+	return m.sendTo(ctx, ps, callID, body, "")
 }
 
 // teardownLocked starts tearing s down: its timers and work stop at once,

@@ -529,3 +529,19 @@ func TestSendWaitsForRelay(t *testing.T) {
 		t.Errorf("%d tries left unused", n)
 	}
 }
+
+// TestHangupAfterRelayReconnect: a hangup sent while the relay connection
+// is down reaches the peer once it is back, and Hangup does not wait for
+// that.
+func TestHangupAfterRelayReconnect(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	connect(t, a, b, Media{Audio: true})
+	a.sig.notConnected.Store(3)
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.waitEnd(10 * time.Second); st.State != StateHangup || st.Reason != ReasonUserHangup {
+		t.Errorf("b: %+v", st)
+	}
+}

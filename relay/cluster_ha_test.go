@@ -450,3 +450,44 @@ func TestReadyzQuorumLost(t *testing.T) {
 		return code == 200
 	})
 }
+
+// TestNATSNodeLossRecovers: relays whose NATS node dies reconnect to the
+// others by themselves: sessions that stayed open exchange envelopes again
+// across relays, and registration and login work, with no relay restart.
+func TestNATSNodeLossRecovers(t *testing.T) {
+	c := startCluster(t, 3)
+	r0 := startClusterRelay(t, c, 0, Options{KVReplicas: 3})
+	r1 := startClusterRelay(t, c, 1, Options{KVReplicas: 3})
+	a, b := r0.newUser(t), r1.newUser(t)
+	ca, cb := r0.connect(t, a.id, a.alias), r1.connect(t, b.id, b.alias)
+	c.kill(0)
+	eventually(t, 30*time.Second, "relay 0 on another NATS node", func() bool { return r0.srv.nats.nc.IsConnected() })
+	// a's session stayed open: its subscription is back once an envelope
+	// from b gets through (b may see offline until then).
+	deadline := time.Now().Add(30 * time.Second)
+	for got := false; !got; {
+		if time.Now().After(deadline) {
+			t.Fatal("envelopes do not reach a's session again")
+		}
+		cb.send(cb.env(a.alias, "to-a"))
+		select {
+		case m := <-ca.frames:
+			<-ca.raw
+			got = m["id"] == "to-a"
+		case <-cb.frames:
+			<-cb.raw
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	e := ca.env(b.alias, "to-b")
+	ca.send(e)
+	cb.expectEnvelope(e)
+	// The directory: a new identity registers on relay 0 and logs in on 1.
+	var fails rywFailures
+	eventually(t, 30*time.Second, "registration across relays again", func() bool {
+		before := fails.total()
+		rywOnce(t, r0, r1, &fails)
+		return fails.total() == before
+	})
+	t.Logf("failures while the directory recovered: %v", fails.kinds)
+}

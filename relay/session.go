@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -99,6 +100,7 @@ type session struct {
 	reason   string         // disconnect reason (metrics label), set by kill
 	wg       sync.WaitGroup // writer, closer and pinger goroutines
 	pinger   *time.Timer    // the next liveness ping (see ping)
+	pingsOut atomic.Int32   // relay pings whose pong is not charged yet
 }
 
 func (s *session) now() time.Time { return s.srv.now() }
@@ -458,6 +460,7 @@ func (s *session) ping() {
 	s.mu.Unlock()
 	defer s.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.pingTimeout)
+	s.pingsOut.Add(1)
 	err := s.conn.Ping(ctx)
 	cancel()
 	s.mu.Lock()
@@ -630,6 +633,15 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 // floodLimit frames, with no pause of floodReset between them, is closed
 // with 1008 (rate_limited). It runs on the reading goroutine.
 func (s *session) onWireFrame(op byte) {
+	// The pong answering the relay's own liveness ping is not the
+	// client's traffic: it is not charged (one per ping at most).
+	if op == opPong {
+		for n := s.pingsOut.Load(); n > 0; n = s.pingsOut.Load() {
+			if s.pingsOut.CompareAndSwap(n, n-1) {
+				return
+			}
+		}
+	}
 	now := s.now()
 	if s.frameLim.AllowN(now, 1) {
 		return
@@ -645,6 +657,9 @@ func (s *session) onWireFrame(op byte) {
 		s.killFlooder()
 	}
 }
+
+// opPong is the WebSocket pong frame's opcode (RFC 6455 section 5.5.3).
+const opPong = 0xA
 
 // killFlooder closes a flooding session with 1008 and stops reading it:
 // its frames would otherwise be read (and pings answered) until the close

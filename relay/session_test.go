@@ -606,3 +606,43 @@ func TestReadyCarriesTime(t *testing.T) {
 		t.Fatalf("ready time %v, local %d", ready["time"], before)
 	}
 }
+
+// TestRelayPingsNotCharged: the pongs answering the relay's own liveness
+// pings are not charged to the session's frame budget (a tiny budget and a
+// frozen clock: 40 charged pongs would close it).
+func TestRelayPingsNotCharged(t *testing.T) {
+	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) {
+		tu.rateLimit, tu.rateBurst = 1, 5 // frame budget: 2/s, burst 10
+		tu.floodLimit = 20
+		tu.pingInterval, tu.pingTimeout = 5*time.Millisecond, 5*time.Second
+	})
+	a := r.newUser(t)
+	var pings atomic.Int32
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, strings.Replace(r.ts.URL, "http", "ws", 1)+"/api/v1/ws", &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
+	if m := readJSON(t, conn); m["type"] != "ready" {
+		t.Fatalf("got %v", m)
+	}
+	go func() {
+		for {
+			if _, _, err := conn.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	eventually(t, 10*time.Second, "40 relay pings answered", func() bool { return pings.Load() >= 40 })
+	if v := r.metric(t, `duet_relay_ws_frames_over_budget_total`); v != 0 {
+		t.Errorf("frames over budget %v after %d pongs, want 0", v, pings.Load())
+	}
+	if v := r.metric(t, "duet_relay_sessions"); v != 1 {
+		t.Errorf("sessions %v, want 1 (still open)", v)
+	}
+}

@@ -44,6 +44,41 @@ type callEnv struct {
 	// turnSecret is the TURN servers' shared secret: a test's own TURN
 	// server started with it accepts the relay's credentials.
 	turnSecret []byte
+	// hang, when set, is a path prefix whose HTTP requests the relay never
+	// answers (a hung relay: they end only when the client gives up or the
+	// test ends); hung counts them.
+	hang    atomic.Pointer[string]
+	hung    atomic.Int64 // requests hung so far
+	hungNow atomic.Int64 // requests hanging now
+}
+
+// hangRequests makes the relay's HTTP requests under prefix hang ("" ends
+// that).
+func (e *callEnv) hangRequests(prefix string) {
+	if prefix == "" {
+		e.hang.Store(nil)
+		return
+	}
+	e.hang.Store(&prefix)
+}
+
+// hanging wraps h: a browser's request under the hang prefix gets no
+// answer until the browser drops it or stop closes (the Go peers' requests
+// are served).
+func (e *callEnv) hanging(h http.Handler, stop <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := e.hang.Load(); p != nil && strings.HasPrefix(r.URL.Path, *p) && strings.Contains(r.UserAgent(), "Chrome") {
+			e.hung.Add(1)
+			e.hungNow.Add(1)
+			defer e.hungNow.Add(-1)
+			select {
+			case <-r.Context().Done():
+			case <-stop:
+			}
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // mediaFlags are the Chromium flags for calls: fake devices that need no
@@ -91,13 +126,18 @@ func startCallEnv(t *testing.T, extra ...chromedp.ExecAllocatorOption) *callEnv 
 	}
 	t.Cleanup(func() { shutdownRelay(t, srv) })
 	// The relay, the SDK and the demo app as `duet relay` serves them
-	// (web.Handler), beside the test pages and vectors.
+	// (web.Handler; the SDK with the test versions of its modules of
+	// constants: testSDK), beside the test pages and vectors.
+	env := &callEnv{t: t, turnAddr: turnAddr, turnSecret: secret}
+	stop := make(chan struct{})
 	mux := pagesMux()
-	mux.Handle("/", web.Handler(srv.Handler()))
+	mux.Handle("/", env.hanging(testSDK(web.Handler(srv.Handler())), stop))
 	hs := startServer(t, mux)
+	t.Cleanup(func() { close(stop) }) // before the server closes: it waits for hung requests
 	waitRelayReady(t, hs.URL)
-	return &callEnv{t: t, url: hs.URL, browser: newBrowser(t, append(append([]chromedp.ExecAllocatorOption{}, mediaFlags...), extra...)...),
-		turnAddr: turnAddr, turnSecret: secret}
+	env.url = hs.URL
+	env.browser = newBrowser(t, append(append([]chromedp.ExecAllocatorOption{}, mediaFlags...), extra...)...)
+	return env
 }
 
 // waitRelayReady waits until the relay issues challenges (the embedded

@@ -29,9 +29,11 @@ type jsRates struct {
 	EncryptedVideo int `json:"encryptedVideo"`
 }
 
-func (tb *tab) waitPeerMedia(want jsMediaState, timeout time.Duration) int {
+// waitPeerMedia waits until tb's peer media state is want and returns
+// when the page got it (Unix ms; the pages share the machine's clock).
+func (tb *tab) waitPeerMedia(want jsMediaState, timeout time.Duration) float64 {
 	tb.t.Helper()
-	return drive[int](tb, timeout+5*time.Second, fmt.Sprintf("waitPeerMedia({audioMuted: %v, videoOff: %v, screen: %v}, %d)",
+	return drive[float64](tb, timeout+5*time.Second, fmt.Sprintf("waitPeerMedia({audioMuted: %v, videoOff: %v, screen: %v}, %d)",
 		want.AudioMuted, want.VideoOff, want.Screen, timeout.Milliseconds()))
 }
 
@@ -87,8 +89,8 @@ func TestCallsMediaState(t *testing.T) {
 		if !drive[bool](alice, 5*time.Second, "setMicrophone(false)") || !drive[bool](alice, 5*time.Second, "setCamera(false)") {
 			t.Fatal("setMicrophoneEnabled / setCameraEnabled returned false during a call")
 		}
-		ms := bob.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
-		t.Logf("bob saw alice's mute and camera off %d ms after the call to waitPeerMedia", ms)
+		at := bob.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
+		t.Logf("bob saw alice's camera off %.0f ms after alice's setCameraEnabled(false)", at-drive[float64](alice, 5*time.Second, "lastMediaSetAt()"))
 		off := drive[jsRates](alice, 10*time.Second, "sendRates(3000)")
 		// The measurement PROTOCOL §10.9's rule rests on.
 		t.Logf("Chromium sender, tracks enabled:  audio %d pkt/s %d B/s, video %d pkt/s %d B/s %d frames/s (encrypted a%d v%d /s)",
@@ -145,8 +147,16 @@ func TestCallsMediaState(t *testing.T) {
 		if err := bot.mod.SetCameraEnabled(false); err != nil {
 			t.Fatal(err)
 		}
-		ms := tb.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
-		t.Logf("the browser saw the Go peer's mute and camera off %d ms after the call to waitPeerMedia", ms)
+		set := time.Now()
+		if err := bot.mod.SetCameraEnabled(true); err != nil {
+			t.Fatal(err)
+		}
+		at := tb.waitPeerMedia(jsMediaState{AudioMuted: true}, 10*time.Second)
+		t.Logf("the browser saw the Go peer's camera on %.0f ms after SetCameraEnabled(true)", at-float64(set.UnixMilli()))
+		if err := bot.mod.SetCameraEnabled(false); err != nil {
+			t.Fatal(err)
+		}
+		tb.waitPeerMedia(jsMediaState{AudioMuted: true, VideoOff: true}, 10*time.Second)
 		// The Go peer's Opus silence is media to Chromium: 6 s of it with
 		// a 2 s media timeout.
 		d := waitInboundAudioGrowth(t, tb, 300, 30*time.Second)

@@ -199,6 +199,8 @@ func FuzzOpen(f *testing.F) {
 		RejectPayload{Reason: ReasonBusy},
 		HangupPayload{Reason: ReasonError},
 		RekeyPayload{Epoch: 2, EPK: testEPK},
+		SelectPayload{Selected: "dev-1", Outcome: OutcomeAnswered},
+		MediaPayload{AudioMuted: true, Screen: true},
 	}
 	for i, b := range seedBodies {
 		env := must(fp.a.SealWith(fp.msg(b), fp.clock.Now(), [16]byte{byte(i)}, [12]byte{byte(i)}))

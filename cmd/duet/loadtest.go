@@ -24,7 +24,8 @@ which counts from when the envelope was due). It prints the sessions
 connected, the envelopes delivered per second, latency percentiles, failures
 by reason and, when the relay's /metrics shows process_resident_memory_bytes
 (duet relay's does), the relay's resident memory per session (before the
-registrations to the sessions idle: the directory entry is included).
+registrations to the sessions idle: the directory entry is included) and its
+CPU time per envelope delivered (process_cpu_seconds_total over the sending).
 With --calls M it also places M concurrent real calls between identities of
 their own (pion peers sending the built-in test media), holds them for D and
 prints the setup-time percentiles and the media received.

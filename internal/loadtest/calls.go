@@ -193,35 +193,51 @@ func describe(st call.Status) string {
 	return fmt.Sprintf("%s (%s)", st.State, st.Reason)
 }
 
-// readRSS reads process_resident_memory_bytes from a Prometheus endpoint.
-func readRSS(ctx context.Context, hc *http.Client, url string) (uint64, error) {
+// relayMetrics are what the load test reads from the relay's /metrics.
+type relayMetrics struct {
+	rss   uint64             // process_resident_memory_bytes
+	cpu   float64            // process_cpu_seconds_total
+	drops map[string]float64 // duet_relay_drops_total by reason
+}
+
+// readMetrics reads the relay's process_resident_memory_bytes,
+// process_cpu_seconds_total and duet_relay_drops_total from a Prometheus
+// endpoint (zero for what it does not show).
+func readMetrics(ctx context.Context, hc *http.Client, url string) (m relayMetrics, err error) {
+	m.drops = map[string]float64{}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("loadtest: %s answered %s", url, resp.Status)
+		return m, fmt.Errorf("loadtest: %s answered %s", url, resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, fmt.Errorf("loadtest: process_resident_memory_bytes %q: %w", v, err)
-			}
-			return uint64(f), nil
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case name == "process_cpu_seconds_total":
+			m.cpu = f
+		case name == "process_resident_memory_bytes":
+			m.rss = uint64(f)
+		case strings.HasPrefix(name, `duet_relay_drops_total{reason="`):
+			m.drops[strings.TrimSuffix(strings.TrimPrefix(name, `duet_relay_drops_total{reason="`), `"}`)] = f
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("loadtest: no process_resident_memory_bytes at %s", url)
+	return m, sc.Err()
 }

@@ -74,9 +74,14 @@ type Result struct {
 	Duration           time.Duration
 	SendTime           time.Duration // from the first envelope due to the last sent
 	P50, P90, P99, Max time.Duration
+	// RelayCPU is the relay process's CPU time (user+system) while the
+	// envelopes were sent and delivered; 0 when unknown.
+	RelayCPU time.Duration
 	// Failures counts what did not go as it should, by reason:
 	// "register: ...", "connect: ...", "send: ...", "undeliverable: REASON",
-	// "relay_error: CODE", "lost" (neither delivered nor refused).
+	// "relay_error: CODE", "lost" (neither delivered nor refused), "call: ...",
+	// and "relay dropped: REASON" (the relay's duet_relay_drops_total, all
+	// its sessions, also those of other users).
 	Failures map[string]int64
 	Calls    *CallResult // nil without calls
 }
@@ -114,6 +119,10 @@ func (r *Result) Print(w io.Writer) {
 		fmt.Fprintf(w, "envelopes     %d sent at %g/s for %s, %d delivered (%.0f/s)\n",
 			r.Sent, r.Rate, r.Duration, r.Delivered, r.DeliveredRate())
 		fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s\n", ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max))
+		if r.RelayCPU > 0 && r.Delivered > 0 {
+			fmt.Fprintf(w, "relay CPU     %.2f s while sending: %.1f µs per envelope delivered\n",
+				r.RelayCPU.Seconds(), float64(r.RelayCPU.Microseconds())/float64(r.Delivered))
+		}
 	}
 	if r.Calls != nil {
 		r.Calls.print(w)
@@ -364,14 +373,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res := &Result{Relay: cfg.RelayURL, SessionsWanted: cfg.Sessions, Rate: cfg.Rate, Duration: cfg.Duration}
 	fails := &failures{}
-	rss := func() uint64 {
+	metrics := func() relayMetrics {
 		if metricsURL == "-" {
-			return 0
+			return relayMetrics{}
 		}
-		v, _ := readRSS(ctx, cfg.HTTPClient, metricsURL)
-		return v
+		m, _ := readMetrics(ctx, cfg.HTTPClient, metricsURL)
+		return m
 	}
-	res.RSSBefore = rss()
+	m0 := metrics()
+	res.RSSBefore = m0.rss
 
 	t0 := time.Now()
 	progress("registering %d identities", cfg.Sessions)
@@ -414,7 +424,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// Let the relay's writers and the Go runtime settle before reading
 		// the idle figure.
 		time.Sleep(2 * time.Second)
-		res.RSSIdle = rss()
+		res.RSSIdle = metrics().rss
 	}
 
 	var pool []*wire.Envelope
@@ -434,12 +444,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if len(pool) > 0 {
 		progress("sending %g envelopes/s for %s", cfg.Rate, cfg.Duration)
+		cpu0 := metrics().cpu
 		sendRun(ctx, &cfg, members, pool, cur, fails, res)
+		if cpu1 := metrics().cpu; cpu0 > 0 && cpu1 > cpu0 {
+			res.RelayCPU = time.Duration((cpu1 - cpu0) * float64(time.Second))
+		}
 	}
 	if callsDone != nil {
 		res.Calls = <-callsDone
 		for k, v := range res.Calls.failures {
 			fails.add(k, v)
+		}
+	}
+	// What the relay itself dropped meanwhile, by its reasons (PROTOCOL
+	// §9.2): the cause of envelopes counted as lost here.
+	for reason, v := range metrics().drops {
+		if d := v - m0.drops[reason]; d > 0 {
+			fails.add("relay dropped: "+reason, int64(d))
 		}
 	}
 	res.Failures = fails.snapshot()

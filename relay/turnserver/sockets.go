@@ -40,6 +40,14 @@ func udpSocketCount(port string) int {
 func listenUDP(ctx context.Context, network, addr string, n int) ([]net.PacketConn, error) {
 	var lc net.ListenConfig
 	if n > 1 {
+		// SO_REUSEPORT would let this server share a port another process
+		// (of the same user) already serves, where a plain bind fails: probe
+		// with a plain bind first, so that a port in use is still an error.
+		probe, err := lc.ListenPacket(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		probe.Close()
 		lc.Control = reusePort
 	}
 	conns := make([]net.PacketConn, 0, n)

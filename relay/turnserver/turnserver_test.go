@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -515,5 +516,25 @@ func TestSeveralSockets(t *testing.T) {
 	}
 	if got := metricValue(t, s.active); got != 8 {
 		t.Errorf("duet_turn_allocations_active = %v, want 8", got)
+	}
+}
+
+// TestPortInUse: a second server on a fixed port the first one serves
+// fails to start, SO_REUSEPORT notwithstanding.
+func TestPortInUse(t *testing.T) {
+	probe, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := probe.LocalAddr().String()
+	probe.Close()
+	startServer(t, func(c *Config) { c.ListenAddr = addr })
+	s, err := Start(context.Background(), Config{ListenAddr: addr, RelayIP: net.IPv4(127, 0, 0, 1), Secret: testSecret, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		s.Close()
+		t.Fatalf("a second server on %s started; want an error (address in use)", addr)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("second server on %s: %v; want address in use", addr, err)
 	}
 }

@@ -411,3 +411,102 @@ function renderStats(d) {
 }
 
 start().catch(fatal);
+
+// "Test my connection": what calls need, checked from this browser, one
+// line each with a verdict and the fix (like `duet doctor`): a secure
+// context, the relay, the relay connection and the clock, the ICE servers,
+// and for each of them what this browser gathers through it (its public
+// address through STUN; a relayed address through TURN over UDP, TCP, TLS).
+const connTest = { done: false, lines: [] };
+app.connTest = connTest;
+
+function testLine(verdict, what, detail, fix = '') {
+  connTest.lines.push({ verdict, what, detail, fix });
+  const li = document.createElement('li');
+  li.dataset.verdict = verdict;
+  li.textContent = `${verdict} · ${what}: ${detail}${fix ? ' — fix: ' + fix : ''}`;
+  $('conn-test').append(li);
+}
+
+// gather collects the candidates one ICE server yields within ms.
+function gather(server, policy, ms) {
+  return new Promise((resolve) => {
+    const pc = new RTCPeerConnection({ iceServers: [server], iceTransportPolicy: policy });
+    const found = [];
+    const done = () => {
+      clearTimeout(timer);
+      pc.close();
+      resolve(found);
+    };
+    const timer = setTimeout(done, ms);
+    pc.onicecandidate = (ev) => {
+      if (!ev.candidate) return done();
+      if (ev.candidate.candidate) found.push(ev.candidate);
+    };
+    pc.createDataChannel('test');
+    pc.createOffer().then((o) => pc.setLocalDescription(o)).catch(done);
+  });
+}
+
+async function runConnectionTest() {
+  connTest.done = false;
+  connTest.lines = [];
+  $('conn-test').replaceChildren();
+  $('conn-test-run').disabled = true;
+  try {
+    if (window.isSecureContext) testLine('ok', 'secure page', location.origin);
+    else testLine('fail', 'secure page', 'this page is not https', 'open the app over https (the relay needs --tls-cert or --acme-domain)');
+    try {
+      const r = await fetch('/healthz', { cache: 'no-store' });
+      testLine(r.ok ? 'ok' : 'fail', 'relay', r.ok ? 'reachable' : `answered ${r.status}`, r.ok ? '' : 'check the relay');
+    } catch (e) {
+      testLine('fail', 'relay', e.message, 'check the network and the relay');
+    }
+    if (client?.state === 'connected') testLine('ok', 'relay connection', 'connected');
+    else testLine('fail', 'relay connection', client?.state ?? 'none', 'reload the page; if it stays offline, a proxy may block WebSockets');
+    const skew = client?.clockSkewMs ?? 0;
+    const s = Math.round(skew / 1000);
+    if (Math.abs(skew) > 60_000) testLine('fail', 'clock', `${s} s off the relay's`, 'set this device\'s clock (automatic time)');
+    else if (Math.abs(skew) > 30_000) testLine('warn', 'clock', `${s} s off the relay's`, 'set this device\'s clock (automatic time)');
+    else testLine('ok', 'clock', `${s} s off the relay's`);
+    let cfg;
+    try {
+      cfg = await client.iceConfig();
+    } catch (e) {
+      testLine('fail', 'ICE servers', e.message, 'the relay could not give ICE servers: check its TURN configuration');
+      return;
+    }
+    const servers = cfg.ice_servers.map((srv) => ({ ...srv, urls: [].concat(srv.urls) }));
+    const urls = servers.flatMap((srv) => srv.urls);
+    testLine(urls.some((u) => u.startsWith('turn')) ? 'ok' : 'warn', 'ICE servers', urls.join(' '),
+      urls.some((u) => u.startsWith('turn')) ? '' : 'no TURN: calls through strict NATs and firewalls will fail');
+    let relayed = 0;
+    for (const srv of servers) {
+      for (const url of srv.urls) {
+        const server = { urls: url, username: srv.username, credential: srv.credential };
+        if (url.startsWith('stun:')) {
+          const c = (await gather(server, 'all', 5000)).find((x) => x.type === 'srflx');
+          if (c) testLine('ok', 'STUN', `${url} sees this browser at ${c.address}:${c.port}`);
+          else testLine('warn', 'STUN', `${url}: no answer`, 'UDP looks blocked: calls need TURN over TCP or TLS');
+          continue;
+        }
+        const kind = url.startsWith('turns:') ? 'TURN tls' : url.includes('transport=tcp') ? 'TURN tcp' : 'TURN udp';
+        const c = (await gather(server, 'relay', 8000)).find((x) => x.type === 'relay');
+        if (c) {
+          relayed++;
+          testLine('ok', kind, `relayed address ${c.address}:${c.port}`);
+        } else {
+          testLine('warn', kind, `${url}: no allocation`, 'the network blocks this transport to the TURN server');
+        }
+      }
+    }
+    if (urls.some((u) => u.startsWith('turn')) && relayed === 0) {
+      testLine('fail', 'TURN', 'no allocation over any transport', 'open UDP or TCP 3478, or TCP 443, to the relay; TURN over TLS on 443 passes most firewalls');
+    }
+  } finally {
+    connTest.done = true;
+    $('conn-test-run').disabled = false;
+  }
+}
+
+$('conn-test-run').addEventListener('click', () => { runConnectionTest(); });

@@ -9,7 +9,7 @@ import { generateX25519 } from './primitives.js';
 import { equalBytes } from './util.js';
 import { callError } from './call-session.js';
 import {
-  callRTCConfig, flushLocal, getUserMedia, installKeys, mLines, newPC, remoteReady, setupTransceiver,
+  callRTCConfig, flushLocal, getUserMedia, installKeys, mLines, newPC, refreshICEServers, remoteReady, setupTransceiver,
 } from './call-pc.js';
 
 /** send_answer: media, peer connection, the offer set, the answer sent. */
@@ -22,8 +22,7 @@ export async function startCallee(d, s) {
   iceP.catch(() => {});
   const stream = await getUserMedia(d, s, s.video);
   s.checkLive();
-  const ice = await iceP;
-  s.checkLive();
+  const ice = await s.untilTorn(iceP);
   step(2, 'deriving the media keys');
   s.ephem = await generateX25519();
   s.checkLive();
@@ -83,6 +82,8 @@ export async function applyRestart(d, s, msg) {
   s.localReady = false;
   d.log.info?.('🟢 [CallModule] ICE restart requested by the caller');
   try {
+    await refreshICEServers(d, s);
+    s.checkLive();
     await s.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
     const answer = await s.pc.createAnswer();
     await s.pc.setLocalDescription(answer);

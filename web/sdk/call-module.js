@@ -21,10 +21,11 @@ import { CallMachine } from './call-fsm.js';
 import { applyAnswer, applyRestartAnswer, restartICE, startCaller } from './call-caller.js';
 import { applyRestart, startCallee } from './call-callee.js';
 import { addRemote, startMedia } from './call-pc.js';
-import { armSwitch, onRekey, onRekeyNeeded, startRekey } from './call-rekey.js';
+import { armSwitch, onRekey, onRekeyNeeded } from './call-rekey.js';
 import {
-  CallSession, DEGRADATION_PREFERENCE, FSM_TIMINGS, SCREEN_DEGRADATION_PREFERENCE, T, callError, randomID, testState,
+  CallSession, DEGRADATION_PREFERENCE, FSM_TIMINGS, SCREEN_DEGRADATION_PREFERENCE, T, callError, randomID,
 } from './call-session.js';
+import { newCallID } from './call-config.js';
 import { sample } from './call-stats.js';
 import { validAlias } from './identity.js';
 import { HotValue } from './observable.js';
@@ -34,6 +35,7 @@ const INBOUND_QUEUE = 256;
 /** The peer's media state before it announces one, and without a call (PROTOCOL §10.9). */
 const NO_PEER_MEDIA = Object.freeze({ audioMuted: false, videoOff: false, screen: false });
 const SENT_KEPT = 128;
+const WORKER_END_MS = 1000; // an ended call's worker is terminated after this at the latest
 
 /** The app's error for an error action of the machine (PROTOCOL §10.3). */
 function endingError(name, s) {
@@ -71,6 +73,31 @@ function apiError(name) {
       return callError('ErrNoCall', 'no call in progress');
     default:
       return callError('ErrNoIncomingCall', 'no incoming call to answer or reject (it may have ended, or be another call)');
+  }
+}
+
+/**
+ * Ends s's E2EE worker: it drops its keys ('end', answered 'ended'), then
+ * it is terminated (at once on the answer; after WORKER_END_MS without).
+ */
+function endWorker(s) {
+  const w = s.worker;
+  if (!w) return;
+  let done = false;
+  const stop = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    w.terminate();
+  };
+  const timer = setTimeout(stop, WORKER_END_MS);
+  w.onmessage = (ev) => {
+    if (ev.data?.type === 'ended') stop();
+  };
+  try {
+    w.postMessage({ type: 'end' });
+  } catch {
+    stop();
   }
 }
 
@@ -194,7 +221,7 @@ class Driver {
         res.apiError = a.error;
         break;
       case 'send':
-        this.#sendAction(a, s);
+        this.#sendAction(a, s, ctx);
         break;
       case 'drop':
         this.drop(a.reason);
@@ -330,16 +357,21 @@ class Driver {
     }, a.ms));
   }
 
-  #sendAction(a, s) {
+  #sendAction(a, s, ctx) {
     const body = a.type === 'call_select'
       ? { type: a.type, selected: a.selected ?? '', outcome: a.outcome }
       : { type: a.type, reason: a.reason };
     this.log.info?.(`🔵 [CallModule] sending ${a.type} (${a.reason ?? `${a.outcome} by ${a.selected}`}) for call ${a.call_id}`);
     if (s) {
-      this.queueSend(s, body).catch(() => {});
+      // An ending (call_hangup, call_reject, call_select) goes out at once,
+      // not behind the call's earlier sends: ending a call never waits on
+      // them (PROTOCOL §10.3).
+      s.endSend = this.#send(s, body);
+      s.endSend.catch((e) => this.log.warn(`[CallModule] sending ${a.type} failed: ${e.name}: ${e.message}`));
       return;
     }
-    this.#sendTo({ ...body, to: a.peer, call_id: a.call_id })
+    const sess = ctx?.msg?.from === a.peer ? ctx.session : null; // the offer's sender: its session is at hand
+    this.#sendTo({ ...body, to: a.peer, call_id: a.call_id }, undefined, sess)
       .catch((e) => this.log.warn(`[CallModule] sending ${a.type} failed: ${e.message}`));
   }
 
@@ -361,6 +393,7 @@ class Driver {
   #teardown(s) {
     if (s.torn) return;
     s.torn = true;
+    s.markTorn();
     s.stopTimers();
     for (const t of s.localStream?.getTracks() ?? []) t.stop();
     s.screenTrack?.stop();
@@ -370,12 +403,13 @@ class Driver {
       this.remote.set(null);
       this.peerMedia.set(NO_PEER_MEDIA);
     }
+    s.wipe();
     const pc = s.pc;
     const close = () => {
       try {
         pc?.close();
       } catch { /* already closed */ }
-      s.worker?.terminate();
+      endWorker(s);
     };
     if (pc && pc.connectionState !== 'closed') {
       // The last figures, for stats() after the call (local: no network).
@@ -525,8 +559,7 @@ class Driver {
   // ------------------------------------------------------------- the app
 
   async call(alias, video) {
-    const id = testState.nextCallID || randomID();
-    testState.nextCallID = '';
+    const id = newCallID();
     const r = await this.feed({ kind: 'call', call_id: id, peer: alias, video });
     if (r.apiError) throw apiError(r.apiError);
     const s = r.session;
@@ -554,14 +587,26 @@ class Driver {
 
   async reject(callId) {
     const r = await this.feed({ kind: 'reject', call_id: callId ?? '' });
-    if (r.apiError) throw apiError(r.apiError);
-    await this.last?.sendChain;
+    // Nothing (or another call) rings: nothing to decline, as hangup()
+    // with nothing in progress (a stale prompt's reject is harmless).
+    if (r.apiError) this.log.debug?.(`[CallModule] reject(${callId ?? ''}): ${apiError(r.apiError).message}`);
+    else await this.#ended();
   }
 
   async hangup() {
     const r = await this.feed({ kind: 'hangup' });
-    if (r.apiError) return;
-    await this.last?.sendChain;
+    if (!r.apiError) await this.#ended();
+  }
+
+  /**
+   * After hangup() or reject(): the call is over already; this waits only
+   * for its ending message to be handed to the relay connection when that
+   * is up (sealing it is local work), never for the network: a relay that
+   * is down, or an earlier send stuck on it, does not hold the caller.
+   */
+  async #ended() {
+    const p = this.last?.endSend;
+    if (p && this.client.state === 'connected') await p.catch(() => {});
   }
 
   close() {
@@ -697,9 +742,14 @@ class Driver {
 
   // --------------------------------------------------------------- sending
 
+  /**
+   * Sends body in s, sealed with the call's own signaling session (never
+   * the client's map, where a pending fresh key lookup may sit: the held
+   * session's fast path must not wait for it).
+   */
   async #send(s, body, id) {
     const message = { ...body, to: s.peer, call_id: s.id };
-    return this.#sendTo(message, id);
+    return this.#sendTo(message, id, s.session);
   }
 
   /**
@@ -743,17 +793,24 @@ class Driver {
     });
   }
 
-  async #sendTo(message, id) {
-    if (this.#lose(message.type)) return undefined;
+  async #sendTo(message, id, session = null) {
     await this.#whenConnected();
-    const env = await this.client.sendMessage({ ...message, device: this.device }, { id: id || `m${this.#idPrefix}-${++this.#idSeq}` });
+    const full = { ...message, device: this.device };
+    const opts = { id: id || `m${this.#idPrefix}-${++this.#idSeq}` };
+    let env;
+    if (session) {
+      env = await session.seal({ ...full, from: this.client.aliasId });
+      env.id = opts.id;
+      this.client.send(env);
+    } else {
+      env = await this.client.sendMessage(full, opts);
+    }
     this.#keep(env);
     return env;
   }
 
   /** Sends an envelope sealed by the caller (its offer). */
   sendEnvelope(env) {
-    if (this.#lose(env.type)) return;
     this.client.send(env);
     this.#keep(env);
   }
@@ -761,32 +818,6 @@ class Driver {
   #keep(env) {
     if (this.#sent.size >= SENT_KEPT) this.#sent.delete(this.#sent.keys().next().value);
     this.#sent.set(env.id, { env, resent: false });
-  }
-
-  #lose(type) {
-    if (!(testState.dropSends[type] > 0)) return false;
-    testState.dropSends[type]--; // tests only: a message lost on the way
-    this.log.info?.(`🔵 [CallModule] test hook: ${type} not sent`);
-    return true;
-  }
-
-  // ------------------------------------------------------------ test hooks
-
-  forceICERestart() {
-    const s = this.live();
-    if (!s || s.incoming || !s.connected) return false;
-    this.feed({ kind: 'network_changed', call_id: s.id });
-    return true;
-  }
-
-  forceRekey() {
-    const s = this.live();
-    return s ? startRekey(this, s) : false;
-  }
-
-  rekeyNeeded(epoch) {
-    const s = this.live();
-    return s ? onRekeyNeeded(this, s, epoch) : false;
   }
 }
 
@@ -909,15 +940,21 @@ export class CallModule {
 
   /**
    * Rejects the ringing call (callId, when given, must be the one ringing):
-   * the caller gets call_reject (declined). Rejects with ErrNoIncomingCall
-   * when nothing (or another call) rings (never throws).
+   * the caller gets call_reject (declined). When nothing (or another call)
+   * rings it does nothing, as hangup() with no call: it never rejects, so
+   * the seed's fire-and-forget reject() cannot leave an unhandled rejection.
+   * Resolves at once: the call_reject is sent in the background.
    * @param {string} [callId]
    */
   async reject(callId) {
     return this.#d.reject(callId);
   }
 
-  /** Ends the call in progress, in any state (a ringing one is declined). */
+  /**
+   * Ends the call in progress, in any state (a ringing one is declined).
+   * Resolves at once, never waiting on the network: the call_hangup is sent
+   * in the background.
+   */
   hangup() {
     return this.#d.hangup();
   }
@@ -999,63 +1036,4 @@ export class CallModule {
   handleRelayError(n) {
     this.#d.handleRelayError(n);
   }
-
-  /** @private Test hook: restarts ICE as a network change would (caller only). */
-  _forceICERestart() {
-    return this.#d.forceICERestart();
-  }
-
-  /** @private Test hook: posts a message to the current call's E2EE worker. */
-  _postWorker(m) {
-    const s = this.#d.live();
-    if (!s?.worker) return false;
-    s.worker.postMessage(m);
-    return true;
-  }
-
-  /** @private Test hook: starts a media rekey as rekey-needed would; whether it sent a call_rekey. */
-  _forceRekey() {
-    return this.#d.forceRekey();
-  }
-
-  /** @private Test hook: the worker's rekey-needed for its key of epoch; whether it sent a call_rekey. */
-  _rekeyNeeded(epoch) {
-    return this.#d.rekeyNeeded(epoch);
-  }
-
-  /** @private Test hook: the current call's rekey state and counts (null without a call). */
-  _rekeyState() {
-    const s = this.#d.live();
-    if (!s) return null;
-    return { epoch: s.epoch, sendEpoch: s.sendEpoch, requesting: s.rekey !== null, ...s.rekeys };
-  }
 }
-
-/**
- * Internal hooks for this package's tests; not part of the API (duet.js
- * does not export them). setTimings shortens the lifecycle constants.
- * @internal
- */
-export const testHooks = Object.freeze({
-  setTimings(t) {
-    for (const [k, v] of Object.entries(t ?? {})) {
-      if (!(k in T)) throw new TypeError(`unknown timing ${k}`);
-      if (!(Number.isFinite(v) && v > 0)) throw new TypeError(`timing ${k} must be a positive number of ms`);
-      T[k] = v;
-    }
-    return { ...T };
-  },
-  timings: () => ({ ...T }),
-  /** Forces the createEncodedStreams path ('encoded-streams'), or '' for the default. */
-  setE2EEMode(mode) {
-    testState.forcedMode = mode;
-  },
-  /** The next call() of this page uses call id id (glare tests choose which call wins). */
-  nextCallID(id) {
-    testState.nextCallID = String(id);
-  },
-    /** The next n messages of type this page sends are lost (not sent). */
-  dropSends(type, n) {
-    testState.dropSends[type] = n;
-  },
-});

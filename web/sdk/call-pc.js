@@ -13,7 +13,7 @@
 import { deriveMediaKeys } from './frame.js';
 import { normalizeICE } from './signal.js';
 import {
-  DEGRADATION_PREFERENCE, MAX_VIDEO_BITRATE, T, VIDEO_CONSTRAINTS, callError, testState,
+  DEGRADATION_PREFERENCE, MAX_VIDEO_BITRATE, T, VIDEO_CONSTRAINTS, callError,
 } from './call-session.js';
 
 const MAX_PENDING_CANDIDATES = 64;
@@ -74,7 +74,6 @@ export function mLines(sdp) {
  * @returns {'script-transform' | 'encoded-streams' | ''}
  */
 export function e2eeSupport() {
-  if (testState.forcedMode) return testState.forcedMode;
   if (typeof globalThis.RTCRtpScriptTransform === 'function') return 'script-transform';
   if (typeof globalThis.RTCRtpSender?.prototype?.createEncodedStreams === 'function') return 'encoded-streams';
   return '';
@@ -141,6 +140,24 @@ export function callRTCConfig(ice, alwaysRelay) {
   return cfg;
 }
 
+/**
+ * Before an ICE restart: the peer connection takes the ICE servers the
+ * client has now. After a failover to another relay node they are that
+ * node's (its TURN), so a call relayed through a dead node's TURN can move
+ * (PROTOCOL §10.6). A failure keeps the servers the call has.
+ * @param {{client: {iceConfig(): Promise<any>}, alwaysRelay: boolean, log: any}} d
+ * @param {{pc: RTCPeerConnection | null}} s
+ */
+export async function refreshICEServers(d, s) {
+  try {
+    const ice = await d.client.iceConfig();
+    if (!s.pc) return;
+    s.pc.setConfiguration({ ...s.pc.getConfiguration(), iceServers: callRTCConfig(ice, d.alwaysRelay).iceServers });
+  } catch (e) {
+    d.log.warn?.(`🟡 [CallModule] ICE restart: keeping the call's ICE servers (${e.message})`);
+  }
+}
+
 /** Creates s's peer connection and E2EE worker, wired to the driver. */
 export function newPC(d, s, cfg) {
   const mode = e2eeSupport();
@@ -187,7 +204,15 @@ export function newPC(d, s, cfg) {
   pc.ontrack = (ev) => {
     if (s.torn) return;
     d.log.info?.(`🔵 [CallModule] remote ${ev.track.kind} track`);
-    s.remoteStream.addTrack(ev.track);
+    // The remote stream goes to the app once complete: when the remote
+    // description that brought its tracks is set (remoteReady), with audio
+    // and video both. A track that comes later makes a new stream object,
+    // emitted again (observeRemoteStream emits only changes).
+    if (!s.remotePublished) {
+      s.remoteStream.addTrack(ev.track);
+      return;
+    }
+    s.remoteStream = new MediaStream([...s.remoteStream.getTracks(), ev.track]);
     d.setRemote(s, s.remoteStream);
   };
   s.remoteStream = new MediaStream();
@@ -225,7 +250,24 @@ export async function installKeys(d, s, peerEPK) {
     peerSigning: s.peerKeys.signing,
     epoch: 0,
   });
+  if (s.torn) {
+    wipeKeys(send, recv);
+    s.checkLive();
+  }
   s.worker.postMessage({ type: 'keys', send, recv });
+  // The worker has its copies: this side keeps no media key, nor the
+  // ephemeral private key, which derived all it ever will (a rekey uses a
+  // fresh pair; an ICE restart resends only the public key).
+  wipeKeys(send, recv);
+  s.ephem = { privateKey: null, publicKey: s.ephem.publicKey };
+}
+
+/** Zeroes the bytes of direction keys (deriveMediaKeys' output) handed to the worker. */
+export function wipeKeys(...keys) {
+  for (const k of keys) {
+    k?.key?.fill(0);
+    k?.baseIV?.fill(0);
+  }
 }
 
 // ------------------------------------------------------------------ ICE
@@ -277,6 +319,10 @@ export async function addRemote(d, s, msg) {
 /** The remote description is set: the candidates kept meanwhile are added. */
 export function remoteReady(d, s) {
   s.remoteSet = true;
+  if (!s.remotePublished) {
+    s.remotePublished = true;
+    if (s.remoteStream.getTracks().length) d.setRemote(s, s.remoteStream);
+  }
   const pend = s.pendRemote;
   s.pendRemote = [];
   for (const c of pend) {

@@ -8,6 +8,7 @@
 import { deriveMediaKeys } from './frame.js';
 import { generateX25519 } from './primitives.js';
 import { T, callError } from './call-session.js';
+import { wipeKeys } from './call-pc.js';
 
 // docs/PROTOCOL.md §5.4, as the Go SDK's rekey.go: the side whose key is
 // nearly used up sends call_rekey{epoch+1, epk}; the peer replies with
@@ -119,15 +120,22 @@ export async function onRekey(d, s, msg) {
     d.fail(s, callError('ErrMediaSetup', `rekey to epoch ${epoch}: ${e.message}`));
     return;
   }
-  if (s.torn) return;
+  const epk = pair.publicKey;
+  pair = null; // the ephemeral private key derived all it will
+  if (s.torn) {
+    wipeKeys(keys.send, keys.recv);
+    return;
+  }
   s.worker.postMessage({ type: 'add-recv', key: keys.recv });
   if (initiator) {
     s.worker.postMessage({ type: 'set-send', key: keys.send });
+    wipeKeys(keys.send, keys.recv);
     return;
   }
-  const reply = { type: 'call_rekey', epoch, epk: pair.publicKey };
+  const reply = { type: 'call_rekey', epoch, epk };
   s.lastReply = { epoch, body: reply };
   s.worker.postMessage({ type: 'pending-send', key: keys.send });
+  wipeKeys(keys.send, keys.recv);
   armSwitch(s, T.rekeySwitch);
   s.rekeys.replies++;
   d.log.info?.(`🔵 [CallModule] answering call_rekey for epoch ${epoch}`);

@@ -5,12 +5,15 @@
 // its ttl. Mirrors the Go SDK's client package.
 
 import { checkPublicKeys, safetyNumber, validAlias } from './identity.js';
-import { digest, ed25519Sign } from './primitives.js';
+import { digest, ed25519Sign, publicKeyOf } from './primitives.js';
 import { HotValue } from './observable.js';
 import { CALL_TYPES, MAX_ENVELOPE_SIZE, NonceCache, Session, decodeEnvelope, encodeEnvelope } from './signal.js';
 import { CallModule } from './call-module.js';
 import { DEFAULT_DB, STORE_PINS, idbGet, idbPut } from './store.js';
 import { DuetError, concat, equalBytes, fromBase64, toBase64, utf8 } from './util.js';
+import {
+  HTTP_TIMEOUT_MS, LIVENESS as live, NET_CHECK_TIMEOUT_MS, PING_INTERVAL_MS, PING_TIMEOUT_MS, iceNow,
+} from './client-config.js';
 
 /** Domain-separation prefix of the registration signature. */
 export const REGISTER_CONTEXT = 'duet/v1/register';
@@ -21,22 +24,8 @@ export const AUTH_TIMEOUT_MS = 10_000;
 /** Reconnect backoff: full jitter over an exponentially growing cap. */
 export const BACKOFF_MIN_MS = 250;
 export const BACKOFF_MAX_MS = 10_000;
-/**
- * Liveness of the relay connection (docs/PROTOCOL.md §9.2): a
- * {"type":"ping"} frame after PING_INTERVAL_MS without one, and no pong
- * within PING_TIMEOUT_MS means the connection is dead (its network went
- * away without a close): the client reconnects at once. It also reconnects
- * at once on the browser's `online` event and after a wake from sleep, and
- * checks the connection with a quick ping (NET_CHECK_TIMEOUT_MS) on
- * `offline`, a network-type change and when the page becomes visible.
- */
-export const PING_INTERVAL_MS = 15_000;
-export const PING_TIMEOUT_MS = 10_000;
-export const NET_CHECK_TIMEOUT_MS = 3_000;
-// How often the ping deadline and the clock are checked, and the clock gap
-// (timers stop while the machine sleeps) taken for a wake. Tests shorten
-// them through testHooks.
-let live = { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, netCheckMs: NET_CHECK_TIMEOUT_MS, watchMs: 1_000, wakeGapMs: 5_000 };
+/** Liveness of the relay connection (docs/PROTOCOL.md §9.2; client-config.js). */
+export { PING_INTERVAL_MS, PING_TIMEOUT_MS, NET_CHECK_TIMEOUT_MS };
 /** Signaling refuses envelopes more than 60 s off: warn from half of it. */
 const SKEW_WARN_MS = 30_000;
 
@@ -50,11 +39,6 @@ const FAILOVER_JITTER_MS = 100;
 
 /** A token is refreshed (by reconnecting) this long before it expires. */
 const TOKEN_MARGIN_MS = 30_000;
-
-// The clock of the ICE config cache: Date.now(), moved forward by this
-// package's tests through testHooks (never public).
-let iceClockSkew = 0;
-const iceNow = () => Date.now() + iceClockSkew;
 
 const notConnected = () => new DuetError('ErrNotConnected', 'not connected to the relay (it reconnects by itself; try again shortly)');
 const closedErr = () => new DuetError('ErrClosed', 'the client is closed');
@@ -92,13 +76,38 @@ async function httpJSON(fetchFn, method, url, { token, body } = {}) {
   const headers = {};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
-  let res;
+  const signal = AbortSignal.timeout(HTTP_TIMEOUT_MS);
+  const timedOut = () => new DuetError('ErrTimeout', `${method} ${url}: the relay did not answer within ${HTTP_TIMEOUT_MS / 1000} s (is it overloaded or unreachable?)`);
+  // A fetch that ignores the signal (an app's opts.fetch) is bounded too.
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), HTTP_TIMEOUT_MS + 100);
+  });
   try {
-    res = await fetchFn(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
-  } catch (e) {
-    throw new DuetError('ErrNetwork', `${method} ${url}: ${e.message} (is the relay running and reachable?)`);
+    let res;
+    try {
+      res = await Promise.race([
+        fetchFn(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', signal }),
+        deadline,
+      ]);
+    } catch (e) {
+      if (signal.aborted || e?.name === 'ErrTimeout') throw timedOut();
+      throw new DuetError('ErrNetwork', `${method} ${url}: ${e.message} (is the relay running and reachable?)`);
+    }
+    let text;
+    try {
+      text = await Promise.race([res.text(), deadline]);
+    } catch (e) {
+      if (signal.aborted || e?.name === 'ErrTimeout') throw timedOut();
+      throw new DuetError('ErrNetwork', `${method} ${url}: reading the answer: ${e.message}`);
+    }
+    return parseAnswer(method, url, res, text);
+  } finally {
+    clearTimeout(timer);
   }
-  const text = await res.text();
+}
+
+function parseAnswer(method, url, res, text) {
   if (text.length > MAX_RESPONSE) throw new DuetError('ErrRelay', `${method} ${url}: response larger than ${MAX_RESPONSE} bytes`);
   if (!res.ok) {
     let code = res.statusText || String(res.status);
@@ -157,7 +166,7 @@ export async function register(relayUrl, identity, opts = {}) {
     try {
       return await registerAt(bases[i], identity, opts);
     } catch (e) {
-      const next = i + 1 < bases.length && (e?.name === 'ErrNetwork' || (e?.status ?? 0) >= 500);
+      const next = i + 1 < bases.length && (e?.name === 'ErrNetwork' || e?.name === 'ErrTimeout' || (e?.status ?? 0) >= 500);
       if (!next) throw e;
     }
   }
@@ -333,6 +342,7 @@ export class DuetClient {
   #iceBase = ''; // the relay node #ice came from: each node may name its own TURN
   #iceInflight = null;
   #calls = null;
+  #callsLogger = null; // the logger the call module was started with
   #sent = new Map(); // id → envelope text of the latest sends with an id (null once resent), for recipient_busy
 
   /** Called with every envelope addressed to this alias. */
@@ -904,27 +914,48 @@ export class DuetClient {
    * Starts the call module (the seed's client.initCalls): afterwards
    * client.calls places and answers calls, and every call_* envelope goes
    * to it instead of onEnvelope. signingPrivKey and signingPubKey must be
-   * this client's identity's signing key pair, myAliasId its alias.
-   * Calling it again returns the existing module.
+   * this client's identity's signing key pair (compared by value: the keys
+   * of another deriveIdentity of the same mnemonic are accepted),
+   * myAliasId its alias; alwaysRelay, when given, a boolean
+   * (ErrInvalidOption). Calling it again returns the existing module when
+   * the options it gives agree with the first call's, and throws
+   * ErrCallsStarted when alwaysRelay or logger differ (a module's options
+   * never change).
    * @param {import('./duet').InitCallsOptions} opts
    * @returns {CallModule}
    */
   initCalls(opts = {}) {
     if (this.#closed) throw closedErr();
-    if (this.#calls) return this.#calls;
-    const { signingPrivKey, signingPubKey, myAliasId } = opts;
-    if (signingPrivKey !== undefined && signingPrivKey !== this.#identity.signingKey.privateKey) {
-      throw new DuetError('ErrIdentityKey', 'initCalls: signingPrivKey is not the signing key of this client\'s identity (pass identity.signingKey.privateKey)');
+    const { signingPrivKey, signingPubKey, myAliasId, alwaysRelay, logger } = opts ?? {};
+    const own = this.#identity.signingKey;
+    if (signingPrivKey !== undefined && signingPrivKey !== own.privateKey) {
+      const pub = publicKeyOf(signingPrivKey);
+      if (!pub || !equalBytes(pub, own.publicKey)) {
+        throw new DuetError('ErrIdentityKey', `initCalls: signingPrivKey is not the signing key of this client's identity (pass identity.signingKey.privateKey${pub ? '' : ' of an identity from deriveIdentity or createIdentity'})`);
+      }
     }
-    if (signingPubKey !== undefined && !equalBytes(signingPubKey, this.#identity.signingKey.publicKey)) {
+    if (signingPubKey !== undefined && !equalBytes(signingPubKey, own.publicKey)) {
       throw new DuetError('ErrIdentityKey', 'initCalls: signingPubKey is not the public signing key of this client\'s identity (pass identity.signingKey.publicKey)');
+    }
+    if (alwaysRelay !== undefined && typeof alwaysRelay !== 'boolean') {
+      throw new DuetError('ErrInvalidOption', `initCalls: alwaysRelay must be true or false, not ${typeof alwaysRelay} ${String(alwaysRelay).slice(0, 16)}`);
     }
     if (myAliasId !== undefined) {
       if (!validAlias(myAliasId)) throw new DuetError('ErrInvalidAlias', `initCalls: myAliasId "${String(myAliasId).slice(0, 32)}" is not an alias`);
       if (this.#alias && myAliasId !== this.#alias) throw new DuetError('ErrInvalidAlias', `initCalls: myAliasId ${myAliasId} is not this client's alias ${this.#alias}`);
-      this.#alias = myAliasId;
     }
-    this.#calls = new CallModule(this, { alwaysRelay: opts.alwaysRelay === true, logger: opts.logger ?? this.#log });
+    if (this.#calls) {
+      const c = this.#calls;
+      const relayDiffers = alwaysRelay !== undefined && alwaysRelay !== c.alwaysRelay;
+      const loggerDiffers = logger !== undefined && logger !== this.#callsLogger;
+      if (relayDiffers || loggerDiffers) {
+        throw new DuetError('ErrCallsStarted', `initCalls: the call module was already started with ${relayDiffers ? `alwaysRelay: ${c.alwaysRelay}` : 'another logger'}; its options cannot change (use client.calls, or a new DuetClient)`);
+      }
+      return c;
+    }
+    if (myAliasId !== undefined) this.#alias = myAliasId;
+    this.#callsLogger = logger ?? this.#log;
+    this.#calls = new CallModule(this, { alwaysRelay: alwaysRelay === true, logger: this.#callsLogger });
     return this.#calls;
   }
 
@@ -1073,20 +1104,3 @@ export class DuetClient {
 // rtcConfiguration lives with the peer connection (call-pc.js); exported
 // here as before.
 export { rtcConfiguration } from './call-pc.js';
-
-/**
- * Internal hooks for this package's tests; not part of the API (duet.js
- * does not export them). setICEClockSkew(ms) moves the ICE config cache's
- * clock ms ahead of Date.now() (0 restores it), to test its expiry.
- * @internal
- */
-export const testHooks = Object.freeze({
-  /** Overrides liveness timings ({pingIntervalMs, pingTimeoutMs, netCheckMs, watchMs, wakeGapMs}); {} restores them. */
-  setLiveness(t) {
-    live = { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, netCheckMs: NET_CHECK_TIMEOUT_MS, watchMs: 1_000, wakeGapMs: 5_000, ...t };
-  },
-  setICEClockSkew(ms) {
-    if (!Number.isFinite(ms) || ms < 0) throw new TypeError('setICEClockSkew: ms must be a non-negative number');
-    iceClockSkew = ms;
-  },
-});

@@ -29,6 +29,7 @@ export type DuetErrorName =
   | 'ErrInCall' | 'ErrNoIncomingCall' | 'ErrAlreadyAnswering' | 'ErrNoMedia' | 'ErrCallEnded'
   | 'ErrNoAnswer' | 'ErrOffline' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
   | 'ErrMediaSetup' | 'ErrE2EE' | 'TimeoutError' | 'NotSupportedError'
+  | 'ErrInvalidOption' | 'ErrCallsStarted'
   // environment
   | 'ErrUnsupported' | 'ErrStorage';
 
@@ -452,7 +453,14 @@ export declare class DuetClient {
    * at once and checks the fresh keys after.
    */
   heldSession(peer: string): Promise<{ session: Session; keys: PublicKeys } | null>;
-  /** Starts the call module (the seed's client.initCalls); call_* envelopes then go to it. */
+  /**
+   * Starts the call module (the seed's client.initCalls); call_* envelopes
+   * then go to it. The signing keys must be this client's identity's
+   * (compared by value; else ErrIdentityKey), alwaysRelay a boolean (else
+   * ErrInvalidOption). Called again, it returns the same module when the
+   * options it gives agree with the first call's, and throws
+   * ErrCallsStarted when alwaysRelay or logger differ.
+   */
   initCalls(opts?: InitCallsOptions): CallModule;
   /** The call module, after initCalls (else null). */
   readonly calls: CallModule | null;
@@ -567,6 +575,13 @@ export interface CallDiag {
   restarts: number;
   /** Media key epoch (call_rekey). */
   epoch: number;
+  /**
+   * Media rekey (call_rekey, docs/PROTOCOL.md §5.4): the epoch agreed and
+   * the one sending uses, whether a call_rekey of ours awaits its reply,
+   * the call_rekey sent (requests, replies) and the worker's rekey-needed
+   * signals that started none (ignored: a newer epoch was agreed already).
+   */
+  rekey: { epoch: number; sendEpoch: number; requesting: boolean; requests: number; replies: number; ignored: number };
   mLines: { local: string[]; remote: string[] };
   /** The video sender's parameters (set after connect: 1.5 Mbps, maintain-framerate). */
   videoSender?: { maxBitrate: number; degradationPreference: string };
@@ -594,13 +609,13 @@ export interface CallDiag {
 }
 
 export interface InitCallsOptions {
-  /** The identity's Ed25519 private key (identity.signingKey.privateKey). */
+  /** The identity's Ed25519 private key (identity.signingKey.privateKey, of this or another deriveIdentity of the same mnemonic). */
   signingPrivKey?: CryptoKey;
   /** The identity's Ed25519 public key (identity.signingKey.publicKey). */
   signingPubKey?: Uint8Array;
   /** This user's alias (the client's). */
   myAliasId?: string;
-  /** Force TURN (iceTransportPolicy 'relay'): hides both IPs. Default false. */
+  /** Force TURN (iceTransportPolicy 'relay'): the peer never sees this side's address. Default false; a non-boolean is ErrInvalidOption. */
   alwaysRelay?: boolean;
   logger?: Pick<Console, 'warn' | 'error'> & Partial<Pick<Console, 'info' | 'debug'>>;
 }
@@ -634,9 +649,19 @@ export declare class CallModule {
    * none) rejects with ErrNoIncomingCall.
    */
   answer(callId?: string): Promise<void>;
-  /** Rejects the ringing call (call_reject, declined; with callId only that call); rejects with ErrNoIncomingCall when nothing (or another call) rings. */
+  /**
+   * Rejects the ringing call (call_reject, declined; with callId only that
+   * call). Never rejects: with nothing (or another call) ringing it does
+   * nothing, as hangup() with no call. Resolves once the call has ended,
+   * without waiting on the network.
+   */
   reject(callId?: string): Promise<void>;
-  /** Ends the call in progress (a ringing one is declined); resolves when nothing is in progress too. */
+  /**
+   * Ends the call in progress (a ringing one is declined); resolves when
+   * nothing is in progress too, and never rejects. Resolves once the call
+   * has ended, without waiting on the network (the call_hangup goes out at
+   * once, ahead of any send still queued).
+   */
   hangup(): Promise<void>;
   /**
    * Mutes (false) or unmutes (true) the microphone of the call in progress
@@ -672,6 +697,7 @@ export declare class CallModule {
   observeState(): Observable<CallState>;
   observeStatus(): Observable<CallStatus>;
   observeLocalStream(): Observable<MediaStream | null>;
+  /** The remote stream, emitted once complete (audio and video both, once the peer's description is set), and as a new MediaStream when a track joins later; null between calls. */
   observeRemoteStream(): Observable<MediaStream | null>;
   observeDiag(): Observable<CallDiag | null>;
   stats(): Promise<CallDiag | null>;

@@ -20,21 +20,29 @@
 //                                   old epoch decrypted less than quiet ms ago
 //   {type: 'stream', readable, writable, dir, kind}  createEncodedStreams pipes
 //   {type: 'stats', id}             answered with {type: 'stats', id, counters}
+//   {type: 'end'}                   the call ended: every key is dropped (its bytes
+//                                   zeroed), no frame passes any more; answered
+//                                   with {type: 'ended'}
 // Messages to calls.js:
 //   {type: 'rekey-needed', epoch}   the send key reached 80 % of its budget
 //   {type: 'send-switched', epoch}  sending moved to a new epoch
 //   {type: 'send-deferred', wait}   commit-send kept the old key (the peer still
 //                                   sends under it); commit again in wait ms
 //   {type: 'error', message}        a key could not be installed
+//   {type: 'ended'}                 the keys are dropped (the answer to 'end')
+//
+// The raw key bytes of every message are zeroed once imported: the worker
+// keeps only non-extractable CryptoKeys (and the pending send key's bytes
+// until the switch).
 
-import { FrameDecryptor, FrameEncryptor, OVERHEAD, testHooks } from './frame.js';
+import { FrameDecryptor, FrameEncryptor, OVERHEAD } from './frame.js';
 
 let enc = null;
 let dec = null;
 let pendingSend = null;
 let oldFrameAt = 0; // when a frame older than pendingSend's epoch last decrypted
-let testRekey = false;
 let ready = Promise.resolve();
+let ended = false; // the call ended: keys dropped, nothing installed any more
 
 const counters = {
   encrypted: { audio: 0, video: 0 },
@@ -62,14 +70,10 @@ function serial(f) {
   return ready;
 }
 
-// Sending moves to key: a newer epoch, with its whole budget (the test
-// budget was the replaced key's).
+// Sending moves to key: a newer epoch, with its whole budget.
 async function setSend(key) {
   await enc.setKey(key);
-  if (testRekey) {
-    testRekey = false;
-    testHooks.setLimits(enc, {});
-  }
+  zero(key);
   counters.sendEpoch = key.epoch;
   post({ type: 'send-switched', epoch: key.epoch });
 }
@@ -81,21 +85,42 @@ async function switchSend() {
   await setSend(k);
 }
 
+function zero(k) {
+  k?.key?.fill?.(0);
+  k?.baseIV?.fill?.(0);
+}
+
+// The call ended: the keys go (forward secrecy); frames in flight find no
+// key and are dropped.
+function end() {
+  ended = true;
+  enc = null;
+  dec = null;
+  zero(pendingSend);
+  pendingSend = null;
+  post({ type: 'ended' });
+}
+
 self.onmessage = (ev) => {
   const m = ev.data ?? {};
+  if (ended) {
+    for (const k of [m.send, m.recv, m.key]) zero(k);
+    if (m.type === 'end') post({ type: 'ended' });
+    return;
+  }
   switch (m.type) {
+    case 'end':
+      serial(end);
+      break;
     case 'keys':
       serial(async () => {
         const e = await FrameEncryptor.create(m.send, {
-          onRekeyNeeded: (epoch) => {
-            if (testRekey) { // the test hook's budget is one-shot
-              testRekey = false;
-              testHooks.setLimits(e, {});
-            }
-            post({ type: 'rekey-needed', epoch });
-          },
+          onRekeyNeeded: (epoch) => post({ type: 'rekey-needed', epoch }),
         });
         const d = await FrameDecryptor.create(m.recv);
+        zero(m.send);
+        zero(m.recv);
+        if (ended) return;
         enc = e;
         dec = d;
         counters.sendEpoch = m.send.epoch;
@@ -105,6 +130,7 @@ self.onmessage = (ev) => {
     case 'add-recv':
       serial(async () => {
         await dec.addKey(m.key);
+        zero(m.key);
         counters.recvEpoch = m.key.epoch;
       });
       break;
@@ -133,16 +159,6 @@ self.onmessage = (ev) => {
       break;
     case 'stats':
       post({ type: 'stats', id: m.id, counters: structuredClone(counters) });
-      break;
-    case 'test-rekey-after':
-      // Tests only: the send key signals rekey-needed after m.frames more
-      // frames, as it would at 80 % of its budget. The budget is this
-      // key's: a key that replaces it first has its whole budget.
-      serial(() => {
-        if (!enc) return;
-        testRekey = true;
-        testHooks.setLimits(enc, { rekeyFrames: enc.usage.frames + m.frames });
-      });
       break;
   }
 };

@@ -90,7 +90,25 @@ async function importPrivate(alg, pkcs8, usages) {
     throw new DuetError('ErrUnsupported', `importing an ${alg} key into WebCrypto failed (${e.name}: ${e.message}); duet needs ${alg} in WebCrypto (Chromium 137 or newer)`);
   }
   const privateKey = await s.importKey('jwk', jwk, { name: alg }, false, usages);
-  return { privateKey, publicKey: b64url(jwk.x) };
+  const publicKey = b64url(jwk.x);
+  publicOf.set(privateKey, publicKey.slice());
+  return { privateKey, publicKey };
+}
+
+// The public key of every private key importPrivate made: a private key is
+// not extractable, so this is how two of them are compared by value (the
+// keys of two deriveIdentity calls of one mnemonic are equal).
+const publicOf = new WeakMap();
+
+/**
+ * The public key of a private key this SDK imported (deriveIdentity,
+ * createIdentity), or undefined for any other value.
+ * @param {unknown} privateKey
+ * @returns {Uint8Array|undefined}
+ */
+export function publicKeyOf(privateKey) {
+  const k = privateKey && typeof privateKey === 'object' ? publicOf.get(privateKey) : undefined;
+  return k?.slice();
 }
 
 /**

@@ -3,7 +3,8 @@
 // figures. Every function returns JSON-friendly values.
 
 import * as duet from '/sdk/duet.js';
-import { testHooks } from '/sdk/calls.js';
+import * as callConfig from '/sdk/call-config.js'; // the test version (sdktest/sdk/call-config.js)
+import * as clientConfig from '/sdk/client-config.js'; // the test version (sdktest/sdk/client-config.js)
 
 let client;
 let calls;
@@ -13,6 +14,57 @@ const incoming = [];
 const errors = [];
 const waiters = [];
 const diags = [];
+
+// The page's workers: the call module starts its E2EE worker with the
+// global Worker, which records every worker started here and the messages
+// it posts (the page's own view, no hook in the SDK).
+const workers = [];
+const RealWorker = globalThis.Worker;
+globalThis.Worker = class extends RealWorker {
+  constructor(url, opts) {
+    super(url, opts);
+    const rec = { name: opts?.name ?? '', worker: this, posted: [] };
+    workers.push(rec);
+    this.addEventListener('message', (ev) => rec.posted.push(ev.data?.type ?? ''));
+  }
+};
+
+/** The E2EE worker of the call in progress (the last one started), or null. */
+function callWorker() {
+  const id = calls?.status.callId;
+  if (!id || !['calling', 'ringing', 'connecting', 'connected'].includes(calls.state)) return null;
+  return workers.findLast((w) => w.name === `duet-e2ee-${id}`)?.worker ?? null;
+}
+
+// The relay connection: the next n envelopes of a type this page sends
+// are lost on the way (dropSends), dropped before the socket.
+const toLose = {};
+class LossyWebSocket extends WebSocket {
+  send(data) {
+    if (typeof data === 'string') {
+      let type = '';
+      try {
+        type = JSON.parse(data)?.type ?? '';
+      } catch { /* not JSON */ }
+      if (toLose[type] > 0) {
+        toLose[type]--;
+        console.info(`🔵 [test] ${type} not sent (dropSends)`);
+        return;
+      }
+    }
+    super.send(data);
+  }
+}
+
+/** The E2EE workers the page started: their names and the types of the messages they posted (stats left out). */
+export function workerLog() {
+  return workers.map((w) => ({ name: w.name, posted: w.posted.filter((t) => t !== 'stats') }));
+}
+
+/** The call module itself (for the test's inspection through the DevTools protocol). */
+export function module() {
+  return calls;
+}
 
 function wake() {
   for (const w of waiters.splice(0)) w();
@@ -57,7 +109,7 @@ let mnemonic = '';
 export async function setup(opts = {}) {
   const identity = opts.mnemonic ? await duet.deriveIdentity(opts.mnemonic) : await duet.createIdentity();
   mnemonic = identity.mnemonic;
-  client = new duet.DuetClient({ identity, aliasId: opts.alias, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch });
+  client = new duet.DuetClient({ identity, aliasId: opts.alias, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch, WebSocket: LossyWebSocket });
   const alias = opts.alias ?? (await client.register()).alias;
   await client.connect();
   calls = client.initCalls({
@@ -70,6 +122,9 @@ export async function setup(opts = {}) {
     history.push(s);
     stateAt[s] ??= Date.now();
     wake();
+  });
+  calls.observeRemoteStream().subscribe((st) => {
+    remoteEmits.push(st ? st.getTracks().map((t) => t.kind).sort().join('+') : null);
   });
   calls.observeDiag().subscribe((d) => {
     if (d) diags.push(d);
@@ -109,18 +164,22 @@ export function deviceId() {
 
 /** The next call() of this page uses call id id. */
 export function nextCallID(id) {
-  testHooks.nextCallID(id);
+  callConfig.nextCallID(id);
   return true;
 }
 
 /** The next n messages of type this page sends are lost. */
 export function dropSends(type, n) {
-  testHooks.dropSends(type, n);
+  toLose[type] = n;
   return true;
 }
 
+/**
+ * 'encoded-streams': this page behaves as a browser without
+ * RTCRtpScriptTransform (only createEncodedStreams), as older Chromium.
+ */
 export function setE2EEMode(mode) {
-  testHooks.setE2EEMode(mode);
+  if (mode === 'encoded-streams') delete globalThis.RTCRtpScriptTransform;
   return duet.e2eeSupport();
 }
 
@@ -138,8 +197,22 @@ export function media() {
 
 const legacy = { local: 0, remote: 0, localTracks: 0, remoteTracks: 0 };
 
+// The remote streams observeRemoteStream emitted: their track kinds
+// ('audio+video'), null for none.
+const remoteEmits = [];
+
+/** The track kinds of every remote stream emitted so far. */
+export function remoteEmissions() {
+  return remoteEmits;
+}
+
+/** The deadline of this page's relay HTTP requests (0: the SDK's). */
+export function setHTTPTimeout(ms) {
+  return clientConfig.setHTTPTimeout(ms);
+}
+
 export function setTimings(t) {
-  return testHooks.setTimings(t);
+  return callConfig.setTimings(t);
 }
 
 function result(p) {
@@ -148,6 +221,19 @@ function result(p) {
 
 export function call(peer, video) {
   return result(calls.call(peer, { audio: true, video }));
+}
+
+let started = null;
+
+/** call() without waiting for it: callResult() gives its outcome. */
+export function startCall(peer, video) {
+  started = result(calls.call(peer, { audio: true, video }));
+  return true;
+}
+
+/** The outcome of the call() startCall made, once it settles. */
+export function callResult() {
+  return started;
 }
 
 export function answer(callId) {
@@ -218,18 +304,36 @@ export function streams() {
   return { local: kinds(local), remote: kinds(remote) };
 }
 
-/** The SDP directions the current call negotiated (from STEP logs is fragile: read the pc's via stats). */
-export function forceRekey() {
-  return calls._forceRekey();
+/** A media rekey started as the worker's rekey-needed of the current key would: whether it sent a call_rekey. */
+export async function forceRekey() {
+  const r = await rekeyState();
+  return r ? rekeyNeeded(r.epoch) : false;
 }
 
-/** The E2EE worker signals rekey-needed after n more frames (its real path). */
+/**
+ * The E2EE worker's key in use signals rekey-needed after n more frames
+ * (its real path; the test version of frame-limits.js in the worker takes
+ * the message). False without a call.
+ */
 export function rekeyAfter(n) {
-  return calls._postWorker({ type: 'test-rekey-after', frames: n });
+  const w = callWorker();
+  if (!w) return false;
+  w.postMessage({ type: 'test-rekey-after', frames: n });
+  return true;
 }
 
+/**
+ * An ICE restart as after a network change (navigator.connection's change
+ * event; the caller restarts ICE at once). False unless this page's
+ * outgoing call is connected.
+ */
 export function forceICERestart() {
-  return calls._forceICERestart();
+  const st = calls.status;
+  if (st.state !== 'connected' || st.incoming) return false;
+  const c = navigator.connection;
+  if (c) c.dispatchEvent(new Event('change'));
+  else window.dispatchEvent(new Event('online'));
+  return true;
 }
 
 export function close() {
@@ -301,19 +405,30 @@ export async function rejectDirect() {
   return p.then(() => ({ threw: false, promise: true, ok: true }), (e) => ({ threw: false, promise: true, ok: false, name: e.name }));
 }
 
-/** The worker's rekey-needed for the key of epoch, handled at once: whether it started a call_rekey. */
-export function rekeyNeeded(epoch) {
-  return calls._rekeyNeeded(epoch);
+/**
+ * The worker's rekey-needed for the key of epoch, as the worker posts it
+ * (a message event on the call's worker, handled at once): whether it
+ * started a call_rekey.
+ */
+export async function rekeyNeeded(epoch) {
+  const w = callWorker();
+  const before = await rekeyState();
+  if (!w || !before) return false;
+  w.dispatchEvent(new MessageEvent('message', { data: { type: 'rekey-needed', epoch } }));
+  const after = await rekeyState();
+  return after !== null && after.requests > before.requests;
 }
 
 /**
- * The call's rekey state (null without a call): {epoch (agreed), sendEpoch
- * (the worker's), requesting (a call_rekey of ours awaits its reply),
- * requests, replies (call_rekey sent), ignored (rekey-needed signals that
- * started none)}.
+ * The call's rekey state (null without a call), from the Diag's rekey
+ * figures: {epoch (agreed), sendEpoch (the worker's), requesting (a
+ * call_rekey of ours awaits its reply), requests, replies (call_rekey
+ * sent), ignored (rekey-needed signals that started none)}.
  */
-export function rekeyState() {
-  return calls._rekeyState();
+export async function rekeyState() {
+  if (!['calling', 'ringing', 'connecting', 'connected'].includes(calls.state)) return null;
+  const d = await calls.stats();
+  return d?.rekey ?? null;
 }
 
 /**
@@ -340,16 +455,25 @@ export function online() {
 
 // ------------------------------------------------ media state (§10.9)
 
-let peerMediaSeen = [];
+let peerMediaLog = []; // every observePeerMedia value, with Date.now()
+let peerMediaSub = null;
+let mediaSetAt = 0;
 
 /** Mutes (false) / unmutes (true) the microphone; what setMicrophoneEnabled returned. */
 export function setMicrophone(on) {
+  mediaSetAt = Date.now();
   return calls.setMicrophoneEnabled(on);
 }
 
 /** Turns the camera off (false) / on (true); what setCameraEnabled returned. */
 export function setCamera(on) {
+  mediaSetAt = Date.now();
   return calls.setCameraEnabled(on);
+}
+
+/** Date.now() of the last setMicrophone / setCamera. */
+export function lastMediaSetAt() {
+  return mediaSetAt;
 }
 
 /** The local media state and the peer's (observePeerMedia's current value). */
@@ -360,21 +484,21 @@ export function mediaState() {
 }
 
 /**
- * Waits until observePeerMedia emits want ({audioMuted, videoOff, screen});
- * resolves with the ms from the call to it (0 when it already held).
+ * Waits until observePeerMedia's latest value is want ({audioMuted,
+ * videoOff, screen}); resolves with Date.now() when the page got it.
  */
 export function waitPeerMedia(want, ms) {
-  const t0 = performance.now();
-  peerMediaSeen = [];
+  if (!peerMediaSub) {
+    peerMediaSub = calls.observePeerMedia().subscribe((m) => {
+      peerMediaLog.push({ ...m, at: Date.now() });
+      wake();
+    });
+  }
   const same = (m) => m && m.audioMuted === !!want.audioMuted && m.videoOff === !!want.videoOff && m.screen === !!want.screen;
-  const sub = calls.observePeerMedia().subscribe((m) => {
-    peerMediaSeen.push({ ...m, at: performance.now() });
-    wake();
-  });
   return waitFor(() => {
-    const last = peerMediaSeen[peerMediaSeen.length - 1];
-    return same(last) ? Math.round(last.at - t0 < 0 ? 0 : last.at - t0) : undefined;
-  }, ms, `peer media ${JSON.stringify(want)}; seen ${JSON.stringify(peerMediaSeen)}`).finally(() => sub.unsubscribe());
+    const last = peerMediaLog[peerMediaLog.length - 1];
+    return same(last) ? last.at : undefined;
+  }, ms, `peer media ${JSON.stringify(want)}; seen ${JSON.stringify(peerMediaLog.slice(-5))}`);
 }
 
 /**
@@ -410,4 +534,23 @@ export async function shareScreen() {
 
 export async function stopScreenShare() {
   return calls.stopScreenShare();
+}
+
+// refreshICECheck: a peer connection made with one ICE configuration takes
+// the client's current one through call-pc.js's refreshICEServers (what an
+// ICE restart does first) and reports the TURN URLs it has after.
+export async function refreshICECheck() {
+  const { refreshICEServers } = await import('/sdk/call-pc.js');
+  const pc = new RTCPeerConnection({ iceServers: [{ urls: 'turn:127.0.0.1:40100?transport=udp', username: 'u', credential: 'c' }] });
+  try {
+    const d = {
+      alwaysRelay: false,
+      log: console,
+      client: { iceConfig: async () => ({ ice_transport_policy: 'all', ice_servers: [{ urls: ['turn:127.0.0.1:40101?transport=udp'], username: 'u2', credential: 'c2' }] }) },
+    };
+    await refreshICEServers(d, { pc });
+    return pc.getConfiguration().iceServers.flatMap((s) => [].concat(s.urls));
+  } finally {
+    pc.close();
+  }
 }
