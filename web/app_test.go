@@ -352,7 +352,7 @@ func TestDemoApp(t *testing.T) {
 	// A callee that does not answer (the app's answer timeout shortened
 	// through the call module's internal hook: the app's own module, the
 	// same URL).
-	drive0[map[string]float64](t, tb, `import('/sdk/calls.js').then(m => m.testHooks.setTimings({answer: 1500}))`)
+	drive0[map[string]float64](t, tb, `import('/sdk/call-config.js').then(m => m.setTimings({answer: 1500}))`)
 	dial(string(bot.alias), `#dial-audio`)
 	bot.waitRing(10 * time.Second)
 	appWait(t, tb, 10*time.Second, fmt.Sprintf(`window.duetApp.screen === 'home' && document.getElementById('message').textContent === '%s did not answer.'`, bot.alias))

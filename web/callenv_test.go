@@ -47,8 +47,9 @@ type callEnv struct {
 	// hang, when set, is a path prefix whose HTTP requests the relay never
 	// answers (a hung relay: they end only when the client gives up or the
 	// test ends); hung counts them.
-	hang atomic.Pointer[string]
-	hung atomic.Int64
+	hang    atomic.Pointer[string]
+	hung    atomic.Int64 // requests hung so far
+	hungNow atomic.Int64 // requests hanging now
 }
 
 // hangRequests makes the relay's HTTP requests under prefix hang ("" ends
@@ -68,6 +69,8 @@ func (e *callEnv) hanging(h http.Handler, stop <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := e.hang.Load(); p != nil && strings.HasPrefix(r.URL.Path, *p) && strings.Contains(r.UserAgent(), "Chrome") {
 			e.hung.Add(1)
+			e.hungNow.Add(1)
+			defer e.hungNow.Add(-1)
 			select {
 			case <-r.Context().Done():
 			case <-stop:
@@ -123,11 +126,12 @@ func startCallEnv(t *testing.T, extra ...chromedp.ExecAllocatorOption) *callEnv 
 	}
 	t.Cleanup(func() { shutdownRelay(t, srv) })
 	// The relay, the SDK and the demo app as `duet relay` serves them
-	// (web.Handler), beside the test pages and vectors.
+	// (web.Handler; the SDK with the test versions of its modules of
+	// constants: testSDK), beside the test pages and vectors.
 	env := &callEnv{t: t, turnAddr: turnAddr, turnSecret: secret}
 	stop := make(chan struct{})
 	mux := pagesMux()
-	mux.Handle("/", env.hanging(web.Handler(srv.Handler()), stop))
+	mux.Handle("/", env.hanging(testSDK(web.Handler(srv.Handler())), stop))
 	hs := startServer(t, mux)
 	t.Cleanup(func() { close(stop) }) // before the server closes: it waits for hung requests
 	waitRelayReady(t, hs.URL)

@@ -966,9 +966,15 @@ func TestCallsRekeyBothKeysRunOut(t *testing.T) {
 	// bob's reply to alice's call_rekey for epoch 5 is lost: bob keeps
 	// sending under epoch 4 past his switch wait, while alice's frames still
 	// come under it, until her retry gets his reply again; alice never gets
-	// a frame she cannot decrypt.
+	// a frame she cannot decrypt (PROTOCOL §5.4: the responder switches
+	// only after the switch wait passes with no frame of the old epoch).
+	// The switch wait is the protocol's 2 s, not shortened: a page starved
+	// for a shortened wait (500 ms once) let bob switch while alice's frames
+	// were merely late, which §5.4 does not promise against. Only the retry
+	// is shortened, to 5 s: past two switch waits, so bob defers at least
+	// once before it comes.
 	for _, tb := range tabs {
-		drive[map[string]float64](tb, 5*time.Second, "setTimings({rekeyRetry: 3000, rekeySwitch: 500})")
+		drive[map[string]float64](tb, 5*time.Second, "setTimings({rekeyRetry: 5000})")
 	}
 	drive[bool](bob, 5*time.Second, "dropSends('call_rekey', 1)")
 	before5 := []rekeySide{sampleRekey(alice), sampleRekey(bob)}
@@ -982,6 +988,9 @@ func TestCallsRekeyBothKeysRunOut(t *testing.T) {
 	}
 	if a, b := after5[0].r.Requests-before5[0].r.Requests, after5[1].r.Replies-before5[1].r.Replies; a != 2 || b != 2 {
 		t.Errorf("epoch 5: alice sent %d call_rekey, bob replied %d times; want 2 each (the request and its retry, the lost reply and its resend)", a, b)
+	}
+	if _, ok := bob.log.waitFor("the peer still sends under the old key", 5*time.Second); !ok {
+		t.Error("bob never deferred his switch to epoch 5 while alice's frames came under epoch 4 (send-deferred): the lost reply was not what kept him on the old key")
 	}
 	drive[jsResult](alice, 10*time.Second, "hangup()")
 	bob.waitState("hangup", 5*time.Second)

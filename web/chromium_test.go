@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -185,12 +187,37 @@ func navigate(t testing.TB, ctx context.Context, url string) {
 	}
 }
 
-// sdkMux serves the SDK at /sdk/, the test pages at /sdktest/ and the
-// vectors at /vectors/.
+// sdkMux serves the SDK at /sdk/ (with the test versions of its modules
+// of constants: testSDK), the test pages at /sdktest/ and the vectors at
+// /vectors/.
 func sdkMux() *http.ServeMux {
 	mux := pagesMux()
-	mux.Handle("/sdk/", http.StripPrefix("/sdk", http.FileServerFS(web.SDK)))
+	mux.Handle("/sdk/", testSDK(http.StripPrefix("/sdk", http.FileServerFS(web.SDK))))
 	return mux
+}
+
+// testSDKModules are the SDK's modules of constants (timings, limits, call
+// ids, the ICE cache's clock) of which sdktest/sdk/ holds test versions:
+// the same exports, changeable, plus the controls the tests use (as Go's
+// export_test.go adds to a package). The shipped SDK has no test hook.
+var testSDKModules = []string{"call-config.js", "client-config.js", "frame-limits.js"}
+
+// testSDK wraps h, which serves the SDK at /sdk/: the test version of each
+// of testSDKModules is served at its URL, in the pages and in the E2EE
+// worker, and the shipped module at that URL with the query "shipped"
+// (which the test versions import).
+func testSDK(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, ok := strings.CutPrefix(r.URL.Path, "/sdk/")
+		if ok && slices.Contains(testSDKModules, name) && r.URL.RawQuery != "shipped" {
+			w.Header().Set("Access-Control-Allow-Origin", "*") // as web.Handler serves /sdk/: pages of other origins load it
+			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			http.ServeFile(w, r, filepath.Join("sdktest", "sdk", name))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // pagesMux serves the test pages at /sdktest/, the vectors at /vectors/ and

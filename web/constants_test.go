@@ -26,8 +26,7 @@ import (
 
 // sdkConstants reads, in Chromium, every upper-case constant (number,
 // string, array or plain object) the SDK's modules export, and the call
-// module's internal timing table (testHooks.timings(), at its defaults in
-// a fresh page).
+// module's internal timing table (call-config.js's T, as shipped).
 const sdkConstants = `Promise.all(['duet', 'bip39', 'canonical', 'identity', 'signal', 'frame', 'client', 'calls', 'call-fsm']
   .map((n) => import('/sdk/' + n + '.js'))).then((mods) => {
   const out = {};
@@ -35,8 +34,7 @@ const sdkConstants = `Promise.all(['duet', 'bip39', 'canonical', 'identity', 'si
     out[n] = Object.fromEntries(Object.entries(mods[i]).filter(([k, v]) => /^[A-Z][A-Z0-9_]*$/.test(k) &&
       (typeof v === 'number' || typeof v === 'string' || Array.isArray(v) || (v !== null && Object.getPrototypeOf(v) === Object.prototype))));
   });
-  out.timings = mods[7].testHooks.timings();
-  return out;
+  return import('/sdk/call-config.js?shipped').then((c) => { out.timings = { ...c.T }; return out; });
 })`
 
 // TestConstantsMatchGo: the browser SDK's constants, read from the modules

@@ -6,8 +6,13 @@ package web_test
 // video joins, and no hung I/O (a relay that never answers).
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io/fs"
+	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	duetcall "github.com/duetcall/duet/call"
+	"github.com/duetcall/duet/web"
 )
 
 // initCallsChecks runs the seed's setup code against initCalls in a page:
@@ -98,9 +104,10 @@ func TestInitCallsSeedSetup(t *testing.T) {
 // at once and connects while its fresh key lookup hangs (the call's sends
 // use the call's own session, not the pending lookup); hangup() returns at
 // once and the peer gets the call_hangup at once (not queued behind a
-// send); a call to a peer with no held session fails with ErrTimeout when
-// the lookup's deadline (10 s) passes, and ends, instead of staying
-// 'calling'. Also: the remote stream is emitted again once video joins
+// send), all while the lookup still hangs (the page's deadline lengthened
+// past the test); a call to a peer with no held session fails with
+// ErrTimeout when the lookup's deadline passes (shortened to 2 s), and
+// ends, instead of staying 'calling'. Also: the remote stream is emitted again once video joins
 // the audio.
 func TestCallsHungRelay(t *testing.T) {
 	env := startCallEnv(t)
@@ -130,20 +137,18 @@ func TestCallsHungRelay(t *testing.T) {
 	drive[jsResult](alice, 10*time.Second, "hangup()")
 	bot.waitState(10*time.Second, "the first call's end", func(s duetcall.Status) bool { return s.State.Terminal() })
 
-	// The relay stops answering the browser's key lookups.
+	// The relay stops answering the browser's key lookups; the page's
+	// HTTP deadline is lengthened past the test (the test version of
+	// client-config.js), so the lookup hangs throughout.
 	env.hangRequests("/api/v1/keys/")
 	defer env.hangRequests("")
+	drive[float64](alice, 5*time.Second, "setHTTPTimeout(600000)")
 	drive[bool](alice, 5*time.Second, "reset()")
 	start := time.Now()
-	if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias)); !r.OK {
-		t.Fatalf("call with the held session while the key lookup hangs: %+v", r)
-	}
+	drive[bool](alice, 5*time.Second, fmt.Sprintf("startCall(%q, false)", bot.alias))
 	answer(bot)
-	alice.waitState("connected", 15*time.Second)
+	alice.waitState("connected", 20*time.Second)
 	bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
-	if env.hung.Load() == 0 {
-		t.Fatal("the browser's fresh key lookup never reached the hung relay")
-	}
 	t.Logf("connected %v after call() with the key lookup hung", time.Since(start).Round(time.Millisecond))
 	hangStart := time.Now()
 	if r := drive[jsResult](alice, 5*time.Second, "hangup()"); !r.OK {
@@ -152,14 +157,22 @@ func TestCallsHungRelay(t *testing.T) {
 	if st := drive[jsStatus](alice, 5*time.Second, "status()"); st.State != "hangup" {
 		t.Errorf("alice after hangup(): %+v; want hangup", st)
 	}
-	bot.waitState(5*time.Second, "alice's call_hangup", func(s duetcall.Status) bool { return s.State == duetcall.StateHangup })
+	bot.waitState(10*time.Second, "alice's call_hangup", func(s duetcall.Status) bool { return s.State == duetcall.StateHangup })
 	t.Logf("the peer ended %v after hangup()", time.Since(hangStart).Round(time.Millisecond))
-
-	// No held session: the offer waits for the lookup, which times out.
+	if env.hungNow.Load() == 0 {
+		t.Error("the browser's fresh key lookup was not hanging while the call connected and ended: the test proves nothing")
+	}
+	// call() waited for the key check that follows its offer: it settles
+	// when the call ends, not when the lookup does.
+	r := drive[jsResult](alice, 10*time.Second, "callResult()")
+	t.Logf("call() settled after the hangup: %+v", r)
+	// No held session: the offer waits for the lookup, which times out
+	// (the page's deadline shortened to 2 s; the SDK's is 10 s).
 	bot2 := env.newGoBot(t, "gobot2", false)
+	drive[float64](alice, 5*time.Second, "setHTTPTimeout(2000)")
 	drive[bool](alice, 5*time.Second, "reset()")
 	start = time.Now()
-	r := drive[jsResult](alice, 30*time.Second, fmt.Sprintf("call(%q, false)", bot2.alias))
+	r = drive[jsResult](alice, 30*time.Second, fmt.Sprintf("call(%q, false)", bot2.alias))
 	took := time.Since(start)
 	if r.OK || r.Name != "ErrTimeout" {
 		t.Errorf("call while the key lookup hangs: %+v; want ErrTimeout", r)
@@ -249,7 +262,8 @@ func keyLike(t *testing.T, tb *tab, expr string) []string {
 
 func ptrTo[T any](v T) *T { return &v }
 
-// TestCallsForwardSecrecy: an ended call keeps no key. During a call the
+// TestCallsForwardSecrecy: an ended call keeps no key. During a call (with
+// a rekey of its own awaiting the reply its lost call_rekey never got) the
 // walk from the call module finds its keys (so the walk sees them); once
 // the call ended, nothing key-like is reachable from the module (its
 // ephemeral keys, the peer's keys, the signaling session, rekey state:
@@ -271,11 +285,20 @@ func TestCallsForwardSecrecy(t *testing.T) {
 	}
 	alice.waitState("connected", 15*time.Second)
 	waitDiag(t, alice, "video decoding", func(d jsDiag) bool { return d.InVideo != nil && d.InVideo.FramesDecoded > 0 })
+	// A rekey of alice's whose call_rekey is lost: its ephemeral key pair
+	// waits for the reply (the retry) when the call ends.
+	drive[bool](alice, 5*time.Second, "dropSends('call_rekey', 1)")
+	if !drive[bool](alice, 5*time.Second, "forceRekey()") {
+		t.Fatal("forceRekey: no call_rekey started")
+	}
 	during := keyLike(t, alice, `import('/sdktest/calls.js').then(m => m.module())`)
 	if len(during) == 0 {
 		t.Fatal("no key found from the call module during the call: the walk does not reach the call's keys")
 	}
-	t.Logf("during the call: %d key-like values reachable, e.g. %s", len(during), during[0])
+	if !slices.ContainsFunc(during, func(p string) bool { return strings.Contains(p, ".rekey.") }) {
+		t.Errorf("the pending rekey's key is not among the keys found during the call: %v", during)
+	}
+	t.Logf("during the call: %d key-like values reachable: %s", len(during), strings.Join(during, ", "))
 
 	drive[jsResult](alice, 10*time.Second, "hangup()")
 	bot.waitState(10*time.Second, "the end", func(s duetcall.Status) bool { return s.State.Terminal() })
@@ -299,5 +322,116 @@ func TestCallsForwardSecrecy(t *testing.T) {
 	}
 	if d := alice.stats(); d.N == 0 && d.OutVideo == nil {
 		t.Errorf("stats() after the call: %+v; want the last figures", d)
+	}
+}
+
+// testHookNames are the test hooks the browser SDK used to ship (issue 14):
+// no shipped file may contain them.
+var testHookNames = []string{
+	"testHooks", "testState", "_forceICERestart", "_postWorker", "_forceRekey", "_rekeyNeeded", "_rekeyState",
+	"setTimings", "setLimits", "setE2EEMode", "forcedMode", "dropSends", "nextCallID", "test-rekey-after",
+	"setLiveness", "setICEClockSkew", "setHTTPTimeout", "testRekey",
+}
+
+// testOnlyNames returns the test hooks src contains.
+func testOnlyNames(src []byte) []string {
+	var out []string
+	for _, n := range testHookNames {
+		if bytes.Contains(src, []byte(n)) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// shippedExports lists, in the page, every module of the SDK as the relay
+// serves it: its exports, and the own properties of the prototypes of the
+// classes it exports (test hooks used to be underscore methods).
+const shippedExports = `(async () => {
+  const out = {};
+  for (const name of NAMES) {
+    const m = await import('/sdk/' + name);
+    const e = { exports: Object.keys(m), methods: [] };
+    for (const [k, v] of Object.entries(m)) {
+      if (typeof v === 'function' && v.prototype) {
+        for (const p of Object.getOwnPropertyNames(v.prototype)) e.methods.push(k + '.' + p);
+        for (const p of Object.getOwnPropertyNames(v)) e.methods.push(k + '.' + p);
+      }
+    }
+    out[name] = e;
+  }
+  return out;
+})()`
+
+// TestSDKShipsNoTestHooks: the SDK as the relay serves it (web.Handler, as
+// `duet relay` does) and as npm packs it (TestSDKPackage checks the
+// tarball) contains no test hook: no file names one (testHookNames), no
+// module exports testHooks or anything test-like, and no exported class
+// has an underscore method. The test versions of the modules of constants
+// (sdktest/sdk/, served only by the test servers) export at least what
+// the shipped ones do, so the tests run the shipped code.
+func TestSDKShipsNoTestHooks(t *testing.T) {
+	entries, err := fs.ReadDir(web.SDK, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var modules []string
+	for _, e := range entries {
+		b, err := fs.ReadFile(web.SDK, e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, hook := range testOnlyNames(b) {
+			t.Errorf("the shipped %s contains the test hook %q: test-only code belongs in web/sdktest", e.Name(), hook)
+		}
+		if strings.HasSuffix(e.Name(), ".js") && e.Name() != "e2ee-worker.js" {
+			modules = append(modules, e.Name())
+		}
+	}
+
+	// The relay's handler, with the SDK as shipped (no testSDK).
+	srv := startServer(t, web.Handler(http.NotFoundHandler()))
+	ctx := newBrowser(t)
+	navigate(t, ctx, srv.URL+"/sdk/package.json")
+	names, _ := json.Marshal(modules)
+	type mod struct {
+		Exports []string `json:"exports"`
+		Methods []string `json:"methods"`
+	}
+	got, err := evalJS[map[string]mod](ctx, 30*time.Second, strings.Replace(shippedExports, "NAMES", string(names), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(modules) {
+		t.Fatalf("read %d modules, want %d", len(got), len(modules))
+	}
+	testLike := regexp.MustCompile(`(?i)^(test|_)|hook`)
+	for name, m := range got {
+		for _, e := range m.Exports {
+			if testLike.MatchString(e) {
+				t.Errorf("the shipped %s exports %s", name, e)
+			}
+		}
+		for _, p := range m.Methods {
+			if testLike.MatchString(p[strings.Index(p, ".")+1:]) {
+				t.Errorf("the shipped %s has %s", name, p)
+			}
+		}
+	}
+
+	// The test versions export what the shipped modules do.
+	tsrv := startServer(t, sdkMux())
+	navigate(t, ctx, tsrv.URL+"/sdktest/index.html")
+	for _, name := range testSDKModules {
+		missing, err := evalJS[[]string](ctx, 10*time.Second, fmt.Sprintf(`Promise.all([import('/sdk/%[1]s'), import('/sdk/%[1]s?shipped')]).then(([t, s]) => Object.keys(s).filter((k) => !(k in t) || typeof t[k] !== typeof s[k]))`, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) > 0 {
+			t.Errorf("sdktest/sdk/%s lacks the shipped module's exports %v", name, missing)
+		}
+		if slices.Contains(got[name].Exports, "setTimings") {
+			t.Errorf("the shipped %s exports setTimings", name)
+		}
 	}
 }

@@ -212,6 +212,13 @@ func TestSDKPackage(t *testing.T) {
 			t.Errorf("the packed %s differs from web/sdk/%s", name, name)
 		}
 	}
+	// Nothing test-only is packed (issue 14): the tests' hooks live in
+	// web/sdktest, served by the test servers only.
+	for name, b := range files {
+		for _, hook := range testOnlyNames(b) {
+			t.Errorf("the packed %s contains the test hook %q: test-only code belongs in web/sdktest", name, hook)
+		}
+	}
 
 	// Every packed module is reached from an entry point.
 	reached := map[string]bool{}

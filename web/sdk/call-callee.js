@@ -22,8 +22,7 @@ export async function startCallee(d, s) {
   iceP.catch(() => {});
   const stream = await getUserMedia(d, s, s.video);
   s.checkLive();
-  const ice = await iceP;
-  s.checkLive();
+  const ice = await s.untilTorn(iceP);
   step(2, 'deriving the media keys');
   s.ephem = await generateX25519();
   s.checkLive();

@@ -37,8 +37,7 @@ export async function startCaller(d, s) {
   step(2, 'getUserMedia');
   const stream = await getUserMedia(d, s, s.video);
   s.checkLive();
-  const ice = await iceP;
-  s.checkLive();
+  const ice = await s.untilTorn(iceP);
   s.ephem = await generateX25519();
   const cfg = callRTCConfig(ice, d.alwaysRelay);
   d.log.info?.(`🟡 [CallModule] iceServers=${JSON.stringify(cfg.iceServers.map((x) => x.urls))} policy=${cfg.iceTransportPolicy}`);
@@ -65,7 +64,7 @@ export async function startCaller(d, s) {
   if (held && lookedUp && (lookedUp.ok || lookedUp.e?.name === 'ErrKeyChanged')) held = null;
   if (held) step(7, 'sending call_offer with the session held for the peer (its keys are checked after)');
   else step(7, "waiting for the peer's checked keys, then sending call_offer");
-  const { session, keys } = held ?? (await keysP);
+  const { session, keys } = held ?? (await s.untilTorn(keysP));
   s.checkLive();
   s.session = session;
   s.peerKeys = keys;
@@ -86,8 +85,9 @@ export async function startCaller(d, s) {
   flushLocal(d, s);
   if (!held) return;
   try {
-    await keysP;
+    await s.untilTorn(keysP);
   } catch (e) {
+    if (s.torn) return; // the call ended: the check no longer matters
     // A changed key fails the call as it would before the offer (the peer
     // is told); another failure says nothing against the pinned keys the
     // offer was sealed to.

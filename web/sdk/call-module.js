@@ -21,11 +21,12 @@ import { CallMachine } from './call-fsm.js';
 import { applyAnswer, applyRestartAnswer, restartICE, startCaller } from './call-caller.js';
 import { applyRestart, startCallee } from './call-callee.js';
 import { addRemote, startMedia } from './call-pc.js';
-import { armSwitch, onRekey, onRekeyNeeded, startRekey } from './call-rekey.js';
+import { armSwitch, onRekey, onRekeyNeeded } from './call-rekey.js';
 import { applyRenegotiation, applyRenegotiationAnswer, renegotiationEnded, sendRenegotiation } from './call-renegotiate.js';
 import {
-  CallSession, DEGRADATION_PREFERENCE, FSM_TIMINGS, SCREEN_DEGRADATION_PREFERENCE, T, callError, randomID, testState,
+  CallSession, DEGRADATION_PREFERENCE, FSM_TIMINGS, SCREEN_DEGRADATION_PREFERENCE, T, callError, randomID,
 } from './call-session.js';
+import { newCallID } from './call-config.js';
 import { sample } from './call-stats.js';
 import { validAlias } from './identity.js';
 import { HotValue } from './observable.js';
@@ -408,6 +409,7 @@ class Driver {
   #teardown(s) {
     if (s.torn) return;
     s.torn = true;
+    s.markTorn();
     s.stopTimers();
     this.renegotiated(s, callError('ErrCallEnded', 'the call ended'));
     for (const t of s.localStream?.getTracks() ?? []) t.stop();
@@ -602,8 +604,7 @@ class Driver {
   // ------------------------------------------------------------- the app
 
   async call(alias, video) {
-    const id = testState.nextCallID || randomID();
-    testState.nextCallID = '';
+    const id = newCallID();
     const r = await this.feed({ kind: 'call', call_id: id, peer: alias, video });
     if (r.apiError) throw apiError(r.apiError);
     const s = r.session;
@@ -842,7 +843,6 @@ class Driver {
   }
 
   async #sendTo(message, id, session = null) {
-    if (this.#lose(message.type)) return undefined;
     await this.#whenConnected();
     const full = { ...message, device: this.device };
     const opts = { id: id || `m${this.#idPrefix}-${++this.#idSeq}` };
@@ -860,7 +860,6 @@ class Driver {
 
   /** Sends an envelope sealed by the caller (its offer). */
   sendEnvelope(env) {
-    if (this.#lose(env.type)) return;
     this.client.send(env);
     this.#keep(env);
   }
@@ -868,32 +867,6 @@ class Driver {
   #keep(env) {
     if (this.#sent.size >= SENT_KEPT) this.#sent.delete(this.#sent.keys().next().value);
     this.#sent.set(env.id, { env, resent: false });
-  }
-
-  #lose(type) {
-    if (!(testState.dropSends[type] > 0)) return false;
-    testState.dropSends[type]--; // tests only: a message lost on the way
-    this.log.info?.(`🔵 [CallModule] test hook: ${type} not sent`);
-    return true;
-  }
-
-  // ------------------------------------------------------------ test hooks
-
-  forceICERestart() {
-    const s = this.live();
-    if (!s || s.incoming || !s.connected) return false;
-    this.feed({ kind: 'network_changed', call_id: s.id });
-    return true;
-  }
-
-  forceRekey() {
-    const s = this.live();
-    return s ? startRekey(this, s) : false;
-  }
-
-  rekeyNeeded(epoch) {
-    const s = this.live();
-    return s ? onRekeyNeeded(this, s, epoch) : false;
   }
 }
 
@@ -1127,63 +1100,4 @@ export class CallModule {
   handleRelayError(n) {
     this.#d.handleRelayError(n);
   }
-
-  /** @private Test hook: restarts ICE as a network change would (caller only). */
-  _forceICERestart() {
-    return this.#d.forceICERestart();
-  }
-
-  /** @private Test hook: posts a message to the current call's E2EE worker. */
-  _postWorker(m) {
-    const s = this.#d.live();
-    if (!s?.worker) return false;
-    s.worker.postMessage(m);
-    return true;
-  }
-
-  /** @private Test hook: starts a media rekey as rekey-needed would; whether it sent a call_rekey. */
-  _forceRekey() {
-    return this.#d.forceRekey();
-  }
-
-  /** @private Test hook: the worker's rekey-needed for its key of epoch; whether it sent a call_rekey. */
-  _rekeyNeeded(epoch) {
-    return this.#d.rekeyNeeded(epoch);
-  }
-
-  /** @private Test hook: the current call's rekey state and counts (null without a call). */
-  _rekeyState() {
-    const s = this.#d.live();
-    if (!s) return null;
-    return { epoch: s.epoch, sendEpoch: s.sendEpoch, requesting: s.rekey !== null, ...s.rekeys };
-  }
 }
-
-/**
- * Internal hooks for this package's tests; not part of the API (duet.js
- * does not export them). setTimings shortens the lifecycle constants.
- * @internal
- */
-export const testHooks = Object.freeze({
-  setTimings(t) {
-    for (const [k, v] of Object.entries(t ?? {})) {
-      if (!(k in T)) throw new TypeError(`unknown timing ${k}`);
-      if (!(Number.isFinite(v) && v > 0)) throw new TypeError(`timing ${k} must be a positive number of ms`);
-      T[k] = v;
-    }
-    return { ...T };
-  },
-  timings: () => ({ ...T }),
-  /** Forces the createEncodedStreams path ('encoded-streams'), or '' for the default. */
-  setE2EEMode(mode) {
-    testState.forcedMode = mode;
-  },
-  /** The next call() of this page uses call id id (glare tests choose which call wins). */
-  nextCallID(id) {
-    testState.nextCallID = String(id);
-  },
-    /** The next n messages of type this page sends are lost (not sent). */
-  dropSends(type, n) {
-    testState.dropSends[type] = n;
-  },
-});

@@ -13,7 +13,7 @@
 import { deriveMediaKeys } from './frame.js';
 import { normalizeICE } from './signal.js';
 import {
-  DEGRADATION_PREFERENCE, MAX_VIDEO_BITRATE, T, VIDEO_CONSTRAINTS, callError, testState,
+  DEGRADATION_PREFERENCE, MAX_VIDEO_BITRATE, T, VIDEO_CONSTRAINTS, callError,
 } from './call-session.js';
 
 const MAX_PENDING_CANDIDATES = 64;
@@ -74,7 +74,6 @@ export function mLines(sdp) {
  * @returns {'script-transform' | 'encoded-streams' | ''}
  */
 export function e2eeSupport() {
-  if (testState.forcedMode) return testState.forcedMode;
   if (typeof globalThis.RTCRtpScriptTransform === 'function') return 'script-transform';
   if (typeof globalThis.RTCRtpSender?.prototype?.createEncodedStreams === 'function') return 'encoded-streams';
   return '';

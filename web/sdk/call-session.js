@@ -1,17 +1,14 @@
 // What the call module's files share (the Go SDK's call/session.go and
-// types.go): the lifecycle constants and the timing table the tests shorten,
+// types.go): the lifecycle constants and the timing table (call-config.js),
 // the error constructor, and CallSession, the driver's record of one call
 // (its peer connection, worker, keys and media) beside the state machine's
 // own view of it (call-fsm.js).
 
 import { DuetError } from './util.js';
+import { ANSWER_TIMEOUT_MS, DIAG_INTERVAL_MS, DISCONNECTED_TIMEOUT_MS, GUM_TIMEOUT_MS, MEDIA_TIMEOUT_MS, T } from './call-config.js';
 
-/** Lifecycle constants (docs/PROTOCOL.md §6); not configurable. */
-export const ANSWER_TIMEOUT_MS = 15_000;
-export const DISCONNECTED_TIMEOUT_MS = 8_000;
-export const MEDIA_TIMEOUT_MS = 15_000;
-export const GUM_TIMEOUT_MS = 6_000;
-export const DIAG_INTERVAL_MS = 2_000;
+/** Lifecycle constants (docs/PROTOCOL.md §6; call-config.js); not configurable. */
+export { ANSWER_TIMEOUT_MS, DISCONNECTED_TIMEOUT_MS, MEDIA_TIMEOUT_MS, GUM_TIMEOUT_MS, DIAG_INTERVAL_MS, T };
 export const MAX_VIDEO_BITRATE = 1_500_000;
 export const VIDEO_CONSTRAINTS = Object.freeze({ width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } });
 export const DEGRADATION_PREFERENCE = 'maintain-framerate';
@@ -32,21 +29,6 @@ export const CALL_ENDINGS = Object.freeze([
   'busy_elsewhere', 'ice_failed', 'disconnected', 'media_timeout', 'error',
 ]);
 
-// Timings the package's tests shorten through testHooks (never public).
-export const T = {
-  answer: ANSWER_TIMEOUT_MS,
-  ring: ANSWER_TIMEOUT_MS + 5_000, // a callee whose caller's hangup was lost stops ringing
-  disconnected: DISCONNECTED_TIMEOUT_MS,
-  media: MEDIA_TIMEOUT_MS,
-  mediaCheck: 1_000,
-  diag: DIAG_INTERVAL_MS,
-  gum: GUM_TIMEOUT_MS,
-  restartDelay: 2_000, // caller: ICE restart this long after disconnected
-  restartWait: 10_000, // the bound of an ICE restart
-  rekeyRetry: 10_000,
-  rekeySwitch: 2_000,
-};
-
 /** The state machine's timings (call-fsm.js names), read from T at each use. */
 export const FSM_TIMINGS = Object.freeze({
   get answer() { return T.answer; },
@@ -57,9 +39,6 @@ export const FSM_TIMINGS = Object.freeze({
   get media() { return T.media; },
   get renegotiate() { return T.restartWait; },
 });
-
-/** Test switches (testHooks): the forced E2EE mode, and sends to lose by type. */
-export const testState = { forcedMode: '', dropSends: {}, nextCallID: '' };
 
 export function callError(name, message, details) {
   return new DuetError(name, message, details);
@@ -89,6 +68,7 @@ export class CallSession {
     this.video = video;
     this.state = incoming ? 'ringing' : 'calling';
     this.torn = false; // torn down: every async step stops
+    this.tornDown = new Promise((resolve) => { this.markTorn = resolve; }); // resolves at the teardown
     this.failure = null; // the error that ended the call, if one did
     this.timers = new Map(); // the driver's own timers (rekey)
     this.intervals = new Set();
@@ -166,6 +146,17 @@ export class CallSession {
     this.offerSDP = '';
     this.pendRemote = [];
     this.pendLocal = [];
+  }
+
+  /**
+   * p, or once the call is torn down the failure that ended it (else
+   * ErrCallEnded): a step waiting on the network stops waiting when the
+   * call ends.
+   */
+  async untilTorn(p) {
+    await Promise.race([p, this.tornDown]);
+    this.checkLive();
+    return p;
   }
 
   /** Throws once the call is torn down: the failure that ended it, else ErrCallEnded. */

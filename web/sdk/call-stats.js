@@ -21,6 +21,7 @@ export async function sample(drv, s, log) {
     e2ee: s.e2eeMode,
     outVideo: null, outAudio: null, inVideo: null, inAudio: null,
     pair: '', rtt: 0, restarts: s.restarts, epoch: s.epoch,
+    rekey: { epoch: s.epoch, sendEpoch: s.sendEpoch, requesting: s.rekey !== null, ...s.rekeys },
     mLines: { local: mLines(s.pc.localDescription?.sdp ?? ''), remote: mLines(s.pc.remoteDescription?.sdp ?? '') },
   };
   let selected = '';

@@ -4,7 +4,8 @@
 //
 //   call-fsm.js      the call state machine (PROTOCOL §10; call/fsm)
 //   call-module.js   CallModule, the machine's driver (module.go, signal.go)
-//   call-session.js  constants, timings, the per-call record (session.go, types.go)
+//   call-config.js   the lifecycle constants and timings (options.go)
+//   call-session.js  constants, the per-call record (session.go, types.go)
 //   call-caller.js   the caller's offer, answer and ICE restart
 //   call-callee.js   the callee's answer and ICE restart answer
 //   call-pc.js       the peer connection, E2EE transforms, ICE, media (pc.go, media.go)
@@ -16,4 +17,4 @@ export {
   VIDEO_CONSTRAINTS, DEGRADATION_PREFERENCE, SCREEN_DEGRADATION_PREFERENCE, CALL_STATES, CALL_ENDINGS,
 } from './call-session.js';
 export { mLines, e2eeSupport, rtcConfiguration } from './call-pc.js';
-export { CallModule, testHooks } from './call-module.js';
+export { CallModule } from './call-module.js';

@@ -11,6 +11,9 @@ import { CALL_TYPES, MAX_ENVELOPE_SIZE, NonceCache, Session, decodeEnvelope, enc
 import { CallModule } from './call-module.js';
 import { DEFAULT_DB, STORE_PINS, idbGet, idbPut } from './store.js';
 import { DuetError, concat, equalBytes, fromBase64, toBase64, utf8 } from './util.js';
+import {
+  HTTP_TIMEOUT_MS, LIVENESS as live, NET_CHECK_TIMEOUT_MS, PING_INTERVAL_MS, PING_TIMEOUT_MS, iceNow,
+} from './client-config.js';
 
 /** Domain-separation prefix of the registration signature. */
 export const REGISTER_CONTEXT = 'duet/v1/register';
@@ -21,32 +24,10 @@ export const AUTH_TIMEOUT_MS = 10_000;
 /** Reconnect backoff: full jitter over an exponentially growing cap. */
 export const BACKOFF_MIN_MS = 250;
 export const BACKOFF_MAX_MS = 10_000;
-/**
- * Liveness of the relay connection (docs/PROTOCOL.md §9.2): a
- * {"type":"ping"} frame after PING_INTERVAL_MS without one, and no pong
- * within PING_TIMEOUT_MS means the connection is dead (its network went
- * away without a close): the client reconnects at once. It also reconnects
- * at once on the browser's `online` event and after a wake from sleep, and
- * checks the connection with a quick ping (NET_CHECK_TIMEOUT_MS) on
- * `offline`, a network-type change and when the page becomes visible.
- */
-export const PING_INTERVAL_MS = 15_000;
-export const PING_TIMEOUT_MS = 10_000;
-export const NET_CHECK_TIMEOUT_MS = 3_000;
-// How often the ping deadline and the clock are checked, and the clock gap
-// (timers stop while the machine sleeps) taken for a wake. Tests shorten
-// them through testHooks.
-let live = { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, netCheckMs: NET_CHECK_TIMEOUT_MS, watchMs: 1_000, wakeGapMs: 5_000 };
+/** Liveness of the relay connection (docs/PROTOCOL.md §9.2; client-config.js). */
+export { PING_INTERVAL_MS, PING_TIMEOUT_MS, NET_CHECK_TIMEOUT_MS };
 /** Signaling refuses envelopes more than 60 s off: warn from half of it. */
 const SKEW_WARN_MS = 30_000;
-
-/**
- * The deadline of every HTTP request to the relay (registration, key
- * lookups, the ICE config), as the Go SDK's key lookup (call's
- * keysTimeout) and handshake (authTimeout) bounds: a relay that does not
- * answer fails the request with ErrTimeout instead of hanging it.
- */
-const HTTP_TIMEOUT_MS = 10_000;
 
 /** Responses larger than this are refused. */
 const MAX_RESPONSE = 1 << 20;
@@ -58,11 +39,6 @@ const FAILOVER_JITTER_MS = 100;
 
 /** A token is refreshed (by reconnecting) this long before it expires. */
 const TOKEN_MARGIN_MS = 30_000;
-
-// The clock of the ICE config cache: Date.now(), moved forward by this
-// package's tests through testHooks (never public).
-let iceClockSkew = 0;
-const iceNow = () => Date.now() + iceClockSkew;
 
 const notConnected = () => new DuetError('ErrNotConnected', 'not connected to the relay (it reconnects by itself; try again shortly)');
 const closedErr = () => new DuetError('ErrClosed', 'the client is closed');
@@ -1128,20 +1104,3 @@ export class DuetClient {
 // rtcConfiguration lives with the peer connection (call-pc.js); exported
 // here as before.
 export { rtcConfiguration } from './call-pc.js';
-
-/**
- * Internal hooks for this package's tests; not part of the API (duet.js
- * does not export them). setICEClockSkew(ms) moves the ICE config cache's
- * clock ms ahead of Date.now() (0 restores it), to test its expiry.
- * @internal
- */
-export const testHooks = Object.freeze({
-  /** Overrides liveness timings ({pingIntervalMs, pingTimeoutMs, netCheckMs, watchMs, wakeGapMs}); {} restores them. */
-  setLiveness(t) {
-    live = { pingIntervalMs: PING_INTERVAL_MS, pingTimeoutMs: PING_TIMEOUT_MS, netCheckMs: NET_CHECK_TIMEOUT_MS, watchMs: 1_000, wakeGapMs: 5_000, ...t };
-  },
-  setICEClockSkew(ms) {
-    if (!Number.isFinite(ms) || ms < 0) throw new TypeError('setICEClockSkew: ms must be a non-negative number');
-    iceClockSkew = ms;
-  },
-});

@@ -575,6 +575,13 @@ export interface CallDiag {
   restarts: number;
   /** Media key epoch (call_rekey). */
   epoch: number;
+  /**
+   * Media rekey (call_rekey, docs/PROTOCOL.md §5.4): the epoch agreed and
+   * the one sending uses, whether a call_rekey of ours awaits its reply,
+   * the call_rekey sent (requests, replies) and the worker's rekey-needed
+   * signals that started none (ignored: a newer epoch was agreed already).
+   */
+  rekey: { epoch: number; sendEpoch: number; requesting: boolean; requests: number; replies: number; ignored: number };
   mLines: { local: string[]; remote: string[] };
   /** The video sender's parameters (set after connect: 1.5 Mbps, maintain-framerate). */
   videoSender?: { maxBitrate: number; degradationPreference: string };

@@ -35,13 +35,12 @@
 // keeps only non-extractable CryptoKeys (and the pending send key's bytes
 // until the switch).
 
-import { FrameDecryptor, FrameEncryptor, OVERHEAD, testHooks } from './frame.js';
+import { FrameDecryptor, FrameEncryptor, OVERHEAD } from './frame.js';
 
 let enc = null;
 let dec = null;
 let pendingSend = null;
 let oldFrameAt = 0; // when a frame older than pendingSend's epoch last decrypted
-let testRekey = false;
 let ready = Promise.resolve();
 let ended = false; // the call ended: keys dropped, nothing installed any more
 
@@ -71,15 +70,10 @@ function serial(f) {
   return ready;
 }
 
-// Sending moves to key: a newer epoch, with its whole budget (the test
-// budget was the replaced key's).
+// Sending moves to key: a newer epoch, with its whole budget.
 async function setSend(key) {
   await enc.setKey(key);
   zero(key);
-  if (testRekey) {
-    testRekey = false;
-    testHooks.setLimits(enc, {});
-  }
   counters.sendEpoch = key.epoch;
   post({ type: 'send-switched', epoch: key.epoch });
 }
@@ -121,13 +115,7 @@ self.onmessage = (ev) => {
     case 'keys':
       serial(async () => {
         const e = await FrameEncryptor.create(m.send, {
-          onRekeyNeeded: (epoch) => {
-            if (testRekey) { // the test hook's budget is one-shot
-              testRekey = false;
-              testHooks.setLimits(e, {});
-            }
-            post({ type: 'rekey-needed', epoch });
-          },
+          onRekeyNeeded: (epoch) => post({ type: 'rekey-needed', epoch }),
         });
         const d = await FrameDecryptor.create(m.recv);
         zero(m.send);
@@ -171,16 +159,6 @@ self.onmessage = (ev) => {
       break;
     case 'stats':
       post({ type: 'stats', id: m.id, counters: structuredClone(counters) });
-      break;
-    case 'test-rekey-after':
-      // Tests only: the send key signals rekey-needed after m.frames more
-      // frames, as it would at 80 % of its budget. The budget is this
-      // key's: a key that replaces it first has its whole budget.
-      serial(() => {
-        if (!enc) return;
-        testRekey = true;
-        testHooks.setLimits(enc, { rekeyFrames: enc.usage.frames + m.frames });
-      });
       break;
   }
 };

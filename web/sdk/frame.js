@@ -9,6 +9,7 @@
 
 import { hkdf, subtleCrypto, x25519 } from './primitives.js';
 import { DuetError, bytes, concat, equalBytes, isZero, utf8 } from './util.js';
+import { MAX_BYTES_PER_KEY, MAX_FRAMES_PER_KEY, REKEY_BYTES, REKEY_FRAMES, keyLimits } from './frame-limits.js';
 
 /** Prefix of every media frame key's HKDF info. */
 export const MEDIA_INFO_PREFIX = 'duet/v2/media-frame';
@@ -23,13 +24,8 @@ export const VP8_DELTA_HEADER_LEN = 3;
 export const OPUS_HEADER_LEN = 1;
 /** Counters covered by the receiver's sliding window. */
 export const REPLAY_WINDOW = 2048;
-/** Frames one key may encrypt. */
-export const MAX_FRAMES_PER_KEY = 2 ** 24;
-/** Body bytes one key may encrypt (16 GiB). */
-export const MAX_BYTES_PER_KEY = 16 * 2 ** 30;
-/** Usage at which rekey-needed is signalled (80 %, rounded down). */
-export const REKEY_FRAMES = Math.floor((MAX_FRAMES_PER_KEY * 8) / 10); // 13 421 772
-export const REKEY_BYTES = Math.floor((MAX_BYTES_PER_KEY * 8) / 10); // 13 743 895 347
+/** Usage limits of one key (§5.4; frame-limits.js): frames, body bytes, and the 80 % of each that signals rekey-needed. */
+export { MAX_FRAMES_PER_KEY, MAX_BYTES_PER_KEY, REKEY_FRAMES, REKEY_BYTES };
 /** How long the previous epoch's key keeps decrypting after a rekey. */
 export const REKEY_GRACE_MS = 10_000;
 /** Longest call ID (its length is one byte of the HKDF info). */
@@ -170,13 +166,6 @@ async function importKey(k) {
   return { epoch: k.epoch, aes, baseIV: k.baseIV.slice() };
 }
 
-const DEFAULT_LIMITS = Object.freeze({
-  maxFrames: MAX_FRAMES_PER_KEY, maxBytes: MAX_BYTES_PER_KEY,
-  rekeyFrames: REKEY_FRAMES, rekeyBytes: REKEY_BYTES,
-});
-
-let setLimits;
-
 /**
  * Encrypts the frames of one sending direction (§5.2, §5.4). Create it with
  * FrameEncryptor.create. Calls may overlap (audio and video share the
@@ -188,13 +177,6 @@ export class FrameEncryptor {
   #bytes = 0;
   #signalled = false;
   #onRekey;
-  #lim = DEFAULT_LIMITS;
-
-  static {
-    setLimits = (e, lim) => {
-      e.#lim = { ...DEFAULT_LIMITS, ...lim };
-    };
-  }
 
   /** @private Use FrameEncryptor.create. */
   constructor(token, k, opts) {
@@ -257,7 +239,7 @@ export class FrameEncryptor {
     const f = bytes(frame);
     const h = clearHeaderLen(f, kind);
     const body = f.length - h;
-    const lim = this.#lim;
+    const lim = keyLimits(this.#k.epoch);
     if (this.#frames + 1 > lim.maxFrames || this.#bytes + body > lim.maxBytes) {
       throw fail('ErrKeyExhausted',
         `key usage limit reached, rekey required: epoch ${this.#k.epoch} has encrypted ${this.#frames} frames and ${this.#bytes} bytes`);
@@ -421,13 +403,3 @@ export class FrameDecryptor {
 }
 
 const CREATE = Symbol('create');
-
-/**
- * Internal hooks for tests; not part of the API. setLimits shrinks an
- * encryptor's usage limits so the 80 % and 100 % paths run without 2^24
- * encryptions (as the Go tests do through an unexported field).
- * @internal
- */
-export const testHooks = Object.freeze({
-  setLimits: (enc, lim) => setLimits(enc, lim),
-});

@@ -3,7 +3,8 @@
 // figures. Every function returns JSON-friendly values.
 
 import * as duet from '/sdk/duet.js';
-import { testHooks } from '/sdk/calls.js';
+import * as callConfig from '/sdk/call-config.js'; // the test version (sdktest/sdk/call-config.js)
+import * as clientConfig from '/sdk/client-config.js'; // the test version (sdktest/sdk/client-config.js)
 
 let client;
 let calls;
@@ -27,6 +28,33 @@ globalThis.Worker = class extends RealWorker {
     this.addEventListener('message', (ev) => rec.posted.push(ev.data?.type ?? ''));
   }
 };
+
+/** The E2EE worker of the call in progress (the last one started), or null. */
+function callWorker() {
+  const id = calls?.status.callId;
+  if (!id || !['calling', 'ringing', 'connecting', 'connected'].includes(calls.state)) return null;
+  return workers.findLast((w) => w.name === `duet-e2ee-${id}`)?.worker ?? null;
+}
+
+// The relay connection: the next n envelopes of a type this page sends
+// are lost on the way (dropSends), dropped before the socket.
+const toLose = {};
+class LossyWebSocket extends WebSocket {
+  send(data) {
+    if (typeof data === 'string') {
+      let type = '';
+      try {
+        type = JSON.parse(data)?.type ?? '';
+      } catch { /* not JSON */ }
+      if (toLose[type] > 0) {
+        toLose[type]--;
+        console.info(`🔵 [test] ${type} not sent (dropSends)`);
+        return;
+      }
+    }
+    super.send(data);
+  }
+}
 
 /** The E2EE workers the page started: their names and the types of the messages they posted (stats left out). */
 export function workerLog() {
@@ -81,7 +109,7 @@ let mnemonic = '';
 export async function setup(opts = {}) {
   const identity = opts.mnemonic ? await duet.deriveIdentity(opts.mnemonic) : await duet.createIdentity();
   mnemonic = identity.mnemonic;
-  client = new duet.DuetClient({ identity, aliasId: opts.alias, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch });
+  client = new duet.DuetClient({ identity, aliasId: opts.alias, pins: duet.PinStore.memory(), relayUrl: opts.relayUrl, fetch: testFetch, WebSocket: LossyWebSocket });
   const alias = opts.alias ?? (await client.register()).alias;
   await client.connect();
   calls = client.initCalls({
@@ -136,18 +164,22 @@ export function deviceId() {
 
 /** The next call() of this page uses call id id. */
 export function nextCallID(id) {
-  testHooks.nextCallID(id);
+  callConfig.nextCallID(id);
   return true;
 }
 
 /** The next n messages of type this page sends are lost. */
 export function dropSends(type, n) {
-  testHooks.dropSends(type, n);
+  toLose[type] = n;
   return true;
 }
 
+/**
+ * 'encoded-streams': this page behaves as a browser without
+ * RTCRtpScriptTransform (only createEncodedStreams), as older Chromium.
+ */
 export function setE2EEMode(mode) {
-  testHooks.setE2EEMode(mode);
+  if (mode === 'encoded-streams') delete globalThis.RTCRtpScriptTransform;
   return duet.e2eeSupport();
 }
 
@@ -174,8 +206,13 @@ export function remoteEmissions() {
   return remoteEmits;
 }
 
+/** The deadline of this page's relay HTTP requests (0: the SDK's). */
+export function setHTTPTimeout(ms) {
+  return clientConfig.setHTTPTimeout(ms);
+}
+
 export function setTimings(t) {
-  return testHooks.setTimings(t);
+  return callConfig.setTimings(t);
 }
 
 function result(p) {
@@ -184,6 +221,19 @@ function result(p) {
 
 export function call(peer, video) {
   return result(calls.call(peer, { audio: true, video }));
+}
+
+let started = null;
+
+/** call() without waiting for it: callResult() gives its outcome. */
+export function startCall(peer, video) {
+  started = result(calls.call(peer, { audio: true, video }));
+  return true;
+}
+
+/** The outcome of the call() startCall made, once it settles. */
+export function callResult() {
+  return started;
 }
 
 export function answer(callId) {
@@ -254,18 +304,36 @@ export function streams() {
   return { local: kinds(local), remote: kinds(remote) };
 }
 
-/** The SDP directions the current call negotiated (from STEP logs is fragile: read the pc's via stats). */
-export function forceRekey() {
-  return calls._forceRekey();
+/** A media rekey started as the worker's rekey-needed of the current key would: whether it sent a call_rekey. */
+export async function forceRekey() {
+  const r = await rekeyState();
+  return r ? rekeyNeeded(r.epoch) : false;
 }
 
-/** The E2EE worker signals rekey-needed after n more frames (its real path). */
+/**
+ * The E2EE worker's key in use signals rekey-needed after n more frames
+ * (its real path; the test version of frame-limits.js in the worker takes
+ * the message). False without a call.
+ */
 export function rekeyAfter(n) {
-  return calls._postWorker({ type: 'test-rekey-after', frames: n });
+  const w = callWorker();
+  if (!w) return false;
+  w.postMessage({ type: 'test-rekey-after', frames: n });
+  return true;
 }
 
+/**
+ * An ICE restart as after a network change (navigator.connection's change
+ * event; the caller restarts ICE at once). False unless this page's
+ * outgoing call is connected.
+ */
 export function forceICERestart() {
-  return calls._forceICERestart();
+  const st = calls.status;
+  if (st.state !== 'connected' || st.incoming) return false;
+  const c = navigator.connection;
+  if (c) c.dispatchEvent(new Event('change'));
+  else window.dispatchEvent(new Event('online'));
+  return true;
 }
 
 export function close() {
@@ -337,19 +405,30 @@ export async function rejectDirect() {
   return p.then(() => ({ threw: false, promise: true, ok: true }), (e) => ({ threw: false, promise: true, ok: false, name: e.name }));
 }
 
-/** The worker's rekey-needed for the key of epoch, handled at once: whether it started a call_rekey. */
-export function rekeyNeeded(epoch) {
-  return calls._rekeyNeeded(epoch);
+/**
+ * The worker's rekey-needed for the key of epoch, as the worker posts it
+ * (a message event on the call's worker, handled at once): whether it
+ * started a call_rekey.
+ */
+export async function rekeyNeeded(epoch) {
+  const w = callWorker();
+  const before = await rekeyState();
+  if (!w || !before) return false;
+  w.dispatchEvent(new MessageEvent('message', { data: { type: 'rekey-needed', epoch } }));
+  const after = await rekeyState();
+  return after !== null && after.requests > before.requests;
 }
 
 /**
- * The call's rekey state (null without a call): {epoch (agreed), sendEpoch
- * (the worker's), requesting (a call_rekey of ours awaits its reply),
- * requests, replies (call_rekey sent), ignored (rekey-needed signals that
- * started none)}.
+ * The call's rekey state (null without a call), from the Diag's rekey
+ * figures: {epoch (agreed), sendEpoch (the worker's), requesting (a
+ * call_rekey of ours awaits its reply), requests, replies (call_rekey
+ * sent), ignored (rekey-needed signals that started none)}.
  */
-export function rekeyState() {
-  return calls._rekeyState();
+export async function rekeyState() {
+  if (!['calling', 'ringing', 'connecting', 'connected'].includes(calls.state)) return null;
+  const d = await calls.stats();
+  return d?.rekey ?? null;
 }
 
 /**

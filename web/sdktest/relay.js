@@ -3,7 +3,7 @@
 // reconnects. Every function returns JSON-friendly values.
 
 import * as duet from '/sdk/duet.js';
-import { testHooks } from '/sdk/client.js';
+import * as clientConfig from '/sdk/client-config.js'; // the test version (sdktest/sdk/client-config.js)
 
 let client;
 let dbName;
@@ -120,16 +120,16 @@ export async function safety(peer) {
 }
 
 /**
- * Moves the ICE cache's clock to skew ms ahead (testHooks), fetches the ICE
+ * Moves the ICE cache's clock to skew ms ahead (the test client-config.js), fetches the ICE
  * config and reports whether it is the one of ice() and the request count.
  */
 export async function iceAt(skew) {
-  testHooks.setICEClockSkew(skew);
+  clientConfig.setICEClockSkew(skew);
   try {
     const cfg = await client.iceConfig();
     return { same: cfg === firstICE, requests: iceRequests };
   } finally {
-    testHooks.setICEClockSkew(0);
+    clientConfig.setICEClockSkew(0);
   }
 }
 
@@ -199,9 +199,9 @@ export function close() {
   return client.state;
 }
 
-/** Shortens the liveness timings (testHooks.setLiveness). */
+/** Shortens the liveness timings (the test client-config.js). */
 export function setLiveness(t) {
-  testHooks.setLiveness(t);
+  clientConfig.setLiveness(t);
   return true;
 }
 

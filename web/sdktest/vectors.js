@@ -7,7 +7,7 @@
 // vector files themselves.
 
 import * as duet from '/sdk/duet.js';
-import { testHooks } from '/sdk/frame.js';
+import * as frameLimits from '/sdk/frame-limits.js'; // the test version (sdktest/sdk/frame-limits.js)
 import { english } from '/sdk/wordlist.js';
 
 const { DuetError, toHex, fromHex } = duet;
@@ -672,7 +672,7 @@ async function frameBehaviour(f) {
   await check(`${P}/rekey-needed at 80% and refusal at 100% (frames)`, async () => {
     let fired = [];
     const e = await duet.FrameEncryptor.create(k.callerKeys.send, { onRekeyNeeded: (ep) => fired.push(ep) });
-    testHooks.setLimits(e, { maxFrames: 10, rekeyFrames: 8 });
+    frameLimits.setLimits({ maxFrames: 10, rekeyFrames: 8 }); // every key's, until restored below
     for (let i = 0; i < 7; i++) await e.encrypt(Uint8Array.of(1, 2, 3), 'other');
     eq(fired.length, 0, 'signals before 80 %');
     eq(e.usage.rekeyNeeded, false, 'usage.rekeyNeeded before 80 %');
@@ -692,11 +692,12 @@ async function frameBehaviour(f) {
     eq(JSON.stringify(e.usage), '{"epoch":1,"frames":0,"bytes":0,"rekeyNeeded":false}', 'usage after setKey');
     const out = await e.encrypt(Uint8Array.of(1), 'other');
     eq(toHex(out.subarray(0, 8)), '0000000100000000', 'counter epoch 1, seq 0');
+    frameLimits.setLimits({});
   });
   await check(`${P}/rekey-needed at 80% and refusal at 100% (bytes)`, async () => {
     let fired = 0;
     const e = await duet.FrameEncryptor.create(k.callerKeys.send, { onRekeyNeeded: () => fired++ });
-    testHooks.setLimits(e, { maxBytes: 100, rekeyBytes: 80 });
+    frameLimits.setLimits({ maxBytes: 100, rekeyBytes: 80 });
     await e.encrypt(new Uint8Array(51).fill(0xfc), 'opus'); // 50 body bytes
     eq(fired, 0, 'signals at 50 bytes');
     await e.encrypt(new Uint8Array(31).fill(0xfc), 'opus'); // 80
@@ -704,8 +705,10 @@ async function frameBehaviour(f) {
     await e.encrypt(new Uint8Array(21).fill(0xfc), 'opus'); // 100
     await rejects(() => e.encrypt(new Uint8Array(2).fill(0xfc), 'opus'), 'ErrKeyExhausted', '101 bytes');
     eq(e.usage.bytes, 100, 'bytes');
+    frameLimits.setLimits({});
   });
   await check(`${P}/rekey grace`, async () => {
+    frameLimits.setLimits({}); // the shipped limits, whatever a failed check above left
     let now = 1_000_000;
     const next = await duet.deriveMediaKeys({
       ephemeralPrivate: k.ee.privateKey, peerEphemeral: k.ce.publicKey, callId: f.call_id,
