@@ -194,6 +194,8 @@ type session struct {
 	modMu    sync.Mutex // the module exists only after the client connects
 	mod      *call.Module
 	incoming chan incomingCall
+	// upgradeAfter: duet call --upgrade-after; watch does it.
+	upgradeAfter time.Duration
 }
 
 // relayCallbacks are the client options that hand the relay's envelopes,
@@ -325,6 +327,11 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 	media := s.mod.PeerMedia().Subscribe()
 	defer media.Unsubscribe()
 	var timer <-chan time.Time
+	// --upgrade-after: the call becomes a video call that long after it
+	// connected (docs/PROTOCOL.md §10.10); the outcome is printed here.
+	var upgrade <-chan time.Time
+	upgraded := make(chan error, 1)
+	upgradeArmed := false
 	var last call.State
 	var recovering bool
 	var peerMedia call.MediaState
@@ -375,46 +382,30 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 			if st.State == call.StateConnected && hangupAfter > 0 && timer == nil {
 				timer = time.After(hangupAfter)
 			}
+			if st.State == call.StateConnected && s.upgradeAfter > 0 && !upgradeArmed {
+				upgradeArmed = true
+				upgrade = time.After(s.upgradeAfter)
+			}
 			if st.State.Terminal() {
 				return st
 			}
 		case <-timer:
 			s.mod.Hangup()
 			timer = nil
+		case <-upgrade:
+			upgrade = nil
+			go func() { upgraded <- s.mod.SetVideo(ctx, true) }()
+		case err := <-upgraded:
+			if err != nil {
+				fmt.Fprintf(stdout, "upgrade to video failed: %v\n", err)
+			} else {
+				fmt.Fprintln(stdout, "upgraded to video: sending video")
+			}
 		case <-ctx.Done():
 			s.mod.Hangup()
 			ctx = context.Background() // keep watching until the call has ended
 		}
 	}
-}
-
-// upgradeAfter turns the call into a video call d after it connected
-// (duet call --upgrade-after), and says how that went.
-func (s *session) upgradeAfter(ctx context.Context, stdout io.Writer, d time.Duration) {
-	sub := s.mod.State().Subscribe()
-	defer sub.Unsubscribe()
-	connected := false
-	for st := range sub.C() {
-		if st.State.Terminal() {
-			return
-		}
-		if connected = st.State == call.StateConnected; connected {
-			break
-		}
-	}
-	if !connected {
-		return
-	}
-	select {
-	case <-time.After(d):
-	case <-ctx.Done():
-		return
-	}
-	if err := s.mod.SetVideo(ctx, true); err != nil {
-		fmt.Fprintf(stdout, "upgrade to video failed: %v\n", err)
-		return
-	}
-	fmt.Fprintln(stdout, "upgraded to video: sending video")
 }
 
 // describeMedia says what a media state means, for the peer media line.
@@ -463,9 +454,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	if f.upgradeAfter > 0 {
-		go s.upgradeAfter(ctx, stdout, f.upgradeAfter)
-	}
+	s.upgradeAfter = f.upgradeAfter
 	st := s.watch(ctx, stdout, f.duration)
 	printStats(stdout, s.mod.Stats())
 	if failed(st) {
