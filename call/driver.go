@@ -26,6 +26,8 @@ type input struct {
 	// sync: the API call that fed the event performs the setup work the
 	// actions ask for itself (Call's setup_caller, Answer's send_answer).
 	sync bool
+	// renegotiated: SetVideo's channel for the end of its renegotiation.
+	renegotiated chan error
 }
 
 // effects are what performing actions left to do once m.mu is released.
@@ -72,6 +74,7 @@ func (m *Module) performLocked(acts []fsm.Action, in input) effects {
 				continue
 			}
 			st := State(a.State)
+			s.video = a.Video // a renegotiation changes it (§10.10)
 			if st.Terminal() {
 				// Published when the teardown is done (see teardown).
 				s.final, s.finalReason = st, EndReason(a.Reason)
@@ -177,6 +180,26 @@ func (m *Module) performLocked(acts []fsm.Action, in input) effects {
 				}
 				m.publishLocked(s, ReasonNone)
 			}
+		case fsm.ActSendRenegotiation:
+			if s == nil {
+				continue
+			}
+			s.renegDone = in.renegotiated
+			video := a.Video
+			s.goLocked(func() { s.sendRenegotiation(video) })
+		case fsm.ActApplyRenegotiation:
+			p, _ := in.msg.Body.(wire.OfferPayload)
+			fx.after = append(fx.after, func() { s.applyRenegotiation(p) })
+		case fsm.ActApplyRenegotiationAnswer:
+			p, _ := in.msg.Body.(wire.AnswerPayload)
+			fx.after = append(fx.after, func() { s.applyRenegotiationAnswer(p) })
+		case fsm.ActRenegotiationEnd:
+			if s == nil {
+				continue
+			}
+			why := a.Error
+			s.log.Info("call: media change did not complete", "why", why)
+			fx.after = append(fx.after, func() { s.renegotiationEnded(why) })
 		case fsm.ActPeerMedia:
 			m.peerMediaLocked(s, a)
 		case fsm.ActTeardown:

@@ -30,6 +30,7 @@ type sender struct {
 	track *webrtc.TrackLocalStaticSample
 	src   *media.PacedSource
 	ssrc  uint32
+	rtp   *webrtc.RTPSender // for RemoveTrack (a downgrade)
 }
 
 // addTracks opens the call's media sources and adds one track per kind to
@@ -56,9 +57,9 @@ func (s *session) addTracks(pc *webrtc.PeerConnection, video bool) error {
 			codec = vp8Codec.RTPCodecCapability
 		}
 		var ssrc uint32
+		var rs *webrtc.RTPSender
 		track, err := webrtc.NewTrackLocalStaticSample(codec, string(k), streamID)
 		if err == nil {
-			var rs *webrtc.RTPSender
 			if rs, err = pc.AddTrack(track); err == nil {
 				if enc := rs.GetParameters().Encodings; len(enc) > 0 {
 					ssrc = uint32(enc[0].SSRC)
@@ -73,7 +74,7 @@ func (s *session) addTracks(pc *webrtc.PeerConnection, video bool) error {
 			}
 			return fmt.Errorf("%w: adding the %s track: %w", ErrMediaSetup, k, err)
 		}
-		senders = append(senders, sender{kind: k, track: track, src: src, ssrc: ssrc})
+		senders = append(senders, sender{kind: k, track: track, src: src, ssrc: ssrc, rtp: rs})
 		t := &Track{Kind: k, Codec: codecOf(k), ID: string(k), StreamID: streamID}
 		if k == KindVideo {
 			local.Video = t
@@ -259,6 +260,9 @@ func (s *session) recvLoop(track *webrtc.TrackRemote) {
 	sink := sinks.Audio
 	if k == KindVideo {
 		sink = sinks.Video
+		if sink == nil {
+			sink = s.upgradeSink() // a call that gained video (§10.10)
+		}
 	}
 	s.log.Debug("call: receiving", "kind", k, "ssrc", t.SSRC)
 

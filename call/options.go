@@ -77,6 +77,12 @@ type Options struct {
 	// where that call's received frames go. An error ends the call.
 	Sinks func(Status) (Sinks, error)
 
+	// VideoSink, if set, is called when a call whose Sinks had no video
+	// sink receives video (an audio call upgraded by either side,
+	// docs/PROTOCOL.md §10.10) and returns where that video goes; an error
+	// discards it. The sink is closed with the call like the others.
+	VideoSink func(Status) (FrameSink, error)
+
 	// OnIncomingCall is called when an offer arrives and the module starts
 	// ringing; isVideo comes from the offer SDP's m=video line. It runs on
 	// the module's signaling goroutine and must not block: call Answer or
@@ -157,6 +163,7 @@ func (t timings) machine() fsm.Timings {
 	return fsm.Timings{
 		Answer: t.answer, Ring: t.ring, Disconnected: t.disconnected,
 		RestartDelay: t.restartDelay, RestartWait: t.restartWait, Media: t.media,
+		Renegotiate: t.restartWait,
 	}
 }
 

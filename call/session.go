@@ -104,6 +104,7 @@ type session struct {
 	audioMuted atomic.Bool   // media.AudioMuted, for the send loop
 	videoOff   atomic.Bool   // media.VideoOff, for the send loop
 	mediaKick  chan struct{} // the media state changed: mediaLoop sends it
+	renegDone  chan error    // SetVideo waits for its renegotiation (m.mu)
 }
 
 func (m *Module) newSession(id string, peer identity.Alias, incoming, video bool) *session {

@@ -341,6 +341,9 @@ func (m *Module) dispatch(ps *peerSig, msg wire.Message) {
 			m.countDrop("restart_mismatch")
 			return
 		}
+		if e.Renegotiate = b.Renegotiate; e.Renegotiate {
+			e.Video = wire.OfferSendsVideo(b.SDP) // §10.10
+		}
 	case wire.AnswerPayload:
 		e.Kind = fsm.EvRecvAnswer
 	case wire.ICEPayload:

@@ -31,7 +31,7 @@ const (
 	// reads the alias's frames more slowly (they are delayed, not refused),
 	// at most maxThrottle per frame.
 	ByteRate    = 64 << 10
-	ByteBurst   = 512 << 10
+	ByteBurst   = 128 << 10
 	maxThrottle = 10 * time.Second
 	// SendQueueBytes bounds the bytes queued for one session, beside
 	// SendQueueLen frames.

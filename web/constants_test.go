@@ -209,17 +209,20 @@ func TestConstantsMatchGo(t *testing.T) {
 		"frameRate": map[string]any{"ideal": float64(atoi(t, vc[3]))}}, docRef)
 	same("calls.js MAX_VIDEO_BITRATE", jsv("calls", "MAX_VIDEO_BITRATE"), doc.number(t, "max video send bitrate", `^([\d ]+) bps$`, 1), docRef)
 	same("calls.js DEGRADATION_PREFERENCE", jsv("calls", "DEGRADATION_PREFERENCE"), doc.match(t, "degradation preference", "^`([a-z-]+)`$")[1], docRef)
+	same("calls.js SCREEN_DEGRADATION_PREFERENCE", jsv("calls", "SCREEN_DEGRADATION_PREFERENCE"), doc.match(t, "screen share degradation preference", "^`([a-z-]+)`$")[1], docRef)
 	same("signal.js MAX_ENVELOPE_SIZE", jsv("signal", "MAX_ENVELOPE_SIZE"), doc.number(t, "relay frame limit", `^(\d+) KiB$`, 1024), docRef)
 	// The call state machine's timings (PROTOCOL §10) are the §6 rows.
 	fsmT := fsm.Defaults()
 	for row, d := range map[string]time.Duration{"answer timeout": fsmT.Answer, "ring timeout": fsmT.Ring,
 		"`disconnected` state": fsmT.Disconnected, "no inbound RTP growth": fsmT.Media,
-		"ICE restart delay": fsmT.RestartDelay, "ICE restart wait": fsmT.RestartWait} {
+		"ICE restart delay": fsmT.RestartDelay, "ICE restart wait": fsmT.RestartWait,
+		"renegotiation answer wait": fsmT.Renegotiate} {
 		same("the Go call/fsm timing for "+row+" (ms)", ms(d), ms(doc.duration(t, row)), docRef)
 	}
 	same("call-fsm.js DEFAULT_TIMINGS", jsv("call-fsm", "DEFAULT_TIMINGS"), map[string]any{
 		"answer": ms(fsmT.Answer), "ring": ms(fsmT.Ring), "disconnected": ms(fsmT.Disconnected),
-		"restart_delay": ms(fsmT.RestartDelay), "restart_wait": ms(fsmT.RestartWait), "media": ms(fsmT.Media)}, "the Go call/fsm Defaults()")
+		"restart_delay": ms(fsmT.RestartDelay), "restart_wait": ms(fsmT.RestartWait), "media": ms(fsmT.Media),
+		"renegotiate": ms(fsmT.Renegotiate)}, "the Go call/fsm Defaults()")
 	if unused := doc.unchecked(); len(unused) > 0 {
 		t.Errorf("docs/PROTOCOL.md §6 rows this test does not compare with the SDKs: %q; add them to TestConstantsMatchGo", unused)
 	}

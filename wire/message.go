@@ -72,6 +72,10 @@ type OfferPayload struct {
 	SDP        string `json:"sdp"`
 	EPK        []byte `json:"epk"` // the caller's ephemeral X25519 public key, EPKSize bytes
 	ICERestart bool   `json:"ice_restart,omitempty"`
+	// Renegotiate: a change of the call's media (audio to video and back,
+	// PROTOCOL §10.10) within the call: the current call_id and the
+	// sender's current EPK; either side may send it. Not with ICERestart.
+	Renegotiate bool `json:"renegotiate,omitempty"`
 }
 
 // AnswerPayload is the body of call_answer.
@@ -175,10 +179,14 @@ func (p SelectPayload) appendMembers(dst []member) []member {
 // [A-Za-z0-9_-], like a call_id (PROTOCOL §3).
 func ValidDevice(d string) bool { return validID(d) }
 
-// Validate checks that the SDP is non-empty UTF-8 and the EPK is EPKSize bytes.
+// Validate checks that the SDP is non-empty UTF-8, the EPK is EPKSize
+// bytes, and the offer is not both an ICE restart and a renegotiation.
 func (p OfferPayload) Validate() error {
 	if err := validateSDP(p.SDP); err != nil {
 		return err
+	}
+	if p.ICERestart && p.Renegotiate {
+		return malformedf("an offer is an ICE restart or a renegotiation, not both")
 	}
 	return validateEPK(p.EPK)
 }
@@ -242,6 +250,9 @@ func (p OfferPayload) appendMembers(dst []member) []member {
 	dst = append(dst, member{"sdp", stringValue(p.SDP)}, member{"epk", b64Value(p.EPK)})
 	if p.ICERestart { // optional, default false: senders omit it when false
 		dst = append(dst, member{"ice_restart", boolValue(true)})
+	}
+	if p.Renegotiate { // likewise
+		dst = append(dst, member{"renegotiate", boolValue(true)})
 	}
 	return dst
 }
@@ -335,6 +346,36 @@ func isNilPointer(b Body) bool {
 	return false
 }
 
+// OfferSendsVideo reports whether the sender of an SDP offer sends video
+// in it: an m=video section with a port other than 0 whose direction is
+// sendrecv or sendonly (sendrecv when absent). A renegotiation's video
+// (docs/PROTOCOL.md §10.10) is read this way.
+func OfferSendsVideo(sdp string) bool {
+	in, sends := false, false
+	flush := func() bool { return in && sends }
+	for _, line := range strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n") {
+		if strings.HasPrefix(line, "m=") {
+			if flush() {
+				return true
+			}
+			f := strings.Fields(line)
+			in = len(f) > 1 && f[0] == "m=video" && f[1] != "0"
+			sends = true
+			continue
+		}
+		if !in {
+			continue
+		}
+		switch line {
+		case "a=recvonly", "a=inactive":
+			sends = false
+		case "a=sendrecv", "a=sendonly":
+			sends = true
+		}
+	}
+	return flush()
+}
+
 // IsVideoOffer reports whether an SDP offers video: it has a line starting
 // with "m=video " (docs/PROTOCOL.md §3).
 func IsVideoOffer(sdp string) bool {
@@ -408,6 +449,8 @@ func decodeOffer(fields []member) (Body, error) {
 			haveEPK = true
 		case "ice_restart":
 			p.ICERestart, err = fieldBool(f)
+		case "renegotiate":
+			p.Renegotiate, err = fieldBool(f)
 		default:
 			err = unknownField(f.key)
 		}

@@ -87,3 +87,23 @@ func TestPayloadJSON(t *testing.T) {
 		t.Fatalf("json.Unmarshal with an unknown key: %v", err)
 	}
 }
+
+func TestOfferSendsVideo(t *testing.T) {
+	for _, c := range []struct {
+		sdp  string
+		want bool
+	}{
+		{"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n", false},
+		{"v=0\r\nm=audio 9 X 111\r\nm=video 9 X 96\r\na=mid:1\r\n", true},
+		{"v=0\r\nm=audio 9 X 111\r\nm=video 9 X 96\r\na=sendrecv\r\n", true},
+		{"v=0\r\nm=audio 9 X 111\r\nm=video 9 X 96\r\na=sendonly\r\n", true},
+		{"v=0\r\nm=audio 9 X 111\r\nm=video 9 X 96\r\na=recvonly\r\n", false},
+		{"v=0\r\nm=audio 9 X 111\r\nm=video 9 X 96\r\na=inactive\r\nm=audio 9 X 111\r\n", false},
+		{"v=0\r\nm=video 0 X 96\r\na=sendrecv\r\n", false},
+		{"v=0\nm=video 9 X 96\na=recvonly\nm=video 9 X 97\na=sendonly\n", true},
+	} {
+		if got := OfferSendsVideo(c.sdp); got != c.want {
+			t.Errorf("OfferSendsVideo(%q) = %v, want %v", c.sdp, got, c.want)
+		}
+	}
+}

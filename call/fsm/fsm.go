@@ -79,11 +79,12 @@ const (
 	TimerRestartDelay Timer = "restart_delay" // caller: 2 s disconnected, then restart
 	TimerRestartWait  Timer = "restart_wait"  // 10 s for an ICE restart to recover
 	TimerMedia        Timer = "media"         // 15 s without inbound media
+	TimerRenegotiate  Timer = "renegotiate"   // 10 s for the answer to a renegotiation
 )
 
 // Timings are the durations of the timers. Defaults returns PROTOCOL §6's.
 type Timings struct {
-	Answer, Ring, Disconnected, RestartDelay, RestartWait, Media time.Duration
+	Answer, Ring, Disconnected, RestartDelay, RestartWait, Media, Renegotiate time.Duration
 }
 
 // Defaults returns the shared constants of PROTOCOL §6.
@@ -95,6 +96,7 @@ func Defaults() Timings {
 		RestartDelay: 2 * time.Second,
 		RestartWait:  10 * time.Second,
 		Media:        15 * time.Second,
+		Renegotiate:  10 * time.Second,
 	}
 }
 
@@ -112,6 +114,8 @@ func (t Timings) of(n Timer) time.Duration {
 		return t.RestartWait
 	case TimerMedia:
 		return t.Media
+	case TimerRenegotiate:
+		return t.Renegotiate
 	}
 	return 0
 }
@@ -129,8 +133,11 @@ const (
 	EvOfferOut EventKind = "offer_sent"  // the driver sent the offer of CallID
 	EvFailed   EventKind = "failed"      // the driver's setup or media work failed: Error
 	EvKeyChg   EventKind = "key_changed" // caller: the peer's keys changed (offer sent with held keys)
+	// EvRenegotiate: the app changes the call's media (upgrade to video,
+	// downgrade to audio): a renegotiation offer is to be sent.
+	EvRenegotiate EventKind = "renegotiate"
 
-	EvRecvOffer  EventKind = "recv_offer"  // Peer, CallID, Device, Video, Restart
+	EvRecvOffer  EventKind = "recv_offer"  // Peer, CallID, Device, Video, Restart, Renegotiate
 	EvRecvAnswer EventKind = "recv_answer" // CallID, Device
 	EvRecvICE    EventKind = "recv_ice"    // CallID, Device
 	EvRecvReject EventKind = "recv_reject" // CallID, Device, Reason
@@ -159,18 +166,20 @@ const (
 
 // Event is one input. Fields not used by its kind are empty.
 type Event struct {
-	Kind     EventKind `json:"kind"`
-	CallID   string    `json:"call_id,omitempty"`
-	Peer     string    `json:"peer,omitempty"`
-	Device   string    `json:"device,omitempty"`
-	Video    bool      `json:"video,omitempty"`
-	Restart  bool      `json:"restart,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	Selected string    `json:"selected,omitempty"`
-	Outcome  string    `json:"outcome,omitempty"`
-	Conn     Conn      `json:"conn,omitempty"`
-	Timer    Timer     `json:"timer,omitempty"`
-	Error    string    `json:"error,omitempty"`
+	Kind    EventKind `json:"kind"`
+	CallID  string    `json:"call_id,omitempty"`
+	Peer    string    `json:"peer,omitempty"`
+	Device  string    `json:"device,omitempty"`
+	Video   bool      `json:"video,omitempty"`
+	Restart bool      `json:"restart,omitempty"`
+	// Renegotiate: a recv_offer that changes the call's media (PROTOCOL §10.10).
+	Renegotiate bool   `json:"renegotiate,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	Selected    string `json:"selected,omitempty"`
+	Outcome     string `json:"outcome,omitempty"`
+	Conn        Conn   `json:"conn,omitempty"`
+	Timer       Timer  `json:"timer,omitempty"`
+	Error       string `json:"error,omitempty"`
 	// AudioMuted, VideoOff, Screen: the peer's media state (recv_media).
 	AudioMuted bool `json:"audio_muted,omitempty"`
 	VideoOff   bool `json:"video_off,omitempty"`
@@ -230,6 +239,18 @@ const (
 	// or is back: apps show it beside the seed's state, which stays
 	// connected (PROTOCOL §10.6).
 	ActRecovery ActionKind = "recovery"
+	// SendRenegotiation: create a renegotiation offer for the media the
+	// app asked for and send it (call_offer renegotiate).
+	ActSendRenegotiation ActionKind = "send_renegotiation"
+	// ApplyRenegotiation: apply the peer's renegotiation offer (rolling
+	// back our own first, if one is out) and answer it.
+	ActApplyRenegotiation ActionKind = "apply_renegotiation"
+	// ApplyRenegotiationAnswer: set the answer to our renegotiation.
+	ActApplyRenegotiationAnswer ActionKind = "apply_renegotiation_answer"
+	// RenegotiationEnd: our renegotiation will not complete: Error is
+	// glare (the peer's won), timeout or interrupted (the connection
+	// went down).
+	ActRenegotiationEnd ActionKind = "renegotiation_end"
 	// PeerMedia: the peer's media state changed (AudioMuted, VideoOff,
 	// Screen): apps show it (PROTOCOL §10.9).
 	ActPeerMedia ActionKind = "peer_media"
@@ -288,6 +309,12 @@ const (
 	ErrNoIncomingCall   = "no_incoming_call"
 	ErrAlreadyAnswering = "already_answering"
 	ErrNoCall           = "no_call"
+	ErrNotConnected     = "not_connected" // renegotiate before connected
+	ErrRenegotiating    = "renegotiating" // a renegotiation or a recovery is in progress
+	// Ends of a renegotiation (ActRenegotiationEnd).
+	ErrGlare       = "glare"
+	ErrTimeout     = "timeout"
+	ErrInterrupted = "interrupted"
 )
 
 // Drop reasons.
@@ -316,7 +343,13 @@ type call struct {
 	restarting bool // that restart is in progress (not yet connected again)
 	failed     bool // ICE failed in this outage
 	recovering bool // an outage is in progress (told with ActRecovery)
-	timers     map[Timer]bool
+	// negotiating: our renegotiation offer awaits its answer (§10.10).
+	negotiating bool
+	wantVideo   bool // the media our renegotiation asks for
+	// sendVideo, recvVideo: whether this side and the peer send video, as
+	// the last renegotiation of each left it; video is their or.
+	sendVideo, recvVideo bool
+	timers               map[Timer]bool
 }
 
 // Machine is one module's call state machine: at most one call at a time.
@@ -414,7 +447,7 @@ func (m *Machine) sendSelect(c *call, selected, outcome string) {
 // driver tears the call down, the app sees the end state and, for a
 // failure, the error.
 func (m *Machine) end(c *call, st State, reason Ending, msg string, wireReason Ending, errName string) {
-	for _, t := range []Timer{TimerAnswer, TimerRing, TimerDisconnected, TimerRestartDelay, TimerRestartWait, TimerMedia} {
+	for _, t := range []Timer{TimerAnswer, TimerRing, TimerDisconnected, TimerRestartDelay, TimerRestartWait, TimerMedia, TimerRenegotiate} {
 		m.stopTimer(c, t)
 	}
 	if msg != "" {
@@ -439,7 +472,7 @@ func (m *Machine) onCall(c *call, e Event) {
 		m.emit(Action{Kind: ActAPIError, Error: ErrInCall})
 		return
 	}
-	n := &call{id: e.CallID, peer: e.Peer, video: e.Video, state: Calling, timers: map[Timer]bool{}}
+	n := &call{id: e.CallID, peer: e.Peer, video: e.Video, sendVideo: e.Video, recvVideo: e.Video, state: Calling, timers: map[Timer]bool{}}
 	m.cur = n
 	m.emit(Action{Kind: ActSetupCaller, CallID: n.id, Peer: n.peer, Video: n.video})
 	m.publish(n, "")
@@ -487,7 +520,7 @@ func (m *Machine) onHangup(c *call) {
 }
 
 func (m *Machine) onOffer(c *call, e Event) {
-	if e.Restart {
+	if e.Restart || e.Renegotiate {
 		if c == nil || c.id != e.CallID || c.peer != e.Peer {
 			m.drop(dropUnknownCall)
 			return
@@ -530,7 +563,7 @@ func (m *Machine) onOffer(c *call, e Event) {
 // incoming makes e's call the current one, ringing (not yet published),
 // with its peer connection being prepared.
 func (m *Machine) incoming(e Event) *call {
-	n := &call{id: e.CallID, peer: e.Peer, incoming: true, video: e.Video, state: Ringing, timers: map[Timer]bool{}}
+	n := &call{id: e.CallID, peer: e.Peer, incoming: true, video: e.Video, sendVideo: e.Video, recvVideo: e.Video, state: Ringing, timers: map[Timer]bool{}}
 	m.cur = n
 	m.emit(Action{Kind: ActPrepareCallee, CallID: n.id, Peer: n.peer, Video: n.video})
 	return n
@@ -562,11 +595,28 @@ func (m *Machine) onCallEvent(c *call, e Event) {
 			return
 		}
 		m.end(c, Ended, Offline, "", "", ErrOffline)
-	case EvRecvOffer: // an ICE restart offer for c
+	case EvRenegotiate:
+		switch {
+		case c.state != Connected:
+			m.emit(Action{Kind: ActAPIError, CallID: c.id, Error: ErrNotConnected})
+		case c.negotiating || c.recovering || c.restarting:
+			m.emit(Action{Kind: ActAPIError, CallID: c.id, Error: ErrRenegotiating})
+		default:
+			c.negotiating, c.wantVideo = true, e.Video
+			m.startTimer(c, TimerRenegotiate)
+			m.emit(Action{Kind: ActSendRenegotiation, CallID: c.id, Video: e.Video})
+		}
+	case EvRecvOffer:
+		if e.Renegotiate {
+			m.onRenegotiation(c, e)
+			return
+		}
+		// An ICE restart offer for c.
 		if !c.incoming || c.state == Ringing {
 			m.drop(dropUnexpected)
 			return
 		}
+		m.endNegotiation(c, ErrInterrupted)
 		m.stopTimer(c, TimerRestartWait)
 		c.restarted, c.restarting = true, true
 		m.startTimer(c, TimerRestartWait)
@@ -636,7 +686,60 @@ func (m *Machine) onCallEvent(c *call, e Event) {
 	}
 }
 
+// onRenegotiation handles the peer's renegotiation offer (PROTOCOL §10.10):
+// applied while connected; when ours is out too (glare), the callee is
+// polite: it drops its own and applies the caller's, and the caller drops
+// the callee's.
+func (m *Machine) onRenegotiation(c *call, e Event) {
+	switch {
+	case c.state != Connected || c.recovering || c.restarting:
+		m.drop(dropUnexpected)
+		return
+	case !c.incoming && e.Device != c.selected:
+		m.drop(dropOtherDevice)
+		return
+	case c.negotiating && !c.incoming:
+		m.drop(dropGlareLost)
+		return
+	case c.negotiating:
+		c.negotiating = false
+		m.stopTimer(c, TimerRenegotiate)
+		m.emit(Action{Kind: ActRenegotiationEnd, CallID: c.id, Error: ErrGlare})
+	}
+	m.emit(Action{Kind: ActApplyRenegotiation, CallID: c.id, Video: e.Video})
+	c.recvVideo = e.Video
+	m.setVideo(c)
+}
+
+// setVideo publishes the call's video flag when a renegotiation changed
+// it: a video call while either side sends video.
+func (m *Machine) setVideo(c *call) {
+	if v := c.sendVideo || c.recvVideo; v != c.video {
+		c.video = v
+		m.publish(c, "")
+	}
+}
+
+// endNegotiation ends our renegotiation in progress, if any, with why.
+func (m *Machine) endNegotiation(c *call, why string) {
+	if !c.negotiating {
+		return
+	}
+	c.negotiating = false
+	m.stopTimer(c, TimerRenegotiate)
+	m.emit(Action{Kind: ActRenegotiationEnd, CallID: c.id, Error: why})
+}
+
 func (m *Machine) onRecvAnswer(c *call, e Event) {
+	if c.negotiating && (c.incoming || e.Device == c.selected) {
+		// The answer to our renegotiation.
+		c.negotiating = false
+		m.stopTimer(c, TimerRenegotiate)
+		m.emit(Action{Kind: ActApplyRenegotiationAnswer, CallID: c.id, Video: c.wantVideo})
+		c.sendVideo = c.wantVideo
+		m.setVideo(c)
+		return
+	}
 	if c.incoming {
 		m.drop(dropUnexpected)
 		return
@@ -729,6 +832,7 @@ func (m *Machine) onConn(c *call, st Conn) {
 		// Media stops with the connection: the recovery rules own the
 		// outage, the media watchdog only a connection that is up.
 		m.stopTimer(c, TimerMedia)
+		m.endNegotiation(c, ErrInterrupted)
 		m.setRecovering(c, true)
 		if !c.timers[TimerDisconnected] {
 			m.startTimer(c, TimerDisconnected)
@@ -738,6 +842,7 @@ func (m *Machine) onConn(c *call, st Conn) {
 		}
 	case ConnFailed:
 		m.stopTimer(c, TimerMedia)
+		m.endNegotiation(c, ErrInterrupted)
 		m.setRecovering(c, true)
 		switch {
 		case c.restarting:
@@ -773,6 +878,7 @@ func (m *Machine) restart(c *call) {
 	if c.incoming || c.restarted {
 		return
 	}
+	m.endNegotiation(c, ErrInterrupted)
 	m.stopTimer(c, TimerRestartDelay)
 	c.restarted, c.restarting = true, true
 	m.startTimer(c, TimerRestartWait)
@@ -807,5 +913,9 @@ func (m *Machine) onTimer(c *call, t Timer) {
 		m.end(c, Ended, Disconnected, msgHangup, Disconnected, ErrDisconnected)
 	case TimerMedia:
 		m.end(c, Ended, MediaTimeout, msgHangup, MediaTimeout, ErrMediaTimeout)
+	case TimerRenegotiate:
+		// No answer: the call goes on with the media it had.
+		c.negotiating = false
+		m.emit(Action{Kind: ActRenegotiationEnd, CallID: c.id, Error: ErrTimeout})
 	}
 }

@@ -25,7 +25,7 @@ import (
 func callUsage() string {
 	return `Usage:
   duet call ALIAS [--video] [--relay-only] [--send-video F.ivf] [--send-audio F.ogg]
-                  [--record DIR] [--duration D] [--relay URL] [--home DIR]
+                  [--record DIR] [--duration D] [--upgrade-after D] [--relay URL] [--home DIR]
 
 Calls ALIAS and prints each state change and, every 2 s while connected, a
 Diag line (bytes, frames, bitrate, frame size, fps, RTT, loss, candidate
@@ -47,11 +47,16 @@ Flags:
                        <call_id>-video.ivf for a video call
   --duration D         hang up after D connected, e.g. 30s; more than 0
                        (default: at Ctrl-C)
+  --upgrade-after D    an audio call becomes a video call D after it
+                       connected: this side sends its video (--send-video or
+                       the test pattern) from then on; the peer receives it
+                       without having to send any (not with --video)
 ` + clientFlagsHelp() + `
 Examples:
   duet call u12345678                          # audio call
   duet call u12345678 --video --duration 30s   # video call, 30 seconds
   duet call u12345678 --video --relay-only --record ./rec
+  duet call u12345678 --upgrade-after 10s      # audio, then video after 10 s
 `
 }
 
@@ -89,6 +94,7 @@ type callFlags struct {
 	sendVideo, sendAudio string
 	record               string
 	duration             time.Duration
+	upgradeAfter         time.Duration
 	auto, once           bool
 }
 
@@ -105,6 +111,7 @@ func parseCallFlags(name, usage string, args []string, stdout, stderr io.Writer)
 	if name == "duet call" {
 		fs.BoolVar(&f.video, "video", false, "video call (default audio only)")
 		fs.DurationVar(&f.duration, "duration", 0, "hang up after this long connected (0: until Ctrl-C)")
+		fs.DurationVar(&f.upgradeAfter, "upgrade-after", 0, "turn the audio call into a video call this long after it connected")
 	} else {
 		fs.BoolVar(&f.auto, "auto", false, "answer every call without asking")
 		fs.BoolVar(&f.once, "once", false, "exit after the first call ends")
@@ -128,8 +135,14 @@ func (f *callFlags) validate(name string, set map[string]bool) error {
 	if set["duration"] && f.duration <= 0 {
 		return fmt.Errorf("--duration %v: want more than 0, e.g. 30s (leave it out to hang up at Ctrl-C)", f.duration)
 	}
-	if name == "duet call" && f.sendVideo != "" && !f.video {
-		return fmt.Errorf("--send-video %s sends video only in a video call: add --video", f.sendVideo)
+	if set["upgrade-after"] && f.upgradeAfter <= 0 {
+		return fmt.Errorf("--upgrade-after %v: want more than 0, e.g. 10s", f.upgradeAfter)
+	}
+	if f.upgradeAfter > 0 && f.video {
+		return fmt.Errorf("--upgrade-after turns an audio call into a video call: leave out --video")
+	}
+	if name == "duet call" && f.sendVideo != "" && !f.video && f.upgradeAfter == 0 {
+		return fmt.Errorf("--send-video %s sends video only in a video call: add --video (or --upgrade-after D)", f.sendVideo)
 	}
 	for _, p := range []struct{ flag, path string }{{"--send-video", f.sendVideo}, {"--send-audio", f.sendAudio}} {
 		if p.path == "" {
@@ -256,6 +269,10 @@ func (f *callFlags) start(ctx context.Context, stdout, stderr io.Writer) (*sessi
 	}
 	if f.record != "" {
 		opts.Sinks = recorder(f.record)
+		opts.VideoSink = func(st call.Status) (call.FrameSink, error) {
+			// A call upgraded to video (docs/PROTOCOL.md §10.10).
+			return media.CreateIVF(filepath.Join(f.record, st.CallID+"-video.ivf"))
+		}
 	}
 	s.modMu.Lock()
 	s.mod = call.New(opts)
@@ -311,6 +328,7 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 	var last call.State
 	var recovering bool
 	var peerMedia call.MediaState
+	var video, sawConnected bool
 	mediaC := media.C()
 	for {
 		select {
@@ -335,6 +353,17 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 				}
 				fmt.Fprintln(stdout, line)
 			}
+			if st.State == call.StateConnected && st.Video != video && last == call.StateConnected && sawConnected {
+				if st.Video {
+					fmt.Fprintln(stdout, "video: the call is now a video call")
+				} else {
+					fmt.Fprintln(stdout, "video: the call is now audio only")
+				}
+			}
+			if st.State == call.StateConnected {
+				sawConnected = true
+			}
+			video = st.Video
 			if st.Recovering != recovering {
 				recovering = st.Recovering
 				if recovering {
@@ -357,6 +386,35 @@ func (s *session) watch(ctx context.Context, stdout io.Writer, hangupAfter time.
 			ctx = context.Background() // keep watching until the call has ended
 		}
 	}
+}
+
+// upgradeAfter turns the call into a video call d after it connected
+// (duet call --upgrade-after), and says how that went.
+func (s *session) upgradeAfter(ctx context.Context, stdout io.Writer, d time.Duration) {
+	sub := s.mod.State().Subscribe()
+	defer sub.Unsubscribe()
+	connected := false
+	for st := range sub.C() {
+		if st.State.Terminal() {
+			return
+		}
+		if connected = st.State == call.StateConnected; connected {
+			break
+		}
+	}
+	if !connected {
+		return
+	}
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return
+	}
+	if err := s.mod.SetVideo(ctx, true); err != nil {
+		fmt.Fprintf(stdout, "upgrade to video failed: %v\n", err)
+		return
+	}
+	fmt.Fprintln(stdout, "upgraded to video: sending video")
 }
 
 // describeMedia says what a media state means, for the peer media line.
@@ -404,6 +462,9 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			keyChangedHint(stderr, peer)
 		}
 		return 1
+	}
+	if f.upgradeAfter > 0 {
+		go s.upgradeAfter(ctx, stdout, f.upgradeAfter)
 	}
 	st := s.watch(ctx, stdout, f.duration)
 	printStats(stdout, s.mod.Stats())

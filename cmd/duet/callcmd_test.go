@@ -186,3 +186,51 @@ func TestAnswerPrintsPeerMedia(t *testing.T) {
 		t.Fatal("duet answer --once did not exit after the call")
 	}
 }
+
+// TestCallUpgradeAfterCLI: `duet call --upgrade-after` turns an audio call
+// into a video call (PROTOCOL §10.10); `duet answer` says so and its
+// recording gains a video stream that decodes.
+func TestCallUpgradeAfterCLI(t *testing.T) {
+	ffprobe, err := exec.LookPath("ffprobe")
+	if err != nil {
+		t.Fatal("this test needs ffprobe: apt-get install -y ffmpeg")
+	}
+	relayURL := startTestRelay(t)
+	callerHome, _ := newCLIIdentity(t, relayURL)
+	calleeHome, callee := newCLIIdentity(t, relayURL)
+	rec := t.TempDir()
+	var ansOut, ansErr syncbuf.Buffer
+	answered := make(chan int, 1)
+	go func() {
+		answered <- run([]string{"answer", "--auto", "--once", "--record", rec, "--relay", relayURL, "--home", calleeHome}, strings.NewReader(""), &ansOut, &ansErr)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(ansOut.String(), "waiting for calls"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("duet answer did not start: %s%s", ansOut.String(), ansErr.String())
+		}
+	}
+	code, out, errOut := runCLI(t, "", "call", callee, "--upgrade-after", "500ms", "--duration", "3s", "--relay", relayURL, "--home", callerHome)
+	if code != 0 || !strings.Contains(out, "upgraded to video: sending video") {
+		t.Fatalf("duet call = %d:\n%s\n%s", code, out, errOut)
+	}
+	select {
+	case code := <-answered:
+		if code != 0 || !strings.Contains(ansOut.String(), "incoming audio call from") || !strings.Contains(ansOut.String(), "video: the call is now a video call") {
+			t.Fatalf("duet answer = %d:\n%s\n%s", code, ansOut.String(), ansErr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("duet answer --once did not exit after the call")
+	}
+	ivfs, _ := filepath.Glob(filepath.Join(rec, "*-video.ivf"))
+	if len(ivfs) != 1 {
+		t.Fatalf("the upgraded call's video recording: %v", ivfs)
+	}
+	probe, err := exec.Command(ffprobe, "-v", "error", "-count_frames", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_frames", "-of", "default=nw=1:nk=1", ivfs[0]).Output()
+	if err != nil {
+		t.Fatalf("ffprobe: %v", err)
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(string(probe))); err != nil || n < 30 {
+		t.Fatalf("the upgraded recording decodes to %q frames, want at least 30 (2.5 s at 30 fps, less those before the key frame)", probe)
+	}
+}

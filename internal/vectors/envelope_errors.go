@@ -454,6 +454,10 @@ func genEnvelopeErrors() (any, error) {
 	ten("call_media unknown field", "call_media", map[string]any{"audio_muted": false, "video_off": false, "camera": true}, "ErrMalformed")
 	ten("call_media explicit screen false is accepted", "call_media", map[string]any{"audio_muted": false, "video_off": true, "screen": false}, "")
 	ten("call_media with screen is accepted", "call_media", map[string]any{"audio_muted": true, "video_off": true, "screen": true}, "")
+	ten("call_offer renegotiate is a number", "call_offer", offer(map[string]any{"renegotiate": 1}), "ErrMalformed")
+	ten("call_offer both ice_restart and renegotiate", "call_offer", offer(map[string]any{"ice_restart": true, "renegotiate": true}), "ErrMalformed")
+	ten("call_offer explicit renegotiate false is accepted", "call_offer", offer(map[string]any{"renegotiate": false}), "")
+	ten("call_answer with renegotiate", "call_answer", offer(map[string]any{"renegotiate": true}), "ErrMalformed")
 	ten("type that is not a call type", "call_chat", map[string]any{"reason": "busy"}, "ErrMalformed")
 	return f, nil
 }

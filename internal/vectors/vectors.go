@@ -383,6 +383,7 @@ func sealedMessages() []struct {
 		{"call_hangup (no_answer)", AliceAlias, BobAlias, "", wire.HangupPayload{Reason: wire.ReasonNoAnswer}},
 		{"call_media", BobAlias, AliceAlias, "bob-phone", wire.MediaPayload{AudioMuted: true, VideoOff: true}},
 		{"call_media (screen)", AliceAlias, BobAlias, "alice-laptop", wire.MediaPayload{Screen: true}},
+		{"call_offer (renegotiate)", BobAlias, AliceAlias, "bob-phone", wire.OfferPayload{SDP: "v=0\r\no=- 3 5 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", EPK: mustEphemeral(0x51).PublicKey().Bytes(), Renegotiate: true}},
 	}
 }
 

@@ -45,8 +45,8 @@ func newQuota(perUser, total int) *quota {
 }
 
 // allow is the QuotaHandler. Allocations are counted when created, so that
-// a refused or failed Allocate costs nothing; the server handles one UDP
-// packet at a time, so concurrent Allocates overshoot only over TCP.
+// a refused or failed Allocate costs nothing; Allocates handled at the same
+// moment (several sockets, TCP) may overshoot a quota by a few.
 func (q *quota) allow(user, _ string, _ net.Addr) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

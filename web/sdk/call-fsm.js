@@ -48,9 +48,10 @@ export const DEFAULT_TIMINGS = Object.freeze({
   restart_delay: 2_000, // caller: 2 s disconnected, then restart
   restart_wait: 10_000, // 10 s for an ICE restart to recover
   media: 15_000, // 15 s without inbound media
+  renegotiate: 10_000, // 10 s for the answer to a renegotiation
 });
 
-const TIMER_ORDER = ['answer', 'ring', 'disconnected', 'restart_delay', 'restart_wait', 'media'];
+const TIMER_ORDER = ['answer', 'ring', 'disconnected', 'restart_delay', 'restart_wait', 'media', 'renegotiate'];
 
 const MSG_REJECT = 'call_reject';
 const MSG_HANGUP = 'call_hangup';
@@ -66,6 +67,7 @@ export const FSM_ERRORS = Object.freeze({
   NO_ANSWER: 'no_answer', DECLINED: 'declined', BUSY: 'busy', OFFLINE: 'offline', ICE_FAILED: 'ice_failed',
   MEDIA_TIMEOUT: 'media_timeout', DISCONNECTED: 'disconnected', SETUP: 'setup', KEY_CHANGED: 'key_changed',
   IN_CALL: 'in_call', NO_INCOMING_CALL: 'no_incoming_call', ALREADY_ANSWERING: 'already_answering', NO_CALL: 'no_call',
+  NOT_CONNECTED: 'not_connected', RENEGOTIATING: 'renegotiating', GLARE: 'glare', TIMEOUT: 'timeout', INTERRUPTED: 'interrupted',
 });
 const E = FSM_ERRORS;
 
@@ -117,6 +119,12 @@ class Call {
     this.restarting = false; // that restart is in progress (not yet connected again)
     this.failed = false; // ICE failed in this outage
     this.recovering = false; // an outage is in progress (told with a recovery action)
+    this.negotiating = false; // our renegotiation offer awaits its answer (§10.10)
+    this.wantVideo = false; // the media it asks for
+    // Whether this side and the peer send video, as the last renegotiation
+    // of each left it; video is their or.
+    this.sendVideo = video;
+    this.recvVideo = video;
     this.timers = new Set();
   }
 
@@ -301,7 +309,7 @@ export class CallMachine {
   }
 
   #onOffer(c, e) {
-    if (e.restart) {
+    if (e.restart || e.renegotiate) {
       if (!c || c.id !== e.call_id || c.peer !== e.peer) {
         this.#drop(DROP_UNKNOWN_CALL);
         return;
@@ -374,11 +382,29 @@ export class CallMachine {
         }
         this.#end(c, ENDED, 'offline', '', '', E.OFFLINE);
         return;
-      case 'recv_offer': // an ICE restart offer for c
+      case 'renegotiate':
+        if (c.state !== CONNECTED) {
+          this.#emit({ kind: 'api_error', call_id: c.id, error: E.NOT_CONNECTED });
+        } else if (c.negotiating || c.recovering || c.restarting) {
+          this.#emit({ kind: 'api_error', call_id: c.id, error: E.RENEGOTIATING });
+        } else {
+          c.negotiating = true;
+          c.wantVideo = e.video === true;
+          this.#startTimer(c, 'renegotiate');
+          this.#emit({ kind: 'send_renegotiation', call_id: c.id, video: c.wantVideo });
+        }
+        return;
+      case 'recv_offer':
+        if (e.renegotiate) {
+          this.#onRenegotiation(c, e);
+          return;
+        }
+        // An ICE restart offer for c.
         if (!c.incoming || c.state === RINGING) {
           this.#drop(DROP_UNEXPECTED);
           return;
         }
+        this.#endNegotiation(c, E.INTERRUPTED);
         this.#stopTimer(c, 'restart_wait');
         c.restarted = true;
         c.restarting = true;
@@ -442,7 +468,62 @@ export class CallMachine {
     }
   }
 
+  /**
+   * The peer's renegotiation offer (PROTOCOL §10.10): applied while
+   * connected; when ours is out too (glare) the callee is polite (drops its
+   * own, applies the caller's) and the caller drops the callee's.
+   */
+  #onRenegotiation(c, e) {
+    if (c.state !== CONNECTED || c.recovering || c.restarting) {
+      this.#drop(DROP_UNEXPECTED);
+      return;
+    }
+    if (!c.incoming && e.device !== c.selected) {
+      this.#drop(DROP_OTHER_DEVICE);
+      return;
+    }
+    if (c.negotiating && !c.incoming) {
+      this.#drop(DROP_GLARE_LOST);
+      return;
+    }
+    if (c.negotiating) {
+      c.negotiating = false;
+      this.#stopTimer(c, 'renegotiate');
+      this.#emit({ kind: 'renegotiation_end', call_id: c.id, error: E.GLARE });
+    }
+    const video = e.video === true;
+    this.#emit({ kind: 'apply_renegotiation', call_id: c.id, video });
+    c.recvVideo = video;
+    this.#setVideo(c);
+  }
+
+  /** Publishes the call's video flag when a renegotiation changed it: a video call while either side sends video. */
+  #setVideo(c) {
+    const v = c.sendVideo || c.recvVideo;
+    if (v !== c.video) {
+      c.video = v;
+      this.#publish(c, '');
+    }
+  }
+
+  /** Ends our renegotiation in progress, if any, with why. */
+  #endNegotiation(c, why) {
+    if (!c.negotiating) return;
+    c.negotiating = false;
+    this.#stopTimer(c, 'renegotiate');
+    this.#emit({ kind: 'renegotiation_end', call_id: c.id, error: why });
+  }
+
   #onRecvAnswer(c, e) {
+    if (c.negotiating && (c.incoming || e.device === c.selected)) {
+      // The answer to our renegotiation.
+      c.negotiating = false;
+      this.#stopTimer(c, 'renegotiate');
+      this.#emit({ kind: 'apply_renegotiation_answer', call_id: c.id, video: c.wantVideo });
+      c.sendVideo = c.wantVideo;
+      this.#setVideo(c);
+      return;
+    }
     if (c.incoming) {
       this.#drop(DROP_UNEXPECTED);
       return;
@@ -534,12 +615,14 @@ export class CallMachine {
         // Media stops with the connection: the recovery rules own the
         // outage, the media watchdog only a connection that is up.
         this.#stopTimer(c, 'media');
+        this.#endNegotiation(c, E.INTERRUPTED);
         this.#setRecovering(c, true);
         if (!c.timers.has('disconnected')) this.#startTimer(c, 'disconnected');
         if (!c.incoming && !c.restarted && !c.timers.has('restart_delay')) this.#startTimer(c, 'restart_delay');
         break;
       case 'failed':
         this.#stopTimer(c, 'media');
+        this.#endNegotiation(c, E.INTERRUPTED);
         this.#setRecovering(c, true);
         if (c.restarting) {
           // The restart in progress is bounded by its own wait.
@@ -570,6 +653,7 @@ export class CallMachine {
   /** Begins the caller's one ICE restart of an outage; the callee has nothing to do but wait for it. */
   #restart(c) {
     if (c.incoming || c.restarted) return;
+    this.#endNegotiation(c, E.INTERRUPTED);
     this.#stopTimer(c, 'restart_delay');
     c.restarted = true;
     c.restarting = true;
@@ -605,6 +689,11 @@ export class CallMachine {
         break;
       case 'media':
         this.#end(c, ENDED, 'media_timeout', MSG_HANGUP, 'media_timeout', E.MEDIA_TIMEOUT);
+        break;
+      case 'renegotiate':
+        // No answer: the call goes on with the media it had.
+        c.negotiating = false;
+        this.#emit({ kind: 'renegotiation_end', call_id: c.id, error: E.TIMEOUT });
         break;
     }
   }

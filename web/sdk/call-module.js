@@ -22,6 +22,7 @@ import { applyAnswer, applyRestartAnswer, restartICE, startCaller } from './call
 import { applyRestart, startCallee } from './call-callee.js';
 import { addRemote, startMedia } from './call-pc.js';
 import { armSwitch, onRekey, onRekeyNeeded } from './call-rekey.js';
+import { applyRenegotiation, applyRenegotiationAnswer, renegotiationEnded, sendRenegotiation } from './call-renegotiate.js';
 import {
   CallSession, DEGRADATION_PREFERENCE, FSM_TIMINGS, SCREEN_DEGRADATION_PREFERENCE, T, callError, randomID,
 } from './call-session.js';
@@ -29,7 +30,7 @@ import { newCallID } from './call-config.js';
 import { sample } from './call-stats.js';
 import { validAlias } from './identity.js';
 import { HotValue } from './observable.js';
-import { isVideoOffer } from './signal.js';
+import { isVideoOffer, offerSendsVideo } from './signal.js';
 
 const INBOUND_QUEUE = 256;
 /** The peer's media state before it announces one, and without a call (PROTOCOL §10.9). */
@@ -207,7 +208,10 @@ class Driver {
     const s = a.call_id ? this.#byId(a.call_id) : null;
     switch (a.kind) {
       case 'state':
-        if (s) s.state = a.state;
+        if (s) {
+          s.state = a.state;
+          s.video = a.video === true; // a renegotiation changes it (§10.10)
+        }
         this.#publish(a);
         break;
       case 'ring':
@@ -288,6 +292,18 @@ class Driver {
         s.connectedAt = Date.now();
         startMedia(this, s, (x, log) => sample(this, x, log)).catch((e) => this.log.warn(`[CallModule] starting media: ${e.message}`));
         this.#sendMedia(s); // once when connected, then on every change (PROTOCOL §10.9)
+        break;
+      case 'send_renegotiation':
+        if (s?.pc) this.#step(s, () => sendRenegotiation(this, s, a.video === true));
+        break;
+      case 'apply_renegotiation':
+        if (s?.pc && ctx?.msg) this.#step(s, () => applyRenegotiation(this, s, ctx.msg));
+        break;
+      case 'apply_renegotiation_answer':
+        if (s?.pc && ctx?.msg) this.#step(s, () => applyRenegotiationAnswer(this, s, ctx.msg));
+        break;
+      case 'renegotiation_end':
+        if (s) this.#step(s, () => renegotiationEnded(this, s, a.error));
         break;
       case 'peer_media':
         if (s && !s.torn && this.cur === s) {
@@ -395,6 +411,7 @@ class Driver {
     s.torn = true;
     s.markTorn();
     s.stopTimers();
+    this.renegotiated(s, callError('ErrCallEnded', 'the call ended'));
     for (const t of s.localStream?.getTracks() ?? []) t.stop();
     s.screenTrack?.stop();
     this.last = s;
@@ -510,6 +527,34 @@ class Driver {
     } catch (e) {
       this.log.warn(`[CallModule] setting degradationPreference ${pref} failed: ${e.message}`);
     }
+  }
+
+  /**
+   * Upgrades the connected call to video (this side sends its camera) or
+   * stops sending video, by a renegotiation (PROTOCOL §10.10). Resolves
+   * when the peer's answer is applied.
+   */
+  async setVideo(on) {
+    const s = this.live();
+    if (!s) throw callError('ErrNoCall', 'no call in progress');
+    const done = new Promise((resolve, reject) => { s.renegotiation = { resolve, reject }; });
+    done.catch(() => {});
+    const r = await this.feed({ kind: 'renegotiate', call_id: s.id, video: !!on });
+    if (r.apiError) {
+      s.renegotiation = null;
+      if (r.apiError === 'not_connected') throw callError('ErrNotConnected', 'the call is not connected yet');
+      throw callError('ErrRenegotiating', 'a media change or a connection recovery is in progress; try again');
+    }
+    return done;
+  }
+
+  /** The end of s's renegotiation: err null when the answer was applied. */
+  renegotiated(s, err) {
+    const r = s.renegotiation;
+    s.renegotiation = null;
+    if (!r) return;
+    if (err) r.reject(err);
+    else r.resolve();
   }
 
   #sendMedia(s) {
@@ -726,7 +771,11 @@ class Driver {
     let ev;
     switch (msg.type) {
       case 'call_offer':
-        ev = { kind: 'recv_offer', ...base, peer: msg.from, video: isVideoOffer(msg.sdp), restart: msg.ice_restart === true };
+        ev = {
+          kind: 'recv_offer', ...base, peer: msg.from, restart: msg.ice_restart === true, renegotiate: msg.renegotiate === true,
+          // A renegotiation's video: whether the peer sends video (§10.10).
+          video: msg.renegotiate === true ? offerSendsVideo(msg.sdp) : isVideoOffer(msg.sdp),
+        };
         break;
       case 'call_answer':
         ev = { kind: 'recv_answer', ...base };
@@ -1008,6 +1057,21 @@ export class CallModule {
    */
   observePeerMedia() {
     return { subscribe: (fn) => this.#d.peerMedia.subscribe(fn) };
+  }
+
+  /**
+   * Turns the connected call into a video call (on: this side sends its
+   * camera) or stops sending video (off), by a renegotiation within the
+   * call (PROTOCOL §10.10): the peer receives the video without having to
+   * send any, and its observeRemoteStream() emits a stream with the new
+   * track. Resolves when the peer answered; rejects with ErrNotConnected,
+   * ErrRenegotiating (another change or a recovery in progress) or
+   * ErrRenegotiationFailed (no answer, glare lost, connection lost: the
+   * call goes on unchanged).
+   * @param {boolean} on
+   */
+  setVideo(on) {
+    return this.#d.setVideo(on);
   }
 
   /**

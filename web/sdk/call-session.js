@@ -37,6 +37,7 @@ export const FSM_TIMINGS = Object.freeze({
   get restart_delay() { return T.restartDelay; },
   get restart_wait() { return T.restartWait; },
   get media() { return T.media; },
+  get renegotiate() { return T.restartWait; },
 });
 
 export function callError(name, message, details) {
@@ -58,6 +59,7 @@ export class CallSession {
   constructor(id, peer, incoming, video) {
     // What this side sends (PROTOCOL §10.9): every call starts all on.
     this.media = { audioMuted: false, videoOff: false, screen: false };
+    this.renegotiation = null; // setVideo's {resolve, reject} while its renegotiation runs
     this.screenTrack = null; // the shared screen's track, sent in place of cameraTrack
     this.cameraTrack = null;
     this.id = id;

@@ -692,6 +692,17 @@ export declare class CallModule {
    * shareButton.onclick = () => (calls.localMedia.screen ? calls.stopScreenShare() : calls.shareScreen());
    */
   shareScreen(): Promise<void>;
+  /**
+   * Turns the connected call into a video call (on: this side sends its
+   * camera) or stops sending video (off), by a renegotiation within the
+   * call (PROTOCOL §10.10). The peer receives the video without sending
+   * any, and its observeRemoteStream() emits a new stream with the video
+   * track. Rejects with ErrNotConnected, ErrRenegotiating or
+   * ErrRenegotiationFailed (the call goes on unchanged).
+   * @example
+   * videoButton.onclick = () => calls.setVideo(!calls.status.isVideo);
+   */
+  setVideo(on: boolean): Promise<void>;
   /** Stops sharing: the camera is sent again. Resolves false when nothing was shared. */
   stopScreenShare(): Promise<boolean>;
   observeState(): Observable<CallState>;

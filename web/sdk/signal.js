@@ -418,6 +418,30 @@ export function normalizeICE(c) {
 }
 
 /**
+ * Whether the sender of an SDP offer sends video in it: an m=video section
+ * with a port other than 0 whose direction is sendrecv or sendonly
+ * (sendrecv when absent). A renegotiation's video is read this way (§10.10).
+ * @param {string} sdp
+ * @returns {boolean}
+ */
+export function offerSendsVideo(sdp) {
+  let inVideo = false;
+  let sends = false;
+  for (const line of String(sdp).split(/\r?\n/)) {
+    if (line.startsWith('m=')) {
+      if (inVideo && sends) return true;
+      const f = line.split(' ');
+      inVideo = f[0] === 'm=video' && f.length > 1 && f[1] !== '0';
+      sends = true;
+    } else if (inVideo) {
+      if (line === 'a=recvonly' || line === 'a=inactive') sends = false;
+      else if (line === 'a=sendrecv' || line === 'a=sendonly') sends = true;
+    }
+  }
+  return inVideo && sends;
+}
+
+/**
  * Reports whether an SDP offers video: a line starting with "m=video " (§3).
  * @param {string} sdp
  * @returns {boolean}
@@ -430,10 +454,12 @@ export function isVideoOffer(sdp) {
 function bodyFromApp(type, f) {
   switch (type) {
     case 'call_offer': {
-      only(f, 'sdp', 'epk', 'ice_restart');
+      only(f, 'sdp', 'epk', 'ice_restart', 'renegotiate');
       need(f, 'sdp', 'epk');
       const out = { sdp: checkSDP(f.sdp, 'sdp'), epk: toBase64(epkFromApp(f.epk)) };
       if (Object.hasOwn(f, 'ice_restart') && checkBool(f.ice_restart, 'ice_restart')) out.ice_restart = true;
+      if (Object.hasOwn(f, 'renegotiate') && checkBool(f.renegotiate, 'renegotiate')) out.renegotiate = true;
+      if (out.ice_restart && out.renegotiate) throw malformed('an offer is an ICE restart or a renegotiation, not both');
       return out;
     }
     case 'call_answer':
@@ -463,11 +489,16 @@ function bodyFromApp(type, f) {
 function bodyFromWire(type, f) {
   switch (type) {
     case 'call_offer': {
-      only(f, 'sdp', 'epk', 'ice_restart');
+      only(f, 'sdp', 'epk', 'ice_restart', 'renegotiate');
       need(f, 'sdp', 'epk');
       const sdp = checkSDP(f.sdp, 'sdp');
+      const restart = Object.hasOwn(f, 'ice_restart') ? checkBool(f.ice_restart, 'ice_restart') : false;
+      const renegotiate = Object.hasOwn(f, 'renegotiate') ? checkBool(f.renegotiate, 'renegotiate') : false;
+      if (restart && renegotiate) throw malformed('an offer is an ICE restart or a renegotiation, not both');
       const epk = epkFromWire(f.epk);
-      return { sdp, epk, ice_restart: Object.hasOwn(f, 'ice_restart') ? checkBool(f.ice_restart, 'ice_restart') : false };
+      const out = { sdp, epk, ice_restart: restart };
+      if (renegotiate) out.renegotiate = true;
+      return out;
     }
     case 'call_answer': {
       only(f, 'sdp', 'epk');

@@ -536,6 +536,21 @@ export async function stopScreenShare() {
   return calls.stopScreenShare();
 }
 
+/** setVideo(on): the renegotiation's result. */
+export async function setVideo(on) {
+  try {
+    await calls.setVideo(on);
+    return { ok: true, name: '', message: '' };
+  } catch (e) {
+    return { ok: false, name: e.name, message: e.message };
+  }
+}
+
+/** How many remote streams onRemoteStream got, and the last one's track count. */
+export function remoteStreamCount() {
+  return { ...legacy };
+}
+
 // refreshICECheck: a peer connection made with one ICE configuration takes
 // the client's current one through call-pc.js's refreshICEServers (what an
 // ICE restart does first) and reports the TURN URLs it has after.

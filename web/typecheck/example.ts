@@ -53,6 +53,8 @@ export async function quickStart(): Promise<void> {
   const sharing: Promise<void> = calls.shareScreen();
   await sharing;
   const stopped: boolean = await calls.stopScreenShare();
+  const upgraded: Promise<void> = calls.setVideo(true);
+  await upgraded;
   calls.observePeerMedia().subscribe((m: MediaState) => console.log(m.audioMuted, m.videoOff, m.screen, muted, mine.audioMuted, stopped));
   const ended: Promise<void> = calls.hangup();
   await ended;
