@@ -107,12 +107,13 @@ func TestInitCallsSeedSetup(t *testing.T) {
 // send), all while the lookup still hangs (the page's deadline lengthened
 // past the test); a call to a peer with no held session fails with
 // ErrTimeout when the lookup's deadline passes (shortened to 2 s), and
-// ends, instead of staying 'calling'. Also: the remote stream is emitted again once video joins
+// ends, instead of staying 'calling'; and a caller whose key lookup hangs
+// holds none of the call in progress's messages (its hangup ends it). Also: the remote stream is emitted again once video joins
 // the audio.
 func TestCallsHungRelay(t *testing.T) {
 	env := startCallEnv(t)
 	alice := env.openTab(t, "alice", "")
-	alice.setup(false)
+	a := alice.setup(false)
 	bot := env.newGoBot(t, "gobot", false)
 	answer := func(b *goBot) {
 		t.Helper()
@@ -166,6 +167,35 @@ func TestCallsHungRelay(t *testing.T) {
 	// when the call ends, not when the lookup does.
 	r := drive[jsResult](alice, 10*time.Second, "callResult()")
 	t.Logf("call() settled after the hangup: %+v", r)
+
+	// During a call, a caller unknown to alice (carol) calls her: the
+	// lookup of carol's keys hangs, and holds nothing else: the call's
+	// peer hangs up and alice's call ends at once (each sender's envelopes
+	// are handled apart).
+	drive[bool](alice, 5*time.Second, "reset()")
+	drive[bool](alice, 5*time.Second, fmt.Sprintf("startCall(%q, false)", bot.alias))
+	answer(bot)
+	alice.waitState("connected", 20*time.Second)
+	drive[bool](alice, 5*time.Second, "reset()") // the history from connected on
+	carol := env.newGoBot(t, "carol", false)
+	hungBefore := env.hung.Load()
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if err := carol.mod.Call(cctx, a, duetcall.Media{Audio: true}); err != nil {
+		t.Fatalf("carol calls alice: %v", err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); env.hung.Load() == hungBefore; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("alice never looked up the keys of carol, who called her")
+		}
+	}
+	if err := bot.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	if st := alice.waitState("hangup", 10*time.Second); st.Reason != "user_hangup" {
+		t.Errorf("alice after the peer hung up while carol's key lookup hangs: %+v", st)
+	}
+	_ = carol.mod.Hangup()
 	// No held session: the offer waits for the lookup, which times out
 	// (the page's deadline shortened to 2 s; the SDK's is 10 s).
 	bot2 := env.newGoBot(t, "gobot2", false)

@@ -176,8 +176,7 @@ func (r *relayTLS) redirectServer(httpAddr, relayAddr string, log *slog.Logger) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen %s (HTTP: ACME challenges and the redirect to https): %w", httpAddr, err)
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	return hs, ln, nil
+	return newHTTPServer(h, log), ln, nil
 }
 
 // tlsPorts are the ports of the TURN TLS listeners, for the turns: URLs.

@@ -107,8 +107,8 @@ function endWorker(s) {
  */
 class Driver {
   #mod;
-  #queue = [];
-  #draining = false;
+  #queues = new Map(); // sender alias → its envelopes waiting, in order
+  #queued = 0; // envelopes waiting, all senders
   #drops = {};
   #sent = new Map();
   #idPrefix = randomID().slice(0, 8);
@@ -664,29 +664,45 @@ class Driver {
 
   // ------------------------------------------------------- relay plumbing
 
+  /**
+   * Each sender's envelopes are handled in order, one at a time, and
+   * senders apart: the key lookup an unknown caller's offer needs (up to
+   * the relay's HTTP deadline) never holds another sender's envelopes, such
+   * as the candidates or the hangup of the call in progress. At most
+   * INBOUND_QUEUE wait in all (queue_full).
+   */
   handleEnvelope(env) {
     if (this.closed) return;
-    if (this.#queue.length >= INBOUND_QUEUE) {
+    if (this.#queued >= INBOUND_QUEUE) {
       this.drop('queue_full');
       return;
     }
-    this.#queue.push(env);
-    if (!this.#draining) this.#drain();
+    this.#queued++;
+    const from = String(env?.from ?? '');
+    const q = this.#queues.get(from);
+    if (q) {
+      q.push(env);
+      return;
+    }
+    const nq = [env];
+    this.#queues.set(from, nq);
+    this.#drain(from, nq);
   }
 
-  async #drain() {
-    this.#draining = true;
+  async #drain(from, q) {
     try {
-      while (this.#queue.length) {
-        const env = this.#queue.shift();
+      while (q.length) {
+        const env = q.shift();
         try {
           await this.#process(env);
         } catch (e) {
           this.log.warn(`[CallModule] handling ${env.type} failed: ${e.name}: ${e.message}`);
+        } finally {
+          this.#queued--;
         }
       }
     } finally {
-      this.#draining = false;
+      this.#queues.delete(from);
     }
   }
 

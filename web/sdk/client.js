@@ -336,7 +336,8 @@ export class DuetClient {
   #netListeners = null; // [target, event, fn] installed by connect()
   #skewMs = 0;
   #replay = new NonceCache();
-  #sessions = new Map(); // alias → Promise<Session>
+  #sessions = new Map(); // alias → Promise<{session, keys}>: the latest made or being made
+  #held = new Map(); // alias → {session, keys}: the latest made (never one in flight)
   #ice = null;
   #iceExp = 0;
   #iceBase = ''; // the relay node #ice came from: each node may name its own TURN
@@ -876,8 +877,9 @@ export class DuetClient {
    * @returns {Promise<{session: Session, keys: import('./duet').PublicKeys} | null>}
    */
   async heldSession(peer) {
-    const held = this.#sessions.get(peer);
-    const h = held && (await held.catch(() => null));
+    // The last session made, never a lookup in flight: a key check still
+    // pending (a hung relay) does not hold the next call's offer.
+    const h = this.#held.get(peer);
     if (!h) return null;
     const pinned = await this.#pins.pinned(peer).catch(() => null);
     if (!pinned || !equalBytes(pinned.signing, h.keys.signing) || !equalBytes(pinned.agreement, h.keys.agreement)) return null;
@@ -885,27 +887,29 @@ export class DuetClient {
   }
 
   #peerSession(peer) {
+    const h = this.#held.get(peer);
+    if (h) return Promise.resolve(h); // not a lookup in flight
     return this.#sessions.get(peer) ?? this.#freshSession(peer);
   }
 
   #freshSession(peer) {
-    const held = this.#sessions.get(peer);
     const s = this.peerKeys(peer).then(async (keys) => {
-      const h = held && (await held.catch(() => null));
+      const h = this.#held.get(peer);
       if (h && equalBytes(h.keys.signing, keys.signing) && equalBytes(h.keys.agreement, keys.agreement)) return h;
       return { session: await Session.between(this.#identity, keys, { replay: this.#replay }), keys };
     });
     this.#sessions.set(peer, s);
-    s.catch((e) => {
+    s.then((h) => {
+      if (this.#sessions.get(peer) === s) this.#held.set(peer, h);
+    }, (e) => {
       if (this.#sessions.get(peer) !== s) return;
       this.#sessions.delete(peer);
       // A lookup that failed for a network or relay reason says nothing
       // against the session held before it, which stays (if it was good);
       // a changed key drops it.
-      if (!held || e?.name === 'ErrKeyChanged') return;
-      held.then(() => {
-        if (!this.#sessions.has(peer)) this.#sessions.set(peer, held);
-      }, () => {});
+      const held = this.#held.get(peer);
+      if (e?.name === 'ErrKeyChanged') this.#held.delete(peer);
+      else if (held) this.#sessions.set(peer, Promise.resolve(held));
     });
     return s;
   }
@@ -1035,6 +1039,7 @@ export class DuetClient {
     const keys = await this.#fetchKeys(peer);
     await this.#pins.accept(peer, keys);
     this.#sessions.delete(peer);
+    this.#held.delete(peer);
     return keys;
   }
 
