@@ -287,6 +287,34 @@ func TestDemoApp(t *testing.T) {
 	appWait(t, tb, 10*time.Second, `window.duetApp.screen === 'home'`)
 	sharer.close()
 
+	// An audio call from the Go peer becomes a video call both ways: the Go
+	// peer upgrades (the app shows its video in place of the audio-only
+	// screen), then the app's Video button sends the camera.
+	if err := bot.mod.Call(ctx, identityAlias(alias), duetcall.Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	appWait(t, tb, 15*time.Second, `window.duetApp.screen === 'incoming'`)
+	appRun(t, tb, 10*time.Second, "accept the audio call", chromedp.Click(chromedp.CSS(`#accept`)))
+	appWait(t, tb, 20*time.Second, `window.duetApp.state === 'connected' && !document.getElementById('upgrade').hidden && !document.getElementById('audio-only').hidden`)
+	bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+	if err := bot.mod.SetVideo(ctx, true); err != nil {
+		t.Fatalf("the Go peer's upgrade: %v", err)
+	}
+	appWait(t, tb, 20*time.Second, `document.getElementById('audio-only').hidden && document.getElementById('remote-video').videoWidth > 0`)
+	appRun(t, tb, 10*time.Second, "video", chromedp.Click(chromedp.CSS(`#upgrade`)))
+	appWait(t, tb, 20*time.Second, `document.getElementById('upgrade').hidden && !document.getElementById('camera').disabled`)
+	vn := bot.mod.Stats().VideoFramesReceived
+	for deadline := time.Now().Add(20 * time.Second); bot.mod.Stats().VideoFramesReceived < vn+30; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Go peer received %d video frames after the app's Video button", bot.mod.Stats().VideoFramesReceived-vn)
+		}
+	}
+	noOverflow(t, tb, "call upgraded to video")
+	if err := bot.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	appWait(t, tb, 10*time.Second, `window.duetApp.screen === 'home'`)
+
 	// The caller hangs up while the app rings: the incoming screen goes
 	// away, with a missed-call message.
 	if err := bot.mod.Call(ctx, identityAlias(alias), duetcall.Media{Audio: true}); err != nil {

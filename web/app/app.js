@@ -237,8 +237,14 @@ function wireCalls() {
   calls.observeLocalStream().subscribe((s) => {
     $('local-video').srcObject = s;
     $('local-video').hidden = !s || s.getVideoTracks().length === 0;
-    $('mute').setAttribute('aria-pressed', 'false');
-    $('camera').setAttribute('aria-pressed', 'false');
+    // The buttons say what the call sends (a stream emitted again after an
+    // upgrade keeps the call's mute and camera state).
+    const mine = calls.localMedia;
+    $('mute').setAttribute('aria-pressed', String(mine.audioMuted));
+    $('mute').textContent = mine.audioMuted ? 'Unmute' : 'Mute';
+    $('camera').setAttribute('aria-pressed', String(mine.videoOff));
+    $('camera').textContent = mine.videoOff ? 'Camera on' : 'Camera';
+    $('upgrade').hidden = !s || s.getVideoTracks().length > 0 || app.state !== 'connected';
     $('camera').disabled = !s || s.getVideoTracks().length === 0;
     $('share').disabled = !s || s.getVideoTracks().length === 0;
     $('share').setAttribute('aria-pressed', 'false');
@@ -282,6 +288,10 @@ function onStatus(st) {
   $('call-state').dataset.state = st.state;
   $('call-peer').textContent = st.peer;
   $('audio-peer').textContent = st.peer;
+  // An audio call can become a video call once connected (PROTOCOL §10.10).
+  let local = null;
+  calls.observeLocalStream().subscribe((x) => { local = x; }).unsubscribe();
+  $('upgrade').hidden = st.state !== 'connected' || !local || local.getVideoTracks().length > 0;
   renderPeer();
   switch (st.state) {
     case 'ringing':
@@ -379,6 +389,18 @@ $('share').addEventListener('click', async () => {
   const now = calls.localMedia.screen;
   $('share').setAttribute('aria-pressed', String(now));
   $('share').textContent = now ? 'Stop sharing' : 'Share';
+});
+
+$('upgrade').addEventListener('click', async () => {
+  $('upgrade').disabled = true;
+  try {
+    await calls.setVideo(true);
+  } catch (e) {
+    if (e.name !== 'NotAllowedError') message(`Video could not be turned on: ${e.message}`, 'error');
+    else message(errorText(e, calls.status.peer), 'error');
+  } finally {
+    $('upgrade').disabled = false;
+  }
 });
 
 $('stats-toggle').addEventListener('click', () => {
