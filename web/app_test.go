@@ -105,7 +105,8 @@ func noOverflow(t *testing.T, tb *tab, screen string) {
 // remote video must not be blank, kept as a test artifact), open the
 // stats, mute, turn the camera off and on, see the peer's mute and camera
 // off, share the screen and stop, hang up; see a browser peer's screen
-// share shown whole; then read the
+// share shown whole; take an audio call the Go peer upgrades to video,
+// then press Video; then read the
 // messages for a call the caller hung up while it rang, a busy callee, a
 // callee that does not answer, an offline callee and a denied camera; no
 // screen scrolls sideways. In another origin (so another storage), restore
