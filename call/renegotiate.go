@@ -100,14 +100,20 @@ func (s *session) sendRenegotiation(video bool) {
 		s.renegotiationDone(fmt.Errorf("%w: %w", ErrRenegotiationFailed, err))
 		return
 	}
+	// The offer is set as the local description only when its answer
+	// comes (applyRenegotiationAnswer): pion v4.2.24 cannot roll an offer
+	// back (SetLocalDescription(rollback) from have-local-offer is
+	// refused), so until then the connection stays stable and a crossing
+	// offer of the peer (glare), a timeout or an outage simply forget it.
+	// ICE is not restarted, so nothing waits on the local description.
 	offer, err := pc.CreateOffer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(offer)
-	}
 	if err != nil {
 		s.renegotiationDone(fmt.Errorf("%w: offer: %w", ErrRenegotiationFailed, err))
 		return
 	}
+	m.mu.Lock()
+	s.renegOffer = &offer
+	m.mu.Unlock()
 	s.log.Info("call: renegotiating", "video", video)
 	ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
 	defer cancel()
@@ -178,8 +184,8 @@ func (s *session) removeVideoSender(pc *webrtc.PeerConnection, vs *sender) error
 	return nil
 }
 
-// applyRenegotiation applies the peer's renegotiation offer (rolling back
-// ours first when it crossed it and lost, §10.10) and answers it. A new
+// applyRenegotiation applies the peer's renegotiation offer (forgetting
+// ours when it crossed it and lost, §10.10) and answers it. A new
 // video m-line is answered receive-only unless this side already sends
 // video: the callee of an upgrade receives video without sending any.
 func (s *session) applyRenegotiation(p wire.OfferPayload) {
@@ -192,12 +198,9 @@ func (s *session) applyRenegotiation(p wire.OfferPayload) {
 		m.countDrop("renegotiation_mismatch")
 		return
 	}
-	if pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		if err := pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			m.failCall(s, fmt.Errorf("%w: rolling back our renegotiation: %w", ErrMediaSetup, err))
-			return
-		}
-	}
+	m.mu.Lock()
+	s.renegOffer = nil // ours crossed this one and gave way (never set)
+	m.mu.Unlock()
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: p.SDP}); err != nil {
 		m.failCall(s, fmt.Errorf("%w: the peer's renegotiation offer: %w", ErrMediaSetup, err))
 		return
@@ -222,12 +225,18 @@ func (s *session) applyRenegotiation(p wire.OfferPayload) {
 func (s *session) applyRenegotiationAnswer(p wire.AnswerPayload) {
 	m := s.m
 	m.mu.Lock()
-	pc := s.pc
-	ok := !s.ending && pc != nil && bytes.Equal(p.EPK, s.peerEPK)
+	pc, offer := s.pc, s.renegOffer
+	s.renegOffer = nil
+	ok := !s.ending && pc != nil && offer != nil && bytes.Equal(p.EPK, s.peerEPK)
 	m.mu.Unlock()
-	if !ok || pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
+	if !ok || pc.SignalingState() != webrtc.SignalingStateStable {
 		m.countDrop("renegotiation_mismatch")
 		s.renegotiationDone(fmt.Errorf("%w: the answer does not match the offer", ErrRenegotiationFailed))
+		return
+	}
+	if err := pc.SetLocalDescription(*offer); err != nil {
+		s.renegotiationDone(fmt.Errorf("%w: our offer: %w", ErrRenegotiationFailed, err))
+		m.failCall(s, fmt.Errorf("%w: renegotiation offer: %w", ErrMediaSetup, err))
 		return
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.SDP}); err != nil {
@@ -240,17 +249,12 @@ func (s *session) applyRenegotiationAnswer(p wire.AnswerPayload) {
 }
 
 // renegotiationEnded is the machine's end of our renegotiation (glare,
-// timeout, interrupted): a local offer still pending is rolled back.
+// timeout, interrupted): the offer, never set locally, is forgotten.
 func (s *session) renegotiationEnded(why string) {
 	m := s.m
 	m.mu.Lock()
-	pc := s.pc
+	s.renegOffer = nil // never set as the local description: nothing to roll back
 	m.mu.Unlock()
-	if why != fsm.ErrGlare && pc != nil && pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		if err := pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			s.log.Debug("call: rolling back the renegotiation offer", "err", err)
-		}
-	}
 	s.renegotiationDone(fmt.Errorf("%w: %s", ErrRenegotiationFailed, why))
 }
 

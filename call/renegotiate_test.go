@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -95,4 +96,52 @@ func TestUpgradeDowngrade(t *testing.T) {
 	if got := ffprobeCount(t, filepath.Join(dir, "upgraded.ivf"), true); got < 30 {
 		t.Errorf("b's recording of the upgraded call decodes to %d frames", got)
 	}
+}
+
+// TestUpgradeGlare: both sides upgrade at the same moment (PROTOCOL
+// §10.10): whether or not the offers cross, the caller's upgrade
+// completes; the callee's either completes too or fails (it gave way: the
+// callee is polite; the Go SDK's offer, never set locally before its
+// answer, needs no rollback) and completes when tried again; then both
+// send and receive video that decrypts and the call is still connected.
+func TestUpgradeGlare(t *testing.T) {
+	checkLeaks(t)
+	a, b := newPair(t)
+	connect(t, a, b, Media{Audio: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, 1)
+	go func() { errs <- a.mod.SetVideo(ctx, true) }()
+	bErr := b.mod.SetVideo(ctx, true)
+	aErr := <-errs
+	t.Logf("crossing upgrades: caller %v, callee %v", aErr, bErr)
+	if aErr != nil {
+		t.Fatalf("the caller's upgrade failed: %v", aErr)
+	}
+	if bErr != nil {
+		if !errors.Is(bErr, ErrRenegotiationFailed) && !errors.Is(bErr, ErrRenegotiating) {
+			t.Fatalf("the callee's upgrade: %v", bErr)
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if bErr = b.mod.SetVideo(ctx, true); bErr == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the callee's upgrade, tried again: %v", bErr)
+			}
+		}
+	}
+	for _, p := range []*peer{a, b} {
+		p.waitStats(20*time.Second, "video both ways", func(s Stats) bool { return s.VideoFramesReceived >= 30 && s.VideoFramesSent >= 30 })
+		if st := p.mod.State().Get(); st.State != StateConnected || !st.Video {
+			t.Errorf("%s: %+v", p.name, st)
+		}
+		if s := p.mod.Stats(); s.DecryptErrors != 0 {
+			t.Errorf("%s: %d frames did not decrypt", p.name, s.DecryptErrors)
+		}
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(10 * time.Second)
 }

@@ -101,10 +101,11 @@ type session struct {
 	diag        diagState
 	media       MediaState // what this side sends (SetMicrophoneEnabled, SetCameraEnabled)
 
-	audioMuted atomic.Bool   // media.AudioMuted, for the send loop
-	videoOff   atomic.Bool   // media.VideoOff, for the send loop
-	mediaKick  chan struct{} // the media state changed: mediaLoop sends it
-	renegDone  chan error    // SetVideo waits for its renegotiation (m.mu)
+	audioMuted atomic.Bool                // media.AudioMuted, for the send loop
+	videoOff   atomic.Bool                // media.VideoOff, for the send loop
+	mediaKick  chan struct{}              // the media state changed: mediaLoop sends it
+	renegDone  chan error                 // SetVideo waits for its renegotiation (m.mu)
+	renegOffer *webrtc.SessionDescription // our renegotiation offer, set locally when answered (m.mu)
 }
 
 func (m *Module) newSession(id string, peer identity.Alias, incoming, video bool) *session {
