@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/duetcall/duet/internal/testproxy"
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/wire"
 )
@@ -59,17 +60,6 @@ func startNodes(t *testing.T, n int) []string {
 	return urls
 }
 
-// kill ends the proxy like a relay process killed: the listener and every
-// connection close at once.
-func (p *freezeProxy) kill() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-}
-
 // syncBuffer is a log sink for several goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -94,8 +84,8 @@ func (s *syncBuffer) String() string {
 // both ways again.
 func TestFailover(t *testing.T) {
 	nodes := startNodes(t, 2)
-	proxies := []*freezeProxy{newFreezeProxy(t, strings.TrimPrefix(nodes[0], "http://")), newFreezeProxy(t, strings.TrimPrefix(nodes[1], "http://"))}
-	urls := []string{"http://" + proxies[0].ln.Addr().String(), "http://" + proxies[1].ln.Addr().String()}
+	proxies := []*testproxy.Proxy{testproxy.New(t, strings.TrimPrefix(nodes[0], "http://")), testproxy.New(t, strings.TrimPrefix(nodes[1], "http://"))}
+	urls := []string{proxies[0].URL("http"), proxies[1].URL("http")}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -128,7 +118,7 @@ func TestFailover(t *testing.T) {
 	defer sub.Unsubscribe()
 	<-sub.C() // the current state
 	start := time.Now()
-	proxies[dead].kill()
+	proxies[dead].Kill()
 	waitReconnectSub(t, sub, 10*time.Second)
 	t.Logf("failed over from %s to %s in %v", first, a.c.relayBase(), time.Since(start))
 	if a.c.relayBase() == first {

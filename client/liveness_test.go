@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duetcall/duet/internal/testproxy"
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/wire"
 )
@@ -22,86 +22,6 @@ func shortLiveness(t *testing.T) {
 	pi, pt, wi, nt := pingInterval, pingTimeout, watchInterval, netCheckTimeout
 	pingInterval, pingTimeout, watchInterval, netCheckTimeout = 200*time.Millisecond, 400*time.Millisecond, 50*time.Millisecond, 400*time.Millisecond
 	t.Cleanup(func() { pingInterval, pingTimeout, watchInterval, netCheckTimeout = pi, pt, wi, nt })
-}
-
-// freezeProxy forwards TCP connections to target; freeze makes every
-// connection open at that moment silently swallow what either side sends,
-// like a path that died without a close (a NAT that forgot the mapping).
-// Later connections forward normally.
-type freezeProxy struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	frozen []*atomic.Bool
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newFreezeProxy(t *testing.T, target string) *freezeProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &freezeProxy{ln: ln}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			f := new(atomic.Bool)
-			p.mu.Lock()
-			p.frozen = append(p.frozen, f)
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go p.pipe(c, up, f)
-			go p.pipe(up, c, f)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *freezeProxy) pipe(dst, src net.Conn, frozen *atomic.Bool) {
-	defer p.wg.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !frozen.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			if err != io.EOF {
-				return
-			}
-			return
-		}
-	}
-}
-
-func (p *freezeProxy) freeze() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, f := range p.frozen {
-		f.Store(true)
-	}
 }
 
 // connectVia connects id to the relay through url (a proxy of r).
@@ -151,10 +71,10 @@ func waitReconnect(t *testing.T, c *Client, within time.Duration) {
 func TestDeadConnectionFoundByPing(t *testing.T) {
 	shortLiveness(t)
 	r := startRelay(t)
-	proxy := newFreezeProxy(t, r.addr)
-	a := connectVia(t, r, "http://"+proxy.ln.Addr().String())
+	proxy := testproxy.New(t, r.addr)
+	a := connectVia(t, r, proxy.URL("http"))
 	b := connect(t, r, newIdentity(t), nil)
-	proxy.freeze() // a's connection is now a black hole both ways
+	proxy.Freeze() // a's connection is now a black hole both ways
 	waitReconnect(t, a.c, 10*time.Second)
 	if err := b.c.Send(context.Background(), envelope(a.c.Alias(), "after")); err != nil {
 		t.Fatal(err)

@@ -2,84 +2,13 @@ package relay
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/duetcall/duet/internal/testproxy"
 )
-
-// tcpProxy forwards TCP connections to target until cut; while frozen, what
-// the client sends is swallowed (a path dying before the connection does).
-type tcpProxy struct {
-	ln     net.Listener
-	frozen atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newTCPProxy(t testing.TB, target string) *tcpProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); p.forward(up, c); up.Close() }()
-			go func() { defer p.wg.Done(); io.Copy(c, up); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-// forward copies the client's bytes to dst unless frozen.
-func (p *tcpProxy) forward(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !p.frozen.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// cut closes the listener and every connection at once.
-func (p *tcpProxy) cut() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-}
 
 // TestFailoverLossCounted: senders on a relay whose path to its NATS node
 // dies while they send (its bytes are lost for 300 ms, then the connection
@@ -91,8 +20,8 @@ func (p *tcpProxy) cut() {
 // around the death.)
 func TestFailoverLossCounted(t *testing.T) {
 	c := startCluster(t, 3)
-	proxy := newTCPProxy(t, strings.TrimPrefix(c.url(0), "nats://"))
-	r1 := startRelay(t, Options{NATSURL: "nats://" + proxy.ln.Addr().String(), KVReplicas: 3}, nil)
+	proxy := testproxy.New(t, strings.TrimPrefix(c.url(0), "nats://"))
+	r1 := startRelay(t, Options{NATSURL: proxy.URL("nats"), KVReplicas: 3}, nil)
 	r2 := startClusterRelay(t, c, 1, Options{KVReplicas: 3})
 	b := r2.newUser(t)
 	cb := r2.connect(t, b.id, b.alias)
@@ -117,8 +46,8 @@ func TestFailoverLossCounted(t *testing.T) {
 				if j == perSender/3 && i == 0 {
 					// The path dies: what the relay sends for 300 ms is lost,
 					// then the connection drops.
-					proxy.frozen.Store(true)
-					time.AfterFunc(300*time.Millisecond, proxy.cut)
+					proxy.Freeze()
+					time.AfterFunc(300*time.Millisecond, proxy.Kill)
 				}
 				writeJSONFrame(t, ca.conn, envs[i][j])
 				time.Sleep(25 * time.Millisecond)

@@ -10,21 +10,11 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/duetcall/duet/internal/testproxy"
 	"github.com/duetcall/duet/internal/vectors"
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/relay/ice"
 )
-
-// kill ends the proxy like a killed relay process: the listener and every
-// connection close at once.
-func (p *freezeProxy) kill() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-}
 
 // turnPortBase is the TURN port node i of startNodes names (+i); no TURN
 // server runs there.
@@ -74,8 +64,8 @@ func startNodes(t *testing.T, n int) []string {
 // both ways again; register() skips a node that is down.
 func TestClientFailover(t *testing.T) {
 	nodes := startNodes(t, 2)
-	proxies := []*freezeProxy{newFreezeProxy(t, strings.TrimPrefix(nodes[0], "http://")), newFreezeProxy(t, strings.TrimPrefix(nodes[1], "http://"))}
-	urls := []string{"http://" + proxies[0].ln.Addr().String(), "http://" + proxies[1].ln.Addr().String()}
+	proxies := []*testproxy.Proxy{testproxy.New(t, strings.TrimPrefix(nodes[0], "http://")), testproxy.New(t, strings.TrimPrefix(nodes[1], "http://"))}
+	urls := []string{proxies[0].URL("http"), proxies[1].URL("http")}
 
 	browser := newBrowser(t)
 	var pages []*page
@@ -119,7 +109,7 @@ func TestClientFailover(t *testing.T) {
 	if !iceHas(turnPortBase + dead) {
 		t.Fatalf("the ICE config before the failover does not name node %d's TURN", dead+1)
 	}
-	proxies[dead].kill()
+	proxies[dead].Kill()
 	states := call[string](alice, "connectedCount(2, 15000)")
 	now := call[string](alice, "relayUrl()")
 	t.Logf("alice failed over from %s to %s in %.0f ms (%s)", first, now, call[float64](alice, "failoverMs()"), states)
