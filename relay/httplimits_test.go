@@ -145,6 +145,20 @@ func solvePoW(ch []byte, bits int) []byte {
 	}
 }
 
+// nonSolution returns a nonce that does not solve the challenge at bits
+// (about 1 in 2^bits does: the next one is tried then).
+func nonSolution(t *testing.T, ch []byte, bits int) []byte {
+	t.Helper()
+	for n := range uint64(1000) {
+		nonce := binary.BigEndian.AppendUint64(nil, n)
+		if !checkPoW(ch, b64.EncodeToString(nonce), bits) {
+			return nonce
+		}
+	}
+	t.Fatalf("1000 nonces in a row solve a %d-bit challenge", bits)
+	return nil
+}
+
 func TestRegisterPoW(t *testing.T) {
 	r := startRelay(t, Options{RegisterPoWBits: 10}, nil)
 	id := newID(t)
@@ -163,10 +177,7 @@ func TestRegisterPoW(t *testing.T) {
 	if code := r.do(t, "POST", "/api/v1/register", "", req, &res); code != 401 || res.Error != "bad_pow" {
 		t.Fatalf("without pow: %d %+v, want 401 bad_pow", code, res)
 	}
-	req["pow"] = b64.EncodeToString([]byte("not-a-solution-x"))
-	if checkPoW(c.Challenge, req["pow"], 10) {
-		t.Skip("the fixed nonce happens to solve it") // 1 in 1024
-	}
+	req["pow"] = b64.EncodeToString(nonSolution(t, c.Challenge, 10))
 	if code := r.do(t, "POST", "/api/v1/register", "", req, &res); code != 401 || res.Error != "bad_pow" {
 		t.Fatalf("wrong pow: %d %+v, want 401 bad_pow", code, res)
 	}
