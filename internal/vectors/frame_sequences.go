@@ -213,85 +213,82 @@ func genFrameSequences() (any, error) {
 		return b
 	}
 
-	if err := run("replay window", []step{
-		dec("seq 3000: the highest so far", 0, opus(0, 3000), ""),
-		dec("seq 952 is 2048 behind: too old", 0, opus(0, 952), "ErrTooOld"),
-		dec("seq 953 is 2047 behind: inside the window", 0, opus(0, 953), ""),
-		dec("seq 953 again", 0, opus(0, 953), "ErrReplay"),
-		dec("seq 3000 again", 0, opus(0, 3000), "ErrReplay"),
-		dec("seq 2999, out of order", 0, opus(0, 2999), ""),
-		dec("seq 5047 moves the window", 0, opus(0, 5047), ""),
-		dec("seq 2999 is now 2048 behind: too old, though seen", 0, opus(0, 2999), "ErrTooOld"),
-		dec("seq 3000 is 2047 behind and seen: a replay", 0, opus(0, 3000), "ErrReplay"),
-		dec("seq 4000, never seen, inside the window", 0, opus(0, 4000), ""),
-		dec("seq 100000: a jump forward", 0, opus(0, 100000), ""),
-		dec("seq 5047 is now far behind", 0, opus(0, 5047), "ErrTooOld"),
-	}); err != nil {
-		return nil, err
-	}
-	if err := run("a frame that fails authentication does not move the window", []step{
-		dec("seq 10", 0, opus(0, 10), ""),
-		dec("seq 3000 with a flipped tag bit", 0, flip(opus(0, 3000), -1, 0x01), "ErrAuth"),
-		dec("seq 952 is still inside the window", 0, opus(0, 952), ""),
-		dec("seq 3000 intact", 0, opus(0, 3000), ""),
-	}); err != nil {
-		return nil, err
-	}
 	key := encFrame(0, 7, e2ee.KindVP8, vp8Key)
-	if err := run("tampered, truncated and short frames", []step{
-		decKind("vp8 key frame: a clear header byte flipped", "vp8", flip(key, 5, 0x01), "ErrAuth"),
-		decKind("vp8 key frame: the P bit flipped, so the receiver reads a 3-byte header and the counter at the wrong place (epoch 0x9d012a80)", "vp8", flip(key, 0, 0x01), "ErrUnknownEpoch"),
-		decKind("vp8 key frame: the counter's last byte flipped (seq 6)", "vp8", flip(key, 10+7, 0x01), "ErrAuth"),
-		decKind("vp8 key frame: the counter's epoch byte flipped (epoch 1, not installed)", "vp8", flip(key, 10+3, 0x01), "ErrUnknownEpoch"),
-		decKind("vp8 key frame: a body byte flipped", "vp8", flip(key, 20, 0x80), "ErrAuth"),
-		decKind("vp8 key frame: the last tag byte flipped", "vp8", flip(key, -1, 0x80), "ErrAuth"),
-		decKind("vp8 key frame: truncated by one byte", "vp8", key[:len(key)-1], "ErrAuth"),
-		decKind("vp8 key frame: a byte appended", "vp8", append(append([]byte{}, key...), 0), "ErrAuth"),
-		decKind("vp8 key frame read as opus (1 clear byte)", "opus", key, "ErrUnknownEpoch"),
-		decKind("vp8 key frame read as other (0 clear bytes)", "other", key, "ErrUnknownEpoch"),
-		decKind("vp8 key frame intact", "vp8", key, ""),
-		decKind("empty frame", "opus", []byte{}, "ErrShortFrame"),
-		decKind("24 bytes: no room for anything after the counter and tag", "opus", key[:24], "ErrShortFrame"),
-		decKind("one-byte opus frame: 25 bytes, all clear header", "opus", encFrame(0, 8, e2ee.KindOpus, []byte{0xfc}), ""),
-		decKind("vp8 delta frame of 2 bytes: 26 bytes, the clear header is 2", "vp8", encFrame(0, 9, e2ee.KindVP8, []byte{0x01, 0x02}), ""),
-	}); err != nil {
-		return nil, err
-	}
-	if err := run("rekey grace", []step{
-		addKey("install epoch 1", 0, 1, ""),
-		dec("epoch 0, 30 s later: no epoch-1 frame yet, the grace has not started", 30_000, opus(0, 1), ""),
-		dec("the first epoch-1 frame starts the 10 s grace", 30_000, opus(1, 0), ""),
-		dec("epoch 0, 9 999 ms into the grace", 39_999, opus(0, 2), ""),
-		dec("epoch 0, exactly 10 s after the first epoch-1 frame", 40_000, opus(0, 3), "ErrUnknownEpoch"),
-		dec("epoch 0 after the grace, again", 40_001, opus(0, 4), "ErrUnknownEpoch"),
-		dec("epoch 1 after the grace", 40_001, opus(1, 1), ""),
-	}); err != nil {
-		return nil, err
-	}
 	big := RekeyEpochs[1]
-	if err := run("unknown and previous epochs", []step{
-		dec("epoch 1 before its key is installed", 0, opus(1, 0), "ErrUnknownEpoch"),
-		addKey("install epoch 1", 0, 1, ""),
-		addKey("install epoch 1 again", 0, 1, "ErrEpochOrder"),
-		addKey("install epoch 0 after epoch 1", 0, 0, "ErrEpochOrder"),
-		dec(fmt.Sprintf("epoch %d, not installed", big), 0, opus(big, 0), "ErrUnknownEpoch"),
-		addKey(fmt.Sprintf("install epoch %d: epoch 0 is dropped, epoch 1 is the previous one", big), 0, big, ""),
-		dec("epoch 0 is neither current nor previous", 0, opus(0, 0), "ErrUnknownEpoch"),
-		dec("epoch 1, the previous epoch", 0, opus(1, 5), ""),
-		dec(fmt.Sprintf("epoch %d", big), 0, opus(big, 70000), ""),
-		dec("epoch 1 at the end of its grace", 10_000, opus(1, 6), "ErrUnknownEpoch"),
-		dec(fmt.Sprintf("epoch %d, seq 0 after seq 70000 (inside the window? no: too old)", big), 10_000, opus(big, 0), "ErrTooOld"),
-	}); err != nil {
-		return nil, err
-	}
-	if err := run("each key has its own replay window", []step{
-		dec("epoch 0 seq 5", 0, opus(0, 5), ""),
-		addKey("install epoch 1", 0, 1, ""),
-		dec("epoch 1 seq 5", 0, opus(1, 5), ""),
-		dec("epoch 0 seq 5 again", 0, opus(0, 5), "ErrReplay"),
-		dec("epoch 1 seq 5 again", 0, opus(1, 5), "ErrReplay"),
-	}); err != nil {
-		return nil, err
+	for _, seq := range []struct {
+		name  string
+		steps []step
+	}{
+		{"replay window", []step{
+			dec("seq 3000: the highest so far", 0, opus(0, 3000), ""),
+			dec("seq 952 is 2048 behind: too old", 0, opus(0, 952), "ErrTooOld"),
+			dec("seq 953 is 2047 behind: inside the window", 0, opus(0, 953), ""),
+			dec("seq 953 again", 0, opus(0, 953), "ErrReplay"),
+			dec("seq 3000 again", 0, opus(0, 3000), "ErrReplay"),
+			dec("seq 2999, out of order", 0, opus(0, 2999), ""),
+			dec("seq 5047 moves the window", 0, opus(0, 5047), ""),
+			dec("seq 2999 is now 2048 behind: too old, though seen", 0, opus(0, 2999), "ErrTooOld"),
+			dec("seq 3000 is 2047 behind and seen: a replay", 0, opus(0, 3000), "ErrReplay"),
+			dec("seq 4000, never seen, inside the window", 0, opus(0, 4000), ""),
+			dec("seq 100000: a jump forward", 0, opus(0, 100000), ""),
+			dec("seq 5047 is now far behind", 0, opus(0, 5047), "ErrTooOld"),
+		}},
+		{"a frame that fails authentication does not move the window", []step{
+			dec("seq 10", 0, opus(0, 10), ""),
+			dec("seq 3000 with a flipped tag bit", 0, flip(opus(0, 3000), -1, 0x01), "ErrAuth"),
+			dec("seq 952 is still inside the window", 0, opus(0, 952), ""),
+			dec("seq 3000 intact", 0, opus(0, 3000), ""),
+		}},
+		{"tampered, truncated and short frames", []step{
+			decKind("vp8 key frame: a clear header byte flipped", "vp8", flip(key, 5, 0x01), "ErrAuth"),
+			decKind("vp8 key frame: the P bit flipped, so the receiver reads a 3-byte header and the counter at the wrong place (epoch 0x9d012a80)", "vp8", flip(key, 0, 0x01), "ErrUnknownEpoch"),
+			decKind("vp8 key frame: the counter's last byte flipped (seq 6)", "vp8", flip(key, 10+7, 0x01), "ErrAuth"),
+			decKind("vp8 key frame: the counter's epoch byte flipped (epoch 1, not installed)", "vp8", flip(key, 10+3, 0x01), "ErrUnknownEpoch"),
+			decKind("vp8 key frame: a body byte flipped", "vp8", flip(key, 20, 0x80), "ErrAuth"),
+			decKind("vp8 key frame: the last tag byte flipped", "vp8", flip(key, -1, 0x80), "ErrAuth"),
+			decKind("vp8 key frame: truncated by one byte", "vp8", key[:len(key)-1], "ErrAuth"),
+			decKind("vp8 key frame: a byte appended", "vp8", append(append([]byte{}, key...), 0), "ErrAuth"),
+			decKind("vp8 key frame read as opus (1 clear byte)", "opus", key, "ErrUnknownEpoch"),
+			decKind("vp8 key frame read as other (0 clear bytes)", "other", key, "ErrUnknownEpoch"),
+			decKind("vp8 key frame intact", "vp8", key, ""),
+			decKind("empty frame", "opus", []byte{}, "ErrShortFrame"),
+			decKind("24 bytes: no room for anything after the counter and tag", "opus", key[:24], "ErrShortFrame"),
+			decKind("one-byte opus frame: 25 bytes, all clear header", "opus", encFrame(0, 8, e2ee.KindOpus, []byte{0xfc}), ""),
+			decKind("vp8 delta frame of 2 bytes: 26 bytes, the clear header is 2", "vp8", encFrame(0, 9, e2ee.KindVP8, []byte{0x01, 0x02}), ""),
+		}},
+		{"rekey grace", []step{
+			addKey("install epoch 1", 0, 1, ""),
+			dec("epoch 0, 30 s later: no epoch-1 frame yet, the grace has not started", 30_000, opus(0, 1), ""),
+			dec("the first epoch-1 frame starts the 10 s grace", 30_000, opus(1, 0), ""),
+			dec("epoch 0, 9 999 ms into the grace", 39_999, opus(0, 2), ""),
+			dec("epoch 0, exactly 10 s after the first epoch-1 frame", 40_000, opus(0, 3), "ErrUnknownEpoch"),
+			dec("epoch 0 after the grace, again", 40_001, opus(0, 4), "ErrUnknownEpoch"),
+			dec("epoch 1 after the grace", 40_001, opus(1, 1), ""),
+		}},
+		{"unknown and previous epochs", []step{
+			dec("epoch 1 before its key is installed", 0, opus(1, 0), "ErrUnknownEpoch"),
+			addKey("install epoch 1", 0, 1, ""),
+			addKey("install epoch 1 again", 0, 1, "ErrEpochOrder"),
+			addKey("install epoch 0 after epoch 1", 0, 0, "ErrEpochOrder"),
+			dec(fmt.Sprintf("epoch %d, not installed", big), 0, opus(big, 0), "ErrUnknownEpoch"),
+			addKey(fmt.Sprintf("install epoch %d: epoch 0 is dropped, epoch 1 is the previous one", big), 0, big, ""),
+			dec("epoch 0 is neither current nor previous", 0, opus(0, 0), "ErrUnknownEpoch"),
+			dec("epoch 1, the previous epoch", 0, opus(1, 5), ""),
+			dec(fmt.Sprintf("epoch %d", big), 0, opus(big, 70000), ""),
+			dec("epoch 1 at the end of its grace", 10_000, opus(1, 6), "ErrUnknownEpoch"),
+			dec(fmt.Sprintf("epoch %d, seq 0 after seq 70000 (inside the window? no: too old)", big), 10_000, opus(big, 0), "ErrTooOld"),
+		}},
+		{"each key has its own replay window", []step{
+			dec("epoch 0 seq 5", 0, opus(0, 5), ""),
+			addKey("install epoch 1", 0, 1, ""),
+			dec("epoch 1 seq 5", 0, opus(1, 5), ""),
+			dec("epoch 0 seq 5 again", 0, opus(0, 5), "ErrReplay"),
+			dec("epoch 1 seq 5 again", 0, opus(1, 5), "ErrReplay"),
+		}},
+	} {
+		if err := run(seq.name, seq.steps); err != nil {
+			return nil, err
+		}
 	}
 
 	// Usage limits of the sender.
