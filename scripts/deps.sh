@@ -32,14 +32,35 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # npm ci where node_modules is missing or was installed from another lock
-# file (a stamp beside it keeps a copy of the lock it came from).
+# file (a stamp beside it keeps a copy of the lock it came from). Safe to run
+# several times at once (make test in two shells, a test run while another
+# installs): a lock per directory lets one install at a time (the others
+# wait, then find the stamp fresh), and the install goes into a new
+# directory beside it (same depth, so the file:../sdk link resolves alike)
+# that takes node_modules' place in one rename: a reader sees the old tree
+# or the new one, never one npm ci has emptied or half filled.
+fresh() { [ -f "$1/node_modules/.duet-lock" ] && cmp -s "$1/node_modules/.duet-lock" "$1/package-lock.json"; }
 for dir in web/typecheck examples/web-app; do
   [ -f "$dir/package-lock.json" ] || continue
-  stamp="$dir/node_modules/.duet-lock"
-  if [ -f "$stamp" ] && cmp -s "$stamp" "$dir/package-lock.json"; then
-    continue
-  fi
-  echo "deps: npm ci in $dir"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=warn)
-  cp "$dir/package-lock.json" "$stamp"
+  fresh "$dir" && continue
+  parent=$(dirname "$dir") name=$(basename "$dir")
+  (
+    flock 9
+    fresh "$dir" && exit 0
+    echo "deps: npm ci in $dir"
+    tmp=$(mktemp -d "$parent/.npm-install-$name.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+    cp "$dir/package.json" "$dir/package-lock.json" "$tmp/"
+    (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=warn)
+    cp "$dir/package-lock.json" "$tmp/node_modules/.duet-lock"
+    # Swap the trees in one step where the kernel can (renameat2 with
+    # RENAME_EXCHANGE, by its syscall number on x86_64 and arm64), else by
+    # two renames in one process (the tree is missing for microseconds).
+    # perl-base is essential on Debian. The old tree ends in $tmp.
+    perl -MPOSIX -e 'my ($cur, $new, $old) = @ARGV;
+      my $nr = {x86_64 => 316, aarch64 => 276}->{(POSIX::uname())[4]};
+      exit 0 if -e $cur && $nr && syscall($nr, -100, $new, -100, $cur, 2) == 0;
+      rename($cur, $old) or !-e $cur or die "rename $cur: $!\n";
+      rename($new, $cur) or die "rename $new: $!\n"' "$dir/node_modules" "$tmp/node_modules" "$tmp/old"
+  ) 9>"$parent/.npm-install-$name.lock"
 done
