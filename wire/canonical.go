@@ -231,50 +231,99 @@ func (p *parser) enter() error {
 	return nil
 }
 
-func (p *parser) object() (value, error) {
-	if err := p.enter(); err != nil {
-		return value{}, err
-	}
+// The object scanner: openObject, memberKey and memberEnd walk an object's
+// members one at a time and leave each value to their caller, which may
+// build it (object), refuse its key before the value is read
+// (DecodeEnvelope), or skip it (EnvelopeHead).
+
+// openObject moves past the '{' at p.pos and the whitespace after it. It
+// reports whether the object is empty, having moved past its '}' then.
+func (p *parser) openObject() (empty bool) {
 	p.pos++ // '{'
 	p.skipWS()
 	if p.next('}') {
 		p.pos++
+		return true
+	}
+	return false
+}
+
+// memberKey reads a member's key (after any whitespace) and the ':' after
+// it, and stops at the member's value; keyEnd is the offset just past the
+// key, for errors about it.
+func (p *parser) memberKey() (k string, keyEnd int, err error) {
+	p.skipWS()
+	if !p.next('"') {
+		return "", 0, p.errorf("expected a string object key")
+	}
+	if k, err = p.string(); err != nil {
+		return "", 0, err
+	}
+	keyEnd = p.pos
+	if !p.colon() {
+		return "", 0, p.errorf("expected ':' after object key")
+	}
+	return k, keyEnd, nil
+}
+
+// colon moves past the ':' after an object key and the whitespace around
+// it; false when there is none.
+func (p *parser) colon() bool {
+	p.skipWS()
+	if !p.next(':') {
+		return false
+	}
+	p.pos++
+	p.skipWS()
+	return true
+}
+
+// memberEnd moves past what follows a member's value: a ',' (more is
+// true; memberKey reads the next key) or the object's closing '}'. ok is
+// false when neither is there; errMemberEnd says so.
+func (p *parser) memberEnd() (more, ok bool) {
+	p.skipWS()
+	if p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+			return true, true
+		case '}':
+			p.pos++
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// errMemberEnd is the error for a member not followed by ',' or '}'.
+func (p *parser) errMemberEnd() error { return p.errorf("expected ',' or '}' in object") }
+
+func (p *parser) object() (value, error) {
+	if err := p.enter(); err != nil {
+		return value{}, err
+	}
+	if p.openObject() {
 		p.depth--
 		return value{kind: kindObject}, nil
 	}
 	// One allocation for the objects of this protocol (envelopes and
 	// payloads have at most 10 members), instead of four as append grows.
 	members := make([]member, 0, 10)
-	for {
-		if !p.next('"') {
-			return value{}, p.errorf("expected a string object key")
-		}
-		k, err := p.string()
+	for more := true; more; {
+		k, _, err := p.memberKey()
 		if err != nil {
 			return value{}, err
 		}
-		p.skipWS()
-		if !p.next(':') {
-			return value{}, p.errorf("expected ':' after object key")
-		}
-		p.pos++
-		p.skipWS()
 		v, err := p.value()
 		if err != nil {
 			return value{}, err
 		}
 		members = append(members, member{key: k, val: v})
-		p.skipWS()
-		if p.next(',') {
-			p.pos++
-			p.skipWS()
-			continue
+		var ok bool
+		if more, ok = p.memberEnd(); !ok {
+			return value{}, p.errMemberEnd()
 		}
-		if p.next('}') {
-			p.pos++
-			break
-		}
-		return value{}, p.errorf("expected ',' or '}' in object")
 	}
 	sortMembers(members)
 	for i := 1; i < len(members); i++ {

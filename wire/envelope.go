@@ -114,54 +114,32 @@ func decodeEnvelopeInto(data []byte, e *Envelope) error {
 			return fmt.Errorf("%w: a JSON %s, want an object", ErrEnvelope, k)
 		}
 	}
-	p.pos++
-	p.skipWS()
 	var seen uint8
-	if p.next('}') {
-		p.pos++
-	} else {
-		for {
-			if !p.next('"') {
-				return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("expected a string object key"))
-			}
-			k, err := p.string()
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrEnvelope, err)
-			}
-			field := -1
-			for i, f := range envelopeFields {
-				if k == f {
-					field = i
-					break
-				}
-			}
-			if field < 0 {
-				return fmt.Errorf("%w: unknown field %q", ErrEnvelope, truncate(k, 32))
-			}
-			if seen&(1<<field) != 0 {
-				return fmt.Errorf("%w: %w", ErrEnvelope, fmt.Errorf("%w: duplicate object key %q at byte %d", ErrInvalidJSON, k, p.pos))
-			}
-			seen |= 1 << field
-			p.skipWS()
-			if !p.next(':') {
-				return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("expected ':' after object key"))
-			}
-			p.pos++
-			p.skipWS()
-			if err := p.envelopeField(k, e); err != nil {
-				return err
-			}
-			p.skipWS()
-			if p.next(',') {
-				p.pos++
-				p.skipWS()
-				continue
-			}
-			if p.next('}') {
-				p.pos++
+	for more := !p.openObject(); more; {
+		k, keyEnd, err := p.memberKey()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrEnvelope, err)
+		}
+		field := -1
+		for i, f := range envelopeFields {
+			if k == f {
+				field = i
 				break
 			}
-			return fmt.Errorf("%w: %w", ErrEnvelope, p.errorf("expected ',' or '}' in object"))
+		}
+		if field < 0 {
+			return fmt.Errorf("%w: unknown field %q", ErrEnvelope, truncate(k, 32))
+		}
+		if seen&(1<<field) != 0 {
+			return fmt.Errorf("%w: %w", ErrEnvelope, fmt.Errorf("%w: duplicate object key %q at byte %d", ErrInvalidJSON, k, keyEnd))
+		}
+		seen |= 1 << field
+		if err := p.envelopeField(k, e); err != nil {
+			return err
+		}
+		var ok bool
+		if more, ok = p.memberEnd(); !ok {
+			return fmt.Errorf("%w: %w", ErrEnvelope, p.errMemberEnd())
 		}
 	}
 	p.skipWS()
@@ -314,14 +292,8 @@ func EnvelopeHead(data []byte) (h Head, ok bool) {
 	if !p.next('{') {
 		return Head{}, false
 	}
-	p.pos++
-	p.skipWS()
-	if p.next('}') {
-		p.pos++
+	for more := !p.openObject(); more; {
 		p.skipWS()
-		return Head{}, p.pos == len(p.data)
-	}
-	for {
 		if !p.next('"') {
 			return Head{}, false
 		}
@@ -332,15 +304,9 @@ func EnvelopeHead(data []byte) (h Head, ok bool) {
 		} else if bytes.HasPrefix(rest, []byte(`"id"`)) {
 			k = "id"
 		}
-		if !p.skipString() {
+		if !p.skipString() || !p.colon() {
 			return Head{}, false
 		}
-		p.skipWS()
-		if !p.next(':') {
-			return Head{}, false
-		}
-		p.pos++
-		p.skipWS()
 		if k != "" && p.next('"') {
 			v, err := p.string()
 			if err != nil {
@@ -354,17 +320,10 @@ func EnvelopeHead(data []byte) (h Head, ok bool) {
 		} else if !p.skipValue() {
 			return Head{}, false
 		}
-		p.skipWS()
-		if p.next(',') {
-			p.pos++
-			p.skipWS()
-			continue
+		var ok bool
+		if more, ok = p.memberEnd(); !ok {
+			return Head{}, false
 		}
-		if p.next('}') {
-			p.pos++
-			break
-		}
-		return Head{}, false
 	}
 	p.skipWS()
 	return h, p.pos == len(p.data)
@@ -456,15 +415,7 @@ func (p *parser) inObjectKeyPosition() bool {
 
 // skipKey moves past an object key and its ':'.
 func (p *parser) skipKey() bool {
-	if !p.next('"') || !p.skipString() {
-		return false
-	}
-	p.skipWS()
-	if !p.next(':') {
-		return false
-	}
-	p.pos++
-	return true
+	return p.next('"') && p.skipString() && p.colon()
 }
 
 // skipString moves past a JSON string starting at its opening quote.
