@@ -565,7 +565,7 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		alice.setup(true)
 		drive[map[string]float64](alice, 5*time.Second, "setTimings({disconnected: 1500, media: 60000})")
 		bot := env.newGoBotWith(t, "gobot", botOptions{alwaysRelay: true, turn: turn.Addr().(*net.UDPAddr)})
-		audioCallToBot(ctx, t, alice, bot)
+		callBot(ctx, t, alice, bot, false)
 		if d := alice.stats(); d.Pair != "relay/relay" {
 			t.Fatalf("selected pair %q; the test needs relay/relay (the Go side's own TURN server is the path it cuts)", d.Pair)
 		}
@@ -596,7 +596,7 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 		drive[map[string]float64](alice, 5*time.Second, fmt.Sprintf("setTimings({media: %d})", mediaTimeout.Milliseconds()))
 		gate := newMediaGate()
 		bot := env.newGoBotWith(t, "gobot", botOptions{media: gate})
-		audioCallToBot(ctx, t, alice, bot)
+		callBot(ctx, t, alice, bot, false)
 
 		stop := time.Now()
 		gate.close()
@@ -619,31 +619,11 @@ func TestCallsLifecycleWithGo(t *testing.T) {
 
 // waitInboundAudio waits until the tab receives audio: the call's media
 // flows before a test stops it.
-// audioCallToBot places an audio call from the tab to the Go bot, which
-// answers, and waits until both are connected and the tab receives audio.
-func audioCallToBot(ctx context.Context, t *testing.T, tb *tab, bot *goBot) {
-	t.Helper()
-	drive[jsResult](tb, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias))
-	bot.waitRing(10 * time.Second)
-	if err := bot.mod.Answer(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tb.waitState("connected", 15*time.Second)
-	bot.waitState(10*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
-	waitInboundAudio(t, tb)
-}
-
 func waitInboundAudio(t *testing.T, tb *tab) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		d := tb.stats()
-		if d.InAudio != nil && d.InAudio.BytesReceived > 0 && d.Frames != nil && d.Frames.Decrypted.Audio > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no audio received within 10 s: %s", tb.name, d)
-		}
-	}
+	waitStats(t, tb, "audio received", 10*time.Second, func(d jsDiag) bool {
+		return d.InAudio != nil && d.InAudio.BytesReceived > 0 && d.Frames != nil && d.Frames.Decrypted.Audio > 0
+	})
 }
 
 // TestCallsBrowserToBrowser: a video call between two tabs through the
@@ -1000,13 +980,5 @@ func TestCallsRekeyBothKeysRunOut(t *testing.T) {
 // mediaWait) and fails the test otherwise.
 func waitDiag(t *testing.T, tb *tab, what string, ok func(jsDiag) bool) jsDiag {
 	t.Helper()
-	for deadline := time.Now().Add(mediaWait); ; time.Sleep(100 * time.Millisecond) {
-		d := tb.stats()
-		if ok(d) {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s not reached within %v: %s", tb.name, what, mediaWait, d)
-		}
-	}
+	return waitStats(t, tb, what, mediaWait, ok)
 }

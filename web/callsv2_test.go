@@ -317,16 +317,7 @@ func TestCallsGlareWithGo(t *testing.T) {
 // media both ways, no error on either side.
 func TestCallsNetworkChange(t *testing.T) {
 	env := startCallEnv(t)
-	alice := env.openTab(t, "alice", "")
-	alice.setup(false)
-	bob := env.openTab(t, "bob", "")
-	b := bob.setup(false)
-	drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", b))
-	in := drive[jsIncoming](bob, 15*time.Second, "nextIncoming(10000)")
-	drive[jsResult](bob, 20*time.Second, fmt.Sprintf("answer(%q)", in.CallID))
-	alice.waitState("connected", 15*time.Second)
-	waitInboundAudio(t, alice)
-	waitInboundAudio(t, bob)
+	alice, bob := env.browserCall(t, false, nil)
 
 	drive[bool](alice, 5*time.Second, "online()")
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {

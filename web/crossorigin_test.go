@@ -57,7 +57,7 @@ func TestCallsCrossOrigin(t *testing.T) {
 	bot := env.newGoBot(t, "gobot", false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	audioCallToBot(ctx, t, tb, bot)
+	callBot(ctx, t, tb, bot, false)
 	if st := bot.mod.State().Get(); string(st.Peer) != alias || st.Video {
 		t.Errorf("Go side's call %+v: want an audio call from %s", st, alias)
 	}

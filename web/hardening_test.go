@@ -304,16 +304,9 @@ func TestCallsForwardSecrecy(t *testing.T) {
 	alice := env.openTab(t, "alice", "")
 	alice.setup(false)
 	bot := env.newGoBot(t, "gobot", false)
-	if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", bot.alias)); !r.OK {
-		t.Fatalf("call: %+v", r)
-	}
-	bot.waitRing(10 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := bot.mod.Answer(ctx); err != nil {
-		t.Fatalf("Answer: %v", err)
-	}
-	alice.waitState("connected", 15*time.Second)
+	callBot(ctx, t, alice, bot, true)
 	waitDiag(t, alice, "video decoding", func(d jsDiag) bool { return d.InVideo != nil && d.InVideo.FramesDecoded > 0 })
 	// A rekey of alice's whose call_rekey is lost: its ephemeral key pair
 	// waits for the reply (the retry) when the call ends.

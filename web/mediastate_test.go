@@ -46,15 +46,9 @@ func waitInboundAudioGrowth(t *testing.T, tb *tab, n uint64, timeout time.Durati
 	if before.Frames == nil {
 		t.Fatalf("%s: no frame counts: %s", tb.name, before)
 	}
-	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
-		d := tb.stats()
-		if d.Frames != nil && d.Frames.Decrypted.Audio >= before.Frames.Decrypted.Audio+n {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d more audio frames not received within %v: %s", tb.name, n, timeout, d)
-		}
-	}
+	return waitStats(t, tb, fmt.Sprintf("%d more audio frames", n), timeout, func(d jsDiag) bool {
+		return d.Frames != nil && d.Frames.Decrypted.Audio >= before.Frames.Decrypted.Audio+n
+	})
 }
 
 // TestCallsMediaState: mute and camera-off are signalled (call_media,
@@ -67,22 +61,9 @@ func TestCallsMediaState(t *testing.T) {
 	env := startCallEnv(t)
 
 	t.Run("browser to browser", func(t *testing.T) {
-		alice := env.openTab(t, "alice", "")
-		alice.setup(false)
-		bob := env.openTab(t, "bob", "")
-		b := bob.setup(false)
-		for _, tb := range []*tab{alice, bob} {
+		alice, bob := env.browserCall(t, true, func(tb *tab) {
 			drive[map[string]any](tb, 5*time.Second, "setTimings({media: 2000, mediaCheck: 250})")
-		}
-		if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", b)); !r.OK {
-			t.Fatalf("call: %+v", r)
-		}
-		in := drive[jsIncoming](bob, 15*time.Second, "nextIncoming(10000)")
-		drive[jsResult](bob, 20*time.Second, fmt.Sprintf("answer(%q)", in.CallID))
-		alice.waitState("connected", 15*time.Second)
-		bob.waitState("connected", 15*time.Second)
-		waitInboundAudio(t, alice)
-		waitInboundAudio(t, bob)
+		})
 		bob.waitPeerMedia(jsMediaState{}, 5*time.Second)
 
 		on := drive[jsRates](alice, 10*time.Second, "sendRates(3000)")
@@ -130,15 +111,7 @@ func TestCallsMediaState(t *testing.T) {
 		tb.setup(false)
 		drive[map[string]any](tb, 5*time.Second, "setTimings({media: 2000, mediaCheck: 250})")
 		bot := env.newGoBot(t, "gobot", false)
-		if r := drive[jsResult](tb, 20*time.Second, fmt.Sprintf("call(%q, true)", bot.alias)); !r.OK {
-			t.Fatalf("call: %+v", r)
-		}
-		bot.waitRing(10 * time.Second)
-		if err := bot.mod.Answer(ctx); err != nil {
-			t.Fatal(err)
-		}
-		tb.waitState("connected", 15*time.Second)
-		waitInboundAudio(t, tb)
+		callBot(ctx, t, tb, bot, true)
 
 		// Go → browser.
 		if err := bot.mod.SetMicrophoneEnabled(false); err != nil {
@@ -174,11 +147,7 @@ func TestCallsMediaState(t *testing.T) {
 		t.Logf("the Go peer saw the browser's mute %v after setMicrophoneEnabled(false) returned", time.Since(start))
 		// Chromium's muted track still arrives as audio frames that decrypt.
 		n := bot.mod.Stats().AudioFramesReceived
-		for deadline := time.Now().Add(15 * time.Second); bot.mod.Stats().AudioFramesReceived < n+100; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the Go peer received %d audio frames while the browser was muted", bot.mod.Stats().AudioFramesReceived-n)
-			}
-		}
+		bot.waitStats("100 audio frames while the browser is muted", 15*time.Second, func(s duetcall.Stats) bool { return s.AudioFramesReceived >= n+100 })
 		drive[bool](tb, 5*time.Second, "setMicrophone(true)")
 		bot.waitPeerMedia(duetcall.MediaState{}, 10*time.Second)
 		if err := bot.mod.Hangup(); err != nil {
@@ -230,15 +199,9 @@ func probeFrameSizes(t *testing.T, path string) map[string]int {
 // waitInboundVideo waits until tb decodes video whose size ok accepts.
 func waitInboundVideo(t *testing.T, tb *tab, what string, ok func(w, h int) bool, timeout time.Duration) jsDiag {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
-		d := tb.stats()
-		if d.InVideo != nil && d.InVideo.FramesDecoded > 0 && ok(d.InVideo.FrameWidth, d.InVideo.FrameHeight) {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no %s video decoded within %v: %s", tb.name, what, timeout, d)
-		}
-	}
+	return waitStats(t, tb, what+" video decoding", timeout, func(d jsDiag) bool {
+		return d.InVideo != nil && d.InVideo.FramesDecoded > 0 && ok(d.InVideo.FrameWidth, d.InVideo.FrameHeight)
+	})
 }
 
 // camera and screen tell Chromium's fake camera (16:9, up to 1280x720,
@@ -258,16 +221,7 @@ func TestCallsScreenShare(t *testing.T) {
 	env := startCallEnv(t)
 
 	t.Run("browser to browser", func(t *testing.T) {
-		alice := env.openTab(t, "alice", "")
-		alice.setup(false)
-		bob := env.openTab(t, "bob", "")
-		b := bob.setup(false)
-		if r := drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, true)", b)); !r.OK {
-			t.Fatalf("call: %+v", r)
-		}
-		in := drive[jsIncoming](bob, 15*time.Second, "nextIncoming(10000)")
-		drive[jsResult](bob, 20*time.Second, fmt.Sprintf("answer(%q)", in.CallID))
-		alice.waitState("connected", 15*time.Second)
+		alice, bob := env.browserCall(t, true, nil)
 		waitInboundVideo(t, bob, "camera", camera, 20*time.Second)
 
 		if r := drive[jsResult](alice, 15*time.Second, "shareScreen()"); !r.OK {
@@ -306,20 +260,9 @@ func TestCallsScreenShare(t *testing.T) {
 		tb := env.openTab(t, "carol", "")
 		tb.setup(false)
 		bot := env.newGoBot(t, "gobot", false)
-		if r := drive[jsResult](tb, 20*time.Second, fmt.Sprintf("call(%q, true)", bot.alias)); !r.OK {
-			t.Fatalf("call: %+v", r)
-		}
-		bot.waitRing(10 * time.Second)
-		if err := bot.mod.Answer(ctx); err != nil {
-			t.Fatal(err)
-		}
-		st := bot.waitState(15*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
+		st := callBot(ctx, t, tb, bot, true)
 		// The camera first: 30 frames of it.
-		for deadline := time.Now().Add(20 * time.Second); bot.mod.Stats().VideoFramesReceived < 30; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the Go peer received %d camera frames in 20 s", bot.mod.Stats().VideoFramesReceived)
-			}
-		}
+		bot.waitStats("30 camera frames", 20*time.Second, func(s duetcall.Stats) bool { return s.VideoFramesReceived >= 30 })
 		if r := drive[jsResult](tb, 15*time.Second, "shareScreen()"); !r.OK {
 			t.Fatalf("shareScreen: %+v", r)
 		}
@@ -327,11 +270,7 @@ func TestCallsScreenShare(t *testing.T) {
 		// Two seconds of screen at least (the share's frames are counted
 		// from the recording below).
 		n := bot.mod.Stats().VideoFramesReceived
-		for deadline := time.Now().Add(20 * time.Second); bot.mod.Stats().VideoFramesReceived < n+40; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the Go peer received %d video frames in 20 s of screen share", bot.mod.Stats().VideoFramesReceived-n)
-			}
-		}
+		bot.waitStats("40 video frames of the screen share", 20*time.Second, func(s duetcall.Stats) bool { return s.VideoFramesReceived >= n+40 })
 		shared := tb.stats()
 		if err := bot.mod.Hangup(); err != nil {
 			t.Fatal(err)

@@ -24,15 +24,9 @@ type jsStreams struct {
 // from, all decrypted.
 func waitVideoDecoded(t *testing.T, tb *tab, from uint64, n uint64, timeout time.Duration) jsDiag {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
-		d := tb.stats()
-		if d.InVideo != nil && d.InVideo.FramesDecoded >= from+n && d.Frames != nil && d.Frames.Decrypted.Video > 0 {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d video frames not decoded within %v: %s", tb.name, n, timeout, d)
-		}
-	}
+	return waitStats(t, tb, fmt.Sprintf("%d video frames decoded", n), timeout, func(d jsDiag) bool {
+		return d.InVideo != nil && d.InVideo.FramesDecoded >= from+n && d.Frames != nil && d.Frames.Decrypted.Video > 0
+	})
 }
 
 // TestCallsUpgrade: audio calls become video calls by a renegotiation
@@ -110,24 +104,12 @@ func TestCallsUpgrade(t *testing.T) {
 		tb := env.openTab(t, "dave", "")
 		tb.setup(false)
 		bot := env.newGoBot(t, "gobot2", false)
-		if r := drive[jsResult](tb, 20*time.Second, fmt.Sprintf("call(%q, false)", bot.alias)); !r.OK {
-			t.Fatalf("call: %+v", r)
-		}
-		bot.waitRing(10 * time.Second)
-		if err := bot.mod.Answer(ctx); err != nil {
-			t.Fatal(err)
-		}
-		st := bot.waitState(15*time.Second, "connected", func(s duetcall.Status) bool { return s.State == duetcall.StateConnected })
-		waitInboundAudio(t, tb)
+		st := callBot(ctx, t, tb, bot, false)
 		if r := drive[jsResult](tb, 20*time.Second, "setVideo(true)"); !r.OK {
 			t.Fatalf("setVideo(true): %+v", r)
 		}
 		bot.waitState(10*time.Second, "video", func(s duetcall.Status) bool { return s.Video })
-		for deadline := time.Now().Add(20 * time.Second); bot.mod.Stats().VideoFramesReceived < 60; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the Go peer received %d video frames after the browser's upgrade", bot.mod.Stats().VideoFramesReceived)
-			}
-		}
+		bot.waitStats("60 video frames after the browser's upgrade", 20*time.Second, func(s duetcall.Stats) bool { return s.VideoFramesReceived >= 60 })
 		if s := bot.mod.Stats(); s.VideoFramesSent != 0 || s.DecryptErrors > 2 {
 			t.Errorf("the Go peer after the browser's upgrade: sent %d video frames (want none), %d decrypt errors", s.VideoFramesSent, s.DecryptErrors)
 		}
@@ -136,11 +118,7 @@ func TestCallsUpgrade(t *testing.T) {
 		}
 		n := bot.mod.Stats().VideoFramesReceived
 		na := bot.mod.Stats().AudioFramesReceived
-		for deadline := time.Now().Add(20 * time.Second); bot.mod.Stats().AudioFramesReceived < na+100; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("no audio after the downgrade")
-			}
-		}
+		bot.waitStats("100 audio frames after the downgrade", 20*time.Second, func(s duetcall.Stats) bool { return s.AudioFramesReceived >= na+100 })
 		if got := bot.mod.Stats().VideoFramesReceived; got > n+3 {
 			t.Errorf("the Go peer received %d video frames after the browser's downgrade", got-n)
 		}
@@ -159,15 +137,7 @@ func TestCallsUpgrade(t *testing.T) {
 	})
 
 	t.Run("browser to browser, both upgrade", func(t *testing.T) {
-		alice := env.openTab(t, "alice", "")
-		alice.setup(false)
-		bob := env.openTab(t, "bob", "")
-		b := bob.setup(false)
-		drive[jsResult](alice, 20*time.Second, fmt.Sprintf("call(%q, false)", b))
-		in := drive[jsIncoming](bob, 15*time.Second, "nextIncoming(10000)")
-		drive[jsResult](bob, 20*time.Second, fmt.Sprintf("answer(%q)", in.CallID))
-		alice.waitState("connected", 15*time.Second)
-		waitInboundAudio(t, bob)
+		alice, bob := env.browserCall(t, false, nil)
 		if r := drive[jsResult](alice, 20*time.Second, "setVideo(true)"); !r.OK {
 			t.Fatalf("alice setVideo(true): %+v", r)
 		}
