@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/duetcall/duet/internal/testnats"
 	"github.com/duetcall/duet/relay"
 	relayice "github.com/duetcall/duet/relay/ice"
 	"github.com/duetcall/duet/relay/turnserver"
@@ -88,19 +87,7 @@ func (n *clusterNode) stop() {
 func TestRelayedCallMovesToSurvivingTURN(t *testing.T) {
 	checkLeaks(t)
 	setTimings(t, timings{disconnected: 30 * time.Second, media: 30 * time.Second, restartWait: 20 * time.Second})
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	ns := testnats.Start(t)
 	// Node 2 starts only once the call runs over node 1's TURN.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

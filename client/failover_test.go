@@ -1,18 +1,16 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/duetcall/duet/internal/syncbuf"
+	"github.com/duetcall/duet/internal/testnats"
 	"github.com/duetcall/duet/internal/testproxy"
 	"github.com/duetcall/duet/relay"
 	"github.com/duetcall/duet/wire"
@@ -22,19 +20,7 @@ import (
 // returns their URLs.
 func startNodes(t *testing.T, n int) []string {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	ns := testnats.Start(t)
 	var urls []string
 	for range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -60,24 +46,6 @@ func startNodes(t *testing.T, n int) []string {
 	return urls
 }
 
-// syncBuffer is a log sink for several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestFailover: a client given two relay nodes connects to one; when that
 // node dies (its TCP connections reset, like a killed process), the client
 // is on the other node within moments (logged at info), and envelopes flow
@@ -95,7 +63,7 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Register with the first node down: %v", err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	a := &peer{id: id, envs: make(chan *wire.Envelope, 16), undeliv: make(chan Undeliverable, 16)}
 	a.c, err = Connect(ctx, Options{
 		RelayURL: urls[0], RelayURLs: urls[1:], Identity: id, Alias: alias,

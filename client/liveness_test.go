@@ -24,6 +24,30 @@ func shortLiveness(t *testing.T) {
 	t.Cleanup(func() { pingInterval, pingTimeout, watchInterval, netCheckTimeout = pi, pt, wi, nt })
 }
 
+// fakeInterfaceAddrs makes the machine's interface addresses addrs for
+// the test; set replaces them.
+func fakeInterfaceAddrs(t *testing.T, addrs ...string) (set func(addrs ...string)) {
+	var mu sync.Mutex
+	var cur []netip.Addr
+	set = func(addrs ...string) {
+		mu.Lock()
+		defer mu.Unlock()
+		cur = cur[:0:0]
+		for _, a := range addrs {
+			cur = append(cur, netip.MustParseAddr(a))
+		}
+	}
+	set(addrs...)
+	orig := interfaceAddrs
+	interfaceAddrs = func() ([]netip.Addr, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(cur), nil
+	}
+	t.Cleanup(func() { interfaceAddrs = orig })
+	return set
+}
+
 // connectVia connects id to the relay through url (a proxy of r).
 func connectVia(t *testing.T, r *testRelay, url string) *peer {
 	t.Helper()
@@ -52,20 +76,7 @@ func waitReconnect(t *testing.T, c *Client, within time.Duration) {
 	t.Helper()
 	sub := c.State().Subscribe()
 	defer sub.Unsubscribe()
-	deadline := time.After(within)
-	left := false
-	for {
-		select {
-		case s := <-sub.C():
-			if s != StateConnected {
-				left = true
-			} else if left {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no reconnect within %v (state %s)", within, c.State().Get())
-		}
-	}
+	waitReconnectSub(t, sub, within)
 }
 
 func TestDeadConnectionFoundByPing(t *testing.T) {
@@ -87,15 +98,7 @@ func TestDeadConnectionFoundByPing(t *testing.T) {
 func TestNetworkChangeReconnectsAtOnce(t *testing.T) {
 	shortLiveness(t)
 	pingInterval = time.Hour // only the network change may trigger it
-	var mu sync.Mutex
-	addrs := []netip.Addr{netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("127.0.0.1")}
-	orig := interfaceAddrs
-	interfaceAddrs = func() ([]netip.Addr, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(addrs), nil
-	}
-	t.Cleanup(func() { interfaceAddrs = orig })
+	setAddrs := fakeInterfaceAddrs(t, "10.9.9.9", "127.0.0.1")
 	r := startRelay(t)
 	a := connect(t, r, newIdentity(t), nil)
 	if got := a.c.wsLocal.get(); got != netip.MustParseAddr("127.0.0.1") {
@@ -103,9 +106,7 @@ func TestNetworkChangeReconnectsAtOnce(t *testing.T) {
 	}
 	// Another address changes: the connection's own is still there, a
 	// quick ping finds it alive, no reconnect.
-	mu.Lock()
-	addrs = addrs[1:]
-	mu.Unlock()
+	setAddrs("127.0.0.1")
 	sub := a.c.State().Subscribe()
 	defer sub.Unsubscribe()
 	<-sub.C()
@@ -115,9 +116,7 @@ func TestNetworkChangeReconnectsAtOnce(t *testing.T) {
 	case <-time.After(10 * watchInterval):
 	}
 	// The connection's own address goes away: reconnect at once.
-	mu.Lock()
-	addrs = []netip.Addr{netip.MustParseAddr("10.9.9.10")}
-	mu.Unlock()
+	setAddrs("10.9.9.10")
 	waitReconnect(t, a.c, 10*time.Second)
 }
 
@@ -176,15 +175,7 @@ func TestClockSkew(t *testing.T) {
 func TestNetworkChanged(t *testing.T) {
 	shortLiveness(t)
 	pingInterval, watchInterval = time.Hour, time.Hour // only NetworkChanged acts
-	var mu sync.Mutex
-	addrs := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
-	orig := interfaceAddrs
-	interfaceAddrs = func() ([]netip.Addr, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(addrs), nil
-	}
-	t.Cleanup(func() { interfaceAddrs = orig })
+	setAddrs := fakeInterfaceAddrs(t, "127.0.0.1")
 	r := startRelay(t)
 	a := connect(t, r, newIdentity(t), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -203,9 +194,7 @@ func TestNetworkChanged(t *testing.T) {
 		t.Fatal("NetworkChanged replaced a working connection")
 	}
 	// The connection's address is gone: it returns with a new connection.
-	mu.Lock()
-	addrs = []netip.Addr{netip.MustParseAddr("10.9.9.9")}
-	mu.Unlock()
+	setAddrs("10.9.9.9")
 	if err := a.c.NetworkChanged(ctx); err != nil {
 		t.Fatal(err)
 	}

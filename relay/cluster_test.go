@@ -4,12 +4,14 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/duetcall/duet/internal/testnats"
 )
 
 // TestTwoNodes runs two relays on one real nats-server (TCP, JetStream):
 // they share the directory and route envelopes between their sessions.
 func TestTwoNodes(t *testing.T) {
-	ns := startNATS(t)
+	ns := testnats.Start(t)
 	r1 := startRelay(t, Options{NATSURL: ns.ClientURL()}, nil)
 	r2 := startRelay(t, Options{NATSURL: ns.ClientURL()}, nil)
 	if r1.srv.Embedded() || r2.srv.Embedded() {
@@ -101,7 +103,7 @@ func TestNewErrors(t *testing.T) {
 // TestReadyWithoutNATS: /readyz answers 503 once the external NATS is gone,
 // while /healthz (the process is alive) still answers 200.
 func TestReadyWithoutNATS(t *testing.T) {
-	ns := startNATS(t)
+	ns := testnats.Start(t)
 	r := startRelay(t, Options{NATSURL: ns.ClientURL()}, nil)
 	var st map[string]string
 	if code := r.do(t, "GET", "/readyz", "", nil, &st); code != 200 || st["status"] != "ready" {

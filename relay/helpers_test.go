@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/duetcall/duet/identity"
 	"github.com/duetcall/duet/wire"
@@ -74,27 +73,6 @@ func (r *testRelay) stop() {
 	defer cancel()
 	_ = r.srv.Shutdown(ctx)
 	r.ts.Close()
-}
-
-// startNATS runs a real nats-server with JetStream on a random loopback port.
-func startNATS(t testing.TB) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
 }
 
 // testID is a user's long-term key pair.

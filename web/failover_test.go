@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/duetcall/duet/internal/testnats"
 	"github.com/duetcall/duet/internal/testproxy"
 	"github.com/duetcall/duet/internal/vectors"
 	"github.com/duetcall/duet/relay"
@@ -24,19 +23,7 @@ const turnPortBase = 40100
 // own HTTP server (SDK and API), and returns their URLs.
 func startNodes(t *testing.T, n int) []string {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	ns := testnats.Start(t)
 	var urls []string
 	for i := range n {
 		// Each node names its own TURN server (port turnPortBase+i).

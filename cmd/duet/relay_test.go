@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
 	"github.com/duetcall/duet/internal/syncbuf"
+	"github.com/duetcall/duet/internal/testnats"
 	"github.com/duetcall/duet/relay"
 )
 
@@ -405,16 +405,7 @@ func TestRunRelay(t *testing.T) {
 // buckets are created with: 3 on a single nats-server is refused by
 // JetStream, and the relay says so and exits 1.
 func TestRelayKVReplicasReachJetStream(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	ns := testnats.Start(t)
 	var stdout, stderr syncbuf.Buffer
 	code := runRelay(context.Background(), []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--no-turn",
 		"--nats-url", ns.ClientURL(), "--kv-replicas", "3"}, &stdout, &stderr, mapLookup(nil))
