@@ -50,6 +50,8 @@ function endingError(name, s) {
       return callError('ErrBusy', `${peer} is busy: in another call`);
     case 'offline':
       return callError('ErrOffline', `${peer} is offline: no device of theirs is connected to the relay`);
+    case 'unavailable':
+      return callError('ErrUnavailable', `the relay could not deliver the call to ${peer} for now (overloaded or unreachable); try again later`);
     case 'ice_failed':
       return callError('ErrICEFailed', 'ICE failed after a restart: no network path to the peer (a TURN server may be needed)');
     case 'media_timeout':
@@ -320,6 +322,21 @@ class Driver {
         break;
       case 'teardown':
         if (s) this.#teardown(s);
+        break;
+      case 'resend_offer':
+        // The relay refused the offer for a passing reason: the same sealed
+        // offer again, then the candidates that followed it (most likely
+        // refused too; the callee drops those of a call it does not know).
+        if (s && s.offerEnv && !s.torn) {
+          this.log.info?.('🟡 [CallModule] sending the offer again');
+          try {
+            this.sendEnvelope(s.offerEnv);
+          } catch (e) {
+            this.log.warn(`[CallModule] sending the offer again failed: ${e?.message}`);
+            break;
+          }
+          for (const p of s.localSent) this.queueSend(s, { type: 'call_ice', ...p }).catch(() => {});
+        }
         break;
       case 'recovery':
         // The connection is down and being recovered, or back: beside the
@@ -709,8 +726,9 @@ class Driver {
   handleUndeliverable(n) {
     const s = this.live();
     if (!s || s.incoming || !n?.id || n.id !== s.offerID) return;
-    this.log.info?.(`🔴 [CallModule] the relay could not deliver the offer: ${s.peer} is offline (${n.reason})`);
-    this.feed({ kind: 'undeliverable', call_id: s.id });
+    if (!n.reason || n.reason === 'offline') this.log.info?.(`🔴 [CallModule] the relay could not deliver the offer: ${s.peer} is offline`);
+    else this.log.info?.(`🟡 [CallModule] the relay could not deliver the offer for now (${n.reason}); it will be sent again`);
+    this.feed({ kind: 'undeliverable', call_id: s.id, reason: n.reason ?? '' });
   }
 
   handleRelayError(n) {

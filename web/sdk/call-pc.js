@@ -289,6 +289,12 @@ function onLocalCandidate(d, s, cand) {
     if (s.pendLocal.length < MAX_PENDING_CANDIDATES) s.pendLocal.push(p);
     return;
   }
+  sendLocal(d, s, p);
+}
+
+/** Sends a local candidate; a caller keeps those that follow its offer until connected (resend_offer). */
+function sendLocal(d, s, p) {
+  if (!s.incoming && !s.connected && s.localSent.length < MAX_PENDING_CANDIDATES) s.localSent.push(p);
   d.queueSend(s, { type: 'call_ice', ...p }).catch(() => {});
 }
 
@@ -297,7 +303,7 @@ export function flushLocal(d, s) {
   s.localReady = true;
   const pend = s.pendLocal;
   s.pendLocal = [];
-  for (const p of pend) d.queueSend(s, { type: 'call_ice', ...p }).catch(() => {});
+  for (const p of pend) sendLocal(d, s, p);
 }
 
 /** A received call_ice: added, or kept until the remote description is set. */

@@ -27,7 +27,7 @@ export type DuetErrorName =
   | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged' | 'ErrTooManySessions'
   // calls
   | 'ErrInCall' | 'ErrNoIncomingCall' | 'ErrAlreadyAnswering' | 'ErrNoMedia' | 'ErrCallEnded'
-  | 'ErrNoAnswer' | 'ErrOffline' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
+  | 'ErrNoAnswer' | 'ErrOffline' | 'ErrUnavailable' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
   | 'ErrMediaSetup' | 'ErrE2EE' | 'TimeoutError' | 'NotSupportedError'
   | 'ErrInvalidOption' | 'ErrCallsStarted'
   // environment
@@ -491,13 +491,16 @@ export declare const CALL_STATES: readonly CallState[];
  * states; docs/PROTOCOL.md §10.3, the Go SDK's Status.Reason):
  * 'user_hangup' (either side hung up), 'declined' / 'busy' (the callee
  * refused; an error for the caller), 'no_answer', 'offline' (the relay could
- * not deliver the offer), 'missed' (a ringing callee whose caller gave up,
+ * not deliver the offer: no device of the callee is connected),
+ * 'unavailable' (the relay kept refusing the offer, sent again with backoff,
+ * for a passing reason until the answer timeout: the callee's relay is
+ * overloaded or cannot reach its message bus), 'missed' (a ringing callee whose caller gave up,
  * or whose ring ran out: not an error), 'answered_elsewhere' /
  * 'declined_elsewhere' / 'busy_elsewhere' (another device of this user
  * answered, declined, was busy: not errors), 'ice_failed', 'disconnected',
  * 'media_timeout', 'error' (a local failure).
  */
-export type CallEndReason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'offline' | 'missed'
+export type CallEndReason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'offline' | 'unavailable' | 'missed'
   | 'answered_elsewhere' | 'declined_elsewhere' | 'busy_elsewhere' | 'ice_failed' | 'disconnected' | 'media_timeout' | 'error';
 /** Every CallEndReason. */
 export declare const CALL_ENDINGS: readonly CallEndReason[];
@@ -545,7 +548,9 @@ export interface MediaState {
  * 'TimeoutError' ('getUserMedia timeout after 6000ms'),
  * 'ErrAlreadyAnswering' ('answer() called while already answering'),
  * the caller's 'ErrDeclined', 'ErrBusy', 'ErrNoAnswer', 'ErrOffline' (the
- * callee refused, did not answer, is not connected), 'ErrICEFailed',
+ * callee refused, did not answer, is not connected), 'ErrUnavailable' (the
+ * relay kept refusing the offer for now: overloaded or unreachable; try
+ * again later), 'ErrICEFailed',
  * 'ErrMediaTimeout', 'ErrDisconnected', 'ErrMediaSetup', 'ErrE2EE',
  * 'ErrKeyChanged', 'ErrUnsupported', 'NotSupportedError' (no secure
  * context); and, from call() before any call starts (never given to
