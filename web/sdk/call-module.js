@@ -20,7 +20,7 @@
 import { CallMachine } from './call-fsm.js';
 import { applyAnswer, applyRestartAnswer, restartICE, startCaller } from './call-caller.js';
 import { applyRestart, startCallee } from './call-callee.js';
-import { addRemote, startMedia } from './call-pc.js';
+import { addRemote, startMedia, WORKER_URL } from './call-pc.js';
 import { armSwitch, onRekey, onRekeyNeeded } from './call-rekey.js';
 import { applyRenegotiation, applyRenegotiationAnswer, renegotiationEnded, sendRenegotiation } from './call-renegotiate.js';
 import {
@@ -124,6 +124,7 @@ class Driver {
     this.#mod = mod;
     this.client = client;
     this.alwaysRelay = opts.alwaysRelay === true;
+    this.workerUrl = opts.workerUrl ?? WORKER_URL.href; // the E2EE worker's script
     this.log = opts.logger ?? console;
     this.device = randomID(12); // this instance's device id (PROTOCOL §3): 16 characters of [A-Za-z0-9_-]
     this.fsm = new CallMachine(this.device, FSM_TIMINGS);
@@ -924,7 +925,7 @@ export class CallModule {
 
   /**
    * @param {import('./client.js').DuetClient} client
-   * @param {{alwaysRelay?: boolean, logger?: Console}} [opts]
+   * @param {{alwaysRelay?: boolean, workerUrl?: string, logger?: Console}} [opts]
    */
   constructor(client, opts = {}) {
     const d = new Driver(this, client, opts);
@@ -959,6 +960,11 @@ export class CallModule {
   /** @returns {boolean} whether calls are forced through TURN */
   get alwaysRelay() {
     return this.#d.alwaysRelay;
+  }
+
+  /** @returns {string} the E2EE worker's script URL (initCalls' workerUrl, else e2ee-worker.js beside the SDK's module) */
+  get workerUrl() {
+    return this.#d.workerUrl;
   }
 
   /** @returns {string} this module's device id, sent in every call message (PROTOCOL §10.4) */

@@ -622,6 +622,16 @@ export interface InitCallsOptions {
   myAliasId?: string;
   /** Force TURN (iceTransportPolicy 'relay'): the peer never sees this side's address. Default false; a non-boolean is ErrInvalidOption. */
   alwaysRelay?: boolean;
+  /**
+   * The E2EE worker's script (a copy of the package's e2ee-worker.js with its
+   * imports, e.g. bundled into one file), absolute or relative to the page's
+   * address. Default: e2ee-worker.js beside the module that holds the SDK
+   * (new URL('./e2ee-worker.js', import.meta.url)). For bundlers and CDNs that
+   * put the worker elsewhere; on another origin than the page it is started
+   * through a blob: module (CORS and the CSP's worker-src blob: needed).
+   * Neither a string nor a URL, or unparsable: ErrInvalidOption.
+   */
+  workerUrl?: string | URL;
   logger?: Pick<Console, 'warn' | 'error'> & Partial<Pick<Console, 'info' | 'debug'>>;
 }
 
@@ -631,6 +641,8 @@ export declare class CallModule {
   readonly state: CallState;
   readonly status: CallStatus;
   readonly alwaysRelay: boolean;
+  /** The E2EE worker's script URL in use (initCalls' workerUrl, resolved; else e2ee-worker.js beside the SDK). */
+  readonly workerUrl: string;
   /** This module's random device id, sent in every call message (docs/PROTOCOL.md §10.4). */
   readonly deviceId: string;
   /** Signaling frames and state machine events dropped, by reason. */
