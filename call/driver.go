@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/duetcall/duet/call/fsm"
@@ -202,6 +203,12 @@ func (m *Module) performLocked(acts []fsm.Action, in input) effects {
 			fx.after = append(fx.after, func() { s.renegotiationEnded(why) })
 		case fsm.ActPeerMedia:
 			m.peerMediaLocked(s, a)
+		case fsm.ActResendOffer:
+			if s != nil && s.offerBody != nil {
+				body, cands := *s.offerBody, slices.Clone(s.localSent)
+				s.log.Info("call: sending the offer again (the relay refused it for now)")
+				s.goLocked(func() { s.resendOffer(body, cands) })
+			}
 		case fsm.ActTeardown:
 			if s != nil {
 				m.teardownLocked(s)
@@ -223,6 +230,8 @@ func (m *Module) failureOf(s *session, name string, cause error) error {
 		err = ErrBusy
 	case fsm.ErrOffline:
 		err = ErrOffline
+	case fsm.ErrUnavailable:
+		err = ErrUnavailable
 	case fsm.ErrICEFailed:
 		err = fmt.Errorf("%w: %s", ErrICEFailed, s.facts.reason())
 	case fsm.ErrMediaTimeout:
@@ -411,4 +420,32 @@ func (s *session) stopTimersLocked() {
 	}
 	stopTimer(&s.switchTimer)
 	stopTimer(&s.rekeyTimer)
+}
+
+// resendOffer sends the call's offer again, under its envelope id, and then
+// the local candidates sent after it so far: the relay refused the offer for
+// a passing reason (resend_offer), and the candidates that followed it were
+// most likely refused too (the callee drops candidates of a call it does
+// not know yet).
+func (s *session) resendOffer(body wire.OfferPayload, cands []wire.ICEPayload) {
+	ctx, cancel := context.WithTimeout(s.ctx, sendTimeout)
+	defer cancel()
+	if err := s.sendID(ctx, body, s.offerIDOf()); err != nil {
+		if s.ctx.Err() == nil {
+			s.log.Warn("call: sending the offer again failed", "err", err)
+		}
+		return
+	}
+	for _, p := range cands {
+		if err := s.send(ctx, p); err != nil {
+			return
+		}
+	}
+}
+
+// offerIDOf is the envelope id of the call's offer.
+func (s *session) offerIDOf() string {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.offerID
 }

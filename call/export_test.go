@@ -64,6 +64,7 @@ func (m *Module) setHooks(h testHooks) {
 		set(&m.tm.rekeyRetry, tm.rekeyRetry)
 		set(&m.tm.rekeySwitch, tm.rekeySwitch)
 		set(&m.tm.netCheck, tm.netCheck)
+		set(&m.tm.offerRetry, tm.offerRetry)
 		m.machine = fsm.New(m.device, m.tm.machine())
 	}
 	h.timings = nil

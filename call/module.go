@@ -312,8 +312,12 @@ func (m *Module) Hangup() error {
 }
 
 // HandleUndeliverable takes the relay's undeliverable notices (wire it to
-// client.Options.OnUndeliverable). An undeliverable offer of the current
-// call ends it at once with ReasonOffline. It does not block.
+// client.Options.OnUndeliverable). An offer of the current call refused
+// with reason offline ends it at once with ReasonOffline; refused for a
+// passing reason (recipient_busy, unavailable) it is sent again with
+// backoff while the answer timeout runs, and the call ends with
+// ReasonUnavailable if the relay still refuses it then (docs/PROTOCOL.md
+// §10.8). It does not block.
 func (m *Module) HandleUndeliverable(u client.Undeliverable) {
 	m.mu.Lock()
 	s := m.cur
@@ -323,8 +327,12 @@ func (m *Module) HandleUndeliverable(u client.Undeliverable) {
 		m.log.Debug("call: undeliverable notice for no current offer; ignored", "id", u.ID, "to", u.To, "reason", u.Reason)
 		return
 	}
-	s.log.Info("call: the relay could not deliver the offer; the callee is offline", "reason", u.Reason)
-	m.event(fsm.Event{Kind: fsm.EvUndeliverable, CallID: s.id}, input{})
+	if u.Reason == "" || u.Reason == client.ReasonOffline {
+		s.log.Info("call: the relay could not deliver the offer; the callee is offline", "reason", u.Reason)
+	} else {
+		s.log.Info("call: the relay could not deliver the offer for now; it will be sent again", "reason", u.Reason)
+	}
+	m.event(fsm.Event{Kind: fsm.EvUndeliverable, CallID: s.id, Reason: u.Reason}, input{})
 }
 
 // publishLocked publishes s's state; m.mu is held.

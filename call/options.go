@@ -138,6 +138,11 @@ const (
 	// restartWait bounds an ICE restart, and how long a callee whose ICE
 	// failed waits for the caller's restart offer.
 	restartWait = 10 * time.Second
+	// offerRetry is the first wait before an offer the relay refused for
+	// a passing reason (recipient_busy, unavailable) is sent again; it
+	// doubles per refusal, up to 8 times, while the answer timeout runs
+	// (PROTOCOL §10.8).
+	offerRetry = time.Second
 	// netCheckInterval is how often a call compares the machine's
 	// interface addresses with the ones it started with.
 	netCheckInterval = time.Second
@@ -146,7 +151,7 @@ const (
 // timings are one module's timings: the constants above, unless a test of
 // this package shortened them for its modules.
 type timings struct {
-	answer, ring, disconnected, media, mediaCheck, diag, restartDelay, restartWait, rekeyRetry, rekeySwitch, netCheck time.Duration
+	answer, ring, disconnected, media, mediaCheck, diag, restartDelay, restartWait, rekeyRetry, rekeySwitch, netCheck, offerRetry time.Duration
 }
 
 // defaultTimings returns the constants.
@@ -155,6 +160,7 @@ func defaultTimings() timings {
 		answer: answerTimeout, ring: ringTimeout, disconnected: disconnectedTimeout, media: mediaTimeout,
 		mediaCheck: mediaCheckInterval, diag: diagInterval, restartDelay: restartDelay, restartWait: restartWait,
 		rekeyRetry: rekeyRetry, rekeySwitch: rekeySwitchWait, netCheck: netCheckInterval,
+		offerRetry: offerRetry,
 	}
 }
 
@@ -163,7 +169,7 @@ func (t timings) machine() fsm.Timings {
 	return fsm.Timings{
 		Answer: t.answer, Ring: t.ring, Disconnected: t.disconnected,
 		RestartDelay: t.restartDelay, RestartWait: t.restartWait, Media: t.media,
-		Renegotiate: t.restartWait,
+		Renegotiate: t.restartWait, OfferRetry: t.offerRetry,
 	}
 }
 

@@ -85,6 +85,9 @@ func (s *session) onLocalCandidate(c *webrtc.ICECandidate) {
 
 // queueLocalLocked queues p for the ICE sender; m.mu is held.
 func (s *session) queueLocalLocked(p wire.ICEPayload) {
+	if !s.incoming && !s.connected && len(s.localSent) < maxPendingCandidates {
+		s.localSent = append(s.localSent, p) // for resend_offer
+	}
 	select {
 	case s.iceOut <- p:
 	default:

@@ -68,11 +68,13 @@ type session struct {
 	recovering  bool // the connection is down and being recovered
 	ps          *peerSig
 	offerSent   bool
-	offerID     string        // the envelope id of our offer (undeliverable notices)
-	offerSDP    string        // callee: the offer, kept while ringing
-	prepared    chan struct{} // callee: closed when prepareCallee is done
-	setupDone   chan struct{} // caller: closed when startCaller is done
-	prepErr     error         // callee: prepareCallee's failure
+	offerID     string             // the envelope id of our offer (undeliverable notices)
+	offerBody   *wire.OfferPayload // caller: our offer, kept for resend_offer
+	localSent   []wire.ICEPayload  // caller: local candidates queued after the offer, for resend_offer
+	offerSDP    string             // callee: the offer, kept while ringing
+	prepared    chan struct{}      // callee: closed when prepareCallee is done
+	setupDone   chan struct{}      // caller: closed when startCaller is done
+	prepErr     error              // callee: prepareCallee's failure
 	ephem       *ecdh.PrivateKey
 	peerEPK     []byte
 	pc          *webrtc.PeerConnection
@@ -315,8 +317,9 @@ func (s *session) startCaller(ctx context.Context) error {
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
 	s.offerSent = true
-	m.mu.Unlock()
 	body := wire.OfferPayload{SDP: offer.SDP, EPK: ephem.PublicKey().Bytes()}
+	s.offerBody = &body
+	m.mu.Unlock()
 	if err := s.sendID(ctx, body, id); err != nil {
 		return s.ended(err)
 	}

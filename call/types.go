@@ -42,7 +42,8 @@ func (s State) Terminal() bool {
 }
 
 // EndReason says why a call ended. It is one of the wire reason set
-// (docs/PROTOCOL.md §3) or ReasonOffline, which is local only.
+// (docs/PROTOCOL.md §3) or a local one (ReasonOffline, ReasonUnavailable,
+// ReasonMissed and the *Elsewhere reasons).
 type EndReason string
 
 // End reasons.
@@ -59,6 +60,11 @@ const (
 	// ReasonOffline: the relay reported the offer undeliverable because no
 	// device of the callee is connected. It is never sent on the wire.
 	ReasonOffline EndReason = "offline"
+	// ReasonUnavailable: the relay kept refusing the offer for a passing
+	// reason (the callee is sent more than it takes, or the relay cannot
+	// reach its message bus) until the answer timeout: the callee may be
+	// online but never rang. It is never sent on the wire.
+	ReasonUnavailable EndReason = EndReason(fsm.Unavailable)
 	// ReasonMissed: a ringing call whose caller gave up (or whose ring ran
 	// out): a missed call, not an error.
 	ReasonMissed EndReason = EndReason(fsm.Missed)
@@ -157,6 +163,11 @@ var (
 	// ErrOffline: the relay could not deliver the offer: the callee has no
 	// connected device.
 	ErrOffline = errors.New("call: the callee is offline")
+	// ErrUnavailable: the relay refused the offer, sent again with
+	// backoff, until the answer timeout, for a reason that is not the
+	// callee being offline (the callee's relay is overloaded or cannot
+	// reach its message bus): try again later.
+	ErrUnavailable = errors.New("call: the relay could not deliver the call to the callee for now (overloaded or unreachable); try again later")
 	// ErrICEFailed: ICE failed, and failed again after the ICE restart.
 	ErrICEFailed = errors.New("call: ICE failed after a restart; no network path to the peer")
 	// ErrMediaTimeout: no inbound RTP arrived for the media timeout.
@@ -173,7 +184,7 @@ var (
 // (docs/PROTOCOL.md §10.3): nil for a call that is not over, for every
 // hangup (whatever reason the peer gave), a missed call and a call that
 // ended on another device; for the caller ErrDeclined and ErrBusy; and
-// ErrNoAnswer, ErrOffline, ErrICEFailed, ErrMediaTimeout, ErrDisconnected,
+// ErrNoAnswer, ErrOffline, ErrUnavailable, ErrICEFailed, ErrMediaTimeout, ErrDisconnected,
 // or ErrCallEnded for ReasonError (OnError received the cause).
 func (s Status) Err() error {
 	switch s.State {
@@ -205,6 +216,8 @@ func reasonErr(r EndReason) error {
 		return ErrNoAnswer
 	case ReasonOffline:
 		return ErrOffline
+	case ReasonUnavailable:
+		return ErrUnavailable
 	case ReasonICEFailed:
 		return ErrICEFailed
 	case ReasonMediaTimeout:

@@ -158,6 +158,7 @@ func TestConstantsMatchGo(t *testing.T) {
 		{"restartDelay", "", "ICE restart delay"},
 		{"rekeyRetry", "rekeyRetry", "rekey retry"},
 		{"rekeySwitch", "rekeySwitchWait", "rekey switch wait"},
+		{"offerRetry", "offerRetry", "offer retry"},
 		{"gum", "", "getUserMedia timeout"}, // browser only
 	} {
 		got, ok := timings[c.timing]
@@ -178,7 +179,7 @@ func TestConstantsMatchGo(t *testing.T) {
 		same("calls.js "+name, jsv("calls", name), timings[timing], "its timing table ("+timing+")")
 	}
 	// Every internal timing is compared above: a new one must be added here.
-	known := []string{"answer", "ring", "disconnected", "media", "mediaCheck", "diag", "restartWait", "restartDelay", "rekeyRetry", "rekeySwitch", "gum"}
+	known := []string{"answer", "ring", "disconnected", "media", "mediaCheck", "diag", "restartWait", "restartDelay", "rekeyRetry", "rekeySwitch", "gum", "offerRetry"}
 	for k := range timings {
 		if !slices.Contains(known, k) {
 			t.Errorf("calls.js has a timing %q this test does not compare with the Go SDK and docs/PROTOCOL.md §6: add it to TestConstantsMatchGo", k)
@@ -216,13 +217,13 @@ func TestConstantsMatchGo(t *testing.T) {
 	for row, d := range map[string]time.Duration{"answer timeout": fsmT.Answer, "ring timeout": fsmT.Ring,
 		"`disconnected` state": fsmT.Disconnected, "no inbound RTP growth": fsmT.Media,
 		"ICE restart delay": fsmT.RestartDelay, "ICE restart wait": fsmT.RestartWait,
-		"renegotiation answer wait": fsmT.Renegotiate} {
+		"renegotiation answer wait": fsmT.Renegotiate, "offer retry": fsmT.OfferRetry} {
 		same("the Go call/fsm timing for "+row+" (ms)", ms(d), ms(doc.duration(t, row)), docRef)
 	}
 	same("call-fsm.js DEFAULT_TIMINGS", jsv("call-fsm", "DEFAULT_TIMINGS"), map[string]any{
 		"answer": ms(fsmT.Answer), "ring": ms(fsmT.Ring), "disconnected": ms(fsmT.Disconnected),
 		"restart_delay": ms(fsmT.RestartDelay), "restart_wait": ms(fsmT.RestartWait), "media": ms(fsmT.Media),
-		"renegotiate": ms(fsmT.Renegotiate)}, "the Go call/fsm Defaults()")
+		"renegotiate": ms(fsmT.Renegotiate), "offer_retry": ms(fsmT.OfferRetry)}, "the Go call/fsm Defaults()")
 	if unused := doc.unchecked(); len(unused) > 0 {
 		t.Errorf("docs/PROTOCOL.md §6 rows this test does not compare with the SDKs: %q; add them to TestConstantsMatchGo", unused)
 	}

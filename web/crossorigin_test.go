@@ -66,7 +66,7 @@ func TestCallsCrossOrigin(t *testing.T) {
 	if d.E2EE == "" {
 		t.Errorf("the call reports no E2EE mode: %s", d)
 	}
-	if _, ok := tb.log.waitFor("E2EE worker: the SDK is on another origin than the page", 2*time.Second); !ok {
+	if _, ok := tb.log.waitFor("e2ee-worker.js is on another origin than the page; starting it from a blob: module", 2*time.Second); !ok {
 		t.Errorf("the call module did not start its worker from the cross-origin bootstrap")
 	}
 

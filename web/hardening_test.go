@@ -27,8 +27,9 @@ import (
 
 // initCallsChecks runs the seed's setup code against initCalls in a page:
 // the private key of a second deriveIdentity of the same mnemonic, a
-// foreign key, a non-boolean alwaysRelay, a second initCalls agreeing with
-// the first and one that does not, and reject() / hangup() with nothing
+// foreign key, a non-boolean alwaysRelay, a workerUrl that is not a URL,
+// one relative to the page, a second initCalls agreeing with the first and
+// one that does not, and reject() / hangup() with nothing
 // ringing used fire-and-forget as the seed does.
 const initCallsChecks = `(async () => {
   const duet = await import('/sdk/duet.js');
@@ -42,7 +43,15 @@ const initCallsChecks = `(async () => {
   out.notAKey = err(() => client.initCalls({ signingPrivKey: {} }));
   const fresh = new duet.DuetClient({ identity: first, aliasId: 'u12345678', pins: duet.PinStore.memory(), relayUrl: location.origin });
   out.freshStringRelay = err(() => fresh.initCalls({ alwaysRelay: 'yes' }));
+  out.numberWorker = err(() => fresh.initCalls({ workerUrl: 42 }));
+  out.badWorker = err(() => fresh.initCalls({ workerUrl: 'http://[::1' }));
   fresh.close();
+  const placed = new duet.DuetClient({ identity: first, aliasId: 'u12345678', pins: duet.PinStore.memory(), relayUrl: location.origin });
+  const pm = placed.initCalls({ workerUrl: 'assets/e2ee.js' });
+  out.workerUrl = pm.workerUrl;
+  out.sameWorker = placed.initCalls({ workerUrl: new URL('assets/e2ee.js', location.href) }) === pm;
+  out.otherWorker = err(() => placed.initCalls({ workerUrl: '/elsewhere.js' }));
+  placed.close();
   let mod = null;
   out.secondDerive = err(() => {
     mod = client.initCalls({ signingPrivKey: again.signingKey.privateKey, signingPubKey: again.signingKey.publicKey, myAliasId: 'u12345678', alwaysRelay: false });
@@ -54,6 +63,7 @@ const initCallsChecks = `(async () => {
   out.otherRelay = err(() => client.initCalls({ alwaysRelay: true }));
   out.otherLogger = err(() => client.initCalls({ logger: { warn() {}, error() {} } }));
   out.alwaysRelay = mod?.alwaysRelay ?? null;
+  out.defaultWorker = mod?.workerUrl === new URL('/sdk/e2ee-worker.js', location.href).href;
   let unhandled = 0;
   addEventListener('unhandledrejection', (ev) => { unhandled++; ev.preventDefault(); });
   if (mod) {
@@ -71,8 +81,9 @@ const initCallsChecks = `(async () => {
 
 // TestInitCallsSeedSetup: initCalls compares the signing key by value (the
 // seed's setup derives the identity again: accepted), refuses a foreign or
-// non-SDK key (ErrIdentityKey), a non-boolean alwaysRelay
-// (ErrInvalidOption) and a second initCalls whose options differ
+// non-SDK key (ErrIdentityKey), a non-boolean alwaysRelay or a workerUrl
+// that is not a URL (ErrInvalidOption), resolves a relative workerUrl
+// against the page, and a second initCalls whose options differ
 // (ErrCallsStarted) while one that agrees returns the same module; reject()
 // with nothing ringing resolves as hangup() does, leaving no unhandled
 // rejection in fire-and-forget use.
@@ -90,6 +101,8 @@ func TestInitCallsSeedSetup(t *testing.T) {
 		"secondDerive": "", "same": true, "bare": true,
 		"otherRelay": "ErrCallsStarted", "otherLogger": "ErrCallsStarted", "alwaysRelay": false,
 		"reject": "resolved", "hangup": "resolved", "unhandled": float64(0),
+		"numberWorker": "ErrInvalidOption", "badWorker": "ErrInvalidOption",
+		"workerUrl": srv.URL + "/sdktest/assets/e2ee.js", "sameWorker": true, "otherWorker": "ErrCallsStarted", "defaultWorker": true,
 	}
 	for k, w := range want {
 		if got[k] != w {

@@ -27,7 +27,9 @@ import (
 // place an audio call and hang up: index.html imports the package by name
 // through an import map, bundled.html is the app bundled by esbuild with the
 // E2EE worker as a second entry point beside the bundle (the SDK starts the
-// worker from new URL('./e2ee-worker.js', import.meta.url)). Audio is
+// worker from new URL('./e2ee-worker.js', import.meta.url)), and the bundled
+// page again with the worker built into assets/duet-e2ee.js and given to
+// initCalls as workerUrl (the SDK starts it from there). Audio is
 // encrypted and decrypted by the worker in the browser and received by the
 // bot; the page logs no error and no CSP violation.
 func TestExampleWebApp(t *testing.T) {
@@ -46,7 +48,7 @@ func TestExampleWebApp(t *testing.T) {
 	// tools, and the SDK from the packed tarball.
 	app := filepath.Join(t.TempDir(), "web-app")
 	copyTree(t, src, app, func(rel string) bool {
-		return rel == "dist" || strings.HasSuffix(rel, ".tgz") || strings.HasPrefix(rel, filepath.Join("node_modules", "@duetcall"))
+		return rel == "dist" || rel == "assets" || strings.HasSuffix(rel, ".tgz") || strings.HasPrefix(rel, filepath.Join("node_modules", "@duetcall"))
 	})
 	tarball := packSDK(t)
 	runCmd(t, npmCommand(t, app, "install", "--no-save", "--offline", tarball))
@@ -58,9 +60,9 @@ func TestExampleWebApp(t *testing.T) {
 	// exports), as an editor sees them.
 	runCmd(t, npmCommand(t, app, "run", "check"))
 	runCmd(t, npmCommand(t, app, "run", "build"))
-	for _, f := range []string{"app.js", "e2ee-worker.js"} {
-		if _, err := os.Stat(filepath.Join(app, "dist", f)); err != nil {
-			t.Fatalf("npm run build made no dist/%s: %v", f, err)
+	for _, f := range []string{"dist/app.js", "dist/e2ee-worker.js", "assets/duet-e2ee.js"} {
+		if _, err := os.Stat(filepath.Join(app, f)); err != nil {
+			t.Fatalf("npm run build made no %s: %v", f, err)
 		}
 	}
 
@@ -85,14 +87,22 @@ func TestExampleWebApp(t *testing.T) {
 	// localhost: another host than the relay's 127.0.0.1, so another origin.
 	base := "http://localhost:" + port[1]
 
-	for i, page := range []struct{ path, worker, notLoaded string }{
-		{"/index.html", "/node_modules/@duetcall/duet/e2ee-worker.js", "/dist/"},
-		{"/bundled.html", "/dist/e2ee-worker.js", "/node_modules/"},
+	for i, page := range []struct{ name, path, workerURL, worker, notLoaded string }{
+		{"index.html", "/index.html", "", "/node_modules/@duetcall/duet/e2ee-worker.js", "/dist/"},
+		{"bundled.html", "/bundled.html", "", "/dist/e2ee-worker.js", "/node_modules/"},
+		// The worker elsewhere than beside the bundle, under another name
+		// (as a bundler or CDN may put it), given by initCalls' workerUrl:
+		// the SDK starts it from there and never asks for dist/e2ee-worker.js.
+		{"workerUrl", "/bundled.html", "/assets/duet-e2ee.js", "/assets/duet-e2ee.js", "/dist/e2ee-worker.js"},
 	} {
-		t.Run(strings.TrimPrefix(page.path, "/"), func(t *testing.T) {
+		t.Run(page.name, func(t *testing.T) {
 			served := site.mark()
-			pageURL := base + page.path + "?" + url.Values{"relay": {env.url}, "callee": {botAlias}}.Encode()
-			tb := env.openTabURL(t, "app"+page.path, pageURL)
+			q := url.Values{"relay": {env.url}, "callee": {botAlias}}
+			if page.workerURL != "" {
+				q.Set("worker", page.workerURL)
+			}
+			pageURL := base + page.path + "?" + q.Encode()
+			tb := env.openTabURL(t, "app-"+page.name, pageURL)
 			waitPage(t, tb, 10*time.Second, `document.getElementById('support')?.textContent`, func(s string) bool { return s == "script-transform" || s == "encoded-streams" }, "the app to load and find frame encryption")
 			if _, err := evalJS[bool](tb.ctx, 5*time.Second, `document.getElementById('call').click(), true`); err != nil {
 				t.Fatal(err)

@@ -52,8 +52,14 @@ const (
 	Disconnected Ending = "disconnected"
 	Error        Ending = "error"
 
-	// Offline: the relay reported the offer undeliverable.
+	// Offline: the relay reported the offer undeliverable because no
+	// device of the callee is connected (undeliverable reason offline).
 	Offline Ending = "offline"
+	// Unavailable: the relay kept refusing the offer for another reason
+	// (recipient_busy: the callee is sent more than it takes;
+	// unavailable: the relay cannot reach its message bus) until the
+	// answer timer ran out; the callee may well be online.
+	Unavailable Ending = "unavailable"
 	// Missed: a ringing callee whose caller gave up (or whose ring timed
 	// out); a missed call, not an error.
 	Missed Ending = "missed"
@@ -80,11 +86,20 @@ const (
 	TimerRestartWait  Timer = "restart_wait"  // 10 s for an ICE restart to recover
 	TimerMedia        Timer = "media"         // 15 s without inbound media
 	TimerRenegotiate  Timer = "renegotiate"   // 10 s for the answer to a renegotiation
+	// TimerOfferRetry: caller: the wait before an offer the relay refused
+	// for a passing reason is sent again: 1 s, doubling per refusal up to
+	// 8 s, while the answer timer runs.
+	TimerOfferRetry Timer = "offer_retry"
 )
+
+// maxOfferRetryShift caps the doubling of the offer retry wait (1 s << 3).
+const maxOfferRetryShift = 3
 
 // Timings are the durations of the timers. Defaults returns PROTOCOL §6's.
 type Timings struct {
 	Answer, Ring, Disconnected, RestartDelay, RestartWait, Media, Renegotiate time.Duration
+	// OfferRetry is the first offer retry wait (it doubles per refusal).
+	OfferRetry time.Duration
 }
 
 // Defaults returns the shared constants of PROTOCOL §6.
@@ -97,6 +112,7 @@ func Defaults() Timings {
 		RestartWait:  10 * time.Second,
 		Media:        15 * time.Second,
 		Renegotiate:  10 * time.Second,
+		OfferRetry:   time.Second,
 	}
 }
 
@@ -116,6 +132,8 @@ func (t Timings) of(n Timer) time.Duration {
 		return t.Media
 	case TimerRenegotiate:
 		return t.Renegotiate
+	case TimerOfferRetry:
+		return t.OfferRetry
 	}
 	return 0
 }
@@ -146,9 +164,12 @@ const (
 	EvRecvRekey  EventKind = "recv_rekey"  // CallID, Device
 	EvRecvMedia  EventKind = "recv_media"  // CallID, Device, AudioMuted, VideoOff, Screen
 
-	EvUndeliverable EventKind = "undeliverable" // the relay could not deliver CallID's offer
-	EvConn          EventKind = "conn"          // connection state: Conn
-	EvMedia         EventKind = "media"         // inbound media grew
+	// EvUndeliverable: the relay could not deliver CallID's offer; Reason
+	// is the notice's (offline, recipient_busy, unavailable; empty is
+	// offline).
+	EvUndeliverable EventKind = "undeliverable"
+	EvConn          EventKind = "conn"  // connection state: Conn
+	EvMedia         EventKind = "media" // inbound media grew
 	EvNetChange     EventKind = "network_changed"
 	EvTimer         EventKind = "timer" // Timer fired for CallID
 )
@@ -254,6 +275,10 @@ const (
 	// PeerMedia: the peer's media state changed (AudioMuted, VideoOff,
 	// Screen): apps show it (PROTOCOL §10.9).
 	ActPeerMedia ActionKind = "peer_media"
+	// ResendOffer: caller: send the call's offer again (the same call,
+	// the same envelope id), then the local candidates sent so far: the
+	// relay refused it for a passing reason (recipient_busy, unavailable).
+	ActResendOffer ActionKind = "resend_offer"
 )
 
 // Action is one output.
@@ -300,6 +325,7 @@ const (
 	ErrDeclined         = "declined"
 	ErrBusy             = "busy"
 	ErrOffline          = "offline"
+	ErrUnavailable      = "unavailable"
 	ErrICEFailed        = "ice_failed"
 	ErrMediaTimeout     = "media_timeout"
 	ErrDisconnected     = "disconnected"
@@ -316,6 +342,10 @@ const (
 	ErrTimeout     = "timeout"
 	ErrInterrupted = "interrupted"
 )
+
+// ReasonOffline is the undeliverable reason that ends a call as offline
+// (PROTOCOL §9.2); the others are passing.
+const ReasonOffline = "offline"
 
 // Drop reasons.
 const (
@@ -349,7 +379,13 @@ type call struct {
 	// sendVideo, recvVideo: whether this side and the peer send video, as
 	// the last renegotiation of each left it; video is their or.
 	sendVideo, recvVideo bool
-	timers               map[Timer]bool
+	// undelivered: caller: the relay refused the offer for a passing
+	// reason (and no callee device has answered since): whether a later
+	// sending reached the callee is unknown, as the relay confirms no
+	// delivery; retries counts those refusals.
+	undelivered bool
+	retries     int
+	timers      map[Timer]bool
 }
 
 // Machine is one module's call state machine: at most one call at a time.
@@ -423,9 +459,11 @@ func (m *Machine) publish(c *call, reason Ending) {
 	m.emit(Action{Kind: ActState, CallID: c.id, Peer: c.peer, State: c.state, Incoming: c.incoming, Video: c.video, Reason: string(reason)})
 }
 
-func (m *Machine) startTimer(c *call, t Timer) {
+func (m *Machine) startTimer(c *call, t Timer) { m.startTimerFor(c, t, m.t.of(t)) }
+
+func (m *Machine) startTimerFor(c *call, t Timer, d time.Duration) {
 	c.timers[t] = true
-	m.emit(Action{Kind: ActTimerStart, CallID: c.id, Timer: t, Ms: m.t.of(t).Milliseconds()})
+	m.emit(Action{Kind: ActTimerStart, CallID: c.id, Timer: t, Ms: d.Milliseconds()})
 }
 
 func (m *Machine) stopTimer(c *call, t Timer) {
@@ -447,7 +485,7 @@ func (m *Machine) sendSelect(c *call, selected, outcome string) {
 // driver tears the call down, the app sees the end state and, for a
 // failure, the error.
 func (m *Machine) end(c *call, st State, reason Ending, msg string, wireReason Ending, errName string) {
-	for _, t := range []Timer{TimerAnswer, TimerRing, TimerDisconnected, TimerRestartDelay, TimerRestartWait, TimerMedia, TimerRenegotiate} {
+	for _, t := range []Timer{TimerAnswer, TimerRing, TimerDisconnected, TimerRestartDelay, TimerRestartWait, TimerMedia, TimerRenegotiate, TimerOfferRetry} {
 		m.stopTimer(c, t)
 	}
 	if msg != "" {
@@ -592,6 +630,19 @@ func (m *Machine) onCallEvent(c *call, e Event) {
 	case EvUndeliverable:
 		if c.incoming || c.state != Calling {
 			m.drop(dropUnexpected)
+			return
+		}
+		if e.Reason != "" && e.Reason != ReasonOffline {
+			// A passing refusal (recipient_busy, unavailable): the callee
+			// may be online; the offer goes again after a wait that
+			// doubles per refusal, while the answer timer runs.
+			if c.timers[TimerOfferRetry] {
+				m.drop(dropDuplicate)
+				return
+			}
+			c.undelivered = true
+			m.startTimerFor(c, TimerOfferRetry, m.t.OfferRetry<<min(c.retries, maxOfferRetryShift))
+			c.retries++
 			return
 		}
 		m.end(c, Ended, Offline, "", "", ErrOffline)
@@ -749,6 +800,8 @@ func (m *Machine) onRecvAnswer(c *call, e Event) {
 		// callee learns which one.
 		c.selected, c.haveSel = e.Device, true
 		m.stopTimer(c, TimerAnswer)
+		m.stopTimer(c, TimerOfferRetry)
+		c.undelivered = false
 		c.state = Connecting
 		m.publish(c, "")
 		m.sendSelect(c, e.Device, OutcomeAnswered)
@@ -893,7 +946,15 @@ func (m *Machine) onTimer(c *call, t Timer) {
 	delete(c.timers, t)
 	switch t {
 	case TimerAnswer:
+		if c.undelivered {
+			// The relay refused the offer: the callee may never have
+			// rung. The hangup stops any device a sending reached.
+			m.end(c, Ended, Unavailable, msgHangup, NoAnswer, ErrUnavailable)
+			return
+		}
 		m.end(c, Ended, NoAnswer, msgHangup, NoAnswer, ErrNoAnswer)
+	case TimerOfferRetry:
+		m.emit(Action{Kind: ActResendOffer, CallID: c.id, Peer: c.peer})
 	case TimerRing:
 		m.end(c, Hangup, Missed, "", "", "")
 	case TimerRestartDelay:

@@ -1,5 +1,5 @@
 // The example's static file server (node server.js; no dependencies). It
-// serves the pages, src/, dist/ and the installed SDK
+// serves the pages, src/, dist/, assets/ and the installed SDK
 // (node_modules/@duetcall/duet/) on 127.0.0.1:PORT (default 8081), with a
 // content security policy that lets the pages reach the relay at RELAY
 // (default http://localhost:8080) and nothing else. Each request is logged.
@@ -19,7 +19,7 @@ const types = {
   '.json': 'application/json',
 };
 const pages = { '/': 'index.html', '/index.html': 'index.html', '/bundled.html': 'bundled.html' };
-const dirs = ['/src/', '/dist/', '/node_modules/@duetcall/duet/'];
+const dirs = ['/src/', '/dist/', '/assets/', '/node_modules/@duetcall/duet/'];
 
 // The policy: scripts and workers of this site only (plus the inline
 // import map, by its hash), connections to the relay's HTTP API and

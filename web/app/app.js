@@ -59,6 +59,8 @@ function errorText(e, peer) {
       return ''; // the call's ending says it (endText)
     case 'ErrOffline':
       return `${who} is offline: none of their devices is connected.`;
+    case 'ErrUnavailable':
+      return `The relay could not deliver the call to ${who} for now (it is overloaded). Try again in a moment.`;
     case 'ErrICEFailed':
       return `No network path to ${who}: the connection could not be established (a TURN server may be needed).`;
     case 'ErrMediaTimeout':

@@ -78,6 +78,7 @@ export async function startCaller(d, s) {
   });
   s.checkLive();
   env.id = s.offerID;
+  s.offerEnv = env;
   d.sendEnvelope(env);
   s.offerSent = true;
   d.feed({ kind: 'offer_sent', call_id: s.id });

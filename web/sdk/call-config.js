@@ -25,6 +25,10 @@ export const T = Object.freeze({
   restartWait: 10_000, // the bound of an ICE restart
   rekeyRetry: 10_000,
   rekeySwitch: 2_000,
+  // caller: the first wait before an offer the relay refused for a passing
+  // reason (recipient_busy, unavailable) goes again; it doubles per refusal
+  // up to 8 s while the answer timer runs (PROTOCOL §10.8)
+  offerRetry: 1_000,
 });
 
 /**

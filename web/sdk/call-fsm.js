@@ -37,7 +37,7 @@ export function activeState(state) {
  */
 export const ENDINGS = Object.freeze([
   'user_hangup', 'declined', 'busy', 'no_answer', 'ice_failed', 'media_timeout', 'disconnected', 'error',
-  'offline', 'missed', 'answered_elsewhere', 'declined_elsewhere', 'busy_elsewhere', 'replaced',
+  'offline', 'unavailable', 'missed', 'answered_elsewhere', 'declined_elsewhere', 'busy_elsewhere', 'replaced',
 ]);
 
 /** Timers, with their PROTOCOL §6 durations (ms). */
@@ -49,9 +49,14 @@ export const DEFAULT_TIMINGS = Object.freeze({
   restart_wait: 10_000, // 10 s for an ICE restart to recover
   media: 15_000, // 15 s without inbound media
   renegotiate: 10_000, // 10 s for the answer to a renegotiation
+  offer_retry: 1_000, // caller: the first wait before an offer refused for a passing reason goes again (doubles, up to 8 s)
 });
 
-const TIMER_ORDER = ['answer', 'ring', 'disconnected', 'restart_delay', 'restart_wait', 'media', 'renegotiate'];
+const TIMER_ORDER = ['answer', 'ring', 'disconnected', 'restart_delay', 'restart_wait', 'media', 'renegotiate', 'offer_retry'];
+/** The offer retry wait doubles per refusal up to offer_retry << this (8 s). */
+const MAX_OFFER_RETRY_SHIFT = 3;
+/** The undeliverable reason that ends a call as offline; the others are passing. */
+const REASON_OFFLINE = 'offline';
 
 const MSG_REJECT = 'call_reject';
 const MSG_HANGUP = 'call_hangup';
@@ -64,7 +69,7 @@ export const OUTCOME_BUSY = 'busy';
 
 /** Errors of error and api_error actions (PROTOCOL §10.3). */
 export const FSM_ERRORS = Object.freeze({
-  NO_ANSWER: 'no_answer', DECLINED: 'declined', BUSY: 'busy', OFFLINE: 'offline', ICE_FAILED: 'ice_failed',
+  NO_ANSWER: 'no_answer', DECLINED: 'declined', BUSY: 'busy', OFFLINE: 'offline', UNAVAILABLE: 'unavailable', ICE_FAILED: 'ice_failed',
   MEDIA_TIMEOUT: 'media_timeout', DISCONNECTED: 'disconnected', SETUP: 'setup', KEY_CHANGED: 'key_changed',
   IN_CALL: 'in_call', NO_INCOMING_CALL: 'no_incoming_call', ALREADY_ANSWERING: 'already_answering', NO_CALL: 'no_call',
   NOT_CONNECTED: 'not_connected', RENEGOTIATING: 'renegotiating', GLARE: 'glare', TIMEOUT: 'timeout', INTERRUPTED: 'interrupted',
@@ -125,6 +130,12 @@ class Call {
     // of each left it; video is their or.
     this.sendVideo = video;
     this.recvVideo = video;
+    // The relay refused the offer for a passing reason (caller), and no
+    // callee device has answered since: whether a later sending reached the
+    // callee is unknown (the relay confirms no delivery); retries counts
+    // those refusals.
+    this.undelivered = false;
+    this.retries = 0;
     this.timers = new Set();
   }
 
@@ -227,9 +238,9 @@ export class CallMachine {
     this.#emit({ kind: 'state', call_id: c.id, peer: c.peer, state: c.state, incoming: c.incoming, video: c.video, reason });
   }
 
-  #startTimer(c, t) {
+  #startTimer(c, t, ms = this.#t[t] ?? DEFAULT_TIMINGS[t]) {
     c.timers.add(t);
-    this.#emit({ kind: 'timer_start', call_id: c.id, timer: t, ms: this.#t[t] ?? DEFAULT_TIMINGS[t] });
+    this.#emit({ kind: 'timer_start', call_id: c.id, timer: t, ms });
   }
 
   #stopTimer(c, t) {
@@ -378,6 +389,20 @@ export class CallMachine {
       case 'undeliverable':
         if (c.incoming || c.state !== CALLING) {
           this.#drop(DROP_UNEXPECTED);
+          return;
+        }
+        if (e.reason !== '' && e.reason !== REASON_OFFLINE) {
+          // A passing refusal (recipient_busy, unavailable): the callee
+          // may be online; the offer goes again after a wait that doubles
+          // per refusal, while the answer timer runs.
+          if (c.timers.has('offer_retry')) {
+            this.#drop(DROP_DUPLICATE);
+            return;
+          }
+          c.undelivered = true;
+          const base = this.#t.offer_retry ?? DEFAULT_TIMINGS.offer_retry;
+          this.#startTimer(c, 'offer_retry', base * 2 ** Math.min(c.retries, MAX_OFFER_RETRY_SHIFT));
+          c.retries++;
           return;
         }
         this.#end(c, ENDED, 'offline', '', '', E.OFFLINE);
@@ -534,6 +559,8 @@ export class CallMachine {
       c.selected = e.device;
       c.haveSel = true;
       this.#stopTimer(c, 'answer');
+      this.#stopTimer(c, 'offer_retry');
+      c.undelivered = false;
       c.state = CONNECTING;
       this.#publish(c, '');
       this.#sendSelect(c, e.device, OUTCOME_ANSWERED);
@@ -669,7 +696,16 @@ export class CallMachine {
     c.timers.delete(t);
     switch (t) {
       case 'answer':
+        if (c.undelivered) {
+          // The relay refused the offer: the callee may never have rung.
+          // The hangup stops any device a sending reached.
+          this.#end(c, ENDED, 'unavailable', MSG_HANGUP, 'no_answer', E.UNAVAILABLE);
+          break;
+        }
         this.#end(c, ENDED, 'no_answer', MSG_HANGUP, 'no_answer', E.NO_ANSWER);
+        break;
+      case 'offer_retry':
+        this.#emit({ kind: 'resend_offer', call_id: c.id, peer: c.peer });
         break;
       case 'ring':
         this.#end(c, HANGUP, 'missed', '', '', '');

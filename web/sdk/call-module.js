@@ -20,7 +20,7 @@
 import { CallMachine } from './call-fsm.js';
 import { applyAnswer, applyRestartAnswer, restartICE, startCaller } from './call-caller.js';
 import { applyRestart, startCallee } from './call-callee.js';
-import { addRemote, startMedia } from './call-pc.js';
+import { addRemote, startMedia, WORKER_URL } from './call-pc.js';
 import { armSwitch, onRekey, onRekeyNeeded } from './call-rekey.js';
 import { applyRenegotiation, applyRenegotiationAnswer, renegotiationEnded, sendRenegotiation } from './call-renegotiate.js';
 import {
@@ -50,6 +50,8 @@ function endingError(name, s) {
       return callError('ErrBusy', `${peer} is busy: in another call`);
     case 'offline':
       return callError('ErrOffline', `${peer} is offline: no device of theirs is connected to the relay`);
+    case 'unavailable':
+      return callError('ErrUnavailable', `the relay could not deliver the call to ${peer} for now (overloaded or unreachable); try again later`);
     case 'ice_failed':
       return callError('ErrICEFailed', 'ICE failed after a restart: no network path to the peer (a TURN server may be needed)');
     case 'media_timeout':
@@ -122,6 +124,7 @@ class Driver {
     this.#mod = mod;
     this.client = client;
     this.alwaysRelay = opts.alwaysRelay === true;
+    this.workerUrl = opts.workerUrl ?? WORKER_URL.href; // the E2EE worker's script
     this.log = opts.logger ?? console;
     this.device = randomID(12); // this instance's device id (PROTOCOL §3): 16 characters of [A-Za-z0-9_-]
     this.fsm = new CallMachine(this.device, FSM_TIMINGS);
@@ -320,6 +323,21 @@ class Driver {
         break;
       case 'teardown':
         if (s) this.#teardown(s);
+        break;
+      case 'resend_offer':
+        // The relay refused the offer for a passing reason: the same sealed
+        // offer again, then the candidates that followed it (most likely
+        // refused too; the callee drops those of a call it does not know).
+        if (s && s.offerEnv && !s.torn) {
+          this.log.info?.('🟡 [CallModule] sending the offer again');
+          try {
+            this.sendEnvelope(s.offerEnv);
+          } catch (e) {
+            this.log.warn(`[CallModule] sending the offer again failed: ${e?.message}`);
+            break;
+          }
+          for (const p of s.localSent) this.queueSend(s, { type: 'call_ice', ...p }).catch(() => {});
+        }
         break;
       case 'recovery':
         // The connection is down and being recovered, or back: beside the
@@ -709,8 +727,9 @@ class Driver {
   handleUndeliverable(n) {
     const s = this.live();
     if (!s || s.incoming || !n?.id || n.id !== s.offerID) return;
-    this.log.info?.(`🔴 [CallModule] the relay could not deliver the offer: ${s.peer} is offline (${n.reason})`);
-    this.feed({ kind: 'undeliverable', call_id: s.id });
+    if (!n.reason || n.reason === 'offline') this.log.info?.(`🔴 [CallModule] the relay could not deliver the offer: ${s.peer} is offline`);
+    else this.log.info?.(`🟡 [CallModule] the relay could not deliver the offer for now (${n.reason}); it will be sent again`);
+    this.feed({ kind: 'undeliverable', call_id: s.id, reason: n.reason ?? '' });
   }
 
   handleRelayError(n) {
@@ -906,7 +925,7 @@ export class CallModule {
 
   /**
    * @param {import('./client.js').DuetClient} client
-   * @param {{alwaysRelay?: boolean, logger?: Console}} [opts]
+   * @param {{alwaysRelay?: boolean, workerUrl?: string, logger?: Console}} [opts]
    */
   constructor(client, opts = {}) {
     const d = new Driver(this, client, opts);
@@ -941,6 +960,11 @@ export class CallModule {
   /** @returns {boolean} whether calls are forced through TURN */
   get alwaysRelay() {
     return this.#d.alwaysRelay;
+  }
+
+  /** @returns {string} the E2EE worker's script URL (initCalls' workerUrl, else e2ee-worker.js beside the SDK's module) */
+  get workerUrl() {
+    return this.#d.workerUrl;
   }
 
   /** @returns {string} this module's device id, sent in every call message (PROTOCOL §10.4) */

@@ -37,25 +37,32 @@ export function rtcConfiguration(cfg, opts = {}) {
   };
 }
 
-// The E2EE worker's script, beside this module.
-const WORKER_URL = new URL('./e2ee-worker.js', import.meta.url);
-let workerBootstrap; // the blob: URL of the cross-origin bootstrap, made once
+// The E2EE worker's script, beside this module (initCalls' workerUrl
+// overrides it).
+export const WORKER_URL = new URL('./e2ee-worker.js', import.meta.url);
+const workerBootstraps = new Map(); // worker script href → the blob: URL of its cross-origin bootstrap, made once
 
 /**
- * Where to start the E2EE worker from. A browser starts workers only from
- * the page's origin: when this SDK is imported from another origin (a page
- * of an app's site using the relay's /sdk/), the worker starts from a
- * same-origin blob: module whose only line imports e2ee-worker.js by its
- * absolute URL. That import, and e2ee-worker.js's own relative imports, load
- * from the SDK's origin as cross-origin module scripts, which its
- * Access-Control-Allow-Origin header allows. (Such a page's CSP must allow
- * blob: workers: worker-src blob:.)
+ * Where to start the E2EE worker from: the script url (the module's
+ * workerUrl, else e2ee-worker.js beside this module). A browser starts
+ * workers only from the page's origin: when the script is on another origin
+ * (this SDK imported from a relay's /sdk/, or a workerUrl on a CDN), the
+ * worker starts from a same-origin blob: module whose only line imports the
+ * script by its absolute URL. That import, and the script's own relative
+ * imports, load from the script's origin as cross-origin module scripts,
+ * which its Access-Control-Allow-Origin header allows. (Such a page's CSP
+ * must allow blob: workers: worker-src blob:.)
+ * @param {URL} url
  * @returns {{url: string|URL, crossOrigin: boolean}}
  */
-function workerSource() {
-  if (globalThis.location?.origin === WORKER_URL.origin) return { url: WORKER_URL, crossOrigin: false };
-  workerBootstrap ??= URL.createObjectURL(new Blob([`import ${JSON.stringify(WORKER_URL.href)};\n`], { type: 'text/javascript' }));
-  return { url: workerBootstrap, crossOrigin: true };
+function workerSource(url) {
+  if (globalThis.location?.origin === url.origin) return { url, crossOrigin: false };
+  let boot = workerBootstraps.get(url.href);
+  if (!boot) {
+    boot = URL.createObjectURL(new Blob([`import ${JSON.stringify(url.href)};\n`], { type: 'text/javascript' }));
+    workerBootstraps.set(url.href, boot);
+  }
+  return { url: boot, crossOrigin: true };
 }
 
 /** The m= lines of an SDP with their direction, for the STEP logs. */
@@ -166,9 +173,10 @@ export function newPC(d, s, cfg) {
   if (mode === 'encoded-streams') cfg.encodedInsertableStreams = true;
   const pc = new RTCPeerConnection(cfg);
   s.pc = pc;
-  const src = workerSource();
-  if (src.crossOrigin) d.log.debug?.(`🔵 [CallModule] E2EE worker: the SDK is on another origin than the page; starting ${WORKER_URL.href} from a blob: module`);
-  const hint = src.crossOrigin ? ' (from another origin: the SDK must be served with Access-Control-Allow-Origin, and the page\'s CSP must allow worker-src blob:)' : '';
+  const script = new URL(d.workerUrl);
+  const src = workerSource(script);
+  if (src.crossOrigin) d.log.debug?.(`🔵 [CallModule] E2EE worker: ${script.href} is on another origin than the page; starting it from a blob: module`);
+  const hint = src.crossOrigin ? ' (from another origin: the worker script must be served with Access-Control-Allow-Origin, and the page\'s CSP must allow worker-src blob:)' : '';
   try {
     s.worker = new Worker(src.url, { type: 'module', name: `duet-e2ee-${s.id}` });
   } catch (e) {
@@ -181,7 +189,7 @@ export function newPC(d, s, cfg) {
     // message. Without its worker the call has no frame encryption: it
     // ends now, rather than connect and then time out for want of media.
     ev.preventDefault();
-    const what = ev.message ? `failed: ${ev.message}` : `did not load: ${WORKER_URL.href}${hint}`;
+    const what = ev.message ? `failed: ${ev.message}` : `did not load: ${script.href}${hint}`;
     d.log.error(`[CallModule] E2EE worker ${what}`);
     d.fail(s, callError('ErrE2EE', `the E2EE worker ${what}; the call was ended`));
   };
@@ -289,6 +297,12 @@ function onLocalCandidate(d, s, cand) {
     if (s.pendLocal.length < MAX_PENDING_CANDIDATES) s.pendLocal.push(p);
     return;
   }
+  sendLocal(d, s, p);
+}
+
+/** Sends a local candidate; a caller keeps those that follow its offer until connected (resend_offer). */
+function sendLocal(d, s, p) {
+  if (!s.incoming && !s.connected && s.localSent.length < MAX_PENDING_CANDIDATES) s.localSent.push(p);
   d.queueSend(s, { type: 'call_ice', ...p }).catch(() => {});
 }
 
@@ -297,7 +311,7 @@ export function flushLocal(d, s) {
   s.localReady = true;
   const pend = s.pendLocal;
   s.pendLocal = [];
-  for (const p of pend) d.queueSend(s, { type: 'call_ice', ...p }).catch(() => {});
+  for (const p of pend) sendLocal(d, s, p);
 }
 
 /** A received call_ice: added, or kept until the remote description is set. */

@@ -25,7 +25,7 @@ export const CALL_STATES = Object.freeze(['idle', 'calling', 'ringing', 'connect
  */
 /** @type {readonly import('./duet.js').CallEndReason[]} */
 export const CALL_ENDINGS = Object.freeze([
-  'user_hangup', 'declined', 'busy', 'no_answer', 'offline', 'missed', 'answered_elsewhere', 'declined_elsewhere',
+  'user_hangup', 'declined', 'busy', 'no_answer', 'offline', 'unavailable', 'missed', 'answered_elsewhere', 'declined_elsewhere',
   'busy_elsewhere', 'ice_failed', 'disconnected', 'media_timeout', 'error',
 ]);
 
@@ -38,6 +38,7 @@ export const FSM_TIMINGS = Object.freeze({
   get restart_wait() { return T.restartWait; },
   get media() { return T.media; },
   get renegotiate() { return T.restartWait; },
+  get offer_retry() { return T.offerRetry; },
 });
 
 export function callError(name, message, details) {
@@ -88,6 +89,8 @@ export class CallSession {
     this.pendRemote = [];
     this.localReady = false;
     this.pendLocal = [];
+    this.offerEnv = null; // caller: the sealed offer, for resend_offer
+    this.localSent = []; // caller: local candidates sent after the offer, for resend_offer
     this.connected = false;
     this.connectedAt = 0;
     this.restarts = 0;

@@ -921,16 +921,19 @@ export class DuetClient {
    * this client's identity's signing key pair (compared by value: the keys
    * of another deriveIdentity of the same mnemonic are accepted),
    * myAliasId its alias; alwaysRelay, when given, a boolean
-   * (ErrInvalidOption). Calling it again returns the existing module when
-   * the options it gives agree with the first call's, and throws
-   * ErrCallsStarted when alwaysRelay or logger differ (a module's options
-   * never change).
+   * (ErrInvalidOption); workerUrl, when given, the URL of the E2EE worker's
+   * script (a string or URL, resolved against the page's address;
+   * ErrInvalidOption when it is neither or does not parse), for an app
+   * that serves the worker elsewhere than beside the SDK's module. Calling
+   * it again returns the existing module when the options it gives agree
+   * with the first call's, and throws ErrCallsStarted when alwaysRelay,
+   * workerUrl or logger differ (a module's options never change).
    * @param {import('./duet').InitCallsOptions} opts
    * @returns {CallModule}
    */
   initCalls(opts = {}) {
     if (this.#closed) throw closedErr();
-    const { signingPrivKey, signingPubKey, myAliasId, alwaysRelay, logger } = opts ?? {};
+    const { signingPrivKey, signingPubKey, myAliasId, alwaysRelay, workerUrl, logger } = opts ?? {};
     const own = this.#identity.signingKey;
     if (signingPrivKey !== undefined && signingPrivKey !== own.privateKey) {
       const pub = publicKeyOf(signingPrivKey);
@@ -944,6 +947,17 @@ export class DuetClient {
     if (alwaysRelay !== undefined && typeof alwaysRelay !== 'boolean') {
       throw new DuetError('ErrInvalidOption', `initCalls: alwaysRelay must be true or false, not ${typeof alwaysRelay} ${String(alwaysRelay).slice(0, 16)}`);
     }
+    let worker;
+    if (workerUrl !== undefined) {
+      if (typeof workerUrl !== 'string' && !(workerUrl instanceof URL)) {
+        throw new DuetError('ErrInvalidOption', `initCalls: workerUrl must be a string or a URL, not ${typeof workerUrl}`);
+      }
+      try {
+        worker = new URL(workerUrl, globalThis.location?.href).href;
+      } catch {
+        throw new DuetError('ErrInvalidOption', `initCalls: workerUrl "${String(workerUrl).slice(0, 64)}" is not a URL (give the E2EE worker script's address, absolute or relative to the page)`);
+      }
+    }
     if (myAliasId !== undefined) {
       if (!validAlias(myAliasId)) throw new DuetError('ErrInvalidAlias', `initCalls: myAliasId "${String(myAliasId).slice(0, 32)}" is not an alias`);
       if (this.#alias && myAliasId !== this.#alias) throw new DuetError('ErrInvalidAlias', `initCalls: myAliasId ${myAliasId} is not this client's alias ${this.#alias}`);
@@ -951,15 +965,17 @@ export class DuetClient {
     if (this.#calls) {
       const c = this.#calls;
       const relayDiffers = alwaysRelay !== undefined && alwaysRelay !== c.alwaysRelay;
+      const workerDiffers = worker !== undefined && worker !== c.workerUrl;
       const loggerDiffers = logger !== undefined && logger !== this.#callsLogger;
-      if (relayDiffers || loggerDiffers) {
-        throw new DuetError('ErrCallsStarted', `initCalls: the call module was already started with ${relayDiffers ? `alwaysRelay: ${c.alwaysRelay}` : 'another logger'}; its options cannot change (use client.calls, or a new DuetClient)`);
+      if (relayDiffers || workerDiffers || loggerDiffers) {
+        const which = relayDiffers ? `alwaysRelay: ${c.alwaysRelay}` : workerDiffers ? `workerUrl: ${c.workerUrl}` : 'another logger';
+        throw new DuetError('ErrCallsStarted', `initCalls: the call module was already started with ${which}; its options cannot change (use client.calls, or a new DuetClient)`);
       }
       return c;
     }
     if (myAliasId !== undefined) this.#alias = myAliasId;
     this.#callsLogger = logger ?? this.#log;
-    this.#calls = new CallModule(this, { alwaysRelay: alwaysRelay === true, logger: this.#callsLogger });
+    this.#calls = new CallModule(this, { alwaysRelay: alwaysRelay === true, workerUrl: worker, logger: this.#callsLogger });
     return this.#calls;
   }
 

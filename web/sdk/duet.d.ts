@@ -27,7 +27,7 @@ export type DuetErrorName =
   | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged' | 'ErrTooManySessions'
   // calls
   | 'ErrInCall' | 'ErrNoIncomingCall' | 'ErrAlreadyAnswering' | 'ErrNoMedia' | 'ErrCallEnded'
-  | 'ErrNoAnswer' | 'ErrOffline' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
+  | 'ErrNoAnswer' | 'ErrOffline' | 'ErrUnavailable' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
   | 'ErrMediaSetup' | 'ErrE2EE' | 'TimeoutError' | 'NotSupportedError'
   | 'ErrInvalidOption' | 'ErrCallsStarted'
   // environment
@@ -491,13 +491,16 @@ export declare const CALL_STATES: readonly CallState[];
  * states; docs/PROTOCOL.md §10.3, the Go SDK's Status.Reason):
  * 'user_hangup' (either side hung up), 'declined' / 'busy' (the callee
  * refused; an error for the caller), 'no_answer', 'offline' (the relay could
- * not deliver the offer), 'missed' (a ringing callee whose caller gave up,
+ * not deliver the offer: no device of the callee is connected),
+ * 'unavailable' (the relay kept refusing the offer, sent again with backoff,
+ * for a passing reason until the answer timeout: the callee's relay is
+ * overloaded or cannot reach its message bus), 'missed' (a ringing callee whose caller gave up,
  * or whose ring ran out: not an error), 'answered_elsewhere' /
  * 'declined_elsewhere' / 'busy_elsewhere' (another device of this user
  * answered, declined, was busy: not errors), 'ice_failed', 'disconnected',
  * 'media_timeout', 'error' (a local failure).
  */
-export type CallEndReason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'offline' | 'missed'
+export type CallEndReason = 'user_hangup' | 'declined' | 'busy' | 'no_answer' | 'offline' | 'unavailable' | 'missed'
   | 'answered_elsewhere' | 'declined_elsewhere' | 'busy_elsewhere' | 'ice_failed' | 'disconnected' | 'media_timeout' | 'error';
 /** Every CallEndReason. */
 export declare const CALL_ENDINGS: readonly CallEndReason[];
@@ -545,7 +548,9 @@ export interface MediaState {
  * 'TimeoutError' ('getUserMedia timeout after 6000ms'),
  * 'ErrAlreadyAnswering' ('answer() called while already answering'),
  * the caller's 'ErrDeclined', 'ErrBusy', 'ErrNoAnswer', 'ErrOffline' (the
- * callee refused, did not answer, is not connected), 'ErrICEFailed',
+ * callee refused, did not answer, is not connected), 'ErrUnavailable' (the
+ * relay kept refusing the offer for now: overloaded or unreachable; try
+ * again later), 'ErrICEFailed',
  * 'ErrMediaTimeout', 'ErrDisconnected', 'ErrMediaSetup', 'ErrE2EE',
  * 'ErrKeyChanged', 'ErrUnsupported', 'NotSupportedError' (no secure
  * context); and, from call() before any call starts (never given to
@@ -617,6 +622,16 @@ export interface InitCallsOptions {
   myAliasId?: string;
   /** Force TURN (iceTransportPolicy 'relay'): the peer never sees this side's address. Default false; a non-boolean is ErrInvalidOption. */
   alwaysRelay?: boolean;
+  /**
+   * The E2EE worker's script (a copy of the package's e2ee-worker.js with its
+   * imports, e.g. bundled into one file), absolute or relative to the page's
+   * address. Default: e2ee-worker.js beside the module that holds the SDK
+   * (new URL('./e2ee-worker.js', import.meta.url)). For bundlers and CDNs that
+   * put the worker elsewhere; on another origin than the page it is started
+   * through a blob: module (CORS and the CSP's worker-src blob: needed).
+   * Neither a string nor a URL, or unparsable: ErrInvalidOption.
+   */
+  workerUrl?: string | URL;
   logger?: Pick<Console, 'warn' | 'error'> & Partial<Pick<Console, 'info' | 'debug'>>;
 }
 
@@ -626,6 +641,8 @@ export declare class CallModule {
   readonly state: CallState;
   readonly status: CallStatus;
   readonly alwaysRelay: boolean;
+  /** The E2EE worker's script URL in use (initCalls' workerUrl, resolved; else e2ee-worker.js beside the SDK). */
+  readonly workerUrl: string;
   /** This module's random device id, sent in every call message (docs/PROTOCOL.md §10.4). */
   readonly deviceId: string;
   /** Signaling frames and state machine events dropped, by reason. */

@@ -6,7 +6,9 @@
 // (npm run build), with the E2EE worker as a second entry point beside it.
 //
 // Query parameters: relay (the relay's URL; default http://localhost:8080),
-// callee (the alias to call).
+// callee (the alias to call), worker (where the E2EE worker's script is,
+// when the app serves it elsewhere than beside the SDK: initCalls'
+// workerUrl; the build also puts a copy in assets/duet-e2ee.js).
 import { createIdentity, DuetClient, e2eeSupport } from '@duetcall/duet';
 
 const params = new URLSearchParams(location.search);
@@ -41,9 +43,11 @@ async function connect() {
   const { alias } = await client.register();
   $('alias').textContent = alias;
   await client.connect();
+  const workerUrl = params.get('worker');
   calls = client.initCalls({
     signingPrivKey: identity.signingKey.privateKey, signingPubKey: identity.signingKey.publicKey,
     myAliasId: alias,
+    ...(workerUrl ? { workerUrl } : {}),
   });
   calls.onError = (err) => showError(err);
   calls.observeStatus().subscribe((s) => {
