@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"io"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/duetcall/duet/internal/syncbuf"
 	"github.com/duetcall/duet/internal/testca"
@@ -28,30 +26,12 @@ func TestDoctorTLSRelay(t *testing.T) {
 	}
 	doctorRoots = ca.Pool
 	t.Cleanup(func() { doctorRoots = nil })
+	r := startRunRelay(t, "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--turn-listen", "127.0.0.1:0", "--turn-allow-peers", "127.0.0.0/8",
+		"--tls-cert", certFile, "--tls-key", keyFile, "--turn-tls-listen", "127.0.0.1:0", "--turn-tls-host", "127.0.0.1")
+	addr := r.waitLog(t, regexp.MustCompile(`msg="relay: listening" addr=(\S+)`))[1]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runRelay(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
-			"--turn-listen", "127.0.0.1:0", "--turn-allow-peers", "127.0.0.0/8",
-			"--tls-cert", certFile, "--tls-key", keyFile, "--turn-tls-listen", "127.0.0.1:0", "--turn-tls-host", "127.0.0.1"},
-			io.Discard, &stderr, mapLookup(nil))
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	re := regexp.MustCompile(`msg="relay: listening" addr=(\S+)`)
-	var addr string
-	for deadline := time.Now().Add(30 * time.Second); addr == ""; time.Sleep(20 * time.Millisecond) {
-		if m := re.FindStringSubmatch(stderr.String()); m != nil {
-			addr = m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay not listening: %s", stderr.String())
-		}
-	}
 	var out, errOut syncbuf.Buffer
 	code := runDoctor(ctx, []string{"--relay", "https://" + addr, "--home", t.TempDir()}, &out, &errOut)
 	t.Logf("\n%s%s", out.String(), errOut.String())

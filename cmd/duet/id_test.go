@@ -23,6 +23,13 @@ import (
 // startTestRelay runs a real relay (embedded NATS) behind an httptest server.
 func startTestRelay(t *testing.T) string {
 	t.Helper()
+	return startTestRelayWith(t, relay.Options{})
+}
+
+// startTestRelayWith is startTestRelay with opts (its DataDir, ICE and
+// Logger are set here).
+func startTestRelayWith(t *testing.T, opts relay.Options) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// STUN only, at a loopback port nothing answers: host candidates connect
@@ -31,7 +38,8 @@ func startTestRelay(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := relay.New(ctx, relay.Options{DataDir: t.TempDir(), ICE: res, Logger: slog.New(slog.DiscardHandler)})
+	opts.DataDir, opts.ICE, opts.Logger = t.TempDir(), res, slog.New(slog.DiscardHandler)
+	srv, err := relay.New(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,9 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/duetcall/duet/internal/syncbuf"
 )
 
 func TestRelayLimitFlags(t *testing.T) {
@@ -48,24 +44,8 @@ func TestRelayHTTPFlags(t *testing.T) {
 // TestRelayMetricsAddr: with --metrics-addr, /metrics is served there and
 // not on --addr.
 func TestRelayMetricsAddr(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runRelay(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--no-turn", "--metrics-addr", "127.0.0.1:0"}, io.Discard, &stderr, mapLookup(nil))
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	re := regexp.MustCompile(`msg="relay: listening" addr=(\S+) .*metrics=(\S+)`)
-	var m []string
-	for deadline := time.Now().Add(30 * time.Second); m == nil; time.Sleep(20 * time.Millisecond) {
-		m = re.FindStringSubmatch(stderr.String())
-		if time.Now().After(deadline) {
-			t.Fatalf("relay not listening: %s", stderr.String())
-		}
-	}
+	r := startRunRelay(t, "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--no-turn", "--metrics-addr", "127.0.0.1:0")
+	m := r.waitLog(t, regexp.MustCompile(`msg="relay: listening" addr=(\S+) .*metrics=(\S+)`))
 	get := func(url string) (int, string) {
 		resp, err := http.Get(url)
 		if err != nil {

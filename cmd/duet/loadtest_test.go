@@ -1,21 +1,16 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/goleak"
 
 	"github.com/duetcall/duet/relay"
-	"github.com/duetcall/duet/relay/ice"
 )
 
 // startMetricsRelay is startTestRelay with the process collector in the
@@ -23,26 +18,9 @@ import (
 // process_resident_memory_bytes.
 func startMetricsRelay(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := ice.New(ice.Options{STUNURLs: []string{"stun:127.0.0.1:9"}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := relay.New(ctx, relay.Options{DataDir: t.TempDir(), ICE: res, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		ts.Close()
-	})
-	return ts.URL
+	return startTestRelayWith(t, relay.Options{Registry: reg})
 }
 
 // TestLoadtest runs duet loadtest with small numbers against a real relay:

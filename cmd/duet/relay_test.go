@@ -244,29 +244,12 @@ func TestRelayHelpAndUsage(t *testing.T) {
 func TestRunRelay(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	dir := t.TempDir()
+	r := startRunRelay(t, "--addr", "127.0.0.1:0", "--data-dir", dir, "--turn-listen", "127.0.0.1:0",
+		"--turn-allow-peers", "127.0.0.0/8")
+	defer r.stop() // before the leak check, if the test ends early
+	base := "http://" + r.waitLog(t, regexp.MustCompile(`msg="relay: listening" addr=(\S+)`))[1]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runRelay(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--turn-listen", "127.0.0.1:0",
-			"--turn-allow-peers", "127.0.0.0/8"}, &stdout, &stderr, mapLookup(nil))
-	}()
-	addrRE := regexp.MustCompile(`msg="relay: listening" addr=(\S+)`)
-	var base string
-	for deadline := time.Now().Add(30 * time.Second); base == ""; time.Sleep(20 * time.Millisecond) {
-		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
-			base = "http://" + m[1]
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("relay exited with %d: %s", code, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay not listening: %s", stderr.String())
-		}
-	}
 	get := func(method, path, token string, body any, out any) int {
 		t.Helper()
 		var rd io.Reader
@@ -372,19 +355,13 @@ func TestRunRelay(t *testing.T) {
 		}
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("exit %d: %s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("relay did not stop")
+	if code := r.stop(); code != 0 {
+		t.Errorf("exit %d: %s", code, r.stderr.String())
 	}
 	if got := <-reconnect; got != `{"type":"reconnect"}` {
 		t.Errorf("session got %q at shutdown, want reconnect", got)
 	}
-	logs := stderr.String()
+	logs := r.stderr.String()
 	secretHex, _ := os.ReadFile(filepath.Join(dir, "turn-secret"))
 	for _, secret := range []string{ready.Token, strings.TrimSpace(string(secretHex)), hex.EncodeToString(pub), cfg.ICEServers[len(cfg.ICEServers)-1].Credential} {
 		if secret != "" && strings.Contains(logs, secret) {

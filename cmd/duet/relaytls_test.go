@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
-	"github.com/duetcall/duet/internal/syncbuf"
 	"github.com/duetcall/duet/internal/testca"
 )
 
@@ -34,36 +32,19 @@ func TestRunRelayTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stderr syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runRelay(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
-			"--turn-listen", "127.0.0.1:0", "--turn-allow-peers", "127.0.0.0/8",
-			"--tls-cert", certFile, "--tls-key", keyFile, "--turn-tls-listen", "127.0.0.1:0",
-			"--http-addr", "127.0.0.1:0"}, io.Discard, &stderr, mapLookup(nil))
-	}()
+	r := startRunRelay(t, "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--turn-listen", "127.0.0.1:0", "--turn-allow-peers", "127.0.0.0/8",
+		"--tls-cert", certFile, "--tls-key", keyFile, "--turn-tls-listen", "127.0.0.1:0",
+		"--http-addr", "127.0.0.1:0")
 	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
+		if code := r.stop(); code != 0 {
 			t.Errorf("relay exited with %d", code)
 		}
 	}()
-	listenRE := regexp.MustCompile(`msg="relay: listening" addr=(\S+) scheme=https`)
-	httpRE := regexp.MustCompile(`msg="relay: plain HTTP[^"]*" addr=(\S+)`)
-	var addr, httpAddr string
-	for deadline := time.Now().Add(30 * time.Second); addr == "" || httpAddr == ""; time.Sleep(20 * time.Millisecond) {
-		if m := listenRE.FindStringSubmatch(stderr.String()); m != nil {
-			addr = m[1]
-		}
-		if m := httpRE.FindStringSubmatch(stderr.String()); m != nil {
-			httpAddr = m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay not listening: %s", stderr.String())
-		}
-	}
+	addr := r.waitLog(t, regexp.MustCompile(`msg="relay: listening" addr=(\S+) scheme=https`))[1]
+	httpAddr := r.waitLog(t, regexp.MustCompile(`msg="relay: plain HTTP[^"]*" addr=(\S+)`))[1]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	base := "https://" + addr
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientConfig("")}}
 	defer hc.CloseIdleConnections()
