@@ -23,27 +23,35 @@ func startNodes(t *testing.T, n int) []string {
 	ns := testnats.Start(t)
 	var urls []string
 	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		srv, err := relay.New(ctx, relay.Options{NATSURL: ns.ClientURL(), Logger: slog.New(slog.DiscardHandler)})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := &http.Server{Handler: srv.Handler()}
-		go hs.Serve(ln)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			srv.Shutdown(ctx)
-			hs.Shutdown(ctx)
-		})
-		urls = append(urls, "http://"+ln.Addr().String())
+		urls = append(urls, serveRelay(t, relay.Options{NATSURL: ns.ClientURL()}))
 	}
 	return urls
+}
+
+// serveRelay runs a relay node with opts (and a silent logger) on a
+// loopback HTTP server until the test ends, and returns its URL.
+func serveRelay(t *testing.T, opts relay.Options) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	srv, err := relay.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go hs.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		hs.Shutdown(ctx)
+	})
+	return "http://" + ln.Addr().String()
 }
 
 // TestFailover: a client given two relay nodes connects to one; when that

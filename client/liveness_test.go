@@ -3,8 +3,6 @@ package client
 import (
 	"context"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 	"sync"
@@ -141,23 +139,8 @@ func TestWakeReconnects(t *testing.T) {
 func TestClockSkew(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := relay.New(ctx, relay.Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
-		Now: func() time.Time { return time.Now().Add(90 * time.Second) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: srv.Handler()}
-	go hs.Serve(ln)
-	defer func() {
-		srv.Shutdown(ctx)
-		hs.Shutdown(ctx)
-	}()
+	url := serveRelay(t, relay.Options{DataDir: t.TempDir(), Now: func() time.Time { return time.Now().Add(90 * time.Second) }})
 	id := newIdentity(t)
-	url := "http://" + ln.Addr().String()
 	alias, _, err := Register(ctx, nil, url, id)
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,9 @@
 package nattest
 
 import (
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
-
-	"github.com/duetcall/duet/internal/testca"
 )
 
 // doctor runs `duet doctor` in a's namespace and returns its exit code and
@@ -63,20 +60,7 @@ func TestDoctor(t *testing.T) {
 	})
 	t.Run("only-443-tls", func(t *testing.T) {
 		l := newLab(t, cone, only443, cone, open)
-		ca, err := testca.New(relayIP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		cert, key, err := ca.WriteFiles(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := l.startRelay(relayOpts{
-			args: []string{"--addr", relayIP + ":443", "--tls-cert", cert, "--tls-key", key, "--turn-tls-listen", "off", "--turn-tls-host", relayIP},
-			url:  "https://" + relayIP,
-			env:  []string{"SSL_CERT_FILE=" + filepath.Join(dir, "ca.pem")},
-		})
+		r := l.startRelay443()
 		code, out := l.doctor(r)
 		t.Logf("\n%s", out)
 		if code != 0 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/duetcall/duet/internal/syncbuf"
+	"github.com/duetcall/duet/internal/testca"
 )
 
 // duetBin is the duet binary the suite runs, built once by TestMain.
@@ -300,6 +301,26 @@ type relayOpts struct {
 	args []string // extra flags
 	url  string   // what clients dial; default http://203.0.113.1:8080
 	env  []string // clients' environment (SSL_CERT_FILE for a test CA)
+}
+
+// startRelay443 starts the relay serving HTTPS, WSS and TURN over TLS on
+// port 443 alone, with a certificate of a test CA the clients trust.
+func (l *lab) startRelay443() relayOpts {
+	l.t.Helper()
+	ca, err := testca.New(relayIP)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	dir := l.t.TempDir()
+	cert, key, err := ca.WriteFiles(dir)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return l.startRelay(relayOpts{
+		args: []string{"--addr", relayIP + ":443", "--tls-cert", cert, "--tls-key", key, "--turn-tls-listen", "off", "--turn-tls-host", relayIP},
+		url:  "https://" + relayIP,
+		env:  []string{"SSL_CERT_FILE=" + filepath.Join(dir, "ca.pem")},
+	})
 }
 
 // startRelay runs `duet relay` on the public bridge.

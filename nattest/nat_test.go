@@ -1,12 +1,9 @@
 package nattest
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/duetcall/duet/internal/testca"
 )
 
 // twoUsers makes the caller (in a) and the callee (in b, answering).
@@ -61,20 +58,7 @@ func TestUDPBlockedUsesTURNOverTCP(t *testing.T) {
 // certificate from a CA made here, which the clients trust.
 func TestOnly443UsesTURNOverTLS(t *testing.T) {
 	l := newLab(t, cone, only443, cone, only443)
-	ca, err := testca.New(relayIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cert, key, err := ca.WriteFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := l.startRelay(relayOpts{
-		args: []string{"--addr", relayIP + ":443", "--tls-cert", cert, "--tls-key", key, "--turn-tls-listen", "off", "--turn-tls-host", relayIP},
-		url:  "https://" + relayIP,
-		env:  []string{"SSL_CERT_FILE=" + filepath.Join(dir, "ca.pem")},
-	})
+	r := l.startRelay443()
 	home, peer := twoUsers(l, r)
 	expectConnected(t, l.placeCall(home, peer, r, 2*time.Second, 60*time.Second), true)
 }
