@@ -54,27 +54,7 @@ func TestClientFailover(t *testing.T) {
 	proxies := []*testproxy.Proxy{testproxy.New(t, strings.TrimPrefix(nodes[0], "http://")), testproxy.New(t, strings.TrimPrefix(nodes[1], "http://"))}
 	urls := []string{proxies[0].URL("http"), proxies[1].URL("http")}
 
-	browser := newBrowser(t)
-	var pages []*page
-	for i, name := range []string{"alice", "bob"} {
-		ctx := browser
-		if i > 0 {
-			ctx = newTab(t, browser)
-		}
-		l, stop := captureConsole(ctx, name+": ")
-		t.Cleanup(stop)
-		pages = append(pages, &page{t: t, name: name, ctx: ctx, log: l})
-		navigate(t, ctx, nodes[1]+"/sdktest/index.html")
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range pages {
-				for _, line := range p.log.Lines() {
-					t.Log(line)
-				}
-			}
-		}
-	})
+	pages := openPages(t, nodes[1], "alice", "bob")
 	alice, bob := pages[0], pages[1]
 	a := call[string](alice, fmt.Sprintf("setupNodes(%s, ['http://127.0.0.1:1', %q], [%q, %q])", jsString(vectors.AliceMnemonic), urls[0], urls[0], urls[1]))
 	b := call[string](bob, fmt.Sprintf("setupNodes(%s, [%q], [%q])", jsString(vectors.BobMnemonic), nodes[1], nodes[1]))

@@ -34,27 +34,7 @@ func TestClientRelayLimits(t *testing.T) {
 	mux := sdkMux()
 	mux.Handle("/api/", node.Handler())
 	srv := startServer(t, mux)
-	browser := newBrowser(t)
-	var pages []*page
-	for i, name := range []string{"alice", "bob"} {
-		ctx := browser
-		if i > 0 {
-			ctx = newTab(t, browser)
-		}
-		l, stop := captureConsole(ctx, name+": ")
-		t.Cleanup(stop)
-		pages = append(pages, &page{t: t, name: name, ctx: ctx, log: l})
-		navigate(t, ctx, srv.URL+"/sdktest/index.html")
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range pages {
-				for _, line := range p.log.Lines() {
-					t.Log(line)
-				}
-			}
-		}
-	})
+	pages := openPages(t, srv.URL, "alice", "bob")
 	alice, bob := pages[0], pages[1]
 	call[string](alice, fmt.Sprintf("setup(%s, 'alice-limits')", jsString(vectors.AliceMnemonic)))
 	b := call[string](bob, fmt.Sprintf("setup(%s, 'bob-limits')", jsString(vectors.BobMnemonic)))

@@ -18,18 +18,7 @@ func TestClientLiveness(t *testing.T) {
 	srv := startServer(t, mux)
 	proxy := testproxy.New(t, srv.Listener.Addr().String())
 
-	ctx := newBrowser(t)
-	l, stop := captureConsole(ctx, "alice: ")
-	t.Cleanup(stop)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, line := range l.Lines() {
-				t.Log(line)
-			}
-		}
-	})
-	p := &page{t: t, name: "alice", ctx: ctx, log: l}
-	navigate(t, ctx, proxy.URL("http")+"/sdktest/index.html")
+	p := openPages(t, proxy.URL("http"), "alice")[0]
 	call[bool](p, "setLiveness({pingIntervalMs: 300, pingTimeoutMs: 800, watchMs: 100})")
 	call[string](p, fmt.Sprintf("setup(%s, 'alice')", jsString(vectors.AliceMnemonic)))
 	call[string](p, "connectedCount(1, 10000)")

@@ -54,6 +54,34 @@ type page struct {
 	log  *consoleLog
 }
 
+// openPages opens a browser with one tab per name, each at base's
+// sdktest page with its console captured (printed when the test fails).
+func openPages(t *testing.T, base string, names ...string) []*page {
+	t.Helper()
+	browser := newBrowser(t)
+	var pages []*page
+	for i, name := range names {
+		ctx := browser
+		if i > 0 {
+			ctx = newTab(t, browser)
+		}
+		l, stop := captureConsole(ctx, name+": ")
+		t.Cleanup(stop)
+		pages = append(pages, &page{t: t, name: name, ctx: ctx, log: l})
+		navigate(t, ctx, base+"/sdktest/index.html")
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range pages {
+				for _, line := range p.log.Lines() {
+					t.Log(line)
+				}
+			}
+		}
+	})
+	return pages
+}
+
 // call evaluates m.<expr> with m the relay.js module, failing the test with
 // the JS error and the tab's console.
 func call[T any](p *page, expr string) T {
@@ -98,28 +126,7 @@ func TestClientThroughRelay(t *testing.T) {
 	}))
 	srv := startServer(t, mux)
 
-	browser := newBrowser(t)
-	var pages []*page
-	for i, name := range []string{"alice", "bob"} {
-		ctx := browser
-		if i > 0 {
-			ctx = newTab(t, browser)
-		}
-		l, stop := captureConsole(ctx, name+": ")
-		t.Cleanup(stop)
-		p := &page{t: t, name: name, ctx: ctx, log: l}
-		navigate(t, ctx, srv.URL+"/sdktest/index.html")
-		pages = append(pages, p)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range pages {
-				for _, line := range p.log.Lines() {
-					t.Log(line)
-				}
-			}
-		}
-	})
+	pages := openPages(t, srv.URL, "alice", "bob")
 	alice, bob := pages[0], pages[1]
 
 	// Register (twice: the second gives the same alias) and connect.
