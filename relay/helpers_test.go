@@ -60,6 +60,9 @@ func startRelay(t testing.TB, opts Options, tune func(*tunables)) *testRelay {
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
+	// Sessions park as soon as their client pauses: every test exercises
+	// parking and resuming (see poller).
+	srv.tun.idleAfter = 10 * time.Millisecond
 	if tune != nil {
 		tune(&srv.tun)
 	}

@@ -113,6 +113,7 @@ type tunables struct {
 	pingInterval   time.Duration
 	pingTimeout    time.Duration
 	readyGrace     time.Duration // see ReadyGrace
+	idleAfter      time.Duration // see idleAfter
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
@@ -139,6 +140,7 @@ var defaultTunables = tunables{
 	pingInterval:   DefaultPingInterval,
 	pingTimeout:    DefaultPingTimeout,
 	readyGrace:     ReadyGrace,
+	idleAfter:      idleAfter,
 	tokenTTL:       TokenTTL,
 }
 
@@ -160,6 +162,7 @@ type Server struct {
 	handler  http.Handler
 	aliases  aliasLimits
 	budget   nodeBudget
+	poller   *poller // parks idle sessions; nil where unsupported
 
 	regLimits, lookupAlias, lookupAddr *limiterTable
 
@@ -256,6 +259,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	lost := s.router.conf.lost
 	nb.onDisconnect.Store(&lost)
+	if s.poller, err = newPoller(); err != nil {
+		s.log.Warn("relay: idle sessions keep a goroutine each", "err", err)
+	}
 	// The directory took its buckets' writes: ready from here (see
 	// handleReady's grace).
 	s.dir.lastOK.Store(time.Now().UnixNano())
@@ -381,6 +387,22 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	sess := &session{srv: s, ws: ws, id: s.nextID.Add(1),
 		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
 	ws.onFrame = sess.onWireFrame
+	end := func() {
+		sess.finish()
+		s.mu.Lock()
+		delete(s.conns, sess)
+		s.mu.Unlock()
+	}
+	// While the client sends nothing the session is parked with no
+	// goroutine (see poller), and run again on a new one.
+	run := func() {
+		if !sess.serve() {
+			return // parked
+		}
+		end()
+		s.connWG.Done()
+	}
+	ws.poller, ws.resume = s.poller, run
 	s.mu.Lock()
 	if s.shutting {
 		s.mu.Unlock()
@@ -390,12 +412,6 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.conns[sess] = struct{}{}
 	s.mu.Unlock()
-	end := func() {
-		sess.finish()
-		s.mu.Lock()
-		delete(s.conns, sess)
-		s.mu.Unlock()
-	}
 	// The connection is hijacked: the session does not depend on the
 	// request, whose context ends when this handler returns.
 	if !sess.open(context.WithoutCancel(r.Context())) {
@@ -403,13 +419,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Serve on a fresh goroutine and let the handler return: the handler's
-	// stack and the request are freed, which halves an idle session's memory.
+	// stack and the request are freed.
 	handedOff = true
-	go func() {
-		defer s.connWG.Done()
-		defer end()
-		sess.serve()
-	}()
+	if s.poller != nil && ws.fd >= 0 {
+		ws.idleAfter = s.tun.idleAfter
+	}
+	go run()
 }
 
 // Shutdown stops the node gracefully: it refuses new sessions and stops
@@ -455,6 +470,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.router.stop()
+	if s.poller != nil {
+		s.poller.stop()
+	}
 	if derr := s.nats.drain(ctx); derr != nil && err == nil {
 		err = fmt.Errorf("relay: shutdown: %w", derr)
 	}

@@ -43,6 +43,9 @@ const (
 	// CloseGrace bounds a close: the final frame and the close handshake;
 	// then the TCP connection is dropped.
 	CloseGrace = 2 * time.Second
+	// idleAfter: a session whose client has sent nothing for this long
+	// waits for its next frame without a goroutine (see poller).
+	idleAfter = 2 * time.Second
 	// DefaultPingInterval and DefaultPingTimeout are the relay's liveness
 	// check of an authenticated session (Options.PingInterval/PingTimeout):
 	// a WebSocket ping after every interval, and a session whose pong does
@@ -61,9 +64,11 @@ const (
 )
 
 // session is one WebSocket connection. Its reader runs on the HTTP handler
-// goroutine; frames to the client are queued (bounded) and written by a
-// writer goroutine that exists only while the queue is non-empty, so an idle
-// session costs one goroutine. Notices answering the client's own frames are
+// goroutine until the session is ready, then on a goroutine of its own,
+// which ends while the client sends nothing (the poller holds the socket);
+// frames to the client are queued (bounded) and written by a writer
+// goroutine that exists only while the queue is non-empty, so an idle
+// session costs no goroutine. Notices answering the client's own frames are
 // written directly by the reader, which pushes back on a client that floods
 // without reading.
 type session struct {
@@ -495,13 +500,22 @@ func (s *session) pong() {
 	s.mu.Unlock()
 }
 
-// serve reads the client's frames until the connection closes.
-func (s *session) serve() {
+// serve reads the client's frames until the connection closes (true), or
+// until the client has sent nothing for idleAfter and the session is
+// parked (false: the poller serves it again on a new goroutine once the
+// client sends, see poller).
+func (s *session) serve() bool {
 	for {
 		op, data, err := s.ws.readMessage()
+		if err == errWSIdle {
+			if s.ws.park() {
+				return false
+			}
+			continue
+		}
 		if err != nil {
 			s.readClosed(err)
-			return
+			return true
 		}
 		s.handleFrame(op, data)
 	}
@@ -640,6 +654,7 @@ func (s *session) handleFrame(op byte, data []byte) {
 	if ferr != nil && ferr.Code == codeUnknownType && isPingFrame(data) {
 		// The client's liveness check (a browser cannot send WebSocket
 		// pings): answered at once, like a notice.
+		s.ws.keepalive()
 		_ = s.writeDirect(pongFrame)
 		return
 	}
@@ -653,7 +668,7 @@ func (s *session) handleFrame(op byte, data []byte) {
 }
 
 // onWireFrame charges one WebSocket frame the client sent (any opcode,
-// fragments and control frames included; see frameMeter) to the session's
+// fragments and control frames included, as wsConn parses them) to the session's
 // frame budget, twice its message rate limit. A session over the budget by
 // floodLimit frames, with no pause of floodReset between them, is closed
 // with 1008 (rate_limited). It runs on the reading goroutine.

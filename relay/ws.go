@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -61,6 +62,10 @@ var (
 	errWSProtocol = errors.New("relay: WebSocket protocol error")
 	// errWSClosed: writing after the close frame.
 	errWSClosed = errors.New("relay: WebSocket closed")
+	// errWSIdle: nothing came for idleAfter (not an end of reading).
+	errWSIdle = errors.New("relay: WebSocket idle")
+	// errWouldBlock: nothing to read now (readLazy without waiting).
+	errWouldBlock = errors.New("relay: nothing to read yet")
 	// errStopRead ends reading a session closed for flooding.
 	errStopRead = errors.New("relay: the session was closed for flooding; its frames are no longer read")
 )
@@ -79,6 +84,15 @@ func (e *wsCloseError) Error() string {
 type wsConn struct {
 	c   net.Conn
 	raw syscall.RawConn // c's socket when reachable (plain TCP): see fill
+	fd  int32           // raw's number, -1 without raw
+
+	// Parking while idle (see poller): set before the session is served.
+	poller    *poller
+	idleAfter time.Duration // 0: never park
+	resume    func()        // reads the session again once its socket is readable
+	idleAt    time.Time     // the read deadline at which the reader parks
+	busy      bool          // a message came since the session was parked (see fill)
+	dead      bool          // closed: not to be parked (poller.mu)
 
 	// Reading, on the session's reading goroutine only.
 	buf     *[wsBufSize]byte // nil while nothing is buffered
@@ -101,6 +115,7 @@ type wsConn struct {
 func newWSConn(c net.Conn, pending []byte, limit int, writeTimeout time.Duration) *wsConn {
 	ws := &wsConn{c: c, raw: rawConn(c), limit: limit, writeTimeout: writeTimeout,
 		readDone: make(chan struct{}), closed: make(chan struct{})}
+	ws.fd = socketFD(ws.raw)
 	if len(pending) > 0 {
 		ws.buf = wsBufPool.Get().(*[wsBufSize]byte)
 		ws.w = copy(ws.buf[:], pending)
@@ -108,13 +123,34 @@ func newWSConn(c net.Conn, pending []byte, limit int, writeTimeout time.Duration
 	return ws
 }
 
-// close drops the connection at once.
+// close drops the connection at once. A parked session is resumed to read
+// the end.
 func (c *wsConn) close() {
 	c.closeOnce.Do(func() {
+		parked := c.poller != nil && c.poller.forget(c)
 		close(c.closed)
 		_ = c.c.Close()
+		if parked {
+			go c.resume()
+		}
 	})
 }
+
+// park hands the connection to the poller (see errWSIdle): true when the
+// reading goroutine is to end, the poller calling resume when the socket
+// is readable.
+func (c *wsConn) park() bool {
+	c.busy = false
+	if !c.idleAt.IsZero() {
+		c.noDeadline() // the next reader reads at once (see fill)
+	}
+	return c.poller != nil && c.poller.park(c)
+}
+
+// keepalive marks the last message as a keepalive (the client's
+// {"type":"ping"}): like a control frame, it does not keep the session
+// from parking.
+func (c *wsConn) keepalive() { c.busy = false }
 
 // stopReading makes the reader stop: it reads no more frames and ends when
 // the connection is closed.
@@ -193,14 +229,15 @@ func mask(p []byte, key [4]byte) {
 
 // readMessage reads the client's next data message: its opcode (opText or
 // opBinary) and payload, reassembled from fragments. It answers pings with
-// pongs and returns a *wsCloseError for a close frame. Once it has returned
-// an error, it returns that error again.
+// pongs and returns a *wsCloseError for a close frame. With idleAfter set,
+// it returns errWSIdle when nothing at all came for that long. Once it has
+// returned another error, it returns that error again.
 func (c *wsConn) readMessage() (byte, []byte, error) {
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
 	op, msg, err := c.readFrames()
-	if err != nil {
+	if err != nil && err != errWSIdle {
 		c.readErr = err
 		c.r = c.w // nothing more is parsed
 		c.release()
@@ -213,6 +250,10 @@ func (c *wsConn) readMessage() (byte, []byte, error) {
 // unparsed), so that the client's writes and its close handshake complete,
 // then lets the closer drop the connection (see session.closeLocked).
 func (c *wsConn) drain() {
+	c.idleAfter = 0 // the close is bounded by the close grace, not parked
+	if !c.idleAt.IsZero() {
+		c.noDeadline()
+	}
 	for c.readErr == nil {
 		_, _, _ = c.readMessage()
 	}
@@ -233,7 +274,7 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 	var op byte
 	started := false
 	for {
-		h, err := c.readHeader()
+		h, err := c.readHeader(!started)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -267,6 +308,7 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 		if !started {
 			op, started = h.op, true
 		}
+		c.busy = true
 		n := len(msg)
 		if msg == nil && h.fin {
 			msg = make([]byte, h.length)
@@ -296,8 +338,9 @@ func parseClose(p []byte) error {
 	return &wsCloseError{code: int(binary.BigEndian.Uint16(p)), reason: string(p[2:])}
 }
 
-// readHeader reads the next frame header.
-func (c *wsConn) readHeader() (frameHeader, error) {
+// readHeader reads the next frame header; between messages (idle true)
+// it may return errWSIdle.
+func (c *wsConn) readHeader(idle bool) (frameHeader, error) {
 	for {
 		var b []byte
 		if c.buf != nil {
@@ -311,7 +354,7 @@ func (c *wsConn) readHeader() (frameHeader, error) {
 			c.r += n
 			return h, nil
 		}
-		if err := c.fill(); err != nil {
+		if err := c.fill(idle && c.r == c.w); err != nil {
 			return h, err
 		}
 	}
@@ -329,6 +372,10 @@ func (c *wsConn) readPayload(p []byte, key [4]byte) error {
 	for len(q) > 0 {
 		n, err := c.read(q)
 		q = q[n:]
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !c.idleAt.IsZero() {
+			c.noDeadline()
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -338,17 +385,52 @@ func (c *wsConn) readPayload(p []byte, key [4]byte) error {
 }
 
 // fill reads more bytes into the buffer (there is room: it is only called
-// with less than a frame header buffered).
-func (c *wsConn) fill() error {
+// with less than a frame header buffered). idle: nothing is buffered nor
+// in progress, the reader may park (errWSIdle).
+func (c *wsConn) fill(idle bool) error {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	} else if c.r > 0 {
 		c.w = copy(c.buf[:], c.buf[c.r:c.w])
 		c.r = 0
 	}
-	n, err := c.readLazy()
-	c.w += n
-	return err
+	if idle && c.idleAfter > 0 && !c.busy {
+		// Woken by keepalives only (pings, pongs): park as soon as there
+		// is nothing more to read.
+		n, err := c.readLazy(false)
+		c.w += n
+		if err == errWouldBlock {
+			return errWSIdle
+		}
+		return err
+	}
+	if idle && c.idleAfter > 0 {
+		// A session that sent a message may send more soon: it parks after
+		// idleAfter without one. The deadline is moved only when less than
+		// half of idleAfter is left: a busy session does not pay for a
+		// timer update per frame.
+		if now := time.Now(); c.idleAt.Sub(now) < c.idleAfter/2 {
+			c.idleAt = now.Add(c.idleAfter)
+			_ = c.c.SetReadDeadline(c.idleAt)
+		}
+	}
+	for {
+		n, err := c.readLazy(true)
+		c.w += n
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.idleAt.IsZero() {
+			return err
+		}
+		if idle {
+			return errWSIdle
+		}
+		c.noDeadline()
+	}
+}
+
+// noDeadline clears the idle deadline: a frame is under way.
+func (c *wsConn) noDeadline() {
+	c.idleAt = time.Time{}
+	_ = c.c.SetReadDeadline(time.Time{})
 }
 
 // release gives the buffer back when nothing is buffered.
@@ -375,9 +457,10 @@ func (c *wsConn) read(p []byte) (int, error) {
 
 // readLazy reads into the buffer at c.w. On a socket it waits for bytes
 // to come without holding a buffer: the buffer is taken from the pool when
-// the socket is readable, and given back (when empty) before waiting.
-// Elsewhere (TLS) the buffer is held while the read blocks.
-func (c *wsConn) readLazy() (int, error) {
+// the socket is readable, and given back (when empty) before waiting; with
+// wait false it returns errWouldBlock instead of waiting. Elsewhere (TLS)
+// the buffer is held while the read blocks.
+func (c *wsConn) readLazy(wait bool) (int, error) {
 	if c.raw == nil {
 		if c.buf == nil {
 			c.buf = wsBufPool.Get().(*[wsBufSize]byte)
@@ -393,10 +476,13 @@ func (c *wsConn) readLazy() (int, error) {
 		n, rerr = sysRead(fd, c.buf[c.w:])
 		if rerr == syscall.EAGAIN {
 			c.release()
-			return false
+			return !wait
 		}
 		return true
 	})
+	if rerr == syscall.EAGAIN && err == nil {
+		return 0, errWouldBlock
+	}
 	return fixRead(n, rerr, err)
 }
 
