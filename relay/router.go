@@ -69,6 +69,8 @@ type router struct {
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
 	conf     *confirmer // accounts for published envelopes
+	// onLimits takes the duet.a.<alias>._limits notices (clusterLimits).
+	onLimits func(identity.Alias, []byte)
 
 	mu          sync.RWMutex
 	routes      map[identity.Alias]*route
@@ -376,6 +378,10 @@ func (r *router) deliver(m *nats.Msg) {
 		return
 	}
 	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
+	if typ == limitsType {
+		r.onLimits(alias, m.Data)
+		return
+	}
 	f := outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}
 	n, found := 0, false
 	var dropped []outFrame
