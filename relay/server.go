@@ -93,6 +93,9 @@ type Options struct {
 	// DefaultPingTimeout; a negative PingInterval sends no pings.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
+
+	// tune, if set, adjusts the tunables before the node starts (tests).
+	tune func(*tunables)
 }
 
 // tunables are the protocol limits; tests shorten some of them.
@@ -116,6 +119,7 @@ type tunables struct {
 	pingInterval   time.Duration
 	pingTimeout    time.Duration
 	readyGrace     time.Duration // see ReadyGrace
+	nodeHeartbeat  time.Duration // see clusterLimits
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
@@ -142,6 +146,7 @@ var defaultTunables = tunables{
 	pingInterval:   DefaultPingInterval,
 	pingTimeout:    DefaultPingTimeout,
 	readyGrace:     ReadyGrace,
+	nodeHeartbeat:  nodeHeartbeat,
 	tokenTTL:       TokenTTL,
 }
 
@@ -222,6 +227,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if s.budget.limit <= 0 {
 		s.budget.limit = DefaultQueueBudget()
 	}
+	if opts.tune != nil {
+		opts.tune(&s.tun)
+	}
 	if opts.DataDir != "" {
 		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("relay: data dir: %w", err)
@@ -258,7 +266,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.aliases.log = s.log
-	s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc)
+	s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc, s.tun.nodeHeartbeat)
 	if err != nil {
 		s.router.stop()
 		nb.close()

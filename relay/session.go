@@ -499,13 +499,17 @@ func (s *session) finish() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.routed {
+		s.srv.router.remove(s)
+	}
+	// The slot is freed once the session no longer takes envelopes (the
+	// release may wait for the cluster's count).
 	if s.counted {
 		s.srv.aliases.release(context.Background(), s.alias, s.now(), &s.srv.tun)
 	}
 	if !s.routed {
 		return
 	}
-	s.srv.router.remove(s)
 	s.srv.metrics.sessions.Dec()
 	s.mu.Lock()
 	reason := s.reason
