@@ -76,12 +76,7 @@ func TestSessionsPerAliasCap(t *testing.T) {
 	a := r.newUser(t)
 	c1 := r.connect(t, a.id, a.alias)
 	r.connect(t, a.id, a.alias)
-	conn := r.dial(t)
-	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
-	_, _, err := conn.Read(context.Background())
-	if websocket.CloseStatus(err) != websocket.StatusTryAgainLater || !containsStr(err.Error(), "too_many_sessions") {
-		t.Fatalf("third session: %v, want close 1013 too_many_sessions", err)
-	}
+	r.expectRefused(t, a)
 	if v := r.metric(t, `duet_relay_sessions_refused_total`); v != 1 {
 		t.Errorf("sessions refused %v, want 1", v)
 	}

@@ -63,9 +63,10 @@ type Options struct {
 	// Now is the clock for tokens, challenges and rate limits; default
 	// time.Now.
 	Now func() time.Time
-	// MaxSessionsPerAlias caps one alias's concurrent sessions on this
-	// node; 0 means MaxSessionsPerAlias. The newest session past it is
-	// refused (docs/PROTOCOL.md §9.2).
+	// MaxSessionsPerAlias caps one alias's concurrent sessions across the
+	// relay's nodes (every node should have the same); 0 means
+	// MaxSessionsPerAlias. The newest session past it is refused
+	// (docs/PROTOCOL.md §9.2).
 	MaxSessionsPerAlias int
 	// TrustedProxies are the addresses of reverse proxies in front of the
 	// relay: for a request from one of them, the client address the HTTP
@@ -267,6 +268,14 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.close()
 		return nil, err
 	}
+	s.aliases.log = s.log
+	s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc)
+	if err != nil {
+		s.router.stop()
+		nb.close()
+		return nil, err
+	}
+	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
 	lost := s.router.conf.lost
 	nb.onDisconnect.Store(&lost)
 	// The directory took its buckets' writes: ready from here (see
@@ -458,6 +467,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.log.Info("relay: shutting down", "sessions", len(conns))
+	// The other nodes stop counting this node's sessions now: its clients
+	// reconnecting to them are not refused for the sessions closing here.
+	s.aliases.cluster.stop()
 	s.router.closeRoutes(ctx)
 	for _, c := range conns {
 		c.drain()

@@ -77,7 +77,7 @@ type session struct {
 
 	routed      bool          // registered with the router
 	counted     bool          // counted in the alias's sessions (aliasLimits)
-	limiter     *rate.Limiter // the alias's, shared by its sessions on this node
+	limiter     *rate.Limiter // the alias's, shared by its sessions (aliasLimits)
 	byteLim     *rate.Limiter // the alias's bytes, shared likewise
 	refused     int           // rate-limited frames in the current flood
 	lastRefused time.Time
@@ -387,7 +387,7 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.alias = alias
 	s.log = s.log.With("alias", alias)
-	lim, byteLim, ok := s.srv.aliases.acquire(alias, s.now(), &s.srv.tun)
+	lim, byteLim, ok := s.srv.aliases.acquire(ctx, alias, s.now(), &s.srv.tun)
 	if !ok {
 		// The newest session is refused (see MaxSessionsPerAlias).
 		s.srv.metrics.sessionsRefused.Inc()
@@ -502,7 +502,7 @@ func (s *session) finish() {
 	s.mu.Unlock()
 	s.wg.Wait()
 	if s.counted {
-		s.srv.aliases.release(s.alias, s.now())
+		s.srv.aliases.release(context.Background(), s.alias, s.now(), &s.srv.tun)
 	}
 	if !s.routed {
 		return
