@@ -77,6 +77,8 @@ type router struct {
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
 	conf     *confirmer // accounts for published envelopes
+	// onLimits takes the duet.a.<alias>._limits notices (clusterLimits).
+	onLimits func(identity.Alias, []byte)
 	// solo: no other node can subscribe (the embedded NATS), so an envelope
 	// for an alias with local sessions is delivered to them directly;
 	// closeRoutes clears it (the node stops routing).
@@ -405,7 +407,12 @@ func (r *router) deliver(m *nats.Msg) {
 	if !ok || len(rest) < 11 || rest[9] != '.' {
 		return
 	}
-	if !r.fanOut(identity.Alias(rest[:9]), wire.Type(rest[10:]), outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
+	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
+	if typ == limitsType {
+		r.onLimits(alias, m.Data)
+		return
+	}
+	if !r.fanOut(alias, typ, outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
 		r.m.drops.Inc(DropNoSession)
 	}
 }
