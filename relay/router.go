@@ -280,7 +280,8 @@ func (r *router) backlogDrops() uint64 {
 // (solo), else to the recipient's subject.
 func (r *router) publish(s *session, env *wire.Envelope) {
 	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
-	var b [160]byte // one allocation: the string
+	// The reply subject, built with one allocation (the string).
+	var b [160]byte
 	rb := strconv.AppendUint(append(append(b[:0], r.inbox...), '.'), s.id, 10)
 	rb = append(append(rb, '.'), env.To...)
 	if env.ID != "" {
