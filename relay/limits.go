@@ -37,6 +37,16 @@ const (
 	ByteRate    = 64 << 10
 	ByteBurst   = 128 << 10
 	maxThrottle = 10 * time.Second
+	// BulkRate paces the node's bulk frames: those larger than bulkFrame,
+	// and every frame of an alias past its byte budget, share one token
+	// bucket of BulkRate bytes per second, so that they are read one after
+	// the other at a steady pace, however many aliases send them at the
+	// same moment (90 aliases throttled alike wake together). Small frames
+	// of aliases within their budget (signaling: ICE candidates, notices'
+	// answers) never wait for it: bulk traffic cannot delay them by more
+	// than a frame or two's work. The bucket holds one largest frame.
+	BulkRate  = 16 << 20
+	bulkFrame = 4 << 10
 	// SendQueueBytes bounds the bytes queued for one session, beside
 	// SendQueueLen frames.
 	SendQueueBytes = 2 << 20

@@ -110,7 +110,10 @@ type tunables struct {
 	queueBytes   int
 	byteRate     float64
 	byteBurst    int
+	bulkRate     float64 // BulkRate
+	bulkFrame    int     // bulkFrame
 	bodyTimeout  time.Duration
+	refuseDelay  time.Duration // RefuseDelay
 	stallTimeout time.Duration
 	maxSessions  int
 	// per recipient alias (inbound)
@@ -137,7 +140,10 @@ var defaultTunables = tunables{
 	queueBytes:   SendQueueBytes,
 	byteRate:     ByteRate,
 	byteBurst:    ByteBurst,
+	bulkRate:     BulkRate,
+	bulkFrame:    bulkFrame,
 	bodyTimeout:  BodyTimeout,
+	refuseDelay:  RefuseDelay,
 	stallTimeout: stallTimeout,
 	maxSessions:  MaxSessionsPerAlias,
 
@@ -168,8 +174,10 @@ type Server struct {
 	handler  http.Handler
 	aliases  aliasLimits
 	budget   nodeBudget
+	bulk     func() *rate.Limiter // the node's bulk pace (BulkRate), made on first use
 
 	regLimits, lookupAlias, lookupAddr *limiterTable
+	held                               heldRefusals // refused requests waiting for RefuseDelay
 
 	nextID atomic.Uint64
 
@@ -220,6 +228,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.RegisterPoWBits < 0 || opts.RegisterPoWBits > MaxRegisterPoWBits {
 		return nil, fmt.Errorf("relay: Options.RegisterPoWBits %d: want 0 to %d", opts.RegisterPoWBits, MaxRegisterPoWBits)
 	}
+	s.bulk = sync.OnceValue(func() *rate.Limiter {
+		return rate.NewLimiter(rate.Limit(s.tun.bulkRate), maxFrameSize)
+	})
 	s.regLimits = newLimiterTable(RegisterRate, RegisterBurst)
 	s.lookupAlias = newLimiterTable(LookupRate, LookupBurst)
 	s.lookupAddr = newLimiterTable(2*LookupRate, 2*LookupBurst)
@@ -404,7 +415,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered
 	}
 	conn.SetReadLimit(maxFrameSize)
-	sess := &session{srv: s, conn: conn, netConn: hj.conn, id: s.nextID.Add(1), log: s.log,
+	sess := &session{srv: s, conn: conn, netConn: hj.conn, id: s.nextID.Add(1), log: s.log, closed: make(chan struct{}),
 		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
 	if hj.meter != nil {
 		hj.meter.onFrame = sess.onWireFrame

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -96,6 +97,7 @@ type session struct {
 	inflight bool                   // the writer is writing queue[0]
 	writing  bool                   // a writer goroutine is running (or open holds the queue)
 	closing  bool
+	closed   chan struct{}  // closed with closing
 	draining bool           // node shutdown: close once the queue is written (drain)
 	reason   string         // disconnect reason (metrics label), set by kill
 	wg       sync.WaitGroup // writer, closer and pinger goroutines
@@ -245,6 +247,9 @@ func (s *session) writeLoop() {
 	for {
 		s.mu.Lock()
 		if s.closing || len(s.queue) == 0 {
+			if held {
+				_ = s.netConn.SetWriteDeadline(time.Time{}) // under s.mu: the next writer sets its own
+			}
 			s.writing = false
 			if cap(s.queue) > 16 {
 				s.queue = nil // give back memory after a burst
@@ -265,10 +270,12 @@ func (s *session) writeLoop() {
 		}
 		held = true
 		// Each frame has the write timeout: a client that reads slowly but
-		// steadily is not cut off by a long queue.
-		ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.writeTimeout)
-		err := s.conn.Write(ctx, websocket.MessageText, f.data)
-		cancel()
+		// steadily is not cut off by a long queue. It is a deadline on the
+		// connection, cleared when the writer ends (the other writes bound
+		// themselves with a context), rather than a context per frame,
+		// which costs coder/websocket a timer and a callback each time.
+		_ = s.netConn.SetWriteDeadline(time.Now().Add(s.srv.tun.writeTimeout))
+		err := s.conn.Write(context.Background(), websocket.MessageText, f.data)
 		s.mu.Lock()
 		s.inflight = false
 		if s.closing {
@@ -349,6 +356,7 @@ func (s *session) closeLocked(code websocket.StatusCode, reason string, final []
 		return
 	}
 	s.closing = true
+	close(s.closed)
 	s.reason = reason
 	n := len(s.queue)
 	if s.inflight {
@@ -480,14 +488,27 @@ func (s *session) ping() {
 // serve reads the client's frames until the connection closes.
 func (s *session) serve(ctx context.Context) {
 	for {
-		typ, data, err := s.conn.Read(ctx)
+		typ, r, err := s.conn.Reader(ctx)
 		if err != nil {
 			s.readClosed(err)
 			return
 		}
-		s.handleFrame(typ, data)
+		buf := readBufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			readBufs.Put(buf)
+			s.readClosed(err)
+			return
+		}
+		s.handleFrame(typ, buf.Bytes())
+		readBufs.Put(buf)
 	}
 }
+
+// readBufs are the buffers serve reads frames into: handleFrame keeps
+// nothing of a frame's bytes (what it queues is copied), so one buffer
+// serves frame after frame, and an idle session holds none.
+var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // finish closes the session (if not yet closing), waits for its writer and
 // closer, and unregisters it.
@@ -593,8 +614,10 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 	if closing {
 		return // read only to complete the close handshake
 	}
+	if !s.throttleBytes(len(data)) {
+		return // closed meanwhile
+	}
 	now := s.now()
-	s.throttleBytes(now, len(data))
 	if !s.limiter.AllowN(now, 1) {
 		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()
 		if now.Sub(s.lastRefused) > floodReset {
@@ -675,17 +698,43 @@ func (s *session) killFlooder() {
 	}
 }
 
-// throttleBytes charges n bytes to the alias's byte budget and, past it,
-// holds the reader until the budget covers them: the relay then reads the
-// alias's sessions at the budget's rate (TCP pushes back on the sender),
-// so bulk traffic is slowed rather than read at full speed and refused.
-func (s *session) throttleBytes(now time.Time, n int) {
+// throttleBytes charges a frame of n bytes to the alias's byte budget and,
+// past it, holds the reader until the budget covers them: the relay then
+// reads the alias's sessions at the budget's rate (TCP pushes back on the
+// sender), so bulk traffic is slowed rather than read at full speed and
+// refused. A bulk frame (larger than bulkFrame, or past the alias's budget)
+// then waits for its turn at the node's bulk pace (BulkRate). Each wait is
+// at most maxThrottle. It reports false when the session closed meanwhile.
+func (s *session) throttleBytes(n int) bool {
+	now := s.now()
 	r := s.byteLim.ReserveN(now, n)
-	if !r.OK() {
-		return // larger than the burst: cannot happen below the frame limit
+	d := time.Duration(0)
+	if r.OK() { // else larger than the burst: cannot happen below the frame limit
+		d = r.DelayFrom(now)
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		time.Sleep(min(d, maxThrottle))
+	if d > 0 && !s.hold(d) {
+		return false
+	}
+	if d == 0 && n <= s.srv.tun.bulkFrame {
+		return true
+	}
+	now = s.now()
+	if d := s.srv.bulk().ReserveN(now, n).DelayFrom(now); d > 0 {
+		return s.hold(d)
+	}
+	return true
+}
+
+// hold waits for d, at most maxThrottle, on the reading goroutine; false
+// when the session closed meanwhile.
+func (s *session) hold(d time.Duration) bool {
+	t := time.NewTimer(min(d, maxThrottle))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.closed:
+		return false
 	}
 }
 
