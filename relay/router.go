@@ -77,6 +77,8 @@ type router struct {
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
 	conf     *confirmer // accounts for published envelopes
+	// onLimits takes the duet.a.<alias>._limits notices (clusterLimits).
+	onLimits func(identity.Alias, []byte)
 	// solo: no other node can subscribe (the embedded NATS), so an envelope
 	// for an alias with local sessions is delivered to them directly;
 	// closeRoutes clears it (the node stops routing).
@@ -278,10 +280,14 @@ func (r *router) backlogDrops() uint64 {
 // (solo), else to the recipient's subject.
 func (r *router) publish(s *session, env *wire.Envelope) {
 	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
-	reply := r.inbox + "." + strconv.FormatUint(s.id, 10) + "." + string(env.To)
+	// The reply subject, built with one allocation (the string).
+	var b [160]byte
+	rb := strconv.AppendUint(append(append(b[:0], r.inbox...), '.'), s.id, 10)
+	rb = append(append(rb, '.'), env.To...)
 	if env.ID != "" {
-		reply += "." + env.ID
+		rb = append(append(rb, '.'), env.ID...)
 	}
+	reply := string(rb)
 	r.m.in(env.Type).Inc()
 	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: reply}) {
 		return
@@ -402,7 +408,12 @@ func (r *router) deliver(m *nats.Msg) {
 	if !ok || len(rest) < 11 || rest[9] != '.' {
 		return
 	}
-	if !r.fanOut(identity.Alias(rest[:9]), wire.Type(rest[10:]), outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
+	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
+	if typ == limitsType {
+		r.onLimits(alias, m.Data)
+		return
+	}
+	if !r.fanOut(alias, typ, outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
 		r.m.drops.Inc(DropNoSession)
 	}
 }

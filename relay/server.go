@@ -61,9 +61,10 @@ type Options struct {
 	// Now is the clock for tokens, challenges and rate limits; default
 	// time.Now.
 	Now func() time.Time
-	// MaxSessionsPerAlias caps one alias's concurrent sessions on this
-	// node; 0 means MaxSessionsPerAlias. The newest session past it is
-	// refused (docs/PROTOCOL.md §9.2).
+	// MaxSessionsPerAlias caps one alias's concurrent sessions across the
+	// relay's nodes (every node should have the same); 0 means
+	// MaxSessionsPerAlias. The newest session past it is refused
+	// (docs/PROTOCOL.md §9.2).
 	MaxSessionsPerAlias int
 	// TrustedProxies are the addresses of reverse proxies in front of the
 	// relay: for a request from one of them, the client address the HTTP
@@ -90,6 +91,9 @@ type Options struct {
 	// DefaultPingTimeout; a negative PingInterval sends no pings.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
+
+	// tune, if set, adjusts the tunables before the node starts (tests).
+	tune func(*tunables)
 }
 
 // tunables are the protocol limits; tests shorten some of them.
@@ -104,7 +108,10 @@ type tunables struct {
 	queueBytes   int
 	byteRate     float64
 	byteBurst    int
+	bulkRate     float64 // BulkRate
+	bulkFrame    int     // bulkFrame
 	bodyTimeout  time.Duration
+	refuseDelay  time.Duration // RefuseDelay
 	stallTimeout time.Duration
 	maxSessions  int
 	// per recipient alias (inbound)
@@ -114,6 +121,7 @@ type tunables struct {
 	pingTimeout    time.Duration
 	readyGrace     time.Duration // see ReadyGrace
 	idleAfter      time.Duration // see idleAfter
+	nodeHeartbeat  time.Duration // see clusterLimits
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
@@ -131,7 +139,10 @@ var defaultTunables = tunables{
 	queueBytes:   SendQueueBytes,
 	byteRate:     ByteRate,
 	byteBurst:    ByteBurst,
+	bulkRate:     BulkRate,
+	bulkFrame:    bulkFrame,
 	bodyTimeout:  BodyTimeout,
+	refuseDelay:  RefuseDelay,
 	stallTimeout: stallTimeout,
 	maxSessions:  MaxSessionsPerAlias,
 
@@ -141,6 +152,7 @@ var defaultTunables = tunables{
 	pingTimeout:    DefaultPingTimeout,
 	readyGrace:     ReadyGrace,
 	idleAfter:      idleAfter,
+	nodeHeartbeat:  nodeHeartbeat,
 	tokenTTL:       TokenTTL,
 }
 
@@ -162,9 +174,11 @@ type Server struct {
 	handler  http.Handler
 	aliases  aliasLimits
 	budget   nodeBudget
-	poller   *poller // parks idle sessions; nil where unsupported
+	poller   *poller              // parks idle sessions; nil where unsupported
+	bulk     func() *rate.Limiter // the node's bulk pace (BulkRate), made on first use
 
 	regLimits, lookupAlias, lookupAddr *limiterTable
+	held                               heldRefusals // refused requests waiting for RefuseDelay
 
 	nextID atomic.Uint64
 
@@ -215,12 +229,18 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.RegisterPoWBits < 0 || opts.RegisterPoWBits > MaxRegisterPoWBits {
 		return nil, fmt.Errorf("relay: Options.RegisterPoWBits %d: want 0 to %d", opts.RegisterPoWBits, MaxRegisterPoWBits)
 	}
+	s.bulk = sync.OnceValue(func() *rate.Limiter {
+		return rate.NewLimiter(rate.Limit(s.tun.bulkRate), maxFrameSize)
+	})
 	s.regLimits = newLimiterTable(RegisterRate, RegisterBurst)
 	s.lookupAlias = newLimiterTable(LookupRate, LookupBurst)
 	s.lookupAddr = newLimiterTable(2*LookupRate, 2*LookupBurst)
 	s.budget.limit = opts.QueueBudget
 	if s.budget.limit <= 0 {
 		s.budget.limit = DefaultQueueBudget()
+	}
+	if opts.tune != nil {
+		opts.tune(&s.tun)
 	}
 	if opts.DataDir != "" {
 		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
@@ -257,6 +277,14 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.close()
 		return nil, err
 	}
+	s.aliases.log = s.log
+	s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc, s.tun.nodeHeartbeat)
+	if err != nil {
+		s.router.stop()
+		nb.close()
+		return nil, err
+	}
+	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
 	lost := s.router.conf.lost
 	nb.onDisconnect.Store(&lost)
 	if s.poller, err = newPoller(); err != nil {
@@ -384,7 +412,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // acceptWS has answered
 	}
-	sess := &session{srv: s, ws: ws, id: s.nextID.Add(1),
+	sess := &session{srv: s, ws: ws, id: s.nextID.Add(1), closed: make(chan struct{}),
 		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
 	ws.onFrame = sess.onWireFrame
 	end := func() {
@@ -450,6 +478,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.log.Info("relay: shutting down", "sessions", len(conns))
+	// The other nodes stop counting this node's sessions now: its clients
+	// reconnecting to them are not refused for the sessions closing here.
+	s.aliases.cluster.stop()
 	s.router.closeRoutes(ctx)
 	for _, c := range conns {
 		c.drain()

@@ -229,7 +229,8 @@ func mask(p []byte, key [4]byte) {
 
 // readMessage reads the client's next data message: its opcode (opText or
 // opBinary) and payload, reassembled from fragments. It answers pings with
-// pongs and returns a *wsCloseError for a close frame. With idleAfter set,
+// pongs and returns a *wsCloseError for a close frame. The payload is valid
+// until the next call (it may be in the read buffer). With idleAfter set,
 // it returns errWSIdle when nothing at all came for that long. Once it has
 // returned another error, it returns that error again.
 func (c *wsConn) readMessage() (byte, []byte, error) {
@@ -305,10 +306,17 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 		if h.length > uint64(c.limit-len(msg)) {
 			return 0, nil, errWSTooBig
 		}
+		c.busy = true
+		if !started && h.fin && c.buf != nil && h.length <= uint64(c.w-c.r) {
+			// The whole message is buffered: unmasked in place, no copy.
+			p := c.buf[c.r : c.r+int(h.length)]
+			c.r += int(h.length)
+			mask(p, h.key)
+			return h.op, p, nil
+		}
 		if !started {
 			op, started = h.op, true
 		}
-		c.busy = true
 		n := len(msg)
 		if msg == nil && h.fin {
 			msg = make([]byte, h.length)
