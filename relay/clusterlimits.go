@@ -56,6 +56,9 @@ import (
 //     notices); a node shut down frees them at once, and a restarted node
 //     ignores its previous run's after nodeWarmup.
 //
+// A node on the embedded NATS is the only node there can be (see router):
+// it counts on its own, with none of this.
+//
 // When the entry cannot be read or written (JetStream without quorum, or
 // this node cut off from NATS) the node fails open: it admits on its own
 // count and keeps the alias's last known split, counts the failure in

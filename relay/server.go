@@ -278,11 +278,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.aliases.log = s.log
-	s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc, s.tun.nodeHeartbeat)
-	if err != nil {
-		s.router.stop()
-		nb.close()
-		return nil, err
+	if nb.embedded == nil {
+		// On the embedded NATS this node is the only one: its own counts
+		// are the cluster's.
+		s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc, s.tun.nodeHeartbeat)
+		if err != nil {
+			s.router.stop()
+			nb.close()
+			return nil, err
+		}
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
 	lost := s.router.conf.lost
@@ -480,7 +484,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.log.Info("relay: shutting down", "sessions", len(conns))
 	// The other nodes stop counting this node's sessions now: its clients
 	// reconnecting to them are not refused for the sessions closing here.
-	s.aliases.cluster.stop()
+	if s.aliases.cluster != nil {
+		s.aliases.cluster.stop()
+	}
 	s.router.closeRoutes(ctx)
 	for _, c := range conns {
 		c.drain()
