@@ -341,15 +341,15 @@ func forward(cur *atomic.Pointer[fwdRun], clients []*benchClient, n, window int,
 }
 
 // BenchmarkRelayIdleSessions measures the relay's memory per idle
-// authenticated session: DUET_BENCH_IDLE (default 2000) sessions, one alias
-// each, held by a child process.
+// authenticated session, its directory entry included: DUET_BENCH_IDLE
+// (default 2000) sessions, one alias each, held by a child process.
 func BenchmarkRelayIdleSessions(b *testing.B) {
 	n := envInt("DUET_BENCH_IDLE", 2000)
 	r := quietRelay(b, nil)
+	before := heapAndStacks()
 	users := benchUsers(b, r, n)
 	usersFile := writeBenchUsers(b, users)
 
-	before := heapAndStacks()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchIdleClients$", "-test.timeout=30m")
 	cmd.Env = append(os.Environ(), "DUET_BENCH_CHILD="+r.ts.URL+" "+usersFile)
 	stdin, _ := cmd.StdinPipe()

@@ -455,6 +455,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	handedOff = true
 	if s.poller != nil && ws.fd >= 0 {
 		ws.idleAfter = s.tun.idleAfter
+		ws.busy = false // the auth frame does not keep a new session from parking
 	}
 	go run()
 }

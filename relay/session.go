@@ -375,7 +375,7 @@ func (s *session) closeLocked(code int, reason string, final []byte) {
 		_ = s.ws.writeClose(code, reason, s.srv.tun.closeGrace)
 		// The reader takes the client's close frame (see finish), or fails
 		// when the connection is dropped.
-		<-s.ws.readDone
+		s.ws.reading.Wait()
 		s.ws.close()
 	}()
 }

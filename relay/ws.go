@@ -103,9 +103,9 @@ type wsConn struct {
 	onFrame func(op byte)
 	// writeTimeout bounds the pongs the reader writes.
 	writeTimeout time.Duration
-	stop         atomic.Bool   // stop reading (a flooder): see stopReading
-	readDone     chan struct{} // closed when reading ends (drain)
-	closed       chan struct{} // closed by close
+	stop         atomic.Bool    // stop reading (a flooder): see stopReading
+	reading      sync.WaitGroup // done when reading ends (drain)
+	closed       chan struct{}  // closed by close
 	closeOnce    sync.Once
 
 	wmu       sync.Mutex // one writer at a time
@@ -114,7 +114,8 @@ type wsConn struct {
 
 func newWSConn(c net.Conn, pending []byte, limit int, writeTimeout time.Duration) *wsConn {
 	ws := &wsConn{c: c, raw: rawConn(c), limit: limit, writeTimeout: writeTimeout,
-		readDone: make(chan struct{}), closed: make(chan struct{})}
+		closed: make(chan struct{})}
+	ws.reading.Add(1)
 	ws.fd = socketFD(ws.raw)
 	if len(pending) > 0 {
 		ws.buf = wsBufPool.Get().(*[wsBufSize]byte)
@@ -267,7 +268,7 @@ func (c *wsConn) drain() {
 		}
 		wsBufPool.Put(b)
 	}
-	close(c.readDone)
+	c.reading.Done()
 }
 
 func (c *wsConn) readFrames() (byte, []byte, error) {
