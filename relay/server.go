@@ -419,22 +419,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	sess := &session{srv: s, ws: ws, id: s.nextID.Add(1), closed: make(chan struct{}),
 		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
 	ws.onFrame = sess.onWireFrame
-	end := func() {
-		sess.finish()
-		s.mu.Lock()
-		delete(s.conns, sess)
-		s.mu.Unlock()
-	}
-	// While the client sends nothing the session is parked with no
-	// goroutine (see poller), and run again on a new one.
-	run := func() {
-		if !sess.serve() {
-			return // parked
-		}
-		end()
-		s.connWG.Done()
-	}
-	ws.poller, ws.resume = s.poller, run
+	ws.poller, ws.resume = s.poller, sess.run
 	s.mu.Lock()
 	if s.shutting {
 		s.mu.Unlock()
@@ -447,7 +432,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// The connection is hijacked: the session does not depend on the
 	// request, whose context ends when this handler returns.
 	if !sess.open(context.WithoutCancel(r.Context())) {
-		end()
+		sess.end()
 		return
 	}
 	// Serve on a fresh goroutine and let the handler return: the handler's
@@ -457,7 +442,26 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		ws.idleAfter = s.tun.idleAfter
 		ws.busy = false // the auth frame does not keep a new session from parking
 	}
-	go run()
+	go sess.run()
+}
+
+// run serves an authenticated session on the current goroutine until it
+// ends, or until it parks (see poller): then the poller runs it again on a
+// new goroutine once the client sends.
+func (s *session) run() {
+	if !s.serve() {
+		return // parked
+	}
+	s.end()
+	s.srv.connWG.Done()
+}
+
+// end finishes the session and forgets it.
+func (s *session) end() {
+	s.finish()
+	s.srv.mu.Lock()
+	delete(s.srv.conns, s)
+	s.srv.mu.Unlock()
 }
 
 // Shutdown stops the node gracefully: it refuses new sessions and stops

@@ -105,7 +105,6 @@ type wsConn struct {
 	writeTimeout time.Duration
 	stop         atomic.Bool    // stop reading (a flooder): see stopReading
 	reading      sync.WaitGroup // done when reading ends (drain)
-	closed       chan struct{}  // closed by close
 	closeOnce    sync.Once
 
 	wmu       sync.Mutex // one writer at a time
@@ -113,8 +112,7 @@ type wsConn struct {
 }
 
 func newWSConn(c net.Conn, pending []byte, limit int, writeTimeout time.Duration) *wsConn {
-	ws := &wsConn{c: c, raw: rawConn(c), limit: limit, writeTimeout: writeTimeout,
-		closed: make(chan struct{})}
+	ws := &wsConn{c: c, raw: rawConn(c), limit: limit, writeTimeout: writeTimeout}
 	ws.reading.Add(1)
 	ws.fd = socketFD(ws.raw)
 	if len(pending) > 0 {
@@ -129,7 +127,6 @@ func newWSConn(c net.Conn, pending []byte, limit int, writeTimeout time.Duration
 func (c *wsConn) close() {
 	c.closeOnce.Do(func() {
 		parked := c.poller != nil && c.poller.forget(c)
-		close(c.closed)
 		_ = c.c.Close()
 		if parked {
 			go c.resume()
@@ -284,7 +281,7 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 			c.onFrame(h.op)
 		}
 		if c.stop.Load() {
-			<-c.closed
+			c.waitClosed()
 			return 0, nil, errStopRead
 		}
 		if h.op >= opClose {
@@ -332,6 +329,26 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 				c.release()
 			}
 			return op, msg, nil
+		}
+	}
+}
+
+// waitClosed reads nothing more until the connection is closed: on a
+// socket it waits (the client's bytes stay unread, TCP pushes back on it);
+// elsewhere it reads and discards.
+func (c *wsConn) waitClosed() {
+	for c.raw != nil {
+		err := c.raw.Read(func(uintptr) bool { return false })
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+		c.noDeadline()
+	}
+	b := wsBufPool.Get().(*[wsBufSize]byte)
+	defer wsBufPool.Put(b)
+	for {
+		if _, err := c.c.Read(b[:]); err != nil {
+			return
 		}
 	}
 }
