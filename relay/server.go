@@ -104,6 +104,7 @@ type tunables struct {
 	rateLimit    float64
 	rateBurst    int
 	floodLimit   int
+	frameFlood   int // FrameFloodLimit
 	queueBytes   int
 	byteRate     float64
 	byteBurst    int
@@ -133,6 +134,7 @@ var defaultTunables = tunables{
 	rateLimit:    RateLimit,
 	rateBurst:    RateBurst,
 	floodLimit:   FloodLimit,
+	frameFlood:   FrameFloodLimit,
 	queueBytes:   SendQueueBytes,
 	byteRate:     ByteRate,
 	byteBurst:    ByteBurst,

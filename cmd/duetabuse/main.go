@@ -666,6 +666,7 @@ type result struct {
 	name                 string
 	quietP50, quietP99   time.Duration
 	duringP50, duringP99 time.Duration
+	quietN, duringN      int // the bystander's envelopes the percentiles are of
 	victimDisconnects    string
 	rssIdle, rssPeak     int // KiB
 	cpu                  float64
@@ -766,11 +767,11 @@ func run(bin, only string, scale float64, prof profiling, slow bool, attackerPre
 			victimLost = true
 		}
 	}
-	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during | victim disconnects | relay RSS idle → peak | relay CPU during | attacker CPU | observed |")
+	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during (envelopes) | victim disconnects | relay RSS idle → peak | relay CPU during | attacker CPU | observed |")
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		fmt.Printf("| %s | %s → %s | %s → %s | %s | %d → %d MiB | %.0f %% | %.0f %% | %s |\n", r.name,
-			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects,
+		fmt.Printf("| %s | %s → %s | %s → %s (%d → %d) | %s | %d → %d MiB | %.0f %% | %.0f %% | %s |\n", r.name,
+			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects,
 			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
 	}
 	if victimLost {
@@ -782,8 +783,8 @@ func run(bin, only string, scale float64, prof profiling, slow bool, attackerPre
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func printResult(w io.Writer, r result) {
-	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s; victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %% (attacker %.0f %%); %s\n",
-		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
+	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s (of %d -> %d envelopes); victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %% (attacker %.0f %%); %s\n",
+		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
 }
 
 // runOne runs one attack against a fresh relay.
@@ -803,7 +804,7 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 	defer by.stop()
 	time.Sleep(5 * time.Second)
 	quiet, _ := by.take()
-	res.quietP50, res.quietP99 = pct(quiet, 0.5), pct(quiet, 0.99)
+	res.quietP50, res.quietP99, res.quietN = pct(quiet, 0.5), pct(quiet, 0.99), len(quiet)
 	res.rssIdle = r.rssKiB()
 
 	// Sample RSS while the attack runs.
@@ -841,7 +842,7 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 		fmt.Fprintf(os.Stderr, "   slowest bystander envelopes during the attack (started %s): %s\n", t0.UTC().Format("15:04:05.000"), slowest(during, at, t0, 12))
 	}
 	profiled() // after the measures: a profile outlasting the attack does not dilute them
-	res.duringP50, res.duringP99 = pct(during, 0.5), pct(during, 0.99)
+	res.duringP50, res.duringP99, res.duringN = pct(during, 0.5), pct(during, 0.99), len(during)
 	res.rssPeak = int(peak.Load())
 	res.cpu = cpu
 	res.victimDisconnects = disc
