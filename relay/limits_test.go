@@ -17,9 +17,10 @@ import (
 // sender's frames are dropped (recipient_busy, told to it and counted),
 // a light sender's get through.
 func TestReadingRecipientKeptFairDrop(t *testing.T) {
-	r, hold := startRelayHeld(t)
-	r.srv.tun.queueLen = 40            // and the senders' notices always fit theirs
-	r.srv.tun.stallTimeout = time.Hour // the held writer counts as progressing
+	r, hold := startRelayHeld(t, Options{}, func(tu *tunables) {
+		tu.queueLen = 40            // and the senders' notices always fit theirs
+		tu.stallTimeout = time.Hour // the held writer counts as progressing
+	})
 	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
 	ca, cc := r.connect(t, a.id, a.alias), r.connect(t, c.id, c.alias)
 	cb := r.connect(t, b.id, b.alias)
@@ -160,8 +161,7 @@ func TestPingFloodClosed(t *testing.T) {
 // TestNodeBudget: past the node's queued-bytes budget envelopes are dropped
 // (node_budget) and their senders told recipient_busy.
 func TestNodeBudget(t *testing.T) {
-	r, hold := startRelayHeld(t)
-	r.srv.budget.limit = 2000
+	r, hold := startRelayHeld(t, Options{QueueBudget: 2000}, nil)
 	a, b := r.newUser(t), r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)
 	r.connect(t, b.id, b.alias)

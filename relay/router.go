@@ -280,10 +280,14 @@ func (r *router) backlogDrops() uint64 {
 // (solo), else to the recipient's subject.
 func (r *router) publish(s *session, env *wire.Envelope) {
 	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
-	reply := r.inbox + "." + strconv.FormatUint(s.id, 10) + "." + string(env.To)
+	// The reply subject, built with one allocation (the string).
+	var b [160]byte
+	rb := strconv.AppendUint(append(append(b[:0], r.inbox...), '.'), s.id, 10)
+	rb = append(append(rb, '.'), env.To...)
 	if env.ID != "" {
-		reply += "." + env.ID
+		rb = append(append(rb, '.'), env.ID...)
 	}
+	reply := string(rb)
 	r.m.in(env.Type).Inc()
 	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: reply}) {
 		return

@@ -93,6 +93,9 @@ type Options struct {
 	// DefaultPingTimeout; a negative PingInterval sends no pings.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
+
+	// tune, if set, adjusts the tunables before the node starts (tests).
+	tune func(*tunables)
 }
 
 // tunables are the protocol limits; tests shorten some of them.
@@ -120,6 +123,7 @@ type tunables struct {
 	pingInterval   time.Duration
 	pingTimeout    time.Duration
 	readyGrace     time.Duration // see ReadyGrace
+	nodeHeartbeat  time.Duration // see clusterLimits
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
@@ -150,6 +154,7 @@ var defaultTunables = tunables{
 	pingInterval:   DefaultPingInterval,
 	pingTimeout:    DefaultPingTimeout,
 	readyGrace:     ReadyGrace,
+	nodeHeartbeat:  nodeHeartbeat,
 	tokenTTL:       TokenTTL,
 }
 
@@ -235,6 +240,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if s.budget.limit <= 0 {
 		s.budget.limit = DefaultQueueBudget()
 	}
+	if opts.tune != nil {
+		opts.tune(&s.tun)
+	}
 	if opts.DataDir != "" {
 		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("relay: data dir: %w", err)
@@ -271,11 +279,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.aliases.log = s.log
-	s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc)
-	if err != nil {
-		s.router.stop()
-		nb.close()
-		return nil, err
+	if nb.embedded == nil {
+		// On the embedded NATS this node is the only one: its own counts
+		// are the cluster's.
+		s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc, s.tun.nodeHeartbeat)
+		if err != nil {
+			s.router.stop()
+			nb.close()
+			return nil, err
+		}
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
 	lost := s.router.conf.lost
@@ -471,7 +483,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.log.Info("relay: shutting down", "sessions", len(conns))
 	// The other nodes stop counting this node's sessions now: its clients
 	// reconnecting to them are not refused for the sessions closing here.
-	s.aliases.cluster.stop()
+	if s.aliases.cluster != nil {
+		s.aliases.cluster.stop()
+	}
 	s.router.closeRoutes(ctx)
 	for _, c := range conns {
 		c.drain()

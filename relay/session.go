@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -252,6 +253,9 @@ func (s *session) writeLoop() {
 	for {
 		s.mu.Lock()
 		if s.closing || len(s.queue) == 0 {
+			if held {
+				_ = s.netConn.SetWriteDeadline(time.Time{}) // under s.mu: the next writer sets its own
+			}
 			s.writing = false
 			if cap(s.queue) > 16 {
 				s.queue = nil // give back memory after a burst
@@ -272,10 +276,12 @@ func (s *session) writeLoop() {
 		}
 		held = true
 		// Each frame has the write timeout: a client that reads slowly but
-		// steadily is not cut off by a long queue.
-		ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.writeTimeout)
-		err := s.conn.Write(ctx, websocket.MessageText, f.data)
-		cancel()
+		// steadily is not cut off by a long queue. It is a deadline on the
+		// connection, cleared when the writer ends (the other writes bound
+		// themselves with a context), rather than a context per frame,
+		// which costs coder/websocket a timer and a callback each time.
+		_ = s.netConn.SetWriteDeadline(time.Now().Add(s.srv.tun.writeTimeout))
+		err := s.conn.Write(context.Background(), websocket.MessageText, f.data)
 		s.mu.Lock()
 		s.inflight = false
 		if s.closing {
@@ -488,14 +494,27 @@ func (s *session) ping() {
 // serve reads the client's frames until the connection closes.
 func (s *session) serve(ctx context.Context) {
 	for {
-		typ, data, err := s.conn.Read(ctx)
+		typ, r, err := s.conn.Reader(ctx)
 		if err != nil {
 			s.readClosed(err)
 			return
 		}
-		s.handleFrame(typ, data)
+		buf := readBufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			readBufs.Put(buf)
+			s.readClosed(err)
+			return
+		}
+		s.handleFrame(typ, buf.Bytes())
+		readBufs.Put(buf)
 	}
 }
+
+// readBufs are the buffers serve reads frames into: handleFrame keeps
+// nothing of a frame's bytes (what it queues is copied), so one buffer
+// serves frame after frame, and an idle session holds none.
+var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // finish closes the session (if not yet closing), waits for its writer and
 // closer, and unregisters it.
@@ -507,13 +526,17 @@ func (s *session) finish() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.routed {
+		s.srv.router.remove(s)
+	}
+	// The slot is freed once the session no longer takes envelopes (the
+	// release may wait for the cluster's count).
 	if s.counted {
 		s.srv.aliases.release(context.Background(), s.alias, s.now(), &s.srv.tun)
 	}
 	if !s.routed {
 		return
 	}
-	s.srv.router.remove(s)
 	s.srv.metrics.sessions.Dec()
 	s.mu.Lock()
 	reason := s.reason
