@@ -503,6 +503,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-done
 	}
+	s.aliases.stopResyncs()
 	s.router.stop()
 	if derr := s.nats.drain(ctx); derr != nil && err == nil {
 		err = fmt.Errorf("relay: shutdown: %w", derr)
