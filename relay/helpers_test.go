@@ -54,7 +54,14 @@ func startRelay(t testing.TB, opts Options, tune func(*tunables)) *testRelay {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
-	opts.tune = tune
+	// Sessions park as soon as their client pauses: every test exercises
+	// parking and resuming (see poller).
+	opts.tune = func(tu *tunables) {
+		tu.idleAfter = 10 * time.Millisecond
+		if tune != nil {
+			tune(tu)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := New(ctx, opts)

@@ -218,24 +218,6 @@ func TestInboundFairShare(t *testing.T) {
 	}
 }
 
-func TestFrameMeter(t *testing.T) {
-	var ops []byte
-	m := &frameMeter{onFrame: func(op byte) { ops = append(ops, op) }}
-	stream := [][]byte{
-		{0x89, 0x80, 1, 2, 3, 4},              // ping, empty
-		{0x01, 0x83, 0, 0, 0, 0, 'a', 'b'},    // text, not final, 3 bytes (1 still to come)
-		{'c', 0x80, 0xfe, 0, 200, 0, 0, 0, 0}, // ... continuation, final, 200 bytes
-	}
-	for _, b := range stream {
-		m.scan(b)
-	}
-	m.scan(make([]byte, 200))
-	m.scan([]byte{0x8a, 0x80, 0, 0, 0, 0}) // pong
-	if string(ops) != string([]byte{0x9, 0x1, 0x0, 0xa}) {
-		t.Fatalf("opcodes %x", ops)
-	}
-}
-
 // TestByteBudgetDelaysNotRefuses: past its byte budget an alias's frames
 // are read more slowly, not refused: every envelope arrives, no notice.
 func TestByteBudgetDelaysNotRefuses(t *testing.T) {
