@@ -17,9 +17,10 @@ import (
 // sender's frames are dropped (recipient_busy, told to it and counted),
 // a light sender's get through.
 func TestReadingRecipientKeptFairDrop(t *testing.T) {
-	r, hold := startRelayHeld(t)
-	r.srv.tun.queueLen = 40            // and the senders' notices always fit theirs
-	r.srv.tun.stallTimeout = time.Hour // the held writer counts as progressing
+	r, hold := startRelayHeld(t, Options{}, func(tu *tunables) {
+		tu.queueLen = 40            // and the senders' notices always fit theirs
+		tu.stallTimeout = time.Hour // the held writer counts as progressing
+	})
 	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
 	ca, cc := r.connect(t, a.id, a.alias), r.connect(t, c.id, c.alias)
 	cb := r.connect(t, b.id, b.alias)
@@ -76,12 +77,7 @@ func TestSessionsPerAliasCap(t *testing.T) {
 	a := r.newUser(t)
 	c1 := r.connect(t, a.id, a.alias)
 	r.connect(t, a.id, a.alias)
-	conn := r.dial(t)
-	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
-	_, _, err := conn.Read(context.Background())
-	if websocket.CloseStatus(err) != websocket.StatusTryAgainLater || !containsStr(err.Error(), "too_many_sessions") {
-		t.Fatalf("third session: %v, want close 1013 too_many_sessions", err)
-	}
+	r.expectRefused(t, a)
 	if v := r.metric(t, `duet_relay_sessions_refused_total`); v != 1 {
 		t.Errorf("sessions refused %v, want 1", v)
 	}
@@ -139,7 +135,7 @@ func TestRateLimitSharedByAlias(t *testing.T) {
 func TestPingFloodClosed(t *testing.T) {
 	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1, 5 // frame budget: 2/s, burst 10
-		tu.floodLimit = 20
+		tu.frameFlood = 20
 	})
 	a := r.newUser(t)
 	c := r.connect(t, a.id, a.alias)
@@ -165,8 +161,7 @@ func TestPingFloodClosed(t *testing.T) {
 // TestNodeBudget: past the node's queued-bytes budget envelopes are dropped
 // (node_budget) and their senders told recipient_busy.
 func TestNodeBudget(t *testing.T) {
-	r, hold := startRelayHeld(t)
-	r.srv.budget.limit = 2000
+	r, hold := startRelayHeld(t, Options{QueueBudget: 2000}, nil)
 	a, b := r.newUser(t), r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)
 	r.connect(t, b.id, b.alias)
@@ -223,24 +218,6 @@ func TestInboundFairShare(t *testing.T) {
 	}
 }
 
-func TestFrameMeter(t *testing.T) {
-	var ops []byte
-	m := &frameMeter{onFrame: func(op byte) { ops = append(ops, op) }}
-	stream := [][]byte{
-		{0x89, 0x80, 1, 2, 3, 4},              // ping, empty
-		{0x01, 0x83, 0, 0, 0, 0, 'a', 'b'},    // text, not final, 3 bytes (1 still to come)
-		{'c', 0x80, 0xfe, 0, 200, 0, 0, 0, 0}, // ... continuation, final, 200 bytes
-	}
-	for _, b := range stream {
-		m.scan(b)
-	}
-	m.scan(make([]byte, 200))
-	m.scan([]byte{0x8a, 0x80, 0, 0, 0, 0}) // pong
-	if string(ops) != string([]byte{0x9, 0x1, 0x0, 0xa}) {
-		t.Fatalf("opcodes %x", ops)
-	}
-}
-
 // TestByteBudgetDelaysNotRefuses: past its byte budget an alias's frames
 // are read more slowly, not refused: every envelope arrives, no notice.
 func TestByteBudgetDelaysNotRefuses(t *testing.T) {
@@ -263,5 +240,27 @@ func TestByteBudgetDelaysNotRefuses(t *testing.T) {
 	// routed: none is there.
 	if n := len(ca.frames); n != 0 {
 		t.Errorf("a got %d notices: %v", n, <-ca.frames)
+	}
+}
+
+// TestBulkFramesPaced: frames larger than bulkFrame wait for the node's
+// bulk pace, small frames do not. The clock is frozen, so the pace's bucket
+// (one largest frame) never refills: a's second 40 KiB envelope waits (up
+// to maxThrottle) while c's small one, sent after it, is delivered.
+func TestBulkFramesPaced(t *testing.T) {
+	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) { tu.bulkRate = 1 })
+	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
+	ca, cb, cc := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias), r.connect(t, c.id, c.alias)
+	for _, id := range []string{"big1", "big2"} {
+		e := ca.env(b.alias, id)
+		e.Payload = strings.Repeat("A", 40<<10)
+		ca.send(e)
+	}
+	if m := cb.next(10 * time.Second); m["id"] != "big1" {
+		t.Fatalf("b got %v first, want big1", m["id"])
+	}
+	cc.send(cc.env(b.alias, "small"))
+	if m := cb.next(5 * time.Second); m["id"] != "small" {
+		t.Fatalf("b got %v, want small (big2 waits for the bulk pace)", m["id"])
 	}
 }

@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,6 +34,14 @@ import (
 // on which NATS answers with a 503 "no responders" status message when no
 // node subscribes to the recipient: that is how the relay learns that the
 // recipient is offline. Nothing else is ever sent to the inbox.
+//
+// A node on the embedded nats-server is the only node there can be (the
+// server has no listener, routes or leaf nodes): it delivers an envelope
+// for an alias with sessions on the node to them directly, without NATS
+// (router.solo), and publishes only envelopes for other aliases, whose
+// no-responders answer says they are offline. On a shared NATS every
+// envelope is published, so that the recipient's sessions on every node get
+// it.
 const (
 	subjectPrefix = "duet.a."
 	inboxPrefix   = "duet.n."
@@ -69,6 +77,12 @@ type router struct {
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
 	conf     *confirmer // accounts for published envelopes
+	// onLimits takes the duet.a.<alias>._limits notices (clusterLimits).
+	onLimits func(identity.Alias, []byte)
+	// solo: no other node can subscribe (the embedded NATS), so an envelope
+	// for an alias with local sessions is delivered to them directly;
+	// closeRoutes clears it (the node stops routing).
+	solo atomic.Bool
 
 	mu          sync.RWMutex
 	routes      map[identity.Alias]*route
@@ -87,7 +101,7 @@ func routeQueueFor(budget int64, n int) int {
 	return int(min(max(budget/2/int64(wire.MaxEnvelopeSize)/int64(n), minRouteQueue), routeQueueLen))
 }
 
-func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now func() time.Time, budget int64) (*router, error) {
+func newRouter(nc *nats.Conn, solo bool, m *metrics, log *slog.Logger, tun *tunables, now func() time.Time, budget int64) (*router, error) {
 	r := &router{
 		tun:      tun,
 		now:      now,
@@ -104,6 +118,7 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now f
 		return nil, fmt.Errorf("%w: subscribing the node inbox: %w", ErrNATS, err)
 	}
 	r.inboxSub = sub
+	r.solo.Store(solo)
 	n := max(2, runtime.GOMAXPROCS(0))
 	r.shards = make([]chan *nats.Msg, n)
 	for i := range r.shards {
@@ -117,7 +132,8 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now f
 }
 
 // closeRoutes stops routing envelopes to this node (the first step of a
-// shutdown): it unsubscribes every alias, so that NATS routes new envelopes
+// shutdown): it stops delivering its own sessions' envelopes directly
+// (solo) and unsubscribes every alias, so that NATS routes new envelopes
 // to the alias's sessions on other nodes, or answers the sender as for an
 // offline recipient; it stops the dispatchers and delivers what they had not
 // delivered yet, in order, to the sessions' queues. Sessions are no longer
@@ -130,6 +146,7 @@ func (r *router) closeRoutes(ctx context.Context) {
 		return
 	}
 	r.closed = true
+	r.solo.Store(false)
 	for _, rt := range r.routes {
 		r.unsubscribe(rt) // the route and its sessions stay for the delivery below
 	}
@@ -258,17 +275,23 @@ func (r *router) backlogDrops() uint64 {
 	return n
 }
 
-// publish sends an envelope from session s to its recipient's subject.
+// publish sends an envelope from session s to its recipient: straight to
+// the recipient's sessions on this node when no other node can have any
+// (solo), else to the recipient's subject.
 func (r *router) publish(s *session, env *wire.Envelope) {
-	data, err := json.Marshal(env) // re-encoded: clients get one canonical shape
-	if err != nil {
+	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
+	// The reply subject, built with one allocation (the string).
+	var b [160]byte
+	rb := strconv.AppendUint(append(append(b[:0], r.inbox...), '.'), s.id, 10)
+	rb = append(append(rb, '.'), env.To...)
+	if env.ID != "" {
+		rb = append(append(rb, '.'), env.ID...)
+	}
+	reply := string(rb)
+	r.m.in(env.Type).Inc()
+	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: reply}) {
 		return
 	}
-	reply := r.inbox + "." + strconv.FormatUint(s.id, 10) + "." + string(env.To)
-	if env.ID != "" {
-		reply += "." + env.ID
-	}
-	r.m.in(env.Type).Inc()
 	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: reply, Data: data}
 	if err := r.nc.PublishMsg(msg); err == nil {
 		r.conf.sent()
@@ -303,10 +326,15 @@ func (r *router) onInbox(m *nats.Msg) {
 	default:
 		return
 	}
-	rest, ok := strings.CutPrefix(m.Subject, r.inbox+".")
-	if !ok {
-		return
+	if rest, ok := strings.CutPrefix(m.Subject, r.inbox+"."); ok {
+		r.undeliverable(rest, reason)
 	}
+}
+
+// undeliverable tells the sender of an envelope that it was not delivered,
+// for reason. rest is the envelope's reply subject after the node's inbox:
+// <session>.<to>[.<id>]; an envelope without an id is not told.
+func (r *router) undeliverable(rest, reason string) {
 	parts := strings.SplitN(rest, ".", 3)
 	if len(parts) < 2 {
 		return
@@ -333,10 +361,15 @@ func (r *router) onInbox(m *nats.Msg) {
 }
 
 // busy tells the senders of dropped envelopes (those with an id: their
-// reply subject has one more token) that the recipient is busy.
+// reply subject has one more token) that the recipient is busy: directly
+// when they are on this node, else through NATS.
 func (r *router) busy(frames []outFrame) {
 	for _, f := range frames {
 		if f.reply == "" || strings.Count(f.reply, ".") != strings.Count(r.inbox, ".")+3 {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(f.reply, r.inbox+"."); ok {
+			r.undeliverable(rest, reasonBusy)
 			continue
 		}
 		msg := &nats.Msg{Subject: f.reply, Header: nats.Header{hdrUndeliverable: []string{reasonBusy}}}
@@ -368,49 +401,63 @@ func (r *router) dispatch(ch chan *nats.Msg) {
 	}
 }
 
-// deliver fans an envelope out to every local session of its alias without
-// blocking (see session.enqueue for the overload policy).
+// deliver fans an envelope routed by NATS out to the local sessions of its
+// alias.
 func (r *router) deliver(m *nats.Msg) {
 	rest, ok := strings.CutPrefix(m.Subject, subjectPrefix)
 	if !ok || len(rest) < 11 || rest[9] != '.' {
 		return
 	}
 	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
-	f := outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}
-	n, found := 0, false
+	if typ == limitsType {
+		r.onLimits(alias, m.Data)
+		return
+	}
+	if !r.fanOut(alias, typ, outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
+		r.m.drops.Inc(DropNoSession)
+	}
+}
+
+// fanOut queues f, an envelope of type typ, for every local session of
+// alias without blocking (see session.enqueueFrame for the overload
+// policy), and tells the senders of the frames dropped for it
+// (recipient_busy). It reports false, doing nothing, when alias has no
+// session on this node.
+func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) bool {
+	n := 0
 	var dropped []outFrame
 	r.mu.RLock()
-	if rt := r.routes[alias]; rt != nil && len(rt.sessions) > 0 {
-		found = true
-		if !rt.inbound.allow(f.from, len(f.data), r.now(), r.tun) {
-			r.m.drops.Inc(DropRecipientBusy)
+	rt := r.routes[alias]
+	if rt == nil || len(rt.sessions) == 0 {
+		r.mu.RUnlock()
+		return false
+	}
+	if !rt.inbound.allow(f.from, len(f.data), r.now(), r.tun) {
+		r.m.drops.Inc(DropRecipientBusy)
+		dropped = append(dropped, f)
+	} else {
+		refused := false
+		for _, s := range rt.sessions {
+			ok, d := s.enqueueFrame(f)
+			if ok {
+				n++
+			}
+			for _, x := range d {
+				if x.reply == f.reply {
+					refused = true // told below, once
+				} else {
+					dropped = append(dropped, x)
+				}
+			}
+		}
+		if refused && n == 0 {
 			dropped = append(dropped, f)
-		} else {
-			refused := false
-			for _, s := range rt.sessions {
-				ok, d := s.enqueueFrame(f)
-				if ok {
-					n++
-				}
-				for _, x := range d {
-					if x.reply == f.reply {
-						refused = true // told below, once
-					} else {
-						dropped = append(dropped, x)
-					}
-				}
-			}
-			if refused && n == 0 {
-				dropped = append(dropped, f)
-			}
 		}
 	}
 	r.mu.RUnlock()
 	r.busy(dropped)
-	if !found {
-		r.m.drops.Inc(DropNoSession)
-	}
 	if n > 0 {
 		r.m.out(typ).Add(float64(n))
 	}
+	return true
 }

@@ -3,10 +3,17 @@
 // bystander pair exchanging call_ice envelopes at 40/s, and runs each attack
 // of issue 12 against it in turn, bounded in count and time. For each attack
 // it reports the bystander's delivery latency p50/p99 while quiet and during
-// the attack, victim disconnects, the relay's peak RSS and CPU, and what the
-// attack itself observed. Every connection goes to 127.0.0.1.
+// the attack, victim disconnects, the relay's peak RSS and CPU, the attack's
+// CPU, and what the attack itself observed. The attack runs in a process of
+// its own at niceness 19 (-attacker-prefix; see runAttacker). Every connection
+// goes to 127.0.0.1.
 //
-//	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-- relay flags]
+//	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-profile DIR] [-- relay flags]
+//
+// With -profile, the relay serves its profiles (--pprof-addr on loopback)
+// and the suite saves a CPU profile and an execution trace of each attack,
+// taken from 1 s into it (-profile-after), as DIR/NAME.cpu.pprof and
+// DIR/NAME.trace (see `go tool pprof`, `go tool trace`).
 package main
 
 import (
@@ -35,6 +42,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -44,13 +52,26 @@ func main() {
 	relayBin := flag.String("relay-bin", "", "duet binary to run the relay with (default: go build ./cmd/duet)")
 	only := flag.String("only", "", "comma-separated attacks to run (default: all)")
 	scale := flag.Float64("scale", 1, "multiplies attack durations")
+	profile := flag.String("profile", "", "save a CPU profile and an execution trace of the relay during each attack in this directory")
+	slow := flag.Bool("slow", false, "print the bystander's slowest envelopes during each attack, and when they arrived")
+	profileFor := flag.Duration("profile-for", 5*time.Second, "length of each profile and trace (-profile)")
+	profileAfter := flag.Duration("profile-after", time.Second, "how far into each attack its profile and trace start (-profile)")
+	attackerPrefix := flag.String("attacker-prefix", defaultAttackerPrefix(), "command (space-separated) the attack's process runs under; \"\" for none")
 	bystanderFor := flag.String("bystander-for", "", "internal: run the bystander pair against this relay URL, printing latencies")
+	attackChild := flag.String("attack", "", "internal: run this attack against -relay-url (relay process -relay-pid), printing its result")
+	relayURL := flag.String("relay-url", "", "internal: see -attack")
+	relayPID := flag.Int("relay-pid", 0, "internal: see -attack")
 	flag.Parse()
 	if *bystanderFor != "" {
 		runBystanderChild(*bystanderFor)
 		return
 	}
-	if err := run(*relayBin, *only, *scale, flag.Args()); err != nil {
+	if *attackChild != "" {
+		runAttackChild(*attackChild, *relayURL, *relayPID, *scale)
+		return
+	}
+	prof := profiling{dir: *profile, length: *profileFor, after: *profileAfter}
+	if err := run(*relayBin, *only, *scale, prof, *slow, strings.Fields(*attackerPrefix), flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "duetabuse:", err)
 		os.Exit(1)
 	}
@@ -58,13 +79,17 @@ func main() {
 
 // relay is the relay under test.
 type relay struct {
-	cmd  *exec.Cmd
-	base string // http://127.0.0.1:port
-	ws   string
-	pid  int
+	cmd   *exec.Cmd
+	base  string // http://127.0.0.1:port
+	ws    string
+	pid   int
+	pprof string // the profiles' base URL, with -profile
 }
 
-var listenRE = regexp.MustCompile(`relay: listening.* addr=(\S+)`)
+var (
+	listenRE = regexp.MustCompile(`relay: listening.* addr=(\S+)`)
+	pprofRE  = regexp.MustCompile(`relay: serving profiles.* pprof=(\S+)`)
+)
 
 func startRelay(bin string, extra []string) (*relay, error) {
 	dir, err := os.MkdirTemp("", "duetabuse-")
@@ -82,11 +107,15 @@ func startRelay(bin string, extra []string) (*relay, error) {
 		return nil, err
 	}
 	addr := make(chan string, 1)
+	var pprofURL atomic.Value // string
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		sent := false
 		for sc.Scan() {
+			if m := pprofRE.FindStringSubmatch(sc.Text()); m != nil {
+				pprofURL.Store(m[1]) // logged before "listening"
+			}
 			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil && !sent {
 				addr <- m[1]
 				sent = true
@@ -98,7 +127,8 @@ func startRelay(bin string, extra []string) (*relay, error) {
 	}()
 	select {
 	case a := <-addr:
-		return &relay{cmd: cmd, base: "http://" + a, ws: "ws://" + a + "/api/v1/ws", pid: cmd.Process.Pid}, nil
+		p, _ := pprofURL.Load().(string)
+		return &relay{cmd: cmd, base: "http://" + a, ws: "ws://" + a + "/api/v1/ws", pid: cmd.Process.Pid, pprof: p}, nil
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		return nil, errors.New("the relay did not start within 60 s")
@@ -149,6 +179,85 @@ func (r *relay) cpuTicks() int {
 	u, _ := strconv.Atoi(f[11])
 	st, _ := strconv.Atoi(f[12])
 	return u + st
+}
+
+// defaultAttackerPrefix puts the attack's process below the suite's own
+// priority: nice -n 19, or, when the suite runs at a real-time priority p
+// (chrt -r p, p >= 2, which keeps other processes on the machine from
+// counting as the relay's delay), chrt -r p-1.
+func defaultAttackerPrefix() string {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return "nice -n 19"
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// rt_priority and policy are fields 40 and 41 of stat(5).
+	if len(f) > 38 {
+		prio, _ := strconv.Atoi(f[37])
+		if policy := f[38]; (policy == "1" || policy == "2") && prio >= 2 { // SCHED_FIFO, SCHED_RR
+			return "chrt -r " + strconv.Itoa(prio-1)
+		}
+	}
+	return "nice -n 19"
+}
+
+// attackResult is what an attack's process prints (runAttackChild).
+type attackResult struct {
+	Disconnects, Notes, Err string
+}
+
+// runAttacker runs the attack name against r in a process of its own,
+// under the command prefix (by default nice -n 19), and returns its result
+// and CPU time. The attacking clients' CPU is the attacker's machine's in
+// the real world; on the suite's one machine it competes with the relay and
+// the bystander, and at a low priority it takes the CPU they leave (what it
+// achieved is in its notes).
+func runAttacker(ctx context.Context, r *relay, name string, scale float64, prefix []string) (attackResult, time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return attackResult{}, 0, err
+	}
+	args := []string{self, "-attack", name, "-relay-url", r.base, "-relay-pid", strconv.Itoa(r.pid), "-scale", strconv.FormatFloat(scale, 'g', -1, 64)}
+	args = append(slices.Clone(prefix), args...)
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.Output()
+	var cpu time.Duration
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
+		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if err != nil {
+		return attackResult{}, cpu, fmt.Errorf("the attack's process: %w", err)
+	}
+	var res attackResult
+	if err := json.Unmarshal(stdout, &res); err != nil {
+		return res, cpu, fmt.Errorf("the attack's result %q: %w", stdout, err)
+	}
+	if res.Err != "" {
+		return res, cpu, errors.New(res.Err)
+	}
+	return res, cpu, nil
+}
+
+// runAttackChild is the attack's process: it runs the attack and prints
+// its attackResult.
+func runAttackChild(name, base string, pid int, scale float64) {
+	i := slices.IndexFunc(attacks, func(a attack) bool { return a.name == name })
+	if i < 0 {
+		fmt.Fprintln(os.Stderr, "duetabuse: no attack", name)
+		os.Exit(2)
+	}
+	r := &relay{base: base, ws: "ws://" + strings.TrimPrefix(base, "http://") + "/api/v1/ws", pid: pid}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var res attackResult
+	var err error
+	res.Disconnects, res.Notes, err = attacks[i].run(ctx, &env{r: r, scale: scale})
+	if err != nil {
+		res.Err = err.Error()
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(res)
 }
 
 // user is a registered identity.
@@ -328,6 +437,7 @@ func payload(size int) string {
 type bystander struct {
 	mu   sync.Mutex
 	lat  []time.Duration
+	at   []time.Time  // when each of lat arrived
 	lost atomic.Int64 // disconnects
 	cmd  *exec.Cmd
 	emit func(string) // in the child: where latencies go
@@ -363,6 +473,7 @@ func (b *bystander) start(r *relay) error {
 				ns, _ := strconv.ParseInt(f[1], 10, 64)
 				b.mu.Lock()
 				b.lat = append(b.lat, time.Duration(ns))
+				b.at = append(b.at, time.Now())
 				b.mu.Unlock()
 			}
 		}
@@ -470,13 +581,29 @@ func (b *bystander) run(ctx context.Context, r *relay, a, c *user) error {
 	return nil
 }
 
-// take returns the latencies recorded since the last take.
-func (b *bystander) take() []time.Duration {
+// take returns the latencies recorded since the last take, and when each
+// arrived.
+func (b *bystander) take() ([]time.Duration, []time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	l := b.lat
-	b.lat = nil
-	return l
+	l, at := b.lat, b.at
+	b.lat, b.at = nil, nil
+	return l, at
+}
+
+// slowest describes the n largest of l: each latency and when it arrived,
+// relative to t0.
+func slowest(l []time.Duration, at []time.Time, t0 time.Time, n int) string {
+	idx := make([]int, len(l))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return int(l[b] - l[a]) })
+	var parts []string
+	for _, i := range idx[:min(n, len(idx))] {
+		parts = append(parts, fmt.Sprintf("%s at %+.2f s", ms(l[i]), at[i].Sub(t0).Seconds()))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func pct(l []time.Duration, p float64) time.Duration {
@@ -539,9 +666,11 @@ type result struct {
 	name                 string
 	quietP50, quietP99   time.Duration
 	duringP50, duringP99 time.Duration
+	quietN, duringN      int // the bystander's envelopes the percentiles are of
 	victimDisconnects    string
 	rssIdle, rssPeak     int // KiB
 	cpu                  float64
+	attackerCPU          float64 // this process's: the attack's clients (the bystander has its own)
 	notes                string
 }
 
@@ -559,7 +688,48 @@ type env struct {
 
 func (e *env) dur(d time.Duration) time.Duration { return time.Duration(float64(d) * e.scale) }
 
-func run(bin, only string, scale float64, relayArgs []string) error {
+// profiling is -profile: where to save each attack's profiles, and their
+// length.
+type profiling struct {
+	dir           string
+	length, after time.Duration
+}
+
+// start fetches a CPU profile and an execution trace of r for p.length,
+// from p.after on, into p.dir; wait waits for both.
+func (p profiling) start(r *relay, name string) (wait func()) {
+	if p.dir == "" || r.pprof == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for _, k := range []struct{ path, file string }{{"profile", name + ".cpu.pprof"}, {"trace", name + ".trace"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(p.after) // by default past the attack's registrations
+			url := fmt.Sprintf("%s%s?seconds=%d", r.pprof, k.path, max(1, int(p.length.Seconds())))
+			resp, err := http.Get(url)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "   profile: %v\n", err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(p.dir, k.file))
+			if err == nil {
+				_, err = io.Copy(f, resp.Body)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil || resp.StatusCode != 200 {
+				fmt.Fprintf(os.Stderr, "   profile %s: %d %v\n", k.file, resp.StatusCode, err)
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+func run(bin, only string, scale float64, prof profiling, slow bool, attackerPrefix, relayArgs []string) error {
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "duetabuse-bin-")
 		if err != nil {
@@ -573,6 +743,12 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 			return fmt.Errorf("building the relay: %w", err)
 		}
 	}
+	if prof.dir != "" {
+		if err := os.MkdirAll(prof.dir, 0o755); err != nil {
+			return err
+		}
+		relayArgs = append(relayArgs, "--pprof-addr", "127.0.0.1:0")
+	}
 	var results []result
 	victimLost := false
 	for _, a := range attacks {
@@ -580,7 +756,7 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "== %s: %s\n", a.name, a.desc)
-		res, err := runOne(bin, relayArgs, a, scale)
+		res, err := runOne(bin, relayArgs, a, scale, prof, slow, attackerPrefix)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "   failed: %v\n", err)
 			res = result{name: a.name, notes: "error: " + err.Error()}
@@ -591,12 +767,12 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 			victimLost = true
 		}
 	}
-	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during | victim disconnects | relay RSS idle → peak | relay CPU during | observed |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during (envelopes) | victim disconnects | relay RSS idle → peak | relay CPU during | attacker CPU | observed |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		fmt.Printf("| %s | %s → %s | %s → %s | %s | %d → %d MiB | %.0f %% | %s |\n", r.name,
-			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects,
-			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.notes)
+		fmt.Printf("| %s | %s → %s | %s → %s (%d → %d) | %s | %d → %d MiB | %.0f %% | %.0f %% | %s |\n", r.name,
+			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects,
+			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
 	}
 	if victimLost {
 		return errors.New("a reading victim was disconnected")
@@ -607,12 +783,12 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func printResult(w io.Writer, r result) {
-	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s; victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %%; %s\n",
-		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.notes)
+	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s (of %d -> %d envelopes); victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %% (attacker %.0f %%); %s\n",
+		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
 }
 
 // runOne runs one attack against a fresh relay.
-func runOne(bin string, relayArgs []string, a attack, scale float64) (result, error) {
+func runOne(bin string, relayArgs []string, a attack, scale float64, prof profiling, slow bool, attackerPrefix []string) (result, error) {
 	res := result{name: a.name}
 	r, err := startRelay(bin, relayArgs)
 	if err != nil {
@@ -627,8 +803,8 @@ func runOne(bin string, relayArgs []string, a attack, scale float64) (result, er
 	}
 	defer by.stop()
 	time.Sleep(5 * time.Second)
-	quiet := by.take()
-	res.quietP50, res.quietP99 = pct(quiet, 0.5), pct(quiet, 0.99)
+	quiet, _ := by.take()
+	res.quietP50, res.quietP99, res.quietN = pct(quiet, 0.5), pct(quiet, 0.99), len(quiet)
 	res.rssIdle = r.rssKiB()
 
 	// Sample RSS while the attack runs.
@@ -652,15 +828,21 @@ func runOne(bin string, relayArgs []string, a attack, scale float64) (result, er
 		}
 	}()
 	cpu0, t0 := r.cpuTicks(), time.Now()
-	e := &env{r: r, scale: scale}
 	actx, acancel := context.WithTimeout(ctx, 4*time.Minute)
-	disc, notes, err := a.run(actx, e)
+	profiled := prof.start(r, a.name)
+	out, attackerCPU, err := runAttacker(actx, r, a.name, scale, attackerPrefix)
 	acancel()
 	cpu := float64(r.cpuTicks()-cpu0) / 100 / time.Since(t0).Seconds() * 100
+	res.attackerCPU = attackerCPU.Seconds() / time.Since(t0).Seconds() * 100
+	disc, notes := out.Disconnects, out.Notes
 	close(stopSample)
 	<-sampled
-	during := by.take()
-	res.duringP50, res.duringP99 = pct(during, 0.5), pct(during, 0.99)
+	during, at := by.take()
+	if slow {
+		fmt.Fprintf(os.Stderr, "   slowest bystander envelopes during the attack (started %s): %s\n", t0.UTC().Format("15:04:05.000"), slowest(during, at, t0, 12))
+	}
+	profiled() // after the measures: a profile outlasting the attack does not dilute them
+	res.duringP50, res.duringP99, res.duringN = pct(during, 0.5), pct(during, 0.99), len(during)
 	res.rssPeak = int(peak.Load())
 	res.cpu = cpu
 	res.victimDisconnects = disc
