@@ -29,11 +29,14 @@ import (
 // duet.a.<alias>.*. Each envelope carries a reply subject on the sending
 // node's inbox,
 //
-//	duet.n.<node>.<session>.<to>[.<id>]
+//	duet.n.<node>.<session>.<to>.<seq>[.<id>]
 //
-// on which NATS answers with a 503 "no responders" status message when no
-// node subscribes to the recipient: that is how the relay learns that the
-// recipient is offline. Nothing else is ever sent to the inbox.
+// (seq numbers the node's envelopes, see acks.go) on which NATS answers
+// with a 503 "no responders" status message when no node subscribes to the
+// recipient: that is how the relay learns that the recipient is offline.
+// The recipient's nodes answer there too: an empty message once the
+// envelope is queued to a session (acknowledged), or a Duet-Undeliverable
+// header saying why it was not (recipient_busy, dropped).
 const (
 	subjectPrefix = "duet.a."
 	inboxPrefix   = "duet.n."
@@ -68,7 +71,7 @@ type router struct {
 	quit     chan struct{}
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
-	conf     *confirmer // accounts for published envelopes
+	acks     *acker // published envelopes awaiting their answer
 
 	mu          sync.RWMutex
 	routes      map[identity.Alias]*route
@@ -112,7 +115,7 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now f
 		go r.dispatch(r.shards[i])
 	}
 	m.drops.backlog = r.backlogDrops
-	r.conf = newConfirmer(nc, m.drops)
+	r.acks = newAcker(&tun.ackWait, r.unacknowledged)
 	return r, nil
 }
 
@@ -153,11 +156,12 @@ func (r *router) closeRoutes(ctx context.Context) {
 	}
 }
 
-// stop closes the routes (if not done yet) and unsubscribes the inbox.
+// stop closes the routes (if not done yet), waits for the answers to the
+// envelopes published (at most ackWait) and unsubscribes the inbox.
 func (r *router) stop() {
 	r.closeRoutes(context.Background())
+	r.acks.stop()
 	_ = r.inboxSub.Unsubscribe()
-	r.conf.stop()
 }
 
 func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
@@ -258,26 +262,79 @@ func (r *router) backlogDrops() uint64 {
 	return n
 }
 
-// publish sends an envelope from session s to its recipient's subject.
+// publish sends an envelope from session s to its recipient's subject and
+// awaits its answer.
 func (r *router) publish(s *session, env *wire.Envelope) {
 	data, err := json.Marshal(env) // re-encoded: clients get one canonical shape
 	if err != nil {
 		return
 	}
-	reply := r.inbox + "." + strconv.FormatUint(s.id, 10) + "." + string(env.To)
-	if env.ID != "" {
-		reply += "." + env.ID
-	}
 	r.m.in(env.Type).Inc()
-	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: reply, Data: data}
-	if err := r.nc.PublishMsg(msg); err == nil {
-		r.conf.sent()
-	} else {
-		r.m.drops.Inc(DropPublish)
-		r.log.Warn("relay: publishing an envelope failed", "err", err)
-		if env.ID != "" {
-			s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: env.ID, To: env.To, Reason: reasonUnavailable}))
+	seq, ok := r.acks.track(s.id, env.To, env.ID)
+	if !ok {
+		r.refuse(s, env, errAwaitFull)
+		return
+	}
+	var reply strings.Builder
+	reply.Grow(len(r.inbox) + 2*20 + len(env.To) + len(env.ID) + 4)
+	reply.WriteString(r.inbox)
+	reply.WriteByte('.')
+	writeUint(&reply, s.id)
+	reply.WriteByte('.')
+	reply.WriteString(string(env.To))
+	reply.WriteByte('.')
+	writeUint(&reply, seq)
+	if env.ID != "" {
+		reply.WriteByte('.')
+		reply.WriteString(env.ID)
+	}
+	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: reply.String(), Data: data}
+	if err := r.nc.PublishMsg(msg); err != nil {
+		r.acks.settle(seq, ackSettled)
+		r.refuse(s, env, err)
+	}
+}
+
+// errAwaitFull refuses a publish while the node awaits answers for
+// maxAwaited envelopes.
+var errAwaitFull = errors.New("relay: too many envelopes awaiting acknowledgement")
+
+// refuse counts an envelope the node could not publish and tells its
+// sender.
+func (r *router) refuse(s *session, env *wire.Envelope, err error) {
+	r.m.drops.Inc(DropPublish)
+	r.log.Warn("relay: publishing an envelope failed", "err", err)
+	if env.ID != "" {
+		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: env.ID, To: env.To, Reason: reasonUnavailable}))
+	}
+}
+
+// writeUint writes n in decimal without allocating.
+func writeUint(b *strings.Builder, n uint64) {
+	var buf [20]byte
+	b.Write(strconv.AppendUint(buf[:0], n, 10))
+}
+
+// unacknowledged tells the senders of envelopes no node acknowledged within
+// ackWait that they are unavailable, and counts those no node counted.
+func (r *router) unacknowledged(es []awaited) {
+	var lost uint64
+	for _, e := range es {
+		if e.state == ackPending {
+			lost++
 		}
+		if e.id == "" {
+			continue
+		}
+		r.mu.RLock()
+		s := r.sessions[e.sid]
+		r.mu.RUnlock()
+		if s != nil {
+			s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: e.id, To: e.to, Reason: reasonUnavailable}))
+		}
+	}
+	if lost > 0 {
+		r.m.drops.Add(DropLostInCluster, lost)
 	}
 }
 
@@ -288,60 +345,88 @@ const (
 	reasonBusy        = "recipient_busy" // the recipient is sent more than it takes
 )
 
-// hdrUndeliverable is the header of the notice a recipient's node sends to
-// an envelope's reply subject when it drops the envelope (recipient_busy).
-const hdrUndeliverable = "Duet-Undeliverable"
+// hdrUndeliverable is the header of the answer a recipient's node sends to
+// an envelope's reply subject when it does not queue the envelope:
+// recipient_busy (the sender is told so), or hdrDropped (dropped and counted
+// for another reason, such as no_local_session).
+const (
+	hdrUndeliverable = "Duet-Undeliverable"
+	hdrDropped       = "dropped"
+)
 
-// onInbox handles NATS's no-responders answers for envelopes sent by this
-// node's sessions, and the recipient nodes' recipient_busy notices.
+// onInbox handles the answers to envelopes sent by this node's sessions:
+// the recipient nodes' acknowledgements and notices, and NATS's
+// no-responders (offline).
 func (r *router) onInbox(m *nats.Msg) {
-	reason := reasonOffline
-	switch {
-	case m.Header.Get("Status") == "503":
-	case m.Header.Get(hdrUndeliverable) == reasonBusy:
-		reason = reasonBusy
-	default:
-		return
-	}
 	rest, ok := strings.CutPrefix(m.Subject, r.inbox+".")
 	if !ok {
 		return
 	}
-	parts := strings.SplitN(rest, ".", 3)
-	if len(parts) < 2 {
-		return
-	}
-	if len(parts) == 2 {
-		if reason == reasonOffline {
-			r.m.undeliverable.WithLabelValues("silent").Inc()
-		}
-		return
-	}
-	if reason == reasonOffline {
-		r.m.undeliverable.WithLabelValues("sent").Inc()
-	}
-	id, err := strconv.ParseUint(parts[0], 10, 64)
+	// <session>.<to>.<seq>[.<id>]
+	sidStr, rest, _ := strings.Cut(rest, ".")
+	to, rest, _ := strings.Cut(rest, ".")
+	seqStr, id, _ := strings.Cut(rest, ".")
+	seq, err := strconv.ParseUint(seqStr, 10, 64)
 	if err != nil {
 		return
 	}
+	if len(m.Header) == 0 { // acknowledged
+		r.acks.settle(seq, ackSettled)
+		return
+	}
+	reason := reasonOffline
+	switch {
+	case m.Header.Get("Status") == "503":
+		// Told once: not when the wait ended first (unavailable).
+		if _, ok := r.acks.settle(seq, ackSettled); !ok {
+			return
+		}
+		if id == "" {
+			r.m.undeliverable.WithLabelValues("silent").Inc()
+			return
+		}
+		r.m.undeliverable.WithLabelValues("sent").Inc()
+	case m.Header.Get(hdrUndeliverable) == reasonBusy:
+		// Told even when acknowledged: a queued envelope may be dropped
+		// later to make room for a lighter sender's.
+		r.acks.settle(seq, ackSettled)
+		reason = reasonBusy
+	case m.Header.Get(hdrUndeliverable) == hdrDropped:
+		r.acks.settle(seq, ackDropped)
+		return
+	default:
+		return
+	}
+	sid, err := strconv.ParseUint(sidStr, 10, 64)
+	if err != nil || id == "" {
+		return
+	}
 	r.mu.RLock()
-	s := r.sessions[id]
+	s := r.sessions[sid]
 	r.mu.RUnlock()
 	if s != nil {
-		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: parts[2], To: identity.Alias(parts[1]), Reason: reason}))
+		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: id, To: identity.Alias(to), Reason: reason}))
 	}
 }
 
-// busy tells the senders of dropped envelopes (those with an id: their
-// reply subject has one more token) that the recipient is busy.
+// busy tells the senders of dropped envelopes that the recipient is busy.
 func (r *router) busy(frames []outFrame) {
 	for _, f := range frames {
-		if f.reply == "" || strings.Count(f.reply, ".") != strings.Count(r.inbox, ".")+3 {
-			continue
-		}
-		msg := &nats.Msg{Subject: f.reply, Header: nats.Header{hdrUndeliverable: []string{reasonBusy}}}
-		_ = r.nc.PublishMsg(msg)
+		r.answer(f.reply, reasonBusy)
 	}
+}
+
+// answer sends the answer to an envelope with reply subject reply: an
+// acknowledgement when reason is "", else a Duet-Undeliverable notice.
+func (r *router) answer(reply, reason string) {
+	if reply == "" {
+		return
+	}
+	if reason == "" {
+		_ = r.nc.Publish(reply, nil)
+		return
+	}
+	_ = r.nc.PublishMsg(&nats.Msg{Subject: reply, Header: nats.Header{hdrUndeliverable: []string{reason}}})
 }
 
 // senderOf reads the from alias of an envelope the relay encoded
@@ -377,14 +462,14 @@ func (r *router) deliver(m *nats.Msg) {
 	}
 	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
 	f := outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}
-	n, found := 0, false
+	n, found, busy := 0, false, false
 	var dropped []outFrame
 	r.mu.RLock()
 	if rt := r.routes[alias]; rt != nil && len(rt.sessions) > 0 {
 		found = true
 		if !rt.inbound.allow(f.from, len(f.data), r.now(), r.tun) {
 			r.m.drops.Inc(DropRecipientBusy)
-			dropped = append(dropped, f)
+			dropped, busy = append(dropped, f), true
 		} else {
 			refused := false
 			for _, s := range rt.sessions {
@@ -401,7 +486,7 @@ func (r *router) deliver(m *nats.Msg) {
 				}
 			}
 			if refused && n == 0 {
-				dropped = append(dropped, f)
+				dropped, busy = append(dropped, f), true
 			}
 		}
 	}
@@ -410,7 +495,11 @@ func (r *router) deliver(m *nats.Msg) {
 	if !found {
 		r.m.drops.Inc(DropNoSession)
 	}
-	if n > 0 {
+	switch {
+	case n > 0:
+		r.answer(m.Reply, "")
 		r.m.out(typ).Add(float64(n))
+	case !busy: // no local session, or they were closing: counted above or by enqueueFrame
+		r.answer(m.Reply, hdrDropped)
 	}
 }

@@ -116,6 +116,7 @@ type tunables struct {
 	pingTimeout    time.Duration
 	readyGrace     time.Duration // see ReadyGrace
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
+	ackWait        time.Duration // see ackWait; tests shorten it
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -142,6 +143,7 @@ var defaultTunables = tunables{
 	pingTimeout:    DefaultPingTimeout,
 	readyGrace:     ReadyGrace,
 	tokenTTL:       TokenTTL,
+	ackWait:        ackWait,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -256,8 +258,6 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.close()
 		return nil, err
 	}
-	lost := s.router.conf.lost
-	nb.onDisconnect.Store(&lost)
 	// The directory took its buckets' writes: ready from here (see
 	// handleReady's grace).
 	s.dir.lastOK.Store(time.Now().UnixNano())
