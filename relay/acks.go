@@ -112,6 +112,28 @@ func (a *acker) track(sid uint64, to identity.Alias, id string) (uint64, bool) {
 	return seq, true
 }
 
+// acked settles the envelopes whose seqs list holds (decimal, separated
+// by spaces: an ackSubject message).
+func (a *acker) acked(list []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	mask := uint64(len(a.ring) - 1)
+	for len(list) > 0 {
+		var seq uint64
+		i := 0
+		for ; i < len(list) && list[i] != ' '; i++ {
+			seq = seq*10 + uint64(list[i]-'0')
+		}
+		list = list[min(i+1, len(list)):]
+		if seq < a.tail || seq >= a.head {
+			continue
+		}
+		if e := &a.ring[seq&mask]; e.seq == seq {
+			e.state = ackSettled
+		}
+	}
+}
+
 // growLocked doubles the ring, up to maxAwaited entries. a.mu is held.
 func (a *acker) growLocked() bool {
 	if len(a.ring) >= maxAwaited {

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -73,5 +74,33 @@ func TestAcker(t *testing.T) {
 		if _, ok := a.settle(e.seq, ackSettled); ok {
 			t.Errorf("%d settled after it expired", e.seq)
 		}
+	}
+}
+
+// TestAckBatch: acknowledgements are grouped by the sending node's inbox;
+// a reply subject without a seq (a relay before acknowledgements) is not
+// batched.
+func TestAckBatch(t *testing.T) {
+	var b ackBatch
+	for _, reply := range []string{
+		"duet.n.A.1.u12345678.10.id-1",
+		"duet.n.B.2.u12345678.11",
+		"duet.n.A.3.u12345678.12",
+	} {
+		if !b.add(reply) {
+			t.Errorf("%s: not batched", reply)
+		}
+	}
+	for _, reply := range []string{"duet.n.A.1.u12345678.id-1", "duet.n.A.1.u12345678", "duet.n.A.1.u12345678."} {
+		if b.add(reply) {
+			t.Errorf("%s: batched", reply)
+		}
+	}
+	got := map[string]string{}
+	for i, inbox := range b.inbox {
+		got[inbox] = string(b.seqs[i])
+	}
+	if want := map[string]string{"duet.n.A": "10 12", "duet.n.B": "11"}; !maps.Equal(got, want) || b.n != 3 {
+		t.Errorf("batch %v (n %d), want %v", got, b.n, want)
 	}
 }

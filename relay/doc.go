@@ -8,7 +8,9 @@
 // envelopes travel on one subject per alias, to which every node holding a
 // session of that alias subscribes once. By default a node runs an embedded
 // nats-server in-process; with Options.NATSURL it joins an external one. The
-// code path is the same: the node always talks to NATS through nats.go.
+// code path is the same: the node always talks to NATS through nats.go,
+// except that a node on the embedded server, which no other node can share,
+// delivers an envelope for an alias with sessions on the node directly.
 //
 // The relay never decrypts payloads and never logs payloads or tokens. Every
 // queue is bounded and every drop is counted (duet_relay_drops_total) by

@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,12 +31,22 @@ import (
 //
 //	duet.n.<node>.<session>.<to>.<seq>[.<id>]
 //
-// (seq numbers the node's envelopes, see acks.go) on which NATS answers
-// with a 503 "no responders" status message when no node subscribes to the
-// recipient: that is how the relay learns that the recipient is offline.
-// The recipient's nodes answer there too: an empty message once the
-// envelope is queued to a session (acknowledged), or a Duet-Undeliverable
-// header saying why it was not (recipient_busy, dropped).
+// (seq numbers the node's published envelopes, see acks.go; 0 for one
+// delivered without NATS) on which NATS answers with a 503 "no responders"
+// status message when no node subscribes to the recipient: that is how the
+// relay learns that the recipient is offline. The recipient's nodes answer
+// there too: an empty message once the envelope is queued to a session
+// (acknowledged; a dispatcher with more envelopes queued sends their seqs
+// together on duet.n.<node>.acks instead), or a Duet-Undeliverable header
+// saying why it was not (recipient_busy, dropped).
+//
+// A node on the embedded nats-server is the only node there can be (the
+// server has no listener, routes or leaf nodes): it delivers an envelope
+// for an alias with sessions on the node to them directly, without NATS
+// (router.solo), and publishes only envelopes for other aliases, whose
+// no-responders answer says they are offline. On a shared NATS every
+// envelope is published, so that the recipient's sessions on every node get
+// it.
 const (
 	subjectPrefix = "duet.a."
 	inboxPrefix   = "duet.n."
@@ -72,6 +82,10 @@ type router struct {
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
 	acks     *acker // published envelopes awaiting their answer
+	// solo: no other node can subscribe (the embedded NATS), so an envelope
+	// for an alias with local sessions is delivered to them directly;
+	// closeRoutes clears it (the node stops routing).
+	solo atomic.Bool
 
 	mu          sync.RWMutex
 	routes      map[identity.Alias]*route
@@ -90,7 +104,7 @@ func routeQueueFor(budget int64, n int) int {
 	return int(min(max(budget/2/int64(wire.MaxEnvelopeSize)/int64(n), minRouteQueue), routeQueueLen))
 }
 
-func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now func() time.Time, budget int64) (*router, error) {
+func newRouter(nc *nats.Conn, solo bool, m *metrics, log *slog.Logger, tun *tunables, now func() time.Time, budget int64) (*router, error) {
 	r := &router{
 		tun:      tun,
 		now:      now,
@@ -107,6 +121,7 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now f
 		return nil, fmt.Errorf("%w: subscribing the node inbox: %w", ErrNATS, err)
 	}
 	r.inboxSub = sub
+	r.solo.Store(solo)
 	n := max(2, runtime.GOMAXPROCS(0))
 	r.shards = make([]chan *nats.Msg, n)
 	for i := range r.shards {
@@ -120,7 +135,8 @@ func newRouter(nc *nats.Conn, m *metrics, log *slog.Logger, tun *tunables, now f
 }
 
 // closeRoutes stops routing envelopes to this node (the first step of a
-// shutdown): it unsubscribes every alias, so that NATS routes new envelopes
+// shutdown): it stops delivering its own sessions' envelopes directly
+// (solo) and unsubscribes every alias, so that NATS routes new envelopes
 // to the alias's sessions on other nodes, or answers the sender as for an
 // offline recipient; it stops the dispatchers and delivers what they had not
 // delivered yet, in order, to the sessions' queues. Sessions are no longer
@@ -133,6 +149,7 @@ func (r *router) closeRoutes(ctx context.Context) {
 		return
 	}
 	r.closed = true
+	r.solo.Store(false)
 	for _, rt := range r.routes {
 		r.unsubscribe(rt) // the route and its sessions stay for the delivery below
 	}
@@ -149,11 +166,13 @@ func (r *router) closeRoutes(ctx context.Context) {
 	close(r.quit)
 	r.wg.Wait()
 	// Nothing is subscribed any more: the shards only shrink.
+	var acks ackBatch
 	for _, ch := range r.shards {
 		for len(ch) > 0 {
-			r.deliver(<-ch)
+			r.deliver(<-ch, &acks)
 		}
 	}
+	acks.flush(r.nc)
 }
 
 // stop closes the routes (if not done yet), waits for the answers to the
@@ -262,37 +281,49 @@ func (r *router) backlogDrops() uint64 {
 	return n
 }
 
-// publish sends an envelope from session s to its recipient's subject and
-// awaits its answer.
+// publish sends an envelope from session s to its recipient: straight to
+// the recipient's sessions on this node when no other node can have any
+// (solo), else to the recipient's subject, awaiting its answer.
 func (r *router) publish(s *session, env *wire.Envelope) {
-	data, err := json.Marshal(env) // re-encoded: clients get one canonical shape
-	if err != nil {
+	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
+	r.m.in(env.Type).Inc()
+	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: r.reply(s, env, 0)}) != noSession {
 		return
 	}
-	r.m.in(env.Type).Inc()
 	seq, ok := r.acks.track(s.id, env.To, env.ID)
 	if !ok {
 		r.refuse(s, env, errAwaitFull)
 		return
 	}
-	var reply strings.Builder
-	reply.Grow(len(r.inbox) + 2*20 + len(env.To) + len(env.ID) + 4)
-	reply.WriteString(r.inbox)
-	reply.WriteByte('.')
-	writeUint(&reply, s.id)
-	reply.WriteByte('.')
-	reply.WriteString(string(env.To))
-	reply.WriteByte('.')
-	writeUint(&reply, seq)
-	if env.ID != "" {
-		reply.WriteByte('.')
-		reply.WriteString(env.ID)
-	}
-	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: reply.String(), Data: data}
+	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: r.reply(s, env, seq), Data: data}
 	if err := r.nc.PublishMsg(msg); err != nil {
 		r.acks.settle(seq, ackSettled)
 		r.refuse(s, env, err)
 	}
+}
+
+// reply is the reply subject of envelope env from session s, number seq.
+func (r *router) reply(s *session, env *wire.Envelope, seq uint64) string {
+	var b strings.Builder
+	b.Grow(len(r.inbox) + 2*20 + len(env.To) + len(env.ID) + 4)
+	b.WriteString(r.inbox)
+	b.WriteByte('.')
+	writeUint(&b, s.id)
+	b.WriteByte('.')
+	b.WriteString(string(env.To))
+	b.WriteByte('.')
+	writeUint(&b, seq)
+	if env.ID != "" {
+		b.WriteByte('.')
+		b.WriteString(env.ID)
+	}
+	return b.String()
+}
+
+// writeUint writes n in decimal without allocating.
+func writeUint(b *strings.Builder, n uint64) {
+	var buf [20]byte
+	b.Write(strconv.AppendUint(buf[:0], n, 10))
 }
 
 // errAwaitFull refuses a publish while the node awaits answers for
@@ -309,12 +340,6 @@ func (r *router) refuse(s *session, env *wire.Envelope, err error) {
 	}
 }
 
-// writeUint writes n in decimal without allocating.
-func writeUint(b *strings.Builder, n uint64) {
-	var buf [20]byte
-	b.Write(strconv.AppendUint(buf[:0], n, 10))
-}
-
 // unacknowledged tells the senders of envelopes no node acknowledged within
 // ackWait that they are unavailable, and counts those no node counted.
 func (r *router) unacknowledged(es []awaited) {
@@ -323,14 +348,8 @@ func (r *router) unacknowledged(es []awaited) {
 		if e.state == ackPending {
 			lost++
 		}
-		if e.id == "" {
-			continue
-		}
-		r.mu.RLock()
-		s := r.sessions[e.sid]
-		r.mu.RUnlock()
-		if s != nil {
-			s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: e.id, To: e.to, Reason: reasonUnavailable}))
+		if e.id != "" {
+			r.tell(e.sid, e.id, e.to, reasonUnavailable)
 		}
 	}
 	if lost > 0 {
@@ -338,10 +357,20 @@ func (r *router) unacknowledged(es []awaited) {
 	}
 }
 
+// tell sends session sid (if still on this node) an undeliverable notice.
+func (r *router) tell(sid uint64, id string, to identity.Alias, reason string) {
+	r.mu.RLock()
+	s := r.sessions[sid]
+	r.mu.RUnlock()
+	if s != nil {
+		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: id, To: to, Reason: reason}))
+	}
+}
+
 // Reasons of undeliverable notices.
 const (
 	reasonOffline     = "offline"
-	reasonUnavailable = "unavailable"    // this node cannot reach NATS
+	reasonUnavailable = "unavailable"    // this node cannot reach NATS, or no node acknowledged the envelope
 	reasonBusy        = "recipient_busy" // the recipient is sent more than it takes
 )
 
@@ -354,6 +383,16 @@ const (
 	hdrDropped       = "dropped"
 )
 
+// The answers to an envelope (see answered).
+type answerKind uint8
+
+const (
+	answerAck answerKind = iota
+	answerOffline
+	answerBusy
+	answerDropped
+)
+
 // onInbox handles the answers to envelopes sent by this node's sessions:
 // the recipient nodes' acknowledgements and notices, and NATS's
 // no-responders (offline).
@@ -362,7 +401,24 @@ func (r *router) onInbox(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	// <session>.<to>.<seq>[.<id>]
+	switch {
+	case rest == ackSubject:
+		r.acks.acked(m.Data)
+	case len(m.Header) == 0:
+		r.answered(rest, answerAck)
+	case m.Header.Get("Status") == "503":
+		r.answered(rest, answerOffline)
+	case m.Header.Get(hdrUndeliverable) == reasonBusy:
+		r.answered(rest, answerBusy)
+	case m.Header.Get(hdrUndeliverable) == hdrDropped:
+		r.answered(rest, answerDropped)
+	}
+}
+
+// answered settles an envelope of this node's sessions and tells its
+// sender what there is to tell. rest is its reply subject after the node's
+// inbox: <session>.<to>.<seq>[.<id>].
+func (r *router) answered(rest string, kind answerKind) {
 	sidStr, rest, _ := strings.Cut(rest, ".")
 	to, rest, _ := strings.Cut(rest, ".")
 	seqStr, id, _ := strings.Cut(rest, ".")
@@ -370,13 +426,15 @@ func (r *router) onInbox(m *nats.Msg) {
 	if err != nil {
 		return
 	}
-	if len(m.Header) == 0 { // acknowledged
+	reason := reasonBusy
+	switch kind {
+	case answerAck:
 		r.acks.settle(seq, ackSettled)
 		return
-	}
-	reason := reasonOffline
-	switch {
-	case m.Header.Get("Status") == "503":
+	case answerDropped:
+		r.acks.settle(seq, ackDropped)
+		return
+	case answerOffline:
 		// Told once: not when the wait ended first (unavailable).
 		if _, ok := r.acks.settle(seq, ackSettled); !ok {
 			return
@@ -386,34 +444,97 @@ func (r *router) onInbox(m *nats.Msg) {
 			return
 		}
 		r.m.undeliverable.WithLabelValues("sent").Inc()
-	case m.Header.Get(hdrUndeliverable) == reasonBusy:
+		reason = reasonOffline
+	case answerBusy:
 		// Told even when acknowledged: a queued envelope may be dropped
 		// later to make room for a lighter sender's.
 		r.acks.settle(seq, ackSettled)
-		reason = reasonBusy
-	case m.Header.Get(hdrUndeliverable) == hdrDropped:
-		r.acks.settle(seq, ackDropped)
-		return
-	default:
-		return
 	}
 	sid, err := strconv.ParseUint(sidStr, 10, 64)
 	if err != nil || id == "" {
 		return
 	}
-	r.mu.RLock()
-	s := r.sessions[sid]
-	r.mu.RUnlock()
-	if s != nil {
-		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: id, To: identity.Alias(to), Reason: reason}))
+	r.tell(sid, id, identity.Alias(to), reason)
+}
+
+// busy tells the senders of dropped envelopes that the recipient is busy:
+// directly when they are on this node, else through NATS.
+func (r *router) busy(frames []outFrame) {
+	for _, f := range frames {
+		if rest, ok := strings.CutPrefix(f.reply, r.inbox+"."); ok {
+			r.answered(rest, answerBusy)
+			continue
+		}
+		r.answer(f.reply, reasonBusy)
 	}
 }
 
-// busy tells the senders of dropped envelopes that the recipient is busy.
-func (r *router) busy(frames []outFrame) {
-	for _, f := range frames {
-		r.answer(f.reply, reasonBusy)
+// ackSubject is the token after a node's inbox of the subject on which other
+// nodes acknowledge several of its envelopes at once: the payload is their
+// seqs, in decimal, separated by spaces.
+const ackSubject = "acks"
+
+// maxAckBatch bounds the acknowledgements a dispatcher holds back.
+const maxAckBatch = 512
+
+// ackBatch collects the acknowledgements a dispatcher owes, by sending node.
+type ackBatch struct {
+	inbox []string // sending nodes' inboxes
+	seqs  [][]byte // their seqs
+	n     int
+}
+
+// add adds the acknowledgement of the envelope with reply subject reply
+// (duet.n.<node>.<session>.<to>.<seq>[.<id>]); false if reply has no seq.
+func (b *ackBatch) add(reply string) bool {
+	// inbox: the first 3 tokens; seq: the 6th.
+	end, start, dots := 0, 0, 0
+	for i := 0; i < len(reply); i++ {
+		if reply[i] != '.' {
+			continue
+		}
+		dots++
+		switch dots {
+		case 3:
+			end = i
+		case 5:
+			start = i + 1
+		case 6:
+			reply = reply[:i]
+		}
 	}
+	if dots < 5 || start == len(reply) {
+		return false
+	}
+	inbox, seq := reply[:end], reply[start:]
+	for _, c := range []byte(seq) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	b.n++
+	for i, x := range b.inbox {
+		if x == inbox {
+			b.seqs[i] = append(append(b.seqs[i], ' '), seq...)
+			return true
+		}
+	}
+	b.inbox = append(b.inbox, inbox)
+	if len(b.seqs) < len(b.inbox) {
+		b.seqs = append(b.seqs, nil)
+	}
+	i := len(b.inbox) - 1
+	b.seqs[i] = append(b.seqs[i][:0], seq...)
+	return true
+}
+
+// flush sends the acknowledgements collected, one message per node.
+func (b *ackBatch) flush(nc *nats.Conn) {
+	for i, inbox := range b.inbox {
+		_ = nc.Publish(inbox+"."+ackSubject, b.seqs[i])
+	}
+	clear(b.inbox)
+	b.inbox, b.n = b.inbox[:0], 0
 }
 
 // answer sends the answer to an envelope with reply subject reply: an
@@ -443,63 +564,91 @@ func senderOf(data []byte) identity.Alias {
 // dispatch delivers routed envelopes of one shard to the local sessions.
 func (r *router) dispatch(ch chan *nats.Msg) {
 	defer r.wg.Done()
+	var acks ackBatch // sent when the shard is empty, or full enough
 	for {
 		select {
 		case <-r.quit:
+			acks.flush(r.nc)
 			return
 		case m := <-ch:
-			r.deliver(m)
+			r.deliver(m, &acks)
+			if len(ch) == 0 || acks.n >= maxAckBatch {
+				acks.flush(r.nc)
+			}
 		}
 	}
 }
 
-// deliver fans an envelope out to every local session of its alias without
-// blocking (see session.enqueue for the overload policy).
-func (r *router) deliver(m *nats.Msg) {
+// deliver fans an envelope routed by NATS out to the local sessions of its
+// alias and answers its sender's node (an acknowledgement goes in acks).
+func (r *router) deliver(m *nats.Msg, acks *ackBatch) {
 	rest, ok := strings.CutPrefix(m.Subject, subjectPrefix)
 	if !ok || len(rest) < 11 || rest[9] != '.' {
 		return
 	}
-	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
-	f := outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}
-	n, found, busy := 0, false, false
+	switch r.fanOut(identity.Alias(rest[:9]), wire.Type(rest[10:]), outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
+	case queued:
+		if !acks.add(m.Reply) {
+			r.answer(m.Reply, "")
+		}
+	case noSession:
+		r.m.drops.Inc(DropNoSession)
+		r.answer(m.Reply, hdrDropped)
+	case notQueued:
+		r.answer(m.Reply, hdrDropped)
+	}
+}
+
+// What fanOut did with an envelope.
+type fanOutcome uint8
+
+const (
+	queued    fanOutcome = iota // to at least one session
+	noSession                   // the alias has no session on this node: nothing done
+	busyDrop                    // dropped under the overload policy, its sender told recipient_busy
+	notQueued                   // the sessions were closing (counted by enqueueFrame)
+)
+
+// fanOut queues f, an envelope of type typ, for every local session of
+// alias without blocking (see session.enqueueFrame for the overload
+// policy), and tells the senders of the frames dropped for it
+// (recipient_busy).
+func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) fanOutcome {
+	n, out := 0, notQueued
 	var dropped []outFrame
 	r.mu.RLock()
-	if rt := r.routes[alias]; rt != nil && len(rt.sessions) > 0 {
-		found = true
-		if !rt.inbound.allow(f.from, len(f.data), r.now(), r.tun) {
-			r.m.drops.Inc(DropRecipientBusy)
-			dropped, busy = append(dropped, f), true
-		} else {
-			refused := false
-			for _, s := range rt.sessions {
-				ok, d := s.enqueueFrame(f)
-				if ok {
-					n++
-				}
-				for _, x := range d {
-					if x.reply == f.reply {
-						refused = true // told below, once
-					} else {
-						dropped = append(dropped, x)
-					}
+	rt := r.routes[alias]
+	if rt == nil || len(rt.sessions) == 0 {
+		r.mu.RUnlock()
+		return noSession
+	}
+	if !rt.inbound.allow(f.from, len(f.data), r.now(), r.tun) {
+		r.m.drops.Inc(DropRecipientBusy)
+		dropped, out = append(dropped, f), busyDrop
+	} else {
+		refused := false
+		for _, s := range rt.sessions {
+			ok, d := s.enqueueFrame(f)
+			if ok {
+				n++
+			}
+			for _, x := range d {
+				if x.reply == f.reply {
+					refused = true // told below, once
+				} else {
+					dropped = append(dropped, x)
 				}
 			}
-			if refused && n == 0 {
-				dropped, busy = append(dropped, f), true
-			}
+		}
+		if refused && n == 0 {
+			dropped, out = append(dropped, f), busyDrop
 		}
 	}
 	r.mu.RUnlock()
 	r.busy(dropped)
-	if !found {
-		r.m.drops.Inc(DropNoSession)
-	}
-	switch {
-	case n > 0:
-		r.answer(m.Reply, "")
+	if n > 0 {
 		r.m.out(typ).Add(float64(n))
-	case !busy: // no local session, or they were closing: counted above or by enqueueFrame
-		r.answer(m.Reply, hdrDropped)
+		out = queued
 	}
+	return out
 }

@@ -253,7 +253,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.tokens = &tokens{key: key, now: s.now}
-	s.router, err = newRouter(nb.nc, m, s.log, &s.tun, s.now, s.budget.limit)
+	s.router, err = newRouter(nb.nc, nb.embedded != nil, m, s.log, &s.tun, s.now, s.budget.limit)
 	if err != nil {
 		nb.close()
 		return nil, err

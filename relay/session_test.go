@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -48,6 +49,35 @@ func TestExchange(t *testing.T) {
 	}
 	if got := r.metric(t, "duet_relay_sessions"); got != 2 {
 		t.Errorf("sessions = %v, want 2", got)
+	}
+}
+
+// TestLocalDeliveryWithoutNATS: on the embedded NATS, envelopes between
+// sessions of one node are delivered directly, none published; an envelope
+// for an alias with no session still goes to NATS, whose no-responders
+// answer makes the undeliverable notice.
+func TestLocalDeliveryWithoutNATS(t *testing.T) {
+	r := startRelay(t, Options{}, nil)
+	if !r.srv.Embedded() {
+		t.Fatal("the relay does not run the embedded NATS")
+	}
+	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+	before := r.srv.nats.nc.Stats().OutMsgs
+	for i := range 20 {
+		e := ca.env(b.alias, fmt.Sprintf("m%d", i))
+		ca.send(e)
+		cb.expectEnvelope(e)
+	}
+	if n := r.srv.nats.nc.Stats().OutMsgs - before; n != 0 {
+		t.Errorf("%d messages published for 20 envelopes between sessions of the node, want 0", n)
+	}
+	ca.send(ca.env(c.alias, "off"))
+	if m := ca.next(5 * time.Second); m["type"] != "undeliverable" || m["id"] != "off" || m["reason"] != "offline" {
+		t.Fatalf("got %v, want undeliverable offline", m)
+	}
+	if n := r.srv.nats.nc.Stats().OutMsgs - before; n != 1 {
+		t.Errorf("%d messages published for one envelope to an alias without a session, want 1", n)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 
 	"github.com/duetcall/duet/identity"
 )
@@ -244,12 +246,53 @@ func (e *Envelope) Validate() error {
 	return nil
 }
 
-// Encode returns the envelope's JSON encoding.
+// Encode returns the envelope's JSON encoding (AppendJSON).
 func (e *Envelope) Encode() ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	return json.Marshal(e)
+	return e.AppendJSON(nil), nil
+}
+
+// AppendJSON appends the envelope's JSON encoding to b: byte for byte what
+// json.Marshal makes of it (the fields in order, id left out when empty),
+// without reflection and, for strings that need no escaping, without
+// allocating beyond b. It does not validate the envelope (Encode does).
+func (e *Envelope) AppendJSON(b []byte) []byte {
+	b = slices.Grow(b, len(`{"type":"","to":"","from":"","call_id":"","crypto_v":-2147483648,"payload":"","id":""}`)+
+		len(e.Type)+len(e.To)+len(e.From)+len(e.CallID)+len(e.Payload)+len(e.ID))
+	b = append(b, `{"type":`...)
+	b = appendJSONString(b, string(e.Type))
+	b = append(b, `,"to":`...)
+	b = appendJSONString(b, string(e.To))
+	b = append(b, `,"from":`...)
+	b = appendJSONString(b, string(e.From))
+	b = append(b, `,"call_id":`...)
+	b = appendJSONString(b, e.CallID)
+	b = append(b, `,"crypto_v":`...)
+	b = strconv.AppendInt(b, int64(e.CryptoV), 10)
+	b = append(b, `,"payload":`...)
+	b = appendJSONString(b, e.Payload)
+	if e.ID != "" {
+		b = append(b, `,"id":`...)
+		b = appendJSONString(b, e.ID)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s quoted as json.Marshal quotes it: copied when
+// it is printable ASCII that json.Marshal leaves alone, else by
+// json.Marshal (escapes, HTML-safe characters, invalid UTF-8).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func aliasErr(a identity.Alias) error {

@@ -283,3 +283,20 @@ func FuzzOpen(f *testing.F) {
 		check(env)
 	})
 }
+
+// FuzzAppendJSON checks that AppendJSON writes what json.Marshal does, for
+// any field values (escapes, HTML characters, invalid UTF-8 included).
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("call_ice", "u12345678", "u87654321", "c1", 2, "AAAA+/==", "")
+	f.Add("t", "", "<a>&", "\u2028\x00\"\\", -7, "é\xff\x7f", "id-1")
+	f.Fuzz(func(t *testing.T, typ, to, from, callID string, cryptoV int, payload, id string) {
+		e := Envelope{Type: Type(typ), To: identity.Alias(to), From: identity.Alias(from), CallID: callID, CryptoV: cryptoV, Payload: payload, ID: id}
+		want, err := json.Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.AppendJSON([]byte("x")); string(got) != "x"+string(want) {
+			t.Fatalf("AppendJSON = %q, json.Marshal = %q", got[1:], want)
+		}
+	})
+}

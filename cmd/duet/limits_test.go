@@ -32,11 +32,11 @@ func TestRelayLimitFlags(t *testing.T) {
 }
 
 func TestRelayHTTPFlags(t *testing.T) {
-	c, err := parseRelayConfig([]string{"--trusted-proxies", "10.0.0.0/8, 192.0.2.7", "--register-pow", "16", "--metrics-addr", "127.0.0.1:9100",
+	c, err := parseRelayConfig([]string{"--trusted-proxies", "10.0.0.0/8, 192.0.2.7", "--register-pow", "16", "--metrics-addr", "127.0.0.1:9100", "--pprof-addr", "127.0.0.1:6060",
 		"--turn-user-allocations", "4", "--turn-allocations", "100"}, mapLookup(nil))
 	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")}
 	if err != nil || !slices.Equal(c.trustedProxies, want) || c.registerPoW != 16 || c.metricsAddr != "127.0.0.1:9100" ||
-		c.turnUserAllocs != 4 || c.turnAllocs != 100 {
+		c.turnUserAllocs != 4 || c.turnAllocs != 100 || c.pprofAddr != "127.0.0.1:6060" {
 		t.Fatalf("got %v %d %q %v", c.trustedProxies, c.registerPoW, c.metricsAddr, err)
 	}
 }
@@ -60,5 +60,31 @@ func TestRelayMetricsAddr(t *testing.T) {
 	}
 	if code, body := get("http://" + m[1] + "/metrics"); strings.Contains(body, "duet_relay_sessions") {
 		t.Errorf("/metrics on --addr: %d, still the metrics", code)
+	}
+}
+
+// TestRelayPprofAddr: --pprof-addr serves Go's profiles there, and the
+// public address does not.
+func TestRelayPprofAddr(t *testing.T) {
+	r := startRunRelay(t, "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--no-turn", "--pprof-addr", "127.0.0.1:0")
+	p := r.waitLog(t, regexp.MustCompile(`msg="relay: serving profiles" pprof=(\S+)`))
+	m := r.waitLog(t, regexp.MustCompile(`msg="relay: listening" addr=(\S+)`))
+	resp, err := http.Get(p[1] + "goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "goroutine profile:") {
+		t.Errorf("%s: %d %.80q", p[1], resp.StatusCode, b)
+	}
+	resp, err = http.Get("http://" + m[1] + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), "goroutine profile:") {
+		t.Errorf("profiles on --addr: %d", resp.StatusCode)
 	}
 }

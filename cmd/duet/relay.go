@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -96,6 +97,8 @@ Flags (environment variable in brackets):
                             0.5 s in a browser) [DUET_REGISTER_POW] (default 0: off)
   --metrics-addr ADDR       serve /metrics on ADDR only, not on --addr [DUET_METRICS_ADDR]
                             (default: /metrics on --addr)
+  --pprof-addr ADDR         serve Go's profiles (/debug/pprof/) on ADDR, e.g. 127.0.0.1:6060;
+                            keep it private: a profile costs CPU [DUET_PPROF_ADDR] (default: off)
   --log-level LEVEL         debug, info, warn or error [DUET_LOG_LEVEL] (default info)
 
 TURN providers (environment or .env only), first configured wins:
@@ -137,6 +140,7 @@ type relayConfig struct {
 	turnUserAllocs, turnAllocs  int
 	registerPoW                 int
 	metricsAddr                 string
+	pprofAddr                   string
 	cfKeyID, cfToken            string
 	turnHost, turnSecret        string
 	twilioSID, twilioToken      string
@@ -239,6 +243,7 @@ func parseRelayConfig(args []string, lookup lookupFunc) (relayConfig, error) {
 	fs.StringVar(&turnAll, "turn-allocations", str("DUET_TURN_ALLOCATIONS", ""), "")
 	fs.StringVar(&pow, "register-pow", str("DUET_REGISTER_POW", ""), "")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", str("DUET_METRICS_ADDR", ""), "")
+	fs.StringVar(&c.pprofAddr, "pprof-addr", str("DUET_PPROF_ADDR", ""), "")
 	if envErr != nil {
 		return c, envErr
 	}
@@ -541,22 +546,46 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	}
 
 	hs := newHTTPServer(web.Handler(srv.Handler()), log)
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3) // hs, the metrics and the pprof servers
+	var stopAside []*http.Server
 	go func() { serveErr <- hs.Serve(ln) }()
-	metrics := "/metrics"
-	if cfg.metricsAddr != "" {
-		mln, err := net.Listen("tcp", cfg.metricsAddr)
+	// serveAside serves h on addr (a flag's), beside hs, until the relay
+	// stops; it returns the listener's address.
+	serveAside := func(flagName, addr string, h http.Handler, writeTimeout time.Duration) (string, error) {
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			_ = hs.Close()
 			_ = srv.Shutdown(context.Background())
-			return fmt.Errorf("listen --metrics-addr: %w", err)
+			return "", fmt.Errorf("listen %s: %w", flagName, err)
 		}
+		as := newHTTPServer(h, log)
+		as.WriteTimeout = writeTimeout
+		go func() { serveErr <- as.Serve(l) }()
+		stopAside = append(stopAside, as)
+		return l.Addr().String(), nil
+	}
+	defer func() {
+		for _, as := range stopAside {
+			_ = as.Close()
+		}
+	}()
+	metrics := "/metrics"
+	if cfg.metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", srv.MetricsHandler())
-		ms := newHTTPServer(mux, log)
-		defer ms.Close()
-		go func() { serveErr <- ms.Serve(mln) }()
-		metrics = "http://" + mln.Addr().String() + "/metrics"
+		a, err := serveAside("--metrics-addr", cfg.metricsAddr, mux, hs.WriteTimeout)
+		if err != nil {
+			return err
+		}
+		metrics = "http://" + a + "/metrics"
+	}
+	if cfg.pprofAddr != "" {
+		// No write timeout: a CPU profile or trace streams for as long as asked.
+		a, err := serveAside("--pprof-addr", cfg.pprofAddr, pprofMux(), 0)
+		if err != nil {
+			return err
+		}
+		log.Info("relay: serving profiles", "pprof", "http://"+a+"/debug/pprof/")
 	}
 	scheme := "http"
 	if rtls != nil {
@@ -597,6 +626,17 @@ func serveRelay(ctx context.Context, cfg relayConfig, log *slog.Logger) error {
 	}
 	log.Info("relay: stopped")
 	return runErr
+}
+
+// pprofMux serves net/http/pprof's handlers (--pprof-addr).
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // setMemoryLimit gives the Go runtime a soft memory limit of the queue

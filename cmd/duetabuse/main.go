@@ -6,7 +6,12 @@
 // the attack, victim disconnects, the relay's peak RSS and CPU, and what the
 // attack itself observed. Every connection goes to 127.0.0.1.
 //
-//	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-- relay flags]
+//	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-profile DIR] [-- relay flags]
+//
+// With -profile, the relay serves its profiles (--pprof-addr on loopback)
+// and the suite saves a CPU profile and an execution trace of each attack,
+// taken from 1 s into it, as DIR/NAME.cpu.pprof and DIR/NAME.trace (see
+// `go tool pprof`, `go tool trace`).
 package main
 
 import (
@@ -44,13 +49,17 @@ func main() {
 	relayBin := flag.String("relay-bin", "", "duet binary to run the relay with (default: go build ./cmd/duet)")
 	only := flag.String("only", "", "comma-separated attacks to run (default: all)")
 	scale := flag.Float64("scale", 1, "multiplies attack durations")
+	profile := flag.String("profile", "", "save a CPU profile and an execution trace of the relay during each attack in this directory")
+	slow := flag.Bool("slow", false, "print the bystander's slowest envelopes during each attack, and when they arrived")
+	profileFor := flag.Duration("profile-for", 5*time.Second, "length of each profile and trace (-profile)")
 	bystanderFor := flag.String("bystander-for", "", "internal: run the bystander pair against this relay URL, printing latencies")
 	flag.Parse()
 	if *bystanderFor != "" {
 		runBystanderChild(*bystanderFor)
 		return
 	}
-	if err := run(*relayBin, *only, *scale, flag.Args()); err != nil {
+	prof := profiling{dir: *profile, length: *profileFor}
+	if err := run(*relayBin, *only, *scale, prof, *slow, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "duetabuse:", err)
 		os.Exit(1)
 	}
@@ -58,13 +67,17 @@ func main() {
 
 // relay is the relay under test.
 type relay struct {
-	cmd  *exec.Cmd
-	base string // http://127.0.0.1:port
-	ws   string
-	pid  int
+	cmd   *exec.Cmd
+	base  string // http://127.0.0.1:port
+	ws    string
+	pid   int
+	pprof string // the profiles' base URL, with -profile
 }
 
-var listenRE = regexp.MustCompile(`relay: listening.* addr=(\S+)`)
+var (
+	listenRE = regexp.MustCompile(`relay: listening.* addr=(\S+)`)
+	pprofRE  = regexp.MustCompile(`relay: serving profiles.* pprof=(\S+)`)
+)
 
 func startRelay(bin string, extra []string) (*relay, error) {
 	dir, err := os.MkdirTemp("", "duetabuse-")
@@ -82,11 +95,15 @@ func startRelay(bin string, extra []string) (*relay, error) {
 		return nil, err
 	}
 	addr := make(chan string, 1)
+	var pprofURL atomic.Value // string
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		sent := false
 		for sc.Scan() {
+			if m := pprofRE.FindStringSubmatch(sc.Text()); m != nil {
+				pprofURL.Store(m[1]) // logged before "listening"
+			}
 			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil && !sent {
 				addr <- m[1]
 				sent = true
@@ -98,7 +115,8 @@ func startRelay(bin string, extra []string) (*relay, error) {
 	}()
 	select {
 	case a := <-addr:
-		return &relay{cmd: cmd, base: "http://" + a, ws: "ws://" + a + "/api/v1/ws", pid: cmd.Process.Pid}, nil
+		p, _ := pprofURL.Load().(string)
+		return &relay{cmd: cmd, base: "http://" + a, ws: "ws://" + a + "/api/v1/ws", pid: cmd.Process.Pid, pprof: p}, nil
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		return nil, errors.New("the relay did not start within 60 s")
@@ -328,6 +346,7 @@ func payload(size int) string {
 type bystander struct {
 	mu   sync.Mutex
 	lat  []time.Duration
+	at   []time.Time  // when each of lat arrived
 	lost atomic.Int64 // disconnects
 	cmd  *exec.Cmd
 	emit func(string) // in the child: where latencies go
@@ -363,6 +382,7 @@ func (b *bystander) start(r *relay) error {
 				ns, _ := strconv.ParseInt(f[1], 10, 64)
 				b.mu.Lock()
 				b.lat = append(b.lat, time.Duration(ns))
+				b.at = append(b.at, time.Now())
 				b.mu.Unlock()
 			}
 		}
@@ -470,13 +490,29 @@ func (b *bystander) run(ctx context.Context, r *relay, a, c *user) error {
 	return nil
 }
 
-// take returns the latencies recorded since the last take.
-func (b *bystander) take() []time.Duration {
+// take returns the latencies recorded since the last take, and when each
+// arrived.
+func (b *bystander) take() ([]time.Duration, []time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	l := b.lat
-	b.lat = nil
-	return l
+	l, at := b.lat, b.at
+	b.lat, b.at = nil, nil
+	return l, at
+}
+
+// slowest describes the n largest of l: each latency and when it arrived,
+// relative to t0.
+func slowest(l []time.Duration, at []time.Time, t0 time.Time, n int) string {
+	idx := make([]int, len(l))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return int(l[b] - l[a]) })
+	var parts []string
+	for _, i := range idx[:min(n, len(idx))] {
+		parts = append(parts, fmt.Sprintf("%s at %+.2f s", ms(l[i]), at[i].Sub(t0).Seconds()))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func pct(l []time.Duration, p float64) time.Duration {
@@ -559,7 +595,48 @@ type env struct {
 
 func (e *env) dur(d time.Duration) time.Duration { return time.Duration(float64(d) * e.scale) }
 
-func run(bin, only string, scale float64, relayArgs []string) error {
+// profiling is -profile: where to save each attack's profiles, and their
+// length.
+type profiling struct {
+	dir    string
+	length time.Duration
+}
+
+// start fetches a CPU profile and an execution trace of r for p.length,
+// after a second, into p.dir; wait waits for both.
+func (p profiling) start(r *relay, name string) (wait func()) {
+	if p.dir == "" || r.pprof == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for _, k := range []struct{ path, file string }{{"profile", name + ".cpu.pprof"}, {"trace", name + ".trace"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Second) // past the attack's registrations
+			url := fmt.Sprintf("%s%s?seconds=%d", r.pprof, k.path, max(1, int(p.length.Seconds())))
+			resp, err := http.Get(url)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "   profile: %v\n", err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(p.dir, k.file))
+			if err == nil {
+				_, err = io.Copy(f, resp.Body)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil || resp.StatusCode != 200 {
+				fmt.Fprintf(os.Stderr, "   profile %s: %d %v\n", k.file, resp.StatusCode, err)
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+func run(bin, only string, scale float64, prof profiling, slow bool, relayArgs []string) error {
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "duetabuse-bin-")
 		if err != nil {
@@ -573,6 +650,12 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 			return fmt.Errorf("building the relay: %w", err)
 		}
 	}
+	if prof.dir != "" {
+		if err := os.MkdirAll(prof.dir, 0o755); err != nil {
+			return err
+		}
+		relayArgs = append(relayArgs, "--pprof-addr", "127.0.0.1:0")
+	}
 	var results []result
 	victimLost := false
 	for _, a := range attacks {
@@ -580,7 +663,7 @@ func run(bin, only string, scale float64, relayArgs []string) error {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "== %s: %s\n", a.name, a.desc)
-		res, err := runOne(bin, relayArgs, a, scale)
+		res, err := runOne(bin, relayArgs, a, scale, prof, slow)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "   failed: %v\n", err)
 			res = result{name: a.name, notes: "error: " + err.Error()}
@@ -612,7 +695,7 @@ func printResult(w io.Writer, r result) {
 }
 
 // runOne runs one attack against a fresh relay.
-func runOne(bin string, relayArgs []string, a attack, scale float64) (result, error) {
+func runOne(bin string, relayArgs []string, a attack, scale float64, prof profiling, slow bool) (result, error) {
 	res := result{name: a.name}
 	r, err := startRelay(bin, relayArgs)
 	if err != nil {
@@ -627,7 +710,7 @@ func runOne(bin string, relayArgs []string, a attack, scale float64) (result, er
 	}
 	defer by.stop()
 	time.Sleep(5 * time.Second)
-	quiet := by.take()
+	quiet, _ := by.take()
 	res.quietP50, res.quietP99 = pct(quiet, 0.5), pct(quiet, 0.99)
 	res.rssIdle = r.rssKiB()
 
@@ -654,12 +737,17 @@ func runOne(bin string, relayArgs []string, a attack, scale float64) (result, er
 	cpu0, t0 := r.cpuTicks(), time.Now()
 	e := &env{r: r, scale: scale}
 	actx, acancel := context.WithTimeout(ctx, 4*time.Minute)
+	profiled := prof.start(r, a.name)
 	disc, notes, err := a.run(actx, e)
 	acancel()
 	cpu := float64(r.cpuTicks()-cpu0) / 100 / time.Since(t0).Seconds() * 100
 	close(stopSample)
 	<-sampled
-	during := by.take()
+	during, at := by.take()
+	if slow {
+		fmt.Fprintf(os.Stderr, "   slowest bystander envelopes during the attack (started %s): %s\n", t0.UTC().Format("15:04:05.000"), slowest(during, at, t0, 12))
+	}
+	profiled() // after the measures: a profile outlasting the attack does not dilute them
 	res.duringP50, res.duringP99 = pct(during, 0.5), pct(during, 0.99)
 	res.rssPeak = int(peak.Load())
 	res.cpu = cpu
