@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/coder/websocket"
+
 	"github.com/duetcall/duet/identity"
 )
 
@@ -65,4 +67,33 @@ func BenchmarkClusterLookup(b *testing.B) {
 		}
 	}
 	d.reads = readLeader
+}
+
+// BenchmarkClusterSessionOpen measures opening a session on a 3-node
+// cluster (3 replicas): one op is a WebSocket handshake (challenge, auth,
+// ready; the alias's session counted in the cluster) on relay i%3 by one
+// of 4 aliases, then its close (uncounted after the op). cpu-ms/op is the
+// test process's CPU time (relays, NATS servers and clients) per op.
+func BenchmarkClusterSessionOpen(b *testing.B) {
+	c := startCluster(b, 3)
+	var r []*testRelay
+	for i := range 3 {
+		r = append(r, startClusterRelay(b, c, i, Options{KVReplicas: 3}))
+	}
+	var users []user
+	for range 4 {
+		users = append(users, r[0].newUser(b))
+	}
+	ctx := context.Background()
+	cpu0 := processCPU(b)
+	i := 0
+	for b.Loop() {
+		conn, refused, err := r[i%3].openSession(ctx, users[i%len(users)])
+		if err != nil || refused {
+			b.Fatalf("session %d: refused %v, %v", i, refused, err)
+		}
+		conn.Close(websocket.StatusNormalClosure, "")
+		i++
+	}
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }

@@ -295,7 +295,7 @@ func TestStartDuringElection(t *testing.T) {
 	u := r0.newUser(t)
 	// Move every leader to one node, then kill it.
 	leader := c.metaLeader()
-	for _, b := range []string{bucketAliases, bucketKeys, bucketChallenges, bucketConfig} {
+	for _, b := range kvBuckets {
 		for c.waitStreamLeader(kvStream(b)) != leader {
 			if err := c.nodes[c.waitStreamLeader(kvStream(b))].srv.JetStreamStepdownStream(server.DEFAULT_GLOBAL_ACCOUNT, kvStream(b)); err != nil {
 				t.Logf("stepdown %s: %v", b, err)
@@ -319,6 +319,9 @@ func TestStartDuringElection(t *testing.T) {
 		t.Fatalf("registered as %s, want %s", got, u.alias)
 	}
 }
+
+// kvBuckets are the relay's JetStream KV buckets.
+var kvBuckets = []string{bucketAliases, bucketKeys, bucketChallenges, bucketConfig, bucketSessions}
 
 // bucketReplicasNow reads a bucket's replica count from JetStream.
 func bucketReplicasNow(t testing.TB, r *testRelay, bucket string) int {
@@ -348,7 +351,7 @@ func TestKVReplicasNeverLowered(t *testing.T) {
 	r1 := startClusterRelay(t, c, 1, Options{KVReplicas: 3})
 	r2 := startClusterRelay(t, c, 2, Options{KVReplicas: 1})
 	r3 := startClusterRelay(t, c, 0, Options{})
-	for _, b := range []string{bucketAliases, bucketKeys, bucketChallenges, bucketConfig} {
+	for _, b := range kvBuckets {
 		if got := bucketReplicasNow(t, r2, b); got != 3 {
 			t.Errorf("%s: %d replicas after a node joined with --kv-replicas 1, want 3", b, got)
 		}
@@ -365,7 +368,7 @@ func TestKVReplicasNeverLowered(t *testing.T) {
 // leadersOnto moves the leadership of the directory's streams to node i.
 func (c *natsCluster) leadersOnto(t testing.TB, i int) {
 	t.Helper()
-	for _, b := range []string{bucketAliases, bucketKeys, bucketChallenges, bucketConfig} {
+	for _, b := range kvBuckets {
 		eventually(t, 60*time.Second, "leader of "+b+" on node "+fmt.Sprint(i), func() bool {
 			l := c.waitStreamLeader(kvStream(b))
 			if l == i {

@@ -56,6 +56,7 @@ const (
 	bucketKeys       = "duet_signing_keys" // hex(ed25519) -> alias
 	bucketChallenges = "duet_challenges"   // base64url(challenge) -> expiry (Unix ms), TTL ChallengeTTL
 	bucketConfig     = "duet_config"       // shared relay configuration
+	bucketSessions   = "duet_sessions"     // alias -> sessions per node (JSON), in memory; see clusterLimits
 	configTokenKey   = "token-hmac-key"    // in bucketConfig: the bearer token key
 )
 
@@ -73,6 +74,7 @@ type directory struct {
 	keys       kvBucket
 	challenges kvBucket
 	config     kvBucket
+	sessions   kvBucket
 	nc         *nats.Conn
 	reads      readPolicy
 	m          *metrics     // nil-safe
@@ -94,8 +96,11 @@ func openDirectory(ctx context.Context, js jetstream.JetStream, replicas int, lo
 		{&d.keys, jetstream.KeyValueConfig{Bucket: bucketKeys, Description: "duet signing key -> alias", MaxValueSize: 1024}},
 		{&d.challenges, jetstream.KeyValueConfig{Bucket: bucketChallenges, Description: "duet single-use registration challenges", MaxValueSize: 1024, TTL: ChallengeTTL}},
 		{&d.config, jetstream.KeyValueConfig{Bucket: bucketConfig, Description: "duet relay shared configuration", MaxValueSize: 1024}},
+		// Session counts describe live connections: kept in memory, they
+		// vanish with the NATS cluster, as the sessions do.
+		{&d.sessions, jetstream.KeyValueConfig{Bucket: bucketSessions, Description: "duet sessions per alias and relay node", MaxValueSize: 4096, Storage: jetstream.MemoryStorage}},
 	} {
-		b.cfg.Storage = jetstream.FileStorage
+		// Storage: FileStorage (the zero value) unless set above.
 		b.cfg.History = 1
 		n, err := bucketReplicas(ctx, js, b.cfg.Bucket, replicas, lower, log)
 		if err != nil {

@@ -37,6 +37,16 @@ const (
 	// limiterTableSize bounds each table of per-key limiters; a full table
 	// forgets its idle keys (and, if that is not enough, all of them).
 	limiterTableSize = 100_000
+	// RefuseDelay: a request refused by one of these limits is answered
+	// (429) this long after it came, the Retry-After it names, rather than
+	// at once: a client retrying in a loop without waiting then makes a
+	// request a second per connection instead of thousands, and its
+	// refusals cost the relay a parked goroutine instead of a core. At most
+	// maxHeldPerClient requests of one client address, and maxHeldRefusals
+	// in all, wait so; past those a refusal is answered at once.
+	RefuseDelay      = time.Second
+	maxHeldPerClient = 16
+	maxHeldRefusals  = 512
 )
 
 // PoWContext is the prefix of the registration proof of work's hash
@@ -132,10 +142,54 @@ func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
 	return false
 }
 
-// tooMany answers 429 rate_limited.
-func tooMany(w http.ResponseWriter, what string) {
+// tooMany answers 429 rate_limited to the client key (see clientKey) after
+// RefuseDelay, unless the refusals held already are at their limits (see
+// RefuseDelay) or the client leaves first.
+func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, key, what string) {
+	if s.held.take(key) {
+		t := time.NewTimer(s.tun.refuseDelay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		t.Stop()
+		s.held.give(key)
+	}
 	w.Header().Set("Retry-After", "1")
 	writeError(w, http.StatusTooManyRequests, "rate_limited", "too many "+what+"; retry after a second")
+}
+
+// heldRefusals counts the refused requests waiting to be answered, per
+// client key and in all.
+type heldRefusals struct {
+	mu    sync.Mutex
+	byKey map[string]int
+	total int
+}
+
+// take counts a refusal of key as held, or reports false when key ("" is
+// a loopback client: not held) or the node holds its most already.
+func (h *heldRefusals) take(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if key == "" || h.total >= maxHeldRefusals || h.byKey[key] >= maxHeldPerClient {
+		return false
+	}
+	if h.byKey == nil {
+		h.byKey = make(map[string]int)
+	}
+	h.byKey[key]++
+	h.total++
+	return true
+}
+
+func (h *heldRefusals) give(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.total--
+	if h.byKey[key]--; h.byKey[key] == 0 {
+		delete(h.byKey, key)
+	}
 }
 
 // limitRegistration wraps the challenge and register handlers: the per
@@ -143,8 +197,8 @@ func tooMany(w http.ResponseWriter, what string) {
 func (s *Server) limitRegistration(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.tun.bodyTimeout))
-		if !s.regLimits.allow(clientKey(r, s.opts.TrustedProxies), s.now()) {
-			tooMany(w, "registration requests from this address")
+		if key := clientKey(r, s.opts.TrustedProxies); !s.regLimits.allow(key, s.now()) {
+			s.tooMany(w, r, key, "registration requests from this address")
 			return
 		}
 		h(w, r)
@@ -154,8 +208,9 @@ func (s *Server) limitRegistration(h http.HandlerFunc) http.HandlerFunc {
 // allowLookup applies the per-alias and per-address lookup limits.
 func (s *Server) allowLookup(w http.ResponseWriter, r *http.Request, alias identity.Alias) bool {
 	now := s.now()
-	if !s.lookupAlias.allow(string(alias), now) || !s.lookupAddr.allow(clientKey(r, s.opts.TrustedProxies), now) {
-		tooMany(w, "key and ICE lookups")
+	key := clientKey(r, s.opts.TrustedProxies)
+	if !s.lookupAlias.allow(string(alias), now) || !s.lookupAddr.allow(key, now) {
+		s.tooMany(w, r, key, "key and ICE lookups")
 		return false
 	}
 	return true

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -211,4 +213,50 @@ func TestSlowBodyCut(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// TestRefusalsHeld: a request refused by a rate limit waits RefuseDelay
+// before its 429, up to maxHeldPerClient of one client address at a time;
+// past that the client's refusals are answered at once, while another
+// address's are held again. A client that leaves frees its place.
+func TestRefusalsHeld(t *testing.T) {
+	r := startRelay(t, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Now: frozenClock()},
+		func(tu *tunables) { tu.refuseDelay = time.Hour })
+	for _, addr := range []string{"198.51.100.1", "198.51.100.2"} {
+		for i := range RegisterBurst {
+			if code, _, b := r.post(t, "/api/v1/challenge", addr, nil); code != 200 {
+				t.Fatalf("challenge %d: %d %s", i, code, b)
+			}
+		}
+	}
+	held := func() int {
+		r.srv.held.mu.Lock()
+		defer r.srv.held.mu.Unlock()
+		return r.srv.held.total
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	refuse := func(addr string) {
+		defer wg.Done()
+		req, _ := http.NewRequestWithContext(ctx, "POST", r.ts.URL+"/api/v1/challenge", http.NoBody)
+		req.Header.Set("X-Forwarded-For", addr)
+		if resp, err := r.ts.Client().Do(req); err == nil {
+			resp.Body.Close()
+			t.Errorf("a held refusal was answered %d", resp.StatusCode)
+		}
+	}
+	for range maxHeldPerClient {
+		wg.Add(1)
+		go refuse("198.51.100.1")
+	}
+	eventually(t, 10*time.Second, "the refusals held", func() bool { return held() == maxHeldPerClient })
+	if code, retry, _ := r.post(t, "/api/v1/challenge", "198.51.100.1", nil); code != http.StatusTooManyRequests || retry != "1" {
+		t.Errorf("past the client's held refusals: %d, Retry-After %q; want 429 at once", code, retry)
+	}
+	wg.Add(1)
+	go refuse("198.51.100.2")
+	eventually(t, 10*time.Second, "another address's refusal held", func() bool { return held() == maxHeldPerClient+1 })
+	cancel()
+	wg.Wait()
+	eventually(t, 10*time.Second, "the held refusals released", func() bool { return held() == 0 })
 }

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -18,21 +20,33 @@ import (
 // recipient or per node.
 const (
 	// MaxSessionsPerAlias is the default cap on concurrent sessions of one
-	// alias on one node (Options.MaxSessionsPerAlias). A session past it is
-	// refused after authentication, before "ready", with 1013
-	// "too_many_sessions": the newest is refused, not the oldest closed, so
-	// that devices already connected (maybe in a call) keep working and
-	// devices cannot evict each other in a reconnect loop.
+	// alias across the relay's nodes (Options.MaxSessionsPerAlias; see
+	// clusterLimits). A session past it is refused after authentication,
+	// before "ready", with 1013 "too_many_sessions": the newest is refused,
+	// not the oldest closed, so that devices already connected (maybe in a
+	// call) keep working and devices cannot evict each other in a reconnect
+	// loop.
 	MaxSessionsPerAlias = 8
 	// ByteRate and ByteBurst bound the bytes an alias sends (its frames'
-	// sizes), shared by its sessions on a node like RateLimit: signaling
-	// needs a few KiB per call, an attacker's large envelopes at the full
-	// frame rate would be megabytes per second. Past the budget the relay
+	// sizes), shared by its sessions like RateLimit (split between the
+	// nodes holding them, see clusterLimits): signaling needs a few KiB per
+	// call, an attacker's large envelopes at the full frame rate would be
+	// megabytes per second. Past the budget the relay
 	// reads the alias's frames more slowly (they are delayed, not refused),
 	// at most maxThrottle per frame.
 	ByteRate    = 64 << 10
 	ByteBurst   = 128 << 10
 	maxThrottle = 10 * time.Second
+	// BulkRate paces the node's bulk frames: those larger than bulkFrame,
+	// and every frame of an alias past its byte budget, share one token
+	// bucket of BulkRate bytes per second, so that they are read one after
+	// the other at a steady pace, however many aliases send them at the
+	// same moment (90 aliases throttled alike wake together). Small frames
+	// of aliases within their budget (signaling: ICE candidates, notices'
+	// answers) never wait for it: bulk traffic cannot delay them by more
+	// than a frame or two's work. The bucket holds one largest frame.
+	BulkRate  = 16 << 20
+	bulkFrame = 4 << 10
 	// SendQueueBytes bounds the bytes queued for one session, beside
 	// SendQueueLen frames.
 	SendQueueBytes = 2 << 20
@@ -49,25 +63,34 @@ const (
 	stallTimeout = 5 * time.Second
 )
 
-// aliasLimits holds the per-alias state of one node: the rate limiter shared
-// by all of an alias's sessions (reconnecting does not refill it) and the
-// count of its sessions.
+// aliasLimits holds the per-alias state of one node: the rate limiters
+// shared by all of an alias's sessions on the node (reconnecting does not
+// refill them), split with the other nodes holding the alias, and the count
+// of its sessions here; cluster (nil-safe) makes the cap and the split hold
+// across the nodes (see clusterLimits).
 type aliasLimits struct {
 	mu        sync.Mutex
 	byAlias   map[identity.Alias]*aliasState
 	lastSweep time.Time
+	cluster   *clusterLimits
+	log       *slog.Logger
 }
 
 type aliasState struct {
 	lim      *rate.Limiter // frames
 	bytes    *rate.Limiter
 	sessions int
+	busy     int       // acquire or release calls under way: keep the state
 	idle     time.Time // when the last session went
+	nodes    int       // nodes holding the alias's sessions, this one included
+	rev      uint64    // the duet_sessions revision nodes is from
+	// cluster serializes this node's updates of the alias's entry, so that
+	// the last one written is the current count.
+	cluster sync.Mutex
 }
 
-// acquire counts a new session of a and returns the alias's frame and byte
-// limiters, or false when a has max sessions already.
-func (l *aliasLimits) acquire(a identity.Alias, now time.Time, tun *tunables) (frames, bytes *rate.Limiter, ok bool) {
+// state returns a's state, marked busy (unbusy releases it).
+func (l *aliasLimits) state(a identity.Alias, now time.Time, tun *tunables) *aliasState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.byAlias == nil {
@@ -78,7 +101,7 @@ func (l *aliasLimits) acquire(a identity.Alias, now time.Time, tun *tunables) (f
 		l.lastSweep = now
 		for k, st := range l.byAlias {
 			// An idle alias's bucket would be full again: forget it.
-			if st.sessions == 0 && now.Sub(st.idle) > refill {
+			if st.sessions == 0 && st.busy == 0 && now.Sub(st.idle) > refill {
 				delete(l.byAlias, k)
 			}
 		}
@@ -86,27 +109,120 @@ func (l *aliasLimits) acquire(a identity.Alias, now time.Time, tun *tunables) (f
 	st := l.byAlias[a]
 	if st == nil {
 		st = &aliasState{lim: rate.NewLimiter(rate.Limit(tun.rateLimit), tun.rateBurst),
-			bytes: rate.NewLimiter(rate.Limit(tun.byteRate), tun.byteBurst)}
+			bytes: rate.NewLimiter(rate.Limit(tun.byteRate), tun.byteBurst), nodes: 1}
 		l.byAlias[a] = st
 	}
-	if st.sessions >= tun.maxSessions {
+	st.busy++
+	return st
+}
+
+func (l *aliasLimits) unbusy(st *aliasState) {
+	l.mu.Lock()
+	st.busy--
+	l.mu.Unlock()
+}
+
+// acquire counts a new session of a and returns the alias's frame and byte
+// limiters, or false when a has max sessions already, on this node or in
+// the cluster.
+func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) (frames, bytes *rate.Limiter, ok bool) {
+	st := l.state(a, now, tun)
+	defer l.unbusy(st)
+	st.cluster.Lock()
+	defer st.cluster.Unlock()
+	l.mu.Lock()
+	n := st.sessions
+	l.mu.Unlock()
+	if n >= tun.maxSessions {
 		return nil, nil, false
 	}
+	nodes, rev := 0, uint64(0)
+	if l.cluster != nil {
+		var err error
+		var admitted bool
+		nodes, rev, admitted, err = l.cluster.update(ctx, a, n+1, tun.maxSessions)
+		if err != nil {
+			l.log.Warn("relay: cannot count the alias's sessions in the cluster; admitting on this node's count", "alias", a, "err", err)
+		} else if !admitted {
+			return nil, nil, false
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	st.sessions++
+	st.setNodesLocked(nodes, rev, now, tun)
 	return st.lim, st.bytes, true
 }
 
 // release uncounts a session of a.
-func (l *aliasLimits) release(a identity.Alias, now time.Time) {
+func (l *aliasLimits) release(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) {
+	l.mu.Lock()
+	st := l.byAlias[a]
+	if st == nil || st.sessions == 0 {
+		l.mu.Unlock()
+		return
+	}
+	st.sessions--
+	if st.sessions == 0 {
+		st.idle = now
+	}
+	st.busy++
+	l.mu.Unlock()
+	defer l.unbusy(st)
+	if l.cluster == nil {
+		return
+	}
+	st.cluster.Lock()
+	defer st.cluster.Unlock()
+	l.mu.Lock()
+	n := st.sessions
+	l.mu.Unlock()
+	nodes, rev, _, err := l.cluster.update(ctx, a, n, 0)
+	if err != nil {
+		l.log.Warn("relay: cannot uncount the alias's session in the cluster", "alias", a, "err", err)
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if st := l.byAlias[a]; st != nil && st.sessions > 0 {
-		st.sessions--
-		if st.sessions == 0 {
-			st.idle = now
-		}
+	st.setNodesLocked(nodes, rev, now, tun)
+}
+
+// onNotice applies another node's duet.a.<alias>._limits notice: the
+// number of nodes now holding a's sessions.
+func (l *aliasLimits) onNotice(a identity.Alias, data []byte, now time.Time, tun *tunables) {
+	rev, nodes, ok := parseLimitsNotice(data)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.byAlias[a]; st != nil {
+		st.setNodesLocked(nodes, rev, now, tun)
 	}
 }
+
+// setNodesLocked splits the alias's budgets by nodes (see clusterLimits),
+// unless rev is older than the split in force; nodes 0 (unknown, or no
+// session here) keeps it. l.mu is held.
+func (st *aliasState) setNodesLocked(nodes int, rev uint64, now time.Time, tun *tunables) {
+	if nodes <= 0 || rev < st.rev {
+		return
+	}
+	st.rev = rev
+	if nodes == st.nodes {
+		return
+	}
+	st.nodes = nodes
+	k := float64(nodes)
+	st.lim.SetLimitAt(now, rate.Limit(tun.rateLimit/k))
+	st.lim.SetBurstAt(now, max(1, ceilDiv(tun.rateBurst, nodes)))
+	st.bytes.SetLimitAt(now, rate.Limit(tun.byteRate/k))
+	// A frame larger than the byte burst would pass unthrottled
+	// (throttleBytes): the burst stays at least the largest frame.
+	st.bytes.SetBurstAt(now, max(min(tun.byteBurst, maxFrameSize), ceilDiv(tun.byteBurst, nodes)))
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // inbound is one recipient alias's byte budget on this node. While the
 // budget lasts every frame passes; past it, a frame passes only when its

@@ -76,12 +76,7 @@ func TestSessionsPerAliasCap(t *testing.T) {
 	a := r.newUser(t)
 	c1 := r.connect(t, a.id, a.alias)
 	r.connect(t, a.id, a.alias)
-	conn := r.dial(t)
-	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
-	_, _, err := conn.Read(context.Background())
-	if websocket.CloseStatus(err) != websocket.StatusTryAgainLater || !containsStr(err.Error(), "too_many_sessions") {
-		t.Fatalf("third session: %v, want close 1013 too_many_sessions", err)
-	}
+	r.expectRefused(t, a)
 	if v := r.metric(t, `duet_relay_sessions_refused_total`); v != 1 {
 		t.Errorf("sessions refused %v, want 1", v)
 	}
@@ -263,5 +258,27 @@ func TestByteBudgetDelaysNotRefuses(t *testing.T) {
 	// routed: none is there.
 	if n := len(ca.frames); n != 0 {
 		t.Errorf("a got %d notices: %v", n, <-ca.frames)
+	}
+}
+
+// TestBulkFramesPaced: frames larger than bulkFrame wait for the node's
+// bulk pace, small frames do not. The clock is frozen, so the pace's bucket
+// (one largest frame) never refills: a's second 40 KiB envelope waits (up
+// to maxThrottle) while c's small one, sent after it, is delivered.
+func TestBulkFramesPaced(t *testing.T) {
+	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) { tu.bulkRate = 1 })
+	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
+	ca, cb, cc := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias), r.connect(t, c.id, c.alias)
+	for _, id := range []string{"big1", "big2"} {
+		e := ca.env(b.alias, id)
+		e.Payload = strings.Repeat("A", 40<<10)
+		ca.send(e)
+	}
+	if m := cb.next(10 * time.Second); m["id"] != "big1" {
+		t.Fatalf("b got %v first, want big1", m["id"])
+	}
+	cc.send(cc.env(b.alias, "small"))
+	if m := cb.next(5 * time.Second); m["id"] != "small" {
+		t.Fatalf("b got %v, want small (big2 waits for the bulk pace)", m["id"])
 	}
 }

@@ -82,6 +82,8 @@ type router struct {
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
 	acks     *acker // published envelopes awaiting their answer
+	// onLimits takes the duet.a.<alias>._limits notices (clusterLimits).
+	onLimits func(identity.Alias, []byte)
 	// solo: no other node can subscribe (the embedded NATS), so an envelope
 	// for an alias with local sessions is delivered to them directly;
 	// closeRoutes clears it (the node stops routing).
@@ -586,7 +588,12 @@ func (r *router) deliver(m *nats.Msg, acks *ackBatch) {
 	if !ok || len(rest) < 11 || rest[9] != '.' {
 		return
 	}
-	switch r.fanOut(identity.Alias(rest[:9]), wire.Type(rest[10:]), outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
+	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
+	if typ == limitsType {
+		r.onLimits(alias, m.Data)
+		return
+	}
+	switch r.fanOut(alias, typ, outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
 	case queued:
 		if !acks.add(m.Reply) {
 			r.answer(m.Reply, "")

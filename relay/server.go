@@ -63,9 +63,10 @@ type Options struct {
 	// Now is the clock for tokens, challenges and rate limits; default
 	// time.Now.
 	Now func() time.Time
-	// MaxSessionsPerAlias caps one alias's concurrent sessions on this
-	// node; 0 means MaxSessionsPerAlias. The newest session past it is
-	// refused (docs/PROTOCOL.md §9.2).
+	// MaxSessionsPerAlias caps one alias's concurrent sessions across the
+	// relay's nodes (every node should have the same); 0 means
+	// MaxSessionsPerAlias. The newest session past it is refused
+	// (docs/PROTOCOL.md §9.2).
 	MaxSessionsPerAlias int
 	// TrustedProxies are the addresses of reverse proxies in front of the
 	// relay: for a request from one of them, the client address the HTTP
@@ -106,7 +107,10 @@ type tunables struct {
 	queueBytes   int
 	byteRate     float64
 	byteBurst    int
+	bulkRate     float64 // BulkRate
+	bulkFrame    int     // bulkFrame
 	bodyTimeout  time.Duration
+	refuseDelay  time.Duration // RefuseDelay
 	stallTimeout time.Duration
 	maxSessions  int
 	// per recipient alias (inbound)
@@ -133,7 +137,10 @@ var defaultTunables = tunables{
 	queueBytes:   SendQueueBytes,
 	byteRate:     ByteRate,
 	byteBurst:    ByteBurst,
+	bulkRate:     BulkRate,
+	bulkFrame:    bulkFrame,
 	bodyTimeout:  BodyTimeout,
+	refuseDelay:  RefuseDelay,
 	stallTimeout: stallTimeout,
 	maxSessions:  MaxSessionsPerAlias,
 
@@ -164,8 +171,10 @@ type Server struct {
 	handler  http.Handler
 	aliases  aliasLimits
 	budget   nodeBudget
+	bulk     func() *rate.Limiter // the node's bulk pace (BulkRate), made on first use
 
 	regLimits, lookupAlias, lookupAddr *limiterTable
+	held                               heldRefusals // refused requests waiting for RefuseDelay
 
 	nextID atomic.Uint64
 
@@ -216,6 +225,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.RegisterPoWBits < 0 || opts.RegisterPoWBits > MaxRegisterPoWBits {
 		return nil, fmt.Errorf("relay: Options.RegisterPoWBits %d: want 0 to %d", opts.RegisterPoWBits, MaxRegisterPoWBits)
 	}
+	s.bulk = sync.OnceValue(func() *rate.Limiter {
+		return rate.NewLimiter(rate.Limit(s.tun.bulkRate), maxFrameSize)
+	})
 	s.regLimits = newLimiterTable(RegisterRate, RegisterBurst)
 	s.lookupAlias = newLimiterTable(LookupRate, LookupBurst)
 	s.lookupAddr = newLimiterTable(2*LookupRate, 2*LookupBurst)
@@ -258,6 +270,14 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.close()
 		return nil, err
 	}
+	s.aliases.log = s.log
+	s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc)
+	if err != nil {
+		s.router.stop()
+		nb.close()
+		return nil, err
+	}
+	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
 	// The directory took its buckets' writes: ready from here (see
 	// handleReady's grace).
 	s.dir.lastOK.Store(time.Now().UnixNano())
@@ -387,7 +407,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered
 	}
 	conn.SetReadLimit(maxFrameSize)
-	sess := &session{srv: s, conn: conn, netConn: hj.conn, id: s.nextID.Add(1), log: s.log,
+	sess := &session{srv: s, conn: conn, netConn: hj.conn, id: s.nextID.Add(1), log: s.log, closed: make(chan struct{}),
 		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
 	if hj.meter != nil {
 		hj.meter.onFrame = sess.onWireFrame
@@ -447,6 +467,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.log.Info("relay: shutting down", "sessions", len(conns))
+	// The other nodes stop counting this node's sessions now: its clients
+	// reconnecting to them are not refused for the sessions closing here.
+	s.aliases.cluster.stop()
 	s.router.closeRoutes(ctx)
 	for _, c := range conns {
 		c.drain()

@@ -77,7 +77,7 @@ type session struct {
 
 	routed      bool          // registered with the router
 	counted     bool          // counted in the alias's sessions (aliasLimits)
-	limiter     *rate.Limiter // the alias's, shared by its sessions on this node
+	limiter     *rate.Limiter // the alias's, shared by its sessions (aliasLimits)
 	byteLim     *rate.Limiter // the alias's bytes, shared likewise
 	refused     int           // rate-limited frames in the current flood
 	lastRefused time.Time
@@ -96,6 +96,7 @@ type session struct {
 	inflight bool                   // the writer is writing queue[0]
 	writing  bool                   // a writer goroutine is running (or open holds the queue)
 	closing  bool
+	closed   chan struct{}  // closed with closing
 	draining bool           // node shutdown: close once the queue is written (drain)
 	reason   string         // disconnect reason (metrics label), set by kill
 	wg       sync.WaitGroup // writer, closer and pinger goroutines
@@ -349,6 +350,7 @@ func (s *session) closeLocked(code websocket.StatusCode, reason string, final []
 		return
 	}
 	s.closing = true
+	close(s.closed)
 	s.reason = reason
 	n := len(s.queue)
 	if s.inflight {
@@ -385,7 +387,7 @@ func (s *session) open(ctx context.Context) bool {
 	}
 	s.alias = alias
 	s.log = s.log.With("alias", alias)
-	lim, byteLim, ok := s.srv.aliases.acquire(alias, s.now(), &s.srv.tun)
+	lim, byteLim, ok := s.srv.aliases.acquire(ctx, alias, s.now(), &s.srv.tun)
 	if !ok {
 		// The newest session is refused (see MaxSessionsPerAlias).
 		s.srv.metrics.sessionsRefused.Inc()
@@ -500,7 +502,7 @@ func (s *session) finish() {
 	s.mu.Unlock()
 	s.wg.Wait()
 	if s.counted {
-		s.srv.aliases.release(s.alias, s.now())
+		s.srv.aliases.release(context.Background(), s.alias, s.now(), &s.srv.tun)
 	}
 	if !s.routed {
 		return
@@ -589,8 +591,10 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 	if closing {
 		return // read only to complete the close handshake
 	}
+	if !s.throttleBytes(len(data)) {
+		return // closed meanwhile
+	}
 	now := s.now()
-	s.throttleBytes(now, len(data))
 	if !s.limiter.AllowN(now, 1) {
 		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()
 		if now.Sub(s.lastRefused) > floodReset {
@@ -671,17 +675,43 @@ func (s *session) killFlooder() {
 	}
 }
 
-// throttleBytes charges n bytes to the alias's byte budget and, past it,
-// holds the reader until the budget covers them: the relay then reads the
-// alias's sessions at the budget's rate (TCP pushes back on the sender),
-// so bulk traffic is slowed rather than read at full speed and refused.
-func (s *session) throttleBytes(now time.Time, n int) {
+// throttleBytes charges a frame of n bytes to the alias's byte budget and,
+// past it, holds the reader until the budget covers them: the relay then
+// reads the alias's sessions at the budget's rate (TCP pushes back on the
+// sender), so bulk traffic is slowed rather than read at full speed and
+// refused. A bulk frame (larger than bulkFrame, or past the alias's budget)
+// then waits for its turn at the node's bulk pace (BulkRate). Each wait is
+// at most maxThrottle. It reports false when the session closed meanwhile.
+func (s *session) throttleBytes(n int) bool {
+	now := s.now()
 	r := s.byteLim.ReserveN(now, n)
-	if !r.OK() {
-		return // larger than the burst: cannot happen below the frame limit
+	d := time.Duration(0)
+	if r.OK() { // else larger than the burst: cannot happen below the frame limit
+		d = r.DelayFrom(now)
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		time.Sleep(min(d, maxThrottle))
+	if d > 0 && !s.hold(d) {
+		return false
+	}
+	if d == 0 && n <= s.srv.tun.bulkFrame {
+		return true
+	}
+	now = s.now()
+	if d := s.srv.bulk().ReserveN(now, n).DelayFrom(now); d > 0 {
+		return s.hold(d)
+	}
+	return true
+}
+
+// hold waits for d, at most maxThrottle, on the reading goroutine; false
+// when the session closed meanwhile.
+func (s *session) hold(d time.Duration) bool {
+	t := time.NewTimer(min(d, maxThrottle))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.closed:
+		return false
 	}
 }
 

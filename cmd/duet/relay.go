@@ -84,8 +84,9 @@ Flags (environment variable in brackets):
   --ws-ping-timeout D       drop a session whose pong does not come within D, so a client
                             whose network died is offline within interval+timeout
                             [DUET_WS_PING_TIMEOUT] (default 10s)
-  --max-sessions-per-alias N  concurrent sessions of one alias on this node; the newest
-                            past it is refused (1013 too_many_sessions)
+  --max-sessions-per-alias N  concurrent sessions of one alias on all the relay's nodes
+                            (set it alike on every node); the newest past it is
+                            refused (1013 too_many_sessions)
                             [DUET_MAX_SESSIONS_PER_ALIAS] (default 8)
   --queue-budget SIZE       bytes queued for all sessions of this node, e.g. 256MiB; past it
                             envelopes are dropped and senders told recipient_busy

@@ -10,7 +10,8 @@
 //
 // With -profile, the relay serves its profiles (--pprof-addr on loopback)
 // and the suite saves a CPU profile and an execution trace of each attack,
-// taken from 1 s into it, as DIR/NAME.cpu.pprof and DIR/NAME.trace (see
+// taken from 1 s into it (-profile-after), as DIR/NAME.cpu.pprof and
+// DIR/NAME.trace (see
 // `go tool pprof`, `go tool trace`).
 package main
 
@@ -52,13 +53,14 @@ func main() {
 	profile := flag.String("profile", "", "save a CPU profile and an execution trace of the relay during each attack in this directory")
 	slow := flag.Bool("slow", false, "print the bystander's slowest envelopes during each attack, and when they arrived")
 	profileFor := flag.Duration("profile-for", 5*time.Second, "length of each profile and trace (-profile)")
+	profileAfter := flag.Duration("profile-after", time.Second, "how far into each attack its profile and trace start (-profile)")
 	bystanderFor := flag.String("bystander-for", "", "internal: run the bystander pair against this relay URL, printing latencies")
 	flag.Parse()
 	if *bystanderFor != "" {
 		runBystanderChild(*bystanderFor)
 		return
 	}
-	prof := profiling{dir: *profile, length: *profileFor}
+	prof := profiling{dir: *profile, length: *profileFor, after: *profileAfter}
 	if err := run(*relayBin, *only, *scale, prof, *slow, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "duetabuse:", err)
 		os.Exit(1)
@@ -598,12 +600,12 @@ func (e *env) dur(d time.Duration) time.Duration { return time.Duration(float64(
 // profiling is -profile: where to save each attack's profiles, and their
 // length.
 type profiling struct {
-	dir    string
-	length time.Duration
+	dir           string
+	length, after time.Duration
 }
 
 // start fetches a CPU profile and an execution trace of r for p.length,
-// after a second, into p.dir; wait waits for both.
+// from p.after on, into p.dir; wait waits for both.
 func (p profiling) start(r *relay, name string) (wait func()) {
 	if p.dir == "" || r.pprof == "" {
 		return func() {}
@@ -613,7 +615,7 @@ func (p profiling) start(r *relay, name string) (wait func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			time.Sleep(time.Second) // past the attack's registrations
+			time.Sleep(p.after) // by default past the attack's registrations
 			url := fmt.Sprintf("%s%s?seconds=%d", r.pprof, k.path, max(1, int(p.length.Seconds())))
 			resp, err := http.Get(url)
 			if err != nil {
