@@ -17,7 +17,8 @@ import (
 // or told why it did not (a Duet-Undeliverable header: recipient_busy, or
 // dropped when it dropped and counted the envelope for another reason), and
 // NATS answers "no responders" when no node holds a session of the
-// recipient (offline). An envelope that gets none of these within ackWait
+// recipient (offline, told after offlineWait if the node's NATS connection
+// held meanwhile). An envelope that gets none of these within ackWait
 // is counted as dropped, lost_in_cluster, and its sender is told
 // undeliverable/unavailable: it may have been delivered (the
 // acknowledgement may be what was lost), but nothing says so.
@@ -29,14 +30,19 @@ import (
 // wait, the sender is told unavailable, with no lost_in_cluster count (the
 // dropping node counted it).
 const (
-	// ackWait is how long a node waits for an envelope's answer; tests
-	// shorten it (tunables.ackWait).
-	ackWait = time.Second
+	// ackWait is how long a node waits for an envelope's answer (through
+	// tunables.ackWait, which a test may shorten): short enough that the
+	// sender hears unavailable within a second (PROTOCOL §9.2), long
+	// against the milliseconds an answer takes.
+	ackWait = 800 * time.Millisecond
 	// The table of awaited envelopes grows from minAwaited entries as
-	// needed up to maxAwaited (about 8 MiB: 128k envelopes a second at the
+	// needed up to maxAwaited (about 8 MiB: 160k envelopes a second at the
 	// default wait); past that, publishing fails (publish_error).
 	minAwaited = 256
 	maxAwaited = 1 << 17
+	// offlineWait is how long a "no responders" answer waits before its
+	// sender is told offline (see router.checkedOffline).
+	offlineWait = 250 * time.Millisecond
 )
 
 // ackState is where an awaited envelope stands.
@@ -58,19 +64,28 @@ type awaited struct {
 	state ackState
 }
 
+// offlineCheck is an envelope NATS answered "no responders" for, waiting
+// offlineWait (until e.due) before its sender is told.
+type offlineCheck struct {
+	e     awaited
+	epoch uint64 // the node's NATS reconnect count at the answer
+}
+
 // acker is the table of awaited envelopes: a ring indexed by a sequence
 // number, the envelope's token in its reply subject. Entries are added in
 // order and expire in order (one wait for all), so run sweeps from the
 // oldest; an answer settles an entry in place.
 type acker struct {
-	wait   *time.Duration // tunables.ackWait (tests shorten it before any session starts)
-	base   time.Time
-	expire func([]awaited) // called by run, without the lock, with the expired entries
+	wait    *time.Duration // tunables.ackWait (tests shorten it before any session starts)
+	base    time.Time
+	expire  func([]awaited)      // called by run, without the lock, with the expired entries
+	checked func([]offlineCheck) // likewise, with the offline checks due
 
 	mu       sync.Mutex
 	ring     []awaited // len is a power of two
 	head     uint64    // the next sequence number
 	tail     uint64    // every entry before it is swept
+	checks   []offlineCheck
 	stopping bool
 
 	wake     chan struct{}
@@ -79,9 +94,9 @@ type acker struct {
 	stopOnce sync.Once
 }
 
-func newAcker(wait *time.Duration, expire func([]awaited)) *acker {
+func newAcker(wait *time.Duration, expire func([]awaited), checked func([]offlineCheck)) *acker {
 	a := &acker{
-		wait: wait, base: time.Now(), expire: expire,
+		wait: wait, base: time.Now(), expire: expire, checked: checked,
 		ring: make([]awaited, minAwaited), head: 1, tail: 1, // 0 is never a sequence number
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -104,12 +119,17 @@ func (a *acker) track(sid uint64, to identity.Alias, id string) (uint64, bool) {
 	a.ring[seq&uint64(len(a.ring)-1)] = awaited{seq: seq, due: due, sid: sid, to: to, id: id}
 	a.mu.Unlock()
 	if idle {
-		select {
-		case a.wake <- struct{}{}:
-		default:
-		}
+		a.wakeUp()
 	}
 	return seq, true
+}
+
+// wakeUp makes run look at the table again.
+func (a *acker) wakeUp() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
 }
 
 // acked settles the envelopes whose seqs list holds (decimal, separated
@@ -152,11 +172,8 @@ func (a *acker) growLocked() bool {
 func (a *acker) settle(seq uint64, to ackState) (awaited, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if seq < a.tail || seq >= a.head {
-		return awaited{}, false
-	}
-	e := &a.ring[seq&uint64(len(a.ring)-1)]
-	if e.seq != seq || e.state == ackSettled {
+	e := a.findLocked(seq)
+	if e == nil {
 		return awaited{}, false
 	}
 	was := *e
@@ -166,25 +183,71 @@ func (a *acker) settle(seq uint64, to ackState) (awaited, bool) {
 	return was, true
 }
 
+// findLocked returns the entry of envelope seq if it is not settled yet.
+// a.mu is held.
+func (a *acker) findLocked(seq uint64) *awaited {
+	if seq < a.tail || seq >= a.head {
+		return nil
+	}
+	e := &a.ring[seq&uint64(len(a.ring)-1)]
+	if e.seq != seq || e.state == ackSettled {
+		return nil
+	}
+	return e
+}
+
+// offline settles envelope seq, which NATS answered "no responders" for
+// while the node's reconnect count was epoch, and hands it to checked after
+// offlineWait.
+func (a *acker) offline(seq, epoch uint64) {
+	due := int64(time.Since(a.base) + offlineWait)
+	a.mu.Lock()
+	e := a.findLocked(seq)
+	if e == nil {
+		a.mu.Unlock()
+		return
+	}
+	e.state = ackSettled
+	c := offlineCheck{e: *e, epoch: epoch}
+	c.e.due = due
+	a.checks = append(a.checks, c)
+	a.mu.Unlock()
+	a.wakeUp()
+}
+
 // sweep drops the settled entries from the tail and takes out the expired
-// ones. It returns how long until the oldest remaining one expires (-1 if
-// none).
-func (a *acker) sweep(expired []awaited) ([]awaited, time.Duration, bool) {
+// ones and the offline checks due. It returns how long until the next of
+// the remaining ones is due (-1 if none).
+func (a *acker) sweep(expired []awaited, checks []offlineCheck) ([]awaited, []offlineCheck, time.Duration, bool) {
 	now := int64(time.Since(a.base))
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	next := int64(-1)
 	mask := uint64(len(a.ring) - 1)
 	for ; a.tail < a.head; a.tail++ {
 		e := &a.ring[a.tail&mask]
 		if e.state != ackSettled {
 			if e.due > now {
-				return expired, time.Duration(e.due - now), a.stopping
+				next = e.due - now
+				break
 			}
 			expired = append(expired, *e)
 		}
 		*e = awaited{}
 	}
-	return expired, -1, a.stopping
+	n := 0
+	for n < len(a.checks) && a.checks[n].e.due <= now {
+		n++
+	}
+	checks = append(checks, a.checks[:n]...)
+	clear(a.checks[:n])
+	a.checks = a.checks[n:]
+	if len(a.checks) == 0 {
+		a.checks = nil
+	} else if d := a.checks[0].e.due - now; next < 0 || d < next {
+		next = d
+	}
+	return expired, checks, time.Duration(next), a.stopping
 }
 
 // run expires entries at the end of their wait. After stop, it returns
@@ -195,13 +258,18 @@ func (a *acker) run() {
 	defer timer.Stop()
 	quit := a.quit
 	var expired []awaited
+	var checks []offlineCheck
 	for {
 		var next time.Duration
 		var stopping bool
-		expired, next, stopping = a.sweep(expired[:0])
+		expired, checks, next, stopping = a.sweep(expired[:0], checks[:0])
 		if len(expired) > 0 {
 			a.expire(expired)
 			clear(expired) // no strings kept alive
+		}
+		if len(checks) > 0 {
+			a.checked(checks)
+			clear(checks)
 		}
 		switch {
 		case next < 0 && stopping:
@@ -216,6 +284,7 @@ func (a *acker) run() {
 			timer.Reset(next)
 			select {
 			case <-timer.C:
+			case <-a.wake:
 			case <-quit:
 				quit = nil
 			}

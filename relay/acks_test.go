@@ -9,12 +9,14 @@ import (
 
 // TestAcker: envelopes answered in any order are settled; the others expire
 // once, in order, each with the state it had (ackDropped when a recipient
-// node dropped and counted it); the table grows past its first size while
+// node dropped and counted it); those answered "no responders" go to the
+// offline check instead, once; the table grows past its first size while
 // its entries wrap around; stop waits for the last expiry.
 func TestAcker(t *testing.T) {
 	wait := 50 * time.Millisecond
 	got := make(chan []awaited, 100)
-	a := newAcker(&wait, func(es []awaited) { got <- slices.Clone(es) })
+	gotChecks := make(chan []offlineCheck, 100)
+	a := newAcker(&wait, func(es []awaited) { got <- slices.Clone(es) }, func(cs []offlineCheck) { gotChecks <- slices.Clone(cs) })
 	track := func() uint64 {
 		seq, ok := a.track(7, "u12345678", "x")
 		if !ok {
@@ -52,14 +54,37 @@ func TestAcker(t *testing.T) {
 	if _, ok := a.settle(5, ackSettled); ok {
 		t.Error("an envelope was settled twice")
 	}
+	offline := map[uint64]bool{}
+	for range 3 {
+		seq := track()
+		a.offline(seq, 42)
+		a.offline(seq, 43) // a second answer
+		offline[seq] = true
+	}
 	var expired []awaited
 	for len(expired) < len(want) {
 		expired = append(expired, <-got...)
+	}
+	var checks []offlineCheck
+	for len(checks) < len(offline) {
+		checks = append(checks, <-gotChecks...)
 	}
 	a.stop()
 	close(got)
 	for es := range got {
 		expired = append(expired, es...)
+	}
+	close(gotChecks)
+	for cs := range gotChecks {
+		checks = append(checks, cs...)
+	}
+	if len(checks) != len(offline) {
+		t.Errorf("%d offline checks, want %d", len(checks), len(offline))
+	}
+	for _, c := range checks {
+		if !offline[c.e.seq] || c.epoch != 42 || c.e.id != "x" {
+			t.Errorf("offline check %+v", c)
+		}
 	}
 	if len(expired) != len(want) {
 		t.Fatalf("%d expired, want %d", len(expired), len(want))

@@ -132,7 +132,7 @@ func newRouter(nc *nats.Conn, solo bool, m *metrics, log *slog.Logger, tun *tuna
 		go r.dispatch(r.shards[i])
 	}
 	m.drops.backlog = r.backlogDrops
-	r.acks = newAcker(&tun.ackWait, r.unacknowledged)
+	r.acks = newAcker(&tun.ackWait, r.unacknowledged, r.checkedOffline)
 	return r, nil
 }
 
@@ -428,7 +428,6 @@ func (r *router) answered(rest string, kind answerKind) {
 	if err != nil {
 		return
 	}
-	reason := reasonBusy
 	switch kind {
 	case answerAck:
 		r.acks.settle(seq, ackSettled)
@@ -437,16 +436,10 @@ func (r *router) answered(rest string, kind answerKind) {
 		r.acks.settle(seq, ackDropped)
 		return
 	case answerOffline:
-		// Told once: not when the wait ended first (unavailable).
-		if _, ok := r.acks.settle(seq, ackSettled); !ok {
-			return
-		}
-		if id == "" {
-			r.m.undeliverable.WithLabelValues("silent").Inc()
-			return
-		}
-		r.m.undeliverable.WithLabelValues("sent").Inc()
-		reason = reasonOffline
+		// Told once, later (checkedOffline): not when the wait ended first
+		// (unavailable).
+		r.acks.offline(seq, r.nc.Stats().Reconnects)
+		return
 	case answerBusy:
 		// Told even when acknowledged: a queued envelope may be dropped
 		// later to make room for a lighter sender's.
@@ -456,7 +449,34 @@ func (r *router) answered(rest string, kind answerKind) {
 	if err != nil || id == "" {
 		return
 	}
-	r.tell(sid, id, identity.Alias(to), reason)
+	r.tell(sid, id, identity.Alias(to), reasonBusy)
+}
+
+// checkedOffline tells the senders of envelopes that NATS answered "no
+// responders" for offlineWait ago that their recipient is offline, unless
+// this node's NATS connection dropped since: a NATS server shutting down
+// closes its routes, and loses the interest of the other servers' clients
+// with them, before its own clients, and answers "no responders" in
+// between. Such an envelope is counted as lost_in_cluster, and its sender
+// told unavailable.
+func (r *router) checkedOffline(cs []offlineCheck) {
+	reconnects, connected := r.nc.Stats().Reconnects, r.nc.IsConnected()
+	for _, c := range cs {
+		reason, notice := reasonOffline, "sent"
+		if c.e.id == "" {
+			notice = "silent"
+		}
+		if !connected || reconnects != c.epoch {
+			reason, notice = reasonUnavailable, ""
+			r.m.drops.Inc(DropLostInCluster)
+		}
+		if notice != "" {
+			r.m.undeliverable.WithLabelValues(notice).Inc()
+		}
+		if c.e.id != "" {
+			r.tell(c.e.sid, c.e.id, c.e.to, reason)
+		}
+	}
 }
 
 // busy tells the senders of dropped envelopes that the recipient is busy:
