@@ -372,6 +372,8 @@ func BenchmarkRelayIdleSessions(b *testing.B) {
 		b.Fatalf("child: %q %v", line, err)
 	}
 	eventually(b, 60*time.Second, "sessions up", func() bool { return r.metric(b, "duet_relay_sessions") == float64(n) })
+	// Idle sessions park (no goroutine, see poller): wait for it.
+	eventually(b, 60*time.Second, "sessions parked", func() bool { return r.srv.poller == nil || runtime.NumGoroutine() < n/10 })
 	time.Sleep(time.Second) // let writer goroutines finish
 	after := heapAndStacks()
 	if p := os.Getenv("DUET_BENCH_HEAPPROFILE"); p != "" {

@@ -56,6 +56,9 @@ import (
 //     notices); a node shut down frees them at once, and a restarted node
 //     ignores its previous run's after nodeWarmup.
 //
+// A node on the embedded NATS is the only node there can be (see router):
+// it counts on its own, with none of this.
+//
 // When the entry cannot be read or written (JetStream without quorum, or
 // this node cut off from NATS) the node fails open: it admits on its own
 // count and keeps the alias's last known split, counts the failure in
@@ -68,6 +71,7 @@ const (
 	nodeHeartbeat    = 5 * time.Second
 	nodeDeadAfter    = 3 // heartbeats missed
 	nodeWarmup       = 2 * time.Second
+	nodeForget       = time.Hour // a node silent this long leaves seen
 	clusterOpTimeout = 2 * time.Second
 	casAttempts      = 8
 )
@@ -82,11 +86,12 @@ type clusterLimits struct {
 	self string // this node's id, new at every start
 	dir  *directory
 	nc   *nats.Conn
+	// every is the heartbeat interval (nodeHeartbeat; tests shorten it).
+	every time.Duration
 
 	started time.Time
 	mu      sync.Mutex
-	seen    map[string]time.Time // other nodes' last heartbeat
-	gone    map[string]bool      // nodes that said goodbye
+	seen    map[string]time.Time // other nodes' last heartbeat; the zero time: said goodbye
 	sub     *nats.Subscription
 	quit    chan struct{}
 	done    chan struct{}
@@ -95,9 +100,9 @@ type clusterLimits struct {
 
 // startClusterLimits subscribes to the nodes' heartbeats, asks for them
 // and starts this node's.
-func startClusterLimits(dir *directory, nc *nats.Conn) (*clusterLimits, error) {
-	c := &clusterLimits{self: nuid.Next(), dir: dir, nc: nc, started: time.Now(),
-		seen: make(map[string]time.Time), gone: make(map[string]bool),
+func startClusterLimits(dir *directory, nc *nats.Conn, every time.Duration) (*clusterLimits, error) {
+	c := &clusterLimits{self: nuid.Next(), dir: dir, nc: nc, every: every, started: time.Now(),
+		seen: make(map[string]time.Time),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	sub, err := nc.Subscribe(nodeSubject+"*", c.onNode)
 	if err != nil {
@@ -113,7 +118,7 @@ func startClusterLimits(dir *directory, nc *nats.Conn) (*clusterLimits, error) {
 // nodes not heard from for long.
 func (c *clusterLimits) beat() {
 	defer close(c.done)
-	t := time.NewTicker(nodeHeartbeat)
+	t := time.NewTicker(c.every)
 	defer t.Stop()
 	for {
 		_ = c.nc.Publish(nodeSubject+"hb", []byte(c.self))
@@ -122,13 +127,16 @@ func (c *clusterLimits) beat() {
 			return
 		case <-t.C:
 		}
-		c.mu.Lock()
-		for id, at := range c.seen {
-			if time.Since(at) > nodeDeadAfter*nodeHeartbeat {
-				delete(c.seen, id)
+		// Once past the warm-up a node not in seen is dead anyway.
+		if time.Since(c.started) > nodeWarmup {
+			c.mu.Lock()
+			for id, at := range c.seen {
+				if time.Since(at) > nodeForget {
+					delete(c.seen, id)
+				}
 			}
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 	}
 }
 
@@ -154,12 +162,11 @@ func (c *clusterLimits) onNode(m *nats.Msg) {
 		_ = c.nc.Publish(nodeSubject+"hb", []byte(c.self))
 		fallthrough // a node saying hello is alive
 	case nodeSubject + "hb":
-		if !c.gone[id] {
+		if at, ok := c.seen[id]; !ok || !at.IsZero() {
 			c.seen[id] = time.Now()
 		}
 	case nodeSubject + "bye":
-		c.gone[id] = true
-		delete(c.seen, id)
+		c.seen[id] = time.Time{}
 	}
 }
 
@@ -172,11 +179,8 @@ func (c *clusterLimits) alive(id string, now time.Time) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gone[id] {
-		return false
-	}
 	if at, ok := c.seen[id]; ok {
-		return now.Sub(at) <= nodeDeadAfter*nodeHeartbeat
+		return !at.IsZero() && now.Sub(at) <= nodeDeadAfter*c.every
 	}
 	return now.Sub(c.started) <= nodeWarmup
 }

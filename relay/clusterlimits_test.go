@@ -251,3 +251,21 @@ func TestClusterLimitsFailOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterDeadNodeFreesSlots: a node that dies without a goodbye (its
+// NATS connection gone, its heartbeat stopped) holds its sessions' slots
+// only until the others count it dead.
+func TestClusterDeadNodeFreesSlots(t *testing.T) {
+	r := startLimitCluster(t, 3, Options{MaxSessionsPerAlias: 2}, func(tu *tunables) { tu.nodeHeartbeat = 50 * time.Millisecond })
+	a := r[0].newUser(t)
+	r[0].connect(t, a.id, a.alias)
+	r[1].connect(t, a.id, a.alias)
+	r[2].expectRefused(t, a)
+	dead := r[1].srv.aliases.cluster.self
+	r[1].srv.nats.nc.Close()
+	eventually(t, 10*time.Second, "node 1 counted dead", func() bool {
+		return !r[2].srv.aliases.cluster.alive(dead, time.Now())
+	})
+	r[2].connect(t, a.id, a.alias)
+	r[0].expectRefused(t, a)
+}

@@ -168,12 +168,12 @@ type writerHold struct {
 // letGo lets the writer go on.
 func (h *writerHold) letGo() { h.once.Do(func() { close(h.release) }) }
 
-// startRelayHeld is startRelay without rate limits, and with a hold
-// function that makes the writer of a session wait before its next batch
-// until letGo (or the end of the test).
-func startRelayHeld(t testing.TB) (*testRelay, func(*session) *writerHold) {
+// startRelayHeld is startRelay with opts, without rate limits, tuned by
+// more (if not nil), and with a hold function that makes the writer of a
+// session wait before its next batch until letGo (or the end of the test).
+func startRelayHeld(t testing.TB, opts Options, more func(*tunables)) (*testRelay, func(*session) *writerHold) {
 	var cur atomic.Pointer[writerHold]
-	r := startRelay(t, Options{}, func(tu *tunables) {
+	r := startRelay(t, opts, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1e6, 1e6
 		tu.byteRate, tu.byteBurst = 1e12, 1<<40
 		tu.beforeBatch = func(s *session) {
@@ -185,6 +185,9 @@ func startRelayHeld(t testing.TB) (*testRelay, func(*session) *writerHold) {
 				}
 				<-h.release
 			}
+		}
+		if more != nil {
+			more(tu)
 		}
 	})
 	hold := func(s *session) *writerHold {
@@ -215,7 +218,7 @@ func queueBehind(t testing.TB, ca *testClient, h *writerHold, envs []*wire.Envel
 // TestShutdownFlushesQueues: envelopes queued for a session when the node
 // shuts down are written before the reconnect notice.
 func TestShutdownFlushesQueues(t *testing.T) {
-	r, hold := startRelayHeld(t)
+	r, hold := startRelayHeld(t, Options{}, nil)
 	a, b := r.newUser(t), r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)
 	cb := r.connectOpt(t, b.id, b.alias, true) // reads once the shutdown started
@@ -262,7 +265,7 @@ func TestShutdownFlushesQueues(t *testing.T) {
 // TestShutdownDeadlineDropsCounted: when the shutdown deadline ends before
 // a session's queue is written, the frames not written are counted.
 func TestShutdownDeadlineDropsCounted(t *testing.T) {
-	r, hold := startRelayHeld(t)
+	r, hold := startRelayHeld(t, Options{}, nil)
 	a, b := r.newUser(t), r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)
 	cb := r.connectOpt(t, b.id, b.alias, true)

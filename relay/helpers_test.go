@@ -45,7 +45,7 @@ func (w *tbWriter) Write(p []byte) (int, error) {
 }
 
 // startRelay starts a relay; opts.DataDir defaults to a temporary directory.
-// tune, if not nil, adjusts the tunables before any session starts.
+// tune, if not nil, adjusts the tunables before the relay starts.
 func startRelay(t testing.TB, opts Options, tune func(*tunables)) *testRelay {
 	t.Helper()
 	if opts.DataDir == "" && opts.NATSURL == "" {
@@ -54,14 +54,19 @@ func startRelay(t testing.TB, opts Options, tune func(*tunables)) *testRelay {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
+	// Sessions park as soon as their client pauses: every test exercises
+	// parking and resuming (see poller).
+	opts.tune = func(tu *tunables) {
+		tu.idleAfter = 10 * time.Millisecond
+		if tune != nil {
+			tune(tu)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := New(ctx, opts)
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
-	}
-	if tune != nil {
-		tune(&srv.tun)
 	}
 	r := &testRelay{srv: srv, ts: httptest.NewServer(srv.Handler())}
 	t.Cleanup(r.stop)

@@ -17,9 +17,10 @@ import (
 // sender's frames are dropped (recipient_busy, told to it and counted),
 // a light sender's get through.
 func TestReadingRecipientKeptFairDrop(t *testing.T) {
-	r, hold := startRelayHeld(t)
-	r.srv.tun.queueLen = 40            // and the senders' notices always fit theirs
-	r.srv.tun.stallTimeout = time.Hour // the held writer counts as progressing
+	r, hold := startRelayHeld(t, Options{}, func(tu *tunables) {
+		tu.queueLen = 40            // and the senders' notices always fit theirs
+		tu.stallTimeout = time.Hour // the held writer counts as progressing
+	})
 	a, b, c := r.newUser(t), r.newUser(t), r.newUser(t)
 	ca, cc := r.connect(t, a.id, a.alias), r.connect(t, c.id, c.alias)
 	cb := r.connect(t, b.id, b.alias)
@@ -160,8 +161,7 @@ func TestPingFloodClosed(t *testing.T) {
 // TestNodeBudget: past the node's queued-bytes budget envelopes are dropped
 // (node_budget) and their senders told recipient_busy.
 func TestNodeBudget(t *testing.T) {
-	r, hold := startRelayHeld(t)
-	r.srv.budget.limit = 2000
+	r, hold := startRelayHeld(t, Options{QueueBudget: 2000}, nil)
 	a, b := r.newUser(t), r.newUser(t)
 	ca := r.connect(t, a.id, a.alias)
 	r.connect(t, b.id, b.alias)
@@ -215,24 +215,6 @@ func TestInboundFairShare(t *testing.T) {
 	}
 	if !in.allow(heavy, 4<<10, now.Add(time.Second), &tun) {
 		t.Error("the budget did not refill")
-	}
-}
-
-func TestFrameMeter(t *testing.T) {
-	var ops []byte
-	m := &frameMeter{onFrame: func(op byte) { ops = append(ops, op) }}
-	stream := [][]byte{
-		{0x89, 0x80, 1, 2, 3, 4},              // ping, empty
-		{0x01, 0x83, 0, 0, 0, 0, 'a', 'b'},    // text, not final, 3 bytes (1 still to come)
-		{'c', 0x80, 0xfe, 0, 200, 0, 0, 0, 0}, // ... continuation, final, 200 bytes
-	}
-	for _, b := range stream {
-		m.scan(b)
-	}
-	m.scan(make([]byte, 200))
-	m.scan([]byte{0x8a, 0x80, 0, 0, 0, 0}) // pong
-	if string(ops) != string([]byte{0x9, 0x1, 0x0, 0xa}) {
-		t.Fatalf("opcodes %x", ops)
 	}
 }
 

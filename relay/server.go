@@ -1,14 +1,10 @@
 package relay
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -16,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
@@ -51,9 +46,12 @@ type Options struct {
 	KVReplicasLower bool
 	// ICE serves the ice-config endpoint; nil answers 503.
 	ICE ICEProvider
-	// OriginPatterns, if set, restricts the WebSocket's Origin header (see
-	// websocket.AcceptOptions). By default any origin may connect: sessions
-	// authenticate by signature, with no ambient credentials to protect.
+	// OriginPatterns, if set, restricts the WebSocket's Origin header: a
+	// browser's Origin must name the request's host or match one of the
+	// patterns (path.Match syntax, case-insensitive, against the origin's
+	// host, or its scheme://host for a pattern with ://). By default any
+	// origin may connect: sessions authenticate by signature, with no
+	// ambient credentials to protect.
 	OriginPatterns []string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -93,6 +91,9 @@ type Options struct {
 	// DefaultPingTimeout; a negative PingInterval sends no pings.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
+
+	// tune, if set, adjusts the tunables before the node starts (tests).
+	tune func(*tunables)
 }
 
 // tunables are the protocol limits; tests shorten some of them.
@@ -119,6 +120,8 @@ type tunables struct {
 	pingInterval   time.Duration
 	pingTimeout    time.Duration
 	readyGrace     time.Duration // see ReadyGrace
+	idleAfter      time.Duration // see idleAfter
+	nodeHeartbeat  time.Duration // see clusterLimits
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
 	ackWait        time.Duration // see ackWait; tests shorten it
 	// beforeBatch, if set, is called by a session's writer before it writes
@@ -149,6 +152,8 @@ var defaultTunables = tunables{
 	pingInterval:   DefaultPingInterval,
 	pingTimeout:    DefaultPingTimeout,
 	readyGrace:     ReadyGrace,
+	idleAfter:      idleAfter,
+	nodeHeartbeat:  nodeHeartbeat,
 	tokenTTL:       TokenTTL,
 	ackWait:        ackWait,
 }
@@ -171,6 +176,7 @@ type Server struct {
 	handler  http.Handler
 	aliases  aliasLimits
 	budget   nodeBudget
+	poller   *poller              // parks idle sessions; nil where unsupported
 	bulk     func() *rate.Limiter // the node's bulk pace (BulkRate), made on first use
 
 	regLimits, lookupAlias, lookupAddr *limiterTable
@@ -235,6 +241,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if s.budget.limit <= 0 {
 		s.budget.limit = DefaultQueueBudget()
 	}
+	if opts.tune != nil {
+		opts.tune(&s.tun)
+	}
 	if opts.DataDir != "" {
 		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("relay: data dir: %w", err)
@@ -271,13 +280,20 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.aliases.log = s.log
-	s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc)
-	if err != nil {
-		s.router.stop()
-		nb.close()
-		return nil, err
+	if nb.embedded == nil {
+		// On the embedded NATS this node is the only one: its own counts
+		// are the cluster's.
+		s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc, s.tun.nodeHeartbeat)
+		if err != nil {
+			s.router.stop()
+			nb.close()
+			return nil, err
+		}
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
+	if s.poller, err = newPoller(); err != nil {
+		s.log.Warn("relay: idle sessions keep a goroutine each", "err", err)
+	}
 	// The directory took its buckets' writes: ready from here (see
 	// handleReady's grace).
 	s.dir.lastOK.Store(time.Now().UnixNano())
@@ -392,56 +408,55 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	hj := &hijackRecorder{ResponseWriter: w}
 	// Any Origin may connect unless Options.OriginPatterns says otherwise:
 	// a browser attaches no ambient credentials the relay would honour
 	// (no cookies), and a session authenticates only by signing the
 	// challenge with the alias's key, which a foreign page does not hold.
-	// coder/websocket's documented switch for this is InsecureSkipVerify
-	// (its docs advise against the pattern "*").
-	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
-		InsecureSkipVerify: len(s.opts.OriginPatterns) == 0,
-		OriginPatterns:     s.opts.OriginPatterns,
-	})
+	ws, err := acceptWS(w, r, s.opts.OriginPatterns, maxFrameSize, s.tun.writeTimeout)
 	if err != nil {
-		return // Accept has answered
+		return // acceptWS has answered
 	}
-	conn.SetReadLimit(maxFrameSize)
-	sess := &session{srv: s, conn: conn, netConn: hj.conn, id: s.nextID.Add(1), log: s.log, closed: make(chan struct{}),
+	sess := &session{srv: s, ws: ws, id: s.nextID.Add(1), closed: make(chan struct{}),
 		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
-	if hj.meter != nil {
-		hj.meter.onFrame = sess.onWireFrame
-		sess.meter = hj.meter
-	}
-	s.mu.Lock()
-	if s.shutting {
-		s.mu.Unlock()
-		_ = conn.Close(statusRestart, "service restart")
-		return
-	}
-	s.conns[sess] = struct{}{}
-	s.mu.Unlock()
+	ws.onFrame = sess.onWireFrame
 	end := func() {
 		sess.finish()
 		s.mu.Lock()
 		delete(s.conns, sess)
 		s.mu.Unlock()
 	}
+	// While the client sends nothing the session is parked with no
+	// goroutine (see poller), and run again on a new one.
+	run := func() {
+		if !sess.serve() {
+			return // parked
+		}
+		end()
+		s.connWG.Done()
+	}
+	ws.poller, ws.resume = s.poller, run
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		_ = ws.writeClose(statusRestart, "service restart", s.tun.closeGrace)
+		ws.close()
+		return
+	}
+	s.conns[sess] = struct{}{}
+	s.mu.Unlock()
 	// The connection is hijacked: the session does not depend on the
 	// request, whose context ends when this handler returns.
-	ctx := context.WithoutCancel(r.Context())
-	if !sess.open(ctx) {
+	if !sess.open(context.WithoutCancel(r.Context())) {
 		end()
 		return
 	}
 	// Serve on a fresh goroutine and let the handler return: the handler's
-	// stack and the request are freed, which halves an idle session's memory.
+	// stack and the request are freed.
 	handedOff = true
-	go func() {
-		defer s.connWG.Done()
-		defer end()
-		sess.serve(ctx)
-	}()
+	if s.poller != nil && ws.fd >= 0 {
+		ws.idleAfter = s.tun.idleAfter
+	}
+	go run()
 }
 
 // Shutdown stops the node gracefully: it refuses new sessions and stops
@@ -469,7 +484,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.log.Info("relay: shutting down", "sessions", len(conns))
 	// The other nodes stop counting this node's sessions now: its clients
 	// reconnecting to them are not refused for the sessions closing here.
-	s.aliases.cluster.stop()
+	if s.aliases.cluster != nil {
+		s.aliases.cluster.stop()
+	}
 	s.router.closeRoutes(ctx)
 	for _, c := range conns {
 		c.drain()
@@ -485,11 +502,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("relay: shutdown: sessions still closing: %w", ctx.Err())
 		for _, c := range conns {
-			_ = c.netConn.Close()
+			c.ws.close()
 		}
 		<-done
 	}
 	s.router.stop()
+	if s.poller != nil {
+		s.poller.stop()
+	}
 	if derr := s.nats.drain(ctx); derr != nil && err == nil {
 		err = fmt.Errorf("relay: shutdown: %w", derr)
 	}
@@ -500,70 +520,3 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) authFailure(reason string) {
 	s.metrics.authFailures.WithLabelValues(reason).Inc()
 }
-
-// hijackRecorder keeps the connection websocket.Accept hijacks, so that a
-// session can be dropped without waiting for a close handshake.
-type hijackRecorder struct {
-	http.ResponseWriter
-	conn  net.Conn
-	meter *frameMeter // counts the client's frames
-}
-
-func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil {
-		return c, brw, err
-	}
-	_ = c.SetDeadline(time.Time{}) // sessions bound their own writes
-	// Every byte read from here on passes the frame meter: coder/websocket
-	// reads the returned net.Conn (it resets the returned reader onto it).
-	h.meter = &frameMeter{}
-	mc := &meteredConn{Conn: c, m: h.meter, closed: make(chan struct{})}
-	h.conn = mc
-	// Swap net/http's 4 KiB buffers for small ones, keeping any bytes the
-	// client already sent: an idle session then holds 2 KiB of buffers
-	// instead of 8. Larger frames bypass bufio buffers anyway.
-	if err := brw.Writer.Flush(); err != nil {
-		return mc, brw, err
-	}
-	var r io.Reader = mc
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		h.meter.scan(b)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), mc)
-	}
-	return mc, bufio.NewReadWriter(bufio.NewReaderSize(r, sessionBufSize), bufio.NewWriterSize(mc, sessionBufSize)), nil
-}
-
-// errStopRead ends reading a session closed for flooding.
-var errStopRead = errors.New("relay: the session was closed for flooding; its frames are no longer read")
-
-// meteredConn passes what it reads to a frameMeter.
-type meteredConn struct {
-	net.Conn
-	m      *frameMeter
-	closed chan struct{} // closed by Close
-	once   sync.Once
-}
-
-func (c *meteredConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return c.Conn.Close()
-}
-
-func (c *meteredConn) Read(p []byte) (int, error) {
-	if c.m.stop.Load() {
-		// Stop reading, but keep the connection until it is closed (the
-		// close frame still goes out; the close grace ends it).
-		<-c.closed
-		return 0, errStopRead
-	}
-	n, err := c.Conn.Read(p)
-	c.m.scan(p[:n])
-	return n, err
-}
-
-// sessionBufSize is the size of a session's read and write buffers.
-const sessionBufSize = 1024
-
-func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }

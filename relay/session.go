@@ -7,12 +7,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
 	"github.com/duetcall/duet/identity"
@@ -45,6 +43,9 @@ const (
 	// CloseGrace bounds a close: the final frame and the close handshake;
 	// then the TCP connection is dropped.
 	CloseGrace = 2 * time.Second
+	// idleAfter: a session whose client has sent nothing for this long
+	// waits for its next frame without a goroutine (see poller).
+	idleAfter = 2 * time.Second
 	// DefaultPingInterval and DefaultPingTimeout are the relay's liveness
 	// check of an authenticated session (Options.PingInterval/PingTimeout):
 	// a WebSocket ping after every interval, and a session whose pong does
@@ -56,24 +57,25 @@ const (
 
 // WebSocket close codes used by the relay.
 const (
-	StatusUnauthorized websocket.StatusCode = 4001
-	statusRestart      websocket.StatusCode = 1012 // service restart
-	statusTryLater     websocket.StatusCode = 1013 // try again later
+	StatusUnauthorized = 4001
+	statusPolicy       = 1008 // policy violation
+	statusRestart      = 1012 // service restart
+	statusTryLater     = 1013 // try again later
 )
 
 // session is one WebSocket connection. Its reader runs on the HTTP handler
-// goroutine; frames to the client are queued (bounded) and written by a
-// writer goroutine that exists only while the queue is non-empty, so an idle
-// session costs one goroutine. Notices answering the client's own frames are
+// goroutine until the session is ready, then on a goroutine of its own,
+// which ends while the client sends nothing (the poller holds the socket);
+// frames to the client are queued (bounded) and written by a writer
+// goroutine that exists only while the queue is non-empty, so an idle
+// session costs no goroutine. Notices answering the client's own frames are
 // written directly by the reader, which pushes back on a client that floods
 // without reading.
 type session struct {
-	srv     *Server
-	conn    *websocket.Conn
-	netConn net.Conn // under conn, for a forced close
-	id      uint64
-	alias   identity.Alias // set once authenticated
-	log     *slog.Logger
+	srv   *Server
+	ws    *wsConn
+	id    uint64
+	alias identity.Alias // set once authenticated
 
 	routed      bool          // registered with the router
 	counted     bool          // counted in the alias's sessions (aliasLimits)
@@ -82,8 +84,7 @@ type session struct {
 	refused     int           // rate-limited frames in the current flood
 	lastRefused time.Time
 
-	// The WebSocket frame budget (frameMeter), on the reading goroutine.
-	meter          *frameMeter // nil without a hijacked connection
+	// The WebSocket frame budget (onWireFrame), on the reading goroutine.
 	frameLim       *rate.Limiter
 	frameRefused   int
 	lastFrameFlood time.Time
@@ -99,8 +100,9 @@ type session struct {
 	closed   chan struct{}  // closed with closing
 	draining bool           // node shutdown: close once the queue is written (drain)
 	reason   string         // disconnect reason (metrics label), set by kill
-	wg       sync.WaitGroup // writer, closer and pinger goroutines
-	pinger   *time.Timer    // the next liveness ping (see ping)
+	wg       sync.WaitGroup // writer and closer goroutines
+	pinger   *time.Timer    // the next liveness ping, or the end of the wait for its pong (see ping)
+	pingWait bool           // a ping is out: the pinger's end is the pong's deadline
 	pingsOut atomic.Int32   // relay pings whose pong is not charged yet
 }
 
@@ -267,9 +269,7 @@ func (s *session) writeLoop() {
 		held = true
 		// Each frame has the write timeout: a client that reads slowly but
 		// steadily is not cut off by a long queue.
-		ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.writeTimeout)
-		err := s.conn.Write(ctx, websocket.MessageText, f.data)
-		cancel()
+		err := s.ws.writeFrame(opText, f.data, s.srv.tun.writeTimeout)
 		s.mu.Lock()
 		s.inflight = false
 		if s.closing {
@@ -287,7 +287,7 @@ func (s *session) writeLoop() {
 		if err != nil {
 			// This frame is lost, and the rest with the session.
 			s.srv.metrics.drops.Inc(s.dropReasonLocked())
-			s.closeLocked(websocket.StatusInternalError, "write_error", nil)
+			s.closeLocked(closeInternalError, "write_error", nil)
 			s.mu.Unlock()
 			return
 		}
@@ -298,9 +298,7 @@ func (s *session) writeLoop() {
 
 // write writes one frame with the write timeout.
 func (s *session) write(msg []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.writeTimeout)
-	defer cancel()
-	return s.conn.Write(ctx, websocket.MessageText, msg)
+	return s.ws.writeFrame(opText, msg, s.srv.tun.writeTimeout)
 }
 
 // writeDirect writes a notice from the reader goroutine, unless closing.
@@ -319,7 +317,7 @@ var errSessionClosing = errors.New("relay: session closing")
 // kill closes the session once: it drops the queue (counted as
 // session_closed, or shutdown while draining), optionally writes final, then
 // closes the WebSocket with code and reason. It never blocks.
-func (s *session) kill(code websocket.StatusCode, reason string, final []byte) {
+func (s *session) kill(code int, reason string, final []byte) {
 	s.mu.Lock()
 	s.closeLocked(code, reason, final)
 	s.mu.Unlock()
@@ -345,7 +343,7 @@ func (s *session) drain() {
 }
 
 // closeLocked is kill with s.mu held.
-func (s *session) closeLocked(code websocket.StatusCode, reason string, final []byte) {
+func (s *session) closeLocked(code int, reason string, final []byte) {
 	if s.closing {
 		return
 	}
@@ -362,16 +360,23 @@ func (s *session) closeLocked(code websocket.StatusCode, reason string, final []
 	s.srv.budget.give(s.qBytes)
 	s.queue, s.qBytes, s.bySender = nil, 0, nil
 	s.wg.Add(1)
+	if s.pinger != nil {
+		s.pinger.Stop()
+	}
 	go func() {
 		defer s.wg.Done()
 		// A client that does not read never completes the close handshake
 		// (nor takes the final frame): drop the TCP connection after a grace.
-		force := time.AfterFunc(s.srv.tun.closeGrace, func() { _ = s.netConn.Close() })
+		force := time.AfterFunc(s.srv.tun.closeGrace, s.ws.close)
 		defer force.Stop()
 		if final != nil {
 			_ = s.write(final)
 		}
-		_ = s.conn.Close(code, reason)
+		_ = s.ws.writeClose(code, reason, s.srv.tun.closeGrace)
+		// The reader takes the client's close frame (see finish), or fails
+		// when the connection is dropped.
+		<-s.ws.readDone
+		s.ws.close()
 	}()
 }
 
@@ -386,7 +391,6 @@ func (s *session) open(ctx context.Context) bool {
 		return false
 	}
 	s.alias = alias
-	s.log = s.log.With("alias", alias)
 	lim, byteLim, ok := s.srv.aliases.acquire(ctx, alias, s.now(), &s.srv.tun)
 	if !ok {
 		// The newest session is refused (see MaxSessionsPerAlias).
@@ -404,8 +408,8 @@ func (s *session) open(ctx context.Context) bool {
 		s.kill(statusRestart, "shutdown", reconnectFrame) // authenticated while the node shuts down
 		return false
 	} else if err != nil {
-		s.log.Warn("relay: cannot route session", "err", err)
-		s.kill(websocket.StatusInternalError, "routing unavailable", nil)
+		s.logger().Warn("relay: cannot route session", "err", err)
+		s.kill(closeInternalError, "routing unavailable", nil)
 		return false
 	}
 	s.routed = true
@@ -425,7 +429,7 @@ func (s *session) open(ctx context.Context) bool {
 		s.closeLocked(statusRestart, "shutdown", reconnectFrame)
 	}
 	s.mu.Unlock()
-	s.log.Info("relay: session ready")
+	s.logger().Info("relay: session ready")
 	s.mu.Lock()
 	s.schedulePingLocked()
 	s.mu.Unlock()
@@ -433,7 +437,7 @@ func (s *session) open(ctx context.Context) bool {
 }
 
 // schedulePingLocked arms the next liveness ping. s.mu is held. An idle
-// session holds only a timer for it; the goroutine runs while a ping waits.
+// session holds only a timer for it, no goroutine.
 func (s *session) schedulePingLocked() {
 	d := s.srv.tun.pingInterval
 	if s.closing || d <= 0 {
@@ -448,85 +452,124 @@ func (s *session) schedulePingLocked() {
 
 // ping sends a WebSocket ping (answered by the client's WebSocket stack, a
 // browser's too, with a pong that the reader consumes: it never reaches
-// handleFrame) and drops the session when no pong comes within the
-// timeout: the client is gone without a close (its network changed, its
-// machine slept, a NAT forgot the connection). The TCP connection is
-// closed at once: a dead peer would never complete a close handshake.
+// handleFrame) and arms the pinger for the pong's deadline; when the
+// pinger fires again before a pong came, the session is dropped: the
+// client is gone without a close (its network changed, its machine slept,
+// a NAT forgot the connection). The TCP connection is closed at once: a
+// dead peer would never complete a close handshake.
 func (s *session) ping() {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		return
 	}
+	if s.pingWait {
+		s.logger().Info("relay: dropping a session that did not answer a ping")
+		s.dropDeadLocked()
+		s.mu.Unlock()
+		return
+	}
+	s.pingWait = true
+	s.pinger.Reset(s.srv.tun.pingTimeout)
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.tun.pingTimeout)
 	s.pingsOut.Add(1)
-	err := s.conn.Ping(ctx)
-	cancel()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err == nil {
-		s.schedulePingLocked()
-		return
-	}
-	if s.closing {
-		return
-	}
-	s.log.Info("relay: dropping a session that did not answer a ping", "err", err)
-	s.closeLocked(websocket.StatusGoingAway, "ping_timeout", nil)
-	_ = s.netConn.Close()
-}
-
-// serve reads the client's frames until the connection closes.
-func (s *session) serve(ctx context.Context) {
-	for {
-		typ, data, err := s.conn.Read(ctx)
-		if err != nil {
-			s.readClosed(err)
-			return
+	if err := s.ws.writeFrame(opPing, nil, s.srv.tun.pingTimeout); err != nil {
+		s.mu.Lock()
+		if !s.closing {
+			s.logger().Info("relay: dropping a session that did not take a ping", "err", err)
+			s.dropDeadLocked()
 		}
-		s.handleFrame(typ, data)
+		s.mu.Unlock()
 	}
 }
 
-// finish closes the session (if not yet closing), waits for its writer and
-// closer, and unregisters it.
-func (s *session) finish() {
-	s.kill(websocket.StatusNormalClosure, "closed", nil)
+// dropDeadLocked closes a session that failed its liveness check. s.mu is
+// held.
+func (s *session) dropDeadLocked() {
+	s.closeLocked(closeGoingAway, "ping_timeout", nil)
+	s.ws.close()
+}
+
+// pong notes the client's pong: the next ping is due an interval later.
+func (s *session) pong() {
 	s.mu.Lock()
-	if s.pinger != nil {
-		s.pinger.Stop()
+	if s.pingWait {
+		s.pingWait = false
+		s.schedulePingLocked()
 	}
 	s.mu.Unlock()
+}
+
+// serve reads the client's frames until the connection closes (true), or
+// until the client has sent nothing for idleAfter and the session is
+// parked (false: the poller serves it again on a new goroutine once the
+// client sends, see poller).
+func (s *session) serve() bool {
+	for {
+		op, data, err := s.ws.readMessage()
+		if err == errWSIdle {
+			if s.ws.park() {
+				return false
+			}
+			continue
+		}
+		if err != nil {
+			s.readClosed(err)
+			return true
+		}
+		s.handleFrame(op, data)
+	}
+}
+
+// finish closes the session (if not yet closing), reads until the client's
+// close frame (or the connection's end), waits for its writer and closer,
+// and unregisters it. It runs on the reading goroutine.
+func (s *session) finish() {
+	s.kill(closeNormal, "closed", nil)
+	s.ws.drain()
 	s.wg.Wait()
+	if s.routed {
+		s.srv.router.remove(s)
+	}
+	// The slot is freed once the session no longer takes envelopes (the
+	// release may wait for the cluster's count).
 	if s.counted {
 		s.srv.aliases.release(context.Background(), s.alias, s.now(), &s.srv.tun)
 	}
 	if !s.routed {
 		return
 	}
-	s.srv.router.remove(s)
 	s.srv.metrics.sessions.Dec()
 	s.mu.Lock()
 	reason := s.reason
 	s.mu.Unlock()
 	s.srv.metrics.disconnects.WithLabelValues(reason).Inc()
-	s.log.Info("relay: session closed", "reason", reason)
+	s.logger().Info("relay: session closed", "reason", reason)
+}
+
+// logger is the session's logger: the alias is added to each line (a
+// logger of its own would cost every idle session memory).
+func (s *session) logger() *slog.Logger {
+	if s.alias == "" {
+		return s.srv.log
+	}
+	return s.srv.log.With("alias", s.alias)
 }
 
 // readClosed records why reading stopped.
 func (s *session) readClosed(err error) {
+	var ce *wsCloseError
 	switch {
-	case errors.Is(err, websocket.ErrMessageTooBig):
-		s.kill(websocket.StatusMessageTooBig, "frame_too_big", nil)
-	case websocket.CloseStatus(err) != -1:
-		s.kill(websocket.StatusNormalClosure, "client_closed", nil)
-	case errors.Is(err, io.EOF):
-		s.kill(websocket.StatusNormalClosure, "client_closed", nil)
+	case errors.Is(err, errWSTooBig):
+		s.kill(closeTooBig, "frame_too_big", nil)
+	case errors.As(err, &ce), errors.Is(err, io.EOF):
+		s.kill(closeNormal, "client_closed", nil)
+	case errors.Is(err, errWSProtocol):
+		s.kill(closeProtocolError, "read_error", nil)
 	default:
-		s.kill(websocket.StatusNormalClosure, "read_error", nil)
+		s.kill(closeNormal, "read_error", nil)
 	}
 }
 
@@ -539,7 +582,7 @@ const authFailedReason = "unauthorized"
 func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	challenge := make([]byte, challengeSize)
 	if _, err := io.ReadFull(rand.Reader, challenge); err != nil {
-		s.kill(websocket.StatusInternalError, "internal error", nil)
+		s.kill(closeInternalError, "internal error", nil)
 		return "", false
 	}
 	timer := time.AfterFunc(s.srv.tun.authTimeout, func() {
@@ -550,13 +593,13 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	if err := s.writeDirect(encodeFrame(challengeFrame{Type: "challenge", Challenge: challenge})); err != nil {
 		return "", false
 	}
-	typ, data, err := s.conn.Read(ctx)
+	op, data, err := s.ws.readMessage()
 	if err != nil {
 		s.readClosed(err)
 		return "", false
 	}
 	alias, sig, err := decodeAuth(data)
-	if err != nil || typ != websocket.MessageText {
+	if err != nil || op != opText {
 		s.srv.authFailure("ws_unauthenticated_frame")
 		s.kill(StatusUnauthorized, authFailedReason, nil)
 		return "", false
@@ -568,8 +611,8 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 		return "", false
 	}
 	if err != nil {
-		s.log.Warn("relay: directory lookup failed", "err", err)
-		s.kill(websocket.StatusTryAgainLater, "directory unavailable", nil)
+		s.logger().Warn("relay: directory lookup failed", "err", err)
+		s.kill(statusTryLater, "directory unavailable", nil)
 		return "", false
 	}
 	if !ed25519.Verify(rec.Ed25519, WSAuthMessage(challenge), sig) {
@@ -584,7 +627,7 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 }
 
 // handleFrame processes one frame of an authenticated session.
-func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
+func (s *session) handleFrame(op byte, data []byte) {
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
@@ -603,14 +646,14 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		s.refused++
 		s.lastRefused = now
 		if s.refused >= s.srv.tun.floodLimit {
-			s.log.Info("relay: closing a flooding session")
+			s.logger().Info("relay: closing a flooding session")
 			s.killFlooder()
 			return
 		}
 		s.notice(&frameError{codeRateLimited, "too many frames, slow down", frameID(data)})
 		return
 	}
-	if typ != websocket.MessageText {
+	if op != opText {
 		s.srv.metrics.refused.WithLabelValues(string(codeMalformed)).Inc()
 		s.notice(&frameError{Code: codeMalformed, Message: "frames must be text"})
 		return
@@ -619,6 +662,7 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 	if ferr != nil && ferr.Code == codeUnknownType && isPingFrame(data) {
 		// The client's liveness check (a browser cannot send WebSocket
 		// pings): answered at once, like a notice.
+		s.ws.keepalive()
 		_ = s.writeDirect(pongFrame)
 		return
 	}
@@ -627,12 +671,12 @@ func (s *session) handleFrame(typ websocket.MessageType, data []byte) {
 		s.notice(ferr)
 		return
 	}
-	logCall(s.log, env)
+	logCall(s.logger(), env)
 	s.srv.router.publish(s, env)
 }
 
 // onWireFrame charges one WebSocket frame the client sent (any opcode,
-// fragments and control frames included; see frameMeter) to the session's
+// fragments and control frames included, as wsConn parses them) to the session's
 // frame budget, twice its message rate limit. A session over the budget by
 // floodLimit frames, with no pause of floodReset between them, is closed
 // with 1008 (rate_limited). It runs on the reading goroutine.
@@ -640,6 +684,7 @@ func (s *session) onWireFrame(op byte) {
 	// The pong answering the relay's own liveness ping is not the
 	// client's traffic: it is not charged (one per ping at most).
 	if op == opPong {
+		s.pong()
 		for n := s.pingsOut.Load(); n > 0; n = s.pingsOut.Load() {
 			if s.pingsOut.CompareAndSwap(n, n-1) {
 				return
@@ -657,22 +702,17 @@ func (s *session) onWireFrame(op byte) {
 	s.frameRefused++
 	s.lastFrameFlood = now
 	if s.frameRefused == s.srv.tun.floodLimit {
-		s.log.Info("relay: closing a session flooding WebSocket frames", "opcode", op)
+		s.logger().Info("relay: closing a session flooding WebSocket frames", "opcode", op)
 		s.killFlooder()
 	}
 }
-
-// opPong is the WebSocket pong frame's opcode (RFC 6455 section 5.5.3).
-const opPong = 0xA
 
 // killFlooder closes a flooding session with 1008 and stops reading it:
 // its frames would otherwise be read (and pings answered) until the close
 // handshake or the close grace ends.
 func (s *session) killFlooder() {
-	s.kill(websocket.StatusPolicyViolation, "rate_limited", nil)
-	if s.meter != nil {
-		s.meter.stop.Store(true)
-	}
+	s.kill(statusPolicy, "rate_limited", nil)
+	s.ws.stopReading()
 }
 
 // throttleBytes charges a frame of n bytes to the alias's byte budget and,

@@ -14,7 +14,7 @@ import (
 func loadtestUsage() string {
 	return `Usage:
   duet loadtest [--sessions N] [--rate R] [--duration D] [--calls M] [--video]
-                [--concurrency C] [--metrics URL] [--relay URL]
+                [--concurrency C] [--settle S] [--metrics URL] [--relay URL]
 
 Load-tests a relay (any URL: a local one or a deployment): registers N fresh
 identities, opens one authenticated session for each, then sends sealed
@@ -23,9 +23,10 @@ at its due time (open loop: a relay that falls behind shows in the latency,
 which counts from when the envelope was due). It prints the sessions
 connected, the envelopes delivered per second, latency percentiles, failures
 by reason and, when the relay's /metrics shows process_resident_memory_bytes
-(duet relay's does), the relay's resident memory per session (before the
-registrations to the sessions idle: the directory entry is included) and its
-CPU time per envelope delivered (process_cpu_seconds_total over the sending).
+(duet relay's does), the relay's resident memory per session (from before
+the registrations to the sessions idle for S: the directory entry is
+included) and its CPU time per envelope delivered (process_cpu_seconds_total
+over the sending).
 With --calls M it also places M concurrent real calls between identities of
 their own (pion peers sending the built-in test media), holds them for D and
 prints the setup-time percentiles and the media received.
@@ -43,6 +44,10 @@ Flags:
   --calls M          concurrent calls (default 0)
   --video            video calls (default audio only)
   --concurrency C    registrations and connects in flight (default 32)
+  --settle S         how long the sessions idle before the relay's RSS is
+                     read (default 2s; the Go runtime collects garbage at
+                     least every 2 minutes, so 150s shows an idle relay's
+                     steady state)
   --metrics URL      the relay's Prometheus endpoint (default RELAY/metrics;
                      - not to read it)
   --relay URL[,URL]  the relay [DUET_RELAY] (default ` + relayDefault() + `)
@@ -63,6 +68,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.BoolVar(&cfg.Video, "video", false, "video calls")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "registrations and connects in flight")
 	fs.StringVar(&cfg.MetricsURL, "metrics", "", "the relay's Prometheus endpoint")
+	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "how long the sessions idle before the relay's RSS is read")
 	pos, code, done := parseFlags(fs, args, loadtestUsage(), stdout, stderr)
 	if done {
 		return code
@@ -88,6 +94,8 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return bad("--calls %d: want 0 or more", cfg.Calls)
 	case cfg.Concurrency <= 0:
 		return bad("--concurrency %d: want 1 or more", cfg.Concurrency)
+	case cfg.Settle <= 0:
+		return bad("--settle %v: want more than 0, e.g. 150s", cfg.Settle)
 	case cfg.Sessions == 0 && cfg.Calls == 0:
 		return bad("nothing to do: give --sessions or --calls")
 	}

@@ -73,7 +73,7 @@ func TestLoadtest(t *testing.T) {
 // that is not there fails the run (exit 1) with the reason.
 func TestLoadtestArguments(t *testing.T) {
 	for _, args := range [][]string{
-		{"--sessions", "1"}, {"--rate", "-1"}, {"--duration", "0s"}, {"--sessions", "0"}, {"--calls", "-2"}, {"extra"},
+		{"--sessions", "1"}, {"--rate", "-1"}, {"--duration", "0s"}, {"--sessions", "0"}, {"--calls", "-2"}, {"--settle", "0s"}, {"extra"},
 	} {
 		code, out, errOut := runCLI(t, "", append([]string{"loadtest", "--relay", "http://127.0.0.1:9"}, args...)...)
 		if code != 2 || out != "" || !strings.Contains(errOut, "duet loadtest") {

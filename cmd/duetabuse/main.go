@@ -3,16 +3,17 @@
 // bystander pair exchanging call_ice envelopes at 40/s, and runs each attack
 // of issue 12 against it in turn, bounded in count and time. For each attack
 // it reports the bystander's delivery latency p50/p99 while quiet and during
-// the attack, victim disconnects, the relay's peak RSS and CPU, and what the
-// attack itself observed. Every connection goes to 127.0.0.1.
+// the attack, victim disconnects, the relay's peak RSS and CPU, the attack's
+// CPU, and what the attack itself observed. The attack runs in a process of
+// its own at niceness 19 (-attacker-nice; see runAttacker). Every connection
+// goes to 127.0.0.1.
 //
 //	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-profile DIR] [-- relay flags]
 //
 // With -profile, the relay serves its profiles (--pprof-addr on loopback)
 // and the suite saves a CPU profile and an execution trace of each attack,
 // taken from 1 s into it (-profile-after), as DIR/NAME.cpu.pprof and
-// DIR/NAME.trace (see
-// `go tool pprof`, `go tool trace`).
+// DIR/NAME.trace (see `go tool pprof`, `go tool trace`).
 package main
 
 import (
@@ -41,6 +42,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -54,14 +56,22 @@ func main() {
 	slow := flag.Bool("slow", false, "print the bystander's slowest envelopes during each attack, and when they arrived")
 	profileFor := flag.Duration("profile-for", 5*time.Second, "length of each profile and trace (-profile)")
 	profileAfter := flag.Duration("profile-after", time.Second, "how far into each attack its profile and trace start (-profile)")
+	attackerNice := flag.Int("attacker-nice", 19, "niceness of the attack's process (0-19)")
 	bystanderFor := flag.String("bystander-for", "", "internal: run the bystander pair against this relay URL, printing latencies")
+	attackChild := flag.String("attack", "", "internal: run this attack against -relay-url (relay process -relay-pid), printing its result")
+	relayURL := flag.String("relay-url", "", "internal: see -attack")
+	relayPID := flag.Int("relay-pid", 0, "internal: see -attack")
 	flag.Parse()
 	if *bystanderFor != "" {
 		runBystanderChild(*bystanderFor)
 		return
 	}
+	if *attackChild != "" {
+		runAttackChild(*attackChild, *relayURL, *relayPID, *scale)
+		return
+	}
 	prof := profiling{dir: *profile, length: *profileFor, after: *profileAfter}
-	if err := run(*relayBin, *only, *scale, prof, *slow, flag.Args()); err != nil {
+	if err := run(*relayBin, *only, *scale, prof, *slow, *attackerNice, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "duetabuse:", err)
 		os.Exit(1)
 	}
@@ -169,6 +179,66 @@ func (r *relay) cpuTicks() int {
 	u, _ := strconv.Atoi(f[11])
 	st, _ := strconv.Atoi(f[12])
 	return u + st
+}
+
+// attackResult is what an attack's process prints (runAttackChild).
+type attackResult struct {
+	Disconnects, Notes, Err string
+}
+
+// runAttacker runs the attack name against r in a process of its own at
+// niceness nice (with nice(1)), and returns its result and CPU time. The
+// attacking clients' CPU is the attacker's machine's in the real world; on
+// the suite's one machine it competes with the relay and the bystander,
+// and at a low priority it takes the CPU they leave (what it achieved is in
+// its notes).
+func runAttacker(ctx context.Context, r *relay, name string, scale float64, nice int) (attackResult, time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return attackResult{}, 0, err
+	}
+	args := []string{self, "-attack", name, "-relay-url", r.base, "-relay-pid", strconv.Itoa(r.pid), "-scale", strconv.FormatFloat(scale, 'g', -1, 64)}
+	if nice != 0 {
+		args = append([]string{"nice", "-n", strconv.Itoa(nice)}, args...)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.Output()
+	var cpu time.Duration
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
+		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if err != nil {
+		return attackResult{}, cpu, fmt.Errorf("the attack's process: %w", err)
+	}
+	var res attackResult
+	if err := json.Unmarshal(stdout, &res); err != nil {
+		return res, cpu, fmt.Errorf("the attack's result %q: %w", stdout, err)
+	}
+	if res.Err != "" {
+		return res, cpu, errors.New(res.Err)
+	}
+	return res, cpu, nil
+}
+
+// runAttackChild is the attack's process: it runs the attack and prints
+// its attackResult.
+func runAttackChild(name, base string, pid int, scale float64) {
+	i := slices.IndexFunc(attacks, func(a attack) bool { return a.name == name })
+	if i < 0 {
+		fmt.Fprintln(os.Stderr, "duetabuse: no attack", name)
+		os.Exit(2)
+	}
+	r := &relay{base: base, ws: "ws://" + strings.TrimPrefix(base, "http://") + "/api/v1/ws", pid: pid}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var res attackResult
+	var err error
+	res.Disconnects, res.Notes, err = attacks[i].run(ctx, &env{r: r, scale: scale})
+	if err != nil {
+		res.Err = err.Error()
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(res)
 }
 
 // user is a registered identity.
@@ -580,6 +650,7 @@ type result struct {
 	victimDisconnects    string
 	rssIdle, rssPeak     int // KiB
 	cpu                  float64
+	attackerCPU          float64 // this process's: the attack's clients (the bystander has its own)
 	notes                string
 }
 
@@ -638,7 +709,7 @@ func (p profiling) start(r *relay, name string) (wait func()) {
 	return wg.Wait
 }
 
-func run(bin, only string, scale float64, prof profiling, slow bool, relayArgs []string) error {
+func run(bin, only string, scale float64, prof profiling, slow bool, attackerNice int, relayArgs []string) error {
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "duetabuse-bin-")
 		if err != nil {
@@ -665,7 +736,7 @@ func run(bin, only string, scale float64, prof profiling, slow bool, relayArgs [
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "== %s: %s\n", a.name, a.desc)
-		res, err := runOne(bin, relayArgs, a, scale, prof, slow)
+		res, err := runOne(bin, relayArgs, a, scale, prof, slow, attackerNice)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "   failed: %v\n", err)
 			res = result{name: a.name, notes: "error: " + err.Error()}
@@ -676,12 +747,12 @@ func run(bin, only string, scale float64, prof profiling, slow bool, relayArgs [
 			victimLost = true
 		}
 	}
-	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during | victim disconnects | relay RSS idle → peak | relay CPU during | observed |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during | victim disconnects | relay RSS idle → peak | relay CPU during | attacker CPU | observed |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		fmt.Printf("| %s | %s → %s | %s → %s | %s | %d → %d MiB | %.0f %% | %s |\n", r.name,
+		fmt.Printf("| %s | %s → %s | %s → %s | %s | %d → %d MiB | %.0f %% | %.0f %% | %s |\n", r.name,
 			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects,
-			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.notes)
+			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
 	}
 	if victimLost {
 		return errors.New("a reading victim was disconnected")
@@ -692,12 +763,12 @@ func run(bin, only string, scale float64, prof profiling, slow bool, relayArgs [
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func printResult(w io.Writer, r result) {
-	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s; victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %%; %s\n",
-		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.notes)
+	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s; victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %% (attacker %.0f %%); %s\n",
+		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
 }
 
 // runOne runs one attack against a fresh relay.
-func runOne(bin string, relayArgs []string, a attack, scale float64, prof profiling, slow bool) (result, error) {
+func runOne(bin string, relayArgs []string, a attack, scale float64, prof profiling, slow bool, attackerNice int) (result, error) {
 	res := result{name: a.name}
 	r, err := startRelay(bin, relayArgs)
 	if err != nil {
@@ -737,12 +808,13 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 		}
 	}()
 	cpu0, t0 := r.cpuTicks(), time.Now()
-	e := &env{r: r, scale: scale}
 	actx, acancel := context.WithTimeout(ctx, 4*time.Minute)
 	profiled := prof.start(r, a.name)
-	disc, notes, err := a.run(actx, e)
+	out, attackerCPU, err := runAttacker(actx, r, a.name, scale, attackerNice)
 	acancel()
 	cpu := float64(r.cpuTicks()-cpu0) / 100 / time.Since(t0).Seconds() * 100
+	res.attackerCPU = attackerCPU.Seconds() / time.Since(t0).Seconds() * 100
+	disc, notes := out.Disconnects, out.Notes
 	close(stopSample)
 	<-sampled
 	during, at := by.take()

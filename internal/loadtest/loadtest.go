@@ -54,6 +54,11 @@ type Config struct {
 	// process_resident_memory_bytes before and after the sessions open;
 	// "" means RelayURL's /metrics, "-" not to read it.
 	MetricsURL string
+	// Settle is how long the sessions idle before the relay's RSS is read
+	// (default 2 s). The Go runtime collects garbage at least every 2
+	// minutes even when nothing allocates, so an idle relay's steady state
+	// shows after about 150 s.
+	Settle time.Duration
 	// Progress, if set, gets a line per phase.
 	Progress io.Writer
 	// HTTPClient is used for registration and metrics (default
@@ -68,7 +73,8 @@ type Result struct {
 	SessionsWanted     int
 	RegisterTime       time.Duration
 	ConnectTime        time.Duration
-	RSSBefore, RSSIdle uint64 // bytes; 0 when unknown
+	RSSBefore, RSSIdle uint64        // bytes; 0 when unknown
+	Settle             time.Duration // how long the sessions idled before RSSIdle
 	Sent, Delivered    int64
 	Rate               float64
 	Duration           time.Duration
@@ -110,8 +116,8 @@ func (r *Result) Print(w io.Writer) {
 	fmt.Fprintf(w, "sessions      %d of %d connected (registered in %s, connected in %s)\n",
 		r.Sessions, r.SessionsWanted, r.RegisterTime.Round(time.Millisecond), r.ConnectTime.Round(time.Millisecond))
 	if per := r.RSSPerSession(); per != 0 {
-		fmt.Fprintf(w, "relay RSS     %.1f MiB before, %.1f MiB with the sessions idle: %.1f KiB per session (directory entry included)\n",
-			float64(r.RSSBefore)/(1<<20), float64(r.RSSIdle)/(1<<20), per/1024)
+		fmt.Fprintf(w, "relay RSS     %.1f MiB before, %.1f MiB with the sessions idle for %s: %.1f KiB per session (directory entry included)\n",
+			float64(r.RSSBefore)/(1<<20), float64(r.RSSIdle)/(1<<20), r.Settle, per/1024)
 	} else {
 		fmt.Fprintf(w, "relay RSS     unknown (no process_resident_memory_bytes in the relay's metrics)\n")
 	}
@@ -423,7 +429,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if res.RSSBefore != 0 {
 		// Let the relay's writers and the Go runtime settle before reading
 		// the idle figure.
-		time.Sleep(2 * time.Second)
+		res.Settle = cfg.Settle
+		if res.Settle <= 0 {
+			res.Settle = 2 * time.Second
+		}
+		progress("sessions idle for %s", res.Settle)
+		select {
+		case <-time.After(res.Settle):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		res.RSSIdle = metrics().rss
 	}
 
