@@ -105,6 +105,7 @@ type tunables struct {
 	rateLimit    float64
 	rateBurst    int
 	floodLimit   int
+	frameFlood   int // FrameFloodLimit
 	queueBytes   int
 	byteRate     float64
 	byteBurst    int
@@ -137,6 +138,7 @@ var defaultTunables = tunables{
 	rateLimit:    RateLimit,
 	rateBurst:    RateBurst,
 	floodLimit:   FloodLimit,
+	frameFlood:   FrameFloodLimit,
 	queueBytes:   SendQueueBytes,
 	byteRate:     ByteRate,
 	byteBurst:    ByteBurst,
