@@ -62,7 +62,8 @@ import (
 // When the entry cannot be read or written (JetStream without quorum, or
 // this node cut off from NATS) the node fails open: it admits on its own
 // count and keeps the alias's last known split, counts the failure in
-// duet_relay_directory_ops_total{op="session_count"} and logs it. (Cut off
+// duet_relay_directory_ops_total{op="session_count"}, logs it, and writes
+// the entry again later (aliasLimits.resyncLocked). (Cut off
 // from NATS the node cannot authenticate anyone anyway: the directory and
 // routing need it.)
 const (

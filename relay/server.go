@@ -508,6 +508,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-done
 	}
+	s.aliases.stopResyncs()
 	s.router.stop()
 	if s.poller != nil {
 		s.poller.stop()
