@@ -79,12 +79,19 @@ func quietRelay(b testing.TB, tune func(*tunables)) *testRelay {
 // the CPUs. Sub-benchmarks: "max" keeps 256 envelopes in flight (closed loop:
 // throughput); "rate=N" sends N envelopes per second (open loop: latency at
 // that rate, counted from when each envelope was due), for N in
-// DUET_BENCH_RATES (default 10000,20000).
+// DUET_BENCH_RATES (default 10000,20000); "max-via-nats" is "max" with every
+// envelope published through NATS (and acknowledged), as between the nodes
+// of a cluster: the one process then does the work of both nodes.
 func BenchmarkRelayForward(b *testing.B) {
 	n := envInt("DUET_BENCH_SESSIONS", 1000)
 	r := quietRelay(b, func(tu *tunables) { tu.rateLimit, tu.rateBurst, tu.byteRate, tu.byteBurst = 1e9, 1e9, 1e12, 1<<40 })
 	usersFile := writeBenchUsers(b, benchUsers(b, r, n))
 	b.Run("max", func(b *testing.B) { forwardInChild(b, r, usersFile, 256, 0) })
+	b.Run("max-via-nats", func(b *testing.B) {
+		r.srv.router.solo.Store(false)
+		defer r.srv.router.solo.Store(true)
+		forwardInChild(b, r, usersFile, 256, 0)
+	})
 	rates := os.Getenv("DUET_BENCH_RATES")
 	if rates == "" {
 		rates = "10000,20000"

@@ -124,6 +124,7 @@ type tunables struct {
 	idleAfter      time.Duration // see idleAfter
 	nodeHeartbeat  time.Duration // see clusterLimits
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
+	ackWait        time.Duration // see ackWait; tests shorten it
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -156,6 +157,7 @@ var defaultTunables = tunables{
 	idleAfter:      idleAfter,
 	nodeHeartbeat:  nodeHeartbeat,
 	tokenTTL:       TokenTTL,
+	ackWait:        ackWait,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -291,8 +293,6 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		}
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
-	lost := s.router.conf.lost
-	nb.onDisconnect.Store(&lost)
 	if s.poller, err = newPoller(); err != nil {
 		s.log.Warn("relay: idle sessions keep a goroutine each", "err", err)
 	}
