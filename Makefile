@@ -57,6 +57,7 @@ nattest: deps
 # The embedded TURN server against coturn (Debian's coturn package: its
 # turnserver, turnutils_uclient and turnutils_peer), alternating in one run:
 # loss and server CPU per relayed packet (scripts/turnbench.sh;
-# TURNBENCH_LOADS, TURNBENCH_SECONDS, TURNBENCH_SIZE, TURNBENCH_ROUNDS).
+# TURNBENCH_LOADS, TURNBENCH_SECONDS, TURNBENCH_SIZE, TURNBENCH_ROUNDS;
+# TURNBENCH_BASE=REV also runs that revision's duet: before and after).
 turnbench: deps
 	@bash scripts/turnbench.sh

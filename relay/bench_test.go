@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -78,12 +79,19 @@ func quietRelay(b testing.TB, tune func(*tunables)) *testRelay {
 // the CPUs. Sub-benchmarks: "max" keeps 256 envelopes in flight (closed loop:
 // throughput); "rate=N" sends N envelopes per second (open loop: latency at
 // that rate, counted from when each envelope was due), for N in
-// DUET_BENCH_RATES (default 10000,20000).
+// DUET_BENCH_RATES (default 10000,20000); "max-via-nats" is "max" with every
+// envelope published through NATS (and acknowledged), as between the nodes
+// of a cluster: the one process then does the work of both nodes.
 func BenchmarkRelayForward(b *testing.B) {
 	n := envInt("DUET_BENCH_SESSIONS", 1000)
 	r := quietRelay(b, func(tu *tunables) { tu.rateLimit, tu.rateBurst, tu.byteRate, tu.byteBurst = 1e9, 1e9, 1e12, 1<<40 })
 	usersFile := writeBenchUsers(b, benchUsers(b, r, n))
 	b.Run("max", func(b *testing.B) { forwardInChild(b, r, usersFile, 256, 0) })
+	b.Run("max-via-nats", func(b *testing.B) {
+		r.srv.router.solo.Store(false)
+		defer r.srv.router.solo.Store(true)
+		forwardInChild(b, r, usersFile, 256, 0)
+	})
 	rates := os.Getenv("DUET_BENCH_RATES")
 	if rates == "" {
 		rates = "10000,20000"
@@ -113,24 +121,44 @@ func writeBenchUsers(b testing.TB, users []user) string {
 }
 
 // forwardInChild runs one forwarding run of b.N envelopes in a child process
-// and reports its figures.
+// and reports its figures. The child connects its sessions, says
+// "connected" and waits; the relay's CPU time is taken from then until its
+// result, so that it is the forwarding's alone (not the sessions' setup and
+// teardown), as duet loadtest measures it.
 func forwardInChild(b *testing.B, r *testRelay, usersFile string, window int, rate float64) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchForwardClients$", "-test.timeout=30m")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("DUET_BENCH_FWD=%s %s %d %d %g", r.ts.URL, usersFile, b.N, window, rate))
 	cmd.Stderr = os.Stderr
-	cpu0 := processCPU(b)
-	out, err := cmd.Output()
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		b.Fatalf("forwarding clients: %v", err)
+		b.Fatal(err)
 	}
-	relayCPU := processCPU(b) - cpu0
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var cpu0, relayCPU time.Duration
 	var res fwdResult
-	for _, line := range strings.Split(string(out), "\n") {
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		line := lines.Text()
+		if line == "connected" {
+			cpu0 = processCPU(b)
+			fmt.Fprintln(stdin, "go")
+		}
 		if rest, ok := strings.CutPrefix(line, "result "); ok {
+			relayCPU = processCPU(b) - cpu0
+			stdin.Close() // the child closes its sessions and exits
 			if _, err := fmt.Sscan(rest, &res.got, &res.elapsed, &res.p50, &res.p99, &res.max); err != nil {
 				b.Fatalf("forwarding clients: %q: %v", line, err)
 			}
 		}
+	}
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("forwarding clients: %v", err)
 	}
 	if res.got < int64(b.N) {
 		var drops []string
@@ -162,8 +190,10 @@ func processCPU(b testing.TB) time.Duration {
 }
 
 // TestBenchForwardClients is the child process of BenchmarkRelayForward: it
-// authenticates the users it is given, forwards the envelopes and prints
-// "result <received> <elapsed> <p50> <p99> <max>" (durations in ns).
+// authenticates the users it is given, prints "connected", waits for a line
+// on stdin, forwards the envelopes, prints "result <received> <elapsed>
+// <p50> <p99> <max>" (durations in ns) and closes the sessions when stdin
+// closes.
 func TestBenchForwardClients(t *testing.T) {
 	arg := os.Getenv("DUET_BENCH_FWD")
 	if arg == "" {
@@ -191,11 +221,17 @@ func TestBenchForwardClients(t *testing.T) {
 			}
 		})
 	}
+	fmt.Println("connected")
+	in := bufio.NewReader(os.Stdin)
+	if _, err := in.ReadString('\n'); err != nil {
+		t.Fatalf("waiting for the parent: %v", err)
+	}
 	res, err := forward(&cur, clients, n, window, rate)
 	if err != nil {
 		t.Error(err)
 	}
 	fmt.Println("result", res.got, int64(res.elapsed), res.p50, res.p99, res.max)
+	io.Copy(io.Discard, in) // until the parent has taken its CPU time
 	for _, c := range clients {
 		c.conn.CloseNow()
 	}

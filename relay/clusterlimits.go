@@ -43,7 +43,10 @@ import (
 //     type cannot start with '_', so no client can send it. (Splitting by
 //     node rather than by session keeps one device alone on a node at a
 //     usable share: a phone on one node and a laptop on another get half
-//     each.)
+//     each.) A notice is sent at most once: a node that misses one (its
+//     routing queue full, or its subscription to the alias not in place
+//     yet when the notice went out) keeps the split it had until the
+//     alias's entry changes again.
 //   - A node's counts are ignored once it is gone: each node publishes a
 //     heartbeat on duet.node.hb every nodeHeartbeat (and duet.node.bye when
 //     it shuts down), and a node not heard from for nodeDeadAfter
@@ -62,9 +65,10 @@ import (
 // When the entry cannot be read or written (JetStream without quorum, or
 // this node cut off from NATS) the node fails open: it admits on its own
 // count and keeps the alias's last known split, counts the failure in
-// duet_relay_directory_ops_total{op="session_count"} and logs it. (Cut off
-// from NATS the node cannot authenticate anyone anyway: the directory and
-// routing need it.)
+// duet_relay_directory_ops_total{op="session_count"}, logs it, and writes
+// the entry again later (aliasLimits.resyncLocked). (Cut off from NATS the
+// node cannot authenticate anyone anyway: the directory and routing need
+// it.)
 const (
 	nodeSubject      = "duet.node." // + "hb", "hello" or "bye"; the data is the node's id
 	limitsType       = "_limits"    // duet.a.<alias>._limits: "<revision> <nodes>"

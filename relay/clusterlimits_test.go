@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
 	"github.com/duetcall/duet/identity"
@@ -268,4 +269,29 @@ func TestClusterDeadNodeFreesSlots(t *testing.T) {
 	})
 	r[2].connect(t, a.id, a.alias)
 	r[0].expectRefused(t, a)
+}
+
+// TestClusterLimitsResync: a count the cluster missed while the bucket was
+// gone (the session admitted on the node's own count) is written once the
+// bucket is back, and holds the slot on the other nodes again.
+func TestClusterLimitsResync(t *testing.T) {
+	r := startLimitCluster(t, 2, Options{MaxSessionsPerAlias: 2}, nil)
+	a := r[0].newUser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	js := r[0].srv.nats.js
+	if err := js.DeleteKeyValue(ctx, bucketSessions); err != nil {
+		t.Fatal(err)
+	}
+	r[0].connect(t, a.id, a.alias) // fails open: not counted in the cluster
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucketSessions, Storage: jetstream.MemoryStorage, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "node 0's session counted again", func() bool {
+		e, err := kv.Get(ctx, string(a.alias))
+		return err == nil && containsStr(string(e.Value()), ":1")
+	})
+	r[1].connect(t, a.id, a.alias)
+	r[1].expectRefused(t, a)
 }

@@ -10,22 +10,59 @@ import (
 	"github.com/duetcall/duet/internal/testproxy"
 )
 
-// TestFailoverLossCounted: senders on a relay whose path to its NATS node
-// dies while they send (its bytes are lost for 300 ms, then the connection
-// drops; the node itself stays up and the relay fails over to another). Every envelope is delivered, answered with a
-// notice, or counted: one the relay published but NATS never confirmed
-// reading is counted as dropped, unconfirmed, so silent losses never exceed
-// that count. (When the NATS node itself dies, envelopes it read but had
-// not routed on yet are lost inside NATS, uncounted: about 1 in 300 sent
-// around the death.)
-func TestFailoverLossCounted(t *testing.T) {
-	c := startCluster(t, 3)
-	proxy := testproxy.New(t, strings.TrimPrefix(c.url(0), "nats://"))
-	r1 := startRelay(t, Options{NATSURL: proxy.URL("nats"), KVReplicas: 3}, nil)
-	r2 := startClusterRelay(t, c, 1, Options{KVReplicas: 3})
+// TestFailoverLoss: senders on relay 1 send to a recipient on relay 2 (each
+// relay on its own node of a 3-node NATS cluster) while relay 1's NATS
+// fails mid-stream:
+//
+//   - path: its bytes to its NATS node are lost for 300 ms, then the
+//     connection drops (the node stays up);
+//   - node: its NATS node dies (envelopes the node had read but not passed
+//     on yet are lost inside NATS).
+//
+// Relay 1 fails over to another node. Every envelope is delivered, or
+// counted (publish_error, lost_in_cluster) and its sender got
+// undeliverable/unavailable (recipient_busy, counted by relay 2, is allowed
+// too): none is lost silently, none is reported offline (the recipient
+// stays connected), and every count has its notice.
+func TestFailoverLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// start starts relay 1 on node 0 and returns what kills its NATS.
+		start func(t *testing.T, c *natsCluster, tune func(*tunables)) (*testRelay, func())
+	}{
+		{"path", func(t *testing.T, c *natsCluster, tune func(*tunables)) (*testRelay, func()) {
+			proxy := testproxy.New(t, strings.TrimPrefix(c.url(0), "nats://"))
+			r := startRelay(t, Options{NATSURL: proxy.URL("nats"), KVReplicas: 3}, tune)
+			return r, func() {
+				proxy.Freeze()
+				time.AfterFunc(300*time.Millisecond, proxy.Kill)
+			}
+		}},
+		{"node", func(t *testing.T, c *natsCluster, tune func(*tunables)) (*testRelay, func()) {
+			return startClusterRelayTuned(t, c, 0, Options{KVReplicas: 3}, tune), func() { c.kill(0) }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startCluster(t, 3)
+			// The senders send faster than the rate limits allow, so that
+			// many envelopes are in flight when NATS fails.
+			unlimited := func(tu *tunables) {
+				tu.rateLimit, tu.rateBurst, tu.byteRate, tu.byteBurst = 1e9, 1e9, 1e12, 1<<40
+				tu.recipientRate, tu.recipientBurst = 1e12, 1<<40
+			}
+			r1, kill := tc.start(t, c, unlimited)
+			r2 := startClusterRelayTuned(t, c, 1, Options{KVReplicas: 3}, unlimited)
+			failoverLoss(t, r1, r2, kill)
+		})
+	}
+}
+
+// failoverLoss runs the senders on r1, calls kill a third into the stream
+// and checks the outcome of every envelope.
+func failoverLoss(t *testing.T, r1, r2 *testRelay, kill func()) {
 	b := r2.newUser(t)
 	cb := r2.connect(t, b.id, b.alias)
-	const senders, perSender = 6, 120
+	const senders, perSender = 6, 300
 	var cs []*testClient
 	for range senders {
 		u := r1.newUser(t)
@@ -37,79 +74,147 @@ func TestFailoverLossCounted(t *testing.T) {
 			envs[i] = append(envs[i], ca.env(b.alias, fmt.Sprintf("e%d-%d", i, j)))
 		}
 	}
+	var mu sync.Mutex
+	sentAt := map[string]time.Time{}
 	var wg sync.WaitGroup
 	for i, ca := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for j := range perSender {
 				if j == perSender/3 && i == 0 {
-					// The path dies: what the relay sends for 300 ms is lost,
-					// then the connection drops.
-					proxy.Freeze()
-					time.AfterFunc(300*time.Millisecond, proxy.Kill)
+					wg.Go(kill)
 				}
+				mu.Lock()
+				sentAt[fmt.Sprintf("e%d-%d", i, j)] = time.Now()
+				mu.Unlock()
 				writeJSONFrame(t, ca.conn, envs[i][j])
-				time.Sleep(25 * time.Millisecond)
+				time.Sleep(2 * time.Millisecond) // pacing: ~500 envelopes/s per sender
 			}
-		}()
+		})
 	}
-	wg.Wait()
-	// Let the last envelopes and notices arrive.
+	sending := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(sending)
+	}()
+
 	delivered := map[string]bool{}
-	noticed := map[string]string{}
-	settle := time.After(3 * time.Second)
-loop:
-	for {
-		select {
-		case m := <-cb.frames:
-			<-cb.raw
-			if id, _ := m["id"].(string); id != "" {
-				delivered[id] = true
-			}
-		case <-settle:
-			break loop
-		default:
-			got := false
-			for _, ca := range cs {
+	noticed := map[string][]string{}
+	reasons := map[string]int{}
+	var slowest time.Duration // from sending to an unavailable notice, as seen here (+10 ms)
+	drain := func() {
+		for _, x := range append([]*testClient{cb}, cs...) {
+			for more := true; more; {
 				select {
-				case m := <-ca.frames:
-					<-ca.raw
+				case m := <-x.frames:
+					<-x.raw
 					id, _ := m["id"].(string)
-					noticed[id] = fmt.Sprint(m["type"], "/", m["reason"], m["code"])
-					got = true
+					if x == cb {
+						delivered[id] = true
+						continue
+					}
+					notice := fmt.Sprint(m["type"], "/", m["reason"])
+					if code, ok := m["code"]; ok {
+						notice += fmt.Sprint(" ", code)
+					}
+					noticed[id] = append(noticed[id], notice)
+					if notice == "undeliverable/unavailable" {
+						mu.Lock()
+						slowest = max(slowest, time.Since(sentAt[id]))
+						mu.Unlock()
+					}
+					reasons[notice]++
 				default:
+					more = false
 				}
-			}
-			if !got {
-				time.Sleep(5 * time.Millisecond)
 			}
 		}
 	}
-	silent := 0
+	counted := func() float64 {
+		return r1.metric(t, `duet_relay_drops_total{reason="publish_error"}`) +
+			max(r1.metric(t, `duet_relay_drops_total{reason="lost_in_cluster"}`), 0)
+	}
+	unresolved := func() (silent int) {
+		for i := range senders {
+			for j := range perSender {
+				id := fmt.Sprintf("e%d-%d", i, j)
+				if !delivered[id] && len(noticed[id]) == 0 {
+					silent++
+				}
+			}
+		}
+		return silent
+	}
+	// Once all is sent, wait until relay 1 is on another NATS node and
+	// every envelope is accounted for: delivered or noticed, relay 1 awaits
+	// no answer any more, and each counted envelope has its notice.
+	reconnected := func() bool { return r1.srv.nats.nc.Stats().Reconnects > 0 && r1.srv.nats.nc.IsConnected() }
+	var deadline time.Time // 30 s after all was sent
+	for {
+		drain()
+		if deadline.IsZero() {
+			select {
+			case <-sending:
+				deadline = time.Now().Add(30 * time.Second)
+			default:
+			}
+		} else if reconnected() && unresolved() == 0 && pendingAcks(r1) == 0 && counted() == float64(reasons["undeliverable/unavailable"]) ||
+			time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	kinds := map[string]int{}
 	for i := range senders {
 		for j := range perSender {
 			id := fmt.Sprintf("e%d-%d", i, j)
 			switch {
-			case delivered[id] && noticed[id] != "":
-				kinds["delivered and noticed "+noticed[id]]++
+			case delivered[id] && len(noticed[id]) > 0:
+				kinds["delivered and noticed "+strings.Join(noticed[id], ",")]++
 			case delivered[id]:
 				kinds["delivered"]++
-			case noticed[id] != "":
-				kinds[noticed[id]]++
+			case len(noticed[id]) > 0:
+				kinds[strings.Join(noticed[id], ",")]++
 			default:
-				silent++
+				kinds["silent"]++
 			}
 		}
 	}
-	unconfirmed := r1.metric(t, `duet_relay_drops_total{reason="unconfirmed"}`)
-	t.Logf("%d envelopes: %v, silent %d, counted unconfirmed %v, publish_error %v", senders*perSender, kinds, silent,
-		unconfirmed, r1.metric(t, `duet_relay_drops_total{reason="publish_error"}`))
-	if silent == 0 {
-		t.Error("no envelope was lost: the test did not cut the path while envelopes were in flight")
+	lost := r1.metric(t, `duet_relay_drops_total{reason="lost_in_cluster"}`)
+	pubErr := r1.metric(t, `duet_relay_drops_total{reason="publish_error"}`)
+	t.Logf("%d envelopes: %v; relay 1 counted publish_error %v, lost_in_cluster %v; relay 2 recipient_busy %v; slowest unavailable notice %v",
+		senders*perSender, kinds, pubErr, lost, r2.metric(t, `duet_relay_drops_total{reason="recipient_busy"}`), slowest.Round(time.Millisecond))
+	if n := kinds["silent"]; n > 0 {
+		t.Errorf("%d envelopes lost without a notice", n)
 	}
-	if float64(silent) > max(unconfirmed, 0) {
-		t.Errorf("%d envelopes lost without a notice, %v counted", silent, unconfirmed)
+	for notice, n := range reasons {
+		if notice != "undeliverable/unavailable" && notice != "undeliverable/recipient_busy" {
+			t.Errorf("%d notices %s (want only unavailable or recipient_busy: the recipient stayed connected)", n, notice)
+		}
 	}
+	for id, ns := range noticed {
+		if len(ns) > 1 {
+			t.Errorf("envelope %s: %d notices %v, want one", id, len(ns), ns)
+		}
+	}
+	if got := float64(reasons["undeliverable/unavailable"]); got != counted() {
+		t.Errorf("%v unavailable notices, but publish_error + lost_in_cluster = %v", got, counted())
+	}
+	if !reconnected() {
+		t.Error("relay 1 did not fail over to another NATS node")
+	}
+}
+
+// pendingAcks is the number of envelopes r awaits an answer for, or will
+// tell offline.
+func pendingAcks(r *testRelay) int {
+	a := r.srv.router.acks
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for s := a.tail; s < a.head; s++ {
+		if a.ring[s&uint64(len(a.ring)-1)].state != ackSettled {
+			n++
+		}
+	}
+	return n + len(a.checks)
 }

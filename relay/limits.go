@@ -74,6 +74,9 @@ type aliasLimits struct {
 	lastSweep time.Time
 	cluster   *clusterLimits
 	log       *slog.Logger
+	resyncs   map[*aliasState]*time.Timer // rewrites due (see resyncLocked)
+	resyncWG  sync.WaitGroup
+	stopped   bool // stopResyncs ran
 }
 
 type aliasState struct {
@@ -137,8 +140,8 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 		return nil, nil, false
 	}
 	nodes, rev := 0, uint64(0)
+	var err error
 	if l.cluster != nil {
-		var err error
 		var admitted bool
 		nodes, rev, admitted, err = l.cluster.update(ctx, a, n+1, tun.maxSessions)
 		if err != nil {
@@ -149,6 +152,9 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err != nil {
+		l.resyncLocked(a, st, resyncFirst)
+	}
 	st.sessions++
 	st.setNodesLocked(nodes, rev, now, tun)
 	return st.lim, st.bytes, true
@@ -178,13 +184,70 @@ func (l *aliasLimits) release(ctx context.Context, a identity.Alias, now time.Ti
 	n := st.sessions
 	l.mu.Unlock()
 	nodes, rev, _, err := l.cluster.update(ctx, a, n, 0)
-	if err != nil {
-		l.log.Warn("relay: cannot uncount the alias's session in the cluster", "alias", a, "err", err)
-		return
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err != nil {
+		l.log.Warn("relay: cannot uncount the alias's session in the cluster", "alias", a, "err", err)
+		l.resyncLocked(a, st, resyncFirst)
+		return
+	}
 	st.setNodesLocked(nodes, rev, now, tun)
+}
+
+// After a failed update of an alias's entry, the entry keeps a count of
+// this node's that no longer holds (a release: the alias would lose a slot
+// for as long as this node lives) or lacks one (an admission on this
+// node's own count): it is rewritten with the current count after
+// resyncFirst, then with doubling waits up to resyncMax until written.
+const (
+	resyncFirst = time.Second
+	resyncMax   = 30 * time.Second
+)
+
+// resyncLocked schedules the rewrite of a's entry, unless one is due. l.mu
+// is held.
+func (l *aliasLimits) resyncLocked(a identity.Alias, st *aliasState, wait time.Duration) {
+	if l.stopped || l.resyncs[st] != nil {
+		return
+	}
+	if l.resyncs == nil {
+		l.resyncs = make(map[*aliasState]*time.Timer)
+	}
+	st.busy++ // the state stays until then
+	l.resyncWG.Add(1)
+	l.resyncs[st] = time.AfterFunc(wait, func() {
+		defer l.resyncWG.Done()
+		st.cluster.Lock()
+		l.mu.Lock()
+		n := st.sessions
+		delete(l.resyncs, st)
+		st.busy--
+		l.mu.Unlock()
+		_, _, _, err := l.cluster.update(context.Background(), a, n, 0)
+		st.cluster.Unlock()
+		if err != nil {
+			l.log.Warn("relay: cannot count the alias's sessions in the cluster; will try again", "alias", a, "err", err)
+			l.mu.Lock()
+			l.resyncLocked(a, st, min(2*wait, resyncMax))
+			l.mu.Unlock()
+		}
+	})
+}
+
+// stopResyncs cancels the rewrites due and waits for those under way (the
+// node shuts down: the other nodes no longer count its sessions).
+func (l *aliasLimits) stopResyncs() {
+	l.mu.Lock()
+	l.stopped = true
+	for st, t := range l.resyncs {
+		if t.Stop() {
+			st.busy--
+			l.resyncWG.Done()
+		}
+		delete(l.resyncs, st)
+	}
+	l.mu.Unlock()
+	l.resyncWG.Wait()
 }
 
 // onNotice applies another node's duet.a.<alias>._limits notice: the

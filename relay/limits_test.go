@@ -135,7 +135,7 @@ func TestRateLimitSharedByAlias(t *testing.T) {
 func TestPingFloodClosed(t *testing.T) {
 	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1, 5 // frame budget: 2/s, burst 10
-		tu.floodLimit = 20
+		tu.frameFlood = 20
 	})
 	a := r.newUser(t)
 	c := r.connect(t, a.id, a.alias)

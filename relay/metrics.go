@@ -29,10 +29,10 @@ const (
 	DropNoSession DropReason = "no_local_session"
 	// DropPublish: publishing to NATS failed (NATS disconnected or closing).
 	DropPublish DropReason = "publish_error"
-	// DropUnconfirmed: published to NATS, but the connection dropped (or
-	// did not answer within 5 s) before the server confirmed it read the
-	// envelope: possibly lost, and its sender got no notice (see confirmer).
-	DropUnconfirmed DropReason = "unconfirmed"
+	// DropLostInCluster: published to NATS, but no recipient node answered
+	// within ackWait (see acks.go): lost inside NATS or with a connection
+	// to it, or its answer was; the sender is told unavailable.
+	DropLostInCluster DropReason = "lost_in_cluster"
 	// DropShutdown: the node shut down before the frame was written to its
 	// recipient session: the shutdown deadline ended with the frame still
 	// queued, or the session closed while it was being drained.
@@ -47,7 +47,7 @@ const (
 	DropNodeBudget DropReason = "node_budget"
 )
 
-var dropReasons = [...]DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish, DropShutdown, DropRecipientBusy, DropNodeBudget, DropUnconfirmed}
+var dropReasons = [...]DropReason{DropSlowConsumer, DropSessionClosed, DropRouteBacklog, DropNoSession, DropPublish, DropShutdown, DropRecipientBusy, DropNodeBudget, DropLostInCluster}
 
 // dropCounter counts drops by reason. It is a custom collector because the
 // route_backlog count is kept by nats.go per subscription and is read at

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -23,9 +22,6 @@ type natsBackend struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	embedded *server.Server // nil with an external NATS
-	// onDisconnect, if set, runs when the connection drops (the router's
-	// confirmer writes off what it had not confirmed).
-	onDisconnect atomic.Pointer[func()]
 }
 
 // connectNATS starts the embedded nats-server (url == "") or dials url, and
@@ -51,9 +47,6 @@ func connectNATS(ctx context.Context, url, dataDir string, log *slog.Logger) (*n
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats: disconnected", "err", err)
-			}
-			if h := b.onDisconnect.Load(); h != nil {
-				(*h)()
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats: reconnected", "url", nc.ConnectedUrlRedacted()) }),

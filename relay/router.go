@@ -29,11 +29,16 @@ import (
 // duet.a.<alias>.*. Each envelope carries a reply subject on the sending
 // node's inbox,
 //
-//	duet.n.<node>.<session>.<to>[.<id>]
+//	duet.n.<node>.<session>.<to>.<seq>[.<id>]
 //
-// on which NATS answers with a 503 "no responders" status message when no
-// node subscribes to the recipient: that is how the relay learns that the
-// recipient is offline. Nothing else is ever sent to the inbox.
+// (seq numbers the node's published envelopes, see acks.go; 0 for one
+// delivered without NATS) on which NATS answers with a 503 "no responders"
+// status message when no node subscribes to the recipient: that is how the
+// relay learns that the recipient is offline. The recipient's nodes answer
+// there too: an empty message once the envelope is queued to a session
+// (acknowledged; a dispatcher with more envelopes queued sends their seqs
+// together on duet.n.<node>.acks instead), or a Duet-Undeliverable header
+// saying why it was not (recipient_busy, dropped).
 //
 // A node on the embedded nats-server is the only node there can be (the
 // server has no listener, routes or leaf nodes): it delivers an envelope
@@ -76,7 +81,7 @@ type router struct {
 	quit     chan struct{}
 	wg       sync.WaitGroup
 	inboxSub *nats.Subscription
-	conf     *confirmer // accounts for published envelopes
+	acks     *acker // published envelopes awaiting their answer
 	// onLimits takes the duet.a.<alias>._limits notices (clusterLimits).
 	onLimits func(identity.Alias, []byte)
 	// solo: no other node can subscribe (the embedded NATS), so an envelope
@@ -127,7 +132,7 @@ func newRouter(nc *nats.Conn, solo bool, m *metrics, log *slog.Logger, tun *tuna
 		go r.dispatch(r.shards[i])
 	}
 	m.drops.backlog = r.backlogDrops
-	r.conf = newConfirmer(nc, m.drops)
+	r.acks = newAcker(&tun.ackWait, r.unacknowledged, r.checkedOffline)
 	return r, nil
 }
 
@@ -163,18 +168,21 @@ func (r *router) closeRoutes(ctx context.Context) {
 	close(r.quit)
 	r.wg.Wait()
 	// Nothing is subscribed any more: the shards only shrink.
+	var acks ackBatch
 	for _, ch := range r.shards {
 		for len(ch) > 0 {
-			r.deliver(<-ch)
+			r.deliver(<-ch, &acks)
 		}
 	}
+	acks.flush(r.nc)
 }
 
-// stop closes the routes (if not done yet) and unsubscribes the inbox.
+// stop closes the routes (if not done yet), waits for the answers to the
+// envelopes published (at most ackWait) and unsubscribes the inbox.
 func (r *router) stop() {
 	r.closeRoutes(context.Background())
+	r.acks.stop()
 	_ = r.inboxSub.Unsubscribe()
-	r.conf.stop()
 }
 
 func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
@@ -277,104 +285,291 @@ func (r *router) backlogDrops() uint64 {
 
 // publish sends an envelope from session s to its recipient: straight to
 // the recipient's sessions on this node when no other node can have any
-// (solo), else to the recipient's subject.
+// (solo), else to the recipient's subject, awaiting its answer.
 func (r *router) publish(s *session, env *wire.Envelope) {
 	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
-	// The reply subject, built with one allocation (the string).
-	var b [160]byte
-	rb := strconv.AppendUint(append(append(b[:0], r.inbox...), '.'), s.id, 10)
-	rb = append(append(rb, '.'), env.To...)
-	if env.ID != "" {
-		rb = append(append(rb, '.'), env.ID...)
-	}
-	reply := string(rb)
 	r.m.in(env.Type).Inc()
-	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: reply}) {
+	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: r.reply(s, env, 0)}) != noSession {
 		return
 	}
-	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: reply, Data: data}
-	if err := r.nc.PublishMsg(msg); err == nil {
-		r.conf.sent()
-	} else {
-		r.m.drops.Inc(DropPublish)
-		r.log.Warn("relay: publishing an envelope failed", "err", err)
-		if env.ID != "" {
-			s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: env.ID, To: env.To, Reason: reasonUnavailable}))
+	seq, ok := r.acks.track(s.id, env.To, env.ID)
+	if !ok {
+		r.refuse(s, env, errAwaitFull)
+		return
+	}
+	msg := &nats.Msg{Subject: subjectPrefix + string(env.To) + "." + string(env.Type), Reply: r.reply(s, env, seq), Data: data}
+	if err := r.nc.PublishMsg(msg); err != nil {
+		r.acks.settle(seq, ackSettled)
+		r.refuse(s, env, err)
+	}
+}
+
+// reply is the reply subject of envelope env from session s, number seq.
+func (r *router) reply(s *session, env *wire.Envelope, seq uint64) string {
+	var b strings.Builder
+	b.Grow(len(r.inbox) + 2*20 + len(env.To) + len(env.ID) + 4)
+	b.WriteString(r.inbox)
+	b.WriteByte('.')
+	writeUint(&b, s.id)
+	b.WriteByte('.')
+	b.WriteString(string(env.To))
+	b.WriteByte('.')
+	writeUint(&b, seq)
+	if env.ID != "" {
+		b.WriteByte('.')
+		b.WriteString(env.ID)
+	}
+	return b.String()
+}
+
+// writeUint writes n in decimal without allocating.
+func writeUint(b *strings.Builder, n uint64) {
+	var buf [20]byte
+	b.Write(strconv.AppendUint(buf[:0], n, 10))
+}
+
+// errAwaitFull refuses a publish while the node awaits answers for
+// maxAwaited envelopes.
+var errAwaitFull = errors.New("relay: too many envelopes awaiting acknowledgement")
+
+// refuse counts an envelope the node could not publish and tells its
+// sender.
+func (r *router) refuse(s *session, env *wire.Envelope, err error) {
+	r.m.drops.Inc(DropPublish)
+	r.log.Warn("relay: publishing an envelope failed", "err", err)
+	if env.ID != "" {
+		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: env.ID, To: env.To, Reason: reasonUnavailable}))
+	}
+}
+
+// unacknowledged tells the senders of envelopes no node acknowledged within
+// ackWait that they are unavailable, and counts those no node counted.
+func (r *router) unacknowledged(es []awaited) {
+	var lost uint64
+	for _, e := range es {
+		if e.state == ackPending {
+			lost++
 		}
+		if e.id != "" {
+			r.tell(e.sid, e.id, e.to, reasonUnavailable)
+		}
+	}
+	if lost > 0 {
+		r.m.drops.Add(DropLostInCluster, lost)
+	}
+}
+
+// tell sends session sid (if still on this node) an undeliverable notice.
+func (r *router) tell(sid uint64, id string, to identity.Alias, reason string) {
+	r.mu.RLock()
+	s := r.sessions[sid]
+	r.mu.RUnlock()
+	if s != nil {
+		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: id, To: to, Reason: reason}))
 	}
 }
 
 // Reasons of undeliverable notices.
 const (
 	reasonOffline     = "offline"
-	reasonUnavailable = "unavailable"    // this node cannot reach NATS
+	reasonUnavailable = "unavailable"    // this node cannot reach NATS, or no node acknowledged the envelope
 	reasonBusy        = "recipient_busy" // the recipient is sent more than it takes
 )
 
-// hdrUndeliverable is the header of the notice a recipient's node sends to
-// an envelope's reply subject when it drops the envelope (recipient_busy).
-const hdrUndeliverable = "Duet-Undeliverable"
+// hdrUndeliverable is the header of the answer a recipient's node sends to
+// an envelope's reply subject when it does not queue the envelope:
+// recipient_busy (the sender is told so), or hdrDropped (dropped and counted
+// for another reason, such as no_local_session).
+const (
+	hdrUndeliverable = "Duet-Undeliverable"
+	hdrDropped       = "dropped"
+)
 
-// onInbox handles NATS's no-responders answers for envelopes sent by this
-// node's sessions, and the recipient nodes' recipient_busy notices.
+// The answers to an envelope (see answered).
+type answerKind uint8
+
+const (
+	answerAck answerKind = iota
+	answerOffline
+	answerBusy
+	answerDropped
+)
+
+// onInbox handles the answers to envelopes sent by this node's sessions:
+// the recipient nodes' acknowledgements and notices, and NATS's
+// no-responders (offline).
 func (r *router) onInbox(m *nats.Msg) {
-	reason := reasonOffline
-	switch {
-	case m.Header.Get("Status") == "503":
-	case m.Header.Get(hdrUndeliverable) == reasonBusy:
-		reason = reasonBusy
-	default:
+	rest, ok := strings.CutPrefix(m.Subject, r.inbox+".")
+	if !ok {
 		return
 	}
-	if rest, ok := strings.CutPrefix(m.Subject, r.inbox+"."); ok {
-		r.undeliverable(rest, reason)
+	switch {
+	case rest == ackSubject:
+		r.acks.acked(m.Data)
+	case len(m.Header) == 0:
+		r.answered(rest, answerAck)
+	case m.Header.Get("Status") == "503":
+		r.answered(rest, answerOffline)
+	case m.Header.Get(hdrUndeliverable) == reasonBusy:
+		r.answered(rest, answerBusy)
+	case m.Header.Get(hdrUndeliverable) == hdrDropped:
+		r.answered(rest, answerDropped)
 	}
 }
 
-// undeliverable tells the sender of an envelope that it was not delivered,
-// for reason. rest is the envelope's reply subject after the node's inbox:
-// <session>.<to>[.<id>]; an envelope without an id is not told.
-func (r *router) undeliverable(rest, reason string) {
-	parts := strings.SplitN(rest, ".", 3)
-	if len(parts) < 2 {
-		return
-	}
-	if len(parts) == 2 {
-		if reason == reasonOffline {
-			r.m.undeliverable.WithLabelValues("silent").Inc()
-		}
-		return
-	}
-	if reason == reasonOffline {
-		r.m.undeliverable.WithLabelValues("sent").Inc()
-	}
-	id, err := strconv.ParseUint(parts[0], 10, 64)
+// answered settles an envelope of this node's sessions and tells its
+// sender what there is to tell. rest is its reply subject after the node's
+// inbox: <session>.<to>.<seq>[.<id>].
+func (r *router) answered(rest string, kind answerKind) {
+	sidStr, rest, _ := strings.Cut(rest, ".")
+	to, rest, _ := strings.Cut(rest, ".")
+	seqStr, id, _ := strings.Cut(rest, ".")
+	seq, err := strconv.ParseUint(seqStr, 10, 64)
 	if err != nil {
 		return
 	}
-	r.mu.RLock()
-	s := r.sessions[id]
-	r.mu.RUnlock()
-	if s != nil {
-		s.enqueue(encodeFrame(undeliverableFrame{Type: "undeliverable", ID: parts[2], To: identity.Alias(parts[1]), Reason: reason}))
+	switch kind {
+	case answerAck:
+		r.acks.settle(seq, ackSettled)
+		return
+	case answerDropped:
+		r.acks.settle(seq, ackDropped)
+		return
+	case answerOffline:
+		// Told once, later (checkedOffline): not when the wait ended first
+		// (unavailable).
+		r.acks.offline(seq, r.nc.Stats().Reconnects)
+		return
+	case answerBusy:
+		// Told even when acknowledged: a queued envelope may be dropped
+		// later to make room for a lighter sender's.
+		r.acks.settle(seq, ackSettled)
+	}
+	sid, err := strconv.ParseUint(sidStr, 10, 64)
+	if err != nil || id == "" {
+		return
+	}
+	r.tell(sid, id, identity.Alias(to), reasonBusy)
+}
+
+// checkedOffline tells the senders of envelopes that NATS answered "no
+// responders" for offlineWait ago that their recipient is offline, unless
+// this node's NATS connection dropped since: a NATS server shutting down
+// closes its routes, and loses the interest of the other servers' clients
+// with them, before its own clients, and answers "no responders" in
+// between. Such an envelope is counted as lost_in_cluster, and its sender
+// told unavailable.
+func (r *router) checkedOffline(cs []offlineCheck) {
+	reconnects, connected := r.nc.Stats().Reconnects, r.nc.IsConnected()
+	for _, c := range cs {
+		reason, notice := reasonOffline, "sent"
+		if c.e.id == "" {
+			notice = "silent"
+		}
+		if !connected || reconnects != c.epoch {
+			reason, notice = reasonUnavailable, ""
+			r.m.drops.Inc(DropLostInCluster)
+		}
+		if notice != "" {
+			r.m.undeliverable.WithLabelValues(notice).Inc()
+		}
+		if c.e.id != "" {
+			r.tell(c.e.sid, c.e.id, c.e.to, reason)
+		}
 	}
 }
 
-// busy tells the senders of dropped envelopes (those with an id: their
-// reply subject has one more token) that the recipient is busy: directly
-// when they are on this node, else through NATS.
+// busy tells the senders of dropped envelopes that the recipient is busy:
+// directly when they are on this node, else through NATS.
 func (r *router) busy(frames []outFrame) {
 	for _, f := range frames {
-		if f.reply == "" || strings.Count(f.reply, ".") != strings.Count(r.inbox, ".")+3 {
-			continue
-		}
 		if rest, ok := strings.CutPrefix(f.reply, r.inbox+"."); ok {
-			r.undeliverable(rest, reasonBusy)
+			r.answered(rest, answerBusy)
 			continue
 		}
-		msg := &nats.Msg{Subject: f.reply, Header: nats.Header{hdrUndeliverable: []string{reasonBusy}}}
-		_ = r.nc.PublishMsg(msg)
+		r.answer(f.reply, reasonBusy)
 	}
+}
+
+// ackSubject is the token after a node's inbox of the subject on which other
+// nodes acknowledge several of its envelopes at once: the payload is their
+// seqs, in decimal, separated by spaces.
+const ackSubject = "acks"
+
+// maxAckBatch bounds the acknowledgements a dispatcher holds back.
+const maxAckBatch = 512
+
+// ackBatch collects the acknowledgements a dispatcher owes, by sending node.
+type ackBatch struct {
+	inbox []string // sending nodes' inboxes
+	seqs  [][]byte // their seqs
+	n     int
+}
+
+// add adds the acknowledgement of the envelope with reply subject reply
+// (duet.n.<node>.<session>.<to>.<seq>[.<id>]); false if reply has no seq.
+func (b *ackBatch) add(reply string) bool {
+	// inbox: the first 3 tokens; seq: the 6th.
+	end, start, dots := 0, 0, 0
+	for i := 0; i < len(reply); i++ {
+		if reply[i] != '.' {
+			continue
+		}
+		dots++
+		switch dots {
+		case 3:
+			end = i
+		case 5:
+			start = i + 1
+		case 6:
+			reply = reply[:i]
+		}
+	}
+	if dots < 5 || start == len(reply) {
+		return false
+	}
+	inbox, seq := reply[:end], reply[start:]
+	for _, c := range []byte(seq) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	b.n++
+	for i, x := range b.inbox {
+		if x == inbox {
+			b.seqs[i] = append(append(b.seqs[i], ' '), seq...)
+			return true
+		}
+	}
+	b.inbox = append(b.inbox, inbox)
+	if len(b.seqs) < len(b.inbox) {
+		b.seqs = append(b.seqs, nil)
+	}
+	i := len(b.inbox) - 1
+	b.seqs[i] = append(b.seqs[i][:0], seq...)
+	return true
+}
+
+// flush sends the acknowledgements collected, one message per node.
+func (b *ackBatch) flush(nc *nats.Conn) {
+	for i, inbox := range b.inbox {
+		_ = nc.Publish(inbox+"."+ackSubject, b.seqs[i])
+	}
+	clear(b.inbox)
+	b.inbox, b.n = b.inbox[:0], 0
+}
+
+// answer sends the answer to an envelope with reply subject reply: an
+// acknowledgement when reason is "", else a Duet-Undeliverable notice.
+func (r *router) answer(reply, reason string) {
+	if reply == "" {
+		return
+	}
+	if reason == "" {
+		_ = r.nc.Publish(reply, nil)
+		return
+	}
+	_ = r.nc.PublishMsg(&nats.Msg{Subject: reply, Header: nats.Header{hdrUndeliverable: []string{reason}}})
 }
 
 // senderOf reads the from alias of an envelope the relay encoded
@@ -391,19 +586,24 @@ func senderOf(data []byte) identity.Alias {
 // dispatch delivers routed envelopes of one shard to the local sessions.
 func (r *router) dispatch(ch chan *nats.Msg) {
 	defer r.wg.Done()
+	var acks ackBatch // sent when the shard is empty, or full enough
 	for {
 		select {
 		case <-r.quit:
+			acks.flush(r.nc)
 			return
 		case m := <-ch:
-			r.deliver(m)
+			r.deliver(m, &acks)
+			if len(ch) == 0 || acks.n >= maxAckBatch {
+				acks.flush(r.nc)
+			}
 		}
 	}
 }
 
 // deliver fans an envelope routed by NATS out to the local sessions of its
-// alias.
-func (r *router) deliver(m *nats.Msg) {
+// alias and answers its sender's node (an acknowledgement goes in acks).
+func (r *router) deliver(m *nats.Msg, acks *ackBatch) {
 	rest, ok := strings.CutPrefix(m.Subject, subjectPrefix)
 	if !ok || len(rest) < 11 || rest[9] != '.' {
 		return
@@ -413,28 +613,45 @@ func (r *router) deliver(m *nats.Msg) {
 		r.onLimits(alias, m.Data)
 		return
 	}
-	if !r.fanOut(alias, typ, outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
+	switch r.fanOut(alias, typ, outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
+	case queued:
+		if !acks.add(m.Reply) {
+			r.answer(m.Reply, "")
+		}
+	case noSession:
 		r.m.drops.Inc(DropNoSession)
+		r.answer(m.Reply, hdrDropped)
+	case notQueued:
+		r.answer(m.Reply, hdrDropped)
 	}
 }
+
+// What fanOut did with an envelope.
+type fanOutcome uint8
+
+const (
+	queued    fanOutcome = iota // to at least one session
+	noSession                   // the alias has no session on this node: nothing done
+	busyDrop                    // dropped under the overload policy, its sender told recipient_busy
+	notQueued                   // the sessions were closing (counted by enqueueFrame)
+)
 
 // fanOut queues f, an envelope of type typ, for every local session of
 // alias without blocking (see session.enqueueFrame for the overload
 // policy), and tells the senders of the frames dropped for it
-// (recipient_busy). It reports false, doing nothing, when alias has no
-// session on this node.
-func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) bool {
-	n := 0
+// (recipient_busy).
+func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) fanOutcome {
+	n, out := 0, notQueued
 	var dropped []outFrame
 	r.mu.RLock()
 	rt := r.routes[alias]
 	if rt == nil || len(rt.sessions) == 0 {
 		r.mu.RUnlock()
-		return false
+		return noSession
 	}
 	if !rt.inbound.allow(f.from, len(f.data), r.now(), r.tun) {
 		r.m.drops.Inc(DropRecipientBusy)
-		dropped = append(dropped, f)
+		dropped, out = append(dropped, f), busyDrop
 	} else {
 		refused := false
 		for _, s := range rt.sessions {
@@ -451,13 +668,14 @@ func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) bool {
 			}
 		}
 		if refused && n == 0 {
-			dropped = append(dropped, f)
+			dropped, out = append(dropped, f), busyDrop
 		}
 	}
 	r.mu.RUnlock()
 	r.busy(dropped)
 	if n > 0 {
 		r.m.out(typ).Add(float64(n))
+		out = queued
 	}
-	return true
+	return out
 }

@@ -105,6 +105,7 @@ type tunables struct {
 	rateLimit    float64
 	rateBurst    int
 	floodLimit   int
+	frameFlood   int // FrameFloodLimit
 	queueBytes   int
 	byteRate     float64
 	byteBurst    int
@@ -123,6 +124,7 @@ type tunables struct {
 	idleAfter      time.Duration // see idleAfter
 	nodeHeartbeat  time.Duration // see clusterLimits
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
+	ackWait        time.Duration // see ackWait; tests shorten it
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -136,6 +138,7 @@ var defaultTunables = tunables{
 	rateLimit:    RateLimit,
 	rateBurst:    RateBurst,
 	floodLimit:   FloodLimit,
+	frameFlood:   FrameFloodLimit,
 	queueBytes:   SendQueueBytes,
 	byteRate:     ByteRate,
 	byteBurst:    ByteBurst,
@@ -154,6 +157,7 @@ var defaultTunables = tunables{
 	idleAfter:      idleAfter,
 	nodeHeartbeat:  nodeHeartbeat,
 	tokenTTL:       TokenTTL,
+	ackWait:        ackWait,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
@@ -289,8 +293,6 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		}
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
-	lost := s.router.conf.lost
-	nb.onDisconnect.Store(&lost)
 	if s.poller, err = newPoller(); err != nil {
 		s.log.Warn("relay: idle sessions keep a goroutine each", "err", err)
 	}
@@ -511,6 +513,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-done
 	}
+	s.aliases.stopResyncs()
 	s.router.stop()
 	if s.poller != nil {
 		s.poller.stop()

@@ -37,6 +37,12 @@ const (
 	// refusal.
 	FloodLimit = 1000
 	floodReset = 10 * time.Second
+	// FrameFloodLimit is the number of WebSocket frames past the session's
+	// frame budget (see onWireFrame) after which it is closed with 1008.
+	// Lower than FloodLimit: every frame is answered or parsed before the
+	// close (a ping with a pong: a write each), and the budget is twice the
+	// message rate, which no client exceeds but by flooding.
+	FrameFloodLimit = 100
 	// WriteTimeout bounds every write to a client (a batch of queued
 	// frames shares one).
 	WriteTimeout = 10 * time.Second
@@ -678,8 +684,8 @@ func (s *session) handleFrame(op byte, data []byte) {
 // onWireFrame charges one WebSocket frame the client sent (any opcode,
 // fragments and control frames included, as wsConn parses them) to the session's
 // frame budget, twice its message rate limit. A session over the budget by
-// floodLimit frames, with no pause of floodReset between them, is closed
-// with 1008 (rate_limited). It runs on the reading goroutine.
+// FrameFloodLimit frames, with no pause of floodReset between them, is
+// closed with 1008 (rate_limited). It runs on the reading goroutine.
 func (s *session) onWireFrame(op byte) {
 	// The pong answering the relay's own liveness ping is not the
 	// client's traffic: it is not charged (one per ping at most).
@@ -701,7 +707,7 @@ func (s *session) onWireFrame(op byte) {
 	}
 	s.frameRefused++
 	s.lastFrameFlood = now
-	if s.frameRefused == s.srv.tun.floodLimit {
+	if s.frameRefused == s.srv.tun.frameFlood {
 		s.logger().Info("relay: closing a session flooding WebSocket frames", "opcode", op)
 		s.killFlooder()
 	}

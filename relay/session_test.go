@@ -643,7 +643,7 @@ func TestReadyCarriesTime(t *testing.T) {
 func TestRelayPingsNotCharged(t *testing.T) {
 	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) {
 		tu.rateLimit, tu.rateBurst = 1, 5 // frame budget: 2/s, burst 10
-		tu.floodLimit = 20
+		tu.frameFlood = 20
 		tu.pingInterval, tu.pingTimeout = 5*time.Millisecond, 5*time.Second
 	})
 	a := r.newUser(t)

@@ -17,7 +17,13 @@
 #   TURNBENCH_LOADS   loads, "CLIENTSxRATE ..." (default "50x200 100x500 200x1000")
 #   TURNBENCH_SECONDS seconds of sending per run (default 2)
 #   TURNBENCH_SIZE    packet size in bytes (default 1200)
-#   TURNBENCH_ROUNDS  rounds; the order of the servers alternates (default 1)
+#   TURNBENCH_ROUNDS  rounds; the order of the servers rotates (default 1)
+#   TURNBENCH_BASE    a git revision: its duet runs too, as "duet@REV", so that
+#                     a change is measured before and after in the same run
+#
+# Each run's clients bind a loopback address of their own (127.0.0.2, .3,
+# ...): a client port the kernel hands out again must not meet an
+# allocation a previous run left on a server (437 Allocation Mismatch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +31,7 @@ LOADS=${TURNBENCH_LOADS:-"50x200 100x500 200x1000"}
 SECONDS_PER_RUN=${TURNBENCH_SECONDS:-2}
 SIZE=${TURNBENCH_SIZE:-1200}
 ROUNDS=${TURNBENCH_ROUNDS:-1}
+BASE=${TURNBENCH_BASE:-}
 
 for tool in turnserver turnutils_uclient turnutils_peer; do
   command -v "$tool" >/dev/null || { echo "turnbench: $tool is missing: apt-get install -y coturn" >&2; exit 1; }
@@ -49,48 +56,67 @@ freeport() {
 # default). The REST secret, as both servers take it: coturn's static-auth-secret is
 # the string, duet's turn-secret file holds its bytes in hex.
 secret=duet-turnbench-secret-0123456789
-mkdir -p "$work/duet-data"
-printf '%s\n' "$(printf '%s' "$secret" | od -An -tx1 | tr -d ' \n')" >"$work/duet-data/turn-secret"
-chmod 600 "$work/duet-data/turn-secret"
+secret_hex=$(printf '%s' "$secret" | od -An -tx1 | tr -d ' \n')
 
 go build -o "$work/duet" ./cmd/duet
+if [ -n "$BASE" ]; then
+  mkdir "$work/base"
+  git archive "$BASE" | tar -x -C "$work/base"
+  (cd "$work/base" && go build -o "$work/duet-base" ./cmd/duet)
+fi
 
-coturn_port=$(freeport)
-turnserver -n --listening-ip=127.0.0.1 --listening-port="$coturn_port" --relay-ip=127.0.0.1 \
+names=() ports=() spids=()
+serve() { # name port pid
+  names+=("$1") ports+=("$2") spids+=("$3") pids+=("$3")
+}
+
+port=$(freeport)
+turnserver -n --listening-ip=127.0.0.1 --listening-port="$port" --relay-ip=127.0.0.1 \
   --use-auth-secret --static-auth-secret="$secret" --realm=duet --allow-loopback-peers \
   --no-cli --no-tls --no-dtls --no-tcp --no-tcp-relay --min-port=40000 --max-port=44999 \
   --log-file=stdout --simple-log >"$work/coturn.log" 2>&1 &
-pids+=($!)
-coturn_pid=$!
+serve coturn "$port" $!
 
-duet_port=$(freeport)
-"$work/duet" relay --addr 127.0.0.1:0 --data-dir "$work/duet-data" --turn-listen "127.0.0.1:$duet_port" \
-  --turn-allow-peers 127.0.0.0/8 --no-turn-tcp --turn-user-allocations 1000 --log-level warn >"$work/duet.log" 2>&1 &
-pids+=($!)
-duet_pid=$!
+duet() { # name binary
+  local port data="$work/data-${#names[@]}"
+  port=$(freeport)
+  mkdir -p "$data"
+  (umask 077 && printf '%s\n' "$secret_hex" >"$data/turn-secret")
+  "$2" relay --addr 127.0.0.1:0 --data-dir "$data" --turn-listen "127.0.0.1:$port" \
+    --turn-allow-peers 127.0.0.0/8 --no-turn-tcp --turn-user-allocations 1000 --log-level warn >"$data.log" 2>&1 &
+  serve "$1" "$port" $!
+}
+duet duet "$work/duet"
+if [ -n "$BASE" ]; then
+  duet "duet@$BASE" "$work/duet-base"
+fi
 
 peer_port=$(freeport)
 turnutils_peer -L 127.0.0.1 -p "$peer_port" >"$work/peer.log" 2>&1 &
 pids+=($!)
 
-# Wait until both servers answer an allocation.
+# Wait until every server answers an allocation.
 probe() { turnutils_uclient -m 1 -n 1 -l 100 -e 127.0.0.1 -r "$peer_port" -W "$secret" -u probe -p "$1" -X -c 127.0.0.1 >/dev/null 2>&1; }
 for i in $(seq 100); do
-  if probe "$coturn_port" && probe "$duet_port"; then break; fi
-  if [ "$i" = 100 ]; then echo "turnbench: the servers did not start:" >&2; cat "$work/coturn.log" "$work/duet.log" >&2; exit 1; fi
+  up=1
+  for p in "${ports[@]}"; do probe "$p" || { up=0; break; }; done
+  [ "$up" = 1 ] && break
+  if [ "$i" = 100 ]; then echo "turnbench: the servers did not start:" >&2; cat "$work"/*.log >&2; exit 1; fi
   sleep 0.1
 done
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk -v t="$ticks" '{ printf "%d", ($14 + $15) * 1000 / t }' "/proc/$1/stat"; } # ms
 
+runs=0
 run() { # name port pid clients rate
   local name=$1 port=$2 pid=$3 clients=$4 rate=$5
   local n=$((rate * SECONDS_PER_RUN)) interval=$((1000 / rate))
   local c0 c1 out
+  runs=$((runs + 1))
   c0=$(cpu "$pid")
   out=$(turnutils_uclient -m "$clients" -n "$n" -l "$SIZE" -z "$interval" -e 127.0.0.1 -r "$peer_port" \
-    -W "$secret" -u bench -p "$port" -X -c 127.0.0.1 2>&1 || true)
+    -W "$secret" -u bench -p "$port" -X -c -L "127.0.$((runs / 250)).$((runs % 250 + 2))" 127.0.0.1 2>&1 || true)
   c1=$(cpu "$pid")
   local sent recv lost rtt
   sent=$(sed -n 's/.*start_mclient: tot_send_msgs=\([0-9]*\), tot_recv_msgs=\([0-9]*\).*/\1/p' <<<"$out" | tail -1)
@@ -100,13 +126,13 @@ run() { # name port pid clients rate
   if [ -z "$sent" ] || [ -z "$recv" ]; then
     echo "turnbench: $name ${clients}x${rate}: turnutils_uclient gave no totals:" >&2
     tail -20 <<<"$out" >&2
-    printf '%-7s %5d x %5d/s  failed\n' "$name" "$clients" "$rate"
+    printf '%-14s %5d x %5d/s  failed\n' "$name" "$clients" "$rate"
     return
   fi
   local cpums=$((c1 - c0))
   awk -v name="$name" -v c="$clients" -v r="$rate" -v s="$sent" -v rc="$recv" -v lost="$lost" -v rtt="$rtt" -v cpu="$cpums" 'BEGIN {
     per = (s + rc) > 0 ? cpu * 1000 / (s + rc) : 0
-    printf "%-7s %5d x %5d/s  sent %8d  back %8d  lost %6.2f%%  rtt %8.2f ms  server CPU %6.2f s  %5.2f us/packet\n", name, c, r, s, rc, (s > 0 ? (s - rc) * 100 / s : 0), rtt, cpu / 1000, per
+    printf "%-14s %5d x %5d/s  sent %8d  back %8d  lost %6.2f%%  rtt %8.2f ms  server CPU %6.2f s  %5.2f us/packet\n", name, c, r, s, rc, (s > 0 ? (s - rc) * 100 / s : 0), rtt, cpu / 1000, per
   }'
 }
 
@@ -115,13 +141,11 @@ for round in $(seq "$ROUNDS"); do
   for load in $LOADS; do
     clients=${load%x*}
     rate=${load#*x}
-    if [ $((round % 2)) = 1 ]; then
-      run coturn "$coturn_port" "$coturn_pid" "$clients" "$rate"
-      run duet "$duet_port" "$duet_pid" "$clients" "$rate"
-    else
-      run duet "$duet_port" "$duet_pid" "$clients" "$rate"
-      run coturn "$coturn_port" "$coturn_pid" "$clients" "$rate"
-    fi
+    # The servers take turns going first: round r starts with server r-1.
+    for k in $(seq 0 $((${#names[@]} - 1))); do
+      i=$(((round - 1 + k) % ${#names[@]}))
+      run "${names[$i]}" "${ports[$i]}" "${spids[$i]}" "$clients" "$rate"
+    done
   done
 done
 echo "turnbench: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -26,8 +26,8 @@ var attacks = []attack{
 	{"slow-link", "one session at 48/s with 48 KiB payloads to a victim reading at 10 Mbit/s, 25 s", attackSlowLink},
 	{"memory", "30 non-reading recipients (a new session each second), 90 senders at 45/s with 40 KiB payloads, 10 s", attackMemory},
 	{"sessions-per-alias", "1000 sessions of one alias, one sender at 50/s to it, 8 s", attackSessions},
-	{"ping-flood", "4 sessions send WebSocket pings as fast as they can, 8 s", attackPingFlood},
-	{"continuation-flood", "4 sessions send empty continuation fragments as fast as they can, 8 s", attackContinuation},
+	{"ping-flood", "4 sessions send WebSocket pings as fast as they can, 8 s, a new session when one is closed", attackPingFlood},
+	{"continuation-flood", "4 sessions send empty continuation fragments as fast as they can, 8 s, a new session when one is closed", attackContinuation},
 	{"big-object", "one session at 50/s sends 64 KiB objects with ~10k keys, 8 s", attackBigObject},
 	{"http-slow-body", "600 connections send a partial body to /register and /challenge and hold, 20 s", attackSlowBody},
 	{"http-flood", "8 workers on one address: challenge+register for 3 s, then GET /keys on one token for 3 s", attackHTTPFlood},
@@ -335,44 +335,59 @@ func attackSessions(ctx context.Context, e *env) (string, string, error) {
 		float64(got.Load())/time.Since(start).Seconds()), nil
 }
 
-// floodRaw runs 4 raw sessions writing chunk over and over for 8 s.
+// floodRaw runs 4 raw sessions writing chunk over and over for 8 s; a
+// session the relay closes is replaced by a new one of the same alias at
+// once (a persistent attacker), until the 8 s are over.
 func floodRaw(ctx context.Context, e *env, first, chunk []byte, per int) (string, string, error) {
 	us, err := registerN(ctx, e.r, 4)
 	if err != nil {
 		return "", "", err
 	}
-	var frames atomic.Int64
-	var closed atomic.Int64
+	var frames, opened, closed, refused atomic.Int64
 	var wg sync.WaitGroup
 	end := time.Now().Add(e.dur(8 * time.Second))
 	for _, u := range us {
-		w, err := dialRaw(ctx, e.r, u)
-		if err != nil {
-			return "", "", err
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer w.c.Close()
-			go func() { _, _ = io.Copy(io.Discard, w.br) }()
-			if first != nil {
-				_, _ = w.c.Write(first)
-			}
 			for time.Now().Before(end) {
-				_ = w.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-				if _, err := w.c.Write(chunk); err != nil {
-					if ne, ok := err.(net.Error); ok && ne.Timeout() {
-						continue // the relay stopped reading (backpressure)
-					}
-					closed.Add(1)
-					return
+				w, err := dialRaw(ctx, e.r, u)
+				if err != nil {
+					refused.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
 				}
-				frames.Add(int64(per))
+				opened.Add(1)
+				if floodOne(w, first, chunk, per, end, &frames) {
+					closed.Add(1)
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	return "n/a", fmt.Sprintf("%.0f frames/s written by 4 sessions; %d sessions closed by the relay", float64(frames.Load())/e.dur(8*time.Second).Seconds(), closed.Load()), nil
+	return "n/a", fmt.Sprintf("%.0f frames/s written (into the socket: not all read) by 4 aliases; %d sessions opened, %d closed by the relay, %d refused",
+		float64(frames.Load())/e.dur(8*time.Second).Seconds(), opened.Load(), closed.Load(), refused.Load()), nil
+}
+
+// floodOne writes first, then chunk (per frames) over and over on w until
+// end or until the relay closes it (reported true).
+func floodOne(w *rawWS, first, chunk []byte, per int, end time.Time, frames *atomic.Int64) bool {
+	defer w.c.Close()
+	go func() { _, _ = io.Copy(io.Discard, w.br) }()
+	if first != nil {
+		_, _ = w.c.Write(first)
+	}
+	for time.Now().Before(end) {
+		_ = w.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := w.c.Write(chunk); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue // the relay stopped reading (backpressure)
+			}
+			return true
+		}
+		frames.Add(int64(per))
+	}
+	return false
 }
 
 func attackPingFlood(ctx context.Context, e *env) (string, string, error) {

@@ -5,7 +5,7 @@
 // it reports the bystander's delivery latency p50/p99 while quiet and during
 // the attack, victim disconnects, the relay's peak RSS and CPU, the attack's
 // CPU, and what the attack itself observed. The attack runs in a process of
-// its own at niceness 19 (-attacker-nice; see runAttacker). Every connection
+// its own at niceness 19 (-attacker-prefix; see runAttacker). Every connection
 // goes to 127.0.0.1.
 //
 //	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-profile DIR] [-- relay flags]
@@ -56,7 +56,7 @@ func main() {
 	slow := flag.Bool("slow", false, "print the bystander's slowest envelopes during each attack, and when they arrived")
 	profileFor := flag.Duration("profile-for", 5*time.Second, "length of each profile and trace (-profile)")
 	profileAfter := flag.Duration("profile-after", time.Second, "how far into each attack its profile and trace start (-profile)")
-	attackerNice := flag.Int("attacker-nice", 19, "niceness of the attack's process (0-19)")
+	attackerPrefix := flag.String("attacker-prefix", defaultAttackerPrefix(), "command (space-separated) the attack's process runs under; \"\" for none")
 	bystanderFor := flag.String("bystander-for", "", "internal: run the bystander pair against this relay URL, printing latencies")
 	attackChild := flag.String("attack", "", "internal: run this attack against -relay-url (relay process -relay-pid), printing its result")
 	relayURL := flag.String("relay-url", "", "internal: see -attack")
@@ -71,7 +71,7 @@ func main() {
 		return
 	}
 	prof := profiling{dir: *profile, length: *profileFor, after: *profileAfter}
-	if err := run(*relayBin, *only, *scale, prof, *slow, *attackerNice, flag.Args()); err != nil {
+	if err := run(*relayBin, *only, *scale, prof, *slow, strings.Fields(*attackerPrefix), flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "duetabuse:", err)
 		os.Exit(1)
 	}
@@ -181,26 +181,50 @@ func (r *relay) cpuTicks() int {
 	return u + st
 }
 
+// defaultAttackerPrefix puts the attack's process below the suite's own
+// priority: nice -n 19, or, when the suite runs at a real-time priority
+// (chrt -r 2, which keeps other processes on the machine from counting as
+// the relay's delay), the normal policy at the highest niceness: below the
+// relay and the bystander, above the machine's other work. Not a lower
+// real-time priority: real-time tasks may use 95 % of the CPU time
+// (sched_rt_runtime_us), and an attacker using the rest of it got every
+// real-time task, the relay's and the bystander's too, stopped for the
+// last ~50 ms of each second.
+func defaultAttackerPrefix() string {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return "nice -n 19"
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// rt_priority and policy are fields 40 and 41 of stat(5).
+	if len(f) > 38 {
+		prio, _ := strconv.Atoi(f[37])
+		if policy := f[38]; (policy == "1" || policy == "2") && prio >= 1 { // SCHED_FIFO, SCHED_RR
+			return "chrt -o 0 nice -n -20"
+		}
+	}
+	return "nice -n 19"
+}
+
 // attackResult is what an attack's process prints (runAttackChild).
 type attackResult struct {
 	Disconnects, Notes, Err string
 }
 
-// runAttacker runs the attack name against r in a process of its own at
-// niceness nice (with nice(1)), and returns its result and CPU time. The
-// attacking clients' CPU is the attacker's machine's in the real world; on
-// the suite's one machine it competes with the relay and the bystander,
-// and at a low priority it takes the CPU they leave (what it achieved is in
-// its notes).
-func runAttacker(ctx context.Context, r *relay, name string, scale float64, nice int) (attackResult, time.Duration, error) {
+// runAttacker runs the attack name against r in a process of its own,
+// under the command prefix (by default nice -n 19), and returns its result
+// and CPU time. The attacking clients' CPU is the attacker's machine's in
+// the real world; on the suite's one machine it competes with the relay and
+// the bystander, and at a low priority it takes the CPU they leave (what it
+// achieved is in its notes).
+func runAttacker(ctx context.Context, r *relay, name string, scale float64, prefix []string) (attackResult, time.Duration, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return attackResult{}, 0, err
 	}
 	args := []string{self, "-attack", name, "-relay-url", r.base, "-relay-pid", strconv.Itoa(r.pid), "-scale", strconv.FormatFloat(scale, 'g', -1, 64)}
-	if nice != 0 {
-		args = append([]string{"nice", "-n", strconv.Itoa(nice)}, args...)
-	}
+	args = append(slices.Clone(prefix), args...)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.Output()
@@ -647,6 +671,7 @@ type result struct {
 	name                 string
 	quietP50, quietP99   time.Duration
 	duringP50, duringP99 time.Duration
+	quietN, duringN      int // the bystander's envelopes the percentiles are of
 	victimDisconnects    string
 	rssIdle, rssPeak     int // KiB
 	cpu                  float64
@@ -709,7 +734,7 @@ func (p profiling) start(r *relay, name string) (wait func()) {
 	return wg.Wait
 }
 
-func run(bin, only string, scale float64, prof profiling, slow bool, attackerNice int, relayArgs []string) error {
+func run(bin, only string, scale float64, prof profiling, slow bool, attackerPrefix, relayArgs []string) error {
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "duetabuse-bin-")
 		if err != nil {
@@ -736,7 +761,7 @@ func run(bin, only string, scale float64, prof profiling, slow bool, attackerNic
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "== %s: %s\n", a.name, a.desc)
-		res, err := runOne(bin, relayArgs, a, scale, prof, slow, attackerNice)
+		res, err := runOne(bin, relayArgs, a, scale, prof, slow, attackerPrefix)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "   failed: %v\n", err)
 			res = result{name: a.name, notes: "error: " + err.Error()}
@@ -747,11 +772,11 @@ func run(bin, only string, scale float64, prof profiling, slow bool, attackerNic
 			victimLost = true
 		}
 	}
-	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during | victim disconnects | relay RSS idle → peak | relay CPU during | attacker CPU | observed |")
+	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during (envelopes) | victim disconnects | relay RSS idle → peak | relay CPU during | attacker CPU | observed |")
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		fmt.Printf("| %s | %s → %s | %s → %s | %s | %d → %d MiB | %.0f %% | %.0f %% | %s |\n", r.name,
-			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects,
+		fmt.Printf("| %s | %s → %s | %s → %s (%d → %d) | %s | %d → %d MiB | %.0f %% | %.0f %% | %s |\n", r.name,
+			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects,
 			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
 	}
 	if victimLost {
@@ -763,12 +788,12 @@ func run(bin, only string, scale float64, prof profiling, slow bool, attackerNic
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func printResult(w io.Writer, r result) {
-	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s; victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %% (attacker %.0f %%); %s\n",
-		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
+	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s (of %d -> %d envelopes); victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %% (attacker %.0f %%); %s\n",
+		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
 }
 
 // runOne runs one attack against a fresh relay.
-func runOne(bin string, relayArgs []string, a attack, scale float64, prof profiling, slow bool, attackerNice int) (result, error) {
+func runOne(bin string, relayArgs []string, a attack, scale float64, prof profiling, slow bool, attackerPrefix []string) (result, error) {
 	res := result{name: a.name}
 	r, err := startRelay(bin, relayArgs)
 	if err != nil {
@@ -784,7 +809,7 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 	defer by.stop()
 	time.Sleep(5 * time.Second)
 	quiet, _ := by.take()
-	res.quietP50, res.quietP99 = pct(quiet, 0.5), pct(quiet, 0.99)
+	res.quietP50, res.quietP99, res.quietN = pct(quiet, 0.5), pct(quiet, 0.99), len(quiet)
 	res.rssIdle = r.rssKiB()
 
 	// Sample RSS while the attack runs.
@@ -810,7 +835,7 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 	cpu0, t0 := r.cpuTicks(), time.Now()
 	actx, acancel := context.WithTimeout(ctx, 4*time.Minute)
 	profiled := prof.start(r, a.name)
-	out, attackerCPU, err := runAttacker(actx, r, a.name, scale, attackerNice)
+	out, attackerCPU, err := runAttacker(actx, r, a.name, scale, attackerPrefix)
 	acancel()
 	cpu := float64(r.cpuTicks()-cpu0) / 100 / time.Since(t0).Seconds() * 100
 	res.attackerCPU = attackerCPU.Seconds() / time.Since(t0).Seconds() * 100
@@ -822,7 +847,7 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 		fmt.Fprintf(os.Stderr, "   slowest bystander envelopes during the attack (started %s): %s\n", t0.UTC().Format("15:04:05.000"), slowest(during, at, t0, 12))
 	}
 	profiled() // after the measures: a profile outlasting the attack does not dilute them
-	res.duringP50, res.duringP99 = pct(during, 0.5), pct(during, 0.99)
+	res.duringP50, res.duringP99, res.duringN = pct(during, 0.5), pct(during, 0.99), len(during)
 	res.rssPeak = int(peak.Load())
 	res.cpu = cpu
 	res.victimDisconnects = disc

@@ -60,7 +60,7 @@ func listenUDP(ctx context.Context, network, addr string, n int) ([]net.PacketCo
 			return nil, err
 		}
 		setBuffers(c, listenSocketBuffer)
-		conns = append(conns, withBatchReads(c, listenBatch))
+		conns = append(conns, batchSocket(c, listenBatch))
 		addr = c.LocalAddr().String() // the same port for the next ones
 	}
 	return conns, nil
@@ -89,5 +89,5 @@ func (g bufferedRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (ne
 		return c, a, err
 	}
 	setBuffers(c, relaySocketBuffer)
-	return withBatchReads(c, relayBatch), a, nil
+	return batchSocket(c, relayBatch), a, nil
 }
