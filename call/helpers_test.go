@@ -495,6 +495,14 @@ func (p *peer) waitState(want State, timeout time.Duration) Status {
 // status.
 func (p *peer) waitEnd(timeout time.Duration) Status {
 	p.t.Helper()
+	return p.waitEndWith("", timeout)
+}
+
+// waitEndWith waits for the end of a call with peer (any call when peer
+// is empty): a device that still shows an earlier call's end is not taken
+// for having ended the next one.
+func (p *peer) waitEndWith(peer identity.Alias, timeout time.Duration) Status {
+	p.t.Helper()
 	sub := p.mod.State().Subscribe()
 	defer sub.Unsubscribe()
 	deadline := time.NewTimer(timeout)
@@ -507,7 +515,7 @@ func (p *peer) waitEnd(timeout time.Duration) Status {
 				p.t.Fatalf("%s: state closed waiting for the end; last %+v", p.name, last)
 			}
 			last = st
-			if st.State.Terminal() {
+			if st.State.Terminal() && (peer == "" || st.Peer == peer) {
 				return st
 			}
 		case <-deadline.C:

@@ -176,13 +176,16 @@ func TestMultiDeviceDeclineAndBusy(t *testing.T) {
 	// b1 in a call with c: a's call gets busy from b1; b2 stops ringing.
 	c := newPeer(t, "c")
 	connect(t, c, b1, Media{Audio: true})
+	if st := b2.waitEndWith(c.alias, 5*time.Second); st.Reason != ReasonAnsweredElsewhere {
+		t.Errorf("b2, c's call: %+v, want answered_elsewhere", st)
+	}
 	if err := a.mod.Call(ctxT(t), b1.alias, Media{Audio: true}); err != nil {
 		t.Fatal(err)
 	}
 	if st := a.waitEnd(5 * time.Second); st.State != StateRejected || st.Reason != ReasonBusy {
 		t.Errorf("a: %+v, want rejected busy", st)
 	}
-	if st := b2.waitEnd(5 * time.Second); st.Reason != ReasonBusyElsewhere {
+	if st := b2.waitEndWith(a.alias, 5*time.Second); st.Reason != ReasonBusyElsewhere {
 		t.Errorf("b2: %+v, want busy_elsewhere", st)
 	}
 	if st := b1.mod.State().Get(); st.State != StateConnected || st.Peer != c.alias {

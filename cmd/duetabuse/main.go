@@ -182,9 +182,14 @@ func (r *relay) cpuTicks() int {
 }
 
 // defaultAttackerPrefix puts the attack's process below the suite's own
-// priority: nice -n 19, or, when the suite runs at a real-time priority p
-// (chrt -r p, p >= 2, which keeps other processes on the machine from
-// counting as the relay's delay), chrt -r p-1.
+// priority: nice -n 19, or, when the suite runs at a real-time priority
+// (chrt -r 2, which keeps other processes on the machine from counting as
+// the relay's delay), the normal policy at the highest niceness: below the
+// relay and the bystander, above the machine's other work. Not a lower
+// real-time priority: real-time tasks may use 95 % of the CPU time
+// (sched_rt_runtime_us), and an attacker using the rest of it got every
+// real-time task, the relay's and the bystander's too, stopped for the
+// last ~50 ms of each second.
 func defaultAttackerPrefix() string {
 	b, err := os.ReadFile("/proc/self/stat")
 	if err != nil {
@@ -195,8 +200,8 @@ func defaultAttackerPrefix() string {
 	// rt_priority and policy are fields 40 and 41 of stat(5).
 	if len(f) > 38 {
 		prio, _ := strconv.Atoi(f[37])
-		if policy := f[38]; (policy == "1" || policy == "2") && prio >= 2 { // SCHED_FIFO, SCHED_RR
-			return "chrt -r " + strconv.Itoa(prio-1)
+		if policy := f[38]; (policy == "1" || policy == "2") && prio >= 1 { // SCHED_FIFO, SCHED_RR
+			return "chrt -o 0 nice -n -20"
 		}
 	}
 	return "nice -n 19"
