@@ -304,28 +304,16 @@ func (r *router) publish(s *session, env *wire.Envelope) {
 	}
 }
 
-// reply is the reply subject of envelope env from session s, number seq.
+// reply is the reply subject of envelope env from session s, number seq,
+// built with one allocation (the string).
 func (r *router) reply(s *session, env *wire.Envelope, seq uint64) string {
-	var b strings.Builder
-	b.Grow(len(r.inbox) + 2*20 + len(env.To) + len(env.ID) + 4)
-	b.WriteString(r.inbox)
-	b.WriteByte('.')
-	writeUint(&b, s.id)
-	b.WriteByte('.')
-	b.WriteString(string(env.To))
-	b.WriteByte('.')
-	writeUint(&b, seq)
+	var b [192]byte
+	rb := strconv.AppendUint(append(append(b[:0], r.inbox...), '.'), s.id, 10)
+	rb = strconv.AppendUint(append(append(append(rb, '.'), env.To...), '.'), seq, 10)
 	if env.ID != "" {
-		b.WriteByte('.')
-		b.WriteString(env.ID)
+		rb = append(append(rb, '.'), env.ID...)
 	}
-	return b.String()
-}
-
-// writeUint writes n in decimal without allocating.
-func writeUint(b *strings.Builder, n uint64) {
-	var buf [20]byte
-	b.Write(strconv.AppendUint(buf[:0], n, 10))
+	return string(rb)
 }
 
 // errAwaitFull refuses a publish while the node awaits answers for
