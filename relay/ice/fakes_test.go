@@ -9,7 +9,6 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,14 +54,13 @@ type fakeProvider struct {
 	t        *testing.T
 	requests atomic.Int64
 
-	mu       sync.Mutex
-	mode     string        // "", "legacy" (Cloudflare one-object shape), "500", "huge", "garbage", "empty"
-	gotTTL   int64         // last requested ttl
-	entered  chan struct{} // receives when a request arrives, if set
-	release  chan struct{} // requests wait on it, if set
-	created  time.Time     // Twilio date_created
-	clock    *fakeClock
-	response string // overrides the answer when set
+	mu      sync.Mutex
+	mode    string        // "", "legacy" (Cloudflare one-object shape), "500", "huge", "garbage", "empty"
+	gotTTL  int64         // last requested ttl
+	entered chan struct{} // receives when a request arrives, if set
+	release chan struct{} // requests wait on it, if set
+	created time.Time     // Twilio date_created
+	clock   *fakeClock
 }
 
 func (f *fakeProvider) setMode(m string) {
@@ -293,11 +291,6 @@ func upstreamCalls(t *testing.T, r *Resolver, provider, result string) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
-}
-
-func hostOf(u string) string {
-	p, _ := url.Parse(u)
-	return p.Host
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
