@@ -13,12 +13,12 @@ import (
 // the relay offered and the candidate types gathered and received. An ICE
 // failure says why from them (reason), instead of a bare ice_failed.
 type iceFacts struct {
-	mu                        sync.Mutex
-	stun, turnUDP, turnTCP    bool
-	turnTLS, relayPolicy      bool
-	local, remote             map[string]int // candidate type → count
-	localTotal, remoteTotal   int
-	remoteEnd, configRecorded bool
+	mu                      sync.Mutex
+	stun, turnUDP, turnTCP  bool
+	turnTLS, relayPolicy    bool
+	local, remote           map[string]int // candidate type → count
+	localTotal, remoteTotal int
+	configRecorded          bool
 
 	// The deadline of the call's first connectivity checks.
 	deadline      *time.Timer

@@ -155,14 +155,6 @@ func (s *session) live() bool {
 	return !s.ending
 }
 
-// signalingReady reports whether the peer knows of this call and we can seal
-// messages to it.
-func (s *session) signalingReady() bool {
-	s.m.mu.Lock()
-	defer s.m.mu.Unlock()
-	return s.ps != nil && (s.incoming || s.offerSent)
-}
-
 // offerWasSent reports whether the caller's offer went out.
 func (s *session) offerWasSent() bool {
 	s.m.mu.Lock()
