@@ -288,6 +288,7 @@ func (r *router) backlogDrops() uint64 {
 // (solo), else to the recipient's subject, awaiting its answer.
 func (r *router) publish(s *session, env *wire.Envelope) {
 	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
+	env.Payload = ""            // borrowed from the read buffer (decodeFrame): not kept
 	r.m.in(env.Type).Inc()
 	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: r.reply(s, env, 0)}) != noSession {
 		return
