@@ -291,6 +291,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 			nb.close()
 			return nil, err
 		}
+		s.router.checkOfflineWith(s.aliases.cluster.sessionsOn)
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
 	if s.poller, err = newPoller(); err != nil {

@@ -54,6 +54,13 @@ const wsBufSize = 4096
 
 var wsBufPool = sync.Pool{New: func() any { return new([wsBufSize]byte) }}
 
+// wsMsgPool holds the buffers of messages that do not fit in the read
+// buffer (bulk envelopes, up to maxFrameSize): a session reading 40 KiB
+// envelopes reuses one instead of allocating each, so that bulk traffic does
+// not drive the garbage collector (each cycle's stops and marking delay
+// every session's frames; see "The relay under attack" in the README).
+var wsMsgPool = sync.Pool{New: func() any { return new([maxFrameSize]byte) }}
+
 // Errors of reading a WebSocket.
 var (
 	// errWSTooBig: a message over the read limit (closed with 1009).
@@ -95,10 +102,11 @@ type wsConn struct {
 	dead      bool          // closed: not to be parked (poller.mu)
 
 	// Reading, on the session's reading goroutine only.
-	buf     *[wsBufSize]byte // nil while nothing is buffered
-	r, w    int              // buf[r:w] is read and not yet parsed
-	limit   int              // the largest message taken
-	readErr error            // sticky: reading ended
+	buf     *[wsBufSize]byte    // nil while nothing is buffered
+	msgBuf  *[maxFrameSize]byte // the last message returned, when not in buf (wsMsgPool)
+	r, w    int                 // buf[r:w] is read and not yet parsed
+	limit   int                 // the largest message taken
+	readErr error               // sticky: reading ended
 	// onFrame is called with each frame's opcode once its header is read.
 	onFrame func(op byte)
 	// writeTimeout bounds the pongs the reader writes.
@@ -235,13 +243,23 @@ func (c *wsConn) readMessage() (byte, []byte, error) {
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
+	c.releaseMsg() // the previous message is no longer used
 	op, msg, err := c.readFrames()
 	if err != nil && err != errWSIdle {
 		c.readErr = err
 		c.r = c.w // nothing more is parsed
 		c.release()
+		c.releaseMsg()
 	}
 	return op, msg, err
+}
+
+// releaseMsg gives back the buffer of the last message returned.
+func (c *wsConn) releaseMsg() {
+	if c.msgBuf != nil {
+		wsMsgPool.Put(c.msgBuf)
+		c.msgBuf = nil
+	}
 }
 
 // drain reads what the client still sends until its close frame or the
@@ -316,11 +334,12 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 			op, started = h.op, true
 		}
 		n := len(msg)
-		if msg == nil && h.fin {
-			msg = make([]byte, h.length)
-		} else {
-			msg = append(msg, make([]byte, h.length)...)
+		if msg == nil && c.limit <= maxFrameSize {
+			// Fragments included, the message fits (limit).
+			c.msgBuf = wsMsgPool.Get().(*[maxFrameSize]byte)
+			msg = c.msgBuf[:0]
 		}
+		msg = append(msg, make([]byte, h.length)...)
 		if err := c.readPayload(msg[n:], h.key); err != nil {
 			return 0, nil, err
 		}

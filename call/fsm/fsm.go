@@ -851,6 +851,11 @@ func (m *Machine) onRecvHangup(c *call, e Event) {
 		m.drop(dropUnexpected)
 	case !c.incoming && e.Device != c.selected:
 		m.drop(dropOtherDevice)
+	case c.inOutage() && (e.Reason == string(ICEFailed) || e.Reason == string(Disconnected)):
+		// The peer's recovery gave up on the outage this side is in too
+		// (its restart_wait fired first): the call ends as our own
+		// restart_wait would end it, with our error, and nothing is sent.
+		m.endOutage(c, "")
 	default:
 		reason := Ending(e.Reason)
 		if reason == "" {
@@ -858,6 +863,23 @@ func (m *Machine) onRecvHangup(c *call, e Event) {
 		}
 		m.end(c, Hangup, reason, "", "", "")
 	}
+}
+
+// inOutage: the connection is down and this side's recovery is under way
+// (an outage of a connected call, or the first checks failed).
+func (c *call) inOutage() bool {
+	return c.recovering || c.restarting || c.failed
+}
+
+// endOutage ends a call whose outage did not recover: ice_failed if ICE
+// failed in the outage, else disconnected, sending msg (call_hangup with
+// that reason, or nothing when the peer has already ended).
+func (m *Machine) endOutage(c *call, msg string) {
+	if c.failed {
+		m.end(c, Ended, ICEFailed, msg, ICEFailed, ErrICEFailed)
+		return
+	}
+	m.end(c, Ended, Disconnected, msg, Disconnected, ErrDisconnected)
 }
 
 func (m *Machine) onConn(c *call, st Conn) {
@@ -967,11 +989,7 @@ func (m *Machine) onTimer(c *call, t Timer) {
 		}
 		m.end(c, Ended, Disconnected, msgHangup, Disconnected, ErrDisconnected)
 	case TimerRestartWait:
-		if c.failed {
-			m.end(c, Ended, ICEFailed, msgHangup, ICEFailed, ErrICEFailed)
-			return
-		}
-		m.end(c, Ended, Disconnected, msgHangup, Disconnected, ErrDisconnected)
+		m.endOutage(c, msgHangup)
 	case TimerMedia:
 		m.end(c, Ended, MediaTimeout, msgHangup, MediaTimeout, ErrMediaTimeout)
 	case TimerRenegotiate:

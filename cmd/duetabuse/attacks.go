@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pion/logging"
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 )
 
@@ -32,6 +34,7 @@ var attacks = []attack{
 	{"http-slow-body", "600 connections send a partial body to /register and /challenge and hold, 20 s", attackSlowBody},
 	{"http-flood", "8 workers on one address: challenge+register for 3 s, then GET /keys on one token for 3 s", attackHTTPFlood},
 	{"turn-allocations", "1000 TURN allocations on one credential (16 at a time), again for 5 s", attackTURN},
+	{"turn-allocate-flood", "one credential's TURN quota filled, then 10,000 Allocates/s it refuses from 16 sockets, not waiting for answers, 5 s", attackTURNFlood},
 }
 
 // drainNotices reads and discards a session's frames, counting undeliverable
@@ -537,20 +540,22 @@ func attackHTTPFlood(ctx context.Context, e *env) (string, string, error) {
 		regOK, regLim, float64(ok.Load())/sec, limited.Load(), failed.Load()), nil
 }
 
-func attackTURN(ctx context.Context, e *env) (string, string, error) {
+// turnCredentials registers an identity and returns the relay's UDP TURN
+// server address and the credentials its ICE config hands that identity.
+func turnCredentials(ctx context.Context, e *env) (addr, username, password string, err error) {
 	us, err := registerN(ctx, e.r, 1)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	token, err := connectToken(ctx, e.r, us[0])
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.r.base+"/api/v1/calls/ice-config", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	var cfg struct {
 		Servers []struct {
@@ -562,9 +567,8 @@ func attackTURN(ctx context.Context, e *env) (string, string, error) {
 	err = json.NewDecoder(resp.Body).Decode(&cfg)
 	resp.Body.Close()
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	var addr, username, password string
 	for _, srv := range cfg.Servers {
 		for _, u := range srv.URLs {
 			if strings.HasPrefix(u, "turn:") && strings.Contains(u, "transport=udp") {
@@ -574,27 +578,45 @@ func attackTURN(ctx context.Context, e *env) (string, string, error) {
 		}
 	}
 	if addr == "" {
-		return "", "", fmt.Errorf("no TURN server in the ICE config %+v", cfg)
+		return "", "", "", fmt.Errorf("no TURN server in the ICE config %+v", cfg)
 	}
-	// Rounds of 1000, each holding what it got until its end, for at least
-	// 5 s: one round takes well under a second, too few of the bystander's
-	// envelopes for a p99.
-	fds0, fdsPeak := e.r.fds(), 0
-	var ok, quota, other atomic.Int64
-	start := time.Now()
-	rounds := 0
-	for rounds == 0 || time.Since(start) < e.dur(5*time.Second) {
-		rounds++
-		fdsPeak = max(fdsPeak, allocateRound(ctx, addr, username, password, &ok, &quota, &other, e.r.fds))
-	}
-	return "n/a", fmt.Sprintf("%d rounds in %.1f s: %.0f allocations per round, %d refused 486 (quota), %d other failures; relay fds %d -> %d",
-		rounds, time.Since(start).Seconds(), float64(ok.Load())/float64(rounds), quota.Load(), other.Load(), fds0, fdsPeak), nil
+	return addr, username, password, nil
 }
 
-// allocateRound tries 1000 TURN allocations, 16 at a time, counts them, and
-// returns the relay's fds (fds) while it holds those it got; then it
-// releases them.
-func allocateRound(ctx context.Context, addr, username, password string, ok, quota, other *atomic.Int64, fds func() int) int {
+func attackTURN(ctx context.Context, e *env) (string, string, error) {
+	addr, username, password, err := turnCredentials(ctx, e)
+	if err != nil {
+		return "", "", err
+	}
+	// Rounds of 1000, each holding what it got until its end, for 5 s: one
+	// round takes well under a second when every Allocate is answered, too
+	// few of the bystander's envelopes for a p99. A client waits up to 5 s
+	// for its answer (the relay may leave a refused one unanswered), and no
+	// longer than the attack.
+	actx, cancel := context.WithTimeout(ctx, e.dur(5*time.Second))
+	defer cancel()
+	fds0, fdsPeak := e.r.fds(), 0
+	var c allocCounts
+	start := time.Now()
+	rounds := 0
+	for rounds == 0 || actx.Err() == nil {
+		rounds++
+		fdsPeak = max(fdsPeak, allocateRound(actx, addr, username, password, &c, e.r.fds))
+	}
+	return "n/a", fmt.Sprintf("%d rounds in %.1f s: %.0f allocations per round, %d refused 486 (quota), %d unanswered, %d other failures, %d cut at the end; relay fds %d -> %d",
+		rounds, time.Since(start).Seconds(), float64(c.ok.Load())/float64(rounds), c.quota.Load(), c.unanswered.Load(), c.other.Load(), c.cut.Load(), fds0, fdsPeak), nil
+}
+
+// allocCounts are the outcomes of the TURN attack's Allocates: cut are
+// those still waiting for an answer when the attack ended.
+type allocCounts struct {
+	ok, quota, unanswered, other, cut atomic.Int64
+}
+
+// allocateRound tries 1000 TURN allocations, 16 at a time, until ctx is
+// done, counts them, and returns the relay's fds (fds) while it holds those
+// it got; then it releases them.
+func allocateRound(ctx context.Context, addr, username, password string, counts *allocCounts, fds func() int) int {
 	var mu sync.Mutex
 	var closers []io.Closer
 	defer func() {
@@ -609,15 +631,20 @@ func allocateRound(ctx context.Context, addr, username, password string, ok, quo
 	}
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
+launch:
 	for range 1000 {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break launch
+		}
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
 			conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 			if err != nil {
-				other.Add(1)
+				counts.other.Add(1)
 				return
 			}
 			keep(conn)
@@ -626,12 +653,12 @@ func allocateRound(ctx context.Context, addr, username, password string, ok, quo
 			c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
 				Username: username, Password: password, LoggerFactory: lf})
 			if err != nil {
-				other.Add(1)
+				counts.other.Add(1)
 				return
 			}
 			keep(closerFunc(func() error { c.Close(); return nil }))
 			if err := c.Listen(); err != nil {
-				other.Add(1)
+				counts.other.Add(1)
 				return
 			}
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -639,17 +666,179 @@ func allocateRound(ctx context.Context, addr, username, password string, ok, quo
 			relayConn, err := c.AllocateWithContext(actx)
 			switch {
 			case err == nil:
-				ok.Add(1)
+				counts.ok.Add(1)
 				keep(relayConn)
 			case strings.Contains(err.Error(), "486"):
-				quota.Add(1)
+				counts.quota.Add(1)
+			case ctx.Err() != nil:
+				counts.cut.Add(1)
+			case actx.Err() != nil || strings.Contains(err.Error(), "retransmissions failed"):
+				counts.unanswered.Add(1)
 			default:
-				other.Add(1)
+				counts.other.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	return fds()
+}
+
+// attackTURNFlood fills one credential's allocation quota, then sends
+// authenticated Allocate requests that the quota refuses at turnFloodRate
+// from 16 sockets for 5 s, without waiting for the answers (it counts them
+// on the side): an attacker that, unlike pion's client, does not back off
+// when it gets no answer.
+func attackTURNFlood(ctx context.Context, e *env) (string, string, error) {
+	addr, username, password, err := turnCredentials(ctx, e)
+	if err != nil {
+		return "", "", err
+	}
+	var c allocCounts
+	var closers []io.Closer
+	defer func() {
+		for _, c := range slices.Backward(closers) {
+			c.Close()
+		}
+	}()
+	for c.quota.Load() == 0 {
+		if c.ok.Load()+c.other.Load() > 64 {
+			return "", "", fmt.Errorf("no quota refusal after %d allocations (%d failed)", c.ok.Load(), c.other.Load())
+		}
+		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			return "", "", err
+		}
+		closers = append(closers, conn)
+		lf := logging.NewDefaultLoggerFactory()
+		lf.DefaultLogLevel = logging.LogLevelDisabled
+		tc, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
+			Username: username, Password: password, LoggerFactory: lf})
+		if err != nil {
+			return "", "", err
+		}
+		closers = append(closers, closerFunc(func() error { tc.Close(); return nil }))
+		if err := tc.Listen(); err != nil {
+			return "", "", err
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		relayConn, err := tc.AllocateWithContext(actx)
+		cancel()
+		switch {
+		case err == nil:
+			c.ok.Add(1)
+			closers = append(closers, relayConn)
+		case strings.Contains(err.Error(), "486"):
+			c.quota.Add(1)
+		default:
+			c.other.Add(1)
+		}
+	}
+	req, err := refusedAllocate(addr, username, password)
+	if err != nil {
+		return "", "", err
+	}
+	var sent, refused, otherAnswers atomic.Int64
+	actx, cancel := context.WithTimeout(ctx, e.dur(5*time.Second))
+	defer cancel()
+	const sockets = 16
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range sockets {
+		conn, err := net.Dial("udp4", addr)
+		if err != nil {
+			return "", "", err
+		}
+		wg.Add(2)
+		go func() { // the answers
+			defer wg.Done()
+			var m stun.Message
+			var code stun.ErrorCodeAttribute
+			buf := make([]byte, 1500)
+			for {
+				n, err := conn.Read(buf)
+				if err != nil {
+					return
+				}
+				m.Raw = append(m.Raw[:0], buf[:n]...)
+				if m.Decode() == nil && code.GetFrom(&m) == nil && code.Code == stun.CodeAllocQuotaReached {
+					refused.Add(1)
+				} else {
+					otherAnswers.Add(1)
+				}
+			}
+		}()
+		go func() { // the requests, paced
+			defer wg.Done()
+			defer conn.Close()
+			n := 0
+			for actx.Err() == nil {
+				for due := int(time.Since(start).Seconds() * turnFloodRate / sockets); n < due; n++ {
+					if _, err := conn.Write(req); err == nil {
+						sent.Add(1)
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	sec := time.Since(start).Seconds()
+	return "n/a", fmt.Sprintf("%d allocations fill the quota; %.0f Allocates/s sent for %.1f s, %d answered 486, %d answered otherwise",
+		c.ok.Load(), float64(sent.Load())/sec, sec, refused.Load(), otherAnswers.Load()), nil
+}
+
+// turnFloodRate is the Allocates a second attackTURNFlood sends.
+const turnFloodRate = 10000
+
+// refusedAllocate returns an authenticated Allocate request for username
+// (its quota full): the nonce and realm come from the server's 401 answer
+// to an unauthenticated one.
+func refusedAllocate(addr, username, password string) ([]byte, error) {
+	conn, err := net.Dial("udp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	transport := stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}} // UDP
+	typ := stun.NewType(stun.MethodAllocate, stun.ClassRequest)
+	probe, err := stun.Build(stun.TransactionID, typ, transport, stun.Fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	var m stun.Message
+	buf := make([]byte, 1500)
+	for attempt := 0; ; attempt++ {
+		if attempt == 5 {
+			return nil, errors.New("no answer to an unauthenticated Allocate")
+		}
+		if _, err := conn.Write(probe.Raw); err != nil {
+			return nil, err
+		}
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			continue
+		}
+		m.Raw = append(m.Raw[:0], buf[:n]...)
+		if err := m.Decode(); err != nil {
+			return nil, err
+		}
+		break
+	}
+	var nonce stun.Nonce
+	var realm stun.Realm
+	if err := nonce.GetFrom(&m); err != nil {
+		return nil, fmt.Errorf("the 401 answer: %w", err)
+	}
+	if err := realm.GetFrom(&m); err != nil {
+		return nil, fmt.Errorf("the 401 answer: %w", err)
+	}
+	req, err := stun.Build(stun.TransactionID, typ, transport, stun.NewUsername(username), realm, nonce,
+		stun.NewLongTermIntegrity(username, realm.String(), password), stun.Fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	return req.Raw, nil
 }
 
 type closerFunc func() error

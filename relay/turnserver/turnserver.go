@@ -257,11 +257,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 					s.log.Debug("turn: refused wrong password", "src", src, "method", method)
 				}
 			},
-			OnAllocationDeleted: func(_, _ net.Addr, _, userID, _ string) {
-				s.quota.deleted(userID)
+			OnAllocationDeleted: func(src, _ net.Addr, _, userID, _ string) {
+				s.quota.deleted(userID, src)
 			},
 			OnAllocationCreated: func(src, _ net.Addr, protocol, userID, _ string, relayAddr net.Addr, _ int) {
-				s.quota.created(userID)
+				s.quota.created(userID, src)
 				s.allocations.Inc()
 				s.log.Debug("turn: allocation", "src", src, "protocol", protocol, "user", userID, "relay", relayAddr)
 			},
@@ -272,7 +272,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// same socket of a SO_REUSEPORT group).
 	for _, c := range s.udps {
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn:            c,
+			PacketConn:            tarpitConn{c, s.quota},
 			RelayAddressGenerator: udpGen(),
 			PermissionHandler:     s.permit,
 		})
@@ -427,5 +427,5 @@ func (s *Server) initMetrics() {
 // register: duet_turn_allocations_total, duet_turn_allocations_active,
 // duet_turn_auth_failures_total{reason} and duet_turn_denied_peers_total{reason}.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers, s.quota.refused}
+	return []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers, s.quota.refused, s.quota.dropped}
 }

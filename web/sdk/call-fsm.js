@@ -98,6 +98,14 @@ function action(a) {
   return out;
 }
 
+/**
+ * Whether the connection is down and this side's recovery is under way
+ * (an outage of a connected call, or the first checks failed).
+ */
+function inOutage(c) {
+  return c.recovering || c.restarting || c.failed;
+}
+
 /** Byte-wise comparison of two strings of ASCII or UTF-8 text: a < b. */
 function lessBytes(a, b) {
   const x = new TextEncoder().encode(a);
@@ -609,9 +617,24 @@ export class CallMachine {
       this.#drop(DROP_UNEXPECTED);
     } else if (!c.incoming && e.device !== c.selected) {
       this.#drop(DROP_OTHER_DEVICE);
+    } else if (inOutage(c) && (e.reason === 'ice_failed' || e.reason === 'disconnected')) {
+      // The peer's recovery gave up on the outage this side is in too
+      // (its restart_wait fired first): the call ends as our own
+      // restart_wait would end it, with our error, and nothing is sent.
+      this.#endOutage(c, '');
     } else {
       this.#end(c, HANGUP, e.reason || 'user_hangup', '', '', '');
     }
+  }
+
+  /**
+   * Ends a call whose outage did not recover: ice_failed if ICE failed in
+   * the outage, else disconnected, sending msg (call_hangup with that
+   * reason, or nothing when the peer has already ended).
+   */
+  #endOutage(c, msg) {
+    if (c.failed) this.#end(c, ENDED, 'ice_failed', msg, 'ice_failed', E.ICE_FAILED);
+    else this.#end(c, ENDED, 'disconnected', msg, 'disconnected', E.DISCONNECTED);
   }
 
   #onConn(c, st) {
@@ -720,8 +743,7 @@ export class CallMachine {
         this.#end(c, ENDED, 'disconnected', MSG_HANGUP, 'disconnected', E.DISCONNECTED);
         break;
       case 'restart_wait':
-        if (c.failed) this.#end(c, ENDED, 'ice_failed', MSG_HANGUP, 'ice_failed', E.ICE_FAILED);
-        else this.#end(c, ENDED, 'disconnected', MSG_HANGUP, 'disconnected', E.DISCONNECTED);
+        this.#endOutage(c, MSG_HANGUP);
         break;
       case 'media':
         this.#end(c, ENDED, 'media_timeout', MSG_HANGUP, 'media_timeout', E.MEDIA_TIMEOUT);
