@@ -26,7 +26,8 @@ import (
 //	duet.a.<alias>.<type>
 //
 // and every node with a session of that alias holds one subscription on
-// duet.a.<alias>.*. Each envelope carries a reply subject on the sending
+// duet.a.<alias>.* (but for a node on the embedded NATS: see below). Each
+// envelope carries a reply subject on the sending
 // node's inbox,
 //
 //	duet.n.<node>.<session>.<to>.<seq>[.<id>]
@@ -44,9 +45,11 @@ import (
 // server has no listener, routes or leaf nodes): it delivers an envelope
 // for an alias with sessions on the node to them directly, without NATS
 // (router.solo), and publishes only envelopes for other aliases, whose
-// no-responders answer says they are offline. On a shared NATS every
-// envelope is published, so that the recipient's sessions on every node get
-// it.
+// no-responders answer says they are offline. So it subscribes to no
+// alias: nothing would ever be routed to the subscription, which cost
+// about 1.1 KiB of memory per alias (nats-server's and nats.go's state).
+// On a shared NATS every envelope is published, so that the recipient's
+// sessions on every node get it.
 const (
 	subjectPrefix = "duet.a."
 	inboxPrefix   = "duet.n."
@@ -63,7 +66,7 @@ const (
 // route is the one subscription of this node for an alias and the alias's
 // local sessions.
 type route struct {
-	sub      *nats.Subscription
+	sub      *nats.Subscription // nil while the node routes on its own (solo)
 	sessions []*session
 	inbound  *inbound // the alias's inbound byte budget on this node
 }
@@ -201,28 +204,36 @@ func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
 	return r.shards[h.Sum32()%uint32(len(r.shards))]
 }
 
-// add registers an authenticated session; when it is the alias's first on
-// this node, it subscribes to the alias and waits until NATS has the
-// subscription, so envelopes sent after "ready" are delivered.
+// add registers an authenticated session. Unless the node routes on its
+// own (solo), it subscribes to the alias when this is the alias's first
+// session on this node, and waits until NATS has the subscription, so
+// envelopes sent after "ready" are delivered.
 func (r *router) add(s *session) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return errRouterClosed
 	}
+	solo := r.solo.Load()
 	rt := r.routes[s.alias]
 	if rt == nil {
+		rt = &route{inbound: newInbound(r.tun)}
+	}
+	if rt.sub == nil && !solo {
 		sub, err := r.nc.ChanSubscribe(subjectPrefix+string(s.alias)+".*", r.shardFor(s.alias))
 		if err != nil {
 			r.mu.Unlock()
 			return fmt.Errorf("%w: subscribing %s: %w", ErrNATS, s.alias, err)
 		}
-		rt = &route{sub: sub, inbound: newInbound(r.tun)}
-		r.routes[s.alias] = rt
+		rt.sub = sub
 	}
+	r.routes[s.alias] = rt
 	rt.sessions = append(rt.sessions, s)
 	r.sessions[s.id] = s
 	r.mu.Unlock()
+	if solo {
+		return nil
+	}
 	if err := r.nc.FlushTimeout(subscribeWait); err != nil {
 		r.remove(s)
 		return fmt.Errorf("%w: %w", ErrNATS, err)
@@ -269,6 +280,9 @@ func (r *router) remove(s *session) {
 // without telling the server, which would keep routing the alias here and
 // never answer its senders' "offline".
 func (r *router) unsubscribe(rt *route) {
+	if rt.sub == nil {
+		return
+	}
 	if d, err := rt.sub.Dropped(); err == nil && d > 0 {
 		r.goneDropped += uint64(d)
 	}
@@ -286,6 +300,9 @@ func (r *router) backlogDrops() uint64 {
 	defer r.mu.RUnlock()
 	n := r.goneDropped
 	for _, rt := range r.routes {
+		if rt.sub == nil {
+			continue
+		}
 		if d, err := rt.sub.Dropped(); err == nil && d > 0 {
 			n += uint64(d)
 		}
