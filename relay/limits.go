@@ -290,16 +290,14 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // inbound is one recipient alias's byte budget on this node. While the
 // budget lasts every frame passes; past it, a frame passes only when its
 // sender has had less than an equal share of the budget in the current
-// second, so the heaviest senders are the ones dropped.
+// second, so the heaviest senders are the ones dropped. The zero value is
+// a full budget: its bucket is made at the alias's first frame (an alias
+// that is sent nothing costs no limiter).
 type inbound struct {
 	mu     sync.Mutex
-	bucket *rate.Limiter
+	bucket *rate.Limiter // nil until the first frame
 	window time.Time
 	used   map[identity.Alias]int // bytes per sender in the current second
-}
-
-func newInbound(tun *tunables) *inbound {
-	return &inbound{bucket: rate.NewLimiter(rate.Limit(tun.recipientRate), tun.recipientBurst)}
 }
 
 // allow charges a frame of n bytes from sender against the budget.
@@ -307,6 +305,9 @@ func (in *inbound) allow(from identity.Alias, n int, now time.Time, tun *tunable
 	cost := max(n, recipientMinCost)
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.bucket == nil {
+		in.bucket = rate.NewLimiter(rate.Limit(tun.recipientRate), tun.recipientBurst)
+	}
 	if now.Sub(in.window) >= time.Second || in.used == nil {
 		in.window = now
 		clear(in.used)
