@@ -47,6 +47,16 @@ const (
 	// than a frame or two's work. The bucket holds one largest frame.
 	BulkRate  = 16 << 20
 	bulkFrame = 4 << 10
+	// BulkAllowance and BulkAllowanceRate: an alias's frames larger than
+	// bulkFrame, while within its byte budget, skip the bulk pace as long
+	// as they fit this allowance of its own (bytes, refilled at
+	// BulkAllowanceRate per second): an occasional large frame, such as a
+	// call offer (a sealed SDP, 4-16 KiB), does not wait behind other
+	// aliases' bulk frames, however many are waiting. What the allowance
+	// lets through, an alias could send as frames of bulkFrame, which never
+	// wait for the pace; a frame larger than the allowance always waits.
+	BulkAllowance     = 32 << 10
+	BulkAllowanceRate = 1 << 10
 	// SendQueueBytes bounds the bytes queued for one session, beside
 	// SendQueueLen frames.
 	SendQueueBytes = 2 << 20
@@ -82,6 +92,7 @@ type aliasLimits struct {
 type aliasState struct {
 	lim      *rate.Limiter // frames
 	bytes    *rate.Limiter
+	bulk     *rate.Limiter // BulkAllowance (not split between nodes: the pace is per node)
 	sessions int
 	busy     int       // acquire or release calls under way: keep the state
 	idle     time.Time // when the last session went
@@ -112,7 +123,8 @@ func (l *aliasLimits) state(a identity.Alias, now time.Time, tun *tunables) *ali
 	st := l.byAlias[a]
 	if st == nil {
 		st = &aliasState{lim: rate.NewLimiter(rate.Limit(tun.rateLimit), tun.rateBurst),
-			bytes: rate.NewLimiter(rate.Limit(tun.byteRate), tun.byteBurst), nodes: 1}
+			bytes: rate.NewLimiter(rate.Limit(tun.byteRate), tun.byteBurst),
+			bulk:  rate.NewLimiter(rate.Limit(tun.bulkAllowanceRate), tun.bulkAllowance), nodes: 1}
 		l.byAlias[a] = st
 	}
 	st.busy++
@@ -125,10 +137,15 @@ func (l *aliasLimits) unbusy(st *aliasState) {
 	l.mu.Unlock()
 }
 
-// acquire counts a new session of a and returns the alias's frame and byte
-// limiters, or false when a has max sessions already, on this node or in
-// the cluster.
-func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) (frames, bytes *rate.Limiter, ok bool) {
+// aliasLimiters are an alias's limiters, shared by its sessions.
+type aliasLimiters struct {
+	frames, bytes *rate.Limiter
+	bulk          *rate.Limiter // BulkAllowance
+}
+
+// acquire counts a new session of a and returns the alias's limiters, or
+// false when a has max sessions already, on this node or in the cluster.
+func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) (aliasLimiters, bool) {
 	st := l.state(a, now, tun)
 	defer l.unbusy(st)
 	st.cluster.Lock()
@@ -137,7 +154,7 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 	n := st.sessions
 	l.mu.Unlock()
 	if n >= tun.maxSessions {
-		return nil, nil, false
+		return aliasLimiters{}, false
 	}
 	nodes, rev := 0, uint64(0)
 	var err error
@@ -147,7 +164,7 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 		if err != nil {
 			l.log.Warn("relay: cannot count the alias's sessions in the cluster; admitting on this node's count", "alias", a, "err", err)
 		} else if !admitted {
-			return nil, nil, false
+			return aliasLimiters{}, false
 		}
 	}
 	l.mu.Lock()
@@ -157,7 +174,7 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 	}
 	st.sessions++
 	st.setNodesLocked(nodes, rev, now, tun)
-	return st.lim, st.bytes, true
+	return aliasLimiters{frames: st.lim, bytes: st.bytes, bulk: st.bulk}, true
 }
 
 // release uncounts a session of a.

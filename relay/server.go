@@ -111,6 +111,10 @@ type tunables struct {
 	byteBurst    int
 	bulkRate     float64 // BulkRate
 	bulkFrame    int     // bulkFrame
+
+	bulkAllowance     int     // BulkAllowance
+	bulkAllowanceRate float64 // BulkAllowanceRate
+
 	bodyTimeout  time.Duration
 	refuseDelay  time.Duration // RefuseDelay
 	stallTimeout time.Duration
@@ -144,6 +148,10 @@ var defaultTunables = tunables{
 	byteBurst:    ByteBurst,
 	bulkRate:     BulkRate,
 	bulkFrame:    bulkFrame,
+
+	bulkAllowance:     BulkAllowance,
+	bulkAllowanceRate: BulkAllowanceRate,
+
 	bodyTimeout:  BodyTimeout,
 	refuseDelay:  RefuseDelay,
 	stallTimeout: stallTimeout,

@@ -87,6 +87,7 @@ type session struct {
 	counted     bool          // counted in the alias's sessions (aliasLimits)
 	limiter     *rate.Limiter // the alias's, shared by its sessions (aliasLimits)
 	byteLim     *rate.Limiter // the alias's bytes, shared likewise
+	bulkLim     *rate.Limiter // the alias's BulkAllowance, shared likewise
 	refused     int           // rate-limited frames in the current flood
 	lastRefused time.Time
 
@@ -397,14 +398,14 @@ func (s *session) open(ctx context.Context) bool {
 		return false
 	}
 	s.alias = alias
-	lim, byteLim, ok := s.srv.aliases.acquire(ctx, alias, s.now(), &s.srv.tun)
+	lims, ok := s.srv.aliases.acquire(ctx, alias, s.now(), &s.srv.tun)
 	if !ok {
 		// The newest session is refused (see MaxSessionsPerAlias).
 		s.srv.metrics.sessionsRefused.Inc()
 		s.kill(statusTryLater, "too_many_sessions", nil)
 		return false
 	}
-	s.counted, s.limiter, s.byteLim = true, lim, byteLim
+	s.counted, s.limiter, s.byteLim, s.bulkLim = true, lims.frames, lims.bytes, lims.bulk
 	// Envelopes routed before "ready" is written wait in the queue: mark the
 	// writer busy until then.
 	s.mu.Lock()
@@ -726,7 +727,8 @@ func (s *session) killFlooder() {
 // reads the alias's sessions at the budget's rate (TCP pushes back on the
 // sender), so bulk traffic is slowed rather than read at full speed and
 // refused. A bulk frame (larger than bulkFrame, or past the alias's budget)
-// then waits for its turn at the node's bulk pace (BulkRate). Each wait is
+// then waits for its turn at the node's bulk pace (BulkRate), unless it is
+// within the budget and the alias's BulkAllowance covers it. Each wait is
 // at most maxThrottle. It reports false when the session closed meanwhile.
 func (s *session) throttleBytes(n int) bool {
 	now := s.now()
@@ -738,7 +740,7 @@ func (s *session) throttleBytes(n int) bool {
 	if d > 0 && !s.hold(d) {
 		return false
 	}
-	if d == 0 && n <= s.srv.tun.bulkFrame {
+	if d == 0 && (n <= s.srv.tun.bulkFrame || s.bulkLim.AllowN(now, n)) {
 		return true
 	}
 	now = s.now()
