@@ -266,6 +266,29 @@ func (c *clusterLimits) tryUpdate(ctx context.Context, key string, n, limit int,
 	return len(next), rev, err == nil, err
 }
 
+// sessionsOn returns a's sessions on the live nodes, from a's entry as a
+// replica has it.
+func (c *clusterLimits) sessionsOn(ctx context.Context, a identity.Alias) (int, error) {
+	e, err := c.dir.get(ctx, &c.dir.sessions, string(a), false)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var cur aliasNodes
+	if err := json.Unmarshal(e.value, &cur); err != nil {
+		return 0, fmt.Errorf("relay: session count of %s: %w", a, err)
+	}
+	now, n := time.Now(), 0
+	for id, k := range cur {
+		if k > 0 && c.alive(id, now) {
+			n += k
+		}
+	}
+	return n, nil
+}
+
 // parseLimitsNotice reads a duet.a.<alias>._limits message.
 func parseLimitsNotice(data []byte) (rev uint64, nodes int, ok bool) {
 	r, k, found := strings.Cut(string(data), " ")

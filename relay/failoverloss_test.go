@@ -17,9 +17,12 @@ import (
 //   - path: its bytes to its NATS node are lost for 300 ms, then the
 //     connection drops (the node stays up);
 //   - node: its NATS node dies (envelopes the node had read but not passed
-//     on yet are lost inside NATS).
+//     on yet are lost inside NATS);
+//   - recipient: relay 2's NATS node dies instead: until relay 2 has its
+//     subscriptions on another node, NATS answers relay 1 "no responders"
+//     although the recipient is connected.
 //
-// Relay 1 fails over to another node. Every envelope is delivered, or
+// The relay cut off fails over to another node. Every envelope is delivered, or
 // counted (publish_error, lost_in_cluster) and its sender got
 // undeliverable/unavailable (recipient_busy, counted by relay 2, is allowed
 // too): none is lost silently, none is reported offline (the recipient
@@ -27,8 +30,10 @@ import (
 func TestFailoverLoss(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		// start starts relay 1 on node 0 and returns what kills its NATS.
-		start func(t *testing.T, c *natsCluster, tune func(*tunables)) (*testRelay, func())
+		// start starts relay 1 on node 0 and returns what kills its NATS
+		// (or, with recipient, relay 2's).
+		start     func(t *testing.T, c *natsCluster, tune func(*tunables)) (*testRelay, func())
+		recipient bool
 	}{
 		{"path", func(t *testing.T, c *natsCluster, tune func(*tunables)) (*testRelay, func()) {
 			proxy := testproxy.New(t, strings.TrimPrefix(c.url(0), "nats://"))
@@ -37,10 +42,13 @@ func TestFailoverLoss(t *testing.T) {
 				proxy.Freeze()
 				time.AfterFunc(300*time.Millisecond, proxy.Kill)
 			}
-		}},
+		}, false},
 		{"node", func(t *testing.T, c *natsCluster, tune func(*tunables)) (*testRelay, func()) {
 			return startClusterRelayTuned(t, c, 0, Options{KVReplicas: 3}, tune), func() { c.kill(0) }
-		}},
+		}, false},
+		{"recipient", func(t *testing.T, c *natsCluster, tune func(*tunables)) (*testRelay, func()) {
+			return startClusterRelayTuned(t, c, 0, Options{KVReplicas: 3}, tune), func() { c.kill(1) }
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := startCluster(t, 3)
@@ -52,14 +60,19 @@ func TestFailoverLoss(t *testing.T) {
 			}
 			r1, kill := tc.start(t, c, unlimited)
 			r2 := startClusterRelayTuned(t, c, 1, Options{KVReplicas: 3}, unlimited)
-			failoverLoss(t, r1, r2, kill)
+			cut := r1
+			if tc.recipient {
+				cut = r2
+			}
+			failoverLoss(t, r1, r2, cut, kill)
 		})
 	}
 }
 
-// failoverLoss runs the senders on r1, calls kill a third into the stream
-// and checks the outcome of every envelope.
-func failoverLoss(t *testing.T, r1, r2 *testRelay, kill func()) {
+// failoverLoss runs the senders on r1, calls kill (which cuts relay cut off
+// its NATS node) a third into the stream and checks the outcome of every
+// envelope.
+func failoverLoss(t *testing.T, r1, r2, cut *testRelay, kill func()) {
 	b := r2.newUser(t)
 	cb := r2.connect(t, b.id, b.alias)
 	const senders, perSender = 6, 300
@@ -144,10 +157,10 @@ func failoverLoss(t *testing.T, r1, r2 *testRelay, kill func()) {
 		}
 		return silent
 	}
-	// Once all is sent, wait until relay 1 is on another NATS node and
+	// Once all is sent, wait until the relay cut off is on another NATS node and
 	// every envelope is accounted for: delivered or noticed, relay 1 awaits
 	// no answer any more, and each counted envelope has its notice.
-	reconnected := func() bool { return r1.srv.nats.nc.Stats().Reconnects > 0 && r1.srv.nats.nc.IsConnected() }
+	reconnected := func() bool { return cut.srv.nats.nc.Stats().Reconnects > 0 && cut.srv.nats.nc.IsConnected() }
 	var deadline time.Time // 30 s after all was sent
 	for {
 		drain()

@@ -36,9 +36,12 @@ func (e *frameError) Error() string { return string(e.Code) + ": " + e.Message }
 
 // decodeFrame decodes one client frame of an authenticated session. It
 // returns the envelope to route, with from checked against self, or the
-// notice explaining the refusal. It never panics.
+// notice explaining the refusal. It never panics. The envelope's Payload
+// shares data's memory (wire.DecodeEnvelopeBorrowed): it is valid until
+// the session reads its next message into the same buffer, and is used
+// only to re-encode the envelope (router.publish).
 func decodeFrame(data []byte, self identity.Alias) (*wire.Envelope, *frameError) {
-	env, err := wire.DecodeEnvelope(data)
+	env, err := wire.DecodeEnvelopeBorrowed(data)
 	if err == nil {
 		switch {
 		case !env.Type.IsCall():

@@ -65,11 +65,13 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logCall logs, at info, a call-control envelope a session sent: its type,
 // recipient and call_id, never its payload. ICE candidates and rekeys are
-// too many per call to log at info.
-func logCall(log *slog.Logger, env *wire.Envelope) {
+// too many per call to log at info. log gives the logger only when a line
+// is written (a session's adds its alias: an allocation per envelope
+// otherwise).
+func logCall(log func() *slog.Logger, env *wire.Envelope) {
 	switch env.Type {
 	case wire.TypeCallICE, wire.TypeCallRekey:
 		return
 	}
-	log.Info("relay: call", "type", string(env.Type), "to", string(env.To), "call_id", env.CallID)
+	log().Info("relay: call", "type", string(env.Type), "to", string(env.To), "call_id", env.CallID)
 }

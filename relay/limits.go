@@ -47,6 +47,16 @@ const (
 	// than a frame or two's work. The bucket holds one largest frame.
 	BulkRate  = 16 << 20
 	bulkFrame = 4 << 10
+	// BulkAllowance and BulkAllowanceRate: an alias's frames larger than
+	// bulkFrame, while within its byte budget, skip the bulk pace as long
+	// as they fit this allowance of its own (bytes, refilled at
+	// BulkAllowanceRate per second): an occasional large frame, such as a
+	// call offer (a sealed SDP, 4-16 KiB), does not wait behind other
+	// aliases' bulk frames, however many are waiting. What the allowance
+	// lets through, an alias could send as frames of bulkFrame, which never
+	// wait for the pace; a frame larger than the allowance always waits.
+	BulkAllowance     = 32 << 10
+	BulkAllowanceRate = 1 << 10
 	// SendQueueBytes bounds the bytes queued for one session, beside
 	// SendQueueLen frames.
 	SendQueueBytes = 2 << 20
@@ -82,6 +92,7 @@ type aliasLimits struct {
 type aliasState struct {
 	lim      *rate.Limiter // frames
 	bytes    *rate.Limiter
+	bulk     bulkAllowance // not split between nodes: the pace is per node
 	sessions int
 	busy     int       // acquire or release calls under way: keep the state
 	idle     time.Time // when the last session went
@@ -125,10 +136,15 @@ func (l *aliasLimits) unbusy(st *aliasState) {
 	l.mu.Unlock()
 }
 
-// acquire counts a new session of a and returns the alias's frame and byte
-// limiters, or false when a has max sessions already, on this node or in
-// the cluster.
-func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) (frames, bytes *rate.Limiter, ok bool) {
+// aliasLimiters are an alias's limiters, shared by its sessions.
+type aliasLimiters struct {
+	frames, bytes *rate.Limiter
+	bulk          *bulkAllowance
+}
+
+// acquire counts a new session of a and returns the alias's limiters, or
+// false when a has max sessions already, on this node or in the cluster.
+func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) (aliasLimiters, bool) {
 	st := l.state(a, now, tun)
 	defer l.unbusy(st)
 	st.cluster.Lock()
@@ -137,7 +153,7 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 	n := st.sessions
 	l.mu.Unlock()
 	if n >= tun.maxSessions {
-		return nil, nil, false
+		return aliasLimiters{}, false
 	}
 	nodes, rev := 0, uint64(0)
 	var err error
@@ -147,7 +163,7 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 		if err != nil {
 			l.log.Warn("relay: cannot count the alias's sessions in the cluster; admitting on this node's count", "alias", a, "err", err)
 		} else if !admitted {
-			return nil, nil, false
+			return aliasLimiters{}, false
 		}
 	}
 	l.mu.Lock()
@@ -157,7 +173,24 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 	}
 	st.sessions++
 	st.setNodesLocked(nodes, rev, now, tun)
-	return st.lim, st.bytes, true
+	return aliasLimiters{frames: st.lim, bytes: st.bytes, bulk: &st.bulk}, true
+}
+
+// bulkAllowance is an alias's BulkAllowance. The zero value is a full
+// allowance: its bucket is made at the alias's first frame larger than
+// bulkFrame (most aliases never send one).
+type bulkAllowance struct{ lim atomic.Pointer[rate.Limiter] }
+
+// allow charges a frame of n bytes to the allowance.
+func (b *bulkAllowance) allow(now time.Time, n int, tun *tunables) bool {
+	lim := b.lim.Load()
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(tun.bulkAllowanceRate), tun.bulkAllowance)
+		if !b.lim.CompareAndSwap(nil, lim) {
+			lim = b.lim.Load()
+		}
+	}
+	return lim.AllowN(now, n)
 }
 
 // release uncounts a session of a.
@@ -290,16 +323,14 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // inbound is one recipient alias's byte budget on this node. While the
 // budget lasts every frame passes; past it, a frame passes only when its
 // sender has had less than an equal share of the budget in the current
-// second, so the heaviest senders are the ones dropped.
+// second, so the heaviest senders are the ones dropped. The zero value is
+// a full budget: its bucket is made at the alias's first frame (an alias
+// that is sent nothing costs no limiter).
 type inbound struct {
 	mu     sync.Mutex
-	bucket *rate.Limiter
+	bucket *rate.Limiter // nil until the first frame
 	window time.Time
 	used   map[identity.Alias]int // bytes per sender in the current second
-}
-
-func newInbound(tun *tunables) *inbound {
-	return &inbound{bucket: rate.NewLimiter(rate.Limit(tun.recipientRate), tun.recipientBurst)}
 }
 
 // allow charges a frame of n bytes from sender against the budget.
@@ -307,6 +338,9 @@ func (in *inbound) allow(from identity.Alias, n int, now time.Time, tun *tunable
 	cost := max(n, recipientMinCost)
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.bucket == nil {
+		in.bucket = rate.NewLimiter(rate.Limit(tun.recipientRate), tun.recipientBurst)
+	}
 	if now.Sub(in.window) >= time.Second || in.used == nil {
 		in.window = now
 		clear(in.used)

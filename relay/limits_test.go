@@ -195,7 +195,7 @@ func TestNodeBudget(t *testing.T) {
 func TestInboundFairShare(t *testing.T) {
 	tun := defaultTunables
 	tun.recipientRate, tun.recipientBurst = 100<<10, 100<<10
-	in := newInbound(&tun)
+	in := &inbound{}
 	now := time.Unix(1000, 0)
 	heavy, light := identity.Alias("u11111111"), identity.Alias("u22222222")
 	passed := 0
@@ -262,5 +262,41 @@ func TestBulkFramesPaced(t *testing.T) {
 	cc.send(cc.env(b.alias, "small"))
 	if m := cb.next(5 * time.Second); m["id"] != "small" {
 		t.Fatalf("b got %v, want small (big2 waits for the bulk pace)", m["id"])
+	}
+}
+
+// TestLargeOfferNotPacedBehindBulk: a call offer larger than bulkFrame (a
+// sealed SDP can be) from an alias within its budgets is not paced behind
+// another alias's bulk frames (BulkAllowance); the alias's large frames
+// past its allowance are.
+func TestLargeOfferNotPacedBehindBulk(t *testing.T) {
+	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) { tu.bulkRate = 1 })
+	a, b, c, d := r.newUser(t), r.newUser(t), r.newUser(t), r.newUser(t)
+	ca, cb, cc, cd := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias), r.connect(t, c.id, c.alias), r.connect(t, d.id, d.alias)
+	for _, id := range []string{"big1", "big2"} {
+		e := ca.env(b.alias, id)
+		e.Payload = strings.Repeat("A", 40<<10)
+		ca.send(e)
+	}
+	if m := cb.next(10 * time.Second); m["id"] != "big1" {
+		t.Fatalf("b got %v first, want big1", m["id"])
+	}
+	offer := func(id string) {
+		e := cc.env(b.alias, id)
+		e.Payload = strings.Repeat("A", 8<<10)
+		cc.send(e)
+	}
+	// big2 waits for the bulk pace (1 byte/s); c's offers do not, up to
+	// c's allowance (32 KiB: three 8 KiB offers).
+	for _, id := range []string{"offer1", "offer2", "offer3"} {
+		offer(id)
+		if m := cb.next(5 * time.Second); m["id"] != id {
+			t.Fatalf("b got %v, want %s (not paced behind big2)", m["id"], id)
+		}
+	}
+	offer("offer4") // past c's allowance: paced
+	cd.send(cd.env(b.alias, "small"))
+	if m := cb.next(5 * time.Second); m["id"] != "small" {
+		t.Fatalf("b got %v, want small (offer4 waits for the bulk pace)", m["id"])
 	}
 }

@@ -26,7 +26,8 @@ import (
 //	duet.a.<alias>.<type>
 //
 // and every node with a session of that alias holds one subscription on
-// duet.a.<alias>.*. Each envelope carries a reply subject on the sending
+// duet.a.<alias>.* (but for a node on the embedded NATS: see below). Each
+// envelope carries a reply subject on the sending
 // node's inbox,
 //
 //	duet.n.<node>.<session>.<to>.<seq>[.<id>]
@@ -44,9 +45,11 @@ import (
 // server has no listener, routes or leaf nodes): it delivers an envelope
 // for an alias with sessions on the node to them directly, without NATS
 // (router.solo), and publishes only envelopes for other aliases, whose
-// no-responders answer says they are offline. On a shared NATS every
-// envelope is published, so that the recipient's sessions on every node get
-// it.
+// no-responders answer says they are offline. So it subscribes to no
+// alias: nothing would ever be routed to the subscription, which cost
+// about 1.1 KiB of memory per alias (nats-server's and nats.go's state).
+// On a shared NATS every envelope is published, so that the recipient's
+// sessions on every node get it.
 const (
 	subjectPrefix = "duet.a."
 	inboxPrefix   = "duet.n."
@@ -63,9 +66,9 @@ const (
 // route is the one subscription of this node for an alias and the alias's
 // local sessions.
 type route struct {
-	sub      *nats.Subscription
+	sub      *nats.Subscription // nil while the node routes on its own (solo)
 	sessions []*session
-	inbound  *inbound // the alias's inbound byte budget on this node
+	inbound  inbound // the alias's inbound byte budget on this node
 }
 
 // router moves envelopes between local sessions and NATS.
@@ -84,6 +87,11 @@ type router struct {
 	acks     *acker // published envelopes awaiting their answer
 	// onLimits takes the duet.a.<alias>._limits notices (clusterLimits).
 	onLimits func(identity.Alias, []byte)
+	// sessionsOf, offlineq: see checkedOffline (a cluster only).
+	sessionsOf  func(context.Context, identity.Alias) (int, error)
+	offlineq    chan []offlineCheck
+	offlineDone chan struct{}
+	stopping    atomic.Bool
 	// solo: no other node can subscribe (the embedded NATS), so an envelope
 	// for an alias with local sessions is delivered to them directly;
 	// closeRoutes clears it (the node stops routing).
@@ -180,8 +188,13 @@ func (r *router) closeRoutes(ctx context.Context) {
 // stop closes the routes (if not done yet), waits for the answers to the
 // envelopes published (at most ackWait) and unsubscribes the inbox.
 func (r *router) stop() {
+	r.stopping.Store(true)
 	r.closeRoutes(context.Background())
 	r.acks.stop()
+	if r.offlineq != nil {
+		close(r.offlineq)
+		<-r.offlineDone
+	}
 	_ = r.inboxSub.Unsubscribe()
 }
 
@@ -191,28 +204,36 @@ func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
 	return r.shards[h.Sum32()%uint32(len(r.shards))]
 }
 
-// add registers an authenticated session; when it is the alias's first on
-// this node, it subscribes to the alias and waits until NATS has the
-// subscription, so envelopes sent after "ready" are delivered.
+// add registers an authenticated session. Unless the node routes on its
+// own (solo), it subscribes to the alias when this is the alias's first
+// session on this node, and waits until NATS has the subscription, so
+// envelopes sent after "ready" are delivered.
 func (r *router) add(s *session) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return errRouterClosed
 	}
+	solo := r.solo.Load()
 	rt := r.routes[s.alias]
 	if rt == nil {
+		rt = &route{}
+	}
+	if rt.sub == nil && !solo {
 		sub, err := r.nc.ChanSubscribe(subjectPrefix+string(s.alias)+".*", r.shardFor(s.alias))
 		if err != nil {
 			r.mu.Unlock()
 			return fmt.Errorf("%w: subscribing %s: %w", ErrNATS, s.alias, err)
 		}
-		rt = &route{sub: sub, inbound: newInbound(r.tun)}
-		r.routes[s.alias] = rt
+		rt.sub = sub
 	}
+	r.routes[s.alias] = rt
 	rt.sessions = append(rt.sessions, s)
 	r.sessions[s.id] = s
 	r.mu.Unlock()
+	if solo {
+		return nil
+	}
 	if err := r.nc.FlushTimeout(subscribeWait); err != nil {
 		r.remove(s)
 		return fmt.Errorf("%w: %w", ErrNATS, err)
@@ -259,6 +280,9 @@ func (r *router) remove(s *session) {
 // without telling the server, which would keep routing the alias here and
 // never answer its senders' "offline".
 func (r *router) unsubscribe(rt *route) {
+	if rt.sub == nil {
+		return
+	}
 	if d, err := rt.sub.Dropped(); err == nil && d > 0 {
 		r.goneDropped += uint64(d)
 	}
@@ -276,6 +300,9 @@ func (r *router) backlogDrops() uint64 {
 	defer r.mu.RUnlock()
 	n := r.goneDropped
 	for _, rt := range r.routes {
+		if rt.sub == nil {
+			continue
+		}
 		if d, err := rt.sub.Dropped(); err == nil && d > 0 {
 			n += uint64(d)
 		}
@@ -288,6 +315,7 @@ func (r *router) backlogDrops() uint64 {
 // (solo), else to the recipient's subject, awaiting its answer.
 func (r *router) publish(s *session, env *wire.Envelope) {
 	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
+	env.Payload = ""            // borrowed from the read buffer (decodeFrame): not kept
 	r.m.in(env.Type).Inc()
 	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: r.reply(s, env, 0)}) != noSession {
 		return
@@ -447,25 +475,101 @@ func (r *router) answered(rest string, kind answerKind) {
 // with them, before its own clients, and answers "no responders" in
 // between. Such an envelope is counted as lost_in_cluster, and its sender
 // told unavailable.
+//
+// On a cluster (r.sessionsOf set) the recipient's relay may instead be the
+// one cut off from NATS: its sessions are connected, but NATS has no
+// interest until that relay has its subscriptions on another NATS node. So
+// the envelopes still to be told offline wait for the alias's session
+// count in the directory (clusterLimits.sessionsOn): an alias with
+// sessions on a live node is told unavailable (a passing reason; a call's
+// offer is sent again) and counted as lost_in_cluster. Those reads happen
+// on their own goroutine, a bounded queue of batches; a batch that finds it
+// full is told offline as before.
 func (r *router) checkedOffline(cs []offlineCheck) {
 	reconnects, connected := r.nc.Stats().Reconnects, r.nc.IsConnected()
+	var offline []offlineCheck
 	for _, c := range cs {
-		reason, notice := reasonOffline, "sent"
-		if c.e.id == "" {
-			notice = "silent"
-		}
 		if !connected || reconnects != c.epoch {
-			reason, notice = reasonUnavailable, ""
-			r.m.drops.Inc(DropLostInCluster)
+			r.tellOffline(c, true)
+			continue
 		}
-		if notice != "" {
-			r.m.undeliverable.WithLabelValues(notice).Inc()
-		}
-		if c.e.id != "" {
-			r.tell(c.e.sid, c.e.id, c.e.to, reason)
+		offline = append(offline, c)
+	}
+	if len(offline) == 0 {
+		return
+	}
+	if r.sessionsOf != nil {
+		select {
+		case r.offlineq <- offline:
+			return
+		default:
 		}
 	}
+	for _, c := range offline {
+		r.tellOffline(c, false)
+	}
 }
+
+// tellOffline tells the sender of c that its recipient is offline, or, when
+// lost, unavailable (counted as lost_in_cluster).
+func (r *router) tellOffline(c offlineCheck, lost bool) {
+	reason, notice := reasonOffline, "sent"
+	if c.e.id == "" {
+		notice = "silent"
+	}
+	if lost {
+		reason, notice = reasonUnavailable, ""
+		r.m.drops.Inc(DropLostInCluster)
+	}
+	if notice != "" {
+		r.m.undeliverable.WithLabelValues(notice).Inc()
+	}
+	if c.e.id != "" {
+		r.tell(c.e.sid, c.e.id, c.e.to, reason)
+	}
+}
+
+// offlineLookupWait bounds the directory reads of a batch of offline checks
+// (the notice is due within the second of PROTOCOL §9.2); on no answer the
+// senders are told offline.
+const offlineLookupWait = 500 * time.Millisecond
+
+// confirmOffline reads, for each batch of offline checks, whether the
+// recipients have sessions on a live node (see checkedOffline), until the
+// router stops (stop closes offlineq once the acker is stopped: nothing is
+// queued after that); once it is stopping, the rest are told offline
+// without a read.
+func (r *router) confirmOffline() {
+	defer close(r.offlineDone)
+	for cs := range r.offlineq {
+		ctx, cancel := context.WithTimeout(context.Background(), offlineLookupWait)
+		held := map[identity.Alias]bool{}
+		for _, c := range cs {
+			h, ok := held[c.e.to]
+			if !ok && !r.stopping.Load() {
+				n, err := r.sessionsOf(ctx, c.e.to)
+				h = err == nil && n > 0
+				held[c.e.to] = h
+			}
+			r.tellOffline(c, h)
+		}
+		cancel()
+	}
+}
+
+// checkOfflineWith makes offline notices wait for sessionsOf, the alias's
+// sessions on the cluster's live nodes (see checkedOffline). Called once,
+// before any session is added.
+func (r *router) checkOfflineWith(sessionsOf func(context.Context, identity.Alias) (int, error)) {
+	r.sessionsOf = sessionsOf
+	r.offlineq = make(chan []offlineCheck, offlineQueueLen)
+	r.offlineDone = make(chan struct{})
+	go r.confirmOffline()
+}
+
+// offlineQueueLen bounds the batches of offline checks waiting for the
+// directory.
+const offlineQueueLen = 64
 
 // busy tells the senders of dropped envelopes that the recipient is busy:
 // directly when they are on this node, else through NATS.

@@ -111,6 +111,10 @@ type tunables struct {
 	byteBurst    int
 	bulkRate     float64 // BulkRate
 	bulkFrame    int     // bulkFrame
+
+	bulkAllowance     int     // BulkAllowance
+	bulkAllowanceRate float64 // BulkAllowanceRate
+
 	bodyTimeout  time.Duration
 	refuseDelay  time.Duration // RefuseDelay
 	stallTimeout time.Duration
@@ -144,6 +148,10 @@ var defaultTunables = tunables{
 	byteBurst:    ByteBurst,
 	bulkRate:     BulkRate,
 	bulkFrame:    bulkFrame,
+
+	bulkAllowance:     BulkAllowance,
+	bulkAllowanceRate: BulkAllowanceRate,
+
 	bodyTimeout:  BodyTimeout,
 	refuseDelay:  RefuseDelay,
 	stallTimeout: stallTimeout,
@@ -291,6 +299,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 			nb.close()
 			return nil, err
 		}
+		s.router.checkOfflineWith(s.aliases.cluster.sessionsOn)
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
 	if s.poller, err = newPoller(); err != nil {

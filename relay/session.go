@@ -72,7 +72,9 @@ const (
 // session is one WebSocket connection. Its reader runs on the HTTP handler
 // goroutine until the session is ready, then on a goroutine of its own,
 // which ends while the client sends nothing (the poller holds the socket);
-// frames to the client are queued (bounded) and written by a writer
+// a frame for the client that finds nothing queued is written at once by
+// the goroutine that routes it when the socket takes it without waiting
+// (writeInline); else frames are queued (bounded) and written by a writer
 // goroutine that exists only while the queue is non-empty, so an idle
 // session costs no goroutine. Notices answering the client's own frames are
 // written directly by the reader, which pushes back on a client that floods
@@ -83,11 +85,12 @@ type session struct {
 	id    uint64
 	alias identity.Alias // set once authenticated
 
-	routed      bool          // registered with the router
-	counted     bool          // counted in the alias's sessions (aliasLimits)
-	limiter     *rate.Limiter // the alias's, shared by its sessions (aliasLimits)
-	byteLim     *rate.Limiter // the alias's bytes, shared likewise
-	refused     int           // rate-limited frames in the current flood
+	routed      bool           // registered with the router
+	counted     bool           // counted in the alias's sessions (aliasLimits)
+	limiter     *rate.Limiter  // the alias's, shared by its sessions (aliasLimits)
+	byteLim     *rate.Limiter  // the alias's bytes, shared likewise
+	bulkLim     *bulkAllowance // the alias's BulkAllowance, shared likewise
+	refused     int            // rate-limited frames in the current flood
 	lastRefused time.Time
 
 	// The WebSocket frame budget (onWireFrame), on the reading goroutine.
@@ -182,17 +185,79 @@ func (s *session) enqueueFrame(f outFrame) (bool, []outFrame) {
 		s.bySender = make(map[identity.Alias]int)
 	}
 	s.bySender[f.from] += n
+	inline := false
 	if !s.writing {
+		// The queue was empty: f is written at once, here, if the socket
+		// takes it without waiting (writeInline), else by a writer.
 		s.writing = true
 		s.progress = s.now()
-		s.wg.Add(1)
-		go s.writeLoop()
+		if inline = s.srv.tun.beforeBatch == nil; inline {
+			s.inflight = true
+		} else {
+			s.wg.Add(1)
+			go s.writeLoop()
+		}
 	}
 	s.mu.Unlock()
 	if len(dropped) > 0 {
 		s.srv.metrics.drops.Add(DropRecipientBusy, uint64(len(dropped)))
 	}
+	if inline {
+		s.writeInline(f)
+	}
 	return true, dropped
+}
+
+// writeInline writes f, the only frame queued, on the caller's goroutine
+// (the sender's reader, or a dispatcher) when the client's socket takes it
+// at once; otherwise, and for the frames queued meanwhile, it starts the
+// writer. It never waits for the client, so a recipient that does not read
+// holds up no sender: the writer waits for it, bounded as ever by the write
+// timeout and the stall rules of enqueueFrame. Called with s.writing and
+// s.inflight set by enqueueFrame, s.mu not held.
+func (s *session) writeInline(f outFrame) {
+	taken, err := s.ws.tryWrite(opText, f.data)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight = false
+	if s.closing {
+		// kill dropped and counted the rest of the queue; f is ours.
+		if !taken {
+			s.srv.metrics.drops.Inc(s.dropReasonLocked())
+		}
+		s.writing = false
+		return
+	}
+	if err != nil {
+		s.srv.metrics.drops.Inc(s.dropReasonLocked())
+		s.closeLocked(closeInternalError, "write_error", nil)
+		s.writing = false
+		return
+	}
+	if taken {
+		s.queue[0] = outFrame{}
+		s.queue = s.queue[1:]
+		s.unqueuedLocked(f)
+		s.progress = s.now()
+	}
+	if len(s.queue) > 0 || s.ws.hasRest() {
+		s.wg.Add(1)
+		go s.writeLoop()
+		return
+	}
+	s.writerDoneLocked()
+}
+
+// writerDoneLocked ends writing with the queue empty: a draining session
+// closes. s.mu is held.
+func (s *session) writerDoneLocked() {
+	s.writing = false
+	if cap(s.queue) > 16 {
+		s.queue = nil // give back memory after a burst
+	}
+	if s.draining {
+		s.closeLocked(statusRestart, "shutdown", reconnectFrame)
+	}
 }
 
 // heaviestLocked is the sender with the most bytes queued. s.mu is held.
@@ -253,14 +318,19 @@ func (s *session) writeLoop() {
 	held := false
 	for {
 		s.mu.Lock()
+		if !s.closing && len(s.queue) == 0 && s.ws.hasRest() {
+			// The rest of a frame writeInline wrote in part.
+			s.mu.Unlock()
+			err := s.ws.flushRest(s.srv.tun.writeTimeout)
+			s.mu.Lock()
+			if err != nil && !s.closing {
+				s.srv.metrics.drops.Inc(s.dropReasonLocked())
+				s.closeLocked(closeInternalError, "write_error", nil)
+			}
+			s.progress = s.now()
+		}
 		if s.closing || len(s.queue) == 0 {
-			s.writing = false
-			if cap(s.queue) > 16 {
-				s.queue = nil // give back memory after a burst
-			}
-			if s.draining {
-				s.closeLocked(statusRestart, "shutdown", reconnectFrame)
-			}
+			s.writerDoneLocked()
 			s.mu.Unlock()
 			return
 		}
@@ -273,8 +343,9 @@ func (s *session) writeLoop() {
 			h(s)
 		}
 		held = true
-		// Each frame has the write timeout: a client that reads slowly but
-		// steadily is not cut off by a long queue.
+		// Each frame has the write timeout (at least 90 % of it, see
+		// setWriteDeadline): a client that reads slowly but steadily is not
+		// cut off by a long queue.
 		err := s.ws.writeFrame(opText, f.data, s.srv.tun.writeTimeout)
 		s.mu.Lock()
 		s.inflight = false
@@ -397,14 +468,14 @@ func (s *session) open(ctx context.Context) bool {
 		return false
 	}
 	s.alias = alias
-	lim, byteLim, ok := s.srv.aliases.acquire(ctx, alias, s.now(), &s.srv.tun)
+	lims, ok := s.srv.aliases.acquire(ctx, alias, s.now(), &s.srv.tun)
 	if !ok {
 		// The newest session is refused (see MaxSessionsPerAlias).
 		s.srv.metrics.sessionsRefused.Inc()
 		s.kill(statusTryLater, "too_many_sessions", nil)
 		return false
 	}
-	s.counted, s.limiter, s.byteLim = true, lim, byteLim
+	s.counted, s.limiter, s.byteLim, s.bulkLim = true, lims.frames, lims.bytes, lims.bulk
 	// Envelopes routed before "ready" is written wait in the queue: mark the
 	// writer busy until then.
 	s.mu.Lock()
@@ -677,7 +748,7 @@ func (s *session) handleFrame(op byte, data []byte) {
 		s.notice(ferr)
 		return
 	}
-	logCall(s.logger(), env)
+	logCall(s.logger, env)
 	s.srv.router.publish(s, env)
 }
 
@@ -726,7 +797,8 @@ func (s *session) killFlooder() {
 // reads the alias's sessions at the budget's rate (TCP pushes back on the
 // sender), so bulk traffic is slowed rather than read at full speed and
 // refused. A bulk frame (larger than bulkFrame, or past the alias's budget)
-// then waits for its turn at the node's bulk pace (BulkRate). Each wait is
+// then waits for its turn at the node's bulk pace (BulkRate), unless it is
+// within the budget and the alias's BulkAllowance covers it. Each wait is
 // at most maxThrottle. It reports false when the session closed meanwhile.
 func (s *session) throttleBytes(n int) bool {
 	now := s.now()
@@ -738,7 +810,7 @@ func (s *session) throttleBytes(n int) bool {
 	if d > 0 && !s.hold(d) {
 		return false
 	}
-	if d == 0 && n <= s.srv.tun.bulkFrame {
+	if d == 0 && (n <= s.srv.tun.bulkFrame || s.bulkLim.allow(now, n, &s.srv.tun)) {
 		return true
 	}
 	now = s.now()

@@ -54,6 +54,13 @@ const wsBufSize = 4096
 
 var wsBufPool = sync.Pool{New: func() any { return new([wsBufSize]byte) }}
 
+// wsMsgPool holds the buffers of messages that do not fit in the read
+// buffer (bulk envelopes, up to maxFrameSize): a session reading 40 KiB
+// envelopes reuses one instead of allocating each, so that bulk traffic does
+// not drive the garbage collector (each cycle's stops and marking delay
+// every session's frames; see "The relay under attack" in the README).
+var wsMsgPool = sync.Pool{New: func() any { return new([maxFrameSize]byte) }}
+
 // Errors of reading a WebSocket.
 var (
 	// errWSTooBig: a message over the read limit (closed with 1009).
@@ -95,10 +102,11 @@ type wsConn struct {
 	dead      bool          // closed: not to be parked (poller.mu)
 
 	// Reading, on the session's reading goroutine only.
-	buf     *[wsBufSize]byte // nil while nothing is buffered
-	r, w    int              // buf[r:w] is read and not yet parsed
-	limit   int              // the largest message taken
-	readErr error            // sticky: reading ended
+	buf     *[wsBufSize]byte    // nil while nothing is buffered
+	msgBuf  *[maxFrameSize]byte // the last message returned, when not in buf (wsMsgPool)
+	r, w    int                 // buf[r:w] is read and not yet parsed
+	limit   int                 // the largest message taken
+	readErr error               // sticky: reading ended
 	// onFrame is called with each frame's opcode once its header is read.
 	onFrame func(op byte)
 	// writeTimeout bounds the pongs the reader writes.
@@ -109,6 +117,9 @@ type wsConn struct {
 
 	wmu       sync.Mutex // one writer at a time
 	closeSent bool       // the close frame is written: nothing more is
+	wdl       time.Time  // the write deadline set (see setWriteDeadline)
+	rest      []byte     // the rest of a frame tryWrite wrote in part: written first
+	restLeft  atomic.Bool
 }
 
 func newWSConn(c net.Conn, pending []byte, limit int, writeTimeout time.Duration) *wsConn {
@@ -235,13 +246,23 @@ func (c *wsConn) readMessage() (byte, []byte, error) {
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
+	c.releaseMsg() // the previous message is no longer used
 	op, msg, err := c.readFrames()
 	if err != nil && err != errWSIdle {
 		c.readErr = err
 		c.r = c.w // nothing more is parsed
 		c.release()
+		c.releaseMsg()
 	}
 	return op, msg, err
+}
+
+// releaseMsg gives back the buffer of the last message returned.
+func (c *wsConn) releaseMsg() {
+	if c.msgBuf != nil {
+		wsMsgPool.Put(c.msgBuf)
+		c.msgBuf = nil
+	}
 }
 
 // drain reads what the client still sends until its close frame or the
@@ -316,11 +337,12 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 			op, started = h.op, true
 		}
 		n := len(msg)
-		if msg == nil && h.fin {
-			msg = make([]byte, h.length)
-		} else {
-			msg = append(msg, make([]byte, h.length)...)
+		if msg == nil && c.limit <= maxFrameSize {
+			// Fragments included, the message fits (limit).
+			c.msgBuf = wsMsgPool.Get().(*[maxFrameSize]byte)
+			msg = c.msgBuf[:0]
 		}
+		msg = append(msg, make([]byte, h.length)...)
 		if err := c.readPayload(msg[n:], h.key); err != nil {
 			return 0, nil, err
 		}
@@ -493,24 +515,53 @@ func (c *wsConn) readLazy(wait bool) (int, error) {
 		}
 		return c.c.Read(c.buf[c.w:])
 	}
-	var n int
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		if c.buf == nil {
-			c.buf = wsBufPool.Get().(*[wsBufSize]byte)
-		}
-		n, rerr = sysRead(fd, c.buf[c.w:])
-		if rerr == syscall.EAGAIN {
-			c.release()
-			return !wait
-		}
-		return true
-	})
+	op := rawOpPool.Get().(*rawOp)
+	op.c, op.wait = c, wait
+	err := c.raw.Read(op.readFn)
+	n, rerr := op.n, op.err
+	*op = rawOp{readFn: op.readFn, writeFn: op.writeFn}
+	rawOpPool.Put(op)
 	if rerr == syscall.EAGAIN && err == nil {
 		return 0, errWouldBlock
 	}
 	return fixRead(n, rerr, err)
 }
+
+// rawOp is a system call on a session's socket through its RawConn
+// (readLazy, tryWrite), with its callbacks made once: a closure passed to
+// RawConn.Read escapes, an allocation per read otherwise.
+type rawOp struct {
+	c       *wsConn
+	wait    bool   // readLazy's
+	p       []byte // what tryWrite writes
+	n       int
+	err     error
+	readFn  func(fd uintptr) bool
+	writeFn func(fd uintptr)
+}
+
+var rawOpPool = sync.Pool{New: func() any {
+	op := new(rawOp)
+	op.readFn, op.writeFn = op.read, op.write
+	return op
+}}
+
+// read is readLazy's callback.
+func (op *rawOp) read(fd uintptr) bool {
+	c := op.c
+	if c.buf == nil {
+		c.buf = wsBufPool.Get().(*[wsBufSize]byte)
+	}
+	op.n, op.err = sysRead(fd, c.buf[c.w:])
+	if op.err == syscall.EAGAIN {
+		c.release()
+		return !op.wait
+	}
+	return true
+}
+
+// write is tryWrite's callback.
+func (op *rawOp) write(fd uintptr) { op.n, op.err = sysWrite(fd, op.p) }
 
 // fixRead turns a raw read's outcome into io.Reader's.
 func fixRead(n int, rerr, err error) (int, error) {
@@ -550,24 +601,118 @@ func (c *wsConn) writeFrame(op byte, p []byte, timeout time.Duration) error {
 	if op == opClose {
 		c.closeSent = true
 	}
-	_ = c.c.SetWriteDeadline(time.Now().Add(timeout))
-	var hb [10]byte
-	h := appendFrameHeader(hb[:0], op, len(p))
-	var err error
-	if len(h)+len(p) <= wsBufSize {
-		b := wsBufPool.Get().(*[wsBufSize]byte)
-		n := copy(b[:], h)
-		n += copy(b[n:], p)
-		_, err = c.c.Write(b[:n])
-		wsBufPool.Put(b)
-	} else {
-		bufs := net.Buffers{h, p}
-		_, err = bufs.WriteTo(c.c)
+	c.setWriteDeadline(timeout)
+	err := c.writeRestLocked()
+	if err == nil {
+		var hb [10]byte
+		h := appendFrameHeader(hb[:0], op, len(p))
+		if len(h)+len(p) <= wsBufSize {
+			b := wsBufPool.Get().(*[wsBufSize]byte)
+			n := copy(b[:], h)
+			n += copy(b[n:], p)
+			_, err = c.c.Write(b[:n])
+			wsBufPool.Put(b)
+		} else {
+			bufs := net.Buffers{h, p}
+			_, err = bufs.WriteTo(c.c)
+		}
 	}
 	if err != nil {
 		c.close()
 	}
 	return err
+}
+
+// setWriteDeadline gives the next write timeout. The deadline is moved only
+// when it is not within a tenth of timeout (at most a second) of
+// now+timeout: a writer that writes frame after frame does not pay for a
+// timer update per frame, and each write still has at least 90 % of
+// timeout. c.wmu is held.
+func (c *wsConn) setWriteDeadline(timeout time.Duration) {
+	d := time.Now().Add(timeout)
+	if slack := min(timeout/10, time.Second); c.wdl.After(d) || c.wdl.Before(d.Add(-slack)) {
+		c.wdl = d
+		_ = c.c.SetWriteDeadline(d)
+	}
+}
+
+// writeRestLocked writes what tryWrite left of a frame, before anything
+// else is written. c.wmu is held.
+func (c *wsConn) writeRestLocked() error {
+	if c.rest == nil {
+		return nil
+	}
+	_, err := c.c.Write(c.rest)
+	c.rest = nil
+	c.restLeft.Store(false)
+	return err
+}
+
+// flushRest writes, within timeout, what tryWrite left of a frame (if
+// anything). A failed write drops the connection.
+func (c *wsConn) flushRest(timeout time.Duration) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.rest == nil {
+		return nil
+	}
+	c.setWriteDeadline(timeout)
+	err := c.writeRestLocked()
+	if err != nil {
+		c.close()
+	}
+	return err
+}
+
+// hasRest reports whether part of a frame tryWrite wrote is still to be
+// written (see flushRest).
+func (c *wsConn) hasRest() bool { return c.restLeft.Load() }
+
+// tryWrite writes a data frame of p if it can at once, without waiting for
+// the socket or for another writer: on a socket (not TLS), when no other
+// write is under way, nothing is left of an earlier frame and the frame
+// fits a pooled buffer. It reports whether the frame is taken: written, or
+// written in part, the rest kept for the next writer (see hasRest, which
+// the caller then has flushed). A failed write drops the connection and
+// reports the error.
+func (c *wsConn) tryWrite(opcode byte, p []byte) (bool, error) {
+	if c.raw == nil || len(p)+10 > wsBufSize || !c.wmu.TryLock() {
+		return false, nil
+	}
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return false, errWSClosed
+	}
+	if c.rest != nil {
+		return false, nil
+	}
+	b := wsBufPool.Get().(*[wsBufSize]byte)
+	defer wsBufPool.Put(b)
+	frame := appendFrameHeader(b[:0], opcode, len(p))
+	frame = append(frame, p...)
+	// Control, not Write: the socket is non-blocking, nothing waits, and a
+	// write deadline that passed while the session was quiet is no matter.
+	// c.wmu keeps the other writers out.
+	op := rawOpPool.Get().(*rawOp)
+	op.p = frame
+	err := c.raw.Control(op.writeFn)
+	n, werr := op.n, op.err
+	*op = rawOp{readFn: op.readFn, writeFn: op.writeFn}
+	rawOpPool.Put(op)
+	if err != nil {
+		werr = err
+	}
+	switch {
+	case werr == syscall.EAGAIN:
+		return false, nil
+	case werr != nil:
+		c.close()
+		return false, &net.OpError{Op: "write", Net: "tcp", Err: werr}
+	case n < len(frame):
+		c.rest = append([]byte(nil), frame[n:]...)
+		c.restLeft.Store(true)
+	}
+	return true, nil
 }
 
 // writeClose writes the close frame with code and reason.

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/duetcall/duet/identity"
 )
 
 // streamConn is a net.Conn over a fixed byte stream, handed out at most
@@ -201,4 +204,52 @@ func FuzzWSRoundTrip(f *testing.F) {
 			t.Fatalf("wrote %d bytes for %d pings", sc.out.Len(), pings)
 		}
 	})
+}
+
+// TestBulkMessagesCopiedOnce: reading bulk envelopes (larger than the read
+// buffer), decoding and re-encoding them allocates about one copy of each
+// (the re-encoded frame that is queued), not three (a new message buffer,
+// a copy of the payload, the re-encoding): the message buffer is reused
+// (wsMsgPool) and the payload borrowed from it (decodeFrame). Every
+// envelope read is the one sent.
+func TestBulkMessagesCopiedOnce(t *testing.T) {
+	const n, size = 50, 40 << 10
+	from, to := "u11111111", "u22222222"
+	var stream []byte
+	var want [][]byte
+	for i := range n {
+		p := bytes.Repeat([]byte{byte('A' + i%26)}, size)
+		env := []byte(`{"type":"call_ice","to":"` + to + `","from":"` + from + `","call_id":"c","crypto_v":2,"payload":"` + string(p) + `"}`)
+		want = append(want, env)
+		stream = append(stream, clientFrame(true, opText, env, [4]byte{1, 2, 3, byte(i)})...)
+	}
+	ws := newWSConn(&streamConn{r: bytes.NewReader(stream), chunk: 1 << 20}, nil, maxFrameSize, time.Second)
+	read := func() []byte {
+		_, data, err := ws.readMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, ferr := decodeFrame(data, identity.Alias(from))
+		if ferr != nil {
+			t.Fatal(ferr)
+		}
+		return env.AppendJSON(nil)
+	}
+	got := [][]byte{read()} // the pool's first buffer
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range n - 1 {
+		got = append(got, read())
+	}
+	runtime.ReadMemStats(&m1)
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("envelope %d differs from the one sent", i)
+		}
+	}
+	per := (m1.TotalAlloc - m0.TotalAlloc) / (n - 1)
+	t.Logf("%d bytes allocated per %d-byte envelope", per, len(want[0]))
+	if per > size*3/2 && !raceEnabled {
+		t.Errorf("%d bytes allocated per %d-byte envelope, want about one copy", per, len(want[0]))
+	}
 }

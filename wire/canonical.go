@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Limits of the canonical JSON parser (docs/PROTOCOL.md §4.2). They bound the
@@ -415,14 +416,25 @@ func (p *parser) number() (value, error) {
 }
 
 // string parses a JSON string starting at its opening quote.
-func (p *parser) string() (string, error) {
+func (p *parser) string() (string, error) { return p.stringOf(false) }
+
+// stringBorrowed is string, except that a string without escapes shares
+// p.data's memory.
+func (p *parser) stringBorrowed() (string, error) { return p.stringOf(true) }
+
+func (p *parser) stringOf(borrow bool) (string, error) {
 	p.pos++ // opening quote
 	start := p.pos
 	// Fast path: printable ASCII without escapes.
 	for p.pos < len(p.data) {
 		c := p.data[p.pos]
 		if c == '"' {
-			s := string(p.data[start:p.pos])
+			var s string
+			if borrow {
+				s = unsafe.String(unsafe.SliceData(p.data[start:]), p.pos-start)
+			} else {
+				s = string(p.data[start:p.pos])
+			}
 			p.pos++
 			return s, nil
 		}

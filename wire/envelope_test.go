@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -118,5 +119,22 @@ func TestEnvelopeEncodeValidates(t *testing.T) {
 	e.From = "nobody"
 	if _, err := e.Encode(); !errors.Is(err, ErrEnvelope) {
 		t.Fatalf("Encode with an invalid from: %v, want ErrEnvelope", err)
+	}
+}
+
+// TestDecodeEnvelopeBorrowed: the borrowed decoding's payload is data's own
+// bytes (not a copy); every other field is a copy.
+func TestDecodeEnvelopeBorrowed(t *testing.T) {
+	data := []byte(`{"type":"call_offer","to":"u12345678","from":"u87654321","call_id":"c1","crypto_v":2,"payload":"AAAA","id":"m1"}`)
+	e, err := DecodeEnvelopeBorrowed(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *e
+	want.Payload = "BAAA"
+	copy(data[bytes.Index(data, []byte(`"AAAA"`))+1:], "B")
+	copy(data, bytes.Repeat([]byte{' '}, bytes.Index(data, []byte(`"payload"`))))
+	if *e != want {
+		t.Fatalf("after changing data: %+v, want %+v", *e, want)
 	}
 }

@@ -24,6 +24,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := DecodeEnvelope(data)
+		// The borrowed decoding decides and decodes the same.
+		b, berr := DecodeEnvelopeBorrowed(slices.Clone(data))
+		if (err == nil) != (berr == nil) || err != nil && err.Error() != berr.Error() || err == nil && *b != *e {
+			t.Fatalf("DecodeEnvelopeBorrowed = %+v, %v; DecodeEnvelope = %+v, %v", b, berr, e, err)
+		}
 		if err != nil {
 			if e != nil || !errors.Is(err, ErrEnvelope) {
 				t.Fatalf("DecodeEnvelope = %+v, %v", e, err)

@@ -80,6 +80,12 @@ type Result struct {
 	Duration           time.Duration
 	SendTime           time.Duration // from the first envelope due to the last sent
 	P50, P90, P99, Max time.Duration
+	// Late is how late the generator wrote the envelopes (from their due
+	// time to the start of their write: p50, p99, max), and Wire their
+	// latency from the start of their write to their arrival (p50, p99,
+	// max): when the generator falls behind, Late grows and shows how much
+	// of the latency above is the generator's.
+	Late, Wire [3]time.Duration
 	// RelayCPU is the relay process's CPU time (user+system) while the
 	// envelopes were sent and delivered; 0 when unknown.
 	RelayCPU time.Duration
@@ -124,7 +130,9 @@ func (r *Result) Print(w io.Writer) {
 	if r.Rate > 0 {
 		fmt.Fprintf(w, "envelopes     %d sent at %g/s for %s, %d delivered (%.0f/s)\n",
 			r.Sent, r.Rate, r.Duration, r.Delivered, r.DeliveredRate())
-		fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s\n", ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max))
+		fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s (from when each was due)\n", ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max))
+		fmt.Fprintf(w, "  written     late by p50 %s  p99 %s  max %s (the generator's pacing)\n", ms(r.Late[0]), ms(r.Late[1]), ms(r.Late[2]))
+		fmt.Fprintf(w, "  write->read p50 %s  p99 %s  max %s\n", ms(r.Wire[0]), ms(r.Wire[1]), ms(r.Wire[2]))
 		if r.RelayCPU > 0 && r.Delivered > 0 {
 			fmt.Fprintf(w, "relay CPU     %.2f s while sending: %.1f µs per envelope delivered\n",
 				r.RelayCPU.Seconds(), float64(r.RelayCPU.Microseconds())/float64(r.Delivered))
@@ -309,7 +317,9 @@ type run struct {
 	start     time.Time
 	rate      float64
 	delivered []atomic.Bool
+	written   []atomic.Int64 // when each envelope's write started, ns after start
 	lat       []atomic.Int64 // by arrival order
+	wire      []atomic.Int64 // from the write's start, by arrival order
 	nLat      atomic.Int64
 	accounted atomic.Int64 // delivered or refused
 	fails     *failures
@@ -334,8 +344,10 @@ func (r *run) received(e *wire.Envelope) {
 	if !ok || k >= len(r.delivered) || r.delivered[k].Swap(true) {
 		return
 	}
-	lat := time.Since(r.due(k))
-	r.lat[r.nLat.Add(1)-1].Store(int64(lat))
+	now := time.Since(r.start)
+	i := r.nLat.Add(1) - 1
+	r.lat[i].Store(int64(now - r.due(k).Sub(r.start)))
+	r.wire[i].Store(int64(now) - r.written[k].Load())
 	r.accounted.Add(1)
 }
 
@@ -554,7 +566,9 @@ func sendRun(ctx context.Context, cfg *Config, members []*member, pool []*wire.E
 	r := &run{
 		rate:      cfg.Rate,
 		delivered: make([]atomic.Bool, total),
+		written:   make([]atomic.Int64, total),
 		lat:       make([]atomic.Int64, total),
+		wire:      make([]atomic.Int64, total),
 		fails:     fails,
 		start:     time.Now().Add(10 * time.Millisecond),
 	}
@@ -576,6 +590,7 @@ func sendRun(ctx context.Context, cfg *Config, members []*member, pool []*wire.E
 				}
 				e := *pool[k%len(pool)]
 				e.ID = idPrefix + strconv.Itoa(k)
+				r.written[k].Store(int64(time.Since(r.start)))
 				err := byAlias[e.From].Send(ctx, &e)
 				sent.Add(1)
 				if err != nil {
@@ -602,14 +617,32 @@ func sendRun(ctx context.Context, cfg *Config, members []*member, pool []*wire.E
 	if lost := res.Sent - r.accounted.Load(); lost > 0 {
 		fails.add("lost", lost)
 	}
+	late := make([]atomic.Int64, res.Sent)
+	for k := range late {
+		late[k].Store(r.written[k].Load() - int64(r.due(k).Sub(r.start)))
+	}
+	d := percentiles(late)
+	res.Late = [3]time.Duration{d[0], d[2], d[3]}
 	if n == 0 {
 		return
 	}
+	l := percentiles(r.lat[:n])
+	res.P50, res.P90, res.P99, res.Max = l[0], l[1], l[2], l[3]
+	w := percentiles(r.wire[:n])
+	res.Wire = [3]time.Duration{w[0], w[2], w[3]}
+}
+
+// percentiles is p50, p90, p99 and max of v (zero when v is empty).
+func percentiles(v []atomic.Int64) (out [4]time.Duration) {
+	n := len(v)
+	if n == 0 {
+		return out
+	}
 	l := make([]int64, n)
 	for i := range l {
-		l[i] = r.lat[i].Load()
+		l[i] = v[i].Load()
 	}
 	slices.Sort(l)
 	pct := func(p int) time.Duration { return time.Duration(l[min(n-1, n*p/100)]) }
-	res.P50, res.P90, res.P99, res.Max = pct(50), pct(90), pct(99), time.Duration(l[n-1])
+	return [4]time.Duration{pct(50), pct(90), pct(99), time.Duration(l[n-1])}
 }

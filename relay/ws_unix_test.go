@@ -1,0 +1,99 @@
+//go:build unix
+
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestWSTryWriteRest: tryWrite writes frames without waiting until the
+// client's socket is full; a frame it wrote in part is completed before the
+// next frame by whichever writer comes next, so the client reads every frame
+// whole and in order.
+func TestWSTryWriteRest(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	_ = client.(*net.TCPConn).SetReadBuffer(4096)
+	_ = server.(*net.TCPConn).SetWriteBuffer(4096)
+	ws := newWSConn(server, nil, 1<<16, 10*time.Second)
+
+	payload := func(i int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("%04d", i)), 1000) }
+	var taken int
+	for !ws.hasRest() {
+		ok, err := ws.tryWrite(opText, payload(taken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break // the socket was full at a frame's end: nothing left over
+		}
+		taken++
+		if taken > 100000 {
+			t.Fatal("the socket never filled up")
+		}
+	}
+	t.Logf("%d frames taken, a rest left: %v", taken, ws.hasRest())
+	if ok, _ := ws.tryWrite(opText, payload(taken)); ok {
+		t.Fatal("tryWrite took a frame with the socket full")
+	}
+	done := make(chan error, 1)
+	go func() { done <- ws.writeFrame(opText, []byte("after"), 10*time.Second) }()
+
+	br := bufio.NewReader(client)
+	read := func() []byte {
+		t.Helper()
+		var h [4]byte
+		if _, err := io.ReadFull(br, h[:2]); err != nil {
+			t.Fatal(err)
+		}
+		if h[0] != 0x80|opText {
+			t.Fatalf("frame header %#x, want a final text frame", h[0])
+		}
+		n := int(h[1])
+		if n == 126 {
+			if _, err := io.ReadFull(br, h[2:4]); err != nil {
+				t.Fatal(err)
+			}
+			n = int(binary.BigEndian.Uint16(h[2:4]))
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(br, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for i := range taken {
+		if p := read(); !bytes.Equal(p, payload(i)) {
+			t.Fatalf("frame %d of %d: got %q..., want %q...", i, taken, p[:8], payload(i)[:8])
+		}
+	}
+	if p := read(); string(p) != "after" {
+		t.Fatalf("after the frames tryWrite took: got %q..., want after", p[:min(8, len(p))])
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ws.hasRest() {
+		t.Fatal("a rest is left after writeFrame")
+	}
+}
