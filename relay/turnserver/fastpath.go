@@ -152,27 +152,14 @@ func (ch *channels) forward(b []byte, src net.Addr) bool {
 
 // created is pion's OnChannelCreated.
 func (ch *channels) created(client, relay, peer net.Addr, num uint16) {
-	ca, ok1 := client.(*net.UDPAddr)
-	ra, ok2 := relay.(*net.UDPAddr)
-	pa, ok3 := peer.(*net.UDPAddr)
-	if !ok1 || !ok2 || !ok3 {
-		return
-	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	rc := ch.byPort[ra.Port]
+	rc, ca, pa := ch.event(client, relay, peer)
 	if rc == nil {
 		return // not a relay socket of a UDP listener
 	}
-	next := &route{client: ca, byPeer: map[netip.AddrPort]uint16{}, byNum: map[uint16]*net.UDPAddr{}}
-	if r := rc.route.Load(); r != nil {
-		for k, v := range r.byPeer {
-			next.byPeer[k] = v
-		}
-		for k, v := range r.byNum {
-			next.byNum[k] = v
-		}
-	}
+	next := rc.route.Load().without(netip.AddrPort{}, 0) // a copy: no channel has number 0
+	next.client = ca
 	next.byPeer[unmapped(pa.AddrPort())] = num
 	next.byNum[num] = pa
 	rc.route.Store(next)
@@ -181,25 +168,46 @@ func (ch *channels) created(client, relay, peer net.Addr, num uint16) {
 
 // deleted is pion's OnChannelDeleted.
 func (ch *channels) deleted(client, relay, peer net.Addr, num uint16) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	rc, ca, pa := ch.event(client, relay, peer)
+	if rc == nil || rc.route.Load() == nil {
+		return
+	}
+	next := rc.route.Load().without(unmapped(pa.AddrPort()), num)
+	if len(next.byNum) > 0 {
+		rc.route.Store(next)
+		return
+	}
+	rc.route.Store(nil)
+	if ap := unmapped(ca.AddrPort()); ch.byClient[ap] == rc {
+		delete(ch.byClient, ap)
+	}
+}
+
+// event resolves the addresses of a channel event: the relay socket (nil
+// when it is not one of ch's) and the client's and peer's UDP addresses.
+// ch.mu is held.
+func (ch *channels) event(client, relay, peer net.Addr) (*relayConn, *net.UDPAddr, *net.UDPAddr) {
 	ca, ok1 := client.(*net.UDPAddr)
 	ra, ok2 := relay.(*net.UDPAddr)
 	pa, ok3 := peer.(*net.UDPAddr)
 	if !ok1 || !ok2 || !ok3 {
-		return
+		return nil, nil, nil
 	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	rc := ch.byPort[ra.Port]
-	if rc == nil {
-		return
-	}
-	r := rc.route.Load()
+	return ch.byPort[ra.Port], ca, pa
+}
+
+// without is a copy of r (which may be nil) without the channel of peer
+// and number num.
+func (r *route) without(peer netip.AddrPort, num uint16) *route {
+	next := &route{byPeer: map[netip.AddrPort]uint16{}, byNum: map[uint16]*net.UDPAddr{}}
 	if r == nil {
-		return
+		return next
 	}
-	next := &route{client: r.client, byPeer: map[netip.AddrPort]uint16{}, byNum: map[uint16]*net.UDPAddr{}}
+	next.client = r.client
 	for k, v := range r.byPeer {
-		if k != unmapped(pa.AddrPort()) {
+		if k != peer {
 			next.byPeer[k] = v
 		}
 	}
@@ -208,14 +216,7 @@ func (ch *channels) deleted(client, relay, peer net.Addr, num uint16) {
 			next.byNum[k] = v
 		}
 	}
-	if len(next.byNum) == 0 {
-		rc.route.Store(nil)
-		if ap := unmapped(ca.AddrPort()); ch.byClient[ap] == rc {
-			delete(ch.byClient, ap)
-		}
-		return
-	}
-	rc.route.Store(next)
+	return next
 }
 
 // unmapped is ap with an IPv4-mapped address as IPv4.

@@ -15,14 +15,7 @@ func TestChannelFastPath(t *testing.T) {
 	s := startServer(t, nil)
 	user, pass := Credentials(testSecret, "u12345678", time.Now().Add(time.Hour))
 	relayConn := allocate(t, newClient(t, s, user, pass))
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	peer.SetDeadline(deadline)
-	relayConn.SetDeadline(deadline)
+	peer := newPeer(t, relayConn)
 	routes := func() (ports, clients int) {
 		s.channels.mu.RLock()
 		defer s.channels.mu.RUnlock()
