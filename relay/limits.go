@@ -92,7 +92,7 @@ type aliasLimits struct {
 type aliasState struct {
 	lim      *rate.Limiter // frames
 	bytes    *rate.Limiter
-	bulk     *rate.Limiter // BulkAllowance (not split between nodes: the pace is per node)
+	bulk     bulkAllowance // not split between nodes: the pace is per node
 	sessions int
 	busy     int       // acquire or release calls under way: keep the state
 	idle     time.Time // when the last session went
@@ -123,8 +123,7 @@ func (l *aliasLimits) state(a identity.Alias, now time.Time, tun *tunables) *ali
 	st := l.byAlias[a]
 	if st == nil {
 		st = &aliasState{lim: rate.NewLimiter(rate.Limit(tun.rateLimit), tun.rateBurst),
-			bytes: rate.NewLimiter(rate.Limit(tun.byteRate), tun.byteBurst),
-			bulk:  rate.NewLimiter(rate.Limit(tun.bulkAllowanceRate), tun.bulkAllowance), nodes: 1}
+			bytes: rate.NewLimiter(rate.Limit(tun.byteRate), tun.byteBurst), nodes: 1}
 		l.byAlias[a] = st
 	}
 	st.busy++
@@ -140,7 +139,7 @@ func (l *aliasLimits) unbusy(st *aliasState) {
 // aliasLimiters are an alias's limiters, shared by its sessions.
 type aliasLimiters struct {
 	frames, bytes *rate.Limiter
-	bulk          *rate.Limiter // BulkAllowance
+	bulk          *bulkAllowance
 }
 
 // acquire counts a new session of a and returns the alias's limiters, or
@@ -174,7 +173,24 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 	}
 	st.sessions++
 	st.setNodesLocked(nodes, rev, now, tun)
-	return aliasLimiters{frames: st.lim, bytes: st.bytes, bulk: st.bulk}, true
+	return aliasLimiters{frames: st.lim, bytes: st.bytes, bulk: &st.bulk}, true
+}
+
+// bulkAllowance is an alias's BulkAllowance. The zero value is a full
+// allowance: its bucket is made at the alias's first frame larger than
+// bulkFrame (most aliases never send one).
+type bulkAllowance struct{ lim atomic.Pointer[rate.Limiter] }
+
+// allow charges a frame of n bytes to the allowance.
+func (b *bulkAllowance) allow(now time.Time, n int, tun *tunables) bool {
+	lim := b.lim.Load()
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(tun.bulkAllowanceRate), tun.bulkAllowance)
+		if !b.lim.CompareAndSwap(nil, lim) {
+			lim = b.lim.Load()
+		}
+	}
+	return lim.AllowN(now, n)
 }
 
 // release uncounts a session of a.
@@ -307,16 +323,14 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // inbound is one recipient alias's byte budget on this node. While the
 // budget lasts every frame passes; past it, a frame passes only when its
 // sender has had less than an equal share of the budget in the current
-// second, so the heaviest senders are the ones dropped.
+// second, so the heaviest senders are the ones dropped. The zero value is
+// a full budget: its bucket is made at the alias's first frame (an alias
+// that is sent nothing costs no limiter).
 type inbound struct {
 	mu     sync.Mutex
-	bucket *rate.Limiter
+	bucket *rate.Limiter // nil until the first frame
 	window time.Time
 	used   map[identity.Alias]int // bytes per sender in the current second
-}
-
-func newInbound(tun *tunables) *inbound {
-	return &inbound{bucket: rate.NewLimiter(rate.Limit(tun.recipientRate), tun.recipientBurst)}
 }
 
 // allow charges a frame of n bytes from sender against the budget.
@@ -324,6 +338,9 @@ func (in *inbound) allow(from identity.Alias, n int, now time.Time, tun *tunable
 	cost := max(n, recipientMinCost)
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.bucket == nil {
+		in.bucket = rate.NewLimiter(rate.Limit(tun.recipientRate), tun.recipientBurst)
+	}
 	if now.Sub(in.window) >= time.Second || in.used == nil {
 		in.window = now
 		clear(in.used)

@@ -195,7 +195,7 @@ func TestNodeBudget(t *testing.T) {
 func TestInboundFairShare(t *testing.T) {
 	tun := defaultTunables
 	tun.recipientRate, tun.recipientBurst = 100<<10, 100<<10
-	in := newInbound(&tun)
+	in := &inbound{}
 	now := time.Unix(1000, 0)
 	heavy, light := identity.Alias("u11111111"), identity.Alias("u22222222")
 	passed := 0

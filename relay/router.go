@@ -68,7 +68,7 @@ const (
 type route struct {
 	sub      *nats.Subscription // nil while the node routes on its own (solo)
 	sessions []*session
-	inbound  *inbound // the alias's inbound byte budget on this node
+	inbound  inbound // the alias's inbound byte budget on this node
 }
 
 // router moves envelopes between local sessions and NATS.
@@ -217,7 +217,7 @@ func (r *router) add(s *session) error {
 	solo := r.solo.Load()
 	rt := r.routes[s.alias]
 	if rt == nil {
-		rt = &route{inbound: newInbound(r.tun)}
+		rt = &route{}
 	}
 	if rt.sub == nil && !solo {
 		sub, err := r.nc.ChanSubscribe(subjectPrefix+string(s.alias)+".*", r.shardFor(s.alias))

@@ -85,12 +85,12 @@ type session struct {
 	id    uint64
 	alias identity.Alias // set once authenticated
 
-	routed      bool          // registered with the router
-	counted     bool          // counted in the alias's sessions (aliasLimits)
-	limiter     *rate.Limiter // the alias's, shared by its sessions (aliasLimits)
-	byteLim     *rate.Limiter // the alias's bytes, shared likewise
-	bulkLim     *rate.Limiter // the alias's BulkAllowance, shared likewise
-	refused     int           // rate-limited frames in the current flood
+	routed      bool           // registered with the router
+	counted     bool           // counted in the alias's sessions (aliasLimits)
+	limiter     *rate.Limiter  // the alias's, shared by its sessions (aliasLimits)
+	byteLim     *rate.Limiter  // the alias's bytes, shared likewise
+	bulkLim     *bulkAllowance // the alias's BulkAllowance, shared likewise
+	refused     int            // rate-limited frames in the current flood
 	lastRefused time.Time
 
 	// The WebSocket frame budget (onWireFrame), on the reading goroutine.
@@ -810,7 +810,7 @@ func (s *session) throttleBytes(n int) bool {
 	if d > 0 && !s.hold(d) {
 		return false
 	}
-	if d == 0 && (n <= s.srv.tun.bulkFrame || s.bulkLim.AllowN(now, n)) {
+	if d == 0 && (n <= s.srv.tun.bulkFrame || s.bulkLim.allow(now, n, &s.srv.tun)) {
 		return true
 	}
 	now = s.now()

@@ -3,10 +3,10 @@
 // bystander pair exchanging call_ice envelopes at 40/s, and runs each attack
 // of issue 12 against it in turn, bounded in count and time. For each attack
 // it reports the bystander's delivery latency p50/p99 while quiet and during
-// the attack, victim disconnects, the relay's peak RSS and CPU, the attack's
-// CPU, and what the attack itself observed. The attack runs in a process of
-// its own at niceness 19 (-attacker-prefix; see runAttacker). Every connection
-// goes to 127.0.0.1.
+// the attack, victim disconnects, the relay's peak RSS, CPU and garbage
+// collections, the attack's CPU, and what the attack itself observed. The
+// attack runs in a process of its own at niceness 19 (-attacker-prefix; see
+// runAttacker). Every connection goes to 127.0.0.1.
 //
 //	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-profile DIR] [-- relay flags]
 //
@@ -166,6 +166,28 @@ func (r *relay) rssKiB() int {
 		}
 	}
 	return 0
+}
+
+// gcs is the number of the relay's garbage collections so far (the Go
+// collector's go_gc_duration_seconds_count on its /metrics), or -1.
+func (r *relay) gcs() int {
+	resp, err := httpClient.Get(r.base + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_gc_duration_seconds_count "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
 
 // cpuTicks is the relay's user+system CPU time in clock ticks (1/100 s).
@@ -676,6 +698,7 @@ type result struct {
 	rssIdle, rssPeak     int // KiB
 	cpu                  float64
 	attackerCPU          float64 // this process's: the attack's clients (the bystander has its own)
+	gcs                  int     // the relay's garbage collections during the attack, -1 if unknown
 	notes                string
 }
 
@@ -772,12 +795,12 @@ func run(bin, only string, scale float64, prof profiling, slow bool, attackerPre
 			victimLost = true
 		}
 	}
-	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during (envelopes) | victim disconnects | relay RSS idle → peak | relay CPU during | attacker CPU | observed |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| attack | bystander p50 quiet → during | bystander p99 quiet → during (envelopes) | victim disconnects | relay RSS idle → peak | relay CPU during | relay GCs during | attacker CPU | observed |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		fmt.Printf("| %s | %s → %s | %s → %s (%d → %d) | %s | %d → %d MiB | %.0f %% | %.0f %% | %s |\n", r.name,
+		fmt.Printf("| %s | %s → %s | %s → %s (%d → %d) | %s | %d → %d MiB | %.0f %% | %s | %.0f %% | %s |\n", r.name,
 			ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects,
-			r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
+			r.rssIdle/1024, r.rssPeak/1024, r.cpu, gcCount(r.gcs), r.attackerCPU, r.notes)
 	}
 	if victimLost {
 		return errors.New("a reading victim was disconnected")
@@ -788,8 +811,15 @@ func run(bin, only string, scale float64, prof profiling, slow bool, attackerPre
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func printResult(w io.Writer, r result) {
-	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s (of %d -> %d envelopes); victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %% (attacker %.0f %%); %s\n",
-		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, r.notes)
+	fmt.Fprintf(w, "   bystander p50 %s -> %s, p99 %s -> %s (of %d -> %d envelopes); victim disconnects %s; RSS %d -> %d MiB; CPU %.0f %% (attacker %.0f %%), %s GCs; %s\n",
+		ms(r.quietP50), ms(r.duringP50), ms(r.quietP99), ms(r.duringP99), r.quietN, r.duringN, r.victimDisconnects, r.rssIdle/1024, r.rssPeak/1024, r.cpu, r.attackerCPU, gcCount(r.gcs), r.notes)
+}
+
+func gcCount(n int) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.Itoa(n)
 }
 
 // runOne runs one attack against a fresh relay.
@@ -832,6 +862,7 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 			}
 		}
 	}()
+	gc0 := r.gcs()
 	cpu0, t0 := r.cpuTicks(), time.Now()
 	actx, acancel := context.WithTimeout(ctx, 4*time.Minute)
 	profiled := prof.start(r, a.name)
@@ -850,6 +881,11 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 	res.duringP50, res.duringP99, res.duringN = pct(during, 0.5), pct(during, 0.99), len(during)
 	res.rssPeak = int(peak.Load())
 	res.cpu = cpu
+	if gc1 := r.gcs(); gc0 >= 0 && gc1 >= 0 {
+		res.gcs = gc1 - gc0
+	} else {
+		res.gcs = -1
+	}
 	res.victimDisconnects = disc
 	res.notes = notes
 	if n := by.lost.Load(); n > 0 {

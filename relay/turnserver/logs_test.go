@@ -2,7 +2,6 @@ package turnserver
 
 import (
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -20,14 +19,7 @@ func TestDebugLogNotPerPacket(t *testing.T) {
 	})
 	user, pass := Credentials(testSecret, "u12345678", time.Now().Add(time.Hour))
 	relayConn := allocate(t, newClient(t, s, user, pass))
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	peer.SetDeadline(deadline)
-	relayConn.SetDeadline(deadline)
+	peer := newPeer(t, relayConn)
 	buf := make([]byte, 1500)
 	roundTrip := func() {
 		t.Helper()

@@ -188,27 +188,9 @@ func restUser(attrs []byte) ([]byte, bool) {
 func addrPort(a net.Addr) (netip.AddrPort, bool) {
 	switch a := a.(type) {
 	case *net.UDPAddr:
-		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+		return unmapped(a.AddrPort()), true
 	case *net.TCPAddr:
-		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+		return unmapped(a.AddrPort()), true
 	}
 	return netip.AddrPort{}, false
-}
-
-// tarpitConn is a UDP listening socket that drops what quota.tarpit says
-// to before pion/turn reads it.
-type tarpitConn struct {
-	net.PacketConn
-	q *quota
-}
-
-func (c tarpitConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
-		if err != nil || !c.q.tarpit(p[:n], addr) {
-			return n, addr, err
-		}
-	}
 }

@@ -98,12 +98,7 @@ func TestQuotaTarpit(t *testing.T) {
 
 	// The holder's own requests (CreatePermission, then its data) still
 	// pass while its user is tarpitted.
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	peer.SetDeadline(time.Now().Add(10 * time.Second))
+	peer := newPeer(t, holder)
 	if _, err := holder.WriteTo([]byte("ping"), peer.LocalAddr()); err != nil {
 		t.Fatalf("holder WriteTo while tarpitted: %v", err)
 	}

@@ -78,16 +78,18 @@ func setBuffers(c net.PacketConn, size int) {
 	}
 }
 
-// bufferedRelays sizes the buffers of every relay socket it allocates.
-type bufferedRelays struct {
+// udpRelays makes the relay sockets of UDP listeners' allocations: large
+// buffers, batched reads, and channels' data relayed by ch.
+type udpRelays struct {
 	turn.RelayAddressGenerator
+	ch *channels
 }
 
-func (g bufferedRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+func (g udpRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	c, a, err := g.RelayAddressGenerator.AllocatePacketConn(conf)
 	if err != nil {
 		return c, a, err
 	}
 	setBuffers(c, relaySocketBuffer)
-	return batchSocket(c, relayBatch), a, nil
+	return g.ch.newRelayConn(batchSocket(c, relayBatch)), a, nil
 }

@@ -20,14 +20,7 @@ func echoThrough(t *testing.T, conn net.Conn, server string) {
 	user, pass := Credentials(testSecret, "u12345678", time.Now().Add(time.Hour))
 	c := newClientOn(t, turn.NewSTUNConn(conn), server, user, pass)
 	relayConn := allocate(t, c)
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	peer.SetDeadline(deadline)
-	relayConn.SetDeadline(deadline)
+	peer := newPeer(t, relayConn)
 	if _, err := relayConn.WriteTo([]byte("ping"), peer.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}

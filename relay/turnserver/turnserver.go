@@ -118,6 +118,7 @@ type Server struct {
 	authFailures *prometheus.CounterVec
 	deniedPeers  *prometheus.CounterVec
 	quota        *quota
+	channels     *channels
 }
 
 // Start listens on cfg.ListenAddr and serves until Close. ctx bounds only
@@ -244,7 +245,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		return &turn.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: bindHost}
 	}
-	udpGen := func() turn.RelayAddressGenerator { return bufferedRelays{newGen()} }
+	ch := newChannels()
+	ch.out = s.udp
+	s.channels = ch
+	udpGen := func() turn.RelayAddressGenerator { return udpRelays{newGen(), ch} }
 	sc := turn.ServerConfig{
 		Realm:         s.realm,
 		AuthHandler:   s.authHandler,
@@ -256,6 +260,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 					s.authFailures.WithLabelValues(authBadIntegrity).Inc()
 					s.log.Debug("turn: refused wrong password", "src", src, "method", method)
 				}
+			},
+			OnChannelCreated: func(src, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, num uint16) {
+				ch.created(src, relayAddr, peer, num)
+			},
+			OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, num uint16) {
+				ch.deleted(src, relayAddr, peer, num)
 			},
 			OnAllocationDeleted: func(src, _ net.Addr, _, userID, _ string) {
 				s.quota.deleted(userID, src)
@@ -272,7 +282,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// same socket of a SO_REUSEPORT group).
 	for _, c := range s.udps {
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn:            tarpitConn{c, s.quota},
+			PacketConn:            listenConn{c, s.quota, ch},
 			RelayAddressGenerator: udpGen(),
 			PermissionHandler:     s.permit,
 		})

@@ -97,6 +97,21 @@ func allocate(t *testing.T, c *turn.Client) net.PacketConn {
 	return relayConn
 }
 
+// newPeer listens for a peer on loopback, closed at the end of the test,
+// and gives it and relayConn a deadline 20 s away.
+func newPeer(t *testing.T, relayConn net.PacketConn) net.PacketConn {
+	t.Helper()
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	deadline := time.Now().Add(20 * time.Second)
+	peer.SetDeadline(deadline)
+	relayConn.SetDeadline(deadline)
+	return peer
+}
+
 func turnErrorCode(err error) stun.ErrorCode {
 	var te *stun.TurnError
 	if errors.As(err, &te) {
@@ -137,14 +152,7 @@ func TestRelayRoundTrip(t *testing.T) {
 		t.Fatalf("relayed address = %v, want 127.0.0.1:<port>", relayAddr)
 	}
 
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	peer.SetDeadline(deadline)
-	relayConn.SetDeadline(deadline)
+	peer := newPeer(t, relayConn)
 
 	// Client → relay → peer. The first WriteTo creates the permission.
 	if _, err := relayConn.WriteTo([]byte("ping"), peer.LocalAddr()); err != nil {
