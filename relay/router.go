@@ -314,12 +314,20 @@ func (r *router) backlogDrops() uint64 {
 // the recipient's sessions on this node when no other node can have any
 // (solo), else to the recipient's subject, awaiting its answer.
 func (r *router) publish(s *session, env *wire.Envelope) {
-	data := env.AppendJSON(nil) // re-encoded: clients get one canonical shape
-	env.Payload = ""            // borrowed from the read buffer (decodeFrame): not kept
+	buf := encodeBufs.Get().(*[]byte)
+	data := env.AppendJSON((*buf)[:0]) // re-encoded: clients get one canonical shape
+	env.Payload = ""                   // borrowed from the read buffer (decodeFrame): not kept
 	r.m.in(env.Type).Inc()
-	if r.solo.Load() && r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: r.reply(s, env, 0)}) != noSession {
-		return
+	if r.solo.Load() {
+		out, kept := r.fanOut(env.To, env.Type, outFrame{data: data, from: env.From, reply: r.reply(s, env, 0)})
+		if out != noSession {
+			if !kept {
+				putEncodeBuf(buf, data)
+			}
+			return
+		}
 	}
+	defer putEncodeBuf(buf, data) // nats.go copies what it publishes
 	seq, ok := r.acks.track(s.id, env.To, env.ID)
 	if !ok {
 		r.refuse(s, env, errAwaitFull)
@@ -330,6 +338,25 @@ func (r *router) publish(s *session, env *wire.Envelope) {
 		r.acks.settle(seq, ackSettled)
 		r.refuse(s, env, err)
 	}
+}
+
+// encodeBufs holds the buffers publish re-encodes envelopes in: a buffer
+// comes back once no queue holds the envelope (written at once, or
+// published), so forwarding allocates none.
+var encodeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledEncode bounds the buffers kept in encodeBufs (a bulk envelope's
+// is left to the collector).
+const maxPooledEncode = 4096
+
+// putEncodeBuf gives buf back to encodeBufs, with data, the envelope
+// encoded in it, as its storage.
+func putEncodeBuf(buf *[]byte, data []byte) {
+	if cap(data) > maxPooledEncode {
+		return
+	}
+	*buf = data[:0]
+	encodeBufs.Put(buf)
 }
 
 // reply is the reply subject of envelope env from session s, number seq,
@@ -705,7 +732,7 @@ func (r *router) deliver(m *nats.Msg, acks *ackBatch) {
 		r.onLimits(alias, m.Data)
 		return
 	}
-	switch r.fanOut(alias, typ, outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}) {
+	switch out, _ := r.fanOut(alias, typ, outFrame{data: m.Data, from: senderOf(m.Data), reply: m.Reply}); out {
 	case queued:
 		if !acks.add(m.Reply) {
 			r.answer(m.Reply, "")
@@ -731,15 +758,15 @@ const (
 // fanOut queues f, an envelope of type typ, for every local session of
 // alias without blocking (see session.enqueueFrame for the overload
 // policy), and tells the senders of the frames dropped for it
-// (recipient_busy).
-func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) fanOutcome {
+// (recipient_busy). kept reports whether a session's queue holds f.data.
+func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) (out fanOutcome, kept bool) {
 	n, out := 0, notQueued
 	var dropped []outFrame
 	r.mu.RLock()
 	rt := r.routes[alias]
 	if rt == nil || len(rt.sessions) == 0 {
 		r.mu.RUnlock()
-		return noSession
+		return noSession, false
 	}
 	if !rt.inbound.allow(f.from, len(f.data), r.now(), r.tun) {
 		r.m.drops.Inc(DropRecipientBusy)
@@ -747,10 +774,11 @@ func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) fanOutc
 	} else {
 		refused := false
 		for _, s := range rt.sessions {
-			ok, d := s.enqueueFrame(f)
+			ok, d, k := s.enqueueFrame(f)
 			if ok {
 				n++
 			}
+			kept = kept || k
 			for _, x := range d {
 				if x.reply == f.reply {
 					refused = true // told below, once
@@ -769,5 +797,5 @@ func (r *router) fanOut(alias identity.Alias, typ wire.Type, f outFrame) fanOutc
 		r.m.out(typ).Add(float64(n))
 		out = queued
 	}
-	return out
+	return out, kept
 }

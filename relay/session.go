@@ -127,33 +127,33 @@ type outFrame struct {
 
 // enqueue queues a notice for the client without blocking (see enqueueFrame).
 func (s *session) enqueue(msg []byte) bool {
-	ok, _ := s.enqueueFrame(outFrame{data: msg})
+	ok, _, _ := s.enqueueFrame(outFrame{data: msg})
 	return ok
 }
 
-// enqueueFrame queues f without blocking. It returns whether f was queued,
-// and the frames dropped to make room or refused (f itself when not queued
-// for lack of room): the caller tells their senders (recipient_busy). A
-// session that has not written for stallTimeout with a full queue is closed
-// instead (slow_consumer).
-func (s *session) enqueueFrame(f outFrame) (bool, []outFrame) {
+// enqueueFrame queues f without blocking. It returns whether f was queued
+// (or written at once), the frames dropped to make room or refused (f
+// itself when not queued for lack of room): the caller tells their senders
+// (recipient_busy), and whether f.data is kept (queued, not written yet:
+// the caller must not reuse it). A session that has not written for
+// stallTimeout with a full queue is closed instead (slow_consumer).
+func (s *session) enqueueFrame(f outFrame) (queued bool, dropped []outFrame, kept bool) {
 	n := len(f.data)
 	s.mu.Lock()
 	if s.closing {
 		reason := s.dropReasonLocked()
 		s.mu.Unlock()
 		s.srv.metrics.drops.Inc(reason)
-		return false, nil
+		return false, nil, false
 	}
 	tun := &s.srv.tun
 	full := func() bool { return len(s.queue) >= tun.queueLen || s.qBytes+n > tun.queueBytes }
-	var dropped []outFrame
 	if full() {
 		if s.writing && s.now().Sub(s.progress) > tun.stallTimeout {
 			s.mu.Unlock()
 			s.srv.metrics.drops.Inc(DropSlowConsumer)
 			s.kill(statusTryLater, "slow_consumer", nil)
-			return false, nil
+			return false, nil, false
 		}
 		// Fair drop: the heaviest sender's frames go first, f included.
 		for full() {
@@ -166,7 +166,7 @@ func (s *session) enqueueFrame(f outFrame) (bool, []outFrame) {
 			if !ok {
 				s.mu.Unlock()
 				s.srv.metrics.drops.Add(DropRecipientBusy, uint64(1+len(dropped)))
-				return false, append(dropped, f)
+				return false, append(dropped, f), false
 			}
 			dropped = append(dropped, ev)
 		}
@@ -177,7 +177,7 @@ func (s *session) enqueueFrame(f outFrame) (bool, []outFrame) {
 		s.mu.Unlock()
 		s.srv.metrics.drops.Add(DropRecipientBusy, uint64(len(dropped)))
 		s.srv.metrics.drops.Inc(DropNodeBudget)
-		return false, append(dropped, f)
+		return false, append(dropped, f), false
 	}
 	s.queue = append(s.queue, f)
 	s.qBytes += n
@@ -203,9 +203,9 @@ func (s *session) enqueueFrame(f outFrame) (bool, []outFrame) {
 		s.srv.metrics.drops.Add(DropRecipientBusy, uint64(len(dropped)))
 	}
 	if inline {
-		s.writeInline(f)
+		return true, dropped, s.writeInline(f)
 	}
-	return true, dropped
+	return true, dropped, true
 }
 
 // writeInline writes f, the only frame queued, on the caller's goroutine
@@ -214,8 +214,9 @@ func (s *session) enqueueFrame(f outFrame) (bool, []outFrame) {
 // writer. It never waits for the client, so a recipient that does not read
 // holds up no sender: the writer waits for it, bounded as ever by the write
 // timeout and the stall rules of enqueueFrame. Called with s.writing and
-// s.inflight set by enqueueFrame, s.mu not held.
-func (s *session) writeInline(f outFrame) {
+// s.inflight set by enqueueFrame, s.mu not held. It reports whether f is
+// still queued (kept, see enqueueFrame).
+func (s *session) writeInline(f outFrame) (kept bool) {
 	taken, err := s.ws.tryWrite(opText, f.data)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -226,13 +227,13 @@ func (s *session) writeInline(f outFrame) {
 			s.srv.metrics.drops.Inc(s.dropReasonLocked())
 		}
 		s.writing = false
-		return
+		return false
 	}
 	if err != nil {
 		s.srv.metrics.drops.Inc(s.dropReasonLocked())
 		s.closeLocked(closeInternalError, "write_error", nil)
 		s.writing = false
-		return
+		return false
 	}
 	if taken {
 		s.queue[0] = outFrame{}
@@ -243,9 +244,10 @@ func (s *session) writeInline(f outFrame) {
 	if len(s.queue) > 0 || s.ws.hasRest() {
 		s.wg.Add(1)
 		go s.writeLoop()
-		return
+		return !taken
 	}
 	s.writerDoneLocked()
+	return false
 }
 
 // writerDoneLocked ends writing with the queue empty: a draining session
