@@ -156,8 +156,8 @@ func FuzzWSRead(f *testing.F) {
 		for range len(in) + 1 {
 			op, msg, err := ws.readMessage()
 			if err != nil {
-				if ws.buf != nil {
-					t.Fatal("the buffer is held after reading ended")
+				if ws.buf != nil || ws.msgBuf != nil {
+					t.Fatal("a buffer is held after reading ended")
 				}
 				return
 			}
