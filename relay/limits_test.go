@@ -265,6 +265,33 @@ func TestBulkFramesPaced(t *testing.T) {
 	}
 }
 
+// TestBulkBacklogBounded: frames that would wait longer than maxThrottle
+// for the bulk pace go after maxThrottle without adding to its backlog, so
+// a frame sent after them waits for the pace as it stands, not for every
+// capped frame before it (with the clock frozen and the pace at 1 byte/s,
+// no backlog ever drains: any capped frame left in it would show).
+func TestBulkBacklogBounded(t *testing.T) {
+	now := frozenClock()
+	r := startRelay(t, Options{Now: now}, func(tu *tunables) { tu.bulkRate, tu.maxThrottle = 1, 100*time.Millisecond })
+	a, b := r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+	ids := []string{"big1", "big2", "big3", "big4"}
+	for _, id := range ids {
+		e := ca.env(b.alias, id)
+		e.Payload = strings.Repeat("A", 40<<10)
+		ca.send(e)
+	}
+	for _, id := range ids { // big2-big4 each after maxThrottle
+		if m := cb.next(10 * time.Second); m["id"] != id {
+			t.Fatalf("b got %v, want %s", m["id"], id)
+		}
+	}
+	// big1 took its turn from the full bucket; the others gave theirs back.
+	if tokens := r.srv.bulk().TokensAt(now()); tokens < 0 {
+		t.Fatalf("the bulk pace's backlog is %.0f bytes after the capped frames went, want none", -tokens)
+	}
+}
+
 // TestLargeOfferNotPacedBehindBulk: a call offer larger than bulkFrame (a
 // sealed SDP can be) from an alias within its budgets is not paced behind
 // another alias's bulk frames (BulkAllowance); the alias's large frames
@@ -273,21 +300,27 @@ func TestLargeOfferNotPacedBehindBulk(t *testing.T) {
 	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) { tu.bulkRate = 1 })
 	a, b, c, d := r.newUser(t), r.newUser(t), r.newUser(t), r.newUser(t)
 	ca, cb, cc, cd := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias), r.connect(t, c.id, c.alias), r.connect(t, d.id, d.alias)
-	for _, id := range []string{"big1", "big2"} {
-		e := ca.env(b.alias, id)
-		e.Payload = strings.Repeat("A", 40<<10)
+	// a's bulk frames leave the pace (one largest frame, at 1 byte/s on a
+	// frozen clock: it never refills) with less than an offer: big1 and
+	// big3 take their turns at once, big2 is within a's allowance.
+	for _, f := range []struct {
+		id   string
+		size int
+	}{{"big1", 40 << 10}, {"big2", 20 << 10}, {"big3", 20 << 10}} {
+		e := ca.env(b.alias, f.id)
+		e.Payload = strings.Repeat("A", f.size)
 		ca.send(e)
-	}
-	if m := cb.next(10 * time.Second); m["id"] != "big1" {
-		t.Fatalf("b got %v first, want big1", m["id"])
+		if m := cb.next(10 * time.Second); m["id"] != f.id {
+			t.Fatalf("b got %v, want %s", m["id"], f.id)
+		}
 	}
 	offer := func(id string) {
 		e := cc.env(b.alias, id)
 		e.Payload = strings.Repeat("A", 8<<10)
 		cc.send(e)
 	}
-	// big2 waits for the bulk pace (1 byte/s); c's offers do not, up to
-	// c's allowance (32 KiB: three 8 KiB offers).
+	// The pace has no room for an offer; c's offers do not wait for it, up
+	// to c's allowance (32 KiB: three 8 KiB offers).
 	for _, id := range []string{"offer1", "offer2", "offer3"} {
 		offer(id)
 		if m := cb.next(5 * time.Second); m["id"] != id {

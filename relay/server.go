@@ -112,8 +112,9 @@ type tunables struct {
 	bulkRate     float64 // BulkRate
 	bulkFrame    int     // bulkFrame
 
-	bulkAllowance     int     // BulkAllowance
-	bulkAllowanceRate float64 // BulkAllowanceRate
+	bulkAllowance     int           // BulkAllowance
+	bulkAllowanceRate float64       // BulkAllowanceRate
+	maxThrottle       time.Duration // maxThrottle; tests shorten it
 
 	bodyTimeout  time.Duration
 	refuseDelay  time.Duration // RefuseDelay
@@ -151,6 +152,7 @@ var defaultTunables = tunables{
 
 	bulkAllowance:     BulkAllowance,
 	bulkAllowanceRate: BulkAllowanceRate,
+	maxThrottle:       maxThrottle,
 
 	bodyTimeout:  BodyTimeout,
 	refuseDelay:  RefuseDelay,

@@ -801,7 +801,12 @@ func (s *session) killFlooder() {
 // refused. A bulk frame (larger than bulkFrame, or past the alias's budget)
 // then waits for its turn at the node's bulk pace (BulkRate), unless it is
 // within the budget and the alias's BulkAllowance covers it. Each wait is
-// at most maxThrottle. It reports false when the session closed meanwhile.
+// at most maxThrottle; a frame that would wait longer for the bulk pace
+// gives its turn back (its bytes are not added to the pace's backlog) and
+// goes after maxThrottle, so that however many frames wait at once the
+// backlog stays within maxThrottle of BulkRate and a frame that comes after
+// an overload waits for what is left of it, not for every capped frame
+// before it. It reports false when the session closed meanwhile.
 func (s *session) throttleBytes(n int) bool {
 	now := s.now()
 	r := s.byteLim.ReserveN(now, n)
@@ -816,7 +821,12 @@ func (s *session) throttleBytes(n int) bool {
 		return true
 	}
 	now = s.now()
-	if d := s.srv.bulk().ReserveN(now, n).DelayFrom(now); d > 0 {
+	turn := s.srv.bulk().ReserveN(now, n)
+	d = turn.DelayFrom(now)
+	if d > s.srv.tun.maxThrottle {
+		turn.CancelAt(now)
+	}
+	if d > 0 {
 		return s.hold(d)
 	}
 	return true
@@ -825,7 +835,7 @@ func (s *session) throttleBytes(n int) bool {
 // hold waits for d, at most maxThrottle, on the reading goroutine; false
 // when the session closed meanwhile.
 func (s *session) hold(d time.Duration) bool {
-	t := time.NewTimer(min(d, maxThrottle))
+	t := time.NewTimer(min(d, s.srv.tun.maxThrottle))
 	defer t.Stop()
 	select {
 	case <-t.C:
