@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak nattest turnbench
+.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak nattest turnbench fwdbench
 
 test: deps fmt-check vet
 	$(GO) test -race -count=1 ./...
@@ -61,3 +61,10 @@ nattest: deps
 # TURNBENCH_BASE=REV also runs that revision's duet: before and after).
 turnbench: deps
 	@bash scripts/turnbench.sh
+
+# The relay's forwarding with duet loadtest (scripts/fwdbench.sh: a fresh
+# relay per run; FWDBENCH_SESSIONS, FWDBENCH_RATE, FWDBENCH_DURATION,
+# FWDBENCH_ROUNDS; FWDBENCH_BASE=REV alternates that revision's relay with
+# this one's in one run).
+fwdbench: deps
+	@bash scripts/fwdbench.sh
