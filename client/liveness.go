@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -131,7 +132,9 @@ func (c *Client) keepAlive(ctx context.Context, conn *websocket.Conn) {
 	defer tick.Stop()
 	addrs, _ := interfaceAddrs()
 	last := time.Now()
-	lastPing := last
+	// The first ping after a random half to whole interval: clients that
+	// reconnected together (a relay restart) do not ping together.
+	lastPing := last.Add(-rand.N(pingInterval / 2))
 	for {
 		select {
 		case <-ctx.Done():

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -516,14 +517,17 @@ func (s *session) open(ctx context.Context) bool {
 }
 
 // schedulePingLocked arms the next liveness ping. s.mu is held. An idle
-// session holds only a timer for it, no goroutine.
+// session holds only a timer for it, no goroutine. The first comes after a
+// random half to whole interval: sessions that connected together (a relay
+// restart's reconnections, a load test) would otherwise be pinged, and
+// wake, together for as long as they stay.
 func (s *session) schedulePingLocked() {
 	d := s.srv.tun.pingInterval
 	if s.closing || d <= 0 {
 		return
 	}
 	if s.pinger == nil {
-		s.pinger = time.AfterFunc(d, s.ping)
+		s.pinger = time.AfterFunc(d/2+mrand.N(d/2+1), s.ping)
 	} else {
 		s.pinger.Reset(d)
 	}
