@@ -7,7 +7,8 @@
 # and after under the same conditions. Printed per run: the relay, the load
 # average, and duet loadtest's envelopes, latency (from each envelope's due
 # time; how late the generator wrote them; write to arrival), relay CPU per
-# envelope and failures. Compare the figures of one run, not absolute
+# envelope, the generator's own garbage collections while sending (none
+# unless its memory grew past --gc-headroom) and failures. Compare the figures of one run, not absolute
 # numbers across machines. Environment:
 #   FWDBENCH_SESSIONS  sessions (default 5000)
 #   FWDBENCH_RATE      envelopes per second (default 10000)
@@ -64,7 +65,7 @@ for round in $(seq "$ROUNDS"); do
     done
     echo "== round $round: ${names[$i]}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     "$work/duet" loadtest --relay "http://127.0.0.1:$port" --sessions "$SESSIONS" --rate "$RATE" --duration "$DURATION" 2>/dev/null |
-      grep -E '^(envelopes|latency|  written|  write->read|relay CPU|failures|  )' || true
+      grep -E '^(envelopes|latency|  written|  write->read|relay CPU|generator|failures|  )' || true
     kill "$relay_pid"
     wait "$relay_pid" 2>/dev/null || true
     relay_pid=

@@ -5,22 +5,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/duetcall/duet/internal/loadtest"
 )
 
-// loadtestGOGC is the load generator's GOGC unless the environment sets
-// one.
-const loadtestGOGC = 400
-
 // loadtestUsage is the help of duet loadtest.
 func loadtestUsage() string {
 	return `Usage:
   duet loadtest [--sessions N] [--rate R] [--duration D] [--calls M] [--video]
-                [--concurrency C] [--settle S] [--metrics URL] [--relay URL]
+                [--concurrency C] [--settle S] [--gc-headroom SIZE]
+                [--metrics URL] [--relay URL]
 
 Load-tests a relay (any URL: a local one or a deployment): registers N fresh
 identities, opens one authenticated session for each, then sends sealed
@@ -41,9 +36,11 @@ The envelopes are sealed before the run (at most 20,000 distinct, sent again
 in turn with new ids; their recipients do not open them). The load generator
 needs a file descriptor per session: on one machine, the relay and the load
 test each need N. Envelopes count against the relay's per-sender rate limit
-(50/s): keep R/N under it or see relay_error: rate_limited. The generator
-runs with GOGC=400 (fewer garbage collections of its own on the relay's
-machine) unless GOGC is set. Besides the latency from each envelope's due
+(50/s): keep R/N under it or see relay_error: rate_limited. While it sends,
+the generator collects no garbage of its own (its collections, a core for
+0.1-0.4 s every ~2 s at 10,000 envelopes/s, would show as the relay's
+latency) unless its memory grows by --gc-headroom; it prints how many it
+ran. Besides the latency from each envelope's due
 time, it prints how late it wrote them (its own pacing: when this grows, the
 generator fell behind, and the latency above includes that) and the latency
 from each write to its arrival.
@@ -59,6 +56,9 @@ Flags:
                      read (default 2s; the Go runtime collects garbage at
                      least every 2 minutes, so 150s shows an idle relay's
                      steady state)
+  --gc-headroom SIZE how much the generator's memory may grow while it
+                     sends before it collects garbage (default 1GiB, about
+                     18 s at 10,000 envelopes/s; 0 collects as usual)
   --metrics URL      the relay's Prometheus endpoint (default RELAY/metrics;
                      - not to read it)
   --relay URL[,URL]  the relay [DUET_RELAY] (default ` + relayDefault() + `)
@@ -80,6 +80,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "registrations and connects in flight")
 	fs.StringVar(&cfg.MetricsURL, "metrics", "", "the relay's Prometheus endpoint")
 	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "how long the sessions idle before the relay's RSS is read")
+	gcHeadroom := fs.String("gc-headroom", "1GiB", "memory the generator may add while sending before it collects garbage")
 	pos, code, done := parseFlags(fs, args, loadtestUsage(), stdout, stderr)
 	if done {
 		return code
@@ -110,15 +111,11 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	case cfg.Sessions == 0 && cfg.Calls == 0:
 		return bad("nothing to do: give --sessions or --calls")
 	}
-	cfg.Progress = stderr
-	if os.Getenv("GOGC") == "" {
-		// The generator's own garbage collection is no part of the relay's
-		// latency: with Go's default (100) it collects every ~2 s at 5 000
-		// sessions and 10 000 envelopes/s, its mark phase taking a core for
-		// 0.1-0.4 s, which on the relay's machine delays the relay and the
-		// generator alike. 400 collects a quarter as often.
-		debug.SetGCPercent(loadtestGOGC)
+	var err error
+	if cfg.GCHeadroom, err = parseSize(*gcHeadroom); err != nil {
+		return bad("--gc-headroom: %v: want a size such as 1GiB, or 0", err)
 	}
+	cfg.Progress = stderr
 	res, err := loadtest.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "duet loadtest: %v\n", err)

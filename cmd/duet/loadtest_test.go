@@ -45,6 +45,7 @@ func TestLoadtest(t *testing.T) {
 		"envelopes     100 sent at 100/s for 1s, 100 delivered",
 		"KiB per session (directory entry included)",
 		"µs per envelope delivered",
+		"garbage collections of its own while sending",
 		"calls         1 of 1 connected",
 		"failures      none",
 	} {
@@ -73,7 +74,7 @@ func TestLoadtest(t *testing.T) {
 // that is not there fails the run (exit 1) with the reason.
 func TestLoadtestArguments(t *testing.T) {
 	for _, args := range [][]string{
-		{"--sessions", "1"}, {"--rate", "-1"}, {"--duration", "0s"}, {"--sessions", "0"}, {"--calls", "-2"}, {"--settle", "0s"}, {"extra"},
+		{"--sessions", "1"}, {"--rate", "-1"}, {"--duration", "0s"}, {"--sessions", "0"}, {"--calls", "-2"}, {"--settle", "0s"}, {"--gc-headroom", "lots"}, {"--gc-headroom", "-1"}, {"extra"},
 	} {
 		code, out, errOut := runCLI(t, "", append([]string{"loadtest", "--relay", "http://127.0.0.1:9"}, args...)...)
 		if code != 2 || out != "" || !strings.Contains(errOut, "duet loadtest") {
