@@ -278,13 +278,7 @@ func (c *wsConn) drain() {
 		_, _, _ = c.readMessage()
 	}
 	if errors.Is(c.readErr, errWSTooBig) || errors.Is(c.readErr, errWSProtocol) {
-		b := wsBufPool.Get().(*[wsBufSize]byte)
-		for {
-			if _, err := c.c.Read(b[:]); err != nil {
-				break
-			}
-		}
-		wsBufPool.Put(b)
+		_, _ = io.Copy(io.Discard, c.c)
 	}
 	c.reading.Done()
 }
@@ -366,13 +360,7 @@ func (c *wsConn) waitClosed() {
 		}
 		c.noDeadline()
 	}
-	b := wsBufPool.Get().(*[wsBufSize]byte)
-	defer wsBufPool.Put(b)
-	for {
-		if _, err := c.c.Read(b[:]); err != nil {
-			return
-		}
-	}
+	_, _ = io.Copy(io.Discard, c.c)
 }
 
 // parseClose reads a close frame's payload.
