@@ -26,6 +26,10 @@ import (
 type channels struct {
 	out net.PacketConn // a listening socket, to send to clients (every socket of the port sends from the same address)
 
+	// relayed counts the datagrams relayed here, both ways (tests read it:
+	// pion would relay the same data).
+	relayed atomic.Uint64
+
 	mu       sync.RWMutex
 	byPort   map[int]*relayConn            // relay sockets, by port
 	byClient map[netip.AddrPort]*relayConn // relay sockets with a channel, by their client
@@ -101,6 +105,7 @@ func (c *relayConn) toClient(r *route, num uint16, n int) {
 	}
 	// A failed send is a lost datagram, as when pion sends it.
 	_, _ = c.ch.out.WriteTo(c.buf[:end], r.client)
+	c.ch.relayed.Add(1)
 }
 
 func (c *relayConn) Close() error {
@@ -147,6 +152,7 @@ func (ch *channels) forward(b []byte, src net.Addr) bool {
 	}
 	// A failed send is a lost datagram, as when pion sends it.
 	_, _ = rc.PacketConn.WriteTo(b[channelDataHeader:channelDataHeader+n], peer)
+	ch.relayed.Add(1)
 	return true
 }
 

@@ -23,10 +23,12 @@ func TestChannelFastPath(t *testing.T) {
 	}
 
 	// pion's client sends Send indications until its ChannelBind is
-	// answered, then ChannelData.
+	// answered, then ChannelData: wait until the channel is in the mirror
+	// and the client's datagrams come as ChannelData (relayed here).
 	buf := make([]byte, 1600)
 	var relayed net.Addr
-	waitFor(t, "the client's channel in the mirror", func() bool {
+	waitFor(t, "the client's channel in the mirror and its data on it", func() bool {
+		r0 := s.channels.relayed.Load()
 		if _, err := relayConn.WriteTo([]byte("bind"), peer.LocalAddr()); err != nil {
 			t.Fatal(err)
 		}
@@ -36,10 +38,12 @@ func TestChannelFastPath(t *testing.T) {
 		}
 		relayed = from
 		_, clients := routes()
-		return clients == 1
+		return clients == 1 && s.channels.relayed.Load() > r0
 	})
 
+	before, sizes := s.channels.relayed.Load(), uint64(0)
 	for size := 1; size <= 1200; size += 37 {
+		sizes++
 		msg := bytes.Repeat([]byte{byte(size)}, size)
 		if _, err := relayConn.WriteTo(msg, peer.LocalAddr()); err != nil {
 			t.Fatal(err)
@@ -55,6 +59,10 @@ func TestChannelFastPath(t *testing.T) {
 		if err != nil || !bytes.Equal(buf[:n], msg) || from.String() != peer.LocalAddr().String() {
 			t.Fatalf("%d bytes to the client: got %d bytes from %v, %v", size, n, from, err)
 		}
+	}
+
+	if got := s.channels.relayed.Load() - before; got != 2*sizes {
+		t.Errorf("%d datagrams relayed by the fast path, want %d (each size both ways): the rest went through pion", got, 2*sizes)
 	}
 
 	relayConn.Close()
