@@ -16,7 +16,7 @@ func TestAcker(t *testing.T) {
 	wait := 50 * time.Millisecond
 	got := make(chan []awaited, 100)
 	gotChecks := make(chan []offlineCheck, 100)
-	a := newAcker(&wait, func(es []awaited) { got <- slices.Clone(es) }, func(cs []offlineCheck) { gotChecks <- slices.Clone(cs) })
+	a := newAcker(wait, func(es []awaited) { got <- slices.Clone(es) }, func(cs []offlineCheck) { gotChecks <- slices.Clone(cs) })
 	track := func() uint64 {
 		seq, ok := a.track(7, "u12345678", "x")
 		if !ok {
