@@ -136,7 +136,6 @@ func (a *acker) wakeUp() {
 func (a *acker) acked(list []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	mask := uint64(len(a.ring) - 1)
 	for len(list) > 0 {
 		var seq uint64
 		i := 0
@@ -144,10 +143,7 @@ func (a *acker) acked(list []byte) {
 			seq = seq*10 + uint64(list[i]-'0')
 		}
 		list = list[min(i+1, len(list)):]
-		if seq < a.tail || seq >= a.head {
-			continue
-		}
-		if e := &a.ring[seq&mask]; e.seq == seq {
+		if e := a.findLocked(seq); e != nil {
 			e.state = ackSettled
 		}
 	}
