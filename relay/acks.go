@@ -93,13 +93,14 @@ type acker struct {
 	stopOnce sync.Once
 }
 
+// newAcker makes an empty table; its owner starts run on a goroutine of
+// its own.
 func newAcker(wait time.Duration, expire func([]awaited), checked func([]offlineCheck)) *acker {
 	a := &acker{
 		wait: wait, base: time.Now(), expire: expire, checked: checked,
 		ring: make([]awaited, minAwaited), head: 1, tail: 1, // 0 is never a sequence number
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 	}
-	go a.run()
 	return a
 }
 

@@ -141,6 +141,7 @@ func newRouter(nc *nats.Conn, solo bool, m *metrics, log *slog.Logger, tun *tuna
 	}
 	m.drops.backlog = r.backlogDrops
 	r.acks = newAcker(ackWait, r.unacknowledged, r.checkedOffline)
+	go r.acks.run()
 	return r, nil
 }
 
