@@ -278,13 +278,7 @@ func (c *wsConn) drain() {
 		_, _, _ = c.readMessage()
 	}
 	if errors.Is(c.readErr, errWSTooBig) || errors.Is(c.readErr, errWSProtocol) {
-		b := wsBufPool.Get().(*[wsBufSize]byte)
-		for {
-			if _, err := c.c.Read(b[:]); err != nil {
-				break
-			}
-		}
-		wsBufPool.Put(b)
+		_, _ = io.Copy(io.Discard, c.c)
 	}
 	c.reading.Done()
 }
@@ -366,13 +360,7 @@ func (c *wsConn) waitClosed() {
 		}
 		c.noDeadline()
 	}
-	b := wsBufPool.Get().(*[wsBufSize]byte)
-	defer wsBufPool.Put(b)
-	for {
-		if _, err := c.c.Read(b[:]); err != nil {
-			return
-		}
-	}
+	_, _ = io.Copy(io.Discard, c.c)
 }
 
 // parseClose reads a close frame's payload.
@@ -494,12 +482,10 @@ func (c *wsConn) read(p []byte) (int, error) {
 	if c.raw == nil {
 		return c.c.Read(p)
 	}
-	var n int
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		n, rerr = sysRead(fd, p)
-		return rerr != syscall.EAGAIN
-	})
+	op := rawOpPool.Get().(*rawOp)
+	op.p = p
+	err := c.raw.Read(op.readIntoFn)
+	n, rerr := op.done()
 	return fixRead(n, rerr, err)
 }
 
@@ -518,9 +504,7 @@ func (c *wsConn) readLazy(wait bool) (int, error) {
 	op := rawOpPool.Get().(*rawOp)
 	op.c, op.wait = c, wait
 	err := c.raw.Read(op.readFn)
-	n, rerr := op.n, op.err
-	*op = rawOp{readFn: op.readFn, writeFn: op.writeFn}
-	rawOpPool.Put(op)
+	n, rerr := op.done()
 	if rerr == syscall.EAGAIN && err == nil {
 		return 0, errWouldBlock
 	}
@@ -528,23 +512,32 @@ func (c *wsConn) readLazy(wait bool) (int, error) {
 }
 
 // rawOp is a system call on a session's socket through its RawConn
-// (readLazy, tryWrite), with its callbacks made once: a closure passed to
-// RawConn.Read escapes, an allocation per read otherwise.
+// (readLazy, read, tryWrite), with its callbacks made once: a closure
+// passed to RawConn.Read escapes, allocations per read otherwise.
 type rawOp struct {
-	c       *wsConn
-	wait    bool   // readLazy's
-	p       []byte // what tryWrite writes
-	n       int
-	err     error
-	readFn  func(fd uintptr) bool
-	writeFn func(fd uintptr)
+	c          *wsConn
+	wait       bool   // readLazy's
+	p          []byte // what read reads into, tryWrite writes
+	n          int
+	err        error
+	readFn     func(fd uintptr) bool
+	readIntoFn func(fd uintptr) bool
+	writeFn    func(fd uintptr)
 }
 
 var rawOpPool = sync.Pool{New: func() any {
 	op := new(rawOp)
-	op.readFn, op.writeFn = op.read, op.write
+	op.readFn, op.readIntoFn, op.writeFn = op.read, op.readInto, op.write
 	return op
 }}
+
+// done returns the call's outcome and gives op back to the pool.
+func (op *rawOp) done() (int, error) {
+	n, err := op.n, op.err
+	op.c, op.wait, op.p, op.n, op.err = nil, false, nil, 0, nil
+	rawOpPool.Put(op)
+	return n, err
+}
 
 // read is readLazy's callback.
 func (op *rawOp) read(fd uintptr) bool {
@@ -558,6 +551,12 @@ func (op *rawOp) read(fd uintptr) bool {
 		return !op.wait
 	}
 	return true
+}
+
+// readInto is read's callback.
+func (op *rawOp) readInto(fd uintptr) bool {
+	op.n, op.err = sysRead(fd, op.p)
+	return op.err != syscall.EAGAIN
 }
 
 // write is tryWrite's callback.
@@ -696,9 +695,7 @@ func (c *wsConn) tryWrite(opcode byte, p []byte) (bool, error) {
 	op := rawOpPool.Get().(*rawOp)
 	op.p = frame
 	err := c.raw.Control(op.writeFn)
-	n, werr := op.n, op.err
-	*op = rawOp{readFn: op.readFn, writeFn: op.writeFn}
-	rawOpPool.Put(op)
+	n, werr := op.done()
 	if err != nil {
 		werr = err
 	}

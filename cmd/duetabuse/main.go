@@ -42,7 +42,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -251,8 +250,8 @@ func runAttacker(ctx context.Context, r *relay, name string, scale float64, pref
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.Output()
 	var cpu time.Duration
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
-		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if ps := cmd.ProcessState; ps != nil { // nil when it did not start
+		cpu = ps.UserTime() + ps.SystemTime()
 	}
 	if err != nil {
 		return attackResult{}, cpu, fmt.Errorf("the attack's process: %w", err)

@@ -16,10 +16,6 @@ import (
 const (
 	listenBatch = 32
 	relayBatch  = 8
-	// batchBufSize holds any datagram pion/turn accepts (its inbound MTU is
-	// 1600); a longer one is cut to this and then dropped by pion as
-	// oversized, as with a plain read into its buffer.
-	batchBufSize = 1600
 	// addrCacheMax bounds the source addresses a socket remembers.
 	addrCacheMax = 4096
 )

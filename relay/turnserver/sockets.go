@@ -18,6 +18,11 @@ const (
 	relaySocketBuffer  = 1 << 20
 )
 
+// batchBufSize holds any datagram pion/turn accepts (its inbound MTU is
+// 1600); a longer one is cut to this and then dropped by pion as oversized,
+// as with a plain read into its buffer.
+const batchBufSize = 1600
+
 // maxUDPSockets bounds the listening sockets of one port.
 const maxUDPSockets = 8
 
