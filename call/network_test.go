@@ -157,18 +157,25 @@ func TestICERestart(t *testing.T) {
 
 	// The path dies again, for good: the caller restarts once more (one
 	// restart per outage, PROTOCOL §10.6), which cannot recover, and the
-	// call ends with ice_failed when the restart's wait runs out.
-	// Whichever side notices first ends with ended/ice_failed and tells the
-	// other, which ends with hangup/ice_failed.
+	// call ends with ice_failed when the restart's wait runs out. Both
+	// sides' waits bound the outage; whichever fires first tells the
+	// other, which is in the same outage and so ends as its own wait
+	// would: both end ended/ice_failed with the error (the hangup crossing
+	// the other's timer never turns the failure into a plain hangup).
 	b.gate.block()
 	start := time.Now()
 	sa, sb := a.waitEnd(15*time.Second), b.waitEnd(15*time.Second)
 	t.Logf("second ICE failure ended the call after %v: a %s, b %s", time.Since(start).Round(time.Millisecond), sa.State, sb.State)
-	if sa.Reason != ReasonICEFailed || sb.Reason != ReasonICEFailed {
-		t.Errorf("a %+v, b %+v; want both ended for ice_failed", sa, sb)
-	}
-	if sa.State != StateEnded && sb.State != StateEnded {
-		t.Errorf("neither side detected the failure itself: a %s, b %s", sa.State, sb.State)
+	for _, x := range []struct {
+		p  *peer
+		st Status
+	}{{a, sa}, {b, sb}} {
+		if x.st.State != StateEnded || x.st.Reason != ReasonICEFailed {
+			t.Errorf("%s: %+v; want ended for ice_failed", x.p.name, x.st)
+		}
+		if err := waitErr(x.p.errs, ErrICEFailed, time.Second); err == nil {
+			t.Errorf("%s: OnError did not get %v", x.p.name, ErrICEFailed)
+		}
 	}
 	if n := restarts.Load(); n != 2 {
 		t.Errorf("%d ICE restarts, want 2 (one per outage)", n)

@@ -418,10 +418,8 @@ func (p *parser) number() (value, error) {
 // string parses a JSON string starting at its opening quote.
 func (p *parser) string() (string, error) { return p.stringOf(false) }
 
-// stringBorrowed is string, except that a string without escapes shares
-// p.data's memory.
-func (p *parser) stringBorrowed() (string, error) { return p.stringOf(true) }
-
+// stringOf is string; with borrow, a string without escapes shares p.data's
+// memory.
 func (p *parser) stringOf(borrow bool) (string, error) {
 	p.pos++ // opening quote
 	start := p.pos

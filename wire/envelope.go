@@ -190,13 +190,7 @@ func (p *parser) envelopeField(k string, e *Envelope, borrow bool) error {
 		}
 		return fmt.Errorf("%w: %s is a JSON %s, want a string", ErrEnvelope, k, got)
 	}
-	var s string
-	var err error
-	if borrow && k == "payload" {
-		s, err = p.stringBorrowed()
-	} else {
-		s, err = p.string()
-	}
+	s, err := p.stringOf(borrow && k == "payload")
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrEnvelope, err)
 	}

@@ -26,7 +26,7 @@ func TestChannelFastPath(t *testing.T) {
 	// answered, then ChannelData.
 	buf := make([]byte, 1600)
 	var relayed net.Addr
-	for {
+	waitFor(t, "the client's channel in the mirror", func() bool {
 		if _, err := relayConn.WriteTo([]byte("bind"), peer.LocalAddr()); err != nil {
 			t.Fatal(err)
 		}
@@ -35,11 +35,9 @@ func TestChannelFastPath(t *testing.T) {
 			t.Fatalf("peer got %q, %v; want bind", buf[:n], err)
 		}
 		relayed = from
-		if _, clients := routes(); clients == 1 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // the client's ChannelBind transaction
-	}
+		_, clients := routes()
+		return clients == 1
+	})
 
 	for size := 1; size <= 1200; size += 37 {
 		msg := bytes.Repeat([]byte{byte(size)}, size)
