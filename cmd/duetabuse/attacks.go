@@ -642,22 +642,8 @@ launch:
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			c, err := turnClient(addr, username, password, keep)
 			if err != nil {
-				counts.other.Add(1)
-				return
-			}
-			keep(conn)
-			lf := logging.NewDefaultLoggerFactory()
-			lf.DefaultLogLevel = logging.LogLevelDisabled
-			c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
-				Username: username, Password: password, LoggerFactory: lf})
-			if err != nil {
-				counts.other.Add(1)
-				return
-			}
-			keep(closerFunc(func() error { c.Close(); return nil }))
-			if err := c.Listen(); err != nil {
 				counts.other.Add(1)
 				return
 			}
@@ -683,6 +669,29 @@ launch:
 	return fds()
 }
 
+// turnClient is a listening pion TURN client of addr with the credentials,
+// on a socket of its own on loopback, its logs off; keep gets the socket and
+// then the client, to close them in reverse order.
+func turnClient(addr, username, password string, keep func(io.Closer)) (*turn.Client, error) {
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	keep(conn)
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelDisabled
+	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
+		Username: username, Password: password, LoggerFactory: lf})
+	if err != nil {
+		return nil, err
+	}
+	keep(closerFunc(func() error { c.Close(); return nil }))
+	if err := c.Listen(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // attackTURNFlood fills one credential's allocation quota, then sends
 // authenticated Allocate requests that the quota refuses at turnFloodRate
 // from 16 sockets for 5 s, without waiting for the answers (it counts them
@@ -704,20 +713,8 @@ func attackTURNFlood(ctx context.Context, e *env) (string, string, error) {
 		if c.ok.Load()+c.other.Load() > 64 {
 			return "", "", fmt.Errorf("no quota refusal after %d allocations (%d failed)", c.ok.Load(), c.other.Load())
 		}
-		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		tc, err := turnClient(addr, username, password, func(c io.Closer) { closers = append(closers, c) })
 		if err != nil {
-			return "", "", err
-		}
-		closers = append(closers, conn)
-		lf := logging.NewDefaultLoggerFactory()
-		lf.DefaultLogLevel = logging.LogLevelDisabled
-		tc, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
-			Username: username, Password: password, LoggerFactory: lf})
-		if err != nil {
-			return "", "", err
-		}
-		closers = append(closers, closerFunc(func() error { tc.Close(); return nil }))
-		if err := tc.Listen(); err != nil {
 			return "", "", err
 		}
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)

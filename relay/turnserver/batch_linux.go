@@ -50,7 +50,7 @@ type batchConn struct {
 	next, n int
 	rerr    error
 	recvFn  func(fd uintptr) bool
-	addrs   map[netip.AddrPort]*net.UDPAddr
+	addrs   map[addrKey]*net.UDPAddr
 }
 
 // batchSocket wraps a UDP socket in a batchConn reading up to batch
@@ -76,7 +76,7 @@ func batchSocket(c net.PacketConn, batch int) net.PacketConn {
 		iovs:  make([]unix.Iovec, batch),
 		names: make([]unix.RawSockaddrInet6, batch),
 		buf:   make([]byte, batch*batchBufSize),
-		addrs: make(map[netip.AddrPort]*net.UDPAddr),
+		addrs: make(map[addrKey]*net.UDPAddr),
 	}
 	for i := range bc.hdrs {
 		h := &bc.hdrs[i]
@@ -147,32 +147,38 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // addr is the source address of a received datagram.
 func (c *batchConn) addr(sa *unix.RawSockaddrInet6) net.Addr {
-	var ap netip.AddrPort
+	var k addrKey
 	switch sa.Family {
 	case unix.AF_INET:
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		ap = netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), ntohs(sa4.Port))
+		k = addrKey{ip: netip.AddrFrom4(sa4.Addr).As16(), port: ntohs(sa4.Port)}
 	case unix.AF_INET6:
-		ip := netip.AddrFrom16(sa.Addr)
-		if sa.Scope_id != 0 {
-			if ifi, err := net.InterfaceByIndex(int(sa.Scope_id)); err == nil {
-				ip = ip.WithZone(ifi.Name)
-			}
-		}
-		ap = netip.AddrPortFrom(ip, ntohs(sa.Port))
+		k = addrKey{ip: sa.Addr, port: ntohs(sa.Port), scope: sa.Scope_id}
 	default:
 		return nil
 	}
-	if a, ok := c.addrs[ap]; ok {
+	if a, ok := c.addrs[k]; ok {
 		return a
 	}
 	if len(c.addrs) >= addrCacheMax {
 		clear(c.addrs)
 	}
-	ip := ap.Addr().As16()
-	a := &net.UDPAddr{IP: ip[:], Port: int(ap.Port()), Zone: ap.Addr().Zone()}
-	c.addrs[ap] = a
+	a := &net.UDPAddr{IP: append(net.IP(nil), k.ip[:]...), Port: int(k.port)}
+	if k.scope != 0 {
+		if ifi, err := net.InterfaceByIndex(int(k.scope)); err == nil {
+			a.Zone = ifi.Name
+		}
+	}
+	c.addrs[k] = a
 	return a
+}
+
+// addrKey is a source address as the kernel gives it: the interface of a
+// scoped IPv6 address by index, looked up by name only once per source.
+type addrKey struct {
+	ip    [16]byte
+	port  uint16
+	scope uint32
 }
 
 // LocalAddr is the socket's address, its IP in 16 bytes.
