@@ -30,10 +30,9 @@ import (
 // wait, the sender is told unavailable, with no lost_in_cluster count (the
 // dropping node counted it).
 const (
-	// ackWait is how long a node waits for an envelope's answer (through
-	// tunables.ackWait, which a test may shorten): short enough that the
-	// sender hears unavailable within a second (PROTOCOL §9.2), long
-	// against the milliseconds an answer takes.
+	// ackWait is how long a node waits for an envelope's answer: short
+	// enough that the sender hears unavailable within a second (PROTOCOL
+	// §9.2), long against the milliseconds an answer takes.
 	ackWait = 800 * time.Millisecond
 	// The table of awaited envelopes grows from minAwaited entries as
 	// needed up to maxAwaited (about 8 MiB: 160k envelopes a second at the
@@ -76,7 +75,7 @@ type offlineCheck struct {
 // order and expire in order (one wait for all), so run sweeps from the
 // oldest; an answer settles an entry in place.
 type acker struct {
-	wait    *time.Duration // tunables.ackWait (tests shorten it before any session starts)
+	wait    time.Duration // ackWait (TestAcker shortens it)
 	base    time.Time
 	expire  func([]awaited)      // called by run, without the lock, with the expired entries
 	checked func([]offlineCheck) // likewise, with the offline checks due
@@ -94,20 +93,21 @@ type acker struct {
 	stopOnce sync.Once
 }
 
-func newAcker(wait *time.Duration, expire func([]awaited), checked func([]offlineCheck)) *acker {
+// newAcker makes an empty table; its owner starts run on a goroutine of
+// its own.
+func newAcker(wait time.Duration, expire func([]awaited), checked func([]offlineCheck)) *acker {
 	a := &acker{
 		wait: wait, base: time.Now(), expire: expire, checked: checked,
 		ring: make([]awaited, minAwaited), head: 1, tail: 1, // 0 is never a sequence number
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 	}
-	go a.run()
 	return a
 }
 
 // track adds an envelope from session sid and returns its sequence number;
 // false when the table is full.
 func (a *acker) track(sid uint64, to identity.Alias, id string) (uint64, bool) {
-	due := int64(time.Since(a.base) + *a.wait)
+	due := int64(time.Since(a.base) + a.wait)
 	a.mu.Lock()
 	if a.head-a.tail == uint64(len(a.ring)) && !a.growLocked() {
 		a.mu.Unlock()
@@ -137,7 +137,6 @@ func (a *acker) wakeUp() {
 func (a *acker) acked(list []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	mask := uint64(len(a.ring) - 1)
 	for len(list) > 0 {
 		var seq uint64
 		i := 0
@@ -145,10 +144,7 @@ func (a *acker) acked(list []byte) {
 			seq = seq*10 + uint64(list[i]-'0')
 		}
 		list = list[min(i+1, len(list)):]
-		if seq < a.tail || seq >= a.head {
-			continue
-		}
-		if e := &a.ring[seq&mask]; e.seq == seq {
+		if e := a.findLocked(seq); e != nil {
 			e.state = ackSettled
 		}
 	}

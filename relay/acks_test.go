@@ -11,12 +11,14 @@ import (
 // once, in order, each with the state it had (ackDropped when a recipient
 // node dropped and counted it); those answered "no responders" go to the
 // offline check instead, once; the table grows past its first size while
-// its entries wrap around; stop waits for the last expiry.
+// its entries wrap around; stop waits for the last expiry. run starts once
+// every envelope is answered as the test means it to be, so that none
+// expires before its answer however slowly the test runs.
 func TestAcker(t *testing.T) {
 	wait := 50 * time.Millisecond
 	got := make(chan []awaited, 100)
 	gotChecks := make(chan []offlineCheck, 100)
-	a := newAcker(&wait, func(es []awaited) { got <- slices.Clone(es) }, func(cs []offlineCheck) { gotChecks <- slices.Clone(cs) })
+	a := newAcker(wait, func(es []awaited) { got <- slices.Clone(es) }, func(cs []offlineCheck) { gotChecks <- slices.Clone(cs) })
 	track := func() uint64 {
 		seq, ok := a.track(7, "u12345678", "x")
 		if !ok {
@@ -61,6 +63,7 @@ func TestAcker(t *testing.T) {
 		a.offline(seq, 43) // a second answer
 		offline[seq] = true
 	}
+	go a.run()
 	var expired []awaited
 	for len(expired) < len(want) {
 		expired = append(expired, <-got...)

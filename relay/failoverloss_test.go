@@ -213,7 +213,7 @@ func failoverLoss(t *testing.T, r1, r2, cut *testRelay, kill func()) {
 		t.Errorf("%v unavailable notices, but publish_error + lost_in_cluster = %v", got, counted())
 	}
 	if !reconnected() {
-		t.Error("relay 1 did not fail over to another NATS node")
+		t.Error("the relay cut off did not fail over to another NATS node")
 	}
 }
 

@@ -140,7 +140,8 @@ func newRouter(nc *nats.Conn, solo bool, m *metrics, log *slog.Logger, tun *tuna
 		go r.dispatch(r.shards[i])
 	}
 	m.drops.backlog = r.backlogDrops
-	r.acks = newAcker(&tun.ackWait, r.unacknowledged, r.checkedOffline)
+	r.acks = newAcker(ackWait, r.unacknowledged, r.checkedOffline)
+	go r.acks.run()
 	return r, nil
 }
 

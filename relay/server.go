@@ -129,7 +129,6 @@ type tunables struct {
 	idleAfter      time.Duration // see idleAfter
 	nodeHeartbeat  time.Duration // see clusterLimits
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
-	ackWait        time.Duration // see ackWait; tests shorten it
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
@@ -167,7 +166,6 @@ var defaultTunables = tunables{
 	idleAfter:      idleAfter,
 	nodeHeartbeat:  nodeHeartbeat,
 	tokenTTL:       TokenTTL,
-	ackWait:        ackWait,
 }
 
 // ErrClosed is returned by Shutdown when the server is already shut down.
