@@ -33,7 +33,7 @@ var attacks = []attack{
 	{"big-object", "one session at 50/s sends 64 KiB objects with ~10k keys, 8 s", attackBigObject},
 	{"http-slow-body", "600 connections send a partial body to /register and /challenge and hold, 20 s", attackSlowBody},
 	{"http-flood", "8 workers on one address: challenge+register for 3 s, then GET /keys on one token for 3 s", attackHTTPFlood},
-	{"turn-allocations", "1000 TURN allocations on one credential (16 at a time), again for 5 s", attackTURN},
+	{"turn-allocations", "up to 1000 TURN allocations on one credential (16 at a time, each waiting up to 5 s for its answer), again for 5 s", attackTURN},
 	{"turn-allocate-flood", "one credential's TURN quota filled, then 10,000 Allocates/s it refuses from 16 sockets, not waiting for answers, 5 s", attackTURNFlood},
 }
 
@@ -613,7 +613,8 @@ type allocCounts struct {
 	ok, quota, unanswered, other, cut atomic.Int64
 }
 
-// allocateRound tries 1000 TURN allocations, 16 at a time, until ctx is
+// allocateRound tries up to 1000 TURN allocations, 16 at a time (an
+// unanswered one waits 5 s: the tarpit makes most of a round wait), until ctx is
 // done, counts them, and returns the relay's fds (fds) while it holds those
 // it got; then it releases them.
 func allocateRound(ctx context.Context, addr, username, password string, counts *allocCounts, fds func() int) int {
