@@ -32,19 +32,22 @@ func (r *testRelay) dropsTotal(t testing.TB) float64 {
 	return n
 }
 
-// sessionOf returns the authenticated session of alias on r (there must be
-// one).
+// sessionOf returns the session of alias on r once it is registered for
+// routing (its handshake done; the client may not have read ready yet).
+// There must be exactly one.
 func (r *testRelay) sessionOf(t testing.TB, alias identity.Alias) *session {
 	t.Helper()
-	r.srv.mu.Lock()
-	defer r.srv.mu.Unlock()
-	for s := range r.srv.conns {
-		if s.alias == alias {
-			return s
+	var s *session
+	eventually(t, 10*time.Second, "session of "+string(alias), func() bool {
+		rt := r.srv.router
+		rt.mu.RLock()
+		defer rt.mu.RUnlock()
+		if route := rt.routes[alias]; route != nil && len(route.sessions) == 1 {
+			s = route.sessions[0]
 		}
-	}
-	t.Fatalf("no session of %s", alias)
-	return nil
+		return s != nil
+	})
+	return s
 }
 
 // queued returns a copy of the frames waiting in s's send queue, behind

@@ -4,8 +4,10 @@ package relay
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // poller holds the node's idle sessions without a goroutine each: a
@@ -14,9 +16,15 @@ import (
 // when the socket becomes readable (a frame, the client's close, a reset),
 // a new goroutine reads it (wsConn.resume). The Go runtime's own poller
 // keeps the socket too, for writes.
+//
+// The epoll instance itself waits in the Go runtime's poller (it is
+// readable while it holds a ready socket), and run collects its events
+// with a non-blocking epoll_wait: no thread blocks in a system call for
+// it, which would wake the runtime's monitor thread from its sleep each
+// time a parked session woke.
 type poller struct {
-	epfd int
-	wake [2]int // a pipe: a byte on it stops run
+	ep   *os.File // the epoll instance, non-blocking, in the runtime's poller
+	epfd int      // its descriptor (ep.Fd would make it blocking)
 	done chan struct{}
 
 	mu      sync.Mutex
@@ -29,41 +37,35 @@ func newPoller() (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: epoll: %w", err)
 	}
-	p := &poller{epfd: epfd, done: make(chan struct{}), parked: make(map[int32]*wsConn)}
-	if err := syscall.Pipe2(p.wake[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+	if err := syscall.SetNonblock(epfd, true); err != nil {
 		_ = syscall.Close(epfd)
 		return nil, fmt.Errorf("relay: epoll: %w", err)
 	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p.wake[0])}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
-		p.closeFDs()
+	p := &poller{ep: os.NewFile(uintptr(epfd), "epoll"), epfd: epfd, done: make(chan struct{}), parked: make(map[int32]*wsConn)}
+	rc, err := p.ep.SyscallConn()
+	if err != nil {
+		_ = p.ep.Close()
 		return nil, fmt.Errorf("relay: epoll: %w", err)
 	}
-	go p.run()
+	go p.run(rc)
 	return p, nil
 }
 
-func (p *poller) closeFDs() {
-	_ = syscall.Close(p.epfd)
-	_ = syscall.Close(p.wake[0])
-	_ = syscall.Close(p.wake[1])
-}
-
-func (p *poller) run() {
+// run resumes the sessions whose sockets became readable, until stop
+// closes the epoll instance.
+func (p *poller) run(rc syscall.RawConn) {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 128)
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
-		if err == syscall.EINTR {
-			continue
-		}
+		n := 0
+		err := rc.Read(func(fd uintptr) bool {
+			n = epollReady(int(fd), events)
+			return n > 0
+		})
 		if err != nil {
-			return // cannot happen with a valid epoll descriptor; parked sessions end at their close
+			return // stop closed it
 		}
 		for _, ev := range events[:n] {
-			if ev.Fd == int32(p.wake[0]) {
-				return
-			}
 			p.mu.Lock()
 			c := p.parked[ev.Fd]
 			delete(p.parked, ev.Fd)
@@ -72,6 +74,20 @@ func (p *poller) run() {
 				go c.resume()
 			}
 		}
+	}
+}
+
+// epollReady collects the ready events of epfd without waiting (0: none).
+func epollReady(epfd int, events []syscall.EpollEvent) int {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0 // cannot happen with a valid descriptor; stop ends run
+		}
+		return int(n)
 	}
 }
 
@@ -102,7 +118,7 @@ func (p *poller) forget(c *wsConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c.dead = true
-	if c.fd < 0 {
+	if c.fd < 0 || p.stopped {
 		return false
 	}
 	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(c.fd), nil)
@@ -119,9 +135,8 @@ func (p *poller) stop() {
 	p.mu.Lock()
 	p.stopped = true
 	p.mu.Unlock()
-	_, _ = syscall.Write(p.wake[1], []byte{0})
+	_ = p.ep.Close()
 	<-p.done
-	p.closeFDs()
 }
 
 // socketFD is c's socket number, -1 when it has none.

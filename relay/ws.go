@@ -600,18 +600,19 @@ func (c *wsConn) writeFrame(op byte, p []byte, timeout time.Duration) error {
 	if op == opClose {
 		c.closeSent = true
 	}
-	c.setWriteDeadline(timeout)
-	err := c.writeRestLocked()
-	if err == nil {
-		var hb [10]byte
-		h := appendFrameHeader(hb[:0], op, len(p))
-		if len(h)+len(p) <= wsBufSize {
-			b := wsBufPool.Get().(*[wsBufSize]byte)
-			n := copy(b[:], h)
-			n += copy(b[n:], p)
-			_, err = c.c.Write(b[:n])
-			wsBufPool.Put(b)
-		} else {
+	var hb [10]byte
+	h := appendFrameHeader(hb[:0], op, len(p))
+	var err error
+	if c.rest == nil && len(h)+len(p) <= wsBufSize {
+		b := wsBufPool.Get().(*[wsBufSize]byte)
+		n := copy(b[:], h)
+		n += copy(b[n:], p)
+		err = c.writeLocked(b[:n], timeout)
+		wsBufPool.Put(b)
+	} else {
+		c.setWriteDeadline(timeout)
+		err = c.writeRestLocked()
+		if err == nil {
 			bufs := net.Buffers{h, p}
 			_, err = bufs.WriteTo(c.c)
 		}
@@ -620,6 +621,45 @@ func (c *wsConn) writeFrame(op byte, p []byte, timeout time.Duration) error {
 		c.close()
 	}
 	return err
+}
+
+// writeLocked writes b within timeout: first with a raw non-blocking write
+// (rawWriteLocked), and only what the socket did not take through the
+// connection, which waits for it. Most frames (pings, pongs, a writer's
+// queue) go out at once: Go's blocking write would enter the scheduler's
+// system call state, which wakes its monitor thread from its sleep, each
+// time on a quiet node. c.wmu is held.
+func (c *wsConn) writeLocked(b []byte, timeout time.Duration) error {
+	if c.raw != nil {
+		n, err := c.rawWriteLocked(b)
+		if err != nil && err != syscall.EAGAIN {
+			return &net.OpError{Op: "write", Net: "tcp", Err: err}
+		}
+		if b = b[n:]; len(b) == 0 {
+			return nil
+		}
+	}
+	c.setWriteDeadline(timeout)
+	_, err := c.c.Write(b)
+	return err
+}
+
+// rawWriteLocked writes what the non-blocking socket takes of b at once
+// (EAGAIN: nothing). Control, not Write: nothing waits, and a write
+// deadline that passed while the session was quiet is no matter. c.wmu is
+// held, which keeps the other writers out.
+func (c *wsConn) rawWriteLocked(b []byte) (int, error) {
+	op := rawOpPool.Get().(*rawOp)
+	op.p = b
+	err := c.raw.Control(op.writeFn)
+	n, werr := op.done()
+	if err != nil {
+		return 0, err
+	}
+	if werr != nil {
+		return 0, werr
+	}
+	return n, nil
 }
 
 // setWriteDeadline gives the next write timeout. The deadline is moved only
@@ -689,16 +729,7 @@ func (c *wsConn) tryWrite(opcode byte, p []byte) (bool, error) {
 	defer wsBufPool.Put(b)
 	frame := appendFrameHeader(b[:0], opcode, len(p))
 	frame = append(frame, p...)
-	// Control, not Write: the socket is non-blocking, nothing waits, and a
-	// write deadline that passed while the session was quiet is no matter.
-	// c.wmu keeps the other writers out.
-	op := rawOpPool.Get().(*rawOp)
-	op.p = frame
-	err := c.raw.Control(op.writeFn)
-	n, werr := op.done()
-	if err != nil {
-		werr = err
-	}
+	n, werr := c.rawWriteLocked(frame)
 	switch {
 	case werr == syscall.EAGAIN:
 		return false, nil
