@@ -100,6 +100,13 @@ type wsConn struct {
 	idleAt    time.Time     // the read deadline at which the reader parks
 	busy      bool          // a message came since the session was parked (see fill)
 	dead      bool          // closed: not to be parked (poller.mu)
+	// drained: the last read of the socket returned less than it asked
+	// for, so the socket was empty then (a stream socket's read takes all
+	// there is), and the next read waits for the runtime's poller first
+	// instead of finding nothing (see rawOp.read). Any later byte makes
+	// the socket readable anew (the runtime polls edge-triggered): no
+	// wake-up is lost. Reading goroutine only.
+	drained bool
 
 	// Reading, on the session's reading goroutine only.
 	buf     *[wsBufSize]byte    // nil while nothing is buffered
@@ -483,7 +490,7 @@ func (c *wsConn) read(p []byte) (int, error) {
 		return c.c.Read(p)
 	}
 	op := rawOpPool.Get().(*rawOp)
-	op.p = p
+	op.c, op.p = c, p
 	err := c.raw.Read(op.readIntoFn)
 	n, rerr := op.done()
 	return fixRead(n, rerr, err)
@@ -542,21 +549,35 @@ func (op *rawOp) done() (int, error) {
 // read is readLazy's callback.
 func (op *rawOp) read(fd uintptr) bool {
 	c := op.c
+	if c.drained {
+		// Empty at the last read: wait (or report EAGAIN) without a
+		// system call; the next call, once readable, reads.
+		c.drained = false
+		c.release()
+		op.err = syscall.EAGAIN
+		return !op.wait
+	}
 	if c.buf == nil {
 		c.buf = wsBufPool.Get().(*[wsBufSize]byte)
 	}
-	op.n, op.err = sysRead(fd, c.buf[c.w:])
+	p := c.buf[c.w:]
+	op.n, op.err = sysRead(fd, p)
 	if op.err == syscall.EAGAIN {
 		c.release()
 		return !op.wait
 	}
+	c.drained = op.err == nil && op.n > 0 && op.n < len(p)
 	return true
 }
 
 // readInto is read's callback.
 func (op *rawOp) readInto(fd uintptr) bool {
 	op.n, op.err = sysRead(fd, op.p)
-	return op.err != syscall.EAGAIN
+	if op.err == syscall.EAGAIN {
+		return false
+	}
+	op.c.drained = op.err == nil && op.n > 0 && op.n < len(op.p)
+	return true
 }
 
 // write is tryWrite's callback.
