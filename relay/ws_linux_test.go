@@ -1,0 +1,89 @@
+package relay
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestWSReadAfterDrained: a reader whose last read emptied the socket
+// waits for the runtime's poller without reading (wsConn.drained), and
+// each later byte wakes it. Over real loopback TCP, the client writes
+// every message in pieces, the next only once the server has taken all
+// the socket held (its receive queue empty): each piece is read by a
+// reader that found the socket empty before, at a frame header, in a
+// payload, in a message larger than the read buffer. Every message must
+// come whole; a lost wake-up leaves the reader waiting for ever.
+func TestWSReadAfterDrained(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	ws := newWSConn(server, nil, 64<<10, 10*time.Second)
+	if ws.raw == nil {
+		t.Fatal("no raw socket: the test needs one")
+	}
+	queued := func() int {
+		n := -1
+		_ = ws.raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		return n
+	}
+
+	msgs := [][]byte{
+		[]byte(`{"type":"ping"}`),
+		bytes.Repeat([]byte("a"), 300),
+		bytes.Repeat([]byte("b"), 3*wsBufSize+17), // larger than the read buffer
+		[]byte("last"),
+	}
+	got := make(chan []byte, len(msgs))
+	errc := make(chan error, 1)
+	go func() {
+		for range msgs {
+			_, m, err := ws.readMessage()
+			if err != nil {
+				errc <- err
+				return
+			}
+			got <- bytes.Clone(m)
+		}
+	}()
+	key := [4]byte{4, 3, 2, 1}
+	for i, m := range msgs {
+		f := clientFrame(true, opText, m, key)
+		// Cut in the header, after it, in the payload's middle.
+		cuts := []int{0, 1, 6, 6 + len(m)/2, len(f)}
+		for j := 1; j < len(cuts); j++ {
+			if _, err := client.Write(f[cuts[j-1]:cuts[j]]); err != nil {
+				t.Fatal(err)
+			}
+			if j < len(cuts)-1 {
+				eventually(t, 10*time.Second, fmt.Sprintf("message %d piece %d taken", i, j), func() bool { return queued() == 0 })
+			}
+		}
+		select {
+		case g := <-got:
+			if !bytes.Equal(g, m) {
+				t.Fatalf("message %d: got %d bytes %.20q, want %d bytes %.20q", i, len(g), g, len(m), m)
+			}
+		case err := <-errc:
+			t.Fatalf("message %d: %v", i, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("message %d not read: a wake-up was lost", i)
+		}
+	}
+}
