@@ -97,3 +97,61 @@ func TestWSTryWriteRest(t *testing.T) {
 		t.Fatal("a rest is left after writeFrame")
 	}
 }
+
+// TestWSWriteFrameAfterPartialRaw: writeFrame writes what the socket takes
+// at once and waits for the rest (wsConn.writeLocked): with small socket
+// buffers and a client that reads only later, most frames are cut by the
+// raw write; the client still reads every frame whole, once, in order.
+func TestWSWriteFrameAfterPartialRaw(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	_ = client.(*net.TCPConn).SetReadBuffer(4096)
+	_ = server.(*net.TCPConn).SetWriteBuffer(4096)
+	ws := newWSConn(server, nil, 1<<16, 10*time.Second)
+
+	const frames = 20
+	payload := func(i int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("%04d", i)), 750) }
+	done := make(chan error, 1)
+	go func() {
+		for i := range frames {
+			if err := ws.writeFrame(opText, payload(i), 10*time.Second); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	br := bufio.NewReader(client)
+	for i := range frames {
+		var h [4]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			t.Fatal(err)
+		}
+		if h[0] != 0x80|opText || h[1] != 126 {
+			t.Fatalf("frame %d: header %x, want a final text frame with a 16-bit length", i, h)
+		}
+		p := make([]byte, binary.BigEndian.Uint16(h[2:4]))
+		if _, err := io.ReadFull(br, p); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(p, payload(i)) {
+			t.Fatalf("frame %d: got %q..., want %q...", i, p[:8], payload(i)[:8])
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
