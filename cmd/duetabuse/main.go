@@ -8,7 +8,7 @@
 // attack runs in a process of its own at niceness 19 (-attacker-prefix; see
 // runAttacker). Every connection goes to 127.0.0.1.
 //
-//	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-profile DIR] [-- relay flags]
+//	go run ./cmd/duetabuse [-relay-bin PATH] [-only NAME,...] [-slow] [-attacker-prefix CMD] [-profile DIR] [-- relay flags]
 //
 // With -profile, the relay serves its profiles (--pprof-addr on loopback)
 // and the suite saves a CPU profile and an execution trace of each attack,
