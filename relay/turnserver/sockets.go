@@ -83,11 +83,13 @@ func setBuffers(c net.PacketConn, size int) {
 	}
 }
 
-// udpRelays makes the relay sockets of UDP listeners' allocations: large
-// buffers, batched reads, and channels' data relayed by ch.
+// udpRelays makes the relay sockets of a UDP listener's allocations: large
+// buffers, read by the listener's loop where there is one (batched reads by
+// pion/turn otherwise), and channels' data relayed by ch.
 type udpRelays struct {
 	turn.RelayAddressGenerator
-	ch *channels
+	ch   *channels
+	loop *udpLoop
 }
 
 func (g udpRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
@@ -96,5 +98,14 @@ func (g udpRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pac
 		return c, a, err
 	}
 	setBuffers(c, relaySocketBuffer)
+	if g.loop != nil {
+		rc, err := g.loop.relaySocket(c, g.ch)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rc != nil {
+			return rc, a, nil
+		}
+	}
 	return g.ch.newRelayConn(batchSocket(c, relayBatch)), a, nil
 }
