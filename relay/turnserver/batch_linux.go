@@ -51,7 +51,7 @@ type batchConn struct {
 
 // batchReader reads up to a batch of datagrams with one recvmmsg into
 // slots that leave room for a ChannelData header before each datagram
-// (relayConn.toClient writes it there) and for its padding after. It
+// (relayConn.relay writes it there) and for its padding after. It
 // remembers source addresses, so that a source known already costs no
 // allocation. Its methods must not be called concurrently.
 type batchReader struct {

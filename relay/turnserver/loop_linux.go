@@ -144,7 +144,7 @@ func (l *udpLoop) share(on bool) {
 		return
 	}
 	l.sharing = on
-	var count [2]int // listening sockets, relay sockets: alternated apart
+	var count [2]int // relay sockets, listening sockets: alternated apart
 	for _, s := range l.socks {
 		to := 0
 		if on {
@@ -237,9 +237,6 @@ func (l *udpLoop) round(set *epollSet, st *loopState) (busy float64, ok bool) {
 // closed. The loop reads it once add is called. When it cannot, it returns
 // nil and leaves c as it is.
 func (l *udpLoop) adopt(c net.PacketConn, queue, batches int) *loopSocket {
-	if bc, ok := c.(*batchConn); ok {
-		c = bc.UDPConn
-	}
 	uc, ok := c.(*net.UDPConn)
 	if !ok {
 		return nil
@@ -347,12 +344,12 @@ func (l *udpLoop) relaySocket(c net.PacketConn, ch *channels) (*relayConn, error
 	return rc, nil
 }
 
-// listenSocket is the listening socket c as the loop reads it, c itself
-// when it cannot be adopted.
+// listenSocket is the listening socket c as the loop reads it, c with
+// batched reads by pion/turn when it cannot be adopted.
 func (l *udpLoop) listenSocket(c net.PacketConn, q *quota, ch *channels) (net.PacketConn, error) {
 	s := l.adopt(c, listenQueue, listenBatches)
 	if s == nil {
-		return c, nil
+		return batchSocket(c, listenBatch), nil
 	}
 	err := l.add(s, func(b []byte, n int, src net.Addr) bool {
 		d := b[channelDataHeader : channelDataHeader+n]

@@ -208,7 +208,7 @@ func TestLoopShared(t *testing.T) {
 				t.Fatal(err)
 			}
 			if i == burst/2 {
-				l.share(b%2 == 0) // socks[0] moves every other burst, mid-burst
+				l.share(b%2 == 0) // mid-burst; socks[0] moves when share picks it (map order: about every other time)
 			}
 		}
 		waitFor(t, "the burst consumed", func() bool {

@@ -41,7 +41,8 @@ func udpSocketCount(port string) int {
 }
 
 // listenUDP opens n UDP sockets on addr (SO_REUSEPORT when n > 1) with
-// large buffers.
+// large buffers. They are plain sockets: the loop takes them over
+// (udpLoop.listenSocket), and only one it cannot take is batched.
 func listenUDP(ctx context.Context, network, addr string, n int) ([]net.PacketConn, error) {
 	var lc net.ListenConfig
 	if n > 1 {
@@ -65,7 +66,7 @@ func listenUDP(ctx context.Context, network, addr string, n int) ([]net.PacketCo
 			return nil, err
 		}
 		setBuffers(c, listenSocketBuffer)
-		conns = append(conns, batchSocket(c, listenBatch))
+		conns = append(conns, c)
 		addr = c.LocalAddr().String() // the same port for the next ones
 	}
 	return conns, nil
