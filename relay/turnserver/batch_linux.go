@@ -43,14 +43,81 @@ type batchConn struct {
 	laddr *net.UDPAddr
 
 	// Read side, owned by the reading goroutine.
-	hdrs    []unix.Mmsghdr // struct mmsghdr[], as recvmmsg takes them
-	iovs    []unix.Iovec
-	names   []unix.RawSockaddrInet6
-	buf     []byte
+	r       *batchReader
 	next, n int
 	rerr    error
 	recvFn  func(fd uintptr) bool
-	addrs   map[addrKey]*net.UDPAddr
+}
+
+// batchReader reads up to a batch of datagrams with one recvmmsg into
+// slots that leave room for a ChannelData header before each datagram
+// (relayConn.relay writes it there) and for its padding after. It
+// remembers source addresses, so that a source known already costs no
+// allocation. Its methods must not be called concurrently.
+type batchReader struct {
+	hdrs  []unix.Mmsghdr // struct mmsghdr[], as recvmmsg takes them
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6
+	buf   []byte
+	addrs map[addrKey]*net.UDPAddr
+
+	// n is how many datagrams the last recvDontWait took.
+	n            int
+	recvDontWait func(fd uintptr) // a RawConn.Control callback
+}
+
+// batchSlot is the room of one datagram in batchReader.buf: a ChannelData
+// header, batchBufSize bytes, padding to 4 bytes.
+const batchSlot = channelDataHeader + batchBufSize + 4
+
+func newBatchReader(batch int) *batchReader {
+	r := &batchReader{
+		hdrs:  make([]unix.Mmsghdr, batch),
+		iovs:  make([]unix.Iovec, batch),
+		names: make([]unix.RawSockaddrInet6, batch),
+		buf:   make([]byte, batch*batchSlot),
+		addrs: make(map[addrKey]*net.UDPAddr),
+	}
+	for i := range r.hdrs {
+		h := &r.hdrs[i]
+		r.iovs[i].Base = &r.buf[i*batchSlot+channelDataHeader]
+		r.iovs[i].SetLen(batchBufSize)
+		h.Hdr.Iov = &r.iovs[i]
+		h.Hdr.SetIovlen(1)
+		h.Hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+	}
+	r.recvDontWait = func(fd uintptr) {
+		// An error (a pending ICMP error, reported once) or nothing
+		// queued (EAGAIN) leaves nothing to read.
+		r.n, _, _ = r.recv(fd, unix.MSG_DONTWAIT)
+	}
+	return r
+}
+
+// recv is one recvmmsg on socket fd with flags; done is false when
+// nothing was queued (EAGAIN).
+func (r *batchReader) recv(fd uintptr, flags int) (n int, done bool, err error) {
+	for i := range r.hdrs {
+		r.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+		r.hdrs[i].Hdr.Flags = 0
+	}
+	return nonBlocking("recvmmsg", func() (uintptr, syscall.Errno) {
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), uintptr(flags), 0, 0)
+		return n, e
+	})
+}
+
+// datagram is the i-th datagram of the last recv: its slot (the datagram
+// at slot[channelDataHeader:][:n]), its length and its source. A datagram
+// longer than batchBufSize comes as batchBufSize bytes, which pion/turn
+// drops as oversized.
+func (r *batchReader) datagram(i int) (slot []byte, n int, src net.Addr) {
+	h := &r.hdrs[i]
+	n = int(h.Len)
+	if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+		n = batchBufSize
+	}
+	return r.buf[i*batchSlot : (i+1)*batchSlot], n, r.addr(&r.names[i])
 }
 
 // batchSocket wraps a UDP socket in a batchConn reading up to batch
@@ -72,19 +139,7 @@ func batchSocket(c net.PacketConn, batch int) net.PacketConn {
 		UDPConn: uc, rc: rc,
 		ip6:   la.IP.To4() == nil,
 		laddr: &net.UDPAddr{IP: la.IP.To16(), Port: la.Port, Zone: la.Zone},
-		hdrs:  make([]unix.Mmsghdr, batch),
-		iovs:  make([]unix.Iovec, batch),
-		names: make([]unix.RawSockaddrInet6, batch),
-		buf:   make([]byte, batch*batchBufSize),
-		addrs: make(map[addrKey]*net.UDPAddr),
-	}
-	for i := range bc.hdrs {
-		h := &bc.hdrs[i]
-		bc.iovs[i].Base = &bc.buf[i*batchBufSize]
-		bc.iovs[i].SetLen(batchBufSize)
-		h.Hdr.Iov = &bc.iovs[i]
-		h.Hdr.SetIovlen(1)
-		h.Hdr.Name = (*byte)(unsafe.Pointer(&bc.names[i]))
+		r:     newBatchReader(batch),
 	}
 	bc.recvFn = bc.recv
 	return bc
@@ -93,14 +148,7 @@ func batchSocket(c net.PacketConn, batch int) net.PacketConn {
 // recv is the RawConn.Read callback: one recvmmsg; false when nothing is
 // queued (the caller then waits for the socket to be readable).
 func (c *batchConn) recv(fd uintptr) bool {
-	for i := range c.hdrs {
-		c.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-		c.hdrs[i].Hdr.Flags = 0
-	}
-	n, done, err := nonBlocking("recvmmsg", func() (uintptr, syscall.Errno) {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])), uintptr(len(c.hdrs)), 0, 0, 0)
-		return n, e
-	})
+	n, done, err := c.r.recv(fd, 0)
 	c.next, c.n, c.rerr = 0, n, err
 	return done
 }
@@ -135,18 +183,13 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: err}
 		}
 	}
-	i := c.next
+	slot, n, src := c.r.datagram(c.next)
 	c.next++
-	h := &c.hdrs[i]
-	n := int(h.Len)
-	if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
-		n = batchBufSize // too long: pion drops it as oversized
-	}
-	return copy(p, c.buf[i*batchBufSize:i*batchBufSize+n]), c.addr(&c.names[i]), nil
+	return copy(p, slot[channelDataHeader:channelDataHeader+n]), src, nil
 }
 
 // addr is the source address of a received datagram.
-func (c *batchConn) addr(sa *unix.RawSockaddrInet6) net.Addr {
+func (r *batchReader) addr(sa *unix.RawSockaddrInet6) net.Addr {
 	var k addrKey
 	switch sa.Family {
 	case unix.AF_INET:
@@ -157,11 +200,11 @@ func (c *batchConn) addr(sa *unix.RawSockaddrInet6) net.Addr {
 	default:
 		return nil
 	}
-	if a, ok := c.addrs[k]; ok {
+	if a, ok := r.addrs[k]; ok {
 		return a
 	}
-	if len(c.addrs) >= addrCacheMax {
-		clear(c.addrs)
+	if len(r.addrs) >= addrCacheMax {
+		clear(r.addrs)
 	}
 	a := &net.UDPAddr{IP: append(net.IP(nil), k.ip[:]...), Port: int(k.port)}
 	if k.scope != 0 {
@@ -169,7 +212,7 @@ func (c *batchConn) addr(sa *unix.RawSockaddrInet6) net.Addr {
 			a.Zone = ifi.Name
 		}
 	}
-	c.addrs[k] = a
+	r.addrs[k] = a
 	return a
 }
 
@@ -195,9 +238,11 @@ type sendOp struct {
 	p     []byte
 	sa    unix.RawSockaddrInet6
 	salen uintptr
+	flags int
 	n     int
 	err   error
-	fn    func(fd uintptr) bool
+	fn    func(fd uintptr) bool // s.send, for RawConn.Write
+	ctl   func(fd uintptr)      // s.sendNow, for RawConn.Control; set at its first use
 }
 
 var sendOps = sync.Pool{New: func() any {
@@ -206,49 +251,72 @@ var sendOps = sync.Pool{New: func() any {
 	return s
 }}
 
+// sendNow is send for a descriptor nobody waits on: a datagram the socket
+// cannot take at once is dropped, an error.
+func (s *sendOp) sendNow(fd uintptr) {
+	if !s.send(fd) {
+		s.err = os.NewSyscallError("sendto", unix.EAGAIN)
+	}
+}
+
 func (s *sendOp) send(fd uintptr) bool {
 	var p unsafe.Pointer
 	if len(s.p) > 0 {
 		p = unsafe.Pointer(&s.p[0])
 	}
 	n, done, err := nonBlocking("sendto", func() (uintptr, syscall.Errno) {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.p)), 0, uintptr(unsafe.Pointer(&s.sa)), s.salen)
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.p)), uintptr(s.flags), uintptr(unsafe.Pointer(&s.sa)), s.salen)
 		return n, e
 	})
 	s.n, s.err = n, err
 	return done
 }
 
-func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+// prepare sets s up to send p to addr from a socket of the family ip6
+// says, with flags; false when addr is not a plain UDP address of that
+// family (s is then unchanged).
+func (s *sendOp) prepare(p []byte, addr net.Addr, ip6 bool, flags int) bool {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok || ua.Zone != "" || ua.Port < 0 || ua.Port > 0xffff {
-		return c.UDPConn.WriteTo(p, addr) // net's own checks and errors
+		return false
 	}
-	s := sendOps.Get().(*sendOp)
-	defer sendOps.Put(s)
 	ip4 := ua.IP.To4()
 	switch {
-	case !c.ip6 && ip4 != nil:
+	case !ip6 && ip4 != nil:
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&s.sa))
 		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: htons(uint16(ua.Port)), Addr: [4]byte(ip4)}
 		s.salen = unix.SizeofSockaddrInet4
-	case c.ip6 && len(ua.IP) == net.IPv6len && ip4 == nil:
+	case ip6 && len(ua.IP) == net.IPv6len && ip4 == nil:
 		s.sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: htons(uint16(ua.Port)), Addr: [16]byte(ua.IP)}
 		s.salen = unix.SizeofSockaddrInet6
-	default: // the other family, or no address: net's own checks and errors
-		return c.UDPConn.WriteTo(p, addr)
+	default:
+		return false
 	}
-	s.p, s.n, s.err = p, 0, nil
-	err := c.rc.Write(s.fn)
+	s.p, s.flags, s.n, s.err = p, flags, 0, nil
+	return true
+}
+
+// result is what the send s made returns (err: the RawConn's own), and
+// drops s's reference to the data.
+func (s *sendOp) result(err error, laddr, addr net.Addr) (int, error) {
 	if err == nil {
 		err = s.err
 	}
 	n := s.n
 	s.p, s.err = nil, nil
 	if err != nil {
-		return n, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Addr: addr, Err: err}
+		return n, &net.OpError{Op: "write", Net: "udp", Source: laddr, Addr: addr, Err: err}
 	}
 	return n, nil
+}
+
+func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	s := sendOps.Get().(*sendOp)
+	defer sendOps.Put(s)
+	if !s.prepare(p, addr, c.ip6, 0) {
+		return c.UDPConn.WriteTo(p, addr) // net's own checks and errors
+	}
+	return s.result(c.rc.Write(s.fn), c.LocalAddr(), addr)
 }
 
 // htons gives a port in network byte order.

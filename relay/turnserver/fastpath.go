@@ -81,31 +81,41 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if err != nil {
 			return n, addr, err
 		}
-		if r := c.route.Load(); r != nil {
-			if ua, ok := addr.(*net.UDPAddr); ok {
-				if num, ok := r.byPeer[unmapped(ua.AddrPort())]; ok && n < batchBufSize {
-					c.toClient(r, num, n)
-					continue
-				}
-			}
+		if !c.relay(c.buf, n, addr) {
+			return copy(p, c.buf[channelDataHeader:channelDataHeader+n]), addr, nil
 		}
-		return copy(p, c.buf[channelDataHeader:channelDataHeader+n]), addr, nil
 	}
 }
 
-// toClient sends the n-byte datagram in c.buf to the client as ChannelData
-// on channel num, padded to 4 bytes as pion/turn does.
-func (c *relayConn) toClient(r *route, num uint16, n int) {
-	binary.BigEndian.PutUint16(c.buf[0:2], num)
-	binary.BigEndian.PutUint16(c.buf[2:4], uint16(n))
+// relay sends the n-byte datagram from src in b[channelDataHeader:] to the
+// client as ChannelData when src has a channel; false leaves it to pion.
+// b has room for the header before the datagram and its padding after.
+func (c *relayConn) relay(b []byte, n int, src net.Addr) bool {
+	r := c.route.Load()
+	if r == nil {
+		return false
+	}
+	ua, ok := src.(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	num, ok := r.byPeer[unmapped(ua.AddrPort())]
+	if !ok || n >= batchBufSize {
+		return false
+	}
+	// ChannelData on channel num, padded to 4 bytes as pion/turn does.
+	binary.BigEndian.PutUint16(b[0:2], num)
+	binary.BigEndian.PutUint16(b[2:4], uint16(n))
 	end := channelDataHeader + n
 	for end%4 != 0 {
-		c.buf[end] = 0
+		b[end] = 0
 		end++
 	}
-	// A failed send is a lost datagram, as when pion sends it.
-	_, _ = c.ch.out.WriteTo(c.buf[:end], r.client)
+	// Counted first: a test that got it back may look at once. A failed
+	// send is a lost datagram, as when pion sends it.
 	c.ch.relayed.Add(1)
+	_, _ = c.ch.out.WriteTo(b[:end], r.client)
+	return true
 }
 
 func (c *relayConn) Close() error {
@@ -150,9 +160,9 @@ func (ch *channels) forward(b []byte, src net.Addr) bool {
 	if !ok {
 		return false
 	}
-	// A failed send is a lost datagram, as when pion sends it.
-	_, _ = rc.PacketConn.WriteTo(b[channelDataHeader:channelDataHeader+n], peer)
+	// Counted first, as in relayConn.relay.
 	ch.relayed.Add(1)
+	_, _ = rc.PacketConn.WriteTo(b[channelDataHeader:channelDataHeader+n], peer)
 	return true
 }
 

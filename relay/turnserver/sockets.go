@@ -41,7 +41,8 @@ func udpSocketCount(port string) int {
 }
 
 // listenUDP opens n UDP sockets on addr (SO_REUSEPORT when n > 1) with
-// large buffers.
+// large buffers. They are plain sockets: the loop takes them over
+// (udpLoop.listenSocket), and only one it cannot take is batched.
 func listenUDP(ctx context.Context, network, addr string, n int) ([]net.PacketConn, error) {
 	var lc net.ListenConfig
 	if n > 1 {
@@ -65,7 +66,7 @@ func listenUDP(ctx context.Context, network, addr string, n int) ([]net.PacketCo
 			return nil, err
 		}
 		setBuffers(c, listenSocketBuffer)
-		conns = append(conns, batchSocket(c, listenBatch))
+		conns = append(conns, c)
 		addr = c.LocalAddr().String() // the same port for the next ones
 	}
 	return conns, nil
@@ -83,11 +84,13 @@ func setBuffers(c net.PacketConn, size int) {
 	}
 }
 
-// udpRelays makes the relay sockets of UDP listeners' allocations: large
-// buffers, batched reads, and channels' data relayed by ch.
+// udpRelays makes the relay sockets of a UDP listener's allocations: large
+// buffers, read by the listener's loop where there is one (batched reads by
+// pion/turn otherwise), and channels' data relayed by ch.
 type udpRelays struct {
 	turn.RelayAddressGenerator
-	ch *channels
+	ch   *channels
+	loop *udpLoop
 }
 
 func (g udpRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
@@ -96,5 +99,14 @@ func (g udpRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pac
 		return c, a, err
 	}
 	setBuffers(c, relaySocketBuffer)
+	if g.loop != nil {
+		rc, err := g.loop.relaySocket(c, g.ch)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rc != nil {
+			return rc, a, nil
+		}
+	}
 	return g.ch.newRelayConn(batchSocket(c, relayBatch)), a, nil
 }

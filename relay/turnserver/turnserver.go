@@ -119,6 +119,7 @@ type Server struct {
 	deniedPeers  *prometheus.CounterVec
 	quota        *quota
 	channels     *channels
+	loop         *udpLoop // reads the UDP sockets (Linux; nil elsewhere)
 }
 
 // Start listens on cfg.ListenAddr and serves until Close. ctx bounds only
@@ -246,9 +247,24 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return &turn.RelayAddressGeneratorStatic{RelayAddress: relayIP, Address: bindHost}
 	}
 	ch := newChannels()
-	ch.out = s.udp
 	s.channels = ch
-	udpGen := func() turn.RelayAddressGenerator { return udpRelays{newGen(), ch} }
+	// One loop reads the UDP sockets and their allocations' relay sockets
+	// (Linux).
+	if s.loop, err = newUDPLoop(); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	for i, c := range s.udps {
+		ls, err := s.loop.listenSocket(c, s.quota, ch)
+		if err != nil {
+			s.loop.stop()
+			s.closeListeners()
+			return nil, err
+		}
+		s.udps[i] = ls
+	}
+	s.udp = s.udps[0]
+	ch.out = s.udp
 	sc := turn.ServerConfig{
 		Realm:         s.realm,
 		AuthHandler:   s.authHandler,
@@ -277,13 +293,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			},
 		},
 	}
-	// One config per socket: pion/turn reads each on a goroutine of its
-	// own, with its own allocations (a client's packets always reach the
-	// same socket of a SO_REUSEPORT group).
+	// One config per socket: pion/turn handles each one's requests on a
+	// goroutine of its own, with its own allocations (a client's packets
+	// always reach the same socket of a SO_REUSEPORT group).
 	for _, c := range s.udps {
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
 			PacketConn:            listenConn{c, s.quota, ch},
-			RelayAddressGenerator: udpGen(),
+			RelayAddressGenerator: udpRelays{newGen(), ch, s.loop},
 			PermissionHandler:     s.permit,
 		})
 	}
@@ -299,6 +315,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.turn, err = turn.NewServer(sc)
 	if err != nil {
+		s.loop.stop()
 		s.closeListeners()
 		return nil, fmt.Errorf("turnserver: start: %w", err)
 	}
@@ -397,7 +414,9 @@ func (s *Server) Realm() string { return s.realm }
 
 // Close stops the server: listeners and every allocation are closed.
 func (s *Server) Close() error {
-	if err := s.turn.Close(); err != nil {
+	err := s.turn.Close()
+	s.loop.stop()
+	if err != nil {
 		return fmt.Errorf("turnserver: close: %w", err)
 	}
 	return nil
