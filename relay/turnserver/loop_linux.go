@@ -422,8 +422,9 @@ func (s *loopSocket) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 // WriteTo sends p to addr at once or not at all: a datagram the socket's
-// send buffer cannot take now is dropped (an error), as a full device
-// queue drops it.
+// send buffer cannot take now is dropped, as a full device queue drops it,
+// and reported sent: pion/turn logs every failed send at Error level, so
+// an error here would flood the log while the buffer stays full.
 func (s *loopSocket) WriteTo(p []byte, addr net.Addr) (int, error) {
 	op := sendOps.Get().(*sendOp)
 	defer sendOps.Put(op)
@@ -436,7 +437,11 @@ func (s *loopSocket) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if s.rc.Control(op.ctl) != nil {
 		return op.result(net.ErrClosed, s.laddr, addr) // Control fails only on a closed file
 	}
-	return op.result(nil, s.laddr, addr)
+	n, err := op.result(nil, s.laddr, addr)
+	if errors.Is(err, unix.EAGAIN) {
+		return len(p), nil
+	}
+	return n, err
 }
 
 func (s *loopSocket) Close() error {
