@@ -100,13 +100,6 @@ type wsConn struct {
 	idleAt    time.Time     // the read deadline at which the reader parks
 	busy      bool          // a message came since the session was parked (see fill)
 	dead      bool          // closed: not to be parked (poller.mu)
-	// drained: the last read of the socket returned less than it asked
-	// for, so the socket was empty then (a stream socket's read takes all
-	// there is), and the next read waits for the runtime's poller first
-	// instead of finding nothing (see rawOp.read). Any later byte makes
-	// the socket readable anew (the runtime polls edge-triggered): no
-	// wake-up is lost. Reading goroutine only.
-	drained bool
 
 	// Reading, on the session's reading goroutine only.
 	buf     *[wsBufSize]byte    // nil while nothing is buffered
@@ -490,7 +483,7 @@ func (c *wsConn) read(p []byte) (int, error) {
 		return c.c.Read(p)
 	}
 	op := rawOpPool.Get().(*rawOp)
-	op.c, op.p = c, p
+	op.p = p
 	err := c.raw.Read(op.readIntoFn)
 	n, rerr := op.done()
 	return fixRead(n, rerr, err)
@@ -547,37 +540,29 @@ func (op *rawOp) done() (int, error) {
 }
 
 // read is readLazy's callback.
+//
+// A read that returned less than it asked for does not mean that the next
+// one finds nothing: the peer's FIN (or a reset) may be queued behind the
+// data it returned, and with the runtime's edge-triggered poller no later
+// event would come for it (TestWSReadEndAfterData). So the reader reads
+// until EAGAIN before it waits.
 func (op *rawOp) read(fd uintptr) bool {
 	c := op.c
-	if c.drained {
-		// Empty at the last read: wait (or report EAGAIN) without a
-		// system call; the next call, once readable, reads.
-		c.drained = false
-		c.release()
-		op.err = syscall.EAGAIN
-		return !op.wait
-	}
 	if c.buf == nil {
 		c.buf = wsBufPool.Get().(*[wsBufSize]byte)
 	}
-	p := c.buf[c.w:]
-	op.n, op.err = sysRead(fd, p)
+	op.n, op.err = sysRead(fd, c.buf[c.w:])
 	if op.err == syscall.EAGAIN {
 		c.release()
 		return !op.wait
 	}
-	c.drained = op.err == nil && op.n > 0 && op.n < len(p)
 	return true
 }
 
 // readInto is read's callback.
 func (op *rawOp) readInto(fd uintptr) bool {
 	op.n, op.err = sysRead(fd, op.p)
-	if op.err == syscall.EAGAIN {
-		return false
-	}
-	op.c.drained = op.err == nil && op.n > 0 && op.n < len(op.p)
-	return true
+	return op.err != syscall.EAGAIN
 }
 
 // write is tryWrite's callback.

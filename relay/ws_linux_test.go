@@ -2,7 +2,9 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -10,15 +12,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestWSReadAfterDrained: a reader whose last read emptied the socket
-// waits for the runtime's poller without reading (wsConn.drained), and
-// each later byte wakes it. Over real loopback TCP, the client writes
-// every message in pieces, the next only once the server has taken all
-// the socket held (its receive queue empty): each piece is read by a
-// reader that found the socket empty before, at a frame header, in a
-// payload, in a message larger than the read buffer. Every message must
-// come whole; a lost wake-up leaves the reader waiting for ever.
-func TestWSReadAfterDrained(t *testing.T) {
+// TestWSReadInPieces: a reader that found its socket empty waits for the
+// runtime's poller, and each later byte wakes it. Over real loopback TCP,
+// the client writes every message in pieces, the next only once the
+// server has taken all the socket held (its receive queue empty): each
+// piece is read by a reader that waited on an empty socket, at a frame
+// header, in a payload, in a message larger than the read buffer. Every
+// message must come whole; a lost wake-up leaves the reader waiting.
+func TestWSReadInPieces(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +85,84 @@ func TestWSReadAfterDrained(t *testing.T) {
 			t.Fatalf("message %d: %v", i, err)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("message %d not read: a wake-up was lost", i)
+		}
+	}
+}
+
+// TestWSReadEndAfterData: a client that sends a message and closes its
+// side at once (its FIN behind the message in the socket, one wake-up for
+// both) is read to the end: the read that takes the message returns less
+// than it asked for although the end is still to be read, and no later
+// byte will wake the reader. It must get the message, then the end.
+func TestWSReadEndAfterData(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	ws := newWSConn(server, nil, 64<<10, 10*time.Second)
+	if ws.raw == nil {
+		t.Fatal("no raw socket: the test needs one")
+	}
+	state := func() uint8 {
+		var st uint8
+		_ = ws.raw.Control(func(fd uintptr) {
+			if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				st = ti.State
+			}
+		})
+		return st
+	}
+
+	// The first message is read alone (the reader then waits on an empty
+	// socket); the second comes with the end.
+	key := [4]byte{1, 2, 3, 4}
+	got := make(chan error, 3)
+	go func() {
+		for {
+			_, m, err := ws.readMessage()
+			if err != nil {
+				got <- err
+				return
+			}
+			got <- fmt.Errorf("message %q", m)
+		}
+	}()
+	if _, err := client.Write(clientFrame(true, opText, []byte("first"), key)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err.Error() != `message "first"` {
+		t.Fatalf("got %v, want the first message", err)
+	}
+	if _, err := client.Write(clientFrame(true, opText, []byte("second"), key)); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the client's FIN received", func() bool { return state() == unix.BPF_TCP_CLOSE_WAIT })
+	for _, want := range []string{`message "second"`, "EOF"} {
+		select {
+		case err := <-got:
+			if want == "EOF" {
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("got %v, want the end (EOF)", err)
+				}
+			} else if err.Error() != want {
+				t.Fatalf("got %v, want %s", err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s within 10 s: the reader waits for a wake-up that will not come", want)
 		}
 	}
 }
