@@ -28,8 +28,9 @@ const maxUDPSockets = 8
 
 // udpSocketCount is how many UDP sockets share the listening port: one per
 // CPU where the platform has SO_REUSEPORT (the kernel spreads clients over
-// them by address, and pion/turn reads each on a goroutine of its own, as
-// coturn runs a thread per listener), only when the port is a fixed one.
+// them by address; on Linux the server's event loop reads them, on a
+// second goroutine too when busy, elsewhere pion/turn reads each on a
+// goroutine of its own), only when the port is a fixed one.
 // A kernel-picked port (0) gets one socket: binding port 0 with
 // SO_REUSEPORT may pick a port that another socket of the same user holds
 // with SO_REUSEPORT, and then the two servers would share it.
@@ -85,8 +86,8 @@ func setBuffers(c net.PacketConn, size int) {
 }
 
 // udpRelays makes the relay sockets of a UDP listener's allocations: large
-// buffers, read by the listener's loop where there is one (batched reads by
-// pion/turn otherwise), and channels' data relayed by ch.
+// buffers, read by the server's event loop where there is one (batched
+// reads by pion/turn otherwise), and channels' data relayed by ch.
 type udpRelays struct {
 	turn.RelayAddressGenerator
 	ch   *channels
