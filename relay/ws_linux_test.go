@@ -20,21 +20,7 @@ import (
 // header, in a payload, in a message larger than the read buffer. Every
 // message must come whole; a lost wake-up leaves the reader waiting.
 func TestWSReadInPieces(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 	ws := newWSConn(server, nil, 64<<10, 10*time.Second)
 	if ws.raw == nil {
 		t.Fatal("no raw socket: the test needs one")
@@ -95,21 +81,7 @@ func TestWSReadInPieces(t *testing.T) {
 // than it asked for although the end is still to be read, and no later
 // byte will wake the reader. It must get the message, then the end.
 func TestWSReadEndAfterData(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 	ws := newWSConn(server, nil, 64<<10, 10*time.Second)
 	if ws.raw == nil {
 		t.Fatal("no raw socket: the test needs one")
@@ -126,23 +98,36 @@ func TestWSReadEndAfterData(t *testing.T) {
 
 	// The first message is read alone (the reader then waits on an empty
 	// socket); the second comes with the end.
-	key := [4]byte{1, 2, 3, 4}
-	got := make(chan error, 3)
+	type read struct {
+		msg []byte
+		err error
+	}
+	got := make(chan read, 3)
 	go func() {
 		for {
 			_, m, err := ws.readMessage()
+			got <- read{bytes.Clone(m), err}
 			if err != nil {
-				got <- err
 				return
 			}
-			got <- fmt.Errorf("message %q", m)
 		}
 	}()
+	next := func(what string) read {
+		t.Helper()
+		select {
+		case r := <-got:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s within 10 s: the reader waits for a wake-up that will not come", what)
+			return read{}
+		}
+	}
+	key := [4]byte{1, 2, 3, 4}
 	if _, err := client.Write(clientFrame(true, opText, []byte("first"), key)); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-got; err.Error() != `message "first"` {
-		t.Fatalf("got %v, want the first message", err)
+	if r := next("first message"); r.err != nil || string(r.msg) != "first" {
+		t.Fatalf("got %q, %v; want the first message", r.msg, r.err)
 	}
 	if _, err := client.Write(clientFrame(true, opText, []byte("second"), key)); err != nil {
 		t.Fatal(err)
@@ -151,18 +136,10 @@ func TestWSReadEndAfterData(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the client's FIN received", func() bool { return state() == unix.BPF_TCP_CLOSE_WAIT })
-	for _, want := range []string{`message "second"`, "EOF"} {
-		select {
-		case err := <-got:
-			if want == "EOF" {
-				if !errors.Is(err, io.EOF) {
-					t.Fatalf("got %v, want the end (EOF)", err)
-				}
-			} else if err.Error() != want {
-				t.Fatalf("got %v, want %s", err, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no %s within 10 s: the reader waits for a wake-up that will not come", want)
-		}
+	if r := next("second message"); r.err != nil || string(r.msg) != "second" {
+		t.Fatalf("got %q, %v; want the second message", r.msg, r.err)
+	}
+	if r := next("end"); !errors.Is(r.err, io.EOF) {
+		t.Fatalf("got %q, %v; want the end (EOF)", r.msg, r.err)
 	}
 }

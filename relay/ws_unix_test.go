@@ -13,26 +13,34 @@ import (
 	"time"
 )
 
-// TestWSTryWriteRest: tryWrite writes frames without waiting until the
-// client's socket is full; a frame it wrote in part is completed before the
-// next frame by whichever writer comes next, so the client reads every frame
-// whole and in order.
-func TestWSTryWriteRest(t *testing.T) {
+// tcpPair is a real TCP connection on loopback, both ends, closed when the
+// test ends.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
+	client, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Close()
-	server, err := ln.Accept()
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer server.Close()
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
+// TestWSTryWriteRest: tryWrite writes frames without waiting until the
+// client's socket is full; a frame it wrote in part is completed before the
+// next frame by whichever writer comes next, so the client reads every frame
+// whole and in order.
+func TestWSTryWriteRest(t *testing.T) {
+	client, server := tcpPair(t)
 	_ = client.(*net.TCPConn).SetReadBuffer(4096)
 	_ = server.(*net.TCPConn).SetWriteBuffer(4096)
 	ws := newWSConn(server, nil, 1<<16, 10*time.Second)
@@ -60,34 +68,12 @@ func TestWSTryWriteRest(t *testing.T) {
 	go func() { done <- ws.writeFrame(opText, []byte("after"), 10*time.Second) }()
 
 	br := bufio.NewReader(client)
-	read := func() []byte {
-		t.Helper()
-		var h [4]byte
-		if _, err := io.ReadFull(br, h[:2]); err != nil {
-			t.Fatal(err)
-		}
-		if h[0] != 0x80|opText {
-			t.Fatalf("frame header %#x, want a final text frame", h[0])
-		}
-		n := int(h[1])
-		if n == 126 {
-			if _, err := io.ReadFull(br, h[2:4]); err != nil {
-				t.Fatal(err)
-			}
-			n = int(binary.BigEndian.Uint16(h[2:4]))
-		}
-		p := make([]byte, n)
-		if _, err := io.ReadFull(br, p); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	for i := range taken {
-		if p := read(); !bytes.Equal(p, payload(i)) {
+		if p := readTextFrame(t, br); !bytes.Equal(p, payload(i)) {
 			t.Fatalf("frame %d of %d: got %q..., want %q...", i, taken, p[:8], payload(i)[:8])
 		}
 	}
-	if p := read(); string(p) != "after" {
+	if p := readTextFrame(t, br); string(p) != "after" {
 		t.Fatalf("after the frames tryWrite took: got %q..., want after", p[:min(8, len(p))])
 	}
 	if err := <-done; err != nil {
@@ -103,21 +89,7 @@ func TestWSTryWriteRest(t *testing.T) {
 // buffers and a client that reads only later, most frames are cut by the
 // raw write; the client still reads every frame whole, once, in order.
 func TestWSWriteFrameAfterPartialRaw(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 	_ = client.(*net.TCPConn).SetReadBuffer(4096)
 	_ = server.(*net.TCPConn).SetWriteBuffer(4096)
 	ws := newWSConn(server, nil, 1<<16, 10*time.Second)
@@ -136,22 +108,36 @@ func TestWSWriteFrameAfterPartialRaw(t *testing.T) {
 	}()
 	br := bufio.NewReader(client)
 	for i := range frames {
-		var h [4]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
-			t.Fatal(err)
-		}
-		if h[0] != 0x80|opText || h[1] != 126 {
-			t.Fatalf("frame %d: header %x, want a final text frame with a 16-bit length", i, h)
-		}
-		p := make([]byte, binary.BigEndian.Uint16(h[2:4]))
-		if _, err := io.ReadFull(br, p); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(p, payload(i)) {
+		if p := readTextFrame(t, br); !bytes.Equal(p, payload(i)) {
 			t.Fatalf("frame %d: got %q..., want %q...", i, p[:8], payload(i)[:8])
 		}
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readTextFrame reads one final text frame the relay wrote (unmasked, at
+// most a 16-bit length) and returns its payload.
+func readTextFrame(t *testing.T, br *bufio.Reader) []byte {
+	t.Helper()
+	var h [4]byte
+	if _, err := io.ReadFull(br, h[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if h[0] != 0x80|opText {
+		t.Fatalf("frame header %#x, want a final text frame", h[0])
+	}
+	n := int(h[1])
+	if n == 126 {
+		if _, err := io.ReadFull(br, h[2:4]); err != nil {
+			t.Fatal(err)
+		}
+		n = int(binary.BigEndian.Uint16(h[2:4]))
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(br, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
