@@ -123,26 +123,40 @@ func (r *batchReader) datagram(i int) (slot []byte, n int, src net.Addr) {
 // batchSocket wraps a UDP socket in a batchConn reading up to batch
 // datagrams a call; other conns are returned as they are.
 func batchSocket(c net.PacketConn, batch int) net.PacketConn {
-	uc, ok := c.(*net.UDPConn)
+	u, ok := rawUDP(c)
 	if !ok {
 		return c
+	}
+	bc := &batchConn{UDPConn: u.conn, rc: u.rc, ip6: u.ip6, laddr: u.laddr, r: newBatchReader(batch)}
+	bc.recvFn = bc.recv
+	return bc
+}
+
+// udpSocket is a UDP socket as batchConn and loopSocket use it.
+type udpSocket struct {
+	conn  *net.UDPConn
+	rc    syscall.RawConn
+	laddr *net.UDPAddr // its IP in 16 bytes
+	ip6   bool         // an IPv6 socket
+}
+
+// rawUDP is c as a udpSocket; false when c is not a UDP socket with a
+// descriptor.
+func rawUDP(c net.PacketConn) (udpSocket, bool) {
+	uc, ok := c.(*net.UDPConn)
+	if !ok {
+		return udpSocket{}, false
 	}
 	la, ok := uc.LocalAddr().(*net.UDPAddr)
 	if !ok {
-		return c
+		return udpSocket{}, false
 	}
 	rc, err := uc.SyscallConn()
 	if err != nil {
-		return c
+		return udpSocket{}, false
 	}
-	bc := &batchConn{
-		UDPConn: uc, rc: rc,
-		ip6:   la.IP.To4() == nil,
-		laddr: &net.UDPAddr{IP: la.IP.To16(), Port: la.Port, Zone: la.Zone},
-		r:     newBatchReader(batch),
-	}
-	bc.recvFn = bc.recv
-	return bc
+	return udpSocket{conn: uc, rc: rc, ip6: la.IP.To4() == nil,
+		laddr: &net.UDPAddr{IP: la.IP.To16(), Port: la.Port, Zone: la.Zone}}, true
 }
 
 // recv is the RawConn.Read callback: one recvmmsg; false when nothing is

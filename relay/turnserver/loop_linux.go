@@ -237,22 +237,14 @@ func (l *udpLoop) round(set *epollSet, st *loopState) (busy float64, ok bool) {
 // closed. The loop reads it once add is called. When it cannot, it returns
 // nil and leaves c as it is.
 func (l *udpLoop) adopt(c net.PacketConn, queue, batches int) *loopSocket {
-	uc, ok := c.(*net.UDPConn)
+	u, ok := rawUDP(c)
 	if !ok {
-		return nil
-	}
-	la, ok := uc.LocalAddr().(*net.UDPAddr)
-	if !ok {
-		return nil
-	}
-	sc, err := uc.SyscallConn()
-	if err != nil {
 		return nil
 	}
 	fd := -1
-	if err := sc.Control(func(s uintptr) {
-		if fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err != nil {
-			fd = -1
+	if err := u.rc.Control(func(s uintptr) {
+		if d, err := unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			fd = d
 		}
 	}); err != nil || fd < 0 {
 		return nil
@@ -273,9 +265,8 @@ func (l *udpLoop) adopt(c net.PacketConn, queue, batches int) *loopSocket {
 	_ = c.Close()
 	return &loopSocket{
 		f: f, rc: rc, fd: int32(fd), loop: l,
-		ip6:   la.IP.To4() == nil,
-		laddr: &net.UDPAddr{IP: la.IP.To16(), Port: la.Port, Zone: la.Zone},
-		in:    make(chan queued, queue), batches: batches,
+		ip6: u.ip6, laddr: u.laddr,
+		in: make(chan queued, queue), batches: batches,
 		closed: make(chan struct{}),
 	}
 }
