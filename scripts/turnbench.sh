@@ -8,8 +8,11 @@
 # server and sends each client's packets through its relay to
 # turnutils_peer, which echoes them back through the relay: every packet
 # crosses the server twice. Printed per server: packets sent and received
-# back, loss, mean round trip, and the server process's CPU time (user +
-# system, from /proc) per relayed packet (sent + received).
+# back, loss, mean round trip, the server process's CPU time (user +
+# system, from /proc) per relayed packet (sent + received), and where lost
+# packets were dropped: by the kernel at the server's own sockets (full
+# receive buffers: "at server"), at turnutils_peer's socket ("at peer"); the
+# rest is lost at the load generator's sockets.
 #
 # The servers share the machine's cores with the load generator; compare the
 # two servers' figures of one run (ratios), not absolute numbers across
@@ -93,6 +96,7 @@ fi
 
 peer_port=$(freeport)
 turnutils_peer -L 127.0.0.1 -p "$peer_port" >"$work/peer.log" 2>&1 &
+peer_pid=$!
 pids+=($!)
 
 # Wait until every server answers an allocation.
@@ -105,6 +109,21 @@ for i in $(seq 100); do
   sleep 0.1
 done
 
+# "inode drops" for every UDP socket process $1 holds (/proc/net/udp's
+# per-socket count of datagrams the kernel dropped for a full buffer).
+sockdrops() {
+  local own
+  # (a descriptor closing while find walks the directory is not an error)
+  own=$(find "/proc/$1/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' || true)
+  awk -v own="$own" 'BEGIN { n = split(own, a); for (i = 1; i <= n; i++) o[a[i]] = 1 }
+    FNR > 1 && ($10 in o) { print $10, $NF }' /proc/net/udp /proc/net/udp6
+}
+# Datagrams dropped between two sockdrops snapshots (files $1, $2); a
+# socket opened in between counts from zero.
+dropped() {
+  awk 'FILENAME == ARGV[1] { b[$1] = $2; next } { d += $2 - ($1 in b ? b[$1] : 0) } END { print d + 0 }' "$1" "$2"
+}
+
 ticks=$(getconf CLK_TCK)
 cpu() { awk -v t="$ticks" '{ printf "%d", ($14 + $15) * 1000 / t }' "/proc/$1/stat"; } # ms
 
@@ -114,10 +133,17 @@ run() { # name port pid clients rate
   local n=$((rate * SECONDS_PER_RUN)) interval=$((1000 / rate))
   local c0 c1 out
   runs=$((runs + 1))
+  sockdrops "$pid" >"$work/sd0"
+  sockdrops "$peer_pid" >"$work/pd0"
   c0=$(cpu "$pid")
   out=$(turnutils_uclient -m "$clients" -n "$n" -l "$SIZE" -z "$interval" -e 127.0.0.1 -r "$peer_port" \
     -W "$secret" -u bench -p "$port" -X -c -L "127.0.$((runs / 250)).$((runs % 250 + 2))" 127.0.0.1 2>&1 || true)
   c1=$(cpu "$pid")
+  sockdrops "$pid" >"$work/sd1"
+  sockdrops "$peer_pid" >"$work/pd1"
+  local sdrop pdrop
+  sdrop=$(dropped "$work/sd0" "$work/sd1")
+  pdrop=$(dropped "$work/pd0" "$work/pd1")
   local sent recv lost rtt
   sent=$(sed -n 's/.*start_mclient: tot_send_msgs=\([0-9]*\), tot_recv_msgs=\([0-9]*\).*/\1/p' <<<"$out" | tail -1)
   recv=$(sed -n 's/.*start_mclient: tot_send_msgs=\([0-9]*\), tot_recv_msgs=\([0-9]*\).*/\2/p' <<<"$out" | tail -1)
@@ -130,9 +156,9 @@ run() { # name port pid clients rate
     return
   fi
   local cpums=$((c1 - c0))
-  awk -v name="$name" -v c="$clients" -v r="$rate" -v s="$sent" -v rc="$recv" -v lost="$lost" -v rtt="$rtt" -v cpu="$cpums" 'BEGIN {
+  awk -v name="$name" -v c="$clients" -v r="$rate" -v s="$sent" -v rc="$recv" -v lost="$lost" -v rtt="$rtt" -v cpu="$cpums" -v sd="$sdrop" -v pd="$pdrop" 'BEGIN {
     per = (s + rc) > 0 ? cpu * 1000 / (s + rc) : 0
-    printf "%-14s %5d x %5d/s  sent %8d  back %8d  lost %6.2f%%  rtt %8.2f ms  server CPU %6.2f s  %5.2f us/packet\n", name, c, r, s, rc, (s > 0 ? (s - rc) * 100 / s : 0), rtt, cpu / 1000, per
+    printf "%-14s %5d x %5d/s  sent %8d  back %8d  lost %6.2f%% (at server %d, at peer %d)  rtt %8.2f ms  server CPU %6.2f s  %5.2f us/packet\n", name, c, r, s, rc, (s > 0 ? (s - rc) * 100 / s : 0), sd, pd, rtt, cpu / 1000, per
   }'
 }
 
