@@ -349,7 +349,7 @@ func TestRunRelay(t *testing.T) {
 	}
 	var metrics string
 	get("GET", "/metrics", "", nil, &metrics)
-	for _, name := range []string{"duet_relay_sessions 1", "duet_turn_allocations_active", "duet_ice_config_requests_total", "go_goroutines"} {
+	for _, name := range []string{"duet_relay_sessions 1", "duet_turn_allocations_active", `duet_turn_dropped_total{reason="queue_full"} 0`, "duet_ice_config_requests_total", "go_goroutines"} {
 		if !strings.Contains(metrics, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}

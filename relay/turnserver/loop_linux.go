@@ -41,6 +41,8 @@ type udpLoop struct {
 	sharing bool                  // half of the sockets are in sets[1]
 	next    int                   // the set a new socket goes to while sharing
 	stopped bool                  // the sets are closed (their numbers may be other files')
+
+	drops loopDrops
 }
 
 // epollSet is an epoll instance a goroutine of the loop reads. It waits in
@@ -310,6 +312,22 @@ func (l *udpLoop) remove(s *loopSocket) {
 
 // stop ends run and help; Server.Close calls it once pion/turn closed its
 // sockets.
+// loopDrops counts the datagrams the loop dropped itself (the kernel's
+// drops at a full receive buffer are counted by the kernel: /proc/net/udp,
+// RcvbufErrors in /proc/net/snmp).
+type loopDrops struct {
+	queueFull      atomic.Uint64 // a socket's queue for pion/turn was full
+	sendBufferFull atomic.Uint64 // a socket's send buffer was full
+}
+
+// dropped returns the counts of the loop's drops (dropReasons order).
+func (l *udpLoop) dropped() [2]uint64 {
+	if l == nil {
+		return [2]uint64{}
+	}
+	return [2]uint64{l.drops.queueFull.Load(), l.drops.sendBufferFull.Load()}
+}
+
 func (l *udpLoop) stop() {
 	l.mu.Lock()
 	l.stopped = true
@@ -394,6 +412,7 @@ func (s *loopSocket) read(r *batchReader) {
 			select {
 			case s.in <- queued{append([]byte(nil), b[channelDataHeader:channelDataHeader+n]...), src}:
 			default: // pion is that far behind: dropped, as by a full socket
+				s.loop.drops.queueFull.Add(1)
 			}
 		}
 		if r.n < len(r.hdrs) {
@@ -430,6 +449,7 @@ func (s *loopSocket) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	n, err := op.result(nil, s.laddr, addr)
 	if errors.Is(err, unix.EAGAIN) {
+		s.loop.drops.sendBufferFull.Add(1)
 		return len(p), nil
 	}
 	return n, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -221,5 +222,61 @@ func TestLoopShared(t *testing.T) {
 		if seq != i {
 			t.Fatalf("datagram %d consumed as the %dth: out of order or twice", seq, i)
 		}
+	}
+}
+
+// TestLoopQueueFullCounted: past a socket's queue for pion/turn the loop
+// drops datagrams, and counts each drop in duet_turn_dropped_total
+// {reason="queue_full"}.
+func TestLoopQueueFullCounted(t *testing.T) {
+	l, err := newUDPLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.stop()
+	s := loopSocketOn(t, l) // a queue of 8
+	if err := l.add(s, func([]byte, int, net.Addr) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	const sent = 20
+	for i := range sent {
+		if _, err := peer.WriteTo([]byte{'p', byte(i)}, s.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the datagrams past the queue counted", func() bool { return l.dropped()[0] == uint64(sent-cap(s.in)) })
+	if n := len(s.in); n != cap(s.in) {
+		t.Fatalf("%d datagrams queued, want %d", n, cap(s.in))
+	}
+	for i := range cap(s.in) {
+		b := make([]byte, 16)
+		n, _, err := s.ReadFrom(b)
+		if err != nil || n != 2 || b[1] != byte(i) {
+			t.Fatalf("queued datagram %d: %q, %v; want the first ones in order", i, b[:n], err)
+		}
+	}
+	if got := l.dropped(); got != [2]uint64{sent - uint64(cap(s.in)), 0} {
+		t.Fatalf("dropped %v", got)
+	}
+
+	// The server's metric reads its loop's count.
+	srv := startServer(t, nil)
+	srv.loop.drops.queueFull.Add(3)
+	for i, c := range srv.loopDrops {
+		desc := c.Desc().String()
+		if !strings.Contains(desc, `"duet_turn_dropped_total"`) || !strings.Contains(desc, `"`+dropReasons[i]+`"`) {
+			t.Fatalf("metric %d: %s", i, desc)
+		}
+		if got, want := metricValue(t, c), float64(srv.loop.dropped()[i]); got != want {
+			t.Fatalf("%s: %v, want %v", dropReasons[i], got, want)
+		}
+	}
+	if got := metricValue(t, srv.loopDrops[0]); got < 3 {
+		t.Fatalf("queue_full %v after 3 drops", got)
 	}
 }

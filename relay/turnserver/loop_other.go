@@ -16,3 +16,5 @@ func (*udpLoop) listenSocket(c net.PacketConn, _ *quota, _ *channels) (net.Packe
 }
 
 func (*udpLoop) stop() {}
+
+func (*udpLoop) dropped() [2]uint64 { return [2]uint64{} }

@@ -8,11 +8,13 @@ import (
 	"github.com/pion/turn/v5"
 )
 
-// Socket buffer sizes asked for (the kernel caps them at
-// net.core.rmem_max / wmem_max). A burst of relayed packets waits in the
+// Socket buffer sizes asked for. A burst of relayed packets waits in the
 // kernel while the reading goroutine is off the CPU; at the default of
 // about 200 KiB a 2-core machine under load drops packets that coturn,
-// which sizes its buffers up, does not.
+// which sizes its buffers up, does not. The kernel caps what a process
+// asks for at net.core.rmem_max / wmem_max (208 KiB on a stock Debian);
+// a server with CAP_NET_ADMIN (run as root) sets its listening sockets'
+// past that, and one that gets less logs a warning (Server.New).
 const (
 	listenSocketBuffer = 4 << 20
 	relaySocketBuffer  = 1 << 20
@@ -66,7 +68,9 @@ func listenUDP(ctx context.Context, network, addr string, n int) ([]net.PacketCo
 			}
 			return nil, err
 		}
-		setBuffers(c, listenSocketBuffer)
+		if !forceBuffers(c, listenSocketBuffer) {
+			setBuffers(c, listenSocketBuffer)
+		}
 		conns = append(conns, c)
 		addr = c.LocalAddr().String() // the same port for the next ones
 	}

@@ -119,7 +119,8 @@ type Server struct {
 	deniedPeers  *prometheus.CounterVec
 	quota        *quota
 	channels     *channels
-	loop         *udpLoop // reads the UDP sockets (Linux; nil elsewhere)
+	loop         *udpLoop                 // reads the UDP sockets (Linux; nil elsewhere)
+	loopDrops    []prometheus.CounterFunc // duet_turn_dropped_total, by dropReasons
 }
 
 // Start listens on cfg.ListenAddr and serves until Close. ctx bounds only
@@ -219,6 +220,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == tcpPortAttempts {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", tcpNet, tcpAddr, err)
 		}
+	}
+	if got := readBuffer(s.udp); got > 0 && got < listenSocketBuffer {
+		s.log.Warn("turn: the UDP listening sockets' receive buffers are smaller than asked for (the kernel caps them at net.core.rmem_max): a burst of packets beyond them is dropped; raise it (sysctl -w net.core.rmem_max=4194304) or run with CAP_NET_ADMIN",
+			"got_bytes", got, "asked_bytes", listenSocketBuffer)
 	}
 
 	if cfg.TLS != nil {
@@ -422,6 +427,9 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// dropReasons label duet_turn_dropped_total, in udpLoop.dropped's order.
+var dropReasons = [...]string{"queue_full", "send_buffer_full"}
+
 func (s *Server) initMetrics() {
 	s.allocations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "duet_turn_allocations_total",
@@ -444,6 +452,13 @@ func (s *Server) initMetrics() {
 		Name: "duet_turn_denied_peers_total",
 		Help: "TURN permissions refused because the peer address is not public, by class.",
 	}, []string{"reason"})
+	for i, r := range dropReasons {
+		s.loopDrops = append(s.loopDrops, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "duet_turn_dropped_total",
+			Help:        "UDP datagrams the embedded server dropped itself, by reason: queue_full (a socket's queue for the TURN protocol handler was full), send_buffer_full (a socket's send buffer was full). Drops at a full receive buffer are the kernel's: /proc/net/snmp RcvbufErrors.",
+			ConstLabels: prometheus.Labels{"reason": r},
+		}, func() float64 { return float64(s.loop.dropped()[i]) }))
+	}
 	for _, r := range []string{authMalformed, authExpired, authBadIntegrity} {
 		s.authFailures.WithLabelValues(r)
 	}
@@ -454,7 +469,13 @@ func (s *Server) initMetrics() {
 
 // Collectors returns the server's Prometheus metrics for the caller to
 // register: duet_turn_allocations_total, duet_turn_allocations_active,
-// duet_turn_auth_failures_total{reason} and duet_turn_denied_peers_total{reason}.
+// duet_turn_auth_failures_total{reason}, duet_turn_denied_peers_total{reason},
+// the quota's duet_turn_quota_refused_total and duet_turn_quota_dropped_total,
+// and duet_turn_dropped_total{reason}.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers, s.quota.refused, s.quota.dropped}
+	cs := []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers, s.quota.refused, s.quota.dropped}
+	for _, c := range s.loopDrops {
+		cs = append(cs, c)
+	}
+	return cs
 }
