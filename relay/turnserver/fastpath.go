@@ -240,9 +240,10 @@ func unmapped(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// listenConn is a UDP listening socket: it relays ChannelData on known
-// channels itself (channels.forward) and drops what quota.tarpit says to,
-// before pion/turn reads them.
+// listenConn is a UDP listening socket the server's loop does not read
+// (batchSocket, other platforms): it relays ChannelData on known channels
+// itself (channels.forward) and drops what quota.tarpit says to, before
+// pion/turn reads them, as the loop does with its sockets.
 type listenConn struct {
 	net.PacketConn
 	q  *quota

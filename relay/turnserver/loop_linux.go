@@ -370,6 +370,13 @@ func (l *udpLoop) listenSocket(c net.PacketConn, q *quota, ch *channels) (net.Pa
 	return s, nil
 }
 
+// reads reports whether c is a socket the loop reads (and relays
+// ChannelData from).
+func (*udpLoop) reads(c net.PacketConn) bool {
+	_, ok := c.(*loopSocket)
+	return ok
+}
+
 // loopSocket is a UDP socket read by a udpLoop. Its descriptor is an
 // *os.File's: a call holds it (RawConn.Control), and Close defers closing
 // the number until no call does.

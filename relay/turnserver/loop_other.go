@@ -17,4 +17,6 @@ func (*udpLoop) listenSocket(c net.PacketConn, _ *quota, _ *channels) (net.Packe
 
 func (*udpLoop) stop() {}
 
+func (*udpLoop) reads(net.PacketConn) bool { return false }
+
 func (*udpLoop) dropped() [2]uint64 { return [2]uint64{} }

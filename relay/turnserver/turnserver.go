@@ -302,8 +302,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// goroutine of its own, with its own allocations (a client's packets
 	// always reach the same socket of a SO_REUSEPORT group).
 	for _, c := range s.udps {
+		if !s.loop.reads(c) {
+			// (the loop relays and tarpits its sockets' datagrams itself)
+			c = listenConn{c, s.quota, ch}
+		}
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn:            listenConn{c, s.quota, ch},
+			PacketConn:            c,
 			RelayAddressGenerator: udpRelays{newGen(), ch, s.loop},
 			PermissionHandler:     s.permit,
 		})
