@@ -54,15 +54,16 @@ freeport() {
   python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Every uclient client is the same user (-u bench), and a run's
-# allocations outlive it (their 10-minute lifetime): duet's per-user
-# allocation quota is raised past every client of every run and round, plus
-# the probes (coturn has none by default). The REST secret, as both servers take it: coturn's static-auth-secret is
+# Every uclient client is the same user (-u bench), makes two allocations
+# (it deletes one), and a run's allocations outlive it (their 10-minute
+# lifetime): duet's allocation quotas, per user and in all, are raised past
+# two for every client of every run and round, plus the probes (coturn has
+# none by default). The REST secret, as both servers take it: coturn's static-auth-secret is
 # the string, duet's turn-secret file holds its bytes in hex.
 secret=duet-turnbench-secret-0123456789
 secret_hex=$(printf '%s' "$secret" | od -An -tx1 | tr -d ' \n')
 quota=100
-for load in $LOADS; do quota=$((quota + ${load%x*} * ROUNDS)); done
+for load in $LOADS; do quota=$((quota + 2 * ${load%x*} * ROUNDS)); done
 
 go build -o "$work/duet" ./cmd/duet
 if [ -n "$BASE" ]; then
@@ -89,7 +90,7 @@ duet() { # name binary
   mkdir -p "$data"
   (umask 077 && printf '%s\n' "$secret_hex" >"$data/turn-secret")
   "$2" relay --addr 127.0.0.1:0 --data-dir "$data" --turn-listen "127.0.0.1:$port" \
-    --turn-allow-peers 127.0.0.0/8 --no-turn-tcp --turn-user-allocations "$quota" --log-level warn >"$data.log" 2>&1 &
+    --turn-allow-peers 127.0.0.0/8 --no-turn-tcp --turn-user-allocations "$quota" --turn-allocations "$quota" --log-level warn >"$data.log" 2>&1 &
   serve "$1" "$port" $!
 }
 duet duet "$work/duet"
