@@ -346,7 +346,15 @@ func (l *udpLoop) relaySocket(c net.PacketConn, ch *channels) (*relayConn, error
 		return nil, nil
 	}
 	rc := ch.newRelayConn(s)
-	if err := l.add(s, rc.relay); err != nil {
+	// While pion/turn has datagrams of this socket (queued, or the one it
+	// is relaying), later ones wait behind them: relayed at once, a
+	// peer's datagram on a channel just bound would overtake older ones
+	// still on their way to the client as Data indications. pion relays
+	// them in order (relayConn.ReadFrom sends on a bound channel itself).
+	err := l.add(s, func(b []byte, n int, src net.Addr) bool {
+		return s.pending.Load() == 0 && rc.relay(b, n, src)
+	})
+	if err != nil {
 		rc.Close()
 		return nil, err
 	}
@@ -388,11 +396,16 @@ type loopSocket struct {
 	ip6   bool
 	laddr *net.UDPAddr
 
-	consume   func(b []byte, n int, src net.Addr) bool
-	batches   int         // read at most at a time (listenBatches or 1)
-	set       int         // the loop's set it is in; the loop's mu guards it
-	reading   atomic.Bool // a goroutine of the loop is reading it
-	in        chan queued // datagrams for pion/turn
+	consume func(b []byte, n int, src net.Addr) bool
+	batches int         // read at most at a time (listenBatches or 1)
+	set     int         // the loop's set it is in; the loop's mu guards it
+	reading atomic.Bool // a goroutine of the loop is reading it
+	in      chan queued // datagrams for pion/turn
+	// pending counts the datagrams in queue and the one pion/turn took
+	// last, until it asks for the next (it reads each socket on one
+	// goroutine, and handles a datagram before it reads the next).
+	pending   atomic.Int32
+	handed    bool // ReadFrom returned a datagram (pion's goroutine only)
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -416,9 +429,11 @@ func (s *loopSocket) read(r *batchReader) {
 			if s.consume(b, n, src) {
 				continue
 			}
+			s.pending.Add(1)
 			select {
 			case s.in <- queued{append([]byte(nil), b[channelDataHeader:channelDataHeader+n]...), src}:
 			default: // pion is that far behind: dropped, as by a full socket
+				s.pending.Add(-1)
 				s.loop.drops.queueFull.Add(1)
 			}
 		}
@@ -428,10 +443,16 @@ func (s *loopSocket) read(r *batchReader) {
 	}
 }
 
-// ReadFrom returns the next datagram the loop did not take.
+// ReadFrom returns the next datagram the loop did not take; the one it
+// returned before is done with.
 func (s *loopSocket) ReadFrom(p []byte) (int, net.Addr, error) {
+	if s.handed {
+		s.handed = false
+		s.pending.Add(-1)
+	}
 	select {
 	case d := <-s.in:
+		s.handed = true
 		return copy(p, d.b), d.src, nil
 	case <-s.closed:
 		return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: s.laddr, Err: net.ErrClosed}

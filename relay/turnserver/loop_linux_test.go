@@ -280,3 +280,80 @@ func TestLoopQueueFullCounted(t *testing.T) {
 		t.Fatalf("queue_full %v after 3 drops", got)
 	}
 }
+
+// TestRelaySocketKeepsOrder: a peer's datagram that arrives once its
+// channel is bound does not overtake the ones before it that still wait
+// for pion/turn (who reads them; here the test, as pion does: one at a
+// time on one goroutine): the client gets them all, in the order sent.
+func TestRelaySocketKeepsOrder(t *testing.T) {
+	l, err := newUDPLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.stop()
+	ch := newChannels()
+	udp := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	client, peer := udp(), udp()
+	ch.out = udp() // the listening socket the server sends to clients from
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.relaySocket(c, ch)
+	if err != nil || rc == nil {
+		t.Fatalf("relaySocket: %v, %v", rc, err)
+	}
+	defer rc.Close()
+	s := rc.PacketConn.(*loopSocket)
+
+	// Before the channel: two datagrams wait for pion.
+	for _, m := range []string{"1", "2"} {
+		if _, err := peer.WriteTo([]byte(m), rc.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "two datagrams queued", func() bool { return len(s.in) == 2 })
+	ch.created(client.LocalAddr(), rc.LocalAddr(), peer.LocalAddr(), 0x4000)
+	// Bound: the next ones would be relayed at once, ahead of those two.
+	for _, m := range []string{"3", "4"} {
+		if _, err := peer.WriteTo([]byte(m), rc.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "four datagrams read from the socket", func() bool { return len(s.in) == 4 || ch.relayed.Load() > 0 })
+	// "pion" reads: relayConn.ReadFrom relays what is on a channel now.
+	go func() {
+		b := make([]byte, 2000)
+		for {
+			if _, _, err := rc.ReadFrom(b); err != nil {
+				return
+			}
+		}
+	}()
+	var got []string
+	b := make([]byte, 2000)
+	for range 4 {
+		n, _, err := client.ReadFrom(b)
+		if err != nil {
+			t.Fatalf("the client got %q, then %v", got, err)
+		}
+		if n < channelDataHeader+1 || b[0] != 0x40 || b[1] != 0 {
+			t.Fatalf("not ChannelData on channel 0x4000: % x", b[:n])
+		}
+		got = append(got, string(b[channelDataHeader:channelDataHeader+1]))
+	}
+	if strings.Join(got, "") != "1234" {
+		t.Fatalf("the client got %q, want 1 2 3 4 in order", got)
+	}
+	if p := s.pending.Load(); p > 1 {
+		t.Fatalf("%d datagrams still pending after all were relayed", p)
+	}
+}
