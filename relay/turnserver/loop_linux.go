@@ -26,7 +26,8 @@ import (
 // the loop is busy more than half of the time, half of the sockets move to
 // a second epoll instance that a second goroutine (help) reads, so that a
 // loaded server still relays on two cores, as coturn's two threads do; once
-// the loop is busy less than a quarter of the time, they move back.
+// the load falls to about a third of one goroutine's time, they move back
+// (nextSharing).
 //
 // The loop relays ChannelData on known channels both ways itself
 // (channels.forward, relayConn.relay) and drops what the tarpit says to;
@@ -116,13 +117,33 @@ func (l *udpLoop) run() {
 		if !ok {
 			return // stop closed it
 		}
-		switch {
-		case busy > 0.5:
-			l.share(true)
-		case busy >= 0 && busy < 0.25:
-			l.share(false)
+		if busy >= 0 {
+			l.mu.Lock()
+			sharing := l.sharing
+			l.mu.Unlock()
+			l.share(nextSharing(sharing, busy))
 		}
 	}
+}
+
+// The loop shares its sockets with a second goroutine once its main
+// goroutine is busy more than shareOn of a window's time, and takes them
+// back once, sharing, it is busy less than shareOff. Sharing, it reads
+// about half of the traffic: shareOff is a load of ~0.3 of one goroutine's
+// time, so that a load near shareOn does not move the sockets back and
+// forth every window (a system call per socket moved).
+const (
+	shareOn  = 0.5
+	shareOff = 0.15
+)
+
+// nextSharing is whether the loop is to share its sockets after a window
+// in which its main goroutine was busy that share of the time.
+func nextSharing(sharing bool, busy float64) bool {
+	if sharing {
+		return busy >= shareOff
+	}
+	return busy > shareOn
 }
 
 // help reads sets[1] until stop closes it (it waits in the runtime's

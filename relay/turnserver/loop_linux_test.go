@@ -357,3 +357,27 @@ func TestRelaySocketKeepsOrder(t *testing.T) {
 		t.Fatalf("%d datagrams still pending after all were relayed", p)
 	}
 }
+
+// TestNextSharing: the loop shares its sockets past half of its time busy,
+// and does not take them back while the load stays in between: sharing,
+// its main goroutine reads about half of the traffic, so a load just past
+// the threshold would otherwise move every socket back and forth.
+func TestNextSharing(t *testing.T) {
+	for _, c := range []struct {
+		sharing bool
+		busy    float64
+		want    bool
+	}{
+		{false, 0.3, false},
+		{false, 0.5, false},
+		{false, 0.55, true},
+		{true, 0.55 / 2, true}, // the same load, read by two goroutines
+		{true, 0.4 / 2, true},  // a little less: not back to one
+		{true, 0.2 / 2, false}, // well below: back
+		{true, 0.9, true},
+	} {
+		if got := nextSharing(c.sharing, c.busy); got != c.want {
+			t.Errorf("sharing %v, busy %.3f: %v, want %v", c.sharing, c.busy, got, c.want)
+		}
+	}
+}
