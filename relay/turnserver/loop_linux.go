@@ -331,8 +331,6 @@ func (l *udpLoop) remove(s *loopSocket) {
 	}
 }
 
-// stop ends run and help; Server.Close calls it once pion/turn closed its
-// sockets.
 // loopDrops counts the datagrams the loop dropped itself (the kernel's
 // drops at a full receive buffer are counted by the kernel: /proc/net/udp,
 // RcvbufErrors in /proc/net/snmp).
@@ -349,6 +347,8 @@ func (l *udpLoop) dropped() [2]uint64 {
 	return [2]uint64{l.drops.queueFull.Load(), l.drops.sendBufferFull.Load()}
 }
 
+// stop ends run and help; Server.Close calls it once pion/turn closed its
+// sockets.
 func (l *udpLoop) stop() {
 	l.mu.Lock()
 	l.stopped = true
