@@ -43,9 +43,11 @@ import (
 //     type cannot start with '_', so no client can send it. (Splitting by
 //     node rather than by session keeps one device alone on a node at a
 //     usable share: a phone on one node and a laptop on another get half
-//     each.) A notice is sent at most once: a node that misses one (its
-//     routing queue full, or its subscription to the alias not in place
-//     yet when the notice went out) keeps the split it had until the
+//     each.) A notice is sent at most once. A node whose subscription to
+//     the alias was not in place yet when one went out (between counting
+//     the alias's first session there and subscribing) reads the entry
+//     again once subscribed (aliasLimits.refresh); one that drops a
+//     notice (its routing queue full) keeps the split it had until the
 //     alias's entry changes again.
 //   - A node's counts are ignored once it is gone: each node publishes a
 //     heartbeat on duet.node.hb every nodeHeartbeat (and duet.node.bye when
@@ -269,24 +271,41 @@ func (c *clusterLimits) tryUpdate(ctx context.Context, key string, n, limit int,
 // sessionsOn returns a's sessions on the live nodes, from a's entry as a
 // replica has it.
 func (c *clusterLimits) sessionsOn(ctx context.Context, a identity.Alias) (int, error) {
-	e, err := c.dir.get(ctx, &c.dir.sessions, string(a), false)
+	_, n, _, err := c.live(ctx, a, false)
+	return n, err
+}
+
+// nodesOf returns the number of live nodes holding a's sessions and the
+// revision of a's entry, read from the stream leader (0 nodes: none).
+func (c *clusterLimits) nodesOf(ctx context.Context, a identity.Alias) (nodes int, rev uint64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, clusterOpTimeout)
+	defer cancel()
+	nodes, _, rev, err = c.live(ctx, a, true)
+	return nodes, rev, err
+}
+
+// live reads a's entry (from the leader when fresh) and counts the live
+// nodes holding a's sessions and those sessions.
+func (c *clusterLimits) live(ctx context.Context, a identity.Alias, fresh bool) (nodes, sessions int, rev uint64, err error) {
+	e, err := c.dir.get(ctx, &c.dir.sessions, string(a), fresh)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
+		return 0, 0, 0, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
 	var cur aliasNodes
 	if err := json.Unmarshal(e.value, &cur); err != nil {
-		return 0, fmt.Errorf("relay: session count of %s: %w", a, err)
+		return 0, 0, 0, fmt.Errorf("relay: session count of %s: %w", a, err)
 	}
-	now, n := time.Now(), 0
+	now := time.Now()
 	for id, k := range cur {
 		if k > 0 && c.alive(id, now) {
-			n += k
+			nodes++
+			sessions += k
 		}
 	}
-	return n, nil
+	return nodes, sessions, e.rev, nil
 }
 
 // parseLimitsNotice reads a duet.a.<alias>._limits message.

@@ -302,3 +302,45 @@ func TestClusterLimitsResync(t *testing.T) {
 	r[1].connect(t, a.id, a.alias)
 	r[1].expectRefused(t, a)
 }
+
+// TestClusterLimitsNoticeBeforeSubscription: a node counts an alias's
+// first session on it, and before it has subscribed to the alias another
+// node's session of the alias changes the alias's node count (its _limits
+// notice reaches the nodes subscribed, not this one). Once subscribed,
+// the node reads the count again: every node splits the alias's budgets
+// by the three nodes there are.
+func TestClusterLimitsNoticeBeforeSubscription(t *testing.T) {
+	var r []*testRelay
+	target := make(chan user, 1) // the alias whose session on node 1 waits
+	hooked := make(chan error, 1)
+	relays := 0
+	r = startLimitCluster(t, 3, Options{}, func(tu *tunables) {
+		if relays++; relays != 2 {
+			return
+		}
+		tu.afterAcquire = func(identity.Alias) { // node 1, counted, not routed
+			select {
+			case u := <-target:
+				ok, err := r[2].tryConnect(u)
+				if err == nil && !ok {
+					err = fmt.Errorf("node 2 refused the session")
+				}
+				hooked <- err
+			default:
+			}
+		}
+	})
+	a := r[0].newUser(t)
+	r[0].connect(t, a.id, a.alias)
+	target <- a
+	r[1].connect(t, a.id, a.alias)
+	if err := <-hooked; err != nil {
+		t.Fatal(err)
+	}
+	for i := range r {
+		eventually(t, 10*time.Second, fmt.Sprintf("node %d splitting a's budget by 3", i), func() bool {
+			n, _, _ := aliasNodesOn(r[i], a.alias)
+			return n == 3
+		})
+	}
+}

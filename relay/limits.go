@@ -176,6 +176,27 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 	return aliasLimiters{frames: st.lim, bytes: st.bytes, bulk: &st.bulk}, true
 }
 
+// refresh re-reads the number of nodes holding a's sessions from a's
+// entry (cluster only), for a node that has just subscribed to a: a
+// _limits notice sent before the subscription was in place did not reach
+// it, and its split would stay as acquire left it until the entry changed
+// again. A failed read keeps the split.
+func (l *aliasLimits) refresh(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) {
+	if l.cluster == nil {
+		return
+	}
+	nodes, rev, err := l.cluster.nodesOf(ctx, a)
+	if err != nil {
+		l.log.Warn("relay: cannot read the alias's nodes in the cluster; keeping its split", "alias", a, "err", err)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.byAlias[a]; st != nil {
+		st.setNodesLocked(nodes, rev, now, tun)
+	}
+}
+
 // bulkAllowance is an alias's BulkAllowance. The zero value is a full
 // allowance: its bucket is made at the alias's first frame larger than
 // bulkFrame (most aliases never send one).

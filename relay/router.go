@@ -208,12 +208,13 @@ func (r *router) shardFor(a identity.Alias) chan *nats.Msg {
 // add registers an authenticated session. Unless the node routes on its
 // own (solo), it subscribes to the alias when this is the alias's first
 // session on this node, and waits until NATS has the subscription, so
-// envelopes sent after "ready" are delivered.
-func (r *router) add(s *session) error {
+// envelopes sent after "ready" are delivered; subscribed reports that it
+// did.
+func (r *router) add(s *session) (subscribed bool, err error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return errRouterClosed
+		return false, errRouterClosed
 	}
 	solo := r.solo.Load()
 	rt := r.routes[s.alias]
@@ -224,22 +225,22 @@ func (r *router) add(s *session) error {
 		sub, err := r.nc.ChanSubscribe(subjectPrefix+string(s.alias)+".*", r.shardFor(s.alias))
 		if err != nil {
 			r.mu.Unlock()
-			return fmt.Errorf("%w: subscribing %s: %w", ErrNATS, s.alias, err)
+			return false, fmt.Errorf("%w: subscribing %s: %w", ErrNATS, s.alias, err)
 		}
-		rt.sub = sub
+		rt.sub, subscribed = sub, true
 	}
 	r.routes[s.alias] = rt
 	rt.sessions = append(rt.sessions, s)
 	r.sessions[s.id] = s
 	r.mu.Unlock()
 	if solo {
-		return nil
+		return false, nil
 	}
 	if err := r.nc.FlushTimeout(subscribeWait); err != nil {
 		r.remove(s)
-		return fmt.Errorf("%w: %w", ErrNATS, err)
+		return false, fmt.Errorf("%w: %w", ErrNATS, err)
 	}
-	return nil
+	return subscribed, nil
 }
 
 // remove unregisters a session; the alias's subscription goes with its last

@@ -98,6 +98,10 @@ type Options struct {
 
 // tunables are the protocol limits; tests shorten some of them.
 type tunables struct {
+	// afterAcquire, when set (tests), runs when a session of the alias has
+	// been counted and before it is routed.
+	afterAcquire func(identity.Alias)
+
 	authTimeout  time.Duration
 	writeTimeout time.Duration
 	closeGrace   time.Duration

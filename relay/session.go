@@ -484,13 +484,22 @@ func (s *session) open(ctx context.Context) bool {
 	s.mu.Lock()
 	s.writing = true
 	s.mu.Unlock()
-	if err := s.srv.router.add(s); errors.Is(err, errRouterClosed) {
+	if s.srv.tun.afterAcquire != nil {
+		s.srv.tun.afterAcquire(alias)
+	}
+	subscribed, err := s.srv.router.add(s)
+	if errors.Is(err, errRouterClosed) {
 		s.kill(statusRestart, "shutdown", reconnectFrame) // authenticated while the node shuts down
 		return false
 	} else if err != nil {
 		s.logger().Warn("relay: cannot route session", "err", err)
 		s.kill(closeInternalError, "routing unavailable", nil)
 		return false
+	}
+	if subscribed {
+		// A change of the alias's nodes between acquire and the
+		// subscription was announced while this node could not hear it.
+		s.srv.aliases.refresh(ctx, alias, s.now(), &s.srv.tun)
 	}
 	s.routed = true
 	s.srv.metrics.sessions.Inc()
