@@ -53,7 +53,9 @@ import (
 //     heartbeat on duet.node.hb every nodeHeartbeat (and duet.node.bye when
 //     it shuts down), and a node not heard from for nodeDeadAfter
 //     heartbeats is dead: its counts no longer hold slots and are pruned by
-//     the next update of the entry. A starting node asks for everyone's
+//     the next update of the entry, and each node re-reads the entries of
+//     the aliases whose budgets it splits with other nodes, to split them
+//     by the live ones (aliasLimits.nodeGone; a goodbye does the same). A starting node asks for everyone's
 //     heartbeat at once (duet.node.hello) and counts every node in an entry
 //     as alive for its first nodeWarmup, until the answers are in. So after
 //     a node crashes, its users reconnecting elsewhere may find their
@@ -98,6 +100,8 @@ type clusterLimits struct {
 	started time.Time
 	mu      sync.Mutex
 	seen    map[string]time.Time // other nodes' last heartbeat; the zero time: said goodbye
+	gone    map[string]bool      // nodes of seen found gone (onGone called)
+	onGone  func()               // a node is found gone (dead, or said goodbye)
 	sub     *nats.Subscription
 	quit    chan struct{}
 	done    chan struct{}
@@ -105,10 +109,11 @@ type clusterLimits struct {
 }
 
 // startClusterLimits subscribes to the nodes' heartbeats, asks for them
-// and starts this node's.
-func startClusterLimits(dir *directory, nc *nats.Conn, every time.Duration) (*clusterLimits, error) {
+// and starts this node's; onGone is called (on the heartbeat's goroutine)
+// each time it finds nodes gone.
+func startClusterLimits(dir *directory, nc *nats.Conn, every time.Duration, onGone func()) (*clusterLimits, error) {
 	c := &clusterLimits{self: nuid.Next(), dir: dir, nc: nc, every: every, started: time.Now(),
-		seen: make(map[string]time.Time),
+		seen: make(map[string]time.Time), gone: make(map[string]bool), onGone: onGone,
 		quit: make(chan struct{}), done: make(chan struct{})}
 	sub, err := nc.Subscribe(nodeSubject+"*", c.onNode)
 	if err != nil {
@@ -120,8 +125,9 @@ func startClusterLimits(dir *directory, nc *nats.Conn, every time.Duration) (*cl
 	return c, nil
 }
 
-// beat publishes this node's heartbeat now and every interval, and forgets
-// nodes not heard from for long.
+// beat publishes this node's heartbeat now and every interval, tells
+// onGone when nodes are found gone, and forgets nodes not heard from for
+// long.
 func (c *clusterLimits) beat() {
 	defer close(c.done)
 	t := time.NewTicker(c.every)
@@ -133,17 +139,40 @@ func (c *clusterLimits) beat() {
 			return
 		case <-t.C:
 		}
+		if c.findGone() && c.onGone != nil {
+			c.onGone()
+		}
 		// Once past the warm-up a node not in seen is dead anyway.
 		if time.Since(c.started) > nodeWarmup {
 			c.mu.Lock()
 			for id, at := range c.seen {
 				if time.Since(at) > nodeForget {
 					delete(c.seen, id)
+					delete(c.gone, id)
 				}
 			}
 			c.mu.Unlock()
 		}
 	}
+}
+
+// findGone reports whether a node of seen is gone that was not before (a
+// node heard from again is no longer gone).
+func (c *clusterLimits) findGone() bool {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	found := false
+	for id, at := range c.seen {
+		if at.IsZero() || now.Sub(at) > nodeDeadAfter*c.every {
+			if !c.gone[id] {
+				c.gone[id], found = true, true
+			}
+		} else {
+			delete(c.gone, id)
+		}
+	}
+	return found
 }
 
 // stop says goodbye (the other nodes stop counting this node's sessions at

@@ -344,3 +344,32 @@ func TestClusterLimitsNoticeBeforeSubscription(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterGoneNodeSplit: when a node holding an alias's sessions dies
+// (no goodbye) or shuts down, the other nodes stop splitting the alias's
+// budgets by it, though no session of the alias came or went on them.
+func TestClusterGoneNodeSplit(t *testing.T) {
+	r := startLimitCluster(t, 4, Options{}, func(tu *tunables) { tu.nodeHeartbeat = 50 * time.Millisecond })
+	a := r[0].newUser(t)
+	for i := range r {
+		r[i].connect(t, a.id, a.alias)
+	}
+	split := func(want int, nodes ...int) {
+		t.Helper()
+		for _, i := range nodes {
+			eventually(t, 10*time.Second, fmt.Sprintf("node %d splitting a's budget by %d", i, want), func() bool {
+				n, _, _ := aliasNodesOn(r[i], a.alias)
+				return n == want
+			})
+		}
+	}
+	split(4, 0, 1, 2, 3)
+	r[3].srv.nats.nc.Close() // dies: no goodbye
+	split(3, 0, 1, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r[2].srv.Shutdown(ctx); err != nil { // says goodbye
+		t.Fatal(err)
+	}
+	split(2, 0, 1)
+}

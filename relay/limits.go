@@ -85,8 +85,10 @@ type aliasLimits struct {
 	cluster   *clusterLimits
 	log       *slog.Logger
 	resyncs   map[*aliasState]*time.Timer // rewrites due (see resyncLocked)
-	resyncWG  sync.WaitGroup
-	stopped   bool // stopResyncs ran
+	resyncWG  sync.WaitGroup              // resyncs and nodeGone's goroutine
+	stopped   bool                        // stopResyncs ran
+	// nodeGone's goroutine runs, and is to go over the aliases again.
+	goneRunning, goneAgain bool
 }
 
 type aliasState struct {
@@ -176,25 +178,73 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 	return aliasLimiters{frames: st.lim, bytes: st.bytes, bulk: &st.bulk}, true
 }
 
-// refresh re-reads the number of nodes holding a's sessions from a's
-// entry (cluster only), for a node that has just subscribed to a: a
-// _limits notice sent before the subscription was in place did not reach
-// it, and its split would stay as acquire left it until the entry changed
-// again. A failed read keeps the split.
-func (l *aliasLimits) refresh(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) {
+// refresh re-reads the number of live nodes holding a's sessions from a's
+// entry (cluster only) and splits a's budgets by it: for a node that has
+// just subscribed to a (a _limits notice sent before the subscription was
+// in place did not reach it), and after a node was found gone (see
+// nodeGone). A failed read keeps the split.
+func (l *aliasLimits) refresh(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) error {
 	if l.cluster == nil {
-		return
+		return nil
 	}
 	nodes, rev, err := l.cluster.nodesOf(ctx, a)
 	if err != nil {
-		l.log.Warn("relay: cannot read the alias's nodes in the cluster; keeping its split", "alias", a, "err", err)
-		return
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if st := l.byAlias[a]; st != nil {
 		st.setNodesLocked(nodes, rev, now, tun)
 	}
+	return nil
+}
+
+// nodeGone re-reads, on a goroutine of its own, the node counts of the
+// aliases this node splits with other nodes, once a node is found gone
+// (dead, or said goodbye): their entries still count it (only an update
+// prunes a gone node), so their budgets would stay split by it until their
+// next session came or went. Called again while it runs, it goes over them
+// once more when done.
+func (l *aliasLimits) nodeGone(tun *tunables, now func() time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	l.goneAgain = true
+	if l.goneRunning {
+		return
+	}
+	l.goneRunning = true
+	l.resyncWG.Add(1)
+	go func() {
+		defer l.resyncWG.Done()
+		for {
+			l.mu.Lock()
+			if !l.goneAgain || l.stopped {
+				l.goneRunning = false
+				l.mu.Unlock()
+				return
+			}
+			l.goneAgain = false
+			var split []identity.Alias
+			for a, st := range l.byAlias {
+				if st.sessions > 0 && st.nodes > 1 {
+					split = append(split, a)
+				}
+			}
+			l.mu.Unlock()
+			for _, a := range split {
+				if l.cluster.left.Load() {
+					break // shutting down
+				}
+				if err := l.refresh(context.Background(), a, now(), tun); err != nil {
+					l.log.Warn("relay: cannot read the node counts of aliases after a node went; keeping their splits", "err", err)
+					break
+				}
+			}
+		}
+	}()
 }
 
 // bulkAllowance is an alias's BulkAllowance. The zero value is a full

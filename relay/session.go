@@ -499,7 +499,9 @@ func (s *session) open(ctx context.Context) bool {
 	if subscribed {
 		// A change of the alias's nodes between acquire and the
 		// subscription was announced while this node could not hear it.
-		s.srv.aliases.refresh(ctx, alias, s.now(), &s.srv.tun)
+		if err := s.srv.aliases.refresh(ctx, alias, s.now(), &s.srv.tun); err != nil {
+			s.logger().Warn("relay: cannot read the alias's nodes in the cluster; keeping its split", "err", err)
+		}
 	}
 	s.routed = true
 	s.srv.metrics.sessions.Inc()
