@@ -55,8 +55,9 @@ import (
 //     heartbeats is dead: its counts no longer hold slots and are pruned by
 //     the next update of the entry, and each node re-reads the entries of
 //     the aliases whose budgets it splits with other nodes, to split them
-//     by the live ones (aliasLimits.nodeGone; a goodbye does the same). A starting node asks for everyone's
-//     heartbeat at once (duet.node.hello) and counts every node in an entry
+//     by the live ones (aliasLimits.nodesChanged; after a goodbye too, and
+//     again when a node counted dead is heard from). A starting node asks
+//     for everyone's heartbeat at once (duet.node.hello) and counts every node in an entry
 //     as alive for its first nodeWarmup, until the answers are in. So after
 //     a node crashes, its users reconnecting elsewhere may find their
 //     alias's slots held by it for up to 15 s (only an alias near the cap
@@ -100,20 +101,22 @@ type clusterLimits struct {
 	started time.Time
 	mu      sync.Mutex
 	seen    map[string]time.Time // other nodes' last heartbeat; the zero time: said goodbye
-	gone    map[string]bool      // nodes of seen found gone (onGone called)
-	onGone  func()               // a node is found gone (dead, or said goodbye)
-	sub     *nats.Subscription
-	quit    chan struct{}
-	done    chan struct{}
-	left    atomic.Bool // stop ran: sessions are counted on this node only
+	gone    map[string]bool      // nodes of seen found gone (onChange called)
+	// onChange: a node is found gone (dead, or said goodbye), or a node
+	// found dead is heard from again.
+	onChange func()
+	sub      *nats.Subscription
+	quit     chan struct{}
+	done     chan struct{}
+	left     atomic.Bool // stop ran: sessions are counted on this node only
 }
 
 // startClusterLimits subscribes to the nodes' heartbeats, asks for them
-// and starts this node's; onGone is called (on the heartbeat's goroutine)
-// each time it finds nodes gone.
-func startClusterLimits(dir *directory, nc *nats.Conn, every time.Duration, onGone func()) (*clusterLimits, error) {
+// and starts this node's; onChange is called (on the heartbeat's
+// goroutine) each time it finds nodes gone, or back.
+func startClusterLimits(dir *directory, nc *nats.Conn, every time.Duration, onChange func()) (*clusterLimits, error) {
 	c := &clusterLimits{self: nuid.Next(), dir: dir, nc: nc, every: every, started: time.Now(),
-		seen: make(map[string]time.Time), gone: make(map[string]bool), onGone: onGone,
+		seen: make(map[string]time.Time), gone: make(map[string]bool), onChange: onChange,
 		quit: make(chan struct{}), done: make(chan struct{})}
 	sub, err := nc.Subscribe(nodeSubject+"*", c.onNode)
 	if err != nil {
@@ -126,8 +129,8 @@ func startClusterLimits(dir *directory, nc *nats.Conn, every time.Duration, onGo
 }
 
 // beat publishes this node's heartbeat now and every interval, tells
-// onGone when nodes are found gone, and forgets nodes not heard from for
-// long.
+// onChange when nodes are found gone or back, and forgets nodes not heard
+// from for long.
 func (c *clusterLimits) beat() {
 	defer close(c.done)
 	t := time.NewTicker(c.every)
@@ -139,8 +142,8 @@ func (c *clusterLimits) beat() {
 			return
 		case <-t.C:
 		}
-		if c.findGone() && c.onGone != nil {
-			c.onGone()
+		if c.findChanges() && c.onChange != nil {
+			c.onChange()
 		}
 		// Once past the warm-up a node not in seen is dead anyway.
 		if time.Since(c.started) > nodeWarmup {
@@ -156,23 +159,25 @@ func (c *clusterLimits) beat() {
 	}
 }
 
-// findGone reports whether a node of seen is gone that was not before (a
-// node heard from again is no longer gone).
-func (c *clusterLimits) findGone() bool {
+// findChanges reports whether a node of seen is gone that was not, or
+// back (heard from) after it was found gone.
+func (c *clusterLimits) findChanges() bool {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	found := false
+	changed := false
 	for id, at := range c.seen {
-		if at.IsZero() || now.Sub(at) > nodeDeadAfter*c.every {
-			if !c.gone[id] {
-				c.gone[id], found = true, true
+		isGone := at.IsZero() || now.Sub(at) > nodeDeadAfter*c.every
+		if isGone != c.gone[id] {
+			changed = true
+			if isGone {
+				c.gone[id] = true
+			} else {
+				delete(c.gone, id)
 			}
-		} else {
-			delete(c.gone, id)
 		}
 	}
-	return found
+	return changed
 }
 
 // stop says goodbye (the other nodes stop counting this node's sessions at
@@ -300,41 +305,54 @@ func (c *clusterLimits) tryUpdate(ctx context.Context, key string, n, limit int,
 // sessionsOn returns a's sessions on the live nodes, from a's entry as a
 // replica has it.
 func (c *clusterLimits) sessionsOn(ctx context.Context, a identity.Alias) (int, error) {
-	_, n, _, err := c.live(ctx, a, false)
+	cur, _, err := c.entry(ctx, a, false)
+	_, n := c.live(cur)
 	return n, err
 }
 
-// nodesOf returns the number of live nodes holding a's sessions and the
-// revision of a's entry, read from the stream leader (0 nodes: none).
-func (c *clusterLimits) nodesOf(ctx context.Context, a identity.Alias) (nodes int, rev uint64, err error) {
+// nodesOf returns the number of live nodes holding a's sessions, the
+// number of nodes a's entry names (live or not), and the entry's
+// revision, read from the stream leader (0 nodes: none).
+func (c *clusterLimits) nodesOf(ctx context.Context, a identity.Alias) (nodes, listed int, rev uint64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, clusterOpTimeout)
 	defer cancel()
-	nodes, _, rev, err = c.live(ctx, a, true)
-	return nodes, rev, err
+	cur, rev, err := c.entry(ctx, a, true)
+	nodes, _ = c.live(cur)
+	return nodes, len(cur), rev, err
 }
 
-// live reads a's entry (from the leader when fresh) and counts the live
-// nodes holding a's sessions and those sessions.
-func (c *clusterLimits) live(ctx context.Context, a identity.Alias, fresh bool) (nodes, sessions int, rev uint64, err error) {
+// entry reads a's entry (from the leader when fresh): its sessions by node
+// (nil when there is none) and revision.
+func (c *clusterLimits) entry(ctx context.Context, a identity.Alias, fresh bool) (aliasNodes, uint64, error) {
 	e, err := c.dir.get(ctx, &c.dir.sessions, string(a), fresh)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, 0, 0, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return 0, 0, 0, err
+		return nil, 0, err
 	}
 	var cur aliasNodes
 	if err := json.Unmarshal(e.value, &cur); err != nil {
-		return 0, 0, 0, fmt.Errorf("relay: session count of %s: %w", a, err)
+		return nil, 0, fmt.Errorf("relay: session count of %s: %w", a, err)
 	}
+	for id, k := range cur {
+		if k <= 0 {
+			delete(cur, id)
+		}
+	}
+	return cur, e.rev, nil
+}
+
+// live counts the live nodes of an entry and their sessions.
+func (c *clusterLimits) live(cur aliasNodes) (nodes, sessions int) {
 	now := time.Now()
 	for id, k := range cur {
-		if k > 0 && c.alive(id, now) {
+		if c.alive(id, now) {
 			nodes++
 			sessions += k
 		}
 	}
-	return nodes, sessions, e.rev, nil
+	return nodes, sessions
 }
 
 // parseLimitsNotice reads a duet.a.<alias>._limits message.

@@ -373,3 +373,26 @@ func TestClusterGoneNodeSplit(t *testing.T) {
 	}
 	split(2, 0, 1)
 }
+
+// TestClusterFindChanges: a node is found gone once, when its heartbeats
+// stop or it says goodbye, and found back once when heard from again.
+func TestClusterFindChanges(t *testing.T) {
+	c := &clusterLimits{every: time.Second, seen: map[string]time.Time{}, gone: map[string]bool{}}
+	now := time.Now()
+	c.seen["a"], c.seen["b"] = now, now
+	if c.findChanges() {
+		t.Fatal("live nodes found changed")
+	}
+	c.seen["b"] = now.Add(-(nodeDeadAfter + 1) * c.every) // silent
+	if !c.findChanges() || c.findChanges() {
+		t.Fatal("a silent node not found gone exactly once")
+	}
+	c.seen["b"] = time.Now() // heard again
+	if !c.findChanges() || c.findChanges() {
+		t.Fatal("a node heard again not found back exactly once")
+	}
+	c.seen["a"] = time.Time{} // goodbye
+	if !c.findChanges() || c.findChanges() {
+		t.Fatal("a node that said goodbye not found gone exactly once")
+	}
+}

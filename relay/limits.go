@@ -85,9 +85,9 @@ type aliasLimits struct {
 	cluster   *clusterLimits
 	log       *slog.Logger
 	resyncs   map[*aliasState]*time.Timer // rewrites due (see resyncLocked)
-	resyncWG  sync.WaitGroup              // resyncs and nodeGone's goroutine
+	resyncWG  sync.WaitGroup              // resyncs and nodesChanged's goroutine
 	stopped   bool                        // stopResyncs ran
-	// nodeGone's goroutine runs, and is to go over the aliases again.
+	// nodesChanged's goroutine runs, and is to go over the aliases again.
 	goneRunning, goneAgain bool
 }
 
@@ -99,6 +99,7 @@ type aliasState struct {
 	busy     int       // acquire or release calls under way: keep the state
 	idle     time.Time // when the last session went
 	nodes    int       // nodes holding the alias's sessions, this one included
+	listed   int       // nodes its entry named, live or not, when refresh read it
 	rev      uint64    // the duet_sessions revision nodes is from
 	// cluster serializes this node's updates of the alias's entry, so that
 	// the last one written is the current count.
@@ -181,31 +182,33 @@ func (l *aliasLimits) acquire(ctx context.Context, a identity.Alias, now time.Ti
 // refresh re-reads the number of live nodes holding a's sessions from a's
 // entry (cluster only) and splits a's budgets by it: for a node that has
 // just subscribed to a (a _limits notice sent before the subscription was
-// in place did not reach it), and after a node was found gone (see
-// nodeGone). A failed read keeps the split.
+// in place did not reach it), and after a node was found gone or back (see
+// nodesChanged). A failed read keeps the split.
 func (l *aliasLimits) refresh(ctx context.Context, a identity.Alias, now time.Time, tun *tunables) error {
 	if l.cluster == nil {
 		return nil
 	}
-	nodes, rev, err := l.cluster.nodesOf(ctx, a)
+	nodes, listed, rev, err := l.cluster.nodesOf(ctx, a)
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if st := l.byAlias[a]; st != nil {
+		st.listed = listed
 		st.setNodesLocked(nodes, rev, now, tun)
 	}
 	return nil
 }
 
-// nodeGone re-reads, on a goroutine of its own, the node counts of the
-// aliases this node splits with other nodes, once a node is found gone
-// (dead, or said goodbye): their entries still count it (only an update
-// prunes a gone node), so their budgets would stay split by it until their
-// next session came or went. Called again while it runs, it goes over them
-// once more when done.
-func (l *aliasLimits) nodeGone(tun *tunables, now func() time.Time) {
+// nodesChanged re-reads, on a goroutine of its own, the node counts of
+// the aliases this node splits with other nodes (or whose entry named a
+// node not live when last read), once a node is found gone (dead, or said
+// goodbye) or back: their entries still count a gone node (only an update
+// prunes it), so their budgets would stay split by it until their next
+// session came or went, and a node back counts again.
+// Called again while it runs, it goes over them once more when done.
+func (l *aliasLimits) nodesChanged(tun *tunables, now func() time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
@@ -229,7 +232,7 @@ func (l *aliasLimits) nodeGone(tun *tunables, now func() time.Time) {
 			l.goneAgain = false
 			var split []identity.Alias
 			for a, st := range l.byAlias {
-				if st.sessions > 0 && st.nodes > 1 {
+				if st.sessions > 0 && (st.nodes > 1 || st.listed > st.nodes) {
 					split = append(split, a)
 				}
 			}
@@ -239,7 +242,7 @@ func (l *aliasLimits) nodeGone(tun *tunables, now func() time.Time) {
 					break // shutting down
 				}
 				if err := l.refresh(context.Background(), a, now(), tun); err != nil {
-					l.log.Warn("relay: cannot read the node counts of aliases after a node went; keeping their splits", "err", err)
+					l.log.Warn("relay: cannot read the aliases' node counts after a node went or came back; keeping their splits", "err", err)
 					break
 				}
 			}

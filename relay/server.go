@@ -297,7 +297,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if nb.embedded == nil {
 		// On the embedded NATS this node is the only one: its own counts
 		// are the cluster's.
-		s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc, s.tun.nodeHeartbeat, func() { s.aliases.nodeGone(&s.tun, s.now) })
+		s.aliases.cluster, err = startClusterLimits(s.dir, nb.nc, s.tun.nodeHeartbeat, func() { s.aliases.nodesChanged(&s.tun, s.now) })
 		if err != nil {
 			s.router.stop()
 			nb.close()
