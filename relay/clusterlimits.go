@@ -46,9 +46,10 @@ import (
 //     each.) A notice is sent at most once. A node whose subscription to
 //     the alias was not in place yet when one went out (between counting
 //     the alias's first session there and subscribing) reads the entry
-//     again once subscribed (aliasLimits.refresh); one that drops a
-//     notice (its routing queue full) keeps the split it had until the
-//     alias's entry changes again.
+//     again once subscribed (aliasLimits.refresh), and one told by NATS
+//     that the alias's subscription overflowed its routing queue (a notice
+//     may be among what was dropped) reads it again then
+//     (aliasLimits.refreshLater).
 //   - A node's counts are ignored once it is gone: each node publishes a
 //     heartbeat on duet.node.hb every nodeHeartbeat (and duet.node.bye when
 //     it shuts down), and a node not heard from for nodeDeadAfter

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
@@ -395,4 +396,30 @@ func TestClusterFindChanges(t *testing.T) {
 	if !c.findChanges() || c.findChanges() {
 		t.Fatal("a node that said goodbye not found gone exactly once")
 	}
+}
+
+// TestClusterLimitsSlowConsumerRefresh: when NATS tells a node that an
+// alias's subscription overflowed its routing shard (a _limits notice may
+// be among what it dropped), the node reads the alias's split again.
+func TestClusterLimitsSlowConsumerRefresh(t *testing.T) {
+	r := startLimitCluster(t, 2, Options{}, nil)
+	a := r[0].newUser(t)
+	r[0].connect(t, a.id, a.alias)
+	r[1].connect(t, a.id, a.alias)
+	nodesOn1 := func(want int) func() bool {
+		return func() bool { n, _, _ := aliasNodesOn(r[1], a.alias); return n == want }
+	}
+	eventually(t, 10*time.Second, "node 1 splitting a's budget by 2", nodesOn1(2))
+	// A dropped notice left node 1 with a stale split.
+	l := &r[1].srv.aliases
+	l.mu.Lock()
+	l.byAlias[a.alias].nodes = 5
+	l.mu.Unlock()
+	rt := r[1].srv.router
+	rt.mu.RLock()
+	sub := rt.routes[a.alias].sub
+	rt.mu.RUnlock()
+	nc := r[1].srv.nats.nc
+	nc.Opts.AsyncErrorCB(nc, sub, nats.ErrSlowConsumer)
+	eventually(t, 10*time.Second, "node 1 splitting a's budget by 2 again", nodesOn1(2))
 }

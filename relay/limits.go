@@ -201,6 +201,24 @@ func (l *aliasLimits) refresh(ctx context.Context, a identity.Alias, now time.Ti
 	return nil
 }
 
+// refreshLater runs refresh on a goroutine of its own (stopResyncs waits
+// for it): for an alias whose _limits notice this node may have dropped,
+// its routing queue full.
+func (l *aliasLimits) refreshLater(a identity.Alias, tun *tunables, now func() time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped || l.cluster == nil {
+		return
+	}
+	l.resyncWG.Add(1)
+	go func() {
+		defer l.resyncWG.Done()
+		if err := l.refresh(context.Background(), a, now(), tun); err != nil {
+			l.log.Warn("relay: cannot read the alias's nodes in the cluster; keeping its split", "alias", a, "err", err)
+		}
+	}()
+}
+
 // nodesChanged re-reads, on a goroutine of its own, the node counts of
 // the aliases this node splits with other nodes (or whose entry named a
 // node not live when last read), once a node is found gone (dead, or said

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,6 +23,9 @@ type natsBackend struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	embedded *server.Server // nil with an external NATS
+	// onSlow, once set, is told of a subscription whose routing shard was
+	// full (nats.go dropped messages for it).
+	onSlow atomic.Pointer[func(*nats.Subscription)]
 }
 
 // connectNATS starts the embedded nats-server (url == "") or dials url, and
@@ -40,6 +44,9 @@ func connectNATS(ctx context.Context, url, dataDir string, log *slog.Logger) (*n
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				// Counted per subscription; see router.backlogDrops.
 				log.Warn("nats: routing queue full, dropping envelopes", "err", err)
+				if f := b.onSlow.Load(); f != nil && sub != nil {
+					(*f)(sub)
+				}
 				return
 			}
 			log.Warn("nats: async error", "err", err)

@@ -722,6 +722,16 @@ func (r *router) dispatch(ch chan *nats.Msg) {
 	}
 }
 
+// aliasOfSubject is the alias of an alias's subscription subject
+// (duet.a.<alias>.*).
+func aliasOfSubject(subject string) (identity.Alias, bool) {
+	rest, ok := strings.CutPrefix(subject, subjectPrefix)
+	if !ok || len(rest) < 10 || rest[9] != '.' {
+		return "", false
+	}
+	return identity.Alias(rest[:9]), true
+}
+
 // deliver fans an envelope routed by NATS out to the local sessions of its
 // alias and answers its sender's node (an acknowledgement goes in acks).
 func (r *router) deliver(m *nats.Msg, acks *ackBatch) {

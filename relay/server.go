@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
@@ -304,6 +305,13 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.router.checkOfflineWith(s.aliases.cluster.sessionsOn)
+		// A full routing shard may have dropped an alias's _limits notice.
+		onSlow := func(sub *nats.Subscription) {
+			if a, ok := aliasOfSubject(sub.Subject); ok {
+				s.aliases.refreshLater(a, &s.tun, s.now)
+			}
+		}
+		nb.onSlow.Store(&onSlow)
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
 	if s.poller, err = newPoller(); err != nil {
