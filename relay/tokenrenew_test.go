@@ -132,9 +132,15 @@ func TestGoClientRenewsToken(t *testing.T) {
 	if c.State().Get() != client.StateConnected {
 		t.Errorf("state %s, want connected", c.State().Get())
 	}
+	// The client logs "relay reconnected" once its dial returns, which may
+	// be just after the calls above got the fresh token: wait for it.
 	for _, want := range []string{"relay token expires soon", "relay reconnected"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("no %q line at info:\n%s", want, logs.String())
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(logs.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q line at info within 10 s:\n%s", want, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
