@@ -2,7 +2,6 @@ package turnserver
 
 import (
 	"net"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,16 +11,12 @@ import (
 // needs CAP_NET_ADMIN; false when it cannot (the caller asks within the
 // limits instead).
 func forceBuffers(c net.PacketConn, size int) bool {
-	sc, ok := c.(syscall.Conn)
+	u, ok := rawUDP(c)
 	if !ok {
 		return false
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) {
+	if err := u.rc.Control(func(fd uintptr) {
 		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); serr == nil {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
 		}
@@ -35,16 +30,12 @@ func forceBuffers(c net.PacketConn, size int) bool {
 // reports twice that, the room for its bookkeeping included); 0 when it
 // cannot tell.
 func readBuffer(c net.PacketConn) int {
-	sc, ok := c.(syscall.Conn)
+	u, ok := rawUDP(c)
 	if !ok {
 		return 0
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0
-	}
 	n := 0
-	_ = rc.Control(func(fd uintptr) {
+	_ = u.rc.Control(func(fd uintptr) {
 		if v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
 			n = v / 2
 		}
