@@ -44,13 +44,16 @@ type Module struct {
 	device   string            // this module's device id on the wire (PROTOCOL §10.4)
 	tm       timings           // the timings (PROTOCOL §6); set before the first call
 
-	mu           sync.Mutex
-	closed       bool
-	machine      *fsm.Machine        // the call state machine (PROTOCOL §10)
-	cur          *session            // the machine's call in progress
-	sessions     map[string]*session // calls not torn down yet, by call ID
-	last         *Stats              // the previous call's final figures (its keys are gone)
-	tearing      *session            // the call being torn down, for Stats meanwhile
+	mu       sync.Mutex
+	closed   bool
+	machine  *fsm.Machine        // the call state machine (PROTOCOL §10)
+	cur      *session            // the machine's call in progress
+	sessions map[string]*session // calls not torn down yet, by call ID
+	last     *Stats              // the previous call's final figures (its keys are gone)
+	tearing  *session            // the call being torn down, for Stats meanwhile
+	// offerOut, while set, is closed once the offer the machine was told
+	// is out has been written: later messages wait for it (sendTo).
+	offerOut     chan struct{}
 	peers        map[identity.Alias]*peerSig
 	lookups      map[identity.Alias]*keyLookup // key lookups in flight
 	lookupFailed map[identity.Alias]time.Time  // peers whose lookup failed, until

@@ -258,3 +258,68 @@ func TestGlare(t *testing.T) {
 		})
 	}
 }
+
+// TestGlareOfferOvertaken: the losing side's offer is written late, after
+// that side has already decided the glare and answered the winning call
+// (its offer is out for the machine, not yet on the wire). Its answer must
+// not overtake the offer: the winner, past calling once answered, would
+// refuse the late offer busy. Here b's offer is held until b's answer is
+// on its way or a second has passed; no side sends call_reject.
+func TestGlareOfferOvertaken(t *testing.T) {
+	checkLeaks(t)
+	const aID, bID = "AAAAglare-late-a", "ZZZZglare-late-b"
+	var arrived atomic.Int32
+	both := make(chan struct{})
+	answered := make(chan struct{})
+	var answerOnce sync.Once
+	hold := withDrop(func(env *wire.Envelope) bool {
+		switch {
+		case env.Type == wire.TypeCallAnswer && env.CallID == aID:
+			answerOnce.Do(func() { close(answered) })
+		case env.Type == wire.TypeCallOffer && (env.CallID == aID || env.CallID == bID):
+			if arrived.Add(1) == 2 {
+				close(both)
+			}
+			select {
+			case <-both:
+			case <-time.After(10 * time.Second):
+			}
+			if env.CallID == bID {
+				select {
+				case <-answered:
+				case <-time.After(time.Second):
+				}
+			}
+		}
+		return false
+	})
+	a := newPeer(t, "a", hold, withCallIDs(func() string { return aID }))
+	b := newPeer(t, "b", hold, withCallIDs(func() string { return bID }))
+	var wg sync.WaitGroup
+	for _, p := range []struct{ from, to *peer }{{a, b}, {b, a}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := p.from.mod.Call(ctx, p.to.alias, Media{Audio: true}); err != nil && !errors.Is(err, ErrInCall) {
+				t.Errorf("%s: Call: %v", p.from.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	sa, sb := a.waitState(StateConnected, 20*time.Second), b.waitState(StateConnected, 20*time.Second)
+	if sa.CallID != aID || sb.CallID != aID {
+		t.Errorf("connected calls %s and %s, want both %s", sa.CallID, sb.CallID, aID)
+	}
+	for _, p := range []*peer{a, b} {
+		if n := len(p.sig.sentOf("call_reject")); n != 0 {
+			t.Errorf("%s sent %d call_reject (busy), want none", p.name, n)
+		}
+		noError(t, p)
+	}
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+}

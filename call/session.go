@@ -298,6 +298,21 @@ func (s *session) startCaller(ctx context.Context) error {
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
 	s.ps, s.offerID = kr.ps, id
+	// Messages sent from now on wait until the offer is written, so that
+	// none overtakes it: the machine treats it as out from the next event
+	// on (an answer to the peer's call after a glare it decided on that
+	// ground would otherwise reach the peer first, and the peer, past
+	// calling by then, would refuse the offer busy; PROTOCOL §10.5).
+	out := make(chan struct{})
+	m.offerOut = out
+	written := func() {
+		m.mu.Lock()
+		if m.offerOut == out {
+			m.offerOut = nil
+		}
+		m.mu.Unlock()
+		close(out)
+	}
 	m.mu.Unlock()
 	// The machine learns that the offer goes out before it does: from now
 	// on the peer may know the call (a glare is decided by call ID, an
@@ -306,13 +321,16 @@ func (s *session) startCaller(ctx context.Context) error {
 	m.mu.Lock()
 	if s.ending {
 		m.mu.Unlock()
+		written()
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
 	s.offerSent = true
 	body := wire.OfferPayload{SDP: offer.SDP, EPK: ephem.PublicKey().Bytes()}
 	s.offerBody = &body
 	m.mu.Unlock()
-	if err := s.sendID(ctx, body, id); err != nil {
+	err = s.sendID(ctx, body, id)
+	written()
+	if err != nil {
 		return s.ended(err)
 	}
 

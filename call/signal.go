@@ -432,6 +432,19 @@ func (m *Module) sendTo(ctx context.Context, ps *peerSig, callID string, body wi
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: sending %s to %s: %w", ErrSignaling, t, ps.alias, err)
 	}
+	if t != wire.TypeCallOffer {
+		// An offer the machine counts as out is written first.
+		m.mu.Lock()
+		out := m.offerOut
+		m.mu.Unlock()
+		if out != nil {
+			select {
+			case <-out:
+			case <-ctx.Done():
+				return fmt.Errorf("%w: sending %s to %s: %w", ErrSignaling, t, ps.alias, ctx.Err())
+			}
+		}
+	}
 	// The relay client writes with coder/websocket, which closes the whole
 	// connection when a write's context ends in the middle of the write.
 	// Hangup cancels the call's contexts while candidates may be on their
