@@ -64,6 +64,31 @@ var interfaceAddrs = func() ([]netip.Addr, error) {
 	return out, nil
 }
 
+// watchedAddrs is interfaceAddrs for the watch ticks: one read serves
+// every client of the process for half a watchInterval. Each read is a
+// netlink dump of the machine's addresses, and a process may hold
+// thousands of clients (duet loadtest does), each ticking every
+// watchInterval. NetworkChanged reads interfaceAddrs itself: the app just
+// said the addresses changed.
+func watchedAddrs() ([]netip.Addr, error) {
+	addrCache.mu.Lock()
+	defer addrCache.mu.Unlock()
+	if addrCache.at.IsZero() || time.Since(addrCache.at) >= watchInterval/2 {
+		addrCache.addrs, addrCache.err = interfaceAddrs()
+		addrCache.at = time.Now()
+	}
+	return addrCache.addrs, addrCache.err // callers only read the slice
+}
+
+// addrCache holds watchedAddrs' last read; the lock also makes clients
+// that tick together wait for one read instead of each making its own.
+var addrCache struct {
+	mu    sync.Mutex
+	at    time.Time // zero: read at the next call
+	addrs []netip.Addr
+	err   error
+}
+
 // localAddrTracker records the local address of the last connection the
 // WebSocket's HTTP client dialled, so that a network change can tell
 // whether the relay connection lost its own address.
@@ -130,7 +155,7 @@ func wsHTTPClient(hc *http.Client, t *localAddrTracker) *http.Client {
 func (c *Client) keepAlive(ctx context.Context, conn *websocket.Conn) {
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
-	addrs, _ := interfaceAddrs()
+	addrs, _ := watchedAddrs()
 	last := time.Now()
 	// The first ping after a random half to whole interval: clients that
 	// reconnected together (a relay restart) do not ping together.
@@ -152,7 +177,7 @@ func (c *Client) keepAlive(ctx context.Context, conn *websocket.Conn) {
 		if now.Sub(lastPing) >= pingInterval {
 			timeout = pingTimeout
 		}
-		if cur, err := interfaceAddrs(); err == nil && !slices.Equal(cur, addrs) {
+		if cur, err := watchedAddrs(); err == nil && !slices.Equal(cur, addrs) {
 			addrs = cur
 			if local := c.wsLocal.get(); local.IsValid() && !slices.Contains(cur, local) {
 				c.reconnectNow(conn, "the network changed: the connection's address is gone", "addr", local)

@@ -42,8 +42,68 @@ func fakeInterfaceAddrs(t *testing.T, addrs ...string) (set func(addrs ...string
 		defer mu.Unlock()
 		return slices.Clone(cur), nil
 	}
-	t.Cleanup(func() { interfaceAddrs = orig })
+	forgetWatchedAddrs()
+	t.Cleanup(func() { interfaceAddrs = orig; forgetWatchedAddrs() })
 	return set
+}
+
+// forgetWatchedAddrs makes watchedAddrs' next call read interfaceAddrs.
+func forgetWatchedAddrs() {
+	addrCache.mu.Lock()
+	defer addrCache.mu.Unlock()
+	addrCache.at = time.Time{}
+}
+
+// The watch ticks of a process's clients share one read of the machine's
+// addresses per half watchInterval, and a change shows within that.
+func TestWatchedAddrsShared(t *testing.T) {
+	wi := watchInterval
+	watchInterval = time.Hour
+	t.Cleanup(func() { watchInterval = wi })
+	var reads atomic.Int32
+	orig := interfaceAddrs
+	cur := netip.MustParseAddr("10.0.0.1")
+	var mu sync.Mutex
+	interfaceAddrs = func() ([]netip.Addr, error) {
+		reads.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		return []netip.Addr{cur}, nil
+	}
+	forgetWatchedAddrs()
+	t.Cleanup(func() { interfaceAddrs = orig; forgetWatchedAddrs() })
+
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if got, err := watchedAddrs(); err != nil || len(got) != 1 || got[0] != netip.MustParseAddr("10.0.0.1") {
+				t.Errorf("watchedAddrs = %v, %v", got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("100 clients' ticks read the addresses %d times, want 1", n)
+	}
+	// Half a watchInterval later the next tick reads them again.
+	mu.Lock()
+	cur = netip.MustParseAddr("10.0.0.2")
+	mu.Unlock()
+	watchInterval = 20 * time.Millisecond
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, _ := watchedAddrs()
+		if got[0] == netip.MustParseAddr("10.0.0.2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the address change never showed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := reads.Load(); n != 2 {
+		t.Fatalf("%d reads after the change, want 2", n)
+	}
 }
 
 // connectVia connects id to the relay through url (a proxy of r).
