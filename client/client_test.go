@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -538,5 +539,36 @@ func TestPinStoreSharedFile(t *testing.T) {
 	}
 	if got, _ := reread.Pinned(peer); !got.Equal(keys(3)) {
 		t.Errorf("file written again: %s pinned to %v, want the accepted key", peer, got)
+	}
+}
+
+// The reader reuses one buffer per connection: an envelope handed to
+// OnEnvelope must stay intact after the frames that follow it, a large
+// one (past maxKeptReadBuffer) among them.
+func TestReceivedEnvelopesOutliveTheNextFrames(t *testing.T) {
+	r := startRelay(t)
+	a := connect(t, r, newIdentity(t), nil)
+	b := connect(t, r, newIdentity(t), nil)
+	payloads := []string{
+		strings.Repeat("A", 400),
+		strings.Repeat("B", 400),
+		strings.Repeat("C", 3*maxKeptReadBuffer/2),
+		strings.Repeat("D", 400),
+	}
+	for i, p := range payloads {
+		env := envelope(b.c.Alias(), fmt.Sprintf("e%d", i))
+		env.Payload = p
+		if err := a.c.Send(context.Background(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []*wire.Envelope
+	for range payloads {
+		got = append(got, recv(t, b.envs, "envelope"))
+	}
+	for i, env := range got {
+		if env.ID != fmt.Sprintf("e%d", i) || env.Payload != payloads[i] || env.From != a.c.Alias() || env.CallID != "call-1" {
+			t.Fatalf("envelope %d changed after later frames: id %q, payload %.20q… (%d bytes), from %s", i, env.ID, env.Payload, len(env.Payload), env.From)
+		}
 	}
 }
