@@ -108,7 +108,8 @@ type Client struct {
 	tokenRenew time.Time // after it, bearer reconnects for a fresh token (token.go)
 	baseIdx    int       // the relay of bases connected to, or last tried
 
-	sent sentLog // recent envelopes with an id, for recipient_busy
+	sent   sentLog    // recent envelopes with an id, for recipient_busy
+	writes writeWatch // Send's writes, for keepAlive
 	// Liveness (liveness.go).
 	wsHC      *http.Client     // hc, recording the WebSocket's local address
 	wsLocal   localAddrTracker // the local address of the WebSocket's connection
@@ -198,22 +199,56 @@ func (c *Client) Send(ctx context.Context, env *wire.Envelope) error {
 		return fmt.Errorf("client: sending %s to %s: %w", env.Type, env.To, err)
 	}
 	// coder/websocket closes the whole connection when a write's context
-	// ends mid-write, so the write gets its own timeout instead of the
-	// caller's cancellation: one caller's cancelled context must not cut
-	// every other exchange on the shared connection.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	defer cancel()
+	// ends mid-write, so the write does not get the caller's
+	// cancellation: one caller's cancelled context must not cut every
+	// other exchange on the shared connection. Nor a deadline of its own,
+	// which would cost a context, a timer and an AfterFunc per frame: the
+	// write watch bounds it (keepAlive).
 	c.sent.add(env.ID, data)
-	if err := conn.Write(wctx, websocket.MessageText, data); err != nil {
+	c.writes.start()
+	err = conn.Write(context.Background(), websocket.MessageText, data)
+	c.writes.done()
+	if err != nil {
 		return fmt.Errorf("client: sending %s to %s: %w", env.Type, env.To, err)
 	}
 	return nil
 }
 
-// writeTimeout bounds one write to the relay; a relay that does not take a
-// frame for this long is treated as gone (the connection is reset and the
-// client reconnects).
-const writeTimeout = 10 * time.Second
+// writeTimeout bounds the writes to the relay: a connection whose writes
+// made no progress for this long (a write under way and none finished) is
+// treated as gone, and the client reconnects (keepAlive checks it every
+// watchInterval). Tests shorten it.
+var writeTimeout = 10 * time.Second
+
+// writeWatch tells whether the relay connection's writes are stuck.
+type writeWatch struct {
+	inflight atomic.Int32
+	progress atomic.Int64 // since watchEpoch: the last write that finished, or began with none under way
+}
+
+// watchEpoch is the origin of writeWatch's monotonic readings.
+var watchEpoch = time.Now()
+
+func (w *writeWatch) start() {
+	if w.inflight.Load() == 0 {
+		w.progress.Store(int64(time.Since(watchEpoch)))
+	}
+	w.inflight.Add(1)
+}
+
+func (w *writeWatch) done() {
+	w.progress.Store(int64(time.Since(watchEpoch)))
+	w.inflight.Add(-1)
+}
+
+// stalled is how long writes have been under way without progress (0:
+// none under way).
+func (w *writeWatch) stalled() time.Duration {
+	if w.inflight.Load() == 0 {
+		return 0
+	}
+	return time.Since(watchEpoch) - time.Duration(w.progress.Load())
+}
 
 // Close closes the connection and stops reconnecting.
 func (c *Client) Close() error {

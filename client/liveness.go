@@ -147,11 +147,12 @@ func wsHTTPClient(hc *http.Client, t *localAddrTracker) *http.Client {
 }
 
 // keepAlive watches conn until ctx ends: it pings the relay after every
-// pingInterval, and checks every watchInterval for a wake from sleep and
-// for a change of the machine's addresses. A failed ping, a wake, or a
-// change that removed the connection's own local address closes conn, and
-// the run loop reconnects at once; any other address change is checked
-// with a quick ping.
+// pingInterval, and checks every watchInterval for a wake from sleep, for
+// writes stuck longer than writeTimeout and for a change of the machine's
+// addresses. A failed ping, a wake, stuck writes, or a change that removed
+// the connection's own local address closes conn, and the run loop
+// reconnects at once; any other address change is checked with a quick
+// ping.
 func (c *Client) keepAlive(ctx context.Context, conn *websocket.Conn) {
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
@@ -171,6 +172,10 @@ func (c *Client) keepAlive(ctx context.Context, conn *websocket.Conn) {
 		last = now
 		if slept > wakeGap {
 			c.reconnectNow(conn, "woke from sleep", "slept", slept.Round(time.Second))
+			return
+		}
+		if stalled := c.writes.stalled(); stalled > writeTimeout {
+			c.reconnectNow(conn, "the relay took no frame for longer than the write timeout", "stalled", stalled.Round(time.Millisecond))
 			return
 		}
 		timeout := time.Duration(0)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,5 +247,42 @@ func TestNetworkChanged(t *testing.T) {
 	a.c.mu.Unlock()
 	if cur == nil || cur == first {
 		t.Fatal("NetworkChanged returned without a new connection")
+	}
+}
+
+// A relay connection that takes no frame for writeTimeout (the relay, or
+// something on the way, stopped reading) is dropped and dialled again,
+// pings or not, and the stuck Send returns an error.
+func TestStuckWriteReconnects(t *testing.T) {
+	shortLiveness(t)
+	pingInterval = time.Hour // only the write watch may act
+	wt := writeTimeout
+	writeTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { writeTimeout = wt })
+	r := startRelay(t)
+	proxy := testproxy.New(t, r.addr)
+	a := connectVia(t, r, proxy.URL("http"))
+	b := connect(t, r, newIdentity(t), nil)
+	proxy.Stall()
+	sendErr := make(chan error, 1)
+	go func() {
+		env := envelope(b.c.Alias(), "")
+		env.Payload = strings.Repeat("A", 40000)
+		for {
+			if err := a.c.Send(context.Background(), env); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+	}()
+	waitReconnect(t, a.c, 10*time.Second)
+	if err := recv(t, sendErr, "the stuck Send's error"); err == nil {
+		t.Fatal("no error")
+	}
+	if err := a.c.Send(context.Background(), envelope(b.c.Alias(), "after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, b.envs, "envelope after the reconnect"); got.ID != "after" {
+		t.Fatalf("got %+v", got)
 	}
 }

@@ -21,12 +21,15 @@ type Proxy struct {
 	conns  []*link
 	closed bool
 	wg     sync.WaitGroup
+	killed chan struct{} // closed by Kill
+	kill   sync.Once
 }
 
 // link is one proxied connection: the accepted side and the dialled one.
 type link struct {
 	down, up net.Conn
 	frozen   atomic.Bool
+	stalled  atomic.Bool
 }
 
 // New starts a proxy on a loopback port forwarding to target (host:port);
@@ -37,7 +40,7 @@ func New(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatalf("testproxy: listen: %v", err)
 	}
-	p := &Proxy{ln: ln, target: target}
+	p := &Proxy{ln: ln, target: target, killed: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -88,6 +91,10 @@ func (p *Proxy) pipe(l *link, dst, src net.Conn) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
+		if l.stalled.Load() {
+			<-p.killed
+			return
+		}
 		n, err := src.Read(buf)
 		if n > 0 && !l.frozen.Load() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -114,9 +121,22 @@ func (p *Proxy) Freeze() {
 	}
 }
 
+// Stall makes every connection open now stop reading either side (after
+// the read under way), without closing it: what a side writes fills the
+// socket buffers, and then its writes block, as with a peer that stopped
+// reading. Connections accepted later forward normally.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.conns {
+		l.stalled.Store(true)
+	}
+}
+
 // Kill closes the listener and every connection at once: new connections
 // are refused, open ones reset.
 func (p *Proxy) Kill() {
+	p.kill.Do(func() { close(p.killed) })
 	p.ln.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
