@@ -572,3 +572,45 @@ func TestReceivedEnvelopesOutliveTheNextFrames(t *testing.T) {
 		}
 	}
 }
+
+// A pin file whose new version cannot be written (a full disk) stays as it
+// was: the save fails, and neither the file nor the store holds the pin
+// that was not saved.
+func TestPinStoreFailedSaveKeepsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peers.json")
+	keys := func(b byte) identity.PublicKeys {
+		return identity.PublicKeys{Signing: bytes.Repeat([]byte{b}, 32), Agreement: bytes.Repeat([]byte{b + 1}, 32)}
+	}
+	peer, other := identity.Alias("u11111111"), identity.Alias("u22222222")
+	s, err := OpenPinStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(peer, keys(1)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := pinFileSync
+	pinFileSync = func(*os.File) error { return errors.New("no space left on device") }
+	t.Cleanup(func() { pinFileSync = orig })
+	if err := s.Check(other, keys(3)); err == nil {
+		t.Fatal("Check saved a pin although the file could not be written")
+	}
+	pinFileSync = orig
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("pin file changed by a failed save: %v\n%s\nwas\n%s", err, after, before)
+	}
+	if _, ok := s.Pinned(other); ok {
+		t.Fatal("the store kept a pin it could not save")
+	}
+	again, err := OpenPinStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := again.Pinned(peer); !ok || !bytes.Equal(got.Signing, keys(1).Signing) {
+		t.Fatalf("after a failed save the file pins %v, %v", got, ok)
+	}
+}

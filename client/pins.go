@@ -183,6 +183,10 @@ func (s *PinStore) setLocked(peer identity.Alias, keys identity.PublicKeys) erro
 	return nil
 }
 
+// pinFileSync flushes a new pin file to disk before it replaces the old
+// one; tests make it fail.
+var pinFileSync = (*os.File).Sync
+
 func (s *PinStore) saveLocked() error {
 	if s.path == "" {
 		return nil
@@ -199,8 +203,9 @@ func (s *PinStore) saveLocked() error {
 		return fmt.Errorf("client: saving pinned keys: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err == nil {
-		err = tmp.Sync()
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = pinFileSync(tmp)
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
