@@ -8,7 +8,8 @@
 # average, and duet loadtest's envelopes, latency (from each envelope's due
 # time; how late the generator wrote them; write to arrival), relay CPU per
 # envelope, the generator's own garbage collections while sending (none
-# unless its memory grew past --gc-headroom) and failures. Compare the figures of one run, not absolute
+# unless its memory grew past --gc-headroom) and its own CPU per envelope
+# (it shares the cores with the relay), and failures. Compare the figures of one run, not absolute
 # numbers across machines. Environment:
 #   FWDBENCH_SESSIONS  sessions (default 5000)
 #   FWDBENCH_RATE      envelopes per second (default 10000)

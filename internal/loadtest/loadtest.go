@@ -102,6 +102,10 @@ type Result struct {
 	// RelayCPU is the relay process's CPU time (user+system) while the
 	// envelopes were sent and delivered; 0 when unknown.
 	RelayCPU time.Duration
+	// GeneratorCPU is the generator's own CPU time over the same span (0
+	// when unknown): on the relay's machine it competes with the relay for
+	// the cores, and it is part of any latency measured there.
+	GeneratorCPU time.Duration
 	// Failures counts what did not go as it should, by reason:
 	// "register: ...", "connect: ...", "send: ...", "undeliverable: REASON",
 	// "relay_error: CODE", "lost" (neither delivered nor refused), "call: ...",
@@ -150,6 +154,10 @@ func (r *Result) Print(w io.Writer) {
 		if r.RelayCPU > 0 && r.Delivered > 0 {
 			fmt.Fprintf(w, "relay CPU     %.2f s while sending: %.1f µs per envelope delivered\n",
 				r.RelayCPU.Seconds(), float64(r.RelayCPU.Microseconds())/float64(r.Delivered))
+		}
+		if r.GeneratorCPU > 0 && r.Delivered > 0 {
+			fmt.Fprintf(w, "generator CPU %.2f s while sending: %.1f µs per envelope delivered\n",
+				r.GeneratorCPU.Seconds(), float64(r.GeneratorCPU.Microseconds())/float64(r.Delivered))
 		}
 	}
 	if r.Calls != nil {
@@ -485,10 +493,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if len(pool) > 0 {
 		progress("sending %g envelopes/s for %s", cfg.Rate, cfg.Duration)
-		cpu0 := metrics().cpu
+		cpu0, own0 := metrics().cpu, processCPU()
 		resume := pauseGC(cfg.GCHeadroom)
 		sendRun(ctx, &cfg, members, pool, cur, fails, res)
 		res.GCs = resume()
+		if own0 > 0 {
+			res.GeneratorCPU = processCPU() - own0
+		}
 		if cpu1 := metrics().cpu; cpu0 > 0 && cpu1 > cpu0 {
 			res.RelayCPU = time.Duration((cpu1 - cpu0) * float64(time.Second))
 		}
