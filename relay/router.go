@@ -722,24 +722,24 @@ func (r *router) dispatch(ch chan *nats.Msg) {
 	}
 }
 
-// aliasOfSubject is the alias of an alias's subscription subject
-// (duet.a.<alias>.*).
-func aliasOfSubject(subject string) (identity.Alias, bool) {
+// splitSubject splits an alias's subject, duet.a.<alias>.<type> (or its
+// subscription's, duet.a.<alias>.*), into the alias and the rest.
+func splitSubject(subject string) (identity.Alias, string, bool) {
 	rest, ok := strings.CutPrefix(subject, subjectPrefix)
-	if !ok || len(rest) < 10 || rest[9] != '.' {
-		return "", false
+	if !ok || len(rest) < 11 || rest[9] != '.' {
+		return "", "", false
 	}
-	return identity.Alias(rest[:9]), true
+	return identity.Alias(rest[:9]), rest[10:], true
 }
 
 // deliver fans an envelope routed by NATS out to the local sessions of its
 // alias and answers its sender's node (an acknowledgement goes in acks).
 func (r *router) deliver(m *nats.Msg, acks *ackBatch) {
-	rest, ok := strings.CutPrefix(m.Subject, subjectPrefix)
-	if !ok || len(rest) < 11 || rest[9] != '.' {
+	alias, t, ok := splitSubject(m.Subject)
+	if !ok {
 		return
 	}
-	alias, typ := identity.Alias(rest[:9]), wire.Type(rest[10:])
+	typ := wire.Type(t)
 	if typ == limitsType {
 		r.onLimits(alias, m.Data)
 		return

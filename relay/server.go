@@ -307,7 +307,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.router.checkOfflineWith(s.aliases.cluster.sessionsOn)
 		// A full routing shard may have dropped an alias's _limits notice.
 		onSlow := func(sub *nats.Subscription) {
-			if a, ok := aliasOfSubject(sub.Subject); ok {
+			if a, _, ok := splitSubject(sub.Subject); ok {
 				s.aliases.refreshLater(a, &s.tun, s.now)
 			}
 		}
