@@ -205,51 +205,18 @@ func TestGlare(t *testing.T) {
 	} {
 		t.Run(order.name, func(t *testing.T) {
 			checkLeaks(t)
-			// Each offer is held until the other one is being sent too:
-			// they cross on the relay, whatever the machine's load.
-			var arrived atomic.Int32
-			both := make(chan struct{})
+			cross := crossOffers(order.aID, order.bID)
 			hold := withDrop(func(env *wire.Envelope) bool {
-				if env.Type == wire.TypeCallOffer && (env.CallID == order.aID || env.CallID == order.bID) {
-					if arrived.Add(1) == 2 {
-						close(both)
-					}
-					select {
-					case <-both:
-					case <-time.After(10 * time.Second):
-					}
-				}
+				cross(env)
 				return false
 			})
 			a := newPeer(t, "a", hold, withCallIDs(func() string { return order.aID }))
 			b := newPeer(t, "b", hold, withCallIDs(func() string { return order.bID }))
-			var wg sync.WaitGroup
-			for _, p := range []struct{ from, to *peer }{{a, b}, {b, a}} {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					if err := p.from.mod.Call(ctx, p.to.alias, Media{Audio: true}); err != nil && !errors.Is(err, ErrInCall) {
-						t.Errorf("%s: Call: %v", p.from.name, err)
-					}
-				}()
-			}
-			wg.Wait()
-			sa, sb := a.waitState(StateConnected, 20*time.Second), b.waitState(StateConnected, 20*time.Second)
 			want := order.aID
 			if order.winner == "b" {
 				want = order.bID
 			}
-			if sa.CallID != want || sb.CallID != want {
-				t.Errorf("connected calls %s and %s, want both %s", sa.CallID, sb.CallID, want)
-			}
-			for _, p := range []*peer{a, b} {
-				if n := len(p.sig.sentOf("call_reject")); n != 0 {
-					t.Errorf("%s sent %d call_reject (busy), want none", p.name, n)
-				}
-				noError(t, p)
-			}
+			glare(t, a, b, want)
 			waitMoreAudio(10*time.Second, "audio in the glare call", 20, a, b)
 			if err := a.mod.Hangup(); err != nil {
 				t.Fatal(err)
@@ -268,49 +235,70 @@ func TestGlare(t *testing.T) {
 func TestGlareOfferOvertaken(t *testing.T) {
 	checkLeaks(t)
 	const aID, bID = "AAAAglare-late-a", "ZZZZglare-late-b"
-	var arrived atomic.Int32
-	both := make(chan struct{})
+	cross := crossOffers(aID, bID)
 	answered := make(chan struct{})
 	var answerOnce sync.Once
 	hold := withDrop(func(env *wire.Envelope) bool {
-		switch {
-		case env.Type == wire.TypeCallAnswer && env.CallID == aID:
+		if env.Type == wire.TypeCallAnswer && env.CallID == aID {
 			answerOnce.Do(func() { close(answered) })
-		case env.Type == wire.TypeCallOffer && (env.CallID == aID || env.CallID == bID):
-			if arrived.Add(1) == 2 {
-				close(both)
-			}
+		}
+		if cross(env) && env.CallID == bID {
 			select {
-			case <-both:
-			case <-time.After(10 * time.Second):
-			}
-			if env.CallID == bID {
-				select {
-				case <-answered:
-				case <-time.After(time.Second):
-				}
+			case <-answered:
+			case <-time.After(time.Second):
 			}
 		}
 		return false
 	})
 	a := newPeer(t, "a", hold, withCallIDs(func() string { return aID }))
 	b := newPeer(t, "b", hold, withCallIDs(func() string { return bID }))
+	glare(t, a, b, aID)
+	if err := a.mod.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEnd(5 * time.Second)
+}
+
+// crossOffers returns a signaling hook that holds the offer of either of
+// the two calls until the other one is being sent too (or 10 s passed), so
+// that they cross on the relay whatever the machine's load; it reports
+// whether env was one of the two offers.
+func crossOffers(aID, bID string) func(env *wire.Envelope) bool {
+	var arrived atomic.Int32
+	both := make(chan struct{})
+	return func(env *wire.Envelope) bool {
+		if env.Type != wire.TypeCallOffer || env.CallID != aID && env.CallID != bID {
+			return false
+		}
+		if arrived.Add(1) == 2 {
+			close(both)
+		}
+		select {
+		case <-both:
+		case <-time.After(10 * time.Second):
+		}
+		return true
+	}
+}
+
+// glare has a and b call each other at once and checks that both end up
+// in the call want, neither refusing the other busy (PROTOCOL §10.5).
+func glare(t *testing.T, a, b *peer, want string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for _, p := range []struct{ from, to *peer }{{a, b}, {b, a}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := p.from.mod.Call(ctx, p.to.alias, Media{Audio: true}); err != nil && !errors.Is(err, ErrInCall) {
 				t.Errorf("%s: Call: %v", p.from.name, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	sa, sb := a.waitState(StateConnected, 20*time.Second), b.waitState(StateConnected, 20*time.Second)
-	if sa.CallID != aID || sb.CallID != aID {
-		t.Errorf("connected calls %s and %s, want both %s", sa.CallID, sb.CallID, aID)
+	if sa.CallID != want || sb.CallID != want {
+		t.Errorf("connected calls %s and %s, want both %s", sa.CallID, sb.CallID, want)
 	}
 	for _, p := range []*peer{a, b} {
 		if n := len(p.sig.sentOf("call_reject")); n != 0 {
@@ -318,8 +306,4 @@ func TestGlareOfferOvertaken(t *testing.T) {
 		}
 		noError(t, p)
 	}
-	if err := a.mod.Hangup(); err != nil {
-		t.Fatal(err)
-	}
-	b.waitEnd(5 * time.Second)
 }
