@@ -454,9 +454,6 @@ func TestSendWithCancelledContextKeepsConnection(t *testing.T) {
 // accepted keys, and no save overwrites a pin the other made.
 func TestPinStoreSharedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "peers.json")
-	keys := func(b byte) identity.PublicKeys {
-		return identity.PublicKeys{Signing: bytes.Repeat([]byte{b}, 32), Agreement: bytes.Repeat([]byte{b + 1}, 32)}
-	}
 	peer, other := identity.Alias("u11111111"), identity.Alias("u22222222")
 	answer, err := OpenPinStore(path)
 	if err != nil {
@@ -466,33 +463,33 @@ func TestPinStoreSharedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := answer.Check(peer, keys(1)); err != nil { // first use: pinned
+	if err := answer.Check(peer, pinKeys(1)); err != nil { // first use: pinned
 		t.Fatal(err)
 	}
 	// The other store sees the pin: a different key is a change, not a
 	// first use.
-	if err := accept.Check(peer, keys(3)); !errors.Is(err, ErrKeyChanged) {
+	if err := accept.Check(peer, pinKeys(3)); !errors.Is(err, ErrKeyChanged) {
 		t.Fatalf("second store: Check with another key = %v, want ErrKeyChanged", err)
 	}
-	if err := accept.Accept(peer, keys(3)); err != nil {
+	if err := accept.Accept(peer, pinKeys(3)); err != nil {
 		t.Fatal(err)
 	}
 	// The accepted key takes effect in the first store at once.
-	if got, ok := answer.Pinned(peer); !ok || !got.Equal(keys(3)) {
+	if got, ok := answer.Pinned(peer); !ok || !got.Equal(pinKeys(3)) {
 		t.Fatalf("first store: Pinned = %v, %v; want the accepted key", got, ok)
 	}
-	if err := answer.Check(peer, keys(3)); err != nil {
+	if err := answer.Check(peer, pinKeys(3)); err != nil {
 		t.Fatalf("first store: Check with the accepted key = %v", err)
 	}
 	// A pin the first store makes now keeps the second store's accept.
-	if err := answer.Check(other, keys(5)); err != nil {
+	if err := answer.Check(other, pinKeys(5)); err != nil {
 		t.Fatal(err)
 	}
 	reread, err := OpenPinStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := reread.Pinned(peer); !got.Equal(keys(3)) {
+	if got, _ := reread.Pinned(peer); !got.Equal(pinKeys(3)) {
 		t.Errorf("file: %s pinned to %v, want the accepted key", peer, got)
 	}
 	if _, ok := reread.Pinned(other); !ok {
@@ -508,7 +505,7 @@ func TestPinStoreSharedFile(t *testing.T) {
 			st = accept
 		}
 		wg.Go(func() {
-			if err := st.Check(identity.Alias(fmt.Sprintf("u3%07d", i)), keys(byte(10+i))); err != nil {
+			if err := st.Check(identity.Alias(fmt.Sprintf("u3%07d", i)), pinKeys(byte(10+i))); err != nil {
 				t.Error(err)
 			}
 		})
@@ -528,16 +525,16 @@ func TestPinStoreSharedFile(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := answer.Check(peer, keys(7)); !errors.Is(err, ErrKeyChanged) {
+	if err := answer.Check(peer, pinKeys(7)); !errors.Is(err, ErrKeyChanged) {
 		t.Errorf("after the file was removed: Check with another key = %v, want ErrKeyChanged", err)
 	}
-	if err := answer.Check(identity.Alias("u44444444"), keys(9)); err != nil {
+	if err := answer.Check(identity.Alias("u44444444"), pinKeys(9)); err != nil {
 		t.Fatal(err)
 	}
 	if reread, err = OpenPinStore(path); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := reread.Pinned(peer); !got.Equal(keys(3)) {
+	if got, _ := reread.Pinned(peer); !got.Equal(pinKeys(3)) {
 		t.Errorf("file written again: %s pinned to %v, want the accepted key", peer, got)
 	}
 }
@@ -578,15 +575,12 @@ func TestReceivedEnvelopesOutliveTheNextFrames(t *testing.T) {
 // that was not saved.
 func TestPinStoreFailedSaveKeepsFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "peers.json")
-	keys := func(b byte) identity.PublicKeys {
-		return identity.PublicKeys{Signing: bytes.Repeat([]byte{b}, 32), Agreement: bytes.Repeat([]byte{b + 1}, 32)}
-	}
 	peer, other := identity.Alias("u11111111"), identity.Alias("u22222222")
 	s, err := OpenPinStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Check(peer, keys(1)); err != nil {
+	if err := s.Check(peer, pinKeys(1)); err != nil {
 		t.Fatal(err)
 	}
 	before, err := os.ReadFile(path)
@@ -596,7 +590,7 @@ func TestPinStoreFailedSaveKeepsFile(t *testing.T) {
 	orig := pinFileSync
 	pinFileSync = func(*os.File) error { return errors.New("no space left on device") }
 	t.Cleanup(func() { pinFileSync = orig })
-	if err := s.Check(other, keys(3)); err == nil {
+	if err := s.Check(other, pinKeys(3)); err == nil {
 		t.Fatal("Check saved a pin although the file could not be written")
 	}
 	pinFileSync = orig
@@ -610,7 +604,12 @@ func TestPinStoreFailedSaveKeepsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := again.Pinned(peer); !ok || !bytes.Equal(got.Signing, keys(1).Signing) {
+	if got, ok := again.Pinned(peer); !ok || !bytes.Equal(got.Signing, pinKeys(1).Signing) {
 		t.Fatalf("after a failed save the file pins %v, %v", got, ok)
 	}
+}
+
+// pinKeys are made-up public keys for the pin store's tests, distinct per b.
+func pinKeys(b byte) identity.PublicKeys {
+	return identity.PublicKeys{Signing: bytes.Repeat([]byte{b}, 32), Agreement: bytes.Repeat([]byte{b + 1}, 32)}
 }
