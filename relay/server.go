@@ -86,9 +86,10 @@ type Options struct {
 	// recipient_busy. 0 means DefaultQueueBudget().
 	QueueBudget int64
 	// PingInterval and PingTimeout are the liveness check of every
-	// authenticated session: a WebSocket ping after PingInterval without
-	// one, and a session that does not answer within PingTimeout is dropped
-	// (its callers get offline). Zero means DefaultPingInterval and
+	// authenticated session: a WebSocket ping after PingInterval without a
+	// frame from the client (its own pings count), and a session that sends
+	// nothing within PingTimeout after it is dropped (its callers get
+	// offline). Zero means DefaultPingInterval and
 	// DefaultPingTimeout; a negative PingInterval sends no pings.
 	PingInterval time.Duration
 	PingTimeout  time.Duration

@@ -61,10 +61,14 @@ const (
 	idleAfter = 10 * time.Second
 	// DefaultPingInterval and DefaultPingTimeout are the relay's liveness
 	// check of an authenticated session (Options.PingInterval/PingTimeout):
-	// a WebSocket ping after every interval, and a session whose pong does
-	// not come within the timeout is dropped, so a dead client is gone (its
-	// callers get offline) within interval+timeout, 25 s by default.
-	DefaultPingInterval = 15 * time.Second
+	// a WebSocket ping after an interval without a frame from the client,
+	// and a session that sends nothing within the timeout after it is
+	// dropped, so a dead client is gone (its callers get offline) within
+	// interval+timeout of its last frame, 30 s by default. The interval is
+	// longer than the SDKs' own 15 s pings: the relay pings only clients
+	// that stopped pinging, and a live idle client's connection carries
+	// one ping and pong per 15 s, not two.
+	DefaultPingInterval = 20 * time.Second
 	DefaultPingTimeout  = 10 * time.Second
 )
 
@@ -117,9 +121,11 @@ type session struct {
 	draining bool           // node shutdown: close once the queue is written (drain)
 	reason   string         // disconnect reason (metrics label), set by kill
 	wg       sync.WaitGroup // writer and closer goroutines
-	pinger   *time.Timer    // the next liveness ping, or the end of the wait for its pong (see ping)
+	pinger   *time.Timer    // the next liveness check, or the end of the wait for its pong (see ping)
 	pingWait bool           // a ping is out: the pinger's end is the pong's deadline
+	pingSent int64          // when it went out (monoNow)
 	pingsOut atomic.Int32   // relay pings whose pong is not charged yet
+	heard    atomic.Int64   // when the client's last frame came (monoNow), set by the reader
 }
 
 func (s *session) now() time.Time { return s.srv.now() }
@@ -533,10 +539,10 @@ func (s *session) open(ctx context.Context) bool {
 	return true
 }
 
-// schedulePingLocked arms the next liveness ping. s.mu is held. An idle
+// schedulePingLocked arms the next liveness check. s.mu is held. An idle
 // session holds only a timer for it, no goroutine. The first comes after a
 // random half to whole interval: sessions that connected together (a relay
-// restart's reconnections, a load test) would otherwise be pinged, and
+// restart's reconnections, a load test) would otherwise be checked, and
 // wake, together for as long as they stay.
 func (s *session) schedulePingLocked() {
 	d := s.srv.tun.pingInterval
@@ -550,26 +556,47 @@ func (s *session) schedulePingLocked() {
 	}
 }
 
-// ping sends a WebSocket ping (answered by the client's WebSocket stack, a
-// browser's too, with a pong that the reader consumes: it never reaches
-// handleFrame) and arms the pinger for the pong's deadline; when the
-// pinger fires again before a pong came, the session is dropped: the
-// client is gone without a close (its network changed, its machine slept,
-// a NAT forgot the connection). The TCP connection is closed at once: a
-// dead peer would never complete a close handshake.
+// monoEpoch and monoNow: the monotonic clock as a number, for times kept
+// in atomics.
+var monoEpoch = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }
+
+// ping is the liveness check: when the relay has heard nothing from the
+// client (no frame of any kind) for the ping interval, it sends a
+// WebSocket ping (answered by the client's WebSocket stack, a browser's
+// too, with a pong that the reader consumes: it never reaches handleFrame)
+// and arms the pinger for the pong's deadline; when the pinger fires again
+// and nothing came since the ping, the session is dropped: the client is
+// gone without a close (its network changed, its machine slept, a NAT
+// forgot the connection). The TCP connection is closed at once: a dead
+// peer would never complete a close handshake. A client that was heard
+// within the interval is not pinged: the check moves to an interval after
+// its last frame. The SDKs ping the relay every 15 s themselves, which
+// moves it too (alive), so the relay pings only clients that stopped.
 func (s *session) ping() {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		return
 	}
+	now, heard := monoNow(), s.heard.Load()
 	if s.pingWait {
-		s.logger().Info("relay: dropping a session that did not answer a ping")
-		s.dropDeadLocked()
+		if heard <= s.pingSent {
+			s.logger().Info("relay: dropping a session that did not answer a ping")
+			s.dropDeadLocked()
+			s.mu.Unlock()
+			return
+		}
+		s.pingWait = false
+	}
+	if silent := time.Duration(now - heard); silent < s.srv.tun.pingInterval {
+		s.pinger.Reset(s.srv.tun.pingInterval - silent)
 		s.mu.Unlock()
 		return
 	}
 	s.pingWait = true
+	s.pingSent = now
 	s.pinger.Reset(s.srv.tun.pingTimeout)
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -592,10 +619,13 @@ func (s *session) dropDeadLocked() {
 	s.ws.close()
 }
 
-// pong notes the client's pong: the next ping is due an interval later.
-func (s *session) pong() {
+// alive notes the client's answer to a liveness ping or its own liveness
+// check (a WebSocket ping, or {"type":"ping"}): the next check is due an
+// interval later, and the timer need not fire before. Before the session
+// is ready (no pinger yet) there is nothing to move.
+func (s *session) alive() {
 	s.mu.Lock()
-	if s.pingWait {
+	if s.pinger != nil {
 		s.pingWait = false
 		s.schedulePingLocked()
 	}
@@ -763,6 +793,7 @@ func (s *session) handleFrame(op byte, data []byte) {
 		// The client's liveness check (a browser cannot send WebSocket
 		// pings): answered at once, like a notice.
 		s.ws.keepalive()
+		s.alive()
 		_ = s.writeDirect(pongFrame)
 		return
 	}
@@ -781,10 +812,14 @@ func (s *session) handleFrame(op byte, data []byte) {
 // FrameFloodLimit frames, with no pause of floodReset between them, is
 // closed with 1008 (rate_limited). It runs on the reading goroutine.
 func (s *session) onWireFrame(op byte) {
+	s.heard.Store(monoNow())
+	if op == opPing {
+		s.alive()
+	}
 	// The pong answering the relay's own liveness ping is not the
 	// client's traffic: it is not charged (one per ping at most).
 	if op == opPong {
-		s.pong()
+		s.alive()
 		for n := s.pingsOut.Load(); n > 0; n = s.pingsOut.Load() {
 			if s.pingsOut.CompareAndSwap(n, n-1) {
 				return

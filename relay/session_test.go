@@ -675,3 +675,55 @@ func TestRelayPingsNotCharged(t *testing.T) {
 		t.Errorf("sessions %v, want 1 (still open)", v)
 	}
 }
+
+// TestRelayPingsOnlySilentClients: a client that checks the connection
+// itself (WebSocket pings like the Go SDK, {"type":"ping"} like the
+// browser SDK) more often than the relay's interval is never pinged by
+// the relay; once it falls silent, the relay pings it.
+func TestRelayPingsOnlySilentClients(t *testing.T) {
+	const interval = time.Second
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.pingInterval, tu.pingTimeout = interval, 10*time.Second
+	})
+	a := r.newUser(t)
+	var pings atomic.Int32
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, strings.Replace(r.ts.URL, "http", "ws", 1)+"/api/v1/ws", &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
+	if m := readJSON(t, conn); m["type"] != "ready" {
+		t.Fatalf("got %v", m)
+	}
+	go func() {
+		for {
+			if _, _, err := conn.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	// Three intervals of each kind of client check, one every tenth of
+	// an interval: the relay has nothing to check.
+	for i := 0; i < 30; i++ {
+		if err := conn.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(interval / 10)
+	}
+	for i := 0; i < 30; i++ {
+		writeJSONFrame(t, conn, map[string]string{"type": "ping"})
+		time.Sleep(interval / 10)
+	}
+	if n := pings.Load(); n != 0 {
+		t.Fatalf("the relay pinged a client that pinged it every %v: %d pings", interval/10, n)
+	}
+	eventually(t, 10*time.Second, "a silent client pinged", func() bool { return pings.Load() >= 2 })
+	if v := r.metric(t, "duet_relay_sessions"); v != 1 {
+		t.Errorf("sessions %v, want 1 (it answers the pings)", v)
+	}
+}

@@ -79,9 +79,9 @@ Flags (environment variable in brackets):
                             (default 16)
   --turn-allocations N      live TURN allocations in all [DUET_TURN_ALLOCATIONS] (default 4096)
   --force-relay             answer ice_transport_policy "relay" (TURN only) [DUET_FORCE_RELAY]
-  --ws-ping-interval D      ping every WebSocket session after D without one; 0 sends none
-                            [DUET_WS_PING_INTERVAL] (default 15s)
-  --ws-ping-timeout D       drop a session whose pong does not come within D, so a client
+  --ws-ping-interval D      ping a WebSocket session after D without a frame from it;
+                            0 sends none [DUET_WS_PING_INTERVAL] (default 20s)
+  --ws-ping-timeout D       drop a pinged session that sends nothing within D, so a client
                             whose network died is offline within interval+timeout
                             [DUET_WS_PING_TIMEOUT] (default 10s)
   --max-sessions-per-alias N  concurrent sessions of one alias on all the relay's nodes
