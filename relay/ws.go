@@ -99,6 +99,7 @@ type wsConn struct {
 	resume    func()        // reads the session again once its socket is readable
 	idleAt    time.Time     // the read deadline at which the reader parks
 	busy      bool          // a message came since the session was parked (see fill)
+	drained   bool          // the last read of a keepalive wake-up emptied the socket (see fill)
 	dead      bool          // closed: not to be parked (poller.mu)
 
 	// Reading, on the session's reading goroutine only.
@@ -430,14 +431,25 @@ func (c *wsConn) fill(idle bool) error {
 		c.w = copy(c.buf[:], c.buf[c.r:c.w])
 		c.r = 0
 	}
+	drained := c.drained
+	c.drained = false
 	if idle && c.idleAfter > 0 && !c.busy {
 		// Woken by keepalives only (pings, pongs): park as soon as there
-		// is nothing more to read.
+		// is nothing more to read. A read that came back short found the
+		// socket empty: the session parks without another read to see it
+		// empty (the poller's wait is level-triggered, so a byte or an end
+		// that came since wakes it again at once), one system call less
+		// per client ping.
+		if drained {
+			return errWSIdle
+		}
+		room := wsBufSize - c.w
 		n, err := c.readLazy(false)
 		c.w += n
 		if err == errWouldBlock {
 			return errWSIdle
 		}
+		c.drained = err == nil && c.raw != nil && n < room
 		return err
 	}
 	if idle && c.idleAfter > 0 {
@@ -479,6 +491,7 @@ func (c *wsConn) release() {
 
 // read reads into p (with the pool's buffer not involved).
 func (c *wsConn) read(p []byte) (int, error) {
+	c.drained = false
 	if c.raw == nil {
 		return c.c.Read(p)
 	}
