@@ -387,6 +387,7 @@ func BenchmarkRelayIdleSessions(b *testing.B) {
 	n := envInt("DUET_BENCH_IDLE", 2000)
 	r := quietRelay(b, nil)
 	before := heapAndStacks()
+	goroutines := runtime.NumGoroutine()
 	users := benchUsers(b, r, n)
 	usersFile := writeBenchUsers(b, users)
 
@@ -405,9 +406,14 @@ func BenchmarkRelayIdleSessions(b *testing.B) {
 		b.Fatalf("child: %q %v", line, err)
 	}
 	eventually(b, 60*time.Second, "sessions up", func() bool { return r.metric(b, "duet_relay_sessions") == float64(n) })
-	// Idle sessions park (no goroutine, see poller): wait for it.
-	eventually(b, 60*time.Second, "sessions parked", func() bool { return r.srv.poller == nil || runtime.NumGoroutine() < n/10 })
-	time.Sleep(time.Second) // let writer goroutines finish
+	// Idle sessions park (no goroutine, see poller): wait for all of them
+	// and for their writers to end (a few goroutines may be pinging).
+	eventually(b, 60*time.Second, "sessions parked", func() bool {
+		if r.srv.poller != nil && r.srv.poller.count() < n {
+			return false
+		}
+		return runtime.NumGoroutine() <= goroutines+16 || r.srv.poller == nil
+	})
 	after := heapAndStacks()
 	if p := os.Getenv("DUET_BENCH_HEAPPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
@@ -436,7 +442,7 @@ func heapAndStacks() uint64 {
 // TestBenchIdleClients is the child process of BenchmarkRelayIdleSessions:
 // it authenticates the users it is given, prints "ready", and holds the
 // sessions until stdin closes, answering the relay's pings (a session that
-// does not would be dropped after the ping interval and timeout, 25 s: on a
+// does not would be dropped after the ping interval and timeout, 30 s: on a
 // loaded machine, before the last of 10 000 sessions connected).
 func TestBenchIdleClients(t *testing.T) {
 	arg := os.Getenv("DUET_BENCH_CHILD")

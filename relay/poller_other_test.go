@@ -1,0 +1,5 @@
+//go:build !linux
+
+package relay
+
+func (p *poller) count() int { return 0 }
