@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -178,15 +177,6 @@ func forwardInChild(b *testing.B, r *testRelay, usersFile string, window int, ra
 	// what bounds a node's throughput on cores of its own.
 	b.ReportMetric(float64(relayCPU.Microseconds())/float64(res.got), "relay-cpu-µs/env")
 	b.ReportMetric(0, "ns/op")
-}
-
-// processCPU is the CPU time (user+system) this process used so far.
-func processCPU(b testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestBenchForwardClients is the child process of BenchmarkRelayForward: it
