@@ -79,8 +79,7 @@ func TestKeepaliveWakeups(t *testing.T) {
 	var wakes atomic.Int32
 	msgs := make(chan []byte, 8)
 	end := make(chan error, 1)
-	var serve func()
-	serve = func() {
+	serve := func() {
 		for {
 			_, m, err := ws.readMessage()
 			if err == errWSIdle {
