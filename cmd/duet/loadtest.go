@@ -26,8 +26,10 @@ connected, the envelopes delivered per second, latency percentiles, failures
 by reason and, when the relay's /metrics shows process_resident_memory_bytes
 (duet relay's does), the relay's resident memory per session (from before
 the registrations to the sessions idle for S: the directory entry is
-included) and its CPU time per envelope delivered (process_cpu_seconds_total
-over the sending).
+included), its CPU time while the sessions idle (process_cpu_seconds_total
+over the second half of S: their keepalives, every 15 s from each session,
+and the relay's timers) and its CPU time per envelope delivered (over the
+sending).
 With --calls M it also places M concurrent real calls between identities of
 their own (pion peers sending the built-in test media), holds them for D and
 prints the setup-time percentiles and the media received.
@@ -53,9 +55,11 @@ Flags:
   --video            video calls (default audio only)
   --concurrency C    registrations and connects in flight (default 32)
   --settle S         how long the sessions idle before the relay's RSS is
-                     read (default 2s; the Go runtime collects garbage at
+                     read, its idle CPU measured over the second half
+                     (default 2s; the Go runtime collects garbage at
                      least every 2 minutes, so 150s shows an idle relay's
-                     steady state)
+                     steady state, and 60s or more spans several
+                     keepalives of every session)
   --gc-headroom SIZE how much the generator's memory may grow while it
                      sends before it collects garbage (default 1GiB, about
                      18 s at 10,000 envelopes/s; 0 collects as usual)

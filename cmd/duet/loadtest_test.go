@@ -44,6 +44,7 @@ func TestLoadtest(t *testing.T) {
 		"sessions      20 of 20 connected",
 		"envelopes     100 sent at 100/s for 1s, 100 delivered",
 		"KiB per session (directory entry included)",
+		"relay idle    ",
 		"µs per envelope delivered",
 		"relay CPU     ",
 		"generator CPU ",

@@ -85,6 +85,11 @@ type Result struct {
 	ConnectTime        time.Duration
 	RSSBefore, RSSIdle uint64        // bytes; 0 when unknown
 	Settle             time.Duration // how long the sessions idled before RSSIdle
+	// IdleCPU is the relay process's CPU time over the second half of
+	// Settle (IdleSpan), the sessions connected and idle: what holding them
+	// costs (their keepalives, the relay's timers); IdleSpan is 0 when
+	// unknown.
+	IdleCPU, IdleSpan  time.Duration
 	Sent, Delivered    int64
 	Rate               float64
 	Duration           time.Duration
@@ -143,6 +148,11 @@ func (r *Result) Print(w io.Writer) {
 			float64(r.RSSBefore)/(1<<20), float64(r.RSSIdle)/(1<<20), r.Settle, per/1024)
 	} else {
 		fmt.Fprintf(w, "relay RSS     unknown (no process_resident_memory_bytes in the relay's metrics)\n")
+	}
+	if r.IdleSpan > 0 && r.Sessions > 0 {
+		fmt.Fprintf(w, "relay idle    %.2f s of CPU over the last %s of it: %.2f %% of a core, %.2f µs per session per second\n",
+			r.IdleCPU.Seconds(), r.IdleSpan, 100*r.IdleCPU.Seconds()/r.IdleSpan.Seconds(),
+			float64(r.IdleCPU.Microseconds())/r.IdleSpan.Seconds()/float64(r.Sessions))
 	}
 	if r.Rate > 0 {
 		fmt.Fprintf(w, "envelopes     %d sent at %g/s for %s, %d delivered (%.0f/s)\n",
@@ -468,12 +478,27 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.Settle = 2 * time.Second
 		}
 		progress("sessions idle for %s", res.Settle)
-		select {
-		case <-time.After(res.Settle):
-		case <-ctx.Done():
+		wait := func(d time.Duration) bool {
+			select {
+			case <-time.After(d):
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		if !wait(res.Settle - res.Settle/2) {
 			return nil, ctx.Err()
 		}
-		res.RSSIdle = metrics().rss
+		cpu0 := metrics().cpu
+		if !wait(res.Settle / 2) {
+			return nil, ctx.Err()
+		}
+		m := metrics()
+		res.RSSIdle = m.rss
+		if cpu0 > 0 && m.cpu >= cpu0 {
+			res.IdleCPU = time.Duration((m.cpu - cpu0) * float64(time.Second))
+			res.IdleSpan = res.Settle / 2
+		}
 	}
 
 	var pool []*wire.Envelope
