@@ -656,7 +656,9 @@ export class DuetClient {
   // (taken halfway between auth and ready).
   #noteSkew(relayMs, sent, received) {
     if (!Number.isFinite(relayMs) || relayMs <= 0 || !sent) return;
-    this.#skewMs = Math.round(relayMs - (sent + received) / 2);
+    // `|| 0`: Math.round gives -0 for a skew in (-0.5, 0], which is not
+    // JSON (a CDP evaluation reports it unserializable, as null).
+    this.#skewMs = Math.round(relayMs - (sent + received) / 2) || 0;
     if (Math.abs(this.#skewMs) > SKEW_WARN_MS) {
       this.#log.warn(`duet: this machine's clock is ${Math.round(this.#skewMs / 1000)} s off the relay's (relay minus local); signaling refuses envelopes more than 60 s off: set the clock`);
     }
