@@ -62,8 +62,8 @@ func TestIdleSessionsParked(t *testing.T) {
 
 // TestKeepaliveWakeups: a parked connection woken by a client ping answers
 // it and parks again, without reading the socket a second time when the
-// first read emptied it (fill's drained): each ping, and each message,
-// wakes it exactly once (a stale "emptied" would park it on a socket that
+// first read emptied it (fill's drained) and without its read buffer: each
+// ping, and each message, wakes it exactly once (a stale "emptied" would park it on a socket that
 // holds bytes, waking it again and again), and a ping with the client's
 // end right behind it (one wake-up for both) is answered and the end read.
 func TestKeepaliveWakeups(t *testing.T) {
@@ -121,7 +121,25 @@ func TestKeepaliveWakeups(t *testing.T) {
 			t.Fatalf("ping %d: pong payload %d, %v", i, b, err)
 		}
 	}
-	parked := func() { eventually(t, 10*time.Second, "parked", func() bool { return p.count() == 1 }) }
+	parked := func() {
+		t.Helper()
+		holds := false
+		eventually(t, 10*time.Second, "parked", func() bool {
+			// Under p.mu: the reader released the buffer before it parked,
+			// and the next reader starts after the poller takes the
+			// connection out under p.mu.
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.parked[ws.fd] != ws {
+				return false
+			}
+			holds = ws.buf != nil
+			return true
+		})
+		if holds {
+			t.Fatal("a parked connection holds its read buffer (4 KiB per idle session)")
+		}
+	}
 	bursts := int32(0)
 	for i := range 20 {
 		parked()

@@ -441,6 +441,7 @@ func (c *wsConn) fill(idle bool) error {
 		// that came since wakes it again at once), one system call less
 		// per client ping.
 		if drained {
+			c.release() // as the read that saw the socket empty would
 			return errWSIdle
 		}
 		room := wsBufSize - c.w
