@@ -391,11 +391,21 @@ func BenchmarkRelayIdleSessions(b *testing.B) {
 	}
 	defer cmd.Wait()
 	defer stdin.Close()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "ready") {
 		b.Fatalf("child: %q %v", line, err)
 	}
 	eventually(b, 60*time.Second, "sessions up", func() bool { return r.metric(b, "duet_relay_sessions") == float64(n) })
+	// Every client then checks its session once, as the SDKs do every
+	// 15 s: the wake-up, the pong and the parking again are part of an
+	// idle session's life (what one of them keeps shows here).
+	if _, err := io.WriteString(stdin, "ping\n"); err != nil {
+		b.Fatal(err)
+	}
+	if line, err := out.ReadString('\n'); err != nil || line != "pinged\n" {
+		b.Fatalf("child: %q %v", line, err)
+	}
 	// Idle sessions park (no goroutine, see poller): wait for all of them
 	// and for their writers to end (a few goroutines may be pinging).
 	eventually(b, 60*time.Second, "sessions parked", func() bool {
@@ -430,8 +440,9 @@ func heapAndStacks() uint64 {
 }
 
 // TestBenchIdleClients is the child process of BenchmarkRelayIdleSessions:
-// it authenticates the users it is given, prints "ready", and holds the
-// sessions until stdin closes, answering the relay's pings (a session that
+// it authenticates the users it is given, prints "ready", pings every
+// session (and prints "pinged") when a line "ping" comes on stdin, and
+// holds the sessions until stdin closes, answering the relay's pings (a session that
 // does not would be dropped after the ping interval and timeout, 30 s: on a
 // loaded machine, before the last of 10 000 sessions connected).
 func TestBenchIdleClients(t *testing.T) {
@@ -442,8 +453,31 @@ func TestBenchIdleClients(t *testing.T) {
 	base, file, _ := strings.Cut(arg, " ")
 	conns := dialFileUsers(t, base, file, func(c *websocket.Conn) { c.CloseRead(context.Background()) })
 	fmt.Println("ready", len(conns))
-	var buf [1]byte
-	os.Stdin.Read(buf[:])
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() != "ping" {
+			continue
+		}
+		var wg sync.WaitGroup
+		next := make(chan *benchClient)
+		for range 64 {
+			wg.Go(func() {
+				for c := range next {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					if err := c.conn.Ping(ctx); err != nil {
+						t.Errorf("ping: %v", err)
+					}
+					cancel()
+				}
+			})
+		}
+		for _, c := range conns {
+			next <- c
+		}
+		close(next)
+		wg.Wait()
+		fmt.Println("pinged")
+	}
 	for _, c := range conns {
 		c.conn.CloseNow()
 	}
