@@ -636,17 +636,12 @@ func TestReadyCarriesTime(t *testing.T) {
 	}
 }
 
-// TestRelayPingsNotCharged: the pongs answering the relay's own liveness
-// pings are not charged to the session's frame budget (a tiny budget and a
-// frozen clock: 40 charged pongs would close it).
-func TestRelayPingsNotCharged(t *testing.T) {
-	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) {
-		tu.rateLimit, tu.rateBurst = 1, 5 // frame budget: 2/s, burst 10
-		tu.frameFlood = 20
-		tu.pingInterval, tu.pingTimeout = 5*time.Millisecond, 5*time.Second
-	})
-	a := r.newUser(t)
-	var pings atomic.Int32
+// pingCountingClient is u's authenticated session on a raw client that
+// counts the relay's WebSocket pings and answers them (its reader runs
+// until the connection closes, at the test's end).
+func pingCountingClient(t *testing.T, r *testRelay, u user) (*websocket.Conn, *atomic.Int32) {
+	t.Helper()
+	pings := new(atomic.Int32)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, strings.Replace(r.ts.URL, "http", "ws", 1)+"/api/v1/ws", &websocket.DialOptions{
@@ -655,8 +650,8 @@ func TestRelayPingsNotCharged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.CloseNow()
-	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
+	t.Cleanup(func() { conn.CloseNow() })
+	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), u.alias, u.id.priv))
 	if m := readJSON(t, conn); m["type"] != "ready" {
 		t.Fatalf("got %v", m)
 	}
@@ -667,6 +662,20 @@ func TestRelayPingsNotCharged(t *testing.T) {
 			}
 		}
 	}()
+	return conn, pings
+}
+
+// TestRelayPingsNotCharged: the pongs answering the relay's own liveness
+// pings are not charged to the session's frame budget (a tiny budget and a
+// frozen clock: 40 charged pongs would close it).
+func TestRelayPingsNotCharged(t *testing.T) {
+	r := startRelay(t, Options{Now: frozenClock()}, func(tu *tunables) {
+		tu.rateLimit, tu.rateBurst = 1, 5 // frame budget: 2/s, burst 10
+		tu.frameFlood = 20
+		tu.pingInterval, tu.pingTimeout = 5*time.Millisecond, 5*time.Second
+	})
+	a := r.newUser(t)
+	_, pings := pingCountingClient(t, r, a)
 	eventually(t, 10*time.Second, "40 relay pings answered", func() bool { return pings.Load() >= 40 })
 	if v := r.metric(t, `duet_relay_ws_frames_over_budget_total`); v != 0 {
 		t.Errorf("frames over budget %v after %d pongs, want 0", v, pings.Load())
@@ -686,27 +695,9 @@ func TestRelayPingsOnlySilentClients(t *testing.T) {
 		tu.pingInterval, tu.pingTimeout = interval, 10*time.Second
 	})
 	a := r.newUser(t)
-	var pings atomic.Int32
+	conn, pings := pingCountingClient(t, r, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, strings.Replace(r.ts.URL, "http", "ws", 1)+"/api/v1/ws", &websocket.DialOptions{
-		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseNow()
-	writeJSONFrame(t, conn, authFrameFor(t, readJSON(t, conn), a.alias, a.id.priv))
-	if m := readJSON(t, conn); m["type"] != "ready" {
-		t.Fatalf("got %v", m)
-	}
-	go func() {
-		for {
-			if _, _, err := conn.Read(context.Background()); err != nil {
-				return
-			}
-		}
-	}()
 	// An interval of each kind of client check, one every twentieth of
 	// an interval: the relay has nothing to check (without the client's
 	// checks it would ping within the first interval and every interval).
