@@ -42,27 +42,37 @@ import (
 func benchUsers(b testing.TB, r *testRelay, n int) []user {
 	b.Helper()
 	users := make([]user, n)
-	var wg sync.WaitGroup
-	var next atomic.Int64
 	var failed atomic.Value
-	for range 8 {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				id := newID(b)
-				a, _, err := r.srv.dir.assign(context.Background(), id.pub, id.x)
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-				users[i] = user{id, a}
-			}
-		})
-	}
-	wg.Wait()
+	inParallel(n, 8, func(i int) {
+		if failed.Load() != nil {
+			return
+		}
+		id := newID(b)
+		a, _, err := r.srv.dir.assign(context.Background(), id.pub, id.x)
+		if err != nil {
+			failed.Store(err)
+			return
+		}
+		users[i] = user{id, a}
+	})
 	if err := failed.Load(); err != nil {
 		b.Fatal(err)
 	}
 	return users
+}
+
+// inParallel calls fn(i) for every i below n on workers goroutines.
+func inParallel(n, workers int, fn func(i int)) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func quietRelay(b testing.TB, tune func(*tunables)) *testRelay {
@@ -406,13 +416,11 @@ func BenchmarkRelayIdleSessions(b *testing.B) {
 	if line, err := out.ReadString('\n'); err != nil || line != "pinged\n" {
 		b.Fatalf("child: %q %v", line, err)
 	}
-	// Idle sessions park (no goroutine, see poller): wait for all of them
-	// and for their writers to end (a few goroutines may be pinging).
+	// Idle sessions park (no goroutine, see poller; elsewhere each keeps
+	// its own): wait for all of them and for their writers to end (a few
+	// goroutines may be pinging).
 	eventually(b, 60*time.Second, "sessions parked", func() bool {
-		if r.srv.poller != nil && r.srv.poller.count() < n {
-			return false
-		}
-		return runtime.NumGoroutine() <= goroutines+16 || r.srv.poller == nil
+		return r.srv.poller == nil || r.srv.poller.count() == n && runtime.NumGoroutine() <= goroutines+16
 	})
 	after := heapAndStacks()
 	if p := os.Getenv("DUET_BENCH_HEAPPROFILE"); p != "" {
@@ -458,24 +466,13 @@ func TestBenchIdleClients(t *testing.T) {
 		if in.Text() != "ping" {
 			continue
 		}
-		var wg sync.WaitGroup
-		next := make(chan *benchClient)
-		for range 64 {
-			wg.Go(func() {
-				for c := range next {
-					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					if err := c.conn.Ping(ctx); err != nil {
-						t.Errorf("ping: %v", err)
-					}
-					cancel()
-				}
-			})
-		}
-		for _, c := range conns {
-			next <- c
-		}
-		close(next)
-		wg.Wait()
+		inParallel(len(conns), 64, func(i int) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := conns[i].conn.Ping(ctx); err != nil {
+				t.Errorf("ping: %v", err)
+			}
+		})
 		fmt.Println("pinged")
 	}
 	for _, c := range conns {
