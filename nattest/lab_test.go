@@ -301,6 +301,7 @@ type relayOpts struct {
 	args []string // extra flags
 	url  string   // what clients dial; default http://203.0.113.1:8080
 	env  []string // clients' environment (SSL_CERT_FILE for a test CA)
+	proc *proc    // the relay (set by startRelay): its log
 }
 
 // startRelay443 starts the relay serving HTTPS, WSS and TURN over TLS on
@@ -333,8 +334,8 @@ func (l *lab) startRelay(o relayOpts) relayOpts {
 	if o.url == "" {
 		o.url = "http://" + relayIP + ":8080"
 	}
-	p := l.start("relay", l.pub, nil, args...)
-	p.waitFor(l.t, `msg="relay: listening"`, 60*time.Second)
+	o.proc = l.start("relay", l.pub, nil, args...)
+	o.proc.waitFor(l.t, `msg="relay: listening"`, 60*time.Second)
 	return o
 }
 

@@ -83,14 +83,19 @@ func TestNoTURNSymmetricFailsFast(t *testing.T) {
 
 // TestAddressChangeWhileIdle: the callee's address changes while `duet
 // answer` waits (a DHCP renew, another Wi-Fi): its relay connection is
-// dead, it reconnects at once, and the next call rings.
+// dead, it reconnects at once, and the next call rings. The relay drops
+// the dead session by its liveness ping: nothing answers on the old
+// address (a short ping interval and timeout here, 20 s and 10 s by
+// default).
 func TestAddressChangeWhileIdle(t *testing.T) {
 	l := newLab(t, cone, open, cone, open)
-	r := l.startRelay(relayOpts{})
+	r := l.startRelay(relayOpts{args: []string{"--ws-ping-interval", "2s", "--ws-ping-timeout", "2s"}})
 	homeA, _ := l.newUser(l.a, r)
 	homeB, aliasB := l.newUser(l.b, r)
 	ans := l.answer(homeB, r)
+	ans.waitFor(t, `msg="connected to the relay"`, 30*time.Second)
 	l.changeAddress(&l.b, "10.0.3.3")
+	r.proc.waitFor(t, `msg="relay: session closed" alias=`+aliasB+` reason=ping_timeout`, 30*time.Second)
 	ans.waitFor(t, `relay connection is dead`, 30*time.Second)
 	// Connected a second time (the client logs each connection).
 	ans.waitFor(t, `(?s)msg="connected to the relay".*msg="connected to the relay"`, 30*time.Second)
