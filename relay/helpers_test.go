@@ -54,10 +54,7 @@ func startRelay(t testing.TB, opts Options, tune func(*tunables)) *testRelay {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
-	// Sessions park as soon as their client pauses: every test exercises
-	// parking and resuming (see poller).
 	opts.tune = func(tu *tunables) {
-		tu.idleAfter = 10 * time.Millisecond
 		if tune != nil {
 			tune(tu)
 		}

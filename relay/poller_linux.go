@@ -10,12 +10,15 @@ import (
 	"unsafe"
 )
 
-// poller holds the node's idle sessions without a goroutine each: a
-// session whose client has sent nothing for a while (wsConn.idleAfter)
-// parks its socket in one epoll instance and its reading goroutine ends;
-// when the socket becomes readable (a frame, the client's close, a reset),
-// a new goroutine reads it (wsConn.resume). The Go runtime's own poller
-// keeps the socket too, for writes.
+// poller holds the node's sessions between their clients' messages
+// without a goroutine each: a session with nothing left to read parks its
+// socket in one epoll instance and its reading goroutine ends; when the
+// socket becomes readable (a frame, the client's close, a reset), the
+// poller's goroutine serves it (wsConn.wake: session.wake reads it once,
+// handles the messages that came whole and parks it again, or hands it to
+// a goroutine of its own, wsConn.resume). One wake-up of the poller serves
+// every session that is ready, and an envelope costs no goroutine switch.
+// The Go runtime's own poller keeps the socket too, for writes.
 //
 // The epoll instance itself waits in the Go runtime's poller (it is
 // readable while it holds a ready socket), and run collects its events
@@ -26,6 +29,8 @@ type poller struct {
 	ep   *os.File // the epoll instance, non-blocking, in the runtime's poller
 	epfd int      // its descriptor (ep.Fd would make it blocking)
 	done chan struct{}
+
+	again bool // run's round may have left events (see rest); run's goroutine
 
 	mu      sync.Mutex
 	parked  map[int32]*wsConn // by socket
@@ -51,29 +56,55 @@ func newPoller() (*poller, error) {
 	return p, nil
 }
 
-// run resumes the sessions whose sockets became readable, until stop
+// run serves the sessions whose sockets became readable, until stop
 // closes the epoll instance.
+//
+// It serves them within one RawConn.Read of the epoll instance: the
+// runtime clears the instance's readiness when Read starts, not when it
+// waits again, so a socket that became readable while the sessions were
+// served wakes the next wait at once, and the wait after a round of
+// wake-ups needs no epoll_wait of its own to see that nothing is left:
+// one system call per wake-up of the poller. Only a round that may have
+// left events (a full batch; a session parked again with bytes still
+// unread, see rest) collects again before it waits.
 func (p *poller) run(rc syscall.RawConn) {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 128)
-	for {
-		n := 0
-		err := rc.Read(func(fd uintptr) bool {
-			n = epollReady(int(fd), events)
-			return n > 0
-		})
-		if err != nil {
-			return // stop closed it
-		}
-		for _, ev := range events[:n] {
-			p.mu.Lock()
-			c := p.parked[ev.Fd]
-			delete(p.parked, ev.Fd)
-			p.mu.Unlock()
-			if c != nil {
-				go c.resume()
+	_ = rc.Read(func(fd uintptr) bool { // returns once stop closed it
+		for {
+			n := epollReady(int(fd), events)
+			if n == 0 {
+				return false
+			}
+			p.again = false
+			for _, ev := range events[:n] {
+				p.serve(ev.Fd)
+			}
+			if n < len(events) && !p.again {
+				return false
 			}
 		}
+	})
+}
+
+// serve serves the parked session of socket fd, which is readable.
+func (p *poller) serve(fd int32) {
+	p.mu.Lock()
+	c := p.parked[fd]
+	delete(p.parked, fd)
+	if c == nil && !p.stopped {
+		// Not a parked session's (a stale event of a socket that was
+		// closed): out of the set, else it would be ready at every wait.
+		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	}
+	p.mu.Unlock()
+	switch {
+	case c == nil:
+	case c.wake != nil:
+		c.wake() // it calls rest, or release before another goroutine reads
+	default:
+		p.release(c)
+		go c.resume()
 	}
 }
 
@@ -92,23 +123,54 @@ func epollReady(epfd int, events []syscall.EpollEvent) int {
 }
 
 // park waits for c's socket to become readable; false when it cannot (the
-// node is stopping, c is closed): the caller keeps reading.
+// node is stopping, c is closed): the caller keeps reading. The wait is
+// level-triggered: a socket that is readable when it parks, or whose
+// client's end came with its last bytes, wakes it at once.
 func (p *poller) park(c *wsConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped || c.dead || c.fd < 0 {
 		return false
 	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: c.fd}
-	err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(c.fd), &ev)
-	if err == syscall.ENOENT {
-		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(c.fd), &ev)
-	}
-	if err != nil {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: c.fd}
+	if syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(c.fd), &ev) != nil {
 		return false
 	}
 	p.parked[c.fd] = c
 	return true
+}
+
+// rest parks c again from its wake, on the poller's goroutine: its socket
+// is still in the epoll set (no system call). more: the socket may still
+// hold bytes (the last read filled the buffer), so that run collects
+// again before it waits. False when it cannot park (as park), the socket
+// then out of the set.
+func (p *poller) rest(c *wsConn, more bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped || c.dead {
+		p.releaseLocked(c)
+		return false
+	}
+	p.parked[c.fd] = c
+	p.again = p.again || more
+	return true
+}
+
+// release takes c's socket out of the epoll set before another goroutine
+// reads it (it would be ready again at every wait until then).
+func (p *poller) release(c *wsConn) {
+	p.mu.Lock()
+	p.releaseLocked(c)
+	p.mu.Unlock()
+}
+
+// releaseLocked is release with p.mu held. A closed connection's socket
+// is out of the set already (forget), and its number may be another's.
+func (p *poller) releaseLocked(c *wsConn) {
+	if !c.dead && !p.stopped {
+		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(c.fd), nil)
+	}
 }
 
 // forget is called before c's socket is closed: it takes the socket out

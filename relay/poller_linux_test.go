@@ -44,7 +44,7 @@ func TestIdleSessionsParked(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.Write([]byte(`{"type":"pi`))
-			time.Sleep(50 * time.Millisecond) // longer than idleAfter: the session must not park mid-message
+			time.Sleep(50 * time.Millisecond) // the session must not park mid-message
 			w.Write([]byte(`ng"}`))
 			w.Close()
 			if m := ca.next(5 * time.Second); m["type"] != "pong" {
@@ -95,7 +95,7 @@ func TestKeepaliveWakeups(t *testing.T) {
 			msgs <- bytes.Clone(m)
 		}
 	}
-	ws.poller, ws.idleAfter = p, 10*time.Millisecond
+	ws.poller, ws.parks = p, true
 	ws.resume = func() { wakes.Add(1); serve() }
 	go serve()
 	t.Cleanup(func() {

@@ -132,7 +132,6 @@ type tunables struct {
 	pingInterval   time.Duration
 	pingTimeout    time.Duration
 	readyGrace     time.Duration // see ReadyGrace
-	idleAfter      time.Duration // see idleAfter
 	nodeHeartbeat  time.Duration // see clusterLimits
 	tokenTTL       time.Duration // TokenTTL; tests shorten it (export_test.go)
 	// beforeBatch, if set, is called by a session's writer before it writes
@@ -169,7 +168,6 @@ var defaultTunables = tunables{
 	pingInterval:   DefaultPingInterval,
 	pingTimeout:    DefaultPingTimeout,
 	readyGrace:     ReadyGrace,
-	idleAfter:      idleAfter,
 	nodeHeartbeat:  nodeHeartbeat,
 	tokenTTL:       TokenTTL,
 }
@@ -463,8 +461,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// stack and the request are freed.
 	handedOff = true
 	if s.poller != nil && ws.fd >= 0 {
-		ws.idleAfter = s.tun.idleAfter
-		ws.busy = false // the auth frame does not keep a new session from parking
+		ws.parks, ws.wake = true, sess.wake
 	}
 	go sess.run()
 }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -50,15 +51,6 @@ const (
 	// CloseGrace bounds a close: the final frame and the close handshake;
 	// then the TCP connection is dropped.
 	CloseGrace = 2 * time.Second
-	// idleAfter: a session whose client has sent nothing for this long
-	// (for half of it to all of it, see wsConn.fill) after a message
-	// waits for its next frame without a goroutine (see poller). A park
-	// and the wake-up after it cost about what forwarding an envelope
-	// does (a goroutine and its stack, an epoll_ctl, a timer), so a
-	// session that sends every few seconds keeps its goroutine: at 2 s, a
-	// load test's 5 000 sessions sending 2 envelopes/s each woke ~1 000
-	// parked sessions a second.
-	idleAfter = 10 * time.Second
 	// DefaultPingInterval and DefaultPingTimeout are the relay's liveness
 	// check of an authenticated session (Options.PingInterval/PingTimeout):
 	// a WebSocket ping after an interval without a frame from the client,
@@ -126,6 +118,11 @@ type session struct {
 	pingSent int64          // when it went out (monoNow)
 	pingsOut atomic.Int32   // relay pings whose pong is not charged yet
 	heard    atomic.Int64   // when the client's last frame came (monoNow), set by the reader
+
+	// Served inline by the poller (see wake), on its goroutine: what was
+	// left to a goroutine of the session's own, run before it reads on.
+	inline bool
+	later  func()
 }
 
 func (s *session) now() time.Time { return s.srv.now() }
@@ -393,8 +390,14 @@ func (s *session) write(msg []byte) error {
 	return s.ws.writeFrame(opText, msg, s.srv.tun.writeTimeout)
 }
 
-// writeDirect writes a notice from the reader goroutine, unless closing.
+// writeDirect writes a notice from the reader, unless closing. Served
+// inline (see wake), it leaves the write to s.later: the client's socket
+// may not take it at once.
 func (s *session) writeDirect(msg []byte) error {
+	if s.inline {
+		s.later = func() { _ = s.writeDirect(msg) }
+		return nil
+	}
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
@@ -633,9 +636,9 @@ func (s *session) alive() {
 }
 
 // serve reads the client's frames until the connection closes (true), or
-// until the client has sent nothing for idleAfter and the session is
-// parked (false: the poller serves it again on a new goroutine once the
-// client sends, see poller).
+// until nothing is left to read between messages and the session is
+// parked (false: the poller serves it again once the client sends, see
+// wake).
 func (s *session) serve() bool {
 	for {
 		op, data, err := s.ws.readMessage()
@@ -650,6 +653,85 @@ func (s *session) serve() bool {
 			return true
 		}
 		s.handleFrame(op, data)
+	}
+}
+
+// wake serves a parked session on the poller's goroutine once its socket
+// is readable, without a goroutine of its own: it reads the socket once,
+// handles what came whole (messages in a single frame of at most
+// bulkFrame bytes: envelopes, the client's {"type":"ping"}; WebSocket
+// pings and pongs) and parks the session again. Whatever could wait (the
+// rest of a frame, a close frame, a bulk frame, the end of the
+// connection, a frame held for the byte budget, a notice or a pong the
+// client's socket does not take at once) goes on a goroutine of the
+// session's own (run, after s.later), as before the park: a client holds
+// up no other session. The poller's wait is level-triggered: a session
+// parked with bytes left (the read filled the buffer) or with its
+// client's end behind them is woken again at once, after the other ready
+// sessions.
+func (s *session) wake() {
+	c := s.ws
+	switch err := c.readNow(); err {
+	case nil:
+	case errWSIdle: // nothing after all
+		if !c.repark(false) {
+			go s.run()
+		}
+		return
+	default:
+		c.failed = err // for run's reader
+		c.unpark()
+		go s.run()
+		return
+	}
+	more := !c.drained
+	c.drained = false // wake reads at once; run's reader reads anew
+	s.inline = true
+	for {
+		op, data, ok, empty := c.nextBuffered(s.srv.tun.bulkFrame)
+		if !ok {
+			s.inline = false
+			if empty {
+				c.release()
+				if c.repark(more) {
+					return
+				}
+			} else {
+				c.unpark()
+			}
+			go s.run()
+			return
+		}
+		switch op {
+		case opPing:
+			s.pong(data)
+		case opPong:
+		default:
+			s.handleFrame(op, data)
+		}
+		if later := s.later; later != nil {
+			s.inline, s.later = false, nil
+			c.unpark()
+			go func() {
+				later()
+				s.run()
+			}()
+			return
+		}
+	}
+}
+
+// pong answers a WebSocket ping served inline (see wake): written at once
+// when the client's socket takes it, else by s.later.
+func (s *session) pong(p []byte) {
+	taken, err := s.ws.tryWrite(opPong, p)
+	switch {
+	case err != nil: // the connection is dropped: the reader reads its end
+	case !taken:
+		p = bytes.Clone(p)
+		s.later = func() { _ = s.ws.writeFrame(opPong, p, s.srv.tun.writeTimeout) }
+	case s.ws.hasRest():
+		s.later = func() { _ = s.ws.flushRest(s.srv.tun.writeTimeout) }
 	}
 }
 
@@ -756,7 +838,9 @@ func (s *session) authenticate(ctx context.Context) (identity.Alias, bool) {
 	return alias, true
 }
 
-// handleFrame processes one frame of an authenticated session.
+// handleFrame processes one frame of an authenticated session. Served
+// inline (see wake), it does not wait: a frame that is to wait for the
+// alias's byte budget leaves the rest of its handling to s.later.
 func (s *session) handleFrame(op byte, data []byte) {
 	s.mu.Lock()
 	closing := s.closing
@@ -764,9 +848,26 @@ func (s *session) handleFrame(op byte, data []byte) {
 	if closing {
 		return // read only to complete the close handshake
 	}
-	if !s.throttleBytes(len(data)) {
+	n := len(data)
+	d := s.reserveBytes(n)
+	if d > 0 && s.inline {
+		s.later = func() {
+			if s.hold(d) && s.paceBulk(n, d) {
+				s.handleWithin(op, data)
+			}
+		}
+		return
+	}
+	if d > 0 && !s.hold(d) {
 		return // closed meanwhile
 	}
+	if s.paceBulk(n, d) {
+		s.handleWithin(op, data)
+	}
+}
+
+// handleWithin is handleFrame for a frame within the budgets.
+func (s *session) handleWithin(op byte, data []byte) {
 	now := s.now()
 	if !s.limiter.AllowN(now, 1) {
 		s.srv.metrics.refused.WithLabelValues(string(codeRateLimited)).Inc()
@@ -792,7 +893,6 @@ func (s *session) handleFrame(op byte, data []byte) {
 	if ferr != nil && ferr.Code == codeUnknownType && isPingFrame(data) {
 		// The client's liveness check (a browser cannot send WebSocket
 		// pings): answered at once, like a notice.
-		s.ws.keepalive()
 		s.alive()
 		_ = s.writeDirect(pongFrame)
 		return
@@ -850,33 +950,36 @@ func (s *session) killFlooder() {
 	s.ws.stopReading()
 }
 
-// throttleBytes charges a frame of n bytes to the alias's byte budget and,
-// past it, holds the reader until the budget covers them: the relay then
-// reads the alias's sessions at the budget's rate (TCP pushes back on the
-// sender), so bulk traffic is slowed rather than read at full speed and
-// refused. A bulk frame (larger than bulkFrame, or past the alias's budget)
-// then waits for its turn at the node's bulk pace (BulkRate), unless it is
-// within the budget and the alias's BulkAllowance covers it. Each wait is
-// at most maxThrottle; a frame that would wait longer for the bulk pace
-// gives its turn back (its bytes are not added to the pace's backlog) and
-// goes after maxThrottle, so that however many frames wait at once the
-// backlog stays within maxThrottle of BulkRate and a frame that comes after
-// an overload waits for what is left of it, not for every capped frame
-// before it. It reports false when the session closed meanwhile.
-func (s *session) throttleBytes(n int) bool {
+// reserveBytes charges a frame of n bytes to the alias's byte budget and
+// returns how long the reader is to wait before it goes on (paceBulk
+// next): past the budget the relay reads the alias's sessions at the
+// budget's rate (TCP pushes back on the sender), so bulk traffic is slowed
+// rather than read at full speed and refused.
+func (s *session) reserveBytes(n int) time.Duration {
 	now := s.now()
 	r := s.byteLim.ReserveN(now, n)
-	d := time.Duration(0)
-	if r.OK() { // else larger than the burst: cannot happen below the frame limit
-		d = r.DelayFrom(now)
+	if !r.OK() { // larger than the burst: cannot happen below the frame limit
+		return 0
 	}
-	if d > 0 && !s.hold(d) {
-		return false
-	}
-	if d == 0 && (n <= s.srv.tun.bulkFrame || s.bulkLim.allow(now, n, &s.srv.tun)) {
+	return r.DelayFrom(now)
+}
+
+// paceBulk makes a bulk frame (larger than bulkFrame, or one that waited
+// d for the alias's budget) wait for its turn at the node's bulk pace
+// (BulkRate), unless it is within the budget and the alias's
+// BulkAllowance covers it; a frame of at most bulkFrame that did not wait
+// goes at once. Each wait is at most maxThrottle; a frame that would wait
+// longer for the bulk pace gives its turn back (its bytes are not added to
+// the pace's backlog) and goes after maxThrottle, so that however many
+// frames wait at once the backlog stays within maxThrottle of BulkRate and
+// a frame that comes after an overload waits for what is left of it, not
+// for every capped frame before it. It reports false when the session
+// closed meanwhile.
+func (s *session) paceBulk(n int, d time.Duration) bool {
+	if d == 0 && (n <= s.srv.tun.bulkFrame || s.bulkLim.allow(s.now(), n, &s.srv.tun)) {
 		return true
 	}
-	now = s.now()
+	now := s.now()
 	turn := s.srv.bulk().ReserveN(now, n)
 	d = turn.DelayFrom(now)
 	if d > s.srv.tun.maxThrottle {

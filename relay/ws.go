@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"strings"
 	"sync"
@@ -69,7 +68,8 @@ var (
 	errWSProtocol = errors.New("relay: WebSocket protocol error")
 	// errWSClosed: writing after the close frame.
 	errWSClosed = errors.New("relay: WebSocket closed")
-	// errWSIdle: nothing came for idleAfter (not an end of reading).
+	// errWSIdle: nothing is left to read between messages (not an end of
+	// reading): the reader may park (see wsConn.parks).
 	errWSIdle = errors.New("relay: WebSocket idle")
 	// errWouldBlock: nothing to read now (readLazy without waiting).
 	errWouldBlock = errors.New("relay: nothing to read yet")
@@ -93,14 +93,15 @@ type wsConn struct {
 	raw syscall.RawConn // c's socket when reachable (plain TCP): see fill
 	fd  int32           // raw's number, -1 without raw
 
-	// Parking while idle (see poller): set before the session is served.
-	poller    *poller
-	idleAfter time.Duration // 0: never park
-	resume    func()        // reads the session again once its socket is readable
-	idleAt    time.Time     // the read deadline at which the reader parks
-	busy      bool          // a message came since the session was parked (see fill)
-	drained   bool          // the last read of a keepalive wake-up emptied the socket (see fill)
-	dead      bool          // closed: not to be parked (poller.mu)
+	// Parking between messages (see poller): set before the session is
+	// served.
+	poller  *poller
+	parks   bool   // park when nothing is left to read between messages
+	resume  func() // reads the session again, on a goroutine of its own
+	wake    func() // the poller's call once the parked socket is readable (nil: go resume)
+	drained bool   // the last read came back short: the socket was emptied (see fill)
+	dead    bool   // closed: not to be parked (poller.mu)
+	failed  error  // a read of wake's that failed, for the next reader (see fill)
 
 	// Reading, on the session's reading goroutine only.
 	buf     *[wsBufSize]byte    // nil while nothing is buffered
@@ -147,20 +148,18 @@ func (c *wsConn) close() {
 }
 
 // park hands the connection to the poller (see errWSIdle): true when the
-// reading goroutine is to end, the poller calling resume when the socket
+// reader is to stop, the poller calling wake (or resume) when the socket
 // is readable.
 func (c *wsConn) park() bool {
-	c.busy = false
-	if !c.idleAt.IsZero() {
-		c.noDeadline() // the next reader reads at once (see fill)
-	}
 	return c.poller != nil && c.poller.park(c)
 }
 
-// keepalive marks the last message as a keepalive (the client's
-// {"type":"ping"}): like a control frame, it does not keep the session
-// from parking.
-func (c *wsConn) keepalive() { c.busy = false }
+// repark parks the connection again from its wake (see poller.rest).
+func (c *wsConn) repark(more bool) bool { return c.poller.rest(c, more) }
+
+// unpark ends wake's hold of the connection before another goroutine
+// reads it (see poller.release).
+func (c *wsConn) unpark() { c.poller.release(c) }
 
 // stopReading makes the reader stop: it reads no more frames and ends when
 // the connection is closed.
@@ -240,8 +239,8 @@ func mask(p []byte, key [4]byte) {
 // readMessage reads the client's next data message: its opcode (opText or
 // opBinary) and payload, reassembled from fragments. It answers pings with
 // pongs and returns a *wsCloseError for a close frame. The payload is valid
-// until the next call (it may be in the read buffer). With idleAfter set,
-// it returns errWSIdle when nothing at all came for that long. Once it has
+// until the next call (it may be in the read buffer). With parks set, it
+// returns errWSIdle when nothing is left to read between messages. Once it has
 // returned another error, it returns that error again.
 func (c *wsConn) readMessage() (byte, []byte, error) {
 	if c.readErr != nil {
@@ -271,10 +270,7 @@ func (c *wsConn) releaseMsg() {
 // unparsed), so that the client's writes and its close handshake complete,
 // then lets the closer drop the connection (see session.closeLocked).
 func (c *wsConn) drain() {
-	c.idleAfter = 0 // the close is bounded by the close grace, not parked
-	if !c.idleAt.IsZero() {
-		c.noDeadline()
-	}
+	c.parks = false // the close is bounded by the close grace, not parked
 	for c.readErr == nil {
 		_, _, _ = c.readMessage()
 	}
@@ -320,7 +316,6 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 		if h.length > uint64(c.limit-len(msg)) {
 			return 0, nil, errWSTooBig
 		}
-		c.busy = true
 		if !started && h.fin && c.buf != nil && h.length <= uint64(c.w-c.r) {
 			// The whole message is buffered: unmasked in place, no copy.
 			p := c.buf[c.r : c.r+int(h.length)]
@@ -350,16 +345,45 @@ func (c *wsConn) readFrames() (byte, []byte, error) {
 	}
 }
 
+// nextBuffered returns the next frame when it is in the buffer whole: a
+// message in a single (final) data frame of at most max payload bytes, a
+// ping or a pong; unmasked in place (valid until the buffer is read into
+// again). ok is false, with nothing consumed, when the buffer is empty
+// (empty) or holds anything else, for readMessage: a frame cut short, a
+// close frame, a fragment, a larger message, a frame the reader is to
+// stop at. It charges the frame (onFrame) as readFrames does.
+func (c *wsConn) nextBuffered(max int) (op byte, p []byte, ok, empty bool) {
+	if c.readErr != nil {
+		return 0, nil, false, false
+	}
+	if c.buf == nil || c.r == c.w {
+		return 0, nil, false, true
+	}
+	h, n, err := parseFrameHeader(c.buf[c.r:c.w])
+	if err != nil || n == 0 || !h.fin || h.op == opContinuation || h.op == opClose ||
+		h.length > uint64(min(max, c.limit)) || h.length > uint64(c.w-c.r-n) || c.stop.Load() {
+		return 0, nil, false, false
+	}
+	if c.onFrame != nil {
+		c.onFrame(h.op)
+	}
+	if c.stop.Load() {
+		return 0, nil, false, false // readFrames charges it again, and stops
+	}
+	start := c.r + n
+	c.r = start + int(h.length)
+	p = c.buf[start:c.r]
+	mask(p, h.key)
+	return h.op, p, true, false
+}
+
 // waitClosed reads nothing more until the connection is closed: on a
 // socket it waits (the client's bytes stay unread, TCP pushes back on it);
 // elsewhere it reads and discards.
 func (c *wsConn) waitClosed() {
-	for c.raw != nil {
-		err := c.raw.Read(func(uintptr) bool { return false })
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return
-		}
-		c.noDeadline()
+	if c.raw != nil {
+		_ = c.raw.Read(func(uintptr) bool { return false })
+		return
 	}
 	_, _ = io.Copy(io.Discard, c.c)
 }
@@ -409,10 +433,6 @@ func (c *wsConn) readPayload(p []byte, key [4]byte) error {
 	for len(q) > 0 {
 		n, err := c.read(q)
 		q = q[n:]
-		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !c.idleAt.IsZero() {
-			c.noDeadline()
-			continue
-		}
 		if err != nil {
 			return err
 		}
@@ -431,55 +451,41 @@ func (c *wsConn) fill(idle bool) error {
 		c.w = copy(c.buf[:], c.buf[c.r:c.w])
 		c.r = 0
 	}
+	if err := c.failed; err != nil {
+		c.failed = nil
+		return err
+	}
 	drained := c.drained
 	c.drained = false
-	if idle && c.idleAfter > 0 && !c.busy {
-		// Woken by keepalives only (pings, pongs): park as soon as there
-		// is nothing more to read. A read that came back short found the
-		// socket empty: the session parks without another read to see it
-		// empty (the poller's wait is level-triggered, so a byte or an end
-		// that came since wakes it again at once), one system call less
-		// per client ping.
+	if idle && c.parks {
+		// Park as soon as there is nothing more to read. A read that came
+		// back short found the socket empty: the session parks without
+		// another read to see it empty (the poller's wait is
+		// level-triggered, so a byte or an end that came since wakes it
+		// again at once), one system call less per message.
 		if drained {
 			c.release() // as the read that saw the socket empty would
 			return errWSIdle
 		}
-		room := wsBufSize - c.w
-		n, err := c.readLazy(false)
-		c.w += n
-		if err == errWouldBlock {
-			return errWSIdle
-		}
-		c.drained = err == nil && c.raw != nil && n < room
-		return err
+		return c.readNow()
 	}
-	if idle && c.idleAfter > 0 {
-		// A session that sent a message may send more soon: it parks after
-		// idleAfter without one. The deadline is moved only when less than
-		// half of idleAfter is left: a busy session does not pay for a
-		// timer update per frame.
-		if now := time.Now(); c.idleAt.Sub(now) < c.idleAfter/2 {
-			c.idleAt = now.Add(c.idleAfter)
-			_ = c.c.SetReadDeadline(c.idleAt)
-		}
-	}
-	for {
-		n, err := c.readLazy(true)
-		c.w += n
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || c.idleAt.IsZero() {
-			return err
-		}
-		if idle {
-			return errWSIdle
-		}
-		c.noDeadline()
-	}
+	n, err := c.readLazy(true)
+	c.w += n
+	return err
 }
 
-// noDeadline clears the idle deadline: a frame is under way.
-func (c *wsConn) noDeadline() {
-	c.idleAt = time.Time{}
-	_ = c.c.SetReadDeadline(time.Time{})
+// readNow reads what the socket holds into the buffer without waiting:
+// errWSIdle when it holds nothing (the buffer is then given back). A read
+// that comes back short marks the socket as emptied (drained).
+func (c *wsConn) readNow() error {
+	room := wsBufSize - c.w
+	n, err := c.readLazy(false)
+	c.w += n
+	if err == errWouldBlock {
+		return errWSIdle
+	}
+	c.drained = err == nil && c.raw != nil && n < room
+	return err
 }
 
 // release gives the buffer back when nothing is buffered.
