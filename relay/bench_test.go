@@ -420,7 +420,7 @@ func BenchmarkRelayIdleSessions(b *testing.B) {
 	// its own): wait for all of them and for their writers to end (a few
 	// goroutines may be pinging).
 	eventually(b, 60*time.Second, "sessions parked", func() bool {
-		return r.srv.poller == nil || r.srv.poller.count() == n && runtime.NumGoroutine() <= goroutines+16
+		return r.srv.pollers == nil || r.srv.pollers.count() == n && runtime.NumGoroutine() <= goroutines+16
 	})
 	after := heapAndStacks()
 	if p := os.Getenv("DUET_BENCH_HEAPPROFILE"); p != "" {

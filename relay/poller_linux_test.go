@@ -19,6 +19,14 @@ func (p *poller) count() int {
 	return len(p.parked)
 }
 
+func (ps pollers) count() int {
+	n := 0
+	for _, p := range ps {
+		n += p.count()
+	}
+	return n
+}
+
 // TestIdleSessionsParked: sessions whose clients send nothing are parked
 // (no goroutine); an envelope to a parked session is delivered, a parked
 // sender's next frame is read, and a client that leaves while parked is
@@ -27,7 +35,7 @@ func TestIdleSessionsParked(t *testing.T) {
 	r := startRelay(t, Options{}, func(tu *tunables) { tu.pingInterval = -1 })
 	a, b := r.newUser(t), r.newUser(t)
 	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
-	p := r.srv.poller
+	p := r.srv.pollers
 	for i := range 3 {
 		eventually(t, 10*time.Second, "both parked", func() bool { return p.count() == 2 })
 		e := ca.env(b.alias, "")

@@ -3,3 +3,5 @@
 package relay
 
 func (p *poller) count() int { return 0 }
+
+func (ps pollers) count() int { return 0 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,7 +191,7 @@ type Server struct {
 	handler  http.Handler
 	aliases  aliasLimits
 	budget   nodeBudget
-	poller   *poller              // parks idle sessions; nil where unsupported
+	pollers  pollers              // park sessions between messages; nil where unsupported
 	bulk     func() *rate.Limiter // the node's bulk pace (BulkRate), made on first use
 
 	regLimits, lookupAlias, lookupAddr *limiterTable
@@ -313,8 +314,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.onSlow.Store(&onSlow)
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
-	if s.poller, err = newPoller(); err != nil {
-		s.log.Warn("relay: idle sessions keep a goroutine each", "err", err)
+	if s.pollers, err = newPollers(pollerCount(runtime.GOMAXPROCS(0))); err != nil {
+		s.log.Warn("relay: sessions keep a reading goroutine each", "err", err)
 	}
 	// The directory took its buckets' writes: ready from here (see
 	// handleReady's grace).
@@ -441,7 +442,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	sess := &session{srv: s, ws: ws, id: s.nextID.Add(1), closed: make(chan struct{}),
 		frameLim: rate.NewLimiter(rate.Limit(2*s.tun.rateLimit), 2*s.tun.rateBurst)}
 	ws.onFrame = sess.onWireFrame
-	ws.poller, ws.resume = s.poller, sess.run
+	ws.poller, ws.resume = s.pollers.of(ws.fd), sess.run
 	s.mu.Lock()
 	if s.shutting {
 		s.mu.Unlock()
@@ -460,7 +461,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// Serve on a fresh goroutine and let the handler return: the handler's
 	// stack and the request are freed.
 	handedOff = true
-	if s.poller != nil && ws.fd >= 0 {
+	if ws.poller != nil {
 		ws.parks, ws.wake = true, sess.wake
 	}
 	go sess.run()
@@ -534,9 +535,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.aliases.stopResyncs()
 	s.router.stop()
-	if s.poller != nil {
-		s.poller.stop()
-	}
+	s.pollers.stop()
 	if derr := s.nats.drain(ctx); derr != nil && err == nil {
 		err = fmt.Errorf("relay: shutdown: %w", derr)
 	}
