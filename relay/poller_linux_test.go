@@ -3,9 +3,12 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,5 +194,81 @@ func TestKeepaliveWakeups(t *testing.T) {
 		end <- err // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("the end after the ping was not read")
+	}
+}
+
+// TestWakeServesInline: a parked session's envelopes, WebSocket pings and
+// {"type":"ping"} are served on the poller's goroutine (session.wake),
+// without handing the session to a goroutine of its own; a bulk envelope
+// is handed to one, and delivered.
+func TestWakeServesInline(t *testing.T) {
+	var handOffs atomic.Int32
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.pingInterval = -1
+		tu.onHandOff = func() { handOffs.Add(1) }
+	})
+	a, b := r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+	eventually(t, 10*time.Second, "both parked", func() bool { return r.srv.pollers.count() == 2 })
+	for i := range 20 {
+		e := ca.env(b.alias, fmt.Sprint("e", i))
+		ca.send(e)
+		cb.expectEnvelope(e)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		err := cb.conn.Ping(ctx) // answered by the relay's pong
+		cancel()
+		if err != nil {
+			t.Fatalf("ping %d: %v", i, err)
+		}
+		ca.send(map[string]string{"type": "ping"})
+		if m := ca.next(10 * time.Second); m["type"] != "pong" {
+			t.Fatalf("got %v, want pong", m)
+		}
+	}
+	if n := handOffs.Load(); n != 0 {
+		t.Fatalf("%d wake-ups handed to a goroutine, want 0", n)
+	}
+	eventually(t, 10*time.Second, "both parked", func() bool { return r.srv.pollers.count() == 2 })
+	e := ca.env(b.alias, "bulk") // larger than bulkFrame, and than the read buffer
+	e.Payload = strings.Repeat("A", 6<<10)
+	ca.send(e)
+	cb.expectEnvelope(e)
+	if n := handOffs.Load(); n != 1 {
+		t.Fatalf("%d wake-ups handed to a goroutine for a bulk envelope, want 1", n)
+	}
+}
+
+// TestWakeHoldLeavesPoller: a frame that waits for its alias's byte budget
+// waits on a goroutine of the session's own, not on the poller's: while
+// a's envelopes are held (seconds at 1 KiB/s), c's envelope to d, sent
+// after them, is delivered, and a's arrive later, all of them, in order.
+// (With more than one poller, c's session may be another poller's: then
+// the test cannot tell.)
+func TestWakeHoldLeavesPoller(t *testing.T) {
+	r := startRelay(t, Options{}, func(tu *tunables) { tu.byteRate, tu.byteBurst = 1<<10, 2<<10 })
+	a, b, c, d := r.newUser(t), r.newUser(t), r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+	cc, cd := r.connect(t, c.id, c.alias), r.connect(t, d.id, d.alias)
+	eventually(t, 10*time.Second, "all parked", func() bool { return r.srv.pollers.count() == 4 })
+	var want []string
+	for i := range 6 { // ~6 KiB: 4 KiB past the burst, 4 s at 1 KiB/s
+		e := ca.env(b.alias, fmt.Sprint("big", i))
+		e.Payload = strings.Repeat("A", 1000)
+		ca.send(e)
+		want = append(want, e.ID)
+	}
+	e := cc.env(d.alias, "small")
+	cc.send(e)
+	cd.expectEnvelope(e)
+	// Each of a's envelopes past the burst is held for over a second; b
+	// may have got the first two when d gets c's (a reader on the poller
+	// would have held c's behind all of them).
+	if n := len(cb.frames); n > len(want)-2 {
+		t.Fatalf("b got %d of a's %d envelopes before d got c's, sent after them", n, len(want))
+	}
+	for _, id := range want {
+		if m := cb.next(10 * time.Second); m["id"] != id {
+			t.Fatalf("b got %v, want %s", m, id)
+		}
 	}
 }

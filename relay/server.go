@@ -138,6 +138,9 @@ type tunables struct {
 	// beforeBatch, if set, is called by a session's writer before it writes
 	// a batch of queued frames (tests hold a writer there).
 	beforeBatch func(*session)
+	// onHandOff, if set, is called when a parked session's wake-up is
+	// handed to a goroutine of its own (session.handOff).
+	onHandOff func()
 }
 
 var defaultTunables = tunables{

@@ -391,20 +391,35 @@ func (s *session) write(msg []byte) error {
 }
 
 // writeDirect writes a notice from the reader, unless closing. Served
-// inline (see wake), it leaves the write to s.later: the client's socket
-// may not take it at once.
+// inline (see wake), it writes only what the client's socket takes at once
+// and leaves the rest to s.later.
 func (s *session) writeDirect(msg []byte) error {
-	if s.inline {
-		s.later = func() { _ = s.writeDirect(msg) }
-		return nil
-	}
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
 	if closing {
 		return errSessionClosing
 	}
+	if s.inline {
+		return s.tryDirect(opText, msg)
+	}
 	return s.write(msg)
+}
+
+// tryDirect writes a frame from wake if the client's socket takes it at
+// once, and leaves it, or what is left of it, to s.later.
+func (s *session) tryDirect(op byte, p []byte) error {
+	taken, err := s.ws.tryWrite(op, p)
+	switch {
+	case err != nil: // the connection is dropped: the reader reads its end
+		return err
+	case !taken:
+		p = bytes.Clone(p) // a ping's payload is in the read buffer
+		s.later = func() { _ = s.ws.writeFrame(op, p, s.srv.tun.writeTimeout) }
+	case s.ws.hasRest():
+		s.later = func() { _ = s.ws.flushRest(s.srv.tun.writeTimeout) }
+	}
+	return nil
 }
 
 var errSessionClosing = errors.New("relay: session closing")
@@ -675,13 +690,13 @@ func (s *session) wake() {
 	case nil:
 	case errWSIdle: // nothing after all
 		if !c.repark(false) {
-			go s.run()
+			s.handOff(nil)
 		}
 		return
 	default:
 		c.failed = err // for run's reader
 		c.unpark()
-		go s.run()
+		s.handOff(nil)
 		return
 	}
 	more := !c.drained
@@ -699,12 +714,12 @@ func (s *session) wake() {
 			} else {
 				c.unpark()
 			}
-			go s.run()
+			s.handOff(nil)
 			return
 		}
 		switch op {
 		case opPing:
-			s.pong(data)
+			_ = s.tryDirect(opPong, data)
 		case opPong:
 		default:
 			s.handleFrame(op, data)
@@ -712,27 +727,24 @@ func (s *session) wake() {
 		if later := s.later; later != nil {
 			s.inline, s.later = false, nil
 			c.unpark()
-			go func() {
-				later()
-				s.run()
-			}()
+			s.handOff(later)
 			return
 		}
 	}
 }
 
-// pong answers a WebSocket ping served inline (see wake): written at once
-// when the client's socket takes it, else by s.later.
-func (s *session) pong(p []byte) {
-	taken, err := s.ws.tryWrite(opPong, p)
-	switch {
-	case err != nil: // the connection is dropped: the reader reads its end
-	case !taken:
-		p = bytes.Clone(p)
-		s.later = func() { _ = s.ws.writeFrame(opPong, p, s.srv.tun.writeTimeout) }
-	case s.ws.hasRest():
-		s.later = func() { _ = s.ws.flushRest(s.srv.tun.writeTimeout) }
+// handOff ends wake: a goroutine of the session's own runs later (if set)
+// and reads on (run).
+func (s *session) handOff(later func()) {
+	if h := s.srv.tun.onHandOff; h != nil {
+		h()
 	}
+	go func() {
+		if later != nil {
+			later()
+		}
+		s.run()
+	}()
 }
 
 // finish closes the session (if not yet closing), reads until the client's
