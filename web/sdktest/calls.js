@@ -254,10 +254,14 @@ export function hangup() {
   return result(calls.hangup());
 }
 
-/** Forgets the state history and errors (before the next call). */
+/**
+ * Forgets the state history and errors (before the next call): waitState
+ * then waits for a state entered since, not for the one the last call
+ * ended in.
+ */
 export function reset() {
-  history = [calls.state];
-  stateAt = { [calls.state]: Date.now() };
+  history = [];
+  stateAt = {};
   errors.length = 0;
   incoming.length = 0;
   diags.length = 0;
