@@ -74,14 +74,16 @@ const (
 
 // session is one WebSocket connection. Its reader runs on the HTTP handler
 // goroutine until the session is ready, then on a goroutine of its own,
-// which ends while the client sends nothing (the poller holds the socket);
-// a frame for the client that finds nothing queued is written at once by
-// the goroutine that routes it when the socket takes it without waiting
-// (writeInline); else frames are queued (bounded) and written by a writer
-// goroutine that exists only while the queue is non-empty, so an idle
-// session costs no goroutine. Notices answering the client's own frames are
-// written directly by the reader, which pushes back on a client that floods
-// without reading.
+// which ends as soon as nothing is left to read (the poller holds the
+// socket); the poller's goroutine then serves what the client sends next
+// (wake), handing the session to a goroutine of its own again only for
+// what could wait. A frame for the client that finds nothing queued is
+// written at once by the goroutine that routes it when the socket takes it
+// without waiting (writeInline); else frames are queued (bounded) and
+// written by a writer goroutine that exists only while the queue is
+// non-empty, so an idle session costs no goroutine. Notices answering the
+// client's own frames are written directly by the reader, which pushes
+// back on a client that floods without reading.
 type session struct {
 	srv   *Server
 	ws    *wsConn
