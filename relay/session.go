@@ -704,7 +704,15 @@ func (s *session) wake() {
 	more := !c.drained
 	c.drained = false // wake reads at once; run's reader reads anew
 	s.inline = true
-	for {
+	for i := 0; ; i++ {
+		if i == maxInline {
+			// A read full of small frames (a flood, a burst): the rest on
+			// the session's goroutine, the poller on to other sessions.
+			s.inline = false
+			c.unpark()
+			s.handOff(nil)
+			return
+		}
 		op, data, ok, empty := c.nextBuffered(s.srv.tun.bulkFrame)
 		if !ok {
 			s.inline = false
@@ -734,6 +742,10 @@ func (s *session) wake() {
 		}
 	}
 }
+
+// maxInline bounds the frames one wake serves: a read of 4 KiB holds up to
+// ~10 envelopes, and ~680 of the smallest frames.
+const maxInline = 32
 
 // handOff ends wake: a goroutine of the session's own runs later (if set)
 // and reads on (run).
