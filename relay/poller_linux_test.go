@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -270,5 +271,92 @@ func TestWakeHoldLeavesPoller(t *testing.T) {
 		if m := cb.next(10 * time.Second); m["id"] != id {
 			t.Fatalf("b got %v, want %s", m, id)
 		}
+	}
+}
+
+// TestWakeBoundsFrames: a read full of small frames (40 pings in one
+// write) is served on the poller's goroutine for maxInline frames only,
+// the rest on the session's own; every ping is answered.
+func TestWakeBoundsFrames(t *testing.T) {
+	var handOffs atomic.Int32
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.pingInterval = -1
+		tu.onHandOff = func() { handOffs.Add(1) }
+	})
+	a := r.newUser(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(conn, "GET /api/v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", conn.RemoteAddr())
+	br := bufio.NewReader(conn)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	key := [4]byte{1, 2, 3, 4}
+	frame := func(op byte, p []byte) []byte { // a client frame, < 64 KiB
+		b := []byte{0x80 | op, 0x80 | byte(len(p))}
+		if len(p) >= 126 {
+			b = []byte{0x80 | op, 0x80 | 126, byte(len(p) >> 8), byte(len(p))}
+		}
+		b = append(b, key[:]...)
+		q := bytes.Clone(p)
+		mask(q, key)
+		return append(b, q...)
+	}
+	next := func() (byte, []byte) { // a server frame (unmasked, < 64 KiB)
+		t.Helper()
+		var h [4]byte
+		if _, err := io.ReadFull(br, h[:2]); err != nil || h[1] > 126 {
+			t.Fatalf("read: %x, %v", h, err)
+		}
+		n := int(h[1])
+		if n == 126 {
+			if _, err := io.ReadFull(br, h[2:]); err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			n = int(h[2])<<8 | int(h[3])
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(br, p); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return h[0] & 0x0f, p
+	}
+	var ch map[string]any
+	if _, p := next(); json.Unmarshal(p, &ch) != nil {
+		t.Fatalf("challenge %q", p)
+	}
+	auth, _ := json.Marshal(authFrameFor(t, ch, a.alias, a.id.priv))
+	if _, err := conn.Write(frame(opText, auth)); err != nil {
+		t.Fatal(err)
+	}
+	if op, p := next(); op != opText || !bytes.Contains(p, []byte(`"ready"`)) {
+		t.Fatalf("got %q, want ready", p)
+	}
+	eventually(t, 10*time.Second, "parked", func() bool { return r.srv.pollers.count() == 1 })
+	var pings []byte
+	for i := range 40 {
+		pings = append(pings, frame(opPing, []byte{byte(i)})...)
+	}
+	if _, err := conn.Write(pings); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if op, p := next(); op != opPong || len(p) != 1 || p[0] != byte(i) {
+			t.Fatalf("pong %d: op %#x, payload %v", i, op, p)
+		}
+	}
+	if n := handOffs.Load(); n == 0 {
+		t.Fatal("40 frames of one read all served on the poller's goroutine, want at most maxInline")
 	}
 }
