@@ -125,12 +125,8 @@ func TestKeepaliveWakeups(t *testing.T) {
 	pong := func(i int) {
 		t.Helper()
 		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil || h != [2]byte{0x80 | opPong, 1} {
-			t.Fatalf("ping %d: got %x, %v; want a pong of 1 byte", i, h, err)
-		}
-		if b, err := br.ReadByte(); err != nil || b != byte(i) {
-			t.Fatalf("ping %d: pong payload %d, %v", i, b, err)
+		if op, p := readFrame(t, br); op != opPong || len(p) != 1 || p[0] != byte(i) {
+			t.Fatalf("ping %d: got op %#x, payload %v; want a pong of byte %d", i, op, p, i)
 		}
 	}
 	parked := func() {
@@ -303,56 +299,27 @@ func TestWakeBoundsFrames(t *testing.T) {
 		}
 	}
 	key := [4]byte{1, 2, 3, 4}
-	frame := func(op byte, p []byte) []byte { // a client frame, < 64 KiB
-		b := []byte{0x80 | op, 0x80 | byte(len(p))}
-		if len(p) >= 126 {
-			b = []byte{0x80 | op, 0x80 | 126, byte(len(p) >> 8), byte(len(p))}
-		}
-		b = append(b, key[:]...)
-		q := bytes.Clone(p)
-		mask(q, key)
-		return append(b, q...)
-	}
-	next := func() (byte, []byte) { // a server frame (unmasked, < 64 KiB)
-		t.Helper()
-		var h [4]byte
-		if _, err := io.ReadFull(br, h[:2]); err != nil || h[1] > 126 {
-			t.Fatalf("read: %x, %v", h, err)
-		}
-		n := int(h[1])
-		if n == 126 {
-			if _, err := io.ReadFull(br, h[2:]); err != nil {
-				t.Fatalf("read: %v", err)
-			}
-			n = int(h[2])<<8 | int(h[3])
-		}
-		p := make([]byte, n)
-		if _, err := io.ReadFull(br, p); err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		return h[0] & 0x0f, p
-	}
 	var ch map[string]any
-	if _, p := next(); json.Unmarshal(p, &ch) != nil {
+	if _, p := readFrame(t, br); json.Unmarshal(p, &ch) != nil {
 		t.Fatalf("challenge %q", p)
 	}
 	auth, _ := json.Marshal(authFrameFor(t, ch, a.alias, a.id.priv))
-	if _, err := conn.Write(frame(opText, auth)); err != nil {
+	if _, err := conn.Write(clientFrame(true, opText, auth, key)); err != nil {
 		t.Fatal(err)
 	}
-	if op, p := next(); op != opText || !bytes.Contains(p, []byte(`"ready"`)) {
+	if op, p := readFrame(t, br); op != opText || !bytes.Contains(p, []byte(`"ready"`)) {
 		t.Fatalf("got %q, want ready", p)
 	}
 	eventually(t, 10*time.Second, "parked", func() bool { return r.srv.pollers.count() == 1 })
 	var pings []byte
 	for i := range 40 {
-		pings = append(pings, frame(opPing, []byte{byte(i)})...)
+		pings = append(pings, clientFrame(true, opPing, []byte{byte(i)}, key)...)
 	}
 	if _, err := conn.Write(pings); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 40 {
-		if op, p := next(); op != opPong || len(p) != 1 || p[0] != byte(i) {
+		if op, p := readFrame(t, br); op != opPong || len(p) != 1 || p[0] != byte(i) {
 			t.Fatalf("pong %d: op %#x, payload %v", i, op, p)
 		}
 	}

@@ -121,12 +121,23 @@ func TestWSWriteFrameAfterPartialRaw(t *testing.T) {
 // most a 16-bit length) and returns its payload.
 func readTextFrame(t *testing.T, br *bufio.Reader) []byte {
 	t.Helper()
+	op, p := readFrame(t, br)
+	if op != opText {
+		t.Fatalf("frame opcode %#x, want text", op)
+	}
+	return p
+}
+
+// readFrame reads one final frame the relay wrote (unmasked, at most a
+// 16-bit length) and returns its opcode and payload.
+func readFrame(t *testing.T, br *bufio.Reader) (byte, []byte) {
+	t.Helper()
 	var h [4]byte
 	if _, err := io.ReadFull(br, h[:2]); err != nil {
 		t.Fatal(err)
 	}
-	if h[0] != 0x80|opText {
-		t.Fatalf("frame header %#x, want a final text frame", h[0])
+	if h[0]&0x80 == 0 || h[1] > 126 {
+		t.Fatalf("frame header %x, want a final frame of at most a 16-bit length", h[:2])
 	}
 	n := int(h[1])
 	if n == 126 {
@@ -139,5 +150,5 @@ func readTextFrame(t *testing.T, br *bufio.Reader) []byte {
 	if _, err := io.ReadFull(br, p); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return h[0] & 0x0f, p
 }
