@@ -83,6 +83,7 @@ type relay struct {
 	ws    string
 	pid   int
 	pprof string // the profiles' base URL, with -profile
+	dir   string // its data directory's parent, removed by stop
 }
 
 var (
@@ -103,6 +104,7 @@ func startRelay(bin string, extra []string) (*relay, error) {
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	addr := make(chan string, 1)
@@ -127,9 +129,10 @@ func startRelay(bin string, extra []string) (*relay, error) {
 	select {
 	case a := <-addr:
 		p, _ := pprofURL.Load().(string)
-		return &relay{cmd: cmd, base: "http://" + a, ws: "ws://" + a + "/api/v1/ws", pid: cmd.Process.Pid, pprof: p}, nil
+		return &relay{cmd: cmd, base: "http://" + a, ws: "ws://" + a + "/api/v1/ws", pid: cmd.Process.Pid, pprof: p, dir: dir}, nil
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
+		_ = os.RemoveAll(dir)
 		return nil, errors.New("the relay did not start within 60 s")
 	}
 }
@@ -144,6 +147,7 @@ func (r *relay) stop() {
 		_ = r.cmd.Process.Kill()
 		<-done
 	}
+	_ = os.RemoveAll(r.dir)
 }
 
 // fds is the number of the relay's open file descriptors.
