@@ -98,13 +98,8 @@ func (p *poller) serve(fd int32) {
 		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	}
 	p.mu.Unlock()
-	switch {
-	case c == nil:
-	case c.wake != nil:
+	if c != nil {
 		c.wake() // it calls rest, or release before another goroutine reads
-	default:
-		p.release(c)
-		go c.resume()
 	}
 }
 

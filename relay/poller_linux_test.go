@@ -108,7 +108,8 @@ func TestKeepaliveWakeups(t *testing.T) {
 		}
 	}
 	ws.poller, ws.parks = p, true
-	ws.resume = func() { wakes.Add(1); serve() }
+	ws.resume = serve // after a close
+	ws.wake = func() { wakes.Add(1); p.release(ws); go serve() }
 	go serve()
 	t.Cleanup(func() {
 		ws.close()

@@ -98,7 +98,7 @@ type wsConn struct {
 	poller  *poller
 	parks   bool   // park when nothing is left to read between messages
 	resume  func() // reads the session again, on a goroutine of its own
-	wake    func() // the poller's call once the parked socket is readable (nil: go resume)
+	wake    func() // the poller's call once the parked socket is readable; set when parks is
 	drained bool   // the last read came back short: the socket was emptied (see fill)
 	dead    bool   // closed: not to be parked (poller.mu)
 	failed  error  // a read of wake's that failed, for the next reader (see fill)
