@@ -378,6 +378,10 @@ func EnvelopeHead(data []byte) (h Head, ok bool) {
 			}
 		} else if !p.skipValue() {
 			return Head{}, false
+		} else if k == "type" { // the last of duplicate keys counts
+			h.Type, h.HasType = "", false
+		} else if k == "id" {
+			h.ID = ""
 		}
 		var ok bool
 		if more, ok = p.memberEnd(); !ok {

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,8 @@ func TestEnvelopeHead(t *testing.T) {
 		{`{"a":` + strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1) + `}`, "", "", false},
 		{`[1]`, "", "", false},
 		{`{} x`, "", "", false},
+		{`{"type":"call_ice","id":"a","type":7,"id":null}`, "", "", true}, // the last counts
+		{`{"tYpe":"call_ice","ID":"a"}`, "", "", true},                    // keys are exact
 	} {
 		h, ok := EnvelopeHead([]byte(tc.in))
 		typ, id := h.Type, h.ID
@@ -133,22 +136,60 @@ func FuzzEnvelopeHead(f *testing.F) {
 		}
 		// On a JSON object encoding/json accepts, EnvelopeHead finds what
 		// it finds (the last of duplicate keys, as encoding/json does).
-		var head struct {
-			Type any `json:"type"`
-			ID   any `json:"id"`
-		}
-		if json.Unmarshal(data, &head) != nil || !json.Valid(data) {
+		if !json.Valid(data) {
 			return
 		}
-		wt, isStr := head.Type.(string)
+		wantType, wantID, comparable := jsonHead(data)
+		if !comparable {
+			return
+		}
+		wt, isStr := wantType.(string)
 		if isStr != h.HasType {
 			t.Fatalf("EnvelopeHead(%q) HasType %v", data, h.HasType)
 		}
-		wid, _ := head.ID.(string)
+		wid, _ := wantID.(string)
 		if string(typ) != wt || id != wid {
 			t.Fatalf("EnvelopeHead(%q) = %q, %q; encoding/json %q, %q", data, typ, id, wt, wid)
 		}
 	})
+}
+
+// jsonHead is FuzzEnvelopeHead's oracle: the last "type" and "id" members
+// of a valid top-level JSON object, by encoding/json's tokens, with keys
+// compared exactly (decoding into a struct would match "tYpe" too: the
+// wire's keys are exact). comparable is false when a key spelled with
+// escapes reads "type" or "id" (EnvelopeHead compares keys raw) and
+// when data is not an object.
+func jsonHead(data []byte) (typ, id any, comparable bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, nil, false
+	}
+	for dec.More() {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, false
+		}
+		key, _ := tok.(string)
+		raw := data[start:dec.InputOffset()]
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, false
+		}
+		if key != "type" && key != "id" {
+			continue
+		}
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			return nil, nil, false
+		}
+		if key == "type" {
+			typ = v
+		} else {
+			id = v
+		}
+	}
+	return typ, id, true
 }
 
 // BenchmarkDecodeEnvelopeRefused is the cost of refusing hostile frames of
