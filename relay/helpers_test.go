@@ -224,14 +224,24 @@ func writeJSONFrame(t testing.TB, conn *websocket.Conn, v any) {
 // authFrameFor answers a challenge frame.
 func authFrameFor(t testing.TB, ch map[string]any, alias identity.Alias, priv ed25519.PrivateKey) map[string]string {
 	t.Helper()
+	f, err := answerChallenge(ch, alias, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// answerChallenge is authFrameFor, for any goroutine.
+func answerChallenge(ch map[string]any, alias identity.Alias, priv ed25519.PrivateKey) (map[string]string, error) {
 	if ch["type"] != "challenge" {
-		t.Fatalf("first frame %v, want a challenge", ch)
+		return nil, fmt.Errorf("first frame %v, want a challenge", ch)
 	}
-	c, err := b64.DecodeString(ch["challenge"].(string))
+	s, _ := ch["challenge"].(string)
+	c, err := b64.DecodeString(s)
 	if err != nil || len(c) != 32 {
-		t.Fatalf("challenge %v", ch)
+		return nil, fmt.Errorf("challenge %v", ch)
 	}
-	return map[string]string{"type": "auth", "alias": string(alias), "signature": b64.EncodeToString(ed25519.Sign(priv, WSAuthMessage(c)))}
+	return map[string]string{"type": "auth", "alias": string(alias), "signature": b64.EncodeToString(ed25519.Sign(priv, WSAuthMessage(c)))}, nil
 }
 
 // connect opens an authenticated session for alias.

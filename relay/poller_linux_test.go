@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -280,37 +279,12 @@ func TestWakeBoundsFrames(t *testing.T) {
 		tu.pingInterval = -1
 		tu.onHandOff = func() { handOffs.Add(1) }
 	})
-	a := r.newUser(t)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(r.ts.URL, "http://"))
+	c, err := dialRaw(r, r.newUser(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	fmt.Fprintf(conn, "GET /api/v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", conn.RemoteAddr())
-	br := bufio.NewReader(conn)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
-	key := [4]byte{1, 2, 3, 4}
-	var ch map[string]any
-	if _, p := readFrame(t, br); json.Unmarshal(p, &ch) != nil {
-		t.Fatalf("challenge %q", p)
-	}
-	auth, _ := json.Marshal(authFrameFor(t, ch, a.alias, a.id.priv))
-	if _, err := conn.Write(clientFrame(true, opText, auth, key)); err != nil {
-		t.Fatal(err)
-	}
-	if op, p := readFrame(t, br); op != opText || !bytes.Contains(p, []byte(`"ready"`)) {
-		t.Fatalf("got %q, want ready", p)
-	}
+	defer c.conn.Close()
+	conn, br, key := c.conn, c.br, c.key
 	eventually(t, 10*time.Second, "parked", func() bool { return r.srv.pollers.count() == 1 })
 	var pings []byte
 	for i := range 40 {

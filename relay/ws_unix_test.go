@@ -132,23 +132,32 @@ func readTextFrame(t *testing.T, br *bufio.Reader) []byte {
 // 16-bit length) and returns its opcode and payload.
 func readFrame(t *testing.T, br *bufio.Reader) (byte, []byte) {
 	t.Helper()
-	var h [4]byte
-	if _, err := io.ReadFull(br, h[:2]); err != nil {
+	op, p, err := nextFrame(br)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return op, p
+}
+
+// nextFrame is readFrame, for any goroutine.
+func nextFrame(br *bufio.Reader) (byte, []byte, error) {
+	var h [4]byte
+	if _, err := io.ReadFull(br, h[:2]); err != nil {
+		return 0, nil, err
+	}
 	if h[0]&0x80 == 0 || h[1] > 126 {
-		t.Fatalf("frame header %x, want a final frame of at most a 16-bit length", h[:2])
+		return 0, nil, fmt.Errorf("frame header %x, want a final frame of at most a 16-bit length", h[:2])
 	}
 	n := int(h[1])
 	if n == 126 {
 		if _, err := io.ReadFull(br, h[2:4]); err != nil {
-			t.Fatal(err)
+			return 0, nil, err
 		}
 		n = int(binary.BigEndian.Uint16(h[2:4]))
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(br, p); err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
-	return h[0] & 0x0f, p
+	return h[0] & 0x0f, p, nil
 }
