@@ -302,3 +302,39 @@ func TestWakeBoundsFrames(t *testing.T) {
 		t.Fatal("40 frames of one read all served on the poller's goroutine, want at most maxInline")
 	}
 }
+
+// TestWakeCloseWhileServing: a session closed by another goroutine (a
+// sender dropping a slow consumer, the ping timer, a shutdown) while the
+// poller's wake serves it is not parked again: its socket's number may
+// already be another connection's, and a closed session left parked would
+// never read its end and finish. It ends, and the other session stays.
+func TestWakeCloseWhileServing(t *testing.T) {
+	var closed atomic.Bool
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.pingInterval = -1
+		tu.beforeRepark = func(s *session) {
+			if s.alias == "" || closed.Swap(true) {
+				return
+			}
+			s.ws.close()
+		}
+	})
+	a, b := r.newUser(t), r.newUser(t)
+	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
+	eventually(t, 10*time.Second, "both parked", func() bool { return r.srv.pollers.count() == 2 })
+	e := ca.env(b.alias, "e1")
+	ca.send(e)
+	cb.expectEnvelope(e)
+	if !closed.Load() {
+		t.Fatal("the hook did not run")
+	}
+	ca.closed(10 * time.Second)
+	eventually(t, 10*time.Second, "a's session ended, b's parked", func() bool {
+		return r.metric(t, "duet_relay_sessions") == 1 && r.srv.pollers.count() == 1
+	})
+	e = cb.env(a.alias, "e2")
+	cb.send(e)
+	if m := cb.next(10 * time.Second); m["type"] != "undeliverable" || m["reason"] != "offline" {
+		t.Fatalf("b got %v, want undeliverable, offline: a has no session", m)
+	}
+}

@@ -141,6 +141,9 @@ type tunables struct {
 	// onHandOff, if set, is called when a parked session's wake-up is
 	// handed to a goroutine of its own (session.handOff).
 	onHandOff func()
+	// beforeRepark, if set, is called by a session's wake before it parks
+	// the session again (tests close the connection there).
+	beforeRepark func(*session)
 }
 
 var defaultTunables = tunables{

@@ -718,6 +718,9 @@ func (s *session) wake() {
 			s.inline = false
 			if empty {
 				c.release()
+				if h := s.srv.tun.beforeRepark; h != nil {
+					h(s)
+				}
 				if c.repark(more) {
 					return
 				}
