@@ -28,6 +28,12 @@ type natsBackend struct {
 	onSlow atomic.Pointer[func(*nats.Subscription)]
 }
 
+// natsWriteTimeout bounds a write to NATS (see connectNATS): a publish
+// blocked behind a stalled connection holds its poller up to about twice
+// that (the write of the publish itself, then the flusher's that drops
+// the connection).
+const natsWriteTimeout = 3 * time.Second
+
 // connectNATS starts the embedded nats-server (url == "") or dials url, and
 // returns a connection with JetStream.
 func connectNATS(ctx context.Context, url, dataDir string, log *slog.Logger) (*natsBackend, error) {
@@ -40,6 +46,14 @@ func connectNATS(ctx context.Context, url, dataDir string, log *slog.Logger) (*n
 		// so the sender learns "unavailable" now rather than its envelope
 		// going out (or meeting "no responders") whenever NATS is back.
 		nats.ReconnectBufSize(-1),
+		// A write that makes no progress for natsWriteTimeout drops the
+		// connection, which reconnects (publishes fail meanwhile, as
+		// above). A small envelope is published on the poller's
+		// goroutine, so a stalled NATS would otherwise hold every session
+		// of the poller for nats.go's default of a minute, past the SDKs'
+		// 10 s pong timeout.
+		nats.FlusherTimeout(natsWriteTimeout),
+		nats.ReconnectOnFlusherError(),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				// Counted per subscription; see router.backlogDrops.

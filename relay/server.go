@@ -144,6 +144,9 @@ type tunables struct {
 	// beforeRepark, if set, is called by a session's wake before it parks
 	// the session again (tests close the connection there).
 	beforeRepark func(*session)
+	// pollers, if set, replaces pollerCount (tests that need every
+	// session on one poller).
+	pollers int
 }
 
 var defaultTunables = tunables{
@@ -320,7 +323,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nb.onSlow.Store(&onSlow)
 	}
 	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
-	if s.pollers, err = newPollers(pollerCount(runtime.GOMAXPROCS(0))); err != nil {
+	n := pollerCount(runtime.GOMAXPROCS(0))
+	if s.tun.pollers > 0 {
+		n = s.tun.pollers
+	}
+	if s.pollers, err = newPollers(n); err != nil {
 		s.log.Warn("relay: sessions keep a reading goroutine each", "err", err)
 	}
 	// The directory took its buckets' writes: ready from here (see
