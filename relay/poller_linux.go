@@ -16,7 +16,7 @@ import (
 // socket becomes readable (a frame, the client's close, a reset), the
 // poller's goroutine serves it (wsConn.wake: session.wake reads it once,
 // handles the messages that came whole and parks it again, or hands it to
-// a goroutine of its own, wsConn.resume). One wake-up of the poller serves
+// a goroutine of its own, session.handOff). One wake-up of the poller serves
 // every session that is ready, and an envelope costs no goroutine switch.
 // The Go runtime's own poller keeps the socket too, for writes.
 //

@@ -148,7 +148,7 @@ func (c *wsConn) close() {
 }
 
 // park hands the connection to the poller (see errWSIdle): true when the
-// reader is to stop, the poller calling wake (or resume) when the socket
+// reader is to stop, the poller calling wake when the socket
 // is readable.
 func (c *wsConn) park() bool {
 	return c.poller != nil && c.poller.park(c)
