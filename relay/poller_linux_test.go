@@ -239,10 +239,12 @@ func TestWakeServesInline(t *testing.T) {
 // waits on a goroutine of the session's own, not on the poller's: while
 // a's envelopes are held (seconds at 1 KiB/s), c's envelope to d, sent
 // after them, is delivered, and a's arrive later, all of them, in order.
-// (With more than one poller, c's session may be another poller's: then
-// the test cannot tell.)
+// The node has one poller, so that the sessions share it on any machine.
 func TestWakeHoldLeavesPoller(t *testing.T) {
-	r := startRelay(t, Options{}, func(tu *tunables) { tu.byteRate, tu.byteBurst = 1<<10, 2<<10 })
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.byteRate, tu.byteBurst = 1<<10, 2<<10
+		tu.pollers = 1
+	})
 	a, b, c, d := r.newUser(t), r.newUser(t), r.newUser(t), r.newUser(t)
 	ca, cb := r.connect(t, a.id, a.alias), r.connect(t, b.id, b.alias)
 	cc, cd := r.connect(t, c.id, c.alias), r.connect(t, d.id, d.alias)
