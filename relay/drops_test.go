@@ -299,3 +299,38 @@ func TestShutdownDeadlineDropsCounted(t *testing.T) {
 		t.Errorf("%v drops in all, want %d", got, len(envs))
 	}
 }
+
+// TestShutdownLeavesStuckSession: a session that does not end once the
+// deadline dropped its connection (its writer stuck) does not hold the
+// shutdown: Shutdown returns a close's grace later, naming the deadline and
+// the session it left, and the session still ends once its writer goes on.
+func TestShutdownLeavesStuckSession(t *testing.T) {
+	r, hold := startRelayHeld(t, Options{}, func(tu *tunables) { tu.closeGrace = 300 * time.Millisecond })
+	a, b := r.newUser(t), r.newUser(t)
+	ca := r.connect(t, a.id, a.alias)
+	cb := r.connectOpt(t, b.id, b.alias, true)
+	h := hold(r.sessionOf(t, b.alias))
+	queueBehind(t, ca, h, []*wire.Envelope{ca.env(b.alias, "e0"), ca.env(b.alias, "e1")})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.srv.Shutdown(ctx) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		h.letGo()
+		t.Fatal("Shutdown waited for a session whose writer is stuck")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "sessions not ended 300ms after their connections were closed: 1:") {
+		t.Errorf("Shutdown: %v, want the deadline and 1 session left", err)
+	}
+	readAll(t, cb.conn) // its connection was dropped all the same
+	h.letGo()
+	eventually(t, 10*time.Second, "the stuck session ended", func() bool {
+		r.srv.mu.Lock()
+		defer r.srv.mu.Unlock()
+		return len(r.srv.conns) == 0
+	})
+}

@@ -506,7 +506,8 @@ func (s *session) end() {
 // with 1012 (a session not yet authenticated gets reconnect at once).
 // Shutdown waits for the sessions to finish; when ctx ends first it drops
 // their connections, and the frames they had not written are counted as
-// dropped (shutdown). Then it drains the NATS connection (bounded by ctx)
+// dropped (shutdown); a session that still has not ended CloseGrace later
+// is left behind (logged, and counted in the error). Then it drains the NATS connection (bounded by ctx)
 // and stops the embedded server. Stop the http.Server (which does not track
 // WebSockets) before or after; both orders work.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -544,7 +545,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, c := range conns {
 			c.ws.close()
 		}
-		<-done
+		// A dropped connection ends its session within a close's grace. One
+		// that does not (a goroutine stuck in a write, a session lost by a
+		// bug) must not hold the shutdown for ever: the node stops anyway,
+		// and says how many it left.
+		t := time.NewTimer(s.tun.closeGrace)
+		select {
+		case <-done:
+		case <-t.C:
+			s.mu.Lock()
+			n := len(s.conns)
+			s.mu.Unlock()
+			s.log.Error("relay: shutdown: sessions did not end after their connections were closed", "sessions", n)
+			err = fmt.Errorf("relay: shutdown: sessions not ended %v after their connections were closed: %d: %w", s.tun.closeGrace, n, ctx.Err())
+		}
+		t.Stop()
 	}
 	s.aliases.stopResyncs()
 	s.router.stop()
