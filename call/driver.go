@@ -156,6 +156,8 @@ func (m *Module) performLocked(acts []fsm.Action, in input) effects {
 		case fsm.ActAddICE:
 			p, _ := in.msg.Body.(wire.ICEPayload)
 			fx.after = append(fx.after, func() { s.addRemote(p) })
+		case fsm.ActSelected:
+			fx.after = append(fx.after, s.releaseRemote)
 		case fsm.ActRestartICE:
 			s.restarts++
 			s.goLocked(s.restartICE)

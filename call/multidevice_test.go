@@ -3,10 +3,13 @@ package call
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/media"
 	"github.com/duetcall/duet/wire"
@@ -305,5 +308,93 @@ func glare(t *testing.T, a, b *peer, want string) {
 			t.Errorf("%s sent %d call_reject (busy), want none", p.name, n)
 		}
 		noError(t, p)
+	}
+}
+
+// remotePairs is how many candidate pairs the call in progress of p checks
+// (-1 without a peer connection).
+func remotePairs(p *peer) int {
+	p.mod.mu.Lock()
+	s := p.mod.cur
+	var pc *webrtc.PeerConnection
+	if s != nil {
+		pc = s.pc
+	}
+	p.mod.mu.Unlock()
+	if pc == nil {
+		return -1
+	}
+	n := 0
+	for _, st := range pc.GetStats() {
+		if _, ok := st.(webrtc.ICECandidatePairStats); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMultiDeviceUnselectedDeviceSilent: a callee device checks the
+// caller's candidates only once the caller selected it (PROTOCOL §10.4). b2
+// answers first but its answer is lost, so the caller takes b1's; with the
+// caller's call_select lost too, b2 never learns it lost: it must still
+// send the caller no connectivity check (a browser caller answers them, and
+// b2's DTLS could then take the caller's handshake from b1), and b1, never
+// told it was selected, connects on the caller's checks.
+func TestMultiDeviceUnselectedDeviceSilent(t *testing.T) {
+	checkLeaks(t)
+	a := newPeer(t, "a", withDrop(func(e *wire.Envelope) bool { return e.Type == wire.TypeCallSelect }))
+	b1 := newPeer(t, "b1")
+	b2 := newDevice(t, b1, "b2", withDrop(func(e *wire.Envelope) bool { return e.Type == wire.TypeCallAnswer }))
+	ringTwoDevices(t, a, b1, b2)
+	if err := b2.mod.Answer(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	b2.waitState(StateConnecting, 5*time.Second)
+	if err := b1.mod.Answer(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	a.waitState(StateConnected, 20*time.Second)
+	b1.waitState(StateConnected, 20*time.Second)
+	if n := remotePairs(b2); n != 0 {
+		t.Errorf("b2, never selected, checks %d candidate pairs; want none", n)
+	}
+	if st := b2.mod.State().Get(); st.State != StateConnecting {
+		t.Errorf("b2: %+v, want still connecting (it was told nothing)", st)
+	}
+}
+
+func TestSplitCandidates(t *testing.T) {
+	sdp := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n" +
+		"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n" +
+		"a=candidate:1 1 udp 2130706431 10.0.0.1 5000 typ host\r\na=candidate:2 1 udp 1694498815 1.2.3.4 6000 typ srflx raddr 10.0.0.1 rport 5000\r\na=end-of-candidates\r\n" +
+		"m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=candidate:3 1 udp 2130706431 10.0.0.1 5002 typ host\r\na=mid:1\r\n"
+	out, cands := splitCandidates(sdp)
+	if strings.Contains(out, "a=candidate") || strings.Contains(out, "end-of-candidates") {
+		t.Errorf("candidates left in the description:\n%s", out)
+	}
+	if want := "a=mid:0\r\nm=video"; !strings.Contains(out, want) || !strings.HasSuffix(out, "a=mid:1\r\n") {
+		t.Errorf("the rest of the description changed:\n%q", out)
+	}
+	type cand struct {
+		c    string
+		mid  string
+		line uint16
+	}
+	want := []cand{
+		{"candidate:1 1 udp 2130706431 10.0.0.1 5000 typ host", "0", 0},
+		{"candidate:2 1 udp 1694498815 1.2.3.4 6000 typ srflx raddr 10.0.0.1 rport 5000", "0", 0},
+		{"candidate:3 1 udp 2130706431 10.0.0.1 5002 typ host", "1", 1}, // its a=mid comes after it
+	}
+	if len(cands) != len(want) {
+		t.Fatalf("%d candidates, want %d: %+v", len(cands), len(want), cands)
+	}
+	for i, w := range want {
+		c := cands[i]
+		if c.Candidate != w.c || c.SDPMid == nil || *c.SDPMid != w.mid || c.SDPMLineIndex == nil || *c.SDPMLineIndex != w.line {
+			t.Errorf("candidate %d: %q mid %v line %v, want %+v", i, c.Candidate, c.SDPMid, c.SDPMLineIndex, w)
+		}
+	}
+	if out, cands := splitCandidates("v=0\r\na=candidate:1 1 udp 1 10.0.0.1 1 typ host\r\n"); len(cands) != 0 || !strings.Contains(out, "a=candidate") {
+		t.Errorf("a candidate line before any m-section: taken out (%d)", len(cands))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/transport/v5/stdnet"
@@ -139,7 +140,7 @@ func (s *session) addRemote(p wire.ICEPayload) {
 		m.mu.Unlock()
 		return
 	}
-	if !s.remoteSet {
+	if !s.remoteSet || s.holdRemote {
 		if len(s.pendRemote) >= maxPendingCandidates {
 			s.st.iceDropped.Add(1)
 		} else {
@@ -157,20 +158,95 @@ func (s *session) addRemote(p wire.ICEPayload) {
 }
 
 // remoteReady marks the remote description as set and adds the candidates
-// that waited for it.
+// that waited for it, unless they wait for the caller's select.
 func (s *session) remoteReady() {
 	m := s.m
 	m.mu.Lock()
 	s.remoteSet = true
+	if s.holdRemote {
+		m.mu.Unlock()
+		return
+	}
+	s.addPendingLocked()
+}
+
+// releaseRemote adds the caller's candidates that a callee held since the
+// offer: the caller selected this device (call_select), or its checks
+// reached this device (the caller checks the selected device's candidates
+// only).
+//
+// A callee device checks the caller's candidates only once selected: every
+// device of the callee has the caller's ICE credentials (the offer rings
+// them all), and a browser answers the checks of any of them. A device
+// whose answer lost (or was late) would otherwise get the caller's
+// responses, and its DTLS handshake could reach the caller before the
+// selected device's: the caller's DTLS took it, and the call stayed
+// connecting (PROTOCOL §10.4).
+func (s *session) releaseRemote() {
+	m := s.m
+	m.mu.Lock()
+	if !s.holdRemote {
+		m.mu.Unlock()
+		return
+	}
+	s.holdRemote = false
+	if !s.remoteSet || s.ending {
+		m.mu.Unlock()
+		return
+	}
+	s.addPendingLocked()
+}
+
+// addPendingLocked adds the candidates that waited; m.mu is held, and
+// released before they are added.
+func (s *session) addPendingLocked() {
 	pend, pc := s.pendRemote, s.pc
 	s.pendRemote = nil
-	m.mu.Unlock()
+	s.m.mu.Unlock()
 	for _, c := range pend {
 		if err := pc.AddICECandidate(c); err != nil {
 			s.st.iceDropped.Add(1)
 			s.log.Debug("call: remote candidate refused", "err", err)
 		}
 	}
+}
+
+// splitCandidates takes the candidate lines (and end-of-candidates) out of
+// sdp and returns them as candidates of their m-sections.
+func splitCandidates(sdp string) (string, []webrtc.ICECandidateInit) {
+	lines := strings.SplitAfter(sdp, "\n")
+	var out strings.Builder
+	var cands []webrtc.ICECandidateInit
+	var section []int // indexes in cands of the current m-section's
+	mline := -1
+	var curMid *string
+	flush := func() {
+		for _, i := range section {
+			cands[i].SDPMid = curMid
+		}
+		section, curMid = nil, nil
+	}
+	for _, l := range lines {
+		t := strings.TrimRight(l, "\r\n")
+		switch {
+		case strings.HasPrefix(t, "m="):
+			flush()
+			mline++
+		case strings.HasPrefix(t, "a=mid:") && mline >= 0:
+			v := strings.TrimPrefix(t, "a=mid:")
+			curMid = &v
+		case strings.HasPrefix(t, "a=candidate:") && mline >= 0:
+			idx := uint16(mline)
+			section = append(section, len(cands))
+			cands = append(cands, webrtc.ICECandidateInit{Candidate: strings.TrimPrefix(t, "a="), SDPMLineIndex: &idx})
+			continue
+		case t == "a=end-of-candidates":
+			continue
+		}
+		out.WriteString(l)
+	}
+	flush()
+	return out.String(), cands
 }
 
 // onICEState runs synchronously on the ICE agent's goroutine: it must not
@@ -185,6 +261,9 @@ func (s *session) onICEState(st webrtc.ICEConnectionState) {
 		})
 	case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
 		s.facts.connected()
+		if s.incoming {
+			s.spawn(s.releaseRemote) // the caller's checks came: it selected this device
+		}
 	case webrtc.ICEConnectionStateClosed:
 		s.facts.connected() // no deadline after the end
 	}

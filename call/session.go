@@ -80,6 +80,7 @@ type session struct {
 	pc          *webrtc.PeerConnection
 	net         *stdnet.Net // the interfaces pc gathers on
 	remoteSet   bool
+	holdRemote  bool // callee: the caller's candidates wait until it selects this device (releaseRemote)
 	pendRemote  []webrtc.ICECandidateInit
 	localReady  bool
 	pendLocal   []wire.ICEPayload
@@ -424,6 +425,13 @@ func (s *session) prepareCallee() {
 	if s.debug() {
 		s.step("RCVD STEP", 3, "setting the remote offer", "m", mLines(offerSDP))
 	}
+	// The offer's candidates wait with those of call_ice until the caller
+	// selects this device (releaseRemote).
+	offerSDP, held := splitCandidates(offerSDP)
+	m.mu.Lock()
+	s.holdRemote = true
+	s.pendRemote = append(held[:min(len(held), maxPendingCandidates)], s.pendRemote...)
+	m.mu.Unlock()
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		fail(fmt.Errorf("%w: the caller's offer: %w", ErrMediaSetup, err))
 		return

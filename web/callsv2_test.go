@@ -151,6 +151,38 @@ func TestCallsMultiDevice(t *testing.T) {
 		drive[jsResult](alice, 10*time.Second, "hangup()")
 		won.waitState("hangup", 10*time.Second)
 	})
+
+	t.Run("the losing device's checks", func(t *testing.T) {
+		// A device checks the caller's candidates only once selected: the
+		// caller's browser answers the checks of every device (they all have
+		// its ICE credentials), and a device whose answer lost could take
+		// its DTLS handshake from the selected one (the call stayed
+		// connecting: PROTOCOL §10.4). bob2 answers first but its answer is
+		// lost, alice's select too: bob2 must stay silent, and bob1, never
+		// told it was selected, connects on alice's checks.
+		id := ring(t, alice, bob, bob1, bob2)
+		drive[bool](alice, 5*time.Second, `dropSends("call_select", 10)`)
+		defer drive[bool](alice, 5*time.Second, `dropSends("call_select", 0)`)
+		drive[bool](bob2, 5*time.Second, `dropSends("call_answer", 1)`)
+		if r := drive[jsResult](bob2, 20*time.Second, fmt.Sprintf("answer(%q)", id)); !r.OK {
+			t.Fatalf("bob2 answer: %+v", r)
+		}
+		// bob2's checks would have had the time to reach alice's DTLS.
+		time.Sleep(time.Second)
+		if r := drive[jsResult](bob1, 20*time.Second, fmt.Sprintf("answer(%q)", id)); !r.OK {
+			t.Fatalf("bob1 answer: %+v", r)
+		}
+		alice.waitState("connected", 15*time.Second)
+		bob1.waitState("connected", 15*time.Second)
+		waitInboundAudio(t, alice)
+		waitInboundAudio(t, bob1)
+		if st := drive[jsStatus](bob2, 5*time.Second, "status()"); st.State != "connecting" {
+			t.Errorf("bob2, told nothing: %+v; want connecting", st)
+		}
+		drive[jsResult](alice, 10*time.Second, "hangup()")
+		bob1.waitState("hangup", 10*time.Second)
+		bob2.waitState("hangup", 10*time.Second)
+	})
 }
 
 // TestCallsGlareBrowsers: two browsers call each other at once (PROTOCOL

@@ -243,6 +243,9 @@ const (
 	ActApplyAnswer ActionKind = "apply_answer"
 	// AddICE: add the received candidate.
 	ActAddICE ActionKind = "add_ice"
+	// Selected: callee: the caller took this device's answer (call_select
+	// names it): add the caller's candidates held since the answer.
+	ActSelected ActionKind = "selected"
 	// RestartICE: caller: send an ICE restart offer (gathering anew).
 	ActRestartICE ActionKind = "restart_ice"
 	// ApplyRestart: callee: apply the restart offer and answer it.
@@ -690,6 +693,10 @@ func (m *Machine) onCallEvent(c *call, e Event) {
 	case EvRecvHangup:
 		m.onRecvHangup(c, e)
 	case EvRecvSelect:
+		if c.incoming && e.Selected == m.device && (c.state == Connecting || c.state == Connected) {
+			m.emit(Action{Kind: ActSelected, CallID: c.id})
+			return
+		}
 		if !c.incoming || e.Selected == m.device {
 			m.drop(dropUnexpected)
 			return

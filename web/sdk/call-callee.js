@@ -9,7 +9,8 @@ import { generateX25519 } from './primitives.js';
 import { equalBytes } from './util.js';
 import { callError } from './call-session.js';
 import {
-  callRTCConfig, flushLocal, getUserMedia, installKeys, mLines, newPC, refreshICEServers, remoteReady, setupTransceiver,
+  callRTCConfig, flushLocal, getUserMedia, installKeys, MAX_PENDING_CANDIDATES, mLines, newPC, refreshICEServers, remoteReady,
+  setupTransceiver, splitCandidates,
 } from './call-pc.js';
 
 /** send_answer: media, peer connection, the offer set, the answer sent. */
@@ -45,7 +46,12 @@ export async function startCallee(d, s) {
   }
   for (const t of s.pc.getTransceivers()) setupTransceiver(d, s, t, t.sender.track.kind);
   step(3, 'setting the remote offer');
-  await s.pc.setRemoteDescription({ type: 'offer', sdp: s.offerSDP });
+  // The offer's candidates wait with those of call_ice until the caller
+  // selects this device (releaseRemote).
+  const offer = splitCandidates(s.offerSDP);
+  s.holdRemote = true;
+  s.pendRemote = [...offer.candidates.slice(0, MAX_PENDING_CANDIDATES), ...s.pendRemote];
+  await s.pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
   s.checkLive();
   for (const t of s.pc.getTransceivers()) {
     if (t.e2eeAttached && t.mid !== null) {

@@ -460,6 +460,10 @@ export class CallMachine {
         this.#onRecvHangup(c, e);
         return;
       case 'recv_select':
+        if (c.incoming && e.selected === this.#device && (c.state === CONNECTING || c.state === CONNECTED)) {
+          this.#emit({ kind: 'selected', call_id: c.id });
+          return;
+        }
         if (!c.incoming || e.selected === this.#device) {
           this.#drop(DROP_UNEXPECTED);
           return;

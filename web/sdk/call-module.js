@@ -20,7 +20,7 @@
 import { CallMachine } from './call-fsm.js';
 import { applyAnswer, applyRestartAnswer, restartICE, startCaller } from './call-caller.js';
 import { applyRestart, startCallee } from './call-callee.js';
-import { addRemote, startMedia, WORKER_URL } from './call-pc.js';
+import { addRemote, releaseRemote, startMedia, WORKER_URL } from './call-pc.js';
 import { armSwitch, onRekey, onRekeyNeeded } from './call-rekey.js';
 import { applyRenegotiation, applyRenegotiationAnswer, renegotiationEnded, sendRenegotiation } from './call-renegotiate.js';
 import {
@@ -279,6 +279,9 @@ class Driver {
         break;
       case 'add_ice':
         if (s && ctx?.msg) addRemote(this, s, ctx.msg);
+        break;
+      case 'selected':
+        if (s) releaseRemote(this, s);
         break;
       case 'restart_ice':
         if (s?.pc) this.#step(s, () => restartICE(this, s));

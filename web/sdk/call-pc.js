@@ -16,7 +16,7 @@ import {
   DEGRADATION_PREFERENCE, MAX_VIDEO_BITRATE, T, VIDEO_CONSTRAINTS, callError,
 } from './call-session.js';
 
-const MAX_PENDING_CANDIDATES = 64;
+export const MAX_PENDING_CANDIDATES = 64;
 
 /**
  * An RTCConfiguration from the relay's ICE config: its servers, and
@@ -198,6 +198,8 @@ export function newPC(d, s, cfg) {
   pc.onicegatheringstatechange = () => d.log.info?.(`🟡 [CallModule] iceGatheringState=${pc.iceGatheringState}`);
   pc.oniceconnectionstatechange = () => {
     d.log.info?.(`🟡 [CallModule] iceConnectionState=${pc.iceConnectionState}`);
+    // The caller's checks came: it selected this device.
+    if (s.incoming && pc.iceConnectionState === 'connected') releaseRemote(d, s);
     if (pc.iceConnectionState === 'failed') d.onConn(s, 'failed');
   };
   pc.onconnectionstatechange = () => {
@@ -318,7 +320,7 @@ export function flushLocal(d, s) {
 export async function addRemote(d, s, msg) {
   if (!msg.candidate || s.torn) return; // end of candidates
   const init = { candidate: msg.candidate, sdpMid: msg.sdp_mid, sdpMLineIndex: msg.sdp_mline };
-  if (!s.remoteSet) {
+  if (!s.remoteSet || s.holdRemote) {
     if (s.pendRemote.length < MAX_PENDING_CANDIDATES) s.pendRemote.push(init);
     else d.drop('ice_queue_full');
     return;
@@ -330,13 +332,72 @@ export async function addRemote(d, s, msg) {
   }
 }
 
-/** The remote description is set: the candidates kept meanwhile are added. */
+/**
+ * The remote description is set: the candidates kept meanwhile are added,
+ * unless they wait for the caller's select (releaseRemote).
+ */
 export function remoteReady(d, s) {
   s.remoteSet = true;
   if (!s.remotePublished) {
     s.remotePublished = true;
     if (s.remoteStream.getTracks().length) d.setRemote(s, s.remoteStream);
   }
+  if (!s.holdRemote) addPending(d, s);
+}
+
+/**
+ * selected (or the caller's checks came): the callee adds the caller's
+ * candidates it held since the offer. A callee device checks them only
+ * once selected: every device of the callee has the caller's ICE
+ * credentials (the offer rang them all) and a browser answers the checks of
+ * any of them, so a device whose answer lost or came late could take the
+ * caller's DTLS handshake from the selected one, and the call would stay
+ * connecting (PROTOCOL §10.4; the Go SDK's session.releaseRemote).
+ */
+export function releaseRemote(d, s) {
+  if (!s.holdRemote) return;
+  s.holdRemote = false;
+  if (s.remoteSet && !s.torn) addPending(d, s);
+}
+
+/**
+ * Takes the candidate lines (and end-of-candidates) out of a description;
+ * returns the rest and them as candidates of their m-sections.
+ */
+export function splitCandidates(sdp) {
+  const lines = sdp.split(/(?<=\n)/);
+  let out = '';
+  const cands = [];
+  let section = [];
+  let mline = -1;
+  let mid = null;
+  const flush = () => {
+    for (const c of section) c.sdpMid = mid;
+    section = [];
+    mid = null;
+  };
+  for (const l of lines) {
+    const t = l.replace(/[\r\n]+$/, '');
+    if (t.startsWith('m=')) {
+      flush();
+      mline++;
+    } else if (t.startsWith('a=mid:') && mline >= 0) {
+      mid = t.slice('a=mid:'.length);
+    } else if (t.startsWith('a=candidate:') && mline >= 0) {
+      const c = { candidate: t.slice(2), sdpMid: null, sdpMLineIndex: mline };
+      section.push(c);
+      cands.push(c);
+      continue;
+    } else if (t === 'a=end-of-candidates') {
+      continue;
+    }
+    out += l;
+  }
+  flush();
+  return { sdp: out, candidates: cands };
+}
+
+function addPending(d, s) {
   const pend = s.pendRemote;
   s.pendRemote = [];
   for (const c of pend) {

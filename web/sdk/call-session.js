@@ -85,6 +85,7 @@ export class CallSession {
     this.worker = null;
     this.e2eeMode = '';
     this.remoteSet = false;
+    this.holdRemote = false; // callee: the caller's candidates wait until it selects this device (releaseRemote)
     this.remotePublished = false; // the remote stream went to the app (complete)
     this.pendRemote = [];
     this.localReady = false;
