@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -118,6 +119,8 @@ func (c *natsCluster) restart(i int) {
 	}
 	if os.Getenv("DUET_NATS_LOG") != "" {
 		ns.ConfigureLogger()
+	} else {
+		ns.SetLogger(natsLogger{slog.New(slog.NewTextHandler(failureLog(c.t, "nats "+nd.name), &slog.HandlerOptions{Level: slog.LevelDebug}))}, false, false) // notices are at debug
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(20 * time.Second) {

@@ -30,11 +30,59 @@ type testRelay struct {
 	ts  *httptest.Server
 }
 
+// testLogger logs to t with -v; otherwise it keeps the last lines at info
+// level and up, and shows them only when t fails (a rare failure under load
+// then says what the relay saw).
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(&tbWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.DiscardHandler)
+	return slog.New(slog.NewTextHandler(failureLog(t, "relay"), nil))
+}
+
+// tailLog keeps the last tailLogSize bytes written to it.
+type tailLog struct {
+	mu   sync.Mutex
+	buf  []byte
+	lost bool // earlier lines were dropped
+}
+
+const tailLogSize = 64 << 10
+
+func (l *tailLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if over := len(l.buf) - tailLogSize; over > 0 {
+		cut := over
+		if i := bytes.IndexByte(l.buf[over:], '\n'); i >= 0 {
+			cut += i + 1
+		}
+		l.buf = append(l.buf[:0], l.buf[cut:]...)
+		l.lost = true
+	}
+	return len(p), nil
+}
+
+// failureLog is a tailLog whose lines t logs, under name, if it fails.
+func failureLog(t testing.TB, name string) *tailLog {
+	l := &tailLog{}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if len(l.buf) == 0 {
+			return
+		}
+		head := name + "'s log"
+		if l.lost {
+			head += " (its end)"
+		}
+		t.Logf("%s:\n%s", head, l.buf)
+	})
+	return l
 }
 
 type tbWriter struct{ t testing.TB }
