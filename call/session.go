@@ -430,7 +430,11 @@ func (s *session) prepareCallee() {
 	offerSDP, held := splitCandidates(offerSDP)
 	m.mu.Lock()
 	s.holdRemote = true
-	s.pendRemote = append(held[:min(len(held), maxPendingCandidates)], s.pendRemote...)
+	s.pendRemote = append(held, s.pendRemote...)
+	if n := len(s.pendRemote); n > maxPendingCandidates {
+		s.st.iceDropped.Add(uint64(n - maxPendingCandidates))
+		s.pendRemote = s.pendRemote[:maxPendingCandidates]
+	}
 	m.mu.Unlock()
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		fail(fmt.Errorf("%w: the caller's offer: %w", ErrMediaSetup, err))

@@ -50,7 +50,9 @@ export async function startCallee(d, s) {
   // selects this device (releaseRemote).
   const offer = splitCandidates(s.offerSDP);
   s.holdRemote = true;
-  s.pendRemote = [...offer.candidates.slice(0, MAX_PENDING_CANDIDATES), ...s.pendRemote];
+  s.pendRemote = [...offer.candidates, ...s.pendRemote];
+  for (let n = s.pendRemote.length; n > MAX_PENDING_CANDIDATES; n--) d.drop('ice_queue_full');
+  s.pendRemote.length = Math.min(s.pendRemote.length, MAX_PENDING_CANDIDATES);
   await s.pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
   s.checkLive();
   for (const t of s.pc.getTransceivers()) {
