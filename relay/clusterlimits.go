@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,7 +84,7 @@ const (
 	nodeWarmup       = 2 * time.Second
 	nodeForget       = time.Hour // a node silent this long leaves seen
 	clusterOpTimeout = 2 * time.Second
-	casAttempts      = 8
+	casBackoffMax    = 50 * time.Millisecond // see casBackoff
 )
 
 // aliasNodes is an alias's entry in bucketSessions: its sessions on each
@@ -229,6 +230,33 @@ func (c *clusterLimits) alive(id string, now time.Time) bool {
 // errCASConflicts: the entry kept changing under this node's writes.
 var errCASConflicts = errors.New("relay: session count: too many concurrent updates")
 
+// casConflict reports whether err is a revision-checked write's conflict.
+// nats.go's Create, finding the key deleted, writes over the marker itself
+// and returns that write's conflict as the bare API error ("wrong last
+// sequence", 10164 on a replicated stream), matched neither by
+// ErrKeyExists nor by ErrKeyRevisionMismatch.
+func casConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// casBackoff waits before the next attempt after attempt conflicts: a
+// random part of casBackoffMax, growing from 1 ms, unless ctx ends first
+// (false).
+func casBackoff(ctx context.Context, attempt int) bool {
+	limit := min(time.Millisecond<<min(attempt, 16), casBackoffMax)
+	t := time.NewTimer(rand.N(limit) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // update sets this node's count of a's sessions to n in a's entry. With
 // limit > 0 it refuses (admitted false, nothing written) when n and the
 // other live nodes' sessions would exceed limit. It returns the number of
@@ -242,14 +270,20 @@ func (c *clusterLimits) update(ctx context.Context, a identity.Alias, n, limit i
 	defer cancel()
 	key := string(a)
 	fresh := false
-	for range casAttempts {
+	// Another node's (or session's) write came between the read and the
+	// write: read again, until the operation's time is up. Sessions of one
+	// alias opened at once all conflict but one each round, so the losers
+	// wait a little, at random, before they read again: a fixed number of
+	// attempts at once ran out with a dozen sessions at once, and the node
+	// then admitted on its own count, past the cap.
+	for attempt := 0; ; attempt++ {
 		nodes, rev, admitted, err = c.tryUpdate(ctx, key, n, limit, fresh)
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if !casConflict(err) || !casBackoff(ctx, attempt) {
 			break
 		}
 		fresh = true // the replica read may be behind: read the leader
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	if casConflict(err) {
 		err = fmt.Errorf("%w: %w", errCASConflicts, err)
 	}
 	if err != nil {
@@ -289,13 +323,16 @@ func (c *clusterLimits) tryUpdate(ctx context.Context, key string, n, limit int,
 	}
 	switch {
 	case maps.Equal(cur, next):
+		if cur == nil {
+			return 0, 0, true, nil // no entry (e.rev may be a delete marker's)
+		}
 		return len(next), e.rev, true, nil
 	case len(next) == 0:
 		_, err = c.dir.wrote(0, c.dir.sessions.kv.Delete(ctx, key, jetstream.LastRevision(e.rev)))
 		return 0, 0, err == nil, err
 	}
 	v, _ := json.Marshal(next)
-	if e.rev == 0 {
+	if e.rev == 0 { // (a deleted entry read from the leader has its marker's revision: Update)
 		rev, err = c.dir.wrote(c.dir.sessions.kv.Create(ctx, key, v))
 	} else {
 		rev, err = c.dir.wrote(c.dir.sessions.kv.Update(ctx, key, v, e.rev))

@@ -423,3 +423,65 @@ func TestClusterLimitsSlowConsumerRefresh(t *testing.T) {
 	nc.Opts.AsyncErrorCB(nc, sub, nats.ErrSlowConsumer)
 	eventually(t, 10*time.Second, "node 1 splitting a's budget by 2 again", nodesOn1(2))
 }
+
+// TestClusterCountContention: many nodes counting sessions of one alias at
+// the same moment all get an answer (no "too many concurrent updates",
+// after which a node admits on its own count), and exactly the cap is
+// admitted. With a fixed 8 attempts and no wait between them, a dozen
+// sessions at once ran out of attempts under load and the cap let a fifth
+// session of 4 in (TestClusterSessionsPerAliasCap, once in 10 runs).
+func TestClusterCountContention(t *testing.T) {
+	const nodes, limit = 24, 5
+	r := startLimitCluster(t, 1, Options{}, nil)
+	srv := r[0].srv
+	a := r[0].newUser(t).alias
+	var cls []*clusterLimits
+	for range nodes {
+		c, err := startClusterLimits(srv.dir, srv.nats.nc, time.Hour, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cls = append(cls, c)
+		t.Cleanup(c.stop)
+	}
+	// Every node asks for a session at once: which were admitted.
+	round := func() []*clusterLimits {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var in []*clusterLimits
+		start := make(chan struct{})
+		for _, c := range cls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, _, ok, err := c.update(context.Background(), a, 1, limit)
+				if err != nil {
+					t.Errorf("update: %v", err)
+				}
+				if ok && err == nil {
+					mu.Lock()
+					in = append(in, c)
+					mu.Unlock()
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		return in
+	}
+	in := round()
+	if len(in) != limit {
+		t.Fatalf("%d nodes at once, cap %d: %d admitted", nodes, limit, len(in))
+	}
+	// Every session ends (the entry is deleted), and all ask again: the
+	// entry is created over its delete marker.
+	for _, c := range in {
+		if _, _, _, err := c.update(context.Background(), a, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if in := round(); len(in) != limit {
+		t.Errorf("again after the entry was deleted: %d admitted, want %d", len(in), limit)
+	}
+}

@@ -60,7 +60,9 @@ type kvBucket struct {
 
 // get reads key with the directory's read policy; fresh forces a leader
 // read (after a revision conflict the replica may still be behind). It
-// returns jetstream.ErrKeyNotFound for a missing, deleted or purged key.
+// returns jetstream.ErrKeyNotFound for a missing, deleted or purged key;
+// for a deleted or purged one read from the leader, the entry has the
+// marker's revision (0 otherwise).
 func (d *directory) get(ctx context.Context, b *kvBucket, key string, fresh bool) (kvEntry, error) {
 	if fresh || d.reads == readLeader {
 		return d.leaderGet(ctx, b, key)
@@ -143,9 +145,12 @@ func (d *directory) leaderGetRaw(ctx context.Context, b *kvBucket, key string) (
 		if err != nil {
 			return kvEntry{}, fmt.Errorf("reading %s/%s from the stream leader: %w", b.name, key, err)
 		}
-		// A delete or purge marker, or a TTL's removal marker, ends the key.
+		// A delete or purge marker, or a TTL's removal marker, ends the key;
+		// its revision is kept, so that a revision-checked write can
+		// replace it (nats.go's Create would look for the marker again
+		// with a replica read, which may be behind).
 		if h.Get("KV-Operation") != "" || h.Get(jetstream.MarkerReasonHeader) != "" {
-			return kvEntry{}, jetstream.ErrKeyNotFound
+			return kvEntry{rev: resp.Message.Seq}, jetstream.ErrKeyNotFound
 		}
 	}
 	return kvEntry{value: resp.Message.Data, rev: resp.Message.Seq}, nil
