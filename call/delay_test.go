@@ -9,11 +9,13 @@ import (
 )
 
 // delayLine runs each function put into it d after it was put, in order,
-// on a goroutine of its own until close: a one-way link of latency d.
+// on a goroutine of its own until close (which runs the rest at once): a
+// one-way link of latency d.
 type delayLine struct {
 	d    time.Duration
 	ch   chan delayed
 	done chan struct{}
+	ran  chan struct{} // run returned
 	once sync.Once
 }
 
@@ -23,7 +25,7 @@ type delayed struct {
 }
 
 func newDelayLine(d time.Duration) *delayLine {
-	l := &delayLine{d: d, ch: make(chan delayed, 4096), done: make(chan struct{})}
+	l := &delayLine{d: d, ch: make(chan delayed, 4096), done: make(chan struct{}), ran: make(chan struct{})}
 	go l.run()
 	return l
 }
@@ -39,6 +41,7 @@ func (l *delayLine) put(f func()) {
 }
 
 func (l *delayLine) run() {
+	defer close(l.ran)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -49,6 +52,7 @@ func (l *delayLine) run() {
 				select {
 				case <-t.C:
 				case <-l.done:
+					it.f() // see close
 					return
 				}
 			}
@@ -59,7 +63,24 @@ func (l *delayLine) run() {
 	}
 }
 
-func (l *delayLine) close() { l.once.Do(func() { close(l.done) }) }
+// close stops the line. What is on it is delivered at once, as a packet
+// sent before its socket closed still arrives (a TURN client's
+// deallocation: dropped, its allocation held the user's quota until its
+// lifetime ended, and a benchmark's 18th relayed call failed).
+func (l *delayLine) close() {
+	l.once.Do(func() {
+		close(l.done)
+		<-l.ran
+		for {
+			select {
+			case it := <-l.ch:
+				it.f()
+			default:
+				return
+			}
+		}
+	})
+}
 
 // linkNet passes every packet written on the sockets made through it to
 // a link of the socket's own (newLink), which writes it now, later or never:
