@@ -44,13 +44,17 @@ import (
 //     type cannot start with '_', so no client can send it. (Splitting by
 //     node rather than by session keeps one device alone on a node at a
 //     usable share: a phone on one node and a laptop on another get half
-//     each.) A notice is sent at most once. A node whose subscription to
-//     the alias was not in place yet when one went out (between counting
-//     the alias's first session there and subscribing) reads the entry
-//     again once subscribed (aliasLimits.refresh), and one told by NATS
-//     that the alias's subscription overflowed its routing queue (a notice
-//     may be among what was dropped) reads it again then
-//     (aliasLimits.refreshLater).
+//     each.) A node whose subscription to the alias was not in place yet
+//     when a notice went out (between counting the alias's first session
+//     there and subscribing) reads the entry again once subscribed
+//     (aliasLimits.refresh), and one told by NATS that the alias's
+//     subscription overflowed its routing queue (a notice may be among
+//     what was dropped) reads it again then (aliasLimits.refreshLater).
+//     A subscription just made can still miss a notice published on
+//     another NATS server, before the subscription's interest has reached
+//     it across the routes; so a notice of a split by two nodes or more is
+//     sent again with the publishing node's next heartbeat (a node ignores
+//     a notice older than its split).
 //   - A node's counts are ignored once it is gone: each node publishes a
 //     heartbeat on duet.node.hb every nodeHeartbeat (and duet.node.bye when
 //     it shuts down), and a node not heard from for nodeDeadAfter
@@ -85,6 +89,7 @@ const (
 	nodeForget       = time.Hour // a node silent this long leaves seen
 	clusterOpTimeout = 2 * time.Second
 	casBackoffMax    = 50 * time.Millisecond // see casBackoff
+	resendMax        = 4096                  // notices held to be sent again (clusterLimits.resend)
 )
 
 // aliasNodes is an alias's entry in bucketSessions: its sessions on each
@@ -108,9 +113,12 @@ type clusterLimits struct {
 	// found dead is heard from again.
 	onChange func()
 	sub      *nats.Subscription
-	quit     chan struct{}
-	done     chan struct{}
-	left     atomic.Bool // stop ran: sessions are counted on this node only
+	// resend: the notices of splits published since the last heartbeat,
+	// by subject, to be sent again with the next one (see above).
+	resend map[string][]byte
+	quit   chan struct{}
+	done   chan struct{}
+	left   atomic.Bool // stop ran: sessions are counted on this node only
 }
 
 // startClusterLimits subscribes to the nodes' heartbeats, asks for them
@@ -143,6 +151,13 @@ func (c *clusterLimits) beat() {
 		case <-c.quit:
 			return
 		case <-t.C:
+		}
+		c.mu.Lock()
+		again := c.resend
+		c.resend = nil
+		c.mu.Unlock()
+		for subj, data := range again {
+			_ = c.nc.Publish(subj, data)
 		}
 		if c.findChanges() && c.onChange != nil {
 			c.onChange()
@@ -292,7 +307,19 @@ func (c *clusterLimits) update(ctx context.Context, a identity.Alias, n, limit i
 	}
 	c.dir.m.dirOp("session_count", "ok")
 	if admitted && rev > 0 {
-		_ = c.nc.Publish(subjectPrefix+key+"."+limitsType, []byte(strconv.FormatUint(rev, 10)+" "+strconv.Itoa(nodes)))
+		subj, data := subjectPrefix+key+"."+limitsType, []byte(strconv.FormatUint(rev, 10)+" "+strconv.Itoa(nodes))
+		_ = c.nc.Publish(subj, data)
+		c.mu.Lock()
+		switch {
+		case nodes <= 1:
+			delete(c.resend, subj) // an older split is not sent again
+		case len(c.resend) < resendMax:
+			if c.resend == nil {
+				c.resend = make(map[string][]byte)
+			}
+			c.resend[subj] = data
+		}
+		c.mu.Unlock()
 	}
 	return nodes, rev, admitted, nil
 }

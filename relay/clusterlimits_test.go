@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -483,5 +484,35 @@ func TestClusterCountContention(t *testing.T) {
 	}
 	if in := round(); len(in) != limit {
 		t.Errorf("again after the entry was deleted: %d admitted, want %d", len(in), limit)
+	}
+}
+
+// TestClusterLimitsNoticeLost: a node that misses the notice of an alias's
+// new split (here dropped; in a cluster it can be published on another
+// NATS server before this node's new subscription reached it) still splits
+// the alias's budget right: each notice goes out again at the publishing
+// node's next heartbeat.
+func TestClusterLimitsNoticeLost(t *testing.T) {
+	var dropped atomic.Bool
+	r := make([]*testRelay, 3)
+	c := startCluster(t, 3)
+	for i := range r {
+		r[i] = startClusterRelayTuned(t, c, i, Options{KVReplicas: 3}, func(tu *tunables) {
+			tu.nodeHeartbeat = 100 * time.Millisecond
+			if i == 1 {
+				tu.onLimitsNotice = func(identity.Alias) bool { return !dropped.CompareAndSwap(false, true) }
+			}
+		})
+	}
+	a := r[0].newUser(t)
+	for i := range r {
+		r[i].connect(t, a.id, a.alias)
+	}
+	eventually(t, 10*time.Second, "node 1 dropping a notice", dropped.Load)
+	for i := range r {
+		eventually(t, 10*time.Second, fmt.Sprintf("node %d splitting a's budget by 3", i), func() bool {
+			n, _, _ := aliasNodesOn(r[i], a.alias)
+			return n == 3
+		})
 	}
 }

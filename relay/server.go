@@ -147,6 +147,9 @@ type tunables struct {
 	// pollers, if set, replaces pollerCount (tests that need every
 	// session on one poller).
 	pollers int
+	// onLimitsNotice, if set, sees each duet.a.<alias>._limits notice the
+	// node receives; false drops it (tests lose one).
+	onLimitsNotice func(identity.Alias) bool
 }
 
 var defaultTunables = tunables{
@@ -322,7 +325,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		}
 		nb.onSlow.Store(&onSlow)
 	}
-	s.router.onLimits = func(a identity.Alias, data []byte) { s.aliases.onNotice(a, data, s.now(), &s.tun) }
+	s.router.onLimits = func(a identity.Alias, data []byte) {
+		if h := s.tun.onLimitsNotice; h != nil && !h(a) {
+			return
+		}
+		s.aliases.onNotice(a, data, s.now(), &s.tun)
+	}
 	n := pollerCount(runtime.GOMAXPROCS(0))
 	if s.tun.pollers > 0 {
 		n = s.tun.pollers
