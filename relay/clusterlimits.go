@@ -359,7 +359,9 @@ func (c *clusterLimits) tryUpdate(ctx context.Context, key string, n, limit int,
 		return 0, 0, err == nil, err
 	}
 	v, _ := json.Marshal(next)
-	if e.rev == 0 { // (a deleted entry read from the leader has its marker's revision: Update)
+	// A deleted entry read from the leader has its marker's revision: it is
+	// written over with Update.
+	if e.rev == 0 {
 		rev, err = c.dir.wrote(c.dir.sessions.kv.Create(ctx, key, v))
 	} else {
 		rev, err = c.dir.wrote(c.dir.sessions.kv.Update(ctx, key, v, e.rev))
