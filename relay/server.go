@@ -515,9 +515,10 @@ func (s *session) end() {
 // Shutdown waits for the sessions to finish; when ctx ends first it drops
 // their connections, and the frames they had not written are counted as
 // dropped (shutdown); a session that still has not ended CloseGrace later
-// is left behind (logged, and counted in the error). Then it drains the NATS connection (bounded by ctx)
-// and stops the embedded server. Stop the http.Server (which does not track
-// WebSockets) before or after; both orders work.
+// is left behind (logged, and counted in the error). Then it drains the
+// NATS connection (bounded by ctx) and stops the embedded server. Stop the
+// http.Server (which does not track WebSockets) before or after; both
+// orders work.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.shutting {
