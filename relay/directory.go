@@ -379,7 +379,7 @@ func (d *directory) wrote(rev uint64, err error) (uint64, error) {
 	case err == nil:
 		d.lastOK.Store(time.Now().UnixNano())
 		d.m.dirOp("write", "ok")
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case casConflict(err):
 		d.m.dirOp("write", "conflict")
 	default:
 		d.m.dirOp("write", errorKind(err))
