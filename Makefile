@@ -68,6 +68,7 @@ turnbench: deps
 # The relay's forwarding with duet loadtest (scripts/fwdbench.sh: a fresh
 # relay per run; FWDBENCH_SESSIONS, FWDBENCH_RATE, FWDBENCH_DURATION,
 # FWDBENCH_ROUNDS; FWDBENCH_BASE=REV alternates that revision's relay with
-# this one's in one run).
+# this one's in one run), and the floor under it: forwarders that only move
+# frames (cmd/fwdfloor, scripts/fwdfloor.c; FWDBENCH_FLOOR).
 fwdbench: deps
 	@bash scripts/fwdbench.sh

@@ -16,6 +16,14 @@
 #   FWDBENCH_DURATION  sending time (default 10s)
 #   FWDBENCH_ROUNDS    rounds (default 2)
 #   FWDBENCH_BASE      a git revision whose relay alternates with this one's
+#   FWDBENCH_FLOOR     forwarders of cmd/fwdfloor run in each round too, at the
+#                      same sessions, rate and duration: the CPU a forwarder
+#                      that only moves frames spends here, under the relay's
+#                      figure (default "poller c goroutines"; c is
+#                      scripts/fwdfloor.c, built when cc is here; "" skips);
+#                      their generator spins to spend the CPU per frame that
+#                      the round's duet loadtest spent, so that the cores are
+#                      as busy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +32,7 @@ RATE=${FWDBENCH_RATE:-10000}
 DURATION=${FWDBENCH_DURATION:-10s}
 ROUNDS=${FWDBENCH_ROUNDS:-2}
 BASE=${FWDBENCH_BASE:-}
+FLOOR=${FWDBENCH_FLOOR-poller c goroutines}
 
 work=$(mktemp -d)
 relay_pid=
@@ -35,6 +44,23 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$work/duet" ./cmd/duet
+floors=()
+if [ -n "$FLOOR" ]; then
+  go build -o "$work/fwdfloor" ./cmd/fwdfloor
+  for f in $FLOOR; do
+    case $f in
+    c)
+      if command -v cc >/dev/null; then
+        cc -O2 -o "$work/fwdfloor-c" scripts/fwdfloor.c
+        floors+=("$work/fwdfloor-c")
+      else
+        echo "fwdbench: no C compiler (apt-get install -y gcc): the C floor does not run" >&2
+      fi
+      ;;
+    *) floors+=("$f") ;;
+    esac
+  done
+fi
 relays=("$work/duet")
 names=(duet)
 if [ -n "$BASE" ]; then
@@ -66,10 +92,17 @@ for round in $(seq "$ROUNDS"); do
     done
     echo "== round $round: ${names[$i]}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     "$work/duet" loadtest --relay "http://127.0.0.1:$port" --sessions "$SESSIONS" --rate "$RATE" --duration "$DURATION" 2>/dev/null |
-      grep -E '^(envelopes|latency|  written|  write->read|relay CPU|generator|failures|  )' || true
+      grep -E '^(envelopes|latency|  written|  write->read|relay CPU|generator|failures|  )' | tee "$work/out" || true
+    if [ "$i" = 0 ]; then # the floors' generators spend what this one did
+      gen_cpu=$(sed -n 's/^generator CPU .*: \([0-9.]*\) µs per envelope.*/\1/p' "$work/out")
+    fi
     kill "$relay_pid"
     wait "$relay_pid" 2>/dev/null || true
     relay_pid=
     rm -rf "$data"
+  done
+  for f in "${floors[@]}"; do
+    echo "== round $round: floor ${f##*/}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    "$work/fwdfloor" -forwarder "$f" -sessions "$SESSIONS" -rate "$RATE" -duration "$DURATION" -generator-cpu "${gen_cpu:-0}us"
   done
 done
