@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -23,7 +24,7 @@ import (
 	"unsafe"
 )
 
-const header = 16 // destination index (4), due time in ns (8), sequence (4)
+const header = 16 // destination index (4), due time (8, ns since the run began), sequence (4)
 
 // serveEnv names the forwarder a child process is to be (see run):
 // "KIND PORT SIZE".
@@ -132,8 +133,9 @@ func run(cfg config) (result, error) {
 	}
 	// Every session's first frame goes to itself: once each has come
 	// back, the forwarder has accepted them all.
-	total := int(rate * cfg.duration.Seconds())
+	total := int(math.Round(rate * cfg.duration.Seconds()))
 	lat := make([]atomic.Int64, total) // arrival - due, +1 (0: not arrived)
+	base := time.Now()                 // frames carry their due time as time since base (monotonic)
 	var arrived atomic.Int64
 	var ready sync.WaitGroup
 	ready.Add(sessions)
@@ -152,7 +154,7 @@ func run(cfg config) (result, error) {
 				}
 				due := int64(binary.LittleEndian.Uint64(b[4:]))
 				seq := binary.LittleEndian.Uint32(b[12:])
-				if int(seq) < total && lat[seq].CompareAndSwap(0, time.Now().UnixNano()-due+1) {
+				if int(seq) < total && lat[seq].CompareAndSwap(0, int64(time.Since(base))-due+1) {
 					arrived.Add(1)
 				}
 			}
@@ -189,7 +191,7 @@ func run(cfg config) (result, error) {
 		}
 		src, dst := rand.IntN(sessions), rand.IntN(sessions)
 		binary.LittleEndian.PutUint32(b, uint32(dst))
-		binary.LittleEndian.PutUint64(b[4:], uint64(due.UnixNano()))
+		binary.LittleEndian.PutUint64(b[4:], uint64(due.Sub(base)))
 		binary.LittleEndian.PutUint32(b[12:], uint32(k))
 		if _, err := conns[src].Write(b); err != nil {
 			return result{}, fmt.Errorf("session %d: %w", src, err)
