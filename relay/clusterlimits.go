@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,8 +87,7 @@ const (
 	nodeWarmup       = 2 * time.Second
 	nodeForget       = time.Hour // a node silent this long leaves seen
 	clusterOpTimeout = 2 * time.Second
-	casBackoffMax    = 50 * time.Millisecond // see casBackoff
-	resendMax        = 4096                  // notices held to be sent again (clusterLimits.resend)
+	resendMax        = 4096 // notices held to be sent again (clusterLimits.resend)
 )
 
 // aliasNodes is an alias's entry in bucketSessions: its sessions on each
@@ -244,33 +242,6 @@ func (c *clusterLimits) alive(id string, now time.Time) bool {
 
 // errCASConflicts: the entry kept changing under this node's writes.
 var errCASConflicts = errors.New("relay: session count: too many concurrent updates")
-
-// casConflict reports whether err is a revision-checked write's conflict.
-// nats.go's Create, finding the key deleted, writes over the marker itself
-// and returns that write's conflict as the bare API error ("wrong last
-// sequence", 10164 on a replicated stream), matched neither by
-// ErrKeyExists nor by ErrKeyRevisionMismatch.
-func casConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
-		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
-// casBackoff waits before the next attempt after attempt conflicts: a
-// random part of casBackoffMax, growing from 1 ms, unless ctx ends first
-// (false).
-func casBackoff(ctx context.Context, attempt int) bool {
-	limit := min(time.Millisecond<<min(attempt, 16), casBackoffMax)
-	t := time.NewTimer(rand.N(limit) + 1)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
 
 // update sets this node's count of a's sessions to n in a's entry. With
 // limit > 0 it refuses (admitted false, nothing written) when n and the

@@ -82,6 +82,7 @@ type directory struct {
 	lastOK     atomic.Int64 // Unix ns of the last successful write
 	now        func() time.Time
 	rand       io.Reader
+	onPurge    func(key string) error // tunables.onChallengePurge
 }
 
 // openDirectory creates or updates the buckets; replicas and lower are
@@ -174,7 +175,7 @@ func (d *directory) TokenKey(ctx context.Context) ([]byte, error) {
 		}
 		if _, err := d.wrote(d.config.kv.Create(ctx, configTokenKey, key)); err == nil {
 			return key, nil
-		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		} else if !casConflict(err) {
 			return nil, fmt.Errorf("%w: storing the token key: %w", ErrDirectory, err)
 		}
 	}
@@ -197,29 +198,48 @@ func (d *directory) NewChallenge(ctx context.Context) ([]byte, error) {
 // ConsumeChallenge uses up ch. It fails with ErrBadChallenge when ch is
 // unknown, expired or already used, on this node or any other: the purge is
 // conditional on the revision read, so of two concurrent uses one fails.
+// A purge refused although nobody used ch (see cas.go: right after its
+// creation, NATS may refuse it) is retried: the loser of two uses finds
+// ch gone when it reads it again.
 func (d *directory) ConsumeChallenge(ctx context.Context, ch []byte) error {
 	if len(ch) != challengeSize {
 		return ErrBadChallenge
 	}
+	ctx, cancel := context.WithTimeout(ctx, dirTimeout)
+	defer cancel()
 	key := challengeKey(ch)
-	e, err := d.get(ctx, &d.challenges, key, false)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return ErrBadChallenge
-	}
-	if err != nil {
-		return fmt.Errorf("%w: reading a challenge: %w", ErrDirectory, err)
-	}
-	if _, err := d.wrote(0, d.challenges.kv.Purge(ctx, key, jetstream.LastRevision(e.rev))); err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	for attempt := 0; ; attempt++ {
+		// After a conflict, from the leader: what won, if anything did.
+		e, err := d.get(ctx, &d.challenges, key, attempt > 0)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return ErrBadChallenge
 		}
-		return fmt.Errorf("%w: consuming a challenge: %w", ErrDirectory, err)
+		if err != nil {
+			return fmt.Errorf("%w: reading a challenge: %w", ErrDirectory, err)
+		}
+		err = d.purgeChallenge(ctx, key, e.rev)
+		if err == nil {
+			exp, err := strconv.ParseInt(string(e.value), 10, 64)
+			if err != nil || d.now().UnixMilli() >= exp {
+				return ErrBadChallenge
+			}
+			return nil
+		}
+		if !casConflict(err) || !casBackoff(ctx, attempt) {
+			return fmt.Errorf("%w: consuming a challenge: %w", ErrDirectory, err)
+		}
 	}
-	exp, err := strconv.ParseInt(string(e.value), 10, 64)
-	if err != nil || d.now().UnixMilli() >= exp {
-		return ErrBadChallenge
+}
+
+// purgeChallenge purges key if its revision is still rev.
+func (d *directory) purgeChallenge(ctx context.Context, key string, rev uint64) error {
+	if h := d.onPurge; h != nil {
+		if err := h(key); err != nil {
+			return err
+		}
 	}
-	return nil
+	_, err := d.wrote(0, d.challenges.kv.Purge(ctx, key, jetstream.LastRevision(rev)))
+	return err
 }
 
 func challengeKey(ch []byte) string { return base64.RawURLEncoding.EncodeToString(ch) }
@@ -262,7 +282,10 @@ func (d *directory) Register(ctx context.Context, ed, x, challenge, sig []byte) 
 func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, bool, error) {
 	keyID := hex.EncodeToString(ed)
 	created, fresh := false, false
-	for range 16 {
+	for attempt := range 16 {
+		if attempt > 0 && !casBackoff(ctx, attempt) { // after a conflict (see cas.go)
+			return "", false, fmt.Errorf("%w: %w", ErrDirectory, ctx.Err())
+		}
 		var alias identity.Alias
 		var keyRev uint64
 		e, err := d.get(ctx, &d.keys, keyID, fresh)
@@ -274,7 +297,7 @@ func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, b
 				return "", false, err
 			}
 			keyRev, err = d.wrote(d.keys.kv.Create(ctx, keyID, []byte(alias)))
-			if errors.Is(err, jetstream.ErrKeyExists) {
+			if casConflict(err) {
 				continue // a concurrent registration of the same key won
 			}
 			if err != nil {
@@ -303,7 +326,7 @@ func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, b
 		if err != nil {
 			return "", false, err
 		}
-		if _, err := d.wrote(d.keys.kv.Update(ctx, keyID, []byte(next), keyRev)); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if _, err := d.wrote(d.keys.kv.Update(ctx, keyID, []byte(next), keyRev)); err != nil && !casConflict(err) {
 			return "", false, fmt.Errorf("%w: %w", ErrDirectory, err)
 		}
 	}
@@ -315,11 +338,14 @@ func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, b
 func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x []byte) (bool, error) {
 	for i := range 16 {
 		// A retry follows a conflict: read what won, from the leader.
+		if i > 0 && !casBackoff(ctx, i) {
+			return false, fmt.Errorf("%w: %w", ErrDirectory, ctx.Err())
+		}
 		e, err := d.get(ctx, &d.aliases, string(alias), i > 0)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			rec, _ := json.Marshal(record{Ed25519: ed, X25519: x, CreatedAt: d.now().UTC()})
 			_, err := d.wrote(d.aliases.kv.Create(ctx, string(alias), rec))
-			if errors.Is(err, jetstream.ErrKeyExists) {
+			if casConflict(err) {
 				continue
 			}
 			if err != nil {
@@ -343,7 +369,7 @@ func (d *directory) claimAlias(ctx context.Context, alias identity.Alias, ed, x 
 		rec.X25519 = x
 		b, _ := json.Marshal(rec)
 		_, err = d.wrote(d.aliases.kv.Update(ctx, string(alias), b, e.rev))
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if casConflict(err) {
 			continue
 		}
 		if err != nil {

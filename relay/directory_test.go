@@ -2,11 +2,14 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/duetcall/duet/identity"
 )
@@ -227,6 +230,82 @@ func TestBucketReplicas(t *testing.T) {
 		n, err := bucketReplicas(ctx, js, tc.bucket, tc.want, false, testLogger(t))
 		if err != nil || n != tc.got {
 			t.Errorf("bucketReplicas(%s, %d) = %d, %v; want %d", tc.bucket, tc.want, n, err, tc.got)
+		}
+	}
+}
+
+// wrongLastSequence is the error nats-server answers a revision-checked
+// write that it refuses on a replicated stream (see cas.go).
+var wrongLastSequence = &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence"}
+
+// A challenge's purge refused although nobody used the challenge (NATS
+// refuses a revision-checked write while the last write to the key is
+// still being applied, see cas.go) is retried; one refused because the
+// challenge was used meanwhile is not.
+func TestChallengePurgeConflict(t *testing.T) {
+	var (
+		mode    atomic.Int32 // 1: refuse two purges; 2: another node uses the challenge first
+		calls   atomic.Int32
+		relayOf atomic.Pointer[testRelay]
+	)
+	r := startRelay(t, Options{}, func(tu *tunables) {
+		tu.onChallengePurge = func(key string) error {
+			n := calls.Add(1)
+			switch mode.Load() {
+			case 1:
+				if n <= 2 {
+					return wrongLastSequence
+				}
+			case 2:
+				if n == 1 {
+					if err := relayOf.Load().srv.dir.challenges.kv.Purge(context.Background(), key); err != nil {
+						return err
+					}
+					return wrongLastSequence
+				}
+			}
+			return nil
+		}
+	})
+	relayOf.Store(r)
+	id := newID(t)
+
+	mode.Store(1)
+	ch := r.challenge(t)
+	if code, res := r.tryRegister(t, id, ch, id.priv); code != 200 {
+		t.Fatalf("register with two purges refused: %d %+v, want 200", code, res)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d purges, want 3 (two refused, then one that went through)", n)
+	}
+	if code, res := r.tryRegister(t, id, ch, id.priv); code != 401 || res.Error != "bad_challenge" {
+		t.Errorf("the challenge again: %d %+v, want 401 bad_challenge", code, res)
+	}
+
+	mode.Store(2)
+	calls.Store(0)
+	if code, res := r.tryRegister(t, id, r.challenge(t), id.priv); code != 401 || res.Error != "bad_challenge" {
+		t.Errorf("a challenge another node used first: %d %+v, want 401 bad_challenge", code, res)
+	}
+}
+
+// On a 3-node cluster with R3 buckets, a challenge used at once after it
+// was issued is taken: before the retry, NATS refused a few of the purges
+// (bad_challenge for a fresh identity) on a busy machine.
+func TestChallengeUsedAtOnceR3(t *testing.T) {
+	c := startCluster(t, 3)
+	r := startClusterRelay(t, c, 1, Options{KVReplicas: 3})
+	ctx := context.Background()
+	for i := range 500 {
+		ch, err := r.srv.dir.NewChallenge(ctx)
+		if err != nil {
+			t.Fatalf("challenge %d: %v", i, err)
+		}
+		if err := r.srv.dir.ConsumeChallenge(ctx, ch); err != nil {
+			t.Fatalf("challenge %d, used at once: %v", i, err)
+		}
+		if err := r.srv.dir.ConsumeChallenge(ctx, ch); !errors.Is(err, ErrBadChallenge) {
+			t.Fatalf("challenge %d, used twice: %v, want ErrBadChallenge", i, err)
 		}
 	}
 }

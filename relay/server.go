@@ -150,6 +150,9 @@ type tunables struct {
 	// onLimitsNotice, if set, sees each duet.a.<alias>._limits notice the
 	// node receives; false drops it (tests lose one).
 	onLimitsNotice func(identity.Alias) bool
+	// onChallengePurge, if set, is called before the directory purges a
+	// used challenge; an error it returns is the purge's (tests).
+	onChallengePurge func(key string) error
 }
 
 var defaultTunables = tunables{
@@ -291,6 +294,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.dir.m = m
+	s.dir.onPurge = s.tun.onChallengePurge
 	var key []byte
 	err = waitJetStream(ctx, s.log, "reading the token key", func(ctx context.Context) (err error) {
 		key, err = s.dir.TokenKey(ctx)
