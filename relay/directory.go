@@ -283,7 +283,7 @@ func (d *directory) assign(ctx context.Context, ed, x []byte) (identity.Alias, b
 	keyID := hex.EncodeToString(ed)
 	created, fresh := false, false
 	for attempt := range 16 {
-		if attempt > 0 && !casBackoff(ctx, attempt) { // after a conflict (see cas.go)
+		if attempt > 0 && !casBackoff(ctx, attempt) { // after a conflict (see cas.go) or a taken alias
 			return "", false, fmt.Errorf("%w: %w", ErrDirectory, ctx.Err())
 		}
 		var alias identity.Alias
