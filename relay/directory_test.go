@@ -291,15 +291,32 @@ func TestChallengePurgeConflict(t *testing.T) {
 
 // On a 3-node cluster with R3 buckets, a challenge used at once after it
 // was issued is taken: before the retry, NATS refused a few of the purges
-// (bad_challenge for a fresh identity) on a busy machine.
+// (bad_challenge for a fresh identity) on a busy machine. A challenge used
+// by two relays at once is still taken once.
 func TestChallengeUsedAtOnceR3(t *testing.T) {
 	c := startCluster(t, 3)
-	r := startClusterRelay(t, c, 1, Options{KVReplicas: 3})
+	rs := []*testRelay{
+		startClusterRelay(t, c, 0, Options{KVReplicas: 3}),
+		startClusterRelay(t, c, 1, Options{KVReplicas: 3}),
+	}
 	ctx := context.Background()
 	for i := range 500 {
+		r := rs[i%2]
 		ch, err := r.srv.dir.NewChallenge(ctx)
 		if err != nil {
 			t.Fatalf("challenge %d: %v", i, err)
+		}
+		if i%10 == 0 {
+			var errs [2]error
+			var wg sync.WaitGroup
+			for k, r := range rs {
+				wg.Go(func() { errs[k] = r.srv.dir.ConsumeChallenge(ctx, ch) })
+			}
+			wg.Wait()
+			if (errs[0] == nil) == (errs[1] == nil) || !errors.Is(errors.Join(errs[:]...), ErrBadChallenge) {
+				t.Fatalf("challenge %d, used on both relays at once: %v, want one use and one ErrBadChallenge", i, errs)
+			}
+			continue
 		}
 		if err := r.srv.dir.ConsumeChallenge(ctx, ch); err != nil {
 			t.Fatalf("challenge %d, used at once: %v", i, err)
