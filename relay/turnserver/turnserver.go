@@ -118,6 +118,7 @@ type Server struct {
 	authFailures *prometheus.CounterVec
 	deniedPeers  *prometheus.CounterVec
 	quota        *quota
+	tcpGuard     *tcpGuard
 	channels     *channels
 	loop         *udpLoop                 // reads the UDP sockets (Linux; nil elsewhere)
 	loopDrops    []prometheus.CounterFunc // duet_turn_dropped_total, by dropReasons
@@ -178,6 +179,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.initMetrics()
 	s.quota = newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocations)
+	s.tcpGuard = newTCPGuard()
 
 	// One address family throughout: a dual-stack socket would let IPv6
 	// clients ask for allocations the relay address cannot serve.
@@ -221,6 +223,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("turnserver: listen %s %s: %w", tcpNet, tcpAddr, err)
 		}
 	}
+	if s.tcp != nil {
+		s.tcp = s.tcpGuard.wrap(s.tcp)
+	}
 	if got := readBuffer(s.udp); got > 0 && got < listenSocketBuffer {
 		s.log.Warn("turn: the UDP listening sockets' receive buffers are smaller than asked for (the kernel caps them at net.core.rmem_max): a burst of packets beyond them is dropped; raise it (sysctl -w net.core.rmem_max=4194304) or run with CAP_NET_ADMIN",
 			"got_bytes", got, "asked_bytes", listenSocketBuffer)
@@ -237,10 +242,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				s.closeListeners()
 				return nil, fmt.Errorf("turnserver: listen TLS %s %s: %w", tcpNet, a, err)
 			}
-			s.tls = append(s.tls, tls.NewListener(ln, cfg.TLS))
+			// Guarded beneath TLS: pion/turn sees the *tls.Conn and bounds
+			// its handshake itself.
+			s.tls = append(s.tls, tls.NewListener(s.tcpGuard.wrap(ln), cfg.TLS))
 		}
 	}
-	s.tls = append(s.tls, cfg.Listeners...)
+	for _, ln := range cfg.Listeners {
+		s.tls = append(s.tls, s.tcpGuard.wrap(ln))
+	}
 
 	newGen := func() turn.RelayAddressGenerator {
 		if cfg.RelayPortMin != 0 {
@@ -293,6 +302,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			},
 			OnAllocationCreated: func(src, _ net.Addr, protocol, userID, _ string, relayAddr net.Addr, _ int) {
 				s.quota.created(userID, src)
+				s.tcpGuard.allocated(src)
 				s.allocations.Inc()
 				s.log.Debug("turn: allocation", "src", src, "protocol", protocol, "user", userID, "relay", relayAddr)
 			},
@@ -424,6 +434,7 @@ func (s *Server) Realm() string { return s.realm }
 // Close stops the server: listeners and every allocation are closed.
 func (s *Server) Close() error {
 	err := s.turn.Close()
+	s.tcpGuard.close()
 	s.loop.stop()
 	if err != nil {
 		return fmt.Errorf("turnserver: close: %w", err)
@@ -475,9 +486,10 @@ func (s *Server) initMetrics() {
 // register: duet_turn_allocations_total, duet_turn_allocations_active,
 // duet_turn_auth_failures_total{reason}, duet_turn_denied_peers_total{reason},
 // the quota's duet_turn_quota_refused_total and duet_turn_quota_dropped_total,
-// and duet_turn_dropped_total{reason}.
+// duet_turn_dropped_total{reason}, and the TCP and TLS connections'
+// duet_turn_tcp_refused_total{reason} and duet_turn_tcp_unallocated_total.
 func (s *Server) Collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers, s.quota.refused, s.quota.dropped}
+	cs := []prometheus.Collector{s.allocations, s.active, s.authFailures, s.deniedPeers, s.quota.refused, s.quota.dropped, s.tcpGuard.refused, s.tcpGuard.unallocated}
 	for _, c := range s.loopDrops {
 		cs = append(cs, c)
 	}
