@@ -32,7 +32,7 @@ bench:
 
 # The abuse suite (docs: README "The relay under attack"): each attack of
 # issue 12 against a live relay on loopback, with a bystander pair; prints
-# a Markdown table. Bounded: about 3–4 minutes. Fails if a reading victim was
+# a Markdown table. Bounded: about 4–5 minutes. Fails if a reading victim was
 # disconnected.
 abuse:
 	$(GO) run ./cmd/duetabuse -- --queue-budget 64MiB --trusted-proxies 127.0.0.0/8

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ var attacks = []attack{
 	{"http-flood", "8 workers on one address: challenge+register for 3 s, then GET /keys on one token for 3 s", attackHTTPFlood},
 	{"turn-allocations", "up to 1000 TURN allocations on one credential (16 at a time, each waiting up to 5 s for its answer), again for 5 s", attackTURN},
 	{"turn-allocate-flood", "one credential's TURN quota filled, then 10,000 Allocates/s it refuses from 16 sockets, not waiting for answers, 5 s", attackTURNFlood},
+	{"turn-tcp-idle", "2,000 TCP connections to TURN from 32 loopback addresses that never allocate, held until the relay closes them, at most 35 s", attackTURNTCPIdle},
 }
 
 // drainNotices reads and discards a session's frames, counting undeliverable
@@ -783,6 +785,58 @@ func attackTURNFlood(ctx context.Context, e *env) (string, string, error) {
 	sec := time.Since(start).Seconds()
 	return "n/a", fmt.Sprintf("%d allocations fill the quota; %.0f Allocates/s sent for %.1f s, %d answered 486, %d answered otherwise",
 		c.ok.Load(), float64(sent.Load())/sec, sec, refused.Load(), otherAnswers.Load()), nil
+}
+
+// attackTURNTCPIdle opens TCP connections to the TURN port that send
+// nothing, from several source addresses, and counts those the relay
+// closes at once (its limits on connections that have not allocated) and
+// those still open when the relay's 30 s for an allocation are up.
+func attackTURNTCPIdle(ctx context.Context, e *env) (string, string, error) {
+	addr, _, _, err := turnCredentials(ctx, e)
+	if err != nil {
+		return "", "", err
+	}
+	const conns, sources = 2000, 32
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	fds0, fdsPeak := e.r.fds(), 0
+	for i := range conns {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%sources))}, Timeout: 5 * time.Second}
+		c, err := d.DialContext(ctx, "tcp4", addr)
+		if err != nil {
+			return "", "", fmt.Errorf("connection %d: %w", i, err)
+		}
+		open = append(open, c)
+	}
+	// closed counts the connections the relay has closed (a read that
+	// does not time out).
+	closed := func() int {
+		n := 0
+		buf := make([]byte, 1)
+		for _, c := range open {
+			c.SetReadDeadline(time.Now().Add(time.Millisecond))
+			if _, err := c.Read(buf); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				n++
+			}
+		}
+		return n
+	}
+	time.Sleep(time.Second)
+	fdsPeak = max(fdsPeak, e.r.fds())
+	atOnce := closed()
+	held := time.Now()
+	for time.Since(start) < e.dur(35*time.Second) && closed() < conns {
+		fdsPeak = max(fdsPeak, e.r.fds())
+		time.Sleep(time.Second)
+	}
+	left := conns - closed()
+	return "n/a", fmt.Sprintf("%d connections from %d addresses: %d closed at once, %d held; %d still open %.0f s later; the relay's open files %d → peak %d",
+		conns, sources, atOnce, conns-atOnce, left, time.Since(held).Seconds(), fds0, fdsPeak), nil
 }
 
 // turnFloodRate is the Allocates a second attackTURNFlood sends.
