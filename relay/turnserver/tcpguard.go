@@ -134,6 +134,9 @@ func (g *tcpGuard) admit(c net.Conn) (net.Conn, bool) {
 // allocated is told that the client at src holds an allocation now: its
 // connection, if pending, stays.
 func (g *tcpGuard) allocated(src net.Addr) {
+	if _, tcp := src.(*net.TCPAddr); !tcp {
+		return // a UDP client's
+	}
 	ap, ok := addrPort(src)
 	if !ok {
 		return
