@@ -45,6 +45,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/duetcall/duet/internal/proccpu"
 )
 
 func main() {
@@ -193,17 +195,10 @@ func (r *relay) gcs() int {
 	return -1
 }
 
-// cpuTicks is the relay's user+system CPU time in clock ticks (1/100 s).
-func (r *relay) cpuTicks() int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.Atoi(f[11])
-	st, _ := strconv.Atoi(f[12])
-	return u + st
+// cpu is the relay's user+system CPU time (0 when unknown).
+func (r *relay) cpu() time.Duration {
+	d, _ := proccpu.Of(r.pid)
+	return d
 }
 
 // defaultAttackerPrefix puts the attack's process below the suite's own
@@ -866,12 +861,12 @@ func runOne(bin string, relayArgs []string, a attack, scale float64, prof profil
 		}
 	}()
 	gc0 := r.gcs()
-	cpu0, t0 := r.cpuTicks(), time.Now()
+	cpu0, t0 := r.cpu(), time.Now()
 	actx, acancel := context.WithTimeout(ctx, 4*time.Minute)
 	profiled := prof.start(r, a.name)
 	out, attackerCPU, err := runAttacker(actx, r, a.name, scale, attackerPrefix)
 	acancel()
-	cpu := float64(r.cpuTicks()-cpu0) / 100 / time.Since(t0).Seconds() * 100
+	cpu := (r.cpu() - cpu0).Seconds() / time.Since(t0).Seconds() * 100
 	res.attackerCPU = attackerCPU.Seconds() / time.Since(t0).Seconds() * 100
 	disc, notes := out.Disconnects, out.Notes
 	close(stopSample)

@@ -16,12 +16,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/duetcall/duet/internal/proccpu"
 )
 
 const header = 16 // destination index (4), due time (8, ns since the run began), sequence (4)
@@ -172,18 +173,18 @@ func run(cfg config) (result, error) {
 	}
 	time.Sleep(time.Second) // settle
 
-	cpu0, err := processCPU(cmd.Process.Pid)
+	cpu0, err := proccpu.Of(cmd.Process.Pid)
 	if err != nil {
 		return result{}, err
 	}
-	own0 := ownCPU()
+	own0, _ := proccpu.Self()
 	start := time.Now()
 	var late time.Duration
 	for k := range total {
 		due := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
 		if d := time.Until(due); d <= 0 {
 			late = max(late, -d)
-		} else if genCPU > 0 && ownCPU()-own0 < time.Duration(k)*genCPU {
+		} else if genCPU > 0 && spent(own0) < time.Duration(k)*genCPU {
 			for time.Now().Before(due) { // spin: the generator's CPU
 			}
 		} else {
@@ -200,11 +201,11 @@ func run(cfg config) (result, error) {
 	for wait := time.Now().Add(5 * time.Second); arrived.Load() < int64(total) && time.Now().Before(wait); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	cpu1, err := processCPU(cmd.Process.Pid)
+	cpu1, err := proccpu.Of(cmd.Process.Pid)
 	if err != nil {
 		return result{}, err
 	}
-	own := ownCPU() - own0
+	own := spent(own0)
 	got := arrived.Load()
 	var ds []time.Duration
 	for i := range lat {
@@ -227,13 +228,10 @@ func run(cfg config) (result, error) {
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
-// ownCPU is this process's user + system CPU time.
-func ownCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+// spent is the CPU time this process used since it had used since.
+func spent(since time.Duration) time.Duration {
+	d, _ := proccpu.Self()
+	return d - since
 }
 
 func waitGroup(wg *sync.WaitGroup, d time.Duration) bool {
@@ -255,28 +253,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// processCPU is process pid's user + system CPU time, from /proc.
-func processCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("the forwarder's CPU time: %w", err)
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("the forwarder's CPU time: short /proc/%d/stat", pid)
-	}
-	var ticks int64
-	for _, v := range f[11:13] { // utime, stime
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("the forwarder's CPU time: %w", err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * (time.Second / 100), nil // USER_HZ is 100 on Linux
 }
 
 // serveFloor is the forwarder: it accepts connections on 127.0.0.1:port

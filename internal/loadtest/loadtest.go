@@ -30,6 +30,7 @@ import (
 
 	"github.com/duetcall/duet/client"
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/internal/proccpu"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -518,12 +519,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if len(pool) > 0 {
 		progress("sending %g envelopes/s for %s", cfg.Rate, cfg.Duration)
-		cpu0, own0 := metrics().cpu, processCPU()
+		cpu0 := metrics().cpu
+		own0, ownErr := proccpu.Self()
 		resume := pauseGC(cfg.GCHeadroom)
 		sendRun(ctx, &cfg, members, pool, cur, fails, res)
 		res.GCs = resume()
-		if own0 > 0 {
-			res.GeneratorCPU = processCPU() - own0
+		if own1, err := proccpu.Self(); ownErr == nil && err == nil {
+			res.GeneratorCPU = own1 - own0
 		}
 		if cpu1 := metrics().cpu; cpu0 > 0 && cpu1 > cpu0 {
 			res.RelayCPU = time.Duration((cpu1 - cpu0) * float64(time.Second))

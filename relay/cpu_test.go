@@ -1,18 +1,17 @@
-//go:build unix
-
 package relay
 
 import (
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/duetcall/duet/internal/proccpu"
 )
 
 // processCPU is the CPU time (user+system) this process used so far.
 func processCPU(b testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := proccpu.Self()
+	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }
