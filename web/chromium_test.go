@@ -51,6 +51,11 @@ func newBrowser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Con
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium keeps its singleton socket in a directory of its own
+		// under TMPDIR, removed only when it exits cleanly; the browser is
+		// killed at the end of the test, so that directory goes with the
+		// test's.
+		chromedp.Env("TMPDIR=" + t.TempDir()),
 		chromedp.Headless,
 		chromedp.NoSandbox,
 		chromedp.NoFirstRun,
