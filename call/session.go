@@ -250,10 +250,11 @@ func (s *session) startCaller(ctx context.Context) error {
 		return fmt.Errorf("%w before the offer was sent", ErrCallEnded)
 	}
 	s.ephem, s.pc = ephem, pc
+	video := s.video // the machine's goroutine sets it under m.mu
 	m.mu.Unlock()
 
-	s.step("STEP", 4, "adding local tracks", "video", s.video)
-	if err := s.addTracks(pc, s.video); err != nil {
+	s.step("STEP", 4, "adding local tracks", "video", video)
+	if err := s.addTracks(pc, video); err != nil {
 		return s.ended(err)
 	}
 	s.step("STEP", 5, "creating the offer")
@@ -452,9 +453,10 @@ func (s *session) startCallee(ctx context.Context) error {
 
 	m.mu.Lock()
 	peerEPK := s.peerEPK
+	video := s.video // the machine's goroutine sets it under m.mu (each state it publishes)
 	m.mu.Unlock()
 
-	s.step("ANSWER STEP", 0, "answering", "video", s.video)
+	s.step("ANSWER STEP", 0, "answering", "video", video)
 	ephem, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return fmt.Errorf("%w: ephemeral key: %w", ErrMediaSetup, err)
@@ -482,7 +484,7 @@ func (s *session) startCallee(ctx context.Context) error {
 	}
 
 	s.step("ANSWER STEP", 3, "adding local tracks and creating the answer")
-	if err := s.addTracks(pc, s.video); err != nil {
+	if err := s.addTracks(pc, video); err != nil {
 		return s.ended(err)
 	}
 	answer, err := pc.CreateAnswer(nil)
