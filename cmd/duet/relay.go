@@ -723,13 +723,18 @@ func startTURN(ctx context.Context, cfg relayConfig, rtls *relayTLS, shared net.
 	return t, e, nil
 }
 
-// redactURL hides credentials in a URL for logs.
+// redactURL hides the credentials of a URL, or of each URL of a
+// comma-separated list (--nats-url), for logs.
 func redactURL(u string) string {
-	if i := strings.LastIndex(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			return u[:j+3] + "[redacted]" + u[i:]
+	urls := strings.Split(u, ",")
+	for k, u := range urls {
+		if i := strings.LastIndex(u, "@"); i >= 0 {
+			if j := strings.Index(u, "://"); j >= 0 && j < i {
+				urls[k] = u[:j+3] + "[redacted]" + u[i:]
+			} else {
+				urls[k] = "[redacted]" + u[i:]
+			}
 		}
-		return "[redacted]" + u[i:]
 	}
-	return u
+	return strings.Join(urls, ",")
 }

@@ -127,6 +127,23 @@ func TestParseRelayConfig(t *testing.T) {
 // TestTURNPublicHostDefault: without --turn-public-host, a --turn-listen on
 // a specific IP is what clients are told to reach; a listen on every
 // interface advertises the machine's address.
+// TestRedactURL: the credentials of every URL of a --nats-url list are
+// hidden, and every server is still named.
+func TestRedactURL(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://duet:s3cret@nats-1:4222", "nats://[redacted]@nats-1:4222"},
+		{"nats://duet:p@ss@nats-1:4222", "nats://[redacted]@nats-1:4222"},
+		{"duet:s3cret@nats-1:4222", "[redacted]@nats-1:4222"},
+		{"nats://duet:a@nats-1:4222,nats://duet:b@nats-2:4222,nats://nats-3:4222",
+			"nats://[redacted]@nats-1:4222,nats://[redacted]@nats-2:4222,nats://nats-3:4222"},
+	} {
+		if got := redactURL(c.in); got != c.want {
+			t.Errorf("redactURL(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
 func TestTURNPublicHostDefault(t *testing.T) {
 	machine := machinePublicHost()
 	for _, tc := range []struct {
