@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak nattest turnbench fwdbench
+.PHONY: test deps fmt-check vet typecheck bench fuzz vectors cluster-soak nattest turnbench fwdbench abuse
 
 # The second run checks allocation counts, which -race changes (sync.Pool
 # drops items there).

@@ -188,7 +188,8 @@ func TestDeploySystemdUnits(t *testing.T) {
 }
 
 // TestDeployCaddyfile: the load balancer proxies to the three relays on
-// their DUET_ADDR port and health-checks /readyz; braces balance.
+// their DUET_ADDR port, health-checks /readyz and does not serve the
+// relays' /metrics; braces balance.
 func TestDeployCaddyfile(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(deployDir, "caddy/Caddyfile"))
 	if err != nil {
@@ -214,7 +215,7 @@ func TestDeployCaddyfile(t *testing.T) {
 	if !slices.Equal(upstreams, want) {
 		t.Errorf("Caddyfile: upstreams %v, want %v", upstreams, want)
 	}
-	for _, d := range []string{"health_uri /readyz", "health_status 200"} {
+	for _, d := range []string{"health_uri /readyz", "health_status 200", "respond /metrics 404"} {
 		if !regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(d) + `\s*$`).MatchString(text) {
 			t.Errorf("Caddyfile: no %q", d)
 		}
