@@ -955,7 +955,7 @@ export class CallModule {
     return this.#d.state.value;
   }
 
-  /** @returns {import('./duet.js').CallStatus} the current status: {state, peer, callId, isVideo, incoming, reason} */
+  /** @returns {import('./duet.js').CallStatus} the current status: {state, peer, callId, isVideo, incoming, reason, recovering} */
   get status() {
     return this.#d.status.value;
   }
@@ -1005,8 +1005,9 @@ export class CallModule {
    * Calls alias. Resolves once the offer is sent (state calling); the call
    * goes on in the background (observeState). Rejects (and calls onError)
    * when media or setup fails: NotAllowedError (permission denied),
-   * TimeoutError ('getUserMedia timeout after 6000ms'), ErrInCall,
-   * ErrKeyChanged, ...
+   * TimeoutError ('getUserMedia timeout after 6000ms'), ErrKeyChanged, ...;
+   * rejects only, before any call starts: ErrInCall, ErrNoMedia. Audio is
+   * always sent; media.audio false only refuses a call with neither.
    * @param {string} alias
    * @param {{audio?: boolean, video?: boolean}} [media]
    */
@@ -1035,7 +1036,8 @@ export class CallModule {
    * the caller gets call_reject (declined). When nothing (or another call)
    * rings it does nothing, as hangup() with no call: it never rejects, so
    * the seed's fire-and-forget reject() cannot leave an unhandled rejection.
-   * Resolves at once: the call_reject is sent in the background.
+   * Resolves once the call has ended and, when the relay connection is up,
+   * its call_reject was handed to it; never waits on the network.
    * @param {string} [callId]
    */
   async reject(callId) {
@@ -1044,8 +1046,8 @@ export class CallModule {
 
   /**
    * Ends the call in progress, in any state (a ringing one is declined).
-   * Resolves at once, never waiting on the network: the call_hangup is sent
-   * in the background.
+   * Resolves once the call has ended and, when the relay connection is up,
+   * its call_hangup was handed to it; never waits on the network.
    */
   hangup() {
     return this.#d.hangup();
@@ -1091,7 +1093,7 @@ export class CallModule {
    * camera) or stops sending video (off), by a renegotiation within the
    * call (PROTOCOL §10.10): the peer receives the video without having to
    * send any, and its observeRemoteStream() emits a stream with the new
-   * track. Resolves when the peer answered; rejects with ErrNotConnected,
+   * track. Resolves when the peer answered; rejects with ErrNoCall, ErrNotConnected,
    * ErrRenegotiating (another change or a recovery in progress) or
    * ErrRenegotiationFailed (no answer, glare lost, connection lost: the
    * call goes on unchanged).

@@ -64,7 +64,7 @@ export async function sendRenegotiation(d, s, video) {
  * apply_renegotiation: the peer's offer (ours rolled back if it crossed
  * and lost), answered. A new video m-line is received (its transforms set
  * before the offer is applied) without sending: this side upgrades itself
- * with setVideoEnabled(true).
+ * with setVideo(true).
  */
 export async function applyRenegotiation(d, s, msg) {
   if (!s.pc || !equalBytes(msg.epk, s.peerEPK)) {

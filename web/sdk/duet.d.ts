@@ -6,9 +6,9 @@
 /**
  * Names of the SDK's errors. Most match a Go SDK sentinel of the same name
  * (identity, wire, e2ee, client, call packages); ErrRelayURL, ErrNetwork,
- * ErrTimeout, ErrE2EE, ErrStorage and ErrUnsupported are the browser's own,
- * and ErrBusy here means connect() was already called (the Go call
- * package's ErrBusy is a busy callee).
+ * ErrTimeout, ErrE2EE, ErrStorage and ErrUnsupported are the browser's own.
+ * ErrBusy is a busy callee (call(), as the Go call package's ErrBusy), and
+ * also what connect() throws when it was already called.
  */
 export type DuetErrorName =
   // identity / bip39
@@ -27,7 +27,8 @@ export type DuetErrorName =
   | 'ErrNotConnected' | 'ErrClosed' | 'ErrBusy' | 'ErrKeyChanged' | 'ErrTooManySessions'
   // calls
   | 'ErrInCall' | 'ErrNoIncomingCall' | 'ErrAlreadyAnswering' | 'ErrNoMedia' | 'ErrCallEnded'
-  | 'ErrNoAnswer' | 'ErrOffline' | 'ErrUnavailable' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
+  | 'ErrNoCall' | 'ErrNoVideo' | 'ErrRenegotiating' | 'ErrRenegotiationFailed'
+  | 'ErrDeclined' | 'ErrNoAnswer' | 'ErrOffline' | 'ErrUnavailable' | 'ErrICEFailed' | 'ErrMediaTimeout' | 'ErrDisconnected'
   | 'ErrMediaSetup' | 'ErrE2EE' | 'TimeoutError' | 'NotSupportedError'
   | 'ErrInvalidOption' | 'ErrCallsStarted'
   // environment
@@ -39,6 +40,8 @@ export declare class DuetError extends Error {
   name: DuetErrorName | string;
   /** ErrUnknownWord: 1-based position of the first unknown word. */
   position?: number;
+  /** ErrWordCount: how many words were given. */
+  count?: number;
   /** ErrUnknownWord: the word, normalised. */
   word?: string;
   /** ErrRelay: the HTTP status and the relay's error code. */
@@ -193,7 +196,7 @@ export interface ICECandidate {
 }
 /** A call message in the clear: route fields plus the type's fields (§3). */
 export type Message = Route & (
-  | { type: 'call_offer'; sdp: string; epk: Uint8Array; ice_restart?: boolean }
+  | { type: 'call_offer'; sdp: string; epk: Uint8Array; ice_restart?: boolean; renegotiate?: boolean }
   | { type: 'call_answer'; sdp: string; epk: Uint8Array }
   | ({ type: 'call_ice' } & (ICECandidate | { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }))
   | { type: 'call_reject'; reason: Reason }
@@ -459,7 +462,8 @@ export declare class DuetClient {
    * (compared by value; else ErrIdentityKey), alwaysRelay a boolean (else
    * ErrInvalidOption). Called again, it returns the same module when the
    * options it gives agree with the first call's, and throws
-   * ErrCallsStarted when alwaysRelay or logger differ.
+   * ErrCallsStarted when alwaysRelay, workerUrl or logger differ;
+   * ErrInvalidAlias when myAliasId is not an alias.
    */
   initCalls(opts?: InitCallsOptions): CallModule;
   /** The call module, after initCalls (else null). */
@@ -658,7 +662,15 @@ export declare class CallModule {
   onLocalStream: ((stream: MediaStream | null) => void) | null;
   onRemoteStream: ((stream: MediaStream | null) => void) | null;
   onStateChange: ((state: CallState) => void) | null;
-  /** Resolves when the offer is sent (state 'calling'). */
+  /**
+   * Resolves once the offer is sent (state 'calling'); when the peer's keys
+   * were already held, after the check that they are still the directory's
+   * too (up to the 10 s HTTP deadline), which may reject with
+   * ErrKeyChanged after the offer went out. Rejects with ErrCallEnded when
+   * the call is hung up during its setup. Audio is always sent (a video
+   * call sends audio too): `audio: false` only refuses a call with neither
+   * (ErrNoMedia), as the Go SDK's call.Media.
+   */
   call(alias: string, media?: { audio?: boolean; video?: boolean }): Promise<void>;
   /**
    * Answers the ringing call; resolves when the answer is sent (state
@@ -669,15 +681,17 @@ export declare class CallModule {
   /**
    * Rejects the ringing call (call_reject, declined; with callId only that
    * call). Never rejects: with nothing (or another call) ringing it does
-   * nothing, as hangup() with no call. Resolves once the call has ended,
-   * without waiting on the network.
+   * nothing, as hangup() with no call. Resolves once the call has ended
+   * and, when the relay connection is up, its call_reject was handed to it
+   * (sealing it is local work); never waits on the network.
    */
   reject(callId?: string): Promise<void>;
   /**
    * Ends the call in progress (a ringing one is declined); resolves when
    * nothing is in progress too, and never rejects. Resolves once the call
-   * has ended, without waiting on the network (the call_hangup goes out at
-   * once, ahead of any send still queued).
+   * has ended and, when the relay connection is up, its call_hangup was
+   * handed to it, ahead of any send still queued; never waits on the
+   * network.
    */
   hangup(): Promise<void>;
   /**
@@ -704,7 +718,9 @@ export declare class CallModule {
    * degradationPreference 'maintain-resolution') in place of the camera in
    * the video call in progress, E2EE like the camera; the peer's
    * observePeerMedia() shows screen: true. Rejects with ErrNoCall,
-   * ErrNoVideo (an audio call), NotAllowedError (the user refused).
+   * ErrNoVideo (an audio call), NotAllowedError (the user refused),
+   * NotSupportedError (no getDisplayMedia), ErrCallEnded (the call ended
+   * while the user chose).
    * @example
    * shareButton.onclick = () => (calls.localMedia.screen ? calls.stopScreenShare() : calls.shareScreen());
    */
@@ -714,10 +730,14 @@ export declare class CallModule {
    * camera) or stops sending video (off), by a renegotiation within the
    * call (PROTOCOL §10.10). The peer receives the video without sending
    * any, and its observeRemoteStream() emits a new stream with the video
-   * track. Rejects with ErrNotConnected, ErrRenegotiating or
-   * ErrRenegotiationFailed (the call goes on unchanged).
+   * track. Rejects with ErrNoCall, ErrNotConnected, ErrRenegotiating or
+   * ErrRenegotiationFailed (the call goes on unchanged). status.isVideo is
+   * true while either side sends video: whether this side does is in its
+   * local stream.
    * @example
-   * videoButton.onclick = () => calls.setVideo(!calls.status.isVideo);
+   * let sendingVideo = false;
+   * calls.observeLocalStream().subscribe((s) => { sendingVideo = (s?.getVideoTracks().length ?? 0) > 0; });
+   * videoButton.onclick = () => calls.setVideo(!sendingVideo);
    */
   setVideo(on: boolean): Promise<void>;
   /** Stops sharing: the camera is sent again. Resolves false when nothing was shared. */
