@@ -331,6 +331,7 @@ func decodeMessage(env *Envelope, obj []member) (Message, error) {
 		{keyCallID, env.CallID},
 	}
 	var found [len(want)]bool
+	var device *member // checked with the type's fields, after the route (step 10)
 	fields := make([]member, 0, len(obj))
 	for i := range obj {
 		f := &obj[i]
@@ -338,14 +339,7 @@ func decodeMessage(env *Envelope, obj []member) (Message, error) {
 		case keyTS, keyNonce:
 			continue
 		case keyDevice:
-			d, err := fieldString(f)
-			if err == nil && !ValidDevice(d) {
-				err = malformedf("device must be 1..%d characters of [A-Za-z0-9_-]", MaxIDLen)
-			}
-			if err != nil {
-				return Message{}, fmt.Errorf("%s: %w", env.Type, err)
-			}
-			msg.Device = d
+			device = f
 			continue
 		}
 		route := false
@@ -366,6 +360,16 @@ func decodeMessage(env *Envelope, obj []member) (Message, error) {
 		if !ok {
 			return Message{}, fmt.Errorf("%w: inner payload has no %s", ErrRouteMismatch, want[j].key)
 		}
+	}
+	if device != nil {
+		d, err := fieldString(device)
+		if err == nil && !ValidDevice(d) {
+			err = malformedf("device must be 1..%d characters of [A-Za-z0-9_-]", MaxIDLen)
+		}
+		if err != nil {
+			return Message{}, fmt.Errorf("%s: %w", env.Type, err)
+		}
+		msg.Device = d
 	}
 	body, err := decodeBody(env.Type, fields)
 	if err != nil {

@@ -410,6 +410,10 @@ func genEnvelopeErrors() (any, error) {
 		{"inner to missing", func(m map[string]any) { delete(m, "to") }},
 		{"inner call_id is a number", func(m map[string]any) { m["call_id"] = 7 }},
 		{"route mismatch and a bad reason: step 9 wins", func(m map[string]any) { m["call_id"] = "another-call"; m["reason"] = "bored" }},
+		// device sorts before from, to and type: the route is still checked first.
+		{"inner to differs and a bad device: step 9 wins", func(m map[string]any) { m["to"] = string(CarolAlias); m["device"] = "not a device" }},
+		{"inner from differs and a bad device: step 9 wins", func(m map[string]any) { m["from"] = string(CarolAlias); m["device"] = "" }},
+		{"inner type differs and a device that is a number: step 9 wins", func(m map[string]any) { m["type"] = "call_reject"; m["device"] = 7 }},
 	} {
 		inner := c.inner("call_hangup", hangup())
 		r.edit(inner)
@@ -425,6 +429,10 @@ func genEnvelopeErrors() (any, error) {
 		add(name, step, envelope(typ, c.payload(c.inner(typ, body))), errName)
 	}
 	ten("call_hangup reason not in the reason set", "call_hangup", map[string]any{"reason": "bored"}, "ErrMalformed")
+	ten("device with a space", "call_hangup", map[string]any{"reason": "user_hangup", "device": "not a device"}, "ErrMalformed")
+	ten("device empty", "call_hangup", map[string]any{"reason": "user_hangup", "device": ""}, "ErrMalformed")
+	ten("device is a number", "call_hangup", map[string]any{"reason": "user_hangup", "device": 7}, "ErrMalformed")
+	ten("a valid device is accepted", "call_hangup", map[string]any{"reason": "user_hangup", "device": "dev-1_A"}, "")
 	ten("call_reject reason missing", "call_reject", map[string]any{}, "ErrMalformed")
 	ten("unknown inner field", "call_hangup", map[string]any{"reason": "busy", "extra": 1}, "ErrMalformed")
 	ten("call_offer empty sdp", "call_offer", offer(map[string]any{"sdp": ""}), "ErrMalformed")
