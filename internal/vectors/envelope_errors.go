@@ -207,6 +207,9 @@ func genEnvelopeErrors() (any, error) {
 	add("empty payload", 0, hang("", field{"payload", jstr("")}), "ErrEnvelope")
 	add("payload over 48 KiB", 0, hang(strings.Repeat("A", wire.MaxPayloadSize+4)), "ErrEnvelope")
 	add("type is a number", 0, hang(good(), field{"type", "7"}), "ErrEnvelope")
+	// Lengths count UTF-8 bytes, not characters or UTF-16 code units.
+	add("type of 40 two-byte characters (80 bytes)", 0, hang(good(), field{"type", jstr(strings.Repeat("é", 40))}), "ErrEnvelope")
+	add("payload of 30 000 two-byte characters (over 48 KiB)", 0, hang(strings.Repeat("é", 30000)), "ErrEnvelope")
 	add("crypto_v as a string", 0, hang(good(), field{"crypto_v", `"2"`}), "ErrEnvelope")
 	add("crypto_v 2.0 (not an integer)", 0, hang(good(), field{"crypto_v", "2.0"}), "ErrEnvelope")
 	add("trailing data after the object", 0, hang(good())+" {}", "ErrEnvelope")

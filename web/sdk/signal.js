@@ -9,7 +9,7 @@ import {
   ed25519Sign, ed25519Verify, hkdf, importAESGCM, importEd25519Public, subtleCrypto, x25519,
 } from './primitives.js';
 import {
-  DuetError, base64Len, compareBytes, concat, fromBase64, randomBytes, toBase64, utf8,
+  DuetError, base64Len, compareBytes, concat, fromBase64, randomBytes, toBase64, utf8, utf8Length,
 } from './util.js';
 
 /** The only signaling crypto version. */
@@ -126,13 +126,14 @@ export function validateEnvelope(e) {
     throw err('ErrCryptoVersion', `unsupported crypto_v ${truncate(JSON.stringify(e.crypto_v) ?? 'undefined', 16)} (only 2 is accepted)`);
   }
   if (!e.type) throw envelopeErr('missing type');
-  if (e.type.length > MAX_ID_LEN) throw envelopeErr(`type longer than ${MAX_ID_LEN} characters`);
+  if (utf8Length(e.type) > MAX_ID_LEN) throw envelopeErr(`type longer than ${MAX_ID_LEN} bytes`);
   if (!validAlias(e.to)) throw envelopeErr(`to "${truncate(e.to ?? '', 32)}" is not an alias (u followed by 8 digits)`);
   if (!validAlias(e.from)) throw envelopeErr(`from "${truncate(e.from ?? '', 32)}" is not an alias (u followed by 8 digits)`);
   if (!validID(e.call_id)) throw envelopeErr(`call_id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
   if (e.id !== undefined && e.id !== '' && !validID(e.id)) throw envelopeErr(`id must be 1..${MAX_ID_LEN} characters of [A-Za-z0-9_-]`);
   if (!e.payload) throw envelopeErr('missing payload');
-  if (e.payload.length > MAX_PAYLOAD_SIZE) throw envelopeErr(`payload of ${e.payload.length} characters exceeds the ${MAX_PAYLOAD_SIZE}-character limit`);
+  const size = utf8Length(e.payload);
+  if (size > MAX_PAYLOAD_SIZE) throw envelopeErr(`payload of ${size} bytes exceeds the ${MAX_PAYLOAD_SIZE}-byte limit`);
 }
 
 /**

@@ -32,6 +32,27 @@ export function utf8(s) {
 }
 
 /**
+ * The length of s in UTF-8 bytes (as TextEncoder encodes it: a lone
+ * surrogate counts as U+FFFD), without encoding it: the wire's length
+ * limits count bytes, as the Go SDK's len() does, not UTF-16 code units.
+ * @param {string} s
+ * @returns {number}
+ */
+export function utf8Length(s) {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/**
  * Decodes UTF-8 strictly: invalid sequences throw a TypeError.
  * @param {BufferSource} b
  * @returns {string}
