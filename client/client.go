@@ -371,7 +371,7 @@ func (c *Client) dial(ctx context.Context, idx int) (*websocket.Conn, error) {
 	if err := readFrame(ctx, conn, &ch); err != nil {
 		return fail(fmt.Errorf("client: waiting for the relay's challenge: %w", err))
 	}
-	chal, err := base64.StdEncoding.DecodeString(ch.Challenge)
+	chal, err := wire.DecodeBase64(ch.Challenge, -1)
 	if ch.Type != "challenge" || err != nil || len(chal) == 0 {
 		return fail(fmt.Errorf("client: the relay sent %q instead of a valid challenge", ch.Type))
 	}

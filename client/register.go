@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/wire"
 )
 
 // Domain-separation prefixes of the relay's signatures (PROTOCOL.md §9).
@@ -77,7 +78,7 @@ func registerAt(ctx context.Context, hc *http.Client, base string, id *identity.
 	if err := doJSON(ctx, hc, http.MethodPost, base+"/api/v1/challenge", "", nil, &ch); err != nil {
 		return "", false, fmt.Errorf("client: register: get challenge: %w", err)
 	}
-	chal, err := base64.StdEncoding.DecodeString(ch.Challenge)
+	chal, err := wire.DecodeBase64(ch.Challenge, -1)
 	if err != nil || len(chal) == 0 {
 		return "", false, fmt.Errorf("client: register: relay sent an invalid challenge")
 	}

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,7 +113,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	for i, f := range []struct{ name, val string }{
 		{"ed25519", req.Ed25519}, {"x25519", req.X25519}, {"challenge", req.Challenge}, {"signature", req.Signature},
 	} {
-		b, err := base64.StdEncoding.DecodeString(f.val)
+		b, err := wire.DecodeBase64(f.val, -1)
 		if err != nil || len(b) == 0 {
 			writeError(w, http.StatusBadRequest, "bad_request", f.name+" must be standard base64")
 			return

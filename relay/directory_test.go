@@ -2,8 +2,10 @@ package relay
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,12 +68,29 @@ func TestRegisterErrors(t *testing.T) {
 		}
 	}
 
+	// Base64 is strict (PROTOCOL conventions): a line break, or non-zero
+	// padding bits, in an otherwise valid request is refused as such.
+	ch := r.challenge(t)
+	sig := b64.EncodeToString(ed25519.Sign(id.priv, RegisterMessage(ch, id.x)))
+	x := b64.EncodeToString(id.x) // 32 bytes: 43 characters and "=", the last one's 2 low bits padding (zero)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	badBits := x[:42] + string(alphabet[strings.IndexByte(alphabet, x[42])+1]) + "="
+	for name, body := range map[string]map[string]string{
+		"a line break in the signature":   {"ed25519": b64.EncodeToString(id.pub), "x25519": x, "challenge": b64.EncodeToString(ch), "signature": sig[:20] + "\n" + sig[20:]},
+		"non-zero padding bits in x25519": {"ed25519": b64.EncodeToString(id.pub), "x25519": badBits, "challenge": b64.EncodeToString(ch), "signature": sig},
+	} {
+		var res registerResult
+		if code := r.do(t, "POST", "/api/v1/register", "", body, &res); code != http.StatusBadRequest || res.Error != "bad_request" || !strings.Contains(res.Message, "must be standard base64") {
+			t.Errorf("register with %s: %d %+v, want 400 bad_request: ... must be standard base64", name, code, res)
+		}
+	}
+
 	// Unknown challenge.
 	if code, res := r.tryRegister(t, id, make([]byte, 32), id.priv); code != 401 || res.Error != "bad_challenge" {
 		t.Errorf("unknown challenge: %d %+v", code, res)
 	}
 	// Bad signature (signed by another key): the challenge is used up too.
-	ch := r.challenge(t)
+	ch = r.challenge(t)
 	if code, res := r.tryRegister(t, id, ch, newID(t).priv); code != 401 || res.Error != "bad_signature" {
 		t.Errorf("bad signature: %d %+v", code, res)
 	}

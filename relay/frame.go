@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,8 +115,8 @@ func decodeAuth(data []byte) (identity.Alias, []byte, error) {
 	if !f.Alias.Valid() {
 		return "", nil, fmt.Errorf("%w: invalid alias", errNotAuth)
 	}
-	sig, err := base64.StdEncoding.DecodeString(f.Signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
+	sig, err := wire.DecodeBase64(f.Signature, ed25519.SignatureSize)
+	if err != nil {
 		return "", nil, fmt.Errorf("%w: signature must be base64 of 64 bytes", errNotAuth)
 	}
 	return f.Alias, sig, nil

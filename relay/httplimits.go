@@ -2,7 +2,6 @@ package relay
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"math/bits"
 	"net/http"
 	"net/netip"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/duetcall/duet/identity"
+	"github.com/duetcall/duet/wire"
 )
 
 // HTTP limits (docs/PROTOCOL.md §9.1, §9.3). Registration and key lookups
@@ -223,7 +223,7 @@ func checkPoW(challenge []byte, nonceB64 string, bitsWanted int) bool {
 	if bitsWanted <= 0 {
 		return true
 	}
-	nonce, err := base64.StdEncoding.DecodeString(nonceB64)
+	nonce, err := wire.DecodeBase64(nonceB64, -1)
 	if err != nil || len(nonce) == 0 || len(nonce) > 64 {
 		return false
 	}

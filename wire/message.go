@@ -649,6 +649,13 @@ func fieldEPK(f *member) ([]byte, error) {
 	return b, nil
 }
 
+// DecodeBase64 decodes standard, padded base64 as strictly as the protocol
+// requires everywhere (docs/PROTOCOL.md, conventions): see decodeBase64.
+// With size < 0 any length is taken.
+func DecodeBase64(s string, size int) ([]byte, error) {
+	return decodeBase64(s, size)
+}
+
 // decodeBase64 decodes standard, padded base64 strictly: no line breaks or
 // other characters outside the alphabet, no non-zero padding bits. With
 // size ≥ 0 the result must be exactly size bytes.

@@ -37,7 +37,11 @@ const BUSY_KEEP = 64;
 /** With several relays, a lost node's clients go to the next within this. */
 const FAILOVER_JITTER_MS = 100;
 
-/** A token is refreshed (by reconnecting) this long before it expires. */
+/**
+ * A token is refreshed (by reconnecting) this long before it expires, or a
+ * tenth of its lifetime when that is shorter, plus a second (the relay
+ * counts whole seconds), as the Go SDK does (PROTOCOL §9.3).
+ */
 const TOKEN_MARGIN_MS = 30_000;
 
 const notConnected = () => new DuetError('ErrNotConnected', 'not connected to the relay (it reconnects by itself; try again shortly)');
@@ -327,7 +331,7 @@ export class DuetClient {
   #state = new HotValue('disconnected');
   #ws = null;
   #token = '';
-  #tokenExp = 0;
+  #tokenRenew = 0; // when #token is to be renewed (Date.now() ms)
   #closed = false;
   #reconnecting = false;
   #sleep = null; // {timer, resolve} of the reconnect wait
@@ -522,7 +526,7 @@ export class DuetClient {
         this.#ws = ws;
         this.#token = f.token;
         const ttl = Number.isFinite(f.token_expires_in) ? f.token_expires_in * 1000 : 3_600_000;
-        this.#tokenExp = Date.now() + ttl;
+        this.#tokenRenew = Date.now() + ttl - 1000 - Math.min(TOKEN_MARGIN_MS, ttl / 10);
         this.#noteSkew(f.time, authSent, Date.now());
         this.#startLiveness(ws);
         this.#state.set('connected');
@@ -784,7 +788,7 @@ export class DuetClient {
 
   async #bearer() {
     if (this.#closed) throw closedErr();
-    if (this.#token && Date.now() < this.#tokenExp - TOKEN_MARGIN_MS) return this.#token;
+    if (this.#token && Date.now() < this.#tokenRenew) return this.#token;
     if (this.#state.value === 'connected' && this.#ws) {
       // The token is about to expire: reconnecting gets a fresh one.
       const ws = this.#ws;
