@@ -282,7 +282,8 @@ func (m *Module) sendLocked(s *session, a fsm.Action, in input) {
 	callID := a.CallID
 	wait := m.tm.restartWait
 	m.wg.Add(1)
-	if s != nil {
+	waited := s != nil && !s.sendsClosed
+	if waited {
 		s.sends.Add(1)
 	}
 	go func() {
@@ -293,7 +294,7 @@ func (m *Module) sendLocked(s *session, a fsm.Action, in input) {
 		// again in the background, up to the restart wait: the teardown
 		// does not wait for that (PROTOCOL §10.6).
 		err := m.sendOnce(ps, callID, body)
-		if s != nil {
+		if waited {
 			s.sends.Done()
 		}
 		deadline := time.Now().Add(wait)
@@ -343,13 +344,23 @@ func (m *Module) teardownLocked(s *session) {
 
 func (m *Module) teardown(s *session) {
 	defer close(s.done)
+	// A send the machine makes for this call from now on (a busy reject of
+	// an offer reusing its id, say) is not waited for: a WaitGroup must not
+	// be added to while it is waited on.
+	m.mu.Lock()
+	s.sendsClosed = true
+	m.mu.Unlock()
 	s.sends.Wait() // each bounded by sendTimeout
 	final := s.collect()
 	s.close()
 	s.wipeKeys()
 
 	m.mu.Lock()
-	delete(m.sessions, s.id)
+	if m.sessions[s.id] == s {
+		// (A peer's new offer may reuse the id of a call still tearing
+		// down: that new call's session is not this one's to remove.)
+		delete(m.sessions, s.id)
+	}
 	st, reason := s.final, s.finalReason
 	if st == "" { // torn down without an end state (the module closed)
 		st, reason = StateHangup, ReasonUserHangup

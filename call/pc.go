@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/pion/interceptor/pkg/stats"
-	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/call/fsm"
@@ -20,7 +19,7 @@ func (s *session) newPC(ice client.ICEConfig) (*webrtc.PeerConnection, error) {
 	cfg := s.m.rtcConfig(ice)
 	// The call's own view of the network interfaces, re-read before an
 	// ICE restart gathers (a network change made the old ones stale).
-	n, err := stdnet.NewNet()
+	n, err := newCallNet()
 	if err != nil {
 		return nil, fmt.Errorf("%w: network interfaces: %w", ErrMediaSetup, err)
 	}
@@ -363,7 +362,7 @@ func (s *session) refreshICEServers(pc *webrtc.PeerConnection) {
 
 // updateInterfaces has the call's network re-read the machine's interfaces
 // before an ICE restart gathers (pion's stdnet lists them once, when made).
-func updateInterfaces(s *session, n interface{ UpdateInterfaces() error }) {
+func updateInterfaces(s *session, n *callNet) {
 	if n == nil {
 		return
 	}

@@ -157,6 +157,14 @@ func (s *session) onRekey(p wire.RekeyPayload) {
 
 	reply := wire.RekeyPayload{Epoch: int(epoch), EPK: priv.PublicKey().Bytes()}
 	m.mu.Lock()
+	if s.ending {
+		// The teardown may have wiped the keys already: this one would
+		// outlive the call.
+		m.mu.Unlock()
+		clear(send.Key[:])
+		clear(send.BaseIV[:])
+		return
+	}
 	s.lastReply = &reply
 	s.pendingSend = &send
 	s.pendingEpoch.Store(epoch)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor/pkg/stats"
-	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/duetcall/duet/call/fsm"
@@ -31,7 +30,7 @@ type session struct {
 	id       string
 	peer     identity.Alias
 	incoming bool
-	video    bool
+	video    bool // guarded by m.mu: the machine sets it with each state (a renegotiation changes it)
 	log      *slog.Logger
 
 	ctx    context.Context // cancelled when the call ends
@@ -64,6 +63,7 @@ type session struct {
 	timers      map[fsm.Timer]*time.Timer
 	ending      bool // the teardown started
 	closing     bool // teardown is waiting for wg: no new goroutines
+	sendsClosed bool // teardown is waiting for sends: a later send is not waited for
 	answering   bool // the answer is being made
 	recovering  bool // the connection is down and being recovered
 	ps          *peerSig
@@ -78,7 +78,7 @@ type session struct {
 	ephem       *ecdh.PrivateKey
 	peerEPK     []byte
 	pc          *webrtc.PeerConnection
-	net         *stdnet.Net // the interfaces pc gathers on
+	net         *callNet // the interfaces pc gathers on
 	remoteSet   bool
 	holdRemote  bool // callee: the caller's candidates wait until it selects this device (releaseRemote)
 	pendRemote  []webrtc.ICECandidateInit
@@ -543,6 +543,16 @@ func (s *session) installKeys(ephem *ecdh.PrivateKey, peerEPK []byte) error {
 		}
 	}
 	m.mu.Lock()
+	if s.ending {
+		// The teardown may have wiped the keys and closed the sinks
+		// already: these would outlive the call.
+		m.mu.Unlock()
+		enc.Close()
+		dec.Close()
+		closeQuietly(sinks.Audio)
+		closeQuietly(sinks.Video)
+		return fmt.Errorf("%w while the media keys were made", ErrCallEnded)
+	}
 	s.enc, s.dec, s.sinks = enc, dec, sinks
 	m.mu.Unlock()
 	return nil

@@ -2,9 +2,11 @@ package call
 
 import (
 	"net"
+	"sync"
 	"time"
 
 	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 )
 
 // turnDialTimeout bounds the TCP connect to a TURN server (turn: with
@@ -29,4 +31,54 @@ func (n dialTimeoutNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (tran
 		return nil, err
 	}
 	return c.(*net.TCPConn), nil
+}
+
+// callNet is the network a call's ICE agent gathers on: stdnet's, with its
+// interface list re-read before an ICE restart (updateInterfaces).
+// stdnet.Net.UpdateInterfaces replaces the list without a lock, while
+// gathering goroutines of the previous ICE generation may still read it
+// (a TURN allocation that has not answered when a restart begins): the
+// list is read into a new stdnet.Net and swapped in under a lock instead.
+// Dials, listens and lookups are the first stdnet.Net's, which use no list.
+type callNet struct {
+	*stdnet.Net
+
+	mu     sync.RWMutex
+	ifaces *stdnet.Net // the current interface list; never changed, replaced
+}
+
+func newCallNet() (*callNet, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, err
+	}
+	return &callNet{Net: n, ifaces: n}, nil
+}
+
+// UpdateInterfaces re-reads the machine's interfaces.
+func (c *callNet) UpdateInterfaces() error {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.ifaces = n
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *callNet) list() *stdnet.Net {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.ifaces
+}
+
+func (c *callNet) Interfaces() ([]*transport.Interface, error) { return c.list().Interfaces() }
+
+func (c *callNet) InterfaceByIndex(index int) (*transport.Interface, error) {
+	return c.list().InterfaceByIndex(index)
+}
+
+func (c *callNet) InterfaceByName(name string) (*transport.Interface, error) {
+	return c.list().InterfaceByName(name)
 }
