@@ -151,7 +151,15 @@ func (c *wsConn) close() {
 // reader is to stop, the poller calling wake when the socket
 // is readable.
 func (c *wsConn) park() bool {
-	return c.poller != nil && c.poller.park(c)
+	if c.poller != nil && c.poller.park(c) {
+		return true
+	}
+	// The poller cannot take it (epoll refused the socket: the system's
+	// limit of watched descriptors, no memory; or the poller stops): the
+	// reader waits in its reads from now on, instead of finding the socket
+	// empty and trying to park again, round after round.
+	c.parks = false
+	return false
 }
 
 // repark parks the connection again from its wake (see poller.rest).

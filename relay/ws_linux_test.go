@@ -143,3 +143,41 @@ func TestWSReadEndAfterData(t *testing.T) {
 		t.Fatalf("got %q, %v; want the end (EOF)", r.msg, r.err)
 	}
 }
+
+// TestParkRefusedWaitsInReads: a connection the poller cannot take (here a
+// stopped poller; on a live node, epoll refusing the socket) is read with
+// reads that wait from then on. The session's loop (session.serve) used to
+// find the socket empty, fail to park and read again without waiting, a
+// busy loop until the client sent something.
+func TestParkRefusedWaitsInReads(t *testing.T) {
+	client, server := tcpPair(t)
+	p, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+	ws := newWSConn(server, nil, 64<<10, 10*time.Second)
+	ws.poller, ws.parks = p, true
+	if _, _, err := ws.readMessage(); err != errWSIdle {
+		t.Fatalf("first read of an empty socket: %v, want errWSIdle", err)
+	}
+	if ws.park() {
+		t.Fatal("a stopped poller took the connection")
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, m, err := ws.readMessage()
+		if err == nil && string(m) != "late" {
+			err = fmt.Errorf("read %q, want late", m)
+		}
+		got <- err
+	}()
+	// The frame comes later: a reader that does not wait returns first.
+	time.Sleep(50 * time.Millisecond)
+	if _, err := client.Write(clientFrame(true, opText, []byte("late"), [4]byte{1, 2, 3, 4})); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the read after a refused park: %v, want the frame sent later", err)
+	}
+}
