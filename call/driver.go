@@ -59,12 +59,32 @@ func (m *Module) event(e fsm.Event, in input) effects {
 	return fx
 }
 
+// needsSession reports whether an action of kind k works on its call's
+// session (performLocked skips it when there is none).
+func needsSession(k fsm.ActionKind) bool {
+	switch k {
+	case fsm.ActApplyAnswer, fsm.ActAddICE, fsm.ActSelected, fsm.ActRestartICE, fsm.ActApplyRestart,
+		fsm.ActApplyRestartAnswer, fsm.ActStartMedia, fsm.ActRekey, fsm.ActApplyRenegotiation,
+		fsm.ActApplyRenegotiationAnswer:
+		return true
+	}
+	return false
+}
+
 // performLocked performs acts; m.mu is held. Work that calls pion or
 // blocks goes to effects.after (or a goroutine of the session).
 func (m *Module) performLocked(acts []fsm.Action, in input) effects {
 	var fx effects
 	for _, a := range acts {
 		s := m.sessions[a.CallID]
+		if s == nil && needsSession(a.Kind) {
+			// The machine's call has no session here: it cannot happen
+			// while every call's session stays registered until its own
+			// teardown removes it, but a message of a peer must never
+			// make the worker dereference a missing one.
+			m.log.Error("call: an action for a call without a session; skipped", "action", a.Kind, "call_id", a.CallID)
+			continue
+		}
 		switch a.Kind {
 		case fsm.ActDrop:
 			m.drops[a.Reason]++

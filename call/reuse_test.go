@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duetcall/duet/call/fsm"
 	"github.com/duetcall/duet/wire"
 )
 
@@ -77,5 +78,32 @@ func TestOfferReusingEndedCallID(t *testing.T) {
 	}
 	if st := b.waitEnd(5 * time.Second); st.Reason != ReasonUserHangup {
 		t.Errorf("b: %+v, want the second call ended by user_hangup", st)
+	}
+}
+
+// TestActionWithoutSession: an action of the machine for a call that has no
+// session in the driver is skipped, not a nil dereference on the worker
+// (or in the work it leaves for after the lock).
+func TestActionWithoutSession(t *testing.T) {
+	m := New(Options{})
+	defer m.Close()
+	for _, k := range []fsm.ActionKind{fsm.ActApplyAnswer, fsm.ActAddICE, fsm.ActSelected, fsm.ActRestartICE,
+		fsm.ActApplyRestart, fsm.ActApplyRestartAnswer, fsm.ActStartMedia, fsm.ActRekey,
+		fsm.ActApplyRenegotiation, fsm.ActApplyRenegotiationAnswer} {
+		perform := func() (panicked any) {
+			defer func() { panicked = recover() }()
+			m.mu.Lock()
+			fx := func() effects {
+				defer m.mu.Unlock()
+				return m.performLocked([]fsm.Action{{Kind: k, CallID: "no-such-call"}}, input{})
+			}()
+			for _, f := range fx.after {
+				f()
+			}
+			return nil
+		}
+		if p := perform(); p != nil {
+			t.Errorf("%s without a session: panic %v", k, p)
+		}
 	}
 }
