@@ -228,7 +228,8 @@ func run(cfg config) (result, error) {
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
-// spent is the CPU time this process used since it had used since.
+// spent is the CPU time this process has used beyond since (an earlier
+// proccpu.Self reading).
 func spent(since time.Duration) time.Duration {
 	d, _ := proccpu.Self()
 	return d - since
